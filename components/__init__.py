@@ -1,0 +1,1 @@
+"""Streamlit widgets shared by pages; they render what fakevoice.services returns."""

@@ -1,0 +1,182 @@
+"""The files a finished run leaves on disk, and the safe model bundle.
+
+A run folder holds: ``model.pkl`` (fastai export, for fastai users), the safe bundle
+(``model.safetensors`` + ``manifest.json``, what the server loads), ``history.csv``,
+``confusion.json`` / ``confusion.png``, ``roc.json``, ``metrics.json`` and ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+import fakevoice
+from fakevoice import metrics
+
+if TYPE_CHECKING:
+    from fastai.learner import Learner
+
+    from fakevoice.training import EpochRecord, PreparedData
+    from fakevoice.trainspec import TrainSpec
+
+BUNDLE_WEIGHTS = "model.safetensors"
+BUNDLE_MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "fakevoice-model/1"
+HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def model_manifest(
+    spec: TrainSpec, class_names: list[str], feature_spec: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON that lets any face of the workbench rebuild and feed the model without pickle."""
+    import fastai
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "arch": spec.arch,
+        "task": spec.task,
+        "class_names": class_names,
+        "input_kind": spec.input_kind,
+        "feature_spec": feature_spec if spec.input_kind == "image" else None,
+        "normalize": "imagenet" if spec.input_kind == "image" else None,
+        "sample_rate": 16000,
+        "clip_samples": spec.clip_samples,
+        "train_spec": spec.to_dict(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": {
+            "fakevoice": fakevoice.__version__,
+            "torch": torch.__version__,
+            "fastai": fastai.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def save_bundle(model: torch.nn.Module, manifest: dict[str, Any], folder: Path) -> None:
+    """Write ``model.safetensors`` (weights and buffers) and ``manifest.json`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = folder / (BUNDLE_WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": MANIFEST_FORMAT})
+    tmp.replace(folder / BUNDLE_WEIGHTS)
+    _atomic_write_text(folder / BUNDLE_MANIFEST, json.dumps(manifest, indent=2))
+
+
+def write_history_csv(history: list[EpochRecord], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(HISTORY_COLUMNS))
+        writer.writeheader()
+        for record in history:
+            writer.writerow(record.to_dict())
+    tmp.replace(path)
+
+
+def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(3.5, 0.7 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    peak = cm.max() if cm.size else 0
+    for (i, j), value in np.ndenumerate(cm):
+        colour = "white" if peak and value > peak / 2 else "black"
+        ax.text(j, i, str(int(value)), ha="center", va="center", color=colour)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_loss_curve(history: list[EpochRecord], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch + 1 for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [r.train_loss for r in history], marker="o", label="train loss")
+    ax.plot(epochs, [r.valid_loss for r in history], marker="o", label="valid loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_run_artefacts(
+    learn: Learner,
+    spec: TrainSpec,
+    data: PreparedData,
+    history: list[EpochRecord],
+    run_dir: Path,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Evaluate the final model on the validation split and write every artefact of the run.
+
+    Returns:
+        The metrics report (as in ``metrics.json``) and ``{file name: sha256}`` of the artefacts.
+    """
+    probs_t, targets_t = learn.get_preds(dl=learn.dls.valid)
+    probs = probs_t.float().numpy()
+    targets = targets_t.numpy().astype(np.int64)
+    report = metrics.classification_report(targets, probs, data.class_names, bonafide_index=0)
+    report["train_items"] = len(data.train)
+    report["valid_items"] = len(data.valid)
+
+    learn.export(run_dir / "model.pkl")
+    save_bundle(learn.model, model_manifest(spec, data.class_names, data.feature_spec), run_dir)
+    write_history_csv(history, run_dir / "history.csv")
+    cm = np.asarray(report["confusion_matrix"], dtype=np.int64)
+    _atomic_write_text(
+        run_dir / "confusion.json",
+        json.dumps({"class_names": data.class_names, "counts": cm.tolist()}, indent=2),
+    )
+    plot_confusion(cm, data.class_names, run_dir / "confusion.png")
+    _atomic_write_text(run_dir / "roc.json", json.dumps(report.get("roc", {})))
+    _atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
+    plot_loss_curve(history, run_dir / "loss_curve.png")
+
+    names = (
+        "model.pkl",
+        BUNDLE_WEIGHTS,
+        BUNDLE_MANIFEST,
+        "history.csv",
+        "confusion.json",
+        "confusion.png",
+        "roc.json",
+        "metrics.json",
+        "loss_curve.png",
+    )
+    return report, {name: sha256_file(run_dir / name) for name in names}

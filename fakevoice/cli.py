@@ -1,0 +1,199 @@
+"""The ``fakevoice`` command.
+
+Every subcommand exits 0 on success and 2 on a user error, printing one line to stderr and never
+a traceback for a :class:`~fakevoice.errors.FakeVoiceError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fakevoice.errors import FakeVoiceError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+# --- dataset -------------------------------------------------------------------------------------
+
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: dataset/<name>)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the build is deterministic)")
+    p.add_argument(
+        "--generators",
+        default=None,
+        help="comma-separated generator names (default: every one available here)",
+    )
+    p.add_argument(
+        "--noise",
+        default=None,
+        help="comma-separated SNRs in dB, 'clean' for none (default: clean,20,10,0,-10)",
+    )
+    p.add_argument("--workers", type=int, default=0, help="parallel processes (0 = all cores)")
+    p.add_argument("--json", action="store_true", help="print the build report as JSON")
+
+
+def _parse_noise(text: str | None) -> list[float | None] | None:
+    if text is None:
+        return None
+    from fakevoice.datasets.noise import parse_noise_levels
+
+    return parse_noise_levels(text)
+
+
+def _parse_names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _report(args: argparse.Namespace, report: Any) -> int:
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.summary())
+    return 0
+
+
+def _cmd_build_demo(args: argparse.Namespace) -> int:
+    from fakevoice.datasets.builder import build_demo
+    from fakevoice.settings import get_settings
+
+    out = args.out or get_settings().dataset_dir / "demo"
+    report = build_demo(
+        out,
+        size=args.size,
+        seed=args.seed,
+        generators=_parse_names(args.generators),
+        noise_levels=_parse_noise(args.noise),
+        workers=args.workers,
+        progress=not args.json,
+    )
+    return _report(args, report)
+
+
+def _cmd_import_folder(args: argparse.Namespace) -> int:
+    from fakevoice.datasets.builder import import_folder
+    from fakevoice.settings import get_settings
+
+    out = args.out or get_settings().dataset_dir / args.folder.resolve().name
+    report = import_folder(
+        args.folder,
+        out,
+        labelled=args.labelled,
+        seed=args.seed,
+        generators=_parse_names(args.generators),
+        noise_levels=_parse_noise(args.noise),
+        workers=args.workers,
+        progress=not args.json,
+    )
+    return _report(args, report)
+
+
+def _cmd_import_asvspoof(args: argparse.Namespace) -> int:
+    from fakevoice.datasets.builder import import_asvspoof
+    from fakevoice.settings import get_settings
+
+    out = args.out or get_settings().dataset_dir / "asvspoof2019-la"
+    report = import_asvspoof(
+        args.la_dir,
+        out,
+        partitions=_parse_names(args.partitions) or ["train", "dev"],
+        limit=args.limit,
+        seed=args.seed,
+        noise_levels=_parse_noise(args.noise),
+        workers=args.workers,
+        progress=not args.json,
+    )
+    return _report(args, report)
+
+
+def _cmd_dataset_list(args: argparse.Namespace) -> int:
+    from fakevoice.datasets.catalog import list_datasets
+    from fakevoice.settings import get_settings
+
+    rows = [d.to_dict() for d in list_datasets(get_settings().dataset_dir)]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<24} {r['items']:>7} items  {r['path']}")
+    return 0
+
+
+def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ds = sub.add_parser("dataset", help="build and import spectrogram datasets")
+    dsub = ds.add_subparsers(dest="dataset_command", required=True)
+
+    p = dsub.add_parser("build-demo", help="build the demo dataset from installed speech packages")
+    p.add_argument("--size", choices=["small", "default", "large"], default="default")
+    _add_build_options(p)
+    p.set_defaults(handler=_cmd_build_demo)
+
+    p = dsub.add_parser("import-folder", help="DIR/<speaker>/* human clips, or DIR/<class>/*")
+    p.add_argument("folder", type=Path)
+    p.add_argument(
+        "--labelled",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="folders are classes (bonafide, <generator>); default: detect",
+    )
+    _add_build_options(p)
+    p.set_defaults(handler=_cmd_import_folder)
+
+    p = dsub.add_parser("import-asvspoof", help="ASVspoof 2019 LA flac files + protocols")
+    p.add_argument("la_dir", type=Path)
+    p.add_argument("--partitions", default="train,dev", help="comma-separated: train,dev,eval")
+    p.add_argument("--limit", type=int, default=None, help="at most this many trials per partition")
+    _add_build_options(p)
+    p.set_defaults(handler=_cmd_import_asvspoof)
+
+    p = dsub.add_parser("list", help="datasets built under the dataset folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_dataset_list)
+
+
+# --- entry ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fakevoice", description="Fake Voice Workbench")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_dataset_commands(sub)
+    from fakevoice import cli_models, cli_train
+
+    cli_train.add_commands(sub)
+    cli_models.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except FakeVoiceError as exc:
+        print(f"fakevoice: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fakevoice: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

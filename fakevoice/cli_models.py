@@ -1,0 +1,128 @@
+"""``fakevoice predict | evaluate | models | import-aasist``: verdicts and models from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fakevoice.errors import FakeVoiceError
+
+
+def _print(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    actor = services.cli_actor()
+    model = services.find_model(actor, args.model)
+    results: list[dict[str, Any]] = []
+    failures = 0
+    for path in args.files:
+        try:
+            scored = services.score_clip(
+                actor,
+                model.id,
+                Path(path),
+                file_name=Path(path).name,
+                threshold=args.threshold,
+                origin="cli",
+            )
+        except FakeVoiceError as exc:
+            failures += 1
+            results.append({"file": path, "error": str(exc)})
+            if not args.json:
+                print(f"{path}: {exc}", file=sys.stderr)
+            continue
+        verdict = scored.verdict
+        results.append({"file": path, **verdict.to_dict()})
+        if not args.json:
+            label: str = verdict.label
+            if verdict.generator:
+                label += f" (most likely generator: {verdict.generator})"
+            print(f"{path}: {label}  P(human) = {verdict.p_human:.3f}")
+    if args.json:
+        _print({"model": {"id": model.id, "name": model.name}, "results": results})
+    return 2 if failures == len(args.files) else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    actor = services.cli_actor()
+    model = services.find_model(actor, args.model)
+    report = services.evaluate_model(actor, model.id, args.dataset, args.split)
+    if args.json:
+        _print(report)
+        return 0
+    eer = report.get("eer")
+    print(f"model {model.name} on {args.dataset} ({args.split}, {report.get('n')} items)")
+    print(f"  accuracy {report['accuracy']:.4f}  macro F1 {report['macro_f1']:.4f}")
+    print(f"  EER {100 * eer:.2f} %" if eer is not None else "  EER: n/a (one class only)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    models = services.list_models(services.cli_actor())
+    rows: list[dict[str, Any]] = [
+        {
+            "id": m.id,
+            "name": m.name,
+            "arch": m.arch,
+            "public": m.is_public,
+            "classes": m.class_names,
+            "eer": (m.metrics or {}).get("eer"),
+        }
+        for m in models
+    ]
+    if args.json:
+        _print(rows)
+        return 0
+    for r in rows:
+        eer = f"{100 * r['eer']:.2f} %" if isinstance(r["eer"], float) else "-"
+        print(f"{r['id']:>5}  {r['name'][:32]:<32} {r['arch']:<10} EER {eer}")
+    return 0
+
+
+def cmd_import_aasist(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    model = services.import_aasist(services.cli_actor(), args.path, args.name)
+    if args.json:
+        _print({"id": model.id, "name": model.name, "arch": model.arch})
+    else:
+        print(f"model {model.id} '{model.name}' ({model.arch}) imported")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("predict", help="verdict for audio files")
+    p.add_argument("--model", required=True, help="model id or name")
+    p.add_argument("--threshold", type=float, default=0.6)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics of a stored model on a dataset")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", choices=["valid", "all"], default="valid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list your models and public ones")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("import-aasist", help="store an official AASIST / AASIST-L checkpoint")
+    p.add_argument("path", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_import_aasist)

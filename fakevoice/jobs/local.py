@@ -1,0 +1,199 @@
+"""The local job backend: a worker process that runs queued training jobs in child processes.
+
+``fakevoice worker`` (started by ``make run``) runs :class:`LocalWorker`. Each claimed run trains in
+its own spawned child process, so a crash or a kill of one run never takes the worker down, and the
+worker heartbeats for its children. If the worker itself is killed, its children die with it
+(``PR_SET_PDEATHSIG``), their heartbeats stop, and the next worker marks those runs interrupted and
+— unless ``auto_resume`` is off — queues them again to resume from their last completed epoch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+
+from fakevoice import store
+from fakevoice.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def new_worker_id(kind: str = "local") -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _child_main(run_id: int, worker_id: str) -> None:
+    """Entry of the training child process."""
+    _die_with_parent()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from fakevoice.jobs.runner import execute_run
+
+    execute_run(run_id, worker_id)
+
+
+@dataclass
+class _Active:
+    run_id: int
+    process: BaseProcess
+
+
+def resume_interrupted(run_ids: list[int]) -> list[int]:
+    """Queue interrupted runs again, resuming after their last checkpointed epoch.
+
+    This is the worker's automatic resume: the run was counted against its owner's limit when it
+    was submitted, so the per-user limit is not checked again.
+    """
+    from fakevoice.jobs.runner import run_dir_for
+    from fakevoice.training import load_checkpoint_state
+
+    resumed = []
+    for run_id in run_ids:
+        state = load_checkpoint_state(run_dir_for(run_id))
+        next_epoch = state[0] + 1 if state is not None else None
+        with store.session_scope() as session:
+            queued = store.resume_interrupted_run(session, run_id, resume_from_epoch=next_epoch)
+        if queued:
+            resumed.append(run_id)
+            logger.info("run %d queued again to resume at epoch %s", run_id, next_epoch or 0)
+    return resumed
+
+
+class LocalWorker:
+    """Claims queued runs and trains each in a spawned child process, up to ``concurrency`` at once."""
+
+    def __init__(self, concurrency: int | None = None, worker_id: str | None = None) -> None:
+        settings = get_settings()
+        self.concurrency = concurrency or settings.max_concurrent_jobs
+        self.worker_id = worker_id or new_worker_id()
+        self.poll_seconds = settings.worker_poll_seconds
+        self.heartbeat_seconds = settings.heartbeat_seconds
+        self.stale_seconds = settings.stale_seconds
+        self.auto_resume = settings.auto_resume
+        self.active: dict[int, _Active] = {}
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = threading.Event()
+        self._queue_empty = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def recover(self) -> list[int]:
+        """Mark runs whose worker died as interrupted and, with auto-resume, queue them again."""
+        with store.session_scope() as session:
+            orphans = store.mark_orphans_interrupted(session, self.stale_seconds)
+        if orphans and self.auto_resume:
+            resume_interrupted(orphans)
+        return orphans
+
+    def run(self, *, max_seconds: float | None = None, exit_when_idle: bool = False) -> None:
+        """Work until :meth:`stop`, SIGTERM/SIGINT, ``max_seconds``, or (optionally) no work left."""
+        store.init_db()
+        started = time.monotonic()
+        self._install_signal_handlers()
+        logger.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        self.recover()
+        last_beat = 0.0
+        last_recover = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._reap()
+                self._fill()
+                now = time.monotonic()
+                if now - last_beat >= self.heartbeat_seconds:
+                    self._heartbeat()
+                    last_beat = now
+                if now - last_recover >= self.stale_seconds / 2:
+                    self.recover()
+                    last_recover = now
+                if max_seconds is not None and now - started > max_seconds:
+                    break
+                if exit_when_idle and not self.active and self._queue_empty:
+                    break
+                self._stop.wait(self.poll_seconds)
+        finally:
+            self._shutdown()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+
+    def _fill(self) -> None:
+        while len(self.active) < self.concurrency and not self._stop.is_set():
+            with store.session_scope() as session:
+                run = store.claim_next_queued_run(session, self.worker_id)
+            self._queue_empty = run is None
+            if run is None:
+                return
+            process = self._context.Process(
+                target=_child_main, args=(run.id, self.worker_id), name=f"fakevoice-run-{run.id}"
+            )
+            process.start()
+            self.active[run.id] = _Active(run.id, process)
+            logger.info("run %d started in process %s", run.id, process.pid)
+
+    def _heartbeat(self) -> None:
+        with store.session_scope() as session:
+            for run_id in list(self.active):
+                store.heartbeat(session, run_id, self.worker_id)
+
+    def _reap(self) -> None:
+        for run_id, active in list(self.active.items()):
+            if active.process.is_alive():
+                continue
+            active.process.join()
+            code = active.process.exitcode
+            del self.active[run_id]
+            message = (
+                "The training process stopped unexpectedly "
+                f"(exit code {code}); the run's earlier epochs are kept."
+            )
+            with store.session_scope() as session:
+                # Only changes a run the child left "running" (it crashed or was killed).
+                changed = store.set_status(
+                    session, run_id, "failed", worker_id=self.worker_id, error=message
+                )
+            if changed:
+                logger.error("run %d: %s", run_id, message)
+
+    def _shutdown(self) -> None:
+        """Stop children; their runs are marked interrupted so a later worker resumes them."""
+        for run_id, active in list(self.active.items()):
+            if active.process.is_alive():
+                active.process.terminate()
+                active.process.join(timeout=10)
+                if active.process.is_alive():
+                    active.process.kill()
+                    active.process.join()
+            with store.session_scope() as session:
+                store.set_status(
+                    session,
+                    run_id,
+                    "interrupted",
+                    worker_id=self.worker_id,
+                    error="The worker was shut down during this run; it resumes when a worker "
+                    "starts again.",
+                )
+        self.active.clear()
+        logger.info("worker %s stopped", self.worker_id)

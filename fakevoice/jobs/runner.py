@@ -1,0 +1,201 @@
+"""The job function: execute one training run claimed from the store.
+
+Both backends call :func:`execute_run` — the local worker in a child process, Ray as a remote task —
+so a run behaves the same wherever it executes. The function talks to the store only; it writes
+per-batch and per-epoch metrics as it goes, honours the stop flag within one batch, and always
+leaves the run in a final status (or "running" with a heartbeat while it is alive).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from fakevoice import store
+from fakevoice.errors import FakeVoiceError
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, BatchMetric, EpochMetric
+from fakevoice.training import CHECKPOINT_DIR, EpochRecord, TrainResult, train
+from fakevoice.trainspec import TrainSpec
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+STOP_CHECK_SECONDS = 0.2
+
+
+class RunLost(FakeVoiceError):
+    """The run was taken away from this worker (marked interrupted or deleted) while training."""
+
+
+def run_dir_for(run_id: int) -> Path:
+    """Where a run's artefacts live: ``<data dir>/runs/<id>``."""
+    return get_settings().data_dir / "runs" / str(run_id)
+
+
+class StoreSink:
+    """A training sink writing to the store, batching writes so training is not slowed down."""
+
+    def __init__(self, run_id: int, worker_id: str) -> None:
+        self.run_id = run_id
+        self.worker_id = worker_id
+        self._pending: list[BatchMetric] = []
+        self._last_flush = 0.0
+        self._last_stop_check = 0.0
+        self._stop = False
+        self._progress: tuple[float, int] | None = None
+
+    def on_batch(self, epoch: int, batch: int, step: int, loss: float, lr: float) -> None:
+        self._pending.append(
+            BatchMetric(epoch=epoch, batch=batch, step=step, train_loss=loss, lr=lr)
+        )
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        self.flush()
+        with store.session_scope() as session:
+            metric = EpochMetric(
+                epoch=record.epoch,
+                train_loss=record.train_loss,
+                valid_loss=record.valid_loss,
+                accuracy=record.accuracy,
+                macro_f1=record.macro_f1,
+                eer=record.eer,
+                seconds=record.seconds,
+            )
+            store.append_epoch_metrics(session, self.run_id, [metric])
+
+    def on_progress(self, fraction: float, epoch: int) -> None:
+        self._progress = (fraction, epoch)
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._last_stop_check >= STOP_CHECK_SECONDS:
+            self._last_stop_check = now
+            with store.session_scope(readonly=True) as session:
+                self._stop = store.is_stop_requested(session, self.run_id)
+        return self._stop
+
+    def flush(self) -> None:
+        """Write pending batch metrics and progress (which is also a heartbeat)."""
+        self._last_flush = time.monotonic()
+        with store.session_scope() as session:
+            if self._pending:
+                store.append_batch_metrics(session, self.run_id, self._pending)
+                self._pending = []
+            if self._progress is not None:
+                fraction, epoch = self._progress
+                alive = store.record_progress(
+                    session, self.run_id, self.worker_id, progress=fraction, current_epoch=epoch
+                )
+                if not alive:
+                    raise RunLost("This run is no longer held by this worker; training stopped.")
+
+
+def execute_run(run_id: int, worker_id: str) -> str:
+    """Train run ``run_id`` (already claimed as running by ``worker_id``) to a final status.
+
+    Returns:
+        The final status written to the store.
+    """
+    with store.session_scope() as session:
+        run = store.get_run_for_worker(session, run_id)
+    run_dir = run_dir_for(run_id)
+    try:
+        spec = TrainSpec.from_dict(run.spec)
+        with store.session_scope() as session:
+            store.set_run_info(session, run_id, artefact_dir=str(run_dir), total_epochs=spec.epochs)
+        sink = StoreSink(run_id, worker_id)
+
+        def on_notice(text: str) -> None:
+            with store.session_scope() as session:
+                store.set_run_info(session, run_id, notice=text)
+
+        # A run queued with a resume epoch continues from its checkpoint; one queued without
+        # (new, or restarted from scratch) must not pick up an old checkpoint.
+        resume = run.resume_from_epoch is not None
+        if not resume:
+            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        result = train(
+            spec,
+            run_dir,
+            sink,
+            get_settings().dataset_dir,
+            resume=resume,
+            on_notice=on_notice,
+        )
+        sink.flush()
+    except RunLost as exc:
+        logger.warning("run %d: %s", run_id, exc)
+        return "interrupted"
+    except FakeVoiceError as exc:
+        return _finish(run_id, worker_id, "failed", str(exc))
+    except Exception as exc:  # a bug, a full disk, an out-of-memory: the run must still end
+        logger.error("run %d failed:\n%s", run_id, traceback.format_exc())
+        message = f"Training stopped because of an internal error ({type(exc).__name__}: {exc})."
+        return _finish(run_id, worker_id, "failed", message)
+    return _complete(run.owner_id, run.name, run_id, worker_id, run_dir, result)
+
+
+def _complete(
+    owner_id: int, name: str, run_id: int, worker_id: str, run_dir: Path, result: TrainResult
+) -> str:
+    status: Literal["succeeded", "cancelled"] = (
+        "succeeded" if result.status == "succeeded" else "cancelled"
+    )
+    with store.session_scope() as session:
+        if result.files:
+            first = result.history[0].epoch if result.history else 0
+            logger.info("run %d trained epochs %d..%d", run_id, first, result.epochs_done)
+            manifest_meta = _bundle_meta(run_dir)
+            store.add_model(
+                session,
+                Actor(user_id=owner_id),
+                name=_unique_model_name(session, owner_id, name),
+                arch=str(manifest_meta.get("arch")),
+                class_names=result.class_names,
+                sample_rate=int(manifest_meta.get("sample_rate", 16000)),
+                clip_samples=int(manifest_meta.get("clip_samples", 0)),
+                path=str(run_dir),
+                files=result.files,
+                feature_spec=manifest_meta.get("feature_spec"),
+                metrics=result.metrics,
+                run_id=run_id,
+            )
+        error = None if status == "succeeded" else "Stopped on request."
+        store.set_status(session, run_id, status, worker_id=worker_id, error=error)
+    return status
+
+
+def _bundle_meta(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    path = run_dir / "manifest.json"
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def _unique_model_name(session: Session, owner_id: int, name: str) -> str:
+    taken = {
+        m.name
+        for m in store.list_models(session, Actor(user_id=owner_id))
+        if m.owner_id == owner_id
+    }
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"
+
+
+def _finish(run_id: int, worker_id: str, status: Literal["failed"], message: str) -> str:
+    with store.session_scope() as session:
+        store.set_status(session, run_id, status, worker_id=worker_id, error=message)
+    return status

@@ -1,0 +1,265 @@
+"""The architectures a user can train, by name, and the device they run on.
+
+Image models (torchvision CNNs and :class:`~fakevoice.models.specnet.SpecNet`) take
+ImageNet-normalised ``(B, 3, H, W)`` spectrogram images; waveform models (AASIST, AASIST-L) take
+``(B, 64600)`` samples at 16 kHz. Every entry builds a fresh model with the requested number of
+outputs. Nothing is ever downloaded: ImageNet weights are used only when they already sit in the
+torch hub cache (``torch.hub.get_dir()/checkpoints/<torchvision file name>``) or are given as a
+file; otherwise the model starts from scratch and :meth:`ArchSpec.build` says so in its notice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torchvision
+from torch import nn
+
+from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.models.aasist import CLIP_SAMPLES, build_aasist
+from fakevoice.models.checkpoints import read_state_dict
+from fakevoice.models.specnet import SpecNet
+
+logger = logging.getLogger(__name__)
+
+InputKind = Literal["image", "waveform"]
+DevicePreference = Literal["auto", "cpu", "cuda"]
+IMAGE_SIZE = (224, 224)  # (height, width) pixels
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One trainable architecture.
+
+    Attributes:
+        name: registry name, e.g. ``"resnet18"``.
+        input_kind: ``"image"`` (``(B, 3, H, W)``) or ``"waveform"`` (``(B, samples)`` at 16 kHz).
+        description: one line for people choosing a model.
+        input_size: default input, ``(height, width)`` pixels or ``(samples,)``.
+        fastai_vision: whether fastai's ``vision_learner`` applies (torchvision CNNs).
+        head: state-dict prefix of the final classifier layer (replaced for ``n_classes``).
+        factory: ``n_classes -> model`` with random weights.
+        constructor: the torchvision constructor (e.g. ``torchvision.models.resnet18``), for
+            ``vision_learner``; ``None`` for our own models.
+    """
+
+    name: str
+    input_kind: InputKind
+    description: str
+    input_size: tuple[int, ...]
+    fastai_vision: bool
+    head: str
+    factory: Callable[[int], nn.Module] = field(repr=False, compare=False)
+    constructor: Callable[..., nn.Module] | None = None
+
+    def build(
+        self, n_classes: int, pretrained: bool = False, weights_path: str | Path | None = None
+    ) -> tuple[nn.Module, str | None]:
+        """A new model with ``n_classes`` outputs and, where asked and possible, starting weights.
+
+        Args:
+            n_classes: number of output logits (at least 2).
+            pretrained: start from ImageNet weights found offline (torchvision CNNs).
+            weights_path: a weights file to start from (``.pth`` or ``.safetensors``: ImageNet
+                weights of the torchvision model, an official AASIST checkpoint, or a state dict
+                of this architecture); its classifier layer is kept only when it has
+                ``n_classes`` outputs.
+
+        Returns:
+            The model (CPU, train mode) and a notice for the user, or ``None``.
+
+        Raises:
+            InvalidSpecError: ``n_classes`` below 2.
+            ModelFileError: ``weights_path`` cannot be read or does not fit the architecture.
+        """
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+            raise InvalidSpecError(
+                f"n_classes must be a whole number of at least 2; got {n_classes!r}"
+            )
+        model = self.factory(n_classes)
+        if weights_path is not None:
+            load_backbone(model, read_weights_file(weights_path), self.head)
+            return model, None
+        if not pretrained:
+            return model, None
+        cached = cached_imagenet_weights(self.name) if self.constructor is not None else None
+        if cached is None:
+            what = "ImageNet weights" if self.constructor is not None else "Pretrained weights"
+            return model, f"{what} for {self.name} are not available offline; training from scratch"
+        try:
+            load_backbone(model, read_weights_file(cached), self.head)
+        except ModelFileError as exc:
+            logger.warning("ignoring cached ImageNet weights %s: %s", cached, exc)
+            return (
+                self.factory(n_classes),
+                f"The cached ImageNet weights for {self.name} are damaged; training from scratch",
+            )
+        logger.info("%s starts from ImageNet weights %s", self.name, cached)
+        return model, None
+
+
+def _torchvision(name: str, description: str, head: str) -> ArchSpec:
+    constructor: Callable[..., nn.Module] = getattr(torchvision.models, name)
+    return ArchSpec(
+        name=name,
+        input_kind="image",
+        description=description,
+        input_size=IMAGE_SIZE,
+        fastai_vision=True,
+        head=head,
+        constructor=constructor,
+        factory=lambda n: constructor(weights=None, num_classes=n),
+    )
+
+
+ARCHS: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec(
+            name="specnet",
+            input_kind="image",
+            description="Compact 5-block CNN (0.25 M parameters); trains in minutes on a CPU",
+            input_size=IMAGE_SIZE,
+            fastai_vision=False,
+            head="head.",
+            factory=lambda n: SpecNet(n_classes=n),
+        ),
+        _torchvision("resnet18", "ResNet-18 (11.7 M parameters)", "fc."),
+        _torchvision("resnet34", "ResNet-34 (21.8 M parameters)", "fc."),
+        _torchvision("resnet50", "ResNet-50 (25.6 M parameters); best with a GPU", "fc."),
+        _torchvision(
+            "vgg16_bn", "VGG-16 with batch norm (138 M parameters); needs a GPU", "classifier.6."
+        ),
+        _torchvision(
+            "vgg19_bn", "VGG-19 with batch norm (144 M parameters); needs a GPU", "classifier.6."
+        ),
+        _torchvision(
+            "alexnet", "AlexNet (61 M parameters); images of at least 64 x 64", "classifier.6."
+        ),
+        ArchSpec(
+            name="aasist",
+            input_kind="waveform",
+            description="AASIST on raw 16 kHz audio (0.30 M parameters, 9.6 GMAC per 4 s clip)",
+            input_size=(CLIP_SAMPLES,),
+            fastai_vision=False,
+            head="out_layer.",
+            factory=lambda n: build_aasist("aasist", n_classes=n),
+        ),
+        ArchSpec(
+            name="aasist-l",
+            input_kind="waveform",
+            description="AASIST-L, the light AASIST (85 k parameters, 6.6 GMAC per 4 s clip)",
+            input_size=(CLIP_SAMPLES,),
+            fastai_vision=False,
+            head="out_layer.",
+            factory=lambda n: build_aasist("aasist-l", n_classes=n),
+        ),
+    )
+}
+ARCH_NAMES: tuple[str, ...] = tuple(ARCHS)
+
+
+def get_arch(name: str) -> ArchSpec:
+    """The registry entry for ``name``.
+
+    Raises:
+        InvalidSpecError: an unknown name; the message lists the known ones.
+    """
+    try:
+        return ARCHS[name]
+    except (KeyError, TypeError):
+        raise InvalidSpecError(
+            f"arch must be one of {', '.join(ARCH_NAMES)}; got {name!r}"
+        ) from None
+
+
+def list_archs(input_kind: InputKind | None = None) -> list[ArchSpec]:
+    """All entries, or those taking ``input_kind``, in registry order."""
+    return [spec for spec in ARCHS.values() if input_kind in (None, spec.input_kind)]
+
+
+# --- weights -------------------------------------------------------------------------------------
+
+
+def imagenet_weight_files(name: str) -> list[Path]:
+    """Where torchvision would cache ImageNet weights for ``name``, preferred file first."""
+    weights_enum = torchvision.models.get_model_weights(name)
+    members = [weights_enum.DEFAULT, *weights_enum]  # type: ignore[attr-defined]
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    names = dict.fromkeys(str(member.url).rsplit("/", 1)[-1] for member in members)
+    return [folder / file_name for file_name in names]
+
+
+def cached_imagenet_weights(name: str) -> Path | None:
+    """The first cached ImageNet weights file for torchvision model ``name``, if any."""
+    return next((path for path in imagenet_weight_files(name) if path.is_file()), None)
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a PyTorch file (``weights_only=True``).
+
+    Raises:
+        ModelFileError: missing, unreadable or not a dict of tensors.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return read_state_dict(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelFileError(f"The model file '{path.name}' does not exist.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"'{path.name}' is not a readable safetensors file: {exc}") from None
+
+
+def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str) -> None:
+    """Load ``state`` into ``model``; the classifier layer (``head`` prefix) only if it fits.
+
+    Raises:
+        ModelFileError: keys or shapes outside the classifier layer do not match.
+    """
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(key for key in set(state) & set(own) if state[key].shape != own[key].shape)
+    if unexpected or any(not key.startswith(head) for key in mismatched):
+        wrong = (unexpected + [k for k in mismatched if not k.startswith(head)])[:3]
+        raise ModelFileError(
+            f"The weights do not fit this architecture (for example: {', '.join(wrong)})."
+        )
+    kept = {key: value for key, value in state.items() if key not in mismatched}
+    missing = [key for key in own if key not in kept and not key.startswith(head)]
+    if missing:
+        raise ModelFileError(
+            f"The weights file lacks parts of this architecture (for example: {', '.join(missing[:3])})."
+        )
+    model.load_state_dict(kept, strict=False)
+
+
+# --- device --------------------------------------------------------------------------------------
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """The torch device for ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        InvalidSpecError: an unknown preference, or ``"cuda"`` on a machine without a GPU.
+    """
+    if preference not in ("auto", "cpu", "cuda"):
+        raise InvalidSpecError(f"device must be one of auto, cpu, cuda; got {preference!r}")
+    if preference == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if preference == "cuda":
+        raise InvalidSpecError(
+            "A GPU (CUDA) was requested, but this machine has none; use auto or cpu."
+        )
+    return torch.device("cpu")

@@ -1,0 +1,72 @@
+"""The one preprocessing path from audio to model input, shared by training, pages, API and CLI.
+
+Image models see an RGB spectrogram image normalised with ImageNet statistics (the same whether or not
+ImageNet weights were used, so a model's input never depends on how it was initialised). Waveform
+models see raw 16 kHz samples, no normalisation (as the official AASIST).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fakevoice.features import FeatureSpec, render_image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """Turn an RGB image into a normalised model input.
+
+    Args:
+        image: ``(H, W, 3)`` uint8.
+
+    Returns:
+        ``(3, H, W)`` float32 tensor, ImageNet-normalised.
+    """
+    x = image.astype(np.float32) / 255.0
+    x = (x - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def waveform_to_image_tensor(samples: np.ndarray, spec: FeatureSpec) -> torch.Tensor:
+    """Render a waveform as the model's spectrogram image and normalise it: ``(3, H, W)``."""
+    return image_to_tensor(render_image(samples, spec))
+
+
+def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
+    """Tile a short clip (as AASIST's evaluation does) or take its first ``length`` samples."""
+    if samples.size == 0:
+        raise ValueError("cannot fit an empty waveform")
+    if samples.size >= length:
+        return samples[:length]
+    repeats = int(np.ceil(length / samples.size))
+    return np.tile(samples, repeats)[:length]
+
+
+def window_starts(n_samples: int, window: int) -> list[int]:
+    """Start indices of model-length windows every half window, the last aligned to the end.
+
+    A clip no longer than one window gives a single window at 0 (it is tiled by :func:`windows`).
+    """
+    if n_samples <= window:
+        return [0]
+    hop = max(1, window // 2)
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def windows(samples: np.ndarray, window: int) -> tuple[np.ndarray, list[int]]:
+    """Cut a clip into model-length windows.
+
+    Returns:
+        ``(n_windows, window)`` float32 array and the window start indices (samples).
+    """
+    starts = window_starts(samples.size, window)
+    if len(starts) == 1 and samples.size <= window:
+        return fit_length(samples, window)[None, :].astype(np.float32), starts
+    stacked = np.stack([samples[s : s + window] for s in starts])
+    return stacked.astype(np.float32), starts

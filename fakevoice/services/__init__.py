@@ -1,0 +1,96 @@
+"""Use-cases shared by the pages, the API and the CLI (this package never imports streamlit).
+
+* :mod:`~fakevoice.services.datasets`: built datasets, their counts, side-by-side comparisons;
+* :mod:`~fakevoice.services.runs`: submit, follow, stop and resume training runs;
+* :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import, evaluation;
+* :mod:`~fakevoice.services.users`: who is acting.
+
+Everything is re-exported here, so callers write ``services.submit_run(...)``.
+"""
+
+from __future__ import annotations
+
+from fakevoice.services.datasets import (
+    ATTRIBUTION_NAME,
+    BUILD_HINT,
+    Comparison,
+    DatasetOverview,
+    Panel,
+    compare_utterance,
+    dataset_names,
+    dataset_overview,
+    dataset_path,
+    list_datasets,
+    noise_label,
+    noise_sort_key,
+    ordered_classes,
+    sample_items,
+    utterances,
+)
+from fakevoice.services.runs import (
+    RunProgress,
+    check_spec,
+    delete_run,
+    find_run,
+    get_run,
+    list_runs,
+    resume_run,
+    run_progress,
+    selection_counts,
+    stop_run,
+    submit_run,
+    wait_for_run,
+)
+from fakevoice.services.users import cli_actor, ensure_database
+from fakevoice.services.verdicts import (
+    ScoredClip,
+    detector_for,
+    evaluate_model,
+    find_model,
+    get_model,
+    import_aasist,
+    list_analyses,
+    list_models,
+    score_clip,
+)
+
+__all__ = [
+    "ATTRIBUTION_NAME",
+    "BUILD_HINT",
+    "Comparison",
+    "DatasetOverview",
+    "Panel",
+    "RunProgress",
+    "ScoredClip",
+    "check_spec",
+    "cli_actor",
+    "compare_utterance",
+    "dataset_names",
+    "dataset_overview",
+    "dataset_path",
+    "delete_run",
+    "detector_for",
+    "ensure_database",
+    "evaluate_model",
+    "find_model",
+    "find_run",
+    "get_model",
+    "get_run",
+    "import_aasist",
+    "list_analyses",
+    "list_datasets",
+    "list_models",
+    "list_runs",
+    "noise_label",
+    "noise_sort_key",
+    "ordered_classes",
+    "resume_run",
+    "run_progress",
+    "sample_items",
+    "score_clip",
+    "selection_counts",
+    "stop_run",
+    "submit_run",
+    "utterances",
+    "wait_for_run",
+]

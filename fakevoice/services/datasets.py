@@ -1,0 +1,369 @@
+"""Use-cases shared by the pages, the API and the CLI (this module never imports streamlit).
+
+Datasets part: which datasets are built, what is in one (counts per noise level, speaker and
+class), and side-by-side comparisons of one utterance as the human said it and as each spoof
+generator made it. Dataset names are checked against the folders that really exist under
+``get_settings().dataset_dir``; any other name (``'../x'`` included) raises
+:class:`~fakevoice.errors.NotFoundError`, so a name never becomes a path by itself.
+
+Settings are read on every call, never at import time, so a process (or a test) that changes
+``FAKEVOICE_DATASET_DIR`` and clears the settings cache sees the new folder at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from fakevoice.audio import encode_audio
+from fakevoice.datasets.catalog import DatasetSummary
+from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
+from fakevoice.datasets.manifest import (
+    BONAFIDE,
+    CLIP_SAMPLE_RATE,
+    load_item_waveform,
+    read_manifest,
+)
+from fakevoice.datasets.noise import parse_noise_name
+from fakevoice.errors import DatasetError, FakeVoiceError, NotFoundError
+from fakevoice.settings import get_settings
+
+ATTRIBUTION_NAME = "ATTRIBUTION"  # licence notices the builder writes beside the manifest
+MAX_ATTRIBUTION_BYTES = 256 * 1024
+BUILD_HINT = "Build the demo dataset with `fakevoice dataset build-demo` (or `make run`)."
+
+
+@dataclass(frozen=True)
+class DatasetOverview:
+    """What one built dataset holds.
+
+    Attributes:
+        name: Dataset folder name.
+        items: Manifest rows (one image per row).
+        clips: Distinct wav clips (an utterance per class; noise levels share a clip).
+        speakers: Distinct speakers.
+        classes: Class names, ``"bonafide"`` first, then generators alphabetically.
+        noise_levels: Noise names (``"snr_inf"``, ``"snr_20db"``...), clean first, then by
+            falling SNR.
+        audio_hours: Total duration of the distinct clips, in hours.
+        by_noise: Index ``noise`` (in ``noise_levels`` order); columns ``items``, ``clips``.
+        by_speaker: Index ``speaker`` (sorted); columns ``items``, ``clips``.
+        by_class: Index ``class`` (in ``classes`` order); columns ``items``, ``clips``.
+        feature_spec: The feature spec dict the images were rendered with.
+        info: The catalog summary of the dataset (``dataset.json`` contents and more).
+        attribution: Text of the dataset's ATTRIBUTION file, or ``None`` when it has none.
+    """
+
+    name: str
+    items: int
+    clips: int
+    speakers: int
+    classes: list[str]
+    noise_levels: list[str]
+    audio_hours: float
+    by_noise: pd.DataFrame
+    by_speaker: pd.DataFrame
+    by_class: pd.DataFrame
+    feature_spec: dict[str, Any]
+    info: dict[str, Any]
+    attribution: str | None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One class's version of an utterance at one noise level.
+
+    Attributes:
+        label: ``"bonafide"`` or the generator name.
+        item: Manifest item id.
+        image_png: The spectrogram image file, PNG bytes.
+        audio_wav: The waveform the image was made from (clip plus the item's noise), 16 kHz
+            PCM16 WAV bytes.
+        duration: Clip length in seconds.
+    """
+
+    label: str
+    item: str
+    image_png: bytes = field(repr=False)
+    audio_wav: bytes = field(repr=False)
+    duration: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An utterance as the human said it and as each generator made it, at one noise level.
+
+    ``panels`` holds the bonafide panel first (when the dataset has one for this utterance),
+    then one per generator, alphabetically.
+    """
+
+    dataset: str
+    utterance: str
+    speaker: str
+    language: str
+    noise: str
+    panels: list[Panel]
+
+
+# --- listing and name checks ---------------------------------------------------------------------
+
+
+def list_datasets() -> list[DatasetSummary]:
+    """The built datasets under the configured dataset folder, sorted by name.
+
+    Returns:
+        One summary per folder that holds a ``manifest.csv``; empty when the folder is missing.
+    """
+    return catalog_list_datasets(get_settings().dataset_dir)
+
+
+def dataset_names() -> list[str]:
+    """Names of the built datasets, sorted."""
+    return [summary.name for summary in list_datasets()]
+
+
+def _find(name: str) -> DatasetSummary:
+    """The summary of the dataset called ``name``; NotFoundError for any other string."""
+    for summary in list_datasets():
+        if summary.name == name:
+            return summary
+    raise NotFoundError(
+        f"There is no dataset named {name!r} in {get_settings().dataset_dir}. {BUILD_HINT}"
+    )
+
+
+def dataset_path(name: str) -> Path:
+    """The folder of the dataset called ``name`` (only names of existing datasets are accepted).
+
+    Raises:
+        NotFoundError: ``name`` is not one of :func:`dataset_names` (e.g. ``'../x'``).
+    """
+    return _find(name).path
+
+
+# --- manifest ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _cached_manifest(folder: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    # mtime and size are in the key so a rebuilt dataset is read again.
+    return read_manifest(Path(folder))
+
+
+def _manifest(folder: Path) -> pd.DataFrame:
+    """The dataset's manifest (a copy: callers may change it freely)."""
+    try:
+        stat = (folder / "manifest.csv").stat()
+    except OSError as exc:
+        raise DatasetError(f"The dataset in {folder} has no readable manifest.csv.") from exc
+    return _cached_manifest(str(folder), stat.st_mtime_ns, stat.st_size).copy()
+
+
+def noise_sort_key(noise: str) -> tuple[int, float, str]:
+    """Order noise names clean first, then by falling SNR; unknown names last, alphabetically."""
+    try:
+        level = parse_noise_name(noise)
+    except FakeVoiceError:
+        return (2, 0.0, noise)
+    if level is None:
+        return (0, 0.0, noise)
+    return (1, -float(level), noise)
+
+
+def noise_label(noise: str) -> str:
+    """A person's name for a noise level: ``"snr_inf"`` -> ``"clean"``, ``"snr_20db"`` -> ``"20 dB SNR"``.
+
+    Unknown names are returned as they are.
+    """
+    try:
+        level = parse_noise_name(noise)
+    except FakeVoiceError:
+        return noise
+    return "clean" if level is None else f"{level:g} dB SNR"
+
+
+def ordered_classes(classes: list[str] | set[str]) -> list[str]:
+    """``"bonafide"`` first, then the generator classes alphabetically."""
+    return sorted(set(classes), key=lambda c: (c != BONAFIDE, c))
+
+
+def _counts(frame: pd.DataFrame, column: str, order: list[str]) -> pd.DataFrame:
+    """Items and distinct clips per value of ``column``, in ``order``."""
+    grouped = frame.groupby(column, sort=False)
+    counts = pd.DataFrame({"items": grouped.size(), "clips": grouped["clip_path"].nunique()})
+    counts = counts.reindex(order).fillna(0).astype(int)
+    counts.index.name = column
+    return counts
+
+
+def _read_attribution(folder: Path) -> str | None:
+    path = folder / ATTRIBUTION_NAME
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        return handle.read(MAX_ATTRIBUTION_BYTES).decode("utf-8", errors="replace")
+
+
+def dataset_overview(name: str) -> DatasetOverview:
+    """Counts and metadata of one dataset, for the header metrics and the count tables.
+
+    Args:
+        name: A dataset name from :func:`dataset_names`.
+
+    Raises:
+        NotFoundError: No dataset has that name.
+        DatasetError: Its manifest is missing or corrupt.
+    """
+    summary = _find(name)
+    frame = _manifest(summary.path)
+    noise_levels = sorted(frame["noise"].unique(), key=noise_sort_key)
+    classes = ordered_classes(set(frame["class"].unique()))
+    speakers = sorted(frame["speaker"].unique())
+    unique_clips = frame.drop_duplicates("clip_path")
+    seconds = float(pd.to_numeric(unique_clips["duration"], errors="coerce").fillna(0.0).sum())
+    return DatasetOverview(
+        name=summary.name,
+        items=len(frame),
+        clips=len(unique_clips),
+        speakers=len(speakers),
+        classes=classes,
+        noise_levels=noise_levels,
+        audio_hours=seconds / 3600.0,
+        by_noise=_counts(frame, "noise", noise_levels),
+        by_speaker=_counts(frame, "speaker", speakers),
+        by_class=_counts(frame, "class", classes),
+        feature_spec=dict(summary.feature_spec or {}),
+        info=summary.to_dict(),
+        attribution=_read_attribution(summary.path),
+    )
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+
+def _pick_noise(frame: pd.DataFrame, noise: str | None) -> str:
+    levels = sorted(frame["noise"].unique(), key=noise_sort_key)
+    if not levels:
+        raise DatasetError("This dataset's manifest has no items.")
+    if noise is None:
+        return str(levels[0])
+    if noise not in levels:
+        raise NotFoundError(
+            f"This dataset has no noise level {noise!r}; it has {', '.join(levels)}."
+        )
+    return noise
+
+
+def utterances(name: str, noise: str | None = None) -> list[str]:
+    """Utterance ids that have a bonafide item at ``noise`` (default: the cleanest level), sorted.
+
+    Raises:
+        NotFoundError: Unknown dataset or noise level.
+    """
+    frame = _manifest(dataset_path(name))
+    level = _pick_noise(frame, noise)
+    rows = frame[(frame["noise"] == level) & (frame["class"] == BONAFIDE)]
+    return sorted(rows["utterance"].unique())
+
+
+def _read_bytes(folder: Path, relative: str, what: str) -> bytes:
+    path = folder / relative
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(
+            f"The {what} {relative} of this dataset is missing or unreadable; rebuild the dataset."
+        ) from exc
+
+
+def _panel(folder: Path, row: Mapping[str, Any]) -> Panel:
+    waveform = load_item_waveform(folder, row)
+    duration = float(row["duration"])  # read_manifest parses it as a number
+    return Panel(
+        label=str(row["class"]),
+        item=str(row["item"]),
+        image_png=_read_bytes(folder, str(row["image_path"]), "image"),
+        audio_wav=encode_audio(waveform, CLIP_SAMPLE_RATE, "wav"),
+        duration=0.0 if math.isnan(duration) else duration,
+    )
+
+
+def _comparison(
+    name: str, folder: Path, frame: pd.DataFrame, utterance: str, noise: str
+) -> Comparison:
+    rows = frame[(frame["utterance"] == utterance) & (frame["noise"] == noise)]
+    if rows.empty:
+        raise NotFoundError(f"This dataset has no utterance {utterance!r} at noise level {noise}.")
+    records = cast(list[dict[str, Any]], rows.to_dict("records"))
+    by_class = {str(row["class"]): row for row in records}
+    first = by_class.get(BONAFIDE, records[0])
+    panels = [_panel(folder, by_class[label]) for label in ordered_classes(set(by_class))]
+    return Comparison(
+        dataset=name,
+        utterance=utterance,
+        speaker=str(first["speaker"]),
+        language=str(first["language"]),
+        noise=noise,
+        panels=panels,
+    )
+
+
+def compare_utterance(name: str, utterance: str, noise: str | None = None) -> Comparison:
+    """One utterance at one noise level: the bonafide panel and each generator's.
+
+    Args:
+        name: Dataset name.
+        utterance: Utterance id (see :func:`utterances`).
+        noise: Noise name such as ``"snr_20db"``; default the cleanest level.
+
+    Raises:
+        NotFoundError: Unknown dataset, utterance or noise level.
+        DatasetError: A file the manifest names is missing.
+    """
+    folder = dataset_path(name)
+    frame = _manifest(folder)
+    level = _pick_noise(frame, noise)
+    return _comparison(name, folder, frame, utterance, level)
+
+
+def sample_items(
+    name: str, n: int = 1, seed: int = 0, *, noise: str | None = None
+) -> list[Comparison]:
+    """``n`` random utterances, each compared side by side (bonafide vs every generator).
+
+    Utterances are drawn, without replacement and reproducibly for a given ``seed``, from those
+    with a bonafide item and the most classes at that noise level, so a comparison shows every
+    generator whenever the dataset allows it.
+
+    Args:
+        name: Dataset name.
+        n: How many utterances (fewer when the dataset has fewer).
+        seed: Random seed of the draw.
+        noise: Noise name; default the cleanest level.
+
+    Returns:
+        Up to ``n`` comparisons, in draw order.
+    """
+    if n < 1:
+        return []
+    folder = dataset_path(name)
+    frame = _manifest(folder)
+    level = _pick_noise(frame, noise)
+    at_level = frame[frame["noise"] == level]
+    has_bonafide = set(at_level.loc[at_level["class"] == BONAFIDE, "utterance"])
+    class_counts = (
+        at_level[at_level["utterance"].isin(has_bonafide)].groupby("utterance")["class"].nunique()
+    )
+    if class_counts.empty:
+        class_counts = at_level.groupby("utterance")["class"].nunique()
+    best = sorted(class_counts[class_counts == class_counts.max()].index)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(best), size=min(n, len(best)), replace=False)
+    return [_comparison(name, folder, frame, best[int(i)], level) for i in chosen]

@@ -1,0 +1,195 @@
+"""Training runs as the pages, the API and the CLI use them: submit, follow, stop, resume.
+
+A run is validated here before it is queued (the dataset exists, the selection is not empty, the
+epochs are within the server's limit), so a worker only ever receives a spec that can start.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fakevoice import store
+from fakevoice.datasets.manifest import read_manifest
+from fakevoice.errors import DatasetError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.services.datasets import dataset_path
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
+from fakevoice.training import load_checkpoint_state, select_items
+from fakevoice.trainspec import TrainSpec
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A run with the metrics a live panel draws.
+
+    Attributes:
+        run: The run record (status, progress, epoch, error...).
+        batches: Per-batch training losses after the step the caller already has.
+        epochs: Every finished epoch's figures.
+    """
+
+    run: RunRecord
+    batches: list[BatchMetric]
+    epochs: list[EpochMetric]
+
+
+def selection_counts(
+    dataset: str,
+    noise_levels: tuple[str, ...] | None = None,
+    speakers: tuple[str, ...] | None = None,
+    classes: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """How many spectrograms a selection holds, per speaker (rows) and noise level (columns).
+
+    Raises:
+        NotFoundError: Unknown dataset.
+        InvalidSpecError: A chosen value does not exist in the dataset.
+        DatasetError: The selection is empty.
+    """
+    spec = TrainSpec(
+        dataset=dataset,
+        noise_levels=noise_levels or None,
+        speakers=speakers or None,
+        classes=classes or None,
+    )
+    frame = select_items(read_manifest(dataset_path(dataset)), spec)
+    table = pd.crosstab(frame["speaker"], frame["noise"])
+    table.index.name = "speaker"
+    table.columns.name = "noise"
+    return table
+
+
+def check_spec(spec: TrainSpec) -> None:
+    """Refuse a spec the server will not run, with the reason in words.
+
+    Raises:
+        LimitExceededError: More epochs than ``settings.max_epochs``.
+        NotFoundError / InvalidSpecError / DatasetError: Unknown dataset or an empty selection.
+    """
+    limit = get_settings().max_epochs
+    if spec.epochs > limit:
+        raise LimitExceededError(
+            f"This server trains at most {limit} epochs per run; you asked for {spec.epochs}."
+        )
+    frame = select_items(read_manifest(dataset_path(spec.dataset)), spec)
+    classes = set(frame["class"].astype(str))
+    if "bonafide" not in classes or len(classes) < 2:
+        raise DatasetError(
+            "The selection needs human (bonafide) items and at least one generator's items; "
+            f"it has only: {', '.join(sorted(classes))}."
+        )
+
+
+def submit_run(actor: Actor, name: str, spec: TrainSpec) -> RunRecord:
+    """Validate ``spec`` and queue it as a run of ``actor``'s; a worker picks it up.
+
+    Raises:
+        ConflictError: The actor already has a run with this name.
+        LimitExceededError: Too many epochs, or too many runs queued or running.
+        NotFoundError / InvalidSpecError / DatasetError: The spec cannot run on this server.
+    """
+    check_spec(spec)
+    with store.session_scope() as session:
+        return store.create_run(
+            session, actor, name, spec.to_dict(), backend=get_settings().job_backend
+        )
+
+
+def get_run(actor: Actor, run_id: int) -> RunRecord:
+    """One run the actor may see (NotFoundError otherwise)."""
+    with store.session_scope(readonly=True) as session:
+        return store.get_run(session, actor, run_id)
+
+
+def find_run(actor: Actor, key: str | int) -> RunRecord:
+    """A run by id or by name (the actor's own runs first).
+
+    Raises:
+        NotFoundError: No visible run has that id or name.
+    """
+    text = str(key).strip()
+    runs = list_runs(actor)
+    for run in runs:
+        if run.name == text and run.owner_id == actor.user_id:
+            return run
+    if text.isdigit():
+        return get_run(actor, int(text))
+    for run in runs:
+        if run.name == text:
+            return run
+    raise NotFoundError(f"You have no run called {text!r}; `fakevoice runs` lists yours.")
+
+
+def list_runs(actor: Actor, *, all_users: bool = False) -> list[RunRecord]:
+    """The actor's runs, newest first (administrators may ask for everyone's)."""
+    with store.session_scope(readonly=True) as session:
+        return store.list_runs(session, actor, all_users=all_users)
+
+
+def stop_run(actor: Actor, run_id: int) -> RunRecord:
+    """Ask a queued or running run to stop (it stops within one batch, keeping its best model).
+
+    A run that has already ended is returned as it is.
+    """
+    with store.session_scope() as session:
+        run = store.get_run(session, actor, run_id)
+        if not run.is_active:
+            return run
+        return store.request_stop(session, actor, run_id)
+
+
+def resume_run(actor: Actor, run_id: int) -> RunRecord:
+    """Queue a stopped, failed or interrupted run again, from its last checkpoint when it has one.
+
+    Raises:
+        ConflictError: The run is still active or has succeeded.
+        LimitExceededError: The actor has too many runs queued or running.
+    """
+    from fakevoice.jobs.runner import run_dir_for
+
+    get_run(actor, run_id)  # visibility first: never look at another user's folder
+    state = load_checkpoint_state(run_dir_for(run_id))
+    next_epoch = state[0] + 1 if state is not None else None
+    with store.session_scope() as session:
+        return store.requeue_run(session, actor, run_id, resume_from_epoch=next_epoch)
+
+
+def delete_run(actor: Actor, run_id: int) -> RunRecord:
+    """Delete a run that is not active, its metrics and its files (models made from it stay)."""
+    import shutil
+
+    from fakevoice.jobs.runner import run_dir_for
+
+    with store.session_scope() as session:
+        run = store.get_run(session, actor, run_id)
+        if run.is_active:
+            raise InvalidSpecError(f"Run {run.name!r} is {run.status}; stop it before deleting it.")
+        models = [m for m in store.list_models(session, actor) if m.run_id == run_id]
+        deleted = store.delete_run(session, actor, run_id)
+    if not models:
+        shutil.rmtree(run_dir_for(run_id), ignore_errors=True)
+    return deleted
+
+
+def run_progress(actor: Actor, run_id: int, *, after_step: int = -1) -> RunProgress:
+    """The run with its per-batch losses after ``after_step`` and every epoch's figures."""
+    with store.session_scope(readonly=True) as session:
+        run = store.get_run(session, actor, run_id)
+        batches = store.list_batch_metrics(session, actor, run_id, after_step=after_step)
+        epochs = store.list_epoch_metrics(session, actor, run_id)
+    return RunProgress(run=run, batches=batches, epochs=epochs)
+
+
+def wait_for_run(
+    actor: Actor, run_id: int, *, timeout: float = 3600.0, poll: float = 0.5
+) -> RunRecord:
+    """Block until the run is no longer queued or running, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = get_run(actor, run_id)
+        if not run.is_active or time.monotonic() > deadline:
+            return run
+        time.sleep(poll)

@@ -1,0 +1,279 @@
+"""Stored models and verdicts: list and find models, score a clip, import AASIST, evaluate.
+
+Every verdict asked through a page, the API or the CLI goes through :func:`score_clip`, which
+decodes the audio (never trusting the file name), runs the model's own preprocessing through a
+cached :class:`~fakevoice.inference.Detector`, and logs the verdict in the actor's history.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from fakevoice import store
+from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, MANIFEST_FORMAT, sha256_file
+from fakevoice.audio import AudioInfo, load_audio
+from fakevoice.errors import DatasetError, InvalidSpecError, ModelFileError, NotFoundError
+from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS, Detector, Verdict
+from fakevoice.services.datasets import dataset_path
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, AnalysisRecord, AnalysisSource, ModelRecord
+
+MAX_EVALUATE_ITEMS = 5000
+
+
+@dataclass(frozen=True)
+class ScoredClip:
+    """A verdict with what was decoded and the history entry it made.
+
+    Attributes:
+        verdict: The detector's answer.
+        info: The decoded file's metadata (original rate, channels, duration, codec).
+        analysis: The row logged in the actor's verdict history.
+        model: The model that scored it.
+    """
+
+    verdict: Verdict
+    info: AudioInfo
+    analysis: AnalysisRecord
+    model: ModelRecord
+
+
+def get_model(actor: Actor, model_id: int) -> ModelRecord:
+    """A model the actor owns, or a public one (NotFoundError otherwise)."""
+    with store.session_scope(readonly=True) as session:
+        return store.get_model(session, actor, model_id)
+
+
+def list_models(actor: Actor) -> list[ModelRecord]:
+    """The actor's models and the public ones."""
+    with store.session_scope(readonly=True) as session:
+        return store.list_models(session, actor)
+
+
+def find_model(actor: Actor, key: str | int) -> ModelRecord:
+    """A model by id or by name (the actor's own first, then public ones).
+
+    Raises:
+        NotFoundError: No visible model has that id or name.
+    """
+    text = str(key).strip()
+    models = list_models(actor)
+    for preferred in (True, False):
+        for model in models:
+            if model.name == text and (model.owner_id == actor.user_id) == preferred:
+                return model
+    if text.isdigit():
+        return get_model(actor, int(text))
+    raise NotFoundError(
+        f"There is no model called {text!r} that you may use; `fakevoice models` lists them."
+    )
+
+
+def detector_for(model: ModelRecord) -> Detector:
+    """The loaded detector of a stored model (cached; the files are checked against the store).
+
+    Raises:
+        ModelFileError: The model's files are missing or were changed since they were stored.
+    """
+    folder = Path(model.path)
+    weights_hash = model.files.get(BUNDLE_WEIGHTS)
+    if weights_hash is None:
+        raise ModelFileError(f"Model {model.name!r} has no safe bundle to load.")
+    key = f"{weights_hash}:{model.files.get(BUNDLE_MANIFEST, '')}"
+    return DETECTORS.get(folder, key, verify=lambda: _verify_files(model))
+
+
+def _verify_files(model: ModelRecord) -> None:
+    folder = Path(model.path)
+    for name in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST):
+        path = folder / name
+        if not path.is_file():
+            raise ModelFileError(f"The file {name} of model {model.name!r} is missing.")
+        expected = model.files.get(name)
+        if expected and sha256_file(path) != expected:
+            raise ModelFileError(
+                f"The file {name} of model {model.name!r} changed since it was stored; "
+                "it will not be loaded."
+            )
+
+
+def score_clip(
+    actor: Actor,
+    model_id: int,
+    source: Path | bytes,
+    *,
+    file_name: str,
+    threshold: float = DEFAULT_THRESHOLD,
+    origin: AnalysisSource = "page",
+) -> ScoredClip:
+    """Decode a clip, score it with a model the actor may use, and log the verdict.
+
+    Args:
+        source: The audio as a server-side path or the uploaded bytes.
+        file_name: The client's name for it, kept for display only.
+        threshold: Confidence below which the verdict is "inconclusive" (0.5 to 1).
+        origin: Which face asked ("page", "api" or "cli").
+
+    Raises:
+        AudioError and its kin: The audio cannot be used (the message says why).
+        NotFoundError: The model is not visible to the actor.
+        InvalidSpecError: The threshold is out of range.
+    """
+    if not 0.5 <= threshold <= 1.0:
+        raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
+    model = get_model(actor, model_id)
+    detector = detector_for(model)
+    audio = load_audio(source, detector.sample_rate)
+    verdict = detector.predict(audio, threshold)
+    with store.session_scope() as session:
+        analysis = store.add_analysis(
+            session,
+            actor,
+            model_id=model.id,
+            file_name=file_name,
+            duration=audio.info.duration,
+            sample_rate=audio.info.sample_rate,
+            verdict=verdict.label,
+            probabilities=verdict.probabilities,
+            threshold=threshold,
+            source=origin,
+        )
+    return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
+
+
+def list_analyses(actor: Actor, *, limit: int = 50, offset: int = 0) -> list[AnalysisRecord]:
+    """The actor's verdict history, newest first."""
+    with store.session_scope(readonly=True) as session:
+        return store.list_analyses(session, actor, limit=limit, offset=offset)
+
+
+def models_dir() -> Path:
+    """Where imported models are kept: ``<data dir>/models``."""
+    return get_settings().data_dir / "models"
+
+
+def import_aasist(actor: Actor, source: str | Path | bytes, name: str) -> ModelRecord:
+    """Store an official AASIST / AASIST-L checkpoint as a model of the actor's.
+
+    The checkpoint is read without unpickling arbitrary objects (tensors only), loaded strictly
+    into our implementation, and saved as a safe bundle; the original file is not kept.
+
+    Raises:
+        ModelFileError: The file is not an AASIST or AASIST-L checkpoint.
+        ConflictError: The actor already has a model with this name.
+    """
+    from fakevoice.artefacts import save_bundle
+    from fakevoice.models.checkpoints import load_official_aasist
+
+    if isinstance(source, str):
+        source = Path(source)
+    if isinstance(source, Path) and not source.is_file():
+        raise NotFoundError(f"There is no file at {source}.")
+    variant, model = load_official_aasist(source)
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "arch": variant,
+        "task": "binary",
+        # The official models output (spoof, bonafide): index 1 is bona fide.
+        "class_names": ["spoof", "bonafide"],
+        "bonafide_index": 1,
+        "input_kind": "waveform",
+        "feature_spec": None,
+        "normalize": None,
+        "sample_rate": 16000,
+        "clip_samples": 64600,
+        "source": "official AASIST checkpoint (ASVspoof 2019 LA)",
+    }
+    folder = models_dir() / uuid.uuid4().hex
+    save_bundle(model, manifest, folder)
+    files = {n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)}
+    try:
+        with store.session_scope() as session:
+            return store.add_model(
+                session,
+                actor,
+                name=name,
+                arch=variant,
+                class_names=manifest["class_names"],
+                sample_rate=16000,
+                clip_samples=64600,
+                path=str(folder),
+                files=files,
+                metrics={"source": manifest["source"]},
+            )
+    except Exception:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def evaluate_model(
+    actor: Actor, model_id: int, dataset: str, split: str = "valid"
+) -> dict[str, Any]:
+    """Score every item of a dataset (or of the model's validation split) and report metrics.
+
+    Args:
+        split: ``"valid"`` uses the validation split the model was trained with when it was
+            trained on this dataset (the whole dataset otherwise); ``"all"`` uses every item.
+
+    Returns:
+        :func:`fakevoice.metrics.classification_report` of the predictions plus ``dataset``,
+        ``split`` (what was really used) and ``model``.
+
+    Raises:
+        NotFoundError: Unknown model or dataset.
+        DatasetError: The dataset has no item the model can be judged on.
+    """
+    from fakevoice.datasets.manifest import load_item_waveform, read_manifest
+    from fakevoice.metrics import classification_report
+    from fakevoice.training import prepare_data
+    from fakevoice.trainspec import TrainSpec
+
+    if split not in {"valid", "all"}:
+        raise InvalidSpecError(f"split must be 'valid' or 'all'; got {split!r}")
+    model = get_model(actor, model_id)
+    detector = detector_for(model)
+    folder = dataset_path(dataset)
+    frame = read_manifest(folder)
+    used = "all"
+    trained = detector.manifest.get("train_spec")
+    if split == "valid" and isinstance(trained, dict) and trained.get("dataset") == dataset:
+        frame = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir).valid
+        used = "valid"
+    if len(frame) > MAX_EVALUATE_ITEMS:
+        frame = frame.sample(n=MAX_EVALUATE_ITEMS, random_state=0)
+    names = detector.class_names
+    bonafide = names[detector.bonafide_index]
+    binary = len(names) == 2
+    targets: list[int] = []
+    probs: list[list[float]] = []
+    for row in cast(list[dict[str, Any]], frame.to_dict("records")):
+        label = str(row["class"])
+        if binary:
+            target = detector.bonafide_index if label == "bonafide" else 1 - detector.bonafide_index
+        elif label == "bonafide":
+            target = detector.bonafide_index
+        elif label in names:
+            target = names.index(label)
+        else:
+            continue  # a generator this multi-class model never saw has no column to score
+        samples = load_item_waveform(folder, row)
+        verdict = detector.predict_samples(samples, 16000)
+        targets.append(target)
+        probs.append([verdict.probabilities[n] for n in names])
+    if not targets:
+        raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
+    report = classification_report(
+        np.asarray(targets), np.asarray(probs), names, bonafide_index=names.index(bonafide)
+    )
+    report.update(
+        {"dataset": dataset, "split": used, "model": {"id": model.id, "name": model.name}}
+    )
+    return json.loads(json.dumps(report, default=float))

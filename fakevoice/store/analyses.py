@@ -1,0 +1,95 @@
+"""Verdict history: each analysis belongs to the user who asked for it, and only they list it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fakevoice.errors import InvalidSpecError, NotFoundError
+from fakevoice.store.models import get_model
+from fakevoice.store.records import Actor, AnalysisRecord, AnalysisSource, to_record
+from fakevoice.store.tables import ANALYSIS_SOURCES, AnalysisRow
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+
+
+def add_analysis(
+    session: Session,
+    actor: Actor,
+    *,
+    model_id: int,
+    file_name: str,
+    duration: float,
+    sample_rate: int,
+    verdict: str,
+    probabilities: Mapping[str, float],
+    threshold: float,
+    source: AnalysisSource = "page",
+) -> AnalysisRecord:
+    """Record a verdict the actor asked for with a model they may read.
+
+    Args:
+        file_name: the client's file name, kept for display only (cut to 255 characters).
+        duration: seconds of audio; sample_rate: the file's original rate, Hz.
+        verdict: e.g. "human", "machine", "inconclusive".
+        probabilities: class name -> probability (0-1).
+        threshold: the confidence threshold the verdict used (0-1).
+        source: which face asked: "page", "api" or "cli".
+
+    Raises:
+        NotFoundError: the model does not exist or the actor may not read it.
+    """
+    if source not in ANALYSIS_SOURCES:
+        raise InvalidSpecError(
+            f"source must be one of {', '.join(ANALYSIS_SOURCES)}; got {source!r}"
+        )
+    get_model(session, actor, model_id)
+    row = AnalysisRow(
+        owner_id=actor.user_id,
+        model_id=model_id,
+        file_name=str(file_name)[:255],
+        duration=float(duration),
+        sample_rate=int(sample_rate),
+        verdict=verdict,
+        probabilities={str(k): float(v) for k, v in probabilities.items()},
+        threshold=float(threshold),
+        source=source,
+    )
+    session.add(row)
+    session.flush()
+    return to_record(AnalysisRecord, row)
+
+
+def get_analysis(session: Session, actor: Actor, analysis_id: int) -> AnalysisRecord:
+    """One analysis of the actor's (administrators: anyone's). Raises NotFoundError."""
+    row = session.get(AnalysisRow, analysis_id)
+    if row is None or not actor.can_read(row.owner_id):
+        raise NotFoundError(f"There is no analysis with id {analysis_id}.")
+    return to_record(AnalysisRecord, row)
+
+
+def list_analyses(
+    session: Session, actor: Actor, *, limit: int = 50, offset: int = 0
+) -> list[AnalysisRecord]:
+    """The actor's own analyses, newest first, one page (``limit`` at most 1000)."""
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise InvalidSpecError(f"limit must be 1 to {MAX_PAGE} and offset at least 0.")
+    query = (
+        select(AnalysisRow)
+        .where(AnalysisRow.owner_id == actor.user_id)
+        .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [to_record(AnalysisRecord, row) for row in session.scalars(query)]
+
+
+def count_analyses(session: Session, actor: Actor) -> int:
+    """How many analyses the actor has (for paging)."""
+    query = select(func.count(AnalysisRow.id)).where(AnalysisRow.owner_id == actor.user_id)
+    return int(session.scalar(query) or 0)

@@ -1,0 +1,79 @@
+"""Alembic migrations, configured in code (no ``alembic.ini``), so they run from an installed package.
+
+The app, the worker and the CLI call :func:`upgrade` (through :func:`fakevoice.store.init_db`) at
+start. Two processes starting together are safe: on SQLite the upgrade runs in one
+``BEGIN IMMEDIATE`` transaction, on PostgreSQL under a transaction-scoped advisory lock.
+
+A new revision, after changing :mod:`fakevoice.store.tables`, from a source checkout::
+
+    from alembic import command
+    from fakevoice.store.migrate import alembic_config
+    command.revision(alembic_config("sqlite:///scratch.sqlite"), "add api tokens",
+                     autogenerate=True, rev_id="0002")
+
+(upgrade the scratch database to head first, then rename nothing: ``rev_id`` keeps files ordered).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from fakevoice.store.db import connectable, database_url
+from fakevoice.store.tables import Base
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+    """An Alembic configuration for ``url`` (default: the configured database).
+
+    Args:
+        url: SQLAlchemy URL the migrations run against when no connection is given.
+        connection: an open connection (inside a transaction) that ``env.py`` uses as it is.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser treats '%' as interpolation; passwords in URLs may contain it.
+    config.set_main_option("sqlalchemy.url", database_url(url).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Migrate the database at ``url`` (default: the configured one) to ``revision``."""
+    with connectable(url).begin() as connection:
+        command.upgrade(alembic_config(url, connection), revision)
+    logger.debug("database at revision %s", revision)
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    with connectable(url, readonly=True).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this package."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def schema_differences(url: str | None = None) -> list[Any]:
+    """Differences between the database's schema and the models (Alembic autogenerate's diff).
+
+    An empty list means the migrated schema is exactly what :mod:`fakevoice.store.tables` says.
+    """
+    with connectable(url, readonly=True).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the store (a package so that installs carry them)."""

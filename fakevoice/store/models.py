@@ -1,0 +1,163 @@
+"""Stored detectors: register, read, list, share, rename, delete, and find by file checksum.
+
+Reading: the owner, administrators and (for public models) everyone. Writing: the owner and
+administrators. A private model of someone else is NotFoundError (its existence is not revealed);
+a public model someone else owns is PermissionDeniedError on writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from fakevoice.errors import ConflictError, NotFoundError, PermissionDeniedError
+from fakevoice.store.records import Actor, ModelRecord, to_record
+from fakevoice.store.runs import clean_name, visible_run_row
+from fakevoice.store.tables import ModelRow
+
+logger = logging.getLogger(__name__)
+
+
+def add_model(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    arch: str,
+    class_names: Sequence[str],
+    sample_rate: int,
+    clip_samples: int,
+    path: str,
+    files: Mapping[str, str],
+    feature_spec: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    run_id: int | None = None,
+    is_public: bool = False,
+) -> ModelRecord:
+    """Register a stored model owned by ``actor``.
+
+    Args:
+        name: unique among the actor's models.
+        class_names: output classes in logit order, e.g. ``["bonafide", "world"]``.
+        sample_rate: Hz the model expects; clip_samples: window length in samples.
+        path: the model's folder; files: file name in that folder -> sha256 hex digest.
+        feature_spec: ``FeatureSpec.to_dict()`` for image models, None for waveform models.
+        run_id: the run that trained it (must be visible to the actor).
+
+    Raises:
+        ConflictError: the actor already has a model with this name.
+        NotFoundError: ``run_id`` is not a run of the actor's.
+    """
+    name = clean_name(name, "model")
+    if run_id is not None:
+        visible_run_row(session, actor, run_id)
+    _check_name_free(session, actor.user_id, name)
+    row = ModelRow(
+        owner_id=actor.user_id,
+        run_id=run_id,
+        name=name,
+        is_public=is_public,
+        arch=arch,
+        class_names=list(class_names),
+        feature_spec=None if feature_spec is None else dict(feature_spec),
+        sample_rate=int(sample_rate),
+        clip_samples=int(clip_samples),
+        path=path,
+        files={str(k): str(v).lower() for k, v in files.items()},
+        metrics=dict(metrics or {}),
+    )
+    session.add(row)
+    session.flush()
+    logger.info("model %d %r registered for user %d", row.id, name, actor.user_id)
+    return to_record(ModelRecord, row)
+
+
+def get_model(session: Session, actor: Actor, model_id: int) -> ModelRecord:
+    """The model when the actor owns it, is an administrator, or it is public; else NotFoundError."""
+    return to_record(ModelRecord, _readable_row(session, actor, model_id))
+
+
+def list_models(session: Session, actor: Actor, *, all_users: bool = False) -> list[ModelRecord]:
+    """The actor's models and everyone's public ones, newest first.
+
+    Args:
+        all_users: every model, private ones included (administrators only).
+    """
+    query = select(ModelRow).order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+    if all_users:
+        if not actor.is_admin:
+            raise PermissionDeniedError("Only an administrator may list everyone's models.")
+    else:
+        query = query.where(or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
+    return [to_record(ModelRecord, row) for row in session.scalars(query)]
+
+
+def set_public(session: Session, actor: Actor, model_id: int, is_public: bool) -> ModelRecord:
+    """Share the model with everyone (True) or make it private again (False)."""
+    row = _writable_row(session, actor, model_id)
+    row.is_public = bool(is_public)
+    session.flush()
+    return to_record(ModelRecord, row)
+
+
+def rename_model(session: Session, actor: Actor, model_id: int, name: str) -> ModelRecord:
+    """Give the model a new name (unique among its owner's models; ConflictError otherwise)."""
+    row = _writable_row(session, actor, model_id)
+    name = clean_name(name, "model")
+    if name != row.name:
+        _check_name_free(session, row.owner_id, name)
+        row.name = name
+        session.flush()
+    return to_record(ModelRecord, row)
+
+
+def delete_model(session: Session, actor: Actor, model_id: int) -> ModelRecord:
+    """Delete the model's row (the caller removes its folder). Analyses made with it keep their
+    verdicts, with no model. Returns the deleted model."""
+    row = _writable_row(session, actor, model_id)
+    model = to_record(ModelRecord, row)
+    session.delete(row)
+    session.flush()
+    logger.info("model %d deleted by user %d", model_id, actor.user_id)
+    return model
+
+
+def find_model_by_sha256(session: Session, sha256: str) -> ModelRecord | None:
+    """The model one of whose files has this sha256, whoever owns it, or None.
+
+    Server-side only (the upload check: an uploaded fastai ``.pkl`` is loaded only when this
+    server wrote it). Never show the result to a user who may not read the model.
+    """
+    digest = sha256.strip().lower()
+    # File lists are small JSON objects; scanning them keeps the schema free of JSON-path SQL.
+    for model_id, files in session.execute(select(ModelRow.id, ModelRow.files)):
+        if digest in (files or {}).values():
+            row = session.get(ModelRow, model_id)
+            return None if row is None else to_record(ModelRecord, row)
+    return None
+
+
+def _readable_row(session: Session, actor: Actor, model_id: int) -> ModelRow:
+    row = session.get(ModelRow, model_id)
+    if row is None or not actor.can_read(row.owner_id, is_public=row.is_public):
+        raise NotFoundError(f"There is no model with id {model_id}.")
+    return row
+
+
+def _writable_row(session: Session, actor: Actor, model_id: int) -> ModelRow:
+    row = _readable_row(session, actor, model_id)
+    if not actor.can_write(row.owner_id):
+        raise PermissionDeniedError(
+            f"Model {row.name!r} is shared with you, but only its owner may change it."
+        )
+    return row
+
+
+def _check_name_free(session: Session, owner_id: int, name: str) -> None:
+    taken = select(ModelRow.id).where(ModelRow.owner_id == owner_id, ModelRow.name == name)
+    if session.scalar(taken) is not None:
+        raise ConflictError(f"There is already a model named {name!r}; choose another name.")

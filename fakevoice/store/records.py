@@ -1,0 +1,171 @@
+"""What the store hands out: the acting user and frozen, plain-data records.
+
+Repository functions never return ORM objects. A record is a frozen dataclass copied from a row
+inside the session, so it stays valid after the session closes, can be pickled to a worker
+process or a Ray task, and changing it cannot write to the database by accident.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+RunBackend = Literal["local", "ray"]
+AnalysisSource = Literal["page", "api", "cli"]
+
+ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+FINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The user on whose behalf a repository function runs.
+
+    Attributes:
+        user_id: id of the user in the ``users`` table.
+        is_admin: administrators may read and change everyone's runs, models and users.
+    """
+
+    user_id: int
+    is_admin: bool = False
+
+    def can_read(self, owner_id: int | None, *, is_public: bool = False) -> bool:
+        """Whether this actor may see an object owned by ``owner_id``."""
+        return is_public or self.is_admin or owner_id == self.user_id
+
+    def can_write(self, owner_id: int | None) -> bool:
+        """Whether this actor may change or delete an object owned by ``owner_id``."""
+        return self.is_admin or owner_id == self.user_id
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    is_admin: bool
+    created_at: datetime
+    password_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def actor(self) -> Actor:
+        """This user as the acting user of repository calls."""
+        return Actor(user_id=self.id, is_admin=self.is_admin)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: int
+    name: str
+    path: str
+    owner_id: int | None
+    created_at: datetime
+    items: int
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A training run (= job). ``progress`` is 0-1; times are UTC."""
+
+    id: int
+    owner_id: int
+    name: str
+    spec: dict[str, Any]
+    status: RunStatus
+    progress: float
+    current_epoch: int
+    total_epochs: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    stop_requested: bool
+    notice: str | None
+    mlflow_run_id: str | None
+    artefact_dir: str | None
+    backend: RunBackend
+    resume_from_epoch: int | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+@dataclass(frozen=True)
+class BatchMetric:
+    """One training batch: ``step`` counts batches over the whole run (0-based)."""
+
+    epoch: int
+    batch: int
+    step: int
+    train_loss: float
+    lr: float | None = None
+    recorded_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EpochMetric:
+    """One epoch's figures; ``eer`` and ``accuracy`` are fractions (0-1), ``seconds`` wall time."""
+
+    epoch: int
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    eer: float | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A stored detector. ``files`` maps file name (in ``path``) to its sha256 hex digest."""
+
+    id: int
+    owner_id: int
+    run_id: int | None
+    name: str
+    is_public: bool
+    arch: str
+    class_names: list[str]
+    feature_spec: dict[str, Any] | None
+    sample_rate: int
+    clip_samples: int
+    path: str
+    files: dict[str, str]
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AnalysisRecord:
+    """One verdict. ``file_name`` is the client's name, for display only, never a path."""
+
+    id: int
+    owner_id: int
+    model_id: int | None
+    file_name: str
+    duration: float
+    sample_rate: int
+    verdict: str
+    probabilities: dict[str, float]
+    threshold: float
+    created_at: datetime
+    source: AnalysisSource
+
+
+RecordT = TypeVar("RecordT")
+
+
+def to_record(record_type: type[RecordT], row: object) -> RecordT:
+    """Copy the attributes a record declares from an ORM row (inside its session)."""
+    names = [f.name for f in dataclasses.fields(record_type)]  # type: ignore[arg-type]
+    # JSON values are copied so that changing a record never touches the session's state.
+    return record_type(**{name: copy.deepcopy(getattr(row, name)) for name in names})

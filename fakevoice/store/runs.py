@@ -1,0 +1,219 @@
+"""Training runs as users see them: submit, read, list, stop, resume, delete.
+
+A run is also the job record the worker executes (see :mod:`fakevoice.store.job_queue` for the
+worker's side). Only the owner and administrators see a run; anyone else gets NotFoundError, so
+that ids do not reveal what exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from fakevoice.errors import (
+    ConflictError,
+    InvalidSpecError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from fakevoice.settings import get_settings
+from fakevoice.store.records import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Actor,
+    RunBackend,
+    RunRecord,
+    to_record,
+)
+from fakevoice.store.tables import RUN_BACKENDS, BatchMetricRow, EpochMetricRow, RunRow, UserRow
+from fakevoice.store.tables import utcnow as _utcnow
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 128
+
+
+def clean_name(name: str, what: str) -> str:
+    """``name`` stripped; InvalidSpecError when empty or longer than :data:`MAX_NAME_LENGTH`."""
+    cleaned = name.strip() if isinstance(name, str) else ""
+    if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidSpecError(f"A {what} name must be 1 to {MAX_NAME_LENGTH} characters long.")
+    return cleaned
+
+
+def create_run(
+    session: Session,
+    actor: Actor,
+    name: str,
+    spec: Mapping[str, Any],
+    *,
+    backend: RunBackend = "local",
+    artefact_dir: str | None = None,
+) -> RunRecord:
+    """Queue a new run for ``actor``.
+
+    Args:
+        name: unique among the actor's runs.
+        spec: the full training spec as JSON-ready data (``TrainSpec.to_dict()``); its
+            ``epochs`` becomes ``total_epochs``.
+        backend: which job backend executes it.
+        artefact_dir: folder of the run's files, when already known.
+
+    Raises:
+        ConflictError: the actor already has a run with this name.
+        LimitExceededError: the actor has ``settings.max_concurrent_runs_per_user`` runs queued or
+            running.
+    """
+    name = clean_name(name, "run")
+    if backend not in RUN_BACKENDS:
+        raise InvalidSpecError(f"backend must be one of {', '.join(RUN_BACKENDS)}; got {backend!r}")
+    _lock_user(session, actor.user_id)
+    taken = select(RunRow.id).where(RunRow.owner_id == actor.user_id, RunRow.name == name)
+    if session.scalar(taken) is not None:
+        raise ConflictError(f"You already have a run named {name!r}; choose another name.")
+    limit = get_settings().max_concurrent_runs_per_user
+    if count_active_runs(session, actor.user_id) >= limit:
+        raise LimitExceededError(
+            f"You already have {limit} run(s) queued or running; wait for one to finish or stop one."
+        )
+    epochs = spec.get("epochs", 0)
+    row = RunRow(
+        owner_id=actor.user_id,
+        name=name,
+        spec=dict(spec),
+        status="queued",
+        total_epochs=epochs if isinstance(epochs, int) else 0,
+        backend=backend,
+        artefact_dir=artefact_dir,
+    )
+    session.add(row)
+    session.flush()
+    logger.info("run %d %r queued for user %d", row.id, name, actor.user_id)
+    return to_record(RunRecord, row)
+
+
+def get_run(session: Session, actor: Actor, run_id: int) -> RunRecord:
+    """The run, when ``actor`` owns it or is an administrator; NotFoundError otherwise."""
+    return to_record(RunRecord, visible_run_row(session, actor, run_id))
+
+
+def list_runs(
+    session: Session,
+    actor: Actor,
+    *,
+    all_users: bool = False,
+    statuses: tuple[str, ...] | None = None,
+) -> list[RunRecord]:
+    """The actor's runs, newest first.
+
+    Args:
+        all_users: every user's runs (administrators only; PermissionDeniedError otherwise).
+        statuses: only runs in these statuses.
+    """
+    query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+    if all_users:
+        if not actor.is_admin:
+            raise PermissionDeniedError("Only an administrator may list everyone's runs.")
+    else:
+        query = query.where(RunRow.owner_id == actor.user_id)
+    if statuses is not None:
+        query = query.where(RunRow.status.in_(statuses))
+    return [to_record(RunRecord, row) for row in session.scalars(query)]
+
+
+def count_active_runs(session: Session, owner_id: int) -> int:
+    """How many of this user's runs are queued or running."""
+    query = select(func.count(RunRow.id)).where(
+        RunRow.owner_id == owner_id, RunRow.status.in_(ACTIVE_STATUSES)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def request_stop(session: Session, actor: Actor, run_id: int) -> RunRecord:
+    """Stop a run: a queued run is cancelled at once; a running one gets its stop flag set, which
+    the training callback turns into a clean cancel. A finished run is left as it is."""
+    row = visible_run_row(session, actor, run_id)
+    if row.status == "queued":
+        row.status = "cancelled"
+        row.finished_at = _utcnow()
+    elif row.status == "running":
+        row.stop_requested = True
+    session.flush()
+    logger.info("stop requested for run %d by user %d (%s)", run_id, actor.user_id, row.status)
+    return to_record(RunRecord, row)
+
+
+def requeue_run(
+    session: Session, actor: Actor, run_id: int, *, resume_from_epoch: int | None = None
+) -> RunRecord:
+    """Queue a stopped (failed, cancelled, interrupted) run again.
+
+    Args:
+        resume_from_epoch: the first epoch (0-based) to train again, starting from the checkpoint
+            saved at the end of the epoch before; None trains from scratch. Metrics of this epoch
+            and later are dropped.
+
+    Raises:
+        ConflictError: the run is queued, running or succeeded.
+        LimitExceededError: as for :func:`create_run`.
+    """
+    row = visible_run_row(session, actor, run_id)
+    if row.status not in FINAL_STATUSES or row.status == "succeeded":
+        raise ConflictError(f"Run {row.name!r} is {row.status}; only a stopped run can restart.")
+    _lock_user(session, row.owner_id)
+    limit = get_settings().max_concurrent_runs_per_user
+    if count_active_runs(session, row.owner_id) >= limit:
+        raise LimitExceededError(
+            f"You already have {limit} run(s) queued or running; wait for one to finish or stop one."
+        )
+    requeue_row(session, row, resume_from_epoch)
+    return to_record(RunRecord, row)
+
+
+def requeue_row(session: Session, row: RunRow, resume_from_epoch: int | None) -> None:
+    """Put a run's row back in the queue (shared by :func:`requeue_run` and the worker's resume)."""
+    first_dropped = resume_from_epoch if resume_from_epoch is not None else 0
+    for table in (BatchMetricRow, EpochMetricRow):
+        session.execute(delete(table).where(table.run_id == row.id, table.epoch >= first_dropped))
+    row.status = "queued"
+    row.resume_from_epoch = resume_from_epoch
+    row.stop_requested = False
+    row.error = None
+    row.worker_id = None
+    row.heartbeat_at = None
+    row.started_at = None
+    row.finished_at = None
+    session.flush()
+
+
+def delete_run(session: Session, actor: Actor, run_id: int) -> RunRecord:
+    """Delete a run that is not queued or running, with its metrics (rows only: the caller
+    removes ``artefact_dir``). Models trained by it stay. Returns the deleted run."""
+    row = visible_run_row(session, actor, run_id)
+    if row.status in ACTIVE_STATUSES:
+        raise ConflictError(f"Run {row.name!r} is {row.status}; stop it before deleting it.")
+    run = to_record(RunRecord, row)
+    session.delete(row)
+    session.flush()
+    logger.info("run %d deleted by user %d", run_id, actor.user_id)
+    return run
+
+
+def visible_run_row(session: Session, actor: Actor, run_id: int) -> RunRow:
+    """The run's row when ``actor`` may see it (owner or administrator); NotFoundError otherwise."""
+    row = session.get(RunRow, run_id)
+    if row is None or not actor.can_read(row.owner_id):
+        raise NotFoundError(f"There is no run with id {run_id}.")
+    return row
+
+
+def _lock_user(session: Session, user_id: int) -> None:
+    # Serialises "count active runs, then insert" per user on PostgreSQL (SQLite sessions already
+    # hold the write lock from BEGIN IMMEDIATE); also checks that the user exists.
+    if session.scalar(select(UserRow.id).where(UserRow.id == user_id).with_for_update()) is None:
+        raise NotFoundError(f"There is no user with id {user_id}.")

@@ -1,0 +1,241 @@
+"""The database schema as typed SQLAlchemy 2 declarative models (``*Row`` classes).
+
+These classes never leave :mod:`fakevoice.store`: repository functions turn rows into the frozen
+dataclasses of :mod:`fakevoice.store.records` before returning. The schema is kept portable
+(SQLite by default, PostgreSQL by URL): generic ``JSON``, timezone-aware UTC datetimes through
+:class:`UTCDateTime`, named constraints, no dialect-only SQL. Every change here needs an Alembic
+revision in ``fakevoice/store/migrations/versions``; ``tests/test_migrations.py`` fails when the
+migrated schema and these models differ.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+RUN_STATUSES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "interrupted",
+)
+RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
+ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored in UTC and always read back timezone-aware (UTC).
+
+    PostgreSQL keeps ``timestamp with time zone``; SQLite has no time zones, so the UTC wall time
+    is stored without offset (ISO strings compare in time order). Naive datetimes given to the
+    database are taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so constraints have the same names everywhere."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+        str: String(255),
+    }
+
+
+# SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is asked for; run and model
+# ids name folders on disk, so an id must never come back.
+_NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
+class UserRow(Base):
+    """A person who owns runs, models and analyses."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("username"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    password_hash: Mapped[str | None]
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetRow(Base):
+    """A built dataset folder (manifest.csv + images + clips) known to the workbench."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("path"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(String(1024))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RunRow(Base):
+    """A training run, which is also the job record the worker executes."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        CheckConstraint(_in_list("status", RUN_STATUSES), name="status"),
+        CheckConstraint(_in_list("backend", RUN_BACKENDS), name="backend"),
+        CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
+        Index(None, "status"),
+        _NO_ID_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    current_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    total_epochs: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None]
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    notice: Mapped[str | None] = mapped_column(Text)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    artefact_dir: Mapped[str | None] = mapped_column(String(1024))
+    backend: Mapped[str] = mapped_column(String(16), default="local")
+    resume_from_epoch: Mapped[int | None] = mapped_column(Integer)
+
+
+class BatchMetricRow(Base):
+    """One training batch's loss and learning rate (the live loss chart)."""
+
+    __tablename__ = "batch_metrics"
+    __table_args__ = (Index(None, "run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    batch: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float] = mapped_column(Float)
+    lr: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EpochMetricRow(Base):
+    """One epoch's summary: losses and validation figures."""
+
+    __tablename__ = "epoch_metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    valid_loss: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    macro_f1: Mapped[float | None] = mapped_column(Float)
+    eer: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class ModelRow(Base):
+    """A stored detector: a folder with the fastai export and the safe bundle."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("owner_id", "name"), Index(None, "is_public"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(128))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    arch: Mapped[str] = mapped_column(String(64))
+    class_names: Mapped[list[str]]
+    feature_spec: Mapped[dict[str, Any] | None]
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    clip_samples: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(1024))
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnalysisRow(Base):
+    """One verdict asked for by a user (the history on the evaluate page)."""
+
+    __tablename__ = "analyses"
+    __table_args__ = (
+        CheckConstraint(_in_list("source", ANALYSIS_SOURCES), name="source"),
+        Index(None, "owner_id", "created_at"),
+        _NO_ID_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    file_name: Mapped[str] = mapped_column(String(255))
+    duration: Mapped[float] = mapped_column(Float)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(String(32))
+    probabilities: Mapped[dict[str, Any]]
+    threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(8), default="page")

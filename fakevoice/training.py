@@ -1,0 +1,535 @@
+"""Training: select items, assemble a fastai Learner, fit with live metrics, write run artefacts.
+
+The job function (``fakevoice.jobs``) calls :func:`train` in a worker process with a
+:class:`TrainingSink` that writes metrics to the store and tells whether a stop was asked for. This
+module knows nothing of the store or of Streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle and lr_find to Learner)
+import numpy as np
+import pandas as pd
+import torch
+from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.mixup import MixUp
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.training import GradientClip
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+
+from fakevoice import metrics
+from fakevoice.datasets.loaders import ImageItems, WaveformItems
+from fakevoice.datasets.manifest import read_manifest
+from fakevoice.datasets.splits import split_valid_mask
+from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.models.learners import build_learner_model, pick_device
+from fakevoice.trainspec import TrainSpec
+
+logger = logging.getLogger(__name__)
+
+BONAFIDE = "bonafide"
+SPOOF = "spoof"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One row of a run's history (losses are mean cross-entropy; EER is a fraction)."""
+
+    epoch: int
+    train_loss: float
+    valid_loss: float
+    accuracy: float
+    macro_f1: float
+    eer: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "valid_loss": self.valid_loss,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "eer": self.eer,
+            "seconds": self.seconds,
+        }
+
+
+class TrainingSink(Protocol):
+    """Where a running training reports to (the store in a worker; a list in tests)."""
+
+    def on_batch(self, epoch: int, batch: int, step: int, loss: float, lr: float) -> None: ...
+
+    def on_epoch(self, record: EpochRecord) -> None: ...
+
+    def on_progress(self, fraction: float, epoch: int) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+@dataclass
+class MemorySink:
+    """A sink that keeps everything in memory; ``stop_after_batches`` simulates a stop request."""
+
+    batches: list[tuple[int, int, int, float, float]] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    progress: list[float] = field(default_factory=list)
+    stop_after_batches: int | None = None
+
+    def on_batch(self, epoch: int, batch: int, step: int, loss: float, lr: float) -> None:
+        self.batches.append((epoch, batch, step, loss, lr))
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        self.epochs.append(record)
+
+    def on_progress(self, fraction: float, epoch: int) -> None:
+        self.progress.append(fraction)
+
+    def should_stop(self) -> bool:
+        return self.stop_after_batches is not None and len(self.batches) >= self.stop_after_batches
+
+
+@dataclass
+class PreparedData:
+    """The selected items split into train and validation, with class names and labels."""
+
+    dataset_dir: Path
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    class_names: list[str]
+    train_labels: list[int]
+    valid_labels: list[int]
+    feature_spec: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid)}
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) training produced."""
+
+    status: str  # "succeeded" or "cancelled"
+    epochs_done: int
+    class_names: list[str]
+    metrics: dict[str, Any]
+    files: dict[str, str]  # file name -> sha256
+    notice: str | None
+    history: list[EpochRecord]
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def dataset_path(root: Path, name: str) -> Path:
+    """The folder of dataset ``name`` under ``root``; only plain folder names are accepted."""
+    if not name or "/" in name or "\\" in name or name in {".", ".."} or name.startswith("."):
+        raise InvalidSpecError(f"dataset must be the name of a built dataset; got {name!r}")
+    path = root / name
+    if not (path / "manifest.csv").is_file():
+        raise DatasetError(
+            f"There is no built dataset named '{name}'. "
+            "Build one with `fakevoice dataset build-demo` or pick another."
+        )
+    return path
+
+
+def select_items(manifest: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
+    """Keep the items matching the spec's noise levels, speakers and classes."""
+    frame = manifest
+    for column, wanted in (
+        ("noise", spec.noise_levels),
+        ("speaker", spec.speakers),
+        ("class", spec.classes),
+    ):
+        if wanted is None:
+            continue
+        unknown = sorted(set(wanted) - set(frame[column].astype(str)))
+        if unknown:
+            raise InvalidSpecError(
+                f"unknown {column} value(s) in this dataset: {', '.join(unknown)}"
+            )
+        frame = frame[frame[column].astype(str).isin(wanted)]
+    if frame.empty:
+        raise DatasetError(
+            "The selection is empty: choose at least one noise level, speaker and class."
+        )
+    return frame.reset_index(drop=True)
+
+
+def class_names_for(frame: pd.DataFrame, task: str) -> list[str]:
+    """``[bonafide, spoof]`` for binary tasks, ``[bonafide, <generators...>]`` for multi-class."""
+    if task == "binary":
+        return [BONAFIDE, SPOOF]
+    generators = sorted(c for c in frame["class"].astype(str).unique() if c != BONAFIDE)
+    return [BONAFIDE, *generators]
+
+
+def _labels(frame: pd.DataFrame, class_names: list[str], task: str) -> list[int]:
+    if task == "binary":
+        return [0 if c == BONAFIDE else 1 for c in frame["class"].astype(str)]
+    index = {name: i for i, name in enumerate(class_names)}
+    return [index[c] for c in frame["class"].astype(str)]
+
+
+def prepare_data(spec: TrainSpec, dataset_root: Path) -> PreparedData:
+    """Read the manifest, select items and split them (grouped and seeded)."""
+    dataset_dir = dataset_path(dataset_root, spec.dataset)
+    manifest = read_manifest(dataset_dir)
+    frame = select_items(manifest, spec)
+    classes_present = set(frame["class"].astype(str))
+    if BONAFIDE not in classes_present or len(classes_present) < 2:
+        raise DatasetError(
+            "The selection needs bona fide items and at least one generator's items to train a "
+            f"detector; it has only: {', '.join(sorted(classes_present))}."
+        )
+    valid_mask = np.asarray(
+        split_valid_mask(
+            frame,
+            by=spec.split_by,
+            valid_fraction=spec.valid_fraction,
+            seed=spec.seed,
+            holdout=list(spec.holdout) if spec.holdout else None,
+        ),
+        dtype=bool,
+    )
+    train, valid = (
+        frame[~valid_mask].reset_index(drop=True),
+        frame[valid_mask].reset_index(drop=True),
+    )
+    if len(train) < 2 or len(valid) < 1:
+        raise DatasetError(
+            f"The selection has too few items to split ({len(frame)} items): choose more."
+        )
+    class_names = class_names_for(frame, spec.task)
+    feature_spec = _dataset_feature_spec(dataset_dir)
+    return PreparedData(
+        dataset_dir=dataset_dir,
+        train=train,
+        valid=valid,
+        class_names=class_names,
+        train_labels=_labels(train, class_names, spec.task),
+        valid_labels=_labels(valid, class_names, spec.task),
+        feature_spec=feature_spec,
+    )
+
+
+def _dataset_feature_spec(dataset_dir: Path) -> dict[str, Any]:
+    info_path = dataset_dir / "dataset.json"
+    if not info_path.is_file():
+        return {}
+    info = json.loads(info_path.read_text())
+    spec = info.get("feature_spec") or {}
+    return dict(spec)
+
+
+def make_dataloaders(
+    data: PreparedData, spec: TrainSpec, device: torch.device, num_workers: int = 0
+) -> DataLoaders:
+    """fastai DataLoaders over the prepared split (augmentations on the training side only)."""
+    if spec.input_kind == "waveform":
+        train_ds: ImageItems | WaveformItems = WaveformItems(
+            data.train,
+            data.dataset_dir,
+            data.train_labels,
+            spec.clip_samples,
+            spec.augment,
+            spec.seed,
+        )
+        valid_ds: ImageItems | WaveformItems = WaveformItems(
+            data.valid, data.dataset_dir, data.valid_labels, spec.clip_samples, None, spec.seed
+        )
+    else:
+        train_ds = ImageItems(
+            data.train, data.dataset_dir, data.train_labels, spec.augment, spec.seed
+        )
+        valid_ds = ImageItems(data.valid, data.dataset_dir, data.valid_labels, None, spec.seed)
+    batch_size = min(spec.batch_size, len(train_ds))
+    train_dl = DataLoader(
+        train_ds,
+        bs=batch_size,
+        shuffle=True,
+        drop_last=len(train_ds) > batch_size,
+        num_workers=num_workers,
+    )
+    valid_dl = DataLoader(valid_ds, bs=spec.batch_size, shuffle=False, num_workers=num_workers)
+    return DataLoaders(train_dl, valid_dl, device=device)
+
+
+def class_weights(labels: list[int], n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 (absent classes get weight 1)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 1.0)
+    weights = weights / weights.mean()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+# --- callbacks -----------------------------------------------------------------------------------
+
+
+class RunCallback(Callback):
+    """Pushes batch and epoch metrics to the sink, honours stop requests, checkpoints each epoch.
+
+    Runs after fastai's Recorder (order 50) so the epoch's losses are known. A stop request raises
+    ``CancelFitException`` within one batch; the last completed epoch's checkpoint stays the model.
+    """
+
+    order = 60
+
+    def __init__(
+        self,
+        sink: TrainingSink,
+        run_dir: Path,
+        total_epochs: int,
+        class_names: list[str],
+        save_best: bool,
+        early_stopping_patience: int | None,
+        history: list[EpochRecord],
+    ) -> None:
+        super().__init__()
+        self.sink = sink
+        self.run_dir = run_dir
+        self.total_epochs = total_epochs
+        self.class_names = class_names
+        self.save_best = save_best
+        self.patience = early_stopping_patience
+        self.history = history
+        self.active = False
+        self.cancelled = False
+        self.early_stopped = False
+        self._probs: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+        self._epoch_start = 0.0
+        self._train_losses: list[float] = []
+
+    # fastai drives these by name.
+    def before_fit(self) -> None:
+        self.active = True
+
+    def after_fit(self) -> None:
+        self.active = False
+
+    def before_epoch(self) -> None:
+        self._epoch_start = time.monotonic()
+        self._train_losses = []
+
+    def before_validate(self) -> None:
+        self._probs, self._targets = [], []
+
+    def after_batch(self) -> None:
+        if not self.active:
+            return
+        learn = self.learn
+        if learn.training:
+            loss = float(learn.loss.detach().cpu())
+            self._train_losses.append(loss)
+            # Counted from the epoch, so a resumed run continues the step axis of its history.
+            step = int(learn.epoch) * int(learn.n_iter) + int(learn.iter)
+            lr = float(learn.opt.hypers[-1]["lr"]) if learn.opt is not None else 0.0
+            self.sink.on_batch(int(learn.epoch), int(learn.iter), step, loss, lr)
+            fraction = (learn.epoch + (learn.iter + 1) / max(1, learn.n_iter)) / self.total_epochs
+            self.sink.on_progress(min(1.0, fraction), int(learn.epoch))
+            if self.sink.should_stop():
+                self.cancelled = True
+                raise CancelFitException()
+        else:
+            probs = torch.softmax(learn.pred.detach().float(), dim=1).cpu().numpy()
+            self._probs.append(probs)
+            self._targets.append(learn.yb[0].detach().cpu().numpy())
+
+    def after_epoch(self) -> None:
+        if not self.active or not self._probs:
+            return
+        learn = self.learn
+        values = learn.recorder.values[-1] if learn.recorder.values else []
+        train_loss = float(np.mean(self._train_losses)) if self._train_losses else math.nan
+        valid_loss = float(values[1]) if len(values) > 1 else math.nan
+        probs = np.concatenate(self._probs)
+        targets = np.concatenate(self._targets).astype(np.int64)
+        scores = epoch_scores(probs, targets, len(self.class_names))
+        record = EpochRecord(
+            epoch=int(learn.epoch),
+            train_loss=train_loss,
+            valid_loss=valid_loss,
+            accuracy=scores["accuracy"],
+            macro_f1=scores["macro_f1"],
+            eer=scores["eer"],
+            seconds=time.monotonic() - self._epoch_start,
+        )
+        self.history.append(record)
+        self.sink.on_epoch(record)
+        save_checkpoint(learn, self.run_dir, record.epoch, self.history)
+        if self.save_best and record.eer <= min(r.eer for r in self.history):
+            learn.save(self.run_dir / CHECKPOINT_DIR / "best", with_opt=False)
+        if self.patience is not None and len(self.history) > self.patience:
+            best = min(r.eer for r in self.history[: -self.patience])
+            if min(r.eer for r in self.history[-self.patience :]) >= best:
+                logger.info("early stopping after epoch %d", record.epoch)
+                self.early_stopped = True
+                raise CancelFitException()
+
+
+def epoch_scores(probs: np.ndarray, targets: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy, macro F1 and EER (bona fide = class 0) of one validation pass."""
+    predictions = probs.argmax(axis=1)
+    cm = metrics.confusion_matrix(targets, predictions, n_classes)
+    bonafide = targets == 0
+    if bonafide.any() and (~bonafide).any():
+        eer, _ = metrics.compute_eer(probs[bonafide, 0], probs[~bonafide, 0])
+    else:
+        eer = math.nan
+    return {
+        "accuracy": float(metrics.accuracy(cm)),
+        "macro_f1": float(metrics.macro_f1(cm)),
+        "eer": float(eer),
+    }
+
+
+def save_checkpoint(learn: Learner, run_dir: Path, epoch: int, history: list[EpochRecord]) -> None:
+    """Save weights + optimiser after ``epoch`` and the history so far (for resume)."""
+    folder = run_dir / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    learn.save(folder / "last", with_opt=True)
+    state = {"epoch": epoch, "history": [r.to_dict() for r in history]}
+    tmp = folder / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    tmp.replace(folder / "state.json")
+
+
+def load_checkpoint_state(run_dir: Path) -> tuple[int, list[EpochRecord]] | None:
+    """The last completed epoch and history of an interrupted run, if it has a checkpoint."""
+    path = run_dir / CHECKPOINT_DIR / "state.json"
+    if not path.is_file() or not (run_dir / CHECKPOINT_DIR / "last.pth").is_file():
+        return None
+    state = json.loads(path.read_text())
+    history = [EpochRecord(**row) for row in state["history"]]
+    return int(state["epoch"]), history
+
+
+# --- assembly ------------------------------------------------------------------------------------
+
+
+def build_learner(
+    spec: TrainSpec, dls: DataLoaders, n_classes: int, weights: torch.Tensor | None
+) -> tuple[Learner, str | None]:
+    """A fastai Learner for the spec's architecture, with the typed callback menu applied."""
+    loss_func = CrossEntropyLossFlat(weight=weights.to(dls.device) if weights is not None else None)
+    learn, notice = build_learner_model(
+        spec.arch, dls, n_classes, loss_func=loss_func, pretrained=spec.pretrained
+    )
+    learn.remove_cb(ProgressCallback)
+    if spec.callbacks.grad_clip is not None:
+        learn.add_cb(GradientClip(max_norm=spec.callbacks.grad_clip))
+    if spec.augment.mixup > 0:
+        learn.add_cb(MixUp(alpha=spec.augment.mixup))
+    if spec.callbacks.mixed_precision and dls.device.type == "cuda":
+        learn.add_cb(MixedPrecision())
+    return learn, notice
+
+
+def suggest_learning_rate(learn: Learner) -> float:
+    """fastai's lr_find valley suggestion, bounded to a sane range."""
+    with learn.no_logging():
+        suggestion = learn.lr_find(show_plot=False)
+    lr = float(getattr(suggestion, "valley", 1e-3))
+    if not math.isfinite(lr):
+        lr = 1e-3
+    return float(min(max(lr, 1e-5), 1e-1))
+
+
+def train(
+    spec: TrainSpec,
+    run_dir: Path,
+    sink: TrainingSink,
+    dataset_root: Path,
+    *,
+    resume: bool = True,
+    on_notice: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a detector and write its artefacts under ``run_dir``.
+
+    A stop request ends the fit within one batch; the artefacts are then written from the last
+    completed epoch (or the best one with ``save_best``). With ``resume``, a run that has a
+    checkpoint continues after its last completed epoch with its history intact.
+    """
+    from fakevoice.artefacts import write_run_artefacts
+
+    random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed % (2**32))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(spec.device)
+    data = prepare_data(spec, dataset_root)
+    dls = make_dataloaders(data, spec, device)
+    n_classes = len(data.class_names)
+    weights = class_weights(data.train_labels, n_classes) if spec.class_weighting else None
+    learn, notice = build_learner(spec, dls, n_classes, weights)
+    if notice and on_notice is not None:
+        on_notice(notice)
+    learn.path = run_dir
+    learn.model_dir = CHECKPOINT_DIR
+
+    history: list[EpochRecord] = []
+    start_epoch = 0
+    state = load_checkpoint_state(run_dir) if resume else None
+    if state is not None:
+        last_epoch, history = state
+        learn.load(run_dir / CHECKPOINT_DIR / "last", with_opt=True, device=device)
+        start_epoch = last_epoch + 1
+        logger.info("resuming %s after epoch %d", run_dir.name, last_epoch)
+
+    callback = RunCallback(
+        sink,
+        run_dir,
+        spec.epochs,
+        data.class_names,
+        spec.callbacks.save_best,
+        spec.callbacks.early_stopping_patience,
+        history,
+    )
+    learn.add_cb(callback)
+    lr = spec.learning_rate if spec.learning_rate is not None else suggest_learning_rate(learn)
+    if start_epoch < spec.epochs:
+        with learn.no_logging():
+            if spec.callbacks.reduce_lr_patience is not None:
+                from fastai.callback.tracker import ReduceLROnPlateau
+
+                learn.fit(
+                    spec.epochs,
+                    lr,
+                    cbs=[ReduceLROnPlateau(patience=spec.callbacks.reduce_lr_patience)],
+                    start_epoch=start_epoch,
+                )
+            else:
+                learn.fit_one_cycle(spec.epochs, lr, start_epoch=start_epoch)
+    learn.remove_cb(callback)
+
+    status = "cancelled" if callback.cancelled else "succeeded"
+    if not history:
+        return TrainResult(status, 0, data.class_names, {}, {}, notice, history)
+    best = run_dir / CHECKPOINT_DIR / "best.pth"
+    if spec.callbacks.save_best and best.is_file():
+        learn.load(run_dir / CHECKPOINT_DIR / "best", with_opt=False, device=device)
+    else:
+        learn.load(run_dir / CHECKPOINT_DIR / "last", with_opt=False, device=device)
+    sink.on_progress(
+        1.0 if status == "succeeded" else history[-1].epoch / spec.epochs, history[-1].epoch
+    )
+    report, files = write_run_artefacts(learn, spec, data, history, run_dir)
+    return TrainResult(status, len(history), data.class_names, report, files, notice, history)

@@ -1,0 +1,46 @@
+"""Shared fixtures: generated audio, the shared/ folder when present, isolated settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakevoice.settings import get_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def global_random_seed() -> int:
+    return 0
+
+
+@pytest.fixture
+def rng(global_random_seed: int) -> np.random.Generator:
+    return np.random.default_rng(global_random_seed)
+
+
+@pytest.fixture
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point data and dataset folders at a temporary directory for one test."""
+    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FAKEVOICE_DATASET_DIR", str(tmp_path / "datasets"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def speechlike(seconds: float = 2.0, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A voiced, formant-ish test signal (float32, mono) with syllable-rate amplitude modulation."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 120 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    y = sum(np.sin(k * phase) / k for k in range(1, 20))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
+    y = y * envelope + 0.01 * rng.standard_normal(t.size)
+    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)

@@ -1,0 +1,166 @@
+"""The detector: safe bundle loading, windows, the verdict rule and the detector cache.
+
+The model is a real specnet trained for one epoch on the session's tiny dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import speechlike
+from test_training import DATASET, quick_spec, tiny_dataset_root
+
+from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.inference import Detector, DetectorCache, decide
+from fakevoice.preprocess import fit_length, waveform_to_image_tensor, window_starts, windows
+from fakevoice.training import MemorySink, train
+
+WINDOW = 16000  # samples: the trained model's clip length (1 s)
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_dataset_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, dataset_root: Path) -> Path:
+    root = dataset_root
+    folder = tmp_path_factory.mktemp("inference") / "run"
+    spec = quick_spec(task="multiclass", clip_samples=WINDOW)
+    result = train(spec, folder, MemorySink(), root)
+    assert result.status == "succeeded"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def detector(run_dir: Path) -> Detector:
+    return Detector.from_bundle(run_dir)
+
+
+# --- verdict rule --------------------------------------------------------------------------------
+
+
+def test_decide_applies_the_threshold_and_names_the_generator() -> None:
+    probs = {"bonafide": 0.45, "griffinlim": 0.15, "world": 0.40}
+    assert decide(probs, "bonafide", 0.60) == ("inconclusive", "world")
+    assert decide(probs, "bonafide", 0.55) == ("machine-generated", "world")
+    assert decide({"bonafide": 0.7, "world": 0.1, "lpc": 0.2}, "bonafide", 0.6) == ("human", None)
+    # A binary model knows no generator names.
+    assert decide({"bonafide": 0.1, "spoof": 0.9}, "bonafide", 0.6) == ("machine-generated", None)
+    with pytest.raises(InvalidSpecError, match="threshold must be between 0.5 and 1.0"):
+        decide(probs, "bonafide", 0.3)
+
+
+# --- windows -------------------------------------------------------------------------------------
+
+
+def test_windows_overlap_by_half_and_end_at_the_clip_end() -> None:
+    assert window_starts(40000, 16000) == [0, 8000, 16000, 24000]
+    starts = window_starts(45000, 16000)
+    assert starts[:4] == [0, 8000, 16000, 24000] and starts[-1] == 45000 - 16000
+    assert np.diff(starts).max() <= 8000
+    samples = np.arange(45000, dtype=np.float32)
+    stacked, got = windows(samples, 16000)
+    assert stacked.shape == (len(starts), 16000) and got == starts
+    assert stacked[-1][-1] == samples[-1]
+
+
+def test_short_clip_is_tiled() -> None:
+    short = np.arange(5000, dtype=np.float32)
+    stacked, starts = windows(short, 16000)
+    assert starts == [0] and stacked.shape == (1, 16000)
+    np.testing.assert_array_equal(stacked[0][:5000], short)
+    np.testing.assert_array_equal(stacked[0][5000:10000], short)
+    np.testing.assert_array_equal(fit_length(short, 12000)[10000:], short[:2000])
+
+
+# --- the detector --------------------------------------------------------------------------------
+
+
+def test_bundle_manifest_describes_the_model(detector: Detector) -> None:
+    assert detector.class_names == ["bonafide", "griffinlim", "world"]
+    assert detector.window == WINDOW and detector.input_kind == "image"
+    assert detector.feature_spec.image_height == 64
+
+
+def test_detector_matches_the_training_model(
+    run_dir: Path, detector: Detector, dataset_root: Path
+) -> None:
+    """The safe bundle rebuilds the exact model fastai exported (same outputs on the same input)."""
+    from fastai.learner import load_learner
+
+    learn = load_learner(run_dir / "model.pkl", cpu=True)
+    clip, rate = sf.read(next((dataset_root / DATASET / "clips").rglob("*.wav")), dtype="float32")
+    assert rate == 16000
+    batch, _ = detector.model_inputs(clip)
+    with torch.no_grad():
+        expected = torch.log_softmax(learn.model.eval()(batch), dim=1).numpy()
+    got, _ = detector.window_log_probs(clip)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_long_clip_verdict_averages_the_windows(detector: Detector) -> None:
+    samples = speechlike(3.3, seed=7)
+    verdict = detector.predict_samples(samples, 16000, threshold=0.6)
+    starts = window_starts(samples.size, WINDOW)
+    assert [w.start for w in verdict.windows] == [s / 16000 for s in starts]
+    assert verdict.windows[-1].end == pytest.approx(3.3)
+    log_probs, _ = detector.window_log_probs(samples)
+    mean = log_probs.mean(axis=0)
+    expected = np.exp(mean) / np.exp(mean).sum()
+    np.testing.assert_allclose(list(verdict.probabilities.values()), expected, rtol=1e-5)
+    assert sum(verdict.probabilities.values()) == pytest.approx(1.0)
+    assert verdict.p_human == pytest.approx(verdict.probabilities["bonafide"])
+    for window, row in zip(verdict.windows, np.exp(log_probs), strict=True):
+        assert window.p_human == pytest.approx(row[0], rel=1e-5)
+    assert verdict.duration == pytest.approx(3.3) and verdict.sample_rate == 16000
+
+
+def test_verdict_follows_the_rule_on_a_real_model(detector: Detector) -> None:
+    samples = speechlike(1.2, seed=3)
+    sure = detector.predict_samples(samples, 16000, threshold=0.5)
+    assert sure.label in {"human", "machine-generated"}
+    if sure.label == "human":
+        assert sure.p_human >= 0.5 and sure.generator is None
+    else:
+        fakes = {k: v for k, v in sure.probabilities.items() if k != "bonafide"}
+        assert sure.generator == max(fakes, key=lambda k: fakes[k])
+    strict = detector.predict_samples(samples, 16000, threshold=1.0)
+    assert strict.label == "inconclusive"
+    # A short clip is one tiled window.
+    batch, starts = detector.model_inputs(samples[:6000])
+    expected = waveform_to_image_tensor(fit_length(samples[:6000], WINDOW), detector.feature_spec)
+    assert starts == [0]
+    torch.testing.assert_close(batch[0], expected)
+
+
+def test_from_bundle_refuses_missing_or_mismatched_files(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="no safe bundle"):
+        Detector.from_bundle(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(run_dir / "model.safetensors", broken)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["class_names"] = ["bonafide", "spoof"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="do not match the 'specnet' architecture"):
+        Detector.from_bundle(broken)
+
+
+def test_cache_keeps_the_most_recent_detectors(run_dir: Path) -> None:
+    cache = DetectorCache(capacity=2)
+    first = cache.get(run_dir, "a")
+    assert cache.get(run_dir, "a") is first
+    second = cache.get(run_dir, "b")
+    cache.get(run_dir, "a")  # "a" is now the most recent
+    cache.get(run_dir, "c")  # evicts "b"
+    assert len(cache) == 2
+    assert cache.get(run_dir, "a") is first
+    assert cache.get(run_dir, "b") is not second

@@ -1,0 +1,270 @@
+"""The local job backend end to end: a real ``fakevoice worker`` process, a real SQLite file.
+
+Runs are queued straight in the store (as the services do); the worker trains them in child
+processes; the test reads the outcome back from the store and the run folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
+
+from fakevoice import store
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, RunRecord
+from fakevoice.trainspec import TrainSpec
+
+REPO = Path(__file__).resolve().parent.parent
+FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
+STALE_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Settings for this module (and its worker processes): a fresh data folder and database."""
+    base = tmp_path_factory.mktemp("jobs")
+    datasets = base / "datasets"
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets / DATASET)
+    env = {
+        "FAKEVOICE_DATA_DIR": str(base / "data"),
+        "FAKEVOICE_DATASET_DIR": str(datasets),
+        "FAKEVOICE_DATABASE_URL": f"sqlite:///{base / 'data' / 'jobs.sqlite'}",
+        "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
+        "FAKEVOICE_STALE_SECONDS": str(STALE_SECONDS),
+        "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
+        "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "8",
+        # Tiny models on a shared 2-core machine train several times faster on one thread.
+        "OMP_NUM_THREADS": "1",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        store.init_db()
+        yield env
+        store.dispose_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def actor(workbench: dict[str, str]) -> Actor:
+    with store.session_scope() as session:
+        return store.get_or_create_user(session, "tester").actor
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(FAKEVOICE), "worker", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(worker: subprocess.Popen[str], timeout: float = 120) -> str:
+    """Wait for a ``--once`` worker to exit; return its output."""
+    try:
+        output, _ = worker.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        output, _ = worker.communicate()
+        pytest.fail(f"the worker did not finish in {timeout} s:\n{output}")
+    assert worker.returncode == 0, output
+    return output
+
+
+def submit(actor: Actor, name: str, spec: TrainSpec) -> int:
+    with store.session_scope() as session:
+        return store.create_run(session, actor, name, spec.to_dict()).id
+
+
+def get_run(actor: Actor, run_id: int) -> RunRecord:
+    with store.session_scope(readonly=True) as session:
+        return store.get_run(session, actor, run_id)
+
+
+def epochs_of(actor: Actor, run_id: int) -> list[int]:
+    with store.session_scope(readonly=True) as session:
+        return [m.epoch for m in store.list_epoch_metrics(session, actor, run_id)]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def models_of_run(actor: Actor, run_id: int) -> list[Any]:
+    with store.session_scope(readonly=True) as session:
+        return [m for m in store.list_models(session, actor) if m.run_id == run_id]
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_worker_trains_a_run_and_fails_a_vanished_dataset(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    datasets = Path(workbench["FAKEVOICE_DATASET_DIR"])
+    run_id = submit(actor, "first", quick_spec(epochs=2))
+    shutil.copytree(datasets / DATASET, datasets / "vanishing")
+    doomed = submit(actor, "doomed", quick_spec(dataset="vanishing"))
+    shutil.rmtree(datasets / "vanishing")
+
+    finish(start_worker(workbench, "--once"))
+
+    run = get_run(actor, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.progress == 1.0 and run.total_epochs == 2
+    assert epochs_of(actor, run_id) == [0, 1]
+    with store.session_scope(readonly=True) as session:
+        batches = store.list_batch_metrics(session, actor, run_id)
+    assert {b.epoch for b in batches} == {0, 1}
+    assert [b.step for b in batches] == sorted({b.step for b in batches})
+    (model,) = models_of_run(actor, run_id)
+    assert model.arch == "specnet" and model.class_names == ["bonafide", "spoof"]
+    assert (Path(model.path) / "model.safetensors").is_file()
+    assert [int(r["epoch"]) for r in read_history(Path(model.path))] == [0, 1]
+
+    failed = get_run(actor, doomed)
+    assert failed.status == "failed"
+    assert failed.error is not None and "no built dataset named 'vanishing'" in failed.error
+    assert "Traceback" not in failed.error and models_of_run(actor, doomed) == []
+
+
+def test_stop_while_running_keeps_the_last_good_epoch(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    run_id = submit(actor, "to stop", quick_spec(epochs=40))
+    worker = start_worker(workbench, "--once")
+    try:
+        wait_for(lambda: len(epochs_of(actor, run_id)) >= 1, 90, "the first epoch")
+        with store.session_scope() as session:
+            store.request_stop(session, actor, run_id)
+    finally:
+        finish(worker)
+    run = get_run(actor, run_id)
+    assert run.status == "cancelled"
+    done = epochs_of(actor, run_id)
+    assert 1 <= len(done) < 40 and done == list(range(len(done)))
+    (model,) = models_of_run(actor, run_id)
+    assert [int(r["epoch"]) for r in read_history(Path(model.path))] == done
+
+
+def test_killed_worker_run_is_resumed_by_the_next_worker(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    runs_dir = Path(workbench["FAKEVOICE_DATA_DIR"]) / "runs"
+    earlier = {p.name: folder_hashes(p) for p in runs_dir.iterdir()}
+    assert earlier, "the earlier tests left runs to protect"
+    epochs = 20
+    run_id = submit(actor, "to kill", quick_spec(epochs=epochs))
+
+    worker = start_worker(workbench)
+    try:
+        wait_for(lambda: len(epochs_of(actor, run_id)) >= 1, 90, "the first epoch")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate()
+    killed_at = epochs_of(actor, run_id)
+    assert len(killed_at) < epochs, "the run finished before the kill; make it longer"
+    assert get_run(actor, run_id).status == "running"  # nobody has noticed yet
+
+    time.sleep(STALE_SECONDS + 0.5)  # the heartbeat goes stale
+    output = finish(start_worker(workbench, "--once"))
+    assert "interrupted" in output
+
+    run = get_run(actor, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.resume_from_epoch is not None and run.resume_from_epoch >= 1
+    assert epochs_of(actor, run_id) == list(range(epochs))
+    assert [int(r["epoch"]) for r in read_history(runs_dir / str(run_id))] == list(range(epochs))
+    assert {name: folder_hashes(runs_dir / name) for name in earlier} == earlier
+
+
+# --- the command line (needs the training / verdict services in fakevoice.services) -------------
+
+
+def _services_ready() -> bool:
+    from fakevoice import services
+
+    return all(hasattr(services, n) for n in ("submit_run", "score_clip", "evaluate_model"))
+
+
+@pytest.mark.skipif(
+    not _services_ready(),
+    reason="fakevoice.services does not offer the run / verdict services yet (pending move)",
+)
+def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    from conftest import speechlike
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FAKEVOICE), *args],
+            env={**os.environ, **workbench},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    trained = cli(
+        "train", "--dataset", DATASET, "--arch", "specnet", "--epochs", "1", "--batch-size", "4",
+        "--name", "cli-run", "--inline", "--json",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    run = json.loads(trained.stdout)
+    assert run["status"] == "succeeded" and run["name"] == "cli-run"
+    assert [e["epoch"] for e in run["epochs_history"]] == [0]
+
+    listed = cli("runs", "--json")
+    assert listed.returncode == 0
+    assert "cli-run" in [r["name"] for r in json.loads(listed.stdout)]
+    stopped = cli("stop", "cli-run")
+    assert stopped.returncode == 0 and "succeeded" in stopped.stdout
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, speechlike(5.0, seed=5), 16000)
+    predicted = cli("predict", "--model", "cli-run", str(clip), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    (result,) = json.loads(predicted.stdout)["results"]
+    assert result["label"] in {"human", "machine-generated", "inconclusive"}
+    assert np.isclose(result["p_human"] + result["p_fake"], 1.0)
+    assert len(result["windows"]) >= 2
+
+    evaluated = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["dataset"] == DATASET and 0.0 <= report["accuracy"] <= 1.0
+
+    for bad in (
+        ("train", "--dataset", DATASET, "--epochs", "0", "--inline"),
+        ("predict", "--model", "no-such-model", str(clip)),
+    ):
+        failed = cli(*bad)
+        assert failed.returncode == 2, (bad, failed.stderr)
+        messages = [line for line in failed.stderr.splitlines() if line.startswith("fakevoice:")]
+        assert len(messages) == 1 and "Traceback" not in failed.stderr, failed.stderr

@@ -1,0 +1,115 @@
+"""The Ray backend: the same job function as Ray tasks on a local Ray instance, a real SQLite file."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
+
+from fakevoice import store
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, RunRecord
+
+ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package")
+
+
+@pytest.fixture(scope="module")
+def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
+    base = tmp_path_factory.mktemp("ray")
+    datasets = base / "datasets"
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets / DATASET)
+    env = {
+        "FAKEVOICE_DATA_DIR": str(base / "data"),
+        "FAKEVOICE_DATASET_DIR": str(datasets),
+        "FAKEVOICE_DATABASE_URL": f"sqlite:///{base / 'data' / 'ray.sqlite'}",
+        "FAKEVOICE_JOB_BACKEND": "ray",
+        "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
+        "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        try:
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _temp_dir=str(base / "ray"),
+            )
+        except Exception as exc:  # no shared memory, no free ports...
+            pytest.skip(f"Ray cannot start here: {exc}")
+        try:
+            store.init_db()
+            with store.session_scope() as session:
+                actor = store.get_or_create_user(session, "ray-user").actor
+            yield actor
+        finally:
+            ray.shutdown()
+            store.dispose_engines()
+    get_settings.cache_clear()
+
+
+def submit(actor: Actor, name: str, **changes: Any) -> int:
+    with store.session_scope() as session:
+        spec = quick_spec(**changes).to_dict()
+        return store.create_run(session, actor, name, spec, backend="ray").id
+
+
+def get_run(actor: Actor, run_id: int) -> RunRecord:
+    with store.session_scope(readonly=True) as session:
+        return store.get_run(session, actor, run_id)
+
+
+def epochs_of(actor: Actor, run_id: int) -> list[int]:
+    with store.session_scope(readonly=True) as session:
+        return [m.epoch for m in store.list_epoch_metrics(session, actor, run_id)]
+
+
+def start_worker() -> threading.Thread:
+    from fakevoice.jobs.ray_backend import RayWorker
+
+    worker = RayWorker(concurrency=1)
+    thread = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ray_task_trains_a_run(ray_workbench: Actor) -> None:
+    actor = ray_workbench
+    run_id = submit(actor, "on ray", epochs=2)
+    thread = start_worker()
+    thread.join(timeout=180)
+    assert not thread.is_alive(), "the Ray worker did not finish"
+    run = get_run(actor, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.worker_id is not None and run.worker_id.startswith("ray-")
+    assert epochs_of(actor, run_id) == [0, 1]
+    with store.session_scope(readonly=True) as session:
+        assert store.list_batch_metrics(session, actor, run_id)
+        (model,) = [m for m in store.list_models(session, actor) if m.run_id == run_id]
+    assert [int(r["epoch"]) for r in read_history(Path(model.path))] == [0, 1]
+
+
+def test_ray_run_stops_on_request(ray_workbench: Actor) -> None:
+    actor = ray_workbench
+    run_id = submit(actor, "stop on ray", epochs=40)
+    thread = start_worker()
+    deadline = time.monotonic() + 120
+    while not epochs_of(actor, run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert epochs_of(actor, run_id), "the first epoch never finished"
+    with store.session_scope() as session:
+        store.request_stop(session, actor, run_id)
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the Ray worker did not finish"
+    run = get_run(actor, run_id)
+    assert run.status == "cancelled"
+    assert 1 <= len(epochs_of(actor, run_id)) < 40, epochs_of(actor, run_id)

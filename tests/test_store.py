@@ -1,0 +1,595 @@
+"""The store's repositories on real databases: SQLite files in tmp_path, and PostgreSQL when
+FAKEVOICE_TEST_POSTGRES_URL names a server (each test then gets a scratch schema)."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.engine import make_url
+
+from fakevoice import store
+from fakevoice.errors import (
+    ConflictError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from fakevoice.settings import get_settings
+from fakevoice.store import Actor, BatchMetric, EpochMetric
+from fakevoice.store.tables import RunRow
+
+POSTGRES_URL = os.environ.get("FAKEVOICE_TEST_POSTGRES_URL")
+SPEC = {"dataset": "demo", "arch": "specnet", "epochs": 3}
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh schema on FAKEVOICE_TEST_POSTGRES_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{(tmp_path / 'store.sqlite').as_posix()}"
+        store.dispose_engines()
+        return
+    if not POSTGRES_URL:
+        pytest.skip("FAKEVOICE_TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://u@host/db)")
+    schema = f"fv_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        store.dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str, isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated database, with at most 2 active runs per user."""
+    monkeypatch.setenv("FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER", "2")
+    get_settings.cache_clear()
+    store.upgrade(db_url)
+    return db_url
+
+
+@dataclass(frozen=True)
+class People:
+    owner: Actor
+    other: Actor
+    admin: Actor
+
+
+@pytest.fixture
+def people(db: str) -> People:
+    with store.session_scope(db) as session:
+        owner = store.create_user(session, "ada").actor
+        other = store.create_user(session, "bob").actor
+        admin = store.create_user(session, "root", is_admin=True).actor
+    return People(owner, other, admin)
+
+
+def _add_model(db: str, actor: Actor, name: str, *, public: bool = False, sha: str = "ab") -> int:
+    with store.session_scope(db) as session:
+        model = store.add_model(
+            session,
+            actor,
+            name=name,
+            arch="specnet",
+            class_names=["bonafide", "world"],
+            sample_rate=16000,
+            clip_samples=64600,
+            path=f"/models/{name}",
+            files={"model.safetensors": sha * 32, "manifest.json": "cd" * 32},
+            feature_spec={"kind": "mel"},
+            metrics={"eer": 0.1},
+            is_public=public,
+        )
+    return model.id
+
+
+# --- engine ------------------------------------------------------------------------------------
+
+
+def test_sqlite_connections_use_wal_and_pragmas(tmp_path: Path) -> None:
+    url = f"sqlite:///{(tmp_path / 'sub' / 'db.sqlite').as_posix()}"
+    try:
+        store.init_db(url)
+        with store.get_engine(url).connect() as connection:
+            read = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+            }
+            wal_file_exists = (tmp_path / "sub" / "db.sqlite-wal").exists()
+    finally:
+        store.dispose_engines()
+    # synchronous: 1 is NORMAL (0 OFF, 2 FULL).
+    assert read == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 10000,
+        "synchronous": 1,
+    }
+    assert wal_file_exists
+
+
+def test_default_database_lives_in_data_dir(isolated_settings: Path) -> None:
+    try:
+        store.init_db()
+        with store.session_scope() as session:
+            store.create_user(session, "solo")
+        with store.session_scope(readonly=True) as session:
+            assert store.get_user_by_username(session, "solo") is not None
+    finally:
+        store.dispose_engines()
+    assert (isolated_settings / "data" / "fakevoice.sqlite").is_file()
+
+
+def test_session_scope_rolls_back_on_error(db: str) -> None:
+    with pytest.raises(ConflictError), store.session_scope(db) as session:
+        store.create_user(session, "carol")
+        store.create_user(session, "carol")
+    with store.session_scope(db, readonly=True) as session:
+        assert store.get_user_by_username(session, "carol") is None
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def test_users_create_find_and_admin_only_delete(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        with pytest.raises(ConflictError):
+            store.create_user(session, "ada")
+        ada = store.get_user_by_username(session, " ada ")
+        assert ada is not None and ada.id == people.owner.user_id and ada.display_name == "ada"
+        assert store.get_or_create_user(session, "ada").id == ada.id
+        run = store.create_run(session, people.owner, "r1", SPEC)
+        with pytest.raises(PermissionDeniedError):
+            store.delete_user(session, people.other, ada.id)
+        with pytest.raises(PermissionDeniedError):
+            store.list_users(session, people.other)
+    with store.session_scope(db) as session:
+        deleted = store.delete_user(session, people.admin, ada.id)
+        assert deleted.username == "ada"
+        assert [u.username for u in store.list_users(session, people.admin)] == ["bob", "root"]
+    with store.session_scope(db, readonly=True) as session:
+        with pytest.raises(NotFoundError):
+            store.get_run(session, people.admin, run.id)  # cascaded with its owner
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("who", "sees"), [("owner", True), ("other", False), ("admin", True)])
+def test_run_ownership(db: str, people: People, who: str, sees: bool) -> None:
+    actor = getattr(people, who)
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "mine", SPEC)
+    with store.session_scope(db) as session:
+        listed = store.list_runs(session, actor, all_users=actor.is_admin)
+        assert (run.id in [r.id for r in listed]) is sees
+        if sees:
+            assert store.get_run(session, actor, run.id) == run
+            assert store.request_stop(session, actor, run.id).status == "cancelled"
+            assert store.delete_run(session, actor, run.id).id == run.id
+        else:
+            for action in (store.get_run, store.request_stop, store.delete_run):
+                with pytest.raises(NotFoundError, match="no run with id"):
+                    action(session, actor, run.id)
+            with pytest.raises(PermissionDeniedError):
+                store.list_runs(session, actor, all_users=True)
+    with store.session_scope(db, readonly=True) as session:
+        with pytest.raises(NotFoundError):
+            store.get_run(session, actor, 999_999)  # a missing id reads the same as a hidden one
+
+
+def test_run_fields_round_trip(db: str, people: People) -> None:
+    before = datetime.now(UTC)
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, " spaced ", SPEC, artefact_dir="/runs/1")
+    with store.session_scope(db, readonly=True) as session:
+        again = store.get_run(session, people.owner, run.id)
+    assert again == run
+    assert (again.name, again.status, again.total_epochs, again.spec) == (
+        "spaced",
+        "queued",
+        3,
+        SPEC,
+    )
+    assert again.created_at.tzinfo is not None and again.created_at.utcoffset() == timedelta(0)
+    assert (
+        before - timedelta(seconds=5) < again.created_at < datetime.now(UTC) + timedelta(seconds=5)
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        again.status = "running"  # type: ignore[misc]
+
+
+def test_duplicate_run_name_is_a_conflict_per_owner(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        store.create_run(session, people.owner, "baseline", SPEC)
+    with pytest.raises(ConflictError, match="baseline"), store.session_scope(db) as session:
+        store.create_run(session, people.owner, "baseline", SPEC)
+    with store.session_scope(db) as session:
+        store.create_run(session, people.other, "baseline", SPEC)
+        assert len(store.list_runs(session, people.admin, all_users=True)) == 2
+
+
+def test_concurrent_run_limit(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        first = store.create_run(session, people.owner, "a", SPEC)
+        store.create_run(session, people.owner, "b", SPEC)
+    with pytest.raises(LimitExceededError), store.session_scope(db) as session:
+        store.create_run(session, people.owner, "c", SPEC)
+    with store.session_scope(db) as session:
+        store.create_run(session, people.other, "c", SPEC)  # the limit is per user
+        assert store.claim_next_queued_run(session, "w1") is not None  # running still counts
+    with pytest.raises(LimitExceededError), store.session_scope(db) as session:
+        store.create_run(session, people.owner, "c", SPEC)
+    with store.session_scope(db) as session:
+        assert store.set_status(session, first.id, "succeeded", worker_id="w1")
+        assert store.create_run(session, people.owner, "c", SPEC).status == "queued"
+        assert store.count_active_runs(session, people.owner.user_id) == 2
+
+
+def test_stop_cancels_queued_and_flags_running(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        running = store.create_run(session, people.owner, "running", SPEC)
+        assert store.claim_next_queued_run(session, "w1") is not None
+        queued = store.create_run(session, people.owner, "queued", SPEC)
+    with store.session_scope(db) as session:
+        assert not store.is_stop_requested(session, running.id)
+        stopped = store.request_stop(session, people.owner, running.id)
+        assert (stopped.status, stopped.stop_requested) == ("running", True)
+        assert store.is_stop_requested(session, running.id)
+        cancelled = store.request_stop(session, people.owner, queued.id)
+        assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+        assert store.set_status(session, running.id, "cancelled", worker_id="w1")
+        assert store.get_run(session, people.owner, running.id).finished_at is not None
+
+
+def test_claim_takes_oldest_and_respects_backend(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        ray_run = store.create_run(session, people.owner, "on ray", SPEC, backend="ray")
+        local_run = store.create_run(session, people.other, "local", SPEC)
+    with store.session_scope(db) as session:
+        claimed = store.claim_next_queued_run(session, "w1")
+        assert claimed is not None and claimed.id == local_run.id
+        assert (claimed.status, claimed.worker_id) == ("running", "w1")
+        assert claimed.started_at is not None and claimed.heartbeat_at is not None
+        assert store.claim_next_queued_run(session, "w1") is None
+        on_ray = store.claim_next_queued_run(session, "ray-1", backend="ray")
+        assert on_ray is not None and on_ray.id == ray_run.id
+
+
+def _claim_until_empty(url: str, worker_id: str, barrier: Any, results: Any) -> None:
+    """Child process: claim runs one at a time until none is left; report the ids."""
+    barrier.wait()
+    claimed = []
+    while True:
+        with store.session_scope(url) as session:
+            run = store.claim_next_queued_run(session, worker_id)
+        if run is None:
+            break
+        claimed.append(run.id)
+    results.put((worker_id, claimed))
+
+
+def test_two_processes_never_claim_the_same_run(db: str) -> None:
+    users = 8
+    per_user = 2
+    expected = []
+    with store.session_scope(db) as session:
+        for u in range(users):
+            actor = store.create_user(session, f"user{u}").actor
+            for r in range(per_user):
+                expected.append(store.create_run(session, actor, f"run{r}", SPEC).id)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_claim_until_empty, args=(db, f"w{i}", barrier, results))
+        for i in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    reports = dict(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    claimed = reports["w0"] + reports["w1"]
+    assert sorted(claimed) == sorted(expected)  # every run once: none lost, none twice
+    with store.session_scope(db, readonly=True) as session:
+        for run_id in reports["w0"]:
+            assert store.get_run_for_worker(session, run_id).worker_id == "w0"
+
+
+def test_stale_heartbeat_marks_run_interrupted(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        dead = store.create_run(session, people.owner, "dead worker", SPEC)
+        store.claim_next_queued_run(session, "w-dead")
+        alive = store.create_run(session, people.owner, "alive worker", SPEC)
+        store.claim_next_queued_run(session, "w-alive")
+        # w-dead's last heartbeat was ten minutes ago.
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == dead.id)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
+        )
+    with store.session_scope(db) as session:
+        assert store.record_progress(session, alive.id, "w-alive", progress=1.7, current_epoch=2)
+        assert store.mark_orphans_interrupted(session, 3600) == []
+        assert store.mark_orphans_interrupted(session, 60) == [dead.id]
+        assert store.mark_orphans_interrupted(session, 60) == []
+    with store.session_scope(db) as session:
+        run = store.get_run(session, people.owner, dead.id)
+        assert run.status == "interrupted" and run.finished_at is not None
+        assert run.error is not None and "heartbeat" in run.error
+        assert not store.heartbeat(session, dead.id, "w-dead")  # the worker learns it lost the run
+        assert not store.set_status(session, dead.id, "succeeded", worker_id="w-dead")
+        kept = store.get_run(session, people.owner, alive.id)
+        assert (kept.status, kept.progress, kept.current_epoch) == ("running", 1.0, 2)
+    # Much later, the alive worker is stale too.
+    an_hour_later = datetime.now(UTC) + timedelta(hours=1)
+    with store.session_scope(db) as session:
+        assert store.mark_orphans_interrupted(session, 60, now=an_hour_later) == [alive.id]
+
+
+def test_requeue_resumes_and_drops_later_metrics(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "resumable", SPEC)
+        store.claim_next_queued_run(session, "w1")
+        store.append_batch_metrics(
+            session,
+            run.id,
+            [BatchMetric(epoch=e, batch=0, step=e, train_loss=1.0) for e in range(3)],
+        )
+        store.append_epoch_metrics(session, run.id, [EpochMetric(epoch=e) for e in range(3)])
+        assert store.set_status(session, run.id, "failed", worker_id="w1", error="out of memory")
+    with store.session_scope(db) as session:
+        again = store.requeue_run(session, people.owner, run.id, resume_from_epoch=1)
+        assert (again.status, again.resume_from_epoch, again.error) == ("queued", 1, None)
+        assert [m.epoch for m in store.list_epoch_metrics(session, people.owner, run.id)] == [0]
+        assert [m.step for m in store.list_batch_metrics(session, people.owner, run.id)] == [0]
+        with pytest.raises(ConflictError):
+            store.requeue_run(session, people.owner, run.id)
+
+
+def test_worker_resumes_interrupted_run_after_last_epoch(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "long", SPEC)
+        store.claim_next_queued_run(session, "w1")
+        store.append_epoch_metrics(session, run.id, [EpochMetric(epoch=0), EpochMetric(epoch=1)])
+        store.append_batch_metrics(
+            session, run.id, [BatchMetric(epoch=e, batch=0, step=e, train_loss=0.5) for e in (1, 2)]
+        )
+        assert not store.resume_interrupted_run(session, run.id, resume_from_epoch=2)  # running
+        assert store.set_status(session, run.id, "interrupted", worker_id="w1")
+    with store.session_scope(db) as session:
+        resume_at = store.completed_epochs(session, run.id)
+        assert resume_at == 2
+        assert store.resume_interrupted_run(session, run.id, resume_from_epoch=resume_at)
+        assert not store.resume_interrupted_run(session, run.id, resume_from_epoch=resume_at)
+    with store.session_scope(db) as session:
+        again = store.claim_next_queued_run(session, "w2")
+        assert again is not None and (again.id, again.resume_from_epoch) == (run.id, 2)
+        assert [m.step for m in store.list_batch_metrics(session, people.owner, run.id)] == [1]
+        assert store.completed_epochs(session, run.id + 1) == 0
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_metrics_round_trip_and_incremental_reads(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "metrics", SPEC)
+        store.claim_next_queued_run(session, "w1")
+    batches = [
+        BatchMetric(epoch=s // 4, batch=s % 4, step=s, train_loss=1.0 / (s + 1), lr=1e-3 * s)
+        for s in range(10)
+    ]
+    with store.session_scope(db) as session:
+        assert store.append_batch_metrics(session, run.id, batches[:6]) == 6
+    with store.session_scope(db) as session:
+        assert store.append_batch_metrics(session, run.id, batches[6:]) == 4
+        first = EpochMetric(epoch=0, train_loss=0.9, valid_loss=0.8, accuracy=0.6, eer=0.3)
+        second = EpochMetric(0, 0.7, 0.6, 0.7, 0.65, 0.25, 12.5)  # a rerun of epoch 0 replaces it
+        store.append_epoch_metrics(session, run.id, [first])
+        store.append_epoch_metrics(session, run.id, [second, EpochMetric(epoch=1, eer=0.2)])
+    with store.session_scope(db, readonly=True) as session:
+        read = store.list_batch_metrics(session, people.owner, run.id)
+        assert [(m.epoch, m.batch, m.step, m.train_loss, m.lr) for m in read] == [
+            (m.epoch, m.batch, m.step, m.train_loss, m.lr) for m in batches
+        ]
+        assert all(m.recorded_at is not None and m.recorded_at.tzinfo for m in read)
+        newer = store.list_batch_metrics(session, people.owner, run.id, after_step=6, limit=2)
+        assert [m.step for m in newer] == [7, 8]
+        assert store.list_epoch_metrics(session, people.admin, run.id) == [
+            second,
+            EpochMetric(epoch=1, eer=0.2),
+        ]
+        for read_metrics in (store.list_batch_metrics, store.list_epoch_metrics):
+            with pytest.raises(NotFoundError):
+                read_metrics(session, people.other, run.id)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+# (who, public, may read, error on write: None = allowed)
+MODEL_MATRIX = [
+    ("owner", False, True, None),
+    ("owner", True, True, None),
+    ("other", False, False, NotFoundError),
+    ("other", True, True, PermissionDeniedError),
+    ("admin", False, True, None),
+    ("admin", True, True, None),
+]
+
+
+@pytest.mark.parametrize(("who", "public", "reads", "write_error"), MODEL_MATRIX)
+def test_model_ownership(
+    db: str,
+    people: People,
+    who: str,
+    public: bool,
+    reads: bool,
+    write_error: type[Exception] | None,
+) -> None:
+    actor = getattr(people, who)
+    model_id = _add_model(db, people.owner, "detector", public=public)
+    with store.session_scope(db, readonly=True) as session:
+        assert (model_id in [m.id for m in store.list_models(session, actor)]) is (
+            reads and (public or who == "owner")  # admins list everyone's only when asked
+        )
+        if reads:
+            assert store.get_model(session, actor, model_id).name == "detector"
+        else:
+            with pytest.raises(NotFoundError, match="no model with id"):
+                store.get_model(session, actor, model_id)
+    writes = [
+        lambda s: store.set_public(s, actor, model_id, not public),
+        lambda s: store.rename_model(s, actor, model_id, "renamed"),
+        lambda s: store.delete_model(s, actor, model_id),
+    ]
+    for write in writes:
+        if write_error is None:
+            with store.session_scope(db) as session:
+                write(session)
+        else:
+            with pytest.raises(write_error), store.session_scope(db) as session:
+                write(session)
+    with store.session_scope(db, readonly=True) as session:
+        remaining = store.list_models(session, people.admin, all_users=True)
+        assert [m.id for m in remaining] == ([] if write_error is None else [model_id])
+
+
+def test_model_names_sharing_and_checksum_lookup(db: str, people: People) -> None:
+    first = _add_model(db, people.owner, "a", sha="0f")
+    _add_model(db, people.owner, "b", sha="1e")
+    _add_model(db, people.other, "a", sha="2d", public=True)  # names are per owner
+    with pytest.raises(ConflictError):
+        _add_model(db, people.owner, "a")
+    with pytest.raises(ConflictError), store.session_scope(db) as session:
+        store.rename_model(session, people.owner, first, "b")
+    with store.session_scope(db) as session:
+        shared = store.set_public(session, people.owner, first, True)
+        assert shared.is_public
+        names = sorted((m.owner_id, m.name) for m in store.list_models(session, people.other))
+        assert names == sorted([(people.owner.user_id, "a"), (people.other.user_id, "a")])
+        found = store.find_model_by_sha256(session, ("0F" * 32).upper())
+        assert found is not None and found.id == first and found.files["manifest.json"] == "cd" * 32
+        assert store.find_model_by_sha256(session, "ff" * 32) is None
+        with pytest.raises(PermissionDeniedError):
+            store.list_models(session, people.owner, all_users=True)
+
+
+def test_model_can_name_only_a_visible_run(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "trainer", SPEC)
+    with pytest.raises(NotFoundError), store.session_scope(db) as session:
+        store.add_model(
+            session,
+            people.other,
+            name="stolen",
+            arch="specnet",
+            class_names=["bonafide", "spoof"],
+            sample_rate=16000,
+            clip_samples=64600,
+            path="/x",
+            files={},
+            run_id=run.id,
+        )
+
+
+# --- analyses ----------------------------------------------------------------------------------
+
+
+def _analyse(db: str, actor: Actor, model_id: int, name: str = "clip.wav") -> int:
+    with store.session_scope(db) as session:
+        analysis = store.add_analysis(
+            session,
+            actor,
+            model_id=model_id,
+            file_name=name,
+            duration=2.5,
+            sample_rate=44100,
+            verdict="human",
+            probabilities={"bonafide": 0.9, "world": 0.1},
+            threshold=0.6,
+            source="api",
+        )
+    return analysis.id
+
+
+def test_analysis_ownership_and_paging(db: str, people: People) -> None:
+    private = _add_model(db, people.owner, "private")
+    public = _add_model(db, people.owner, "public", public=True)
+    mine = [_analyse(db, people.owner, private, f"{i}.wav") for i in range(3)]
+    theirs = _analyse(db, people.other, public, "../../etc/passwd")
+    with pytest.raises(NotFoundError):
+        _analyse(db, people.other, private)  # cannot use someone's private model
+    with store.session_scope(db, readonly=True) as session:
+        listed = store.list_analyses(session, people.owner)
+        assert [a.id for a in listed] == mine[::-1]
+        assert [a.id for a in store.list_analyses(session, people.owner, limit=2, offset=1)] == [
+            mine[1],
+            mine[0],
+        ]
+        assert [a.id for a in store.list_analyses(session, people.other)] == [theirs]
+        assert store.list_analyses(session, people.admin) == []  # history is mine only
+        assert store.count_analyses(session, people.owner) == 3
+        record = store.get_analysis(session, people.admin, theirs)
+        assert (record.file_name, record.probabilities, record.source) == (
+            "../../etc/passwd",
+            {"bonafide": 0.9, "world": 0.1},
+            "api",
+        )
+        with pytest.raises(NotFoundError):
+            store.get_analysis(session, people.owner, theirs)
+    with store.session_scope(db) as session:
+        store.delete_model(session, people.owner, public)
+    with store.session_scope(db, readonly=True) as session:
+        # The verdict stays in the history; the foreign key (enforced) lets go of the model.
+        assert store.get_analysis(session, people.other, theirs).model_id is None
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+def test_dataset_visibility(db: str, people: People) -> None:
+    with store.session_scope(db) as session:
+        shared = store.register_dataset(
+            session, None, name="demo", path="/d/demo", items=10, spec={"seed": 0}
+        )
+        own = store.register_dataset(
+            session, people.owner, name="mine", path="/d/mine", items=5, spec={}
+        )
+        rebuilt = store.register_dataset(
+            session, None, name="demo", path="/d/demo", items=12, spec={"seed": 1}
+        )
+        assert (rebuilt.id, rebuilt.items, rebuilt.spec) == (shared.id, 12, {"seed": 1})
+    with store.session_scope(db) as session:
+        assert [d.name for d in store.list_datasets(session, people.other)] == ["demo"]
+        assert [d.name for d in store.list_datasets(session, people.owner)] == ["demo", "mine"]
+        with pytest.raises(NotFoundError):
+            store.get_dataset(session, people.other, own.id)
+        with pytest.raises(PermissionDeniedError):
+            store.register_dataset(
+                session, people.other, name="x", path="/d/mine", items=1, spec={}
+            )
+        with pytest.raises(PermissionDeniedError):
+            store.delete_dataset(session, people.owner, shared.id)
+        assert store.delete_dataset(session, people.admin, shared.id).id == shared.id

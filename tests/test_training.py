@@ -1,0 +1,304 @@
+"""Training engine: item selection, one real fit per architecture family, artefacts, stop, resume.
+
+Everything runs the real code on a tiny dataset made once per session (64 x 64 spectrograms).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import speechlike
+
+from fakevoice.artefacts import HISTORY_COLUMNS
+from fakevoice.datasets.manifest import (
+    DATASET_INFO_NAME,
+    clip_path,
+    image_path,
+    item_id,
+    manifest_frame,
+    read_manifest,
+    write_manifest,
+)
+from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.features import FeatureSpec, render_image, save_png
+from fakevoice.training import (
+    MemorySink,
+    class_names_for,
+    class_weights,
+    dataset_path,
+    load_checkpoint_state,
+    prepare_data,
+    select_items,
+    train,
+)
+from fakevoice.trainspec import AugmentSpec, CallbackSpec, TrainSpec
+
+DATASET = "tiny"
+FEATURES = FeatureSpec(image_height=64, image_width=64)
+SPEAKERS = ("spk_a", "spk_b")
+UTTERANCES_PER_SPEAKER = 5
+GENERATORS = ("griffinlim", "world")
+RUN_FILES = (
+    "model.pkl",
+    "model.safetensors",
+    "manifest.json",
+    "history.csv",
+    "confusion.json",
+    "confusion.png",
+    "roc.json",
+    "metrics.json",
+    "loss_curve.png",
+)
+
+
+# --- the tiny dataset ----------------------------------------------------------------------------
+
+
+def _spoof(samples: np.ndarray, generator: str) -> np.ndarray:
+    """Copy-synthesis of a clip, as the builder's vocoders do (Griffin-Lim phase, WORLD)."""
+    import librosa
+
+    if generator == "griffinlim":
+        magnitude = np.abs(librosa.stft(samples, n_fft=512, hop_length=128))
+        out = librosa.griffinlim(magnitude, n_iter=8, hop_length=128, random_state=0)
+    else:
+        import pyworld
+
+        x = samples.astype(np.float64)
+        f0, t = pyworld.harvest(x, 16000)
+        sp = pyworld.cheaptrick(x, f0, t, 16000)
+        ap = pyworld.d4c(x, f0, t, 16000)
+        out = pyworld.synthesize(f0, sp, ap, 16000)
+    out = np.asarray(out[: samples.size], dtype=np.float32)
+    return (0.3 * out / max(1e-6, float(np.max(np.abs(out))))).astype(np.float32)
+
+
+def make_tiny_dataset(folder: Path, features: FeatureSpec = FEATURES) -> Path:
+    """A manifest-conformant dataset (docs/CONTRACTS.md): 10 utterances x 3 classes, clean only."""
+    rows = []
+    noise = "snr_inf"
+    for s, speaker in enumerate(SPEAKERS):
+        for u in range(UTTERANCES_PER_SPEAKER):
+            utterance = f"{speaker}_u{u}"
+            clean = speechlike(1.5, seed=100 * s + u)
+            for label in ("bonafide", *GENERATORS):
+                samples = clean if label == "bonafide" else _spoof(clean, label)
+                item = item_id(utterance, label, noise)
+                clip, image = (
+                    clip_path(speaker, label, utterance),
+                    image_path(noise, speaker, label, item),
+                )
+                (folder / clip).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(folder / clip, samples, 16000, subtype="PCM_16")
+                save_png(render_image(samples, features), folder / image)
+                rows.append(
+                    {
+                        "item": item,
+                        "utterance": utterance,
+                        "speaker": speaker,
+                        "class": label,
+                        "generator": "" if label == "bonafide" else label,
+                        "noise": noise,
+                        "clip_path": clip,
+                        "image_path": image,
+                        "duration": samples.size / 16000,
+                        "language": "en",
+                        "source": "synthetic",
+                    }
+                )
+    write_manifest(folder, manifest_frame(rows))
+    info = {
+        "name": folder.name,
+        "created": "2024-01-01T00:00:00+00:00",
+        "seed": 0,
+        "size": "tiny",
+        "feature_spec": features.to_dict(),
+        "generators": list(GENERATORS),
+        "noise_levels": [noise],
+        "sources": ["synthetic"],
+        "counts": {"items": len(rows)},
+        "version": 1,
+    }
+    (folder / DATASET_INFO_NAME).write_text(json.dumps(info))
+    return folder
+
+
+def tiny_dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's dataset root holding ``tiny`` (made on first use, then shared)."""
+    root = tmp_path_factory.getbasetemp() / "fixture-datasets"
+    if not (root / DATASET / "manifest.csv").is_file():
+        shutil.rmtree(root / DATASET, ignore_errors=True)
+        make_tiny_dataset(root / DATASET)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_dataset_root(tmp_path_factory)
+
+
+def quick_spec(**changes: object) -> TrainSpec:
+    """A specnet spec that trains in about a second on the tiny dataset."""
+    base = TrainSpec(dataset=DATASET, arch="specnet", epochs=1, batch_size=4, device="cpu")
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def read_history(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- selection -----------------------------------------------------------------------------------
+
+
+def test_dataset_path_refuses_paths_and_missing(dataset_root: Path) -> None:
+    assert dataset_path(dataset_root, DATASET) == dataset_root / DATASET
+    with pytest.raises(InvalidSpecError, match="name of a built dataset"):
+        dataset_path(dataset_root, "../tiny")
+    with pytest.raises(DatasetError, match="no built dataset named 'absent'"):
+        dataset_path(dataset_root, "absent")
+
+
+def test_select_items_filters_and_names_unknown_values(dataset_root: Path) -> None:
+    manifest = read_manifest(dataset_root / DATASET)
+    picked = select_items(manifest, quick_spec(speakers=("spk_a",), classes=("bonafide", "world")))
+    assert set(picked["speaker"]) == {"spk_a"}
+    assert set(picked["class"]) == {"bonafide", "world"}
+    assert len(picked) == UTTERANCES_PER_SPEAKER * 2
+    with pytest.raises(InvalidSpecError, match="unknown speaker value.*spk_z"):
+        select_items(manifest, quick_spec(speakers=("spk_z",)))
+
+
+def test_class_names_and_labels(dataset_root: Path) -> None:
+    manifest = read_manifest(dataset_root / DATASET)
+    assert class_names_for(manifest, "binary") == ["bonafide", "spoof"]
+    assert class_names_for(manifest, "multiclass") == ["bonafide", "griffinlim", "world"]
+    data = prepare_data(quick_spec(task="multiclass"), dataset_root)
+    for frame, labels in ((data.train, data.train_labels), (data.valid, data.valid_labels)):
+        assert [data.class_names[i] for i in labels] == list(frame["class"])
+    binary = prepare_data(quick_spec(), dataset_root)
+    assert binary.train_labels == [int(c != "bonafide") for c in binary.train["class"]]
+    # Grouped split: no utterance on both sides.
+    assert not set(binary.train["utterance"]) & set(binary.valid["utterance"])
+    assert binary.feature_spec["image_height"] == FEATURES.image_height
+
+
+def test_prepare_data_needs_both_kinds(dataset_root: Path) -> None:
+    with pytest.raises(DatasetError, match="bona fide items and at least one generator"):
+        prepare_data(quick_spec(classes=("world", "griffinlim")), dataset_root)
+
+
+def test_class_weights_balance_the_classes() -> None:
+    weights = class_weights([0, 1, 1, 1], 3).numpy()
+    assert weights[0] == pytest.approx(3 * weights[1])
+    assert weights.mean() == pytest.approx(1.0)
+    assert np.isfinite(weights).all()  # the absent class gets a finite weight too
+
+
+# --- fits ----------------------------------------------------------------------------------------
+
+
+def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None:
+    sink = MemorySink()
+    result = train(quick_spec(task="multiclass"), tmp_path / "run", sink, dataset_root)
+    run_dir = tmp_path / "run"
+    assert result.status == "succeeded"
+    assert result.class_names == ["bonafide", "griffinlim", "world"]
+    assert set(result.files) == set(RUN_FILES)
+    for name in RUN_FILES:
+        assert (run_dir / name).stat().st_size > 0, name
+    history = read_history(run_dir)
+    assert tuple(history[0]) == HISTORY_COLUMNS
+    assert [int(r["epoch"]) for r in history] == [0]
+    row = history[0]
+    for column in ("train_loss", "valid_loss", "seconds"):
+        assert math.isfinite(float(row[column])) and float(row[column]) > 0
+    assert 0.0 <= float(row["accuracy"]) <= 1.0 and 0.0 <= float(row["eer"]) <= 1.0
+    # The sink saw every training batch, with a step axis, and a final progress of 1.
+    assert len(sink.batches) >= 2 and [b[2] for b in sink.batches] == list(range(len(sink.batches)))
+    assert sink.progress[-1] == 1.0 and len(sink.epochs) == 1
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["arch"] == "specnet" and manifest["input_kind"] == "image"
+    assert manifest["class_names"] == result.class_names
+    assert manifest["feature_spec"]["image_width"] == FEATURES.image_width
+    confusion = json.loads((run_dir / "confusion.json").read_text())
+    data = prepare_data(quick_spec(task="multiclass"), dataset_root)
+    assert np.asarray(confusion["counts"]).sum() == len(data.valid)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["valid_items"] == len(data.valid)
+    assert json.loads((run_dir / "roc.json").read_text())
+    assert (run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stop_keeps_the_last_good_epoch(dataset_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=3, callbacks=CallbackSpec(save_best=False))
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    # Stop one batch into the second epoch: training ends exactly there.
+    sink = MemorySink(stop_after_batches=n_batches + 1)
+    result = train(spec, run_dir, sink, dataset_root)
+    assert result.status == "cancelled"
+    assert len(sink.batches) == n_batches + 1
+    assert [r.epoch for r in result.history] == [0]
+    assert [int(r["epoch"]) for r in read_history(run_dir)] == [0]
+    assert (run_dir / "model.safetensors").is_file()
+    state = load_checkpoint_state(run_dir)
+    assert state is not None and state[0] == 0
+
+
+def test_stop_before_any_epoch_leaves_no_model(dataset_root: Path, tmp_path: Path) -> None:
+    result = train(
+        quick_spec(epochs=2), tmp_path / "run", MemorySink(stop_after_batches=1), dataset_root
+    )
+    assert result.status == "cancelled" and result.epochs_done == 0 and result.files == {}
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_continues_with_history_intact(dataset_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=2)
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    first = train(spec, run_dir, MemorySink(stop_after_batches=n_batches + 1), dataset_root)
+    assert first.status == "cancelled" and [r.epoch for r in first.history] == [0]
+    sink = MemorySink()
+    second = train(spec, run_dir, sink, dataset_root, resume=True)
+    assert second.status == "succeeded"
+    assert [r.epoch for r in second.history] == [0, 1]
+    assert second.history[0] == first.history[0]
+    assert [e.epoch for e in sink.epochs] == [1]  # only the new epoch was trained
+    assert {b[0] for b in sink.batches} == {1}
+    assert sink.batches[0][2] == n_batches  # the step axis continues
+    assert [int(r["epoch"]) for r in read_history(run_dir)] == [0, 1]
+
+
+def test_train_refuses_a_missing_dataset(dataset_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no built dataset named 'gone'"):
+        train(quick_spec(dataset="gone"), tmp_path / "run", MemorySink(), dataset_root)
+
+
+def test_aasist_l_trains_one_short_epoch(dataset_root: Path, tmp_path: Path) -> None:
+    spec = TrainSpec(
+        dataset=DATASET,
+        arch="aasist-l",
+        epochs=1,
+        batch_size=4,
+        clip_samples=16000,
+        speakers=("spk_a",),
+        classes=("bonafide", "world"),
+        device="cpu",
+        augment=AugmentSpec(noise_mix=0.5),
+    )
+    result = train(spec, tmp_path / "run", MemorySink(), dataset_root)
+    assert result.status == "succeeded" and result.epochs_done == 1
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["input_kind"] == "waveform" and manifest["clip_samples"] == 16000
+    assert manifest["feature_spec"] is None
+    assert math.isfinite(result.history[0].train_loss)
