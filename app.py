@@ -1,18 +1,26 @@
 """Streamlit entry point: page config, navigation, and the selected page.
 
 Run with ``streamlit run app.py``. Pages are thin views over :mod:`fakevoice.services`; adding a
-page is one line in :data:`PAGES`.
+page is one line in :data:`PAGES`. Before the page, :func:`components.auth.start` signs a
+returning visitor in from their cookie; pages that need a user call ``require_actor()``.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from components import auth
+
 st.set_page_config(page_title="Fake Voice Workbench", page_icon="🎙️", layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/graphic_eq:"),
+    st.Page("pages/profile.py", title="Profile", icon=":material/person:"),
 ]
 
+auth.start()
+auth.sidebar_status()
 st.navigation(PAGES).run()

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +45,59 @@ class Settings(BaseSettings):
         default=True, description="the worker resumes interrupted runs from their last epoch"
     )
     cli_user: str = Field(default="local", description="the account the CLI acts as")
+    # Experiment tracking (fakevoice.tracking): every training run is logged to MLflow.
+    mlflow_tracking: bool = Field(default=True, description="log training runs to MLflow")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        max_length=2000,
+        validation_alias=AliasChoices("FAKEVOICE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow server or store URI; default a SQLite store under <data_dir>/mlruns",
+    )
+    mlflow_experiment: str = Field(
+        default="fakevoice", min_length=1, max_length=200, description="MLflow experiment name"
+    )
+    # Accounts (fakevoice.accounts): sign-in cookie and the mail that carries password resets.
+    cookie_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="signs the sign-in cookie; unset = generated once into <data_dir>/cookie.key",
+    )
+    cookie_name: str = Field(default="fakevoice_auth", min_length=1, max_length=64)
+    cookie_expiry_days: float = Field(
+        default=1.0, gt=0, le=30, description="days a sign-in cookie stays valid"
+    )
+    mail_backend: Literal["log", "smtp"] = Field(
+        default="log", description="log = write mails to the server log (development); smtp = send"
+    )
+    smtp_host: str | None = Field(default=None, max_length=255)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = Field(default=None, max_length=255)
+    smtp_password: SecretStr | None = Field(default=None)
+    smtp_from: str | None = Field(default=None, max_length=320, description="sender address")
+    smtp_starttls: bool = Field(default=True, description="upgrade the SMTP connection with TLS")
     # Dataset building.
     build_workers: int = Field(default=0, ge=0, description="0 = all available cores")
+    # HTTP API (`fakevoice api`) and batch scoring.
+    api_host: str = Field(default="127.0.0.1", max_length=255, description="address to listen on")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="TCP port of the API")
+    api_workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
+    api_allow_anonymous: bool = Field(
+        default=False, description="public models may be used without a token"
+    )
+    api_anonymous_user: str = Field(
+        default="anonymous", max_length=64, description="account that logs anonymous verdicts"
+    )
+    api_max_request_bytes: int = Field(
+        default=200 * 1024 * 1024, gt=0, description="largest request body (batches, zips)"
+    )
+    model_cache_size: int = Field(default=4, ge=1, le=64, description="models kept loaded (LRU)")
+    batch_max_files: int = Field(default=200, ge=1, le=10000, description="clips in one batch")
+    batch_max_total_bytes: int = Field(
+        default=500 * 1024 * 1024, gt=0, description="uncompressed bytes in one batch"
+    )
+    batch_max_zip_ratio: float = Field(
+        default=100.0, ge=1, le=10000, description="largest zip expansion ratio (bomb guard)"
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -405,7 +405,9 @@ def save_checkpoint(learn: Learner, run_dir: Path, epoch: int, history: list[Epo
     """Save weights + optimiser after ``epoch`` and the history so far (for resume)."""
     folder = run_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    learn.save(folder / "last", with_opt=True)
+    # Written aside, then renamed: a worker killed mid-save must not leave a torn checkpoint.
+    learn.save(folder / "last.partial", with_opt=True)
+    (folder / "last.partial.pth").replace(folder / "last.pth")
     state = {"epoch": epoch, "history": [r.to_dict() for r in history]}
     tmp = folder / "state.json.tmp"
     tmp.write_text(json.dumps(state))
@@ -443,10 +445,10 @@ def build_learner(
     return learn, notice
 
 
-def suggest_learning_rate(learn: Learner) -> float:
-    """fastai's lr_find valley suggestion, bounded to a sane range."""
+def suggest_learning_rate(learn: Learner, num_it: int = 100) -> float:
+    """fastai's lr_find valley suggestion over ``num_it`` batches, bounded to a sane range."""
     with learn.no_logging():
-        suggestion = learn.lr_find(show_plot=False)
+        suggestion = learn.lr_find(num_it=num_it, show_plot=False)
     lr = float(getattr(suggestion, "valley", 1e-3))
     if not math.isfinite(lr):
         lr = 1e-3

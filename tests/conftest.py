@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,32 @@ from fakevoice.settings import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Undo AppTest's swap of ``sys.modules["__main__"]`` for the page script.
+
+    Left in place, every later ``spawn`` child would re-run ``app.py`` as its main module.
+    """
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL server for this test session (see tests/postgres.py); skips when none."""
+    from postgres import PostgresUnavailable, start_postgres
+
+    try:
+        url, stop = start_postgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        yield url
+    finally:
+        stop()
 
 
 @pytest.fixture

@@ -34,7 +34,10 @@ from fakevoice.features import (
 )
 
 SR = 16000
-HELLO_WORLD = Path("/usr/share/asterisk/sounds/en/hello-world.g722")
+HELLO_WORLD = next(
+    iter(sorted(Path("/usr/share/asterisk/sounds").glob("en*/hello-world.g722"))),
+    Path("/usr/share/asterisk/sounds/en/hello-world.g722"),
+)
 
 SPEC_VARIANTS: list[dict[str, Any]] = [
     {},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from fakevoice.settings import get_settings
 from fakevoice.store import Actor, BatchMetric, EpochMetric
 from fakevoice.store.tables import RunRow
 
-POSTGRES_URL = os.environ.get("FAKEVOICE_TEST_POSTGRES_URL")
 SPEC = {"dataset": "demo", "arch": "specnet", "epochs": 3}
 
 
@@ -42,13 +40,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{(tmp_path / 'store.sqlite').as_posix()}"
         store.dispose_engines()
         return
-    if not POSTGRES_URL:
-        pytest.skip("FAKEVOICE_TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://u@host/db)")
+    postgres_url = request.getfixturevalue("postgres_url")
     schema = f"fv_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:

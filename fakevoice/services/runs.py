@@ -115,7 +115,7 @@ def find_run(actor: Actor, key: str | int) -> RunRecord:
     for run in runs:
         if run.name == text and run.owner_id == actor.user_id:
             return run
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         return get_run(actor, int(text))
     for run in runs:
         if run.name == text:

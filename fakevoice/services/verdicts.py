@@ -68,7 +68,7 @@ def find_model(actor: Actor, key: str | int) -> ModelRecord:
         for model in models:
             if model.name == text and (model.owner_id == actor.user_id) == preferred:
                 return model
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         return get_model(actor, int(text))
     raise NotFoundError(
         f"There is no model called {text!r} that you may use; `fakevoice models` lists them."

@@ -1,10 +1,10 @@
-"""Users: create, look up, list and delete (administrators only for the last two)."""
+"""Users: create, look up, update, list and delete (administrators only for the last two)."""
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, InvalidSpecError, NotFoundError, PermissionDeniedError
@@ -87,6 +87,70 @@ def delete_user(session: Session, actor: Actor, user_id: int) -> UserRecord:
     session.execute(delete(UserRow).where(UserRow.id == user_id))
     logger.info("user %s (id %d) deleted by user %d", user.username, user_id, actor.user_id)
     return user
+
+
+def get_user_by_email(session: Session, email: str) -> UserRecord | None:
+    """The first user (lowest id) with this e-mail address, compared without case, or None."""
+    address = email.strip().lower()
+    if not address:
+        return None
+    query = select(UserRow).where(func.lower(UserRow.email) == address).order_by(UserRow.id)
+    row = session.scalars(query).first()
+    return None if row is None else to_record(UserRecord, row)
+
+
+def users_with_password(session: Session) -> list[UserRecord]:
+    """Every user who can sign in with a password, by name.
+
+    Server-side only (the sign-in layer builds its credentials from it); never show the result.
+    """
+    query = select(UserRow).where(UserRow.password_hash.is_not(None)).order_by(UserRow.username)
+    return [to_record(UserRecord, row) for row in session.scalars(query)]
+
+
+def update_user(
+    session: Session,
+    user_id: int,
+    *,
+    display_name: str | None = None,
+    email: str | None = None,
+    clear_email: bool = False,
+) -> UserRecord:
+    """Change a user's display name and / or e-mail (None leaves a field as it is; ``clear_email``
+    removes the address). The caller checks that the acting user may do this. NotFoundError."""
+    row = _row(session, user_id)
+    if display_name is not None:
+        row.display_name = display_name
+    if clear_email:
+        row.email = None
+    elif email is not None:
+        row.email = email
+    session.flush()
+    return to_record(UserRecord, row)
+
+
+def set_password_hash(session: Session, user_id: int, password_hash: str) -> UserRecord:
+    """Store a new password hash (the caller hashed it). NotFoundError."""
+    row = _row(session, user_id)
+    row.password_hash = password_hash
+    session.flush()
+    logger.info("password changed for user %s (id %d)", row.username, user_id)
+    return to_record(UserRecord, row)
+
+
+def set_admin(session: Session, user_id: int, is_admin: bool) -> UserRecord:
+    """Grant or take back the administrator role (server operators only). NotFoundError."""
+    row = _row(session, user_id)
+    row.is_admin = bool(is_admin)
+    session.flush()
+    return to_record(UserRecord, row)
+
+
+def _row(session: Session, user_id: int) -> UserRow:
+    row = session.get(UserRow, user_id)
+    if row is None:
+        raise NotFoundError(f"There is no user with id {user_id}.")
+    return row
 
 
 def _require_admin(actor: Actor, what: str) -> None:

@@ -1,0 +1,141 @@
+"""Who is signed in, for every page; the one module that talks to streamlit-authenticator.
+
+Contract shared by all pages: the signed-in user's id lives in
+``st.session_state["fakevoice_user_id"]`` (an int). :func:`current_actor` turns it into the
+store's :class:`~fakevoice.store.records.Actor`, or ``None`` when nobody is signed in (or the
+user was deleted meanwhile). Tests sign a user in by setting that key.
+
+Accounts themselves (bcrypt hashes, checks, resets) are :mod:`fakevoice.accounts`. This module
+adds the browser side: :func:`start` (called by ``app.py`` on every run) builds a
+streamlit-authenticator ``Authenticate`` from the database's credentials, signs a returning
+visitor in from its signed cookie (key from :func:`fakevoice.accounts.cookie_key`, expiry
+``settings.cookie_expiry_days``), and sets or deletes that cookie after :func:`sign_in` /
+:func:`sign_out`. The cookie is written on the run *after* the form, so that the cookie
+component is sent in a run that is not cut short by ``st.rerun()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import streamlit as st
+import streamlit_authenticator as stauth
+from streamlit.delta_generator import DeltaGenerator
+from streamlit_authenticator.utilities import LoginError
+
+from fakevoice import accounts, store
+from fakevoice.errors import NotFoundError
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, UserRecord
+
+logger = logging.getLogger(__name__)
+
+USER_KEY = "fakevoice_user_id"
+_COOKIE_ACTION = "_fakevoice_cookie_action"
+CookieAction = Literal["set", "delete"]
+
+
+def current_user() -> UserRecord | None:
+    """The signed-in user, or None."""
+    user_id = st.session_state.get(USER_KEY)
+    if not isinstance(user_id, int):
+        return None
+    try:
+        with store.session_scope(readonly=True) as session:
+            return store.get_user(session, user_id)
+    except NotFoundError:
+        st.session_state.pop(USER_KEY, None)
+        return None
+
+
+def current_actor() -> Actor | None:
+    """The signed-in user as the acting user of service calls, or None."""
+    user = current_user()
+    return user.actor if user is not None else None
+
+
+def require_actor(what: str = "use this page") -> Actor:
+    """The signed-in actor; otherwise a sign-in prompt and ``st.stop()``."""
+    actor = current_actor()
+    if actor is None:
+        st.info(f"Sign in (or register) on the Home page to {what}.")
+        st.page_link("pages/home.py", label="Go to sign in", icon=":material/login:")
+        st.stop()
+    return actor
+
+
+def start() -> None:
+    """Once per script run, before the page: the sign-in cookie's part of the job."""
+    store.init_db()
+    settings = get_settings()
+    authenticator = stauth.Authenticate(
+        accounts.credentials(),
+        cookie_name=settings.cookie_name,
+        cookie_key=accounts.cookie_key(),
+        cookie_expiry_days=settings.cookie_expiry_days,
+        auto_hash=False,
+        login_sleep_time=0,
+    )
+    action: CookieAction | None = st.session_state.pop(_COOKIE_ACTION, None)
+    if action == "set":
+        authenticator.cookie_controller.set_cookie()
+    elif action == "delete":
+        authenticator.cookie_controller.delete_cookie()
+    if st.session_state.get(USER_KEY) is None and not st.session_state.get("logout"):
+        _restore_from_cookie(authenticator, settings.cookie_name)
+
+
+def _restore_from_cookie(authenticator: stauth.Authenticate, cookie_name: str) -> None:
+    if not isinstance(st.context.cookies.get(cookie_name), str):
+        return  # no cookie sent with the page request
+    try:
+        # Checks the cookie's signature and expiry; on success it fills the library's own
+        # session keys (its return value is None then, so those are read instead).
+        authenticator.login(location="unrendered")
+    except LoginError:  # a valid cookie of an account that no longer exists
+        return
+    username = st.session_state.get("username")
+    if not st.session_state.get("authentication_status") or not isinstance(username, str):
+        return
+    user = accounts.user_by_username(username)
+    if user is not None:
+        st.session_state[USER_KEY] = user.id
+        logger.info("user %s signed in again from their cookie", user.username)
+
+
+def sign_in(user: UserRecord) -> None:
+    """Mark ``user`` as signed in for this session; the cookie follows on the next run."""
+    st.session_state[USER_KEY] = user.id
+    # streamlit-authenticator's own session keys, which its cookie code reads.
+    st.session_state["username"] = user.username
+    st.session_state["name"] = user.display_name
+    st.session_state["authentication_status"] = True
+    st.session_state["logout"] = False
+    st.session_state[_COOKIE_ACTION] = "set"
+
+
+def sign_out() -> None:
+    """Forget the signed-in user in this session and delete the cookie on the next run."""
+    st.session_state.pop(USER_KEY, None)
+    for key in ("username", "name", "authentication_status", "email", "roles"):
+        st.session_state[key] = None
+    st.session_state["logout"] = True
+    st.session_state[_COOKIE_ACTION] = "delete"
+
+
+def sidebar_status() -> None:
+    """In the sidebar: who is signed in, with a sign-out button."""
+    user = current_user()
+    if user is None:
+        return
+    role = " (administrator)" if user.is_admin else ""
+    st.sidebar.caption(f"Signed in as **{user.display_name}** · `{user.username}`{role}")
+    sign_out_button("auth_sign_out", st.sidebar)
+
+
+def sign_out_button(key: str, where: DeltaGenerator | None = None) -> None:
+    """A "Sign out" button (in ``where``, default the current container)."""
+    if (where or st).button("Sign out", key=key, icon=":material/logout:"):
+        sign_out()
+        st.rerun()

@@ -1,0 +1,249 @@
+"""Streamlit views of a training run: loss curves, per-epoch table, confusion matrix, ROC with the
+EER point, headline metrics, downloads and the link to evaluate the model.
+
+Charts are Altair (Vega-Lite) so the live panel redraws cheaply; each function takes what
+:mod:`fakevoice.services` returned and only renders it. ``key_prefix`` keeps widget keys unique when
+a page shows several runs.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from fakevoice.services import results
+from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
+from fakevoice.store.records import Actor
+
+DOWNLOADS: tuple[tuple[str, str, str, str], ...] = (
+    # (file name, button label, mime type, tip)
+    (
+        "model.pkl",
+        "Model (fastai .pkl)",
+        "application/octet-stream",
+        "fastai export: load_learner('model.pkl') in fastai; unpickling runs code, so load only "
+        "files you trust",
+    ),
+    ("history.csv", "History (CSV)", "text/csv", "one row per epoch: losses, accuracy, F1, EER"),
+    ("loss_curve.png", "Loss curve (PNG)", "image/png", "train and validation loss per epoch"),
+    ("confusion.png", "Confusion matrix (PNG)", "image/png", "validation confusion matrix"),
+)
+
+
+# --- loss curves ---------------------------------------------------------------------------------
+
+
+def loss_chart(batches: pd.DataFrame, history: pd.DataFrame) -> alt.LayerChart:
+    """Train loss per batch, validation loss per epoch, and a vertical rule at each epoch's end."""
+    frame = results.loss_curve_points(batches, history)
+    x = alt.X("x:Q", title="epoch", scale=alt.Scale(domainMin=0))
+    y = alt.Y("loss:Q", title="cross-entropy loss")
+    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="top"))
+    lines = alt.Chart(frame).mark_line(strokeWidth=1.5).encode(x, y, colour)
+    points = (
+        alt.Chart(frame[frame["series"] == results.VALID_SERIES])
+        .mark_point(filled=True, size=50)
+        .encode(x, y, colour, tooltip=[alt.Tooltip("x:Q", title="epoch"), "loss:Q"])
+    )
+    ends = pd.DataFrame({"x": (history["epoch"] + 1.0) if not history.empty else []})
+    rules = alt.Chart(ends).mark_rule(strokeDash=[3, 3], opacity=0.4).encode(x="x:Q")
+    return alt.layer(rules, lines, points).properties(height=300)
+
+
+def render_loss_chart(batches: pd.DataFrame, history: pd.DataFrame) -> None:
+    if batches.empty and history.empty:
+        st.caption("The loss curves appear with the first training batches.")
+        return
+    st.altair_chart(loss_chart(batches, history), width="stretch")
+
+
+# --- tables and result charts --------------------------------------------------------------------
+
+
+def render_epoch_table(history: pd.DataFrame) -> None:
+    """The per-epoch figures, epochs counted from 1."""
+    if history.empty:
+        st.caption("No epoch has finished yet.")
+        return
+    st.dataframe(
+        history.assign(epoch=history["epoch"] + 1),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "epoch": st.column_config.NumberColumn("epoch"),
+            "train_loss": st.column_config.NumberColumn("train loss", format="%.4f"),
+            "valid_loss": st.column_config.NumberColumn("valid loss", format="%.4f"),
+            "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+            "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+            "eer": st.column_config.NumberColumn("EER", format="percent"),
+            "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
+        },
+    )
+
+
+def confusion_chart(confusion: ConfusionMatrix) -> alt.LayerChart:
+    """Heatmap of true (rows) x predicted (columns) counts, with the counts written in."""
+    names = confusion.class_names
+    frame = pd.DataFrame(
+        [
+            {"actual": names[i], "predicted": names[j], "count": count}
+            for i, row in enumerate(confusion.counts)
+            for j, count in enumerate(row)
+        ]
+    )
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", sort=names, title="predicted"),
+        y=alt.Y("actual:N", sort=names, title="actual"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        tooltip=["actual:N", "predicted:N", "count:Q"],
+    )
+    peak = max((max(row) for row in confusion.counts if row), default=0)
+    text = base.mark_text(fontSize=14).encode(
+        text="count:Q",
+        color=alt.condition(f"datum.count > {peak / 2}", alt.value("white"), alt.value("black")),
+    )
+    size = max(220, 60 * len(names))
+    return alt.layer(cells, text).properties(width=size, height=size)
+
+
+def roc_chart(roc: RocCurve) -> alt.LayerChart:
+    """ROC (bona fide as the positive class) with the chance diagonal and the EER point."""
+    curve = pd.DataFrame({"fpr": roc.fpr, "tpr": roc.tpr})
+    x = alt.X("fpr:Q", title="false positive rate (spoof accepted)", scale=alt.Scale(domain=[0, 1]))
+    y = alt.Y(
+        "tpr:Q", title="true positive rate (bona fide accepted)", scale=alt.Scale(domain=[0, 1])
+    )
+    line = alt.Chart(curve).mark_line().encode(x, y)
+    chance = (
+        alt.Chart(pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}))
+        .mark_line(strokeDash=[4, 4], color="gray", opacity=0.6)
+        .encode(x, y)
+    )
+    layers: list[alt.Chart] = [chance, line]
+    if roc.eer_point is not None and roc.eer is not None:
+        label = f"EER {roc.eer:.1%}"
+        point = pd.DataFrame({"fpr": [roc.eer_point[0]], "tpr": [roc.eer_point[1]], "label": label})
+        marker = alt.Chart(point).encode(x, y, tooltip=["label:N"])
+        layers += [
+            marker.mark_point(filled=True, size=90, color="#d62728"),
+            marker.mark_text(align="left", dx=8, dy=8, color="#d62728").encode(text="label:N"),
+        ]
+    return alt.layer(*layers).properties(height=300)
+
+
+def _percent(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
+
+
+def render_headline(result: RunResults) -> None:
+    """Accuracy, macro F1, EER and AUC of the final model on the validation split."""
+    report = result.metrics
+    columns = st.columns(4)
+    columns[0].metric("Accuracy", _percent(report.get("accuracy")), help="share of items right")
+    macro_f1 = report.get("macro_f1")
+    columns[1].metric(
+        "Macro F1",
+        f"{macro_f1:.3f}" if isinstance(macro_f1, int | float) else "n/a",
+        help="mean of the per-class F1 scores",
+    )
+    columns[2].metric(
+        "EER",
+        _percent(report.get("eer")),
+        help="equal error rate: where spoofs accepted = humans rejected (lower is better)",
+    )
+    auc = report.get("auc")
+    columns[3].metric(
+        "AUC",
+        f"{auc:.3f}" if isinstance(auc, int | float) else "n/a",
+        help="area under the ROC curve (1 is perfect, 0.5 is chance)",
+    )
+    for note in report.get("notes") or []:
+        st.caption(str(note))
+    if result.run.mlflow_run_id:
+        st.caption(f"MLflow run `{result.run.mlflow_run_id}`")
+
+
+def render_per_class(report: dict[str, object]) -> None:
+    per_class = report.get("per_class")
+    if not isinstance(per_class, dict) or not per_class:
+        return
+    table = pd.DataFrame.from_dict(per_class, orient="index")
+    table.index.name = "class"
+    st.dataframe(table, width="stretch")
+
+
+# --- downloads and links -------------------------------------------------------------------------
+
+
+def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train") -> None:
+    """Download buttons for the run's files that exist (model, safe bundle, history, plots)."""
+    run = result.run
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in run.name)[:60] or "run"
+    columns = st.columns(len(DOWNLOADS) + 1)
+    # The data are callables: Streamlit reads a file only when its button is clicked, so a large
+    # model is not loaded on every rerun.
+    for column, (name, label, mime, tip) in zip(columns, DOWNLOADS, strict=False):
+        column.download_button(
+            label,
+            data=lambda name=name: results.artefact_bytes(actor, run.id, name),
+            file_name=f"{stem}-{name}",
+            mime=mime,
+            key=f"{key_prefix}_download_{name}",
+            help=tip,
+            disabled=name not in result.files,
+            icon=":material/download:",
+        )
+    columns[-1].download_button(
+        "Safe bundle (zip)",
+        data=lambda: results.bundle_zip(actor, run.id),
+        file_name=f"{stem}-bundle.zip",
+        mime="application/zip",
+        key=f"{key_prefix}_download_bundle",
+        help="model.safetensors + manifest.json: weights without pickle, loadable by the workbench",
+        disabled=not result.has_bundle,
+        icon=":material/download:",
+    )
+
+
+def render_evaluate_link(model_id: int | None) -> None:
+    """A link to the Evaluate page with this model chosen (``?model=<id>``)."""
+    if model_id is None:
+        return
+    try:
+        st.page_link(
+            "pages/evaluate.py",
+            label="Evaluate this model",
+            icon=":material/fact_check:",
+            query_params={"model": str(model_id)},
+        )
+    except StreamlitAPIException:  # the Evaluate page is not in this app's navigation
+        st.markdown(f"[Evaluate this model](evaluate?model={model_id})")
+
+
+def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") -> None:
+    """The finished run: headline metrics, curves, confusion matrix, ROC, table and downloads."""
+    if result.metrics:
+        render_headline(result)
+    render_loss_chart(result.batches, result.history)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Confusion matrix** (validation split)")
+        if result.confusion is not None:
+            st.altair_chart(confusion_chart(result.confusion))
+        else:
+            st.caption("No confusion matrix was written for this run.")
+    with right:
+        st.markdown("**ROC** (bona fide vs spoof) with the EER point")
+        if result.roc is not None:
+            st.altair_chart(roc_chart(result.roc), width="stretch")
+        else:
+            st.caption("No ROC curve: the validation split needs both human and machine items.")
+    st.markdown("**Per epoch**")
+    render_epoch_table(result.history)
+    render_per_class(result.metrics)
+    render_downloads(actor, result, key_prefix)
+    render_evaluate_link(result.model_id)

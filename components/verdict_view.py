@@ -1,0 +1,191 @@
+"""Streamlit views of a verdict: the coloured card, class probabilities, the per-window timeline,
+what the model sees of the clip, and the verdict history.
+
+Each function renders what :mod:`fakevoice.services` returned; :func:`model_view` prepares the
+pictures through the same audio and feature code the model uses (no torch here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fakevoice.audio import load_audio
+from fakevoice.features import FeatureSpec, render_image
+from fakevoice.inference import BONAFIDE, VerdictLabel, WindowScore, decide
+from fakevoice.preprocess import windows
+from fakevoice.store.records import AnalysisRecord, ModelRecord
+
+WAVEFORM_POINTS = 2000
+CARD_STYLE: dict[str, tuple[str, str, str]] = {
+    "human": ("green", ":material/person:", "Human"),
+    "machine-generated": ("red", ":material/smart_toy:", "Machine-generated"),
+    "inconclusive": ("orange", ":material/help:", "Inconclusive"),
+}
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What the model is shown of a clip, ready to draw.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 spectrogram of the first window: the model's own input for
+            image models, a mel view for people for waveform models.
+        waveform: ``(n,)`` float32 first window at the model's rate, reduced to at most
+            :data:`WAVEFORM_POINTS` points (waveform models only; None otherwise).
+        seconds: length of that window, seconds.
+        input_kind: ``"image"`` or ``"waveform"``.
+    """
+
+    image: np.ndarray
+    waveform: np.ndarray | None
+    seconds: float
+    input_kind: str
+
+
+def model_label(model: ModelRecord, user_id: int) -> str:
+    """``"resnet on demo · resnet18 · public"`` for pickers."""
+    parts = [model.name, model.arch]
+    if model.owner_id != user_id:
+        parts.append("shared")
+    elif model.is_public:
+        parts.append("public")
+    return " · ".join(parts)
+
+
+def redecide(probabilities: dict[str, float], threshold: float) -> tuple[VerdictLabel, str | None]:
+    """The verdict for another threshold, from the stored class probabilities (no re-scoring)."""
+    return decide(probabilities, BONAFIDE, threshold)
+
+
+def model_view(model: ModelRecord, data: bytes) -> ModelView:
+    """Decode a clip and render its first model window as the model sees it.
+
+    Raises:
+        AudioError and its kin: the clip cannot be decoded.
+    """
+    audio = load_audio(data, model.sample_rate)
+    stacked, _ = windows(audio.samples, model.clip_samples)
+    first = stacked[0]
+    if model.feature_spec:
+        return ModelView(
+            image=render_image(first, FeatureSpec.from_dict(model.feature_spec)),
+            waveform=None,
+            seconds=first.size / model.sample_rate,
+            input_kind="image",
+        )
+    step = max(1, first.size // WAVEFORM_POINTS)
+    return ModelView(
+        image=render_image(first, FeatureSpec(sample_rate=model.sample_rate)),
+        waveform=first[::step].copy(),
+        seconds=first.size / model.sample_rate,
+        input_kind="waveform",
+    )
+
+
+def verdict_card(
+    label: VerdictLabel, generator: str | None, p_human: float, threshold: float
+) -> None:
+    """The verdict in a bordered card, coloured green / red / orange."""
+    colour, icon, title = CARD_STYLE[label]
+    with st.container(border=True):
+        st.markdown(f"### :{colour}[{icon} {title}]")
+        if label == "machine-generated":
+            named = f"most likely generator: **{generator}**" if generator else "no generator named"
+            st.markdown(f"Synthetic or converted speech ({named}).")
+        elif label == "inconclusive":
+            st.markdown(
+                f"Neither side reaches the threshold of {threshold:.0%}: "
+                "the model is not sure enough."
+            )
+        else:
+            st.markdown("This sounds like a real person.")
+        st.caption(f"P(human) = {p_human:.1%} · P(machine) = {1 - p_human:.1%}")
+
+
+def probability_chart(probabilities: dict[str, float]) -> None:
+    """Class probabilities as a horizontal bar chart (bona fide first)."""
+    frame = pd.DataFrame(
+        {"class": list(probabilities), "probability": list(probabilities.values())}
+    )
+    st.bar_chart(frame, x="class", y="probability", horizontal=True, sort=False, height=200)
+
+
+def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:
+    """P(human) per model window over time, with the two decision lines."""
+    frame = pd.DataFrame(
+        {
+            "time (s)": [(w.start + w.end) / 2 for w in scores],
+            "P(human)": [w.p_human for w in scores],
+            "top class": [w.top_class for w in scores],
+        }
+    )
+    line = (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x="time (s):Q",
+            y=alt.Y("P(human):Q", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["time (s)", "P(human)", "top class"],
+        )
+    )
+    rules = (
+        alt.Chart(pd.DataFrame({"level": [threshold, 1 - threshold]}))
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(y="level:Q")
+    )
+    st.altair_chart(line + rules, width="stretch")
+    st.caption(
+        "Each point is one model window (they overlap by half). Above the upper line a window "
+        "sounds human, below the lower line machine-made."
+    )
+
+
+def show_model_view(view: ModelView, model: ModelRecord) -> None:
+    """The spectrogram (and for waveform models the waveform) of the first model window."""
+    if view.input_kind == "image":
+        st.image(
+            view.image,
+            caption=f"The spectrogram {model.name} sees (first {view.seconds:.2f} s window)",
+            width=min(448, max(224, view.image.shape[1] * 2)),
+        )
+        return
+    assert view.waveform is not None
+    times = np.linspace(0, view.seconds, view.waveform.size, endpoint=False)
+    st.line_chart(pd.DataFrame({"time (s)": times, "amplitude": view.waveform}), x="time (s)")
+    st.image(
+        view.image,
+        caption=(
+            f"{model.arch} reads the raw waveform above (first {view.seconds:.2f} s window); "
+            "this mel spectrogram is only for your eyes."
+        ),
+        width=448,
+    )
+
+
+def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelRecord]) -> None:
+    """The actor's recent verdicts, newest first."""
+    names = {m.id: m.name for m in models}
+    rows = [
+        {
+            "time": a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "file": a.file_name,
+            "model": names.get(a.model_id, "—") if a.model_id is not None else "(deleted)",
+            "verdict": a.verdict,
+            "P(human)": round(a.probabilities.get(BONAFIDE, float("nan")), 4),
+            "duration (s)": round(a.duration, 2),
+            "sample rate": a.sample_rate,
+            "threshold": a.threshold,
+            "via": a.source,
+        }
+        for a in analyses
+    ]
+    if not rows:
+        st.caption("No verdicts yet.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True)

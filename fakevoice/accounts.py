@@ -1,0 +1,341 @@
+"""Accounts: registration, password checks (bcrypt), resets by mail, details, the cookie key.
+
+Pure logic over the store; the Streamlit side (forms, the sign-in cookie through
+streamlit-authenticator) lives in ``components/auth.py`` and calls only this module. Passwords are
+kept as bcrypt hashes in ``users.password_hash``; bcrypt reads at most 72 bytes, so longer
+passwords are refused with a message before bcrypt sees them (never silently cut).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+
+from fakevoice import mail, store
+from fakevoice.errors import FakeVoiceError, InvalidSpecError
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, UserRecord
+from fakevoice.store.users import (
+    get_user_by_email,
+    set_password_hash,
+    update_user,
+    users_with_password,
+)
+
+logger = logging.getLogger(__name__)
+
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_BYTES = 72
+MAX_DISPLAY_NAME_CHARS = 128
+MAX_EMAIL_CHARS = 320
+USERNAME_RULE = (
+    "3 to 32 characters: lower-case letters, digits, '.', '_' or '-', "
+    "starting with a letter or a digit"
+)
+COOKIE_KEY_FILE = "cookie.key"
+MIN_COOKIE_KEY_CHARS = 32
+
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{2,31}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+OPERATOR = Actor(user_id=0, is_admin=True)
+"""The server operator at the command line (``fakevoice user ...``): an administrator without a
+user row, since whoever runs the CLI on the server can read its files anyway."""
+
+
+class AuthenticationError(FakeVoiceError):
+    """Wrong user name or password (which of the two is not said)."""
+
+    code = "unauthorized"
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def normalise_username(username: str) -> str:
+    """``username`` stripped and lower-cased; InvalidSpecError when it breaks the naming rule."""
+    name = username.strip().lower() if isinstance(username, str) else ""
+    if not _USERNAME.fullmatch(name):
+        raise InvalidSpecError(f"A user name must be {USERNAME_RULE}; got {username!r}.")
+    return name
+
+
+def check_password(password: str) -> None:
+    """Refuse a password bcrypt cannot take whole, or one too short to resist guessing.
+
+    Raises:
+        InvalidSpecError: fewer than 8 characters, or more than 72 bytes in UTF-8.
+    """
+    size = len(password.encode("utf-8"))
+    if size > MAX_PASSWORD_BYTES:
+        raise InvalidSpecError(
+            f"A password can be at most {MAX_PASSWORD_BYTES} bytes long; yours is {size} bytes "
+            "(letters outside plain ASCII take 2 to 4 bytes each). Choose a shorter one."
+        )
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidSpecError(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
+
+
+def check_email(email: str | None) -> str | None:
+    """The address stripped, None when empty; InvalidSpecError when it is not an address."""
+    address = (email or "").strip()
+    if not address:
+        return None
+    if len(address) > MAX_EMAIL_CHARS or not _EMAIL.fullmatch(address):
+        raise InvalidSpecError(f"{address!r} is not an e-mail address (name@example.org).")
+    return address
+
+
+def check_display_name(display_name: str | None, default: str) -> str:
+    """The display name stripped (``default`` when empty); InvalidSpecError when too long."""
+    name = (display_name or "").strip() or default
+    if len(name) > MAX_DISPLAY_NAME_CHARS:
+        raise InvalidSpecError(f"A name can be at most {MAX_DISPLAY_NAME_CHARS} characters long.")
+    return name
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    """The bcrypt hash of an acceptable password (see :func:`check_password`)."""
+    check_password(password)
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt()).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """Whether ``password`` matches the stored hash (False for no hash or an over-long password)."""
+    encoded = password.encode("utf-8")
+    if not password_hash or len(encoded) > MAX_PASSWORD_BYTES:
+        return False
+    try:
+        return bcrypt.checkpw(encoded, password_hash.encode("ascii"))
+    except ValueError:  # a damaged hash in the database
+        logger.error("a stored password hash is not a bcrypt hash")
+        return False
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> bytes:
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt())
+
+
+# --- use-cases -------------------------------------------------------------------------------
+
+
+def register(
+    username: str,
+    password: str,
+    *,
+    email: str | None = None,
+    display_name: str | None = None,
+    is_admin: bool = False,
+) -> UserRecord:
+    """Create an account with a bcrypt-hashed password.
+
+    Raises:
+        InvalidSpecError: the user name, password, e-mail or display name breaks a rule.
+        ConflictError: the user name is taken.
+    """
+    name = normalise_username(username)
+    address = check_email(email)
+    shown = check_display_name(display_name, name)
+    password_hash = hash_password(password)
+    store.init_db()
+    with store.session_scope() as session:
+        return store.create_user(
+            session,
+            name,
+            display_name=shown,
+            email=address,
+            password_hash=password_hash,
+            is_admin=is_admin,
+        )
+
+
+def authenticate(username: str, password: str) -> UserRecord:
+    """The user whose name and password these are.
+
+    Raises:
+        InvalidSpecError: the password is longer than bcrypt can check (72 bytes).
+        AuthenticationError: unknown user or wrong password (the same message for both).
+    """
+    size = len(password.encode("utf-8"))
+    if size > MAX_PASSWORD_BYTES:
+        raise InvalidSpecError(
+            f"A password is at most {MAX_PASSWORD_BYTES} bytes long; the one entered is "
+            f"{size} bytes, so it cannot be right."
+        )
+    name = username.strip().lower() if isinstance(username, str) else ""
+    with store.session_scope(readonly=True) as session:
+        user = store.get_user_by_username(session, name) if name else None
+    if user is None or user.password_hash is None:
+        # The same bcrypt work as for a real user, so timing does not tell who exists.
+        bcrypt.checkpw(password.encode("utf-8"), _dummy_hash())
+        raise AuthenticationError("Wrong user name or password.")
+    if not verify_password(password, user.password_hash):
+        raise AuthenticationError("Wrong user name or password.")
+    return user
+
+
+def change_password(user_id: int, current_password: str, new_password: str) -> UserRecord:
+    """Replace a user's password after checking the current one.
+
+    Raises:
+        AuthenticationError: the current password is wrong.
+        InvalidSpecError: the new password breaks a rule.
+    """
+    with store.session_scope(readonly=True) as session:
+        user = store.get_user(session, user_id)
+    if not verify_password(current_password, user.password_hash):
+        raise AuthenticationError("The current password is wrong.")
+    new_hash = hash_password(new_password)
+    with store.session_scope() as session:
+        return set_password_hash(session, user_id, new_hash)
+
+
+def request_password_reset(name_or_email: str) -> None:
+    """Give the account a new random password and mail it to the account's address.
+
+    Says nothing about whether the account exists (the page shows one answer for all cases); an
+    account without an e-mail address cannot be reached and keeps its password (logged).
+
+    Raises:
+        MailError: the mail backend failed; the old password is then kept.
+    """
+    key = name_or_email.strip() if isinstance(name_or_email, str) else ""
+    if not key:
+        raise InvalidSpecError("Enter your user name or e-mail address.")
+    with store.session_scope() as session:
+        user = store.get_user_by_username(session, key.lower())
+        if user is None and "@" in key:
+            user = get_user_by_email(session, key)
+        if user is None or user.password_hash is None:
+            logger.info("password reset asked for an unknown account")
+            return
+        if not user.email:
+            logger.warning("password reset for %s: the account has no e-mail", user.username)
+            return
+        new_password = secrets.token_urlsafe(12)
+        set_password_hash(session, user.id, hash_password(new_password))
+        # Sent inside the transaction: when the mail fails, the new password is rolled back.
+        mail.send_mail(
+            user.email,
+            "Your new Fake Voice Workbench password",
+            f"Hello {user.display_name},\n\n"
+            f"someone (hopefully you) asked for a new password for the account {user.username!r}."
+            f"\n\nYour new password: {new_password}\n\n"
+            "Sign in with it and change it on your profile page.\n",
+        )
+
+
+def update_details(user_id: int, *, display_name: str, email: str | None) -> UserRecord:
+    """Set a user's display name and e-mail address (an empty address removes it).
+
+    Raises:
+        InvalidSpecError: the name is too long or the address is not one.
+    """
+    with store.session_scope() as session:
+        user = store.get_user(session, user_id)
+        address = check_email(email)
+        return update_user(
+            session,
+            user_id,
+            display_name=check_display_name(display_name, user.username),
+            email=address,
+            clear_email=address is None,
+        )
+
+
+def credentials() -> dict[str, Any]:
+    """The credentials dict streamlit-authenticator expects, built from the database.
+
+    ``{"usernames": {name: {"name", "email", "password" (bcrypt hash), "roles"}}}`` for every
+    user who can sign in with a password. Rebuilt on each page run, so the database stays the
+    only place where accounts change.
+    """
+    with store.session_scope(readonly=True) as session:
+        users = users_with_password(session)
+    return {
+        "usernames": {
+            user.username: {
+                "name": user.display_name,
+                "email": user.email or "",
+                "password": user.password_hash,
+                "roles": ["admin"] if user.is_admin else ["user"],
+            }
+            for user in users
+        }
+    }
+
+
+def user_by_username(username: str) -> UserRecord | None:
+    """The user with this name (case as stored, or lower case), or None."""
+    with store.session_scope(readonly=True) as session:
+        return store.get_user_by_username(session, username) or store.get_user_by_username(
+            session, username.strip().lower()
+        )
+
+
+# --- administration --------------------------------------------------------------------------
+
+
+def list_users(actor: Actor) -> list[UserRecord]:
+    """Every user, by name (administrators only: PermissionDeniedError)."""
+    with store.session_scope(readonly=True) as session:
+        return store.list_users(session, actor)
+
+
+# --- the sign-in cookie's key ----------------------------------------------------------------
+
+
+def cookie_key() -> str:
+    """The secret that signs sign-in cookies.
+
+    ``settings.cookie_key`` (``FAKEVOICE_COOKIE_KEY``) when set; otherwise a random key generated
+    once into ``<data dir>/cookie.key`` with owner-only permissions (0600) and read back after.
+    There is no built-in default: a key everyone knows would let anyone forge a cookie.
+
+    Raises:
+        FakeVoiceError: the key file exists but is too short to be a key.
+    """
+    settings = get_settings()
+    if settings.cookie_key is not None:
+        return settings.cookie_key.get_secret_value()
+    path = settings.data_dir / COOKIE_KEY_FILE
+    if not path.exists():
+        _create_key_file(path)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        logger.warning("%s was readable by others (mode %o); made it owner-only", path, mode)
+        path.chmod(0o600)
+    key = path.read_text().strip()
+    if len(key) < MIN_COOKIE_KEY_CHARS:
+        raise FakeVoiceError(
+            f"The cookie key file {path} is damaged (too short); delete it and restart."
+        )
+    return key
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            # link() fails when the file exists: two processes starting at once share one key.
+            os.link(tmp, path)
+            logger.info("generated a new cookie key in %s", path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)

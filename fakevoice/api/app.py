@@ -1,0 +1,178 @@
+"""The app factory: routes, request size limits, and errors as ``{"error": {code, message}}``.
+
+Every :class:`~fakevoice.errors.FakeVoiceError` becomes a 4xx with its own message; malformed
+requests (missing fields, unreadable forms, bodies over the limit) get words too. Anything else
+is a bug: it is logged and answered 500 in the same shape, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fakevoice import errors, services
+from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
+from fakevoice.api.routes import build_router, predict_body_limit
+from fakevoice.inference import DETECTORS
+from fakevoice.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+# First match wins: subclasses before their parents.
+STATUS_BY_ERROR: tuple[tuple[type[errors.FakeVoiceError], int], ...] = (
+    (UnauthorizedError, 401),
+    (errors.PermissionDeniedError, 403),
+    (errors.NotFoundError, 404),
+    (errors.ConflictError, 409),
+    (errors.ModelFileError, 409),
+    (errors.FileTooLargeError, 413),
+    (errors.LimitExceededError, 413),
+    (errors.AudioError, 422),
+    (errors.InvalidSpecError, 422),
+)
+
+HTTP_CODES = {
+    400: ("bad_request", "The request could not be read: send a multipart form as /docs shows."),
+    401: ("unauthorized", f"This needs a token: {TOKEN_HINT}."),
+    404: ("not_found", "There is no such endpoint; /docs lists them."),
+    405: ("method_not_allowed", "This endpoint does not take that method; /docs lists them."),
+    413: ("too_large", "The request is larger than this server accepts."),
+}
+
+_GENERIC_DETAILS = {"Bad Request", "There was an error parsing the body"}
+
+DESCRIPTION = """Verdicts on voice recordings: **human**, **machine-generated** (with the most
+likely generator) or **inconclusive**, from the workbench's stored detectors.
+
+Send `Authorization: Bearer <token>` with a token from your profile page. Errors are
+`{"error": {"code": ..., "message": ...}}` with a 4xx status.
+"""
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    """The API's one error shape."""
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers or None
+    )
+
+
+def status_for(exc: errors.FakeVoiceError) -> int:
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+
+
+async def _fakevoice_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.FakeVoiceError)
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return error_response(status, exc.code, str(exc), **headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in {"body", "query", "path", "header"}]
+    return ".".join(parts) or "request"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    sentences = []
+    for problem in exc.errors()[:5]:
+        field = _field(problem.get("loc", ()))
+        if problem.get("type") == "missing":
+            sentences.append(f"The field '{field}' is required.")
+        else:
+            sentences.append(f"The field '{field}' is not valid: {problem.get('msg', '')}.")
+    return error_response(422, "invalid_request", " ".join(sentences) or "The request is invalid.")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code, message = HTTP_CODES.get(exc.status_code, (f"http_{exc.status_code}", str(exc.detail)))
+    if exc.status_code == 400 and str(exc.detail) not in _GENERIC_DETAILS:
+        # Starlette's words on a form it could not parse, e.g. more files than allowed.
+        message = f"The request could not be read as a form: {exc.detail}"
+    if exc.status_code == 413:
+        limit = request.scope.get("starlette.max_body_size")
+        if isinstance(limit, int):
+            message = f"The request is larger than this server accepts ({limit:,} bytes)."
+    return error_response(exc.status_code, code, message, **(exc.headers or {}))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(
+        500, "internal_error", "Something went wrong on the server; the error was logged."
+    )
+
+
+class ContentLengthLimit:
+    """Refuse a request whose declared Content-Length is over its path's limit, before routing.
+
+    Starlette's per-route limit also counts the bytes while they stream (for requests without
+    Content-Length) and raises into our handlers; this check answers declared sizes at once, in
+    the API's error shape, without reading a byte of the body.
+    """
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int], default: int) -> None:
+        self.app, self.limits, self.default = app, limits, default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length", "")
+            limit = self.limits.get(scope["path"], self.default)
+            if declared.isdigit() and int(declared) > limit:
+                response = error_response(
+                    413,
+                    "too_large",
+                    f"The request is larger than this server accepts ({limit:,} bytes).",
+                    Connection="close",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app (uvicorn: ``fakevoice.api:create_app`` with ``factory=True``).
+
+    Args:
+        settings: default :func:`~fakevoice.settings.get_settings`.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(services.ensure_database)
+        if settings.api_allow_anonymous:
+            await run_in_threadpool(anonymous_actor, settings.api_anonymous_user)
+        DETECTORS.capacity = settings.model_cache_size
+        logger.info("API ready (anonymous use %s)", settings.api_allow_anonymous)
+        yield
+
+    app = FastAPI(
+        title="Fake Voice Workbench API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        ContentLengthLimit,
+        limits={"/v1/predict": predict_body_limit(settings)},
+        default=settings.api_max_request_bytes,
+    )
+    app.state.settings = settings
+    app.include_router(build_router(settings))
+    app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app

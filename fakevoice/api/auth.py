@@ -1,0 +1,100 @@
+"""Who is calling: a bearer token's owner, or (when the settings allow it) anonymous.
+
+Anonymous callers act as one server account (``api_anonymous_user``) so their verdicts are
+logged like everyone's, but they may only use public models and cannot read runs or history.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fakevoice import store
+from fakevoice.errors import FakeVoiceError, NotFoundError
+from fakevoice.services import tokens
+from fakevoice.settings import Settings
+from fakevoice.store.records import Actor, ModelRecord
+
+TOKEN_HINT = "send 'Authorization: Bearer <token>' with a token from your profile page"
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="An API token created on the profile page (it starts with fv_).",
+)
+
+
+class UnauthorizedError(FakeVoiceError):
+    """The request carries no valid token where one is needed."""
+
+    code = "unauthorized"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The acting user of a request; ``anonymous`` when no token was sent."""
+
+    actor: Actor
+    anonymous: bool = False
+
+    def check_model(self, model: ModelRecord) -> ModelRecord:
+        """The model, if this caller may use it (anonymous callers: public models only)."""
+        if self.anonymous and not model.is_public:
+            raise NotFoundError(
+                "There is no public model with that id or name; other models need a token."
+            )
+        return model
+
+
+_anonymous: dict[str, Actor] = {}
+_anonymous_lock = threading.Lock()
+
+
+def anonymous_actor(name: str) -> Actor:
+    """The account anonymous verdicts are logged under (created on first use)."""
+    with _anonymous_lock:
+        actor = _anonymous.get(name)
+        if actor is None:
+            with store.session_scope() as session:
+                user = store.get_or_create_user(session, name)
+            # Never an administrator, whatever the account row says.
+            actor = _anonymous[name] = Actor(user_id=user.id, is_admin=False)
+    return actor
+
+
+def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Caller:
+    """The caller of a request (a FastAPI dependency; runs in the thread pool).
+
+    Raises:
+        UnauthorizedError: a bad, unknown or revoked token, or none where anonymous use is off.
+    """
+    if credentials is None:
+        if "authorization" in request.headers:
+            raise UnauthorizedError(
+                f"The Authorization header is not a bearer token; {TOKEN_HINT}."
+            )
+        settings: Settings = request.app.state.settings
+        if settings.api_allow_anonymous:
+            return Caller(anonymous_actor(settings.api_anonymous_user), anonymous=True)
+        raise UnauthorizedError(f"This API needs a token: {TOKEN_HINT}.")
+    actor = tokens.authenticate(credentials.credentials)
+    if actor is None:
+        raise UnauthorizedError("This token is unknown or was revoked.")
+    return Caller(actor)
+
+
+def get_signed_in(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    """A caller with a token (history and runs are never anonymous)."""
+    if caller.anonymous:
+        raise UnauthorizedError(f"This needs a token: {TOKEN_HINT}.")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+SignedInDep = Annotated[Caller, Depends(get_signed_in)]

@@ -1,0 +1,234 @@
+"""The endpoints. Every one calls :mod:`fakevoice.services` (ownership lives in the store);
+decoding and inference run in the thread pool, never on the event loop."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from fakevoice import batch, services, store
+from fakevoice.api.auth import Caller, CallerDep, SignedInDep
+from fakevoice.api.schemas import (
+    AnalysesPage,
+    AnalysisOut,
+    BatchItemOut,
+    BatchOut,
+    CacheState,
+    DatabaseState,
+    ErrorBody,
+    HealthOut,
+    ModelOut,
+    ModelRef,
+    PredictionOut,
+    RunOut,
+)
+from fakevoice.errors import FileTooLargeError, NotFoundError
+from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
+from fakevoice.settings import Settings
+from fakevoice.store.records import ModelRecord
+
+MAX_ID = 2**63 - 1  # the largest id a database integer holds
+MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers beside the audio, bytes
+_READ_CHUNK = 1 << 20
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        401: "no token, or an unknown or revoked one",
+        404: "no such model, run or endpoint that you may see",
+        413: "the request, a file or a batch is too large",
+        422: "the audio cannot be used, or a field is missing or out of range",
+    }.items()
+}
+
+ModelKey = Annotated[
+    str,
+    Form(
+        min_length=1,
+        max_length=128,
+        description="id or name of a model you may use (yours first, then public ones)",
+        examples=["aasist-l"],
+    ),
+]
+Threshold = Annotated[
+    float,
+    Form(description="confidence below which the verdict is inconclusive (0.5 to 1)"),
+]
+ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def predict_body_limit(settings: Settings) -> int:
+    """The largest request body ``POST /v1/predict`` takes, bytes (one file and the fields)."""
+    return settings.max_upload_bytes + MULTIPART_OVERHEAD
+
+
+def resolve_model(caller: Caller, key: str) -> ModelRecord:
+    """The model a request names by id or name, if the caller may use it."""
+    text = key.strip()
+    if text.isdigit() and not (text.isascii() and int(text) <= MAX_ID):
+        raise NotFoundError(f"There is no model called {text!r} that you may use.")
+    return caller.check_model(services.find_model(caller.actor, text))
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    """An uploaded file's bytes, read in chunks and refused past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLargeError(
+                f"The file {upload.filename or ''!r} is larger than {limit // (1024 * 1024)} MiB."
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _predict(caller: Caller, key: str, data: bytes, name: str, threshold: float) -> PredictionOut:
+    started = time.perf_counter()
+    model = resolve_model(caller, key)
+    scored = services.score_clip(
+        caller.actor,
+        model.id,
+        data,
+        file_name=batch.display_name(name),
+        threshold=threshold,
+        origin="api",
+    )
+    elapsed = 1000 * (time.perf_counter() - started)
+    return PredictionOut.of(scored.verdict, scored.model, scored.analysis.id, elapsed)
+
+
+def _predict_batch(
+    caller: Caller, key: str, files: list[tuple[str, bytes]], threshold: float
+) -> tuple[ModelRecord, list[batch.BatchResult]]:
+    model = resolve_model(caller, key)
+    entries = batch.read_batch(files)
+    results = batch.score_batch(caller.actor, model.id, entries, threshold=threshold, origin="api")
+    return model, results
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """The API's routes, with the request size limits of these settings."""
+    router = APIRouter(responses=ERRORS)
+    upload_limit = settings.max_upload_bytes
+
+    @router.post(
+        "/v1/predict",
+        tags=["verdicts"],
+        summary="Verdict for one audio file",
+        max_body_size=predict_body_limit(settings),
+    )
+    async def predict(
+        file: Annotated[
+            UploadFile, File(description="audio: wav, flac, mp3, ogg, opus, webm, m4a, g722")
+        ],
+        model: ModelKey,
+        caller: CallerDep,
+        threshold: Threshold = DEFAULT_THRESHOLD,
+    ) -> PredictionOut:
+        """Decode the clip, score it with the model and log the verdict in your history.
+
+        Long clips are scored window by window; `windows` is the timeline.
+        """
+        data = await read_upload(file, upload_limit)
+        name = file.filename or "upload"
+        return await run_in_threadpool(_predict, caller, model, data, name, threshold)
+
+    @router.post(
+        "/v1/predict/batch",
+        tags=["verdicts"],
+        summary="Verdicts for several files or one zip",
+        response_model=BatchOut,
+        responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV"}},
+        max_body_size=settings.api_max_request_bytes,
+        form_limits={"max_files": settings.batch_max_files},
+    )
+    async def predict_batch(
+        files: Annotated[
+            list[UploadFile], File(description="audio files, or one zip of audio files")
+        ],
+        model: ModelKey,
+        caller: CallerDep,
+        threshold: Threshold = DEFAULT_THRESHOLD,
+        format: Annotated[Literal["json", "csv"], Query(description="answer format")] = "json",
+    ) -> Any:
+        """One result per clip; a clip that cannot be scored has an `error` instead of a verdict
+        and does not fail the others. Zips are expanded with limits on the number of clips,
+        their total size and the expansion ratio; entries with absolute or `..` paths are refused.
+        """
+        started = time.perf_counter()
+        uploads = [
+            (f.filename or "upload", await read_upload(f, settings.api_max_request_bytes))
+            for f in files
+        ]
+        used, results = await run_in_threadpool(_predict_batch, caller, model, uploads, threshold)
+        if format == "csv":
+            return Response(
+                batch.results_csv(results),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="verdicts.csv"'},
+            )
+        return BatchOut(
+            model=ModelRef.of(used),
+            results=[BatchItemOut.of(r) for r in results],
+            elapsed_ms=round(1000 * (time.perf_counter() - started), 2),
+        )
+
+    @router.get("/v1/models", tags=["models"], summary="Your models and the public ones")
+    def list_models(caller: CallerDep) -> list[ModelOut]:
+        models = services.list_models(caller.actor)
+        if caller.anonymous:
+            models = [m for m in models if m.is_public]
+        return [ModelOut.of(m, caller.actor.user_id) for m in models]
+
+    @router.get("/v1/models/{model_id}", tags=["models"], summary="One model")
+    def get_model(model_id: ModelId, caller: CallerDep) -> ModelOut:
+        model = caller.check_model(services.get_model(caller.actor, model_id))
+        return ModelOut.of(model, caller.actor.user_id)
+
+    @router.get("/v1/runs/{run_id}", tags=["runs"], summary="A training run and its epochs")
+    def get_run(run_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: SignedInDep) -> RunOut:
+        progress = services.run_progress(caller.actor, run_id, after_step=MAX_ID)
+        return RunOut.of(progress.run, progress.epochs)
+
+    @router.get("/v1/analyses", tags=["verdicts"], summary="Your verdict history, newest first")
+    def list_analyses(
+        caller: SignedInDep,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    ) -> AnalysesPage:
+        found = services.list_analyses(caller.actor, limit=limit + 1, offset=offset)
+        return AnalysesPage(
+            items=[AnalysisOut.of(a) for a in found[:limit]],
+            limit=limit,
+            offset=offset,
+            next_offset=offset + limit if len(found) > limit else None,
+        )
+
+    @router.get(
+        "/health",
+        tags=["service"],
+        summary="Database and model cache state",
+        responses={200: {"model": HealthOut}, 503: {"model": HealthOut}},
+    )
+    def health() -> Response:
+        try:
+            revision, head = store.current_revision(), store.head_revision()
+            ok = revision == head
+        except Exception:  # an unreachable database is what this endpoint reports
+            revision, head, ok = None, None, False
+        body = HealthOut(
+            status="ok" if ok else "degraded",
+            database=DatabaseState(ok=ok, revision=revision, head=head),
+            models=CacheState(loaded=len(DETECTORS), capacity=DETECTORS.capacity),
+        )
+        return Response(
+            body.model_dump_json(), status_code=200 if ok else 503, media_type="application/json"
+        )
+
+    return router

@@ -1,0 +1,306 @@
+"""What the API answers: pydantic models with examples for the OpenAPI page at ``/docs``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fakevoice.artefacts import BUNDLE_WEIGHTS
+from fakevoice.batch import BatchResult
+from fakevoice.inference import Verdict
+from fakevoice.store.records import AnalysisRecord, EpochMetric, ModelRecord, RunRecord
+
+VerdictLabel = Literal["human", "machine-generated", "inconclusive"]
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable kind, e.g. not_audio, not_found, too_large")
+    message: str = Field(description="what went wrong, in words a person understands")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape."""
+
+    model_config = _examples(
+        {"error": {"code": "not_audio", "message": "This file is not audio we can read."}}
+    )
+    error: ErrorDetail
+
+
+class ModelRef(BaseModel):
+    id: int
+    name: str
+    arch: str
+    version: str = Field(description="first 12 hex digits of the weights' sha256")
+
+    @classmethod
+    def of(cls, model: ModelRecord) -> ModelRef:
+        return cls(id=model.id, name=model.name, arch=model.arch, version=model_version(model))
+
+
+def model_version(model: ModelRecord) -> str:
+    return str(model.files.get(BUNDLE_WEIGHTS, ""))[:12]
+
+
+class WindowOut(BaseModel):
+    start: float = Field(description="seconds from the start of the clip")
+    end: float = Field(description="seconds")
+    p_human: float
+    top_class: str
+
+
+PREDICTION_EXAMPLE: dict[str, Any] = {
+    "verdict": "machine-generated",
+    "p_human": 0.08,
+    "p_fake": 0.92,
+    "probabilities": {"spoof": 0.92, "bonafide": 0.08},
+    "generator": None,
+    "threshold": 0.6,
+    "windows": [
+        {"start": 0.0, "end": 4.0375, "p_human": 0.07, "top_class": "spoof"},
+        {"start": 2.0188, "end": 6.0, "p_human": 0.1, "top_class": "spoof"},
+    ],
+    "duration": 6.0,
+    "sample_rate": 16000,
+    "model": {"id": 3, "name": "aasist-l", "arch": "aasist-l", "version": "4f1c2a9b0e77"},
+    "analysis_id": 41,
+    "elapsed_ms": 48.2,
+}
+
+
+class PredictionOut(BaseModel):
+    """The verdict on one clip (DESIGN.md, "Verdict rule")."""
+
+    model_config = _examples(PREDICTION_EXAMPLE)
+    verdict: VerdictLabel
+    p_human: float = Field(description="probability that a human spoke (class bonafide)")
+    p_fake: float
+    probabilities: dict[str, float] = Field(description="class name -> probability")
+    generator: str | None = Field(description="most likely generator when machine-generated")
+    threshold: float
+    windows: list[WindowOut] = Field(description="per-window scores (the timeline)")
+    duration: float = Field(description="seconds, as uploaded")
+    sample_rate: int = Field(description="Hz, as uploaded")
+    model: ModelRef
+    analysis_id: int = Field(description="the entry in your verdict history")
+    elapsed_ms: float = Field(description="decoding, inference and logging, milliseconds")
+
+    @classmethod
+    def of(
+        cls, verdict: Verdict, model: ModelRecord, analysis_id: int, elapsed_ms: float
+    ) -> PredictionOut:
+        return cls(
+            verdict=verdict.label,
+            p_human=verdict.p_human,
+            p_fake=verdict.p_fake,
+            probabilities=verdict.probabilities,
+            generator=verdict.generator,
+            threshold=verdict.threshold,
+            windows=[WindowOut(**vars(w)) for w in verdict.windows],
+            duration=verdict.duration,
+            sample_rate=verdict.sample_rate,
+            model=ModelRef.of(model),
+            analysis_id=analysis_id,
+            elapsed_ms=round(elapsed_ms, 2),
+        )
+
+
+class BatchItemOut(BaseModel):
+    name: str = Field(description="the client's file name (zip entries: zip/entry)")
+    verdict: VerdictLabel | None = None
+    p_human: float | None = None
+    generator: str | None = None
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    duration: float | None = None
+    sample_rate: int | None = None
+    error: str | None = Field(default=None, description="why this clip has no verdict")
+
+    @classmethod
+    def of(cls, result: BatchResult) -> BatchItemOut:
+        values = vars(result).copy()
+        values["verdict"] = values.pop("label")
+        return cls(**values)
+
+
+class BatchOut(BaseModel):
+    model_config = _examples(
+        {
+            "model": PREDICTION_EXAMPLE["model"],
+            "results": [
+                {
+                    "name": "calls.zip/a.wav",
+                    "verdict": "human",
+                    "p_human": 0.91,
+                    "generator": None,
+                    "probabilities": {"spoof": 0.09, "bonafide": 0.91},
+                    "duration": 4.0,
+                    "sample_rate": 8000,
+                    "error": None,
+                },
+                {
+                    "name": "calls.zip/notes.txt",
+                    "verdict": None,
+                    "p_human": None,
+                    "generator": None,
+                    "probabilities": {},
+                    "duration": None,
+                    "sample_rate": None,
+                    "error": "This file is not audio we can read.",
+                },
+            ],
+            "elapsed_ms": 131.0,
+        }
+    )
+    model: ModelRef
+    results: list[BatchItemOut]
+    elapsed_ms: float
+
+
+class ModelOut(BaseModel):
+    model_config = _examples(
+        {
+            "id": 3,
+            "name": "aasist-l",
+            "arch": "aasist-l",
+            "version": "4f1c2a9b0e77",
+            "classes": ["spoof", "bonafide"],
+            "sample_rate": 16000,
+            "clip_seconds": 4.0375,
+            "public": True,
+            "mine": False,
+            "run_id": None,
+            "created_at": "2026-11-24T10:00:00Z",
+            "metrics": {"source": "official AASIST checkpoint (ASVspoof 2019 LA)"},
+        }
+    )
+    id: int
+    name: str
+    arch: str
+    version: str
+    classes: list[str]
+    sample_rate: int = Field(description="Hz the model listens at")
+    clip_seconds: float = Field(description="window length, seconds")
+    public: bool
+    mine: bool
+    run_id: int | None
+    created_at: datetime
+    metrics: dict[str, Any]
+
+    @classmethod
+    def of(cls, model: ModelRecord, user_id: int) -> ModelOut:
+        return cls(
+            id=model.id,
+            name=model.name,
+            arch=model.arch,
+            version=model_version(model),
+            classes=model.class_names,
+            sample_rate=model.sample_rate,
+            clip_seconds=model.clip_samples / model.sample_rate,
+            public=model.is_public,
+            mine=model.owner_id == user_id,
+            run_id=model.run_id,
+            created_at=model.created_at,
+            metrics=model.metrics,
+        )
+
+
+class EpochOut(BaseModel):
+    epoch: int
+    train_loss: float | None
+    valid_loss: float | None
+    accuracy: float | None
+    macro_f1: float | None
+    eer: float | None
+    seconds: float | None
+
+
+class RunOut(BaseModel):
+    id: int
+    name: str
+    status: str
+    progress: float = Field(description="0 to 1")
+    current_epoch: int
+    total_epochs: int
+    arch: str | None
+    dataset: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    notice: str | None
+    epochs: list[EpochOut]
+
+    @classmethod
+    def of(cls, run: RunRecord, epochs: list[EpochMetric]) -> RunOut:
+        return cls(
+            id=run.id,
+            name=run.name,
+            status=run.status,
+            progress=run.progress,
+            current_epoch=run.current_epoch,
+            total_epochs=run.total_epochs,
+            arch=run.spec.get("arch"),
+            dataset=run.spec.get("dataset"),
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            error=run.error,
+            notice=run.notice,
+            epochs=[EpochOut(**vars(e)) for e in epochs],
+        )
+
+
+class AnalysisOut(BaseModel):
+    id: int
+    model_id: int | None
+    file_name: str
+    verdict: str
+    probabilities: dict[str, float]
+    threshold: float
+    duration: float
+    sample_rate: int
+    created_at: datetime
+    source: str
+
+    @classmethod
+    def of(cls, analysis: AnalysisRecord) -> AnalysisOut:
+        values = vars(analysis).copy()
+        values.pop("owner_id")
+        return cls(**values)
+
+
+class AnalysesPage(BaseModel):
+    items: list[AnalysisOut]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="offset of the next page; null on the last")
+
+
+class DatabaseState(BaseModel):
+    ok: bool
+    revision: str | None
+    head: str | None
+
+
+class CacheState(BaseModel):
+    loaded: int = Field(description="models held in memory")
+    capacity: int
+
+
+class HealthOut(BaseModel):
+    model_config = _examples(
+        {
+            "status": "ok",
+            "database": {"ok": True, "revision": "0002", "head": "0002"},
+            "models": {"loaded": 1, "capacity": 4},
+        }
+    )
+    status: Literal["ok", "degraded"]
+    database: DatabaseState
+    models: CacheState

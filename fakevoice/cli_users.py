@@ -1,0 +1,130 @@
+"""``fakevoice user create | list | delete | admin``: accounts, run by the server's operator.
+
+The operator acts as :data:`fakevoice.accounts.OPERATOR` (an administrator): whoever runs the CLI
+on the server can read its database anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any
+
+from fakevoice.errors import InvalidSpecError, NotFoundError
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    if not sys.stdin.isatty():
+        raise InvalidSpecError(
+            "No terminal to ask for the password on; pipe it in with --password-stdin."
+        )
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        raise InvalidSpecError("The two passwords differ; nothing was created.")
+    return first
+
+
+def _user_id(username: str) -> int:
+    from fakevoice import accounts
+
+    user = accounts.user_by_username(username)
+    if user is None:
+        raise NotFoundError(f"There is no user called {username!r}; `fakevoice user list`.")
+    return user.id
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from fakevoice import accounts
+
+    password = _read_password(args)
+    user = accounts.register(
+        args.username,
+        password,
+        email=args.email,
+        display_name=args.name,
+        is_admin=args.admin,
+    )
+    role = "administrator" if user.is_admin else "user"
+    print(f"created {role} {user.username} (id {user.id})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from fakevoice import accounts, store
+
+    store.init_db()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": u.id,
+            "username": u.username,
+            "name": u.display_name,
+            "email": u.email,
+            "admin": u.is_admin,
+            "password": u.password_hash is not None,
+            "created": u.created_at.isoformat(timespec="seconds"),
+        }
+        for u in accounts.list_users(accounts.OPERATOR)
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for row in rows:
+        role = "admin" if row["admin"] else "user"
+        print(f"{row['id']:>5}  {row['username']:<32} {role:<5}  {row['email'] or '-'}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from fakevoice import accounts, store
+
+    store.init_db()
+    user_id = _user_id(args.username)
+    from fakevoice.services import profile  # imports the training engine: only when needed
+
+    user = profile.delete_user(accounts.OPERATOR, user_id)
+    print(f"deleted user {user.username} with their runs, models and verdicts")
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from fakevoice import store
+    from fakevoice.store.users import set_admin
+
+    store.init_db()
+    user_id = _user_id(args.username)
+    with store.session_scope() as session:
+        user = set_admin(session, user_id, not args.revoke)
+    print(f"{user.username} is {'now' if user.is_admin else 'no longer'} an administrator")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = sub.add_parser("user", help="create, list and delete accounts (server operator)")
+    usub = users.add_subparsers(dest="user_command", required=True)
+
+    p = usub.add_parser("create", help="create an account with a password")
+    p.add_argument("username")
+    p.add_argument("--admin", action="store_true", help="may see all runs and remove users")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--email", default=None, help="where password resets are sent")
+    p.add_argument("--name", default=None, help="display name (default: the user name)")
+    p.set_defaults(handler=cmd_create)
+
+    p = usub.add_parser("list", help="every account")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_list)
+
+    p = usub.add_parser("delete", help="delete an account with its runs, models and verdicts")
+    p.add_argument("username")
+    p.set_defaults(handler=cmd_delete)
+
+    p = usub.add_parser("admin", help="make an existing account an administrator")
+    p.add_argument("username")
+    p.add_argument("--revoke", action="store_true", help="take the role away instead")
+    p.set_defaults(handler=cmd_admin)

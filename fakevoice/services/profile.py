@@ -1,0 +1,278 @@
+"""What the profile and home pages show: a user's runs with their results, models, downloads,
+sharing, renaming and deleting; the public models anyone may see; removing users (admins).
+
+Every call takes the acting user and goes through the store's ownership checks; a run or model
+the actor may not see is NotFoundError, whatever id a page or URL hands in. Downloads go through
+:mod:`fakevoice.services.results`, which checks the same way before it reads a file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fakevoice import store
+from fakevoice.errors import NotFoundError, PermissionDeniedError
+from fakevoice.services.results import BUNDLE_FILES
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, ModelRecord, RunRecord, UserRecord
+
+RUN_FILES: dict[str, str] = {
+    "model.pkl": "application/octet-stream",
+    "history.csv": "text/csv",
+    "loss_curve.png": "image/png",
+    "confusion.png": "image/png",
+}
+"""Files of a run folder the profile offers (name -> MIME type); read them with
+:func:`fakevoice.services.results.artefact_bytes`, the safe bundle with ``results.bundle_zip``."""
+
+ANONYMOUS = Actor(user_id=0, is_admin=False)
+"""The visitor who is not signed in: sees public models only (no user has id 0)."""
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run as the profile lists it.
+
+    Attributes:
+        run: The run record.
+        model: The model it produced, if it finished with one.
+        arch: Architecture name from the spec; dataset: dataset name from the spec.
+        eer, accuracy: Final validation figures as fractions (0-1), None when unknown.
+        files: Downloadable files present in the run folder (see :data:`RUN_FILES`), plus
+            ``"bundle"`` when the safe bundle is complete.
+    """
+
+    run: RunRecord
+    model: ModelRecord | None
+    arch: str
+    dataset: str
+    eer: float | None
+    accuracy: float | None
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PublicModel:
+    """A model with its owner's user name and headline figures (fractions 0-1 or None)."""
+
+    model: ModelRecord
+    owner: str
+    eer: float | None
+    accuracy: float | None
+
+
+def _figure(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def run_folder(run_id: int) -> Path:
+    """Where a run's files live (``<data dir>/runs/<id>``); callers check visibility first."""
+    from fakevoice.jobs.runner import run_dir_for
+
+    return run_dir_for(run_id)
+
+
+def _present_files(folder: Path) -> tuple[str, ...]:
+    names = [name for name in RUN_FILES if (folder / name).is_file()]
+    if all((folder / name).is_file() for name in BUNDLE_FILES):
+        names.append("bundle")
+    return tuple(names)
+
+
+def my_runs(actor: Actor) -> list[RunEntry]:
+    """The actor's own runs, newest first, each with its model, figures and files."""
+    with store.session_scope(readonly=True) as session:
+        runs = store.list_runs(session, actor)
+        models = {
+            m.run_id: m
+            for m in store.list_models(session, actor)
+            if m.run_id is not None and m.owner_id == actor.user_id
+        }
+        entries = []
+        for run in runs:
+            model = models.get(run.id)
+            if model is not None and model.metrics:
+                eer, accuracy = _figure(model.metrics, "eer"), _figure(model.metrics, "accuracy")
+            else:
+                epochs = store.list_epoch_metrics(session, actor, run.id)
+                last = epochs[-1] if epochs else None
+                eer = last.eer if last else None
+                accuracy = last.accuracy if last else None
+            entries.append(
+                RunEntry(
+                    run=run,
+                    model=model,
+                    arch=str(run.spec.get("arch", "")),
+                    dataset=str(run.spec.get("dataset", "")),
+                    eer=eer,
+                    accuracy=accuracy,
+                    files=_present_files(run_folder(run.id)),
+                )
+            )
+    return entries
+
+
+def my_models(actor: Actor) -> list[ModelRecord]:
+    """The models the actor owns (not the public ones of others), newest first."""
+    with store.session_scope(readonly=True) as session:
+        return [m for m in store.list_models(session, actor) if m.owner_id == actor.user_id]
+
+
+def public_models(owner: str | None = None) -> list[PublicModel]:
+    """Public models (of everyone, or of the user named ``owner``), newest first.
+
+    Raises:
+        NotFoundError: ``owner`` names no user.
+    """
+    with store.session_scope(readonly=True) as session:
+        owner_id: int | None = None
+        if owner is not None:
+            user = store.get_user_by_username(session, owner)
+            if user is None:
+                raise NotFoundError(f"There is no user called {owner!r}.")
+            owner_id = user.id
+        models = [
+            m
+            for m in store.list_models(session, ANONYMOUS)
+            if m.is_public and (owner_id is None or m.owner_id == owner_id)
+        ]
+        names = {i: store.get_user(session, i).username for i in {m.owner_id for m in models}}
+    return [
+        PublicModel(
+            model=m,
+            owner=names[m.owner_id],
+            eer=_figure(m.metrics, "eer"),
+            accuracy=_figure(m.metrics, "accuracy"),
+        )
+        for m in models
+    ]
+
+
+def public_user(username: str) -> UserRecord:
+    """A user for the public profile view (NotFoundError when there is none)."""
+    with store.session_scope(readonly=True) as session:
+        user = store.get_user_by_username(session, username)
+    if user is None:
+        raise NotFoundError(f"There is no user called {username!r}.")
+    return user
+
+
+def set_model_public(actor: Actor, model_id: int, is_public: bool) -> ModelRecord:
+    """Share a model with everyone, or make it private again (owner or administrator)."""
+    with store.session_scope() as session:
+        return store.set_public(session, actor, model_id, is_public)
+
+
+def rename_model(actor: Actor, model_id: int, name: str) -> ModelRecord:
+    """Rename a model (owner or administrator; ConflictError when the name is taken)."""
+    with store.session_scope() as session:
+        return store.rename_model(session, actor, model_id, name)
+
+
+def delete_run(actor: Actor, run_id: int) -> RunRecord:
+    """Delete a finished run with the model it produced, their rows and the run's folder.
+
+    Raises:
+        NotFoundError: the actor may not see the run.
+        ConflictError: the run is queued or running (stop it first).
+    """
+    with store.session_scope() as session:
+        store.get_run(session, actor, run_id)
+        for model in store.list_models(session, actor):
+            if model.run_id == run_id and actor.can_write(model.owner_id):
+                store.delete_model(session, actor, model.id)
+        run = store.delete_run(session, actor, run_id)
+    remove_data_folder(run_folder(run_id))
+    return run
+
+
+def delete_model(actor: Actor, model_id: int) -> ModelRecord:
+    """Delete a model; its folder goes too unless it is a run's folder and the run remains."""
+    with store.session_scope() as session:
+        model = store.delete_model(session, actor, model_id)
+        run_remains = False
+        if model.run_id is not None:
+            try:
+                store.get_run(session, actor, model.run_id)
+                run_remains = True
+            except NotFoundError:
+                pass
+    if not run_remains:
+        remove_data_folder(Path(model.path))
+    return model
+
+
+def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
+    """Every user's runs with the owner's user name (administrators only)."""
+    with store.session_scope(readonly=True) as session:
+        runs = store.list_runs(session, actor, all_users=True)
+        names = {u.id: u.username for u in store.list_users(session, actor)}
+    return [(run, names.get(run.owner_id, "?")) for run in runs]
+
+
+def delete_user(actor: Actor, user_id: int) -> UserRecord:
+    """Delete a user with their runs, models and verdicts, rows and folders (administrators only).
+
+    Raises:
+        PermissionDeniedError: the actor is not an administrator, or tries to delete themself.
+        NotFoundError: there is no such user.
+    """
+    if actor.user_id == user_id:
+        raise PermissionDeniedError("You cannot delete your own account while signed in with it.")
+    with store.session_scope() as session:
+        runs = [r for r in store.list_runs(session, actor, all_users=True) if r.owner_id == user_id]
+        models = [
+            m for m in store.list_models(session, actor, all_users=True) if m.owner_id == user_id
+        ]
+        user = store.delete_user(session, actor, user_id)
+    for folder in [run_folder(run.id) for run in runs] + [Path(model.path) for model in models]:
+        remove_data_folder(folder)
+    return user
+
+
+def remove_data_folder(folder: Path) -> None:
+    """Delete a folder of the data dir (a run's or a model's); anything outside it is left."""
+    data_dir = get_settings().data_dir.resolve()
+    resolved = folder.resolve()
+    if resolved != data_dir and resolved.is_relative_to(data_dir):
+        shutil.rmtree(resolved, ignore_errors=True)
+
+
+def percent(fraction: float | None) -> float | None:
+    """A fraction (0-1) as a percentage rounded to 0.01, for tables; None stays None."""
+    return None if fraction is None else round(100.0 * fraction, 2)
+
+
+def public_model_rows(models: list[PublicModel]) -> list[dict[str, Any]]:
+    """Public models as table rows: model, arch, owner, EER (%), accuracy (%), shared since."""
+    return [
+        {
+            "model": m.model.name,
+            "arch": m.model.arch,
+            "owner": m.owner,
+            "EER (%)": percent(m.eer),
+            "accuracy (%)": percent(m.accuracy),
+            "created": m.model.created_at.strftime("%Y-%m-%d %H:%M"),
+        }
+        for m in models
+    ]
+
+
+def run_rows(entries: list[RunEntry]) -> list[dict[str, Any]]:
+    """Runs as table rows: run, arch, dataset, status, EER (%), accuracy (%), date."""
+    return [
+        {
+            "run": e.run.name,
+            "arch": e.arch,
+            "dataset": e.dataset,
+            "status": e.run.status,
+            "EER (%)": percent(e.eer),
+            "accuracy (%)": percent(e.accuracy),
+            "date": e.run.created_at.strftime("%Y-%m-%d %H:%M"),
+        }
+        for e in entries
+    ]

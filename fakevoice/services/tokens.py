@@ -1,0 +1,82 @@
+"""Bearer tokens for the HTTP API: create (the secret is shown once), list, revoke, authenticate.
+
+A secret is ``fv_`` followed by 43 URL-safe characters (256 random bits). The server keeps only
+its sha256 (a high-entropy secret needs no slow password hash) and the first characters, so a
+person can tell their tokens apart on the profile page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from fakevoice import store
+from fakevoice.store import tokens as token_store
+from fakevoice.store.records import Actor
+from fakevoice.store.tokens import TokenRecord
+
+__all__ = [
+    "SECRET_PREFIX",
+    "TokenRecord",
+    "authenticate",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+]
+
+SECRET_PREFIX = "fv_"
+SECRET_BYTES = 32
+DISPLAY_CHARS = 8  # random characters kept for display, after SECRET_PREFIX
+MAX_SECRET_LENGTH = 256
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(actor: Actor, name: str) -> tuple[TokenRecord, str]:
+    """A new token of the actor's and its secret, which is never shown again.
+
+    Raises:
+        InvalidSpecError: the name is empty or too long.
+        LimitExceededError: the actor has too many active tokens.
+    """
+    secret = SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+    prefix = secret[: len(SECRET_PREFIX) + DISPLAY_CHARS]
+    with store.session_scope() as session:
+        record = token_store.add_token(
+            session, actor, name=name, prefix=prefix, token_hash=_hash(secret)
+        )
+    return record, secret
+
+
+def list_tokens(actor: Actor) -> list[TokenRecord]:
+    """The actor's tokens, newest first, revoked ones included."""
+    with store.session_scope(readonly=True) as session:
+        return token_store.list_tokens(session, actor)
+
+
+def revoke_token(actor: Actor, token_id: int) -> TokenRecord:
+    """Revoke one of the actor's tokens (NotFoundError for anyone else's)."""
+    with store.session_scope() as session:
+        return token_store.revoke_token(session, actor, token_id)
+
+
+def authenticate(secret: str) -> Actor | None:
+    """The actor a secret stands for, or None for an unknown or revoked one.
+
+    Updates the token's last-used time (to the minute, so most requests only read).
+    """
+    text = secret.strip()
+    if not text.startswith(SECRET_PREFIX) or len(text) > MAX_SECRET_LENGTH:
+        return None
+    token_hash = _hash(text)
+    with store.session_scope(readonly=True) as session:
+        found = token_store.find_active_token(session, token_hash)
+    if found is None:
+        return None
+    token, actor = found
+    if token_store.needs_touch(token):
+        with store.session_scope() as session:
+            token_store.touch_token(session, token.id)
+    return actor

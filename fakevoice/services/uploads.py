@@ -1,0 +1,362 @@
+"""Models people upload: a safe bundle, an official AASIST checkpoint, or a ``.pkl`` we exported.
+
+The kind of an upload is read from its content, never from its name:
+
+* a zip holding ``model.safetensors`` + ``manifest.json`` (at its root or in one folder) is a safe
+  bundle: the manifest is validated, the weights are loaded strictly into the architecture it
+  names, and the bundle is stored under ``<data dir>/models/<uuid>``;
+* a PyTorch checkpoint (torch's zip format or its legacy pickle format) is offered to
+  :func:`~fakevoice.services.verdicts.import_aasist`, which reads tensors only;
+* any other file (a fastai ``.pkl`` included) is never unpickled: when its sha256 is the
+  ``model.pkl`` of a stored model the actor may use, that model is returned; otherwise it is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+import uuid
+import zipfile
+import zlib
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from fakevoice import store
+from fakevoice.artefacts import (
+    BUNDLE_MANIFEST,
+    BUNDLE_WEIGHTS,
+    MANIFEST_FORMAT,
+    save_bundle,
+    sha256_file,
+)
+from fakevoice.errors import (
+    FakeVoiceError,
+    FileTooLargeError,
+    ModelFileError,
+    NotFoundError,
+)
+from fakevoice.features import FeatureSpec
+from fakevoice.services.verdicts import import_aasist, models_dir
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.trainspec import ARCH_NAMES, WAVEFORM_ARCHS, TrainSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FASTAI_EXPORT = "model.pkl"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_ZIP_ENTRIES = 64
+MAX_CLASSES = 256
+MAX_CLASS_NAME = 64
+CLIP_SAMPLES_RANGE = (1600, 16000 * 30)  # 0.1 s .. 30 s at 16 kHz
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+# torch's legacy (non-zip) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+PICKLE_MAGIC = b"\x80"
+ACCEPTED = (
+    "The workbench accepts a safe bundle (a zip of model.safetensors + manifest.json), an "
+    "official AASIST / AASIST-L checkpoint, or a model.pkl that this server exported."
+)
+UNKNOWN_PICKLE = (
+    "This pickle file was not exported by this server for a model you may use, and the server "
+    "never unpickles files it did not write (they can run code). Upload the model's safe bundle "
+    "(a zip of model.safetensors + manifest.json) instead."
+)
+
+
+def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRecord:
+    """Turn an uploaded model file into a model the actor can use.
+
+    Args:
+        actor: Who uploads it (the owner of a newly stored model).
+        name: The name to store a new model under (unique among the actor's models).
+        file_name: The client's name for the file, for messages and the model's metrics only.
+        data: The file's bytes (at most ``settings.max_upload_bytes``).
+
+    Returns:
+        The stored model: a new one for a bundle or an AASIST checkpoint, or the existing model
+        when the file is the ``model.pkl`` of a model the actor may use.
+
+    Raises:
+        FileTooLargeError: The file is larger than the upload limit.
+        ModelFileError: The file is none of the accepted kinds, or does not fit its architecture.
+        ConflictError: The actor already has a model with this name.
+        InvalidSpecError: The name is empty or too long.
+    """
+    limit = get_settings().max_upload_bytes
+    if len(data) > limit:
+        raise FileTooLargeError(
+            f"The model file is {_megabytes(len(data))}; uploads are limited to "
+            f"{_megabytes(limit)}."
+        )
+    if not data:
+        raise ModelFileError("The uploaded model file is empty.")
+    known = exported_model(actor, data)
+    if known is not None:
+        logger.info("upload %r is model %d's fastai export", file_name, known.id)
+        return known
+    if data.startswith(ZIP_MAGIC):
+        return _import_zip(actor, name, file_name, data)
+    if data.startswith(TORCH_LEGACY_MAGIC):
+        return import_aasist(actor, data, name)
+    if data.startswith(PICKLE_MAGIC):
+        raise ModelFileError(UNKNOWN_PICKLE)
+    if _looks_like_safetensors(data):
+        raise ModelFileError(
+            "A bare model.safetensors file does not say which model it belongs to: upload a zip "
+            "holding it together with its manifest.json."
+        )
+    raise ModelFileError(f"This file is not a model file. {ACCEPTED}")
+
+
+def exported_model(actor: Actor, data: bytes) -> ModelRecord | None:
+    """The model whose fastai export (``model.pkl``) has exactly these bytes, if the actor may use it.
+
+    Only the checksum is compared; the file is never unpickled. A match on a model the actor may
+    not read counts as no match (its existence is not revealed).
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    with store.session_scope(readonly=True) as session:
+        found = store.find_model_by_sha256(session, digest)
+        if found is None or found.files.get(FASTAI_EXPORT) != digest:
+            return None
+        try:
+            return store.get_model(session, actor, found.id)
+        except NotFoundError:
+            return None
+
+
+def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRecord:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ModelFileError(f"The zip file is damaged and cannot be read. {ACCEPTED}") from None
+    with archive:
+        names = [entry.filename for entry in entries]
+        if any(_is_torch_pickle(n) for n in names):
+            if any(_is_fastai_export(archive, n) for n in names if _is_torch_pickle(n)):
+                raise ModelFileError(UNKNOWN_PICKLE)
+            return import_aasist(actor, data, name)
+        if len(entries) > MAX_ZIP_ENTRIES:
+            raise ModelFileError(
+                f"The zip holds {len(entries)} files; a model bundle holds two "
+                f"({BUNDLE_WEIGHTS} and {BUNDLE_MANIFEST})."
+            )
+        manifest_bytes = _bundle_member(archive, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES)
+        weights_bytes = _bundle_member(archive, BUNDLE_WEIGHTS, get_settings().max_upload_bytes)
+    manifest = validate_manifest(_parse_manifest(manifest_bytes))
+    model = _load_weights(manifest, weights_bytes)
+    manifest["source"] = f"uploaded bundle ({file_name[:200]})"
+    folder = models_dir() / uuid.uuid4().hex
+    try:
+        save_bundle(model, manifest, folder)
+        files = {n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)}
+        with store.session_scope() as session:
+            return store.add_model(
+                session,
+                actor,
+                name=name,
+                arch=manifest["arch"],
+                class_names=manifest["class_names"],
+                sample_rate=manifest["sample_rate"],
+                clip_samples=manifest["clip_samples"],
+                path=str(folder),
+                files=files,
+                feature_spec=manifest["feature_spec"],
+                metrics={"source": manifest["source"]},
+            )
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _is_torch_pickle(name: str) -> bool:
+    """Whether a zip entry is the pickle of torch's zip format (``<archive>/data.pkl``)."""
+    parts = PurePosixPath(name).parts
+    return len(parts) == 2 and parts[1] == "data.pkl"
+
+
+def _is_fastai_export(archive: zipfile.ZipFile, name: str) -> bool:
+    """Whether a torch pickle names fastai classes (a whole exported Learner, not weights).
+
+    The pickle's bytes are searched for module names; it is never unpickled.
+    """
+    try:
+        with archive.open(name) as handle:
+            head = handle.read(MAX_MANIFEST_BYTES)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, zlib.error):
+        return False
+    return b"fastai." in head
+
+
+def _bundle_member(archive: zipfile.ZipFile, wanted: str, max_bytes: int) -> bytes:
+    """The bytes of the bundle file ``wanted``, at the zip's root or in one folder."""
+    matches = [
+        entry
+        for entry in archive.infolist()
+        if not entry.is_dir() and PurePosixPath(entry.filename).name == wanted
+    ]
+    safe = [e for e in matches if _plain_relative(e.filename) and e.filename.count("/") <= 1]
+    if not safe:
+        raise ModelFileError(f"The zip holds no {wanted}. {ACCEPTED}")
+    if len(safe) > 1:
+        raise ModelFileError(f"The zip holds {len(safe)} files named {wanted}; a bundle has one.")
+    entry = safe[0]
+    if entry.file_size > max_bytes:
+        raise FileTooLargeError(
+            f"{wanted} in the zip unpacks to {_megabytes(entry.file_size)}; the limit is "
+            f"{_megabytes(max_bytes)}."
+        )
+    try:
+        with archive.open(entry) as handle:
+            content = handle.read(max_bytes + 1)  # never trust the declared size
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, zlib.error, EOFError):
+        raise ModelFileError(
+            f"{wanted} in the zip cannot be read (damaged or encrypted)."
+        ) from None
+    if len(content) > max_bytes:
+        raise FileTooLargeError(
+            f"{wanted} in the zip unpacks to more than {_megabytes(max_bytes)}."
+        )
+    return content
+
+
+def _plain_relative(name: str) -> bool:
+    path = PurePosixPath(name.replace("\\", "/"))
+    return not path.is_absolute() and ".." not in path.parts and ":" not in name
+
+
+def _parse_manifest(raw: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ModelFileError(f"{BUNDLE_MANIFEST} in the zip is not valid JSON.") from None
+    if not isinstance(manifest, dict):
+        raise ModelFileError(f"{BUNDLE_MANIFEST} in the zip must hold a JSON object.")
+    return manifest
+
+
+def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Check a bundle manifest and return the clean copy the server will store.
+
+    Checks: the format tag, a known architecture, 2 to 256 distinct class names including
+    ``bonafide``, the input kind the architecture takes, a window of 0.1 to 30 seconds, a common
+    sample rate and, for image models, a valid feature spec.
+
+    Raises:
+        ModelFileError: naming the first field that is wrong and what is allowed.
+    """
+    where = f"{BUNDLE_MANIFEST}:"
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelFileError(
+            f"{where} format must be {MANIFEST_FORMAT!r}; got {manifest.get('format')!r}."
+        )
+    arch = manifest.get("arch")
+    if arch not in ARCH_NAMES:
+        raise ModelFileError(
+            f"{where} arch must be one of {', '.join(ARCH_NAMES)}; got {str(arch)[:60]!r}."
+        )
+    classes = manifest.get("class_names")
+    if (
+        not isinstance(classes, list)
+        or not 2 <= len(classes) <= MAX_CLASSES
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_NAME for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise ModelFileError(
+            f"{where} class_names must be 2 to {MAX_CLASSES} distinct names of 1 to "
+            f"{MAX_CLASS_NAME} characters."
+        )
+    if "bonafide" not in classes:
+        raise ModelFileError(f"{where} class_names must include 'bonafide' (real human speech).")
+    bonafide_index = classes.index("bonafide")
+    if manifest.get("bonafide_index", bonafide_index) != bonafide_index:
+        raise ModelFileError(f"{where} bonafide_index must point at 'bonafide' in class_names.")
+    expected_kind = "waveform" if arch in WAVEFORM_ARCHS else "image"
+    if manifest.get("input_kind") != expected_kind:
+        raise ModelFileError(
+            f"{where} input_kind must be {expected_kind!r} for {arch}; "
+            f"got {str(manifest.get('input_kind'))[:60]!r}."
+        )
+    clip_samples = manifest.get("clip_samples")
+    low, high = CLIP_SAMPLES_RANGE
+    if isinstance(clip_samples, bool) or not isinstance(clip_samples, int):
+        raise ModelFileError(f"{where} clip_samples must be a whole number of samples.")
+    if not low <= clip_samples <= high:
+        raise ModelFileError(f"{where} clip_samples must be between {low} and {high}.")
+    sample_rate = manifest.get("sample_rate", 16000)
+    if sample_rate not in SAMPLE_RATES or isinstance(sample_rate, bool):
+        raise ModelFileError(
+            f"{where} sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))} Hz."
+        )
+    feature_spec: dict[str, Any] | None = None
+    if expected_kind == "image":
+        raw_spec = manifest.get("feature_spec")
+        if not isinstance(raw_spec, dict):
+            raise ModelFileError(f"{where} an image model needs a feature_spec object.")
+        try:
+            feature_spec = FeatureSpec.from_dict(raw_spec).to_dict()
+        except (FakeVoiceError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{where} feature_spec is not valid: {exc}") from None
+    clean: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "arch": arch,
+        "task": "binary" if len(classes) == 2 else "multiclass",
+        "class_names": list(classes),
+        "bonafide_index": bonafide_index,
+        "input_kind": expected_kind,
+        "feature_spec": feature_spec,
+        "normalize": "imagenet" if expected_kind == "image" else None,
+        "sample_rate": int(sample_rate),
+        "clip_samples": int(clip_samples),
+    }
+    train_spec = manifest.get("train_spec")
+    if isinstance(train_spec, dict):
+        try:
+            clean["train_spec"] = TrainSpec.from_dict(train_spec).to_dict()
+        except (FakeVoiceError, TypeError, ValueError):
+            logger.info("dropping an invalid train_spec from an uploaded manifest")
+    return clean
+
+
+def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
+    """The architecture of ``manifest`` with ``weights`` loaded strictly (proves they fit)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    from fakevoice.models.learners import build_inference_model
+
+    try:
+        state = load_safetensors(weights)
+    except (SafetensorError, ValueError, OSError, RuntimeError):
+        raise ModelFileError(
+            f"{BUNDLE_WEIGHTS} in the zip is not a valid safetensors file."
+        ) from None
+    model = build_inference_model(manifest)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise ModelFileError(
+            f"The weights in {BUNDLE_WEIGHTS} do not fit a {manifest['arch']} model with "
+            f"{len(manifest['class_names'])} classes."
+        ) from None
+    return model.eval()
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    if len(data) < 10:
+        return False
+    header = int.from_bytes(data[:8], "little")
+    return 0 < header < len(data) and data[8:9] == b"{"
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / (1024 * 1024):.1f} MB"

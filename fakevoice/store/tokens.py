@@ -1,0 +1,144 @@
+"""API tokens: add, list, revoke, and look up by hash (the secret itself is never stored).
+
+Reading and revoking: the owner and administrators; someone else's token is NotFoundError (its
+existence is not revealed). Looking a token up by hash is what authentication does and takes no
+actor: whoever holds the secret acts as its owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from fakevoice.errors import InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.store.records import Actor, to_record
+from fakevoice.store.tables import ApiTokenRow, UserRow, utcnow
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_NAME_LENGTH = 64
+MAX_ACTIVE_TOKENS = 50
+# Writing the last-used time on every request would make every API call a database write;
+# once a minute tells a person just as well whether a token is still in use.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as its owner sees it (never the secret, never the hash).
+
+    Attributes:
+        prefix: the first characters of the secret, to tell tokens apart.
+        last_used_at: when it last authenticated a request (to the minute), None if never.
+        revoked_at: when it was revoked; a revoked token authenticates nothing.
+    """
+
+    id: int
+    owner_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+def _clean_token_name(name: str) -> str:
+    text = name.strip()
+    if not text or len(text) > MAX_TOKEN_NAME_LENGTH or not text.isprintable():
+        raise InvalidSpecError(
+            f"A token name must be 1 to {MAX_TOKEN_NAME_LENGTH} printable characters; got {name!r}."
+        )
+    return text
+
+
+def add_token(
+    session: Session, actor: Actor, *, name: str, prefix: str, token_hash: str
+) -> TokenRecord:
+    """Register a token of the actor's, given the sha256 hex of its secret.
+
+    Raises:
+        InvalidSpecError: the name is empty or too long.
+        LimitExceededError: the actor already has too many active tokens.
+    """
+    clean = _clean_token_name(name)
+    active = session.scalar(
+        select(func.count(ApiTokenRow.id)).where(
+            ApiTokenRow.owner_id == actor.user_id, ApiTokenRow.revoked_at.is_(None)
+        )
+    )
+    if int(active or 0) >= MAX_ACTIVE_TOKENS:
+        raise LimitExceededError(
+            f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one first."
+        )
+    row = ApiTokenRow(owner_id=actor.user_id, name=clean, prefix=prefix, token_hash=token_hash)
+    session.add(row)
+    session.flush()
+    logger.info("user %d created API token %d (%s)", actor.user_id, row.id, prefix)
+    return to_record(TokenRecord, row)
+
+
+def list_tokens(session: Session, actor: Actor) -> list[TokenRecord]:
+    """The actor's own tokens, newest first (revoked ones included)."""
+    query = (
+        select(ApiTokenRow)
+        .where(ApiTokenRow.owner_id == actor.user_id)
+        .order_by(ApiTokenRow.created_at.desc(), ApiTokenRow.id.desc())
+    )
+    return [to_record(TokenRecord, row) for row in session.scalars(query)]
+
+
+def revoke_token(session: Session, actor: Actor, token_id: int) -> TokenRecord:
+    """Revoke a token of the actor's (administrators: anyone's); revoking twice is harmless.
+
+    Raises:
+        NotFoundError: no such token, or not one the actor may revoke.
+    """
+    row = session.get(ApiTokenRow, token_id)
+    if row is None or not actor.can_write(row.owner_id):
+        raise NotFoundError(f"There is no API token with id {token_id}.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+        logger.info("API token %d revoked by user %d", token_id, actor.user_id)
+    return to_record(TokenRecord, row)
+
+
+def find_active_token(session: Session, token_hash: str) -> tuple[TokenRecord, Actor] | None:
+    """The active token with this hash and the actor it stands for, or None."""
+    found = session.execute(
+        select(ApiTokenRow, UserRow.is_admin)
+        .join(UserRow, UserRow.id == ApiTokenRow.owner_id)
+        .where(ApiTokenRow.token_hash == token_hash, ApiTokenRow.revoked_at.is_(None))
+    ).first()
+    if found is None:
+        return None
+    row, is_admin = found
+    return to_record(TokenRecord, row), Actor(user_id=row.owner_id, is_admin=bool(is_admin))
+
+
+def touch_token(session: Session, token_id: int, when: datetime | None = None) -> None:
+    """Record that a token was used (at most once per :data:`LAST_USED_RESOLUTION`)."""
+    now = when or utcnow()
+    session.execute(
+        update(ApiTokenRow)
+        .where(ApiTokenRow.id == token_id)
+        .where(
+            (ApiTokenRow.last_used_at.is_(None))
+            | (ApiTokenRow.last_used_at < now - LAST_USED_RESOLUTION)
+        )
+        .values(last_used_at=now)
+    )
+
+
+def needs_touch(token: TokenRecord, when: datetime | None = None) -> bool:
+    """Whether :func:`touch_token` would change this token's last-used time now."""
+    now = when or utcnow()
+    return token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION

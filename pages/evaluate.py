@@ -1,0 +1,293 @@
+"""Evaluate page: choose (or upload) a model, give a clip, read the verdict.
+
+Three modes: one clip (upload or browser recording, with the spectrogram the model sees and a
+timeline for long clips), a batch of files or one zip (table + CSV), and one clip through several
+models side by side. Every verdict is logged in the user's history by the services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import streamlit as st
+
+from components.auth import require_actor
+from components.verdict_view import (
+    ModelView,
+    history_table,
+    model_label,
+    model_view,
+    probability_chart,
+    redecide,
+    show_model_view,
+    timeline_chart,
+    verdict_card,
+)
+from fakevoice import batch, services
+from fakevoice.errors import FakeVoiceError
+from fakevoice.inference import DEFAULT_THRESHOLD
+from fakevoice.services import uploads
+from fakevoice.services.verdicts import ScoredClip
+from fakevoice.store.records import Actor, ModelRecord
+
+MODES = ("One clip", "Batch", "Compare models")
+SOURCES = ("Upload a file", "Record in the browser")
+AUDIO_HELP = "wav, flac, mp3, ogg, m4a or webm; the content is checked, not the file name."
+MAX_COMPARE = 4
+HISTORY_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip the user gave: its display name, bytes, the browser's MIME type, upload id."""
+
+    name: str
+    data: bytes
+    mime: str
+    file_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A scored clip (or the message why it could not be) with its model view."""
+
+    scored: ScoredClip | None
+    view: ModelView | None
+    error: str | None
+
+
+def _model_from_url(actor: Actor) -> None:
+    """Preselect ``?model=<id>`` once per URL value; explain when it is not a usable model."""
+    raw = st.query_params.get("model")
+    if raw is None:
+        return
+    try:
+        model = services.get_model(actor, int(raw))
+    except ValueError:
+        st.error(f"There is no model with id {raw[:40]!r}.")
+        return
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    if st.session_state.get("eval_url_model") != raw:
+        st.session_state["eval_url_model"] = raw
+        st.session_state["eval_model"] = model.id
+
+
+def _upload_model(actor: Actor) -> None:
+    with st.expander("Upload a model", icon=":material/upload_file:"):
+        st.caption(
+            "A safe bundle (zip of model.safetensors + manifest.json, as downloaded from your "
+            "profile), an official AASIST / AASIST-L checkpoint (.pth), or a model.pkl this "
+            "server exported. Other pickle files are refused: they could run code."
+        )
+        upload = st.file_uploader("Model file", key="eval_model_upload")
+        name = st.text_input(
+            "Name for the model",
+            key="eval_model_name",
+            placeholder="the file name without its extension",
+        )
+        if not st.button("Import model", key="eval_model_import", disabled=upload is None):
+            return
+        assert upload is not None
+        name = name.strip() or PurePosixPath(upload.name).stem[:100] or "uploaded model"
+        try:
+            model = uploads.import_uploaded_model(actor, name, upload.name, upload.getvalue())
+        except FakeVoiceError as exc:
+            st.error(str(exc))
+            return
+        st.session_state["eval_model"] = model.id
+        st.success(f"Model {model.name!r} ({model.arch}) is ready; it is selected below.")
+
+
+def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
+    by_id = {m.id: m for m in models}
+    if st.session_state.get("eval_model") not in by_id:
+        st.session_state.pop("eval_model", None)
+    chosen = st.selectbox(
+        "Model",
+        list(by_id),
+        format_func=lambda i: model_label(by_id[i], actor.user_id),
+        key="eval_model",
+        help="Your models and the public ones.",
+    )
+    return by_id[chosen]
+
+
+def _clip_input(prefix: str) -> Clip | None:
+    source = st.radio("Audio", SOURCES, key=f"{prefix}_source", horizontal=True)
+    if source == SOURCES[0]:
+        given = st.file_uploader("Audio file", key=f"{prefix}_upload", help=AUDIO_HELP)
+    else:
+        given = st.audio_input("Record a clip", key=f"{prefix}_record")
+    if given is None:
+        return None
+    return Clip(given.name, given.getvalue(), given.type or "audio/wav", given.file_id)
+
+
+def _score(
+    actor: Actor, model: ModelRecord, clip: Clip, threshold: float, with_view: bool
+) -> Outcome:
+    try:
+        scored = services.score_clip(
+            actor, model.id, clip.data, file_name=clip.name, threshold=threshold
+        )
+    except FakeVoiceError as exc:
+        return Outcome(None, None, str(exc))
+    view = None
+    if with_view:
+        try:
+            view = model_view(model, clip.data)
+        except FakeVoiceError:  # the verdict stands; only the picture is missing
+            view = None
+    return Outcome(scored, view, None)
+
+
+def _cached(key: str, ident: tuple[Any, ...], compute: Any) -> Any:
+    """``compute()`` once per ``ident`` (reruns, e.g. moving the threshold, do not score again)."""
+    stored = st.session_state.get(key)
+    if stored is None or stored[0] != ident:
+        stored = (ident, compute())
+        st.session_state[key] = stored
+    return stored[1]
+
+
+def _show_outcome(outcome: Outcome, threshold: float, *, details: bool) -> None:
+    if outcome.error is not None or outcome.scored is None:
+        st.error(outcome.error or "No verdict.")
+        return
+    verdict = outcome.scored.verdict
+    label, generator = redecide(verdict.probabilities, threshold)
+    verdict_card(label, generator, verdict.p_human, threshold)
+    probability_chart(verdict.probabilities)
+    if not details:
+        return
+    info = outcome.scored.info
+    st.caption(
+        f"{info.duration:.2f} s · {info.sample_rate} Hz · {info.channels} channel(s) · "
+        f"{info.codec} in {info.container}"
+    )
+    if len(verdict.windows) > 1:
+        st.subheader("Timeline")
+        timeline_chart(verdict.windows, threshold)
+    if outcome.view is not None:
+        st.subheader("What the model sees")
+        show_model_view(outcome.view, outcome.scored.model)
+
+
+def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
+    clip = _clip_input("eval")
+    if clip is None:
+        st.info("Upload a recording or record one to get a verdict.")
+        return
+    st.audio(clip.data, format=clip.mime)
+    outcome: Outcome = _cached(
+        "eval_result",
+        (model.id, clip.file_id),
+        lambda: _score(actor, model, clip, threshold, with_view=True),
+    )
+    _show_outcome(outcome, threshold, details=True)
+
+
+def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:
+    files = st.file_uploader(
+        "Audio files, or one zip of them",
+        accept_multiple_files=True,
+        key="eval_batch",
+        help=AUDIO_HELP + " Zips are checked for size, count and odd paths.",
+    )
+    if st.button("Score all", key="eval_batch_run", disabled=not files):
+        try:
+            entries = batch.read_batch([(f.name, f.getvalue()) for f in files or []])
+            results = batch.score_batch(
+                actor, model.id, entries, threshold=threshold, origin="page"
+            )
+        except FakeVoiceError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["eval_batch_results"] = (model.name, results)
+    stored = st.session_state.get("eval_batch_results")
+    if stored is None:
+        st.info("Choose files (or a zip) and press Score all.")
+        return
+    name, results = stored
+    st.caption(f"{len(results)} file(s) scored with {name}.")
+    st.dataframe(batch.results_frame(results), hide_index=True)
+    st.download_button(
+        "Download CSV",
+        batch.results_csv(results),
+        file_name="verdicts.csv",
+        mime="text/csv",
+        key="eval_batch_csv",
+    )
+
+
+def _compare(
+    actor: Actor, models: list[ModelRecord], current: ModelRecord, threshold: float
+) -> None:
+    by_id = {m.id: m for m in models}
+    chosen = st.multiselect(
+        "Models to compare",
+        list(by_id),
+        default=[current.id],
+        format_func=lambda i: model_label(by_id[i], actor.user_id),
+        max_selections=MAX_COMPARE,
+        key="eval_compare_models",
+    )
+    if len(chosen) < 2:
+        st.info("Choose at least two models.")
+        return
+    clip = _clip_input("eval_compare")
+    if clip is None:
+        st.info("Upload a recording or record one; every chosen model will judge it.")
+        return
+    st.audio(clip.data, format=clip.mime)
+    outcomes: list[Outcome] = _cached(
+        "eval_compare_result",
+        (tuple(chosen), clip.file_id),
+        lambda: [_score(actor, by_id[i], clip, threshold, with_view=False) for i in chosen],
+    )
+    for column, model_id, outcome in zip(st.columns(len(chosen)), chosen, outcomes, strict=True):
+        with column:
+            st.subheader(by_id[model_id].name)
+            st.caption(by_id[model_id].arch)
+            _show_outcome(outcome, threshold, details=False)
+
+
+def main() -> None:
+    st.title("Evaluate")
+    actor = require_actor("get verdicts on recordings")
+    _model_from_url(actor)
+    _upload_model(actor)
+    try:
+        models = services.list_models(actor)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    if not models:
+        st.info("There is no model yet: train one on the Train page, or upload one above.")
+    else:
+        model = _choose_model(actor, models)
+        threshold = st.slider(
+            "Threshold",
+            min_value=0.5,
+            max_value=0.99,
+            value=DEFAULT_THRESHOLD,
+            step=0.01,
+            key="eval_threshold",
+            help="Below this confidence either way the verdict is 'inconclusive'.",
+        )
+        mode = st.radio("Mode", MODES, key="eval_mode", horizontal=True)
+        if mode == MODES[0]:
+            _one_clip(actor, model, threshold)
+        elif mode == MODES[1]:
+            _batch(actor, model, threshold)
+        else:
+            _compare(actor, models, model, threshold)
+    st.subheader("Recent verdicts")
+    history_table(services.list_analyses(actor, limit=HISTORY_ROWS), models)
+
+
+main()

@@ -1,0 +1,188 @@
+"""Accounts on a real SQLite file: registration, bcrypt checks, resets through the log mail
+backend, details, the cookie key file, the credentials handed to streamlit-authenticator."""
+
+from __future__ import annotations
+
+import logging
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fakevoice import accounts, store
+from fakevoice.errors import ConflictError, FakeVoiceError, InvalidSpecError
+from fakevoice.mail import MailError
+from fakevoice.settings import get_settings
+
+PASSWORD = "correct horse 42"
+
+
+@pytest.fixture
+def db(isolated_settings: Path) -> Iterator[Path]:
+    store.init_db()
+    yield isolated_settings
+    store.dispose_engines()
+
+
+def test_register_stores_a_bcrypt_hash_and_signs_in(db: Path) -> None:
+    user = accounts.register("Alice", PASSWORD, email="alice@example.org", display_name="Alice A")
+    assert user.username == "alice"
+    assert user.display_name == "Alice A"
+    assert user.password_hash is not None and user.password_hash.startswith("$2")
+    assert PASSWORD not in user.password_hash
+    assert accounts.authenticate("alice", PASSWORD).id == user.id
+    assert accounts.authenticate("  ALICE ", PASSWORD).id == user.id
+
+
+def test_wrong_password_and_unknown_user_get_the_same_message(db: Path) -> None:
+    accounts.register("alice", PASSWORD)
+    with pytest.raises(accounts.AuthenticationError) as wrong:
+        accounts.authenticate("alice", PASSWORD + "x")
+    with pytest.raises(accounts.AuthenticationError) as unknown:
+        accounts.authenticate("nobody", PASSWORD)
+    assert str(wrong.value) == str(unknown.value) == "Wrong user name or password."
+
+
+def test_password_over_72_bytes_gets_a_message_not_a_crash(db: Path) -> None:
+    long_ascii = "a" * 73
+    with pytest.raises(InvalidSpecError, match="at most 72 bytes.*73 bytes"):
+        accounts.register("alice", long_ascii)
+    # 25 characters, but 75 bytes in UTF-8: bytes count, not characters.
+    with pytest.raises(InvalidSpecError, match="75 bytes"):
+        accounts.register("alice", "€" * 25)
+    accounts.register("alice", "a" * 72)  # exactly 72 bytes is fine
+    assert accounts.authenticate("alice", "a" * 72).username == "alice"
+    with pytest.raises(InvalidSpecError, match="72 bytes"):
+        accounts.authenticate("alice", "a" * 100)
+
+
+def test_username_and_password_rules(db: Path) -> None:
+    for bad in ("", "ab", "has space", "-dash", "x" * 33, "ünïcode"):
+        with pytest.raises(InvalidSpecError, match="user name must be"):
+            accounts.register(bad, PASSWORD)
+    with pytest.raises(InvalidSpecError, match="at least 8"):
+        accounts.register("alice", "short")
+    with pytest.raises(InvalidSpecError, match="not an e-mail"):
+        accounts.register("alice", PASSWORD, email="not-an-address")
+    with store.session_scope(readonly=True) as session:
+        assert store.get_user_by_username(session, "alice") is None
+
+
+def test_duplicate_user_name_is_refused(db: Path) -> None:
+    accounts.register("alice", PASSWORD)
+    with pytest.raises(ConflictError, match="already taken"):
+        accounts.register("ALICE", "another password")
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"
+
+
+def test_change_password(db: Path) -> None:
+    user = accounts.register("alice", PASSWORD)
+    with pytest.raises(accounts.AuthenticationError, match="current password is wrong"):
+        accounts.change_password(user.id, "not it at all", "new password 1")
+    accounts.change_password(user.id, PASSWORD, "new password 1")
+    assert accounts.authenticate("alice", "new password 1").id == user.id
+    with pytest.raises(accounts.AuthenticationError):
+        accounts.authenticate("alice", PASSWORD)
+
+
+def _mailed_password(caplog: pytest.LogCaptureFixture) -> tuple[str, str]:
+    mails = [r.getMessage() for r in caplog.records if r.name == "fakevoice.mail"]
+    assert len(mails) == 1, mails
+    found = re.search(r"Your new password: (\S+)", mails[0])
+    assert found is not None, mails[0]
+    return mails[0], found.group(1)
+
+
+def test_reset_through_the_log_mail_backend_delivers_a_working_password(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = accounts.register("alice", PASSWORD, email="alice@example.org")
+    with caplog.at_level(logging.INFO, logger="fakevoice"):
+        accounts.request_password_reset("alice")
+    message, new_password = _mailed_password(caplog)
+    assert "To: alice@example.org" in message
+    assert accounts.authenticate("alice", new_password).id == user.id
+    with pytest.raises(accounts.AuthenticationError):
+        accounts.authenticate("alice", PASSWORD)
+    # By address too, and the second reset replaces the first password.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fakevoice"):
+        accounts.request_password_reset("Alice@Example.org")
+    _, newer = _mailed_password(caplog)
+    assert newer != new_password
+    assert accounts.authenticate("alice", newer).id == user.id
+
+
+def test_reset_for_unknown_or_unreachable_accounts_sends_nothing_and_changes_nothing(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    accounts.register("bob", PASSWORD)  # no e-mail address
+    with caplog.at_level(logging.INFO, logger="fakevoice"):
+        accounts.request_password_reset("nobody")
+        accounts.request_password_reset("bob")
+    assert not [r for r in caplog.records if r.name == "fakevoice.mail"]
+    assert accounts.authenticate("bob", PASSWORD).username == "bob"
+
+
+def test_failed_smtp_keeps_the_old_password(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    accounts.register("alice", PASSWORD, email="alice@example.org")
+    monkeypatch.setenv("FAKEVOICE_MAIL_BACKEND", "smtp")  # but no host configured
+    get_settings.cache_clear()
+    with pytest.raises(MailError, match="smtp_host"):
+        accounts.request_password_reset("alice")
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"
+
+
+def test_update_details(db: Path) -> None:
+    user = accounts.register("alice", PASSWORD, email="old@example.org")
+    updated = accounts.update_details(user.id, display_name="Alice B", email="new@example.org")
+    assert (updated.display_name, updated.email) == ("Alice B", "new@example.org")
+    with pytest.raises(InvalidSpecError, match="not an e-mail"):
+        accounts.update_details(user.id, display_name="Alice C", email="broken")
+    cleared = accounts.update_details(user.id, display_name="  ", email="")
+    assert (cleared.display_name, cleared.email) == ("alice", None)
+
+
+def test_credentials_for_the_authenticator_come_from_the_database(db: Path) -> None:
+    accounts.register("alice", PASSWORD, email="alice@example.org", display_name="Alice")
+    accounts.register("root", PASSWORD, is_admin=True)
+    with store.session_scope() as session:
+        store.get_or_create_user(session, "local")  # no password: cannot sign in on the web
+    users = accounts.credentials()["usernames"]
+    assert set(users) == {"alice", "root"}
+    assert users["alice"]["name"] == "Alice"
+    assert users["alice"]["email"] == "alice@example.org"
+    assert users["alice"]["password"].startswith("$2")
+    assert users["root"]["roles"] == ["admin"]
+
+
+def test_cookie_key_file_is_created_owner_only_and_reused(isolated_settings: Path) -> None:
+    key = accounts.cookie_key()
+    path = get_settings().data_dir / accounts.COOKIE_KEY_FILE
+    assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) >= accounts.MIN_COOKIE_KEY_CHARS
+    assert accounts.cookie_key() == key
+    path.chmod(0o644)  # someone widened it: narrowed again, same key
+    assert accounts.cookie_key() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_cookie_key_from_settings_wins_and_writes_no_file(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKEVOICE_COOKIE_KEY", "k" * 40)
+    get_settings.cache_clear()
+    assert accounts.cookie_key() == "k" * 40
+    assert not (get_settings().data_dir / accounts.COOKIE_KEY_FILE).exists()
+
+
+def test_a_damaged_cookie_key_file_is_refused(isolated_settings: Path) -> None:
+    path = get_settings().data_dir / accounts.COOKIE_KEY_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text("short\n")
+    path.chmod(0o600)
+    with pytest.raises(FakeVoiceError, match="damaged"):
+        accounts.cookie_key()

@@ -1,0 +1,682 @@
+"""The HTTP API over real HTTP: a uvicorn server on a free loopback port, a real SQLite file,
+real safe-bundle models in the store (a specnet, and the official AASIST-L when it is present).
+
+The helpers at the top are shared with tests/test_api_fuzz.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+import uvicorn
+from conftest import REPO, SHARED, speechlike
+
+from fakevoice import services, store
+from fakevoice.api import create_app
+from fakevoice.artefacts import (
+    BUNDLE_MANIFEST,
+    BUNDLE_WEIGHTS,
+    MANIFEST_FORMAT,
+    save_bundle,
+    sha256_file,
+)
+from fakevoice.features import FeatureSpec
+from fakevoice.models.learners import build_inference_model
+from fakevoice.preprocess import window_starts
+from fakevoice.services import tokens
+from fakevoice.settings import Settings, get_settings
+from fakevoice.store.records import Actor, ModelRecord
+
+AASIST_L = SHARED / "aasist" / "AASIST-L.pth"
+SPECNET_CLASSES = ["bonafide", "griffinlim", "world"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(base_url: str, seconds: float = 120.0, process: Any = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the API process exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API at {base_url} did not come up in {seconds} s")
+
+
+@contextmanager
+def thread_server(settings: Settings) -> Iterator[str]:
+    """The app of these settings under uvicorn in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url, 60.0)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
+def process_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``fakevoice api`` in its own process (the real command), its output in ``log``; yields
+    the base URL and the process."""
+    port = free_port()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fakevoice.cli",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url, 180.0, process)
+        yield base_url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def make_user(name: str, *, is_admin: bool = False) -> Actor:
+    with store.session_scope() as session:
+        return store.create_user(session, name, is_admin=is_admin).actor
+
+
+def specnet_manifest(clip_samples: int = 16000) -> dict[str, Any]:
+    features = FeatureSpec(image_height=64, image_width=64)
+    return {
+        "format": MANIFEST_FORMAT,
+        "arch": "specnet",
+        "task": "multiclass",
+        "class_names": SPECNET_CLASSES,
+        "input_kind": "image",
+        "feature_spec": features.to_dict(),
+        "normalize": "imagenet",
+        "sample_rate": 16000,
+        "clip_samples": clip_samples,
+    }
+
+
+def store_specnet(
+    actor: Actor, name: str, *, public: bool = False, clip_samples: int = 16000
+) -> ModelRecord:
+    """A freshly initialised specnet saved as a safe bundle and registered as the actor's model."""
+    torch.manual_seed(0)
+    manifest = specnet_manifest(clip_samples)
+    folder = get_settings().data_dir / "models" / f"{actor.user_id}-{name}"
+    save_bundle(build_inference_model(manifest), manifest, folder)
+    files = {n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)}
+    with store.session_scope() as session:
+        return store.add_model(
+            session,
+            actor,
+            name=name,
+            arch="specnet",
+            class_names=SPECNET_CLASSES,
+            sample_rate=16000,
+            clip_samples=clip_samples,
+            path=str(folder),
+            files=files,
+            feature_spec=manifest["feature_spec"],
+            is_public=public,
+        )
+
+
+def store_aasist_l(actor: Actor, name: str = "aasist-l", *, public: bool = True) -> ModelRecord:
+    """The official AASIST-L checkpoint imported through the service (caller checks it exists)."""
+    model = services.import_aasist(actor, AASIST_L, name)
+    if public:
+        with store.session_scope() as session:
+            model = store.set_public(session, actor, model.id, True)
+    return model
+
+
+def wav_bytes(seconds: float = 1.5, sample_rate: int = 16000, seed: int = 0) -> bytes:
+    samples = speechlike(seconds, sample_rate, seed=seed)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def noise_wav(seconds: float, sample_rate: int = 16000, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    samples = (0.1 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def api_env(root: Path) -> dict[str, str]:
+    """Environment of an isolated workbench under ``root`` with small API limits for tests."""
+    return {
+        "FAKEVOICE_DATA_DIR": str(root / "data"),
+        "FAKEVOICE_DATASET_DIR": str(root / "datasets"),
+        "FAKEVOICE_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+        "FAKEVOICE_MAX_AUDIO_SECONDS": "30",
+        "FAKEVOICE_API_MAX_REQUEST_BYTES": str(6 * 1024 * 1024),
+        "FAKEVOICE_BATCH_MAX_FILES": "6",
+        "FAKEVOICE_BATCH_MAX_TOTAL_BYTES": str(4 * 1024 * 1024),
+        "FAKEVOICE_BATCH_MAX_ZIP_RATIO": "50",
+    }
+
+
+# --- the served workbench ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class World:
+    """A running API with two users, their tokens, models and a run."""
+
+    url: str
+    alice: Actor
+    bob: Actor
+    alice_token: str
+    bob_token: str
+    private: ModelRecord  # alice's, private
+    public: ModelRecord  # alice's, shared with everyone
+    run_id: int  # alice's
+
+
+@contextmanager
+def isolated_workbench(root: Path, **extra: str) -> Iterator[None]:
+    """Settings pointing at ``root`` (module-scoped, unlike conftest's isolated_settings)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**api_env(root), **extra}.items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        services.ensure_database()
+        try:
+            yield
+        finally:
+            store.dispose_engines()
+            get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with isolated_workbench(tmp_path_factory.mktemp("api")):
+        alice, bob = make_user("alice"), make_user("bob")
+        _, alice_token = tokens.create_token(alice, "tests")
+        _, bob_token = tokens.create_token(bob, "tests")
+        private = store_specnet(alice, "alice-private")
+        public = store_specnet(alice, "shared", public=True)
+        with store.session_scope() as session:
+            run = store.create_run(session, alice, "first run", {"arch": "specnet", "epochs": 3})
+        with thread_server(get_settings()) as url:
+            yield World(url, alice, bob, alice_token, bob_token, private, public, run.id)
+
+
+def predict(
+    world: World,
+    data: bytes,
+    *,
+    model: str | int | None = None,
+    token: str | None = None,
+    name: str = "clip.wav",
+    **fields: Any,
+) -> httpx.Response:
+    form = {"model": str(world.private.id if model is None else model), **fields}
+    return httpx.post(
+        f"{world.url}/v1/predict",
+        files={"file": (name, data, "application/octet-stream")},
+        data=form,
+        headers=auth(token or world.alice_token),
+        timeout=120,
+    )
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    message = body["error"]["message"]
+    assert isinstance(message, str) and len(message) > 10 and "Traceback" not in message
+    return message
+
+
+# --- happy paths ---------------------------------------------------------------------------------
+
+
+def test_health_reports_database_and_model_cache(world: World) -> None:
+    response = httpx.get(f"{world.url}/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"] == {"ok": True, "revision": "0002", "head": "0002"}
+    assert body["models"]["capacity"] == get_settings().model_cache_size
+
+
+def test_predict_returns_a_verdict_and_logs_it(world: World) -> None:
+    seconds = 3.3
+    response = predict(world, wav_bytes(seconds, 22050, seed=1), name="call.wav", threshold="0.55")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["verdict"] in {"human", "machine-generated", "inconclusive"}
+    assert set(body["probabilities"]) == set(SPECNET_CLASSES)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert body["p_human"] == pytest.approx(body["probabilities"]["bonafide"])
+    assert body["threshold"] == 0.55
+    assert body["duration"] == pytest.approx(seconds, abs=1e-3)
+    assert body["sample_rate"] == 22050
+    # 1-second windows every half second, the last aligned to the end.
+    starts = [w["start"] for w in body["windows"]]
+    assert starts == [pytest.approx(s / 16000) for s in window_starts(int(seconds * 16000), 16000)]
+    assert body["model"] == {
+        "id": world.private.id,
+        "name": "alice-private",
+        "arch": "specnet",
+        "version": world.private.files[BUNDLE_WEIGHTS][:12],
+    }
+    assert body["elapsed_ms"] > 0
+    if body["verdict"] == "machine-generated":
+        assert body["generator"] in {"griffinlim", "world"}
+    history = services.list_analyses(world.alice, limit=50)
+    logged = next(a for a in history if a.id == body["analysis_id"])
+    assert logged.source == "api" and logged.file_name == "call.wav"
+    assert logged.model_id == world.private.id and logged.verdict == body["verdict"]
+
+
+def test_predict_finds_the_model_by_name_and_public_models_for_others(world: World) -> None:
+    by_name = predict(world, wav_bytes(1.0), model="alice-private")
+    assert by_name.status_code == 200 and by_name.json()["model"]["id"] == world.private.id
+    shared = predict(world, wav_bytes(1.0), model="shared", token=world.bob_token)
+    assert shared.status_code == 200, shared.text
+    assert shared.json()["model"]["id"] == world.public.id
+    # Bob's verdict is in Bob's history, not in Alice's.
+    bob_history = services.list_analyses(world.bob)
+    assert [a.id for a in bob_history] == [shared.json()["analysis_id"]]
+
+
+@pytest.mark.skipif(not AASIST_L.is_file(), reason="official AASIST-L checkpoint not present")
+def test_predict_with_the_official_aasist_l(world: World) -> None:
+    model = store_aasist_l(world.alice)
+    response = predict(world, wav_bytes(6.0, seed=4), model="aasist-l", token=world.bob_token)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body["probabilities"]) == {"spoof", "bonafide"}
+    assert body["model"]["id"] == model.id and body["model"]["arch"] == "aasist-l"
+    assert len(body["windows"]) == len(window_starts(6 * 16000, 64600)) == 2
+    assert body["generator"] is None  # a binary model names no generator
+
+
+def test_models_lists_mine_and_public_only(world: World) -> None:
+    mine = httpx.get(f"{world.url}/v1/models", headers=auth(world.alice_token)).json()
+    theirs = httpx.get(f"{world.url}/v1/models", headers=auth(world.bob_token)).json()
+    alice_ids = {m["id"] for m in mine}
+    assert {world.private.id, world.public.id} <= alice_ids
+    assert world.private.id not in {m["id"] for m in theirs}
+    shared = next(m for m in theirs if m["id"] == world.public.id)
+    assert shared["public"] and not shared["mine"] and shared["classes"] == SPECNET_CLASSES
+    assert shared["clip_seconds"] == 1.0 and shared["sample_rate"] == 16000
+    one = httpx.get(f"{world.url}/v1/models/{world.private.id}", headers=auth(world.alice_token))
+    assert one.status_code == 200 and one.json()["mine"] is True
+
+
+def test_runs_and_history_are_the_owners(world: World) -> None:
+    run = httpx.get(f"{world.url}/v1/runs/{world.run_id}", headers=auth(world.alice_token))
+    assert run.status_code == 200
+    assert run.json()["status"] == "queued" and run.json()["total_epochs"] == 3
+    assert run.json()["arch"] == "specnet" and run.json()["epochs"] == []
+    for _ in range(2):
+        assert predict(world, wav_bytes(1.0)).status_code == 200
+    first = httpx.get(
+        f"{world.url}/v1/analyses", params={"limit": 1}, headers=auth(world.alice_token)
+    ).json()
+    assert len(first["items"]) == 1 and first["next_offset"] == 1
+    second = httpx.get(
+        f"{world.url}/v1/analyses",
+        params={"limit": 1, "offset": 1},
+        headers=auth(world.alice_token),
+    ).json()
+    assert second["items"][0]["id"] < first["items"][0]["id"]  # newest first
+    everything = httpx.get(
+        f"{world.url}/v1/analyses", params={"limit": 500}, headers=auth(world.alice_token)
+    ).json()
+    assert everything["next_offset"] is None
+    assert {a["id"] for a in everything["items"]} == {
+        a.id for a in services.list_analyses(world.alice, limit=500)
+    }
+
+
+def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:
+    schema = httpx.get(f"{world.url}/openapi.json").json()
+    for path in ("/v1/predict", "/v1/predict/batch", "/v1/models", "/v1/runs/{run_id}", "/health"):
+        assert path in schema["paths"]
+    assert schema["components"]["schemas"]["PredictionOut"]["examples"]
+    assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
+    assert httpx.get(f"{world.url}/docs").status_code == 200
+
+
+# --- access --------------------------------------------------------------------------------------
+
+
+def test_cross_user_access_is_refused_without_revealing(world: World) -> None:
+    bob = auth(world.bob_token)
+    message = assert_error(predict(world, wav_bytes(1.0), token=world.bob_token), 404, "not_found")
+    assert "alice" not in message.lower()
+    by_name = predict(world, wav_bytes(1.0), model="alice-private", token=world.bob_token)
+    assert_error(by_name, 404, "not_found")
+    assert_error(
+        httpx.get(f"{world.url}/v1/models/{world.private.id}", headers=bob), 404, "not_found"
+    )
+    assert_error(httpx.get(f"{world.url}/v1/runs/{world.run_id}", headers=bob), 404, "not_found")
+    missing = httpx.get(f"{world.url}/v1/runs/{world.run_id + 1000}", headers=bob)
+    assert_error(missing, 404, "not_found")
+
+
+def test_no_token_is_refused_when_anonymous_use_is_off(world: World) -> None:
+    assert get_settings().api_allow_anonymous is False  # the default
+    for response in (
+        httpx.get(f"{world.url}/v1/models"),
+        httpx.post(
+            f"{world.url}/v1/predict",
+            files={"file": ("a.wav", wav_bytes(1.0))},
+            data={"model": str(world.public.id)},
+        ),
+    ):
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_bad_unknown_and_revoked_tokens_are_refused(world: World) -> None:
+    models = f"{world.url}/v1/models"
+    assert_error(httpx.get(models, headers={"Authorization": "Basic YTpi"}), 401, "unauthorized")
+    assert_error(httpx.get(models, headers=auth("fv_" + "x" * 43)), 401, "unauthorized")
+    assert_error(httpx.get(models, headers=auth("not-a-token")), 401, "unauthorized")
+    record, secret = tokens.create_token(world.bob, "short-lived")
+    assert httpx.get(models, headers=auth(secret)).status_code == 200
+    used = next(t for t in tokens.list_tokens(world.bob) if t.id == record.id)
+    assert used.last_used_at is not None
+    tokens.revoke_token(world.bob, record.id)
+    message = assert_error(httpx.get(models, headers=auth(secret)), 401, "unauthorized")
+    assert "revoked" in message
+
+
+def test_anonymous_use_of_public_models_when_allowed(world: World) -> None:
+    settings = get_settings().model_copy(update={"api_allow_anonymous": True})
+    with thread_server(settings) as url:
+        listed = httpx.get(f"{url}/v1/models").json()
+        assert {m["id"] for m in listed} == {
+            m.id for m in services.list_models(world.bob) if m.is_public
+        }
+        clip = {"file": ("a.wav", wav_bytes(1.0), "audio/wav")}
+        ok = httpx.post(f"{url}/v1/predict", files=clip, data={"model": "shared"}, timeout=60)
+        assert ok.status_code == 200, ok.text
+        private = httpx.post(
+            f"{url}/v1/predict", files=clip, data={"model": str(world.private.id)}, timeout=60
+        )
+        assert_error(private, 404, "not_found")
+        assert_error(httpx.get(f"{url}/v1/analyses"), 401, "unauthorized")
+        assert_error(httpx.get(f"{url}/v1/runs/{world.run_id}"), 401, "unauthorized")
+        # A token still counts as its owner on the same server.
+        mine = httpx.get(f"{url}/v1/models", headers=auth(world.alice_token)).json()
+        assert world.private.id in {m["id"] for m in mine}
+
+
+# --- user errors ---------------------------------------------------------------------------------
+
+
+def test_bad_audio_is_a_422_in_words(world: World) -> None:
+    assert_error(predict(world, b"hello, this is not audio" * 40), 422, "not_audio")
+    assert_error(predict(world, b""), 422, "empty_audio")
+    assert_error(predict(world, wav_bytes(1.0)[:60]), 422, "truncated_audio")
+    silent = io.BytesIO()
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000, format="WAV")
+    assert_error(predict(world, silent.getvalue()), 422, "silent_audio")
+    assert_error(predict(world, wav_bytes(0.2)), 422, "audio_too_short")
+    long = noise_wav(31.0, 8000)  # 31 s at 8 kHz is under the upload size limit
+    assert "30" in assert_error(predict(world, long), 422, "audio_too_long")
+
+
+def test_bad_fields_are_4xx_in_words(world: World) -> None:
+    clip = wav_bytes(1.0)
+    assert "not_a_model" in assert_error(
+        predict(world, clip, model="not_a_model"), 404, "not_found"
+    )
+    assert_error(predict(world, clip, model="99999999999999999999999"), 404, "not_found")
+    assert_error(predict(world, clip, model="²"), 404, "not_found")
+    assert_error(predict(world, clip, threshold="0.3"), 422, "invalid_spec")
+    assert_error(predict(world, clip, threshold="nan"), 422, "invalid_spec")
+    assert "threshold" in assert_error(
+        predict(world, clip, threshold="abc"), 422, "invalid_request"
+    )
+    no_file = httpx.post(
+        f"{world.url}/v1/predict", data={"model": "shared"}, headers=auth(world.alice_token)
+    )
+    assert "'file' is required" in assert_error(no_file, 422, "invalid_request")
+    no_model = httpx.post(
+        f"{world.url}/v1/predict", files={"file": ("a.wav", clip)}, headers=auth(world.alice_token)
+    )
+    assert "'model' is required" in assert_error(no_model, 422, "invalid_request")
+    not_form = httpx.post(
+        f"{world.url}/v1/predict",
+        content=b"--x\r\nbroken",
+        headers={**auth(world.alice_token), "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert not_form.status_code in {400, 422}
+    assert not_form.json()["error"]["code"] in {"bad_request", "invalid_request"}
+    huge_id = httpx.get(f"{world.url}/v1/models/{2**70}", headers=auth(world.alice_token))
+    assert_error(huge_id, 422, "invalid_request")
+    assert_error(httpx.get(f"{world.url}/v1/nothing-here"), 404, "not_found")
+    assert_error(httpx.delete(f"{world.url}/v1/models"), 405, "method_not_allowed")
+
+
+def test_file_over_the_upload_limit_is_413(world: World) -> None:
+    big = noise_wav(70.0)  # about 2.2 MB of PCM, over the 2 MiB test limit
+    assert_error(predict(world, big), 413, "too_large")
+
+
+def _raw_request(world: World, head: str, body: bytes) -> tuple[int, bytes, float]:
+    """Send a request head and part of its body over a socket; the status, reply and seconds."""
+    port = int(world.url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        # Read the JSON body too (short).
+        sock.settimeout(2)
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except TimeoutError:
+            pass
+    status = int(reply.split(b" ", 2)[1])
+    return status, reply, time.monotonic() - started
+
+
+def test_request_size_limit_is_enforced_before_the_body_is_read(world: World) -> None:
+    """A huge Content-Length is refused at once, without waiting for the (never sent) body."""
+    head = (
+        "POST /v1/predict HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Bearer {world.alice_token}\r\n"
+        "Content-Type: multipart/form-data; boundary=xyz\r\n"
+        f"Content-Length: {50 * 1024**3}\r\nConnection: close\r\n\r\n"
+    )
+    status, reply, _ = _raw_request(world, head, b"--xyz\r\n")
+    assert status == 413 and b'"too_large"' in reply
+
+
+def test_chunked_body_is_counted_while_streaming(world: World) -> None:
+    """Without Content-Length the bytes are counted as they arrive and stopped at the limit."""
+    limit = get_settings().api_max_request_bytes
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        yield b'--xyz\r\nContent-Disposition: form-data; name="model"\r\n\r\nshared\r\n'
+        yield b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.wav"\r\n\r\n'
+        while sent < 4 * limit:
+            sent += 256 * 1024
+            yield b"\0" * (256 * 1024)
+
+    try:
+        response = httpx.post(
+            f"{world.url}/v1/predict/batch",
+            content=body(),
+            headers={
+                **auth(world.alice_token),
+                "Content-Type": "multipart/form-data; boundary=xyz",
+            },
+            timeout=60,
+        )
+    except httpx.TransportError:
+        # The server may close the connection before the client finishes sending: the body was
+        # refused part-way either way, which is what the sent count shows.
+        assert sent < 4 * limit
+        return
+    assert_error(response, 413, "too_large")
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+def zip_of(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def predict_batch(
+    world: World, files: list[tuple[str, bytes]], *, token: str | None = None, **params: str
+) -> httpx.Response:
+    return httpx.post(
+        f"{world.url}/v1/predict/batch",
+        files=[("files", (name, data, "application/octet-stream")) for name, data in files],
+        data={"model": str(world.public.id)},
+        params=params,
+        headers=auth(token or world.bob_token),
+        timeout=120,
+    )
+
+
+def test_batch_of_files_and_a_zip_scores_each_clip(world: World) -> None:
+    archive = zip_of({"calls/one.wav": wav_bytes(1.2, seed=5), "notes.txt": b"just text"})
+    response = predict_batch(world, [("a.wav", wav_bytes(1.0, seed=6)), ("calls.zip", archive)])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["id"] == world.public.id
+    results = {r["name"]: r for r in body["results"]}
+    assert list(results) == ["a.wav", "calls.zip/calls/one.wav", "calls.zip/notes.txt"]
+    assert results["a.wav"]["verdict"] in {"human", "machine-generated", "inconclusive"}
+    assert results["calls.zip/calls/one.wav"]["duration"] == pytest.approx(1.2, abs=1e-3)
+    assert results["calls.zip/notes.txt"]["verdict"] is None
+    assert "not a recording" in results["calls.zip/notes.txt"]["error"]
+    logged = {a.file_name for a in services.list_analyses(world.bob, limit=500)}
+    assert {"a.wav", "calls.zip/calls/one.wav"} <= logged
+
+
+def test_batch_as_csv(world: World) -> None:
+    response = predict_batch(
+        world, [("=cmd.wav", wav_bytes(1.0)), ("b.wav", b"nope")], format="csv"
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    frame = pd.read_csv(io.StringIO(response.text))
+    assert list(frame["name"]) == ["'=cmd.wav", "b.wav"]  # no spreadsheet formula
+    assert {"label", "p_human", "p_bonafide", "p_world", "error"} <= set(frame.columns)
+    assert pd.isna(frame["error"][0]) and isinstance(frame["error"][1], str)
+
+
+def test_zip_bomb_is_refused(world: World) -> None:
+    bomb = zip_of({"big.wav": b"\0" * (3 * 1024 * 1024)})  # 3 MiB of zeros in a few KiB
+    assert len(bomb) * 50 < 3 * 1024 * 1024
+    message = assert_error(predict_batch(world, [("bomb.zip", bomb)]), 413, "too_large")
+    assert "zip bomb" in message
+    # Within the ratio but over the batch's total: 5 entries of ~1 MiB of noise.
+    heavy = zip_of({f"{i}.wav": noise_wav(33.0, seed=i) for i in range(5)})
+    assert_error(predict_batch(world, [("heavy.zip", heavy)]), 413, "too_large")
+
+
+def test_zip_with_traversal_and_links_refuses_those_entries(world: World) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../../etc/evil.wav", wav_bytes(1.0))
+        archive.writestr("/abs/path.wav", wav_bytes(1.0))
+        link = zipfile.ZipInfo("link.wav")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+        archive.writestr("fine.wav", wav_bytes(1.0))
+    response = predict_batch(world, [("mixed.zip", buffer.getvalue())])
+    assert response.status_code == 200, response.text
+    results = {r["name"]: r for r in response.json()["results"]}
+    assert results["mixed.zip/fine.wav"]["verdict"] is not None
+    for name in ("mixed.zip/../../etc/evil.wav", "mixed.zip//abs/path.wav"):
+        assert "absolute or leaves its folder" in results[name]["error"]
+    assert "symbolic link" in results["mixed.zip/link.wav"]["error"]
+
+
+def test_zip_with_too_many_entries_is_refused(world: World) -> None:
+    many = zip_of({f"{i}.wav": wav_bytes(0.6, seed=i) for i in range(7)})
+    message = assert_error(predict_batch(world, [("many.zip", many)]), 413, "limit_exceeded")
+    assert "at most 6" in message
+    too_many_files = [(f"{i}.wav", b"x") for i in range(7)]
+    message = assert_error(predict_batch(world, too_many_files), 400, "bad_request")
+    assert "Maximum number of files is 6" in message
+
+
+def test_batch_with_an_unknown_model_fails_as_a_whole(world: World) -> None:
+    response = httpx.post(
+        f"{world.url}/v1/predict/batch",
+        files=[("files", ("a.wav", wav_bytes(1.0)))],
+        data={"model": "no-such-model"},
+        headers=auth(world.bob_token),
+    )
+    assert_error(response, 404, "not_found")

@@ -1,0 +1,218 @@
+"""Batch reading and scoring: zips expanded under limits, attacks refused, errors kept per clip."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_api import noise_wav, store_specnet, wav_bytes, zip_of
+
+from fakevoice import services, store
+from fakevoice.batch import (
+    BatchEntry,
+    BatchResult,
+    read_batch,
+    results_csv,
+    results_frame,
+    score_batch,
+)
+from fakevoice.errors import FileTooLargeError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def limits(isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FAKEVOICE_BATCH_MAX_FILES", "4")
+    monkeypatch.setenv("FAKEVOICE_BATCH_MAX_TOTAL_BYTES", str(2 * MiB))
+    monkeypatch.setenv("FAKEVOICE_BATCH_MAX_ZIP_RATIO", "20")
+    monkeypatch.setenv("FAKEVOICE_MAX_UPLOAD_BYTES", str(MiB))
+    get_settings.cache_clear()
+    return isolated_settings
+
+
+def test_plain_files_pass_through_with_display_names(limits: Path) -> None:
+    entries = read_batch([("a.wav", b"one"), ("evil\x00\n\x1b.wav", b"two"), ("", b"3")])
+    assert [e.name for e in entries] == ["a.wav", "evil???.wav", "unnamed"]
+    assert [e.data for e in entries] == [b"one", b"two", b"3"]
+    assert all(e.error is None for e in entries)
+    assert read_batch([("x" * 400, b"a")])[0].name == "x" * 255
+
+
+def test_zip_is_expanded_in_order_without_folders_or_archiver_noise(limits: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("calls/", b"")
+        archive.writestr("calls/b.wav", b"bee")
+        archive.writestr("a.wav", b"ay")
+        archive.writestr("__MACOSX/calls/._b.wav", b"resource fork")
+    entries = read_batch([("in.wav", b"x"), ("set.zip", buffer.getvalue())])
+    assert [(e.name, e.data) for e in entries] == [
+        ("in.wav", b"x"),
+        ("set.zip/calls/b.wav", b"bee"),
+        ("set.zip/a.wav", b"ay"),
+    ]
+
+
+def test_zip_judged_by_content_not_name(limits: Path) -> None:
+    archive = zip_of({"a.wav": b"ay"})
+    assert [e.name for e in read_batch([("not-a-zip.wav", archive)])] == ["not-a-zip.wav/a.wav"]
+    assert read_batch([("fake.zip", b"plain bytes")])[0].data == b"plain bytes"
+
+
+def test_dangerous_entries_are_refused_one_by_one(limits: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../up.wav", b"a")
+        archive.writestr("/etc/abs.wav", b"b")
+        archive.writestr("dir\\..\\..\\back.wav", b"d")
+        link = zipfile.ZipInfo("link.wav")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+    entries = read_batch([("bad.zip", buffer.getvalue())])
+    assert len(entries) == 4 and all(e.data is None for e in entries)
+    for entry in entries[:3]:
+        assert entry.error is not None and "absolute or leaves its folder" in entry.error
+    assert entries[3].error is not None and "symbolic link" in entries[3].error
+    drive = read_batch([("win.zip", zip_of({"C:/windows/drive.wav": b"c"}))])
+    assert drive[0].data is None and "absolute" in str(drive[0].error)
+
+
+def test_encrypted_entry_is_refused(limits: Path) -> None:
+    archive = bytearray(zip_of({"secret.wav": b"pretend ciphertext", "open.wav": b"fine"}))
+    central = archive.index(b"PK\x01\x02")  # the first entry's central directory header
+    archive[central + 8] |= 0x1  # general purpose flag bit 0: encrypted
+    entries = read_batch([("mixed.zip", bytes(archive))])
+    assert entries[0].error is not None and "encrypted" in entries[0].error
+    assert entries[1].data == b"fine"
+
+
+def test_zip_bomb_by_ratio_is_refused(limits: Path) -> None:
+    bomb = zip_of({"zeros.wav": b"\0" * MiB})
+    with pytest.raises(FileTooLargeError, match="zip bomb"):
+        read_batch([("bomb.zip", bomb)])
+
+
+def test_zip_bomb_with_lying_sizes_is_stopped_while_reading(limits: Path) -> None:
+    """Headers that understate the size do not let more than the declared bytes through."""
+    payload = b"\0" * MiB
+    bomb = bytearray(zip_of({"zeros.wav": payload}))
+    declared = len(payload).to_bytes(4, "little")
+    assert bomb.count(declared) == 2  # the local header and the central directory
+    bomb = bomb.replace(declared, (1000).to_bytes(4, "little"))
+    entries = read_batch([("liar.zip", bytes(bomb))])
+    assert len(entries) == 1
+    assert entries[0].data is None and entries[0].error == "This file in the zip is damaged."
+
+
+def test_total_size_and_count_are_bounded(limits: Path) -> None:
+    heavy = zip_of({f"{i}.wav": noise_wav(20.0, seed=i) for i in range(4)})  # ~640 KB each
+    with pytest.raises(FileTooLargeError, match="more than 2 MiB of audio"):
+        read_batch([("heavy.zip", heavy)])
+    with pytest.raises(FileTooLargeError, match="more than 2 MiB"):
+        read_batch([("a", b"x" * MiB), ("b", b"x" * MiB), ("c", b"x")])
+    with pytest.raises(LimitExceededError, match="holds 5 files"):
+        read_batch([("many.zip", zip_of({f"{i}.wav": b"x" for i in range(5)}))])
+    with pytest.raises(LimitExceededError, match="at most 4 clips"):
+        read_batch([(f"{i}.wav", b"x") for i in range(5)])
+    with pytest.raises(LimitExceededError, match="no clip"):
+        read_batch([])
+    big_entry = zip_of({"big.wav": noise_wav(40.0)}, zipfile.ZIP_STORED)  # ~1.3 MB > 1 MiB
+    with pytest.raises(FileTooLargeError, match="larger than 1 MiB"):
+        read_batch([("one.zip", big_entry)])
+
+
+def test_damaged_zip_is_one_error_entry(limits: Path) -> None:
+    archive = zip_of({"a.wav": wav_bytes(1.0)})
+    entries = read_batch([("cut.zip", archive[: len(archive) // 2]), ("ok.wav", b"x")])
+    assert entries[0].name == "cut.zip" and entries[0].data is None
+    assert entries[0].error == "This zip archive is damaged and cannot be opened."
+    assert entries[1].data == b"x"
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def alice(limits: Path) -> Iterator[Actor]:
+    services.ensure_database()
+    with store.session_scope() as session:
+        actor = store.create_user(session, "alice").actor
+    yield actor
+    store.dispose_engines()
+
+
+def test_score_batch_keeps_errors_per_clip_and_logs_verdicts(alice: Actor) -> None:
+    model = store_specnet(alice, "net")
+    entries = [
+        BatchEntry("good.wav", wav_bytes(1.3, seed=2)),
+        BatchEntry("text.wav", b"not audio at all"),
+        BatchEntry("refused.wav", None, "Refused: the entry is a symbolic link."),
+        BatchEntry("also-good.wav", wav_bytes(0.8, 8000, seed=3)),
+    ]
+    results = score_batch(alice, model.id, entries, threshold=0.7, origin="page")
+    assert [r.name for r in results] == [e.name for e in entries]
+    good, text, refused, other = results
+    assert good.error is None and good.label in {"human", "machine-generated", "inconclusive"}
+    assert good.duration == pytest.approx(1.3) and good.sample_rate == 16000
+    assert set(good.probabilities) == {"bonafide", "griffinlim", "world"}
+    assert other.sample_rate == 8000 and other.error is None
+    assert text.label is None and text.error is not None and "not a recording" in text.error
+    assert refused.error == "Refused: the entry is a symbolic link."
+    logged = services.list_analyses(alice)
+    assert sorted(a.file_name for a in logged) == ["also-good.wav", "good.wav"]
+    assert {a.source for a in logged} == {"page"} and {a.threshold for a in logged} == {0.7}
+
+
+def test_score_batch_refuses_a_bad_model_or_threshold_as_a_whole(alice: Actor) -> None:
+    model = store_specnet(alice, "net")
+    entries = [BatchEntry("a.wav", wav_bytes(1.0))]
+    with pytest.raises(InvalidSpecError, match="threshold"):
+        score_batch(alice, model.id, entries, threshold=0.2, origin="api")
+    with store.session_scope() as session:
+        bob = store.create_user(session, "bob").actor
+    with pytest.raises(NotFoundError):
+        score_batch(bob, model.id, entries, threshold=0.6, origin="api")
+    assert services.list_analyses(alice) == [] and services.list_analyses(bob) == []
+
+
+def test_results_frame_and_csv() -> None:
+    results = [
+        BatchResult(
+            "=HYPERLINK(1).wav",
+            "machine-generated",
+            0.1,
+            "world",
+            {"bonafide": 0.1, "world": 0.9},
+            2.0,
+            16000,
+        ),
+        BatchResult("b.wav", error="This file is empty."),
+        BatchResult("c.wav", "human", 0.8, None, {"bonafide": 0.8, "lpc": 0.2}, 1.0, 8000),
+    ]
+    frame = results_frame(results)
+    assert list(frame.columns) == [
+        "name",
+        "label",
+        "p_human",
+        "generator",
+        "duration",
+        "sample_rate",
+        "error",
+        "p_bonafide",
+        "p_world",
+        "p_lpc",
+    ]
+    assert frame["name"][0] == "=HYPERLINK(1).wav"  # the frame is for display as it is
+    back = pd.read_csv(io.StringIO(results_csv(results)))
+    assert back["name"].tolist() == ["'=HYPERLINK(1).wav", "b.wav", "c.wav"]
+    assert back["p_world"][0] == 0.9 and pd.isna(back["p_world"][2])
+    assert back["error"][1] == "This file is empty." and pd.isna(back["label"][1])
+    assert results_csv([]).strip() == ",".join(frame.columns[:7])

@@ -1,0 +1,128 @@
+"""``fakevoice user ...`` as a subprocess against a real SQLite file: exit codes and messages."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakevoice import accounts, store
+from fakevoice.cli import main
+from fakevoice.settings import get_settings
+
+PASSWORD = "operator pass 1"
+
+
+@pytest.fixture
+def env(isolated_settings: Path) -> dict[str, str]:
+    settings = get_settings()
+    return {
+        **os.environ,
+        "FAKEVOICE_DATA_DIR": str(settings.data_dir),
+        "FAKEVOICE_DATASET_DIR": str(settings.dataset_dir),
+    }
+
+
+def fakevoice(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fakevoice.cli", "user", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fakevoice: ") and words in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_create_an_admin_list_and_delete(env: dict[str, str]) -> None:
+    created = fakevoice(
+        env,
+        "create",
+        "Root",
+        "--admin",
+        "--password-stdin",
+        "--email",
+        "root@example.org",
+        stdin=PASSWORD + "\n",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created administrator root" in created.stdout
+    user = accounts.authenticate("root", PASSWORD)  # the password from stdin works, newline off
+    assert user.is_admin and user.email == "root@example.org"
+
+    assert fakevoice(env, "create", "bob", "--password-stdin", stdin=PASSWORD).returncode == 0
+    listed = fakevoice(env, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["username"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {"bob", "root"}
+    assert rows["root"]["admin"] is True and rows["bob"]["admin"] is False
+
+    deleted = fakevoice(env, "delete", "bob")
+    assert deleted.returncode == 0, deleted.stderr
+    with store.session_scope(readonly=True) as session:
+        assert store.get_user_by_username(session, "bob") is None
+        assert store.get_user_by_username(session, "root") is not None
+    store.dispose_engines()
+
+
+def test_user_errors_exit_2_with_one_line(env: dict[str, str]) -> None:
+    accounts.register("alice", PASSWORD)
+    assert_user_error(
+        fakevoice(env, "create", "alice", "--password-stdin", stdin=PASSWORD), "already taken"
+    )
+    assert_user_error(
+        fakevoice(env, "create", "carol", "--password-stdin", stdin="p" * 80 + "\n"), "72 bytes"
+    )
+    # stdin is not a terminal here, so without --password-stdin there is no way to ask.
+    assert_user_error(fakevoice(env, "create", "carol"), "--password-stdin")
+    assert_user_error(fakevoice(env, "delete", "nobody"), "no user called 'nobody'")
+    store.dispose_engines()
+
+
+def run_in_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str = ""
+) -> tuple[int, str, str]:
+    """The same command through ``cli.main`` in this process (cheaper than a subprocess)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(["user", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_more_rules_and_the_admin_role_in_process(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run_in_process(
+        capsys, monkeypatch, "create", "carol", "--password-stdin", stdin="short\n"
+    )
+    assert (code, err.count("\n")) == (2, 1) and "at least 8" in err
+    code, _, err = run_in_process(
+        capsys, monkeypatch, "create", "bad name", "--password-stdin", stdin=PASSWORD
+    )
+    assert (code, err.count("\n")) == (2, 1) and "user name must" in err
+    code, _, err = run_in_process(capsys, monkeypatch, "admin", "nobody")
+    assert (code, err.count("\n")) == (2, 1) and "no user called 'nobody'" in err
+
+    accounts.register("alice", PASSWORD)
+    code, out, _ = run_in_process(capsys, monkeypatch, "admin", "alice")
+    assert code == 0 and "now an administrator" in out
+    assert accounts.authenticate("alice", PASSWORD).is_admin
+    code, out, _ = run_in_process(capsys, monkeypatch, "admin", "alice", "--revoke")
+    assert code == 0 and "no longer" in out
+    assert not accounts.authenticate("alice", PASSWORD).is_admin
+    code, out, _ = run_in_process(capsys, monkeypatch, "list")
+    assert code == 0 and "alice" in out
+    store.dispose_engines()

@@ -1,0 +1,320 @@
+"""The Evaluate page (AppTest, in-process): verdicts on uploaded and recorded clips, the threshold,
+batch and compare modes, model uploads, ``?model=`` and access, bad input.
+
+Models are real: a specnet trained for one epoch on the session's tiny dataset (1 s windows, so a
+3 s clip has a timeline) and, where /work/shared/aasist holds it, the official AASIST-L checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from streamlit.testing.v1 import AppTest
+from test_uploads import (
+    AASIST_L,
+    FileCreatingPayload,
+    bundle_zip,
+    make_user,
+    register_run_model,
+    trained_run_dir,
+    wav_bytes,
+)
+
+from fakevoice import services, store
+from fakevoice.audio import load_audio
+from fakevoice.inference import decide
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, ModelRecord
+
+USER_KEY = "fakevoice_user_id"
+TITLES = {
+    "Human": "human",
+    "Machine-generated": "machine-generated",
+    "Inconclusive": "inconclusive",
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_run_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(isolated_settings: Path) -> Actor:
+    return make_user("alice")
+
+
+@pytest.fixture
+def specnet(alice: Actor, run_dir: Path) -> ModelRecord:
+    return register_run_model(alice, run_dir)
+
+
+def evaluate_page(actor: Actor | None, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    if actor is not None:
+        at.session_state[USER_KEY] = actor.user_id
+    at.run()
+    at.switch_page("pages/evaluate.py")
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def verdicts_shown(at: AppTest) -> list[str]:
+    """The labels of the verdict cards on the page, in order."""
+    shown = []
+    for markdown in at.markdown:
+        for title, label in TITLES.items():
+            if markdown.value.startswith("### :") and markdown.value.endswith(f" {title}]"):
+                shown.append(label)
+    return shown
+
+
+def charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def upload_clip(at: AppTest, name: str, data: bytes, key: str = "eval_upload") -> AppTest:
+    return at.file_uploader(key=key).set_value((name, data, "audio/wav")).run()
+
+
+# --- signed out, no models -----------------------------------------------------------------------
+
+
+def test_signed_out_visitors_are_asked_to_sign_in(isolated_settings: Path) -> None:
+    at = evaluate_page(None)
+    assert_no_exception(at)
+    assert any("Sign in" in info.value for info in at.info)
+    assert not at.file_uploader and not at.selectbox
+
+
+def test_without_models_the_page_says_how_to_get_one(alice: Actor) -> None:
+    at = evaluate_page(alice)
+    assert_no_exception(at)
+    assert at.title[0].value == "Evaluate"
+    assert any("no model yet" in info.value for info in at.info)
+    assert at.file_uploader(key="eval_model_upload") is not None
+    assert any("No verdicts yet" in caption.value for caption in at.caption)
+
+
+# --- one clip -------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
+    alice: Actor, specnet: ModelRecord
+) -> None:
+    at = evaluate_page(alice)
+    assert at.selectbox(key="eval_model").value == specnet.id
+    clip = wav_bytes(3.0, seed=5)
+    at = upload_clip(at, "call from bank.wav", clip)
+    assert_no_exception(at)
+    assert not at.error
+    (analysis,) = services.list_analyses(alice)
+    assert analysis.file_name == "call from bank.wav" and analysis.model_id == specnet.id
+    assert analysis.duration == pytest.approx(3.0) and analysis.source == "page"
+    # The page's verdict is the model's: same probabilities as the detector on the same clip.
+    expected = services.detector_for(specnet).predict(load_audio(clip, 16000), 0.6)
+    for name, probability in expected.probabilities.items():
+        assert analysis.probabilities[name] == pytest.approx(probability, abs=1e-5)
+    assert verdicts_shown(at) == [expected.label] == [analysis.verdict]
+    assert len(at.get("audio")) == 1
+    assert len(charts(at)) == 2  # class probabilities and the per-window timeline
+    assert any("Timeline" in header.value for header in at.subheader)
+    assert any("sees" in caption for image in at.image for caption in image.captions)
+    history = at.dataframe[-1].value
+    assert list(history["file"]) == ["call from bank.wav"]
+    assert list(history["model"]) == [specnet.name]
+
+    # Another threshold re-decides from the stored probabilities: nothing is scored or logged.
+    at.slider(key="eval_threshold").set_value(0.99).run()
+    assert_no_exception(at)
+    assert verdicts_shown(at) == [decide(analysis.probabilities, "bonafide", 0.99)[0]]
+    assert len(services.list_analyses(alice)) == 1
+
+
+def test_a_browser_recording_gets_a_verdict(alice: Actor, specnet: ModelRecord) -> None:
+    at = evaluate_page(alice)
+    at.radio(key="eval_source").set_value("Record in the browser").run()
+    at.audio_input(key="eval_record").set_value(("recording.wav", wav_bytes(0.8), "audio/wav"))
+    at.run()
+    assert_no_exception(at)
+    (analysis,) = services.list_analyses(alice)
+    assert analysis.file_name == "recording.wav"
+    assert verdicts_shown(at) == [analysis.verdict]
+    assert len(charts(at)) == 1  # a clip of about one window has no timeline
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "message"),
+    [
+        (b"these are notes, not a recording", None, "not a recording in a format we can read"),
+        (b"", None, "The file is empty"),
+        (wav_bytes(2.0, seed=9), 1000, "files up to"),
+    ],
+)
+def test_bad_audio_is_a_message_and_earlier_work_stays(
+    alice: Actor,
+    specnet: ModelRecord,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    limit: int | None,
+    message: str,
+) -> None:
+    at = upload_clip(evaluate_page(alice), "good.wav", wav_bytes(1.5))
+    first = verdicts_shown(at)
+    assert len(first) == 1
+    if limit is not None:
+        monkeypatch.setenv("FAKEVOICE_MAX_UPLOAD_BYTES", str(limit))
+        get_settings.cache_clear()
+    at = upload_clip(at, "bad.wav", data)
+    assert_no_exception(at)
+    assert any(message in error.value for error in at.error), [e.value for e in at.error]
+    assert verdicts_shown(at) == []
+    assert [a.file_name for a in services.list_analyses(alice)] == ["good.wav"]
+    assert list(at.dataframe[-1].value["file"]) == ["good.wav"]
+    monkeypatch.delenv("FAKEVOICE_MAX_UPLOAD_BYTES", raising=False)
+    get_settings.cache_clear()
+    at = upload_clip(at, "good again.wav", wav_bytes(1.5))  # the page still works
+    assert_no_exception(at)
+    assert len(verdicts_shown(at)) == 1
+    assert len(services.list_analyses(alice)) == 2
+
+
+@pytest.mark.skipif(not AASIST_L.is_file(), reason="needs /work/shared/aasist/AASIST-L.pth")
+def test_a_waveform_model_shows_the_waveform_and_says_the_mel_view_is_for_people(
+    alice: Actor,
+) -> None:
+    model = services.import_aasist(alice, AASIST_L, "AASIST-L official")
+    at = upload_clip(evaluate_page(alice), "clip.wav", wav_bytes(2.0))
+    assert_no_exception(at)
+    assert at.selectbox(key="eval_model").value == model.id
+    (analysis,) = services.list_analyses(alice)
+    assert set(analysis.probabilities) == {"spoof", "bonafide"}
+    assert verdicts_shown(at) == [analysis.verdict]
+    assert any("raw waveform" in caption for image in at.image for caption in image.captions)
+    assert len(charts(at)) == 2  # probabilities and the waveform (one window: no timeline)
+
+
+# --- compare and batch ---------------------------------------------------------------------------
+
+
+def test_compare_mode_puts_models_side_by_side(
+    alice: Actor, specnet: ModelRecord, run_dir: Path
+) -> None:
+    from fakevoice.services import uploads
+
+    copy = uploads.import_uploaded_model(alice, "copy", "bundle.zip", bundle_zip(run_dir))
+    at = evaluate_page(alice)
+    at.radio(key="eval_mode").set_value("Compare models").run()
+    assert any("at least two models" in info.value for info in at.info)
+    at.multiselect(key="eval_compare_models").set_value([specnet.id, copy.id]).run()
+    at = upload_clip(at, "same clip.wav", wav_bytes(2.0, seed=2), key="eval_compare_upload")
+    assert_no_exception(at)
+    analyses = services.list_analyses(alice)
+    assert sorted(a.model_id for a in analyses) == sorted([specnet.id, copy.id])
+    assert {a.file_name for a in analyses} == {"same clip.wav"}
+    # The same weights give the same verdict in both columns.
+    assert verdicts_shown(at) == [analyses[0].verdict] * 2
+    assert {"tiny specnet", "copy"} <= {header.value for header in at.subheader}
+
+
+def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
+    alice: Actor, specnet: ModelRecord
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("inside.wav", wav_bytes(1.0, seed=7))
+        archive.writestr("../escape.wav", wav_bytes(1.0, seed=8))
+    at = evaluate_page(alice)
+    at.radio(key="eval_mode").set_value("Batch").run()
+    files = [
+        ("one.wav", wav_bytes(1.0, seed=1), "audio/wav"),
+        ("broken.wav", b"not audio", "audio/wav"),
+        ("clips.zip", buffer.getvalue(), "application/zip"),
+    ]
+    at.file_uploader(key="eval_batch").set_value(files).run()
+    at.button(key="eval_batch_run").click().run()
+    assert_no_exception(at)
+    table = at.dataframe[0].value
+    assert list(table["name"]) == [
+        "one.wav",
+        "broken.wav",
+        "clips.zip/inside.wav",
+        "clips.zip/../escape.wav",
+    ]
+    assert table["label"].notna().tolist() == [True, False, True, False]
+    assert "not a recording" in table["error"][1] and "leaves its folder" in table["error"][3]
+    assert len(at.get("download_button")) == 1
+    logged = {a.file_name for a in services.list_analyses(alice)}
+    assert logged == {"one.wav", "clips.zip/inside.wav"}
+    at.slider(key="eval_threshold").set_value(0.7).run()  # a rerun keeps the table
+    assert len(at.dataframe[0].value) == 4 and len(services.list_analyses(alice)) == 2
+
+
+# --- which model: URL, upload, access -------------------------------------------------------------
+
+
+def test_model_in_the_url_is_selected_and_private_models_of_others_are_not_found(
+    alice: Actor, run_dir: Path
+) -> None:
+    first = register_run_model(alice, run_dir, "first")
+    second = register_run_model(alice, run_dir, "second")
+    at = evaluate_page(alice, {"model": str(first.id)})
+    assert_no_exception(at)
+    assert at.selectbox(key="eval_model").value == first.id != second.id
+
+    bob = make_user("bob")
+    at = evaluate_page(bob, {"model": str(first.id)})
+    assert_no_exception(at)
+    assert any(f"no model with id {first.id}" in error.value for error in at.error)
+    assert any("no model yet" in info.value for info in at.info)
+    assert not services.list_analyses(bob)
+    at = evaluate_page(bob, {"model": "abc"})
+    assert any("no model with id 'abc'" in error.value for error in at.error)
+
+    with store.session_scope() as session:
+        store.set_public(session, alice, second.id, True)
+    at = evaluate_page(bob, {"model": str(second.id)})
+    assert not at.error
+    assert at.selectbox(key="eval_model").options == ["second · specnet · shared"]
+
+
+def test_a_model_uploaded_on_the_page_is_selected(
+    alice: Actor, specnet: ModelRecord, run_dir: Path
+) -> None:
+    at = evaluate_page(alice)
+    at.file_uploader(key="eval_model_upload").set_value(
+        ("my-bundle.zip", bundle_zip(run_dir), "application/zip")
+    ).run()
+    at.button(key="eval_model_import").click().run()
+    assert_no_exception(at)
+    assert any("'my-bundle'" in success.value for success in at.success)
+    new = at.selectbox(key="eval_model").value
+    assert new != specnet.id
+    assert services.get_model(alice, new).name == "my-bundle"
+
+
+def test_a_foreign_pickle_uploaded_on_the_page_is_refused_unopened(
+    alice: Actor, specnet: ModelRecord, tmp_path: Path
+) -> None:
+    marker = tmp_path / "unpickled"
+    at = evaluate_page(alice)
+    at.file_uploader(key="eval_model_upload").set_value(
+        ("model.pkl", pickle.dumps(FileCreatingPayload(marker)), "application/octet-stream")
+    ).run()
+    at.text_input(key="eval_model_name").input("evil").run()
+    at.button(key="eval_model_import").click().run()
+    assert_no_exception(at)
+    assert any("never unpickles" in error.value for error in at.error)
+    assert not marker.exists()
+    assert [m.id for m in services.list_models(alice)] == [specnet.id]
+    assert at.selectbox(key="eval_model").value == specnet.id

@@ -1,0 +1,428 @@
+"""The Profile page (AppTest, in-process) and the profile services, with two users and an admin.
+
+Finished runs are written the way the worker leaves them: a run row that went queued -> running
+-> succeeded with its epoch metrics, a run folder with the artefact files, and a model row that
+points at the folder. The files hold small stand-in bytes (no training in these tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from fakevoice import accounts, store
+from fakevoice.errors import NotFoundError, PermissionDeniedError
+from fakevoice.services import profile, results
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, EpochMetric, ModelRecord, RunRecord
+
+PASSWORD = "correct horse 42"
+USER_KEY = "fakevoice_user_id"  # components.auth.USER_KEY, the sign-in contract
+SPEC = {"dataset": "demo", "arch": "specnet", "epochs": 2}
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def run_files(tag: str) -> dict[str, bytes]:
+    """Stand-ins for the files a finished run leaves (contents name the run, for checks)."""
+    return {
+        "model.pkl": f"fastai export of {tag}".encode(),
+        "model.safetensors": f"weights of {tag}".encode(),
+        "manifest.json": json.dumps({"arch": "specnet", "run": tag}).encode(),
+        "history.csv": b"epoch,train_loss,valid_loss,accuracy,macro_f1,eer,seconds\n0,0.7,0.6,0.8,0.8,0.2,1\n",
+        "loss_curve.png": _png(),
+        "confusion.png": _png(),
+    }
+
+
+def finished_run(
+    actor: Actor, name: str, *, public: bool = False, eer: float = 0.125, accuracy: float = 0.9
+) -> tuple[RunRecord, ModelRecord]:
+    """A succeeded run with its folder of files and its model."""
+    from fakevoice.jobs.runner import run_dir_for
+
+    with store.session_scope() as session:
+        run = store.create_run(session, actor, name, SPEC)
+    with store.session_scope() as session:
+        store.set_status(session, run.id, "running")
+        store.append_epoch_metrics(
+            session,
+            run.id,
+            [
+                EpochMetric(epoch=0, train_loss=0.7, valid_loss=0.6, accuracy=0.8, eer=0.25),
+                EpochMetric(epoch=1, train_loss=0.5, valid_loss=0.4, accuracy=accuracy, eer=eer),
+            ],
+        )
+        store.set_status(session, run.id, "succeeded")
+    folder = run_dir_for(run.id)
+    folder.mkdir(parents=True)
+    files = run_files(name)
+    for file_name, data in files.items():
+        (folder / file_name).write_bytes(data)
+    model = add_model(
+        actor, name, public=public, eer=eer, accuracy=accuracy, run_id=run.id, folder=folder
+    )
+    with store.session_scope(readonly=True) as session:
+        return store.get_run(session, actor, run.id), model
+
+
+def add_model(
+    actor: Actor,
+    name: str,
+    *,
+    public: bool,
+    eer: float,
+    accuracy: float,
+    run_id: int | None = None,
+    folder: Path | None = None,
+) -> ModelRecord:
+    """A model row (an imported one when ``run_id`` is None, with its own folder)."""
+    if folder is None:
+        folder = get_settings().data_dir / "models" / hashlib.sha1(name.encode()).hexdigest()
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+    with store.session_scope() as session:
+        return store.add_model(
+            session,
+            actor,
+            name=name,
+            arch="specnet",
+            class_names=["bonafide", "world"],
+            sample_rate=16000,
+            clip_samples=16000,
+            path=str(folder),
+            files={"model.safetensors": hashlib.sha256(b"weights").hexdigest()},
+            metrics={"eer": eer, "accuracy": accuracy},
+            run_id=run_id,
+            is_public=public,
+        )
+
+
+@pytest.fixture
+def two_users(isolated_settings: Path) -> Iterator[dict[str, Any]]:
+    """alice with a private run and a public one, bob with one run; root, an administrator."""
+    alice = accounts.register("alice", PASSWORD, display_name="Alice A").actor
+    bob = accounts.register("bob", PASSWORD).actor
+    root = accounts.register("root", PASSWORD, is_admin=True).actor
+    private_run, private_model = finished_run(alice, "alice private", eer=0.125, accuracy=0.9)
+    public_run, public_model = finished_run(alice, "alice shared", public=True, eer=0.05)
+    bob_run, bob_model = finished_run(bob, "bob run", eer=0.3, accuracy=0.7)
+    yield {
+        "alice": alice,
+        "bob": bob,
+        "root": root,
+        "private_run": private_run,
+        "private_model": private_model,
+        "public_run": public_run,
+        "public_model": public_model,
+        "bob_run": bob_run,
+    }
+    store.dispose_engines()
+
+
+def profile_page(actor: Actor | None, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    if actor is not None:
+        at.session_state[USER_KEY] = actor.user_id
+    at.run()
+    at.switch_page("pages/profile.py")
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+TABLES = {  # each table on the page, known by columns that only it has
+    "public_models": ("model", "owner", "EER (%)"),
+    "my_runs": ("run", "dataset", "EER (%)"),
+    "my_models": ("model", "public", "created"),
+    "my_tokens": ("name", "starts with"),
+    "history": ("epoch", "valid_loss"),
+    "admin_runs": ("owner", "run"),
+    "admin_users": ("user", "admin"),
+}
+
+
+def tables(at: AppTest) -> dict[str, Any]:
+    """The page's tables by name (see :data:`TABLES`); each name appears at most once."""
+    found: dict[str, Any] = {}
+    for frame in at.dataframe:
+        value = frame.value
+        names = [n for n, cols in TABLES.items() if set(cols) <= set(value.columns)]
+        assert len(names) <= 1, names
+        if names:
+            assert names[0] not in found, names[0]
+            found[names[0]] = value
+    return found
+
+
+def button(at: AppTest, label: str) -> Any:
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r} among {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def page_text(at: AppTest) -> str:
+    parts = [str(t) for t in tables(at).values()]
+    for kind in (at.markdown, at.caption, at.title, at.selectbox, at.button, at.text_input):
+        parts.extend(str(getattr(e, "value", "")) + str(getattr(e, "label", "")) for e in kind)
+    parts.extend(str(o) for box in at.selectbox for o in box.options)
+    return " ".join(parts)
+
+
+# --- public view ---------------------------------------------------------------------------------
+
+
+def test_public_view_signed_out_shows_only_public_models(two_users: dict[str, Any]) -> None:
+    at = profile_page(None, {"user": "alice"})
+    assert_no_exception(at)
+    assert at.title[0].value == "Alice A"
+    table = tables(at)["public_models"]
+    assert list(table["model"]) == ["alice shared"]
+    assert list(table["EER (%)"]) == [5.0]
+    assert "alice private" not in page_text(at)
+    assert not at.tabs  # none of the owner's sections
+
+
+def test_public_view_of_an_unknown_user_is_a_message(two_users: dict[str, Any]) -> None:
+    at = profile_page(None, {"user": "nobody"})
+    assert_no_exception(at)
+    assert "There is no user called 'nobody'" in at.error[0].value
+
+
+def test_signed_out_without_user_param_is_asked_to_sign_in(two_users: dict[str, Any]) -> None:
+    at = profile_page(None)
+    assert_no_exception(at)
+    assert "Sign in" in at.info[0].value
+    assert not at.dataframe
+
+
+# --- my profile ----------------------------------------------------------------------------------
+
+
+def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[str, Any]) -> None:
+    at = profile_page(two_users["alice"])
+    assert_no_exception(at)
+    assert at.title[0].value == "My profile"
+    runs = tables(at)["my_runs"]
+    assert set(runs["run"]) == {"alice private", "alice shared"}
+    row = runs[runs["run"] == "alice private"].iloc[0]
+    assert (row["arch"], row["dataset"], row["status"]) == ("specnet", "demo", "succeeded")
+    assert (row["EER (%)"], row["accuracy (%)"]) == (12.5, 90.0)
+    assert set(tables(at)["my_models"]["model"]) == {"alice private", "alice shared"}
+    # Open the private run: figures, history, images and the five downloads.
+    at.selectbox(key="profile_run").select(two_users["private_run"].id).run()
+    assert_no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["EER"] == "12.50 %" and metrics["status"] == "succeeded"
+    assert len(tables(at)["history"]) == 2
+    assert sorted(c for image in at.image for c in image.captions) == [
+        "confusion.png",
+        "loss_curve.png",
+    ]
+    downloads = {b.proto.label for b in at.get("download_button")}
+    assert downloads == {
+        "model.pkl",
+        "history.csv",
+        "loss_curve.png",
+        "confusion.png",
+        "safe bundle (.zip)",
+    }
+
+
+def test_the_run_param_opens_my_run_and_refuses_anyone_elses(two_users: dict[str, Any]) -> None:
+    shared = two_users["public_run"]
+    at = profile_page(two_users["alice"], {"run": str(shared.id)})
+    assert_no_exception(at)
+    assert at.selectbox(key="profile_run").value == shared.id
+    # bob asks for alice's runs by id: not found, nothing of hers shown.
+    for run in (two_users["private_run"], shared):
+        at = profile_page(two_users["bob"], {"run": str(run.id)})
+        assert_no_exception(at)
+        assert f"There is no run with id '{run.id}'" in at.error[0].value
+        assert "alice" not in page_text(at)
+        assert at.selectbox(key="profile_run").options == ["bob run (succeeded)"]
+
+
+def test_share_rename_and_delete_with_confirmation(two_users: dict[str, Any]) -> None:
+    alice = two_users["alice"]
+    run, model = two_users["private_run"], two_users["private_model"]
+    at = profile_page(alice, {"run": str(run.id)})
+    button(at, "Make public").click().run()
+    assert_no_exception(at)
+    assert model.id in {m.model.id for m in profile.public_models(owner="alice")}
+    assert "is public now" in at.success[0].value
+
+    at.text_input(key=f"rename_name_{model.id}").input("alice renamed")
+    button(at, "Rename").click().run()
+    assert_no_exception(at)
+    with store.session_scope(readonly=True) as session:
+        assert store.get_model(session, alice, model.id).name == "alice renamed"
+    # A name that is taken is a message.
+    at.text_input(key=f"rename_name_{model.id}").input("alice shared")
+    button(at, "Rename").click().run()
+    assert "already a model named 'alice shared'" in at.error[0].value
+
+    folder = profile.run_folder(run.id)
+    assert folder.is_dir()
+    label = "Delete run 'alice private' and its model…"
+    button(at, label).click().run()
+    assert "cannot be undone" in at.warning[0].value
+    button(at, "Cancel").click().run()
+    with store.session_scope(readonly=True) as session:
+        store.get_run(session, alice, run.id)  # still there
+    button(at, label).click().run()
+    button(at, "Yes, delete").click().run()
+    assert_no_exception(at)
+    assert "was deleted" in at.success[0].value
+    with store.session_scope(readonly=True) as session:
+        with pytest.raises(NotFoundError):
+            store.get_run(session, alice, run.id)
+        with pytest.raises(NotFoundError):
+            store.get_model(session, alice, model.id)
+    assert not folder.exists()
+    assert list(tables(at)["my_runs"]["run"]) == ["alice shared"]
+
+
+def test_imported_model_without_a_run_can_be_deleted(two_users: dict[str, Any]) -> None:
+    alice = two_users["alice"]
+    imported = add_model(alice, "imported aasist", public=False, eer=0.01, accuracy=0.99)
+    at = profile_page(alice)
+    button(at, "Delete model 'imported aasist'…").click().run()
+    button(at, "Yes, delete").click().run()
+    assert_no_exception(at)
+    assert not Path(imported.path).exists()
+    assert "imported aasist" not in set(tables(at)["my_models"]["model"])
+
+
+def test_tokens_are_created_shown_once_listed_and_revoked(two_users: dict[str, Any]) -> None:
+    at = profile_page(two_users["alice"])
+    at.text_input(key="token_name").input("my script")
+    button(at, "Create token").click().run()
+    assert_no_exception(at)
+    secret = at.code[0].value
+    assert secret.startswith("fv_")
+    assert list(tables(at)["my_tokens"]["name"]) == ["my script"]
+    at.run()  # shown once: gone on the next run
+    assert not at.code
+    assert secret not in page_text(at)
+    button(at, "Revoke").click().run()
+    assert_no_exception(at)
+    assert tables(at)["my_tokens"]["revoked"][0] != ""
+
+
+def test_account_details_and_password(two_users: dict[str, Any]) -> None:
+    alice = two_users["alice"]
+    at = profile_page(alice)
+    at.text_input(key="details_name").input("Alice Z")
+    at.text_input(key="details_email").input("not an address")
+    button(at, "Save").click().run()
+    assert "not an e-mail address" in at.error[0].value
+    at.text_input(key="details_email").input("alice@example.org")
+    button(at, "Save").click().run()
+    assert_no_exception(at)
+    user = accounts.authenticate("alice", PASSWORD)
+    assert (user.display_name, user.email) == ("Alice Z", "alice@example.org")
+
+    at.text_input(key="password_current").input(PASSWORD)
+    at.text_input(key="password_new").input("p" * 73)
+    at.text_input(key="password_repeat").input("p" * 73)
+    button(at, "Change password").click().run()
+    assert "at most 72 bytes" in at.error[0].value
+    at.text_input(key="password_current").input(PASSWORD)
+    at.text_input(key="password_new").input("brand new pass")
+    at.text_input(key="password_repeat").input("brand new pass")
+    button(at, "Change password").click().run()
+    assert_no_exception(at)
+    assert "was changed" in at.success[0].value
+    assert accounts.authenticate("alice", "brand new pass").id == alice.user_id
+
+
+# --- another user, an administrator -------------------------------------------------------------
+
+
+def test_bob_sees_none_of_alices_private_work(two_users: dict[str, Any]) -> None:
+    at = profile_page(two_users["bob"])
+    assert_no_exception(at)
+    assert list(tables(at)["my_runs"]["run"]) == ["bob run"]
+    assert list(tables(at)["my_models"]["model"]) == ["bob run"]
+    assert "alice" not in page_text(at)
+    assert "Administration" not in [t.label for t in at.tabs]
+    # alice's public page, seen by bob: the shared model only.
+    at = profile_page(two_users["bob"], {"user": "alice"})
+    assert list(tables(at)["public_models"]["model"]) == ["alice shared"]
+
+
+def test_services_refuse_bob_on_alices_runs_and_models(two_users: dict[str, Any]) -> None:
+    bob = two_users["bob"]
+    private_run, shared_run = two_users["private_run"], two_users["public_run"]
+    for run in (private_run, shared_run):
+        for name in (*profile.RUN_FILES, "../../fakevoice.sqlite"):
+            with pytest.raises(NotFoundError):
+                results.artefact_bytes(bob, run.id, name)
+        with pytest.raises(NotFoundError):
+            results.bundle_zip(bob, run.id)
+        with pytest.raises(NotFoundError):
+            profile.delete_run(bob, run.id)
+    private, shared = two_users["private_model"], two_users["public_model"]
+    with pytest.raises(NotFoundError):
+        profile.set_model_public(bob, private.id, True)
+    with pytest.raises(NotFoundError):
+        profile.delete_model(bob, private.id)
+    with pytest.raises(PermissionDeniedError):
+        profile.rename_model(bob, shared.id, "mine now")
+    with pytest.raises(PermissionDeniedError):
+        profile.delete_model(bob, shared.id)
+    with pytest.raises(PermissionDeniedError):
+        profile.delete_user(bob, two_users["alice"].user_id)
+    assert profile.run_folder(private_run.id).is_dir()
+    # The owner gets the real bytes; the bundle zip holds the two bundle files.
+    alice = two_users["alice"]
+    assert (
+        results.artefact_bytes(alice, private_run.id, "model.pkl")
+        == run_files("alice private")["model.pkl"]
+    )
+    names = zipfile.ZipFile(io.BytesIO(results.bundle_zip(alice, private_run.id))).namelist()
+    assert sorted(names) == ["manifest.json", "model.safetensors"]
+
+
+def test_admin_sees_all_runs_and_removes_a_user(two_users: dict[str, Any]) -> None:
+    root = two_users["root"]
+    at = profile_page(root)
+    assert_no_exception(at)
+    assert "Administration" in [t.label for t in at.tabs]
+    everyone = tables(at)["admin_runs"]
+    assert set(zip(everyone["owner"], everyone["run"], strict=True)) == {
+        ("alice", "alice private"),
+        ("alice", "alice shared"),
+        ("bob", "bob run"),
+    }
+    assert set(tables(at)["admin_users"]["user"]) == {"alice", "bob", "root"}
+    assert "root" not in at.selectbox(key="admin_remove_choice").options  # not oneself
+    alice_folder = profile.run_folder(two_users["private_run"].id)
+    at.selectbox(key="admin_remove_choice").select(two_users["alice"].user_id).run()
+    button(at, "Remove user 'alice' with their runs, models and verdicts…").click().run()
+    button(at, "Yes, delete").click().run()
+    assert_no_exception(at)
+    assert "User 'alice' was removed." in at.success[0].value
+    assert accounts.user_by_username("alice") is None
+    assert not alice_folder.exists()
+    assert profile.run_folder(two_users["bob_run"].id).is_dir()
+    assert set(tables(at)["admin_users"]["user"]) == {"bob", "root"}

@@ -1,0 +1,247 @@
+"""The Train page (AppTest, in-process): the form, user errors, the live panel, results, access.
+
+Runs go into a real SQLite file; one is trained by a real ``fakevoice worker --once`` process on
+the tiny dataset of test_training, so the results view shows real artefacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from conftest import REPO
+from streamlit.testing.v1 import AppTest
+from test_results import make_user, run_worker, workbench_env
+from test_training import DATASET, quick_spec, tiny_dataset_root
+
+from fakevoice import services, store
+from fakevoice.services import results
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, BatchMetric, EpochMetric
+
+USER_KEY = "fakevoice_user_id"
+
+
+@pytest.fixture(scope="module")
+def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env = workbench_env(tmp_path_factory.mktemp("train-page"), tiny_dataset_root(tmp_path_factory))
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        store.init_db()
+        yield env
+        store.dispose_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def alice(workbench: dict[str, str]) -> Actor:
+    return make_user("alice")
+
+
+@pytest.fixture(scope="module")
+def bob(workbench: dict[str, str]) -> Actor:
+    return make_user("bob")
+
+
+@pytest.fixture(scope="module")
+def trained(workbench: dict[str, str], alice: Actor) -> int:
+    """One epoch of specnet, trained by a real worker process."""
+    run = services.submit_run(alice, "trained", quick_spec(epochs=1))
+    run_worker(workbench)
+    assert services.get_run(alice, run.id).status == "succeeded"
+    return run.id
+
+
+def train_page(actor: Actor | None, run_id: int | str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    if actor is not None:
+        at.session_state[USER_KEY] = actor.user_id
+    at.switch_page("pages/train.py")
+    if run_id is not None:
+        at.query_params["run"] = str(run_id)
+    return at.run()
+
+
+def messages(elements: object) -> str:
+    return " | ".join(str(e.value) for e in elements)  # type: ignore[attr-defined]
+
+
+def run_names(actor: Actor) -> list[str]:
+    return [r.name for r in services.list_runs(actor)]
+
+
+def test_signed_out_gets_a_sign_in_prompt(workbench: dict[str, str]) -> None:
+    at = train_page(None)
+    assert not at.exception
+    assert "Sign in" in messages(at.info)
+    assert not at.button and not at.selectbox
+
+
+def test_form_submits_a_queued_run_and_opens_its_panel(alice: Actor) -> None:
+    at = train_page(alice)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_dataset").value == DATASET
+    # The selection notice: 2 speakers x 5 utterances x 3 classes, one noise level.
+    assert "selects **30** spectrograms" in messages(at.info)
+    table = at.dataframe[0].value
+    assert table.to_dict() == {"clean": {"spk_a": 15, "spk_b": 15}}
+    at.multiselect(key=f"train_speakers:{DATASET}").set_value(["spk_a"]).run()
+    assert "selects **15** spectrograms" in messages(at.info)
+    for widget in at.main:  # every input says what it does
+        if getattr(widget, "type", None) in {"selectbox", "multiselect", "number_input", "slider"}:
+            assert widget.help, widget.label
+
+    at.text_input(key="train_run_name").set_value("first")
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch_size").set_value(4)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, messages(at.error)
+
+    (run,) = [r for r in services.list_runs(alice) if r.name == "first"]
+    assert run.status == "queued" and run.total_epochs == 1
+    assert run.spec["speakers"] == ["spk_a"] and run.spec["noise_levels"] is None
+    assert run.spec["batch_size"] == 4 and run.spec["arch"] == "specnet"
+    assert at.query_params["run"] == str(run.id)
+    assert "Queued" in messages(at.info)
+    assert at.get("progress")
+    assert at.text_input(key="train_run_name").value != "first"  # a fresh name for the next run
+
+    at.button(key="train_stop").click().run()  # a queued run is cancelled at once
+    assert services.get_run(alice, run.id).status == "cancelled"
+    assert "Stopped after 0 epoch(s)" in messages(at.warning)
+
+
+def test_user_errors_show_messages_and_lose_nothing(alice: Actor) -> None:
+    taken = services.submit_run(alice, "taken", quick_spec())
+    before = run_names(alice)
+    at = train_page(alice)
+
+    at.text_input(key="train_run_name").set_value("taken")
+    at.button(key="train_start").click().run()
+    assert "already have a run named 'taken'" in messages(at.error)
+    assert at.text_input(key="train_run_name").value == "taken"  # the form keeps its values
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAKEVOICE_MAX_EPOCHS", "3")
+        get_settings.cache_clear()
+        at.text_input(key="train_run_name").set_value("long")
+        at.number_input(key="train_epochs").set_value(10)
+        at.button(key="train_start").click().run()
+        assert "at most 3 epochs" in messages(at.error)
+    get_settings.cache_clear()
+    assert at.number_input(key="train_epochs").value == 10
+
+    at.number_input(key="train_epochs").set_value(2)
+    at.multiselect(key=f"train_classes:{DATASET}").set_value([]).run()
+    assert "Choose at least one" in messages(at.warning)
+    at.button(key="train_start").click().run()
+    assert "classes is empty" in messages(at.error)
+
+    at.multiselect(key=f"train_classes:{DATASET}").set_value(["world"]).run()
+    at.button(key="train_start").click().run()
+    assert "needs human (bonafide) items" in messages(at.error)
+
+    assert not at.exception
+    assert run_names(alice) == before  # nothing queued, nothing lost
+    services.stop_run(alice, taken.id)  # so the worker of the next test does not train it
+
+
+def test_suggest_fills_in_the_learning_rate(alice: Actor) -> None:
+    at = train_page(alice)
+    assert at.number_input(key="train_lr").value == pytest.approx(1e-3)
+    at.number_input(key="train_batch_size").set_value(4)
+    at.button(key="train_suggest_lr").click().run()
+    assert not at.exception and not at.error, messages(at.error)
+    suggested = at.number_input(key="train_lr").value
+    assert 1e-5 <= suggested <= 1e-1 and suggested != pytest.approx(1e-3)
+
+
+def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -> None:
+    at = train_page(alice, trained)
+    assert not at.exception, at.exception
+    assert "Finished after 1 epoch(s)" in messages(at.success)
+    assert at.subheader[0].value == "Run 'trained'"
+    labels = {button.label: button for button in at.download_button}
+    assert set(labels) == {
+        "Model (fastai .pkl)",
+        "History (CSV)",
+        "Loss curve (PNG)",
+        "Confusion matrix (PNG)",
+        "Safe bundle (zip)",
+    }
+    assert not any(button.disabled for button in labels.values())
+    assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
+    assert len(at.get("vega_lite_chart")) == 3  # loss curves, confusion matrix, ROC
+    (model,) = [m for m in services.list_models(alice) if m.run_id == trained]
+    (link,) = [p for p in at.get("page_link") if p.proto.label == "Evaluate this model"]
+    assert link.proto.query_string == f"model={model.id}"
+    assert "trained (succeeded)" in at.selectbox(key="train_open_choice").options
+
+
+def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:
+    at = train_page(bob, trained)
+    assert not at.exception
+    assert messages(at.error) == f"There is no run with id {trained}."
+    assert not at.download_button and not at.get("vega_lite_chart")
+    assert "trained" not in " ".join(str(s.value) for s in at.subheader)
+    assert "No runs yet." in messages(at.caption)
+
+    at = train_page(bob, "../1")
+    assert "is not a run id" in messages(at.error)
+
+
+def test_live_panel_of_a_running_run_and_its_stop_button(alice: Actor) -> None:
+    # The store is written as a worker writes it: claim, batches, one finished epoch, progress.
+    run = services.submit_run(alice, "live", quick_spec(epochs=4))
+    with store.session_scope() as session:
+        claimed = store.claim_next_queued_run(session, "test-worker")
+        assert claimed is not None and claimed.id == run.id
+        store.append_batch_metrics(
+            session,
+            run.id,
+            [BatchMetric(epoch=e, batch=b, step=3 * e + b, train_loss=1.0 - 0.1 * (3 * e + b))
+             for e in (0, 1) for b in range(3)],
+        )  # fmt: skip
+        store.append_epoch_metrics(
+            session, run.id, [EpochMetric(epoch=0, train_loss=0.9, valid_loss=0.8, eer=0.3)]
+        )
+        store.record_progress(session, run.id, "test-worker", progress=0.4, current_epoch=1)
+
+    at = train_page(alice, run.id)
+    assert not at.exception, at.exception
+    (bar,) = at.get("progress")
+    assert bar.proto.text == "Epoch 2 of 4 (40% of the run)"
+    assert len(at.get("vega_lite_chart")) == 1
+    table = at.dataframe[0].value
+    assert list(table["epoch"]) == [1] and list(table["valid_loss"]) == [0.8]
+    assert not at.download_button
+
+    at.button(key="train_stop").click().run()
+    assert services.get_run(alice, run.id).stop_requested
+    assert "Stopping" in messages(at.warning)
+    with store.session_scope() as session:
+        store.set_status(session, run.id, "cancelled", worker_id="test-worker")
+
+
+def test_loss_frame_places_batches_and_epochs_on_one_axis() -> None:
+    batches = pd.DataFrame(
+        {"step": range(6), "epoch": [0, 0, 0, 1, 1, 1], "batch": [0, 1, 2] * 2,
+         "train_loss": [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]}
+    )  # fmt: skip
+    history = pd.DataFrame({"epoch": [0, 1], "valid_loss": [0.85, float("nan")]})
+    frame = results.loss_curve_points(batches, history)
+    train = frame[frame["series"] == results.TRAIN_SERIES]
+    assert list(train["x"]) == pytest.approx([1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    valid = frame[frame["series"] == results.VALID_SERIES]
+    assert list(valid["x"]) == [1.0] and list(valid["loss"]) == [0.85]  # NaN dropped
+
+    many = pd.DataFrame(
+        {"step": range(6000), "epoch": [s // 1000 for s in range(6000)],
+         "batch": [s % 1000 for s in range(6000)], "train_loss": [1.0] * 6000}
+    )  # fmt: skip
+    binned = results.loss_curve_points(many, history.iloc[:0])
+    assert len(binned) == results.MAX_BATCH_POINTS
+    assert binned["x"].iloc[-1] == pytest.approx(5.998, abs=0.01)

@@ -1,0 +1,119 @@
+"""API tokens: the secret is shown once and stored only as a hash; revoke; last-used; ownership."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from fakevoice import services, store
+from fakevoice.errors import InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.services import tokens
+from fakevoice.store import tokens as token_store
+from fakevoice.store.records import Actor
+
+
+@pytest.fixture
+def users(isolated_settings: Path) -> Iterator[tuple[Actor, Actor, Actor]]:
+    services.ensure_database()
+    with store.session_scope() as session:
+        alice = store.create_user(session, "alice").actor
+        bob = store.create_user(session, "bob").actor
+        admin = store.create_user(session, "root", is_admin=True).actor
+    yield alice, bob, admin
+    store.dispose_engines()
+
+
+def test_secret_is_shown_once_and_stored_only_as_a_hash(users: tuple[Actor, ...]) -> None:
+    alice = users[0]
+    record, secret = tokens.create_token(alice, "  call centre  ")
+    assert secret.startswith("fv_") and len(secret) >= 40
+    assert record.name == "call centre" and record.owner_id == alice.user_id
+    assert secret.startswith(record.prefix) and len(record.prefix) == 11
+    assert record.last_used_at is None and record.revoked_at is None
+    with store.get_engine().connect() as connection:
+        row = connection.execute(text("SELECT * FROM api_tokens")).mappings().one()
+    assert secret not in {str(v) for v in row.values()}
+    assert row["token_hash"] != secret and len(row["token_hash"]) == 64
+    # Two tokens never share a secret.
+    _, other = tokens.create_token(alice, "second")
+    assert other != secret
+
+
+def test_authenticate_returns_the_owner_and_records_last_use(users: tuple[Actor, ...]) -> None:
+    alice, _, admin = users
+    record, secret = tokens.create_token(alice, "ci")
+    assert tokens.authenticate(secret) == alice
+    used = tokens.list_tokens(alice)[0]
+    assert used.id == record.id and used.last_used_at is not None
+    assert used.last_used_at >= used.created_at
+    _, admin_secret = tokens.create_token(admin, "ops")
+    assert tokens.authenticate(admin_secret) == Actor(user_id=admin.user_id, is_admin=True)
+    for bad in ("", "fv_", secret + "x", secret[:-1], "Bearer " + secret, "fv_" + "a" * 300):
+        assert tokens.authenticate(bad) is None
+
+
+def test_last_use_is_written_at_most_once_a_minute(users: tuple[Actor, ...]) -> None:
+    alice = users[0]
+    record, _ = tokens.create_token(alice, "busy")
+    assert token_store.needs_touch(record)
+    with store.session_scope() as session:
+        token_store.touch_token(session, record.id)
+    first = tokens.list_tokens(alice)[0]
+    assert first.last_used_at is not None and not token_store.needs_touch(first)
+    later = first.last_used_at + token_store.LAST_USED_RESOLUTION + timedelta(seconds=1)
+    assert token_store.needs_touch(first, later)
+    with store.session_scope() as session:
+        token_store.touch_token(session, record.id, first.last_used_at + timedelta(seconds=5))
+    assert tokens.list_tokens(alice)[0].last_used_at == first.last_used_at
+    with store.session_scope() as session:
+        token_store.touch_token(session, record.id, later)
+    assert tokens.list_tokens(alice)[0].last_used_at == later
+
+
+def test_revoked_token_authenticates_nothing(users: tuple[Actor, ...]) -> None:
+    alice = users[0]
+    record, secret = tokens.create_token(alice, "old")
+    revoked = tokens.revoke_token(alice, record.id)
+    assert revoked.revoked_at is not None and not revoked.is_active
+    assert tokens.authenticate(secret) is None
+    # Revoking again keeps the first time; the token stays listed.
+    assert tokens.revoke_token(alice, record.id).revoked_at == revoked.revoked_at
+    assert [t.id for t in tokens.list_tokens(alice)] == [record.id]
+
+
+def test_tokens_belong_to_their_owner(users: tuple[Actor, ...]) -> None:
+    alice, bob, admin = users
+    record, secret = tokens.create_token(alice, "mine")
+    assert tokens.list_tokens(bob) == []
+    with pytest.raises(NotFoundError, match=f"no API token with id {record.id}"):
+        tokens.revoke_token(bob, record.id)
+    assert tokens.authenticate(secret) == alice
+    with pytest.raises(NotFoundError):
+        tokens.revoke_token(alice, record.id + 100)
+    # An administrator may revoke anyone's token.
+    assert tokens.revoke_token(admin, record.id).revoked_at is not None
+    assert tokens.authenticate(secret) is None
+
+
+def test_deleting_a_user_deletes_their_tokens(users: tuple[Actor, ...]) -> None:
+    alice, _, admin = users
+    _, secret = tokens.create_token(alice, "gone")
+    with store.session_scope() as session:
+        store.delete_user(session, admin, alice.user_id)
+    assert tokens.authenticate(secret) is None
+
+
+def test_names_and_counts_are_bounded(users: tuple[Actor, ...]) -> None:
+    alice = users[0]
+    for bad in ("", "   ", "x" * 65, "tab\there"):
+        with pytest.raises(InvalidSpecError, match="token name"):
+            tokens.create_token(alice, bad)
+    created = [tokens.create_token(alice, f"t{i}")[0] for i in range(token_store.MAX_ACTIVE_TOKENS)]
+    with pytest.raises(LimitExceededError, match="revoke one first"):
+        tokens.create_token(alice, "one too many")
+    tokens.revoke_token(alice, created[0].id)
+    assert tokens.create_token(alice, "room again")[0].name == "room again"

@@ -1,0 +1,304 @@
+"""Model uploads: safe bundles, official AASIST checkpoints, and fastai exports known by checksum.
+
+The model is a real specnet trained for one epoch on the session's tiny dataset (its run folder
+holds the fastai ``model.pkl`` and the safe bundle); uploads go into a real SQLite store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import SHARED, speechlike
+from test_training import quick_spec, tiny_dataset_root
+
+from fakevoice import services, store
+from fakevoice.artefacts import sha256_file
+from fakevoice.errors import ConflictError, FileTooLargeError, ModelFileError
+from fakevoice.services import uploads
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.training import MemorySink, train
+
+WINDOW = 16000  # samples: the trained model's window (1 s)
+AASIST_L = SHARED / "aasist" / "AASIST-L.pth"
+RUN_FILES = ("model.pkl", "model.safetensors", "manifest.json")
+
+
+# --- shared helpers (the page tests use them too) ------------------------------------------------
+
+
+def trained_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny multiclass specnet run folder (trained on first use, then shared)."""
+    folder = tmp_path_factory.getbasetemp() / "fixture-runs" / "specnet"
+    if not (folder / "manifest.json").is_file():
+        spec = quick_spec(task="multiclass", clip_samples=WINDOW)
+        result = train(spec, folder, MemorySink(), tiny_dataset_root(tmp_path_factory))
+        assert result.status == "succeeded"
+    return folder
+
+
+def make_user(name: str) -> Actor:
+    store.init_db()
+    with store.session_scope() as session:
+        return store.create_user(session, name).actor
+
+
+def register_run_model(
+    actor: Actor, run_dir: Path, name: str = "tiny specnet", public: bool = False
+) -> ModelRecord:
+    """Register a run folder as a stored model, as the worker does when a run succeeds."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    with store.session_scope() as session:
+        return store.add_model(
+            session,
+            actor,
+            name=name,
+            arch=manifest["arch"],
+            class_names=manifest["class_names"],
+            sample_rate=manifest["sample_rate"],
+            clip_samples=manifest["clip_samples"],
+            path=str(run_dir),
+            files={n: sha256_file(run_dir / n) for n in RUN_FILES},
+            feature_spec=manifest["feature_spec"],
+            is_public=public,
+        )
+
+
+def bundle_zip(run_dir: Path, folder: str = "", manifest: dict | None = None) -> bytes:
+    """A zip of the run's safe bundle (``folder`` prefixes the names; ``manifest`` replaces it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(run_dir / "model.safetensors", f"{folder}model.safetensors")
+        if manifest is None:
+            archive.write(run_dir / "manifest.json", f"{folder}manifest.json")
+        else:
+            archive.writestr(f"{folder}manifest.json", json.dumps(manifest))
+    return buffer.getvalue()
+
+
+def wav_bytes(seconds: float, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, speechlike(seconds, seed=seed), 16000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+class FileCreatingPayload:
+    """Unpickling this creates a file: proof that an upload was (or was not) unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_run_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(isolated_settings: Path) -> Actor:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(alice: Actor) -> Actor:
+    return make_user("bob")
+
+
+def stored_folders() -> list[Path]:
+    root = get_settings().data_dir / "models"
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+# --- safe bundles --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["", "my-model/"])
+def test_bundle_zip_is_stored_and_scores_like_the_original(
+    alice: Actor, run_dir: Path, folder: str
+) -> None:
+    original = register_run_model(alice, run_dir)
+    imported = uploads.import_uploaded_model(
+        alice, "uploaded", "bundle.zip", bundle_zip(run_dir, folder)
+    )
+    assert imported.owner_id == alice.user_id and imported.name == "uploaded"
+    assert imported.arch == "specnet" and imported.class_names == original.class_names
+    assert imported.clip_samples == WINDOW and imported.feature_spec == original.feature_spec
+    (stored,) = stored_folders()
+    assert Path(imported.path) == stored
+    assert imported.files == {n: sha256_file(stored / n) for n in imported.files}
+    assert set(imported.files) == {"model.safetensors", "manifest.json"}
+    clip = wav_bytes(2.5, seed=3)
+    mine = services.score_clip(alice, imported.id, clip, file_name="a.wav").verdict
+    theirs = services.score_clip(alice, original.id, clip, file_name="a.wav").verdict
+    for name, probability in theirs.probabilities.items():
+        assert mine.probabilities[name] == pytest.approx(probability, abs=1e-5)
+    assert len(mine.windows) == len(theirs.windows) > 1
+
+
+def test_a_taken_name_is_refused_and_leaves_no_folder(alice: Actor, run_dir: Path) -> None:
+    data = bundle_zip(run_dir)
+    uploads.import_uploaded_model(alice, "same", "a.zip", data)
+    with pytest.raises(ConflictError, match="already a model named 'same'"):
+        uploads.import_uploaded_model(alice, "same", "b.zip", data)
+    assert len(stored_folders()) == 1
+
+
+def _manifest(run_dir: Path, **changes: object) -> dict:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(changes)
+    return manifest
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arch": "resnet19"}, "arch must be one of specnet, resnet18"),
+        ({"format": "something/9"}, "format must be"),
+        ({"class_names": ["world", "griffinlim", "lpc"]}, "must include 'bonafide'"),
+        ({"class_names": ["bonafide"]}, "class_names must be 2 to"),
+        ({"input_kind": "waveform"}, "input_kind must be 'image' for specnet"),
+        ({"clip_samples": 10**9}, "clip_samples must be between"),
+        ({"feature_spec": {"kind": "wavelets"}}, "feature_spec is not valid"),
+        ({"class_names": ["bonafide", "world"]}, "do not fit a specnet model with 2 classes"),
+    ],
+)
+def test_bad_manifests_are_refused_with_the_reason(
+    alice: Actor, run_dir: Path, changes: dict, message: str
+) -> None:
+    data = bundle_zip(run_dir, manifest=_manifest(run_dir, **changes))
+    with pytest.raises(ModelFileError, match=message):
+        uploads.import_uploaded_model(alice, "bad", "bad.zip", data)
+    assert stored_folders() == []
+    assert services.list_models(alice) == []
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_wrong_zip_content_is_refused(alice: Actor, run_dir: Path) -> None:
+    weights = (run_dir / "model.safetensors").read_bytes()
+    manifest = (run_dir / "manifest.json").read_bytes()
+    cases = {
+        "no manifest.json": _zip({"README.txt": b"hello"}),
+        "no model.safetensors": _zip({"manifest.json": manifest}),
+        # Names that climb out of the archive or sit too deep are not bundle files.
+        "no manifest.json ": _zip({"../manifest.json": manifest, "model.safetensors": weights}),
+        "no model.safetensors ": _zip(
+            {"a/b/model.safetensors": weights, "manifest.json": manifest}
+        ),
+        "not valid JSON": _zip({"manifest.json": b"{nope", "model.safetensors": weights}),
+        "not a valid safetensors": _zip(
+            {"manifest.json": manifest, "model.safetensors": b"x" * 64}
+        ),
+        "damaged": b"PK\x03\x04" + b"\x00" * 100,
+    }
+    for message, data in cases.items():
+        with pytest.raises(ModelFileError, match=message.strip()):
+            uploads.import_uploaded_model(alice, "bad", "bad.zip", data)
+    assert stored_folders() == []
+
+
+def test_a_bare_safetensors_file_or_junk_is_refused(alice: Actor, run_dir: Path) -> None:
+    weights = (run_dir / "model.safetensors").read_bytes()
+    with pytest.raises(ModelFileError, match="together with its manifest.json"):
+        uploads.import_uploaded_model(alice, "w", "model.safetensors", weights)
+    with pytest.raises(ModelFileError, match="not a model file"):
+        uploads.import_uploaded_model(alice, "w", "model.zip", b"just some text")
+    with pytest.raises(ModelFileError, match="empty"):
+        uploads.import_uploaded_model(alice, "w", "model.zip", b"")
+
+
+def test_too_large_uploads_are_refused(
+    alice: Actor, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = bundle_zip(run_dir)
+    monkeypatch.setenv("FAKEVOICE_MAX_UPLOAD_BYTES", str(len(data) - 1))
+    get_settings.cache_clear()
+    with pytest.raises(FileTooLargeError, match="uploads are limited to"):
+        uploads.import_uploaded_model(alice, "big", "big.zip", data)
+    # A manifest that unpacks far beyond its size in the zip (a small zip bomb).
+    bomb = _zip({"manifest.json": b" " * (3 << 20) + b"{}", "model.safetensors": b"x"})
+    with pytest.raises(FileTooLargeError, match="manifest.json in the zip unpacks to"):
+        uploads.import_uploaded_model(alice, "bomb", "bomb.zip", bomb)
+    assert stored_folders() == []
+
+
+# --- pickles: never unpickled --------------------------------------------------------------------
+
+
+def test_an_arbitrary_pickle_is_refused_without_unpickling(alice: Actor, tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(FileCreatingPayload(marker))
+    pickle.loads(payload)  # noqa: S301 -- proves the payload works when unpickled ...
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(ModelFileError, match="never unpickles files it did not write"):
+        uploads.import_uploaded_model(alice, "evil", "model.pkl", payload)
+    # ... and the same payload inside torch's zip format goes to the tensors-only reader.
+    buffer = io.BytesIO()
+    torch.save({"weights": FileCreatingPayload(marker)}, buffer)
+    with pytest.raises(ModelFileError, match="can be loaded safely"):
+        uploads.import_uploaded_model(alice, "evil", "AASIST.pth", buffer.getvalue())
+    assert not marker.exists()
+    assert services.list_models(alice) == [] and stored_folders() == []
+
+
+def test_the_pkl_of_a_stored_model_is_found_by_checksum(
+    alice: Actor, bob: Actor, run_dir: Path
+) -> None:
+    model = register_run_model(alice, run_dir)
+    exported = (run_dir / "model.pkl").read_bytes()
+    assert model.files["model.pkl"] == hashlib.sha256(exported).hexdigest()
+    found = uploads.import_uploaded_model(alice, "ignored", "renamed.pkl", exported)
+    assert found.id == model.id
+    assert [m.id for m in services.list_models(alice)] == [model.id]  # nothing new stored
+    # Another user may not use alice's private model through its file ...
+    with pytest.raises(ModelFileError, match="not exported by this server for a model you may"):
+        uploads.import_uploaded_model(bob, "stolen", "model.pkl", exported)
+    assert services.list_models(bob) == []
+    # ... until she makes it public.
+    with store.session_scope() as session:
+        store.set_public(session, alice, model.id, True)
+    assert uploads.import_uploaded_model(bob, "x", "model.pkl", exported).id == model.id
+
+
+def test_an_unknown_fastai_export_is_refused(alice: Actor, run_dir: Path) -> None:
+    """A real fastai model.pkl this server did not register is a pickle like any other."""
+    with pytest.raises(ModelFileError, match="never unpickles"):
+        uploads.import_uploaded_model(
+            alice, "fa", "model.pkl", (run_dir / "model.pkl").read_bytes()
+        )
+    assert stored_folders() == []
+
+
+# --- official AASIST ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not AASIST_L.is_file(), reason="needs /work/shared/aasist/AASIST-L.pth")
+def test_an_official_aasist_l_checkpoint_is_imported(alice: Actor) -> None:
+    model = uploads.import_uploaded_model(alice, "aasist-l", "weights.bin", AASIST_L.read_bytes())
+    assert model.arch == "aasist-l" and model.class_names == ["spoof", "bonafide"]
+    assert model.clip_samples == 64600 and model.feature_spec is None
+    verdict = services.score_clip(alice, model.id, wav_bytes(1.0), file_name="x.wav").verdict
+    assert sum(verdict.probabilities.values()) == pytest.approx(1.0)
+    assert np.isfinite(verdict.p_human)
