@@ -134,9 +134,72 @@ def _follow(actor: Any, run_id: int, quiet: bool) -> Any:
         time.sleep(1.0)
 
 
+EXPORT_COLUMNS = (
+    "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "accuracy",
+    "macro_f1", "created", "finished", "mlflow_run_id",
+)  # fmt: skip
+
+
+def export_rows(actor: Any) -> list[dict[str, Any]]:
+    """One row per run of ``actor`` with its key figures (fractions; blank where none yet)."""
+    from fakevoice import services
+
+    rows = []
+    for run in services.list_runs(actor):
+        epochs = services.run_progress(actor, run.id, after_step=10**12).epochs
+        eers = [e.eer for e in epochs if e.eer is not None]
+        last = epochs[-1] if epochs else None
+        rows.append(
+            {
+                "id": run.id,
+                "name": run.name,
+                "arch": run.spec.get("arch", ""),
+                "dataset": run.spec.get("dataset", ""),
+                "status": run.status,
+                "epochs": len(epochs),
+                "best_eer": min(eers) if eers else "",
+                "final_eer": eers[-1] if eers else "",
+                "accuracy": last.accuracy if last and last.accuracy is not None else "",
+                "macro_f1": last.macro_f1 if last and last.macro_f1 is not None else "",
+                "created": run.created_at.isoformat(timespec="seconds"),
+                "finished": run.finished_at.isoformat(timespec="seconds")
+                if run.finished_at
+                else "",
+                "mlflow_run_id": run.mlflow_run_id or "",
+            }
+        )
+    return rows
+
+
+def cmd_runs_export(args: argparse.Namespace) -> int:
+    import csv
+    import io
+    from pathlib import Path
+
+    from fakevoice import services
+
+    rows = export_rows(services.cli_actor())
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if args.out is None:
+        sys.stdout.write(buffer.getvalue())
+        return 0
+    out = Path(args.out)
+    try:
+        out.write_text(buffer.getvalue())
+    except OSError as exc:
+        raise InvalidSpecError(f"Cannot write {out}: {exc.strerror or exc}.") from None
+    print(f"{len(rows)} runs written to {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from fakevoice import services
 
+    if args.action == "export":
+        return cmd_runs_export(args)
     runs = services.list_runs(services.cli_actor())
     if args.json:
         _print([_run_dict(r) for r in runs])
@@ -221,7 +284,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("runs", help="list your runs")
+    p = sub.add_parser("runs", help="list your runs, or export them as CSV (runs export)")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "export"])
+    p.add_argument("--out", default=None, help="export: CSV file to write (default stdout)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runs)
 

@@ -105,7 +105,7 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
     cols[0].metric("status", run.status)
     cols[1].metric("EER", "–" if entry.eer is None else f"{100 * entry.eer:.2f} %")
     cols[2].metric("accuracy", "–" if entry.accuracy is None else f"{100 * entry.accuracy:.2f} %")
-    cols[3].metric("epochs", f"{run.current_epoch}/{run.total_epochs}")
+    cols[3].metric("epochs", f"{len(res.history)}/{run.total_epochs}")  # finished epochs
     if run.error:
         st.warning(run.error)
     if not res.history.empty:

@@ -1,7 +1,9 @@
-"""The local job backend end to end: a real ``fakevoice worker`` process, a real SQLite file.
+"""The local job backend end to end: a real ``fakevoice worker`` process, a real database.
 
 Runs are queued straight in the store (as the services do); the worker trains them in child
-processes; the test reads the outcome back from the store and the run folders.
+processes; the test reads the outcome back from the store and the run folders. Every test runs on a
+SQLite file and on a fresh database of the session's PostgreSQL server (``postgres_url``), which
+the worker processes share with the test.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
 
 from fakevoice import store
@@ -29,8 +34,32 @@ FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
 STALE_SECONDS = 2.0
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database for the module: a SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('jobs-db') / 'jobs.sqlite'}"
+        return
+    server = request.getfixturevalue("postgres_url")
+    name = f"fv_jobs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        store.dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 @pytest.fixture(scope="module")
-def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def workbench(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str
+) -> Iterator[dict[str, str]]:
     """Settings for this module (and its worker processes): a fresh data folder and database."""
     base = tmp_path_factory.mktemp("jobs")
     datasets = base / "datasets"
@@ -38,7 +67,7 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     env = {
         "FAKEVOICE_DATA_DIR": str(base / "data"),
         "FAKEVOICE_DATASET_DIR": str(datasets),
-        "FAKEVOICE_DATABASE_URL": f"sqlite:///{base / 'data' / 'jobs.sqlite'}",
+        "FAKEVOICE_DATABASE_URL": database_url,
         "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
         "FAKEVOICE_STALE_SECONDS": str(STALE_SECONDS),
         "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
@@ -216,6 +245,8 @@ def _services_ready() -> bool:
     reason="fakevoice.services does not offer the run / verdict services yet (pending move)",
 )
 def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_path: Path) -> None:
+    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("PostgreSQL runs the core job tests only; the CLI's store use is the same")
     import json
 
     import numpy as np

@@ -96,11 +96,15 @@ class LocalWorker:
         self._stop.set()
 
     def recover(self) -> list[int]:
-        """Mark runs whose worker died as interrupted and, with auto-resume, queue them again."""
+        """Mark runs whose worker died as interrupted and, with auto-resume, queue every
+        interrupted run again (those of dead workers and those of workers shut down mid-run)."""
+        from fakevoice.store.job_queue import list_interrupted_runs
+
         with store.session_scope() as session:
             orphans = store.mark_orphans_interrupted(session, self.stale_seconds)
-        if orphans and self.auto_resume:
-            resume_interrupted(orphans)
+            interrupted = list_interrupted_runs(session, backend="local")
+        if interrupted and self.auto_resume:
+            resume_interrupted(interrupted)
         return orphans
 
     def run(self, *, max_seconds: float | None = None, exit_when_idle: bool = False) -> None:

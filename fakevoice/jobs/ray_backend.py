@@ -18,6 +18,7 @@ from fakevoice import store
 from fakevoice.errors import FakeVoiceError
 from fakevoice.jobs.local import new_worker_id, resume_interrupted
 from fakevoice.settings import get_settings
+from fakevoice.store.job_queue import list_interrupted_runs
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +93,10 @@ class RayWorker:
         started = time.monotonic()
         last_beat = 0.0
         with store.session_scope() as session:
-            orphans = store.mark_orphans_interrupted(session, self.stale_seconds)
-        if orphans and get_settings().auto_resume:
-            resume_interrupted(orphans)
+            store.mark_orphans_interrupted(session, self.stale_seconds)
+            interrupted = list_interrupted_runs(session, backend="ray")
+        if interrupted and get_settings().auto_resume:
+            resume_interrupted(interrupted)
         try:
             while not self._stop.is_set():
                 self._reap(ray)

@@ -21,6 +21,7 @@ from fakevoice import store
 from fakevoice.errors import FakeVoiceError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric
+from fakevoice.tracking import RunTracker
 from fakevoice.training import CHECKPOINT_DIR, EpochRecord, TrainResult, train
 from fakevoice.trainspec import TrainSpec
 
@@ -42,9 +43,10 @@ def run_dir_for(run_id: int) -> Path:
 class StoreSink:
     """A training sink writing to the store, batching writes so training is not slowed down."""
 
-    def __init__(self, run_id: int, worker_id: str) -> None:
+    def __init__(self, run_id: int, worker_id: str, tracker: RunTracker | None = None) -> None:
         self.run_id = run_id
         self.worker_id = worker_id
+        self.tracker = tracker
         self._pending: list[BatchMetric] = []
         self._last_flush = 0.0
         self._last_stop_check = 0.0
@@ -71,6 +73,8 @@ class StoreSink:
                 seconds=record.seconds,
             )
             store.append_epoch_metrics(session, self.run_id, [metric])
+        if self.tracker is not None:
+            self.tracker.log_epoch(record)
 
     def on_progress(self, fraction: float, epoch: int) -> None:
         self._progress = (fraction, epoch)
@@ -108,19 +112,29 @@ def execute_run(run_id: int, worker_id: str) -> str:
     with store.session_scope() as session:
         run = store.get_run_for_worker(session, run_id)
     run_dir = run_dir_for(run_id)
+    tracker = RunTracker(on_notice=lambda text: add_notice(run_id, text))
+    # A run queued with a resume epoch continues from its checkpoint (and its MLflow run); one
+    # queued without (new, or restarted from scratch) must not pick up an old checkpoint.
+    resume = run.resume_from_epoch is not None
     try:
         spec = TrainSpec.from_dict(run.spec)
         with store.session_scope() as session:
             store.set_run_info(session, run_id, artefact_dir=str(run_dir), total_epochs=spec.epochs)
-        sink = StoreSink(run_id, worker_id)
+        mlflow_run_id = tracker.start(
+            run_id=run_id,
+            run_name=run.name,
+            owner_id=run.owner_id,
+            spec=run.spec,
+            resume_mlflow_run_id=run.mlflow_run_id if resume else None,
+        )
+        if mlflow_run_id is not None and mlflow_run_id != run.mlflow_run_id:
+            with store.session_scope() as session:
+                store.set_run_info(session, run_id, mlflow_run_id=mlflow_run_id)
+        sink = StoreSink(run_id, worker_id, tracker)
 
         def on_notice(text: str) -> None:
-            with store.session_scope() as session:
-                store.set_run_info(session, run_id, notice=text)
+            add_notice(run_id, text)
 
-        # A run queued with a resume epoch continues from its checkpoint; one queued without
-        # (new, or restarted from scratch) must not pick up an old checkpoint.
-        resume = run.resume_from_epoch is not None
         if not resume:
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         result = train(
@@ -136,12 +150,25 @@ def execute_run(run_id: int, worker_id: str) -> str:
         logger.warning("run %d: %s", run_id, exc)
         return "interrupted"
     except FakeVoiceError as exc:
+        tracker.finish("failed", None, {})
         return _finish(run_id, worker_id, "failed", str(exc))
     except Exception as exc:  # a bug, a full disk, an out-of-memory: the run must still end
         logger.error("run %d failed:\n%s", run_id, traceback.format_exc())
+        tracker.finish("failed", None, {})
         message = f"Training stopped because of an internal error ({type(exc).__name__}: {exc})."
         return _finish(run_id, worker_id, "failed", message)
-    return _complete(run.owner_id, run.name, run_id, worker_id, run_dir, result)
+    status = _complete(run.owner_id, run.name, run_id, worker_id, run_dir, result)
+    tracker.finish(status, run_dir if result.files else None, result.metrics)
+    return status
+
+
+def add_notice(run_id: int, text: str) -> None:
+    """Add a line for the user to the run's notice, keeping the lines already there."""
+    with store.session_scope() as session:
+        current = store.get_run_for_worker(session, run_id).notice
+        if current and text in current:
+            return
+        store.set_run_info(session, run_id, notice=f"{current} {text}" if current else text)
 
 
 def _complete(

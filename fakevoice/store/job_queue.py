@@ -238,6 +238,12 @@ def mark_orphans_interrupted(
     return marked
 
 
+def list_interrupted_runs(session: Session, *, backend: RunBackend = "local") -> list[int]:
+    """Ids of the interrupted runs of ``backend`` (a worker shut down or died during them)."""
+    statement = select(RunRow.id).where(RunRow.status == "interrupted", RunRow.backend == backend)
+    return list(session.scalars(statement.order_by(RunRow.id)).all())
+
+
 def completed_epochs(session: Session, run_id: int) -> int:
     """How many epochs of the run have stored metrics: the epoch (0-based) to resume from."""
     last = session.scalar(

@@ -6,9 +6,12 @@ Everything is session-scoped and built once:
   (``fakevoice dataset build-demo --size small``) into a temporary dataset folder;
 * ``streamlit_server`` starts ``streamlit run app.py`` as a subprocess on a free port, with
   ``FAKEVOICE_DATASET_DIR`` / ``FAKEVOICE_DATA_DIR`` pointing at temporary folders, and waits for
-  ``/_stcore/health`` to answer ``ok``;
+  ``/_stcore/health`` to answer ``ok``; beside it a real ``fakevoice worker`` process with the same
+  environment trains the runs the Train page queues; both are stopped at the end;
 * ``browser_context`` drives Debian's Chromium (``/usr/bin/chromium``) through the Python
-  ``playwright`` package with a fresh profile; ``playwright install`` is never needed.
+  ``playwright`` package with a fresh profile; ``playwright install`` is never needed. Its
+  microphone is Chromium's fake capture device playing ``microphone_wav`` (a few human clips of
+  the demo dataset), with the permission granted, so ``st.audio_input`` can record.
 
 The browser tests skip with a reason when Chromium or the ``playwright`` package is missing
 (``make test`` installs Chromium with apt). Screenshots go to ``test-artifacts/screenshots/``
@@ -55,6 +58,7 @@ CLEAN = "snr_inf"  # noise name of the clean level
 BUILD_TIMEOUT_S = 300.0
 HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+MICROPHONE_SECONDS = 4.0  # length of the fake microphone's (looped) recording
 ARTIFACTS = REPO / "test-artifacts" / "screenshots"
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 UPDATE_SCREENSHOTS_ENV = "FAKEVOICE_UPDATE_SCREENSHOTS"
@@ -68,19 +72,29 @@ class StreamlitServer:
         url: Base URL, e.g. ``http://127.0.0.1:38421``.
         log: File that receives the server's stdout and stderr.
         dataset_dir: The ``FAKEVOICE_DATASET_DIR`` the server reads.
+        worker_log: File that receives the ``fakevoice worker`` process's output.
     """
 
     url: str
     log: Path
     dataset_dir: Path
+    worker_log: Path
 
     def log_tail(self, max_chars: int = 6000) -> str:
         """The last ``max_chars`` characters of the server's output."""
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no server log)"
-        return text[-max_chars:]
+        return _tail(self.log, max_chars, "(no server log)")
+
+    def worker_log_tail(self, max_chars: int = 6000) -> str:
+        """The last ``max_chars`` characters of the worker's output."""
+        return _tail(self.worker_log, max_chars, "(no worker log)")
+
+
+def _tail(path: Path, max_chars: int, missing: str) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return missing
+    return text[-max_chars:]
 
 
 def _require_browser() -> None:
@@ -112,6 +126,8 @@ def _environment(root: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["FAKEVOICE_DATASET_DIR"] = str(root / "datasets")
     env["FAKEVOICE_DATA_DIR"] = str(root / "data")
+    env["FAKEVOICE_WORKER_POLL_SECONDS"] = "0.5"
+    env["OMP_NUM_THREADS"] = "1"  # tiny models on a shared 2-core machine train faster so
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -207,6 +223,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` (the worker's training children die with it); kill if it lingers."""
     if process.poll() is not None:
         return
     process.terminate()
@@ -221,7 +238,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def streamlit_server(
     browser_root: Path, browser_dataset: Path, clean_only_dataset: Path
 ) -> Iterator[StreamlitServer]:
-    """``streamlit run app.py`` on a free port, serving both datasets; stopped at the end."""
+    """``streamlit run app.py`` on a free port, serving both datasets, and a ``fakevoice worker``
+    with the same environment; both are stopped at the end."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = browser_root / "streamlit.log"
@@ -242,20 +260,66 @@ def streamlit_server(
         "--server.fileWatcherType",
         "none",
     ]
+    worker_log = browser_root / "worker.log"
+    env = _environment(browser_root)
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=_environment(browser_root), stdout=sink, stderr=sink
-        )
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=sink)
     try:
-        _wait_healthy(process, url, log)
-        yield StreamlitServer(url=url, log=log, dataset_dir=browser_root / "datasets")
+        with worker_log.open("wb") as sink:
+            worker = subprocess.Popen(
+                [*_fakevoice_command(), "worker"], cwd=REPO, env=env, stdout=sink, stderr=sink
+            )
+        try:
+            _wait_healthy(process, url, log)
+            if worker.poll() is not None:
+                pytest.fail(
+                    f"the fakevoice worker exited at once (exit {worker.returncode}):\n"
+                    + _tail(worker_log, 6000, "(no worker log)")
+                )
+            yield StreamlitServer(
+                url=url,
+                log=log,
+                dataset_dir=browser_root / "datasets",
+                worker_log=worker_log,
+            )
+        finally:
+            _stop(worker)
     finally:
         _stop(process)
 
 
 @pytest.fixture(scope="session")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """Headless Debian Chromium with a fresh profile and a 1400x1000 viewport."""
+def microphone_wav(browser_root: Path, browser_dataset: Path) -> Path:
+    """What the fake microphone hears: human clips of the demo dataset, joined to a few seconds.
+
+    A 16-bit PCM WAV (what Chromium's ``--use-file-for-fake-audio-capture`` reads), 16 kHz mono.
+    """
+    import numpy as np
+
+    from fakevoice.audio import load_audio, write_wav
+    from fakevoice.datasets.manifest import read_manifest
+
+    manifest = read_manifest(browser_dataset)
+    clips = sorted(set(manifest.loc[manifest["class"] == "bonafide", "clip_path"]))
+    pieces: list[np.ndarray] = []
+    total = 0
+    for clip in clips:
+        samples = load_audio(browser_dataset / clip).samples
+        pieces += [samples, np.zeros(1600, dtype=np.float32)]  # 0.1 s pause between clips
+        total += samples.size + 1600
+        if total >= MICROPHONE_SECONDS * 16000:
+            break
+    path = browser_root / "microphone.wav"
+    write_wav(path, np.concatenate(pieces), 16000)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser_context(
+    tmp_path_factory: pytest.TempPathFactory, microphone_wav: Path
+) -> Iterator[BrowserContext]:
+    """Headless Debian Chromium with a fresh profile, a 1400x1000 viewport, downloads allowed and
+    a fake microphone (``microphone_wav``, looped) that pages may use without asking."""
     _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -265,8 +329,15 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browse
             str(profile),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=[
+                *CHROMIUM_ARGS,
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-audio-capture={microphone_wav}",
+            ],
             viewport=VIEWPORT,  # type: ignore[arg-type]
+            accept_downloads=True,
+            permissions=["microphone"],
         )
         context.set_default_timeout(30_000)
         try:
@@ -306,6 +377,7 @@ def app_page(
         print(f"\nfailure screenshot: {shot}")
         print("--- browser console ---\n" + "\n".join(messages[-50:]))
         print("--- streamlit server output ---\n" + streamlit_server.log_tail())
+        print("--- worker output ---\n" + streamlit_server.worker_log_tail())
     page.close()
 
 
@@ -320,18 +392,23 @@ def _main_scroll_height(page: Page) -> int:
     return height
 
 
-def save_screenshot(page: Page, name: str) -> Path:
-    """Save a full-page PNG of ``page`` as ``test-artifacts/screenshots/<name>.png``.
+def save_screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save a PNG of ``page`` as ``test-artifacts/screenshots/<name>.png``.
 
-    Streamlit scrolls inside its main container, so the viewport is stretched to the content's
-    height for the shot and restored afterwards. With ``FAKEVOICE_UPDATE_SCREENSHOTS=1`` the
-    file is also copied to ``docs/screenshots/<name>.png``.
+    With ``full_page`` the whole page: Streamlit scrolls inside its main container, so the
+    viewport is stretched to the content's height for the shot and restored afterwards. Without
+    it, what the viewport shows now (smaller files, for long pages). With
+    ``FAKEVOICE_UPDATE_SCREENSHOTS=1`` the file is also copied to ``docs/screenshots/<name>.png``.
 
     Returns:
         The path of the saved screenshot.
     """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    if not full_page:
+        page.screenshot(path=str(path))
+        _publish(path)
+        return path
     viewport = page.viewport_size or VIEWPORT
     height = max(viewport["height"], _main_scroll_height(page))
     page.set_viewport_size({"width": viewport["width"], "height": height})
@@ -340,13 +417,18 @@ def save_screenshot(page: Page, name: str) -> Path:
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size({"width": viewport["width"], "height": viewport["height"]})
-    if os.environ.get(UPDATE_SCREENSHOTS_ENV) == "1":
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+    _publish(path)
     return path
 
 
+def _publish(path: Path) -> None:
+    """Copy a screenshot to ``docs/screenshots/`` when ``FAKEVOICE_UPDATE_SCREENSHOTS=1``."""
+    if os.environ.get(UPDATE_SCREENSHOTS_ENV) == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+
+
 @pytest.fixture
-def screenshot() -> Callable[[Page, str], Path]:
+def screenshot() -> Callable[..., Path]:
     """The :func:`save_screenshot` helper, as a fixture."""
     return save_screenshot

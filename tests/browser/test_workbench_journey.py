@@ -1,0 +1,380 @@
+"""The whole job in a real browser: register, train and watch, stop, results, download, verdicts
+by upload and by microphone, share the model, and find it signed out.
+
+The server is a real ``streamlit run app.py`` with a real ``fakevoice worker`` beside it (see
+``conftest.py``); the microphone is Chromium's fake capture device playing human clips of the
+demo dataset. Each step waits on what a person would see; nothing here sleeps to pass.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+    from .conftest import StreamlitServer
+
+pytestmark = pytest.mark.browser
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is missing"
+).expect
+
+TIMEOUT_MS = 90_000  # a slow, shared 2-core machine: page runs and uploads
+TRAIN_TIMEOUT_MS = 240_000  # a worker child process starting torch, then two epochs
+USERNAME = "journey"
+DISPLAY_NAME = "Journey Tester"
+PASSWORD = "correct horse battery"
+COOKIE_NAME = "fakevoice_auth"  # settings.cookie_name's default
+HAS_COOKIE = "name => document.cookie.split('; ').some(c => c.startsWith(name + '='))"
+FINISHED_RUN = "journey-2ep"
+STOPPED_RUN = "journey-stop"
+LONG_EPOCHS = 50  # long enough to watch it learn; it is stopped long before the end
+VERDICT = re.compile(r"(Human|Machine-generated|Inconclusive)$")
+PROBABILITIES = re.compile(r"P\(human\) = \d+\.\d% · P\(machine\) = \d+\.\d%")
+PROGRESS = re.compile(rf"Epoch \d+ of {LONG_EPOCHS} \(\d+% of the run\)")
+PAST_TWO_EPOCHS = re.compile(rf"Epoch ([3-9]|[1-9]\d) of {LONG_EPOCHS} ")
+
+
+# --- small helpers: what a person does -----------------------------------------------------------
+
+
+def _wait_for_script(page: Page) -> None:
+    """Wait until the app is connected and its script (or fragment) has finished running."""
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=TIMEOUT_MS)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT_MS)
+
+
+def _keyed(page: Page, key: str) -> Locator:
+    """The element of the widget with ``key`` (Streamlit's ``st-key-<key>`` class)."""
+    return page.locator(f".st-key-{re.sub(r'[^a-zA-Z0-9_-]', '-', key)}")
+
+
+def _button(page: Page, key: str) -> Locator:
+    """The visible button of the widget with ``key`` (a button with a tooltip has a hidden twin)."""
+    return _keyed(page, key).get_by_role("button")
+
+
+def _choose(page: Page, label: str, option: str | re.Pattern[str], typed: str) -> None:
+    """Pick an option in the selectbox labelled ``label``: type ``typed``, click the option."""
+    combobox = page.get_by_role("combobox", name=label, exact=True)
+    combobox.click()
+    page.keyboard.type(typed)
+    page.get_by_role("option", name=option, exact=isinstance(option, str)).click()
+    expect(combobox).to_have_value(option, timeout=TIMEOUT_MS)
+    _wait_for_script(page)
+
+
+def _type_into(page: Page, key: str, text: str) -> None:
+    """Replace a text or number input's value and commit it with Enter."""
+    field = _keyed(page, key).locator("input")
+    field.fill(text)
+    field.press("Enter")
+    expect(field).to_have_value(text, timeout=TIMEOUT_MS)
+    _wait_for_script(page)
+
+
+def _go_to(page: Page, title: str, heading: str | re.Pattern[str]) -> None:
+    """Open a page from the sidebar navigation and wait for its heading."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    expect(page.locator("h1", has_text=heading)).to_be_visible(timeout=TIMEOUT_MS)
+    _wait_for_script(page)
+
+
+def _open_expander(page: Page, title: str) -> Locator:
+    """Expand the expander titled ``title`` (if it is closed); returns it."""
+    expander = page.get_by_test_id("stExpander").filter(has_text=title).first
+    if expander.locator("details").first.get_attribute("open") is None:
+        expander.locator("summary").first.click()
+    expect(expander.get_by_test_id("stExpanderDetails").first).to_be_visible(timeout=TIMEOUT_MS)
+    return expander
+
+
+def _grid(page: Page, text: str) -> Locator:
+    """The data grids whose cells contain ``text``."""
+    return page.get_by_test_id("stDataFrame").filter(has_text=text)
+
+
+def _verdict_card(page: Page) -> Locator:
+    """The verdict card's title: Human, Machine-generated or Inconclusive."""
+    return page.locator("h3").filter(has_text=VERDICT)
+
+
+def _centre(locator: Locator) -> None:
+    """Scroll ``locator`` to the middle of the viewport (for a viewport screenshot)."""
+    locator.evaluate("e => e.scrollIntoView({block: 'center'})")
+    locator.page.mouse.move(0, 0)
+
+
+def _scroll_to_top(locator: Locator) -> None:
+    """Scroll ``locator`` to the top of the viewport (for a viewport screenshot)."""
+    locator.evaluate("e => e.scrollIntoView({block: 'start'})")
+    locator.page.mouse.move(0, 0)
+
+
+def _download(page: Page, key: str, tmp_path: Path) -> tuple[str, Path]:
+    """Click the download button with ``key``; returns the suggested file name and the file."""
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        _button(page, key).click()
+    download = info.value
+    assert download.failure() is None, download.failure()
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    return download.suggested_filename, path
+
+
+# --- the steps -----------------------------------------------------------------------------------
+
+
+def _register(page: Page, url: str) -> None:
+    page.goto(url)
+    _wait_for_script(page)
+    page.get_by_role("tab", name="Register").click()
+    fields = {
+        "register_username": USERNAME,
+        "register_name": DISPLAY_NAME,
+        "register_password": PASSWORD,
+        "register_repeat": PASSWORD,
+    }
+    for key, value in fields.items():
+        _keyed(page, key).locator("input").fill(value)
+    page.get_by_test_id("stFormSubmitButton").filter(has_text="Register").click()
+    expect(page.locator("h1", has_text=f"Welcome, {DISPLAY_NAME}")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    expect(page.get_by_text("No run yet: open Train to start one.")).to_be_visible()
+    expect(page.get_by_test_id("stSidebar")).to_contain_text(f"Signed in as {DISPLAY_NAME}")
+    # The sign-in cookie is written in the browser by the run after the form.
+    page.wait_for_function(HAS_COOKIE, arg=COOKIE_NAME, timeout=TIMEOUT_MS)
+
+
+def _datasets(page: Page, dataset: str) -> None:
+    _go_to(page, "Datasets", "Datasets")
+    _choose(page, "Dataset", dataset, dataset)
+    expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def _fill_run_form(page: Page, dataset: str, name: str, epochs: int, batch_size: int) -> None:
+    """Choose the dataset, specnet, epochs and batch size on the Train page's "New run" form."""
+    _open_expander(page, "New run")
+    _choose(page, "Dataset", dataset, dataset)
+    expect(page.get_by_text("This choice selects")).to_be_visible(timeout=TIMEOUT_MS)
+    _choose(page, "Architecture", re.compile(r"^specnet: "), "specnet")
+    _type_into(page, "train_run_name", name)
+    _type_into(page, "train_epochs", str(epochs))
+    _type_into(page, "train_batch_size", str(batch_size))
+
+
+def _start(page: Page, name: str) -> None:
+    _button(page, "train_start").click()
+    expect(page.get_by_role("heading", name=f"Run '{name}'")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page).to_have_url(re.compile(r"[?&]run=\d+"), timeout=TIMEOUT_MS)
+
+
+def _train_finished_run(page: Page, dataset: str) -> None:
+    """Two epochs of specnet with a small batch, from queued through the live panel to the end."""
+    _go_to(page, "Train", "Train")
+    _fill_run_form(page, dataset, FINISHED_RUN, epochs=2, batch_size=8)
+    _start(page, FINISHED_RUN)
+    # The live panel opens at once (the worker needs seconds just to start its child process).
+    progress = page.get_by_test_id("stProgress")
+    expect(progress).to_contain_text(re.compile(r"Epoch \d of 2 \(\d+% of the run\)"))
+    expect(_button(page, "train_stop")).to_be_visible()
+    expect(page.get_by_text("Finished after 2 epoch(s).")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(_keyed(page, "train_stop")).to_have_count(0)
+
+
+def _watch_and_stop_run(page: Page, dataset: str, screenshot: Callable[..., Path]) -> None:
+    """A long run: the progress text and the loss chart update while it runs; Stop ends it."""
+    _fill_run_form(page, dataset, STOPPED_RUN, epochs=LONG_EPOCHS, batch_size=4)
+    _start(page, STOPPED_RUN)
+    progress = page.get_by_test_id("stProgress")
+    expect(page.get_by_text(re.compile(r"^Running on "))).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    chart = page.get_by_test_id("stVegaLiteChart")
+    expect(chart.first).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(progress).to_have_text(PROGRESS)
+    first = progress.inner_text().strip()
+    # The panel redraws itself: the text moves on without any click or reload, and finished
+    # epochs fill the table below the chart.
+    expect(progress).not_to_have_text(first, timeout=TRAIN_TIMEOUT_MS)
+    expect(progress).to_contain_text(PAST_TWO_EPOCHS, timeout=TRAIN_TIMEOUT_MS)
+    expect(page.get_by_text("No epoch has finished yet.")).to_have_count(0)
+    stop = _button(page, "train_stop")
+    expect(stop).to_be_visible()  # still running: the chart above was drawn live
+    expect(chart.first).to_be_visible()
+    page.mouse.move(0, 0)
+    screenshot(page, "train", full_page=False)
+
+    stop.click()
+    expect(page.get_by_text(re.compile(r"^Stopped after \d+ epoch\(s\)"))).to_be_visible(
+        timeout=TRAIN_TIMEOUT_MS
+    )
+    expect(stop).to_have_count(0)
+    expect(_grid(page, STOPPED_RUN)).to_contain_text("cancelled", timeout=TIMEOUT_MS)
+
+
+def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[..., Path]) -> None:
+    """Open the finished run again: metrics, confusion matrix, ROC, table, downloads."""
+    _choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
+    _button(page, "train_open").click()
+    expect(page.get_by_role("heading", name=f"Run '{FINISHED_RUN}'")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    expect(page.get_by_text("Finished after 2 epoch(s).")).to_be_visible(timeout=TIMEOUT_MS)
+    _wait_for_script(page)
+    metrics = page.get_by_test_id("stMetric")
+    for label in ("Accuracy", "Macro F1", "EER", "AUC"):
+        value = metrics.filter(has_text=label).first.get_by_test_id("stMetricValue")
+        expect(value).to_have_text(re.compile(r"^(\d+(\.\d+)?%?|n/a)$"))
+    expect(page.get_by_text("Confusion matrix", exact=True)).to_be_visible()
+    # Loss curves, confusion matrix and ROC.
+    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=TIMEOUT_MS)
+    _scroll_to_top(page.get_by_text("Finished after 2 epoch(s)."))
+    screenshot(page, "train-results", full_page=False)
+
+    name, model = _download(page, "train_download_model.pkl", tmp_path)
+    assert name.endswith("model.pkl"), name
+    assert model.stat().st_size > 0
+    with zipfile.ZipFile(model) as archive:  # torch.save's zip format, as fastai exports it
+        assert any(entry.endswith("/data.pkl") for entry in archive.namelist()), archive.namelist()
+
+    name, bundle = _download(page, "train_download_bundle", tmp_path)
+    assert name.endswith("bundle.zip"), name
+    with zipfile.ZipFile(bundle) as archive:
+        assert {"model.safetensors", "manifest.json"} <= set(archive.namelist())
+
+
+def _evaluate_upload(page: Page, clip: Path, screenshot: Callable[..., Path]) -> None:
+    """From the run's "Evaluate this model" link: the model is chosen; upload a clip."""
+    page.get_by_role("link", name="Evaluate this model").click()
+    expect(page.locator("h1", has_text="Evaluate")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page).to_have_url(re.compile(r"/evaluate\?model=\d+"), timeout=TIMEOUT_MS)
+    _wait_for_script(page)
+    expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(
+        f"{FINISHED_RUN} · specnet"
+    )
+    expect(page.get_by_text("No verdicts yet.")).to_be_visible()
+
+    _keyed(page, "eval_upload").locator("input[type=file]").set_input_files(clip)
+    card = _verdict_card(page)
+    expect(card).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(PROBABILITIES)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+\.\d\d s · 16000 Hz · 1 channel\(s\)"))).to_be_visible()
+    expect(page.get_by_text("What the model sees")).to_be_visible()
+    expect(_grid(page, clip.name)).to_have_count(1, timeout=TIMEOUT_MS)  # logged in my history
+    _wait_for_script(page)
+    _centre(card)
+    screenshot(page, "evaluate", full_page=False)
+
+
+def _evaluate_microphone(page: Page) -> None:
+    """Record a few seconds from the (fake) microphone with st.audio_input; get a verdict."""
+    _keyed(page, "eval_source").get_by_text("Record in the browser").click()
+    expect(page.get_by_text("Upload a recording or record one to get a verdict.")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    expect(_verdict_card(page)).to_have_count(0)
+    recorder = _keyed(page, "eval_record")
+    recorder.get_by_role("button", name="Record", exact=True).click()
+    stop = recorder.get_by_role("button", name="Stop recording")
+    expect(stop).to_be_visible(timeout=TIMEOUT_MS)
+    # Record until the widget's clock shows at least two seconds.
+    expect(recorder.get_by_test_id("stAudioInputWaveformTimeCode")).to_have_text(
+        re.compile(r"^(00:0[2-9]|00:[1-5]\d|\d\d:\d\d:\d\d)"), timeout=TIMEOUT_MS
+    )
+    stop.click()
+    card = _verdict_card(page)
+    expect(card).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(PROBABILITIES)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+\.\d\d s · \d+ Hz · 1 channel\(s\)"))).to_be_visible()
+    _wait_for_script(page)
+
+
+def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
+    """Profile: open the finished run and make its model public."""
+    _go_to(page, "Profile", "My profile")
+    _choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
+    details = page.get_by_test_id("stMetric")
+    expect(details.filter(has_text="status").get_by_test_id("stMetricValue")).to_have_text(
+        "succeeded"
+    )
+    expect(details.filter(has_text="epochs").get_by_test_id("stMetricValue")).to_have_text("2/2")
+    page.get_by_role("button", name="Make public").click()
+    expect(page.get_by_text(f"Model '{FINISHED_RUN}' is public now.")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    _wait_for_script(page)
+    expect(page.get_by_role("button", name="Make private")).to_be_visible()
+    _scroll_to_top(page.get_by_role("heading", name=FINISHED_RUN))
+    screenshot(page, "profile", full_page=False)
+
+
+def _dashboard(page: Page, screenshot: Callable[..., Path]) -> None:
+    _go_to(page, "Home", f"Welcome, {DISPLAY_NAME}")
+    expect(_grid(page, STOPPED_RUN)).not_to_have_count(0, timeout=TIMEOUT_MS)
+    expect(page.get_by_text("No verdict yet", exact=False)).to_have_count(0)
+    page.mouse.move(0, 0)
+    screenshot(page, "home-dashboard", full_page=False)
+
+
+def _signed_out_sees_public_model(page: Page, url: str, screenshot: Callable[..., Path]) -> None:
+    _button(page, "auth_sign_out").click()
+    expect(page.locator("h1", has_text="Fake Voice Workbench")).to_be_visible(timeout=TIMEOUT_MS)
+    # The sign-in cookie is deleted by the run after the click, in the browser; then a new
+    # visit is a stranger's.
+    page.wait_for_function(f"name => !({HAS_COOKIE})(name)", arg=COOKIE_NAME, timeout=TIMEOUT_MS)
+    page.goto(url)
+    _wait_for_script(page)
+    expect(page.get_by_role("tab", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Signed in as")
+    public = _grid(page, FINISHED_RUN)
+    expect(public).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(public).to_contain_text(USERNAME)
+    expect(page.get_by_text("No model has been made public yet.")).to_have_count(0)
+    expect(_grid(page, STOPPED_RUN)).to_have_count(0)  # the other run's model stays private
+    _centre(page.get_by_role("heading", name="Public models"))
+    screenshot(page, "home-signed-out", full_page=False)
+
+
+def _upload_clip(dataset: Path, out: Path) -> Path:
+    """A machine-made clip of the dataset, copied to ``out`` under a plain name."""
+    from fakevoice.datasets.manifest import read_manifest
+
+    manifest = read_manifest(dataset)
+    spoofs = sorted(set(manifest.loc[manifest["class"] != "bonafide", "clip_path"]))
+    path = out / "suspicious-call.wav"
+    path.write_bytes((dataset / spoofs[0]).read_bytes())
+    return path
+
+
+def test_register_train_stop_download_evaluate_share(
+    app_page: Page,
+    streamlit_server: StreamlitServer,
+    browser_dataset: Path,
+    tmp_path: Path,
+    screenshot: Callable[..., Path],
+) -> None:
+    page = app_page
+    page.set_default_timeout(TIMEOUT_MS)
+    dataset = browser_dataset.name
+    clip = _upload_clip(browser_dataset, tmp_path)
+
+    _register(page, streamlit_server.url)
+    _datasets(page, dataset)
+    _train_finished_run(page, dataset)
+    _watch_and_stop_run(page, dataset, screenshot)
+    _results_and_downloads(page, tmp_path, screenshot)
+    _evaluate_upload(page, clip, screenshot)
+    _evaluate_microphone(page)
+    history = page.get_by_test_id("stDataFrame").last.locator("table tbody tr")
+    expect(history).to_have_count(2, timeout=TIMEOUT_MS)  # the upload and the recording
+    _share_model(page, screenshot)
+    _dashboard(page, screenshot)
+    _signed_out_sees_public_model(page, streamlit_server.url, screenshot)

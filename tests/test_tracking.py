@@ -1,0 +1,149 @@
+"""MLflow tracking of training runs: a real ``fakevoice worker`` trains, the MLflow client reads the
+run back from the default local store; an unreachable tracking server never fails a run; and
+``fakevoice runs export`` writes the runs' key figures as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_jobs import FAKEVOICE, finish, get_run, start_worker, submit
+from test_training import DATASET, quick_spec, tiny_dataset_root
+
+from fakevoice import store, tracking
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor
+
+pytest.importorskip("mlflow", reason="MLflow tracking needs the 'mlflow-skinny' package")
+
+
+@pytest.fixture(scope="module")
+def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    base = tmp_path_factory.mktemp("tracking")
+    datasets = base / "datasets"
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets / DATASET)
+    env = {
+        "FAKEVOICE_DATA_DIR": str(base / "data"),
+        "FAKEVOICE_DATASET_DIR": str(datasets),
+        "FAKEVOICE_DATABASE_URL": f"sqlite:///{base / 'data' / 'tracking.sqlite'}",
+        "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
+        "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "8",
+        "FAKEVOICE_CLI_USER": "tracker",
+        "OMP_NUM_THREADS": "1",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        store.init_db()
+        yield env
+        store.dispose_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def actor(workbench: dict[str, str]) -> Actor:
+    with store.session_scope() as session:
+        return store.get_or_create_user(session, "tracker").actor
+
+
+def test_flatten_params_names_nested_options() -> None:
+    params = tracking.flatten_params(
+        {"arch": "specnet", "noise_levels": ["snr_inf", "snr_20db"], "augment": {"mixup": 0.2},
+         "learning_rate": None}
+    )  # fmt: skip
+    assert params == {
+        "arch": "specnet",
+        "noise_levels": "snr_inf,snr_20db",
+        "augment.mixup": "0.2",
+        "learning_rate": "none",
+    }
+
+
+def test_worker_run_is_tracked_in_mlflow(workbench: dict[str, str], actor: Actor) -> None:
+    from mlflow.tracking import MlflowClient
+
+    run_id = submit(actor, "tracked", quick_spec(epochs=2))
+    finish(start_worker(workbench, "--once"))
+
+    run = get_run(actor, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.mlflow_run_id, "the run does not name its MLflow run"
+    assert (Path(workbench["FAKEVOICE_DATA_DIR"]) / "mlruns" / "mlflow.db").is_file()
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri())
+    logged = client.get_run(run.mlflow_run_id)
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "tracked"
+    assert logged.data.tags["fakevoice.run_id"] == str(run_id)
+    params = logged.data.params
+    assert params["arch"] == "specnet" and params["dataset"] == DATASET and params["epochs"] == "2"
+    assert params["augment.mixup"] == "0.0"
+    for name in ("train_loss", "valid_loss", "accuracy", "macro_f1", "eer"):
+        history = client.get_metric_history(run.mlflow_run_id, name)
+        assert sorted(m.step for m in history) == [0, 1], name
+    assert 0.0 <= logged.data.metrics["final_accuracy"] <= 1.0
+    top = {a.path for a in client.list_artifacts(run.mlflow_run_id)}
+    assert {"history.csv", "confusion.json", "confusion.png", "metrics.json", "bundle"} <= top
+    bundle = {a.path for a in client.list_artifacts(run.mlflow_run_id, "bundle")}
+    assert bundle == {"bundle/model.safetensors", "bundle/manifest.json"}
+    local = client.download_artifacts(
+        run.mlflow_run_id, "history.csv", str(Path(workbench["FAKEVOICE_DATA_DIR"]))
+    )
+    assert Path(local).read_text().splitlines()[0].startswith("epoch,")
+
+
+def test_unreachable_tracking_server_never_fails_a_run(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run_id = submit(actor, "untracked", quick_spec(epochs=1))
+    env = {**workbench, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # fmt: skip
+    output = finish(start_worker(env, "--once"))
+    run = get_run(actor, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.mlflow_run_id is None
+    assert run.notice is not None and "MLflow tracking failed" in run.notice, output
+    assert "MLflow tracking failed" in output
+
+
+def test_runs_export_writes_every_run_with_key_metrics(
+    workbench: dict[str, str], actor: Actor, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs.csv"
+    result = subprocess.run(
+        [str(FAKEVOICE), "runs", "export", "--out", str(out)],
+        env={**os.environ, **workbench},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(out.read_text()))}
+    assert set(rows) == {"tracked", "untracked"}
+    tracked = rows["tracked"]
+    assert tracked["status"] == "succeeded" and tracked["arch"] == "specnet"
+    assert tracked["epochs"] == "2" and tracked["dataset"] == DATASET
+    assert 0.0 <= float(tracked["best_eer"]) <= float(tracked["final_eer"]) <= 1.0
+    assert 0.0 <= float(tracked["accuracy"]) <= 1.0 and tracked["finished"]
+    assert tracked["mlflow_run_id"] == get_run(actor, int(tracked["id"])).mlflow_run_id
+    assert rows["untracked"]["mlflow_run_id"] == ""
+
+    failed = subprocess.run(
+        [str(FAKEVOICE), "runs", "export", "--out", str(tmp_path / "missing" / "x.csv")],
+        env={**os.environ, **workbench},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
