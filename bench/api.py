@@ -98,7 +98,8 @@ def store_models(names: list[str], seconds: float) -> tuple[Actor, str, dict[str
         sha256_file,
     )
     from fakevoice.features import FeatureSpec
-    from fakevoice.models.learners import build_inference_model
+    from fakevoice.models.learners import arch_config
+    from fakevoice.models.registry import get_arch
     from fakevoice.services import tokens
     from fakevoice.settings import get_settings
 
@@ -125,8 +126,11 @@ def store_models(names: list[str], seconds: float) -> tuple[Actor, str, dict[str
             "sample_rate": 16000,
             "clip_samples": int(seconds * 16000) if image else 64600,
         }
+        model, _ = get_arch(name).build(2)  # the network training makes today
+        if (config := arch_config(model)) is not None:
+            manifest["arch_config"] = config
         folder = get_settings().data_dir / "models" / name
-        save_bundle(build_inference_model(manifest), manifest, folder)
+        save_bundle(model, manifest, folder)
         with store.session_scope() as session:
             ids[name] = store.add_model(
                 session,

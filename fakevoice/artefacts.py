@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 import fakevoice
 from fakevoice import metrics
+from fakevoice.models.learners import arch_config
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -49,14 +50,23 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def model_manifest(
-    spec: TrainSpec, class_names: list[str], feature_spec: dict[str, Any]
+    spec: TrainSpec,
+    class_names: list[str],
+    feature_spec: dict[str, Any],
+    arch_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON that lets any face of the workbench rebuild and feed the model without pickle."""
+    """The JSON that lets any face of the workbench rebuild and feed the model without pickle.
+
+    ``arch_config`` holds what, beyond the arch name, rebuilds the network (e.g. SpecNet's input
+    pooling); it is left out when the architecture has none.
+    """
     import fastai
 
+    config = {"arch_config": arch_config} if arch_config is not None else {}
     return {
         "format": MANIFEST_FORMAT,
         "arch": spec.arch,
+        **config,
         "task": spec.task,
         "class_names": class_names,
         "input_kind": spec.input_kind,
@@ -156,7 +166,8 @@ def write_run_artefacts(
     report["valid_items"] = len(data.valid)
 
     learn.export(run_dir / "model.pkl")
-    save_bundle(learn.model, model_manifest(spec, data.class_names, data.feature_spec), run_dir)
+    manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))
+    save_bundle(learn.model, manifest, run_dir)
     write_history_csv(history, run_dir / "history.csv")
     cm = np.asarray(report["confusion_matrix"], dtype=np.int64)
     _atomic_write_text(

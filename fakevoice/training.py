@@ -34,7 +34,7 @@ from fastai.losses import CrossEntropyLossFlat
 from fakevoice import metrics
 from fakevoice.datasets.loaders import ImageItems, WaveformItems
 from fakevoice.datasets.manifest import read_manifest
-from fakevoice.datasets.splits import split_valid_mask
+from fakevoice.datasets.splits import split_masks
 from fakevoice.errors import DatasetError, InvalidSpecError
 from fakevoice.models.learners import build_learner_model, pick_device
 from fakevoice.trainspec import TrainSpec
@@ -199,19 +199,18 @@ def prepare_data(spec: TrainSpec, dataset_root: Path) -> PreparedData:
             "The selection needs bona fide items and at least one generator's items to train a "
             f"detector; it has only: {', '.join(sorted(classes_present))}."
         )
-    valid_mask = np.asarray(
-        split_valid_mask(
-            frame,
-            by=spec.split_by,
-            valid_fraction=spec.valid_fraction,
-            seed=spec.seed,
-            holdout=list(spec.holdout) if spec.holdout else None,
-        ),
-        dtype=bool,
+    # In generator mode some rows belong to neither side (held-out spoofs of training utterances,
+    # seen-generator spoofs of validation utterances); they are left out, not validated on.
+    train_mask, valid_mask = split_masks(
+        frame,
+        by=spec.split_by,
+        valid_fraction=spec.valid_fraction,
+        seed=spec.seed,
+        holdout=list(spec.holdout) if spec.holdout else None,
     )
     train, valid = (
-        frame[~valid_mask].reset_index(drop=True),
-        frame[valid_mask].reset_index(drop=True),
+        frame[np.asarray(train_mask, dtype=bool)].reset_index(drop=True),
+        frame[np.asarray(valid_mask, dtype=bool)].reset_index(drop=True),
     )
     if len(train) < 2 or len(valid) < 1:
         raise DatasetError(

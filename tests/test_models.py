@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.models import ARCH_NAMES, count_parameters, get_arch, list_archs, pick_device
+from fakevoice.models.learners import build_inference_model
 from fakevoice.models.registry import imagenet_weight_files
 from fakevoice.models.specnet import SpecNet
 
@@ -182,3 +183,27 @@ def test_pick_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidSpecError, match="GPU"):
             pick_device("cuda")
+
+
+def test_specnet_pools_its_input_and_records_how(rng: np.random.Generator) -> None:
+    images = torch.from_numpy(rng.standard_normal((2, 3, 224, 224)).astype(np.float32))
+    model = SpecNet(n_classes=2).eval()
+    assert model.config() == {"input_pool": 2}
+    legacy = SpecNet.from_config(2, None).eval()  # a bundle written before the stem existed
+    assert legacy.input_pool == 1
+    legacy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        pooled = torch.nn.functional.avg_pool2d(images, 2)
+        # The stem is a plain 2 x 2 average: the legacy network fed pooled images agrees.
+        assert torch.allclose(model(images), legacy(pooled), atol=1e-5)
+        assert not torch.allclose(model(images), legacy(images), atol=1e-3)
+
+
+def test_specnet_manifest_config_round_trips_and_bad_values_are_refused() -> None:
+    manifest = {"arch": "specnet", "class_names": ["bonafide", "spoof"]}
+    assert build_inference_model(manifest).input_pool == 1  # type: ignore[union-attr]
+    rebuilt = build_inference_model({**manifest, "arch_config": {"input_pool": 4}})
+    assert rebuilt.input_pool == 4  # type: ignore[union-attr]
+    for bad in ({"input_pool": 3}, {"input_pool": "2"}, {"input_pool": True}, {"depth": 9}, [2]):
+        with pytest.raises(ModelFileError, match="arch_config"):
+            build_inference_model({**manifest, "arch_config": bad})

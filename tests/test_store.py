@@ -365,6 +365,27 @@ def test_requeue_resumes_and_drops_later_metrics(db: str, people: People) -> Non
             store.requeue_run(session, people.owner, run.id)
 
 
+def test_safety_net_status_change_is_quiet_about_finished_runs(
+    db: str, people: People, caplog: pytest.LogCaptureFixture
+) -> None:
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "finished", SPEC)
+        store.claim_next_queued_run(session, "w1")
+        assert store.set_status(session, run.id, "succeeded", worker_id="w1")
+    with caplog.at_level("WARNING", logger="fakevoice.store.job_queue"):
+        with store.session_scope(db) as session:
+            # A worker reaping the ended child: the run already finished, nothing to say.
+            assert not store.set_status(
+                session, run.id, "failed", worker_id="w1", if_still_running=True
+            )
+        assert not caplog.records
+        with store.session_scope(db) as session:
+            assert not store.set_status(session, run.id, "failed", worker_id="w1")
+        assert "not moved to failed" in caplog.text
+    with store.session_scope(db) as session:
+        assert store.get_run(session, people.owner, run.id).status == "succeeded"
+
+
 def test_worker_resumes_interrupted_run_after_last_epoch(db: str, people: People) -> None:
     with store.session_scope(db) as session:
         run = store.create_run(session, people.owner, "long", SPEC)
@@ -491,6 +512,20 @@ def test_model_names_sharing_and_checksum_lookup(db: str, people: People) -> Non
         assert store.find_model_by_sha256(session, "ff" * 32) is None
         with pytest.raises(PermissionDeniedError):
             store.list_models(session, people.owner, all_users=True)
+
+
+def test_find_model_by_name_prefers_own_then_public(db: str, people: People) -> None:
+    own = _add_model(db, people.owner, "shared-name", sha="0f")
+    theirs = _add_model(db, people.other, "shared-name", sha="1e", public=True)
+    _add_model(db, people.other, "secret", sha="2d")
+    with store.session_scope(db) as session:
+        found = store.find_model_by_name(session, people.owner, "shared-name")
+        assert found is not None and found.id == own
+        seen_by_other = store.find_model_by_name(session, people.other, "shared-name")
+        assert seen_by_other is not None and seen_by_other.id == theirs
+        assert store.find_model_by_name(session, people.admin, "shared-name").id == theirs  # type: ignore[union-attr]
+        assert store.find_model_by_name(session, people.owner, "secret") is None  # private
+        assert store.find_model_by_name(session, people.owner, "absent") is None
 
 
 def test_model_can_name_only_a_visible_run(db: str, people: People) -> None:

@@ -191,6 +191,16 @@ def test_class_names_and_labels(dataset_root: Path) -> None:
     assert binary.feature_spec["image_height"] == FEATURES.image_height
 
 
+def test_generator_split_validates_on_unseen_attacks_only(dataset_root: Path) -> None:
+    data = prepare_data(quick_spec(split_by="generator", holdout=("world",)), dataset_root)
+    assert "world" not in set(data.train["class"])  # the unseen attack never reaches training
+    assert set(data.valid["class"]) == {"bonafide", "world"}  # no seen-generator spoofs
+    assert not set(data.train["utterance"]) & set(data.valid["utterance"])
+    # Held-out spoofs of training utterances belong to neither side: they are left out.
+    total = UTTERANCES_PER_SPEAKER * len(SPEAKERS) * (1 + len(GENERATORS))
+    assert len(data.train) + len(data.valid) < total
+
+
 def test_prepare_data_needs_both_kinds(dataset_root: Path) -> None:
     with pytest.raises(DatasetError, match="bona fide items and at least one generator"):
         prepare_data(quick_spec(classes=("world", "griffinlim")), dataset_root)

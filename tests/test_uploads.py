@@ -175,6 +175,8 @@ def _manifest(run_dir: Path, **changes: object) -> dict:
         ({"clip_samples": 10**9}, "clip_samples must be between"),
         ({"feature_spec": {"kind": "wavelets"}}, "feature_spec is not valid"),
         ({"class_names": ["bonafide", "world"]}, "do not fit a specnet model with 2 classes"),
+        ({"arch_config": {"input_pool": 3}}, "arch_config is invalid"),
+        ({"arch_config": "pool"}, "arch_config is not an object"),
     ],
 )
 def test_bad_manifests_are_refused_with_the_reason(

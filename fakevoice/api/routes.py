@@ -93,7 +93,7 @@ def _predict(caller: Caller, key: str, data: bytes, name: str, threshold: float)
     model = resolve_model(caller, key)
     scored = services.score_clip(
         caller.actor,
-        model.id,
+        model,
         data,
         file_name=batch.display_name(name),
         threshold=threshold,

@@ -18,6 +18,8 @@ from fakevoice.datasets.manifest import load_item_waveform
 from fakevoice.preprocess import fit_length, image_to_tensor
 from fakevoice.trainspec import AugmentSpec
 
+IMAGE_CACHE_BYTES = 1 << 30  # decoded training images kept per dataset object (1 GiB)
+
 
 def spec_augment(
     x: torch.Tensor, freq_masks: int, time_masks: int, fraction: float, rng: np.random.Generator
@@ -40,7 +42,12 @@ def spec_augment(
 
 
 class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """Spectrogram images of a manifest selection, as ``((3, H, W) float32, class index)``."""
+    """Spectrogram images of a manifest selection, as ``((3, H, W) float32, class index)``.
+
+    Decoded images are kept in memory, up to ``cache_bytes`` (uint8, e.g. 150 kB per 224 x 224
+    image), so later epochs skip the PNG decoding; the tensor conversion and the augmentations
+    still run on every access, through the same :func:`~fakevoice.preprocess.image_to_tensor`.
+    """
 
     def __init__(
         self,
@@ -49,6 +56,7 @@ class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         labels: list[int],
         augment: AugmentSpec | None = None,
         seed: int = 0,
+        cache_bytes: int = IMAGE_CACHE_BYTES,
     ) -> None:
         self.paths = [str(dataset_dir / p) for p in frame["image_path"]]
         self.labels = list(labels)
@@ -56,6 +64,9 @@ class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.augment = augment
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, np.ndarray] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,10 +75,19 @@ class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         """An empty copy (fastai's export keeps the data pipeline, not the data)."""
         return ImageItems(pd.DataFrame({"image_path": []}), self.dataset_dir, [], None, self.seed)
 
+    def decoded(self, index: int) -> np.ndarray:
+        """Item ``index`` as ``(H, W, 3)`` uint8, decoded once while the cache has room."""
+        image = self._cache.get(index)
+        if image is None:
+            with Image.open(self.paths[index]) as im:
+                image = np.asarray(im.convert("RGB"))
+            if self._cached_bytes + image.nbytes <= self.cache_bytes:
+                self._cache[index] = image
+                self._cached_bytes += image.nbytes
+        return image
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.paths[index]) as im:
-            image = np.asarray(im.convert("RGB"))
-        x = image_to_tensor(image)
+        x = image_to_tensor(self.decoded(index))
         if self.augment is not None:
             if self.augment.time_shift:
                 shift = int(self.rng.integers(0, x.shape[2]))

@@ -176,7 +176,12 @@ class LocalWorker:
             with store.session_scope() as session:
                 # Only changes a run the child left "running" (it crashed or was killed).
                 changed = store.set_status(
-                    session, run_id, "failed", worker_id=self.worker_id, error=message
+                    session,
+                    run_id,
+                    "failed",
+                    worker_id=self.worker_id,
+                    error=message,
+                    if_still_running=True,
                 )
             if changed:
                 logger.error("run %d: %s", run_id, message)

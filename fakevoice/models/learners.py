@@ -23,6 +23,7 @@ from torch import nn
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.models.registry import get_arch
+from fakevoice.models.specnet import SpecNet
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,11 @@ def build_learner_model(
     return Learner(dls, model, loss_func=loss_func), notice
 
 
+def arch_config(model: nn.Module) -> dict[str, Any] | None:
+    """The settings beyond the arch name that rebuild ``model`` (a manifest's ``arch_config``)."""
+    return model.config() if isinstance(model, SpecNet) else None
+
+
 def build_inference_model(manifest: dict[str, Any]) -> nn.Module:
     """Rebuild the module a safe bundle's weights belong to, from its manifest alone."""
     arch = manifest.get("arch")
@@ -120,6 +126,16 @@ def build_inference_model(manifest: dict[str, Any]) -> nn.Module:
     try:
         if arch in TORCHVISION:
             return vision_model(arch, len(class_names))
+        if arch == "specnet":
+            config = manifest.get("arch_config")
+            if config is not None and not isinstance(config, dict):
+                raise ModelFileError("The model manifest's arch_config is not an object.")
+            try:
+                return SpecNet.from_config(len(class_names), config)
+            except ValueError as exc:
+                raise ModelFileError(
+                    f"The model manifest's arch_config is invalid: {exc}"
+                ) from None
         model, _ = get_arch(arch).build(len(class_names), pretrained=False)
         return model
     except InvalidSpecError as exc:

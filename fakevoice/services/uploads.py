@@ -17,8 +17,6 @@ import hashlib
 import io
 import json
 import logging
-import shutil
-import uuid
 import zipfile
 import zlib
 from pathlib import PurePosixPath
@@ -29,8 +27,6 @@ from fakevoice.artefacts import (
     BUNDLE_MANIFEST,
     BUNDLE_WEIGHTS,
     MANIFEST_FORMAT,
-    save_bundle,
-    sha256_file,
 )
 from fakevoice.errors import (
     FakeVoiceError,
@@ -39,7 +35,8 @@ from fakevoice.errors import (
     NotFoundError,
 )
 from fakevoice.features import FeatureSpec
-from fakevoice.services.verdicts import import_aasist, models_dir
+from fakevoice.models.learners import build_inference_model
+from fakevoice.services.verdicts import import_aasist, store_bundle_as_model
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
 from fakevoice.trainspec import ARCH_NAMES, WAVEFORM_ARCHS, TrainSpec
@@ -155,27 +152,7 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
     manifest = validate_manifest(_parse_manifest(manifest_bytes))
     model = _load_weights(manifest, weights_bytes)
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
-    folder = models_dir() / uuid.uuid4().hex
-    try:
-        save_bundle(model, manifest, folder)
-        files = {n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)}
-        with store.session_scope() as session:
-            return store.add_model(
-                session,
-                actor,
-                name=name,
-                arch=manifest["arch"],
-                class_names=manifest["class_names"],
-                sample_rate=manifest["sample_rate"],
-                clip_samples=manifest["clip_samples"],
-                path=str(folder),
-                files=files,
-                feature_spec=manifest["feature_spec"],
-                metrics={"source": manifest["source"]},
-            )
-    except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    return store_bundle_as_model(actor, name, model, manifest)
 
 
 def _is_torch_pickle(name: str) -> bool:
@@ -318,6 +295,11 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         "sample_rate": int(sample_rate),
         "clip_samples": int(clip_samples),
     }
+    if "arch_config" in manifest:
+        # What rebuilds the exact network (e.g. SpecNet's input pooling); dropping it would
+        # silently rebuild another network. Checked by building it.
+        clean["arch_config"] = manifest["arch_config"]
+        build_inference_model(clean)
     train_spec = manifest.get("train_spec")
     if isinstance(train_spec, dict):
         try:
@@ -331,8 +313,6 @@ def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
     """The architecture of ``manifest`` with ``weights`` loaded strictly (proves they fit)."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
-
-    from fakevoice.models.learners import build_inference_model
 
     try:
         state = load_safetensors(weights)

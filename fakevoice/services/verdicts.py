@@ -8,12 +8,14 @@ cached :class:`~fakevoice.inference.Detector`, and logs the verdict in the actor
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import torch
 
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, MANIFEST_FORMAT, sha256_file
@@ -63,13 +65,12 @@ def find_model(actor: Actor, key: str | int) -> ModelRecord:
         NotFoundError: No visible model has that id or name.
     """
     text = str(key).strip()
-    models = list_models(actor)
-    for preferred in (True, False):
-        for model in models:
-            if model.name == text and (model.owner_id == actor.user_id) == preferred:
-                return model
-    if text.isascii() and text.isdigit() and len(text) <= 18:
-        return get_model(actor, int(text))
+    with store.session_scope(readonly=True) as session:
+        named = store.find_model_by_name(session, actor, text)
+        if named is not None:
+            return named
+        if text.isascii() and text.isdigit() and len(text) <= 18:
+            return store.get_model(session, actor, int(text))
     raise NotFoundError(
         f"There is no model called {text!r} that you may use; `fakevoice models` lists them."
     )
@@ -105,7 +106,7 @@ def _verify_files(model: ModelRecord) -> None:
 
 def score_clip(
     actor: Actor,
-    model_id: int,
+    model_id: int | ModelRecord,
     source: Path | bytes,
     *,
     file_name: str,
@@ -115,6 +116,8 @@ def score_clip(
     """Decode a clip, score it with a model the actor may use, and log the verdict.
 
     Args:
+        model_id: The model's id, or its record as :func:`find_model` or :func:`get_model` just
+            returned it for this actor (which saves reading it again).
         source: The audio as a server-side path or the uploaded bytes.
         file_name: The client's name for it, kept for display only.
         threshold: Confidence below which the verdict is "inconclusive" (0.5 to 1).
@@ -127,7 +130,7 @@ def score_clip(
     """
     if not 0.5 <= threshold <= 1.0:
         raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
-    model = get_model(actor, model_id)
+    model = model_id if isinstance(model_id, ModelRecord) else get_model(actor, model_id)
     detector = detector_for(model)
     audio = load_audio(source, detector.sample_rate)
     verdict = detector.predict(audio, threshold)
@@ -168,7 +171,6 @@ def import_aasist(actor: Actor, source: str | Path | bytes, name: str) -> ModelR
         ModelFileError: The file is not an AASIST or AASIST-L checkpoint.
         ConflictError: The actor already has a model with this name.
     """
-    from fakevoice.artefacts import save_bundle
     from fakevoice.models.checkpoints import load_official_aasist
 
     if isinstance(source, str):
@@ -190,26 +192,38 @@ def import_aasist(actor: Actor, source: str | Path | bytes, name: str) -> ModelR
         "clip_samples": 64600,
         "source": "official AASIST checkpoint (ASVspoof 2019 LA)",
     }
+    return store_bundle_as_model(actor, name, model, manifest)
+
+
+def store_bundle_as_model(
+    actor: Actor, name: str, model: torch.nn.Module, manifest: dict[str, Any]
+) -> ModelRecord:
+    """Save ``model`` as a safe bundle in a new folder of its own and register it for ``actor``.
+
+    ``manifest`` must be complete and checked (arch, class names, sample rate, clip samples,
+    feature spec, source). On any failure, a taken name included, the folder is removed again.
+    """
+    from fakevoice.artefacts import save_bundle
+
     folder = models_dir() / uuid.uuid4().hex
-    save_bundle(model, manifest, folder)
-    files = {n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)}
     try:
+        save_bundle(model, manifest, folder)
+        files = {n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)}
         with store.session_scope() as session:
             return store.add_model(
                 session,
                 actor,
                 name=name,
-                arch=variant,
+                arch=manifest["arch"],
                 class_names=manifest["class_names"],
-                sample_rate=16000,
-                clip_samples=64600,
+                sample_rate=manifest["sample_rate"],
+                clip_samples=manifest["clip_samples"],
                 path=str(folder),
                 files=files,
+                feature_spec=manifest.get("feature_spec"),
                 metrics={"source": manifest["source"]},
             )
-    except Exception:
-        import shutil
-
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
 

@@ -52,6 +52,7 @@ from fakevoice.store.migrate import current_revision, head_revision, schema_diff
 from fakevoice.store.models import (
     add_model,
     delete_model,
+    find_model_by_name,
     find_model_by_sha256,
     get_model,
     list_models,
@@ -122,6 +123,7 @@ __all__ = [
     "delete_run",
     "delete_user",
     "dispose_engines",
+    "find_model_by_name",
     "find_model_by_sha256",
     "get_analysis",
     "get_dataset",

@@ -136,8 +136,12 @@ def set_status(
     *,
     worker_id: str | None = None,
     error: str | None = None,
+    if_still_running: bool = False,
 ) -> bool:
     """Move a run to ``status`` when the move is allowed from its current status.
+
+    With ``if_still_running`` the call is a safety net (a worker checking on a child that ended):
+    finding the run already finished is the normal case and is not logged as a warning.
 
     Allowed: queued -> running; running -> succeeded | interrupted; queued or running -> failed |
     cancelled. Final statuses set ``finished_at``; succeeded sets ``progress`` to 1.
@@ -168,7 +172,7 @@ def set_status(
     changed = _execute_update(session, statement.execution_options(synchronize_session=False))
     if changed:
         logger.info("run %d is now %s", run_id, status)
-    else:
+    elif not if_still_running:
         logger.warning("run %d not moved to %s (status changed meanwhile)", run_id, status)
     return changed == 1
 

@@ -96,6 +96,18 @@ def list_models(session: Session, actor: Actor, *, all_users: bool = False) -> l
     return [to_record(ModelRecord, row) for row in session.scalars(query)]
 
 
+def find_model_by_name(session: Session, actor: Actor, name: str) -> ModelRecord | None:
+    """The actor's model called ``name``, else the newest public one of that name, else None."""
+    query = (
+        select(ModelRow)
+        .where(ModelRow.name == name, or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
+        .order_by((ModelRow.owner_id == actor.user_id).desc(), ModelRow.created_at.desc())
+        .limit(1)
+    )
+    row = session.scalars(query).first()
+    return None if row is None else to_record(ModelRecord, row)
+
+
 def set_public(session: Session, actor: Actor, model_id: int, is_public: bool) -> ModelRecord:
     """Share the model with everyone (True) or make it private again (False)."""
     row = _writable_row(session, actor, model_id)
