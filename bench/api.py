@@ -12,6 +12,10 @@ p50 with one client: ``(API p50 - in-process p50) / in-process p50`` (target: un
 more clients the requests queue for the model (one forward pass at a time per model), so their
 latency is mostly waiting; their row shows throughput and that no request failed.
 
+The overhead is a fixed cost of a few milliseconds (HTTP and multipart parsing, the token check,
+the model lookup, the verdict written to the database), so it is a small share of an AASIST
+verdict (hundreds of ms) and a large share of a ``specnet`` one (about 5 ms for one 4 s window).
+
 Run:  .venv/bin/python bench/api.py [--models specnet,aasist] [--clients 1,4,16] [--requests 16]
 The official AASIST checkpoint in ../shared/aasist/ is imported when present; otherwise the
 models are randomly initialised, which does not change the cost. Everything lives in a

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 
-from fakevoice import metrics
 from fakevoice.models.learners import TORCHVISION, pick_device
 from fakevoice.models.registry import get_arch
 from fakevoice.settings import get_settings
@@ -125,12 +124,9 @@ def race(
         dataset=dataset, arch=arch, epochs=epochs, batch_size=batch_size, device=device
     )  # type: ignore[arg-type]
     sink = BudgetSink(arch=arch, budget=budget)
-    per_generator: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
-        run_dir = Path(folder) / "run"
-        train(spec, run_dir, sink, get_settings().dataset_dir, resume=False)
-        if sink.epochs:
-            per_generator = generator_eers(spec, run_dir)
+        result = train(spec, Path(folder) / "run", sink, get_settings().dataset_dir, resume=False)
+    per_generator = dict(result.metrics.get("generator_eer", {}))
     history, times = sink.epochs, sink.elapsed_at_epoch
     first_epoch = [p for p in sink.progress if p <= 1 / epochs]
     fraction = min(1.0, (max(first_epoch) if first_epoch else 0.0) * epochs)
@@ -148,25 +144,6 @@ def race(
         fraction,
         per_generator,
     )
-
-
-def generator_eers(spec: TrainSpec, run_dir: Path) -> dict[str, float]:
-    """EER of the run's stored model, bona fide against each generator's validation items."""
-    from fakevoice.inference import Detector
-    from fakevoice.training import make_dataloaders, prepare_data
-
-    data = prepare_data(spec, get_settings().dataset_dir)
-    detector = Detector.from_bundle(run_dir)
-    valid = make_dataloaders(data, spec, detector.device).valid
-    with torch.inference_mode():
-        scores = torch.cat([torch.softmax(detector.model(x), 1)[:, 0] for x, _ in valid])
-    human = scores.numpy()
-    classes = data.valid["class"].astype(str).to_numpy()
-    bonafide = classes == "bonafide"
-    return {
-        name: float(metrics.compute_eer(human[bonafide], human[classes == name])[0])
-        for name in sorted(set(classes) - {"bonafide"})
-    }
 
 
 def print_races(results: list[RaceResult], budget: float, target: float) -> None:

@@ -83,10 +83,12 @@ def start() -> None:
     elif action == "delete":
         authenticator.cookie_controller.delete_cookie()
     if st.session_state.get(USER_KEY) is None and not st.session_state.get("logout"):
-        _restore_from_cookie(authenticator, settings.cookie_name)
+        _restore_from_cookie(authenticator, settings.cookie_name, settings.cookie_expiry_days)
 
 
-def _restore_from_cookie(authenticator: stauth.Authenticate, cookie_name: str) -> None:
+def _restore_from_cookie(
+    authenticator: stauth.Authenticate, cookie_name: str, expiry_days: float
+) -> None:
     if not isinstance(st.context.cookies.get(cookie_name), str):
         return  # no cookie sent with the page request
     try:
@@ -99,9 +101,21 @@ def _restore_from_cookie(authenticator: stauth.Authenticate, cookie_name: str) -
     if not st.session_state.get("authentication_status") or not isinstance(username, str):
         return
     user = accounts.user_by_username(username)
-    if user is not None:
-        st.session_state[USER_KEY] = user.id
-        logger.info("user %s signed in again from their cookie", user.username)
+    if user is None:
+        return
+    issued = accounts.cookie_issued_at(
+        st.context.cookies.get(cookie_name), accounts.cookie_key(), expiry_days
+    )
+    if not accounts.cookie_still_valid(user, issued):
+        # Signed in before this account's password changed (or before the account with this
+        # name was made): that session ends here.
+        logger.info("refusing an older sign-in cookie of %s", user.username)
+        for key in ("username", "name", "authentication_status", "email", "roles"):
+            st.session_state[key] = None
+        st.session_state[_COOKIE_ACTION] = "delete"
+        return
+    st.session_state[USER_KEY] = user.id
+    logger.info("user %s signed in again from their cookie", user.username)
 
 
 def sign_in(user: UserRecord) -> None:

@@ -11,8 +11,9 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.store.records import UserRecord
 
 RESET_SENT = (
-    "If an account with that name or address has an e-mail address, a new password is on its "
-    "way to it. Sign in with it, then change it on your profile page."
+    "If an account with that name or address has an e-mail address, a reset code is on its way "
+    "to it. Enter it below with a new password within 30 minutes; until then your password "
+    "stays as it is."
 )
 
 
@@ -69,18 +70,40 @@ def register_form() -> None:
 
 
 def forgot_password_form() -> None:
-    """A new password mailed to the account's address."""
+    """Ask for a one-time reset code by mail, then set a new password with it."""
     with st.form("forgot_password", clear_on_submit=True):
         st.subheader("Forgot your password?")
         key = st.text_input("User name or e-mail address", key="forgot_key")
-        submitted = st.form_submit_button("Send me a new password")
+        submitted = st.form_submit_button("Send me a reset code")
     if submitted:
         try:
             accounts.request_password_reset(key)
         except FakeVoiceError as exc:
             st.error(str(exc))
+        else:
+            st.success(RESET_SENT)
+    with st.form("reset_with_code", clear_on_submit=False):
+        st.subheader("Have a code? Set a new password")
+        account = st.text_input("User name or e-mail address", key="reset_key")
+        code = st.text_input("Reset code from the mail", key="reset_code")
+        new = st.text_input(
+            "New password", type="password", key="reset_new", autocomplete="new-password"
+        )
+        again = st.text_input(
+            "New password again", type="password", key="reset_again", autocomplete="new-password"
+        )
+        chosen = st.form_submit_button("Set the new password and sign in")
+    if chosen:
+        if new != again:
+            st.error("The two passwords differ; type the same one twice.")
             return
-        st.success(RESET_SENT)
+        try:
+            user = accounts.reset_password(account, code, new)
+        except FakeVoiceError as exc:
+            st.error(str(exc))
+            return
+        auth.sign_in(user)
+        st.rerun()
 
 
 def details_form(user: UserRecord) -> None:

@@ -176,6 +176,21 @@ def render_per_class(report: dict[str, object]) -> None:
     st.dataframe(table, width="stretch")
 
 
+def render_generator_eer(report: dict[str, object]) -> None:
+    """Which attacks the model misses: the EER of bona fide against each generator's items."""
+    eers = report.get("generator_eer")
+    if not isinstance(eers, dict) or not eers:
+        return
+    st.markdown("**EER against each generator** (validation split; 50 % is a coin toss)")
+    table = pd.DataFrame({"generator": list(eers), "EER": [float(v) for v in eers.values()]})
+    st.dataframe(
+        table.sort_values("EER", ascending=False),
+        hide_index=True,
+        width="stretch",
+        column_config={"EER": st.column_config.NumberColumn("EER", format="percent")},
+    )
+
+
 # --- downloads and links -------------------------------------------------------------------------
 
 
@@ -245,5 +260,6 @@ def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") 
     st.markdown("**Per epoch**")
     render_epoch_table(result.history)
     render_per_class(result.metrics)
+    render_generator_eer(result.metrics)
     render_downloads(actor, result, key_prefix)
     render_evaluate_link(result.model_id)

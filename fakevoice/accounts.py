@@ -8,13 +8,15 @@ passwords are refused with a message before bcrypt sees them (never silently cut
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bcrypt
 
@@ -22,12 +24,18 @@ from fakevoice import mail, store
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
+from fakevoice.store.tables import utcnow
 from fakevoice.store.users import (
     get_user_by_email,
     set_password_hash,
+    set_reset_code,
     update_user,
+    user_with_reset_code,
     users_with_password,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,9 @@ USERNAME_RULE = (
     "3 to 32 characters: lower-case letters, digits, '.', '_' or '-', "
     "starting with a letter or a digit"
 )
+RESET_CODE_MINUTES = 30
+RESET_CODE_BYTES = 9  # 12 URL-safe characters, 72 random bits
+MAX_RESET_CODE_CHARS = 64
 COOKIE_KEY_FILE = "cookie.key"
 MIN_COOKIE_KEY_CHARS = 32
 
@@ -201,39 +212,114 @@ def change_password(user_id: int, current_password: str, new_password: str) -> U
         return set_password_hash(session, user_id, new_hash)
 
 
-def request_password_reset(name_or_email: str) -> None:
-    """Give the account a new random password and mail it to the account's address.
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.strip().encode("utf-8")).hexdigest()
 
-    Says nothing about whether the account exists (the page shows one answer for all cases); an
-    account without an e-mail address cannot be reached and keeps its password (logged).
+
+def _find_account(session: Session, name_or_email: str) -> UserRecord | None:
+    key = name_or_email.strip()
+    user = store.get_user_by_username(session, key.lower())
+    if user is None and "@" in key:
+        user = get_user_by_email(session, key)
+    return user
+
+
+def request_password_reset(name_or_email: str) -> None:
+    """Mail the account a one-time code that sets a new password (:func:`reset_password`).
+
+    The password does not change until the code is used, so asking for a reset on someone else's
+    account locks nobody out. The code works once, for :data:`RESET_CODE_MINUTES` minutes; a new
+    request replaces it. Says nothing about whether the account exists (the page shows one answer
+    for all cases); an account without an e-mail address cannot be reached (logged).
 
     Raises:
-        MailError: the mail backend failed; the old password is then kept.
+        MailError: the mail backend failed; no code is then kept.
     """
     key = name_or_email.strip() if isinstance(name_or_email, str) else ""
     if not key:
         raise InvalidSpecError("Enter your user name or e-mail address.")
     with store.session_scope() as session:
-        user = store.get_user_by_username(session, key.lower())
-        if user is None and "@" in key:
-            user = get_user_by_email(session, key)
+        user = _find_account(session, key)
         if user is None or user.password_hash is None:
             logger.info("password reset asked for an unknown account")
             return
         if not user.email:
             logger.warning("password reset for %s: the account has no e-mail", user.username)
             return
-        new_password = secrets.token_urlsafe(12)
-        set_password_hash(session, user.id, hash_password(new_password))
-        # Sent inside the transaction: when the mail fails, the new password is rolled back.
+        code = secrets.token_urlsafe(RESET_CODE_BYTES)
+        expires = utcnow() + timedelta(minutes=RESET_CODE_MINUTES)
+        set_reset_code(session, user.id, _code_hash(code), expires)
+        # Sent inside the transaction: when the mail fails, the code is rolled back.
         mail.send_mail(
             user.email,
-            "Your new Fake Voice Workbench password",
+            "Your Fake Voice Workbench password reset code",
             f"Hello {user.display_name},\n\n"
-            f"someone (hopefully you) asked for a new password for the account {user.username!r}."
-            f"\n\nYour new password: {new_password}\n\n"
-            "Sign in with it and change it on your profile page.\n",
+            f"someone (hopefully you) asked to reset the password of the account "
+            f"{user.username!r}.\n\nYour reset code: {code}\n\n"
+            f"Enter it with a new password under 'Forgot password' on the Home page within "
+            f"{RESET_CODE_MINUTES} minutes. If you did not ask for this, ignore this mail: your "
+            "password stays as it is.\n",
         )
+
+
+def reset_password(name_or_email: str, code: str, new_password: str) -> UserRecord:
+    """Set a new password with the code :func:`request_password_reset` mailed; the code is used up.
+
+    Sessions signed in before the change lose their sign-in cookie (see ``components/auth.py``).
+
+    Raises:
+        InvalidSpecError: the new password breaks the password rules.
+        AuthenticationError: unknown account, or a wrong, used or expired code (one message).
+    """
+    check_password(new_password)
+    wrong = AuthenticationError(
+        "That code is wrong, was used already or has expired; ask for a new one."
+    )
+    key = name_or_email.strip() if isinstance(name_or_email, str) else ""
+    text = code.strip() if isinstance(code, str) else ""
+    if not key or not text or len(text) > MAX_RESET_CODE_CHARS:
+        raise wrong
+    new_hash = hash_password(new_password)
+    with store.session_scope() as session:
+        user = _find_account(session, key)
+        if user is None or user_with_reset_code(session, user.id, _code_hash(text)) is None:
+            raise wrong
+        return set_password_hash(session, user.id, new_hash)
+
+
+def cookie_issued_at(token: object, key: str, expiry_days: float) -> float | None:
+    """When a sign-in cookie was made (epoch seconds), from its signed expiry; None if unreadable.
+
+    streamlit-authenticator signs ``{"username", "exp_date"}`` with HS256; the expiry is set
+    ``expiry_days`` after the cookie is made.
+    """
+    import jwt
+
+    if not isinstance(token, str):
+        return None
+    try:
+        payload = jwt.decode(token, key, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return None
+    expires = payload.get("exp_date") if isinstance(payload, dict) else None
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        return None
+    return float(expires) - expiry_days * 86400.0
+
+
+def cookie_still_valid(user: UserRecord, issued_at: float | None) -> bool:
+    """Whether a sign-in cookie made at ``issued_at`` (epoch seconds) may still sign ``user`` in.
+
+    Not when it was made before the user's last password change (a reset ends other sessions)
+    or before the account was created (a cookie of a deleted account whose name was taken again).
+    """
+    if issued_at is None:
+        return False
+    since = max(
+        user.created_at.timestamp(),
+        user.password_changed_at.timestamp() if user.password_changed_at else 0.0,
+    )
+    return issued_at >= since
 
 
 def update_details(user_id: int, *, display_name: str, email: str | None) -> UserRecord:

@@ -146,6 +146,22 @@ def plot_loss_curve(history: list[EpochRecord], path: Path) -> None:
     plt.close(fig)
 
 
+def generator_eers(bonafide_scores: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """EER of the bona fide items against each generator's, by ``classes`` (the items' classes).
+
+    Shows which attack a detector misses, also for a binary model; a generator without items, or
+    a split without bona fide items, gets none.
+    """
+    labels = np.asarray(classes)
+    human = labels == "bonafide"
+    if not human.any():
+        return {}
+    return {
+        name: float(metrics.compute_eer(bonafide_scores[human], bonafide_scores[labels == name])[0])
+        for name in sorted(set(classes) - {"bonafide"})
+    }
+
+
 def write_run_artefacts(
     learn: Learner,
     spec: TrainSpec,
@@ -164,6 +180,7 @@ def write_run_artefacts(
     report = metrics.classification_report(targets, probs, data.class_names, bonafide_index=0)
     report["train_items"] = len(data.train)
     report["valid_items"] = len(data.valid)
+    report["generator_eer"] = generator_eers(probs[:, 0], data.valid["class"].astype(str).tolist())
 
     learn.export(run_dir / "model.pkl")
     manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))

@@ -7,6 +7,7 @@ import logging
 import re
 import stat
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from fakevoice import accounts, store
 from fakevoice.errors import ConflictError, FakeVoiceError, InvalidSpecError
 from fakevoice.mail import MailError
 from fakevoice.settings import get_settings
+from fakevoice.store.tables import UserRow, utcnow
 
 PASSWORD = "correct horse 42"
 
@@ -87,32 +89,83 @@ def test_change_password(db: Path) -> None:
         accounts.authenticate("alice", PASSWORD)
 
 
-def _mailed_password(caplog: pytest.LogCaptureFixture) -> tuple[str, str]:
+def _mailed_code(caplog: pytest.LogCaptureFixture) -> tuple[str, str]:
     mails = [r.getMessage() for r in caplog.records if r.name == "fakevoice.mail"]
     assert len(mails) == 1, mails
-    found = re.search(r"Your new password: (\S+)", mails[0])
+    found = re.search(r"Your reset code: (\S+)", mails[0])
     assert found is not None, mails[0]
     return mails[0], found.group(1)
 
 
-def test_reset_through_the_log_mail_backend_delivers_a_working_password(
+def test_reset_mails_a_one_time_code_and_keeps_the_password_until_it_is_used(
     db: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = accounts.register("alice", PASSWORD, email="alice@example.org")
     with caplog.at_level(logging.INFO, logger="fakevoice"):
         accounts.request_password_reset("alice")
-    message, new_password = _mailed_password(caplog)
+    message, code = _mailed_code(caplog)
     assert "To: alice@example.org" in message
-    assert accounts.authenticate("alice", new_password).id == user.id
+    # Asking for a reset locks nobody out: the old password works until the code is used.
+    assert accounts.authenticate("alice", PASSWORD).id == user.id
+    with pytest.raises(accounts.AuthenticationError, match="code is wrong"):
+        accounts.reset_password("alice", "not-the-code", "a new secret 1")
+    changed = accounts.reset_password("Alice@Example.org", f"  {code} ", "a new secret 1")
+    assert changed.id == user.id and changed.password_changed_at is not None
+    assert accounts.authenticate("alice", "a new secret 1").id == user.id
     with pytest.raises(accounts.AuthenticationError):
         accounts.authenticate("alice", PASSWORD)
-    # By address too, and the second reset replaces the first password.
+    with pytest.raises(accounts.AuthenticationError, match="used already"):
+        accounts.reset_password("alice", code, "another secret 2")  # one use only
+
+
+def test_a_new_code_replaces_the_old_and_codes_expire(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    accounts.register("alice", PASSWORD, email="alice@example.org")
+    with caplog.at_level(logging.INFO, logger="fakevoice"):
+        accounts.request_password_reset("alice")
+    _, first = _mailed_code(caplog)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="fakevoice"):
-        accounts.request_password_reset("Alice@Example.org")
-    _, newer = _mailed_password(caplog)
-    assert newer != new_password
-    assert accounts.authenticate("alice", newer).id == user.id
+        accounts.request_password_reset("alice@example.org")
+    _, second = _mailed_code(caplog)
+    assert first != second
+    with pytest.raises(accounts.AuthenticationError):
+        accounts.reset_password("alice", first, "a new secret 1")
+    with pytest.raises(InvalidSpecError, match="at least 8"):
+        accounts.reset_password("alice", second, "short")  # rules first; the code stays valid
+    with store.session_scope() as session:  # half an hour later
+        row = session.get(UserRow, accounts.user_by_username("alice").id)  # type: ignore[union-attr]
+        assert row is not None and row.reset_code_expires_at is not None
+        row.reset_code_expires_at = utcnow() - timedelta(seconds=1)
+    with pytest.raises(accounts.AuthenticationError, match="expired"):
+        accounts.reset_password("alice", second, "a new secret 1")
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"
+
+
+def test_cookies_made_before_a_password_change_or_the_account_stop_working(db: Path) -> None:
+    user = accounts.register("alice", PASSWORD, email="alice@example.org")
+    made = user.created_at.timestamp()
+    assert accounts.cookie_still_valid(user, made + 5)
+    assert not accounts.cookie_still_valid(user, made - 5)  # an earlier account of this name
+    assert not accounts.cookie_still_valid(user, None)
+    changed = accounts.change_password(user.id, PASSWORD, "a new secret 1")
+    assert changed.password_changed_at is not None
+    assert not accounts.cookie_still_valid(changed, changed.password_changed_at.timestamp() - 1)
+    assert accounts.cookie_still_valid(changed, changed.password_changed_at.timestamp() + 1)
+
+
+def test_cookie_issue_time_is_read_from_the_signed_expiry() -> None:
+    import jwt
+
+    cookie_issued_at = accounts.cookie_issued_at
+    token = jwt.encode({"username": "alice", "exp_date": 1_000_000.0}, "k" * 32, algorithm="HS256")
+    assert cookie_issued_at(token, "k" * 32, 1.0) == 1_000_000.0 - 86_400
+    assert cookie_issued_at(token, "another key" * 4, 1.0) is None  # forged or from elsewhere
+    assert cookie_issued_at("not a token", "k" * 32, 1.0) is None
+    assert cookie_issued_at(None, "k" * 32, 1.0) is None
+    no_expiry = jwt.encode({"username": "alice"}, "k" * 32, algorithm="HS256")
+    assert cookie_issued_at(no_expiry, "k" * 32, 1.0) is None
 
 
 def test_reset_for_unknown_or_unreachable_accounts_sends_nothing_and_changes_nothing(
@@ -126,12 +179,15 @@ def test_reset_for_unknown_or_unreachable_accounts_sends_nothing_and_changes_not
     assert accounts.authenticate("bob", PASSWORD).username == "bob"
 
 
-def test_failed_smtp_keeps_the_old_password(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_smtp_keeps_no_code(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     accounts.register("alice", PASSWORD, email="alice@example.org")
     monkeypatch.setenv("FAKEVOICE_MAIL_BACKEND", "smtp")  # but no host configured
     get_settings.cache_clear()
     with pytest.raises(MailError, match="smtp_host"):
         accounts.request_password_reset("alice")
+    with store.session_scope() as session:
+        row = session.get(UserRow, accounts.user_by_username("alice").id)  # type: ignore[union-attr]
+        assert row is not None and row.reset_code_hash is None
     assert accounts.authenticate("alice", PASSWORD).username == "alice"
 
 

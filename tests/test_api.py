@@ -293,7 +293,8 @@ def test_health_reports_database_and_model_cache(world: World) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["database"] == {"ok": True, "revision": "0002", "head": "0002"}
+    head = store.head_revision()
+    assert body["database"] == {"ok": True, "revision": head, "head": head}
     assert body["models"]["capacity"] == get_settings().model_cache_size
 
 

@@ -211,7 +211,10 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
 
     worker = start_worker(workbench)
     try:
-        wait_for(lambda: len(epochs_of(actor, run_id)) >= 1, 90, "the first epoch")
+        # The first epoch's checkpoint, not its metric row (written just before the checkpoint):
+        # a kill between the two rightly restarts the run from scratch.
+        state = runs_dir / str(run_id) / "checkpoints" / "state.json"
+        wait_for(state.is_file, 90, "the first epoch's checkpoint")
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.communicate()

@@ -154,21 +154,30 @@ def test_sidebar_says_who_is_signed_in(isolated_settings: Path) -> None:
     assert at.sidebar.button(key="auth_sign_out").label == "Sign out"
 
 
-def test_forgot_password_mails_a_new_one_that_works(
+def test_forgot_password_mails_a_code_that_sets_a_new_password(
     isolated_settings: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     accounts.register("alice", PASSWORD, email="alice@example.org")
     at = home_page().run()
     at.text_input(key="forgot_key").input("alice")
     with caplog.at_level(logging.INFO, logger="fakevoice"):
-        button(at, "Send me a new password").click().run()
+        button(at, "Send me a reset code").click().run()
     assert not at.exception
-    assert "new password is on its way" in at.success[0].value
+    assert "reset code is on its way" in at.success[0].value
     mails = [r.getMessage() for r in caplog.records if r.name == "fakevoice.mail"]
-    found = re.search(r"Your new password: (\S+)", mails[0])
+    found = re.search(r"Your reset code: (\S+)", mails[0])
     assert found is not None
-    sign_in_with(at, "alice", found.group(1))
+    at.text_input(key="reset_key").input("alice")
+    at.text_input(key="reset_code").input("wrong")
+    at.text_input(key="reset_new").input("a new secret 1")
+    at.text_input(key="reset_again").input("a new secret 1")
+    button(at, "Set the new password and sign in").click().run()
+    assert "code is wrong" in at.error[0].value
+    at.text_input(key="reset_code").input(found.group(1))
+    button(at, "Set the new password and sign in").click().run()
+    assert not at.exception
     assert at.title[0].value == "Welcome, alice"
+    assert accounts.authenticate("alice", "a new secret 1").username == "alice"
 
 
 def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_settings: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from conftest import speechlike
 
-from fakevoice.artefacts import HISTORY_COLUMNS
+from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers
 from fakevoice.datasets.manifest import (
     DATASET_INFO_NAME,
     clip_path,
@@ -244,8 +244,20 @@ def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None
     assert np.asarray(confusion["counts"]).sum() == len(data.valid)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["valid_items"] == len(data.valid)
+    assert set(metrics["generator_eer"]) == set(GENERATORS)
+    assert all(0.0 <= v <= 1.0 for v in metrics["generator_eer"].values())
+    assert manifest["arch_config"] == {"input_pool": 2}  # rebuilds the trained network exactly
     assert json.loads((run_dir / "roc.json").read_text())
     assert (run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_generator_eers_tell_which_attack_is_missed() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.85, 0.75])  # probability of bona fide
+    classes = ["bonafide"] * 3 + ["espeak"] * 2 + ["griffinlim"] * 2
+    eers = generator_eers(scores, classes)
+    assert eers["espeak"] == 0.0  # always below every human item
+    assert 0.3 <= eers["griffinlim"] <= 0.7  # mixed in with the human items
+    assert generator_eers(scores[3:], classes[3:]) == {}  # no bona fide items: nothing to say
 
 
 def test_stop_keeps_the_last_good_epoch(dataset_root: Path, tmp_path: Path) -> None:

@@ -297,7 +297,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0002", "head": "0002"},
+            "database": {"ok": True, "revision": "0003", "head": "0003"},
             "models": {"loaded": 1, "capacity": 4},
         }
     )

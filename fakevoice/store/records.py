@@ -51,6 +51,7 @@ class UserRecord:
     is_admin: bool
     created_at: datetime
     password_hash: str | None = field(default=None, repr=False)
+    password_changed_at: datetime | None = None
 
     @property
     def actor(self) -> Actor:

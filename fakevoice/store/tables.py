@@ -113,6 +113,10 @@ class UserRow(Base):
     password_hash: Mapped[str | None]
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A forgotten password's one-time code (sha256 hex) and when it stops working.
+    reset_code_hash: Mapped[str | None] = mapped_column(String(64))
+    reset_code_expires_at: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
 
 
 class DatasetRow(Base):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, InvalidSpecError, NotFoundError, PermissionDeniedError
 from fakevoice.store.records import Actor, UserRecord, to_record
-from fakevoice.store.tables import UserRow
+from fakevoice.store.tables import UserRow, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +132,37 @@ def update_user(
 
 
 def set_password_hash(session: Session, user_id: int, password_hash: str) -> UserRecord:
-    """Store a new password hash (the caller hashed it). NotFoundError."""
+    """Store a new password hash (the caller hashed it); any reset code is void. NotFoundError."""
     row = _row(session, user_id)
     row.password_hash = password_hash
+    row.password_changed_at = utcnow()
+    row.reset_code_hash = None
+    row.reset_code_expires_at = None
     session.flush()
     logger.info("password changed for user %s (id %d)", row.username, user_id)
+    return to_record(UserRecord, row)
+
+
+def set_reset_code(
+    session: Session, user_id: int, code_hash: str, expires_at: datetime
+) -> UserRecord:
+    """Give the user a password reset code (its hash); it replaces an earlier one. NotFoundError."""
+    row = _row(session, user_id)
+    row.reset_code_hash = code_hash
+    row.reset_code_expires_at = expires_at
+    session.flush()
+    return to_record(UserRecord, row)
+
+
+def user_with_reset_code(session: Session, user_id: int, code_hash: str) -> UserRecord | None:
+    """The user when ``code_hash`` is their current, unexpired reset code; else None."""
+    row = session.get(UserRow, user_id)
+    if row is None or row.reset_code_hash is None or row.reset_code_expires_at is None:
+        return None
+    if not hmac.compare_digest(row.reset_code_hash, code_hash):
+        return None
+    if row.reset_code_expires_at <= utcnow():
+        return None
     return to_record(UserRecord, row)
 
 

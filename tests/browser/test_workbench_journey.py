@@ -65,7 +65,8 @@ def _button(page: Page, key: str) -> Locator:
 def _choose(page: Page, label: str, option: str | re.Pattern[str], typed: str) -> None:
     """Pick an option in the selectbox labelled ``label``: type ``typed``, click the option."""
     combobox = page.get_by_role("combobox", name=label, exact=True)
-    if isinstance(option, str) and combobox.input_value() == option:
+    current = combobox.input_value()
+    if option == current if isinstance(option, str) else option.search(current):
         return  # already chosen (a later form keeps the earlier choice)
     combobox.click()
     page.keyboard.type(typed)
