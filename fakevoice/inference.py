@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,8 +35,24 @@ logger = logging.getLogger(__name__)
 
 VerdictLabel = Literal["human", "machine-generated", "inconclusive"]
 DEFAULT_THRESHOLD = 0.60
-FORWARD_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakevoice-forward")
-"""Runs every detector's forward passes in this process, one after another."""
+_forward_thread: tuple[int, ThreadPoolExecutor] | None = None
+_forward_thread_lock = threading.Lock()
+
+
+def forward_thread() -> ThreadPoolExecutor:
+    """The one thread that runs every detector's forward passes in this process, in turn.
+
+    Made per process: a forked child inherits the executor but not its thread, and would wait
+    for it for ever.
+    """
+    global _forward_thread
+    with _forward_thread_lock:
+        if _forward_thread is None or _forward_thread[0] != os.getpid():
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakevoice-forward")
+            _forward_thread = (os.getpid(), executor)
+        return _forward_thread[1]
+
+
 BONAFIDE = "bonafide"
 
 
@@ -141,7 +158,7 @@ class Detector:
     ) -> tuple[np.ndarray, list[int]]:
         """Log-softmax outputs per window, ``(n_windows, n_classes)``, and window starts.
 
-        The forward passes run on the process's one model thread (:data:`FORWARD_THREAD`), one
+        The forward passes run on the process's one model thread (:func:`forward_thread`), one
         at a time, whichever thread asks: with OpenMP, every thread that calls into torch gets
         its own team of compute threads, and many teams on a few cores fight each other (with 16
         concurrent API requests, throughput fell by a third before this).
@@ -157,7 +174,7 @@ class Detector:
                     outputs.append(torch.log_softmax(logits.float(), dim=1).cpu())
             return torch.cat(outputs).numpy()
 
-        return FORWARD_THREAD.submit(forward).result(), starts
+        return forward_thread().submit(forward).result(), starts
 
     def predict(self, audio: Audio, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
         """Score a decoded clip (any rate: it is resampled to the model's rate) and decide."""

@@ -106,19 +106,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
         st.caption("No run yet: open Train to start one.")
     st.subheader("My models")
     if models:
-        st.dataframe(
-            [
-                {
-                    "model": m.name,
-                    "arch": m.arch,
-                    "public": m.is_public,
-                    "EER (%)": profile.percent(m.metrics.get("eer")),
-                    "accuracy (%)": profile.percent(m.metrics.get("accuracy")),
-                }
-                for m in models[:DASHBOARD_ROWS]
-            ],
-            hide_index=True,
-        )
+        st.dataframe(profile.model_rows(models[:DASHBOARD_ROWS]), hide_index=True)
     else:
         st.caption("No model yet: a run that finishes leaves one.")
     st.subheader("My recent verdicts")

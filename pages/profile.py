@@ -190,20 +190,7 @@ def _models_section(actor: Actor) -> None:
     if not models:
         st.info("You have no models yet: a run that finishes leaves one.")
         return
-    st.dataframe(
-        [
-            {
-                "model": m.name,
-                "arch": m.arch,
-                "public": m.is_public,
-                "EER (%)": profile.percent(m.metrics.get("eer")),
-                "accuracy (%)": profile.percent(m.metrics.get("accuracy")),
-                "created": m.created_at.strftime("%Y-%m-%d %H:%M"),
-            }
-            for m in models
-        ],
-        hide_index=True,
-    )
+    st.dataframe(profile.model_rows(models), hide_index=True)
     # A run's model is managed with its run (Runs tab); models without a run (imported) here.
     for model in [m for m in models if m.run_id is None]:
         with st.container(border=True):

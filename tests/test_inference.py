@@ -164,3 +164,51 @@ def test_cache_keeps_the_most_recent_detectors(run_dir: Path) -> None:
     assert len(cache) == 2
     assert cache.get(run_dir, "a") is first
     assert cache.get(run_dir, "b") is not second
+
+
+def _predict_in_child(detector: Detector, samples: np.ndarray, queue: object) -> None:
+    torch.set_num_threads(1)
+    log_probs, _ = detector.window_log_probs(samples)
+    queue.put(log_probs)  # type: ignore[attr-defined]
+
+
+def test_forward_passes_share_one_thread_and_survive_a_fork(detector: Detector) -> None:
+    import multiprocessing
+    import threading
+
+    samples = speechlike(2.0, seed=11)
+    expected, _ = detector.window_log_probs(samples)
+    results: list[np.ndarray] = []
+    names: set[str] = set()
+    original = detector.model.forward
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        names.add(threading.current_thread().name)
+        return original(x)
+
+    detector.model.forward = spy  # type: ignore[method-assign]
+    try:
+        threads = [
+            threading.Thread(target=lambda: results.append(detector.window_log_probs(samples)[0]))
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        del detector.model.forward
+    assert len(results) == 4 and len(names) == 1 and next(iter(names)).startswith("fakevoice")
+    for result in results:
+        np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+    # A forked child (its parent's model thread does not come along) still gets an answer.
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_predict_in_child, args=(detector, samples, queue))
+    child.start()
+    try:
+        np.testing.assert_allclose(queue.get(timeout=60), expected, rtol=1e-4, atol=1e-5)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()

@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
+from workbench import active_workbench, make_user
 
 from fakevoice import store
-from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
 from fakevoice.trainspec import TrainSpec
 
@@ -75,20 +75,13 @@ def workbench(
         # Tiny models on a shared 2-core machine train several times faster on one thread.
         "OMP_NUM_THREADS": "1",
     }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        store.init_db()
-        yield env
-        store.dispose_engines()
-    get_settings.cache_clear()
+    with active_workbench(env) as active:
+        yield active
 
 
 @pytest.fixture(scope="module")
 def actor(workbench: dict[str, str]) -> Actor:
-    with store.session_scope() as session:
-        return store.get_or_create_user(session, "tester").actor
+    return make_user("tester")
 
 
 def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -152,7 +152,7 @@ def assert_no_exception(at: AppTest) -> None:
 TABLES = {  # each table on the page, known by columns that only it has
     "public_models": ("model", "owner", "EER (%)"),
     "my_runs": ("run", "dataset", "EER (%)"),
-    "my_models": ("model", "public", "created"),
+    "my_models": ("model", "public", "date"),
     "my_tokens": ("name", "starts with"),
     "history": ("epoch", "valid_loss"),
     "admin_runs": ("owner", "run"),

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
-from test_results import make_user, run_worker, workbench_env
+from test_results import run_worker, workbench_env
 from test_training import DATASET, quick_spec, tiny_dataset_root
+from workbench import active_workbench, make_user
 
 from fakevoice import services, store
 from fakevoice.services import results
@@ -26,14 +27,8 @@ USER_KEY = "fakevoice_user_id"
 @pytest.fixture(scope="module")
 def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = workbench_env(tmp_path_factory.mktemp("train-page"), tiny_dataset_root(tmp_path_factory))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        store.init_db()
-        yield env
-        store.dispose_engines()
-    get_settings.cache_clear()
+    with active_workbench(env) as active:
+        yield active
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ from test_jobs import (
     wait_for,
 )
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
+from workbench import active_workbench
 
 from fakevoice import store
-from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric
 
 
@@ -44,14 +44,8 @@ def workbench(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "FAKEVOICE_MLFLOW_TRACKING": "false",
         "OMP_NUM_THREADS": "1",
     }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        store.init_db()
-        yield env
-        store.dispose_engines()
-    get_settings.cache_clear()
+    with active_workbench(env) as active:
+        yield active
 
 
 def epoch_rows(actor: Actor, run_id: int) -> list[EpochMetric]:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from test_training import DATASET, quick_spec, tiny_dataset_root
+from workbench import active_workbench, make_user
 
-from fakevoice import services, store
+from fakevoice import services
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.services import results
 from fakevoice.settings import get_settings
@@ -56,22 +57,11 @@ def run_worker(env: dict[str, str], timeout: float = 180) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def make_user(name: str) -> Actor:
-    with store.session_scope() as session:
-        return store.get_or_create_user(session, name).actor
-
-
 @pytest.fixture(scope="module")
 def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = workbench_env(tmp_path_factory.mktemp("results"), tiny_dataset_root(tmp_path_factory))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        store.init_db()
-        yield env
-        store.dispose_engines()
-    get_settings.cache_clear()
+    with active_workbench(env) as active:
+        yield active
 
 
 @pytest.fixture(scope="module")

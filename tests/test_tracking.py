@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from test_jobs import FAKEVOICE, finish, get_run, start_worker, submit
 from test_training import DATASET, quick_spec, tiny_dataset_root
+from workbench import active_workbench, make_user
 
-from fakevoice import store, tracking
-from fakevoice.settings import get_settings
+from fakevoice import tracking
 from fakevoice.store.records import Actor
 
 pytest.importorskip("mlflow", reason="MLflow tracking needs the 'mlflow-skinny' package")
@@ -38,21 +38,13 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "FAKEVOICE_CLI_USER": "tracker",
         "OMP_NUM_THREADS": "1",
     }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        get_settings.cache_clear()
-        store.init_db()
-        yield env
-        store.dispose_engines()
-    get_settings.cache_clear()
+    with active_workbench(env, unset=("MLFLOW_TRACKING_URI",)) as active:
+        yield active
 
 
 @pytest.fixture(scope="module")
 def actor(workbench: dict[str, str]) -> Actor:
-    with store.session_scope() as session:
-        return store.get_or_create_user(session, "tracker").actor
+    return make_user("tracker")
 
 
 def test_flatten_params_names_nested_options() -> None:

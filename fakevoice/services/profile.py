@@ -276,3 +276,18 @@ def run_rows(entries: list[RunEntry]) -> list[dict[str, Any]]:
         }
         for e in entries
     ]
+
+
+def model_rows(models: list[ModelRecord]) -> list[dict[str, Any]]:
+    """Models as table rows: model, arch, public, EER (%), accuracy (%), date."""
+    return [
+        {
+            "model": m.name,
+            "arch": m.arch,
+            "public": m.is_public,
+            "EER (%)": percent(m.metrics.get("eer")),
+            "accuracy (%)": percent(m.metrics.get("accuracy")),
+            "date": m.created_at.strftime("%Y-%m-%d %H:%M"),
+        }
+        for m in models
+    ]
