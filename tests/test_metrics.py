@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from fakevoice import metrics
+from fakevoice import asvspoof_scores, metrics
 from fakevoice.errors import DatasetError, FakeVoiceError, InvalidSpecError
 
 ASVSPOOF = Path(__file__).resolve().parents[2] / "shared" / "asvspoof2019"
@@ -25,13 +25,13 @@ needs_asvspoof = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def rawgat() -> tuple[metrics.CMScores, metrics.ASVScores]:
-    return metrics.read_cm_scores(CM_FILE), metrics.read_asv_scores(ASV_FILE)
+def rawgat() -> tuple[asvspoof_scores.CMScores, asvspoof_scores.ASVScores]:
+    return asvspoof_scores.read_cm_scores(CM_FILE), asvspoof_scores.read_asv_scores(ASV_FILE)
 
 
 @needs_asvspoof
 def test_rawgat_eer_and_min_tdcf_match_published_figures(
-    rawgat: tuple[metrics.CMScores, metrics.ASVScores],
+    rawgat: tuple[asvspoof_scores.CMScores, asvspoof_scores.ASVScores],
 ) -> None:
     cm, asv = rawgat
     eer, _ = metrics.compute_eer(cm.bonafide, cm.spoof)
@@ -44,10 +44,10 @@ def test_rawgat_eer_and_min_tdcf_match_published_figures(
 
 @needs_asvspoof
 def test_rawgat_per_attack_eer_and_report(
-    rawgat: tuple[metrics.CMScores, metrics.ASVScores],
+    rawgat: tuple[asvspoof_scores.CMScores, asvspoof_scores.ASVScores],
 ) -> None:
     cm, asv = rawgat
-    report = metrics.asvspoof_report(cm, asv)
+    report = asvspoof_scores.asvspoof_report(cm, asv)
     assert report["per_attack"]["A17"]["eer"] * 100 == pytest.approx(1.745, abs=1e-3)
     assert report["per_attack"]["A18"]["eer"] * 100 == pytest.approx(3.090, abs=1e-3)
     assert report["eer"] * 100 == pytest.approx(1.060135, abs=1e-6)
@@ -59,7 +59,7 @@ def test_rawgat_per_attack_eer_and_report(
 
 @needs_asvspoof
 def test_asvspoof_files_parse_into_the_documented_trial_counts(
-    rawgat: tuple[metrics.CMScores, metrics.ASVScores],
+    rawgat: tuple[asvspoof_scores.CMScores, asvspoof_scores.ASVScores],
 ) -> None:
     cm, asv = rawgat
     assert cm.score.size == 71237
@@ -406,7 +406,7 @@ def test_read_score_files_round_trip(tmp_path: Path, rng: np.random.Generator) -
         )
         + "\n"
     )
-    cm = metrics.read_cm_scores(cm_path)
+    cm = asvspoof_scores.read_cm_scores(cm_path)
     np.testing.assert_array_equal(cm.score, scores)
     np.testing.assert_array_equal(cm.bonafide, scores[:2])
     assert cm.attacks == ["A17", "A18"]
@@ -414,7 +414,7 @@ def test_read_score_files_round_trip(tmp_path: Path, rng: np.random.Generator) -
 
     asv_path = tmp_path / "asv.txt"
     asv_path.write_text("bonafide target 3.5\nbonafide nontarget -1.0\nA17 spoof 0.25\n")
-    asv = metrics.read_asv_scores(asv_path)
+    asv = asvspoof_scores.read_asv_scores(asv_path)
     assert asv.target.tolist() == [3.5] and asv.nontarget.tolist() == [-1.0]
     assert asv.spoof_of("A17").tolist() == [0.25] and asv.spoof_of("A18").size == 0
 
@@ -435,26 +435,26 @@ def test_read_cm_scores_explains_malformed_files(
     path = tmp_path / "scores.txt"
     path.write_text(content)
     with pytest.raises(DatasetError, match=message):
-        metrics.read_cm_scores(path)
+        asvspoof_scores.read_cm_scores(path)
 
 
 def test_read_score_files_missing_file_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(FakeVoiceError, match="does not exist"):
-        metrics.read_asv_scores(tmp_path / "nope.txt")
+        asvspoof_scores.read_asv_scores(tmp_path / "nope.txt")
     with pytest.raises(DatasetError, match="key must be one of target, nontarget, spoof"):
         path = tmp_path / "asv.txt"
         path.write_text("bonafide bonafide 1.0\n")
-        metrics.read_asv_scores(path)
+        asvspoof_scores.read_asv_scores(path)
 
 
 def test_asvspoof_report_without_asv_scores(tmp_path: Path, rng: np.random.Generator) -> None:
-    cm = metrics.CMScores(
+    cm = asvspoof_scores.CMScores(
         utterance=np.array([f"u{i}" for i in range(6)]),
         attack=np.array(["-", "-", "-", "A07", "A07", "A08"]),
         key=np.array(["bonafide"] * 3 + ["spoof"] * 3),
         score=np.array([3.0, 2.0, 0.5, 1.0, -1.0, 0.0]),
     )
-    report = metrics.asvspoof_report(cm)
+    report = asvspoof_scores.asvspoof_report(cm)
     assert report["min_tdcf"] is None
     assert report["eer"] == metrics.compute_eer([3.0, 2.0, 0.5], [1.0, -1.0, 0.0])[0]
     assert report["per_attack"]["A08"]["eer"] == 0.0
