@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import speechlike
 
 from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers
+from fakevoice.datasets.loaders import ImageItems
 from fakevoice.datasets.manifest import (
     DATASET_INFO_NAME,
     clip_path,
@@ -324,3 +326,17 @@ def test_aasist_l_trains_one_short_epoch(dataset_root: Path, tmp_path: Path) -> 
     assert manifest["input_kind"] == "waveform" and manifest["clip_samples"] == 16000
     assert manifest["feature_spec"] is None
     assert math.isfinite(result.history[0].train_loss)
+
+
+def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path) -> None:
+    data = prepare_data(quick_spec(), dataset_root)
+    image_bytes = FEATURES.image_height * FEATURES.image_width * 3
+    items = ImageItems(data.train, data.dataset_dir, data.train_labels, cache_bytes=2 * image_bytes)
+    first = [items[i][0] for i in range(4)]
+    assert items._block is not None and items._block.shape[0] == 2  # room for two images
+    assert sorted(items._slots) == [0, 1]
+    again = [items[i][0] for i in range(4)]
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)  # cached or decoded again, the same tensor
+    uncached = ImageItems(data.train, data.dataset_dir, data.train_labels, cache_bytes=0)
+    assert torch.equal(uncached[3][0], first[3]) and uncached._block is None
