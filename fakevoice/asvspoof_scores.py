@@ -29,9 +29,6 @@ from fakevoice.metrics import (
 logger = logging.getLogger(__name__)
 
 
-# --- ASVspoof score files ------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class CMScores:
     """Countermeasure scores of an ASVspoof score file (``UTTERANCE ATTACK KEY SCORE`` lines).

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 VerdictLabel = Literal["human", "machine-generated", "inconclusive"]
 DEFAULT_THRESHOLD = 0.60
+BONAFIDE = "bonafide"
 _forward_thread: tuple[int, ThreadPoolExecutor] | None = None
 _forward_thread_lock = threading.Lock()
 
@@ -51,9 +52,6 @@ def forward_thread() -> ThreadPoolExecutor:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakevoice-forward")
             _forward_thread = (os.getpid(), executor)
         return _forward_thread[1]
-
-
-BONAFIDE = "bonafide"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from fakevoice.errors import (
     NotFoundError,
 )
 from fakevoice.features import FeatureSpec
-from fakevoice.models.learners import build_inference_model
 from fakevoice.services.verdicts import import_aasist, store_bundle_as_model
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
@@ -297,9 +296,8 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     }
     if "arch_config" in manifest:
         # What rebuilds the exact network (e.g. SpecNet's input pooling); dropping it would
-        # silently rebuild another network. Checked by building it.
+        # silently rebuild another network. _load_weights checks it when it builds the model.
         clean["arch_config"] = manifest["arch_config"]
-        build_inference_model(clean)
     train_spec = manifest.get("train_spec")
     if isinstance(train_spec, dict):
         try:
@@ -313,6 +311,8 @@ def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
     """The architecture of ``manifest`` with ``weights`` loaded strictly (proves they fit)."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
+
+    from fakevoice.models.learners import build_inference_model
 
     try:
         state = load_safetensors(weights)

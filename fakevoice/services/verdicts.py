@@ -106,7 +106,7 @@ def _verify_files(model: ModelRecord) -> None:
 
 def score_clip(
     actor: Actor,
-    model_id: int | ModelRecord,
+    model: int | ModelRecord,
     source: Path | bytes,
     *,
     file_name: str,
@@ -116,7 +116,7 @@ def score_clip(
     """Decode a clip, score it with a model the actor may use, and log the verdict.
 
     Args:
-        model_id: The model's id, or its record as :func:`find_model` or :func:`get_model` just
+        model: The model's id, or its record as :func:`find_model` or :func:`get_model` just
             returned it for this actor (which saves reading it again).
         source: The audio as a server-side path or the uploaded bytes.
         file_name: The client's name for it, kept for display only.
@@ -130,7 +130,8 @@ def score_clip(
     """
     if not 0.5 <= threshold <= 1.0:
         raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
-    model = model_id if isinstance(model_id, ModelRecord) else get_model(actor, model_id)
+    if not isinstance(model, ModelRecord):
+        model = get_model(actor, model)
     detector = detector_for(model)
     audio = load_audio(source, detector.sample_rate)
     verdict = detector.predict(audio, threshold)
