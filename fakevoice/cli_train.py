@@ -94,6 +94,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     name = args.name or f"{spec.arch}-{spec.dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run = services.submit_run(actor, name, spec)
+    warning = services.memory_advice(spec).warning()
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.inline:
         from fakevoice.jobs.local import LocalWorker
 

@@ -36,6 +36,7 @@ from fakevoice.datasets.loaders import ImageItems, WaveformItems
 from fakevoice.datasets.manifest import read_manifest
 from fakevoice.datasets.splits import split_masks
 from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.models import memory
 from fakevoice.models.learners import build_learner_model, pick_device
 from fakevoice.trainspec import TrainSpec
 
@@ -217,7 +218,7 @@ def prepare_data(spec: TrainSpec, dataset_root: Path) -> PreparedData:
             f"The selection has too few items to split ({len(frame)} items): choose more."
         )
     class_names = class_names_for(frame, spec.task)
-    feature_spec = _dataset_feature_spec(dataset_dir)
+    feature_spec = dataset_feature_spec(dataset_dir)
     return PreparedData(
         dataset_dir=dataset_dir,
         train=train,
@@ -229,7 +230,8 @@ def prepare_data(spec: TrainSpec, dataset_root: Path) -> PreparedData:
     )
 
 
-def _dataset_feature_spec(dataset_dir: Path) -> dict[str, Any]:
+def dataset_feature_spec(dataset_dir: Path) -> dict[str, Any]:
+    """The feature spec in a dataset's ``dataset.json`` (empty when it names none)."""
     info_path = dataset_dir / "dataset.json"
     if not info_path.is_file():
         return {}
@@ -454,6 +456,24 @@ def suggest_learning_rate(learn: Learner, num_it: int = 100) -> float:
     return float(min(max(lr, 1e-5), 1e-1))
 
 
+def _warn_about_memory(
+    spec: TrainSpec,
+    data: PreparedData,
+    device: torch.device,
+    n_classes: int,
+    on_notice: Callable[[str], None] | None,
+) -> None:
+    """Log the run's memory estimate; tell the user when it will not fit this machine."""
+    shape = memory.input_shape(spec.arch, data.feature_spec, spec.clip_samples)
+    advice = memory.advise(spec.arch, spec.batch_size, shape, device, n_classes)
+    logger.info("%s", advice.summary())
+    warning = advice.warning()
+    if warning is not None:
+        logger.warning("%s", warning)
+        if on_notice is not None:
+            on_notice(warning)
+
+
 def train(
     spec: TrainSpec,
     run_dir: Path,
@@ -483,6 +503,7 @@ def train(
     learn, notice = build_learner(spec, dls, n_classes, weights)
     if notice and on_notice is not None:
         on_notice(notice)
+    _warn_about_memory(spec, data, device, n_classes, on_notice)
     learn.path = run_dir
     learn.model_dir = CHECKPOINT_DIR
 

@@ -219,6 +219,19 @@ def _length_options() -> tuple[dict[str, Any], bool]:
     return chosen, suggest
 
 
+def _memory_note(build: SpecBuilder) -> None:
+    """The run's memory estimate, and a warning with a batch size that fits when it will not."""
+    try:
+        advice = services.memory_advice(build())
+    except FakeVoiceError:
+        return  # the spec itself is refused; "Start training" says why
+    warning = advice.warning()
+    if warning is not None:
+        st.warning(warning, icon=":material/memory:")
+    else:
+        st.caption(advice.summary())
+
+
 def _suggest(actor: Actor, build: SpecBuilder) -> None:
     """Run the learning-rate finder and put its suggestion into the learning-rate field."""
     try:
@@ -460,6 +473,7 @@ def _new_run(actor: Actor, names: list[str]) -> None:
             **options,
         )
 
+    _memory_note(build)
     if suggest:
         _suggest(actor, build)
     if st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:"):

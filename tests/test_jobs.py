@@ -193,6 +193,41 @@ def test_stop_while_running_keeps_the_last_good_epoch(
     assert [int(r["epoch"]) for r in read_history(Path(model.path))] == done
 
 
+def training_children(worker: subprocess.Popen[str]) -> list[int]:
+    """Process ids of the worker's training children (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == worker.pid and b"multiprocessing.spawn" in command:
+            if b"resource_tracker" not in command:
+                found.append(int(entry.name))
+    return found
+
+
+def test_killed_training_process_fails_the_run_with_a_memory_hint(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    run_id = submit(actor, "oom killed", quick_spec(epochs=40))
+    worker = start_worker(workbench, "--once")
+    try:
+        wait_for(lambda: len(epochs_of(actor, run_id)) >= 1, 90, "the first epoch")
+        (child,) = wait_for(lambda: training_children(worker), 10, "the training process")
+        os.kill(child, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    finally:
+        output = finish(worker)
+    run = get_run(actor, run_id)
+    assert run.status == "failed", output
+    assert run.error is not None and "killed (signal 9)" in run.error
+    assert "lower the batch size" in run.error and "Traceback" not in run.error
+
+
 def test_killed_worker_run_is_resumed_by_the_next_worker(
     workbench: dict[str, str], actor: Actor
 ) -> None:

@@ -109,6 +109,18 @@ def test_form_submits_a_queued_run_and_opens_its_panel(alice: Actor) -> None:
     assert "Stopped after 0 epoch(s)" in messages(at.warning)
 
 
+def test_form_estimates_memory_and_warns_when_a_run_will_not_fit(alice: Actor) -> None:
+    at = train_page(alice)
+    assert "Training specnet at batch 32 needs about" in messages(at.caption)
+    assert "this machine has" in messages(at.caption) and not at.warning
+    at.selectbox(key="train_arch").set_value("aasist-l").run()
+    at.number_input(key="train_batch_size").set_value(512).run()
+    # AASIST-L keeps about half a GiB per clip for the backward pass: 512 clips fit nowhere here.
+    warning = messages(at.warning)
+    assert "Training aasist-l at batch 512 needs about" in warning
+    assert "Lower the batch size to" in warning or "Even the smallest batch" in warning
+
+
 def test_user_errors_show_messages_and_lose_nothing(alice: Actor) -> None:
     taken = services.submit_run(alice, "taken", quick_spec())
     before = run_names(alice)

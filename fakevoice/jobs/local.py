@@ -40,6 +40,20 @@ def _die_with_parent() -> None:
         pass
 
 
+def exit_message(code: int | None) -> str:
+    """What a run's user reads when its training process ended without finishing the run."""
+    if code == -signal.SIGKILL:
+        return (
+            "The training process was killed (signal 9). That is most often the system running "
+            "out of memory: lower the batch size, or train on a machine with more memory. "
+            "The run's earlier epochs are kept."
+        )
+    return (
+        f"The training process stopped unexpectedly (exit code {code}); "
+        "the run's earlier epochs are kept."
+    )
+
+
 def _child_main(run_id: int, worker_id: str) -> None:
     """Entry of the training child process."""
     _die_with_parent()
@@ -169,10 +183,7 @@ class LocalWorker:
             active.process.join()
             code = active.process.exitcode
             del self.active[run_id]
-            message = (
-                "The training process stopped unexpectedly "
-                f"(exit code {code}); the run's earlier epochs are kept."
-            )
+            message = exit_message(code)
             with store.session_scope() as session:
                 # Only changes a run the child left "running" (it crashed or was killed).
                 changed = store.set_status(

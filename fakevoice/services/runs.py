@@ -10,14 +10,18 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from fakevoice import store
 from fakevoice.datasets.manifest import read_manifest
 from fakevoice.errors import DatasetError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.models import memory
+from fakevoice.models.memory import MemoryAdvice
+from fakevoice.models.registry import pick_device
 from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
-from fakevoice.training import load_checkpoint_state, select_items
+from fakevoice.training import dataset_feature_spec, load_checkpoint_state, select_items
 from fakevoice.trainspec import TrainSpec
 
 
@@ -81,6 +85,24 @@ def check_spec(spec: TrainSpec) -> None:
             "The selection needs human (bonafide) items and at least one generator's items; "
             f"it has only: {', '.join(sorted(classes))}."
         )
+
+
+def memory_advice(spec: TrainSpec) -> MemoryAdvice:
+    """How much memory the run will need, set against this machine's.
+
+    The worker that trains it may run elsewhere (Ray, another host): it checks again with its own
+    memory and adds a notice to the run when it will not fit there. A run asking for CUDA on an
+    app server without a GPU gets the estimate alone.
+
+    Raises:
+        NotFoundError / InvalidSpecError / DatasetError: unknown dataset or architecture.
+    """
+    feature_spec = dataset_feature_spec(dataset_path(spec.dataset))
+    shape = memory.input_shape(spec.arch, feature_spec, spec.clip_samples)
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        estimate = memory.estimate_training_memory(spec.arch, spec.batch_size, shape)
+        return memory.MemoryAdvice(estimate, "cuda", None)
+    return memory.advise(spec.arch, spec.batch_size, shape, pick_device(spec.device))
 
 
 def submit_run(actor: Actor, name: str, spec: TrainSpec) -> RunRecord:
