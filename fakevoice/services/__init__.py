@@ -24,6 +24,7 @@ from fakevoice.services.datasets import (
     noise_label,
     noise_sort_key,
     ordered_classes,
+    render_dataset,
     sample_items,
     utterances,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "noise_label",
     "noise_sort_key",
     "ordered_classes",
+    "render_dataset",
     "resume_run",
     "run_progress",
     "sample_items",

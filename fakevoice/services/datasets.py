@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,11 @@ from fakevoice.datasets.manifest import (
     read_manifest,
 )
 from fakevoice.datasets.noise import parse_noise_name
-from fakevoice.errors import DatasetError, FakeVoiceError, NotFoundError
+from fakevoice.errors import DatasetError, FakeVoiceError, InvalidSpecError, NotFoundError
 from fakevoice.settings import get_settings
+
+if TYPE_CHECKING:
+    from fakevoice.datasets.render import RenderReport
 
 ATTRIBUTION_NAME = "ATTRIBUTION"  # licence notices the builder writes beside the manifest
 MAX_ATTRIBUTION_BYTES = 256 * 1024
@@ -146,6 +149,47 @@ def dataset_path(name: str) -> Path:
         NotFoundError: ``name`` is not one of :func:`dataset_names` (e.g. ``'../x'``).
     """
     return _find(name).path
+
+
+NEW_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def render_dataset(
+    source: str,
+    name: str,
+    overrides: Mapping[str, Any],
+    *,
+    workers: int = 0,
+    progress: bool = False,
+) -> RenderReport:
+    """Render dataset ``source`` again as dataset ``name`` with other spectrogram features.
+
+    Args:
+        source: an existing dataset's name.
+        name: the new dataset's name (letters, digits, ``-``, ``_``, ``.``; not starting with a dot).
+        overrides: feature spec fields that differ from ``source``'s (e.g. ``{"kind": "lfcc"}``).
+        workers: parallel processes (0 = every core).
+        progress: show a progress bar on stderr.
+
+    Raises:
+        NotFoundError: no dataset ``source``.
+        InvalidSpecError: a bad name or feature value.
+        DatasetError: a dataset ``name`` exists already, or the source's clips are unreadable.
+    """
+    from fakevoice.datasets.render import render_dataset as render
+    from fakevoice.features import FeatureSpec
+
+    source_dir = dataset_path(source)
+    if not name or name.startswith(".") or not set(name) <= NEW_NAME_CHARS or len(name) > 64:
+        raise InvalidSpecError(
+            f"A dataset name is 1 to 64 letters, digits, '-', '_' or '.', not starting with a "
+            f"dot; got {name!r}."
+        )
+    base = dict(_find(source).feature_spec or {})
+    spec = FeatureSpec.from_dict({**base, **dict(overrides)})
+    return render(
+        source_dir, get_settings().dataset_dir / name, spec, workers=workers, progress=progress
+    )
 
 
 # --- manifest ------------------------------------------------------------------------------------

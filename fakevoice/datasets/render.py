@@ -1,0 +1,208 @@
+"""Render a built dataset's clips again with other spectrogram features, as a new dataset.
+
+Researchers compare features on the same audio: the new dataset keeps the source's clips (hard
+links where the file system allows, copies otherwise), manifest, noise and attribution, and only its
+images and its ``dataset.json`` feature spec change. Each image is made exactly as the builder made
+it: the stored 16 kHz clip, the item's seeded noise (:func:`~fakevoice.datasets.noise.add_noise`
+with :func:`~fakevoice.datasets.noise.item_seed`), then :func:`~fakevoice.features.render_image`, so
+rendering with the source's own spec reproduces its images byte for byte.
+
+The new dataset is written into a hidden sibling folder and renamed into place at the end: it
+appears whole or not at all, and the source is only read.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fakevoice.datasets.manifest import (
+    DATASET_INFO_NAME,
+    MANIFEST_NAME,
+    read_clip,
+    read_manifest,
+    write_text_atomic,
+)
+from fakevoice.datasets.noise import add_noise, item_seed, parse_noise_name
+from fakevoice.errors import DatasetError
+from fakevoice.features import FeatureSpec, render_image, save_png
+
+logger = logging.getLogger(__name__)
+
+CLIPS_DIR = "clips"
+COPIED_FILES = ("ATTRIBUTION",)
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    """What :func:`render_dataset` made."""
+
+    source: str
+    out_dir: Path
+    images: int
+    clips: int
+    feature_spec: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "out_dir": str(self.out_dir),
+            "images": self.images,
+            "clips": self.clips,
+            "feature_spec": self.feature_spec,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def summary(self) -> str:
+        kind = self.feature_spec.get("kind")
+        size = f"{self.feature_spec.get('image_height')}x{self.feature_spec.get('image_width')}"
+        return (
+            f"Rendered {self.images} {kind} images ({size} pixels) of {self.clips} clips from "
+            f"'{self.source}' into {self.out_dir} in {self.seconds:.0f} s."
+        )
+
+
+def render_dataset(
+    source_dir: Path,
+    out_dir: Path,
+    spec: FeatureSpec,
+    *,
+    workers: int = 0,
+    progress: bool = False,
+) -> RenderReport:
+    """Make ``out_dir``: the dataset at ``source_dir`` with every image rendered from ``spec``.
+
+    Args:
+        source_dir: a built dataset (its ``manifest.csv`` and clips).
+        out_dir: the new dataset's folder; must not exist yet.
+        spec: the features of the new images.
+        workers: parallel processes (0 = every core).
+        progress: show a progress bar on stderr.
+
+    Raises:
+        DatasetError: no dataset at ``source_dir``, ``out_dir`` already exists, or a clip is
+            missing or unreadable (nothing is left behind then).
+    """
+    started = time.monotonic()
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    if not (source_dir / MANIFEST_NAME).is_file():
+        raise DatasetError(f"There is no built dataset at {source_dir}.")
+    if out_dir.exists():
+        raise DatasetError(
+            f"{out_dir} already exists; choose another name for the rendered dataset."
+        )
+    frame = read_manifest(source_dir)
+    staging = out_dir.parent / f".{out_dir.name}.rendering-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        clips = _link_clips(source_dir, staging, sorted(set(frame["clip_path"].astype(str))))
+        groups = [
+            (str(clip), [{str(k): str(v) for k, v in row.items()} for row in rows])
+            for clip, rows in (
+                (clip, group[["item", "noise", "image_path"]].to_dict("records"))
+                for clip, group in frame.groupby("clip_path", sort=True)
+            )
+        ]
+        images = _render_all(str(source_dir), str(staging), groups, spec, workers, progress)
+        shutil.copy2(source_dir / MANIFEST_NAME, staging / MANIFEST_NAME)
+        for name in COPIED_FILES:
+            if (source_dir / name).is_file():
+                shutil.copy2(source_dir / name, staging / name)
+        _write_info(source_dir, staging, out_dir.name, spec)
+        os.rename(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return RenderReport(
+        source_dir.name, out_dir, images, clips, spec.to_dict(), time.monotonic() - started
+    )
+
+
+def _link_clips(source_dir: Path, staging: Path, relative: list[str]) -> int:
+    """Hard-link (or copy) every clip into the staging folder; returns how many."""
+    for name in relative:
+        src, dst = source_dir / name, staging / name
+        if not src.is_file():
+            raise DatasetError(f"The dataset's clip {name} is missing; rebuild the dataset.")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed: copy
+            shutil.copy2(src, dst)
+    return len(relative)
+
+
+def _render_all(
+    source: str,
+    staging: str,
+    groups: list[tuple[str, list[dict[str, str]]]],
+    spec: FeatureSpec,
+    workers: int,
+    progress: bool,
+) -> int:
+    from tqdm import tqdm
+
+    from fakevoice.datasets.builder import init_worker, worker_count
+
+    count = worker_count(workers, len(groups))
+    bar = tqdm(
+        total=len(groups), desc="rendering", unit="clip", disable=not progress, file=sys.stderr
+    )
+    done = 0
+    try:
+        if count == 1:
+            for clip, rows in groups:
+                done += _render_clip(source, staging, clip, rows, spec)
+                bar.update()
+            return done
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(
+            count, mp_context=context, initializer=init_worker
+        ) as pool:
+            futures = [
+                pool.submit(_render_clip, source, staging, clip, rows, spec)
+                for clip, rows in groups
+            ]
+            for future in concurrent.futures.as_completed(futures):
+                done += future.result()
+                bar.update()
+        return done
+    finally:
+        bar.close()
+
+
+def _render_clip(
+    source: str, staging: str, clip: str, rows: list[dict[str, str]], spec: FeatureSpec
+) -> int:
+    """One clip's images, one per noise level, exactly as the builder renders them."""
+    stored = read_clip(Path(source), clip)
+    for row in rows:
+        noisy = add_noise(stored, parse_noise_name(row["noise"]), item_seed(row["item"]))
+        save_png(render_image(noisy, spec), Path(staging) / row["image_path"])
+    return len(rows)
+
+
+def _write_info(source_dir: Path, staging: Path, name: str, spec: FeatureSpec) -> None:
+    info_path = source_dir / DATASET_INFO_NAME
+    try:
+        info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    except (OSError, ValueError):
+        info = {}
+    info.update(
+        name=name,
+        feature_spec=spec.to_dict(),
+        rendered_from=source_dir.name,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    write_text_atomic(staging / DATASET_INFO_NAME, json.dumps(info, indent=2) + "\n")
