@@ -12,7 +12,14 @@ from conftest import SHARED, speechlike
 from safetensors.torch import save_file
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
-from fakevoice.models import ARCH_NAMES, count_parameters, get_arch, list_archs, pick_device
+from fakevoice.models import (
+    ARCH_NAMES,
+    count_parameters,
+    get_arch,
+    learners,
+    list_archs,
+    pick_device,
+)
 from fakevoice.models.learners import build_inference_model
 from fakevoice.models.registry import imagenet_weight_files
 from fakevoice.models.specnet import SpecNet
@@ -207,3 +214,13 @@ def test_specnet_manifest_config_round_trips_and_bad_values_are_refused() -> Non
     for bad in ({"input_pool": 3}, {"input_pool": "2"}, {"input_pool": True}, {"depth": 9}, [2]):
         with pytest.raises(ModelFileError, match="arch_config"):
             build_inference_model({**manifest, "arch_config": bad})
+
+
+@pytest.mark.parametrize("arch", ["aasist-l", "resnet18"])
+def test_settings_an_architecture_does_not_have_are_refused(arch: str) -> None:
+    manifest = {"arch": arch, "class_names": ["bonafide", "spoof"]}
+    for empty in (None, {}):  # no settings: the registry's network
+        model = build_inference_model({**manifest, "arch_config": empty})
+        assert learners.arch_config(model) is None
+    with pytest.raises(ModelFileError, match=f"settings .*that {arch} does not have"):
+        build_inference_model({**manifest, "arch_config": {"input_pool": 2}})

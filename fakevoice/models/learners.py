@@ -23,7 +23,6 @@ from torch import nn
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.models.registry import get_arch
-from fakevoice.models.specnet import SpecNet
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +112,11 @@ def build_learner_model(
 
 
 def arch_config(model: nn.Module) -> dict[str, Any] | None:
-    """The settings beyond the arch name that rebuild ``model`` (a manifest's ``arch_config``)."""
-    return model.config() if isinstance(model, SpecNet) else None
+    """The settings beyond the arch name that rebuild ``model`` (a manifest's ``arch_config``):
+    what its ``config()`` says, for the architectures that have settings (see ``ArchSpec.rebuild``).
+    """
+    config = getattr(model, "config", None)
+    return dict(config()) if callable(config) else None
 
 
 def build_inference_model(manifest: dict[str, Any]) -> nn.Module:
@@ -124,19 +126,10 @@ def build_inference_model(manifest: dict[str, Any]) -> nn.Module:
     if not isinstance(arch, str) or not isinstance(class_names, list) or len(class_names) < 2:
         raise ModelFileError("The model manifest is missing its architecture or class names.")
     try:
-        if arch in TORCHVISION:
-            return vision_model(arch, len(class_names))
-        if arch == "specnet":
-            config = manifest.get("arch_config")
-            if config is not None and not isinstance(config, dict):
-                raise ModelFileError("The model manifest's arch_config is not an object.")
-            try:
-                return SpecNet.from_config(len(class_names), config)
-            except ValueError as exc:
-                raise ModelFileError(
-                    f"The model manifest's arch_config is invalid: {exc}"
-                ) from None
-        model, _ = get_arch(arch).build(len(class_names), pretrained=False)
-        return model
+        entry = get_arch(arch)
     except InvalidSpecError as exc:
         raise ModelFileError(f"Unknown model architecture in the manifest: {exc}") from None
+    if arch in TORCHVISION:
+        entry.check_config(manifest.get("arch_config"))
+        return vision_model(arch, len(class_names))
+    return entry.rebuild(len(class_names), manifest.get("arch_config"))

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torchvision
@@ -46,6 +46,9 @@ class ArchSpec:
         factory: ``n_classes -> model`` with random weights.
         constructor: the torchvision constructor (e.g. ``torchvision.models.resnet18``), for
             ``vision_learner``; ``None`` for our own models.
+        from_config: ``(n_classes, arch_config) -> model`` for architectures whose bundles record
+            settings beyond the name (a manifest's ``arch_config``; ``None`` there means a bundle
+            older than those settings); ``None`` for architectures without settings.
     """
 
     name: str
@@ -56,6 +59,35 @@ class ArchSpec:
     head: str
     factory: Callable[[int], nn.Module] = field(repr=False, compare=False)
     constructor: Callable[..., nn.Module] | None = None
+    from_config: Callable[[int, dict[str, Any] | None], nn.Module] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def check_config(self, config: object) -> None:
+        """Refuse a manifest's ``arch_config`` that is not an object, or that gives settings to an
+        architecture without any (``ModelFileError``)."""
+        if config is not None and not isinstance(config, dict):
+            raise ModelFileError("The model manifest's arch_config is not an object.")
+        if self.from_config is None and config:
+            raise ModelFileError(
+                f"The model manifest gives settings ({', '.join(map(str, config))}) that "
+                f"{self.name} does not have."
+            )
+
+    def rebuild(self, n_classes: int, config: object) -> nn.Module:
+        """The network a bundle's manifest describes (random weights, to load the bundle's into).
+
+        Raises:
+            ModelFileError: ``config`` is not an object, or holds settings this architecture does
+                not have or values it does not support (see :meth:`check_config`).
+        """
+        self.check_config(config)
+        if self.from_config is None:
+            return self.factory(n_classes)
+        try:
+            return self.from_config(n_classes, config if isinstance(config, dict) else None)
+        except ValueError as exc:
+            raise ModelFileError(f"The model manifest's arch_config is invalid: {exc}") from None
 
     def build(
         self, n_classes: int, pretrained: bool = False, weights_path: str | Path | None = None
@@ -128,6 +160,7 @@ ARCHS: dict[str, ArchSpec] = {
             fastai_vision=False,
             head="head.",
             factory=lambda n: SpecNet(n_classes=n),
+            from_config=SpecNet.from_config,
         ),
         _torchvision("resnet18", "ResNet-18 (11.7 M parameters)", "fc."),
         _torchvision("resnet34", "ResNet-34 (21.8 M parameters)", "fc."),
