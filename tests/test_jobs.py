@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
-from workbench import active_workbench, make_user
+from workbench import active_workbench, epochs_of, get_run, make_user, submit, wait_for
 
 from fakevoice import store
-from fakevoice.store.records import Actor, RunRecord
-from fakevoice.trainspec import TrainSpec
+from fakevoice.store.records import Actor
 
 REPO = Path(__file__).resolve().parent.parent
 FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
@@ -104,31 +103,6 @@ def finish(worker: subprocess.Popen[str], timeout: float = 120) -> str:
         pytest.fail(f"the worker did not finish in {timeout} s:\n{output}")
     assert worker.returncode == 0, output
     return output
-
-
-def submit(actor: Actor, name: str, spec: TrainSpec) -> int:
-    with store.session_scope() as session:
-        return store.create_run(session, actor, name, spec.to_dict()).id
-
-
-def get_run(actor: Actor, run_id: int) -> RunRecord:
-    with store.session_scope(readonly=True) as session:
-        return store.get_run(session, actor, run_id)
-
-
-def epochs_of(actor: Actor, run_id: int) -> list[int]:
-    with store.session_scope(readonly=True) as session:
-        return [m.epoch for m in store.list_epoch_metrics(session, actor, run_id)]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def models_of_run(actor: Actor, run_id: int) -> list[Any]:

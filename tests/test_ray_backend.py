@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
+from workbench import epochs_of, get_run, start_ray_worker, submit, wait_for
 
 from fakevoice import store
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, RunRecord
+from fakevoice.store.records import Actor
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package")
 
@@ -57,35 +55,10 @@ def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
     get_settings.cache_clear()
 
 
-def submit(actor: Actor, name: str, **changes: Any) -> int:
-    with store.session_scope() as session:
-        spec = quick_spec(**changes).to_dict()
-        return store.create_run(session, actor, name, spec, backend="ray").id
-
-
-def get_run(actor: Actor, run_id: int) -> RunRecord:
-    with store.session_scope(readonly=True) as session:
-        return store.get_run(session, actor, run_id)
-
-
-def epochs_of(actor: Actor, run_id: int) -> list[int]:
-    with store.session_scope(readonly=True) as session:
-        return [m.epoch for m in store.list_epoch_metrics(session, actor, run_id)]
-
-
-def start_worker() -> threading.Thread:
-    from fakevoice.jobs.ray_backend import RayWorker
-
-    worker = RayWorker(concurrency=1)
-    thread = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True}, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_ray_task_trains_a_run(ray_workbench: Actor) -> None:
     actor = ray_workbench
-    run_id = submit(actor, "on ray", epochs=2)
-    thread = start_worker()
+    run_id = submit(actor, "on ray", quick_spec(epochs=2), backend="ray")
+    thread = start_ray_worker()
     thread.join(timeout=180)
     assert not thread.is_alive(), "the Ray worker did not finish"
     run = get_run(actor, run_id)
@@ -100,12 +73,9 @@ def test_ray_task_trains_a_run(ray_workbench: Actor) -> None:
 
 def test_ray_run_stops_on_request(ray_workbench: Actor) -> None:
     actor = ray_workbench
-    run_id = submit(actor, "stop on ray", epochs=40)
-    thread = start_worker()
-    deadline = time.monotonic() + 120
-    while not epochs_of(actor, run_id) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert epochs_of(actor, run_id), "the first epoch never finished"
+    run_id = submit(actor, "stop on ray", quick_spec(epochs=40), backend="ray")
+    thread = start_ray_worker()
+    wait_for(lambda: epochs_of(actor, run_id), 120, "the first epoch")
     with store.session_scope() as session:
         store.request_stop(session, actor, run_id)
     thread.join(timeout=120)

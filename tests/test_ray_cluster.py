@@ -11,17 +11,17 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_training import DATASET, quick_spec, tiny_dataset_root
+from workbench import epochs_of, get_run, start_ray_worker, submit, wait_for
 
 from fakevoice import store
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, RunRecord
+from fakevoice.store.records import Actor
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package")
 RAY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ray"
@@ -121,38 +121,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         get_settings.cache_clear()
 
 
-def submit(actor: Actor, name: str, epochs: int) -> int:
-    with store.session_scope() as session:
-        spec = quick_spec(epochs=epochs).to_dict()
-        return store.create_run(session, actor, name, spec, backend="ray").id
-
-
-def get_run(actor: Actor, run_id: int) -> RunRecord:
-    with store.session_scope(readonly=True) as session:
-        return store.get_run(session, actor, run_id)
-
-
-def epochs_of(actor: Actor, run_id: int) -> list[int]:
-    with store.session_scope(readonly=True) as session:
-        return [m.epoch for m in store.list_epoch_metrics(session, actor, run_id)]
-
-
-def wait_first_epoch(actor: Actor, run_id: int) -> None:
-    deadline = time.monotonic() + 120
-    while not epochs_of(actor, run_id):
-        assert time.monotonic() < deadline, "the first epoch never finished"
-        time.sleep(0.2)
-
-
-def start_worker() -> threading.Thread:
-    from fakevoice.jobs.ray_backend import RayWorker
-
-    worker = RayWorker(concurrency=1)
-    thread = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True}, daemon=True)
-    thread.start()
-    return thread
-
-
 def task_pids() -> list[int]:
     """Processes whose title says they execute the job task (Ray renames its worker processes)."""
     pids = []
@@ -170,10 +138,10 @@ def task_pids() -> list[int]:
 
 def test_cluster_trains_and_stops_runs(cluster: Actor) -> None:
     actor = cluster
-    trained = submit(actor, "on the cluster", epochs=2)
-    stopped = submit(actor, "stopped on the cluster", epochs=40)
-    thread = start_worker()
-    wait_first_epoch(actor, stopped)
+    trained = submit(actor, "on the cluster", quick_spec(epochs=2), backend="ray")
+    stopped = submit(actor, "stopped on the cluster", quick_spec(epochs=40), backend="ray")
+    thread = start_ray_worker()
+    wait_for(lambda: epochs_of(actor, stopped), 120, "the first epoch")
     with store.session_scope() as session:
         store.request_stop(session, actor, stopped)
     thread.join(timeout=180)
@@ -192,9 +160,9 @@ def test_cluster_trains_and_stops_runs(cluster: Actor) -> None:
 
 def test_killed_ray_worker_fails_the_run_with_a_message(cluster: Actor) -> None:
     actor = cluster
-    run_id = submit(actor, "killed on the cluster", epochs=40)
-    thread = start_worker()
-    wait_first_epoch(actor, run_id)
+    run_id = submit(actor, "killed on the cluster", quick_spec(epochs=40), backend="ray")
+    thread = start_ray_worker()
+    wait_for(lambda: epochs_of(actor, run_id), 120, "the first epoch")
     (pid,) = task_pids()
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=120)
