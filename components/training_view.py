@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from fakevoice import services
 from fakevoice.services import results
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
 from fakevoice.store.records import Actor
@@ -177,18 +178,32 @@ def render_per_class(report: dict[str, object]) -> None:
 
 
 def render_generator_eer(report: dict[str, object]) -> None:
-    """Which attacks the model misses: the EER of bona fide against each generator's items."""
-    eers = report.get("generator_eer")
-    if not isinstance(eers, dict) or not eers:
+    """Which attacks the model misses (the EER of bona fide against each generator's items), and
+    how it copes with noise (the EER at each noise level), side by side."""
+    generators, noises = report.get("generator_eer"), report.get("noise_eer")
+    tables = []
+    if isinstance(generators, dict) and generators:
+        table = pd.DataFrame({"generator": list(generators), "EER": list(generators.values())})
+        tables.append(("EER against each generator", table.sort_values("EER", ascending=False)))
+    if isinstance(noises, dict) and noises:
+        labels = [services.noise_label(str(n)) for n in noises]
+        tables.append(
+            (
+                "EER at each noise level",
+                pd.DataFrame({"noise": labels, "EER": list(noises.values())}),
+            )
+        )
+    if not tables:
         return
-    st.markdown("**EER against each generator** (validation split; 50 % is a coin toss)")
-    table = pd.DataFrame({"generator": list(eers), "EER": [float(v) for v in eers.values()]})
-    st.dataframe(
-        table.sort_values("EER", ascending=False),
-        hide_index=True,
-        width="stretch",
-        column_config={"EER": st.column_config.NumberColumn("EER", format="percent")},
-    )
+    st.caption("Validation split; an EER of 50 % is a coin toss.")
+    for column, (title, table) in zip(st.columns(len(tables)), tables, strict=True):
+        column.markdown(f"**{title}**")
+        column.dataframe(
+            table.astype({"EER": float}),
+            hide_index=True,
+            width="stretch",
+            column_config={"EER": st.column_config.NumberColumn("EER", format="percent")},
+        )
 
 
 # --- downloads and links -------------------------------------------------------------------------

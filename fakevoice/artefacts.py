@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 import fakevoice
 from fakevoice import metrics
+from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.models.learners import arch_config
 
 if TYPE_CHECKING:
@@ -162,6 +163,25 @@ def generator_eers(bonafide_scores: np.ndarray, classes: list[str]) -> dict[str,
     }
 
 
+def noise_eers(
+    bonafide_scores: np.ndarray, classes: list[str], noises: list[str]
+) -> dict[str, float]:
+    """EER at each noise level: the bona fide items of that level against its machine-made ones.
+
+    How fast a detector degrades with noise (the demo set renders every clip at 5 SNRs). Keys are
+    noise names, clean first then by falling SNR; a level without both kinds gets none.
+    """
+    labels, levels = np.asarray(classes), np.asarray(noises)
+    human = labels == "bonafide"
+    report = {}
+    for level in sorted(set(noises), key=noise_sort_key):
+        here = levels == level
+        bonafide, spoof = bonafide_scores[here & human], bonafide_scores[here & ~human]
+        if bonafide.size and spoof.size:
+            report[level] = float(metrics.compute_eer(bonafide, spoof)[0])
+    return report
+
+
 def write_run_artefacts(
     learn: Learner,
     spec: TrainSpec,
@@ -180,7 +200,11 @@ def write_run_artefacts(
     report = metrics.classification_report(targets, probs, data.class_names, bonafide_index=0)
     report["train_items"] = len(data.train)
     report["valid_items"] = len(data.valid)
-    report["generator_eer"] = generator_eers(probs[:, 0], data.valid["class"].astype(str).tolist())
+    valid_classes = data.valid["class"].astype(str).tolist()
+    report["generator_eer"] = generator_eers(probs[:, 0], valid_classes)
+    report["noise_eer"] = noise_eers(
+        probs[:, 0], valid_classes, data.valid["noise"].astype(str).tolist()
+    )
 
     learn.export(run_dir / "model.pkl")
     manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))

@@ -61,9 +61,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _print(report)
         return 0
     eer = report.get("eer")
-    print(f"model {model.name} on {args.dataset} ({args.split}, {report.get('n')} items)")
+    print(f"model {model.name} on {args.dataset} ({report['split']}, {report.get('n')} items)")
     print(f"  accuracy {report['accuracy']:.4f}  macro F1 {report['macro_f1']:.4f}")
     print(f"  EER {100 * eer:.2f} %" if eer is not None else "  EER: n/a (one class only)")
+    for title, key, label in (
+        ("EER at each noise level", "noise_eer", services.noise_label),
+        ("EER against each generator", "generator_eer", str),
+    ):
+        if report.get(key):
+            print(f"  {title}:")
+            for name, value in report[key].items():
+                print(f"    {label(name):<24} {100 * value:6.2f} %")
     return 0
 
 

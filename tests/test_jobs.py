@@ -295,6 +295,12 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert report["dataset"] == DATASET and 0.0 <= report["accuracy"] <= 1.0
+    assert set(report["generator_eer"]) == {"griffinlim", "world"}
+    assert list(report["noise_eer"]) == ["snr_inf"]  # the tiny dataset is clean only
+    printed = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all")
+    assert printed.returncode == 0, printed.stderr
+    assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
+    assert "clean" in printed.stdout and "griffinlim" in printed.stdout
 
     for bad in (
         ("train", "--dataset", DATASET, "--epochs", "0", "--inline"),

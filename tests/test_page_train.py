@@ -185,6 +185,9 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     assert "EER against each generator" in " ".join(str(m.value) for m in at.markdown)
     (by_generator,) = [f.value for f in at.dataframe if "generator" in f.value.columns]
     assert set(by_generator["generator"]) == {"griffinlim", "world"}
+    assert "EER at each noise level" in " ".join(str(m.value) for m in at.markdown)
+    (by_noise,) = [f.value for f in at.dataframe if "noise" in f.value.columns]
+    assert list(by_noise["noise"]) == ["clean"]
     (model,) = [m for m in services.list_models(alice) if m.run_id == trained]
     (link,) = [p for p in at.get("page_link") if p.proto.label == "Evaluate this model"]
     assert link.proto.query_string == f"model={model.id}"

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from conftest import speechlike
 
-from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers
+from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers, noise_eers
 from fakevoice.datasets.loaders import ImageItems
 from fakevoice.datasets.manifest import (
     DATASET_INFO_NAME,
@@ -248,6 +248,7 @@ def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None
     assert metrics["valid_items"] == len(data.valid)
     assert set(metrics["generator_eer"]) == set(GENERATORS)
     assert all(0.0 <= v <= 1.0 for v in metrics["generator_eer"].values())
+    assert list(metrics["noise_eer"]) == ["snr_inf"]
     assert manifest["arch_config"] == {"input_pool": 2}  # rebuilds the trained network exactly
     assert json.loads((run_dir / "roc.json").read_text())
     assert (run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -260,6 +261,16 @@ def test_generator_eers_tell_which_attack_is_missed() -> None:
     assert eers["espeak"] == 0.0  # always below every human item
     assert 0.3 <= eers["griffinlim"] <= 0.7  # mixed in with the human items
     assert generator_eers(scores[3:], classes[3:]) == {}  # no bona fide items: nothing to say
+
+
+def test_noise_eers_show_how_a_detector_degrades_with_noise() -> None:
+    scores = np.array([0.9, 0.8, 0.1, 0.2, 0.6, 0.4, 0.5, 0.55, 0.7])
+    classes = ["bonafide", "bonafide", "world", "world"] * 2 + ["world"]
+    noises = ["snr_inf"] * 4 + ["snr_-10db"] * 4 + ["snr_20db"]
+    eers = noise_eers(scores, classes, noises)
+    # Clean first, then by falling SNR; 20 dB has no human item, so no EER.
+    assert list(eers) == ["snr_inf", "snr_-10db"]
+    assert eers["snr_inf"] == 0.0 and eers["snr_-10db"] >= 0.25
 
 
 def test_stop_keeps_the_last_good_epoch(dataset_root: Path, tmp_path: Path) -> None:

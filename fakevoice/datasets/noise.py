@@ -188,3 +188,26 @@ def item_seed(*parts: str | int) -> int:
     key = "\x1f".join(repr(part) for part in parts).encode("utf-8")
     digest = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
+
+
+def noise_sort_key(noise: str) -> tuple[int, float, str]:
+    """Order noise names clean first, then by falling SNR; unknown names last, alphabetically."""
+    try:
+        level = parse_noise_name(noise)
+    except InvalidSpecError:
+        return (2, 0.0, noise)
+    if level is None:
+        return (0, 0.0, noise)
+    return (1, -float(level), noise)
+
+
+def noise_label(noise: str) -> str:
+    """A person's name for a noise level: ``"snr_inf"`` -> ``"clean"``, ``"snr_20db"`` -> ``"20 dB SNR"``.
+
+    Unknown names are returned as they are.
+    """
+    try:
+        level = parse_noise_name(noise)
+    except InvalidSpecError:
+        return noise
+    return "clean" if level is None else f"{level:g} dB SNR"

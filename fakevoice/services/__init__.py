@@ -10,6 +10,7 @@ Everything is re-exported here, so callers write ``services.submit_run(...)``.
 
 from __future__ import annotations
 
+from fakevoice.datasets.noise import noise_label, noise_sort_key
 from fakevoice.services.datasets import (
     ATTRIBUTION_NAME,
     BUILD_HINT,
@@ -21,8 +22,6 @@ from fakevoice.services.datasets import (
     dataset_overview,
     dataset_path,
     list_datasets,
-    noise_label,
-    noise_sort_key,
     ordered_classes,
     render_dataset,
     sample_items,

@@ -31,8 +31,8 @@ from fakevoice.datasets.manifest import (
     load_item_waveform,
     read_manifest,
 )
-from fakevoice.datasets.noise import parse_noise_name
-from fakevoice.errors import DatasetError, FakeVoiceError, InvalidSpecError, NotFoundError
+from fakevoice.datasets.noise import noise_sort_key
+from fakevoice.errors import DatasetError, InvalidSpecError, NotFoundError
 from fakevoice.settings import get_settings
 
 if TYPE_CHECKING:
@@ -208,29 +208,6 @@ def _manifest(folder: Path) -> pd.DataFrame:
     except OSError as exc:
         raise DatasetError(f"The dataset in {folder} has no readable manifest.csv.") from exc
     return _cached_manifest(str(folder), stat.st_mtime_ns, stat.st_size).copy()
-
-
-def noise_sort_key(noise: str) -> tuple[int, float, str]:
-    """Order noise names clean first, then by falling SNR; unknown names last, alphabetically."""
-    try:
-        level = parse_noise_name(noise)
-    except FakeVoiceError:
-        return (2, 0.0, noise)
-    if level is None:
-        return (0, 0.0, noise)
-    return (1, -float(level), noise)
-
-
-def noise_label(noise: str) -> str:
-    """A person's name for a noise level: ``"snr_inf"`` -> ``"clean"``, ``"snr_20db"`` -> ``"20 dB SNR"``.
-
-    Unknown names are returned as they are.
-    """
-    try:
-        level = parse_noise_name(noise)
-    except FakeVoiceError:
-        return noise
-    return "clean" if level is None else f"{level:g} dB SNR"
 
 
 def ordered_classes(classes: list[str] | set[str]) -> list[str]:

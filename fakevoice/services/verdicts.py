@@ -240,12 +240,14 @@ def evaluate_model(
 
     Returns:
         :func:`fakevoice.metrics.classification_report` of the predictions plus ``dataset``,
-        ``split`` (what was really used) and ``model``.
+        ``split`` (what was really used), ``model``, and the EER against each generator
+        (``generator_eer``) and at each noise level (``noise_eer``).
 
     Raises:
         NotFoundError: Unknown model or dataset.
         DatasetError: The dataset has no item the model can be judged on.
     """
+    from fakevoice.artefacts import generator_eers, noise_eers
     from fakevoice.datasets.manifest import load_item_waveform, read_manifest
     from fakevoice.metrics import classification_report
     from fakevoice.training import prepare_data
@@ -269,6 +271,8 @@ def evaluate_model(
     binary = len(names) == 2
     targets: list[int] = []
     probs: list[list[float]] = []
+    classes: list[str] = []
+    noises: list[str] = []
     for row in cast(list[dict[str, Any]], frame.to_dict("records")):
         label = str(row["class"])
         if binary:
@@ -283,11 +287,17 @@ def evaluate_model(
         verdict = detector.predict_samples(samples, 16000)
         targets.append(target)
         probs.append([verdict.probabilities[n] for n in names])
+        classes.append(label)
+        noises.append(str(row["noise"]))
     if not targets:
         raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
+    scores = np.asarray(probs)
     report = classification_report(
-        np.asarray(targets), np.asarray(probs), names, bonafide_index=names.index(bonafide)
+        np.asarray(targets), scores, names, bonafide_index=names.index(bonafide)
     )
+    human = scores[:, names.index(bonafide)]
+    report["generator_eer"] = generator_eers(human, classes)
+    report["noise_eer"] = noise_eers(human, classes, noises)
     report.update(
         {"dataset": dataset, "split": used, "model": {"id": model.id, "name": model.name}}
     )
