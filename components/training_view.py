@@ -8,6 +8,8 @@ a page shows several runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -142,7 +144,13 @@ def _percent(value: object) -> str:
 
 def render_headline(result: RunResults) -> None:
     """Accuracy, macro F1, EER and AUC of the final model on the validation split."""
-    report = result.metrics
+    render_metrics(result.metrics)
+    if result.run.mlflow_run_id:
+        st.caption(f"MLflow run `{result.run.mlflow_run_id}`")
+
+
+def render_metrics(report: dict[str, Any]) -> None:
+    """Accuracy, macro F1, EER and AUC of a classification report, and its notes."""
     columns = st.columns(4)
     columns[0].metric("Accuracy", _percent(report.get("accuracy")), help="share of items right")
     macro_f1 = report.get("macro_f1")
@@ -164,8 +172,6 @@ def render_headline(result: RunResults) -> None:
     )
     for note in report.get("notes") or []:
         st.caption(str(note))
-    if result.run.mlflow_run_id:
-        st.caption(f"MLflow run `{result.run.mlflow_run_id}`")
 
 
 def render_per_class(report: dict[str, object]) -> None:
@@ -195,7 +201,7 @@ def render_generator_eer(report: dict[str, object]) -> None:
         )
     if not tables:
         return
-    st.caption("Validation split; an EER of 50 % is a coin toss.")
+    st.caption("An EER of 50 % is a coin toss.")
     for column, (title, table) in zip(st.columns(len(tables)), tables, strict=True):
         column.markdown(f"**{title}**")
         column.dataframe(
@@ -254,24 +260,31 @@ def render_evaluate_link(model_id: int | None) -> None:
         st.markdown(f"[Evaluate this model](evaluate?model={model_id})")
 
 
+def render_confusion_and_roc(
+    confusion: ConfusionMatrix | None, roc: RocCurve | None, items: str
+) -> None:
+    """The confusion matrix and the ROC with its EER point, side by side."""
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**Confusion matrix** ({items})")
+        if confusion is not None:
+            st.altair_chart(confusion_chart(confusion))
+        else:
+            st.caption("No confusion matrix was written for this run.")
+    with right:
+        st.markdown("**ROC** (bona fide vs spoof) with the EER point")
+        if roc is not None:
+            st.altair_chart(roc_chart(roc), width="stretch")
+        else:
+            st.caption(f"No ROC curve: the {items} needs both human and machine items.")
+
+
 def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") -> None:
     """The finished run: headline metrics, curves, confusion matrix, ROC, table and downloads."""
     if result.metrics:
         render_headline(result)
     render_loss_chart(result.batches, result.history)
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Confusion matrix** (validation split)")
-        if result.confusion is not None:
-            st.altair_chart(confusion_chart(result.confusion))
-        else:
-            st.caption("No confusion matrix was written for this run.")
-    with right:
-        st.markdown("**ROC** (bona fide vs spoof) with the EER point")
-        if result.roc is not None:
-            st.altair_chart(roc_chart(result.roc), width="stretch")
-        else:
-            st.caption("No ROC curve: the validation split needs both human and machine items.")
+    render_confusion_and_roc(result.confusion, result.roc, "validation split")
     st.markdown("**Per epoch**")
     render_epoch_table(result.history)
     render_per_class(result.metrics)

@@ -8,13 +8,16 @@ Models are real: a specnet trained for one epoch on the session's tiny dataset (
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
+from test_training import DATASET, tiny_dataset_root
 from test_uploads import (
     AASIST_L,
     FileCreatingPayload,
@@ -27,6 +30,7 @@ from test_uploads import (
 
 from fakevoice import services, store
 from fakevoice.audio import load_audio
+from fakevoice.errors import InvalidSpecError
 from fakevoice.inference import decide
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
@@ -63,6 +67,10 @@ def evaluate_page(actor: Actor | None, query: dict[str, str] | None = None) -> A
     for name, value in (query or {}).items():
         at.query_params[name] = value
     return at.run()
+
+
+def datasets_dir() -> Path:
+    return get_settings().dataset_dir
 
 
 def assert_no_exception(at: AppTest) -> None:
@@ -258,6 +266,62 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
     assert logged == {"one.wav", "clips.zip/inside.wav"}
     at.slider(key="eval_threshold").set_value(0.7).run()  # a rerun keeps the table
     assert len(at.dataframe[0].value) == 4 and len(services.list_analyses(alice)) == 2
+
+
+def test_dataset_test_mode_reports_metrics_and_logs_no_verdict(
+    alice: Actor, specnet: ModelRecord, isolated_settings: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:  # fmt: skip
+    at = evaluate_page(alice)
+    at.radio(key="eval_mode").set_value("Test on a dataset").run()
+    assert_no_exception(at)
+    assert "There is no built dataset to test on" in " ".join(i.value for i in at.info)
+
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
+    at.run()
+    at.radio(key="eval_test_split").set_value("all")
+    at.number_input(key="eval_test_limit").set_value(20)
+    at.button(key="eval_test_run").click().run()
+    assert_no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
+    assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
+    by_generator = [f.value for f in at.dataframe if "generator" in f.value.columns]
+    assert set(by_generator[0]["generator"]) == {"griffinlim", "world"}
+    (by_noise,) = [f.value for f in at.dataframe if "noise" in f.value.columns]
+    assert list(by_noise["noise"]) == ["clean"]
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert labels == {"Scores per item (CSV)", "Metrics (JSON)"}
+    assert services.list_analyses(alice) == []  # a test of the model is not a verdict
+
+    # A damaged dataset: one clip gone. A message, and the earlier result stays on the page.
+    (clip,) = list((datasets_dir() / DATASET / "clips").rglob("spk_a_u0.wav"))[:1]
+    clip.unlink()
+    at.number_input(key="eval_test_limit").set_value(30)
+    at.button(key="eval_test_run").click().run()
+    assert_no_exception(at)
+    assert "cannot be read" in " ".join(e.value for e in at.error)
+    assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
+
+
+def test_dataset_evaluation_scores_every_item_and_writes_a_csv(
+    alice: Actor, specnet: ModelRecord, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
+    seen: list[tuple[int, int]] = []
+    evaluation = services.evaluate_on_dataset(
+        alice, specnet.id, DATASET, "all", on_progress=lambda done, n: seen.append((done, n))
+    )
+    assert seen[-1] == (30, 30) and len(seen) == 30
+    scores = evaluation.scores
+    assert len(scores) == evaluation.report["n"] == 30
+    assert set(scores["class"]) == {"bonafide", "griffinlim", "world"}
+    assert scores["p_human"].between(0, 1).all()
+    csv_text = evaluation.scores_csv().decode()
+    assert csv_text.splitlines()[0] == "item,speaker,class,noise,p_human,predicted"
+    assert json.loads(evaluation.report_json())["split"] == "all"
+    with pytest.raises(InvalidSpecError, match="limit must be"):
+        services.evaluate_on_dataset(alice, specnet.id, DATASET, "all", limit=0)
 
 
 # --- which model: URL, upload, access -------------------------------------------------------------

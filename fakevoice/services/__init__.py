@@ -27,6 +27,7 @@ from fakevoice.services.datasets import (
     sample_items,
     utterances,
 )
+from fakevoice.services.evaluation import DatasetEvaluation, evaluate_model, evaluate_on_dataset
 from fakevoice.services.runs import (
     RunProgress,
     check_spec,
@@ -46,7 +47,6 @@ from fakevoice.services.users import cli_actor, ensure_database
 from fakevoice.services.verdicts import (
     ScoredClip,
     detector_for,
-    evaluate_model,
     find_model,
     get_model,
     import_aasist,
@@ -73,6 +73,8 @@ __all__ = [
     "detector_for",
     "ensure_database",
     "evaluate_model",
+    "evaluate_on_dataset",
+    "DatasetEvaluation",
     "find_model",
     "find_run",
     "get_model",

@@ -184,10 +184,9 @@ def _confusion(folder: Path) -> ConfusionMatrix | None:
     data = _read_json(folder / "confusion.json")
     if not isinstance(data, dict):
         return None
-    names, counts = data.get("class_names"), data.get("counts")
-    if not isinstance(names, list) or not isinstance(counts, list):
-        return None
-    return ConfusionMatrix([str(n) for n in names], [[int(v) for v in row] for row in counts])
+    return report_confusion(
+        {"class_names": data.get("class_names"), "confusion_matrix": data.get("counts")}
+    )
 
 
 def _finite(value: Any) -> float | None:
@@ -195,14 +194,27 @@ def _finite(value: Any) -> float | None:
 
 
 def _roc(folder: Path, report: dict[str, Any]) -> RocCurve | None:
-    data = _read_json(folder / "roc.json")
-    if not isinstance(data, dict) or not data.get("fpr") or not data.get("tpr"):
+    return report_roc({"roc": _read_json(folder / "roc.json"), "eer": report.get("eer")})
+
+
+def report_confusion(report: dict[str, Any]) -> ConfusionMatrix | None:
+    """The confusion matrix of a classification report (an evaluation's), or None."""
+    names, counts = report.get("class_names"), report.get("confusion_matrix")
+    if not isinstance(names, list) or not isinstance(counts, list):
+        return None
+    return ConfusionMatrix([str(n) for n in names], [[int(v) for v in row] for row in counts])
+
+
+def report_roc(report: dict[str, Any]) -> RocCurve | None:
+    """The ROC of a classification report (an evaluation's), or None when it has none."""
+    roc = report.get("roc")
+    if not isinstance(roc, dict) or not roc.get("fpr") or not roc.get("tpr"):
         return None
     eer = _finite(report.get("eer"))
     return RocCurve(
-        fpr=[float(v) for v in data["fpr"]],
-        tpr=[float(v) for v in data["tpr"]],
-        auc=_finite(data.get("auc")),
+        fpr=[float(v) for v in roc["fpr"]],
+        tpr=[float(v) for v in roc["tpr"]],
+        auc=_finite(roc.get("auc")),
         eer=eer,
         eer_point=(eer, 1.0 - eer) if eer is not None else None,
     )

@@ -7,26 +7,21 @@ cached :class:`~fakevoice.inference.Detector`, and logs the verdict in the actor
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
 
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, MANIFEST_FORMAT, sha256_file
 from fakevoice.audio import AudioInfo, load_audio
-from fakevoice.errors import DatasetError, InvalidSpecError, ModelFileError, NotFoundError
+from fakevoice.errors import InvalidSpecError, ModelFileError, NotFoundError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS, Detector, Verdict
-from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, AnalysisRecord, AnalysisSource, ModelRecord
-
-MAX_EVALUATE_ITEMS = 5000
 
 
 @dataclass(frozen=True)
@@ -227,78 +222,3 @@ def store_bundle_as_model(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-
-
-def evaluate_model(
-    actor: Actor, model_id: int, dataset: str, split: str = "valid"
-) -> dict[str, Any]:
-    """Score every item of a dataset (or of the model's validation split) and report metrics.
-
-    Args:
-        split: ``"valid"`` uses the validation split the model was trained with when it was
-            trained on this dataset (the whole dataset otherwise); ``"all"`` uses every item.
-
-    Returns:
-        :func:`fakevoice.metrics.classification_report` of the predictions plus ``dataset``,
-        ``split`` (what was really used), ``model``, and the EER against each generator
-        (``generator_eer``) and at each noise level (``noise_eer``).
-
-    Raises:
-        NotFoundError: Unknown model or dataset.
-        DatasetError: The dataset has no item the model can be judged on.
-    """
-    from fakevoice.artefacts import generator_eers, noise_eers
-    from fakevoice.datasets.manifest import load_item_waveform, read_manifest
-    from fakevoice.metrics import classification_report
-    from fakevoice.training import prepare_data
-    from fakevoice.trainspec import TrainSpec
-
-    if split not in {"valid", "all"}:
-        raise InvalidSpecError(f"split must be 'valid' or 'all'; got {split!r}")
-    model = get_model(actor, model_id)
-    detector = detector_for(model)
-    folder = dataset_path(dataset)
-    frame = read_manifest(folder)
-    used = "all"
-    trained = detector.manifest.get("train_spec")
-    if split == "valid" and isinstance(trained, dict) and trained.get("dataset") == dataset:
-        frame = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir).valid
-        used = "valid"
-    if len(frame) > MAX_EVALUATE_ITEMS:
-        frame = frame.sample(n=MAX_EVALUATE_ITEMS, random_state=0)
-    names = detector.class_names
-    bonafide = names[detector.bonafide_index]
-    binary = len(names) == 2
-    targets: list[int] = []
-    probs: list[list[float]] = []
-    classes: list[str] = []
-    noises: list[str] = []
-    for row in cast(list[dict[str, Any]], frame.to_dict("records")):
-        label = str(row["class"])
-        if binary:
-            target = detector.bonafide_index if label == "bonafide" else 1 - detector.bonafide_index
-        elif label == "bonafide":
-            target = detector.bonafide_index
-        elif label in names:
-            target = names.index(label)
-        else:
-            continue  # a generator this multi-class model never saw has no column to score
-        samples = load_item_waveform(folder, row)
-        verdict = detector.predict_samples(samples, 16000)
-        targets.append(target)
-        probs.append([verdict.probabilities[n] for n in names])
-        classes.append(label)
-        noises.append(str(row["noise"]))
-    if not targets:
-        raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
-    scores = np.asarray(probs)
-    report = classification_report(
-        np.asarray(targets), scores, names, bonafide_index=names.index(bonafide)
-    )
-    human = scores[:, names.index(bonafide)]
-    report["generator_eer"] = generator_eers(human, classes)
-    report["noise_eer"] = noise_eers(human, classes, noises)
-    report.update(
-        {"dataset": dataset, "split": used, "model": {"id": model.id, "name": model.name}}
-    )
-    return json.loads(json.dumps(report, default=float))
