@@ -182,6 +182,7 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
             "sample rate": a.sample_rate,
             "threshold": a.threshold,
             "via": a.source,
+            "SHA-256": (a.file_sha256 or "")[:16],
         }
         for a in analyses
     ]

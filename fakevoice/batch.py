@@ -54,6 +54,7 @@ class BatchResult:
     Attributes:
         probabilities: class name -> probability (sums to 1).
         duration: seconds of the clip as uploaded; sample_rate: its original rate in Hz.
+        file_sha256: hex sha256 of the clip's bytes (of the zip entry, for a zip).
     """
 
     name: str
@@ -64,6 +65,7 @@ class BatchResult:
     duration: float | None = None
     sample_rate: int | None = None
     error: str | None = None
+    file_sha256: str | None = None
 
 
 def display_name(name: str) -> str:
@@ -265,6 +267,7 @@ def score_batch(
                 probabilities=dict(verdict.probabilities),
                 duration=scored.info.duration,
                 sample_rate=scored.info.sample_rate,
+                file_sha256=scored.analysis.file_sha256,
             )
         )
     logger.info(
@@ -277,7 +280,16 @@ def score_batch(
     return results
 
 
-RESULT_COLUMNS = ("name", "label", "p_human", "generator", "duration", "sample_rate", "error")
+RESULT_COLUMNS = (
+    "name",
+    "label",
+    "p_human",
+    "generator",
+    "duration",
+    "sample_rate",
+    "error",
+    "file_sha256",
+)
 
 
 def results_frame(results: list[BatchResult]) -> pd.DataFrame:

@@ -40,7 +40,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{path}: {exc}", file=sys.stderr)
             continue
         verdict = scored.verdict
-        results.append({"file": path, **verdict.to_dict()})
+        results.append(
+            {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
+        )
         if not args.json:
             label: str = verdict.label
             if verdict.generator:

@@ -31,7 +31,7 @@ from components.verdict_view import (
 from fakevoice import batch, services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.inference import DEFAULT_THRESHOLD
-from fakevoice.services import results, uploads
+from fakevoice.services import reports, results, uploads
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.store.records import Actor, ModelRecord
@@ -184,6 +184,33 @@ def _show_outcome(outcome: Outcome, threshold: float, *, details: bool) -> None:
     if outcome.view is not None:
         st.subheader("What the model sees")
         show_model_view(outcome.view, outcome.scored.model)
+    _report_downloads(outcome.scored, threshold)
+
+
+def _report_downloads(scored: ScoredClip, threshold: float) -> None:
+    """The verdict as a report to keep with a case (Markdown for people, JSON for tools)."""
+    report = reports.verdict_report(scored, threshold)
+    st.caption(
+        f"SHA-256 of the file: `{report['file']['sha256']}` · analysis {report['analysis_id']}"
+    )
+    stem = f"verdict-{report['analysis_id']}"
+    left, right = st.columns(2)
+    left.download_button(
+        "Verdict report (Markdown)",
+        reports.report_markdown(report),
+        file_name=f"{stem}.md",
+        mime="text/markdown",
+        key="eval_report_md",
+        icon=":material/description:",
+    )
+    right.download_button(
+        "Verdict report (JSON)",
+        reports.report_json(report),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        key="eval_report_json",
+        icon=":material/data_object:",
+    )
 
 
 def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:

@@ -6,6 +6,7 @@ The helpers at the top are shared with tests/test_api_fuzz.py.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -300,7 +301,8 @@ def test_health_reports_database_and_model_cache(world: World) -> None:
 
 def test_predict_returns_a_verdict_and_logs_it(world: World) -> None:
     seconds = 3.3
-    response = predict(world, wav_bytes(seconds, 22050, seed=1), name="call.wav", threshold="0.55")
+    audio = wav_bytes(seconds, 22050, seed=1)
+    response = predict(world, audio, name="call.wav", threshold="0.55")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["verdict"] in {"human", "machine-generated", "inconclusive"}
@@ -326,6 +328,8 @@ def test_predict_returns_a_verdict_and_logs_it(world: World) -> None:
     logged = next(a for a in history if a.id == body["analysis_id"])
     assert logged.source == "api" and logged.file_name == "call.wav"
     assert logged.model_id == world.private.id and logged.verdict == body["verdict"]
+    # Which file the verdict is about: the hash of the bytes sent, in the answer and the history.
+    assert body["file_sha256"] == hashlib.sha256(audio).hexdigest() == logged.file_sha256
 
 
 def test_predict_finds_the_model_by_name_and_public_models_for_others(world: World) -> None:
@@ -385,6 +389,7 @@ def test_runs_and_history_are_the_owners(world: World) -> None:
         f"{world.url}/v1/analyses", params={"limit": 500}, headers=auth(world.alice_token)
     ).json()
     assert everything["next_offset"] is None
+    assert all(len(a["file_sha256"]) == 64 for a in everything["items"])
     assert {a["id"] for a in everything["items"]} == {
         a.id for a in services.list_analyses(world.alice, limit=500)
     }

@@ -7,6 +7,7 @@ Models are real: a specnet trained for one epoch on the session's tiny dataset (
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -141,6 +142,12 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     history = at.dataframe[-1].value
     assert list(history["file"]) == ["call from bank.wav"]
     assert list(history["model"]) == [specnet.name]
+    # The verdict names its file by the hash of its bytes, and can be kept as a report.
+    digest = hashlib.sha256(clip).hexdigest()
+    assert analysis.file_sha256 == digest and list(history["SHA-256"]) == [digest[:16]]
+    assert any(digest in caption.value for caption in at.caption)
+    labels = {button.proto.label for button in at.get("download_button")}
+    assert labels == {"Verdict report (Markdown)", "Verdict report (JSON)"}
 
     # Another threshold re-decides from the stored probabilities: nothing is scored or logged.
     at.slider(key="eval_threshold").set_value(0.99).run()

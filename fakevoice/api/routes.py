@@ -100,7 +100,7 @@ def _predict(caller: Caller, key: str, data: bytes, name: str, threshold: float)
         origin="api",
     )
     elapsed = 1000 * (time.perf_counter() - started)
-    return PredictionOut.of(scored.verdict, scored.model, scored.analysis.id, elapsed)
+    return PredictionOut.of(scored.verdict, scored.model, scored.analysis, elapsed)
 
 
 def _predict_batch(

@@ -70,6 +70,7 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
     "sample_rate": 16000,
     "model": {"id": 3, "name": "aasist-l", "arch": "aasist-l", "version": "4f1c2a9b0e77"},
     "analysis_id": 41,
+    "file_sha256": "9f2c4e0d3b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e",
     "elapsed_ms": 48.2,
 }
 
@@ -89,11 +90,16 @@ class PredictionOut(BaseModel):
     sample_rate: int = Field(description="Hz, as uploaded")
     model: ModelRef
     analysis_id: int = Field(description="the entry in your verdict history")
+    file_sha256: str | None = Field(description="sha256 of the uploaded bytes, hex")
     elapsed_ms: float = Field(description="decoding, inference and logging, milliseconds")
 
     @classmethod
     def of(
-        cls, verdict: Verdict, model: ModelRecord, analysis_id: int, elapsed_ms: float
+        cls,
+        verdict: Verdict,
+        model: ModelRecord,
+        analysis: AnalysisRecord,
+        elapsed_ms: float,
     ) -> PredictionOut:
         return cls(
             verdict=verdict.label,
@@ -106,7 +112,8 @@ class PredictionOut(BaseModel):
             duration=verdict.duration,
             sample_rate=verdict.sample_rate,
             model=ModelRef.of(model),
-            analysis_id=analysis_id,
+            analysis_id=analysis.id,
+            file_sha256=analysis.file_sha256,
             elapsed_ms=round(elapsed_ms, 2),
         )
 
@@ -120,6 +127,7 @@ class BatchItemOut(BaseModel):
     duration: float | None = None
     sample_rate: int | None = None
     error: str | None = Field(default=None, description="why this clip has no verdict")
+    file_sha256: str | None = Field(default=None, description="sha256 of the clip's bytes, hex")
 
     @classmethod
     def of(cls, result: BatchResult) -> BatchItemOut:
@@ -267,6 +275,9 @@ class AnalysisOut(BaseModel):
     sample_rate: int
     created_at: datetime
     source: str
+    file_sha256: str | None = Field(
+        default=None, description="sha256 of the judged bytes, hex (none for older verdicts)"
+    )
 
     @classmethod
     def of(cls, analysis: AnalysisRecord) -> AnalysisOut:

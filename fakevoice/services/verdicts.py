@@ -7,6 +7,7 @@ cached :class:`~fakevoice.inference.Detector`, and logs the verdict in the actor
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ def score_clip(
         model = get_model(actor, model)
     detector = detector_for(model)
     audio = load_audio(source, detector.sample_rate)
+    if isinstance(source, bytes):
+        digest = hashlib.sha256(source).hexdigest()
+    else:
+        digest = sha256_file(source)
     verdict = detector.predict(audio, threshold)
     with store.session_scope() as session:
         analysis = store.add_analysis(
@@ -142,6 +147,7 @@ def score_clip(
             probabilities=verdict.probabilities,
             threshold=threshold,
             source=origin,
+            file_sha256=digest,
         )
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
 

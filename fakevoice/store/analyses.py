@@ -30,6 +30,7 @@ def add_analysis(
     probabilities: Mapping[str, float],
     threshold: float,
     source: AnalysisSource = "page",
+    file_sha256: str | None = None,
 ) -> AnalysisRecord:
     """Record a verdict the actor asked for with a model they may read.
 
@@ -40,6 +41,7 @@ def add_analysis(
         probabilities: class name -> probability (0-1).
         threshold: the confidence threshold the verdict used (0-1).
         source: which face asked: "page", "api" or "cli".
+        file_sha256: hex sha256 of the bytes judged (64 lowercase hex digits), when known.
 
     Raises:
         NotFoundError: the model does not exist or the actor may not read it.
@@ -48,6 +50,8 @@ def add_analysis(
         raise InvalidSpecError(
             f"source must be one of {', '.join(ANALYSIS_SOURCES)}; got {source!r}"
         )
+    if file_sha256 is not None and not _is_sha256(file_sha256):
+        raise InvalidSpecError("file_sha256 must be 64 lowercase hexadecimal digits")
     get_model(session, actor, model_id)
     row = AnalysisRow(
         owner_id=actor.user_id,
@@ -59,6 +63,7 @@ def add_analysis(
         probabilities={str(k): float(v) for k, v in probabilities.items()},
         threshold=float(threshold),
         source=source,
+        file_sha256=file_sha256,
     )
     session.add(row)
     session.flush()
@@ -93,3 +98,7 @@ def count_analyses(session: Session, actor: Actor) -> int:
     """How many analyses the actor has (for paging)."""
     query = select(func.count(AnalysisRow.id)).where(AnalysisRow.owner_id == actor.user_id)
     return int(session.scalar(query) or 0)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

@@ -160,6 +160,7 @@ class AnalysisRecord:
     threshold: float
     created_at: datetime
     source: AnalysisSource
+    file_sha256: str | None = None  # of the bytes judged; None for verdicts older than it
 
 
 RecordT = TypeVar("RecordT")

@@ -243,6 +243,7 @@ class AnalysisRow(Base):
     threshold: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     source: Mapped[str] = mapped_column(String(8), default="page")
+    file_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ApiTokenRow(Base):

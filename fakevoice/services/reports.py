@@ -1,0 +1,143 @@
+"""A verdict as a report to keep with a case: which file, which model, what it said, how sure.
+
+An analyst attaches the report to a case file: it names the judged file by the sha256 of its
+bytes (the client's file name is only a label), the model by id, name and the sha256 of its
+weights, gives the verdict with every probability, the threshold and the per-window timeline, and
+says how well the model did on its own validation split. The same content comes as JSON (for
+tools) and as Markdown (for people).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fakevoice
+from fakevoice.artefacts import BUNDLE_WEIGHTS
+from fakevoice.inference import BONAFIDE, decide
+from fakevoice.services.verdicts import ScoredClip
+
+CAVEAT = (
+    "A detector's verdict is evidence to weigh, not proof. It holds for the kinds of synthetic "
+    "speech the model was trained on; a new generator, heavy noise or a phone channel can fool "
+    "it either way."
+)
+
+
+def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[str, Any]:
+    """The JSON-ready report of one scored clip (see the module docstring).
+
+    Args:
+        threshold: the threshold the reader chose after scoring (the page's slider); the label
+            is decided again from the same probabilities. Default: the one the verdict was
+            logged with.
+    """
+    verdict, model, analysis, info = scored.verdict, scored.model, scored.analysis, scored.info
+    threshold = verdict.threshold if threshold is None else float(threshold)
+    label, generator = decide(verdict.probabilities, BONAFIDE, threshold)
+    validation = {
+        key: model.metrics.get(key)
+        for key in ("eer", "accuracy", "auc", "valid_items")
+        if model.metrics.get(key) is not None
+    }
+    return {
+        "report": "Fake Voice Workbench verdict",
+        "tool_version": fakevoice.__version__,
+        "analysis_id": analysis.id,
+        "created_at": analysis.created_at.isoformat(timespec="seconds"),
+        "file": {
+            "name": analysis.file_name,
+            "sha256": analysis.file_sha256,
+            "duration_seconds": round(info.duration, 4),
+            "sample_rate": info.sample_rate,
+            "channels": info.channels,
+            "codec": info.codec,
+            "container": info.container,
+        },
+        "model": {
+            "id": model.id,
+            "name": model.name,
+            "arch": model.arch,
+            "classes": list(model.class_names),
+            "weights_sha256": model.files.get(BUNDLE_WEIGHTS),
+            "validation": validation,
+        },
+        "verdict": {
+            "label": label,
+            "generator": generator,
+            "p_human": verdict.p_human,
+            "p_machine": verdict.p_fake,
+            "threshold": threshold,
+            "logged_threshold": analysis.threshold,
+            "probabilities": dict(verdict.probabilities),
+            "windows": [vars(window).copy() for window in verdict.windows],
+        },
+        "caveat": CAVEAT,
+    }
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The report as indented JSON text."""
+    return json.dumps(report, indent=2) + "\n"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown document for people."""
+    file, model, verdict = report["file"], report["model"], report["verdict"]
+    label = str(verdict["label"]).capitalize()
+    if verdict["generator"]:
+        label += f" (most likely generator: {verdict['generator']})"
+    validation = model["validation"]
+    eer = validation.get("eer")
+    how_good = (
+        f"equal error rate {100 * eer:.1f} % on its validation split "
+        f"({validation.get('valid_items', '?')} items)"
+        if isinstance(eer, int | float)
+        else "no validation figures recorded"
+    )
+    lines = [
+        f"# Verdict: {label}",
+        "",
+        f"- **P(human)** {verdict['p_human']:.3f} · **P(machine)** {verdict['p_machine']:.3f} · "
+        f"threshold {verdict['threshold']:.2f} (below it either way: inconclusive)",
+        f"- Analysis {report['analysis_id']}, {report['created_at']}, "
+        f"Fake Voice Workbench {report['tool_version']}",
+        "",
+        "## File",
+        "",
+        f"- Name (as given, a label only): `{_inline(file['name'])}`",
+        f"- SHA-256: `{file['sha256'] or 'not recorded'}`",
+        f"- {file['duration_seconds']:.2f} s, {file['sample_rate']} Hz, {file['channels']} "
+        f"channel(s), {file['codec']} in {file['container']}",
+        "",
+        "## Model",
+        "",
+        f"- {_inline(model['name'])} (id {model['id']}, {model['arch']}), classes: "
+        f"{', '.join(model['classes'])}",
+        f"- Weights SHA-256: `{model['weights_sha256'] or 'not recorded'}`",
+        f"- How good: {how_good}",
+        "",
+        "## Class probabilities",
+        "",
+        "| class | probability |",
+        "| --- | --- |",
+        *(f"| {name} | {p:.4f} |" for name, p in verdict["probabilities"].items()),
+        "",
+        "## Timeline",
+        "",
+        "| from (s) | to (s) | P(human) | most likely class |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | {w['top_class']} |"
+            for w in verdict["windows"]
+        ),
+        "",
+        f"*{report['caveat']}*",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _inline(text: object) -> str:
+    """Text safe inside a Markdown code span or table cell."""
+    return str(text).replace("`", "'").replace("|", "/").replace("\n", " ")

@@ -1,0 +1,59 @@
+"""Verdict reports: a real verdict of a real (tiny) model, written as JSON and Markdown."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from test_uploads import make_user, register_run_model, trained_run_dir, wav_bytes
+
+from fakevoice import services
+from fakevoice.artefacts import BUNDLE_WEIGHTS
+from fakevoice.inference import decide
+from fakevoice.services import reports
+
+
+@pytest.fixture
+def scored(isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    alice = make_user("alice")
+    model = register_run_model(alice, trained_run_dir(tmp_path_factory), name="bank | `model`")
+    clip = wav_bytes(3.0, seed=11)
+    result = services.score_clip(alice, model.id, clip, file_name="call\n| 1.wav", threshold=0.6)
+    return result, hashlib.sha256(clip).hexdigest()
+
+
+def test_report_names_the_file_the_model_and_the_verdict(scored: tuple) -> None:
+    result, digest = scored
+    report = reports.verdict_report(result)
+    assert report["file"]["sha256"] == digest == result.analysis.file_sha256
+    assert report["file"]["duration_seconds"] == pytest.approx(3.0)
+    assert report["file"]["codec"] == "pcm_s16le" and report["file"]["sample_rate"] == 16000
+    assert report["model"]["weights_sha256"] == result.model.files[BUNDLE_WEIGHTS]
+    assert report["model"]["validation"].get("eer") == result.model.metrics.get("eer")
+    verdict = report["verdict"]
+    assert verdict["label"] == result.verdict.label == result.analysis.verdict
+    assert verdict["probabilities"] == result.verdict.probabilities
+    assert len(verdict["windows"]) == len(result.verdict.windows) >= 2
+    assert json.loads(reports.report_json(report)) == report
+
+
+def test_a_chosen_threshold_decides_again_and_the_logged_one_is_kept(scored: tuple) -> None:
+    result, _ = scored
+    report = reports.verdict_report(result, threshold=0.99)
+    label, generator = decide(result.verdict.probabilities, "bonafide", 0.99)
+    assert report["verdict"]["label"] == label and report["verdict"]["generator"] == generator
+    assert report["verdict"]["threshold"] == 0.99 and report["verdict"]["logged_threshold"] == 0.6
+
+
+def test_markdown_report_is_readable_and_names_cannot_break_it(scored: tuple) -> None:
+    result, digest = scored
+    text = reports.report_markdown(reports.verdict_report(result))
+    assert text.startswith("# Verdict: ")
+    assert f"SHA-256: `{digest}`" in text
+    # Client-chosen names cannot open a code span, start a table cell or a new line.
+    assert "`call / 1.wav`" in text and "bank / 'model'" in text
+    table = [line for line in text.splitlines() if line.startswith("| ") and "." in line]
+    assert all(line.count("|") in {3, 5} for line in table)
+    assert reports.CAVEAT in text
