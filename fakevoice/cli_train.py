@@ -144,11 +144,24 @@ EXPORT_COLUMNS = (
 
 
 def export_rows(actor: Any) -> list[dict[str, Any]]:
-    """One row per run of ``actor`` with its key figures (fractions; blank where none yet)."""
+    """One row per run of ``actor`` with its key figures (fractions; blank where none yet).
+
+    Besides :data:`EXPORT_COLUMNS`, a finished run's final model adds ``eer@<noise level>`` and
+    ``eer@<generator>`` columns (its EER at each noise level and against each generator on the
+    validation split), so runs can be compared attack by attack and SNR by SNR.
+    """
     from fakevoice import services
+    from fakevoice.services.results import run_metrics
 
     rows = []
     for run in services.list_runs(actor):
+        final = run_metrics(run)
+        detail = {
+            f"eer@{name}": value
+            for key in ("noise_eer", "generator_eer")
+            if isinstance(final.get(key), dict)
+            for name, value in final[key].items()
+        }
         epochs = services.run_progress(actor, run.id, after_step=10**12).epochs
         eers = [e.eer for e in epochs if e.eer is not None]
         last = epochs[-1] if epochs else None
@@ -169,9 +182,28 @@ def export_rows(actor: Any) -> list[dict[str, Any]]:
                 if run.finished_at
                 else "",
                 "mlflow_run_id": run.mlflow_run_id or "",
+                **detail,
             }
         )
     return rows
+
+
+def export_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """:data:`EXPORT_COLUMNS`, then every ``eer@...`` column the rows have: noise levels (clean
+    first, by falling SNR), then generators (alphabetically)."""
+    from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
+
+    extra = {key for row in rows for key in row if key not in EXPORT_COLUMNS}
+
+    def order(column: str) -> tuple[int, Any]:
+        name = column.removeprefix("eer@")
+        try:
+            parse_noise_name(name)
+        except InvalidSpecError:
+            return (1, name)
+        return (0, noise_sort_key(name))
+
+    return [*EXPORT_COLUMNS, *sorted(extra, key=order)]
 
 
 def cmd_runs_export(args: argparse.Namespace) -> int:
@@ -183,7 +215,9 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
 
     rows = export_rows(services.cli_actor())
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=export_columns(rows), lineterminator="\n", restval=""
+    )
     writer.writeheader()
     writer.writerows(rows)
     if args.out is None:

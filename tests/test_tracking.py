@@ -130,6 +130,10 @@ def test_runs_export_writes_every_run_with_key_metrics(
     assert 0.0 <= float(tracked["accuracy"]) <= 1.0 and tracked["finished"]
     assert tracked["mlflow_run_id"] == get_run(actor, int(tracked["id"])).mlflow_run_id
     assert rows["untracked"]["mlflow_run_id"] == ""
+    # Each run's final EER at each noise level, then against each generator.
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["eer@snr_inf", "eer@griffinlim", "eer@world"]
+    assert all(0.0 <= float(tracked[column]) <= 1.0 for column in header[-3:])
 
     failed = subprocess.run(
         [str(FAKEVOICE), "runs", "export", "--out", str(tmp_path / "missing" / "x.csv")],

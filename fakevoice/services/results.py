@@ -197,6 +197,12 @@ def _roc(folder: Path, report: dict[str, Any]) -> RocCurve | None:
     return report_roc({"roc": _read_json(folder / "roc.json"), "eer": report.get("eer")})
 
 
+def run_metrics(run: RunRecord) -> dict[str, Any]:
+    """A run's ``metrics.json`` (empty until it has written one); the caller has read the run."""
+    report = _read_json(_run_dir(run) / "metrics.json")
+    return report if isinstance(report, dict) else {}
+
+
 def report_confusion(report: dict[str, Any]) -> ConfusionMatrix | None:
     """The confusion matrix of a classification report (an evaluation's), or None."""
     names, counts = report.get("class_names"), report.get("confusion_matrix")
@@ -235,8 +241,7 @@ def run_results(actor: Actor, run_id: int) -> RunResults:
         batches = store.list_batch_metrics(session, actor, run_id)
         models = [m for m in store.list_models(session, actor) if m.run_id == run_id]
     folder = _run_dir(run)
-    report = _read_json(folder / "metrics.json")
-    report = report if isinstance(report, dict) else {}
+    report = run_metrics(run)
     return RunResults(
         run=run,
         history=history_frame(epochs),
