@@ -137,95 +137,20 @@ def _follow(actor: Any, run_id: int, quiet: bool) -> Any:
         time.sleep(1.0)
 
 
-EXPORT_COLUMNS = (
-    "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "accuracy",
-    "macro_f1", "created", "finished", "mlflow_run_id",
-)  # fmt: skip
-
-
-def export_rows(actor: Any) -> list[dict[str, Any]]:
-    """One row per run of ``actor`` with its key figures (fractions; blank where none yet).
-
-    Besides :data:`EXPORT_COLUMNS`, a finished run's final model adds ``eer@<noise level>`` and
-    ``eer@<generator>`` columns (its EER at each noise level and against each generator on the
-    validation split), so runs can be compared attack by attack and SNR by SNR.
-    """
-    from fakevoice import services
-    from fakevoice.services.results import run_metrics
-
-    rows = []
-    for run in services.list_runs(actor):
-        final = run_metrics(run)
-        detail = {
-            f"eer@{name}": value
-            for key in ("noise_eer", "generator_eer")
-            if isinstance(final.get(key), dict)
-            for name, value in final[key].items()
-        }
-        epochs = services.run_progress(actor, run.id, after_step=10**12).epochs
-        eers = [e.eer for e in epochs if e.eer is not None]
-        last = epochs[-1] if epochs else None
-        rows.append(
-            {
-                "id": run.id,
-                "name": run.name,
-                "arch": run.spec.get("arch", ""),
-                "dataset": run.spec.get("dataset", ""),
-                "status": run.status,
-                "epochs": len(epochs),
-                "best_eer": min(eers) if eers else "",
-                "final_eer": eers[-1] if eers else "",
-                "accuracy": last.accuracy if last and last.accuracy is not None else "",
-                "macro_f1": last.macro_f1 if last and last.macro_f1 is not None else "",
-                "created": run.created_at.isoformat(timespec="seconds"),
-                "finished": run.finished_at.isoformat(timespec="seconds")
-                if run.finished_at
-                else "",
-                "mlflow_run_id": run.mlflow_run_id or "",
-                **detail,
-            }
-        )
-    return rows
-
-
-def export_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """:data:`EXPORT_COLUMNS`, then every ``eer@...`` column the rows have: noise levels (clean
-    first, by falling SNR), then generators (alphabetically)."""
-    from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
-
-    extra = {key for row in rows for key in row if key not in EXPORT_COLUMNS}
-
-    def order(column: str) -> tuple[int, Any]:
-        name = column.removeprefix("eer@")
-        try:
-            parse_noise_name(name)
-        except InvalidSpecError:
-            return (1, name)
-        return (0, noise_sort_key(name))
-
-    return [*EXPORT_COLUMNS, *sorted(extra, key=order)]
-
-
 def cmd_runs_export(args: argparse.Namespace) -> int:
-    import csv
-    import io
     from pathlib import Path
 
     from fakevoice import services
+    from fakevoice.services.comparison import run_summaries, summaries_csv
 
-    rows = export_rows(services.cli_actor())
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=export_columns(rows), lineterminator="\n", restval=""
-    )
-    writer.writeheader()
-    writer.writerows(rows)
+    rows = run_summaries(services.cli_actor())
+    text = summaries_csv(rows)
     if args.out is None:
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(text)
         return 0
     out = Path(args.out)
     try:
-        out.write_text(buffer.getvalue())
+        out.write_text(text)
     except OSError as exc:
         raise InvalidSpecError(f"Cannot write {out}: {exc.strerror or exc}.") from None
     print(f"{len(rows)} runs written to {out}", file=sys.stderr)

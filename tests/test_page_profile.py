@@ -21,8 +21,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fakevoice import accounts, store
-from fakevoice.errors import NotFoundError, PermissionDeniedError
-from fakevoice.services import profile, results
+from fakevoice.errors import InvalidSpecError, NotFoundError, PermissionDeniedError
+from fakevoice.services import comparison, profile, results
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric, ModelRecord, RunRecord
 
@@ -157,6 +157,7 @@ TABLES = {  # each table on the page, known by columns that only it has
     "history": ("epoch", "valid_loss"),
     "admin_runs": ("owner", "run"),
     "admin_users": ("user", "admin"),
+    "compare": ("best_eer", "final_eer"),
 }
 
 
@@ -244,7 +245,38 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
         "loss_curve.png",
         "confusion.png",
         "safe bundle (.zip)",
+        "Download the comparison (CSV)",  # on the Compare runs tab
     }
+
+
+def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
+    from fakevoice.jobs.runner import run_dir_for
+
+    alice, private = two_users["alice"], two_users["private_run"]
+    final = {"noise_eer": {"snr_inf": 0.1, "snr_0db": 0.3}, "generator_eer": {"world": 0.2}}
+    (run_dir_for(private.id) / "metrics.json").write_text(json.dumps(final))
+    at = profile_page(alice)
+    assert_no_exception(at)
+    (picker,) = [m for m in at.multiselect if m.key == "profile_compare_runs"]
+    assert set(picker.options) == {
+        "alice private (specnet, succeeded)",
+        "alice shared (specnet, succeeded)",
+    }
+    compare = tables(at)["compare"]
+    assert set(compare["name"]) == {"alice private", "alice shared"}
+    row = compare[compare["name"] == "alice private"].iloc[0]
+    assert (row["best_eer"], row["final_eer"], row["epochs"]) == (0.125, 0.125, 2)
+    assert list(compare.columns)[-3:] == ["eer@snr_inf", "eer@snr_0db", "eer@world"]
+    assert row["eer@snr_0db"] == 0.3
+    assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()
+    assert len(at.get("vega_lite_chart")) == 1  # validation EER by epoch, one line per run
+
+    with pytest.raises(NotFoundError):
+        comparison.compare_runs(two_users["bob"], [private.id])
+    with pytest.raises(InvalidSpecError, match="Compare 1 to 8 runs"):
+        comparison.compare_runs(alice, [])
+    curves = comparison.compare_runs(alice, [private.id]).curves
+    assert list(curves["epoch"]) == [1, 2] and list(curves["eer"]) == [0.25, 0.125]
 
 
 def test_the_run_param_opens_my_run_and_refuses_anyone_elses(two_users: dict[str, Any]) -> None:
