@@ -1,0 +1,482 @@
+"""Reading audio files: bounded reads, container probing, decoding to mono, and the checks that
+turn every unusable file into an error a person understands.
+
+The reading half of :mod:`fakevoice.audio` (whose :func:`~fakevoice.audio.load_audio` is the only
+entry point the rest of the code uses). Decoding goes through PyAV (FFmpeg); PCM WAV is read
+directly, and headerless G.722 is recognised by its content.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+from fakevoice.errors import (
+    AudioTooLongError,
+    AudioTooShortError,
+    EmptyAudioError,
+    FileTooLargeError,
+    InvalidSamplesError,
+    NotAudioError,
+    NotFoundError,
+    SilentAudioError,
+    TruncatedAudioError,
+    UnsupportedCodecError,
+)
+
+logger = logging.getLogger(__name__)
+
+SILENCE_PEAK = 1e-4
+"""Peak amplitude (full scale = 1) below which a recording counts as digital silence."""
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384000
+G722_SAMPLE_RATE = 16000
+G722_BYTES_PER_SECOND = 8000
+_TRUNCATION_TOLERANCE_S = 0.1
+"""Decoded audio may fall short of the header's duration by codec padding, never by more."""
+
+# FFmpeg demuxers that read still images or text: a match means "not audio", not "no audio codec".
+_HEADER_DURATION_FORMATS = {"wav", "flac", "mp3", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2"}
+_NON_AUDIO_FORMATS = {"image2", "tty", "gif", "webp", "apng", "bin", "srt", "ass", "webvtt"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file itself held, before downmixing and resampling."""
+
+    sample_rate: int
+    """Original sample rate, Hz."""
+    channels: int
+    """Original channel count."""
+    duration: float
+    """Decoded length, seconds."""
+    codec: str
+    """FFmpeg codec name, e.g. ``"pcm_s16le"``, ``"flac"``, ``"mp3"``, ``"opus"``, ``"g722"``."""
+    container: str
+    """FFmpeg container name, e.g. ``"wav"``, ``"ogg"``, ``"matroska,webm"``, ``"g722"``."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Samples as the file held them: ``(n,)`` float32 mono at ``info.sample_rate``."""
+
+    samples: np.ndarray  # (n,) float32 mono at info.sample_rate
+    info: AudioInfo
+
+
+def read_bounded(source: str | Path | bytes, max_bytes: int) -> bytes:
+    """The file's bytes; a path's size is checked before it is read, and never over-read."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"There is no audio file at {path}.") from None
+        if not path.is_file():
+            raise NotAudioError(f"{path} is not a file.")
+        _check_size(size, max_bytes)
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # the file may have grown since stat()
+    _check_size(len(data), max_bytes)
+    return data
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise FileTooLargeError(
+            f"The file is {_size_text(size)}; files up to {_size_text(max_bytes)} are accepted."
+        )
+    if size == 0:
+        raise EmptyAudioError("The file is empty (0 bytes); it holds no audio.")
+
+
+def _size_text(n_bytes: int) -> str:
+    if n_bytes >= 1_000_000:
+        return f"{n_bytes / 1_000_000:.1f} MB"
+    if n_bytes >= 1_000:
+        return f"{n_bytes / 1_000:.1f} kB"
+    return f"{n_bytes} bytes"
+
+
+def _container_magic(data: bytes) -> str | None:
+    """The container a file's first bytes announce, or None when they announce none."""
+    head = data[:12]
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska,webm"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:3] == b"ID3":
+        return "mp3"
+    return None
+
+
+def decode(data: bytes, max_seconds: float, format_hint: str | None) -> Decoded:
+    """Probe and decode ``data``; raw G.722 is the fallback for headerless, unrecognised bytes."""
+    if format_hint is not None:
+        return _decode_with_av(data, max_seconds, format_hint)
+    magic = _container_magic(data)
+    _check_complete(data, magic)
+    if magic == "wav":
+        fast = _decode_pcm_wav(data, max_seconds)
+        if fast is not None:
+            return fast
+    try:
+        return _decode_with_av(data, max_seconds, None)
+    except NotAudioError:
+        if magic is not None:
+            raise TruncatedAudioError(
+                f"The file starts like {magic} audio but cannot be read: it is damaged or cut short."
+            ) from None
+        g722 = _decode_raw_g722(data, max_seconds)
+        if g722 is None:
+            raise
+        return g722
+
+
+_WAV_CODECS = {
+    "PCM_U8": "pcm_u8",
+    "PCM_16": "pcm_s16le",
+    "PCM_24": "pcm_s24le",
+    "PCM_32": "pcm_s32le",
+    "FLOAT": "pcm_f32le",
+    "DOUBLE": "pcm_f64le",
+}
+
+
+def _decode_pcm_wav(data: bytes, max_seconds: float) -> Decoded | None:
+    """Plain PCM / float WAV straight through libsndfile (a fast path: no FFmpeg probing).
+
+    Returns None for anything else (other codecs, odd headers), which then goes through FFmpeg,
+    so the two paths agree on everything but speed.
+    """
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            codec = _WAV_CODECS.get(handle.subtype)
+            rate, channels, frames = (
+                int(handle.samplerate),
+                int(handle.channels),
+                int(handle.frames),
+            )
+            if codec is None or handle.format not in {"WAV", "WAVEX", "RF64"} or frames <= 0:
+                return None
+            _check_rate(rate)
+            if np.isfinite(max_seconds) and frames > int(max_seconds * rate) + 1:
+                raise AudioTooLongError(
+                    _too_long_message(frames / rate, max_seconds, frames / rate)
+                )
+            x = handle.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return None
+    if x.shape[0] == 0:
+        return None
+    mono = x[:, 0] if channels == 1 else x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    info = AudioInfo(
+        sample_rate=rate,
+        channels=channels,
+        duration=x.shape[0] / rate,
+        codec=codec,
+        container="wav",
+    )
+    return Decoded(samples=np.ascontiguousarray(mono), info=info)
+
+
+def _check_complete(data: bytes, magic: str | None) -> None:
+    """Reject WAV and Ogg files cut short, which FFmpeg would decode silently up to the cut."""
+    if magic == "wav":
+        missing = _wav_missing_seconds(data)
+        if missing is not None and missing > 0.01:
+            raise TruncatedAudioError(
+                f"The WAV file is cut short: its header promises {missing:.2f} s more audio "
+                "than the file holds."
+            )
+    elif magic == "ogg" and not _ogg_last_page_complete(data):
+        raise TruncatedAudioError(
+            "The Ogg file is cut short: its last page is incomplete or its end-of-stream mark "
+            "is missing."
+        )
+
+
+def _wav_missing_seconds(data: bytes) -> float | None:
+    """Seconds of audio the WAV header promises beyond the end of ``data``; None if unknown."""
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(data):
+        chunk_id = data[offset : offset + 4]
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        body = offset + 8
+        if chunk_id == b"fmt " and body + 12 <= len(data):
+            byte_rate = int.from_bytes(data[body + 8 : body + 12], "little")
+        elif chunk_id == b"data":
+            # Streaming writers leave 0 or 0xFFFFFFFF when they cannot seek back to fill it in.
+            if size in (0, 0xFFFFFFFF) or byte_rate == 0:
+                return None
+            return max(0, body + size - len(data)) / byte_rate
+        offset = body + size + (size & 1)
+    return None
+
+
+def _ogg_last_page_complete(data: bytes) -> bool:
+    """Whether the last Ogg page is whole and carries the end-of-stream flag."""
+    start = data.rfind(b"OggS")
+    header_end = start + 27
+    if start < 0 or header_end > len(data):
+        return False
+    n_segments = data[start + 26]
+    if header_end + n_segments > len(data):
+        return False
+    body = sum(data[header_end : header_end + n_segments])
+    end_of_stream = bool(data[start + 5] & 0x04)
+    return end_of_stream and header_end + n_segments + body == len(data)
+
+
+def _decode_raw_g722(data: bytes, max_seconds: float) -> Decoded | None:
+    """Decode headerless bytes as G.722 if the result is plausible audio, else None."""
+    # G.722 is 64 kbit/s: the byte count gives the length, so a long file is judged on its start.
+    limit = int(min(max_seconds, 1e6) * G722_BYTES_PER_SECOND) + G722_BYTES_PER_SECOND
+    try:
+        decoded = _decode_with_av(data[:limit], float("inf"), "g722")
+    except (NotAudioError, TruncatedAudioError, UnsupportedCodecError):
+        return None
+    if not _plausible_g722(decoded.samples):
+        return None
+    logger.info("no container recognised; decoded %d bytes as raw G.722", len(data))
+    seconds = len(data) / G722_BYTES_PER_SECOND
+    if seconds > max_seconds:
+        raise AudioTooLongError(_too_long_message(seconds, max_seconds, seconds))
+    return decoded
+
+
+def _plausible_g722(x: np.ndarray) -> bool:
+    """Whether samples decoded from headerless bytes as G.722 sound like a recording.
+
+    Arbitrary bytes (text, compressed or random data) drive the ADPCM decoder into loud noise
+    (RMS above -10 dBFS) that clips and fills the 4-8 kHz band. Real G.722 prompts never clip,
+    and where their energy sits mostly above 4 kHz (a hiss-like word, line noise) they are quiet.
+
+    Args:
+        x: ``(n,)`` float32 at 16 kHz.
+    """
+    if x.size < 512:
+        return False
+    clipped = float(np.mean(np.abs(x) >= 0.99))
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    frames = x[: x.size // 512 * 512].reshape(-1, 512)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(axis=0)
+    high_band = float(power[128:].sum() / max(float(power.sum()), 1e-20))
+    return clipped < 1e-3 and not (high_band > 0.35 and rms > 0.1)
+
+
+def _decode_with_av(data: bytes, max_seconds: float, container_format: str | None) -> Decoded:
+    """Decode the first audio stream to mono float32 at its own rate."""
+    try:
+        container = av.open(io.BytesIO(data), format=container_format)
+    except av.error.FFmpegError:
+        raise NotAudioError(
+            "The file is not a recording in a format we can read "
+            "(WAV, FLAC, MP3, OGG, Opus, WebM, M4A/AAC or G.722)."
+        ) from None
+    with container:
+        format_name = container.format.name
+        if not container.streams.audio:
+            if format_name in _NON_AUDIO_FORMATS or format_name.endswith("_pipe"):
+                raise NotAudioError(
+                    f"The file is not audio (it looks like {format_name.removesuffix('_pipe')})."
+                )
+            raise UnsupportedCodecError(
+                f"The {format_name} file has no audio track (it holds only "
+                f"{', '.join(sorted({s.type for s in container.streams})) or 'nothing'})."
+            )
+        stream = container.streams.audio[0]
+        return _decode_stream(container, stream, data, format_name, max_seconds)
+
+
+def _decode_stream(
+    container: Any, stream: Any, data: bytes, format_name: str, max_seconds: float
+) -> Decoded:
+    codec = stream.codec_context
+    decoder = getattr(codec, "codec", None)
+    codec_name = _CODEC_NAMES.get(decoder.canonical_name, decoder.canonical_name) if decoder else ""
+    if decoder is None or not decoder.is_decoder:
+        tag = f" ({codec_name})" if codec_name else ""
+        raise UnsupportedCodecError(
+            f"The {format_name} file uses an audio codec{tag} we cannot decode."
+        )
+    rate = int(codec.sample_rate or 0)
+    _check_rate(rate)
+    header_seconds = _header_seconds(container, stream, data)
+    limit = int(max_seconds * rate) + 1 if np.isfinite(max_seconds) else None
+    chunks: list[np.ndarray] = []
+    n_decoded = 0
+    channels = 0
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                mono, frame_channels = _frame_to_mono(frame)
+                if frame.sample_rate != rate:
+                    if n_decoded == 0:  # HE-AAC reports its core rate until the first frame
+                        rate = int(frame.sample_rate)
+                        _check_rate(rate)
+                        limit = int(max_seconds * rate) + 1 if np.isfinite(max_seconds) else None
+                    else:
+                        mono = resample(mono, int(frame.sample_rate), rate)
+                channels = max(channels, frame_channels)
+                chunks.append(mono)
+                n_decoded += mono.size
+                if limit is not None and n_decoded > limit:
+                    raise AudioTooLongError(
+                        _too_long_message(n_decoded / rate, max_seconds, header_seconds)
+                    )
+    except av.error.FFmpegError as error:
+        if n_decoded == 0:
+            if isinstance(error, av.error.DecoderNotFoundError | av.error.PatchWelcomeError):
+                raise UnsupportedCodecError(
+                    f"The audio codec ({codec_name}) is not one we can decode."
+                ) from None
+            raise NotAudioError(f"The {format_name} file holds no audio we can decode.") from None
+        raise TruncatedAudioError(
+            f"The {format_name} file is damaged or cut short: decoding failed after "
+            f"{n_decoded / rate:.1f} s."
+        ) from None
+    if n_decoded == 0:
+        raise EmptyAudioError(f"The {format_name} file holds no audio samples.")
+    seconds = n_decoded / rate
+    if header_seconds is not None and seconds < header_seconds - _TRUNCATION_TOLERANCE_S:
+        raise TruncatedAudioError(
+            f"The file is cut short: its header promises {header_seconds:.1f} s of audio but "
+            f"only {seconds:.1f} s is there."
+        )
+    info = AudioInfo(
+        sample_rate=rate,
+        channels=channels or int(codec.channels or 1),
+        duration=seconds,
+        codec=codec_name,
+        container=format_name,
+    )
+    return Decoded(samples=np.concatenate(chunks), info=info)
+
+
+def _check_rate(rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise UnsupportedCodecError(
+            f"The sample rate is {rate} Hz; rates from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz "
+            "are supported."
+        )
+
+
+def _header_seconds(container: Any, stream: Any, data: bytes) -> float | None:
+    """The duration the file's header announces, seconds, or None when it announces none.
+
+    FFmpeg guesses a length from the bit rate for formats without one in the header (raw ADTS,
+    MP3 without a Xing/Info/VBRI frame); a guess is no promise, so those give None.
+    """
+    name = container.format.name
+    if name not in _HEADER_DURATION_FORMATS or (name == "mp3" and not _has_mp3_length_tag(data)):
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if "matroska" in container.format.name and container.duration is not None:
+        # WebM keeps the length in the segment header (absent in live browser recordings).
+        return float(container.duration) / av.time_base
+    return None
+
+
+def _has_mp3_length_tag(data: bytes) -> bool:
+    """Whether an MP3 starts with a Xing, Info or VBRI frame (an exact frame count)."""
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        size = 0
+        for byte in data[6:10]:  # ID3v2 sizes are "syncsafe": 7 bits per byte
+            size = (size << 7) | (byte & 0x7F)
+        start = 10 + size
+    first_frame = data[start : start + 2048]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _too_long_message(decoded_seconds: float, max_seconds: float, header: float | None) -> str:
+    length = (
+        f"{header:.1f} s"
+        if header is not None and header > max_seconds
+        else (f"more than {decoded_seconds:.1f} s")
+    )
+    return f"The recording is {length} long; at most {max_seconds:g} s of audio is accepted."
+
+
+_CODEC_NAMES = {"adpcm_g722": "g722"}
+_SAMPLE_SCALE = {
+    "u8": 128.0,
+    "s16": 32768.0,
+    "s32": 2.0**31,
+    "s64": 2.0**63,
+    "flt": 1.0,
+    "dbl": 1.0,
+}
+
+
+def _frame_to_mono(frame: Any) -> tuple[np.ndarray, int]:
+    """A decoded frame as ``(n,)`` float32 mono (channel mean) and its channel count."""
+    array = frame.to_ndarray()
+    fmt = frame.format
+    channels = len(frame.layout.channels)
+    x = array.reshape(channels, -1) if fmt.is_planar else array.reshape(-1, channels).T
+    name = fmt.name.removesuffix("p")
+    if name == "u8":
+        mono = (x.astype(np.float32).mean(axis=0) - 128.0) / 128.0
+    else:
+        mono = x.astype(np.float64).mean(axis=0) / _SAMPLE_SCALE[name]
+    return mono.astype(np.float32), channels
+
+
+def check_content(decoded: Decoded, min_seconds: float) -> None:
+    samples = decoded.samples
+    if not np.all(np.isfinite(samples)):
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise InvalidSamplesError(
+            f"The recording holds invalid sample values (NaN or infinity): {bad} of "
+            f"{samples.size} samples."
+        )
+    seconds = decoded.info.duration
+    if seconds < min_seconds:
+        raise AudioTooShortError(
+            f"The recording is {seconds:.1f} s long; at least {min_seconds:g} s of audio is needed."
+        )
+    peak = float(np.max(np.abs(samples)))
+    if peak < SILENCE_PEAK:
+        raise SilentAudioError(
+            f"The recording is silent (peak level {_dbfs(peak)}); there is no sound to analyse."
+        )
+
+
+def _dbfs(peak: float) -> str:
+    return "zero" if peak == 0 else f"{20 * np.log10(peak):.0f} dBFS"
+
+
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Change the sample rate with soxr (high quality).
+
+    Args:
+        samples: ``(n,)`` or ``(n, channels)`` audio.
+        orig_sr: rate of ``samples``, Hz.
+        target_sr: wanted rate, Hz.
+
+    Returns:
+        float32 array of the same layout, about ``n * target_sr / orig_sr`` samples long.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if orig_sr == target_sr or x.shape[0] == 0:
+        return x.copy()
+    return np.asarray(soxr.resample(x, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
