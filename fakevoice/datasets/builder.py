@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import sys
 import time
 from collections import Counter
@@ -34,14 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from fakevoice.audio import TARGET_SAMPLE_RATE, load_audio, write_wav
-from fakevoice.datasets import channel
 from fakevoice.datasets.catalog import count_summary
 from fakevoice.datasets.generators import (
     DEFAULT_GENERATORS,
-    TTS_SENTENCES,
     Generator,
     get_generator,
 )
@@ -49,26 +43,21 @@ from fakevoice.datasets.manifest import (
     BONAFIDE,
     DATASET_INFO_NAME,
     MANIFEST_NAME,
-    clip_path,
-    image_path,
-    item_id,
     manifest_frame,
-    read_clip,
     write_manifest,
     write_text_atomic,
 )
-from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, NoiseLevel, add_noise, item_seed
+from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, NoiseLevel
 from fakevoice.datasets.noise import noise_name as noise_folder
 from fakevoice.datasets.sources import (
     Recording,
     installed_recordings,
     select_recordings,
     source_info,
-    split_at_silences,
 )
-from fakevoice.errors import DatasetError, FakeVoiceError, InvalidSpecError
-from fakevoice.features import FeatureSpec, render_image, save_png
-from fakevoice.settings import get_settings
+from fakevoice.datasets.units import Plan, UnitResult, build_unit, init_worker, worker_count
+from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -138,25 +127,6 @@ class BuildReport:
         ]
         lines += [f"  skipped: {note}" for note in self.skipped]
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Everything one unit needs besides its recording (sent to worker processes)."""
-
-    out_dir: str
-    seed: int
-    generators: tuple[str, ...]
-    noise_levels: tuple[NoiseLevel, ...]
-    feature_spec: dict[str, Any]
-    equalise: bool
-    split_long: bool
-
-
-@dataclass
-class _UnitResult:
-    rows: list[dict[str, Any]]
-    notes: list[str]
 
 
 # --- public builders ------------------------------------------------------------------------------
@@ -324,7 +294,7 @@ def _build(
     names = [noise_folder(level) for level in levels]  # validates the levels
     if len(set(names)) != len(names):
         raise InvalidSpecError(f"The noise levels repeat: {', '.join(names)}.")
-    plan = _Plan(
+    plan = Plan(
         out_dir=str(out_dir),
         seed=int(seed),
         generators=tuple(g.name for g in usable),
@@ -335,7 +305,7 @@ def _build(
     )
     created = _claim_folder(out_dir, plan, recordings, kind)
     progress_dir = out_dir / PROGRESS_DIR
-    results: dict[str, _UnitResult] = {}
+    results: dict[str, UnitResult] = {}
     todo: list[Recording] = []
     for recording in recordings:
         done = _read_marker(progress_dir, recording)
@@ -385,14 +355,14 @@ def _unit_name(recording: Recording) -> str:
     return recording.key if recording.label == BONAFIDE else f"{recording.key}.{recording.label}"
 
 
-def _fingerprint(plan: _Plan, recordings: Sequence[Recording], kind: str) -> str:
+def _fingerprint(plan: Plan, recordings: Sequence[Recording], kind: str) -> str:
     payload = json.dumps(
         [kind, asdict(plan), [[_unit_name(r), str(r.path)] for r in recordings]], default=str
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _claim_folder(out_dir: Path, plan: _Plan, recordings: Sequence[Recording], kind: str) -> str:
+def _claim_folder(out_dir: Path, plan: Plan, recordings: Sequence[Recording], kind: str) -> str:
     """Start or continue a build in ``out_dir``; returns the creation time of the build."""
     fingerprint = _fingerprint(plan, recordings, kind)
     marker = out_dir / PROGRESS_DIR / _BUILD_FILE
@@ -416,15 +386,15 @@ def _marker_path(progress_dir: Path, name: str) -> Path:
     return progress_dir / f"{name}.json"
 
 
-def _read_marker(progress_dir: Path, recording: Recording) -> _UnitResult | None:
+def _read_marker(progress_dir: Path, recording: Recording) -> UnitResult | None:
     path = _marker_path(progress_dir, _unit_name(recording))
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    return _UnitResult(rows=list(data["rows"]), notes=list(data["notes"]))
+    return UnitResult(rows=list(data["rows"]), notes=list(data["notes"]))
 
 
-def _write_marker(progress_dir: Path, name: str, result: _UnitResult) -> None:
+def _write_marker(progress_dir: Path, name: str, result: UnitResult) -> None:
     write_text_atomic(_marker_path(progress_dir, name), json.dumps(asdict(result)))
 
 
@@ -435,15 +405,7 @@ def _summarise_notes(notes: list[str]) -> list[str]:
     ]
 
 
-def worker_count(workers: int, units: int) -> int:
-    """Processes for ``units`` pieces of work: ``workers``, or every core (or the
-    ``build_workers`` setting) when 0, and never more than there are units."""
-    if workers <= 0:
-        workers = get_settings().build_workers or len(os.sched_getaffinity(0))
-    return max(1, min(workers, units))
-
-
-def _run_units(todo: list[Recording], plan: _Plan, workers: int, progress: bool) -> Any:
+def _run_units(todo: list[Recording], plan: Plan, workers: int, progress: bool) -> Any:
     """Yield ``(unit name, result)`` as units finish (inline when one worker suffices)."""
     from tqdm import tqdm
 
@@ -452,133 +414,19 @@ def _run_units(todo: list[Recording], plan: _Plan, workers: int, progress: bool)
     try:
         if count == 1:
             for recording in todo:
-                yield _unit_name(recording), _build_unit(recording, plan)
+                yield _unit_name(recording), build_unit(recording, plan)
                 bar.update()
             return
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(
             count, mp_context=context, initializer=init_worker
         ) as pool:
-            futures = {pool.submit(_build_unit, r, plan): _unit_name(r) for r in todo}
+            futures = {pool.submit(build_unit, r, plan): _unit_name(r) for r in todo}
             for future in concurrent.futures.as_completed(futures):
                 yield futures[future], future.result()
                 bar.update()
     finally:
         bar.close()
-
-
-def init_worker() -> None:
-    """One thread per worker process: the processes already use every core."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-
-
-# --- one unit -------------------------------------------------------------------------------------
-
-
-def _build_unit(recording: Recording, plan: _Plan) -> _UnitResult:
-    """Load one recording and write the clips and images of its utterances."""
-    notes: list[str] = []
-    try:
-        audio = load_audio(recording.path, TARGET_SAMPLE_RATE)
-    except FakeVoiceError as error:
-        logger.warning("Skipping %s: %s", recording.path.name, error)
-        return _UnitResult([], [f"unreadable recording {recording.key}: {error}"])
-    samples = audio.samples
-    pieces = (
-        split_at_silences(samples, TARGET_SAMPLE_RATE) if plan.split_long else [(0, samples.size)]
-    )
-    spec = FeatureSpec.from_dict(plan.feature_spec)
-    rows: list[dict[str, Any]] = []
-    for index, (start, end) in enumerate(pieces):
-        utterance = recording.key if len(pieces) == 1 else f"{recording.key}-p{index}"
-        clean = samples[start:end]
-        for label, clip in _clips(recording, utterance, clean, plan, notes):
-            rows += _write_clip(recording, utterance, label, clip, plan, spec, notes)
-    if not pieces:
-        notes.append(f"recording {recording.key} has no piece of at least 1 s")
-    return _UnitResult(rows, notes)
-
-
-def _clips(
-    recording: Recording, utterance: str, clean: np.ndarray, plan: _Plan, notes: list[str]
-) -> list[tuple[str, np.ndarray]]:
-    """The recording's own clip and the spoofs made from it, before the channel."""
-    clips = [(recording.label, clean)]
-    if recording.label != BONAFIDE:
-        return clips
-    for name in plan.generators:
-        generator = get_generator(name)
-        text = None
-        if generator.kind == "tts":
-            sentences = TTS_SENTENCES.get(recording.language, [])
-            speaks = generator.languages is None or recording.language in generator.languages
-            if not sentences or not speaks:
-                notes.append(f"generator '{name}' does not speak '{recording.language}'")
-                continue
-            text = sentences[item_seed(plan.seed, utterance, "text") % len(sentences)]
-        try:
-            spoof = generator.synthesize(
-                clean, TARGET_SAMPLE_RATE, text, recording.language,
-                item_seed(plan.seed, utterance, name),
-            )  # fmt: skip
-        except (FakeVoiceError, ValueError, RuntimeError, FloatingPointError) as error:
-            logger.warning("Generator %s failed on %s: %s", name, utterance, error)
-            notes.append(f"generator '{name}' failed on a clip")
-            continue
-        clips.append((name, spoof))
-    return clips
-
-
-def _write_clip(
-    recording: Recording,
-    utterance: str,
-    label: str,
-    clip: np.ndarray,
-    plan: _Plan,
-    spec: FeatureSpec,
-    notes: list[str],
-) -> list[dict[str, Any]]:
-    """Channel, wav and one image per noise level; the manifest rows of this clip."""
-    out_dir = Path(plan.out_dir)
-    if plan.equalise:
-        try:
-            clip = channel.equalise(
-                clip, TARGET_SAMPLE_RATE, item_seed(plan.seed, utterance, label)
-            )
-        except FakeVoiceError as error:
-            notes.append(f"a '{label}' clip was unusable after the channel ({error})")
-            return []
-    relative_clip = clip_path(recording.speaker, label, utterance)
-    (out_dir / relative_clip).parent.mkdir(parents=True, exist_ok=True)
-    write_wav(out_dir / relative_clip, clip, TARGET_SAMPLE_RATE)
-    stored = read_clip(out_dir, relative_clip)  # the PCM16 clip, exactly as models will read it
-    rows = []
-    for level in plan.noise_levels:
-        noise = noise_folder(level)
-        item = item_id(utterance, label, noise)
-        relative_image = image_path(noise, recording.speaker, label, item)
-        noisy = add_noise(stored, level, item_seed(item))
-        (out_dir / relative_image).parent.mkdir(parents=True, exist_ok=True)
-        save_png(render_image(noisy, spec), out_dir / relative_image)
-        rows.append(
-            {
-                "item": item,
-                "utterance": utterance,
-                "speaker": recording.speaker,
-                "class": label,
-                "generator": "" if label == BONAFIDE else label,
-                "noise": noise,
-                "clip_path": relative_clip,
-                "image_path": relative_image,
-                "duration": round(stored.size / TARGET_SAMPLE_RATE, 4),
-                "language": recording.language,
-                "source": recording.source,
-            }
-        )
-    return rows
 
 
 # --- dataset.json and ATTRIBUTION -----------------------------------------------------------------
@@ -587,7 +435,7 @@ def _write_clip(
 def _write_info(
     out_dir: Path,
     frame: Any,
-    plan: _Plan,
+    plan: Plan,
     recordings: Sequence[Recording],
     kind: str,
     created: str,
@@ -614,7 +462,7 @@ def _write_info(
     write_text_atomic(out_dir / "ATTRIBUTION", _attribution(sources, plan))
 
 
-def _attribution(sources: list[Any], plan: _Plan) -> str:
+def _attribution(sources: list[Any], plan: Plan) -> str:
     lines = [
         "This dataset was built on this machine by the Fake Voice Workbench. Do not redistribute",
         "it without honouring the licences of the recordings it was made from:",

@@ -3,9 +3,8 @@
 Researchers compare features on the same audio: the new dataset keeps the source's clips (hard
 links where the file system allows, copies otherwise), manifest, noise and attribution, and only its
 images and its ``dataset.json`` feature spec change. Each image is made exactly as the builder made
-it: the stored 16 kHz clip, the item's seeded noise (:func:`~fakevoice.datasets.noise.add_noise`
-with :func:`~fakevoice.datasets.noise.item_seed`), then :func:`~fakevoice.features.render_image`, so
-rendering with the source's own spec reproduces its images byte for byte.
+it (:func:`~fakevoice.datasets.units.item_image`: the stored 16 kHz clip, the item's seeded noise,
+then the features), so rendering with the source's own spec reproduces its images byte for byte.
 
 The new dataset is written into a hidden sibling folder and renamed into place at the end: it
 appears whole or not at all, and the source is only read.
@@ -33,9 +32,10 @@ from fakevoice.datasets.manifest import (
     read_manifest,
     write_text_atomic,
 )
-from fakevoice.datasets.noise import add_noise, item_seed, parse_noise_name
+from fakevoice.datasets.noise import parse_noise_name
+from fakevoice.datasets.units import item_image
 from fakevoice.errors import DatasetError
-from fakevoice.features import FeatureSpec, render_image, save_png
+from fakevoice.features import FeatureSpec, save_png
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _render_all(
 ) -> int:
     from tqdm import tqdm
 
-    from fakevoice.datasets.builder import init_worker, worker_count
+    from fakevoice.datasets.units import init_worker, worker_count
 
     count = worker_count(workers, len(groups))
     bar = tqdm(
@@ -188,8 +188,8 @@ def _render_clip(
     """One clip's images, one per noise level, exactly as the builder renders them."""
     stored = read_clip(Path(source), clip)
     for row in rows:
-        noisy = add_noise(stored, parse_noise_name(row["noise"]), item_seed(row["item"]))
-        save_png(render_image(noisy, spec), Path(staging) / row["image_path"])
+        image = item_image(stored, parse_noise_name(row["noise"]), row["item"], spec)
+        save_png(image, Path(staging) / row["image_path"])
     return len(rows)
 
 
