@@ -1,6 +1,6 @@
 """Build spectrogram datasets: the demo set, a folder of recordings, ASVspoof 2019 LA.
 
-The work is done per recording (a *unit*), in parallel processes:
+The work is done per recording (a *unit*, :mod:`fakevoice.datasets.units`), in parallel processes:
 
 1. load the recording (any format :func:`fakevoice.audio.load_audio` reads) at 16 kHz, cut it into
    pieces of at most 4 s at silences when it is long (one piece = one utterance);
