@@ -27,7 +27,8 @@ from fakevoice.models.learners import arch_config
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
-    from fakevoice.training import EpochRecord, PreparedData
+    from fakevoice.training import EpochRecord
+    from fakevoice.training_data import PreparedData
     from fakevoice.trainspec import TrainSpec
 
 BUNDLE_WEIGHTS = "model.safetensors"

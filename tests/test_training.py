@@ -31,15 +31,13 @@ from fakevoice.datasets.manifest import (
 )
 from fakevoice.errors import DatasetError, InvalidSpecError
 from fakevoice.features import FeatureSpec, render_image, save_png
-from fakevoice.training import (
-    MemorySink,
+from fakevoice.training import MemorySink, load_checkpoint_state, train
+from fakevoice.training_data import (
     class_names_for,
     class_weights,
     dataset_path,
-    load_checkpoint_state,
     prepare_data,
     select_items,
-    train,
 )
 from fakevoice.trainspec import AugmentSpec, CallbackSpec, TrainSpec
 

@@ -85,7 +85,7 @@ def evaluate_on_dataset(
     from fakevoice.artefacts import generator_eers, noise_eers
     from fakevoice.datasets.manifest import load_item_waveform, read_manifest
     from fakevoice.metrics import classification_report
-    from fakevoice.training import prepare_data
+    from fakevoice.training_data import prepare_data
     from fakevoice.trainspec import TrainSpec
 
     if split not in SPLITS:

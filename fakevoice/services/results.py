@@ -317,13 +317,9 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
     """
     from fakevoice.models.learners import pick_device
     from fakevoice.services.runs import check_spec
-    from fakevoice.training import (
-        build_learner,
-        class_weights,
-        make_dataloaders,
-        prepare_data,
-    )
+    from fakevoice.training import build_learner
     from fakevoice.training import suggest_learning_rate as lr_find
+    from fakevoice.training_data import class_weights, make_dataloaders, prepare_data
 
     check_spec(replace(spec, epochs=1))  # the epoch limit is the submit's business
     batch_size = min(spec.batch_size, LR_FIND_MAX_BATCH)

@@ -21,7 +21,8 @@ from fakevoice.models.registry import pick_device
 from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
-from fakevoice.training import dataset_feature_spec, load_checkpoint_state, select_items
+from fakevoice.training import load_checkpoint_state
+from fakevoice.training_data import dataset_feature_spec, select_items
 from fakevoice.trainspec import TrainSpec
 
 

@@ -1,0 +1,189 @@
+"""Training data: the items a spec selects, split into train and validation, as fastai loaders.
+
+:func:`prepare_data` reads a built dataset's manifest, keeps the items the spec selects (noise
+levels, speakers, classes), splits them (grouped and seeded, :mod:`fakevoice.datasets.splits`) and
+labels them for the task; :func:`make_dataloaders` wraps the split in fastai ``DataLoaders`` of
+images or waveforms, with the spec's augmentations on the training side only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+
+from fakevoice.datasets.loaders import ImageItems, WaveformItems
+from fakevoice.datasets.manifest import read_manifest
+from fakevoice.datasets.splits import split_masks
+from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.trainspec import TrainSpec
+
+BONAFIDE = "bonafide"
+SPOOF = "spoof"
+
+
+@dataclass
+class PreparedData:
+    """The selected items split into train and validation, with class names and labels."""
+
+    dataset_dir: Path
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    class_names: list[str]
+    train_labels: list[int]
+    valid_labels: list[int]
+    feature_spec: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid)}
+
+
+def dataset_path(root: Path, name: str) -> Path:
+    """The folder of dataset ``name`` under ``root``; only plain folder names are accepted."""
+    if not name or "/" in name or "\\" in name or name in {".", ".."} or name.startswith("."):
+        raise InvalidSpecError(f"dataset must be the name of a built dataset; got {name!r}")
+    path = root / name
+    if not (path / "manifest.csv").is_file():
+        raise DatasetError(
+            f"There is no built dataset named '{name}'. "
+            "Build one with `fakevoice dataset build-demo` or pick another."
+        )
+    return path
+
+
+def select_items(manifest: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
+    """Keep the items matching the spec's noise levels, speakers and classes."""
+    frame = manifest
+    for column, wanted in (
+        ("noise", spec.noise_levels),
+        ("speaker", spec.speakers),
+        ("class", spec.classes),
+    ):
+        if wanted is None:
+            continue
+        unknown = sorted(set(wanted) - set(frame[column].astype(str)))
+        if unknown:
+            raise InvalidSpecError(
+                f"unknown {column} value(s) in this dataset: {', '.join(unknown)}"
+            )
+        frame = frame[frame[column].astype(str).isin(wanted)]
+    if frame.empty:
+        raise DatasetError(
+            "The selection is empty: choose at least one noise level, speaker and class."
+        )
+    return frame.reset_index(drop=True)
+
+
+def class_names_for(frame: pd.DataFrame, task: str) -> list[str]:
+    """``[bonafide, spoof]`` for binary tasks, ``[bonafide, <generators...>]`` for multi-class."""
+    if task == "binary":
+        return [BONAFIDE, SPOOF]
+    generators = sorted(c for c in frame["class"].astype(str).unique() if c != BONAFIDE)
+    return [BONAFIDE, *generators]
+
+
+def _labels(frame: pd.DataFrame, class_names: list[str], task: str) -> list[int]:
+    if task == "binary":
+        return [0 if c == BONAFIDE else 1 for c in frame["class"].astype(str)]
+    index = {name: i for i, name in enumerate(class_names)}
+    return [index[c] for c in frame["class"].astype(str)]
+
+
+def prepare_data(spec: TrainSpec, dataset_root: Path) -> PreparedData:
+    """Read the manifest, select items and split them (grouped and seeded)."""
+    dataset_dir = dataset_path(dataset_root, spec.dataset)
+    manifest = read_manifest(dataset_dir)
+    frame = select_items(manifest, spec)
+    classes_present = set(frame["class"].astype(str))
+    if BONAFIDE not in classes_present or len(classes_present) < 2:
+        raise DatasetError(
+            "The selection needs bona fide items and at least one generator's items to train a "
+            f"detector; it has only: {', '.join(sorted(classes_present))}."
+        )
+    # In generator mode some rows belong to neither side (held-out spoofs of training utterances,
+    # seen-generator spoofs of validation utterances); they are left out, not validated on.
+    train_mask, valid_mask = split_masks(
+        frame,
+        by=spec.split_by,
+        valid_fraction=spec.valid_fraction,
+        seed=spec.seed,
+        holdout=list(spec.holdout) if spec.holdout else None,
+    )
+    train, valid = (
+        frame[np.asarray(train_mask, dtype=bool)].reset_index(drop=True),
+        frame[np.asarray(valid_mask, dtype=bool)].reset_index(drop=True),
+    )
+    if len(train) < 2 or len(valid) < 1:
+        raise DatasetError(
+            f"The selection has too few items to split ({len(frame)} items): choose more."
+        )
+    class_names = class_names_for(frame, spec.task)
+    feature_spec = dataset_feature_spec(dataset_dir)
+    return PreparedData(
+        dataset_dir=dataset_dir,
+        train=train,
+        valid=valid,
+        class_names=class_names,
+        train_labels=_labels(train, class_names, spec.task),
+        valid_labels=_labels(valid, class_names, spec.task),
+        feature_spec=feature_spec,
+    )
+
+
+def dataset_feature_spec(dataset_dir: Path) -> dict[str, Any]:
+    """The feature spec in a dataset's ``dataset.json`` (empty when it names none)."""
+    info_path = dataset_dir / "dataset.json"
+    if not info_path.is_file():
+        return {}
+    info = json.loads(info_path.read_text())
+    spec = info.get("feature_spec") or {}
+    return dict(spec)
+
+
+def make_dataloaders(
+    data: PreparedData, spec: TrainSpec, device: torch.device, num_workers: int = 0
+) -> DataLoaders:
+    """fastai DataLoaders over the prepared split (augmentations on the training side only)."""
+    if spec.input_kind == "waveform":
+        train_ds: ImageItems | WaveformItems = WaveformItems(
+            data.train,
+            data.dataset_dir,
+            data.train_labels,
+            spec.clip_samples,
+            spec.augment,
+            spec.seed,
+        )
+        valid_ds: ImageItems | WaveformItems = WaveformItems(
+            data.valid, data.dataset_dir, data.valid_labels, spec.clip_samples, None, spec.seed
+        )
+    else:
+        train_ds = ImageItems(
+            data.train, data.dataset_dir, data.train_labels, spec.augment, spec.seed
+        )
+        valid_ds = ImageItems(data.valid, data.dataset_dir, data.valid_labels, None, spec.seed)
+    batch_size = min(spec.batch_size, len(train_ds))
+    train_dl = DataLoader(
+        train_ds,
+        bs=batch_size,
+        shuffle=True,
+        drop_last=len(train_ds) > batch_size,
+        num_workers=num_workers,
+    )
+    valid_dl = DataLoader(valid_ds, bs=spec.batch_size, shuffle=False, num_workers=num_workers)
+    return DataLoaders(train_dl, valid_dl, device=device)
+
+
+def class_weights(labels: list[int], n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 (absent classes get weight 1)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 1.0)
+    weights = weights / weights.mean()
+    return torch.tensor(weights, dtype=torch.float32)
