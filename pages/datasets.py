@@ -1,4 +1,5 @@
-"""Datasets page: what a built dataset holds, and one utterance human vs machine, side by side."""
+"""Datasets page: what a built dataset holds, one utterance human vs machine side by side, and
+(for administrators) the same clips rendered again with other spectrogram features."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import random
 
 import streamlit as st
 
-from components import dataset_view
+from components import auth, dataset_view
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.features import COLORMAPS, FEATURE_KINDS, FeatureSpec
 
 DATASET_KEY = "dataset"  # also the query parameter, so a link can name the dataset
 SEED_KEY = "compare_seed"
@@ -76,6 +78,94 @@ def _compare(name: str, noise_levels: list[str]) -> None:
         dataset_view.render_comparison(comparison)
 
 
+def _render_form(name: str, spec: dict[str, object]) -> None:
+    """Administrators: render this dataset's clips with other features, as a new dataset."""
+    user = auth.current_user()
+    if user is None or not user.is_admin:
+        return
+    base = FeatureSpec.from_dict(spec) if spec else FeatureSpec()
+    with st.expander("Render these clips with other features", icon=":material/tune:"):
+        st.caption(
+            "A new dataset with the same clips, noise and manifest, and images made with the "
+            "features below, so models can be compared on identical audio. Datasets are shared "
+            "by everyone on this server."
+        )
+        with st.form(key=f"render:{name}"):
+            top = st.columns([2, 1, 1])
+            new_name = top[0].text_input(
+                "New dataset name", value=f"{name}-{base.kind}", key="render_name"
+            )
+            kind = top[1].selectbox(
+                "Features", FEATURE_KINDS, index=FEATURE_KINDS.index(base.kind), key="render_kind"
+            )
+            colormap = top[2].selectbox(
+                "Colour map", COLORMAPS, index=COLORMAPS.index(base.colormap), key="render_colormap"
+            )
+            row = st.columns(4)
+            n_fft = row[0].number_input("FFT length", 16, 65536, base.n_fft, key="render_n_fft")
+            hop_length = row[1].number_input(
+                "Hop length", 1, 65536, base.hop_length, key="render_hop_length"
+            )
+            n_mels = row[2].number_input(
+                "Filters (mel / lfcc)", 1, 65536, base.n_mels, key="render_n_mels"
+            )
+            n_coeffs = row[3].number_input(
+                "Coefficients (mfcc / lfcc)", 1, 65536, base.n_coeffs, key="render_n_coeffs"
+            )
+            row = st.columns(5)
+            fmin = row[0].number_input(
+                "Lowest Hz", 0.0, 192000.0, float(base.fmin), key="render_fmin"
+            )
+            fmax = row[1].number_input(
+                "Highest Hz (0: Nyquist)", 0.0, 192000.0, float(base.fmax or 0.0), key="render_fmax"
+            )
+            top_db = row[2].number_input(
+                "Range (dB)", 1.0, 300.0, float(base.top_db), key="render_top_db"
+            )
+            height = row[3].number_input(
+                "Image rows", 16, 4096, base.image_height, key="render_height"
+            )
+            width = row[4].number_input(
+                "Image columns", 16, 4096, base.image_width, key="render_width"
+            )
+            submitted = st.form_submit_button(
+                "Render", icon=":material/play_arrow:", key="render_submit"
+            )
+    if not submitted:
+        return
+    overrides = {
+        "kind": kind,
+        "colormap": colormap,
+        "n_fft": int(n_fft),
+        "hop_length": int(hop_length),
+        "n_mels": int(n_mels),
+        "n_coeffs": int(n_coeffs),
+        "fmin": float(fmin),
+        "fmax": float(fmax) or None,
+        "top_db": float(top_db),
+        "image_height": int(height),
+        "image_width": int(width),
+    }
+    bar = st.progress(0.0, text="Rendering...")
+    try:
+        report = services.render_dataset(
+            name,
+            new_name.strip(),
+            overrides,
+            actor=user.actor,
+            workers=1,  # in this server process: no worker processes from a page
+            on_progress=lambda done, total: bar.progress(
+                done / total, text=f"Rendered {done} of {total} clips"
+            ),
+        )
+    except FakeVoiceError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return
+    bar.empty()
+    st.success(report.summary().replace(str(report.out_dir), f"'{report.out_dir.name}'"))
+
+
 def main() -> None:
     st.title("Datasets")
     try:
@@ -89,6 +179,7 @@ def main() -> None:
         dataset_view.render_counts(overview)
         dataset_view.render_details(overview)
         _compare(name, overview.noise_levels)
+        _render_form(name, overview.feature_spec)
     except FakeVoiceError as exc:
         st.error(str(exc))
 

@@ -22,8 +22,8 @@ from conftest import REPO, speechlike
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fakevoice import services
-from fakevoice.errors import NotFoundError
+from fakevoice import accounts, services
+from fakevoice.errors import NotFoundError, PermissionDeniedError
 
 MANIFEST_COLUMNS = (
     "item",
@@ -289,3 +289,50 @@ def test_missing_image_is_an_error_message_not_a_traceback(tiny: pd.DataFrame) -
     at = datasets_page().run()
     assert_no_exception(at)
     assert any("missing" in error.value for error in at.error)
+
+
+# --- rendering with other features (administrators) ----------------------------------------------
+
+
+def signed_in(at: AppTest, username: str, *, admin: bool) -> AppTest:
+    user = accounts.register(username, "correct horse battery staple", is_admin=admin)
+    at.session_state["fakevoice_user_id"] = user.id
+    return at
+
+
+def test_only_administrators_see_the_render_form(tiny: pd.DataFrame) -> None:
+    at = datasets_page().run()
+    assert "Render these clips with other features" not in [e.label for e in at.expander]
+    at = signed_in(datasets_page(), "viewer", admin=False).run()
+    assert_no_exception(at)
+    assert "Render these clips with other features" not in [e.label for e in at.expander]
+    viewer = accounts.user_by_username("viewer")
+    assert viewer is not None
+    with pytest.raises(PermissionDeniedError, match="Only an administrator"):
+        services.render_dataset("tiny", "mine", {"kind": "lfcc"}, actor=viewer.actor)
+
+
+def test_an_administrator_renders_a_dataset_with_other_features(
+    tiny: pd.DataFrame, dataset_root: Path
+) -> None:
+    at = signed_in(datasets_page(), "admin", admin=True).run()
+    assert_no_exception(at)
+    assert "Render these clips with other features" in [e.label for e in at.expander]
+    at.text_input(key="render_name").set_value("tiny-lfcc")
+    at.selectbox(key="render_kind").set_value("lfcc")
+    at.number_input(key="render_n_mels").set_value(20)
+    at.number_input(key="render_n_coeffs").set_value(12)
+    at.number_input(key="render_height").set_value(20)
+    at.number_input(key="render_width").set_value(48)
+    at.button(key="render_submit").click().run()
+    assert_no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Rendered 20 lfcc images (20x48 pixels)" in s.value for s in at.success)
+    info = json.loads((dataset_root / "tiny-lfcc" / "dataset.json").read_text())
+    assert info["feature_spec"]["kind"] == "lfcc" and info["rendered_from"] == "tiny"
+    assert "tiny-lfcc" in services.dataset_names()
+    image = Image.open(dataset_root / "tiny-lfcc" / tiny["image_path"].iloc[0])
+    assert image.size == (48, 20)
+
+    at.button(key="render_submit").click().run()  # the same name again: a message, nothing lost
+    assert any("already exists" in e.value for e in at.error)

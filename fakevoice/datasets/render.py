@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,7 @@ def render_dataset(
     *,
     workers: int = 0,
     progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Make ``out_dir``: the dataset at ``source_dir`` with every image rendered from ``spec``.
 
@@ -89,6 +91,7 @@ def render_dataset(
         spec: the features of the new images.
         workers: parallel processes (0 = every core).
         progress: show a progress bar on stderr.
+        on_progress: told ``(clips done, clips)`` after each clip.
 
     Raises:
         DatasetError: no dataset at ``source_dir``, ``out_dir`` already exists, or a clip is
@@ -114,7 +117,9 @@ def render_dataset(
                 for clip, group in frame.groupby("clip_path", sort=True)
             )
         ]
-        images = _render_all(str(source_dir), str(staging), groups, spec, workers, progress)
+        images = _render_all(
+            str(source_dir), str(staging), groups, spec, workers, progress, on_progress
+        )
         shutil.copy2(source_dir / MANIFEST_NAME, staging / MANIFEST_NAME)
         for name in COPIED_FILES:
             if (source_dir / name).is_file():
@@ -150,6 +155,7 @@ def _render_all(
     spec: FeatureSpec,
     workers: int,
     progress: bool,
+    on_progress: Callable[[int, int], None] | None,
 ) -> int:
     from tqdm import tqdm
 
@@ -162,9 +168,11 @@ def _render_all(
     done = 0
     try:
         if count == 1:
-            for clip, rows in groups:
+            for finished, (clip, rows) in enumerate(groups, start=1):
                 done += _render_clip(source, staging, clip, rows, spec)
                 bar.update()
+                if on_progress is not None:
+                    on_progress(finished, len(groups))
             return done
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(
@@ -174,9 +182,11 @@ def _render_all(
                 pool.submit(_render_clip, source, staging, clip, rows, spec)
                 for clip, rows in groups
             ]
-            for future in concurrent.futures.as_completed(futures):
+            for finished, future in enumerate(concurrent.futures.as_completed(futures), start=1):
                 done += future.result()
                 bar.update()
+                if on_progress is not None:
+                    on_progress(finished, len(groups))
         return done
     finally:
         bar.close()

@@ -13,7 +13,7 @@ Settings are read on every call, never at import time, so a process (or a test) 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,8 +32,9 @@ from fakevoice.datasets.manifest import (
     read_manifest,
 )
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.errors import DatasetError, InvalidSpecError, NotFoundError
+from fakevoice.errors import DatasetError, InvalidSpecError, NotFoundError, PermissionDeniedError
 from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor
 
 if TYPE_CHECKING:
     from fakevoice.datasets.render import RenderReport
@@ -159,10 +160,15 @@ def render_dataset(
     name: str,
     overrides: Mapping[str, Any],
     *,
+    actor: Actor | None = None,
     workers: int = 0,
     progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Render dataset ``source`` again as dataset ``name`` with other spectrogram features.
+
+    Datasets belong to the server, not to a user: from a page (``actor`` given) only an
+    administrator may add one; the command line runs as the server's operator (``actor`` None).
 
     Args:
         source: an existing dataset's name.
@@ -170,8 +176,10 @@ def render_dataset(
         overrides: feature spec fields that differ from ``source``'s (e.g. ``{"kind": "lfcc"}``).
         workers: parallel processes (0 = every core).
         progress: show a progress bar on stderr.
+        on_progress: told ``(clips done, clips)`` after each clip.
 
     Raises:
+        PermissionDeniedError: ``actor`` is not an administrator.
         NotFoundError: no dataset ``source``.
         InvalidSpecError: a bad name or feature value.
         DatasetError: a dataset ``name`` exists already, or the source's clips are unreadable.
@@ -179,6 +187,10 @@ def render_dataset(
     from fakevoice.datasets.render import render_dataset as render
     from fakevoice.features import FeatureSpec
 
+    if actor is not None and not actor.is_admin:
+        raise PermissionDeniedError(
+            "Only an administrator can add datasets: they are shared by everyone on this server."
+        )
     source_dir = dataset_path(source)
     if not name or name.startswith(".") or not set(name) <= NEW_NAME_CHARS or len(name) > 64:
         raise InvalidSpecError(
@@ -188,7 +200,12 @@ def render_dataset(
     base = dict(_find(source).feature_spec or {})
     spec = FeatureSpec.from_dict({**base, **dict(overrides)})
     return render(
-        source_dir, get_settings().dataset_dir / name, spec, workers=workers, progress=progress
+        source_dir,
+        get_settings().dataset_dir / name,
+        spec,
+        workers=workers,
+        progress=progress,
+        on_progress=on_progress,
     )
 
 
