@@ -8,6 +8,7 @@ demo dataset. Each step waits on what a person would see; nothing here sleeps to
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zipfile
 from collections.abc import Callable
@@ -277,6 +278,17 @@ def _evaluate_upload(page: Page, clip: Path, screenshot: Callable[..., Path]) ->
     screenshot(page, "evaluate", full_page=False)
 
 
+def _verdict_report(page: Page, clip: Path, tmp_path: Path) -> None:
+    """The verdict report names the uploaded file by the sha256 of its bytes."""
+    digest = hashlib.sha256(clip.read_bytes()).hexdigest()
+    expect(page.get_by_text(digest)).to_be_visible(timeout=TIMEOUT_MS)
+    name, report = _download(page, "eval_report_md", tmp_path)
+    assert re.fullmatch(r"verdict-\d+\.md", name), name
+    text = report.read_text()
+    assert text.startswith("# Verdict: ") and f"SHA-256: `{digest}`" in text
+    assert f"{FINISHED_RUN} (id " in text and "| from (s) | to (s) |" in text
+
+
 def _evaluate_microphone(page: Page) -> None:
     """Record a few seconds from the (fake) microphone with st.audio_input; get a verdict."""
     _keyed(page, "eval_source").get_by_text("Record in the browser").click()
@@ -375,6 +387,7 @@ def test_register_train_stop_download_evaluate_share(
     _watch_and_stop_run(page, dataset, screenshot)
     _results_and_downloads(page, tmp_path, screenshot)
     _evaluate_upload(page, clip, screenshot)
+    _verdict_report(page, clip, tmp_path)
     _evaluate_microphone(page)
     history = page.get_by_test_id("stDataFrame").last.locator("table tbody tr")
     expect(history).to_have_count(2, timeout=TIMEOUT_MS)  # the upload and the recording
