@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fakevoice.errors import FakeVoiceError
+from fakevoice.errors import FakeVoiceError, InvalidSpecError
 
 
 def _print(payload: Any) -> None:
@@ -58,7 +58,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     actor = services.cli_actor()
     model = services.find_model(actor, args.model)
-    report = services.evaluate_model(actor, model.id, args.dataset, args.split)
+    evaluation = services.evaluate_on_dataset(
+        actor, model.id, args.dataset, args.split, limit=args.limit
+    )
+    report = evaluation.report
+    if args.scores is not None:
+        try:
+            args.scores.write_bytes(evaluation.scores_csv())
+        except OSError as exc:
+            raise InvalidSpecError(f"Cannot write {args.scores}: {exc.strerror or exc}.") from None
     if args.json:
         _print(report)
         return 0
@@ -124,6 +132,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--model", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--split", choices=["valid", "all"], default="valid")
+    p.add_argument(
+        "--limit", type=int, default=None, help="score at most this many items (a seeded sample)"
+    )
+    p.add_argument("--scores", type=Path, default=None, help="write per-item scores to this CSV")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
 

@@ -297,8 +297,15 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert report["dataset"] == DATASET and 0.0 <= report["accuracy"] <= 1.0
     assert set(report["generator_eer"]) == {"griffinlim", "world"}
     assert list(report["noise_eer"]) == ["snr_inf"]  # the tiny dataset is clean only
-    printed = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all")
+    scores = tmp_path / "scores.csv"
+    printed = cli(
+        "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all",
+        "--limit", "12", "--scores", str(scores),
+    )  # fmt: skip
     assert printed.returncode == 0, printed.stderr
+    assert "(all, 12 items)" in printed.stdout
+    rows = scores.read_text().splitlines()
+    assert rows[0] == "item,speaker,class,noise,p_human,predicted" and len(rows) == 13
     assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
     assert "clean" in printed.stdout and "griffinlim" in printed.stdout
 
