@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.models.learners import TORCHVISION, pick_device
 from fakevoice.models.registry import get_arch
 from fakevoice.settings import get_settings
@@ -110,6 +111,7 @@ class RaceResult:
     seconds_to_target: float | None
     fraction_of_first_epoch: float
     generator_eer: dict[str, float]
+    noise_eer: dict[str, float]
 
 
 def race(
@@ -127,11 +129,12 @@ def race(
     with tempfile.TemporaryDirectory() as folder:
         result = train(spec, Path(folder) / "run", sink, get_settings().dataset_dir, resume=False)
     per_generator = dict(result.metrics.get("generator_eer", {}))
+    per_noise = dict(result.metrics.get("noise_eer", {}))
     history, times = sink.epochs, sink.elapsed_at_epoch
     first_epoch = [p for p in sink.progress if p <= 1 / epochs]
     fraction = min(1.0, (max(first_epoch) if first_epoch else 0.0) * epochs)
     if not history:
-        return RaceResult(arch, 0, None, None, None, None, fraction, {})
+        return RaceResult(arch, 0, None, None, None, None, fraction, {}, {})
     best = min(range(len(history)), key=lambda i: history[i].eer)
     reached = next((times[i] for i, r in enumerate(history) if r.eer < target), None)
     return RaceResult(
@@ -143,6 +146,7 @@ def race(
         reached,
         fraction,
         per_generator,
+        per_noise,
     )
 
 
@@ -164,18 +168,28 @@ def print_races(results: list[RaceResult], budget: float, target: float) -> None
             f"{r.seconds_to_best:>7.1f} {target_at:>11}"
         )
     generators = sorted({g for r in results for g in r.generator_eer})
-    if generators:
-        print("\nEER % of the stored model (the best epoch), bona fide against each generator:")
-        print(f"{'arch':<10} " + " ".join(f"{g[:14]:>14}" for g in generators))
-        for r in results:
-            if r.generator_eer:
-                cells = (r.generator_eer.get(g) for g in generators)
-                print(
-                    f"{r.arch:<10} "
-                    + " ".join(
-                        f"{100 * c:>14.1f}" if c is not None else f"{'-':>14}" for c in cells
-                    )
-                )
+    _print_eer_table(
+        "bona fide against each generator", generators, [(r.arch, r.generator_eer) for r in results]
+    )
+    noises = sorted({n for r in results for n in r.noise_eer}, key=noise_sort_key)
+    _print_eer_table("at each noise level", noises, [(r.arch, r.noise_eer) for r in results])
+
+
+def _print_eer_table(
+    title: str, columns: list[str], rows: list[tuple[str, dict[str, float]]]
+) -> None:
+    """One row per arch of the stored model's EER %, one column per generator or noise level."""
+    if not columns:
+        return
+    print(f"\nEER % of the stored model (the best epoch), {title}:")
+    print(f"{'arch':<10} " + " ".join(f"{c[:14]:>14}" for c in columns))
+    for arch, eers in rows:
+        if eers:
+            cells = (eers.get(c) for c in columns)
+            print(
+                f"{arch:<10} "
+                + " ".join(f"{100 * c:>14.1f}" if c is not None else f"{'-':>14}" for c in cells)
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
