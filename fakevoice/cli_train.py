@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fakevoice.errors import InvalidSpecError
+from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.trainspec import ARCH_NAMES, AugmentSpec, CallbackSpec, TrainSpec
 
 
@@ -94,7 +94,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     name = args.name or f"{spec.arch}-{spec.dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run = services.submit_run(actor, name, spec)
-    warning = services.memory_advice(spec).warning()
+    try:
+        warning = services.memory_advice(spec).warning()
+    except EstimateUnavailableError:
+        warning = None  # the run was queued; an estimate only informs
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
     if args.inline:

@@ -103,3 +103,9 @@ class ModelFileError(FakeVoiceError):
     """An uploaded or stored model file is not one the server will load."""
 
     code = "bad_model_file"
+
+
+class EstimateUnavailableError(FakeVoiceError):
+    """A figure that only informs (e.g. a run's memory estimate) cannot be computed here."""
+
+    code = "estimate_unavailable"

@@ -32,6 +32,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 
 from fakevoice import metrics
+from fakevoice.errors import EstimateUnavailableError
 from fakevoice.models import memory
 from fakevoice.models.learners import build_learner_model, pick_device
 from fakevoice.training_data import (
@@ -302,7 +303,11 @@ def _warn_about_memory(
 ) -> None:
     """Log the run's memory estimate; tell the user when it will not fit this machine."""
     shape = memory.input_shape(spec.arch, data.feature_spec, spec.clip_samples)
-    advice = memory.advise(spec.arch, spec.batch_size, shape, device, n_classes)
+    try:
+        advice = memory.advise(spec.arch, spec.batch_size, shape, device, n_classes)
+    except EstimateUnavailableError as exc:  # an estimate informs; it never stops a run
+        logger.info("%s", exc)
+        return
     logger.info("%s", advice.summary())
     warning = advice.warning()
     if warning is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fakevoice.errors import InvalidSpecError
+from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.models import memory
 from fakevoice.models.registry import get_arch
 
@@ -89,3 +89,11 @@ def test_input_shape_follows_the_dataset_and_the_clip_length() -> None:
 def test_this_machine_reports_its_memory() -> None:
     total = memory.device_memory("cpu")
     assert total is not None and total > 256 * 2**20
+
+
+def test_an_input_the_model_refuses_is_a_clear_error_not_a_crash() -> None:
+    # The worker and the pages catch it: an estimate only informs, it never stops a run.
+    with pytest.raises(EstimateUnavailableError, match="cannot be estimated for inputs"):
+        memory.estimate_training_memory("specnet", 8, (3, 4, 4))
+    with pytest.raises(EstimateUnavailableError, match="aasist-l"):
+        memory.advise("aasist-l", 8, (100,), "cpu")

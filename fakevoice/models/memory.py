@@ -15,6 +15,7 @@ process peaked at about 15 GB resident.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ from pathlib import Path
 
 import torch
 
+from fakevoice.errors import EstimateUnavailableError
 from fakevoice.models.registry import IMAGE_SIZE, get_arch
+
+logger = logging.getLogger(__name__)
 
 GIB = 2**30
 OPTIMIZER_COPIES = 4  # weights, gradients, and Adam's first and second moments
@@ -109,10 +113,6 @@ def _traced(arch: str, input_shape: tuple[int, ...], n_classes: int) -> tuple[in
     """``(saved bytes per item, parameter bytes)`` from a forward pass on the meta device."""
     spec = get_arch(arch)
     batch = 2  # batch norm needs more than one value per channel in training mode
-    with torch.device("meta"):
-        model, _ = spec.build(n_classes)
-        inputs = torch.empty((batch, *input_shape))
-    model.train()
     saved: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -120,8 +120,19 @@ def _traced(arch: str, input_shape: tuple[int, ...], n_classes: int) -> tuple[in
         saved[storage._cdata] = storage.nbytes()  # one entry per storage, however many views
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(inputs)
+    try:
+        with torch.device("meta"):
+            model, _ = spec.build(n_classes)
+            inputs = torch.empty((batch, *input_shape))
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(inputs)
+    except Exception as exc:  # an operation without a meta kernel, an input the model refuses
+        logger.warning("no memory estimate for %s %s: %r", arch, input_shape, exc)
+        raise EstimateUnavailableError(
+            f"The training memory of {arch} cannot be estimated for inputs of shape "
+            f"{tuple(input_shape)}."
+        ) from None
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     return math.ceil(sum(saved.values()) / batch), parameters
 
@@ -140,6 +151,8 @@ def estimate_training_memory(
 
     Raises:
         InvalidSpecError: unknown architecture.
+        EstimateUnavailableError: the model cannot be traced for this input (an operation
+            without a meta kernel, or an input shape the model refuses).
     """
     per_item, parameters = _traced(arch, tuple(int(n) for n in input_shape), n_classes)
     return MemoryEstimate(arch, int(batch_size), per_item, parameters)
