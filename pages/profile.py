@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import altair as alt
 import streamlit as st
 
-from components import auth, sign_in
-from fakevoice import accounts, services
+from components import auth, run_comparison, sign_in
+from fakevoice import accounts
 from fakevoice.errors import FakeVoiceError
-from fakevoice.services import comparison, profile, results, tokens
+from fakevoice.services import profile, results, tokens
 from fakevoice.store.records import Actor, ModelRecord, UserRecord
 
 USER_PARAM = "user"
@@ -154,82 +153,6 @@ def _runs_section(actor: Actor) -> None:
         key="profile_run",
     )
     _run_details(actor, by_id[chosen])
-
-
-def _compare_section(actor: Actor) -> None:
-    """Runs side by side: key figures, EER per noise level and generator, EER by epoch."""
-    try:
-        runs = services.list_runs(actor)
-    except FakeVoiceError as exc:
-        st.error(str(exc))
-        return
-    if len(runs) < 2:
-        st.info("Compare runs here once you have two or more (open Train to start one).")
-        return
-    by_id = {run.id: run for run in runs}
-    finished = [run.id for run in runs if run.status == "succeeded"][:2]
-    chosen = st.multiselect(
-        "Runs to compare",
-        list(by_id),
-        default=finished or list(by_id)[:2],
-        format_func=lambda i: (
-            f"{by_id[i].name} ({by_id[i].spec.get('arch', '')}, {by_id[i].status})"
-        ),
-        max_selections=comparison.MAX_COMPARED,
-        key="profile_compare_runs",
-        help=f"up to {comparison.MAX_COMPARED} of your runs",
-    )
-    if not chosen:
-        st.info("Choose the runs to compare.")
-        return
-    try:
-        compared = comparison.compare_runs(actor, chosen)
-    except FakeVoiceError as exc:
-        st.error(str(exc))
-        return
-    fractions = [
-        c
-        for c in compared.table.columns
-        if c in {"best_eer", "final_eer", "accuracy", "macro_f1"} or c.startswith("eer@")
-    ]
-    st.dataframe(
-        compared.table.drop(columns=["created", "mlflow_run_id"]),
-        hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(_column_title(c), format="percent") for c in fractions
-        },
-    )
-    st.caption(
-        "eer@… columns: the final model's EER at that noise level or against that generator, "
-        "on its validation split. Lower is better; 50 % is a coin toss."
-    )
-    if not compared.curves.dropna(subset=["eer"]).empty:
-        chart = (
-            alt.Chart(compared.curves.dropna(subset=["eer"]))
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-                y=alt.Y("eer:Q", title="validation EER", axis=alt.Axis(format="%")),
-                color=alt.Color("run:N", title="run"),
-                tooltip=["run", "epoch", alt.Tooltip("eer:Q", format=".2%")],
-            )
-            .properties(height=280)
-        )
-        st.altair_chart(chart, width="stretch")
-    st.download_button(
-        "Download the comparison (CSV)",
-        compared.csv(),
-        file_name="runs-comparison.csv",
-        mime="text/csv",
-        key="profile_compare_csv",
-    )
-
-
-def _column_title(column: str) -> str:
-    if not column.startswith("eer@"):
-        return column.replace("_", " ")
-    name = column.removeprefix("eer@")
-    return f"EER {services.noise_label(name)}"
 
 
 # --- my models -----------------------------------------------------------------------------------
@@ -430,7 +353,7 @@ def _my_profile(user: UserRecord) -> None:
     with tabs[0]:
         _runs_section(actor)
     with tabs[1]:
-        _compare_section(actor)
+        run_comparison.render(actor)
     with tabs[2]:
         _models_section(actor)
     with tabs[3]:
