@@ -138,6 +138,25 @@ def roc_chart(roc: RocCurve) -> alt.LayerChart:
     return alt.layer(*layers).properties(height=300)
 
 
+def roc_overlay_chart(curves: dict[str, RocCurve]) -> alt.LayerChart:
+    """Several ROC curves (one per model, named by the keys) over the chance diagonal."""
+    frame = pd.concat(
+        [pd.DataFrame({"fpr": c.fpr, "tpr": c.tpr, "model": name}) for name, c in curves.items()],
+        ignore_index=True,
+    )
+    x = alt.X("fpr:Q", title="false positive rate (spoof accepted)", scale=alt.Scale(domain=[0, 1]))
+    y = alt.Y(
+        "tpr:Q", title="true positive rate (bona fide accepted)", scale=alt.Scale(domain=[0, 1])
+    )
+    chance = (
+        alt.Chart(pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}))
+        .mark_line(strokeDash=[4, 4], color="gray", opacity=0.6)
+        .encode(x, y)
+    )
+    lines = alt.Chart(frame).mark_line().encode(x, y, color=alt.Color("model:N", title="model"))
+    return alt.layer(chance, lines).properties(height=320)
+
+
 def _percent(value: object) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from components import training_view
+from components import dataset_test
 from components.auth import require_actor
 from components.verdict_view import (
     ModelView,
@@ -31,17 +31,12 @@ from components.verdict_view import (
 from fakevoice import batch, services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.inference import DEFAULT_THRESHOLD
-from fakevoice.services import reports, results, uploads
-from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
+from fakevoice.services import reports, uploads
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.store.records import Actor, ModelRecord
 
 MODES = ("One clip", "Batch", "Compare models", "Test on a dataset")
-SPLIT_LABELS = {
-    "valid": "its validation split (when trained on this dataset)",
-    "all": "every item",
-}
-DEFAULT_TEST_ITEMS = 500
+
 SOURCES = ("Upload a file", "Record in the browser")
 AUDIO_HELP = "wav, flac, mp3, ogg, m4a or webm; the content is checked, not the file name."
 MAX_COMPARE = 4
@@ -292,86 +287,6 @@ def _compare(
             _show_outcome(outcome, threshold, details=False)
 
 
-def _dataset_test(actor: Actor, model: ModelRecord) -> None:
-    """Score a built dataset's items with the model (in this script run, with a progress bar)."""
-    names = services.dataset_names()
-    if not names:
-        st.info(f"There is no built dataset to test on. {services.BUILD_HINT}")
-        return
-    columns = st.columns([2, 3, 2])
-    dataset = columns[0].selectbox(
-        "Dataset", names, key="eval_test_dataset", help="any built dataset (see Datasets)"
-    )
-    split = columns[1].radio(
-        "Items",
-        list(SPLIT_LABELS),
-        format_func=SPLIT_LABELS.__getitem__,
-        key="eval_test_split",
-        help="a model trained on another dataset is tested on every item (a cross-dataset test)",
-    )
-    limit = columns[2].number_input(
-        "At most",
-        min_value=10,
-        max_value=MAX_EVALUATE_ITEMS,
-        value=DEFAULT_TEST_ITEMS,
-        step=50,
-        key="eval_test_limit",
-        help="a seeded random sample when there are more; each item is scored through the "
-        "model's own preprocessing (AASIST takes about 0.3 s per item on a CPU)",
-    )
-    if st.button("Run the test", key="eval_test_run", icon=":material/play_arrow:"):
-        bar = st.progress(0.0, text="Scoring...")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"Scored {done} of {total} items")
-
-        try:
-            evaluation = services.evaluate_on_dataset(
-                actor, model.id, dataset, split, limit=int(limit), on_progress=progress
-            )
-        except FakeVoiceError as exc:
-            st.error(str(exc))  # an earlier result stays below
-        else:
-            st.session_state["eval_test_result"] = (model.id, evaluation)
-        bar.empty()
-    stored = st.session_state.get("eval_test_result")
-    if stored is None or stored[0] != model.id:
-        st.info("Choose a dataset and press Run the test.")
-        return
-    _show_dataset_test(stored[1])
-
-
-def _show_dataset_test(evaluation: services.DatasetEvaluation) -> None:
-    report = evaluation.report
-    st.caption(
-        f"{report['n']} of {report['items_available']} items of **{report['dataset']}** "
-        f"({SPLIT_LABELS[report['split']]}) scored with **{report['model']['name']}**."
-    )
-    training_view.render_metrics(report)
-    training_view.render_confusion_and_roc(
-        results.report_confusion(report), results.report_roc(report), "tested items"
-    )
-    training_view.render_generator_eer(report)
-    training_view.render_per_class(report)
-    stem = f"{report['model']['name']}-on-{report['dataset']}"
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]
-    left, right = st.columns(2)
-    left.download_button(
-        "Scores per item (CSV)",
-        evaluation.scores_csv(),
-        file_name=f"{stem}-scores.csv",
-        mime="text/csv",
-        key="eval_test_csv",
-    )
-    right.download_button(
-        "Metrics (JSON)",
-        evaluation.report_json(),
-        file_name=f"{stem}-metrics.json",
-        mime="application/json",
-        key="eval_test_json",
-    )
-
-
 def main() -> None:
     st.title("Evaluate")
     actor = require_actor("get verdicts on recordings")
@@ -403,7 +318,7 @@ def main() -> None:
         elif mode == MODES[2]:
             _compare(actor, models, model, threshold)
         else:
-            _dataset_test(actor, model)
+            dataset_test.render(actor, model, models)
     st.subheader("Recent verdicts")
     history_table(services.list_analyses(actor, limit=HISTORY_ROWS), models)
 

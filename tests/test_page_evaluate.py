@@ -311,6 +311,35 @@ def test_dataset_test_mode_reports_metrics_and_logs_no_verdict(
     assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
 
 
+def test_dataset_test_puts_several_models_side_by_side(
+    alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from fakevoice.services import uploads
+
+    copy = uploads.import_uploaded_model(alice, "copy", "bundle.zip", bundle_zip(run_dir))
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
+    at = evaluate_page(alice)
+    at.selectbox(key="eval_model").set_value(specnet.id).run()
+    at.radio(key="eval_mode").set_value("Test on a dataset").run()
+    at.radio(key="eval_test_split").set_value("all")
+    at.multiselect(key="eval_test_others").set_value([copy.id])
+    at.button(key="eval_test_run").click().run()
+    assert_no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any(
+        f"2 models on the same 30 of 30 items of **{DATASET}**" in c.value for c in at.caption
+    )
+    (table,) = [f.value for f in at.dataframe if "model_id" in f.value.columns]
+    assert list(table["model"]) == ["tiny specnet", "copy"] and list(table["items"]) == [30, 30]
+    # The same weights on the same items: the same figures.
+    assert table["eer"].iloc[0] == pytest.approx(table["eer"].iloc[1])
+    assert list(table.columns)[-3:] == ["eer@snr_inf", "eer@griffinlim", "eer@world"]
+    assert len(at.get("vega_lite_chart")) >= 1  # the ROC curves on one chart (and the details)
+    assert [e.label for e in at.expander][-2:] == ["tiny specnet in detail", "copy in detail"]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels.count("Side by side (CSV)") == 1 and labels.count("Scores per item (CSV)") == 2
+
+
 def test_dataset_evaluation_scores_every_item_and_writes_a_csv(
     alice: Actor, specnet: ModelRecord, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -163,3 +163,33 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """The report of :func:`evaluate_on_dataset` (at most :data:`MAX_EVALUATE_ITEMS` items)."""
     return evaluate_on_dataset(actor, model_id, dataset, split).report
+
+
+def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
+    """Several models' tests on one dataset, a row each: the model, how many items, accuracy,
+    macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``."""
+    from fakevoice.datasets.noise import noise_sort_key
+
+    rows = []
+    for evaluation in evaluations:
+        report = evaluation.report
+        rows.append(
+            {
+                "model": report["model"]["name"],
+                "model_id": report["model"]["id"],
+                "items": report["n"],
+                "accuracy": report.get("accuracy"),
+                "macro_f1": report.get("macro_f1"),
+                "eer": report.get("eer"),
+                "auc": report.get("auc"),
+                **{f"eer@{k}": v for k, v in (report.get("noise_eer") or {}).items()},
+                **{f"eer@{k}": v for k, v in (report.get("generator_eer") or {}).items()},
+            }
+        )
+    noises = sorted(
+        {k for e in evaluations for k in (e.report.get("noise_eer") or {})}, key=noise_sort_key
+    )
+    generators = sorted({k for e in evaluations for k in (e.report.get("generator_eer") or {})})
+    columns = ["model", "model_id", "items", "accuracy", "macro_f1", "eer", "auc"]
+    columns += [f"eer@{n}" for n in noises] + [f"eer@{g}" for g in generators]
+    return pd.DataFrame(rows, columns=columns)
