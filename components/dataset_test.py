@@ -137,6 +137,7 @@ def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:
         file_name=f"models-on-{_safe(first['dataset'])}.csv",
         mime="text/csv",
         key="eval_test_table_csv",
+        on_click="ignore",
     )
     for evaluation in evaluations:
         model = evaluation.report["model"]
@@ -164,6 +165,7 @@ def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
         file_name=f"{stem}-scores.csv",
         mime="text/csv",
         key=f"{key}_csv",
+        on_click="ignore",
     )
     right.download_button(
         "Metrics (JSON)",
@@ -171,6 +173,7 @@ def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
         file_name=f"{stem}-metrics.json",
         mime="application/json",
         key=f"{key}_json",
+        on_click="ignore",
     )
 
 

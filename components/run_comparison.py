@@ -78,6 +78,7 @@ def render(actor: Actor) -> None:
         file_name="runs-comparison.csv",
         mime="text/csv",
         key="profile_compare_csv",
+        on_click="ignore",
     )
 
 

@@ -240,7 +240,9 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in run.name)[:60] or "run"
     columns = st.columns(len(DOWNLOADS) + 1)
     # The data are callables: Streamlit reads a file only when its button is clicked, so a large
-    # model is not loaded on every rerun.
+    # model is not loaded on every rerun. A download changes nothing, so it does not rerun the page
+    # either (on_click="ignore"): a rerun would give every button a new file id while the browser
+    # may still click an old one ("Deferred file ... not found").
     for column, (name, label, mime, tip) in zip(columns, DOWNLOADS, strict=False):
         column.download_button(
             label,
@@ -251,6 +253,7 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
             help=tip,
             disabled=name not in result.files,
             icon=":material/download:",
+            on_click="ignore",
         )
     columns[-1].download_button(
         "Safe bundle (zip)",
@@ -261,6 +264,7 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
         help="model.safetensors + manifest.json: weights without pickle, loadable by the workbench",
         disabled=not result.has_bundle,
         icon=":material/download:",
+        on_click="ignore",
     )
 
 

@@ -197,6 +197,7 @@ def _report_downloads(scored: ScoredClip, threshold: float) -> None:
         mime="text/markdown",
         key="eval_report_md",
         icon=":material/description:",
+        on_click="ignore",
     )
     right.download_button(
         "Verdict report (JSON)",
@@ -205,6 +206,7 @@ def _report_downloads(scored: ScoredClip, threshold: float) -> None:
         mime="application/json",
         key="eval_report_json",
         icon=":material/data_object:",
+        on_click="ignore",
     )
 
 
@@ -252,6 +254,7 @@ def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:
         file_name="verdicts.csv",
         mime="text/csv",
         key="eval_batch_csv",
+        on_click="ignore",
     )
 
 

@@ -82,6 +82,7 @@ def _downloads(actor: Actor, run_id: int, res: results.RunResults) -> None:
             mime=profile.RUN_FILES[name],
             key=f"download_{run_id}_{name}",
             icon=":material/download:",
+            on_click="ignore",
         )
     if res.has_bundle:
         columns[-1].download_button(
@@ -91,6 +92,7 @@ def _downloads(actor: Actor, run_id: int, res: results.RunResults) -> None:
             mime="application/zip",
             key=f"download_{run_id}_bundle",
             icon=":material/download:",
+            on_click="ignore",
         )
 
 
