@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from fakevoice import store
 from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
 from fakevoice.errors import InvalidSpecError
 from fakevoice.services.results import run_metrics
-from fakevoice.store.records import Actor, RunRecord
+from fakevoice.store.records import Actor, EpochMetric, RunRecord
 
 SUMMARY_COLUMNS = (
     "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "accuracy",
@@ -46,16 +46,9 @@ class RunComparison:
         return self.table.to_csv(index=False)
 
 
-def _summary(run: RunRecord, epochs: list[Any]) -> dict[str, Any]:
+def _summary(run: RunRecord, epochs: list[EpochMetric]) -> dict[str, Any]:
     eers = [e.eer for e in epochs if e.eer is not None]
     last = epochs[-1] if epochs else None
-    final = run_metrics(run)
-    detail = {
-        f"eer@{name}": value
-        for key in ("noise_eer", "generator_eer")
-        if isinstance(final.get(key), dict)
-        for name, value in final[key].items()
-    }
     return {
         "id": run.id,
         "name": run.name,
@@ -70,14 +63,24 @@ def _summary(run: RunRecord, epochs: list[Any]) -> dict[str, Any]:
         "created": run.created_at.isoformat(timespec="seconds"),
         "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else "",
         "mlflow_run_id": run.mlflow_run_id or "",
-        **detail,
+        **report_eers(run_metrics(run)),
     }
 
 
-def summary_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """:data:`SUMMARY_COLUMNS`, then every ``eer@...`` column the rows have: noise levels first
-    (clean, then by falling SNR), then generators (alphabetically)."""
-    extra = {key for row in rows for key in row if key not in SUMMARY_COLUMNS}
+def report_eers(report: dict[str, Any]) -> dict[str, float]:
+    """A classification report's EER at each noise level and against each generator, as
+    ``eer@<noise level>`` and ``eer@<generator>`` entries (none when the report has neither)."""
+    return {
+        f"eer@{name}": value
+        for key in ("noise_eer", "generator_eer")
+        if isinstance(report.get(key), dict)
+        for name, value in report[key].items()
+    }
+
+
+def eer_columns(columns: Iterable[str]) -> list[str]:
+    """The ``eer@...`` columns among ``columns``, each once: noise levels first (clean, then by
+    falling SNR), then generators (alphabetically)."""
 
     def order(column: str) -> tuple[int, Any]:
         name = column.removeprefix("eer@")
@@ -87,7 +90,24 @@ def summary_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
             return (1, name)
         return (0, noise_sort_key(name))
 
-    return [*SUMMARY_COLUMNS, *sorted(extra, key=order)]
+    return sorted({c for c in columns if c.startswith("eer@")}, key=order)
+
+
+def summary_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """:data:`SUMMARY_COLUMNS`, then every ``eer@...`` column the rows have (:func:`eer_columns`)."""
+    return [*SUMMARY_COLUMNS, *eer_columns(key for row in rows for key in row)]
+
+
+def _runs_with_epochs(
+    actor: Actor, run_ids: Sequence[int] | None
+) -> list[tuple[RunRecord, list[EpochMetric]]]:
+    """The runs (all of the actor's, newest first, or ``run_ids`` in order) with their epochs."""
+    with store.session_scope(readonly=True) as session:
+        if run_ids is None:
+            runs = store.list_runs(session, actor)
+        else:
+            runs = [store.get_run(session, actor, run_id) for run_id in run_ids]
+        return [(run, store.list_epoch_metrics(session, actor, run.id)) for run in runs]
 
 
 def run_summaries(actor: Actor, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
@@ -96,12 +116,7 @@ def run_summaries(actor: Actor, run_ids: Sequence[int] | None = None) -> list[di
     Raises:
         NotFoundError: one of ``run_ids`` is not a run the actor may see.
     """
-    with store.session_scope(readonly=True) as session:
-        if run_ids is None:
-            runs = store.list_runs(session, actor)
-        else:
-            runs = [store.get_run(session, actor, run_id) for run_id in run_ids]
-        return [_summary(run, store.list_epoch_metrics(session, actor, run.id)) for run in runs]
+    return [_summary(run, epochs) for run, epochs in _runs_with_epochs(actor, run_ids)]
 
 
 def summaries_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -125,22 +140,16 @@ def compare_runs(actor: Actor, run_ids: Sequence[int]) -> RunComparison:
     ids = list(dict.fromkeys(int(i) for i in run_ids))
     if not 1 <= len(ids) <= MAX_COMPARED:
         raise InvalidSpecError(f"Compare 1 to {MAX_COMPARED} runs; got {len(ids)}.")
-    rows = run_summaries(actor, ids)
+    runs = _runs_with_epochs(actor, ids)
+    rows = [_summary(run, epochs) for run, epochs in runs]
     table = pd.DataFrame(rows, columns=summary_columns(rows))
     for column in table.columns:
         if column in {"best_eer", "final_eer", "accuracy", "macro_f1"} or column.startswith("eer@"):
             table[column] = pd.to_numeric(table[column], errors="coerce")
-    points = []
-    with store.session_scope(readonly=True) as session:
-        for row in rows:
-            for epoch in store.list_epoch_metrics(session, actor, row["id"]):
-                points.append(
-                    {
-                        "run": row["name"],
-                        "epoch": epoch.epoch + 1,
-                        "eer": epoch.eer,
-                        "valid_loss": epoch.valid_loss,
-                    }
-                )
+    points = [
+        {"run": run.name, "epoch": e.epoch + 1, "eer": e.eer, "valid_loss": e.valid_loss}
+        for run, epochs in runs
+        for e in epochs
+    ]
     curves = pd.DataFrame(points, columns=["run", "epoch", "eer", "valid_loss"])
     return RunComparison(table, curves)

@@ -191,16 +191,15 @@ def render_dataset(
         raise PermissionDeniedError(
             "Only an administrator can add datasets: they are shared by everyone on this server."
         )
-    source_dir = dataset_path(source)
+    summary = _find(source)
     if not name or name.startswith(".") or not set(name) <= NEW_NAME_CHARS or len(name) > 64:
         raise InvalidSpecError(
             f"A dataset name is 1 to 64 letters, digits, '-', '_' or '.', not starting with a "
             f"dot; got {name!r}."
         )
-    base = dict(_find(source).feature_spec or {})
-    spec = FeatureSpec.from_dict({**base, **dict(overrides)})
+    spec = FeatureSpec.from_dict({**dict(summary.feature_spec or {}), **dict(overrides)})
     return render(
-        source_dir,
+        summary.path,
         get_settings().dataset_dir / name,
         spec,
         workers=workers,

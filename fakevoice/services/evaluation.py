@@ -168,28 +168,21 @@ def evaluate_model(
 def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
     """Several models' tests on one dataset, a row each: the model, how many items, accuracy,
     macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``."""
-    from fakevoice.datasets.noise import noise_sort_key
+    from fakevoice.services.comparison import eer_columns, report_eers
 
-    rows = []
-    for evaluation in evaluations:
-        report = evaluation.report
-        rows.append(
-            {
-                "model": report["model"]["name"],
-                "model_id": report["model"]["id"],
-                "items": report["n"],
-                "accuracy": report.get("accuracy"),
-                "macro_f1": report.get("macro_f1"),
-                "eer": report.get("eer"),
-                "auc": report.get("auc"),
-                **{f"eer@{k}": v for k, v in (report.get("noise_eer") or {}).items()},
-                **{f"eer@{k}": v for k, v in (report.get("generator_eer") or {}).items()},
-            }
-        )
-    noises = sorted(
-        {k for e in evaluations for k in (e.report.get("noise_eer") or {})}, key=noise_sort_key
-    )
-    generators = sorted({k for e in evaluations for k in (e.report.get("generator_eer") or {})})
+    rows = [
+        {
+            "model": e.report["model"]["name"],
+            "model_id": e.report["model"]["id"],
+            "items": e.report["n"],
+            "accuracy": e.report.get("accuracy"),
+            "macro_f1": e.report.get("macro_f1"),
+            "eer": e.report.get("eer"),
+            "auc": e.report.get("auc"),
+            **report_eers(e.report),
+        }
+        for e in evaluations
+    ]
     columns = ["model", "model_id", "items", "accuracy", "macro_f1", "eer", "auc"]
-    columns += [f"eer@{n}" for n in noises] + [f"eer@{g}" for g in generators]
+    columns += eer_columns(key for row in rows for key in row)
     return pd.DataFrame(rows, columns=columns)
