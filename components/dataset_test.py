@@ -113,12 +113,11 @@ def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:
     )
     st.caption(f"{len(evaluations)} models on {items} of **{first['dataset']}**.")
     table = evaluations_table(evaluations)
-    fractions = [c for c in table.columns if c in {"accuracy", "eer"} or c.startswith("eer@")]
     st.dataframe(
         table,
         hide_index=True,
         column_config={
-            **{c: st.column_config.NumberColumn(_title(c), format="percent") for c in fractions},
+            **training_view.percent_columns(table.columns, {"accuracy", "eer"}),
             "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
             "auc": st.column_config.NumberColumn("AUC", format="%.3f"),
         },
@@ -134,7 +133,7 @@ def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:
     st.download_button(
         "Side by side (CSV)",
         table.to_csv(index=False),
-        file_name=f"models-on-{_safe(first['dataset'])}.csv",
+        file_name=f"models-on-{training_view.file_stem(first['dataset'])}.csv",
         mime="text/csv",
         key="eval_test_table_csv",
         on_click="ignore",
@@ -157,7 +156,7 @@ def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
     )
     training_view.render_generator_eer(report)
     training_view.render_per_class(report)
-    stem = _safe(f"{report['model']['name']}-on-{report['dataset']}")
+    stem = training_view.file_stem(f"{report['model']['name']}-on-{report['dataset']}")
     left, right = st.columns(2)
     left.download_button(
         "Scores per item (CSV)",
@@ -175,15 +174,3 @@ def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
         key=f"{key}_json",
         on_click="ignore",
     )
-
-
-def _title(column: str) -> str:
-    if not column.startswith("eer@"):
-        return {"eer": "EER"}.get(column, column.replace("_", " "))
-    name = column.removeprefix("eer@")
-    return f"EER {services.noise_label(name)}"
-
-
-def _safe(text: str) -> str:
-    """A file-name stem from any text: letters, digits, '-' and '_' (at most 80)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:80]

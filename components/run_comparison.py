@@ -6,6 +6,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
+from components import training_view
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import comparison
@@ -43,17 +44,12 @@ def render(actor: Actor) -> None:
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    fractions = [
-        c
-        for c in compared.table.columns
-        if c in {"best_eer", "final_eer", "accuracy", "macro_f1"} or c.startswith("eer@")
-    ]
     st.dataframe(
         compared.table.drop(columns=["created", "mlflow_run_id"]),
         hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(column_title(c), format="percent") for c in fractions
-        },
+        column_config=training_view.percent_columns(
+            compared.table.columns, {"best_eer", "final_eer", "accuracy", "macro_f1"}
+        ),
     )
     st.caption(
         "eer@… columns: the final model's EER at that noise level or against that generator, "
@@ -80,11 +76,3 @@ def render(actor: Actor) -> None:
         key="profile_compare_csv",
         on_click="ignore",
     )
-
-
-def column_title(column: str) -> str:
-    """``eer@snr_0db`` -> ``EER 0 dB SNR``; other columns with spaces for underscores."""
-    if not column.startswith("eer@"):
-        return column.replace("_", " ")
-    name = column.removeprefix("eer@")
-    return f"EER {services.noise_label(name)}"

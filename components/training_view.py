@@ -8,6 +8,7 @@ a page shows several runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import altair as alt
@@ -234,10 +235,33 @@ def render_generator_eer(report: dict[str, object]) -> None:
 # --- downloads and links -------------------------------------------------------------------------
 
 
+def file_stem(text: str, limit: int = 80, fallback: str = "run") -> str:
+    """A download's file-name stem from any text: letters, digits, '-' and '_' (others become
+    '_'), at most ``limit`` characters, ``fallback`` when nothing is left."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:limit] or fallback
+
+
+def percent_columns(columns: Iterable[str], fractions: set[str]) -> dict[str, Any]:
+    """``st.dataframe`` column settings showing ``fractions`` and every ``eer@...`` column as
+    percentages, titled for people (``eer@snr_0db`` -> "EER 0 dB SNR", ``best_eer`` ->
+    "best eer", ``eer`` -> "EER")."""
+    return {
+        c: st.column_config.NumberColumn(_column_title(c), format="percent")
+        for c in columns
+        if c in fractions or c.startswith("eer@")
+    }
+
+
+def _column_title(column: str) -> str:
+    if column.startswith("eer@"):
+        return f"EER {services.noise_label(column.removeprefix('eer@'))}"
+    return {"eer": "EER"}.get(column, column.replace("_", " "))
+
+
 def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train") -> None:
     """Download buttons for the run's files that exist (model, safe bundle, history, plots)."""
     run = result.run
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in run.name)[:60] or "run"
+    stem = file_stem(run.name, limit=60)
     columns = st.columns(len(DOWNLOADS) + 1)
     # The data are callables: Streamlit reads a file only when its button is clicked, so a large
     # model is not loaded on every rerun. A download changes nothing, so it does not rerun the page
