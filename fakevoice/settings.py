@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         default=200 * 1024 * 1024, gt=0, description="largest request body (batches, zips)"
     )
     model_cache_size: int = Field(default=4, ge=1, le=64, description="models kept loaded (LRU)")
+    api_scoring_threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="requests one API process decodes and scores at once (others wait their "
+        "turn); 0 = its CPU cores",
+    )
     batch_max_files: int = Field(default=200, ge=1, le=10000, description="clips in one batch")
     batch_max_total_bytes: int = Field(
         default=500 * 1024 * 1024, gt=0, description="uncompressed bytes in one batch"

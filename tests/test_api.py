@@ -17,6 +17,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,6 +298,40 @@ def test_health_reports_database_and_model_cache(world: World) -> None:
     head = store.head_revision()
     assert body["database"] == {"ok": True, "revision": head, "head": head}
     assert body["models"]["capacity"] == get_settings().model_cache_size
+    assert body["scoring"]["threads"] == len(os.sched_getaffinity(0))
+
+
+def test_requests_beyond_the_scoring_threads_wait_their_turn(world: World) -> None:
+    """With one scoring thread, concurrent verdicts are scored one at a time and all succeed,
+    while ``/health`` stays answerable and shows the queue."""
+    settings = get_settings().model_copy(update={"api_scoring_threads": 1})
+    audio = wav_bytes(20.0, seed=3)  # 39 one-second windows: long enough to queue behind
+    seen: list[dict[str, int]] = []
+    with thread_server(settings) as url:
+        assert httpx.get(f"{url}/health").json()["scoring"] == {
+            "threads": 1,
+            "busy": 0,
+            "waiting": 0,
+        }
+        with ThreadPoolExecutor(4) as pool:
+            futures = [
+                pool.submit(
+                    httpx.post,
+                    f"{url}/v1/predict",
+                    files={"file": ("clip.wav", audio, "audio/wav")},
+                    data={"model": str(world.private.id)},
+                    headers=auth(world.alice_token),
+                    timeout=120,
+                )
+                for _ in range(4)
+            ]
+            while not all(f.done() for f in futures):
+                seen.append(httpx.get(f"{url}/health", timeout=30).json()["scoring"])
+                time.sleep(0.005)
+            responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert max(s["busy"] for s in seen) == 1
+    assert max(s["waiting"] for s in seen) >= 1
 
 
 def test_predict_returns_a_verdict_and_logs_it(world: World) -> None:

@@ -1,14 +1,22 @@
 """The endpoints. Every one calls :mod:`fakevoice.services` (ownership lives in the store);
-decoding and inference run in the thread pool, never on the event loop."""
+decoding and inference run in the thread pool, never on the event loop.
+
+Scoring (decoding, features, the model) is CPU work: at most ``api_scoring_threads`` requests of a
+process do it at once, the rest wait their turn. More at once would only share the same cores
+(with every clip's samples in memory at the same time) and keep the thread pool from the cheap
+endpoints such as ``/health``.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated, Any, Literal
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from fakevoice import batch, services, store
 from fakevoice.api.auth import Caller, CallerDep, SignedInDep
@@ -25,6 +33,7 @@ from fakevoice.api.schemas import (
     ModelRef,
     PredictionOut,
     RunOut,
+    ScoringState,
 )
 from fakevoice.errors import FileTooLargeError, NotFoundError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
@@ -64,6 +73,11 @@ ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
 def predict_body_limit(settings: Settings) -> int:
     """The largest request body ``POST /v1/predict`` takes, bytes (one file and the fields)."""
     return settings.max_upload_bytes + MULTIPART_OVERHEAD
+
+
+def scoring_threads(settings: Settings) -> int:
+    """How many requests one API process scores at once (``api_scoring_threads``, 0: its cores)."""
+    return settings.api_scoring_threads or len(os.sched_getaffinity(0))
 
 
 def resolve_model(caller: Caller, key: str) -> ModelRecord:
@@ -116,6 +130,7 @@ def build_router(settings: Settings) -> APIRouter:
     """The API's routes, with the request size limits of these settings."""
     router = APIRouter(responses=ERRORS)
     upload_limit = settings.max_upload_bytes
+    scoring = anyio.CapacityLimiter(scoring_threads(settings))
 
     @router.post(
         "/v1/predict",
@@ -137,7 +152,9 @@ def build_router(settings: Settings) -> APIRouter:
         """
         data = await read_upload(file, upload_limit)
         name = file.filename or "upload"
-        return await run_in_threadpool(_predict, caller, model, data, name, threshold)
+        return await anyio.to_thread.run_sync(
+            _predict, caller, model, data, name, threshold, limiter=scoring
+        )
 
     @router.post(
         "/v1/predict/batch",
@@ -166,7 +183,9 @@ def build_router(settings: Settings) -> APIRouter:
             (f.filename or "upload", await read_upload(f, settings.api_max_request_bytes))
             for f in files
         ]
-        used, results = await run_in_threadpool(_predict_batch, caller, model, uploads, threshold)
+        used, results = await anyio.to_thread.run_sync(
+            _predict_batch, caller, model, uploads, threshold, limiter=scoring
+        )
         if format == "csv":
             return Response(
                 batch.results_csv(results),
@@ -226,6 +245,11 @@ def build_router(settings: Settings) -> APIRouter:
             status="ok" if ok else "degraded",
             database=DatabaseState(ok=ok, revision=revision, head=head),
             models=CacheState(loaded=len(DETECTORS), capacity=DETECTORS.capacity),
+            scoring=ScoringState(
+                threads=int(scoring.total_tokens),
+                busy=scoring.borrowed_tokens,
+                waiting=scoring.statistics().tasks_waiting,
+            ),
         )
         return Response(
             body.model_dump_json(), status_code=200 if ok else 503, media_type="application/json"

@@ -304,14 +304,22 @@ class CacheState(BaseModel):
     capacity: int
 
 
+class ScoringState(BaseModel):
+    threads: int = Field(description="requests this process decodes and scores at once")
+    busy: int = Field(description="requests being scored now")
+    waiting: int = Field(description="requests waiting for their turn")
+
+
 class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0003", "head": "0003"},
+            "database": {"ok": True, "revision": "0004", "head": "0004"},
             "models": {"loaded": 1, "capacity": 4},
+            "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }
     )
     status: Literal["ok", "degraded"]
     database: DatabaseState
     models: CacheState
+    scoring: ScoringState
