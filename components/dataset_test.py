@@ -29,7 +29,7 @@ RESULT_KEY = "eval_test_result"
 
 def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
     """The form, the run of the test, and the result of the last test of this model."""
-    names = services.dataset_names()
+    names = services.dataset_names(actor=actor)
     if not names:
         st.info(f"There is no built dataset to test on. {services.BUILD_HINT}")
         return

@@ -13,6 +13,7 @@ from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.models.registry import get_arch
 from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor
 from fakevoice.trainspec import (
     ARCH_NAMES,
     DEFAULT_CLIP_SAMPLES,
@@ -41,9 +42,9 @@ def _subset(chosen: list[str], every: list[str]) -> tuple[str, ...] | None:
     return None if set(chosen) == set(every) else tuple(chosen)
 
 
-def selection(name: str) -> tuple[tuple[str, ...] | None, ...]:
+def selection(actor: Actor, name: str) -> tuple[tuple[str, ...] | None, ...]:
     """Noise levels, speakers and classes, with the notice of what the choice selects."""
-    overview = services.dataset_overview(name)
+    overview = services.dataset_overview(name, actor=actor)
     speakers = list(overview.by_speaker.index)
     columns = st.columns(3)
     noise = columns[0].multiselect(
@@ -73,7 +74,7 @@ def selection(name: str) -> tuple[tuple[str, ...] | None, ...]:
     else:
         try:
             table = services.selection_counts(
-                name, tuple(noise), tuple(chosen_speakers), tuple(classes)
+                name, tuple(noise), tuple(chosen_speakers), tuple(classes), actor=actor
             )
         except FakeVoiceError as exc:
             st.warning(str(exc))
@@ -90,7 +91,7 @@ def selection(name: str) -> tuple[tuple[str, ...] | None, ...]:
     )
 
 
-def model_options(name: str) -> dict[str, Any]:
+def model_options(actor: Actor, name: str) -> dict[str, Any]:
     """Architecture, task and the feature settings that apply to it."""
     left, right = st.columns(2)
     arch = left.selectbox(
@@ -122,7 +123,7 @@ def model_options(name: str) -> dict[str, Any]:
         )
         options["clip_samples"] = int(round(seconds * SAMPLE_RATE))
     else:
-        spec = services.dataset_overview(name).feature_spec
+        spec = services.dataset_overview(name, actor=actor).feature_spec
         st.caption(
             "Spectrograms as the dataset was built: "
             f"{spec.get('kind', 'mel')}, {spec.get('image_height', '?')} x "
@@ -332,7 +333,7 @@ def callback_options() -> CallbackSpec:
     )
 
 
-def split_options(classes: tuple[str, ...] | None, name: str) -> dict[str, Any]:
+def split_options(actor: Actor, classes: tuple[str, ...] | None, name: str) -> dict[str, Any]:
     with st.expander("Validation split, seed and device", icon=":material/call_split:"):
         columns = st.columns(3)
         split_by = columns[0].selectbox(
@@ -362,7 +363,9 @@ def split_options(classes: tuple[str, ...] | None, name: str) -> dict[str, Any]:
         holdout: list[str] = []
         if split_by == "generator":
             generators = [
-                c for c in (classes or services.dataset_overview(name).classes) if c != "bonafide"
+                c
+                for c in (classes or services.dataset_overview(name, actor=actor).classes)
+                if c != "bonafide"
             ]
             holdout = st.multiselect(
                 "Generators held out",

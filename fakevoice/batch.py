@@ -40,11 +40,16 @@ _ARCHIVE_NOISE = ("__MACOSX/",)
 
 @dataclass(frozen=True)
 class BatchEntry:
-    """One clip of a batch: its display name and bytes, or why it cannot be scored."""
+    """One clip of a batch: its display name and bytes, or why it cannot be scored.
+
+    ``path`` is the entry's path inside its zip (``/``-separated, checked for absolute and ``..``
+    parts), None for a file uploaded as it is. It is for grouping only, never a file path here.
+    """
 
     name: str
     data: bytes | None = field(repr=False, default=None)
     error: str | None = None
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,19 @@ def is_zip(data: bytes) -> bool:
     return data.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC))
 
 
-def read_batch(files: list[tuple[str, bytes]]) -> list[BatchEntry]:
+def read_batch(
+    files: list[tuple[str, bytes]],
+    *,
+    max_files: int | None = None,
+    max_total_bytes: int | None = None,
+    what: str = "batch",
+) -> list[BatchEntry]:
     """The clips of a batch: each file as it is, each zip expanded.
 
     Args:
         files: (client file name, bytes) per uploaded file.
+        max_files, max_total_bytes: limits other than the batch settings' (dataset uploads).
+        what: what the files are called in messages ("batch", "dataset upload").
 
     Returns:
         One entry per clip, in upload order (zip entries in archive order).
@@ -94,7 +107,11 @@ def read_batch(files: list[tuple[str, bytes]]) -> list[BatchEntry]:
             that expands more than ``batch_max_zip_ratio`` times (a zip bomb).
     """
     settings = get_settings()
-    budget = _Budget(settings.batch_max_files, settings.batch_max_total_bytes)
+    budget = _Budget(
+        settings.batch_max_files if max_files is None else max_files,
+        settings.batch_max_total_bytes if max_total_bytes is None else max_total_bytes,
+        what,
+    )
     entries: list[BatchEntry] = []
     for name, data in files:
         if is_zip(data):
@@ -105,14 +122,15 @@ def read_batch(files: list[tuple[str, bytes]]) -> list[BatchEntry]:
             budget.take(len(data))
             entries.append(BatchEntry(display_name(name), data))
     if not entries:
-        raise LimitExceededError("The batch holds no clip to score.")
+        raise LimitExceededError(f"The {what} holds no clip.")
     return entries
 
 
 class _Budget:
     """What is left of the batch's clip count and uncompressed bytes."""
 
-    def __init__(self, files: int, total_bytes: int) -> None:
+    def __init__(self, files: int, total_bytes: int, what: str = "batch") -> None:
+        self.what = what
         self.files, self.total_bytes = files, total_bytes
         self.max_files, self.max_bytes = files, total_bytes
 
@@ -120,7 +138,8 @@ class _Budget:
         self.files -= count
         if self.files < 0:
             raise LimitExceededError(
-                f"A batch may hold at most {self.max_files} clips; send the rest in another one."
+                f"A {self.what} may hold at most {self.max_files} clips; send the rest in "
+                "another one."
             )
         self.spend(size)
 
@@ -128,7 +147,7 @@ class _Budget:
         self.total_bytes -= size
         if self.total_bytes < 0:
             raise FileTooLargeError(
-                f"The batch expands to more than {_mib(self.max_bytes)} of audio; "
+                f"The {self.what} expands to more than {_mib(self.max_bytes)} of audio; "
                 "send it in smaller parts."
             )
 
@@ -146,7 +165,7 @@ def _expand_zip(zip_name: str, data: bytes, budget: _Budget, max_ratio: float) -
     infos = [i for i in infos if not i.filename.startswith(_ARCHIVE_NOISE)]
     if len(infos) > budget.files:
         raise LimitExceededError(
-            f"The zip {zip_name!r} holds {len(infos)} files; a batch may hold at most "
+            f"The zip {zip_name!r} holds {len(infos)} files; a {budget.what} may hold at most "
             f"{budget.max_files} clips."
         )
     declared = sum(i.file_size for i in infos)
@@ -162,21 +181,24 @@ def _expand_zip(zip_name: str, data: bytes, budget: _Budget, max_ratio: float) -
             budget.take(0)
             entries.append(BatchEntry(name, error=problem))
             continue
+        path = info.filename.replace("\\", "/")
         budget.take(0)
         try:
             payload = _read_entry(archive, info, budget)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
-            entries.append(BatchEntry(name, error="This file in the zip is damaged."))
+            entries.append(BatchEntry(name, error="This file in the zip is damaged.", path=path))
             continue
         except NotImplementedError:
             entries.append(
-                BatchEntry(name, error="This file in the zip uses a compression we do not read.")
+                BatchEntry(
+                    name, error="This file in the zip uses a compression we do not read.", path=path
+                )
             )
             continue
         expanded += len(payload)
         if expanded > max_ratio * max(len(data), 1):
             raise FileTooLargeError(_bomb_message(zip_name, max_ratio))
-        entries.append(BatchEntry(name, payload))
+        entries.append(BatchEntry(name, payload, path=path))
     return entries
 
 

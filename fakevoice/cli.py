@@ -186,6 +186,7 @@ def _cmd_dataset_render(args: argparse.Namespace) -> int:
             "Say which features to render, e.g. --features lfcc or --n-fft 1024 "
             "(the rest is taken from the source dataset)."
         )
+    services.ensure_database()  # a user's dataset rendered again stays theirs: owners are stored
     report = services.render_dataset(
         args.source, args.name, overrides, workers=args.workers, progress=not args.json
     )

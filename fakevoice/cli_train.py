@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = args.name or f"{spec.arch}-{spec.dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run = services.submit_run(actor, name, spec)
     try:
-        warning = services.memory_advice(spec).warning()
+        warning = services.memory_advice(spec, actor=actor).warning()
     except EstimateUnavailableError:
         warning = None  # the run was queued; an estimate only informs
     if warning is not None:

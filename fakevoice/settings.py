@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(default=True, description="upgrade the SMTP connection with TLS")
     # Dataset building.
     build_workers: int = Field(default=0, ge=0, description="0 = all available cores")
+    dataset_upload_max_files: int = Field(
+        default=2000, ge=1, le=100000, description="recordings in one dataset upload"
+    )
+    dataset_upload_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, gt=0, description="uncompressed bytes of one dataset upload"
+    )
     # HTTP API (`fakevoice api`) and batch scoring.
     api_host: str = Field(default="127.0.0.1", max_length=255, description="address to listen on")
     api_port: int = Field(default=8000, ge=1, le=65535, description="TCP port of the API")

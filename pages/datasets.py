@@ -1,5 +1,6 @@
-"""Datasets page: what a built dataset holds, one utterance human vs machine side by side, and
-(for administrators) the same clips rendered again with other spectrogram features."""
+"""Datasets page: build a dataset from your own recordings (a background job), what a built
+dataset holds, one utterance human vs machine side by side, deleting your own datasets, and (for
+administrators) the same clips rendered again with other spectrogram features."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import random
 
 import streamlit as st
 
-from components import auth, dataset_view
+from components import auth, dataset_build, dataset_view
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import COLORMAPS, FEATURE_KINDS, FeatureSpec
+from fakevoice.store.records import Actor
 
 DATASET_KEY = "dataset"  # also the query parameter, so a link can name the dataset
 SEED_KEY = "compare_seed"
@@ -19,8 +21,8 @@ RANDOM = "random"
 
 def _no_datasets() -> None:
     st.info(
-        "No dataset is built yet. Build the demo dataset (real speakers from Debian speech "
-        "packages plus their machine-made copies) with:"
+        "No dataset is built yet. Build one from your recordings above, or the demo dataset "
+        "(real speakers from Debian speech packages plus their machine-made copies) with:"
     )
     st.code("fakevoice dataset build-demo", language="bash")
     st.caption(
@@ -29,15 +31,15 @@ def _no_datasets() -> None:
     )
 
 
-def _choose_dataset(names: list[str]) -> str:
+def _choose_dataset(actor: Actor | None, names: list[str]) -> str:
     """The dataset selectbox; a bad name from the URL or the session is reported, not used."""
     stale = st.session_state.get(DATASET_KEY)
     if stale is not None and stale not in names:
         del st.session_state[DATASET_KEY]
-        _report_bad_name(str(stale))
+        _report_bad_name(actor, str(stale))
     requested = st.query_params.get(DATASET_KEY)
     if requested is not None and requested not in names:
-        _report_bad_name(requested)
+        _report_bad_name(actor, requested)
     elif requested is not None and DATASET_KEY not in st.session_state:
         st.session_state[DATASET_KEY] = requested
     name: str = st.selectbox("Dataset", names, key=DATASET_KEY)
@@ -45,20 +47,20 @@ def _choose_dataset(names: list[str]) -> str:
     return name
 
 
-def _report_bad_name(name: str) -> None:
+def _report_bad_name(actor: Actor | None, name: str) -> None:
     try:
-        services.dataset_path(name)
+        services.dataset_path(name, actor=actor)
     except FakeVoiceError as exc:
         st.error(str(exc))
 
 
-def _compare(name: str, noise_levels: list[str]) -> None:
+def _compare(actor: Actor | None, name: str, noise_levels: list[str]) -> None:
     st.subheader("Compare human and machine")
     left, right = st.columns([1, 2])
     noise = left.selectbox(
         "Noise level", noise_levels, format_func=services.noise_label, key=f"noise:{name}"
     )
-    utterances = services.utterances(name, noise)
+    utterances = services.utterances(name, noise, actor=actor)
     choice = right.selectbox(
         "Utterance",
         [RANDOM, *utterances],
@@ -69,9 +71,11 @@ def _compare(name: str, noise_levels: list[str]) -> None:
         st.session_state.setdefault(SEED_KEY, random.randrange(2**31))
         if st.button("Reshuffle", icon=":material/shuffle:"):
             st.session_state[SEED_KEY] += 1
-        comparisons = services.sample_items(name, 1, st.session_state[SEED_KEY], noise=noise)
+        comparisons = services.sample_items(
+            name, 1, st.session_state[SEED_KEY], noise=noise, actor=actor
+        )
     else:
-        comparisons = [services.compare_utterance(name, choice, noise)]
+        comparisons = [services.compare_utterance(name, choice, noise, actor=actor)]
     if not comparisons:
         st.info("No utterance has a bonafide item at this noise level.")
     for comparison in comparisons:
@@ -166,20 +170,51 @@ def _render_form(name: str, spec: dict[str, object]) -> None:
     st.success(report.summary().replace(str(report.out_dir), f"'{report.out_dir.name}'"))
 
 
+def _delete(actor: Actor | None, name: str, owner_id: int | None) -> None:
+    """The owner (or an administrator) may delete a dataset; shared ones: administrators only."""
+    if actor is None or not (
+        actor.is_admin or (owner_id is not None and actor.can_write(owner_id))
+    ):
+        return
+    with st.expander("Delete this dataset", icon=":material/delete:"):
+        st.caption(
+            "Its clips, images and manifest are removed from the server. Models trained on it "
+            "stay. This cannot be undone."
+        )
+        sure = st.checkbox(f"Yes, delete '{name}'", key=f"delete_sure:{name}")
+        if st.button("Delete", key=f"delete:{name}", disabled=not sure, type="primary"):
+            try:
+                services.delete_dataset(actor, name)
+            except FakeVoiceError as exc:
+                st.error(str(exc))
+                return
+            st.session_state.pop(DATASET_KEY, None)
+            st.query_params.pop(DATASET_KEY, None)
+            st.toast(f"Deleted the dataset '{name}'.")
+            st.rerun()
+
+
 def main() -> None:
     st.title("Datasets")
+    actor = auth.current_actor()
     try:
-        names = services.dataset_names()
+        names = services.dataset_names(actor=actor)
+        if actor is not None:
+            dataset_build.render(actor, expanded=not names)
         if not names:
             _no_datasets()
             return
-        name = _choose_dataset(names)
-        overview = services.dataset_overview(name)
+        name = _choose_dataset(actor, names)
+        overview = services.dataset_overview(name, actor=actor)
+        if overview.owner_id is not None:
+            whose = "your" if actor and overview.owner_id == actor.user_id else "a user's"
+            st.caption(f"Built from {whose} recordings: only its owner and administrators see it.")
         dataset_view.render_metrics(overview)
         dataset_view.render_counts(overview)
         dataset_view.render_details(overview)
-        _compare(name, overview.noise_levels)
+        _compare(actor, name, overview.noise_levels)
         _render_form(name, overview.feature_spec)
+        _delete(actor, name, overview.owner_id)
     except FakeVoiceError as exc:
         st.error(str(exc))
 

@@ -36,7 +36,7 @@ START = """
 def _datasets_present() -> None:
     st.subheader("Datasets")
     try:
-        summaries = services.list_datasets()
+        summaries = services.list_datasets(actor=auth.current_actor())
     except FakeVoiceError as exc:
         st.error(str(exc))
         return

@@ -38,10 +38,10 @@ def _default_name() -> str:
     return f"run {datetime.now():%Y-%m-%d %H:%M:%S}"
 
 
-def _memory_note(build: SpecBuilder) -> None:
+def _memory_note(actor: Actor, build: SpecBuilder) -> None:
     """The run's memory estimate, and a warning with a batch size that fits when it will not."""
     try:
-        advice = services.memory_advice(build())
+        advice = services.memory_advice(build(), actor=actor)
     except FakeVoiceError:
         return  # the spec itself is refused; "Start training" says why
     warning = advice.warning()
@@ -75,15 +75,15 @@ def _new_run(actor: Actor, names: list[str]) -> None:
     run_name = top[1].text_input(
         "Run name", key=NAME_KEY, max_chars=128, help="unique among your runs; names its model"
     )
-    noise_levels, speakers, classes = train_options.selection(name)
+    noise_levels, speakers, classes = train_options.selection(actor, name)
     st.markdown("**Model**")
-    options = train_options.model_options(name)
+    options = train_options.model_options(actor, name)
     st.markdown("**Training**")
     lengths, suggest = train_options.length_options()
     options.update(lengths)
     options["augment"] = train_options.augment_options(options["arch"])
     options["callbacks"] = train_options.callback_options()
-    options.update(train_options.split_options(classes, name))
+    options.update(train_options.split_options(actor, classes, name))
 
     def build() -> TrainSpec:
         return TrainSpec(
@@ -94,7 +94,7 @@ def _new_run(actor: Actor, names: list[str]) -> None:
             **options,
         )
 
-    _memory_note(build)
+    _memory_note(actor, build)
     if suggest:
         _suggest(actor, build)
     if st.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:"):
@@ -269,7 +269,7 @@ def main() -> None:
     try:
         if raw_id is not None:
             _run_panel(actor, raw_id)
-        names = services.dataset_names()
+        names = services.dataset_names(actor=actor)
         with st.expander("New run", expanded=raw_id is None, icon=":material/add:"):
             if names:
                 _new_run(actor, names)

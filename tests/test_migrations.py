@@ -35,7 +35,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0004"
+    assert store.current_revision(db_url) == store.head_revision() == "0005"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -75,6 +75,30 @@ def test_upgrade_again_keeps_data(db_url: str) -> None:  # noqa: F811
         assert store.get_user_by_username(session, "ada") is not None
 
 
+def test_runs_made_before_job_kinds_are_training_runs(db_url: str) -> None:  # noqa: F811
+    command.upgrade(alembic_config(db_url), "0004")
+    with store.get_engine(db_url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, display_name, is_admin, created_at) VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO runs (owner_id, name, spec, status, progress, current_epoch, "
+                "total_epochs, created_at, stop_requested, backend) VALUES ((SELECT id FROM users), "
+                "'old run', '{}', 'succeeded', 1.0, 2, 2, CURRENT_TIMESTAMP, false, 'local')"
+            )
+        )
+    store.upgrade(db_url)
+    with store.session_scope(db_url, readonly=True) as session:
+        user = store.get_user_by_username(session, "ada")
+        assert user is not None
+        (run,) = store.list_runs(session, user.actor)
+        assert run.name == "old run" and run.kind == "train"
+        assert store.list_runs(session, user.actor, kind="dataset") == []
+
+
 def test_downgrade_to_base_and_back(db_url: str) -> None:  # noqa: F811
     store.upgrade(db_url)
     command.downgrade(alembic_config(db_url), "base")
@@ -99,5 +123,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0004"
+    assert store.current_revision(db_url) == "0005"
     assert store.schema_differences(db_url) == []

@@ -104,6 +104,7 @@ def write_fixture_dataset(root: Path, name: str = "tiny") -> pd.DataFrame:
 
 @pytest.fixture
 def dataset_root(isolated_settings: Path) -> Path:
+    services.ensure_database()  # who owns a dataset is in the store
     return isolated_settings / "datasets"
 
 
@@ -127,19 +128,19 @@ def assert_no_exception(at: AppTest) -> None:
 
 
 def test_services_see_no_dataset_in_an_empty_folder(isolated_settings: Path) -> None:
-    assert services.list_datasets() == []
+    assert services.list_datasets(actor=None) == []
 
 
 @pytest.mark.parametrize("bad", ["../x", "tiny/..", "/etc", "", "tiny/../tiny", "nope"])
 def test_bad_dataset_names_raise_not_found(tiny: pd.DataFrame, bad: str) -> None:
     with pytest.raises(NotFoundError, match="no dataset named"):
-        services.dataset_overview(bad)
+        services.dataset_overview(bad, actor=None)
     with pytest.raises(NotFoundError):
-        services.sample_items(bad, 1, 0)
+        services.sample_items(bad, 1, 0, actor=None)
 
 
 def test_overview_counts_match_the_manifest(tiny: pd.DataFrame) -> None:
-    overview = services.dataset_overview("tiny")
+    overview = services.dataset_overview("tiny", actor=None)
     assert overview.items == len(tiny)
     assert overview.speakers == len(set(UTTERANCES.values()))
     assert overview.classes[0] == "bonafide"
@@ -158,7 +159,7 @@ def test_overview_counts_match_the_manifest(tiny: pd.DataFrame) -> None:
 
 
 def test_comparison_has_bonafide_then_every_generator(tiny: pd.DataFrame) -> None:
-    comparison = services.compare_utterance("tiny", "u1", "snr_10db")
+    comparison = services.compare_utterance("tiny", "u1", "snr_10db", actor=None)
     labels = [panel.label for panel in comparison.panels]
     assert labels == ["bonafide", *sorted([*COPY_GENERATORS, TTS_ONLY_U1])]
     assert comparison.speaker == "alice"
@@ -170,8 +171,8 @@ def test_comparison_has_bonafide_then_every_generator(tiny: pd.DataFrame) -> Non
 
 
 def test_noisy_audio_differs_from_clean(tiny: pd.DataFrame) -> None:
-    clean = services.compare_utterance("tiny", "u2", "snr_inf").panels[0].audio_wav
-    noisy = services.compare_utterance("tiny", "u2", "snr_10db").panels[0].audio_wav
+    clean = services.compare_utterance("tiny", "u2", "snr_inf", actor=None).panels[0].audio_wav
+    noisy = services.compare_utterance("tiny", "u2", "snr_10db", actor=None).panels[0].audio_wav
     clean_samples, _ = sf.read(io.BytesIO(clean))
     noisy_samples, _ = sf.read(io.BytesIO(noisy))
     residual = noisy_samples - clean_samples
@@ -181,15 +182,15 @@ def test_noisy_audio_differs_from_clean(tiny: pd.DataFrame) -> None:
 
 def test_random_sample_prefers_utterances_with_every_class(tiny: pd.DataFrame) -> None:
     for seed in range(3):
-        (comparison,) = services.sample_items("tiny", 1, seed)
+        (comparison,) = services.sample_items("tiny", 1, seed, actor=None)
         assert comparison.utterance == "u1"
         assert comparison.noise == "snr_inf"
-    assert services.utterances("tiny") == sorted(UTTERANCES)
+    assert services.utterances("tiny", actor=None) == sorted(UTTERANCES)
 
 
 def test_unknown_noise_level_is_a_user_error(tiny: pd.DataFrame) -> None:
     with pytest.raises(NotFoundError, match="no noise level"):
-        services.compare_utterance("tiny", "u1", "snr_99db")
+        services.compare_utterance("tiny", "u1", "snr_99db", actor=None)
 
 
 # --- page --------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def test_bad_name_in_query_params_is_reported_not_used(tiny: pd.DataFrame) -> No
 
 
 def test_good_name_in_query_params_selects_that_dataset(tiny: pd.DataFrame) -> None:
-    write_fixture_dataset(services.dataset_path("tiny").parent, "another")
+    write_fixture_dataset(services.dataset_path("tiny", actor=None).parent, "another")
     at = datasets_page()
     at.query_params["dataset"] = "tiny"
     at.run()
@@ -269,7 +270,7 @@ def test_good_name_in_query_params_selects_that_dataset(tiny: pd.DataFrame) -> N
 
 
 def test_stale_name_in_session_is_reported_not_used(tiny: pd.DataFrame) -> None:
-    root = services.dataset_path("tiny").parent
+    root = services.dataset_path("tiny", actor=None).parent
     write_fixture_dataset(root, "gone")
     at = datasets_page().run()
     at.selectbox(key="dataset").set_value("gone").run()
@@ -283,7 +284,7 @@ def test_stale_name_in_session_is_reported_not_used(tiny: pd.DataFrame) -> None:
 
 
 def test_missing_image_is_an_error_message_not_a_traceback(tiny: pd.DataFrame) -> None:
-    folder = services.dataset_path("tiny")
+    folder = services.dataset_path("tiny", actor=None)
     for path in (folder / "snr_inf").rglob("*.png"):
         path.unlink()
     at = datasets_page().run()
@@ -330,7 +331,7 @@ def test_an_administrator_renders_a_dataset_with_other_features(
     assert any("Rendered 20 lfcc images (20x48 pixels)" in s.value for s in at.success)
     info = json.loads((dataset_root / "tiny-lfcc" / "dataset.json").read_text())
     assert info["feature_spec"]["kind"] == "lfcc" and info["rendered_from"] == "tiny"
-    assert "tiny-lfcc" in services.dataset_names()
+    assert "tiny-lfcc" in services.dataset_names(actor=None)
     image = Image.open(dataset_root / "tiny-lfcc" / tiny["image_path"].iloc[0])
     assert image.size == (48, 20)
 

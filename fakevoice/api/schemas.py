@@ -314,7 +314,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0004", "head": "0004"},
+            "database": {"ok": True, "revision": "0005", "head": "0005"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }

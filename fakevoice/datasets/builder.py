@@ -27,7 +27,7 @@ import multiprocessing
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,11 +199,14 @@ def import_folder(
     feature_spec: FeatureSpec | None = None,
     workers: int = 0,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     """Build a dataset from a folder of recordings (see :mod:`.folder` for the layouts).
 
     Unlabelled (``SRC/<speaker>/*``): human recordings, spoofs are generated from them. Labelled
     (``SRC/<class>/*``): classes as given, nothing generated. Every clip gets the shared channel.
+    ``on_progress(done, total)`` is told after each recording (with all its spoofs and noise
+    levels); an exception it raises stops the build, which can be continued later.
 
     Raises:
         DatasetError: the folder is missing, empty or has no audio files.
@@ -223,6 +226,7 @@ def import_folder(
         progress=progress,
         equalise=True,
         split_long=True,
+        on_progress=on_progress,
     )
 
 
@@ -280,6 +284,7 @@ def _build(
     progress: bool,
     equalise: bool,
     split_long: bool,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
     started = time.perf_counter()
     if not recordings:
@@ -314,9 +319,17 @@ def _build(
         else:
             results[_unit_name(recording)] = done
     resumed = len(results)
-    for name, result in _run_units(todo, plan, workers, progress):
-        _write_marker(progress_dir, name, result)
-        results[name] = result
+    if on_progress is not None:
+        on_progress(resumed, len(recordings))
+    units = _run_units(todo, plan, workers, progress)
+    try:
+        for name, result in units:
+            _write_marker(progress_dir, name, result)
+            results[name] = result
+            if on_progress is not None:
+                on_progress(len(results), len(recordings))
+    finally:
+        units.close()
     rows = [row for r in recordings for row in results[_unit_name(r)].rows]
     notes = [note for r in recordings for note in results[_unit_name(r)].notes]
     skipped += _summarise_notes(notes)
@@ -406,7 +419,10 @@ def _summarise_notes(notes: list[str]) -> list[str]:
 
 
 def _run_units(todo: list[Recording], plan: Plan, workers: int, progress: bool) -> Any:
-    """Yield ``(unit name, result)`` as units finish (inline when one worker suffices)."""
+    """Yield ``(unit name, result)`` as units finish (inline when one worker suffices).
+
+    Closing the generator early (a stopped build) cancels the units not yet started.
+    """
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="building", unit="rec", disable=not progress, file=sys.stderr)
@@ -418,13 +434,16 @@ def _run_units(todo: list[Recording], plan: Plan, workers: int, progress: bool) 
                 bar.update()
             return
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(
+        pool = concurrent.futures.ProcessPoolExecutor(
             count, mp_context=context, initializer=init_worker
-        ) as pool:
+        )
+        try:
             futures = {pool.submit(build_unit, r, plan): _unit_name(r) for r in todo}
             for future in concurrent.futures.as_completed(futures):
                 yield futures[future], future.result()
                 bar.update()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 

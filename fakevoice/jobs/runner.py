@@ -104,13 +104,18 @@ class StoreSink:
 
 
 def execute_run(run_id: int, worker_id: str) -> str:
-    """Train run ``run_id`` (already claimed as running by ``worker_id``) to a final status.
+    """Train run ``run_id`` (already claimed as running by ``worker_id``) to a final status; a job
+    of kind ``dataset`` builds its dataset instead (:mod:`fakevoice.jobs.dataset_job`).
 
     Returns:
         The final status written to the store.
     """
     with store.session_scope() as session:
         run = store.get_run_for_worker(session, run_id)
+    if run.kind == "dataset":
+        from fakevoice.jobs.dataset_job import execute_dataset_build
+
+        return execute_dataset_build(run, worker_id)
     run_dir = run_dir_for(run_id)
     tracker = RunTracker(on_notice=lambda text: add_notice(run_id, text))
     # A run queued with a resume epoch continues from its checkpoint (and its MLflow run); one

@@ -1,6 +1,7 @@
 """Use-cases shared by the pages, the API and the CLI (this package never imports streamlit).
 
 * :mod:`~fakevoice.services.datasets`: built datasets, their counts, side-by-side comparisons;
+* :mod:`~fakevoice.services.dataset_builds`: datasets built from a user's uploaded recordings;
 * :mod:`~fakevoice.services.runs`: submit, follow, stop and resume training runs;
 * :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import, evaluation;
 * :mod:`~fakevoice.services.users`: who is acting.
@@ -11,6 +12,12 @@ Everything is re-exported here, so callers write ``services.submit_run(...)``.
 from __future__ import annotations
 
 from fakevoice.datasets.noise import noise_label, noise_sort_key
+from fakevoice.services.dataset_builds import (
+    copy_synthesis_generators,
+    list_dataset_builds,
+    stop_dataset_build,
+    submit_dataset_build,
+)
 from fakevoice.services.datasets import (
     ATTRIBUTION_NAME,
     BUILD_HINT,
@@ -21,6 +28,7 @@ from fakevoice.services.datasets import (
     dataset_names,
     dataset_overview,
     dataset_path,
+    delete_dataset,
     list_datasets,
     ordered_classes,
     render_dataset,
@@ -59,6 +67,7 @@ __all__ = [
     "ATTRIBUTION_NAME",
     "BUILD_HINT",
     "Comparison",
+    "DatasetEvaluation",
     "DatasetOverview",
     "Panel",
     "RunProgress",
@@ -66,21 +75,23 @@ __all__ = [
     "check_spec",
     "cli_actor",
     "compare_utterance",
+    "copy_synthesis_generators",
     "dataset_names",
     "dataset_overview",
     "dataset_path",
+    "delete_dataset",
     "delete_run",
     "detector_for",
     "ensure_database",
     "evaluate_model",
     "evaluate_on_dataset",
-    "DatasetEvaluation",
     "find_model",
     "find_run",
     "get_model",
     "get_run",
     "import_aasist",
     "list_analyses",
+    "list_dataset_builds",
     "list_datasets",
     "list_models",
     "list_runs",
@@ -94,7 +105,9 @@ __all__ = [
     "sample_items",
     "score_clip",
     "selection_counts",
+    "stop_dataset_build",
     "stop_run",
+    "submit_dataset_build",
     "submit_run",
     "utterances",
     "wait_for_run",

@@ -6,12 +6,17 @@ generator made it. Dataset names are checked against the folders that really exi
 ``get_settings().dataset_dir``; any other name (``'../x'`` included) raises
 :class:`~fakevoice.errors.NotFoundError`, so a name never becomes a path by itself.
 
+Every function takes the acting user (``actor``; None for a visitor who is not signed in):
+datasets built from a user's uploaded recordings are theirs (the store records the owner of the
+folder), and a dataset someone may not see is reported as not existing.
+
 Settings are read on every call, never at import time, so a process (or a test) that changes
 ``FAKEVOICE_DATASET_DIR`` and clears the settings cache sees the new folder at once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from fakevoice import store
 from fakevoice.audio import encode_audio
 from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
@@ -32,12 +38,20 @@ from fakevoice.datasets.manifest import (
     read_manifest,
 )
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.errors import DatasetError, InvalidSpecError, NotFoundError, PermissionDeniedError
+from fakevoice.errors import (
+    ConflictError,
+    DatasetError,
+    InvalidSpecError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
 
 if TYPE_CHECKING:
     from fakevoice.datasets.render import RenderReport
+
+logger = logging.getLogger(__name__)
 
 ATTRIBUTION_NAME = "ATTRIBUTION"  # licence notices the builder writes beside the manifest
 MAX_ATTRIBUTION_BYTES = 256 * 1024
@@ -63,6 +77,7 @@ class DatasetOverview:
         feature_spec: The feature spec dict the images were rendered with.
         info: The catalog summary of the dataset (``dataset.json`` contents and more).
         attribution: Text of the dataset's ATTRIBUTION file, or ``None`` when it has none.
+        owner_id: The user it belongs to (built from their recordings); None when shared.
     """
 
     name: str
@@ -78,6 +93,7 @@ class DatasetOverview:
     feature_spec: dict[str, Any]
     info: dict[str, Any]
     attribution: str | None
+    owner_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,23 +135,49 @@ class Comparison:
 # --- listing and name checks ---------------------------------------------------------------------
 
 
-def list_datasets() -> list[DatasetSummary]:
-    """The built datasets under the configured dataset folder, sorted by name.
+def list_datasets(*, actor: Actor | None) -> list[DatasetSummary]:
+    """The built datasets under the configured dataset folder that ``actor`` may see, by name.
+
+    Datasets built with the command line are shared by everyone; one built from a user's
+    uploaded recordings belongs to that user, and only they and administrators see it.
+
+    Args:
+        actor: who is looking; None for a visitor who is not signed in (shared datasets only).
 
     Returns:
         One summary per folder that holds a ``manifest.csv``; empty when the folder is missing.
     """
-    return catalog_list_datasets(get_settings().dataset_dir)
+    summaries = catalog_list_datasets(get_settings().dataset_dir)
+    if not summaries:
+        return []
+    with store.session_scope(readonly=True) as session:
+        owners = store.dataset_owners(session)
+    return [s for s in summaries if _may_see(actor, owners.get(_folder_key(s.path)))]
 
 
-def dataset_names() -> list[str]:
-    """Names of the built datasets, sorted."""
-    return [summary.name for summary in list_datasets()]
+def _folder_key(path: Path) -> str:
+    """How the store names a dataset folder: its resolved absolute POSIX path."""
+    return path.resolve().as_posix()
 
 
-def _find(name: str) -> DatasetSummary:
-    """The summary of the dataset called ``name``; NotFoundError for any other string."""
-    for summary in list_datasets():
+def _owner_of(folder: Path) -> int | None:
+    with store.session_scope(readonly=True) as session:
+        return store.dataset_owners(session).get(_folder_key(folder))
+
+
+def _may_see(actor: Actor | None, owner_id: int | None) -> bool:
+    return owner_id is None or (actor is not None and actor.can_read(owner_id))
+
+
+def dataset_names(*, actor: Actor | None) -> list[str]:
+    """Names of the built datasets ``actor`` may see, sorted."""
+    return [summary.name for summary in list_datasets(actor=actor)]
+
+
+def _find(name: str, actor: Actor | None) -> DatasetSummary:
+    """The summary of the dataset called ``name``; NotFoundError for any other string and for
+    a dataset of someone else's."""
+    for summary in list_datasets(actor=actor):
         if summary.name == name:
             return summary
     raise NotFoundError(
@@ -143,16 +185,63 @@ def _find(name: str) -> DatasetSummary:
     )
 
 
-def dataset_path(name: str) -> Path:
-    """The folder of the dataset called ``name`` (only names of existing datasets are accepted).
+def dataset_path(name: str, *, actor: Actor | None) -> Path:
+    """The folder of the dataset called ``name`` (only names of datasets ``actor`` may see).
 
     Raises:
         NotFoundError: ``name`` is not one of :func:`dataset_names` (e.g. ``'../x'``).
     """
-    return _find(name).path
+    return _find(name, actor).path
+
+
+def delete_dataset(actor: Actor, name: str) -> None:
+    """Delete a dataset's folder: the owner's own, or (administrators) any.
+
+    Models trained on it stay. Datasets shared by everyone (built with the command line) may be
+    deleted by administrators only.
+
+    Raises:
+        NotFoundError: no such dataset that the actor may see.
+        PermissionDeniedError: a shared dataset, and the actor is not an administrator.
+        ConflictError: a queued or running training run uses it.
+    """
+    import shutil
+
+    summary = _find(name, actor)
+    key = _folder_key(summary.path)
+    with store.session_scope() as session:
+        owner_id = store.dataset_owners(session).get(key)
+        if owner_id is None and not actor.is_admin:
+            raise PermissionDeniedError(
+                "Only an administrator may delete a dataset that everyone shares."
+            )
+        if not actor.can_write(owner_id):
+            raise PermissionDeniedError("Only its owner or an administrator may delete a dataset.")
+        if any(spec.get("dataset") == name for spec in store.active_job_specs(session, "train")):
+            raise ConflictError(
+                f"A queued or running training run uses {name!r}; stop it first or wait."
+            )
+        store.forget_dataset_folder(session, key)
+    shutil.rmtree(summary.path, ignore_errors=True)
+    logger.info("dataset %s deleted by user %d", name, actor.user_id)
 
 
 NEW_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def check_new_dataset_name(name: str) -> str:
+    """A new dataset's name (trimmed), if it is one: it becomes a folder under the dataset dir.
+
+    Raises:
+        InvalidSpecError: not 1 to 64 letters, digits, ``-``, ``_`` or ``.``, or starts with a dot.
+    """
+    name = name.strip()
+    if not name or name.startswith(".") or not set(name) <= NEW_NAME_CHARS or len(name) > 64:
+        raise InvalidSpecError(
+            f"A dataset name is 1 to 64 letters, digits, '-', '_' or '.', not starting with a "
+            f"dot; got {name!r}."
+        )
+    return name
 
 
 def render_dataset(
@@ -191,20 +280,63 @@ def render_dataset(
         raise PermissionDeniedError(
             "Only an administrator can add datasets: they are shared by everyone on this server."
         )
-    summary = _find(source)
-    if not name or name.startswith(".") or not set(name) <= NEW_NAME_CHARS or len(name) > 64:
-        raise InvalidSpecError(
-            f"A dataset name is 1 to 64 letters, digits, '-', '_' or '.', not starting with a "
-            f"dot; got {name!r}."
-        )
+    # The command line (actor None) is the server's operator and sees every dataset.
+    summary = _find(source, actor) if actor is not None else _find_on_disk(source)
+    name = check_new_dataset_name(name)
     spec = FeatureSpec.from_dict({**dict(summary.feature_spec or {}), **dict(overrides)})
-    return render(
-        summary.path,
-        get_settings().dataset_dir / name,
-        spec,
-        workers=workers,
-        progress=progress,
-        on_progress=on_progress,
+    target = get_settings().dataset_dir / name
+    if target.exists():
+        raise DatasetError(
+            f"A dataset or folder called {name!r} already exists; choose another name."
+        )
+    with store.session_scope(readonly=True) as session:
+        owner_id = store.dataset_owners(session).get(_folder_key(summary.path))
+    if owner_id is not None:
+        # A user's dataset rendered again stays theirs; recorded first, so that nobody else
+        # sees the new folder for a moment.
+        with store.session_scope() as session:
+            store.register_dataset(
+                session,
+                Actor(user_id=owner_id),
+                name=name,
+                path=_folder_key(target),
+                items=0,
+                spec={},
+            )
+    try:
+        report = render(
+            summary.path,
+            target,
+            spec,
+            workers=workers,
+            progress=progress,
+            on_progress=on_progress,
+        )
+    except BaseException:
+        if owner_id is not None and not (target / "manifest.csv").is_file():
+            with store.session_scope() as session:
+                store.forget_dataset_folder(session, _folder_key(target))
+        raise
+    if owner_id is not None:
+        with store.session_scope() as session:
+            store.register_dataset(
+                session,
+                Actor(user_id=owner_id),
+                name=name,
+                path=_folder_key(target),
+                items=report.images,
+                spec={},
+            )
+    return report
+
+
+def _find_on_disk(name: str) -> DatasetSummary:
+    """Any dataset on disk by name, whoever owns it (for the command line)."""
+    for summary in catalog_list_datasets(get_settings().dataset_dir):
+        if summary.name == name:
+            return summary
+    raise NotFoundError(
+        f"There is no dataset named {name!r} in {get_settings().dataset_dir}. {BUILD_HINT}"
     )
 
 
@@ -248,7 +380,7 @@ def _read_attribution(folder: Path) -> str | None:
         return handle.read(MAX_ATTRIBUTION_BYTES).decode("utf-8", errors="replace")
 
 
-def dataset_overview(name: str) -> DatasetOverview:
+def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
     """Counts and metadata of one dataset, for the header metrics and the count tables.
 
     Args:
@@ -258,7 +390,7 @@ def dataset_overview(name: str) -> DatasetOverview:
         NotFoundError: No dataset has that name.
         DatasetError: Its manifest is missing or corrupt.
     """
-    summary = _find(name)
+    summary = _find(name, actor)
     frame = _manifest(summary.path)
     noise_levels = sorted(frame["noise"].unique(), key=noise_sort_key)
     classes = ordered_classes(set(frame["class"].unique()))
@@ -279,6 +411,7 @@ def dataset_overview(name: str) -> DatasetOverview:
         feature_spec=dict(summary.feature_spec or {}),
         info=summary.to_dict(),
         attribution=_read_attribution(summary.path),
+        owner_id=_owner_of(summary.path),
     )
 
 
@@ -298,13 +431,13 @@ def _pick_noise(frame: pd.DataFrame, noise: str | None) -> str:
     return noise
 
 
-def utterances(name: str, noise: str | None = None) -> list[str]:
+def utterances(name: str, noise: str | None = None, *, actor: Actor | None) -> list[str]:
     """Utterance ids that have a bonafide item at ``noise`` (default: the cleanest level), sorted.
 
     Raises:
         NotFoundError: Unknown dataset or noise level.
     """
-    frame = _manifest(dataset_path(name))
+    frame = _manifest(dataset_path(name, actor=actor))
     level = _pick_noise(frame, noise)
     rows = frame[(frame["noise"] == level) & (frame["class"] == BONAFIDE)]
     return sorted(rows["utterance"].unique())
@@ -352,7 +485,9 @@ def _comparison(
     )
 
 
-def compare_utterance(name: str, utterance: str, noise: str | None = None) -> Comparison:
+def compare_utterance(
+    name: str, utterance: str, noise: str | None = None, *, actor: Actor | None
+) -> Comparison:
     """One utterance at one noise level: the bonafide panel and each generator's.
 
     Args:
@@ -364,14 +499,14 @@ def compare_utterance(name: str, utterance: str, noise: str | None = None) -> Co
         NotFoundError: Unknown dataset, utterance or noise level.
         DatasetError: A file the manifest names is missing.
     """
-    folder = dataset_path(name)
+    folder = dataset_path(name, actor=actor)
     frame = _manifest(folder)
     level = _pick_noise(frame, noise)
     return _comparison(name, folder, frame, utterance, level)
 
 
 def sample_items(
-    name: str, n: int = 1, seed: int = 0, *, noise: str | None = None
+    name: str, n: int = 1, seed: int = 0, *, noise: str | None = None, actor: Actor | None
 ) -> list[Comparison]:
     """``n`` random utterances, each compared side by side (bonafide vs every generator).
 
@@ -390,7 +525,7 @@ def sample_items(
     """
     if n < 1:
         return []
-    folder = dataset_path(name)
+    folder = dataset_path(name, actor=actor)
     frame = _manifest(folder)
     level = _pick_noise(frame, noise)
     at_level = frame[frame["noise"] == level]

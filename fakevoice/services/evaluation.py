@@ -94,7 +94,7 @@ def evaluate_on_dataset(
         raise InvalidSpecError(f"limit must be a whole number of items, at least 1; got {limit!r}")
     model = get_model(actor, model_id)
     detector = detector_for(model)
-    folder = dataset_path(dataset)
+    folder = dataset_path(dataset, actor=actor)
     frame = read_manifest(folder)
     used = "all"
     trained = detector.manifest.get("train_spec")

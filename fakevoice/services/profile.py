@@ -8,13 +8,15 @@ the actor may not see is NotFoundError, whatever id a page or URL hands in. Down
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fakevoice import store
-from fakevoice.errors import NotFoundError, PermissionDeniedError
+from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
+from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
 from fakevoice.services.results import BUNDLE_FILES
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord, RunRecord, UserRecord
@@ -215,7 +217,8 @@ def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
 
 
 def delete_user(actor: Actor, user_id: int) -> UserRecord:
-    """Delete a user with their runs, models and verdicts, rows and folders (administrators only).
+    """Delete a user with their runs, models, verdicts, datasets and uploads, rows and folders
+    (administrators only). Their datasets go too: without an owner they would be everyone's.
 
     Raises:
         PermissionDeniedError: the actor is not an administrator, or tries to delete themself.
@@ -228,9 +231,26 @@ def delete_user(actor: Actor, user_id: int) -> UserRecord:
         models = [
             m for m in store.list_models(session, actor, all_users=True) if m.owner_id == user_id
         ]
+        builds = [
+            r
+            for r in store.list_runs(session, actor, all_users=True, kind="dataset")
+            if r.owner_id == user_id
+        ]
+        datasets = [
+            path for path, owner in store.dataset_owners(session).items() if owner == user_id
+        ]
+        for path in datasets:
+            store.forget_dataset_folder(session, path)
         user = store.delete_user(session, actor, user_id)
     for folder in [run_folder(run.id) for run in runs] + [Path(model.path) for model in models]:
         remove_data_folder(folder)
+    dataset_dir = get_settings().dataset_dir.resolve()
+    for path in datasets:
+        if Path(path).resolve().is_relative_to(dataset_dir) and Path(path).resolve() != dataset_dir:
+            shutil.rmtree(path, ignore_errors=True)
+    for build in builds:
+        with contextlib.suppress(FakeVoiceError):
+            remove_upload(DatasetBuildSpec.from_dict(build.spec))
     return user
 
 

@@ -321,7 +321,7 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
     from fakevoice.training import suggest_learning_rate as lr_find
     from fakevoice.training_data import class_weights, make_dataloaders, prepare_data
 
-    check_spec(replace(spec, epochs=1))  # the epoch limit is the submit's business
+    check_spec(replace(spec, epochs=1), actor=actor)  # the epoch limit is the submit's business
     batch_size = min(spec.batch_size, LR_FIND_MAX_BATCH)
     small = replace(spec, batch_size=batch_size, pretrained=False, learning_rate=None)
     data = prepare_data(small, get_settings().dataset_dir)

@@ -46,6 +46,8 @@ def selection_counts(
     noise_levels: tuple[str, ...] | None = None,
     speakers: tuple[str, ...] | None = None,
     classes: tuple[str, ...] | None = None,
+    *,
+    actor: Actor | None,
 ) -> pd.DataFrame:
     """How many spectrograms a selection holds, per speaker (rows) and noise level (columns).
 
@@ -60,15 +62,15 @@ def selection_counts(
         speakers=speakers or None,
         classes=classes or None,
     )
-    frame = select_items(read_manifest(dataset_path(dataset)), spec)
+    frame = select_items(read_manifest(dataset_path(dataset, actor=actor)), spec)
     table = pd.crosstab(frame["speaker"], frame["noise"])
     table.index.name = "speaker"
     table.columns.name = "noise"
     return table
 
 
-def check_spec(spec: TrainSpec) -> None:
-    """Refuse a spec the server will not run, with the reason in words.
+def check_spec(spec: TrainSpec, *, actor: Actor) -> None:
+    """Refuse a spec the server will not run for ``actor``, with the reason in words.
 
     Raises:
         LimitExceededError: More epochs than ``settings.max_epochs``.
@@ -79,7 +81,7 @@ def check_spec(spec: TrainSpec) -> None:
         raise LimitExceededError(
             f"This server trains at most {limit} epochs per run; you asked for {spec.epochs}."
         )
-    frame = select_items(read_manifest(dataset_path(spec.dataset)), spec)
+    frame = select_items(read_manifest(dataset_path(spec.dataset, actor=actor)), spec)
     classes = set(frame["class"].astype(str))
     if "bonafide" not in classes or len(classes) < 2:
         raise DatasetError(
@@ -88,7 +90,7 @@ def check_spec(spec: TrainSpec) -> None:
         )
 
 
-def memory_advice(spec: TrainSpec) -> MemoryAdvice:
+def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
     """How much memory the run will need, set against this machine's.
 
     The worker that trains it may run elsewhere (Ray, another host): it checks again with its own
@@ -98,7 +100,7 @@ def memory_advice(spec: TrainSpec) -> MemoryAdvice:
     Raises:
         NotFoundError / InvalidSpecError / DatasetError: unknown dataset or architecture.
     """
-    feature_spec = dataset_feature_spec(dataset_path(spec.dataset))
+    feature_spec = dataset_feature_spec(dataset_path(spec.dataset, actor=actor))
     shape = memory.input_shape(spec.arch, feature_spec, spec.clip_samples)
     if spec.device == "cuda" and not torch.cuda.is_available():
         estimate = memory.estimate_training_memory(spec.arch, spec.batch_size, shape)
@@ -114,7 +116,7 @@ def submit_run(actor: Actor, name: str, spec: TrainSpec) -> RunRecord:
         LimitExceededError: Too many epochs, or too many runs queued or running.
         NotFoundError / InvalidSpecError / DatasetError: The spec cannot run on this server.
     """
-    check_spec(spec)
+    check_spec(spec, actor=actor)
     with store.session_scope() as session:
         return store.create_run(
             session, actor, name, spec.to_dict(), backend=get_settings().job_backend
@@ -161,7 +163,12 @@ def stop_run(actor: Actor, run_id: int) -> RunRecord:
         run = store.get_run(session, actor, run_id)
         if not run.is_active:
             return run
-        return store.request_stop(session, actor, run_id)
+        stopped = store.request_stop(session, actor, run_id)
+    if stopped.kind == "dataset" and stopped.status == "cancelled":
+        from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
+
+        remove_upload(DatasetBuildSpec.from_dict(stopped.spec))  # nobody will build it now
+    return stopped
 
 
 def resume_run(actor: Actor, run_id: int) -> RunRecord:

@@ -22,7 +22,14 @@ Times are timezone-aware UTC.
 from __future__ import annotations
 
 from fakevoice.store.analyses import add_analysis, count_analyses, get_analysis, list_analyses
-from fakevoice.store.datasets import delete_dataset, get_dataset, list_datasets, register_dataset
+from fakevoice.store.datasets import (
+    dataset_owners,
+    delete_dataset,
+    forget_dataset_folder,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+)
 from fakevoice.store.db import (
     database_url,
     dispose_engines,
@@ -75,6 +82,7 @@ from fakevoice.store.records import (
     UserRecord,
 )
 from fakevoice.store.runs import (
+    active_job_specs,
     count_active_runs,
     create_run,
     delete_run,
@@ -94,18 +102,19 @@ from fakevoice.store.users import (
 
 __all__ = [
     "ACTIVE_STATUSES",
-    "FINAL_STATUSES",
     "Actor",
     "AnalysisRecord",
     "AnalysisSource",
     "BatchMetric",
     "DatasetRecord",
     "EpochMetric",
+    "FINAL_STATUSES",
     "ModelRecord",
     "RunBackend",
     "RunRecord",
     "RunStatus",
     "UserRecord",
+    "active_job_specs",
     "add_analysis",
     "add_model",
     "append_batch_metrics",
@@ -118,6 +127,7 @@ __all__ = [
     "create_user",
     "current_revision",
     "database_url",
+    "dataset_owners",
     "delete_dataset",
     "delete_model",
     "delete_run",
@@ -125,6 +135,7 @@ __all__ = [
     "dispose_engines",
     "find_model_by_name",
     "find_model_by_sha256",
+    "forget_dataset_folder",
     "get_analysis",
     "get_dataset",
     "get_engine",

@@ -70,6 +70,19 @@ def list_datasets(session: Session, actor: Actor) -> list[DatasetRecord]:
     return [to_record(DatasetRecord, row) for row in session.scalars(query)]
 
 
+def dataset_owners(session: Session) -> dict[str, int | None]:
+    """The owner of every registered dataset folder (path -> user id, None: shared).
+
+    Not user-facing: the dataset services filter the folders on disk with it.
+    """
+    return {row.path: row.owner_id for row in session.scalars(select(DatasetRow))}
+
+
+def forget_dataset_folder(session: Session, path: str) -> None:
+    """Drop the record of a dataset folder (its build failed or the folder was deleted)."""
+    session.execute(delete(DatasetRow).where(DatasetRow.path == path))
+
+
 def delete_dataset(session: Session, actor: Actor, dataset_id: int) -> DatasetRecord:
     """Forget a dataset (the caller removes the folder). Shared ones: administrators only."""
     dataset = get_dataset(session, actor, dataset_id)

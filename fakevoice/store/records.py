@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 RunBackend = Literal["local", "ray"]
+RunKind = Literal["train", "dataset"]
 AnalysisSource = Literal["page", "api", "cli"]
 
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
@@ -72,7 +73,8 @@ class DatasetRecord:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A training run (= job). ``progress`` is 0-1; times are UTC."""
+    """A job: a training run (``kind`` train) or a dataset build. ``progress`` is 0-1; times
+    are UTC."""
 
     id: int
     owner_id: int
@@ -94,6 +96,7 @@ class RunRecord:
     artefact_dir: str | None
     backend: RunBackend
     resume_from_epoch: int | None
+    kind: RunKind = "train"
 
     @property
     def is_active(self) -> bool:

@@ -27,6 +27,7 @@ from fakevoice.store.records import (
     FINAL_STATUSES,
     Actor,
     RunBackend,
+    RunKind,
     RunRecord,
     to_record,
 )
@@ -54,14 +55,16 @@ def create_run(
     *,
     backend: RunBackend = "local",
     artefact_dir: str | None = None,
+    kind: RunKind = "train",
 ) -> RunRecord:
-    """Queue a new run for ``actor``.
+    """Queue a new run (a job: training or, with ``kind`` dataset, a dataset build) for ``actor``.
 
     Args:
         name: unique among the actor's runs.
         spec: the full training spec as JSON-ready data (``TrainSpec.to_dict()``); its
             ``epochs`` becomes ``total_epochs``.
         backend: which job backend executes it.
+        kind: what the job does (``train`` or ``dataset``).
         artefact_dir: folder of the run's files, when already known.
 
     Raises:
@@ -90,6 +93,7 @@ def create_run(
         total_epochs=epochs if isinstance(epochs, int) else 0,
         backend=backend,
         artefact_dir=artefact_dir,
+        kind=kind,
     )
     session.add(row)
     session.flush()
@@ -108,12 +112,14 @@ def list_runs(
     *,
     all_users: bool = False,
     statuses: tuple[str, ...] | None = None,
+    kind: RunKind = "train",
 ) -> list[RunRecord]:
-    """The actor's runs, newest first.
+    """The actor's runs of one kind (training runs unless asked), newest first.
 
     Args:
         all_users: every user's runs (administrators only; PermissionDeniedError otherwise).
         statuses: only runs in these statuses.
+        kind: ``train`` for training runs, ``dataset`` for dataset builds.
     """
     query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
     if all_users:
@@ -123,7 +129,18 @@ def list_runs(
         query = query.where(RunRow.owner_id == actor.user_id)
     if statuses is not None:
         query = query.where(RunRow.status.in_(statuses))
+    query = query.where(RunRow.kind == kind)
     return [to_record(RunRecord, row) for row in session.scalars(query)]
+
+
+def active_job_specs(session: Session, kind: RunKind) -> list[dict[str, Any]]:
+    """The specs of every user's queued and running jobs of one kind.
+
+    Not user-facing (it returns no owner or id): services check with it that a dataset is not in
+    use, or that a dataset name is not being built already.
+    """
+    query = select(RunRow.spec).where(RunRow.status.in_(ACTIVE_STATUSES), RunRow.kind == kind)
+    return [dict(spec) for spec in session.scalars(query)]
 
 
 def count_active_runs(session: Session, owner_id: int) -> int:

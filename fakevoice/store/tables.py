@@ -40,6 +40,7 @@ RUN_STATUSES: tuple[str, ...] = (
     "interrupted",
 )
 RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
+RUN_KINDS: tuple[str, ...] = ("train", "dataset")
 ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -135,13 +136,14 @@ class DatasetRow(Base):
 
 
 class RunRow(Base):
-    """A training run, which is also the job record the worker executes."""
+    """A job the worker executes: a training run (``kind`` train) or a dataset build."""
 
     __tablename__ = "runs"
     __table_args__ = (
         UniqueConstraint("owner_id", "name"),
         CheckConstraint(_in_list("status", RUN_STATUSES), name="status"),
         CheckConstraint(_in_list("backend", RUN_BACKENDS), name="backend"),
+        CheckConstraint(_in_list("kind", RUN_KINDS), name="kind"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
         Index(None, "status"),
         _NO_ID_REUSE,
@@ -167,6 +169,7 @@ class RunRow(Base):
     artefact_dir: Mapped[str | None] = mapped_column(String(1024))
     backend: Mapped[str] = mapped_column(String(16), default="local")
     resume_from_epoch: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default="train", server_default="train")
 
 
 class BatchMetricRow(Base):

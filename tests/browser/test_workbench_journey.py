@@ -1,5 +1,6 @@
-"""The whole job in a real browser: register, train and watch, stop, results, download, verdicts
-by upload and by microphone, share the model, and find it signed out.
+"""The whole job in a real browser: register, build a dataset from uploaded recordings, train and
+watch, stop, results, download, verdicts by upload and by microphone, share the model, and find it
+signed out.
 
 The server is a real ``streamlit run app.py`` with a real ``fakevoice worker`` beside it (see
 ``conftest.py``); the microphone is Chromium's fake capture device playing human clips of the
@@ -37,6 +38,7 @@ HAS_COOKIE = "name => document.cookie.split('; ').some(c => c.startsWith(name + 
 FINISHED_RUN = "journey-2ep"
 STOPPED_RUN = "journey-stop"
 LONG_EPOCHS = 50  # long enough to watch it learn; it is stopped long before the end
+MY_DATASET = "journey-calls"
 VERDICT = re.compile(r"(Human|Machine-generated|Inconclusive)$")
 PROBABILITIES = re.compile(r"P\(human\) = \d+\.\d% · P\(machine\) = \d+\.\d%")
 PROGRESS = re.compile(rf"Epoch \d+ of {LONG_EPOCHS} \(\d+% of the run\)")
@@ -157,6 +159,35 @@ def _register(page: Page, url: str) -> None:
     expect(page.get_by_test_id("stSidebar")).to_contain_text(f"Signed in as {DISPLAY_NAME}")
     # The sign-in cookie is written in the browser by the run after the form.
     page.wait_for_function(HAS_COOKIE, arg=COOKIE_NAME, timeout=TIMEOUT_MS)
+
+
+def _build_dataset(page: Page, recordings: Path, screenshot: Callable[..., Path]) -> None:
+    """Upload a zip of speakers' recordings; the worker builds it; open the new dataset."""
+    with zipfile.ZipFile(recordings) as archive:
+        count = len(archive.namelist())
+    _go_to(page, "Datasets", "Datasets")
+    form = _open_expander(page, "Build a dataset from your recordings")
+    _keyed(page, "build_name").locator("input").fill(MY_DATASET)
+    _keyed(page, "build_files").locator("input[type=file]").set_input_files(recordings)
+    expect(form.get_by_text(recordings.name)).to_be_visible(timeout=TIMEOUT_MS)
+    _button(page, "build_submit").click()
+    expect(page.get_by_text(f"Queued: '{MY_DATASET}' from {count} recordings")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    # The panel follows the job until the worker has built it.
+    expect(page.get_by_text(f"{MY_DATASET}: built")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    _wait_for_script(page)
+    page.mouse.move(0, 0)
+    screenshot(page, "datasets-build", full_page=False)
+    page.locator("[class*='st-key-build_open-']").get_by_role("button").first.click()
+    _wait_for_script(page)
+    expect(page.get_by_role("combobox", name="Dataset", exact=True)).to_have_value(
+        MY_DATASET, timeout=TIMEOUT_MS
+    )
+    expect(page.get_by_text("Built from your recordings")).to_be_visible()
+    # Each recording: bonafide + the 4 default generators, at the 3 default noise levels.
+    items = page.get_by_test_id("stMetric").filter(has_text="Items")
+    expect(items.get_by_test_id("stMetricValue")).to_have_text(str(count * 5 * 3))
 
 
 def _datasets(page: Page, dataset: str) -> None:
@@ -358,6 +389,19 @@ def _signed_out_sees_public_model(page: Page, url: str, screenshot: Callable[...
     screenshot(page, "home-signed-out", full_page=False)
 
 
+def _recordings_zip(dataset: Path, out: Path) -> Path:
+    """Four human clips of the dataset, zipped by speaker as ``calls/<speaker>/<n>.wav``."""
+    from fakevoice.datasets.manifest import read_manifest
+
+    manifest = read_manifest(dataset)
+    human = manifest[manifest["class"] == "bonafide"].drop_duplicates("clip_path").head(4)
+    path = out / "calls.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for n, (speaker, clip) in enumerate(zip(human["speaker"], human["clip_path"], strict=True)):
+            archive.write(dataset / clip, f"calls/{speaker}/{n}.wav")
+    return path
+
+
 def _upload_clip(dataset: Path, out: Path) -> Path:
     """A machine-made clip of the dataset, copied to ``out`` under a plain name."""
     from fakevoice.datasets.manifest import read_manifest
@@ -382,6 +426,7 @@ def test_register_train_stop_download_evaluate_share(
     clip = _upload_clip(browser_dataset, tmp_path)
 
     _register(page, streamlit_server.url)
+    _build_dataset(page, _recordings_zip(browser_dataset, tmp_path), screenshot)
     _datasets(page, dataset)
     _train_finished_run(page, dataset)
     _watch_and_stop_run(page, dataset, screenshot)

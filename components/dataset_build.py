@@ -1,0 +1,144 @@
+"""Build a dataset from your own recordings: the upload form and the panel of your builds.
+
+The page only stages the upload and queues a job (:func:`fakevoice.services.submit_dataset_build`);
+a worker builds the dataset, and the panel follows it (refreshing while a build is queued or
+running), with a stop button. The dataset is the user's: only they and administrators see it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from fakevoice import services
+from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, noise_name
+from fakevoice.errors import FakeVoiceError
+from fakevoice.features import FEATURE_KINDS
+from fakevoice.services.dataset_builds import DEFAULT_BUILD_GENERATORS, DEFAULT_BUILD_NOISE
+from fakevoice.store.records import Actor, RunRecord
+
+UPLOAD_TYPES = ["zip", "wav", "flac", "mp3", "ogg", "opus", "webm", "m4a", "mp4", "aac", "g722"]
+SHOWN_BUILDS = 5
+REFRESH = timedelta(seconds=2)
+
+
+def render(actor: Actor, *, expanded: bool) -> None:
+    """The form in an expander, then the actor's latest builds (when there are any)."""
+    with st.expander(
+        "Build a dataset from your recordings", expanded=expanded, icon=":material/upload:"
+    ):
+        _form(actor)
+    if services.list_dataset_builds(actor):
+        _builds(actor)
+
+
+def _form(actor: Actor) -> None:
+    st.caption(
+        "Upload human recordings: a zip with one folder per speaker (`alice/call1.wav`, ...), "
+        "or audio files of one speaker. Machine copies are made of every recording with the "
+        "generators you pick, noise is mixed in at each level, and spectrograms are rendered, "
+        "in the background. A zip with folders `bonafide/` and `<generator>/` is used as "
+        "labelled. The dataset is yours: only you (and administrators) see it."
+    )
+    generators = services.copy_synthesis_generators()
+    noise_names = [noise_name(level) for level in DEFAULT_NOISE_LEVELS]
+    with st.form("dataset_build", clear_on_submit=False):
+        top = st.columns([2, 2])
+        name = top[0].text_input(
+            "Dataset name",
+            key="build_name",
+            max_chars=64,
+            placeholder="my-calls",
+            help="letters, digits, '-', '_' or '.'; it must not exist yet",
+        )
+        speaker = top[1].text_input(
+            "Speaker of the loose files",
+            key="build_speaker",
+            max_chars=64,
+            help="who speaks in the audio files that are not in a zip (zips name their "
+            "speakers by their folders)",
+        )
+        files = st.file_uploader(
+            "Recordings", type=UPLOAD_TYPES, accept_multiple_files=True, key="build_files"
+        )
+        chosen = st.multiselect(
+            "Generators",
+            list(generators),
+            default=[g for g in DEFAULT_BUILD_GENERATORS if g in generators],
+            key="build_generators",
+            help="; ".join(f"{n}: {d}" for n, d in generators.items()),
+        )
+        row = st.columns([3, 1])
+        noise = row[0].multiselect(
+            "Noise levels",
+            noise_names,
+            default=list(DEFAULT_BUILD_NOISE),
+            format_func=services.noise_label,
+            key="build_noise",
+            help="each recording and copy is rendered once per level",
+        )
+        kind = row[1].selectbox(
+            "Features", FEATURE_KINDS, key="build_features", help="the spectrogram images"
+        )
+        submitted = st.form_submit_button(
+            "Build", icon=":material/play_arrow:", type="primary", key="build_submit"
+        )
+    if not submitted:
+        return
+    try:
+        run = services.submit_dataset_build(
+            actor,
+            name,
+            [(f.name, f.getvalue()) for f in files or []],
+            speaker=speaker,
+            generators=chosen,
+            noise_levels=noise,
+            feature_overrides={"kind": kind},
+        )
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    recordings = run.spec.get("recordings", 0)
+    st.success(f"Queued: '{name.strip()}' from {recordings} recordings. Follow it below.")
+
+
+def _builds(actor: Actor) -> None:
+    """The latest builds; refreshed every 2 s while one of them is queued or running."""
+    runs = services.list_dataset_builds(actor)[:SHOWN_BUILDS]
+    active = any(run.is_active for run in runs)
+
+    @st.fragment(run_every=REFRESH if active else None)
+    def panel() -> None:
+        st.markdown("**Your dataset builds**")
+        for run in services.list_dataset_builds(actor)[:SHOWN_BUILDS]:
+            _build_row(actor, run)
+
+    panel()
+
+
+def _build_row(actor: Actor, run: RunRecord) -> None:
+    name = str(run.spec.get("name", run.name))
+    left, right = st.columns([5, 1])
+    when = f"{run.created_at:%Y-%m-%d %H:%M}"
+    if run.is_active:
+        left.progress(run.progress, text=f"{name}: {run.status} ({run.progress:.0%}) · {when}")
+        if right.button("Stop", key=f"build_stop:{run.id}", icon=":material/stop:"):
+            try:
+                services.stop_dataset_build(actor, run.id)
+            except FakeVoiceError as exc:
+                st.error(str(exc))
+            st.rerun()
+        return
+    if run.status == "succeeded":
+        left.success(f"{name}: built · {when}", icon=":material/check_circle:")
+        if right.button("Open", key=f"build_open:{run.id}", icon=":material/open_in_new:"):
+            st.query_params["dataset"] = name
+            st.session_state["dataset"] = name
+            st.rerun()
+    elif run.status == "cancelled":
+        left.info(f"{name}: stopped · {when}", icon=":material/stop_circle:")
+    else:
+        left.error(f"{name}: {run.status} · {when}. {run.error or ''}", icon=":material/error:")
+    if run.notice:
+        st.caption(run.notice)

@@ -1,0 +1,154 @@
+"""The worker's side of a dataset build: uploaded recordings -> a dataset of the user's.
+
+A job of kind ``dataset`` (queued by :func:`fakevoice.services.dataset_builds.submit_dataset_build`)
+runs :func:`fakevoice.datasets.builder.import_folder` on the staged upload, reporting progress
+(which is also the heartbeat) after each recording and checking the stop flag. The new folder is
+recorded in the store as the user's as soon as the builder has claimed it, before its manifest
+exists, so nobody else ever sees it. A stopped or failed build leaves nothing behind: its folder,
+its record and the upload are removed. A build whose worker dies is continued by the next worker
+(the builder resumes from its per-recording markers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+from fakevoice import store
+from fakevoice.errors import FakeVoiceError
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, RunRecord
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
+
+
+class BuildStopped(FakeVoiceError):
+    """The owner asked the build to stop."""
+
+
+class BuildLost(FakeVoiceError):
+    """The job was taken from this worker (marked interrupted or deleted) while building."""
+
+
+def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
+    """Build the dataset of job ``run`` (claimed as running by ``worker_id``) to a final status.
+
+    Returns:
+        The final status written to the store.
+    """
+    from fakevoice.datasets.builder import import_folder
+    from fakevoice.datasets.noise import parse_noise_name
+    from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
+    from fakevoice.features import FeatureSpec
+
+    settings = get_settings()
+    out_dir = settings.dataset_dir / "?"
+    claimed = False
+    try:
+        spec = DatasetBuildSpec.from_dict(run.spec)
+        out_dir = settings.dataset_dir / spec.name
+        owner = Actor(user_id=run.owner_id)
+        last_write = 0.0
+
+        def on_progress(done: int, total: int) -> None:
+            nonlocal claimed, last_write
+            if not claimed:  # the builder has made (or found its own) folder: record the owner
+                with store.session_scope() as session:
+                    store.register_dataset(
+                        session, owner, name=spec.name, path=_key(out_dir), items=0, spec={}
+                    )
+                claimed = True
+            now = time.monotonic()
+            if now - last_write < PROGRESS_SECONDS and done < total:
+                return
+            last_write = now
+            with store.session_scope() as session:
+                alive = store.record_progress(
+                    session, run.id, worker_id, progress=done / max(total, 1), current_epoch=0
+                )
+                stop = store.is_stop_requested(session, run.id)
+            if not alive:
+                raise BuildLost("This build is no longer held by this worker.")
+            if stop:
+                raise BuildStopped("Stopped on request.")
+
+        report = import_folder(
+            spec.source,
+            out_dir,
+            labelled=spec.labelled,
+            seed=spec.seed,
+            generators=spec.generators,
+            noise_levels=[parse_noise_name(n) for n in spec.noise_levels],
+            feature_spec=FeatureSpec.from_dict(spec.feature_spec),
+            workers=settings.build_workers,
+            progress=False,
+            on_progress=on_progress,
+        )
+    except BuildLost as exc:
+        logger.warning("dataset job %d: %s", run.id, exc)
+        return "interrupted"
+    except BuildStopped:
+        _clean_up(run, out_dir if claimed else None)
+        return _finish(run.id, worker_id, "cancelled", "Stopped on request.")
+    except FakeVoiceError as exc:
+        _clean_up(run, out_dir if claimed else None)
+        return _finish(run.id, worker_id, "failed", str(exc))
+    except Exception as exc:  # a bug, a full disk: the job must still end, and leave nothing
+        logger.error("dataset job %d failed:\n%s", run.id, traceback.format_exc())
+        _clean_up(run, out_dir if claimed else None)
+        message = f"The build stopped because of an internal error ({type(exc).__name__}: {exc})."
+        return _finish(run.id, worker_id, "failed", message)
+    info = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8"))
+    with store.session_scope() as session:
+        store.register_dataset(
+            session, owner, name=spec.name, path=_key(out_dir), items=report.items, spec=info
+        )
+        notes = [*spec.skipped, *report.skipped]
+        if notes:
+            store.set_run_info(session, run.id, notice=_notice(notes))
+        store.set_status(session, run.id, "succeeded", worker_id=worker_id)
+    remove_upload(spec)
+    logger.info("dataset job %d built %s: %s", run.id, spec.name, report.summary())
+    return "succeeded"
+
+
+def _key(folder: Path) -> str:
+    return folder.resolve().as_posix()
+
+
+def _notice(notes: list[str], most: int = 5) -> str:
+    shown = "; ".join(notes[:most])
+    more = f" (and {len(notes) - most} more)" if len(notes) > most else ""
+    return f"Left out: {shown}{more}."
+
+
+def _clean_up(run: RunRecord, out_dir: Path | None) -> None:
+    """Remove what a stopped or failed build made: its folder, its record and the upload."""
+    from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
+
+    if out_dir is not None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        with store.session_scope() as session:
+            store.forget_dataset_folder(session, _key(out_dir))
+    try:
+        remove_upload(DatasetBuildSpec.from_dict(run.spec))
+    except FakeVoiceError:
+        pass  # a damaged spec names no upload to remove
+
+
+def _finish(run_id: int, worker_id: str, status: str, message: str) -> str:
+    with store.session_scope() as session:
+        store.set_status(
+            session,
+            run_id,
+            "cancelled" if status == "cancelled" else "failed",
+            worker_id=worker_id,
+            error=message,
+        )
+    return status

@@ -1,0 +1,170 @@
+"""Datasets built from a user's own recordings: upload, queue as a job, follow, stop, delete.
+
+The recordings arrive as uploaded files: loose audio files of one speaker, and/or zips whose
+folders name the speakers (``<speaker>/<file>``: spoofs are generated from them) or the classes
+(``bonafide/``, ``<generator>/``: used as labelled). Zips are expanded with the batch rules
+(count, size and expansion-ratio limits; absolute and ``..`` paths refused). The files are written
+into a staging folder under ``<data dir>/uploads/`` with names made here (``safe_id`` of the
+client's, which is never used as a path itself), then a job of kind ``dataset`` is queued; a
+worker builds the dataset (:mod:`fakevoice.jobs.dataset_job`), which belongs to the user who
+uploaded it: only they and administrators see it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from fakevoice import store
+from fakevoice.batch import read_batch
+from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
+from fakevoice.datasets.folder import folder_recordings
+from fakevoice.datasets.generators import all_generators, get_generator
+from fakevoice.datasets.noise import noise_name, parse_noise_name
+from fakevoice.datasets.uploads import DatasetBuildSpec, stage_entries, uploads_dir
+from fakevoice.errors import ConflictError, InvalidSpecError
+from fakevoice.features import FeatureSpec
+from fakevoice.services.datasets import check_new_dataset_name
+from fakevoice.services.runs import stop_run
+from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor, RunKind, RunRecord
+
+logger = logging.getLogger(__name__)
+
+JOB_KINDS: tuple[RunKind, ...] = ("dataset", "train")
+JOB_PREFIX = "dataset "  # a build's job is named after its dataset: "dataset <name>"
+DEFAULT_BUILD_GENERATORS: tuple[str, ...] = ("world", "griffinlim", "mel_griffinlim", "lpc")
+DEFAULT_BUILD_NOISE: tuple[str, ...] = ("snr_inf", "snr_20db", "snr_10db")
+
+
+def submit_dataset_build(
+    actor: Actor,
+    name: str,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    speaker: str = "",
+    generators: Sequence[str] = DEFAULT_BUILD_GENERATORS,
+    noise_levels: Sequence[str] = DEFAULT_BUILD_NOISE,
+    feature_overrides: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Stage uploaded recordings and queue the job that builds them into a dataset of the actor's.
+
+    Args:
+        name: the new dataset's name (letters, digits, ``-``, ``_``, ``.``).
+        files: ``(client file name, bytes)`` per uploaded file; zips are expanded.
+        speaker: the speaker of the loose (not zipped) audio files; needed when there are some.
+        generators: spoof generators for speaker recordings (ignored for labelled zips).
+        noise_levels: noise folder names (``snr_inf`` is clean).
+        feature_overrides: spectrogram settings that differ from the defaults.
+
+    Raises:
+        InvalidSpecError: a bad name, generator, noise level or feature value, or loose files
+            without a speaker name.
+        ConflictError: a dataset (or a queued build) of that name exists already.
+        LimitExceededError / FileTooLargeError: the upload is over the limits.
+        DatasetError: the upload holds no usable audio file or an unknown class folder.
+    """
+    name = check_new_dataset_name(name)
+    _check_name_is_free(name)
+    chosen = tuple(dict.fromkeys(get_generator(g).name for g in generators))
+    vocoders = copy_synthesis_generators()
+    if text_to_speech := [g for g in chosen if g not in vocoders]:
+        raise InvalidSpecError(
+            f"'{text_to_speech[0]}' speaks text, it does not copy recordings; choose from "
+            f"{', '.join(vocoders)}."
+        )
+    levels = tuple(dict.fromkeys(noise_name(parse_noise_name(n)) for n in noise_levels))
+    if not levels:
+        raise InvalidSpecError("Choose at least one noise level (clean is 'snr_inf').")
+    features = FeatureSpec.from_dict(dict(feature_overrides or {})).to_dict()
+    settings = get_settings()
+    entries = read_batch(
+        list(files),
+        max_files=settings.dataset_upload_max_files,
+        max_total_bytes=settings.dataset_upload_max_bytes,
+        what="dataset upload",
+    )
+    staging = uploads_dir() / uuid.uuid4().hex
+    try:
+        count, skipped = stage_entries(entries, staging, speaker)
+        recordings, labelled = folder_recordings(staging)
+        if not labelled and not chosen:
+            raise InvalidSpecError(
+                "Choose at least one generator: speaker recordings need machine copies."
+            )
+        spec = DatasetBuildSpec(
+            name=name,
+            source=str(staging),
+            labelled=labelled,
+            generators=() if labelled else chosen,
+            noise_levels=levels,
+            feature_spec=features,
+            recordings=len(recordings),
+            skipped=tuple(skipped),
+        )
+        with store.session_scope() as session:
+            taken = {
+                r.name
+                for kind in JOB_KINDS
+                for r in store.list_runs(session, actor, kind=kind)  # names are unique across both
+            }
+            job_name = JOB_PREFIX + name
+            attempt = 1
+            while job_name in taken:  # built, deleted and built again, or a failed try
+                attempt += 1
+                job_name = f"{JOB_PREFIX}{name} ({attempt})"
+            run = store.create_run(
+                session,
+                actor,
+                job_name,
+                spec.to_dict(),
+                backend=settings.job_backend,
+                kind="dataset",
+            )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info(
+        "dataset build %d (%s) queued by user %d: %d recordings", run.id, name, actor.user_id, count
+    )
+    return run
+
+
+def copy_synthesis_generators() -> dict[str, str]:
+    """The generators that can copy uploaded recordings (name -> description), registry order.
+
+    TTS voices are not offered: the language of uploaded speech is unknown.
+    """
+    return {g.name: g.description for g in all_generators() if g.kind == "copy-synthesis"}
+
+
+def list_dataset_builds(actor: Actor) -> list[RunRecord]:
+    """The actor's dataset builds, newest first."""
+    with store.session_scope(readonly=True) as session:
+        return store.list_runs(session, actor, kind="dataset")
+
+
+def stop_dataset_build(actor: Actor, run_id: int) -> RunRecord:
+    """Stop one of the actor's builds (a queued one is cancelled at once and its upload removed).
+
+    Raises:
+        NotFoundError: no such build that the actor may see.
+    """
+    with store.session_scope(readonly=True) as session:
+        if store.get_run(session, actor, run_id).kind != "dataset":
+            raise InvalidSpecError(f"Job {run_id} is a training run, not a dataset build.")
+    return stop_run(actor, run_id)
+
+
+def _check_name_is_free(name: str) -> None:
+    if any(d.name == name for d in catalog_list_datasets(get_settings().dataset_dir)):
+        raise ConflictError(f"A dataset called {name!r} exists already; choose another name.")
+    if (get_settings().dataset_dir / name).exists():
+        raise ConflictError(f"The name {name!r} is taken on this server; choose another name.")
+    with store.session_scope(readonly=True) as session:
+        pending = store.active_job_specs(session, kind="dataset")
+    if any(spec.get("name") == name for spec in pending):
+        raise ConflictError(f"A dataset called {name!r} is being built; choose another name.")

@@ -1,0 +1,344 @@
+"""Datasets built from uploaded recordings: staging, checks, a real worker building them, the
+owner's privacy, stop, failure and delete (services/dataset_builds, jobs/dataset_job)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import soundfile as sf
+from conftest import speechlike
+from workbench import active_workbench, get_run, make_user, wait_for
+
+from fakevoice import services, store
+from fakevoice.datasets.sources import safe_id
+from fakevoice.datasets.uploads import DatasetBuildSpec, uploads_dir
+from fakevoice.errors import (
+    ConflictError,
+    DatasetError,
+    FileTooLargeError,
+    InvalidSpecError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from fakevoice.store.records import Actor
+from fakevoice.trainspec import TrainSpec
+
+REPO = Path(__file__).resolve().parent.parent
+FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
+
+
+def wav(seed: int, seconds: float = 1.5) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, speechlike(seconds, 16000, seed=seed), 16000, format="WAV")
+    return buffer.getvalue()
+
+
+def flac(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, speechlike(1.5, 22050, seed=seed), 22050, format="FLAC")
+    return buffer.getvalue()
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def two_speakers() -> bytes:
+    """A zipped folder ``calls/`` with two speakers of two recordings each, and some clutter."""
+    return zip_of(
+        {
+            "calls/Alice Smith/monday.wav": wav(1),
+            "calls/Alice Smith/tuesday.wav": wav(2),
+            "calls/bob/first call.flac": flac(3),
+            "calls/bob/second.wav": wav(4),
+            "calls/notes.txt": b"not audio",
+            "calls/bob/readme.md": b"not audio either",
+        }
+    )
+
+
+@pytest.fixture
+def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        "FAKEVOICE_DATA_DIR": str(tmp_path / "data"),
+        "FAKEVOICE_DATASET_DIR": str(tmp_path / "datasets"),
+        "FAKEVOICE_BUILD_WORKERS": "1",
+        "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
+        "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
+        "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "8",
+        "OMP_NUM_THREADS": "1",
+    }
+    with active_workbench(env) as active:
+        yield active
+
+
+def run_worker(env: dict[str, str], timeout: float = 240) -> str:
+    """A real ``fakevoice worker --once``: runs what is queued, then exits."""
+    worker = subprocess.run(
+        [str(FAKEVOICE), "worker", "--once"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    return worker.stdout + worker.stderr
+
+
+def admin(name: str = "root") -> Actor:
+    with store.session_scope() as session:
+        user = store.create_user(session, name, is_admin=True)
+    return user.actor
+
+
+# --- the upload and the job's spec ---------------------------------------------------------------
+
+
+def test_an_upload_is_staged_in_speaker_folders_with_names_made_here(
+    workbench: dict[str, str],
+) -> None:
+    alice = make_user("alice")
+    run = services.submit_dataset_build(
+        alice, "calls", [("../../calls.zip", two_speakers())], generators=["lpc"]
+    )
+    assert run.kind == "dataset" and run.status == "queued" and run.name == "dataset calls"
+    spec = DatasetBuildSpec.from_dict(run.spec)
+    assert spec.name == "calls" and not spec.labelled and spec.generators == ("lpc",)
+    assert spec.noise_levels == ("snr_inf", "snr_20db", "snr_10db") and spec.recordings == 4
+    assert any("2 files without an audio file name" in note for note in spec.skipped)
+    staged = Path(spec.source)
+    assert staged.parent == uploads_dir()
+    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    # The zip's top folder is dropped; speakers and files get path-safe names made here.
+    assert len(files) == 4 and all(f.count("/") == 1 for f in files)
+    assert {f.split("/")[0] for f in files} == {safe_id("Alice Smith"), "bob"}
+    assert all(c.isalnum() or c in "-_./" for f in files for c in f)
+    # Training runs are listed apart from dataset builds.
+    assert services.list_runs(alice) == []
+    assert [r.id for r in services.list_dataset_builds(alice)] == [run.id]
+
+
+def test_loose_files_are_one_speaker_and_need_the_speakers_name(
+    workbench: dict[str, str],
+) -> None:
+    alice = make_user("alice")
+    loose = [("one.wav", wav(1)), ("two.wav", wav(2))]
+    with pytest.raises(InvalidSpecError, match="speaker's name"):
+        services.submit_dataset_build(alice, "mine", loose)
+    run = services.submit_dataset_build(alice, "mine", loose, speaker="Alice")
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    assert sorted(p.name for p in (staged / safe_id("Alice")).iterdir()) == ["one.wav", "two.wav"]
+    assert list(uploads_dir().iterdir()) == [staged]  # the refused try left nothing
+
+
+def test_bad_uploads_are_refused_in_words_and_leave_nothing(workbench: dict[str, str]) -> None:
+    alice = make_user("alice")
+    good = [("calls.zip", two_speakers())]
+    cases: list[tuple[type[Exception], str, str, list[tuple[str, bytes]], dict[str, object]]] = [
+        (InvalidSpecError, "../evil", "dataset name", good, {}),
+        (InvalidSpecError, "ok", "at least one noise level", good, {"noise_levels": []}),
+        (InvalidSpecError, "ok", "not a noise level", good, {"noise_levels": ["loud"]}),
+        (InvalidSpecError, "ok", "generator", good, {"generators": ["no-such-vocoder"]}),
+        (InvalidSpecError, "ok", "at least one generator", good, {"generators": []}),
+        (InvalidSpecError, "ok", "speaks text", good, {"generators": ["espeak"]}),
+        (DatasetError, "ok", "no audio file", [("x.zip", zip_of({"a/b.txt": b"x"}))], {}),
+        (LimitExceededError, "ok", "holds no clip", [], {}),
+    ]
+    for error, name, message, files, options in cases:
+        with pytest.raises(error, match=message):
+            services.submit_dataset_build(alice, name, files, **options)  # type: ignore[arg-type]
+    assert not uploads_dir().exists() or list(uploads_dir().iterdir()) == []
+    assert services.list_dataset_builds(alice) == []
+
+
+def test_upload_limits_come_from_the_settings(
+    workbench: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakevoice.settings import get_settings
+
+    alice = make_user("alice")
+    monkeypatch.setenv("FAKEVOICE_DATASET_UPLOAD_MAX_FILES", "3")
+    get_settings.cache_clear()
+    with pytest.raises(LimitExceededError, match="dataset upload may hold at most 3"):
+        services.submit_dataset_build(alice, "big", [("calls.zip", two_speakers())])
+    monkeypatch.setenv("FAKEVOICE_DATASET_UPLOAD_MAX_FILES", "100")
+    monkeypatch.setenv("FAKEVOICE_DATASET_UPLOAD_MAX_BYTES", "100000")
+    get_settings.cache_clear()
+    with pytest.raises(FileTooLargeError, match="dataset upload expands to more than"):
+        services.submit_dataset_build(alice, "big", [("calls.zip", two_speakers())])
+    # Entries leaving their folder are refused and reported, never written.
+    evil = zip_of({"../outside/x.wav": wav(1), "bob/a.wav": wav(2)})
+    run = services.submit_dataset_build(alice, "evil", [("evil.zip", evil)], generators=["lpc"])
+    spec = DatasetBuildSpec.from_dict(run.spec)
+    assert any("leaves its folder" in note for note in spec.skipped) and spec.recordings == 1
+    assert not (Path(workbench["FAKEVOICE_DATA_DIR"]) / "outside").exists()
+
+
+def test_a_name_is_taken_by_a_dataset_or_a_build_under_way(workbench: dict[str, str]) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    services.submit_dataset_build(alice, "calls", [("c.zip", two_speakers())], generators=["lpc"])
+    with pytest.raises(ConflictError, match="being built"):
+        services.submit_dataset_build(bob, "calls", [("c.zip", two_speakers())])
+    (Path(workbench["FAKEVOICE_DATASET_DIR"]) / "taken").mkdir(parents=True)
+    with pytest.raises(ConflictError, match="taken"):
+        services.submit_dataset_build(bob, "taken", [("c.zip", two_speakers())])
+
+
+# --- the worker builds it -------------------------------------------------------------------------
+
+
+def test_a_worker_builds_the_dataset_which_only_its_owner_and_admins_see(
+    workbench: dict[str, str],
+) -> None:
+    alice, bob, root = make_user("alice"), make_user("bob"), admin()
+    run = services.submit_dataset_build(
+        alice,
+        "calls",
+        [("calls.zip", two_speakers())],
+        generators=["lpc", "griffinlim"],
+        noise_levels=["snr_inf", "snr_10db"],
+    )
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    output = run_worker(workbench)
+    done = get_run(alice, run.id)
+    assert done.status == "succeeded", (done.error, output)
+    assert done.progress == pytest.approx(1.0)
+    assert "2 files without an audio file name" in (done.notice or "")
+    assert not staged.exists()  # the upload is removed once built
+
+    folder = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "calls"
+    manifest = pd.read_csv(folder / "manifest.csv")
+    # 4 recordings x (bonafide + 2 generators) x 2 noise levels.
+    assert len(manifest) == 4 * 3 * 2
+    assert set(manifest["class"]) == {"bonafide", "lpc", "griffinlim"}
+    assert manifest["speaker"].nunique() == 2
+
+    assert services.dataset_names(actor=alice) == ["calls"]
+    assert services.dataset_names(actor=root) == ["calls"]
+    assert services.dataset_names(actor=bob) == [] == services.dataset_names(actor=None)
+    assert services.dataset_overview("calls", actor=alice).owner_id == alice.user_id
+    with pytest.raises(NotFoundError):
+        services.dataset_overview("calls", actor=bob)
+    spec = TrainSpec(dataset="calls", arch="specnet", epochs=1)
+    services.check_spec(spec, actor=alice)  # alice may train on it
+    with pytest.raises(NotFoundError):
+        services.submit_run(bob, "steal", spec)
+    with pytest.raises(PermissionDeniedError):
+        services.render_dataset("calls", "copy", {"kind": "lfcc"}, actor=bob)
+
+    # An administrator rendering it again keeps it alice's.
+    services.render_dataset("calls", "calls-lfcc", {"kind": "lfcc"}, actor=root, workers=1)
+    assert services.dataset_names(actor=alice) == ["calls", "calls-lfcc"]
+    assert services.dataset_names(actor=bob) == []
+
+    with pytest.raises(NotFoundError):
+        services.delete_dataset(bob, "calls")
+    services.delete_dataset(alice, "calls")
+    assert not folder.exists() and services.dataset_names(actor=alice) == ["calls-lfcc"]
+
+
+def test_shared_datasets_are_deleted_by_administrators_only(workbench: dict[str, str]) -> None:
+    from test_page_datasets import write_fixture_dataset
+
+    write_fixture_dataset(Path(workbench["FAKEVOICE_DATASET_DIR"]), "shared")
+    alice, root = make_user("alice"), admin()
+    assert services.dataset_names(actor=None) == ["shared"]
+    with pytest.raises(PermissionDeniedError, match="administrator"):
+        services.delete_dataset(alice, "shared")
+    with store.session_scope() as session:
+        store.create_run(session, alice, "busy", TrainSpec(dataset="shared").to_dict())
+    with pytest.raises(ConflictError, match="uses 'shared'"):
+        services.delete_dataset(root, "shared")
+
+
+def test_a_build_that_cannot_make_a_clip_fails_and_leaves_nothing(
+    workbench: dict[str, str],
+) -> None:
+    alice = make_user("alice")
+    broken = zip_of({"eve/a.wav": b"RIFF not really a wav", "eve/b.wav": b"\x00" * 4000})
+    run = services.submit_dataset_build(alice, "broken", [("b.zip", broken)], generators=["lpc"])
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    run_worker(workbench)
+    failed = get_run(alice, run.id)
+    assert failed.status == "failed" and "No clip could be built" in (failed.error or "")
+    assert not staged.exists()
+    assert not (Path(workbench["FAKEVOICE_DATASET_DIR"]) / "broken").exists()
+    with store.session_scope(readonly=True) as session:
+        assert store.dataset_owners(session) == {}
+    # The name is free again.
+    services.submit_dataset_build(alice, "broken", [("c.zip", two_speakers())], generators=["lpc"])
+
+
+def test_stopping_a_queued_build_cancels_it_and_removes_the_upload(
+    workbench: dict[str, str],
+) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    run = services.submit_dataset_build(alice, "calls", [("c.zip", two_speakers())])
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    with pytest.raises(NotFoundError):
+        services.stop_dataset_build(bob, run.id)
+    stopped = services.stop_dataset_build(alice, run.id)
+    assert stopped.status == "cancelled" and not staged.exists()
+    run_worker(workbench)  # nothing left to do
+    assert get_run(alice, run.id).status == "cancelled"
+    assert not (Path(workbench["FAKEVOICE_DATASET_DIR"]) / "calls").exists()
+
+
+def test_a_running_build_stops_on_request_and_leaves_nothing(workbench: dict[str, str]) -> None:
+    alice = make_user("alice")
+    many = zip_of({f"ann/{i}.wav": wav(i, seconds=3.0) for i in range(12)})
+    run = services.submit_dataset_build(
+        alice, "long", [("m.zip", many)], generators=["lpc", "griffinlim", "mel_griffinlim"]
+    )
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    worker = subprocess.Popen(
+        [str(FAKEVOICE), "worker", "--once"],
+        env={**os.environ, **workbench},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: get_run(alice, run.id).progress > 0, 120, "the build to make progress")
+        services.stop_dataset_build(alice, run.id)
+        output, _ = worker.communicate(timeout=120)
+    finally:
+        worker.kill()
+    stopped = get_run(alice, run.id)
+    assert stopped.status == "cancelled", output
+    assert not staged.exists()
+    assert not (Path(workbench["FAKEVOICE_DATASET_DIR"]) / "long").exists()
+    with store.session_scope(readonly=True) as session:
+        assert store.dataset_owners(session) == {}
+
+
+def test_deleting_a_user_deletes_their_datasets_and_uploads(workbench: dict[str, str]) -> None:
+    from test_page_datasets import write_fixture_dataset
+
+    from fakevoice.services import profile
+
+    alice, root = make_user("alice"), admin()
+    folder = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "hers"
+    write_fixture_dataset(folder.parent, "hers")
+    with store.session_scope() as session:
+        store.register_dataset(
+            session, alice, name="hers", path=folder.resolve().as_posix(), items=1, spec={}
+        )
+    run = services.submit_dataset_build(alice, "more", [("c.zip", two_speakers())])
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    profile.delete_user(root, alice.user_id)
+    # Without an owner the dataset would be everyone's: it goes with her.
+    assert not folder.exists() and not staged.exists()
+    assert services.dataset_names(actor=None) == [] == services.dataset_names(actor=root)
