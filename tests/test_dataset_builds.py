@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ from fakevoice.trainspec import TrainSpec
 
 REPO = Path(__file__).resolve().parent.parent
 FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
+STALE_SECONDS = 2.0
 
 
 def wav(seed: int, seconds: float = 1.5) -> bytes:
@@ -77,6 +80,7 @@ def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
         "FAKEVOICE_BUILD_WORKERS": "1",
         "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
         "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
+        "FAKEVOICE_STALE_SECONDS": str(STALE_SECONDS),
         "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "8",
         "OMP_NUM_THREADS": "1",
     }
@@ -342,3 +346,43 @@ def test_deleting_a_user_deletes_their_datasets_and_uploads(workbench: dict[str,
     # Without an owner the dataset would be everyone's: it goes with her.
     assert not folder.exists() and not staged.exists()
     assert services.dataset_names(actor=None) == [] == services.dataset_names(actor=root)
+
+
+def test_a_build_whose_worker_died_is_continued_by_the_next_worker(
+    workbench: dict[str, str],
+) -> None:
+    alice = make_user("alice")
+    recordings = 16
+    many = zip_of({f"ann/{i}.wav": wav(i, seconds=3.0) for i in range(recordings)})
+    run = services.submit_dataset_build(
+        alice,
+        "resumed",
+        [("m.zip", many)],
+        generators=["lpc", "griffinlim", "mel_griffinlim"],
+        noise_levels=["snr_inf"],
+    )
+    markers = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "resumed" / ".progress"
+    worker = subprocess.Popen(
+        [str(FAKEVOICE), "worker"],
+        env={**os.environ, **workbench},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:  # the build file and two recordings' markers
+        wait_for(lambda: len(list(markers.glob("*.json"))) >= 3, 120, "two recordings built")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate()
+    assert get_run(alice, run.id).status == "running", "it finished before the kill"
+    assert services.dataset_names(actor=None) == []  # half a dataset is nobody's to see
+
+    time.sleep(STALE_SECONDS + 0.5)  # the heartbeat goes stale
+    output = run_worker(workbench)
+    done = get_run(alice, run.id)
+    assert done.status == "succeeded", (done.error, output)
+    manifest = pd.read_csv(markers.parent / "manifest.csv")
+    assert len(manifest) == recordings * 4
+    assert services.dataset_names(actor=alice) == ["resumed"]
+    assert services.dataset_names(actor=None) == []
+    assert not Path(DatasetBuildSpec.from_dict(run.spec).source).exists()
