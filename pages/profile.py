@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from components import auth, run_comparison, sign_in
+from components import auth, run_comparison, sign_in, training_view
 from fakevoice import accounts
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results, tokens
@@ -106,13 +106,13 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
     st.markdown(f"#### {run.name}")
     cols = st.columns(4)
     cols[0].metric("status", run.status)
-    cols[1].metric("EER", "–" if entry.eer is None else f"{100 * entry.eer:.2f} %")
-    cols[2].metric("accuracy", "–" if entry.accuracy is None else f"{100 * entry.accuracy:.2f} %")
+    cols[1].metric("EER", "–" if entry.eer is None else f"{entry.eer:.1%}")
+    cols[2].metric("accuracy", "–" if entry.accuracy is None else f"{entry.accuracy:.1%}")
     cols[3].metric("epochs", f"{len(res.history)}/{run.total_epochs}")  # finished epochs
     if run.error:
         st.warning(run.error)
     if not res.history.empty:
-        st.dataframe(res.history, hide_index=True)
+        training_view.render_epoch_table(res.history)  # as on Train: epochs from 1, percentages
     images = [name for name in ("loss_curve.png", "confusion.png") if name in res.files]
     for column, name in zip(st.columns(max(len(images), 1)), images, strict=False):
         try:
