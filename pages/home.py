@@ -3,6 +3,8 @@ and the sign-in / register forms. Signed in: a dashboard of my runs, models and 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import streamlit as st
 
 from components import auth, sign_in
@@ -33,6 +35,14 @@ START = """
 """
 
 
+def _when(iso: str) -> str:
+    """An ISO time as the other tables show times (``2026-11-23 18:42``); as it is if unreadable."""
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
 def _datasets_present() -> None:
     st.subheader("Datasets")
     try:
@@ -41,10 +51,13 @@ def _datasets_present() -> None:
         st.error(str(exc))
         return
     if not summaries:
-        st.info("No dataset is built yet: run `fakevoice dataset build-demo` first.")
+        st.info(
+            "No dataset is built yet: build one from your recordings on Datasets, or run "
+            "`fakevoice dataset build-demo`."
+        )
         return
     st.dataframe(
-        [{"dataset": s.name, "items": s.items, "created": s.created} for s in summaries],
+        [{"dataset": s.name, "items": s.items, "created": _when(s.created)} for s in summaries],
         hide_index=True,
     )
     st.page_link("pages/datasets.py", label="Open Datasets", icon=":material/dataset:")
