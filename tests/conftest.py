@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +73,12 @@ def speechlike(seconds: float = 2.0, sample_rate: int = 16000, seed: int = 0) ->
     envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
     y = y * envelope + 0.01 * rng.standard_normal(t.size)
     return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def zip_of(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip archive (bytes) holding ``entries`` (path in the archive -> content)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

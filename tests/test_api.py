@@ -30,7 +30,7 @@ import pytest
 import soundfile as sf
 import torch
 import uvicorn
-from conftest import REPO, SHARED, speechlike
+from conftest import REPO, SHARED, speechlike, zip_of
 
 from fakevoice import services, store
 from fakevoice.api import create_app
@@ -625,14 +625,6 @@ def test_chunked_body_is_counted_while_streaming(world: World) -> None:
 
 
 # --- batches -------------------------------------------------------------------------------------
-
-
-def zip_of(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def predict_batch(

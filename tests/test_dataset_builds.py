@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import speechlike
+from conftest import speechlike, zip_of
 from workbench import active_workbench, get_run, make_user, wait_for
 
 from fakevoice import services, store
@@ -47,14 +46,6 @@ def wav(seed: int, seconds: float = 1.5) -> bytes:
 def flac(seed: int) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, speechlike(1.5, 22050, seed=seed), 22050, format="FLAC")
-    return buffer.getvalue()
-
-
-def zip_of(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
     return buffer.getvalue()
 
 
@@ -338,7 +329,7 @@ def test_deleting_a_user_deletes_their_datasets_and_uploads(workbench: dict[str,
     write_fixture_dataset(folder.parent, "hers")
     with store.session_scope() as session:
         store.register_dataset(
-            session, alice, name="hers", path=folder.resolve().as_posix(), items=1, spec={}
+            session, alice, name="hers", path=store.folder_key(folder), items=1, spec={}
         )
     run = services.submit_dataset_build(alice, "more", [("c.zip", two_speakers())])
     staged = Path(DatasetBuildSpec.from_dict(run.spec).source)

@@ -83,7 +83,7 @@ def test_a_users_dataset_is_theirs_and_they_may_delete_it(dataset_root: Path) ->
             session,
             owner.actor,
             name="private",
-            path=(dataset_root / "private").resolve().as_posix(),
+            path=store.folder_key(dataset_root / "private"),
             items=1,
             spec={},
         )

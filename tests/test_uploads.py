@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SHARED, speechlike
+from conftest import SHARED, speechlike, zip_of
 from test_training import quick_spec, tiny_dataset_root
 
 from fakevoice import services, store
@@ -73,7 +73,7 @@ def register_run_model(
         )
 
 
-def bundle_zip(run_dir: Path, folder: str = "", manifest: dict | None = None) -> bytes:
+def bundlezip_of(run_dir: Path, folder: str = "", manifest: dict | None = None) -> bytes:
     """A zip of the run's safe bundle (``folder`` prefixes the names; ``manifest`` replaces it)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -133,7 +133,7 @@ def test_bundle_zip_is_stored_and_scores_like_the_original(
 ) -> None:
     original = register_run_model(alice, run_dir)
     imported = uploads.import_uploaded_model(
-        alice, "uploaded", "bundle.zip", bundle_zip(run_dir, folder)
+        alice, "uploaded", "bundle.zip", bundlezip_of(run_dir, folder)
     )
     assert imported.owner_id == alice.user_id and imported.name == "uploaded"
     assert imported.arch == "specnet" and imported.class_names == original.class_names
@@ -151,7 +151,7 @@ def test_bundle_zip_is_stored_and_scores_like_the_original(
 
 
 def test_a_taken_name_is_refused_and_leaves_no_folder(alice: Actor, run_dir: Path) -> None:
-    data = bundle_zip(run_dir)
+    data = bundlezip_of(run_dir)
     uploads.import_uploaded_model(alice, "same", "a.zip", data)
     with pytest.raises(ConflictError, match="already a model named 'same'"):
         uploads.import_uploaded_model(alice, "same", "b.zip", data)
@@ -182,34 +182,26 @@ def _manifest(run_dir: Path, **changes: object) -> dict:
 def test_bad_manifests_are_refused_with_the_reason(
     alice: Actor, run_dir: Path, changes: dict, message: str
 ) -> None:
-    data = bundle_zip(run_dir, manifest=_manifest(run_dir, **changes))
+    data = bundlezip_of(run_dir, manifest=_manifest(run_dir, **changes))
     with pytest.raises(ModelFileError, match=message):
         uploads.import_uploaded_model(alice, "bad", "bad.zip", data)
     assert stored_folders() == []
     assert services.list_models(alice) == []
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in entries.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 def test_wrong_zip_content_is_refused(alice: Actor, run_dir: Path) -> None:
     weights = (run_dir / "model.safetensors").read_bytes()
     manifest = (run_dir / "manifest.json").read_bytes()
     cases = {
-        "no manifest.json": _zip({"README.txt": b"hello"}),
-        "no model.safetensors": _zip({"manifest.json": manifest}),
+        "no manifest.json": zip_of({"README.txt": b"hello"}),
+        "no model.safetensors": zip_of({"manifest.json": manifest}),
         # Names that climb out of the archive or sit too deep are not bundle files.
-        "no manifest.json ": _zip({"../manifest.json": manifest, "model.safetensors": weights}),
-        "no model.safetensors ": _zip(
+        "no manifest.json ": zip_of({"../manifest.json": manifest, "model.safetensors": weights}),
+        "no model.safetensors ": zip_of(
             {"a/b/model.safetensors": weights, "manifest.json": manifest}
         ),
-        "not valid JSON": _zip({"manifest.json": b"{nope", "model.safetensors": weights}),
-        "not a valid safetensors": _zip(
+        "not valid JSON": zip_of({"manifest.json": b"{nope", "model.safetensors": weights}),
+        "not a valid safetensors": zip_of(
             {"manifest.json": manifest, "model.safetensors": b"x" * 64}
         ),
         "damaged": b"PK\x03\x04" + b"\x00" * 100,
@@ -233,13 +225,13 @@ def test_a_bare_safetensors_file_or_junk_is_refused(alice: Actor, run_dir: Path)
 def test_too_large_uploads_are_refused(
     alice: Actor, run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = bundle_zip(run_dir)
+    data = bundlezip_of(run_dir)
     monkeypatch.setenv("FAKEVOICE_MAX_UPLOAD_BYTES", str(len(data) - 1))
     get_settings.cache_clear()
     with pytest.raises(FileTooLargeError, match="uploads are limited to"):
         uploads.import_uploaded_model(alice, "big", "big.zip", data)
     # A manifest that unpacks far beyond its size in the zip (a small zip bomb).
-    bomb = _zip({"manifest.json": b" " * (3 << 20) + b"{}", "model.safetensors": b"x"})
+    bomb = zip_of({"manifest.json": b" " * (3 << 20) + b"{}", "model.safetensors": b"x"})
     with pytest.raises(FileTooLargeError, match="manifest.json in the zip unpacks to"):
         uploads.import_uploaded_model(alice, "bomb", "bomb.zip", bomb)
     assert stored_folders() == []

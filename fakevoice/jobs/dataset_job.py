@@ -61,7 +61,12 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
             if not claimed:  # the builder has made (or found its own) folder: record the owner
                 with store.session_scope() as session:
                     store.register_dataset(
-                        session, owner, name=spec.name, path=_key(out_dir), items=0, spec={}
+                        session,
+                        owner,
+                        name=spec.name,
+                        path=store.folder_key(out_dir),
+                        items=0,
+                        spec={},
                     )
                 claimed = True
             now = time.monotonic()
@@ -107,7 +112,12 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
     info = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8"))
     with store.session_scope() as session:
         store.register_dataset(
-            session, owner, name=spec.name, path=_key(out_dir), items=report.items, spec=info
+            session,
+            owner,
+            name=spec.name,
+            path=store.folder_key(out_dir),
+            items=report.items,
+            spec=info,
         )
         notes = [*spec.skipped, *report.skipped]
         if notes:
@@ -116,10 +126,6 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
     remove_upload(spec)
     logger.info("dataset job %d built %s: %s", run.id, spec.name, report.summary())
     return "succeeded"
-
-
-def _key(folder: Path) -> str:
-    return folder.resolve().as_posix()
 
 
 def _notice(notes: list[str], most: int = 5) -> str:
@@ -135,7 +141,7 @@ def _clean_up(run: RunRecord, out_dir: Path | None) -> None:
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
         with store.session_scope() as session:
-            store.forget_dataset_folder(session, _key(out_dir))
+            store.forget_dataset_folder(session, store.folder_key(out_dir))
     try:
         remove_upload(DatasetBuildSpec.from_dict(run.spec))
     except FakeVoiceError:

@@ -152,17 +152,28 @@ def list_datasets(*, actor: Actor | None) -> list[DatasetSummary]:
         return []
     with store.session_scope(readonly=True) as session:
         owners = store.dataset_owners(session)
-    return [s for s in summaries if _may_see(actor, owners.get(_folder_key(s.path)))]
+    return [s for s in summaries if _may_see(actor, owners.get(store.folder_key(s.path)))]
 
 
-def _folder_key(path: Path) -> str:
-    """How the store names a dataset folder: its resolved absolute POSIX path."""
-    return path.resolve().as_posix()
+def record_owner(
+    owner_id: int, name: str, folder: Path, *, items: int, spec: Mapping[str, Any] | None = None
+) -> None:
+    """Record ``folder`` (a dataset being made, or made) as the user's: only they and
+    administrators will see it."""
+    with store.session_scope() as session:
+        store.register_dataset(
+            session,
+            Actor(user_id=owner_id),
+            name=name,
+            path=store.folder_key(folder),
+            items=items,
+            spec=dict(spec or {}),
+        )
 
 
 def _owner_of(folder: Path) -> int | None:
     with store.session_scope(readonly=True) as session:
-        return store.dataset_owners(session).get(_folder_key(folder))
+        return store.dataset_owners(session).get(store.folder_key(folder))
 
 
 def _may_see(actor: Actor | None, owner_id: int | None) -> bool:
@@ -208,7 +219,7 @@ def delete_dataset(actor: Actor, name: str) -> None:
     import shutil
 
     summary = _find(name, actor)
-    key = _folder_key(summary.path)
+    key = store.folder_key(summary.path)
     with store.session_scope() as session:
         owner_id = store.dataset_owners(session).get(key)
         if owner_id is None and not actor.is_admin:
@@ -290,19 +301,11 @@ def render_dataset(
             f"A dataset or folder called {name!r} already exists; choose another name."
         )
     with store.session_scope(readonly=True) as session:
-        owner_id = store.dataset_owners(session).get(_folder_key(summary.path))
+        owner_id = store.dataset_owners(session).get(store.folder_key(summary.path))
     if owner_id is not None:
         # A user's dataset rendered again stays theirs; recorded first, so that nobody else
         # sees the new folder for a moment.
-        with store.session_scope() as session:
-            store.register_dataset(
-                session,
-                Actor(user_id=owner_id),
-                name=name,
-                path=_folder_key(target),
-                items=0,
-                spec={},
-            )
+        record_owner(owner_id, name, target, items=0)
     try:
         report = render(
             summary.path,
@@ -315,18 +318,10 @@ def render_dataset(
     except BaseException:
         if owner_id is not None and not (target / "manifest.csv").is_file():
             with store.session_scope() as session:
-                store.forget_dataset_folder(session, _folder_key(target))
+                store.forget_dataset_folder(session, store.folder_key(target))
         raise
     if owner_id is not None:
-        with store.session_scope() as session:
-            store.register_dataset(
-                session,
-                Actor(user_id=owner_id),
-                name=name,
-                path=_folder_key(target),
-                items=report.images,
-                spec={},
-            )
+        record_owner(owner_id, name, target, items=report.images)
     return report
 
 

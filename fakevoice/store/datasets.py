@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -68,6 +69,11 @@ def list_datasets(session: Session, actor: Actor) -> list[DatasetRecord]:
             or_(DatasetRow.owner_id.is_(None), DatasetRow.owner_id == actor.user_id)
         )
     return [to_record(DatasetRecord, row) for row in session.scalars(query)]
+
+
+def folder_key(folder: Path) -> str:
+    """How a dataset folder is named in the store: its resolved absolute POSIX path."""
+    return folder.resolve().as_posix()
 
 
 def dataset_owners(session: Session) -> dict[str, int | None]:
