@@ -17,6 +17,9 @@ import shutil
 import time
 import traceback
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
@@ -60,14 +63,7 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
             nonlocal claimed, last_write
             if not claimed:  # the builder has made (or found its own) folder: record the owner
                 with store.session_scope() as session:
-                    store.register_dataset(
-                        session,
-                        owner,
-                        name=spec.name,
-                        path=store.folder_key(out_dir),
-                        items=0,
-                        spec={},
-                    )
+                    _record(session, owner, spec.name, out_dir, 0, {})
                 claimed = True
             now = time.monotonic()
             if now - last_write < PROGRESS_SECONDS and done < total:
@@ -111,14 +107,7 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
         return _finish(run.id, worker_id, "failed", message)
     info = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8"))
     with store.session_scope() as session:
-        store.register_dataset(
-            session,
-            owner,
-            name=spec.name,
-            path=store.folder_key(out_dir),
-            items=report.items,
-            spec=info,
-        )
+        _record(session, owner, spec.name, out_dir, report.items, info)
         notes = [*spec.skipped, *report.skipped]
         if notes:
             store.set_run_info(session, run.id, notice=_notice(notes))
@@ -126,6 +115,15 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
     remove_upload(spec)
     logger.info("dataset job %d built %s: %s", run.id, spec.name, report.summary())
     return "succeeded"
+
+
+def _record(
+    session: Session, owner: Actor, name: str, folder: Path, items: int, info: dict[str, Any]
+) -> None:
+    """The folder is the owner's dataset (only they and administrators see it)."""
+    store.register_dataset(
+        session, owner, name=name, path=store.folder_key(folder), items=items, spec=info
+    )
 
 
 def _notice(notes: list[str], most: int = 5) -> str:
