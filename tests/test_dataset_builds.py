@@ -377,3 +377,32 @@ def test_a_build_whose_worker_died_is_continued_by_the_next_worker(
     assert services.dataset_names(actor=alice) == ["resumed"]
     assert services.dataset_names(actor=None) == []
     assert not Path(DatasetBuildSpec.from_dict(run.spec).source).exists()
+
+
+def test_a_labelled_upload_is_built_as_labelled(workbench: dict[str, str]) -> None:
+    alice = make_user("alice")
+    labelled = zip_of(
+        {
+            "bonafide/call-1.wav": wav(1),
+            "bonafide/call-2.wav": wav(2),
+            "world/call-1.wav": wav(3),
+            "my-tts/call-2.wav": wav(4),  # not a class name: the whole zip is refused
+        }
+    )
+    with pytest.raises(DatasetError, match=r"class names \(bonafide, world\) and some are not"):
+        services.submit_dataset_build(alice, "labelled", [("l.zip", labelled)])
+    assert list(uploads_dir().iterdir()) == []
+    labelled = zip_of(
+        {"bonafide/call-1.wav": wav(1), "bonafide/call-2.wav": wav(2), "world/call-1.wav": wav(3)}
+    )
+    run = services.submit_dataset_build(
+        alice, "labelled", [("l.zip", labelled)], noise_levels=["snr_inf"]
+    )
+    spec = DatasetBuildSpec.from_dict(run.spec)
+    assert spec.labelled and spec.generators == () and spec.recordings == 3
+    run_worker(workbench)
+    assert get_run(alice, run.id).status == "succeeded"
+    manifest = pd.read_csv(Path(workbench["FAKEVOICE_DATASET_DIR"]) / "labelled" / "manifest.csv")
+    assert sorted(manifest["class"]) == ["bonafide", "bonafide", "world"]  # nothing generated
+    # The same file name in two class folders is one utterance: a split keeps them together.
+    assert manifest["utterance"].nunique() == 2

@@ -16,16 +16,17 @@ import logging
 import shutil
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fakevoice import store
 from fakevoice.batch import read_batch
 from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
-from fakevoice.datasets.folder import folder_recordings
+from fakevoice.datasets.folder import class_names, folder_recordings
 from fakevoice.datasets.generators import all_generators, get_generator
 from fakevoice.datasets.noise import noise_name, parse_noise_name
 from fakevoice.datasets.uploads import DatasetBuildSpec, stage_entries, uploads_dir
-from fakevoice.errors import ConflictError, InvalidSpecError
+from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError
 from fakevoice.features import FeatureSpec
 from fakevoice.services.datasets import check_new_dataset_name
 from fakevoice.services.runs import stop_run
@@ -90,6 +91,7 @@ def submit_dataset_build(
     staging = uploads_dir() / uuid.uuid4().hex
     try:
         count, skipped = stage_entries(entries, staging, speaker)
+        _check_layout(staging)
         recordings, labelled = folder_recordings(staging)
         if not labelled and not chosen:
             raise InvalidSpecError(
@@ -157,6 +159,19 @@ def stop_dataset_build(actor: Actor, run_id: int) -> RunRecord:
         if store.get_run(session, actor, run_id).kind != "dataset":
             raise InvalidSpecError(f"Job {run_id} is a training run, not a dataset build.")
     return stop_run(actor, run_id)
+
+
+def _check_layout(staging: Path) -> None:
+    """Refuse an upload whose folders mix class names and speaker names (surely a mistake)."""
+    folders = sorted(p.name for p in staging.iterdir() if p.is_dir())
+    classes = [f for f in folders if f in class_names()]
+    others = [f for f in folders if f not in class_names()]
+    if classes and others:
+        raise DatasetError(
+            f"Some folders are class names ({', '.join(classes)}) and some are not "
+            f"({', '.join(others)}): name every folder after a speaker (spoofs are made), or "
+            "every folder after a class (bonafide, spoof or a generator)."
+        )
 
 
 def _check_name_is_free(name: str) -> None:
