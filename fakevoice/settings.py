@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     dataset_upload_max_bytes: int = Field(
         default=1024 * 1024 * 1024, gt=0, description="uncompressed bytes of one dataset upload"
     )
+    max_datasets_per_user: int = Field(
+        default=10, ge=1, le=10000, description="datasets a user may own (built or being built)"
+    )
     # HTTP API (`fakevoice api`) and batch scoring.
     api_host: str = Field(default="127.0.0.1", max_length=255, description="address to listen on")
     api_port: int = Field(default=8000, ge=1, le=65535, description="TCP port of the API")

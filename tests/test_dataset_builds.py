@@ -181,6 +181,22 @@ def test_upload_limits_come_from_the_settings(
     assert not (Path(workbench["FAKEVOICE_DATA_DIR"]) / "outside").exists()
 
 
+def test_a_user_owns_at_most_max_datasets_per_user(
+    workbench: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakevoice.settings import get_settings
+
+    monkeypatch.setenv("FAKEVOICE_MAX_DATASETS_PER_USER", "2")
+    get_settings.cache_clear()
+    alice, bob = make_user("alice"), make_user("bob")
+    folder = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "built"
+    services.record_owner(alice.user_id, "built", folder, items=1)  # one built already
+    services.submit_dataset_build(alice, "second", [("c.zip", two_speakers())])
+    with pytest.raises(LimitExceededError, match="at most 2 datasets"):
+        services.submit_dataset_build(alice, "third", [("c.zip", two_speakers())])
+    services.submit_dataset_build(bob, "bobs", [("c.zip", two_speakers())])  # per user
+
+
 def test_a_name_is_taken_by_a_dataset_or_a_build_under_way(workbench: dict[str, str]) -> None:
     alice, bob = make_user("alice"), make_user("bob")
     services.submit_dataset_build(alice, "calls", [("c.zip", two_speakers())], generators=["lpc"])

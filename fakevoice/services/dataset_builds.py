@@ -26,7 +26,7 @@ from fakevoice.datasets.folder import class_names, folder_recordings
 from fakevoice.datasets.generators import all_generators, get_generator
 from fakevoice.datasets.noise import noise_name, parse_noise_name
 from fakevoice.datasets.uploads import DatasetBuildSpec, stage_entries, uploads_dir
-from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError
+from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError, LimitExceededError
 from fakevoice.features import FeatureSpec
 from fakevoice.services.datasets import check_new_dataset_name
 from fakevoice.services.runs import stop_run
@@ -65,11 +65,13 @@ def submit_dataset_build(
         InvalidSpecError: a bad name, generator, noise level or feature value, or loose files
             without a speaker name.
         ConflictError: a dataset (or a queued build) of that name exists already.
-        LimitExceededError / FileTooLargeError: the upload is over the limits.
+        LimitExceededError / FileTooLargeError: the upload is over the limits, or the actor
+            owns ``max_datasets_per_user`` datasets already.
         DatasetError: the upload holds no usable audio file or an unknown class folder.
     """
     name = check_new_dataset_name(name)
     _check_name_is_free(name)
+    _check_quota(actor)
     chosen = tuple(dict.fromkeys(get_generator(g).name for g in generators))
     vocoders = copy_synthesis_generators()
     if text_to_speech := [g for g in chosen if g not in vocoders]:
@@ -171,6 +173,19 @@ def _check_layout(staging: Path) -> None:
             f"Some folders are class names ({', '.join(classes)}) and some are not "
             f"({', '.join(others)}): name every folder after a speaker (spoofs are made), or "
             "every folder after a class (bonafide, spoof or a generator)."
+        )
+
+
+def _check_quota(actor: Actor) -> None:
+    """Refuse a build beyond ``max_datasets_per_user`` (datasets owned plus builds under way)."""
+    limit = get_settings().max_datasets_per_user
+    with store.session_scope(readonly=True) as session:
+        owned = sum(owner == actor.user_id for owner in store.dataset_owners(session).values())
+        building = store.list_runs(session, actor, statuses=("queued", "running"), kind="dataset")
+    if owned + len(building) >= limit:
+        raise LimitExceededError(
+            f"You may keep at most {limit} datasets on this server; delete one on the Datasets "
+            "page first."
         )
 
 
