@@ -194,15 +194,24 @@ def _cmd_dataset_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset_list(args: argparse.Namespace) -> int:
+    from fakevoice import services, store
     from fakevoice.datasets.catalog import list_datasets
     from fakevoice.settings import get_settings
 
-    rows = [d.to_dict() for d in list_datasets(get_settings().dataset_dir)]
+    services.ensure_database()
+    with store.session_scope(readonly=True) as session:
+        owners = store.dataset_owners(session)
+        names = {i: store.get_user(session, i).username for i in set(owners.values()) if i}
+    rows = []
+    for summary in list_datasets(get_settings().dataset_dir):
+        owner_id = owners.get(store.folder_key(summary.path))
+        rows.append({**summary.to_dict(), "owner": names.get(owner_id) if owner_id else None})
     if args.json:
         _print_json(rows)
-    else:
+    else:  # the operator sees every dataset; "shared" ones are everyone's, the others a user's
         for r in rows:
-            print(f"{r['name']:<24} {r['items']:>7} items  {r['path']}")
+            owner = r["owner"] or "shared"
+            print(f"{r['name']:<24} {r['items']:>7} items  {owner:<16} {r['path']}")
     return 0
 
 

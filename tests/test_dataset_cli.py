@@ -13,6 +13,7 @@ import pytest
 from conftest import speechlike
 from test_training import DATASET, FEATURES, quick_spec, tiny_dataset_root
 
+from fakevoice import services, store
 from fakevoice.cli import main
 from fakevoice.datasets.manifest import manifest_frame, read_manifest, write_manifest
 from fakevoice.inference import Detector
@@ -82,7 +83,15 @@ def test_list_shows_built_datasets(isolated_settings: Path) -> None:
     listed = json.loads(out.stdout)
     assert [d["name"] for d in listed] == ["mine"]
     assert listed[0]["items"] == 6 and listed[0]["classes"] == ["bonafide", "world"]
-    assert listed[0]["speakers"] == 2
+    assert listed[0]["speakers"] == 2 and listed[0]["owner"] is None  # shared
+
+    # A user's dataset (built from their recordings) is listed with its owner.
+    with store.session_scope() as session:
+        ann = store.create_user(session, "ann")
+    services.record_owner(ann.id, "mine", root / "mine", items=6)
+    out = run_cli("dataset", "list", env={"FAKEVOICE_DATASET_DIR": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:4] == ["mine", "6", "items", "ann"]
 
 
 # --- dataset render -------------------------------------------------------------------------------
