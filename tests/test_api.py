@@ -408,6 +408,18 @@ def test_runs_and_history_are_the_owners(world: World) -> None:
     assert run.status_code == 200
     assert run.json()["status"] == "queued" and run.json()["total_epochs"] == 3
     assert run.json()["arch"] == "specnet" and run.json()["epochs"] == []
+    assert run.json()["kind"] == "train"
+    # A dataset build is a job too: its kind says so, and "dataset" names what it builds.
+    with store.session_scope() as session:
+        build = store.create_run(
+            session, world.alice, "dataset calls", {"name": "calls"}, kind="dataset"
+        )
+    job = httpx.get(f"{world.url}/v1/runs/{build.id}", headers=auth(world.alice_token)).json()
+    assert (job["kind"], job["dataset"], job["arch"]) == ("dataset", "calls", None)
+    assert (
+        httpx.get(f"{world.url}/v1/runs/{build.id}", headers=auth(world.bob_token)).status_code
+        == 404
+    )
     for _ in range(2):
         assert predict(world, wav_bytes(1.0)).status_code == 200
     first = httpx.get(

@@ -231,6 +231,9 @@ class EpochOut(BaseModel):
 class RunOut(BaseModel):
     id: int
     name: str
+    kind: Literal["train", "dataset"] = Field(
+        description="a training run, or the build of a dataset from uploaded recordings"
+    )
     status: str
     progress: float = Field(description="0 to 1")
     current_epoch: int
@@ -253,8 +256,9 @@ class RunOut(BaseModel):
             progress=run.progress,
             current_epoch=run.current_epoch,
             total_epochs=run.total_epochs,
+            kind=run.kind,
             arch=run.spec.get("arch"),
-            dataset=run.spec.get("dataset"),
+            dataset=run.spec.get("dataset") if run.kind == "train" else run.spec.get("name"),
             created_at=run.created_at,
             started_at=run.started_at,
             finished_at=run.finished_at,
