@@ -129,8 +129,7 @@ def _build_row(actor: Actor, run: RunRecord) -> None:
             except FakeVoiceError as exc:
                 st.error(str(exc))
             st.rerun()
-        return
-    if run.status == "succeeded":
+    elif run.status == "succeeded":
         left.success(f"{name}: built · {when}", icon=":material/check_circle:")
         if right.button("Open", key=f"build_open:{run.id}", icon=":material/open_in_new:"):
             st.query_params["dataset"] = name
@@ -140,5 +139,17 @@ def _build_row(actor: Actor, run: RunRecord) -> None:
         left.info(f"{name}: stopped · {when}", icon=":material/stop_circle:")
     else:
         left.error(f"{name}: {run.status} · {when}. {run.error or ''}", icon=":material/error:")
-    if run.notice:
-        st.caption(run.notice)
+    st.caption(_what(run) + (f" {run.notice}" if run.notice else ""))
+
+
+def _what(run: RunRecord) -> str:
+    """What a build makes, in a line: recordings, generators, noise levels, features."""
+    spec = run.spec
+    made = (
+        "labelled recordings"
+        if spec.get("labelled")
+        else f"copies by {', '.join(spec.get('generators', [])) or 'no generator'}"
+    )
+    noise = ", ".join(services.noise_label(n) for n in spec.get("noise_levels", []))
+    features = spec.get("feature_spec", {}).get("kind", "mel")
+    return f"{spec.get('recordings', '?')} recordings, {made}; {noise}; {features} images."

@@ -205,6 +205,8 @@ def test_a_name_is_taken_by_a_dataset_or_a_build_under_way(workbench: dict[str, 
     (Path(workbench["FAKEVOICE_DATASET_DIR"]) / "taken").mkdir(parents=True)
     with pytest.raises(ConflictError, match="taken"):
         services.submit_dataset_build(bob, "taken", [("c.zip", two_speakers())])
+    with pytest.raises(ConflictError, match="demo dataset"):  # even before `make run` built it
+        services.submit_dataset_build(bob, "Demo", [("c.zip", two_speakers())])
 
 
 # --- the worker builds it -------------------------------------------------------------------------

@@ -39,6 +39,7 @@ JOB_KINDS: tuple[RunKind, ...] = ("dataset", "train")
 JOB_PREFIX = "dataset "  # a build's job is named after its dataset: "dataset <name>"
 DEFAULT_BUILD_GENERATORS: tuple[str, ...] = ("world", "griffinlim", "mel_griffinlim", "lpc")
 DEFAULT_BUILD_NOISE: tuple[str, ...] = ("snr_inf", "snr_20db", "snr_10db")
+RESERVED_NAMES = frozenset({"demo"})  # `make run` builds the shared demo there when it is missing
 
 
 def submit_dataset_build(
@@ -190,6 +191,10 @@ def _check_quota(actor: Actor) -> None:
 
 
 def _check_name_is_free(name: str) -> None:
+    if name.lower() in RESERVED_NAMES:
+        raise ConflictError(
+            f"The name {name!r} is kept for the server's demo dataset; choose another name."
+        )
     if any(d.name == name for d in catalog_list_datasets(get_settings().dataset_dir)):
         raise ConflictError(f"A dataset called {name!r} exists already; choose another name.")
     if (get_settings().dataset_dir / name).exists():
