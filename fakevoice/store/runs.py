@@ -82,7 +82,8 @@ def create_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, actor.user_id) >= limit:
         raise LimitExceededError(
-            f"You already have {limit} run(s) queued or running; wait for one to finish or stop one."
+            f"You already have {limit} jobs (training runs or dataset builds) queued or running; "
+            "wait for one to finish or stop one."
         )
     epochs = spec.get("epochs", 0)
     row = RunRow(
@@ -186,7 +187,8 @@ def requeue_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, row.owner_id) >= limit:
         raise LimitExceededError(
-            f"You already have {limit} run(s) queued or running; wait for one to finish or stop one."
+            f"You already have {limit} jobs (training runs or dataset builds) queued or running; "
+            "wait for one to finish or stop one."
         )
     requeue_row(session, row, resume_from_epoch)
     return to_record(RunRecord, row)
