@@ -255,6 +255,9 @@ def test_a_worker_builds_the_dataset_which_only_its_owner_and_admins_see(
     services.render_dataset("calls", "calls-lfcc", {"kind": "lfcc"}, actor=root, workers=1)
     assert services.dataset_names(actor=alice) == ["calls", "calls-lfcc"]
     assert services.dataset_names(actor=bob) == []
+    services.clear_dataset_build(alice, run.id)  # off the list of builds; the dataset stays
+    assert services.list_dataset_builds(alice) == []
+    assert services.dataset_names(actor=alice) == ["calls", "calls-lfcc"]
 
     with pytest.raises(NotFoundError):
         services.delete_dataset(bob, "calls")
@@ -424,3 +427,38 @@ def test_a_labelled_upload_is_built_as_labelled(workbench: dict[str, str]) -> No
     assert sorted(manifest["class"]) == ["bonafide", "bonafide", "world"]  # nothing generated
     # The same file name in two class folders is one utterance: a split keeps them together.
     assert manifest["utterance"].nunique() == 2
+
+
+def test_clearing_an_interrupted_build_removes_its_upload_and_half_built_folder(
+    workbench: dict[str, str],
+) -> None:
+    alice = make_user("alice")
+    many = zip_of({f"ann/{i}.wav": wav(i, seconds=3.0) for i in range(16)})
+    run = services.submit_dataset_build(
+        alice, "half", [("m.zip", many)], generators=["lpc", "griffinlim", "mel_griffinlim"]
+    )
+    staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    folder = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "half"
+    worker = subprocess.Popen(
+        [str(FAKEVOICE), "worker"],
+        env={**os.environ, **workbench},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: get_run(alice, run.id).progress > 0, 120, "the build to start")
+        with pytest.raises(ConflictError, match="stop it first"):
+            services.clear_dataset_build(alice, run.id)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate()
+    time.sleep(STALE_SECONDS + 0.5)
+    run_worker({**workbench, "FAKEVOICE_AUTO_RESUME": "false"})  # marks it, does not resume
+    assert get_run(alice, run.id).status == "interrupted"
+    assert staged.exists() and folder.exists()
+    services.clear_dataset_build(alice, run.id)
+    assert services.list_dataset_builds(alice) == []
+    assert not staged.exists() and not folder.exists()
+    with store.session_scope(readonly=True) as session:
+        assert store.dataset_owners(session) == {}

@@ -74,6 +74,10 @@ def test_the_panel_follows_a_build_and_stops_it(dataset_root: Path) -> None:
     assert_no_exception(at)
     assert services.list_dataset_builds(ann)[0].status == "cancelled"
     assert any("calls: stopped" in i.value for i in at.info)
+    at.button(key=f"build_clear:{run.id}").click().run()  # off the list
+    assert_no_exception(at)
+    assert services.list_dataset_builds(ann) == []
+    assert not any("Your dataset builds" in m.value for m in at.markdown)
 
 
 def test_a_users_dataset_is_theirs_and_they_may_delete_it(dataset_root: Path) -> None:

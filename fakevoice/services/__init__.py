@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fakevoice.datasets.noise import noise_label, noise_sort_key
 from fakevoice.services.dataset_builds import (
+    clear_dataset_build,
     copy_synthesis_generators,
     list_dataset_builds,
     stop_dataset_build,
@@ -74,6 +75,7 @@ __all__ = [
     "RunProgress",
     "ScoredClip",
     "check_spec",
+    "clear_dataset_build",
     "cli_actor",
     "compare_utterance",
     "copy_synthesis_generators",

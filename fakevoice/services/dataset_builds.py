@@ -25,11 +25,16 @@ from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
 from fakevoice.datasets.folder import class_names, folder_recordings
 from fakevoice.datasets.generators import all_generators, get_generator
 from fakevoice.datasets.noise import noise_name, parse_noise_name
-from fakevoice.datasets.uploads import DatasetBuildSpec, stage_entries, uploads_dir
+from fakevoice.datasets.uploads import (
+    DatasetBuildSpec,
+    remove_upload,
+    stage_entries,
+    uploads_dir,
+)
 from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError, LimitExceededError
 from fakevoice.features import FeatureSpec
 from fakevoice.services.datasets import check_new_dataset_name
-from fakevoice.services.runs import stop_run
+from fakevoice.services.runs import delete_run, stop_run
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunKind, RunRecord
 
@@ -162,6 +167,34 @@ def stop_dataset_build(actor: Actor, run_id: int) -> RunRecord:
         if store.get_run(session, actor, run_id).kind != "dataset":
             raise InvalidSpecError(f"Job {run_id} is a training run, not a dataset build.")
     return stop_run(actor, run_id)
+
+
+def clear_dataset_build(actor: Actor, run_id: int) -> None:
+    """Take a finished build off the actor's list (a built dataset stays). An interrupted build's
+    upload and half-built folder are removed with it: nobody will continue it.
+
+    Raises:
+        NotFoundError: no such build that the actor may see.
+        ConflictError: the build is queued or running (stop it first).
+    """
+    with store.session_scope(readonly=True) as session:
+        run = store.get_run(session, actor, run_id)
+    if run.kind != "dataset":
+        raise InvalidSpecError(f"Job {run_id} is a training run, not a dataset build.")
+    if run.is_active:
+        raise ConflictError(
+            f"The build of {run.spec.get('name')!r} is {run.status}; stop it first."
+        )
+    if run.status != "succeeded":
+        spec = DatasetBuildSpec.from_dict(run.spec)
+        remove_upload(spec)
+        folder = get_settings().dataset_dir / spec.name
+        with store.session_scope() as session:
+            ours = store.dataset_owners(session).get(store.folder_key(folder)) == run.owner_id
+            if ours and not (folder / "manifest.csv").is_file():  # half-built: never listed
+                store.forget_dataset_folder(session, store.folder_key(folder))
+                shutil.rmtree(folder, ignore_errors=True)
+    delete_run(actor, run_id)
 
 
 def _check_layout(staging: Path) -> None:
