@@ -73,7 +73,7 @@ def register_run_model(
         )
 
 
-def bundlezip_of(run_dir: Path, folder: str = "", manifest: dict | None = None) -> bytes:
+def bundle_zip(run_dir: Path, folder: str = "", manifest: dict | None = None) -> bytes:
     """A zip of the run's safe bundle (``folder`` prefixes the names; ``manifest`` replaces it)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -133,7 +133,7 @@ def test_bundle_zip_is_stored_and_scores_like_the_original(
 ) -> None:
     original = register_run_model(alice, run_dir)
     imported = uploads.import_uploaded_model(
-        alice, "uploaded", "bundle.zip", bundlezip_of(run_dir, folder)
+        alice, "uploaded", "bundle.zip", bundle_zip(run_dir, folder)
     )
     assert imported.owner_id == alice.user_id and imported.name == "uploaded"
     assert imported.arch == "specnet" and imported.class_names == original.class_names
@@ -151,7 +151,7 @@ def test_bundle_zip_is_stored_and_scores_like_the_original(
 
 
 def test_a_taken_name_is_refused_and_leaves_no_folder(alice: Actor, run_dir: Path) -> None:
-    data = bundlezip_of(run_dir)
+    data = bundle_zip(run_dir)
     uploads.import_uploaded_model(alice, "same", "a.zip", data)
     with pytest.raises(ConflictError, match="already a model named 'same'"):
         uploads.import_uploaded_model(alice, "same", "b.zip", data)
@@ -182,7 +182,7 @@ def _manifest(run_dir: Path, **changes: object) -> dict:
 def test_bad_manifests_are_refused_with_the_reason(
     alice: Actor, run_dir: Path, changes: dict, message: str
 ) -> None:
-    data = bundlezip_of(run_dir, manifest=_manifest(run_dir, **changes))
+    data = bundle_zip(run_dir, manifest=_manifest(run_dir, **changes))
     with pytest.raises(ModelFileError, match=message):
         uploads.import_uploaded_model(alice, "bad", "bad.zip", data)
     assert stored_folders() == []
@@ -225,7 +225,7 @@ def test_a_bare_safetensors_file_or_junk_is_refused(alice: Actor, run_dir: Path)
 def test_too_large_uploads_are_refused(
     alice: Actor, run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = bundlezip_of(run_dir)
+    data = bundle_zip(run_dir)
     monkeypatch.setenv("FAKEVOICE_MAX_UPLOAD_BYTES", str(len(data) - 1))
     get_settings.cache_clear()
     with pytest.raises(FileTooLargeError, match="uploads are limited to"):
