@@ -92,6 +92,17 @@ def run_worker(env: dict[str, str], timeout: float = 240) -> str:
     return worker.stdout + worker.stderr
 
 
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """A real ``fakevoice worker`` in the background (the test stops or kills it)."""
+    return subprocess.Popen(
+        [str(FAKEVOICE), "worker", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def admin(name: str = "root") -> Actor:
     with store.session_scope() as session:
         user = store.create_user(session, name, is_admin=True)
@@ -319,13 +330,7 @@ def test_a_running_build_stops_on_request_and_leaves_nothing(workbench: dict[str
         alice, "long", [("m.zip", many)], generators=["lpc", "griffinlim", "mel_griffinlim"]
     )
     staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
-    worker = subprocess.Popen(
-        [str(FAKEVOICE), "worker", "--once"],
-        env={**os.environ, **workbench},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker(workbench, "--once")
     try:
         wait_for(lambda: get_run(alice, run.id).progress > 0, 120, "the build to make progress")
         services.stop_dataset_build(alice, run.id)
@@ -374,13 +379,7 @@ def test_a_build_whose_worker_died_is_continued_by_the_next_worker(
         noise_levels=["snr_inf"],
     )
     markers = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "resumed" / ".progress"
-    worker = subprocess.Popen(
-        [str(FAKEVOICE), "worker"],
-        env={**os.environ, **workbench},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker(workbench)
     try:  # the build file and two recordings' markers
         wait_for(lambda: len(list(markers.glob("*.json"))) >= 3, 120, "two recordings built")
     finally:
@@ -439,13 +438,7 @@ def test_clearing_an_interrupted_build_removes_its_upload_and_half_built_folder(
     )
     staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
     folder = Path(workbench["FAKEVOICE_DATASET_DIR"]) / "half"
-    worker = subprocess.Popen(
-        [str(FAKEVOICE), "worker"],
-        env={**os.environ, **workbench},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    worker = start_worker(workbench)
     try:
         wait_for(lambda: get_run(alice, run.id).progress > 0, 120, "the build to start")
         with pytest.raises(ConflictError, match="stop it first"):

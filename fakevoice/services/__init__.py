@@ -1,6 +1,7 @@
 """Use-cases shared by the pages, the API and the CLI (this package never imports streamlit).
 
 * :mod:`~fakevoice.services.datasets`: built datasets, their counts, side-by-side comparisons;
+* :mod:`~fakevoice.services.dataset_changes`: record, delete and re-render datasets;
 * :mod:`~fakevoice.services.dataset_builds`: datasets built from a user's uploaded recordings;
 * :mod:`~fakevoice.services.runs`: submit, follow, stop and resume training runs;
 * :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import, evaluation;
@@ -19,6 +20,11 @@ from fakevoice.services.dataset_builds import (
     stop_dataset_build,
     submit_dataset_build,
 )
+from fakevoice.services.dataset_changes import (
+    delete_dataset,
+    record_owner,
+    render_dataset,
+)
 from fakevoice.services.datasets import (
     ATTRIBUTION_NAME,
     BUILD_HINT,
@@ -29,11 +35,8 @@ from fakevoice.services.datasets import (
     dataset_names,
     dataset_overview,
     dataset_path,
-    delete_dataset,
     list_datasets,
     ordered_classes,
-    record_owner,
-    render_dataset,
     sample_items,
     utterances,
 )

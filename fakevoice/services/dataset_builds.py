@@ -33,7 +33,7 @@ from fakevoice.datasets.uploads import (
 )
 from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError, LimitExceededError
 from fakevoice.features import FeatureSpec
-from fakevoice.services.datasets import check_new_dataset_name
+from fakevoice.services.dataset_changes import check_new_dataset_name
 from fakevoice.services.runs import delete_run, stop_run
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunKind, RunRecord

@@ -2,7 +2,7 @@
 
 Datasets part: which datasets are built, what is in one (counts per noise level, speaker and
 class), and side-by-side comparisons of one utterance as the human said it and as each spoof
-generator made it. Dataset names are checked against the folders that really exist under
+generator made it (changes: :mod:`fakevoice.services.dataset_changes`). Dataset names are checked against the folders that really exist under
 ``get_settings().dataset_dir``; any other name (``'../x'`` included) raises
 :class:`~fakevoice.errors.NotFoundError`, so a name never becomes a path by itself.
 
@@ -16,13 +16,12 @@ Settings are read on every call, never at import time, so a process (or a test) 
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -38,20 +37,9 @@ from fakevoice.datasets.manifest import (
     read_manifest,
 )
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.errors import (
-    ConflictError,
-    DatasetError,
-    InvalidSpecError,
-    NotFoundError,
-    PermissionDeniedError,
-)
+from fakevoice.errors import DatasetError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
-
-if TYPE_CHECKING:
-    from fakevoice.datasets.render import RenderReport
-
-logger = logging.getLogger(__name__)
 
 ATTRIBUTION_NAME = "ATTRIBUTION"  # licence notices the builder writes beside the manifest
 MAX_ATTRIBUTION_BYTES = 256 * 1024
@@ -155,22 +143,6 @@ def list_datasets(*, actor: Actor | None) -> list[DatasetSummary]:
     return [s for s in summaries if _may_see(actor, owners.get(store.folder_key(s.path)))]
 
 
-def record_owner(
-    owner_id: int, name: str, folder: Path, *, items: int, spec: Mapping[str, Any] | None = None
-) -> None:
-    """Record ``folder`` (a dataset being made, or made) as the user's: only they and
-    administrators will see it."""
-    with store.session_scope() as session:
-        store.register_dataset(
-            session,
-            Actor(user_id=owner_id),
-            name=name,
-            path=store.folder_key(folder),
-            items=items,
-            spec=dict(spec or {}),
-        )
-
-
 def _owner_of(folder: Path) -> int | None:
     with store.session_scope(readonly=True) as session:
         return store.dataset_owners(session).get(store.folder_key(folder))
@@ -185,7 +157,7 @@ def dataset_names(*, actor: Actor | None) -> list[str]:
     return [summary.name for summary in list_datasets(actor=actor)]
 
 
-def _find(name: str, actor: Actor | None) -> DatasetSummary:
+def find_dataset(name: str, actor: Actor | None) -> DatasetSummary:
     """The summary of the dataset called ``name``; NotFoundError for any other string and for
     a dataset of someone else's."""
     for summary in list_datasets(actor=actor):
@@ -202,137 +174,7 @@ def dataset_path(name: str, *, actor: Actor | None) -> Path:
     Raises:
         NotFoundError: ``name`` is not one of :func:`dataset_names` (e.g. ``'../x'``).
     """
-    return _find(name, actor).path
-
-
-def delete_dataset(actor: Actor, name: str) -> None:
-    """Delete a dataset's folder: the owner's own, or (administrators) any.
-
-    Models trained on it stay. Datasets shared by everyone (built with the command line) may be
-    deleted by administrators only.
-
-    Raises:
-        NotFoundError: no such dataset that the actor may see.
-        PermissionDeniedError: a shared dataset, and the actor is not an administrator.
-        ConflictError: a queued or running training run uses it.
-    """
-    import shutil
-
-    summary = _find(name, actor)
-    key = store.folder_key(summary.path)
-    with store.session_scope() as session:
-        owner_id = store.dataset_owners(session).get(key)
-        if owner_id is None and not actor.is_admin:
-            raise PermissionDeniedError(
-                "Only an administrator may delete a dataset that everyone shares."
-            )
-        if not actor.can_write(owner_id):
-            raise PermissionDeniedError("Only its owner or an administrator may delete a dataset.")
-        if any(spec.get("dataset") == name for spec in store.active_job_specs(session, "train")):
-            raise ConflictError(
-                f"A queued or running training run uses {name!r}; stop it first or wait."
-            )
-        store.forget_dataset_folder(session, key)
-    shutil.rmtree(summary.path, ignore_errors=True)
-    logger.info("dataset %s deleted by user %d", name, actor.user_id)
-
-
-NEW_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-
-
-def check_new_dataset_name(name: str) -> str:
-    """A new dataset's name (trimmed), if it is one: it becomes a folder under the dataset dir.
-
-    Raises:
-        InvalidSpecError: not 1 to 64 letters, digits, ``-``, ``_`` or ``.``, or starts with a dot.
-    """
-    name = name.strip()
-    if not name or name.startswith(".") or not set(name) <= NEW_NAME_CHARS or len(name) > 64:
-        raise InvalidSpecError(
-            f"A dataset name is 1 to 64 letters, digits, '-', '_' or '.', not starting with a "
-            f"dot; got {name!r}."
-        )
-    return name
-
-
-def render_dataset(
-    source: str,
-    name: str,
-    overrides: Mapping[str, Any],
-    *,
-    actor: Actor | None = None,
-    workers: int = 0,
-    progress: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> RenderReport:
-    """Render dataset ``source`` again as dataset ``name`` with other spectrogram features.
-
-    Datasets belong to the server, not to a user: from a page (``actor`` given) only an
-    administrator may add one; the command line runs as the server's operator (``actor`` None).
-
-    Args:
-        source: an existing dataset's name.
-        name: the new dataset's name (letters, digits, ``-``, ``_``, ``.``; not starting with a dot).
-        overrides: feature spec fields that differ from ``source``'s (e.g. ``{"kind": "lfcc"}``).
-        workers: parallel processes (0 = every core).
-        progress: show a progress bar on stderr.
-        on_progress: told ``(clips done, clips)`` after each clip.
-
-    Raises:
-        PermissionDeniedError: ``actor`` is not an administrator.
-        NotFoundError: no dataset ``source``.
-        InvalidSpecError: a bad name or feature value.
-        DatasetError: a dataset ``name`` exists already, or the source's clips are unreadable.
-    """
-    from fakevoice.datasets.render import render_dataset as render
-    from fakevoice.features import FeatureSpec
-
-    if actor is not None and not actor.is_admin:
-        raise PermissionDeniedError(
-            "Only an administrator can add datasets: they are shared by everyone on this server."
-        )
-    # The command line (actor None) is the server's operator and sees every dataset.
-    summary = _find(source, actor) if actor is not None else _find_on_disk(source)
-    name = check_new_dataset_name(name)
-    spec = FeatureSpec.from_dict({**dict(summary.feature_spec or {}), **dict(overrides)})
-    target = get_settings().dataset_dir / name
-    if target.exists():
-        raise DatasetError(
-            f"A dataset or folder called {name!r} already exists; choose another name."
-        )
-    with store.session_scope(readonly=True) as session:
-        owner_id = store.dataset_owners(session).get(store.folder_key(summary.path))
-    if owner_id is not None:
-        # A user's dataset rendered again stays theirs; recorded first, so that nobody else
-        # sees the new folder for a moment.
-        record_owner(owner_id, name, target, items=0)
-    try:
-        report = render(
-            summary.path,
-            target,
-            spec,
-            workers=workers,
-            progress=progress,
-            on_progress=on_progress,
-        )
-    except BaseException:
-        if owner_id is not None and not (target / "manifest.csv").is_file():
-            with store.session_scope() as session:
-                store.forget_dataset_folder(session, store.folder_key(target))
-        raise
-    if owner_id is not None:
-        record_owner(owner_id, name, target, items=report.images)
-    return report
-
-
-def _find_on_disk(name: str) -> DatasetSummary:
-    """Any dataset on disk by name, whoever owns it (for the command line)."""
-    for summary in catalog_list_datasets(get_settings().dataset_dir):
-        if summary.name == name:
-            return summary
-    raise NotFoundError(
-        f"There is no dataset named {name!r} in {get_settings().dataset_dir}. {BUILD_HINT}"
-    )
+    return find_dataset(name, actor).path
 
 
 # --- manifest ------------------------------------------------------------------------------------
@@ -385,7 +227,7 @@ def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
         NotFoundError: No dataset has that name.
         DatasetError: Its manifest is missing or corrupt.
     """
-    summary = _find(name, actor)
+    summary = find_dataset(name, actor)
     frame = _manifest(summary.path)
     noise_levels = sorted(frame["noise"].unique(), key=noise_sort_key)
     classes = ordered_classes(set(frame["class"].unique()))
