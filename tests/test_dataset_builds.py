@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import speechlike, zip_of
-from workbench import active_workbench, get_run, make_user, wait_for
+from workbench import FAKEVOICE, active_workbench, get_run, make_user, start_worker, wait_for
 
 from fakevoice import services, store
 from fakevoice.datasets.sources import safe_id
@@ -32,8 +32,6 @@ from fakevoice.errors import (
 from fakevoice.store.records import Actor
 from fakevoice.trainspec import TrainSpec
 
-REPO = Path(__file__).resolve().parent.parent
-FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
 STALE_SECONDS = 2.0
 
 
@@ -90,17 +88,6 @@ def run_worker(env: dict[str, str], timeout: float = 240) -> str:
     )
     assert worker.returncode == 0, worker.stdout + worker.stderr
     return worker.stdout + worker.stderr
-
-
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """A real ``fakevoice worker`` in the background (the test stops or kills it)."""
-    return subprocess.Popen(
-        [str(FAKEVOICE), "worker", *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def admin(name: str = "root") -> Actor:

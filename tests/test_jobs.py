@@ -23,13 +23,20 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
-from workbench import active_workbench, epochs_of, get_run, make_user, submit, wait_for
+from workbench import (
+    FAKEVOICE,
+    active_workbench,
+    epochs_of,
+    get_run,
+    make_user,
+    start_worker,
+    submit,
+    wait_for,
+)
 
 from fakevoice import store
 from fakevoice.store.records import Actor
 
-REPO = Path(__file__).resolve().parent.parent
-FAKEVOICE = REPO / ".venv" / "bin" / "fakevoice"
 STALE_SECONDS = 2.0
 
 
@@ -81,16 +88,6 @@ def workbench(
 @pytest.fixture(scope="module")
 def actor(workbench: dict[str, str]) -> Actor:
     return make_user("tester")
-
-
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(FAKEVOICE), "worker", *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def finish(worker: subprocess.Popen[str], timeout: float = 120) -> str:

@@ -3,10 +3,13 @@ the run helpers the job tests share."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,8 @@ from fakevoice import store
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunBackend, RunRecord
 from fakevoice.trainspec import TrainSpec
+
+FAKEVOICE = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "fakevoice"
 
 
 @contextmanager
@@ -35,6 +40,18 @@ def active_workbench(
         finally:
             store.dispose_engines()
     get_settings.cache_clear()
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """A real ``fakevoice worker`` process with the settings ``env`` (``--once``: it exits when
+    nothing is left to do); its output is piped."""
+    return subprocess.Popen(
+        [str(FAKEVOICE), "worker", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def make_user(name: str) -> Actor:
