@@ -148,8 +148,28 @@ def store_models(names: list[str], seconds: float) -> tuple[Actor, str, dict[str
                 path=str(folder),
                 files={n: sha256_file(folder / n) for n in (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)},
                 feature_spec=manifest["feature_spec"],
+                metrics=run_like_metrics(),
             ).id
     return actor, secret, ids
+
+
+def run_like_metrics() -> dict[str, object]:
+    """A metrics report as a training run stores with its model (ROC points, confusion matrix,
+    EER per generator and noise level), so that reading the model costs what it costs in use."""
+    from fakevoice import metrics
+    from fakevoice.artefacts import generator_eers, noise_eers
+
+    rng = np.random.default_rng(0)
+    generators = ["world", "griffinlim", "lpc", "hifigan", "espeak"]
+    noises = ["snr_inf", "snr_20db", "snr_10db", "snr_0db", "snr_-10db"]
+    classes = [("bonafide", *generators)[i % 6] for i in range(970)]
+    labels = np.array([0 if c == "bonafide" else 1 for c in classes])
+    p_bonafide = np.clip(rng.normal(0.7 - 0.4 * labels, 0.2), 0.0, 1.0)
+    probs = np.stack([p_bonafide, 1.0 - p_bonafide], axis=1)
+    report = metrics.classification_report(labels, probs, ["bonafide", "spoof"])
+    report["generator_eer"] = generator_eers(p_bonafide, classes)
+    report["noise_eer"] = noise_eers(p_bonafide, classes, [noises[i % 5] for i in range(970)])
+    return report
 
 
 def bare_row(actor: Actor, name: str, model_id: int, clip: bytes, requests: int) -> Row:
@@ -167,6 +187,59 @@ def bare_row(actor: Actor, name: str, model_id: int, clip: bytes, requests: int)
         detector.predict(load_audio(clip, detector.sample_rate))
         latencies.append(time.perf_counter() - t0)
     return Row(name, "in-process", 1, requests, 0, time.perf_counter() - started, latencies)
+
+
+def database_costs(
+    actor: Actor, secret: str, model_id: int, clip: bytes, repeats: int = 32
+) -> None:
+    """Print what the store work of one verdict request costs in process: each step is timed right
+    after a clip is scored, as the server does it between forward passes (caches and the CPU are
+    then as cold as they are for the server)."""
+    import statistics
+
+    from sqlalchemy import text
+
+    from fakevoice import services, store
+    from fakevoice.audio import load_audio
+    from fakevoice.services import tokens
+
+    model = services.get_model(actor, model_id)
+    detector = services.detector_for(model)
+    audio = load_audio(clip, detector.sample_rate)
+
+    def empty_transaction() -> None:
+        with store.session_scope(readonly=True) as session:
+            session.execute(text("SELECT 1")).all()
+
+    def log_verdict() -> None:
+        with store.session_scope() as session:
+            store.add_analysis(
+                session,
+                actor,
+                model_id=model_id,
+                file_name="bench.wav",
+                duration=4.0,
+                sample_rate=16000,
+                verdict="human",
+                probabilities={"bonafide": 0.9, "spoof": 0.1},
+                threshold=0.6,
+                source="api",
+            )
+
+    steps = {
+        "SQLite transaction, SELECT 1": empty_transaction,
+        "token + model (one read)": lambda: tokens.authenticate_for_model(secret, str(model_id)),
+        "verdict logged (one write)": log_verdict,
+    }
+    print("store work of one request, in process, right after a forward pass (median ms):")
+    for label, step in steps.items():
+        times = []
+        for _ in range(repeats):
+            detector.predict(audio)
+            started = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - started)
+        print(f"  {label:32s} {1000 * statistics.median(times):6.2f}")
 
 
 def http_row(
@@ -327,6 +400,8 @@ def main() -> None:
                 f"({one.percentile(50) - bare.percentile(50):+.1f} ms over "
                 f"{bare.percentile(50):.1f} ms)"
             )
+        print()
+        database_costs(actor, secret, ids[names[0]], clip)
         failed = sum(r.errors for r in rows)
         print(f"errors: {failed}")
         if failed:

@@ -494,6 +494,14 @@ def test_bad_unknown_and_revoked_tokens_are_refused(world: World) -> None:
     tokens.revoke_token(world.bob, record.id)
     message = assert_error(httpx.get(models, headers=auth(secret)), 401, "unauthorized")
     assert "revoked" in message
+    # A verdict request reads the token and the model together: a revoked token is refused
+    # whatever the model, before any model is looked up or any audio decoded.
+    for model in (str(world.public.id), "no-such-model"):
+        refused = predict(world, b"not audio", model=model, token=secret)
+        assert "revoked" in assert_error(refused, 401, "unauthorized")
+    assert_error(
+        predict_batch(world, [("a.wav", wav_bytes(1.0))], token=secret), 401, "unauthorized"
+    )
 
 
 def test_anonymous_use_of_public_models_when_allowed(world: World) -> None:

@@ -514,18 +514,33 @@ def test_model_names_sharing_and_checksum_lookup(db: str, people: People) -> Non
             store.list_models(session, people.owner, all_users=True)
 
 
-def test_find_model_by_name_prefers_own_then_public(db: str, people: People) -> None:
+def test_find_model_by_key_prefers_own_then_public_and_names_over_ids(
+    db: str, people: People
+) -> None:
     own = _add_model(db, people.owner, "shared-name", sha="0f")
     theirs = _add_model(db, people.other, "shared-name", sha="1e", public=True)
-    _add_model(db, people.other, "secret", sha="2d")
+    secret = _add_model(db, people.other, "secret", sha="2d")
     with store.session_scope(db) as session:
-        found = store.find_model_by_name(session, people.owner, "shared-name")
-        assert found is not None and found.id == own
-        seen_by_other = store.find_model_by_name(session, people.other, "shared-name")
-        assert seen_by_other is not None and seen_by_other.id == theirs
-        assert store.find_model_by_name(session, people.admin, "shared-name").id == theirs  # type: ignore[union-attr]
-        assert store.find_model_by_name(session, people.owner, "secret") is None  # private
-        assert store.find_model_by_name(session, people.owner, "absent") is None
+        find = store.find_model_by_key
+        assert find(session, people.owner, "shared-name").id == own  # type: ignore[union-attr]
+        assert find(session, people.other, " shared-name ").id == theirs  # type: ignore[union-attr]
+        assert find(session, people.admin, "shared-name").id == theirs  # type: ignore[union-attr]
+        assert find(session, people.owner, "secret") is None  # private, by name
+        assert find(session, people.owner, "absent") is None
+        # by id: the owner's and public models; someone else's private one only for admins
+        assert find(session, people.owner, str(own)).id == own  # type: ignore[union-attr]
+        assert find(session, people.owner, str(theirs)).id == theirs  # type: ignore[union-attr]
+        assert find(session, people.owner, str(secret)) is None
+        assert find(session, people.admin, str(secret)).id == secret  # type: ignore[union-attr]
+        assert find(session, people.owner, "9" * 19) is None  # no such id, nor an overflow
+    named_like_an_id = _add_model(db, people.owner, str(theirs), sha="3c")
+    with store.session_scope(db) as session:
+        found = store.find_model_by_key(session, people.owner, str(theirs))
+        assert found is not None and found.id == named_like_an_id  # a name wins over an id
+        store.check_model_readable(session, people.owner, theirs)
+        with pytest.raises(NotFoundError):
+            store.check_model_readable(session, people.owner, secret)
+        store.check_model_readable(session, people.admin, secret)
 
 
 def test_model_can_name_only_a_visible_run(db: str, people: People) -> None:

@@ -13,12 +13,13 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fakevoice import store
+from fakevoice import services, store
 from fakevoice.errors import FakeVoiceError, NotFoundError
 from fakevoice.services import tokens
 from fakevoice.settings import Settings
 from fakevoice.store.records import Actor, ModelRecord
 
+REVOKED = "This token is unknown or was revoked."
 TOKEN_HINT = "send 'Authorization: Bearer <token>' with a token from your profile page"
 
 bearer_scheme = HTTPBearer(
@@ -75,18 +76,42 @@ def get_caller(
         UnauthorizedError: a bad, unknown or revoked token, or none where anonymous use is off.
     """
     if credentials is None:
-        if "authorization" in request.headers:
-            raise UnauthorizedError(
-                f"The Authorization header is not a bearer token; {TOKEN_HINT}."
-            )
-        settings: Settings = request.app.state.settings
-        if settings.api_allow_anonymous:
-            return Caller(anonymous_actor(settings.api_anonymous_user), anonymous=True)
-        raise UnauthorizedError(f"This API needs a token: {TOKEN_HINT}.")
+        return _without_token(request)
     actor = tokens.authenticate(credentials.credentials)
     if actor is None:
-        raise UnauthorizedError("This token is unknown or was revoked.")
+        raise UnauthorizedError(REVOKED)
     return Caller(actor)
+
+
+def caller_and_model(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, model_key: str
+) -> tuple[Caller, ModelRecord]:
+    """The caller of a verdict request and the model it names, checked as :func:`get_caller` and
+    :meth:`Caller.check_model` do, in one database transaction for a token's caller.
+
+    Raises:
+        UnauthorizedError: as :func:`get_caller`.
+        NotFoundError: no model of that name or id that the caller may use.
+    """
+    if credentials is None:
+        caller = _without_token(request)
+        return caller, caller.check_model(services.find_model(caller.actor, model_key))
+    found = tokens.authenticate_for_model(credentials.credentials, model_key)
+    if found is None:
+        raise UnauthorizedError(REVOKED)
+    actor, model = found
+    if model is None:
+        raise services.model_not_found(model_key)
+    return Caller(actor), model
+
+
+def _without_token(request: Request) -> Caller:
+    if "authorization" in request.headers:
+        raise UnauthorizedError(f"The Authorization header is not a bearer token; {TOKEN_HINT}.")
+    settings: Settings = request.app.state.settings
+    if settings.api_allow_anonymous:
+        return Caller(anonymous_actor(settings.api_anonymous_user), anonymous=True)
+    raise UnauthorizedError(f"This API needs a token: {TOKEN_HINT}.")
 
 
 def get_signed_in(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
@@ -97,4 +122,5 @@ def get_signed_in(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 SignedInDep = Annotated[Caller, Depends(get_signed_in)]

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from fakevoice import batch, services, store
-from fakevoice.api.auth import Caller, CallerDep, SignedInDep
+from fakevoice.api.auth import Caller, CallerDep, CredentialsDep, SignedInDep, caller_and_model
 from fakevoice.api.schemas import (
     AnalysesPage,
     AnalysisOut,
@@ -35,7 +35,7 @@ from fakevoice.api.schemas import (
     RunOut,
     ScoringState,
 )
-from fakevoice.errors import FileTooLargeError, NotFoundError
+from fakevoice.errors import FileTooLargeError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
 from fakevoice.settings import Settings
 from fakevoice.store.records import ModelRecord
@@ -80,14 +80,6 @@ def scoring_threads(settings: Settings) -> int:
     return settings.api_scoring_threads or len(os.sched_getaffinity(0))
 
 
-def resolve_model(caller: Caller, key: str) -> ModelRecord:
-    """The model a request names by id or name, if the caller may use it."""
-    text = key.strip()
-    if text.isdigit() and not (text.isascii() and int(text) <= MAX_ID):
-        raise NotFoundError(f"There is no model called {text!r} that you may use.")
-    return caller.check_model(services.find_model(caller.actor, text))
-
-
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
     """An uploaded file's bytes, read in chunks and refused past ``limit`` bytes."""
     chunks: list[bytes] = []
@@ -102,9 +94,10 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _predict(caller: Caller, key: str, data: bytes, name: str, threshold: float) -> PredictionOut:
+def _predict(
+    caller: Caller, model: ModelRecord, data: bytes, name: str, threshold: float
+) -> PredictionOut:
     started = time.perf_counter()
-    model = resolve_model(caller, key)
     scored = services.score_clip(
         caller.actor,
         model,
@@ -118,12 +111,10 @@ def _predict(caller: Caller, key: str, data: bytes, name: str, threshold: float)
 
 
 def _predict_batch(
-    caller: Caller, key: str, files: list[tuple[str, bytes]], threshold: float
-) -> tuple[ModelRecord, list[batch.BatchResult]]:
-    model = resolve_model(caller, key)
+    caller: Caller, model: ModelRecord, files: list[tuple[str, bytes]], threshold: float
+) -> list[batch.BatchResult]:
     entries = batch.read_batch(files)
-    results = batch.score_batch(caller.actor, model.id, entries, threshold=threshold, origin="api")
-    return model, results
+    return batch.score_batch(caller.actor, model.id, entries, threshold=threshold, origin="api")
 
 
 def build_router(settings: Settings) -> APIRouter:
@@ -143,7 +134,8 @@ def build_router(settings: Settings) -> APIRouter:
             UploadFile, File(description="audio: wav, flac, mp3, ogg, opus, webm, m4a, g722")
         ],
         model: ModelKey,
-        caller: CallerDep,
+        request: Request,
+        credentials: CredentialsDep,
         threshold: Threshold = DEFAULT_THRESHOLD,
     ) -> PredictionOut:
         """Decode the clip, score it with the model and log the verdict in your history.
@@ -152,8 +144,12 @@ def build_router(settings: Settings) -> APIRouter:
         """
         data = await read_upload(file, upload_limit)
         name = file.filename or "upload"
+        # The caller and the model first, outside the scoring queue: a refusal never waits.
+        caller, record = await anyio.to_thread.run_sync(
+            caller_and_model, request, credentials, model
+        )
         return await anyio.to_thread.run_sync(
-            _predict, caller, model, data, name, threshold, limiter=scoring
+            _predict, caller, record, data, name, threshold, limiter=scoring
         )
 
     @router.post(
@@ -170,7 +166,8 @@ def build_router(settings: Settings) -> APIRouter:
             list[UploadFile], File(description="audio files, or one zip of audio files")
         ],
         model: ModelKey,
-        caller: CallerDep,
+        request: Request,
+        credentials: CredentialsDep,
         threshold: Threshold = DEFAULT_THRESHOLD,
         format: Annotated[Literal["json", "csv"], Query(description="answer format")] = "json",
     ) -> Any:
@@ -183,8 +180,9 @@ def build_router(settings: Settings) -> APIRouter:
             (f.filename or "upload", await read_upload(f, settings.api_max_request_bytes))
             for f in files
         ]
-        used, results = await anyio.to_thread.run_sync(
-            _predict_batch, caller, model, uploads, threshold, limiter=scoring
+        caller, used = await anyio.to_thread.run_sync(caller_and_model, request, credentials, model)
+        results = await anyio.to_thread.run_sync(
+            _predict_batch, caller, used, uploads, threshold, limiter=scoring
         )
         if format == "csv":
             return Response(

@@ -65,6 +65,7 @@ from fakevoice.services.verdicts import (
     import_aasist,
     list_analyses,
     list_models,
+    model_not_found,
     score_clip,
 )
 
@@ -100,6 +101,7 @@ __all__ = [
     "list_dataset_builds",
     "list_datasets",
     "list_models",
+    "model_not_found",
     "list_runs",
     "memory_advice",
     "noise_label",

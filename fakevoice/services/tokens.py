@@ -12,13 +12,14 @@ import secrets
 
 from fakevoice import store
 from fakevoice.store import tokens as token_store
-from fakevoice.store.records import Actor
+from fakevoice.store.records import Actor, ModelRecord
 from fakevoice.store.tokens import TokenRecord
 
 __all__ = [
     "SECRET_PREFIX",
     "TokenRecord",
     "authenticate",
+    "authenticate_for_model",
     "create_token",
     "list_tokens",
     "revoke_token",
@@ -67,16 +68,37 @@ def authenticate(secret: str) -> Actor | None:
 
     Updates the token's last-used time (to the minute, so most requests only read).
     """
+    found = authenticate_for_model(secret, None)
+    return None if found is None else found[0]
+
+
+def authenticate_for_model(
+    secret: str, model_key: str | None
+) -> tuple[Actor, ModelRecord | None] | None:
+    """The actor a secret stands for and the model they name, read in one transaction (a verdict
+    request needs both before it can start, and each transaction costs a round of file locking).
+
+    Args:
+        secret: the bearer token.
+        model_key: a model's name or id as :func:`fakevoice.services.find_model` takes it, or None.
+
+    Returns:
+        None for an unknown or revoked token; otherwise the actor and the model, which is None
+        when no model that the actor may use has that name or id (or none was asked for).
+    """
     text = secret.strip()
     if not text.startswith(SECRET_PREFIX) or len(text) > MAX_SECRET_LENGTH:
         return None
     token_hash = _hash(text)
+    model = None
     with store.session_scope(readonly=True) as session:
         found = token_store.find_active_token(session, token_hash)
+        if found is not None and model_key is not None:
+            model = store.find_model_by_key(session, found[1], model_key)
     if found is None:
         return None
     token, actor = found
     if token_store.needs_touch(token):
         with store.session_scope() as session:
             token_store.touch_token(session, token.id)
-    return actor
+    return actor, model

@@ -62,13 +62,17 @@ def find_model(actor: Actor, key: str | int) -> ModelRecord:
     """
     text = str(key).strip()
     with store.session_scope(readonly=True) as session:
-        named = store.find_model_by_name(session, actor, text)
-        if named is not None:
-            return named
-        if text.isascii() and text.isdigit() and len(text) <= 18:
-            return store.get_model(session, actor, int(text))
-    raise NotFoundError(
-        f"There is no model called {text!r} that you may use; `fakevoice models` lists them."
+        found = store.find_model_by_key(session, actor, text)
+    if found is None:
+        raise model_not_found(text)
+    return found
+
+
+def model_not_found(key: str | int) -> NotFoundError:
+    """The error for a model name or id that names no model the actor may use."""
+    return NotFoundError(
+        f"There is no model called {str(key).strip()!r} that you may use; "
+        "`fakevoice models` lists them."
     )
 
 

@@ -59,8 +59,9 @@ from fakevoice.store.metrics import (
 from fakevoice.store.migrate import current_revision, head_revision, schema_differences, upgrade
 from fakevoice.store.models import (
     add_model,
+    check_model_readable,
     delete_model,
-    find_model_by_name,
+    find_model_by_key,
     find_model_by_sha256,
     get_model,
     list_models,
@@ -134,7 +135,8 @@ __all__ = [
     "delete_run",
     "delete_user",
     "dispose_engines",
-    "find_model_by_name",
+    "check_model_readable",
+    "find_model_by_key",
     "find_model_by_sha256",
     "folder_key",
     "forget_dataset_folder",

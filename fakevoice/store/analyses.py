@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import InvalidSpecError, NotFoundError
-from fakevoice.store.models import get_model
+from fakevoice.store.models import check_model_readable
 from fakevoice.store.records import Actor, AnalysisRecord, AnalysisSource, to_record
 from fakevoice.store.tables import ANALYSIS_SOURCES, AnalysisRow
 
@@ -52,7 +52,7 @@ def add_analysis(
         )
     if file_sha256 is not None and not _is_sha256(file_sha256):
         raise InvalidSpecError("file_sha256 must be 64 lowercase hexadecimal digits")
-    get_model(session, actor, model_id)
+    check_model_readable(session, actor, model_id)
     row = AnalysisRow(
         owner_id=actor.user_id,
         model_id=model_id,

@@ -21,6 +21,8 @@ from fakevoice.store.tables import ModelRow
 
 logger = logging.getLogger(__name__)
 
+MAX_ID_DIGITS = 18  # every number of up to 18 digits fits a database integer
+
 
 def add_model(
     session: Session,
@@ -96,16 +98,40 @@ def list_models(session: Session, actor: Actor, *, all_users: bool = False) -> l
     return [to_record(ModelRecord, row) for row in session.scalars(query)]
 
 
-def find_model_by_name(session: Session, actor: Actor, name: str) -> ModelRecord | None:
-    """The actor's model called ``name``, else the newest public one of that name, else None."""
+def find_model_by_key(session: Session, actor: Actor, key: str) -> ModelRecord | None:
+    """The model a user names by name or id, in one query: the actor's model called ``key``, else
+    the newest public one of that name, else (``key`` being digits) the model with that id when
+    the actor may read it, else None. A name wins over an id, so a model named ``"42"`` is found
+    by its name.
+    """
+    text = key.strip()
+    by_name = ModelRow.name == text
+    wanted = by_name & or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public)
+    if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
+        by_id = ModelRow.id == int(text)
+        if not actor.is_admin:
+            by_id = by_id & or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public)
+        wanted = wanted | by_id
     query = (
         select(ModelRow)
-        .where(ModelRow.name == name, or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
-        .order_by((ModelRow.owner_id == actor.user_id).desc(), ModelRow.created_at.desc())
+        .where(wanted)
+        .order_by(
+            by_name.desc(), (ModelRow.owner_id == actor.user_id).desc(), ModelRow.created_at.desc()
+        )
         .limit(1)
     )
     row = session.scalars(query).first()
     return None if row is None else to_record(ModelRecord, row)
+
+
+def check_model_readable(session: Session, actor: Actor, model_id: int) -> None:
+    """NotFoundError unless the model exists and the actor may read it (reads two columns only,
+    for writers that need the check but not the model)."""
+    found = session.execute(
+        select(ModelRow.owner_id, ModelRow.is_public).where(ModelRow.id == model_id)
+    ).first()
+    if found is None or not actor.can_read(found.owner_id, is_public=found.is_public):
+        raise NotFoundError(f"There is no model with id {model_id}.")
 
 
 def set_public(session: Session, actor: Actor, model_id: int, is_public: bool) -> ModelRecord:

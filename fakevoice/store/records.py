@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -171,6 +172,25 @@ RecordT = TypeVar("RecordT")
 
 def to_record(record_type: type[RecordT], row: object) -> RecordT:
     """Copy the attributes a record declares from an ORM row (inside its session)."""
-    names = [f.name for f in dataclasses.fields(record_type)]  # type: ignore[arg-type]
     # JSON values are copied so that changing a record never touches the session's state.
-    return record_type(**{name: copy.deepcopy(getattr(row, name)) for name in names})
+    names = _field_names(record_type)  # type: ignore[arg-type]
+    return record_type(**{name: _copy_json(getattr(row, name)) for name in names})
+
+
+@functools.cache
+def _field_names(record_type: type) -> tuple[str, ...]:
+    """The field names of a record class (looked up once per class)."""
+    return tuple(f.name for f in dataclasses.fields(record_type))
+
+
+def _copy_json(value: Any) -> Any:
+    """A copy of the containers of a JSON-like value (the API reads records on every request, and
+    ``copy.deepcopy`` costs ten times as much); anything else is returned as it is (strings,
+    numbers, datetimes are immutable)."""
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    if isinstance(value, (str, int, float, bool, type(None), datetime)):
+        return value
+    return copy.deepcopy(value)
