@@ -537,10 +537,42 @@ def test_find_model_by_key_prefers_own_then_public_and_names_over_ids(
     with store.session_scope(db) as session:
         found = store.find_model_by_key(session, people.owner, str(theirs))
         assert found is not None and found.id == named_like_an_id  # a name wins over an id
-        store.check_model_readable(session, people.owner, theirs)
-        with pytest.raises(NotFoundError):
-            store.check_model_readable(session, people.owner, secret)
-        store.check_model_readable(session, people.admin, secret)
+
+
+def test_verdict_path_records_equal_what_the_orm_reads(db: str, people: People) -> None:
+    """find_active_token, find_model_by_key and add_analysis build their records from Core rows
+    (the API runs them on every request): every field must come out as the ORM reads it."""
+    from fakevoice.store import tokens as token_store
+
+    model_id = _add_model(db, people.owner, "parity", public=True)
+    with store.session_scope(db) as session:
+        token = token_store.add_token(
+            session, people.owner, name="parity", prefix="fv_parity", token_hash="9a" * 32
+        )
+        analysis = store.add_analysis(
+            session,
+            people.other,
+            model_id=model_id,
+            file_name="x" * 300,
+            duration=1.5,
+            sample_rate=8000,
+            verdict="machine",
+            probabilities={"bonafide": 0.25, "world": 0.75},
+            threshold=0.7,
+            source="cli",
+            file_sha256="ef" * 32,
+        )
+    with store.session_scope(db, readonly=True) as session:
+        found = store.find_model_by_key(session, people.owner, "parity")
+        assert found == store.get_model(session, people.owner, model_id)
+        assert found is not None and found.created_at.tzinfo is not None
+        assert found.metrics == {"eer": 0.1} and found.feature_spec == {"kind": "mel"}
+        by_hash = token_store.find_active_token(session, "9a" * 32)
+        assert by_hash == (token, people.owner)
+        assert token_store.list_tokens(session, people.owner) == [by_hash[0]]
+        stored = store.get_analysis(session, people.other, analysis.id)
+        assert stored == analysis and len(stored.file_name) == 255
+        assert stored.created_at.tzinfo is not None
 
 
 def test_model_can_name_only_a_visible_run(db: str, people: People) -> None:
@@ -588,6 +620,9 @@ def test_analysis_ownership_and_paging(db: str, people: People) -> None:
     theirs = _analyse(db, people.other, public, "../../etc/passwd")
     with pytest.raises(NotFoundError):
         _analyse(db, people.other, private)  # cannot use someone's private model
+    with pytest.raises(NotFoundError):
+        _analyse(db, people.owner, private + public + 1)  # nor one that does not exist
+    by_admin = _analyse(db, people.admin, private)  # administrators may use any model
     with store.session_scope(db, readonly=True) as session:
         listed = store.list_analyses(session, people.owner)
         assert [a.id for a in listed] == mine[::-1]
@@ -596,7 +631,7 @@ def test_analysis_ownership_and_paging(db: str, people: People) -> None:
             mine[0],
         ]
         assert [a.id for a in store.list_analyses(session, people.other)] == [theirs]
-        assert store.list_analyses(session, people.admin) == []  # history is mine only
+        assert [a.id for a in store.list_analyses(session, people.admin)] == [by_admin]
         assert store.count_analyses(session, people.owner) == 3
         record = store.get_analysis(session, people.admin, theirs)
         assert (record.file_name, record.probabilities, record.source) == (

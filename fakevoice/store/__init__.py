@@ -59,7 +59,6 @@ from fakevoice.store.metrics import (
 from fakevoice.store.migrate import current_revision, head_revision, schema_differences, upgrade
 from fakevoice.store.models import (
     add_model,
-    check_model_readable,
     delete_model,
     find_model_by_key,
     find_model_by_sha256,
@@ -135,7 +134,6 @@ __all__ = [
     "delete_run",
     "delete_user",
     "dispose_engines",
-    "check_model_readable",
     "find_model_by_key",
     "find_model_by_sha256",
     "folder_key",

@@ -7,15 +7,16 @@ a public model someone else owns is PermissionDeniedError on writes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, NotFoundError, PermissionDeniedError
-from fakevoice.store.records import Actor, ModelRecord, to_record
+from fakevoice.store.records import Actor, ModelRecord, field_names, record_from_row, to_record
 from fakevoice.store.runs import clean_name, visible_run_row
 from fakevoice.store.tables import ModelRow
 
@@ -105,33 +106,38 @@ def find_model_by_key(session: Session, actor: Actor, key: str) -> ModelRecord |
     by its name.
     """
     text = key.strip()
-    by_name = ModelRow.name == text
-    wanted = by_name & or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public)
-    if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
-        by_id = ModelRow.id == int(text)
-        if not actor.is_admin:
-            by_id = by_id & or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public)
-        wanted = wanted | by_id
-    query = (
-        select(ModelRow)
+    with_id = text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS
+    query = _model_by_key_query(with_id=with_id, any_id=actor.is_admin)
+    values: dict[str, Any] = {"name": text, "user_id": actor.user_id}
+    if with_id:
+        values["model_id"] = int(text)
+    row = session.execute(query, values).first()
+    return None if row is None else record_from_row(ModelRecord, row)
+
+
+@functools.cache
+def _model_by_key_query(*, with_id: bool, any_id: bool) -> Select[Any]:
+    """The statement of :func:`find_model_by_key`, built once per shape: the verdict path runs
+    it on every API request, on table columns (see :func:`~fakevoice.store.records.record_from_row`).
+
+    Args:
+        with_id: the key may also be an id.
+        any_id: by id, any model is found (administrators), not only readable ones.
+    """
+    columns = ModelRow.__table__.c
+    mine = columns.owner_id == bindparam("user_id")
+    readable = or_(mine, columns.is_public)
+    by_name = columns.name == bindparam("name")
+    wanted = by_name & readable
+    if with_id:
+        by_id = columns.id == bindparam("model_id")
+        wanted = wanted | (by_id if any_id else by_id & readable)
+    return (
+        select(*(columns[name] for name in field_names(ModelRecord)))
         .where(wanted)
-        .order_by(
-            by_name.desc(), (ModelRow.owner_id == actor.user_id).desc(), ModelRow.created_at.desc()
-        )
+        .order_by(by_name.desc(), mine.desc(), columns.created_at.desc())
         .limit(1)
     )
-    row = session.scalars(query).first()
-    return None if row is None else to_record(ModelRecord, row)
-
-
-def check_model_readable(session: Session, actor: Actor, model_id: int) -> None:
-    """NotFoundError unless the model exists and the actor may read it (reads two columns only,
-    for writers that need the check but not the model)."""
-    found = session.execute(
-        select(ModelRow.owner_id, ModelRow.is_public).where(ModelRow.id == model_id)
-    ).first()
-    if found is None or not actor.can_read(found.owner_id, is_public=found.is_public):
-        raise NotFoundError(f"There is no model with id {model_id}.")
 
 
 def set_public(session: Session, actor: Actor, model_id: int, is_public: bool) -> ModelRecord:
