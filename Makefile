@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+TEST_WORKERS ?= 2
 DEMO := dataset/demo/manifest.csv
 
 .PHONY: run test install install-test system-sound system-test demo lint typecheck pytest clean
@@ -50,7 +51,7 @@ typecheck: install-test
 	$(BIN)/mypy
 
 pytest: install-test system-sound system-test
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test: lint typecheck pytest
 

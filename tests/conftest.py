@@ -16,6 +16,31 @@ from fakevoice.settings import get_settings
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
+# Test files that must share one pytest-xdist worker, by group. Both Ray files start and stop a
+# local Ray instance, and two at once on one machine fight over ports and processes.
+SERIAL_GROUPS = {
+    "tests/test_ray_backend.py": "ray",
+    "tests/test_ray_cluster.py": "ray",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Spread test files over the xdist workers, keeping each SERIAL_GROUPS group on one worker.
+
+    A whole file goes to one worker so its module fixtures (trained models, servers) are built
+    once. xdist's own ``--dist loadgroup`` does not group under pytest 9: it renames the item
+    ``_nodeid``, which pytest 9 no longer reads.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SERIAL_GROUPS.get(path, path)
+
+    return FileScheduling(config, log)
+
 
 @pytest.fixture(autouse=True)
 def _keep_main_module() -> Iterator[None]:

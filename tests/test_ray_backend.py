@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package")
+
+# One Ray instance at a time: under pytest-xdist this file shares a worker with the other Ray
+# file (SERIAL_GROUPS in tests/conftest.py).
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +38,17 @@ def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         for key, value in env.items():
             patch.setenv(key, value)
         get_settings.cache_clear()
+        ray_dir = tempfile.mkdtemp(prefix="fvray-")  # short: Ray's socket paths must fit 107 bytes
         try:
             ray.init(
                 num_cpus=2,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
-                _temp_dir=str(base / "ray"),
+                _temp_dir=ray_dir,
             )
         except Exception as exc:  # no shared memory, no free ports...
+            shutil.rmtree(ray_dir, ignore_errors=True)
             pytest.skip(f"Ray cannot start here: {exc}")
         try:
             store.init_db()
@@ -52,6 +58,7 @@ def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         finally:
             ray.shutdown()
             store.dispose_engines()
+            shutil.rmtree(ray_dir, ignore_errors=True)
     get_settings.cache_clear()
 
 

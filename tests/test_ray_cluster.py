@@ -24,6 +24,9 @@ from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package")
+
+# One Ray instance at a time: under pytest-xdist this file shares a worker with the other Ray
+# file (SERIAL_GROUPS in tests/conftest.py).
 RAY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ray"
 TASK_TITLE = "ray::_remote_execute"
 
