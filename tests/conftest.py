@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
             return SERIAL_GROUPS.get(path, path)
 
     return FileScheduling(config, log)
+
+
+@pytest.fixture(scope="module")
+def ray_temp_dir() -> Iterator[str]:
+    """A fresh Ray temp dir under /tmp, removed afterwards.
+
+    Short on purpose: Ray's socket paths must fit 107 bytes, which pytest's basetemp (longer
+    under xdist's ``popen-gwN``) does not leave room for.
+    """
+    path = tempfile.mkdtemp(prefix="fvray-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package
 
 
 @pytest.fixture(scope="module")
-def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
+def ray_workbench(tmp_path_factory: pytest.TempPathFactory, ray_temp_dir: str) -> Iterator[Actor]:
     base = tmp_path_factory.mktemp("ray")
     datasets = base / "datasets"
     shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets / DATASET)
@@ -38,17 +37,15 @@ def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         for key, value in env.items():
             patch.setenv(key, value)
         get_settings.cache_clear()
-        ray_dir = tempfile.mkdtemp(prefix="fvray-")  # short: Ray's socket paths must fit 107 bytes
         try:
             ray.init(
                 num_cpus=2,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
-                _temp_dir=ray_dir,
+                _temp_dir=ray_temp_dir,
             )
         except Exception as exc:  # no shared memory, no free ports...
-            shutil.rmtree(ray_dir, ignore_errors=True)
             pytest.skip(f"Ray cannot start here: {exc}")
         try:
             store.init_db()
@@ -58,7 +55,6 @@ def ray_workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         finally:
             ray.shutdown()
             store.dispose_engines()
-            shutil.rmtree(ray_dir, ignore_errors=True)
     get_settings.cache_clear()
 
 

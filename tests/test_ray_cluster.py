@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' package
 
 # One Ray instance at a time: under pytest-xdist this file shares a worker with the other Ray
 # file (SERIAL_GROUPS in tests/conftest.py).
+
 RAY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "ray"
 TASK_TITLE = "ray::_remote_execute"
 
@@ -49,7 +49,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, ray_temp_dir: str) -> Iterator[Actor]:
     base = tmp_path_factory.mktemp("raycluster")
     datasets = base / "datasets"
     shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets / DATASET)
@@ -69,12 +69,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         # Ray 2.5x turns token authentication on for `ray start`; a loopback test cluster has none.
         "RAY_AUTH_MODE": "disabled",
     }
-    ray_dir = tempfile.mkdtemp(prefix="fvray-")  # short: Ray's socket paths must fit 107 bytes
     ray_env = {**os.environ, **env, "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--include-dashboard", "false", "--temp-dir", ray_dir, *common],
+         "--include-dashboard", "false", "--temp-dir", ray_temp_dir, *common],
         env=ray_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     node: subprocess.Popen[bytes] | None = None
@@ -120,7 +119,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Actor]:
         for process in (node, head):
             if process is not None:
                 _stop(process)
-        shutil.rmtree(ray_dir, ignore_errors=True)
         get_settings.cache_clear()
 
 
