@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
+from .widgets import TIMEOUT_MS, choose, wait_for_script
+
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
@@ -24,30 +26,12 @@ expect = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is missing"
 ).expect
 
-TIMEOUT_MS = 90_000  # a cold Streamlit process imports torch and fastai on its first run
 NOISE = "snr_10db"
 AUDIO_DURATION_TOLERANCE_S = 0.05
 
 
 def _read_manifest(dataset: Path) -> pd.DataFrame:
     return pd.read_csv(dataset / "manifest.csv", dtype=str, keep_default_na=False)
-
-
-def _wait_for_script(page: Page) -> None:
-    """Wait until the app is connected and its script has finished running."""
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=TIMEOUT_MS)
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT_MS)
-
-
-def _choose(page: Page, label: str, option: str) -> None:
-    """Pick ``option`` in the selectbox labelled ``label`` the way a person does: type, click."""
-    combobox = page.get_by_role("combobox", name=label, exact=True)
-    combobox.click()
-    page.keyboard.type(option)
-    page.get_by_role("option", name=option, exact=True).click()
-    expect(combobox).to_have_value(option, timeout=TIMEOUT_MS)
-    _wait_for_script(page)
 
 
 def _metric(page: Page, label: str) -> Locator:
@@ -107,7 +91,7 @@ def test_home_to_datasets_compare_human_and_machine(
 
     # Home: the title, the introduction and the built dataset in the table.
     page.goto(url)
-    _wait_for_script(page)
+    wait_for_script(page)
     expect(page.locator("h1", has_text="Fake Voice Workbench")).to_be_visible()
     expect(page.get_by_text("Build a dataset")).to_be_visible()
     expect(_grid_rows(page)).to_have_count(2, timeout=TIMEOUT_MS)
@@ -121,12 +105,12 @@ def test_home_to_datasets_compare_human_and_machine(
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Datasets").click()
     expect(page).to_have_url(re.compile(r"/datasets"), timeout=TIMEOUT_MS)
     expect(page.locator("h1", has_text="Datasets")).to_be_visible(timeout=TIMEOUT_MS)
-    _wait_for_script(page)
+    wait_for_script(page)
 
     # The first dataset is shown; choosing the other one changes the counts to its manifest's.
     expect(page.get_by_role("combobox", name="Dataset")).to_have_value(clean_only_dataset.name)
     expect(_metric(page, "Items")).to_have_text(f"{len(clean_only):,}", timeout=TIMEOUT_MS)
-    _choose(page, "Dataset", dataset)
+    choose(page, "Dataset", dataset)
     expect(_metric(page, "Items")).to_have_text(f"{len(manifest):,}", timeout=TIMEOUT_MS)
     expect(_metric(page, "Speakers")).to_have_text(str(manifest["speaker"].nunique()))
     expect(_metric(page, "Classes")).to_have_text(str(manifest["class"].nunique()))
@@ -141,8 +125,8 @@ def test_home_to_datasets_compare_human_and_machine(
     utterance, classes = _richest_utterance(manifest, NOISE)
     assert "bonafide" in classes
     generators = [c for c in classes if c != "bonafide"]
-    _choose(page, "Noise level", _noise_label(NOISE))
-    _choose(page, "Utterance", utterance)
+    choose(page, "Noise level", _noise_label(NOISE))
+    choose(page, "Utterance", utterance)
     caption = page.get_by_test_id("stCaptionContainer").filter(has_text=f"Utterance {utterance}")
     expect(caption).to_contain_text(_noise_label(NOISE), timeout=TIMEOUT_MS)
 

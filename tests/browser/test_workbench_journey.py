@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .widgets import TIMEOUT_MS, choose, wait_for_script
+
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
@@ -28,7 +30,6 @@ expect = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is missing"
 ).expect
 
-TIMEOUT_MS = 90_000  # a slow, shared 2-core machine: page runs and uploads
 TRAIN_TIMEOUT_MS = 240_000  # a worker child process starting torch, then two epochs
 USERNAME = "journey"
 DISPLAY_NAME = "Journey Tester"
@@ -48,13 +49,6 @@ PAST_TWO_EPOCHS = re.compile(rf"Epoch ([3-9]|[1-9]\d) of {LONG_EPOCHS} ")
 # --- small helpers: what a person does -----------------------------------------------------------
 
 
-def _wait_for_script(page: Page) -> None:
-    """Wait until the app is connected and its script (or fragment) has finished running."""
-    app = page.get_by_test_id("stApp")
-    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=TIMEOUT_MS)
-    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT_MS)
-
-
 def _keyed(page: Page, key: str) -> Locator:
     """The element of the widget with ``key`` (Streamlit's ``st-key-<key>`` class)."""
     return page.locator(f".st-key-{re.sub(r'[^a-zA-Z0-9_-]', '-', key)}")
@@ -65,33 +59,20 @@ def _button(page: Page, key: str) -> Locator:
     return _keyed(page, key).get_by_role("button")
 
 
-def _choose(page: Page, label: str, option: str | re.Pattern[str], typed: str) -> None:
-    """Pick an option in the selectbox labelled ``label``: type ``typed``, click the option."""
-    combobox = page.get_by_role("combobox", name=label, exact=True)
-    current = combobox.input_value()
-    if option == current if isinstance(option, str) else option.search(current):
-        return  # already chosen (a later form keeps the earlier choice)
-    combobox.click()
-    page.keyboard.type(typed)
-    page.get_by_role("option", name=option, exact=isinstance(option, str)).click()
-    expect(combobox).to_have_value(option, timeout=TIMEOUT_MS)
-    _wait_for_script(page)
-
-
 def _type_into(page: Page, key: str, text: str) -> None:
     """Replace a text or number input's value and commit it with Enter."""
     field = _keyed(page, key).locator("input")
     field.fill(text)
     field.press("Enter")
     expect(field).to_have_value(text, timeout=TIMEOUT_MS)
-    _wait_for_script(page)
+    wait_for_script(page)
 
 
 def _go_to(page: Page, title: str, heading: str | re.Pattern[str]) -> None:
     """Open a page from the sidebar navigation and wait for its heading."""
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     expect(page.locator("h1", has_text=heading)).to_be_visible(timeout=TIMEOUT_MS)
-    _wait_for_script(page)
+    wait_for_script(page)
 
 
 def _open_expander(page: Page, title: str) -> Locator:
@@ -141,7 +122,7 @@ def _download(page: Page, key: str, tmp_path: Path) -> tuple[str, Path]:
 
 def _register(page: Page, url: str) -> None:
     page.goto(url)
-    _wait_for_script(page)
+    wait_for_script(page)
     page.get_by_role("tab", name="Register").click()
     fields = {
         "register_username": USERNAME,
@@ -176,11 +157,11 @@ def _build_dataset(page: Page, recordings: Path, screenshot: Callable[..., Path]
     )
     # The panel follows the job until the worker has built it.
     expect(page.get_by_text(f"{MY_DATASET}: built")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
-    _wait_for_script(page)
+    wait_for_script(page)
     page.mouse.move(0, 0)
     screenshot(page, "datasets-build", full_page=False)
     page.locator("[class*='st-key-build_open-']").get_by_role("button").first.click()
-    _wait_for_script(page)
+    wait_for_script(page)
     expect(page.get_by_role("combobox", name="Dataset", exact=True)).to_have_value(
         MY_DATASET, timeout=TIMEOUT_MS
     )
@@ -192,16 +173,16 @@ def _build_dataset(page: Page, recordings: Path, screenshot: Callable[..., Path]
 
 def _datasets(page: Page, dataset: str) -> None:
     _go_to(page, "Datasets", "Datasets")
-    _choose(page, "Dataset", dataset, dataset)
+    choose(page, "Dataset", dataset, dataset)
     expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=TIMEOUT_MS)
 
 
 def _fill_run_form(page: Page, dataset: str, name: str, epochs: int, batch_size: int) -> None:
     """Choose the dataset, specnet, epochs and batch size on the Train page's "New run" form."""
     _open_expander(page, "New run")
-    _choose(page, "Dataset", dataset, dataset)
+    choose(page, "Dataset", dataset, dataset)
     expect(page.get_by_text("This choice selects")).to_be_visible(timeout=TIMEOUT_MS)
-    _choose(page, "Architecture", re.compile(r"^specnet: "), "specnet")
+    choose(page, "Architecture", re.compile(r"^specnet: "), "specnet")
     _type_into(page, "train_run_name", name)
     _type_into(page, "train_epochs", str(epochs))
     _type_into(page, "train_batch_size", str(batch_size))
@@ -257,13 +238,13 @@ def _watch_and_stop_run(page: Page, dataset: str, screenshot: Callable[..., Path
 
 def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[..., Path]) -> None:
     """Open the finished run again: metrics, confusion matrix, ROC, table, downloads."""
-    _choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
+    choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
     _button(page, "train_open").click()
     expect(page.get_by_role("heading", name=f"Run '{FINISHED_RUN}'")).to_be_visible(
         timeout=TIMEOUT_MS
     )
     expect(page.get_by_text("Finished after 2 epoch(s).")).to_be_visible(timeout=TIMEOUT_MS)
-    _wait_for_script(page)
+    wait_for_script(page)
     metrics = page.get_by_test_id("stMetric")
     for label in ("Accuracy", "Macro F1", "EER", "AUC"):
         value = metrics.filter(has_text=label).first.get_by_test_id("stMetricValue")
@@ -291,7 +272,7 @@ def _evaluate_upload(page: Page, clip: Path, screenshot: Callable[..., Path]) ->
     page.get_by_role("link", name="Evaluate this model").click()
     expect(page.locator("h1", has_text="Evaluate")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page).to_have_url(re.compile(r"/evaluate\?model=\d+"), timeout=TIMEOUT_MS)
-    _wait_for_script(page)
+    wait_for_script(page)
     expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(
         f"{FINISHED_RUN} · specnet"
     )
@@ -304,7 +285,7 @@ def _evaluate_upload(page: Page, clip: Path, screenshot: Callable[..., Path]) ->
     expect(page.get_by_text(re.compile(r"\d+\.\d\d s · 16000 Hz · 1 channel\(s\)"))).to_be_visible()
     expect(page.get_by_text("What the model sees")).to_be_visible()
     expect(_grid(page, clip.name)).to_have_count(1, timeout=TIMEOUT_MS)  # logged in my history
-    _wait_for_script(page)
+    wait_for_script(page)
     _centre(card)
     screenshot(page, "evaluate", full_page=False)
 
@@ -340,13 +321,13 @@ def _evaluate_microphone(page: Page) -> None:
     expect(card).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text(PROBABILITIES)).to_be_visible()
     expect(page.get_by_text(re.compile(r"\d+\.\d\d s · \d+ Hz · 1 channel\(s\)"))).to_be_visible()
-    _wait_for_script(page)
+    wait_for_script(page)
 
 
 def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     """Profile: open the finished run and make its model public."""
     _go_to(page, "Profile", "My profile")
-    _choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
+    choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
     details = page.get_by_test_id("stMetric")
     expect(details.filter(has_text="status").get_by_test_id("stMetricValue")).to_have_text(
         "succeeded"
@@ -356,7 +337,7 @@ def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     expect(page.get_by_text(f"Model '{FINISHED_RUN}' is public now.")).to_be_visible(
         timeout=TIMEOUT_MS
     )
-    _wait_for_script(page)
+    wait_for_script(page)
     expect(page.get_by_role("button", name="Make private")).to_be_visible()
     _scroll_to_top(page.get_by_role("heading", name=FINISHED_RUN))
     screenshot(page, "profile", full_page=False)
@@ -377,7 +358,7 @@ def _signed_out_sees_public_model(page: Page, url: str, screenshot: Callable[...
     # visit is a stranger's.
     page.wait_for_function(f"name => !({HAS_COOKIE})(name)", arg=COOKIE_NAME, timeout=TIMEOUT_MS)
     page.goto(url)
-    _wait_for_script(page)
+    wait_for_script(page)
     expect(page.get_by_role("tab", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Signed in as")
     public = _grid(page, FINISHED_RUN)
