@@ -32,7 +32,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 
 from fakevoice import metrics
-from fakevoice.errors import EstimateUnavailableError
+from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.models import memory
 from fakevoice.models.learners import build_learner_model, pick_device
 from fakevoice.training_data import (
@@ -284,10 +284,28 @@ def build_learner(
     return learn, notice
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (a run's weights and batches follow)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
 def suggest_learning_rate(learn: Learner, num_it: int = 100) -> float:
-    """fastai's lr_find valley suggestion over ``num_it`` batches, bounded to a sane range."""
+    """fastai's lr_find valley suggestion over ``num_it`` batches, bounded to a sane range.
+
+    Raises:
+        InvalidSpecError: The finder stopped before it had enough points for a suggestion (the
+            loss blew up within the first few batches).
+    """
     with learn.no_logging():
-        suggestion = learn.lr_find(num_it=num_it, show_plot=False)
+        try:
+            suggestion = learn.lr_find(num_it=num_it, show_plot=False)
+        except IndexError:  # fastai's valley() on the empty slice of a finder that stopped early
+            raise InvalidSpecError(
+                "The learning-rate finder stopped after a few batches because the loss blew up, "
+                "so it has no suggestion. Set the learning rate yourself (1e-3 is a good start)."
+            ) from None
     lr = float(getattr(suggestion, "valley", 1e-3))
     if not math.isfinite(lr):
         lr = 1e-3
@@ -333,9 +351,7 @@ def train(
     """
     from fakevoice.artefacts import write_run_artefacts
 
-    random.seed(spec.seed)
-    torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed % (2**32))
+    seed_everything(spec.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(spec.device)
     data = prepare_data(spec, dataset_root)

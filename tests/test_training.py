@@ -349,3 +349,27 @@ def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path)
         assert torch.equal(a, b)  # cached or decoded again, the same tensor
     uncached = ImageItems(data.train, data.dataset_dir, data.train_labels, cache_bytes=0)
     assert torch.equal(uncached[3][0], first[3]) and uncached._block is None
+
+
+def test_a_finder_whose_loss_blows_up_at_once_says_so(tmp_path: Path) -> None:
+    """fastai's finder stops when the loss passes four times its best; stopped within its first
+    batches it has no points left for a suggestion, which is the user's words, not an IndexError."""
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+    from fastai.learner import Learner
+
+    from fakevoice.training import suggest_learning_rate
+
+    items = [(torch.randn(4), torch.tensor(i % 2)) for i in range(64)]
+    dls = DataLoaders(DataLoader(items, bs=4, shuffle=True), DataLoader(items, bs=4), path=tmp_path)
+    calls = []
+
+    def exploding_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls.append(1)  # 1, 10, 100, ...: past four times the best from the second batch on
+        scale = 10.0 ** (len(calls) - 1)
+        return torch.nn.functional.cross_entropy(output, target) * 0 + scale + output.sum() * 0
+
+    learn = Learner(dls, torch.nn.Linear(4, 2), loss_func=exploding_loss, path=tmp_path)
+    with pytest.raises(InvalidSpecError, match="Set the learning rate yourself"):
+        suggest_learning_rate(learn, num_it=40)
+    assert 2 <= len(calls) < 10, "the finder was meant to stop within its first batches"

@@ -313,11 +313,14 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
         spec: The run as it would be submitted.
 
     Raises:
-        NotFoundError / InvalidSpecError / DatasetError: The spec cannot run on this server.
+        NotFoundError / InvalidSpecError / DatasetError: The spec cannot run on this server, or
+            the finder stopped too early to suggest anything.
     """
+    import torch
+
     from fakevoice.models.learners import pick_device
     from fakevoice.services.runs import check_spec
-    from fakevoice.training import build_learner
+    from fakevoice.training import build_learner, seed_everything
     from fakevoice.training import suggest_learning_rate as lr_find
     from fakevoice.training_data import class_weights, make_dataloaders, prepare_data
 
@@ -333,14 +336,18 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
     if len(data.train) < 2:
         raise DatasetError("The selection has too few training items to try learning rates.")
     device = pick_device(spec.device)
-    dls = make_dataloaders(data, small, device)
-    n_classes = len(data.class_names)
-    weights = class_weights(data.train_labels, n_classes) if spec.class_weighting else None
-    learn, _ = build_learner(small, dls, n_classes, weights)
-    with tempfile.TemporaryDirectory(prefix="fakevoice-lr-") as folder:
-        learn.path = Path(folder)  # lr_find saves and restores the weights here
-        learn.model_dir = "."
-        suggestion = lr_find(learn, num_it=LR_FIND_ITERATIONS)
+    # Seeded like the run (the same spec gives the same suggestion), without moving the caller's
+    # own torch generator.
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(spec.seed)
+        dls = make_dataloaders(data, small, device)
+        n_classes = len(data.class_names)
+        weights = class_weights(data.train_labels, n_classes) if spec.class_weighting else None
+        learn, _ = build_learner(small, dls, n_classes, weights)
+        with tempfile.TemporaryDirectory(prefix="fakevoice-lr-") as folder:
+            learn.path = Path(folder)  # lr_find saves and restores the weights here
+            learn.model_dir = "."
+            suggestion = lr_find(learn, num_it=LR_FIND_ITERATIONS)
     logger.info(
         "lr_find for user %d on %s/%s: %.2e", actor.user_id, spec.dataset, spec.arch, suggestion
     )
