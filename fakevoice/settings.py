@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     auto_resume: bool = Field(
         default=True, description="the worker resumes interrupted runs from their last epoch"
     )
+    job_start_method: Literal["forkserver", "spawn"] = Field(
+        default="forkserver",
+        description="how the local worker starts a run's process: forked from a server that has "
+        "imported torch and fastai once (fast), or a fresh interpreter (spawn)",
+    )
     cli_user: str = Field(default="local", description="the account the CLI acts as")
     # Experiment tracking (fakevoice.tracking): every training run is logged to MLflow.
     mlflow_tracking: bool = Field(default=True, description="log training runs to MLflow")

@@ -35,6 +35,7 @@ from workbench import (
 )
 
 from fakevoice import store
+from fakevoice.jobs.local import run_process_name
 from fakevoice.store.records import Actor
 
 STALE_SECONDS = 2.0
@@ -145,6 +146,31 @@ def test_worker_trains_a_run_and_fails_a_vanished_dataset(
     assert "Traceback" not in failed.error and models_of_run(actor, doomed) == []
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_each_start_method_trains_and_names_the_run_process(
+    workbench: dict[str, str], actor: Actor, method: str
+) -> None:
+    """``JOB_START_METHOD=spawn`` (a fresh interpreter per run, the fallback without pidfds)
+    trains as the fork server's runs do; either way the run's process is named after the run."""
+    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("the start method does not touch the store; SQLite runs it")
+    run_id = submit(actor, f"{method} run", quick_spec(epochs=40))
+    worker = start_worker({**workbench, "FAKEVOICE_JOB_START_METHOD": method}, "--once")
+    try:
+        wait_for(lambda: epochs_of(actor, run_id), 90, "the first epoch")
+        (child,) = wait_for(lambda: training_children(worker), 10, "the run's process")
+        name = Path(f"/proc/{child}/comm").read_text().strip()
+        parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        with store.session_scope() as session:
+            store.request_stop(session, actor, run_id)
+    finally:
+        finish(worker)
+    assert name == run_process_name(run_id)
+    assert (parent == worker.pid) == (method == "spawn")  # a forked run is the server's child
+    run = get_run(actor, run_id)
+    assert run.status == "cancelled" and models_of_run(actor, run_id), run.error
+
+
 def test_stop_while_running_keeps_the_last_good_epoch(
     workbench: dict[str, str], actor: Actor
 ) -> None:
@@ -165,21 +191,33 @@ def test_stop_while_running_keeps_the_last_good_epoch(
 
 
 def training_children(worker: subprocess.Popen[str]) -> list[int]:
-    """Process ids of the worker's training children (not multiprocessing's resource tracker)."""
-    found = []
+    """Process ids of the worker's training processes: its descendants named as a run's process
+    (with the fork server they are its grandchildren; the server and the resource tracker are not
+    runs)."""
+    parents, names = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == worker.pid and b"multiprocessing.spawn" in command:
-            if b"resource_tracker" not in command:
-                found.append(int(entry.name))
-    return found
+        pid = int(entry.name)
+        names[pid] = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def descends_from_worker(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == worker.pid:
+                return True
+        return False
+
+    return [
+        pid
+        for pid, name in names.items()
+        if name.startswith("fv-run-") and descends_from_worker(pid)
+    ]
 
 
 def test_killed_training_process_fails_the_run_with_a_memory_hint(
