@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from .widgets import TIMEOUT_MS, choose, wait_for_script
+from .widgets import TIMEOUT_MS, choose, open_page, wait_for_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -102,10 +102,8 @@ def test_home_to_datasets_compare_human_and_machine(
     screenshot(page, "home")
 
     # Sidebar navigation to Datasets.
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Datasets").click()
-    expect(page).to_have_url(re.compile(r"/datasets"), timeout=TIMEOUT_MS)
-    expect(page.locator("h1", has_text="Datasets")).to_be_visible(timeout=TIMEOUT_MS)
-    wait_for_script(page)
+    open_page(page, "Datasets", "Datasets")
+    expect(page).to_have_url(re.compile(r"/datasets"))
 
     # The first dataset is shown; choosing the other one changes the counts to its manifest's.
     expect(page.get_by_role("combobox", name="Dataset")).to_have_value(clean_only_dataset.name)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .widgets import TIMEOUT_MS, choose, wait_for_script
+from .widgets import TIMEOUT_MS, choose, open_page, wait_for_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -65,13 +65,6 @@ def _type_into(page: Page, key: str, text: str) -> None:
     field.fill(text)
     field.press("Enter")
     expect(field).to_have_value(text, timeout=TIMEOUT_MS)
-    wait_for_script(page)
-
-
-def _go_to(page: Page, title: str, heading: str | re.Pattern[str]) -> None:
-    """Open a page from the sidebar navigation and wait for its heading."""
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-    expect(page.locator("h1", has_text=heading)).to_be_visible(timeout=TIMEOUT_MS)
     wait_for_script(page)
 
 
@@ -146,7 +139,7 @@ def _build_dataset(page: Page, recordings: Path, screenshot: Callable[..., Path]
     """Upload a zip of speakers' recordings; the worker builds it; open the new dataset."""
     with zipfile.ZipFile(recordings) as archive:
         count = len(archive.namelist())
-    _go_to(page, "Datasets", "Datasets")
+    open_page(page, "Datasets", "Datasets")
     form = _open_expander(page, "Build a dataset from your recordings")
     _keyed(page, "build_name").locator("input").fill(MY_DATASET)
     _keyed(page, "build_files").locator("input[type=file]").set_input_files(recordings)
@@ -172,7 +165,7 @@ def _build_dataset(page: Page, recordings: Path, screenshot: Callable[..., Path]
 
 
 def _datasets(page: Page, dataset: str) -> None:
-    _go_to(page, "Datasets", "Datasets")
+    open_page(page, "Datasets", "Datasets")
     choose(page, "Dataset", dataset, dataset)
     expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=TIMEOUT_MS)
 
@@ -196,7 +189,7 @@ def _start(page: Page, name: str) -> None:
 
 def _train_finished_run(page: Page, dataset: str) -> None:
     """Two epochs of specnet with a small batch, from queued through the live panel to the end."""
-    _go_to(page, "Train", "Train")
+    open_page(page, "Train", "Train")
     _fill_run_form(page, dataset, FINISHED_RUN, epochs=2, batch_size=8)
     _start(page, FINISHED_RUN)
     # The live panel opens at once (the worker needs seconds just to start its child process).
@@ -326,7 +319,7 @@ def _evaluate_microphone(page: Page) -> None:
 
 def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     """Profile: open the finished run and make its model public."""
-    _go_to(page, "Profile", "My profile")
+    open_page(page, "Profile", "My profile")
     choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
     details = page.get_by_test_id("stMetric")
     expect(details.filter(has_text="status").get_by_test_id("stMetricValue")).to_have_text(
@@ -344,7 +337,7 @@ def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
 
 
 def _dashboard(page: Page, screenshot: Callable[..., Path]) -> None:
-    _go_to(page, "Home", f"Welcome, {DISPLAY_NAME}")
+    open_page(page, "Home", f"Welcome, {DISPLAY_NAME}")
     expect(_grid(page, STOPPED_RUN)).not_to_have_count(0, timeout=TIMEOUT_MS)
     expect(page.get_by_text("No verdict yet", exact=False)).to_have_count(0)
     page.mouse.move(0, 0)

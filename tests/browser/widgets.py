@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 TIMEOUT_MS = 90_000  # a slow, shared 2-core machine: a cold page imports torch and fastai
 OPTION_TRY_MS = 10_000  # one attempt at the open option list, before it is opened again
+NAV_TRY_MS = 15_000  # one click on a sidebar link, before it is clicked again
 
 
 def wait_for_script(page: Page) -> None:
@@ -53,4 +54,28 @@ def choose(page: Page, label: str, option: str | re.Pattern[str], typed: str | N
             page.keyboard.press("Escape")
             wait_for_script(page)
     expect(combobox).to_have_value(option, timeout=TIMEOUT_MS)
+    wait_for_script(page)
+
+
+def open_page(page: Page, title: str, heading: str | re.Pattern[str]) -> None:
+    """Open a page from the sidebar navigation and wait for its ``<h1>`` ``heading``.
+
+    The click waits for the running script first. A rerun that a component asks for just after
+    the click (the sign-in cookie's writer does, once per sign-in) can still win over it and
+    keep the old page; the link is then clicked again, until ``TIMEOUT_MS`` is spent.
+    """
+    from playwright.sync_api import expect
+
+    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
+    title_heading = page.locator("h1", has_text=heading)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        wait_for_script(page)
+        link.click()
+        try:
+            expect(title_heading).to_be_visible(timeout=NAV_TRY_MS)
+            break
+        except AssertionError:  # expect's failure
+            if time.monotonic() > deadline:
+                raise
     wait_for_script(page)
