@@ -122,10 +122,12 @@ class TrainResult:
 # --- callbacks -----------------------------------------------------------------------------------
 
 
-class RunCallback(Callback):
+class RunSinkCallback(Callback):
     """Pushes batch and epoch metrics to the sink, honours stop requests, checkpoints each epoch.
 
-    Runs after fastai's Recorder (order 50) so the epoch's losses are known. A stop request raises
+    Runs after fastai's Recorder (order 50) so the epoch's losses are known. fastai makes each
+    callback an attribute of the learner under a name taken from its class (``run_sink``); the
+    name must not be one of a callback's own attributes (``run`` is). A stop request raises
     ``CancelFitException`` within one batch; the last completed epoch's checkpoint stays the model.
     """
 
@@ -374,7 +376,7 @@ def train(
         start_epoch = last_epoch + 1
         logger.info("resuming %s after epoch %d", run_dir.name, last_epoch)
 
-    callback = RunCallback(
+    callback = RunSinkCallback(
         sink,
         run_dir,
         spec.epochs,

@@ -216,6 +216,8 @@ def test_class_weights_balance_the_classes() -> None:
 # --- fits ----------------------------------------------------------------------------------------
 
 
+# fastai warns when a callback's class name makes it shadow one of the learner's attributes.
+@pytest.mark.filterwarnings("error:You are shadowing an attribute")
 def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None:
     sink = MemorySink()
     result = train(quick_spec(task="multiclass"), tmp_path / "run", sink, dataset_root)
