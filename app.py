@@ -21,6 +21,9 @@ PAGES = [
     st.Page("pages/profile.py", title="Profile", icon=":material/person:"),
 ]
 
-auth.start()
+# The cookie component of a sign-in or sign-out renders on one run only; inside one container it
+# never moves the page below it, so the page's elements are updated in place, not drawn twice.
+with st.container():
+    auth.start()
 auth.sidebar_status()
 st.navigation(PAGES).run()

@@ -103,8 +103,7 @@ def store_models(names: list[str], seconds: float) -> tuple[Actor, str, dict[str
         sha256_file,
     )
     from fakevoice.features import FeatureSpec
-    from fakevoice.models.learners import arch_config
-    from fakevoice.models.registry import get_arch
+    from fakevoice.models.registry import arch_config, get_arch
     from fakevoice.services import tokens
     from fakevoice.settings import get_settings
 

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 import fakevoice
 from fakevoice import metrics
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.models.learners import arch_config
+from fakevoice.models.registry import arch_config
 
 if TYPE_CHECKING:
     from fastai.learner import Learner

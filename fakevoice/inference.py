@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.features import FeatureSpec
+from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import waveform_to_image_tensor, windows
 
 if TYPE_CHECKING:
@@ -122,8 +123,6 @@ class Detector:
     @classmethod
     def from_bundle(cls, folder: Path, device: torch.device | None = None) -> Detector:
         """Load a safe bundle folder (``manifest.json`` + ``model.safetensors``); never unpickles."""
-        from fakevoice.models.learners import build_inference_model
-
         manifest_path, weights_path = folder / "manifest.json", folder / "model.safetensors"
         if not manifest_path.is_file() or not weights_path.is_file():
             raise ModelFileError(

@@ -4,6 +4,10 @@
 levels, speakers, classes), splits them (grouped and seeded, :mod:`fakevoice.datasets.splits`) and
 labels them for the task; :func:`make_dataloaders` wraps the split in fastai ``DataLoaders`` of
 images or waveforms, with the spec's augmentations on the training side only.
+
+Only the last two functions need torch and fastai, and they import them: choosing and counting a
+selection (the CLI, the Train page, a submitted run's check) then costs pandas, not seconds of
+imports.
 """
 
 from __future__ import annotations
@@ -11,19 +15,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
 
-from fakevoice.datasets.loaders import ImageItems, WaveformItems
 from fakevoice.datasets.manifest import read_manifest
 from fakevoice.datasets.splits import split_masks
 from fakevoice.errors import DatasetError, InvalidSpecError
 from fakevoice.trainspec import TrainSpec
+
+if TYPE_CHECKING:
+    import torch
+    from fastai.data.core import DataLoaders
 
 BONAFIDE = "bonafide"
 SPOOF = "spoof"
@@ -152,6 +156,11 @@ def make_dataloaders(
     data: PreparedData, spec: TrainSpec, device: torch.device, num_workers: int = 0
 ) -> DataLoaders:
     """fastai DataLoaders over the prepared split (augmentations on the training side only)."""
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+
+    from fakevoice.datasets.loaders import ImageItems, WaveformItems
+
     if spec.input_kind == "waveform":
         train_ds: ImageItems | WaveformItems = WaveformItems(
             data.train,
@@ -183,6 +192,8 @@ def make_dataloaders(
 
 def class_weights(labels: list[int], n_classes: int) -> torch.Tensor:
     """Inverse-frequency weights, normalised to mean 1 (absent classes get weight 1)."""
+    import torch
+
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 1.0)
     weights = weights / weights.mean()

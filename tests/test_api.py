@@ -42,7 +42,7 @@ from fakevoice.artefacts import (
     sha256_file,
 )
 from fakevoice.features import FeatureSpec
-from fakevoice.models.learners import build_inference_model
+from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import window_starts
 from fakevoice.services import tokens
 from fakevoice.settings import Settings, get_settings

@@ -16,12 +16,11 @@ from fakevoice.models import (
     ARCH_NAMES,
     count_parameters,
     get_arch,
-    learners,
     list_archs,
     pick_device,
+    registry,
 )
-from fakevoice.models.learners import build_inference_model
-from fakevoice.models.registry import imagenet_weight_files
+from fakevoice.models.registry import build_inference_model, imagenet_weight_files
 from fakevoice.models.specnet import SpecNet
 
 IMAGE_ARCHS = [spec.name for spec in list_archs("image")]
@@ -221,6 +220,6 @@ def test_settings_an_architecture_does_not_have_are_refused(arch: str) -> None:
     manifest = {"arch": arch, "class_names": ["bonafide", "spoof"]}
     for empty in (None, {}):  # no settings: the registry's network
         model = build_inference_model({**manifest, "arch_config": empty})
-        assert learners.arch_config(model) is None
+        assert registry.arch_config(model) is None
     with pytest.raises(ModelFileError, match=f"settings .*that {arch} does not have"):
         build_inference_model({**manifest, "arch_config": {"input_pool": 2}})

@@ -109,27 +109,3 @@ def build_learner_model(
     entry = get_arch(arch)
     model, notice = entry.build(n_classes, pretrained=pretrained)
     return Learner(dls, model, loss_func=loss_func), notice
-
-
-def arch_config(model: nn.Module) -> dict[str, Any] | None:
-    """The settings beyond the arch name that rebuild ``model`` (a manifest's ``arch_config``):
-    what its ``config()`` says, for the architectures that have settings (see ``ArchSpec.rebuild``).
-    """
-    config = getattr(model, "config", None)
-    return dict(config()) if callable(config) else None
-
-
-def build_inference_model(manifest: dict[str, Any]) -> nn.Module:
-    """Rebuild the module a safe bundle's weights belong to, from its manifest alone."""
-    arch = manifest.get("arch")
-    class_names = manifest.get("class_names")
-    if not isinstance(arch, str) or not isinstance(class_names, list) or len(class_names) < 2:
-        raise ModelFileError("The model manifest is missing its architecture or class names.")
-    try:
-        entry = get_arch(arch)
-    except InvalidSpecError as exc:
-        raise ModelFileError(f"Unknown model architecture in the manifest: {exc}") from None
-    if arch in TORCHVISION:
-        entry.check_config(manifest.get("arch_config"))
-        return vision_model(arch, len(class_names))
-    return entry.rebuild(len(class_names), manifest.get("arch_config"))

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torchvision
 from torch import nn
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
@@ -136,7 +135,14 @@ class ArchSpec:
 
 
 def _torchvision(name: str, description: str, head: str) -> ArchSpec:
-    constructor: Callable[..., nn.Module] = getattr(torchvision.models, name)
+    def constructor(**kwargs: Any) -> nn.Module:
+        # torchvision costs about a second of imports (torch._dynamo through its ops): only the
+        # torchvision CNNs pay it, not a command that lists runs or scores with specnet or AASIST.
+        import torchvision
+
+        model: nn.Module = getattr(torchvision.models, name)(**kwargs)
+        return model
+
     return ArchSpec(
         name=name,
         input_kind="image",
@@ -216,11 +222,45 @@ def list_archs(input_kind: InputKind | None = None) -> list[ArchSpec]:
     return [spec for spec in ARCHS.values() if input_kind in (None, spec.input_kind)]
 
 
+def build_inference_model(manifest: dict[str, Any]) -> nn.Module:
+    """Rebuild the module a safe bundle's weights belong to, from its manifest alone.
+
+    Raises:
+        ModelFileError: the manifest names no architecture we know, too few classes, or
+            settings the architecture does not have.
+    """
+    arch = manifest.get("arch")
+    class_names = manifest.get("class_names")
+    if not isinstance(arch, str) or not isinstance(class_names, list) or len(class_names) < 2:
+        raise ModelFileError("The model manifest is missing its architecture or class names.")
+    try:
+        entry = get_arch(arch)
+    except InvalidSpecError as exc:
+        raise ModelFileError(f"Unknown model architecture in the manifest: {exc}") from None
+    if entry.fastai_vision:
+        # The torchvision CNNs were trained with fastai's body and head; only they need fastai.
+        from fakevoice.models.learners import vision_model
+
+        entry.check_config(manifest.get("arch_config"))
+        return vision_model(arch, len(class_names))
+    return entry.rebuild(len(class_names), manifest.get("arch_config"))
+
+
+def arch_config(model: nn.Module) -> dict[str, Any] | None:
+    """The settings beyond the arch name that rebuild ``model`` (a manifest's ``arch_config``):
+    what its ``config()`` says, for the architectures that have settings (see ``ArchSpec.rebuild``).
+    """
+    config = getattr(model, "config", None)
+    return dict(config()) if callable(config) else None
+
+
 # --- weights -------------------------------------------------------------------------------------
 
 
 def imagenet_weight_files(name: str) -> list[Path]:
     """Where torchvision would cache ImageNet weights for ``name``, preferred file first."""
+    import torchvision
+
     weights_enum = torchvision.models.get_model_weights(name)
     members = [weights_enum.DEFAULT, *weights_enum]  # type: ignore[attr-defined]
     folder = Path(torch.hub.get_dir()) / "checkpoints"

@@ -7,67 +7,156 @@
 * :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import, evaluation;
 * :mod:`~fakevoice.services.users`: who is acting.
 
-Everything is re-exported here, so callers write ``services.submit_run(...)``.
+Everything is re-exported here, so callers write ``services.submit_run(...)``. A name's module is
+imported when the name is first used (PEP 562), not with the package: listing runs from the CLI
+then does not wait for torch, fastai and the dataset builders to load (seconds) when it needs none.
 """
 
 from __future__ import annotations
 
-from fakevoice.datasets.noise import noise_label, noise_sort_key
-from fakevoice.services.dataset_builds import (
-    clear_dataset_build,
-    copy_synthesis_generators,
-    list_dataset_builds,
-    stop_dataset_build,
-    submit_dataset_build,
-)
-from fakevoice.services.dataset_changes import (
-    delete_dataset,
-    record_owner,
-    render_dataset,
-)
-from fakevoice.services.datasets import (
-    ATTRIBUTION_NAME,
-    BUILD_HINT,
-    Comparison,
-    DatasetOverview,
-    Panel,
-    compare_utterance,
-    dataset_names,
-    dataset_overview,
-    dataset_path,
-    list_datasets,
-    ordered_classes,
-    sample_items,
-    utterances,
-)
-from fakevoice.services.evaluation import DatasetEvaluation, evaluate_model, evaluate_on_dataset
-from fakevoice.services.runs import (
-    RunProgress,
-    check_spec,
-    delete_run,
-    find_run,
-    get_run,
-    list_runs,
-    memory_advice,
-    resume_run,
-    run_progress,
-    selection_counts,
-    stop_run,
-    submit_run,
-    wait_for_run,
-)
-from fakevoice.services.users import cli_actor, ensure_database
-from fakevoice.services.verdicts import (
-    ScoredClip,
-    detector_for,
-    find_model,
-    get_model,
-    import_aasist,
-    list_analyses,
-    list_models,
-    model_not_found,
-    score_clip,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fakevoice.datasets.noise import noise_label, noise_sort_key
+    from fakevoice.services.dataset_builds import (
+        clear_dataset_build,
+        copy_synthesis_generators,
+        list_dataset_builds,
+        stop_dataset_build,
+        submit_dataset_build,
+    )
+    from fakevoice.services.dataset_changes import (
+        delete_dataset,
+        record_owner,
+        render_dataset,
+    )
+    from fakevoice.services.datasets import (
+        ATTRIBUTION_NAME,
+        BUILD_HINT,
+        Comparison,
+        DatasetOverview,
+        Panel,
+        compare_utterance,
+        dataset_names,
+        dataset_overview,
+        dataset_path,
+        list_datasets,
+        ordered_classes,
+        sample_items,
+        utterances,
+    )
+    from fakevoice.services.evaluation import DatasetEvaluation, evaluate_model, evaluate_on_dataset
+    from fakevoice.services.runs import (
+        RunProgress,
+        check_spec,
+        delete_run,
+        find_run,
+        get_run,
+        list_runs,
+        memory_advice,
+        resume_run,
+        run_progress,
+        selection_counts,
+        stop_run,
+        submit_run,
+        wait_for_run,
+    )
+    from fakevoice.services.users import cli_actor, ensure_database
+    from fakevoice.services.verdicts import (
+        ScoredClip,
+        detector_for,
+        find_model,
+        get_model,
+        import_aasist,
+        list_analyses,
+        list_models,
+        model_not_found,
+        score_clip,
+    )
+
+_MODULE_OF: dict[str, str] = {
+    **dict.fromkeys(("noise_label", "noise_sort_key"), "fakevoice.datasets.noise"),
+    **dict.fromkeys(
+        (
+            "clear_dataset_build",
+            "copy_synthesis_generators",
+            "list_dataset_builds",
+            "stop_dataset_build",
+            "submit_dataset_build",
+        ),
+        "fakevoice.services.dataset_builds",
+    ),
+    **dict.fromkeys(
+        ("delete_dataset", "record_owner", "render_dataset"), "fakevoice.services.dataset_changes"
+    ),
+    **dict.fromkeys(
+        (
+            "ATTRIBUTION_NAME",
+            "BUILD_HINT",
+            "Comparison",
+            "DatasetOverview",
+            "Panel",
+            "compare_utterance",
+            "dataset_names",
+            "dataset_overview",
+            "dataset_path",
+            "list_datasets",
+            "ordered_classes",
+            "sample_items",
+            "utterances",
+        ),
+        "fakevoice.services.datasets",
+    ),
+    **dict.fromkeys(
+        ("DatasetEvaluation", "evaluate_model", "evaluate_on_dataset"),
+        "fakevoice.services.evaluation",
+    ),
+    **dict.fromkeys(
+        (
+            "RunProgress",
+            "check_spec",
+            "delete_run",
+            "find_run",
+            "get_run",
+            "list_runs",
+            "memory_advice",
+            "resume_run",
+            "run_progress",
+            "selection_counts",
+            "stop_run",
+            "submit_run",
+            "wait_for_run",
+        ),
+        "fakevoice.services.runs",
+    ),
+    **dict.fromkeys(("cli_actor", "ensure_database"), "fakevoice.services.users"),
+    **dict.fromkeys(
+        (
+            "ScoredClip",
+            "detector_for",
+            "find_model",
+            "get_model",
+            "import_aasist",
+            "list_analyses",
+            "list_models",
+            "model_not_found",
+            "score_clip",
+        ),
+        "fakevoice.services.verdicts",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use and keep the name here."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ATTRIBUTION_NAME",

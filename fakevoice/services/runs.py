@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from fakevoice import store
 from fakevoice.datasets.manifest import read_manifest
 from fakevoice.errors import DatasetError, InvalidSpecError, LimitExceededError, NotFoundError
-from fakevoice.models import memory
-from fakevoice.models.memory import MemoryAdvice
-from fakevoice.models.registry import pick_device
 from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
-from fakevoice.training import load_checkpoint_state
 from fakevoice.training_data import dataset_feature_spec, select_items
 from fakevoice.trainspec import TrainSpec
+
+if TYPE_CHECKING:
+    from fakevoice.models.memory import MemoryAdvice
 
 
 @dataclass(frozen=True)
@@ -100,6 +99,11 @@ def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
     Raises:
         NotFoundError / InvalidSpecError / DatasetError: unknown dataset or architecture.
     """
+    import torch
+
+    from fakevoice.models import memory
+    from fakevoice.models.registry import pick_device
+
     feature_spec = dataset_feature_spec(dataset_path(spec.dataset, actor=actor))
     shape = memory.input_shape(spec.arch, feature_spec, spec.clip_samples)
     if spec.device == "cuda" and not torch.cuda.is_available():
@@ -179,6 +183,7 @@ def resume_run(actor: Actor, run_id: int) -> RunRecord:
         LimitExceededError: The actor has too many runs queued or running.
     """
     from fakevoice.jobs.runner import run_dir_for
+    from fakevoice.training import load_checkpoint_state
 
     get_run(actor, run_id)  # visibility first: never look at another user's folder
     state = load_checkpoint_state(run_dir_for(run_id))

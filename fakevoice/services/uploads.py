@@ -312,7 +312,7 @@ def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
 
-    from fakevoice.models.learners import build_inference_model
+    from fakevoice.models.registry import build_inference_model
 
     try:
         state = load_safetensors(weights)
