@@ -22,15 +22,14 @@ def test_console_script_shows_help() -> None:
     assert "dataset" in out.stdout
 
 
+HEAVY_MODULES = ("torch", "torchvision", "fastai")
+
+
 def _modules_loaded_by(code: str) -> set[str]:
-    """Which of torch, torchvision and fastai are imported after ``code`` runs in a new Python."""
-    probe = f"{code}\nimport sys\nprint(' '.join(m for m in HEAVY if m in sys.modules))"
+    """Which of :data:`HEAVY_MODULES` are imported after ``code`` runs in a new Python."""
+    probe = f"{code}\nimport sys\nprint(*(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
     out = subprocess.run(
-        [sys.executable, "-c", f"HEAVY = ('torch', 'torchvision', 'fastai')\n{probe}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     return set(out.stdout.split())
 
@@ -41,3 +40,14 @@ def test_listing_runs_and_scoring_load_only_what_they_need() -> None:
     assert _modules_loaded_by("from fakevoice.services import list_models, score_clip") == {"torch"}
     assert _modules_loaded_by("from fakevoice.services import submit_run") == set()
     assert {"torch", "fastai"} <= _modules_loaded_by("from fakevoice.training import train")
+
+
+def test_every_service_name_resolves_to_its_definition() -> None:
+    import importlib
+
+    from fakevoice import services
+
+    # The lazy table and the public list name the same things, each where it is defined.
+    assert set(services.__all__) == set(services._MODULE_OF)
+    for name, module in services._MODULE_OF.items():
+        assert getattr(services, name) is getattr(importlib.import_module(module), name)

@@ -43,8 +43,8 @@ class ArchSpec:
         fastai_vision: whether fastai's ``vision_learner`` applies (torchvision CNNs).
         head: state-dict prefix of the final classifier layer (replaced for ``n_classes``).
         factory: ``n_classes -> model`` with random weights.
-        constructor: the torchvision constructor (e.g. ``torchvision.models.resnet18``), for
-            ``vision_learner``; ``None`` for our own models.
+        constructor: builds the torchvision model (``torchvision.models.<name>``, imported
+            only when called); ``None`` for our own models.
         from_config: ``(n_classes, arch_config) -> model`` for architectures whose bundles record
             settings beyond the name (a manifest's ``arch_config``; ``None`` there means a bundle
             older than those settings); ``None`` for architectures without settings.

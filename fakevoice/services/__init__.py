@@ -75,77 +75,76 @@ if TYPE_CHECKING:
         score_clip,
     )
 
-_MODULE_OF: dict[str, str] = {
-    **dict.fromkeys(("noise_label", "noise_sort_key"), "fakevoice.datasets.noise"),
-    **dict.fromkeys(
-        (
-            "clear_dataset_build",
-            "copy_synthesis_generators",
-            "list_dataset_builds",
-            "stop_dataset_build",
-            "submit_dataset_build",
-        ),
-        "fakevoice.services.dataset_builds",
+# Where each name above is defined (the same lists as the imports, for the first use).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "fakevoice.datasets.noise": (
+        "noise_label",
+        "noise_sort_key",
     ),
-    **dict.fromkeys(
-        ("delete_dataset", "record_owner", "render_dataset"), "fakevoice.services.dataset_changes"
+    "fakevoice.services.dataset_builds": (
+        "clear_dataset_build",
+        "copy_synthesis_generators",
+        "list_dataset_builds",
+        "stop_dataset_build",
+        "submit_dataset_build",
     ),
-    **dict.fromkeys(
-        (
-            "ATTRIBUTION_NAME",
-            "BUILD_HINT",
-            "Comparison",
-            "DatasetOverview",
-            "Panel",
-            "compare_utterance",
-            "dataset_names",
-            "dataset_overview",
-            "dataset_path",
-            "list_datasets",
-            "ordered_classes",
-            "sample_items",
-            "utterances",
-        ),
-        "fakevoice.services.datasets",
+    "fakevoice.services.dataset_changes": (
+        "delete_dataset",
+        "record_owner",
+        "render_dataset",
     ),
-    **dict.fromkeys(
-        ("DatasetEvaluation", "evaluate_model", "evaluate_on_dataset"),
-        "fakevoice.services.evaluation",
+    "fakevoice.services.datasets": (
+        "ATTRIBUTION_NAME",
+        "BUILD_HINT",
+        "Comparison",
+        "DatasetOverview",
+        "Panel",
+        "compare_utterance",
+        "dataset_names",
+        "dataset_overview",
+        "dataset_path",
+        "list_datasets",
+        "ordered_classes",
+        "sample_items",
+        "utterances",
     ),
-    **dict.fromkeys(
-        (
-            "RunProgress",
-            "check_spec",
-            "delete_run",
-            "find_run",
-            "get_run",
-            "list_runs",
-            "memory_advice",
-            "resume_run",
-            "run_progress",
-            "selection_counts",
-            "stop_run",
-            "submit_run",
-            "wait_for_run",
-        ),
-        "fakevoice.services.runs",
+    "fakevoice.services.evaluation": (
+        "DatasetEvaluation",
+        "evaluate_model",
+        "evaluate_on_dataset",
     ),
-    **dict.fromkeys(("cli_actor", "ensure_database"), "fakevoice.services.users"),
-    **dict.fromkeys(
-        (
-            "ScoredClip",
-            "detector_for",
-            "find_model",
-            "get_model",
-            "import_aasist",
-            "list_analyses",
-            "list_models",
-            "model_not_found",
-            "score_clip",
-        ),
-        "fakevoice.services.verdicts",
+    "fakevoice.services.runs": (
+        "RunProgress",
+        "check_spec",
+        "delete_run",
+        "find_run",
+        "get_run",
+        "list_runs",
+        "memory_advice",
+        "resume_run",
+        "run_progress",
+        "selection_counts",
+        "stop_run",
+        "submit_run",
+        "wait_for_run",
+    ),
+    "fakevoice.services.users": (
+        "cli_actor",
+        "ensure_database",
+    ),
+    "fakevoice.services.verdicts": (
+        "ScoredClip",
+        "detector_for",
+        "find_model",
+        "get_model",
+        "import_aasist",
+        "list_analyses",
+        "list_models",
+        "model_not_found",
+        "score_clip",
     ),
 }
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
