@@ -12,11 +12,16 @@ visitor in from its signed cookie (key from :func:`fakevoice.accounts.cookie_key
 ``settings.cookie_expiry_days``), and sets or deletes that cookie after :func:`sign_in` /
 :func:`sign_out`. The cookie is written on the run *after* the form, so that the cookie
 component is sent in a run that is not cut short by ``st.rerun()``.
+
+Every session remembers when it was signed in. A password change or "Sign out everywhere"
+(:func:`sign_out_everywhere`) ends the sign-ins made before it: cookies are refused, and a
+session still open in another browser is signed out on its next run.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Literal
 
 import streamlit as st
@@ -33,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 USER_KEY = "fakevoice_user_id"
 _COOKIE_ACTION = "_fakevoice_cookie_action"
+_SIGNED_IN_AT = "_fakevoice_signed_in_at"  # epoch seconds
+SESSION_ENDED = "You were signed out: your password was changed or every session was ended."
 CookieAction = Literal["set", "delete"]
 
 
@@ -43,10 +50,18 @@ def current_user() -> UserRecord | None:
         return None
     try:
         with store.session_scope(readonly=True) as session:
-            return store.get_user(session, user_id)
+            user = store.get_user(session, user_id)
     except NotFoundError:
         st.session_state.pop(USER_KEY, None)
         return None
+    # A session signed in without a recorded time (tests set USER_KEY) counts from now.
+    signed_in_at = st.session_state.setdefault(_SIGNED_IN_AT, time.time())
+    if not accounts.sign_in_still_valid(user, signed_in_at):
+        logger.info("ending an older session of %s", user.username)
+        sign_out()
+        st.toast(SESSION_ENDED, icon=":material/logout:")
+        return None
+    return user
 
 
 def current_actor() -> Actor | None:
@@ -106,7 +121,7 @@ def _restore_from_cookie(
     issued = accounts.cookie_issued_at(
         st.context.cookies.get(cookie_name), accounts.cookie_key(), expiry_days
     )
-    if not accounts.cookie_still_valid(user, issued):
+    if not accounts.sign_in_still_valid(user, issued):
         # Signed in before this account's password changed (or before the account with this
         # name was made): that session ends here.
         logger.info("refusing an older sign-in cookie of %s", user.username)
@@ -115,12 +130,14 @@ def _restore_from_cookie(
         st.session_state[_COOKIE_ACTION] = "delete"
         return
     st.session_state[USER_KEY] = user.id
+    st.session_state[_SIGNED_IN_AT] = issued
     logger.info("user %s signed in again from their cookie", user.username)
 
 
 def sign_in(user: UserRecord) -> None:
     """Mark ``user`` as signed in for this session; the cookie follows on the next run."""
     st.session_state[USER_KEY] = user.id
+    st.session_state[_SIGNED_IN_AT] = time.time()
     # streamlit-authenticator's own session keys, which its cookie code reads.
     st.session_state["username"] = user.username
     st.session_state["name"] = user.display_name
@@ -132,10 +149,31 @@ def sign_in(user: UserRecord) -> None:
 def sign_out() -> None:
     """Forget the signed-in user in this session and delete the cookie on the next run."""
     st.session_state.pop(USER_KEY, None)
+    st.session_state.pop(_SIGNED_IN_AT, None)
     for key in ("username", "name", "authentication_status", "email", "roles"):
         st.session_state[key] = None
     st.session_state["logout"] = True
     st.session_state[_COOKIE_ACTION] = "delete"
+
+
+def sign_out_everywhere(user: UserRecord) -> None:
+    """End every sign-in of ``user`` (other browsers on their next run) and sign out here.
+
+    Raises:
+        NotFoundError: the account was removed meanwhile.
+    """
+    accounts.end_all_sessions(user.id)
+    sign_out()
+
+
+def renew_sign_in(user: UserRecord) -> None:
+    """After ``user`` changed their password in this session: this session and its browser stay
+    signed in (a new cookie follows on the next run); sign-ins elsewhere end."""
+    if st.session_state.get(USER_KEY) != user.id:
+        return
+    st.session_state[_SIGNED_IN_AT] = time.time()
+    st.session_state["username"] = user.username  # the new cookie names it
+    st.session_state[_COOKIE_ACTION] = "set"
 
 
 def sidebar_status() -> None:

@@ -139,4 +139,5 @@ def change_password_form(user: UserRecord) -> None:
         except FakeVoiceError as exc:
             st.error(str(exc))
             return
-        st.success("Your password was changed.")
+        auth.renew_sign_in(user)
+        st.success("Your password was changed. Other browsers signed in as you are signed out.")

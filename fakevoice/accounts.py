@@ -26,6 +26,7 @@ from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
 from fakevoice.store.tables import utcnow
 from fakevoice.store.users import (
+    end_sessions,
     get_user_by_email,
     set_password_hash,
     set_reset_code,
@@ -307,19 +308,34 @@ def cookie_issued_at(token: object, key: str, expiry_days: float) -> float | Non
     return float(expires) - expiry_days * 86400.0
 
 
-def cookie_still_valid(user: UserRecord, issued_at: float | None) -> bool:
-    """Whether a sign-in cookie made at ``issued_at`` (epoch seconds) may still sign ``user`` in.
+def sign_in_still_valid(user: UserRecord, signed_in_at: float | None) -> bool:
+    """Whether a sign-in made at ``signed_in_at`` (epoch seconds) may still act as ``user``.
 
-    Not when it was made before the user's last password change (a reset ends other sessions)
-    or before the account was created (a cookie of a deleted account whose name was taken again).
+    A sign-in is a cookie (made when the user signed in) or an open browser session. It is over
+    when it was made before the user's last password change (a reset ends other sessions), before
+    "Sign out everywhere" (:func:`end_all_sessions`), or before the account was created (a cookie
+    of a deleted account whose name was taken again).
     """
-    if issued_at is None:
+    if signed_in_at is None:
         return False
     since = max(
-        user.created_at.timestamp(),
-        user.password_changed_at.timestamp() if user.password_changed_at else 0.0,
+        moment.timestamp()
+        for moment in (user.created_at, user.password_changed_at, user.sessions_ended_at)
+        if moment is not None
     )
-    return issued_at >= since
+    return signed_in_at >= since
+
+
+def end_all_sessions(user_id: int) -> UserRecord:
+    """Sign the user out in every browser: sign-ins made before now stop working.
+
+    The password and API tokens stay as they are (tokens are revoked one by one).
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    with store.session_scope() as session:
+        return end_sessions(session, user_id)
 
 
 def update_details(user_id: int, *, display_name: str, email: str | None) -> UserRecord:

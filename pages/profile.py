@@ -289,6 +289,27 @@ def _tokens_section(actor: Actor) -> None:
             )
 
 
+def _sessions_section(user: UserRecord) -> None:
+    st.subheader("Sessions")
+    st.caption(
+        "**Sign out everywhere** ends your sign-in in every browser, this one included (after "
+        "using a shared computer, say); tabs still open elsewhere are signed out on their next "
+        "click. API tokens keep working: revoke them under *API tokens*."
+    )
+    here, everywhere = st.columns(2)
+    with here:
+        auth.sign_out_button("profile_sign_out")
+    if everywhere.button(
+        "Sign out everywhere", key="profile_sign_out_everywhere", icon=":material/devices:"
+    ):
+        try:
+            auth.sign_out_everywhere(user)
+        except FakeVoiceError as exc:
+            st.error(str(exc))
+            return
+        st.rerun()
+
+
 def _admin_section(user: UserRecord) -> None:
     actor = user.actor
     try:
@@ -363,7 +384,7 @@ def _my_profile(user: UserRecord) -> None:
     with tabs[4]:
         sign_in.details_form(user)
         sign_in.change_password_form(user)
-        auth.sign_out_button("profile_sign_out")
+        _sessions_section(user)
     if user.is_admin:
         with tabs[5]:
             _admin_section(user)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fakevoice import accounts, store
-from fakevoice.errors import ConflictError, FakeVoiceError, InvalidSpecError
+from fakevoice.errors import ConflictError, FakeVoiceError, InvalidSpecError, NotFoundError
 from fakevoice.mail import MailError
 from fakevoice.settings import get_settings
 from fakevoice.store.tables import UserRow, utcnow
@@ -143,16 +143,30 @@ def test_a_new_code_replaces_the_old_and_codes_expire(
     assert accounts.authenticate("alice", PASSWORD).username == "alice"
 
 
-def test_cookies_made_before_a_password_change_or_the_account_stop_working(db: Path) -> None:
+def test_sign_ins_made_before_a_password_change_or_the_account_or_the_end_stop_working(
+    db: Path,
+) -> None:
     user = accounts.register("alice", PASSWORD, email="alice@example.org")
     made = user.created_at.timestamp()
-    assert accounts.cookie_still_valid(user, made + 5)
-    assert not accounts.cookie_still_valid(user, made - 5)  # an earlier account of this name
-    assert not accounts.cookie_still_valid(user, None)
+    assert accounts.sign_in_still_valid(user, made + 5)
+    assert not accounts.sign_in_still_valid(user, made - 5)  # an earlier account of this name
+    assert not accounts.sign_in_still_valid(user, None)
     changed = accounts.change_password(user.id, PASSWORD, "a new secret 1")
     assert changed.password_changed_at is not None
-    assert not accounts.cookie_still_valid(changed, changed.password_changed_at.timestamp() - 1)
-    assert accounts.cookie_still_valid(changed, changed.password_changed_at.timestamp() + 1)
+    changed_at = changed.password_changed_at.timestamp()
+    assert not accounts.sign_in_still_valid(changed, changed_at - 1)
+    assert accounts.sign_in_still_valid(changed, changed_at + 1)
+    ended = accounts.end_all_sessions(user.id)
+    assert ended.sessions_ended_at is not None
+    ended_at = ended.sessions_ended_at.timestamp()
+    assert ended_at >= changed_at
+    assert not accounts.sign_in_still_valid(ended, ended_at - 0.001)
+    assert accounts.sign_in_still_valid(ended, ended_at)
+    assert accounts.authenticate("alice", "a new secret 1").id == user.id  # the password stays
+    again = accounts.user_by_username("alice")
+    assert again is not None and again.sessions_ended_at == ended.sessions_ended_at
+    with pytest.raises(NotFoundError):
+        accounts.end_all_sessions(user.id + 100)
 
 
 def test_cookie_issue_time_is_read_from_the_signed_expiry() -> None:

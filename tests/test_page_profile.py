@@ -387,6 +387,54 @@ def test_account_details_and_password(two_users: dict[str, Any]) -> None:
     assert accounts.authenticate("alice", "brand new pass").id == alice.user_id
 
 
+def signed_in(at: AppTest) -> bool:
+    """Whether the page shows a signed-in profile (and the session holds a user)."""
+    return USER_KEY in at.session_state and any(t.value == "My profile" for t in at.title)
+
+
+def test_a_password_change_keeps_this_browser_and_ends_the_others(
+    two_users: dict[str, Any],
+) -> None:
+    alice = two_users["alice"]
+    laptop, phone, bob = profile_page(alice), profile_page(alice), profile_page(two_users["bob"])
+    assert signed_in(laptop) and signed_in(phone) and signed_in(bob)
+    laptop.text_input(key="password_current").input(PASSWORD)
+    laptop.text_input(key="password_new").input("brand new pass")
+    laptop.text_input(key="password_repeat").input("brand new pass")
+    button(laptop, "Change password").click().run()
+    assert_no_exception(laptop)
+    assert "Other browsers" in laptop.success[0].value
+    assert signed_in(laptop.run())  # a new cookie for this browser, and the session goes on
+    phone.run()
+    assert_no_exception(phone)
+    assert not signed_in(phone)
+    assert [t.value for t in phone.toast] == [auth_session_ended()]
+    assert signed_in(bob.run())  # someone else's sessions are untouched
+
+
+def test_sign_out_everywhere_ends_every_session_of_the_user(two_users: dict[str, Any]) -> None:
+    alice = two_users["alice"]
+    laptop, phone, bob = profile_page(alice), profile_page(alice), profile_page(two_users["bob"])
+    button(phone, "Sign out everywhere").click().run()
+    assert_no_exception(phone)
+    assert not signed_in(phone)
+    assert "Sign in" in " ".join(i.value for i in phone.info)
+    laptop.run()
+    assert not signed_in(laptop)
+    assert signed_in(bob.run())
+    user = accounts.user_by_username("alice")
+    assert user is not None and user.sessions_ended_at is not None
+    assert accounts.authenticate("alice", PASSWORD).id == alice.user_id  # the password stays
+    again = profile_page(alice)  # a sign-in after it works
+    assert signed_in(again) and signed_in(again.run())
+
+
+def auth_session_ended() -> str:
+    from components import auth
+
+    return auth.SESSION_ENDED
+
+
 # --- another user, an administrator -------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ class UserRecord:
     created_at: datetime
     password_hash: str | None = field(default=None, repr=False)
     password_changed_at: datetime | None = None
+    sessions_ended_at: datetime | None = None
 
     @property
     def actor(self) -> Actor:

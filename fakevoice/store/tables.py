@@ -118,6 +118,8 @@ class UserRow(Base):
     reset_code_hash: Mapped[str | None] = mapped_column(String(64))
     reset_code_expires_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
+    # "Sign out everywhere": sign-ins (cookies, open tabs) from before this time are over.
+    sessions_ended_at: Mapped[datetime | None]
 
 
 class DatasetRow(Base):

@@ -143,6 +143,15 @@ def set_password_hash(session: Session, user_id: int, password_hash: str) -> Use
     return to_record(UserRecord, row)
 
 
+def end_sessions(session: Session, user_id: int) -> UserRecord:
+    """End every sign-in of the user made before now (the password stays). NotFoundError."""
+    row = _row(session, user_id)
+    row.sessions_ended_at = utcnow()
+    session.flush()
+    logger.info("every session of user %s (id %d) was ended", row.username, user_id)
+    return to_record(UserRecord, row)
+
+
 def set_reset_code(
     session: Session, user_id: int, code_hash: str, expires_at: datetime
 ) -> UserRecord:

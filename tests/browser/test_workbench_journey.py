@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .widgets import TIMEOUT_MS, choose, open_page, wait_for_script
+from .widgets import NAV_TRY_MS, TIMEOUT_MS, choose, open_page, wait_for_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -34,8 +34,13 @@ TRAIN_TIMEOUT_MS = 240_000  # a worker child process starting torch, then two ep
 USERNAME = "journey"
 DISPLAY_NAME = "Journey Tester"
 PASSWORD = "correct horse battery"
+NEW_PASSWORD = "staple battery horse"
 COOKIE_NAME = "fakevoice_auth"  # settings.cookie_name's default
 HAS_COOKIE = "name => document.cookie.split('; ').some(c => c.startsWith(name + '='))"
+COOKIE_VALUE = (
+    "name => (document.cookie.split('; ').find(c => c.startsWith(name + '=')) || '')"
+    ".slice(name.length + 1)"
+)
 FINISHED_RUN = "journey-2ep"
 STOPPED_RUN = "journey-stop"
 LONG_EPOCHS = 50  # long enough to watch it learn; it is stopped long before the end
@@ -337,6 +342,43 @@ def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     screenshot(page, "profile", full_page=False)
 
 
+def _change_password_stay_signed_in(page: Page, url: str) -> None:
+    """Profile > Account: a new password ends older sign-ins, but this browser gets a new cookie,
+    so a new visit is still signed in."""
+    old_cookie = page.evaluate(COOKIE_VALUE, COOKIE_NAME)
+    assert old_cookie
+    open_page(page, "Profile", "My profile")
+    current = _keyed(page, "password_current").locator("input")
+    for _ in range(TIMEOUT_MS // NAV_TRY_MS):  # a rerun that ends after the click resets the tabs
+        wait_for_script(page)
+        page.get_by_role("tab", name="Account").click()
+        try:
+            expect(current).to_be_visible(timeout=NAV_TRY_MS)
+            break
+        except AssertionError:
+            continue
+    for key, value in (
+        ("password_current", PASSWORD),
+        ("password_new", NEW_PASSWORD),
+        ("password_repeat", NEW_PASSWORD),
+    ):
+        _keyed(page, key).locator("input").fill(value)
+    page.get_by_test_id("stFormSubmitButton").filter(has_text="Change password").click()
+    expect(page.get_by_text("Your password was changed.")).to_be_visible(timeout=TIMEOUT_MS)
+    # The new cookie is written by the next run: the sidebar's rerun is one.
+    open_page(page, "Home", f"Welcome, {DISPLAY_NAME}")
+    page.wait_for_function(
+        f"([name, old]) => ({COOKIE_VALUE})(name) && ({COOKIE_VALUE})(name) !== old",
+        arg=[COOKIE_NAME, old_cookie],
+        timeout=TIMEOUT_MS,
+    )
+    page.goto(url)
+    wait_for_script(page)
+    expect(page.locator("h1", has_text=f"Welcome, {DISPLAY_NAME}")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+
+
 def _dashboard(page: Page, screenshot: Callable[..., Path]) -> None:
     open_page(page, "Home", f"Welcome, {DISPLAY_NAME}")
     expect(_grid(page, STOPPED_RUN)).not_to_have_count(0, timeout=TIMEOUT_MS)
@@ -412,5 +454,6 @@ def test_register_train_stop_download_evaluate_share(
     history = page.get_by_test_id("stDataFrame").last.locator("table tbody tr")
     expect(history).to_have_count(2, timeout=TIMEOUT_MS)  # the upload and the recording
     _share_model(page, screenshot)
+    _change_password_stay_signed_in(page, streamlit_server.url)
     _dashboard(page, screenshot)
     _signed_out_sees_public_model(page, streamlit_server.url, screenshot)
