@@ -5,7 +5,7 @@ speech: the Debian asterisk G.722 prompts decoded with PyAV, concatenated and cu
 signals when those are not installed), then renders every clip to a 224 x 224 mel spectrogram PNG:
 
 - ours:      ``fakevoice.audio.load_audio`` (``soundfile.read`` while that module is missing)
-             + ``features.render_image`` + ``features.save_png``, in a process pool over the
+             + ``features.render_image`` + ``png.save_png``, in a process pool over the
              available cores, and once more in a single process;
 - reference: ``librosa.load`` + ``librosa.feature.melspectrogram`` + ``librosa.power_to_db`` +
              a matplotlib figure (``librosa.display.specshow``, axis off) saved with
@@ -33,7 +33,8 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fakevoice.features import FeatureSpec, render_image, save_png  # noqa: E402
+from fakevoice.features import FeatureSpec, render_image  # noqa: E402
+from fakevoice.png import save_png  # noqa: E402
 
 SAMPLE_RATE = 16000
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")

@@ -56,7 +56,8 @@ FEATURE_OPTIONS = {  # flag -> (FeatureSpec field, type, help)
 
 
 def _add_feature_options(p: argparse.ArgumentParser, default: str) -> None:
-    from fakevoice.features import COLORMAPS, FEATURE_KINDS
+    from fakevoice.colormaps import COLORMAPS
+    from fakevoice.features import FEATURE_KINDS
 
     group = p.add_argument_group(f"spectrogram features (default: {default})")
     group.add_argument("--features", choices=FEATURE_KINDS, default=None, help="feature kind")

@@ -29,7 +29,7 @@ Images: dB kinds map ``[max - top_db, max]`` to the colour map's ends. Cepstral 
 normalisation) and map ``[-3, +3]`` standard deviations: ``c0`` spans hundreds of dB-units and
 would otherwise leave every other row one flat colour. Colour maps are interpolated from 32
 embedded anchors of matplotlib's tables (within 2 levels of 255 of matplotlib), so rendering never
-imports matplotlib.
+imports matplotlib (:mod:`fakevoice.colormaps`). :mod:`fakevoice.png` writes the images.
 """
 
 from __future__ import annotations
@@ -37,14 +37,9 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import os
-import struct
-import tempfile
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -52,6 +47,7 @@ import scipy.fft
 import scipy.sparse
 from PIL import Image
 
+from fakevoice.colormaps import COLORMAPS, colormap_lut
 from fakevoice.errors import EmptyAudioError, InvalidSamplesError, InvalidSpecError
 
 logger = logging.getLogger(__name__)
@@ -67,28 +63,6 @@ CQT_DEFAULT_FMIN = 32.703195662574764  # C1 in Hz, librosa's default CQT fmin
 CQT_NYQUIST_MARGIN = 1.05  # the top CQT filter's band must stay below Nyquist
 IMAGE_SIZE_RANGE = (16, 4096)
 CEPSTRAL_SIGMAS = 3.0  # cepstral images span mean +- this many standard deviations
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-# 32 anchors (RGB hex) taken at evenly spaced entries of matplotlib's 256-entry tables.
-_COLORMAP_ANCHORS: dict[str, str] = {
-    "magma": (
-        "000004 030312 0a0822 140e36 1e1149 2a115c 38106c 471078 54137d 601880 6d1d81 792282 "
-        "882781 942c80 a1307e ae347b bd3977 ca3e72 d6456c e24d66 ec5860 f3655c f8745c fb835f "
-        "fd9266 fea36f feb27a fec185 fecf92 fde0a1 fceeb0 fcfdbf"
-    ),
-    "viridis": (
-        "440154 470d60 48186a 482475 472e7c 453882 424186 3e4c8a 3a548c 365d8d 32658e 2e6d8e "
-        "2b758e 287d8e 25848e 228c8d 1f948c 1e9c89 20a386 25ab82 2eb37c 3aba76 48c16e 58c765 "
-        "69cd5b 7fd34e 93d741 a8db34 bddf26 d5e21a eae51a fde725"
-    ),
-    "inferno": (
-        "000004 040312 0b0724 160b39 230c4c 310a5c 3e0966 4d0d6c 5a116e 67166e 741a6e 801f6c "
-        "8f2469 9b2964 a82e5f b43359 c13a50 cc4248 d74b3f e05536 e9612b ef6e21 f57b17 f8890c "
-        "fb9706 fca80d fbb81d f9c72f f6d746 f2e865 f3f586 fcffa4"
-    ),
-    "gray": "000000 ffffff",
-}
-COLORMAPS: tuple[str, ...] = tuple(_COLORMAP_ANCHORS)
 
 
 # --- the spec ------------------------------------------------------------------------------------
@@ -399,24 +373,6 @@ def _linear_bin_range(sample_rate: int, n_fft: int, fmin: float, fmax: float) ->
 # --- images --------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=len(_COLORMAP_ANCHORS))
-def colormap_lut(name: str) -> np.ndarray:
-    """The 256-entry colour table of a named colour map: ``(256, 3)`` uint8, read-only.
-
-    Raises:
-        InvalidSpecError: unknown name.
-    """
-    _check_choice("colormap", name, COLORMAPS)
-    anchors = np.array(
-        [[int(code[i : i + 2], 16) for i in (0, 2, 4)] for code in _COLORMAP_ANCHORS[name].split()],
-        dtype=np.float64,
-    )
-    positions = np.round(np.linspace(0, 255, len(anchors)))
-    entries = np.arange(256)
-    table = np.stack([np.interp(entries, positions, anchors[:, c]) for c in range(3)], axis=1)
-    return _frozen(np.round(table).astype(np.uint8))
-
-
 def db_to_image(spec_db: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Colour a spectrogram as an image, low frequencies (or ``c0``) on the bottom row.
 
@@ -468,71 +424,3 @@ def render_image(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         ``(image_height, image_width, 3)`` uint8 RGB.
     """
     return db_to_image(spectrogram_db(samples, spec), spec)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Encode an 8-bit RGB or grey image as PNG bytes (zlib level 1, no row filters).
-
-    Our images are colour-table lookups, so exact colours repeat and deflate finds them without
-    PNG's row filters; PIL always chooses filters per row, which here costs about 4x the time and
-    gives files about 40% larger.
-
-    Args:
-        image: ``(H, W, 3)`` or ``(H, W)`` uint8.
-
-    Raises:
-        InvalidSamplesError: wrong shape or dtype.
-    """
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or not (
-        (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)) and array.size > 0
-    ):
-        raise InvalidSamplesError(
-            f"expected a (H, W, 3) or (H, W) uint8 image; got shape {array.shape} "
-            f"dtype {array.dtype}"
-        )
-    height, width = array.shape[:2]
-    rows = np.zeros((height, 1 + array[0].size), dtype=np.uint8)  # leading 0: filter "None"
-    rows[:, 1:] = array.reshape(height, -1)
-    colour_type = 2 if array.ndim == 3 else 0
-    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return b"".join(
-        [
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
-            _png_chunk(b"IEND", b""),
-        ]
-    )
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data)
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def save_png(image: np.ndarray, path: Path) -> None:
-    """Write an RGB (or grey) uint8 image as PNG atomically, creating parent folders.
-
-    The file appears complete or not at all (temporary file in the same folder, then
-    ``os.replace``).
-
-    Args:
-        image: ``(H, W, 3)`` or ``(H, W)`` uint8.
-        path: destination file.
-
-    Raises:
-        InvalidSamplesError: wrong shape or dtype.
-    """
-    data = encode_png(image)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; images are shared read-only files
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

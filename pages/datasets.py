@@ -10,8 +10,9 @@ import streamlit as st
 
 from components import auth, dataset_build, dataset_view
 from fakevoice import services
+from fakevoice.colormaps import COLORMAPS
 from fakevoice.errors import FakeVoiceError
-from fakevoice.features import COLORMAPS, FEATURE_KINDS, FeatureSpec
+from fakevoice.features import FEATURE_KINDS, FeatureSpec
 from fakevoice.store.records import Actor
 
 DATASET_KEY = "dataset"  # also the query parameter, so a link can name the dataset

@@ -19,17 +19,14 @@ import numpy as np
 import pytest
 import scipy.fft
 from conftest import speechlike
-from PIL import Image
 
+from fakevoice.colormaps import colormap_lut
 from fakevoice.errors import EmptyAudioError, InvalidSamplesError, InvalidSpecError
 from fakevoice.features import (
-    COLORMAPS,
     FEATURE_KINDS,
     FeatureSpec,
-    colormap_lut,
     db_to_image,
     render_image,
-    save_png,
     spectrogram_db,
 )
 
@@ -261,20 +258,6 @@ def test_constant_spectrogram_gives_first_colour() -> None:
     assert (image == colormap_lut("viridis")[0]).all()
 
 
-@pytest.mark.parametrize("name", [c for c in COLORMAPS if c != "gray"])
-def test_colormap_tables_match_matplotlib(name: str) -> None:
-    matplotlib = pytest.importorskip("matplotlib")
-    reference = np.round(matplotlib.colormaps[name](np.arange(256))[:, :3] * 255)
-    lut = colormap_lut(name)
-    assert lut.shape == (256, 3)
-    assert lut.dtype == np.uint8
-    assert np.abs(lut.astype(int) - reference).max() <= 2
-
-
-def test_gray_is_the_identity_ramp() -> None:
-    assert (colormap_lut("gray") == np.arange(256, dtype=np.uint8)[:, None]).all()
-
-
 def test_bad_spectrogram_for_image_is_rejected() -> None:
     with pytest.raises(InvalidSamplesError, match="finite"):
         db_to_image(np.full((4, 4), np.nan, dtype=np.float32), FeatureSpec())
@@ -381,39 +364,3 @@ def test_from_dict_rejects_unknown_keys_and_non_mappings() -> None:
         FeatureSpec.from_dict(["mel"])
     with pytest.raises(InvalidSpecError, match="kind must be one of"):
         FeatureSpec.from_dict({"kind": "chroma"})
-
-
-# --- PNG files -----------------------------------------------------------------------------------
-
-
-def test_save_png_round_trip_is_atomic(tmp_path: Path, voice: np.ndarray) -> None:
-    image = render_image(voice, FeatureSpec(image_height=100, image_width=180))
-    path = tmp_path / "snr_inf" / "spk1" / "bonafide" / "item.png"
-    save_png(image, path)
-    with Image.open(path) as saved:
-        assert saved.format == "PNG"
-        np.testing.assert_array_equal(np.asarray(saved.convert("RGB")), image)
-    save_png(image[::-1].copy(), path)  # overwrite in place
-    with Image.open(path) as saved:
-        np.testing.assert_array_equal(np.asarray(saved), image[::-1])
-    assert [p.name for p in path.parent.iterdir()] == ["item.png"]
-
-
-def test_grey_png_is_valid_and_exact(tmp_path: Path, rng: np.random.Generator) -> None:
-    grey = rng.integers(0, 256, size=(17, 31), dtype=np.uint8)
-    save_png(grey, tmp_path / "grey.png")
-    with Image.open(tmp_path / "grey.png") as saved:
-        saved.verify()  # chunk CRCs and structure
-    with Image.open(tmp_path / "grey.png") as saved:
-        assert saved.mode == "L"
-        assert saved.size == (31, 17)
-        np.testing.assert_array_equal(np.asarray(saved), grey)
-    assert (tmp_path / "grey.png").stat().st_mode & 0o777 == 0o644
-
-
-def test_save_png_rejects_bad_images_and_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(InvalidSamplesError, match="uint8"):
-        save_png(np.zeros((10, 10, 3), dtype=np.float32), tmp_path / "x.png")
-    with pytest.raises(InvalidSamplesError, match=re.escape("(H, W, 3)")):
-        save_png(np.zeros((10, 10, 4), dtype=np.uint8), tmp_path / "x.png")
-    assert list(tmp_path.iterdir()) == []

@@ -30,7 +30,8 @@ from fakevoice.datasets.manifest import (
     write_manifest,
 )
 from fakevoice.errors import DatasetError, InvalidSpecError
-from fakevoice.features import FeatureSpec, render_image, save_png
+from fakevoice.features import FeatureSpec, render_image
+from fakevoice.png import save_png
 from fakevoice.training import MemorySink, load_checkpoint_state, train
 from fakevoice.training_data import (
     class_names_for,

@@ -36,7 +36,8 @@ from fakevoice.datasets.manifest import (
 from fakevoice.datasets.noise import parse_noise_name
 from fakevoice.datasets.units import item_image
 from fakevoice.errors import DatasetError
-from fakevoice.features import FeatureSpec, save_png
+from fakevoice.features import FeatureSpec
+from fakevoice.png import save_png
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from fakevoice.datasets.noise import NoiseLevel, add_noise, item_seed
 from fakevoice.datasets.noise import noise_name as noise_folder
 from fakevoice.datasets.sources import Recording, split_at_silences
 from fakevoice.errors import FakeVoiceError
-from fakevoice.features import FeatureSpec, render_image, save_png
+from fakevoice.features import FeatureSpec, render_image
+from fakevoice.png import save_png
 from fakevoice.settings import get_settings
 
 logger = logging.getLogger(__name__)
