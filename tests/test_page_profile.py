@@ -360,6 +360,14 @@ def test_tokens_are_created_shown_once_listed_and_revoked(two_users: dict[str, A
     assert tables(at)["my_tokens"]["revoked"][0] != ""
 
 
+def change_password(at: AppTest, current: str, new: str) -> AppTest:
+    """Fill the Account tab's password form (the new password twice) and submit it."""
+    at.text_input(key="password_current").input(current)
+    at.text_input(key="password_new").input(new)
+    at.text_input(key="password_repeat").input(new)
+    return button(at, "Change password").click().run()
+
+
 def test_account_details_and_password(two_users: dict[str, Any]) -> None:
     alice = two_users["alice"]
     at = profile_page(alice)
@@ -373,15 +381,9 @@ def test_account_details_and_password(two_users: dict[str, Any]) -> None:
     user = accounts.authenticate("alice", PASSWORD)
     assert (user.display_name, user.email) == ("Alice Z", "alice@example.org")
 
-    at.text_input(key="password_current").input(PASSWORD)
-    at.text_input(key="password_new").input("p" * 73)
-    at.text_input(key="password_repeat").input("p" * 73)
-    button(at, "Change password").click().run()
+    change_password(at, PASSWORD, "p" * 73)
     assert "at most 72 bytes" in at.error[0].value
-    at.text_input(key="password_current").input(PASSWORD)
-    at.text_input(key="password_new").input("brand new pass")
-    at.text_input(key="password_repeat").input("brand new pass")
-    button(at, "Change password").click().run()
+    change_password(at, PASSWORD, "brand new pass")
     assert_no_exception(at)
     assert "was changed" in at.success[0].value
     assert accounts.authenticate("alice", "brand new pass").id == alice.user_id
@@ -398,10 +400,7 @@ def test_a_password_change_keeps_this_browser_and_ends_the_others(
     alice = two_users["alice"]
     laptop, phone, bob = profile_page(alice), profile_page(alice), profile_page(two_users["bob"])
     assert signed_in(laptop) and signed_in(phone) and signed_in(bob)
-    laptop.text_input(key="password_current").input(PASSWORD)
-    laptop.text_input(key="password_new").input("brand new pass")
-    laptop.text_input(key="password_repeat").input("brand new pass")
-    button(laptop, "Change password").click().run()
+    change_password(laptop, PASSWORD, "brand new pass")
     assert_no_exception(laptop)
     assert "Other browsers" in laptop.success[0].value
     assert signed_in(laptop.run())  # a new cookie for this browser, and the session goes on
