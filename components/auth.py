@@ -162,7 +162,7 @@ def sign_out_everywhere(user: UserRecord) -> None:
     Raises:
         NotFoundError: the account was removed meanwhile.
     """
-    accounts.end_all_sessions(user.id)
+    accounts.end_all_sessions(user.actor, user.id)
     sign_out()
 
 

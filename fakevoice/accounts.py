@@ -326,16 +326,17 @@ def sign_in_still_valid(user: UserRecord, signed_in_at: float | None) -> bool:
     return signed_in_at >= since
 
 
-def end_all_sessions(user_id: int) -> UserRecord:
+def end_all_sessions(actor: Actor, user_id: int) -> UserRecord:
     """Sign the user out in every browser: sign-ins made before now stop working.
 
     The password and API tokens stay as they are (tokens are revoked one by one).
 
     Raises:
+        PermissionDeniedError: the actor is neither that user nor an administrator.
         NotFoundError: no such user.
     """
     with store.session_scope() as session:
-        return end_sessions(session, user_id)
+        return end_sessions(session, actor, user_id)
 
 
 def update_details(user_id: int, *, display_name: str, email: str | None) -> UserRecord:

@@ -1,4 +1,4 @@
-"""``fakevoice user create | list | delete | admin``: accounts, run by the server's operator.
+"""``fakevoice user create | list | delete | admin | sign-out``: accounts, run by the server's operator.
 
 The operator acts as :data:`fakevoice.accounts.OPERATOR` (an administrator): whoever runs the CLI
 on the server can read its database anyway.
@@ -104,6 +104,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign_out(args: argparse.Namespace) -> int:
+    from fakevoice import accounts, store
+
+    store.init_db()
+    user = accounts.end_all_sessions(accounts.OPERATOR, _user_id(args.username))
+    print(f"{user.username} is signed out in every browser (API tokens still work)")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     users = sub.add_parser("user", help="create, list and delete accounts (server operator)")
     usub = users.add_subparsers(dest="user_command", required=True)
@@ -128,3 +137,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("username")
     p.add_argument("--revoke", action="store_true", help="take the role away instead")
     p.set_defaults(handler=cmd_admin)
+
+    p = usub.add_parser("sign-out", help="end every browser sign-in of an account")
+    p.add_argument("username")
+    p.set_defaults(handler=cmd_sign_out)

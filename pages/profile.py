@@ -345,12 +345,22 @@ def _admin_section(user: UserRecord) -> None:
     if not others:
         return
     chosen = st.selectbox(
-        "User to remove",
+        "User",
         list(others),
         format_func=lambda i: others[i].username,
         key="admin_remove_choice",
     )
     name = others[chosen].username
+    if st.button(
+        f"Sign {name!r} out everywhere",
+        key="admin_sign_out_user",
+        icon=":material/devices:",
+        help="Ends their sign-in in every browser; their password and API tokens stay.",
+    ):
+        _attempt(
+            lambda: accounts.end_all_sessions(actor, chosen),
+            f"User {name!r} is signed out in every browser.",
+        )
     _delete_step(
         f"user{chosen}",
         f"Remove user {name!r} with their runs, models and verdicts",

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from fakevoice import accounts, store
-from fakevoice.errors import ConflictError, FakeVoiceError, InvalidSpecError, NotFoundError
+from fakevoice.errors import (
+    ConflictError,
+    FakeVoiceError,
+    InvalidSpecError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from fakevoice.mail import MailError
 from fakevoice.settings import get_settings
 from fakevoice.store.tables import UserRow, utcnow
@@ -156,7 +162,7 @@ def test_sign_ins_made_before_a_password_change_or_the_account_or_the_end_stop_w
     changed_at = changed.password_changed_at.timestamp()
     assert not accounts.sign_in_still_valid(changed, changed_at - 1)
     assert accounts.sign_in_still_valid(changed, changed_at + 1)
-    ended = accounts.end_all_sessions(user.id)
+    ended = accounts.end_all_sessions(user.actor, user.id)
     assert ended.sessions_ended_at is not None
     ended_at = ended.sessions_ended_at.timestamp()
     assert ended_at >= changed_at
@@ -165,8 +171,12 @@ def test_sign_ins_made_before_a_password_change_or_the_account_or_the_end_stop_w
     assert accounts.authenticate("alice", "a new secret 1").id == user.id  # the password stays
     again = accounts.user_by_username("alice")
     assert again is not None and again.sessions_ended_at == ended.sessions_ended_at
+    other = accounts.register("bob", PASSWORD)
+    with pytest.raises(PermissionDeniedError, match="administrator"):
+        accounts.end_all_sessions(other.actor, user.id)
+    assert accounts.end_all_sessions(accounts.OPERATOR, other.id).sessions_ended_at is not None
     with pytest.raises(NotFoundError):
-        accounts.end_all_sessions(user.id + 100)
+        accounts.end_all_sessions(accounts.OPERATOR, user.id + 100)
 
 
 def test_cookie_issue_time_is_read_from_the_signed_expiry() -> None:

@@ -125,4 +125,14 @@ def test_more_rules_and_the_admin_role_in_process(
     assert not accounts.authenticate("alice", PASSWORD).is_admin
     code, out, _ = run_in_process(capsys, monkeypatch, "list")
     assert code == 0 and "alice" in out
+
+    before = accounts.user_by_username("alice")
+    assert before is not None and before.sessions_ended_at is None
+    code, out, _ = run_in_process(capsys, monkeypatch, "sign-out", "alice")
+    assert code == 0 and "alice is signed out in every browser" in out
+    after = accounts.user_by_username("alice")
+    assert after is not None and after.sessions_ended_at is not None
+    assert not accounts.sign_in_still_valid(after, after.sessions_ended_at.timestamp() - 1)
+    code, _, err = run_in_process(capsys, monkeypatch, "sign-out", "nobody")
+    assert (code, err.count("\n")) == (2, 1) and "no user called 'nobody'" in err
     store.dispose_engines()

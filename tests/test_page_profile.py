@@ -496,7 +496,12 @@ def test_admin_sees_all_runs_and_removes_a_user(two_users: dict[str, Any]) -> No
     assert set(tables(at)["admin_users"]["user"]) == {"alice", "bob", "root"}
     assert "root" not in at.selectbox(key="admin_remove_choice").options  # not oneself
     alice_folder = profile.run_folder(two_users["private_run"].id)
+    alices_browser = profile_page(two_users["alice"])
     at.selectbox(key="admin_remove_choice").select(two_users["alice"].user_id).run()
+    button(at, "Sign 'alice' out everywhere").click().run()
+    assert "User 'alice' is signed out in every browser." in at.success[0].value
+    assert not signed_in(alices_browser.run())
+    assert signed_in(at.run())  # the administrator's own session goes on
     button(at, "Remove user 'alice' with their runs, models and verdicts…").click().run()
     button(at, "Yes, delete").click().run()
     assert_no_exception(at)

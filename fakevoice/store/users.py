@@ -143,12 +143,17 @@ def set_password_hash(session: Session, user_id: int, password_hash: str) -> Use
     return to_record(UserRecord, row)
 
 
-def end_sessions(session: Session, user_id: int) -> UserRecord:
-    """End every sign-in of the user made before now (the password stays). NotFoundError."""
+def end_sessions(session: Session, actor: Actor, user_id: int) -> UserRecord:
+    """End every sign-in of the user made before now (the password stays). The user themselves
+    or an administrator (PermissionDeniedError otherwise); NotFoundError."""
+    if actor.user_id != user_id:
+        _require_admin(actor, "sign other users out")
     row = _row(session, user_id)
     row.sessions_ended_at = utcnow()
     session.flush()
-    logger.info("every session of user %s (id %d) was ended", row.username, user_id)
+    logger.info(
+        "every session of user %s (id %d) ended by user %d", row.username, user_id, actor.user_id
+    )
     return to_record(UserRecord, row)
 
 
