@@ -13,9 +13,11 @@ visitor in from its signed cookie (key from :func:`fakevoice.accounts.cookie_key
 :func:`sign_out`. The cookie is written on the run *after* the form, so that the cookie
 component is sent in a run that is not cut short by ``st.rerun()``.
 
-Every session remembers when it was signed in. A password change or "Sign out everywhere"
-(:func:`sign_out_everywhere`) ends the sign-ins made before it: cookies are refused, and a
-session still open in another browser is signed out on its next run.
+Every session remembers when it was signed in and which cookie it holds. :func:`sign_out` also
+refuses that cookie on the server, so a browser whose deletion never arrived (a tab closed at once)
+is not signed in again. A password change or "Sign out everywhere" (:func:`sign_out_everywhere`)
+ends the sign-ins made before it: cookies are refused, and a session still open in another
+browser is signed out on its next run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 USER_KEY = "fakevoice_user_id"
 _COOKIE_ACTION = "_fakevoice_cookie_action"
 _SIGNED_IN_AT = "_fakevoice_signed_in_at"  # epoch seconds
+_COOKIE_EXPIRES = "_fakevoice_cookie_expires"  # this browser's cookie's signed expiry, epoch s
 SESSION_ENDED = "You were signed out: your password was changed or every session was ended."
 CookieAction = Literal["set", "delete"]
 
@@ -95,6 +98,10 @@ def start() -> None:
     action: CookieAction | None = st.session_state.pop(_COOKIE_ACTION, None)
     if action == "set":
         authenticator.cookie_controller.set_cookie()
+        # Its signed expiry names this browser's sign-in, so that "Sign out" can end it.
+        expires = getattr(authenticator.cookie_controller.cookie_model, "exp_date", None)
+        if isinstance(expires, float):
+            st.session_state[_COOKIE_EXPIRES] = expires
     elif action == "delete":
         authenticator.cookie_controller.delete_cookie()
     if st.session_state.get(USER_KEY) is None and not st.session_state.get("logout"):
@@ -118,19 +125,24 @@ def _restore_from_cookie(
     user = accounts.user_by_username(username)
     if user is None:
         return
-    issued = accounts.cookie_issued_at(
-        st.context.cookies.get(cookie_name), accounts.cookie_key(), expiry_days
-    )
-    if not accounts.sign_in_still_valid(user, issued):
-        # Signed in before this account's password changed (or before the account with this
-        # name was made): that session ends here.
-        logger.info("refusing an older sign-in cookie of %s", user.username)
+    expires = accounts.cookie_expiry(st.context.cookies.get(cookie_name), accounts.cookie_key())
+    issued = None if expires is None else expires - expiry_days * 86400.0
+    if (
+        expires is None
+        or not accounts.sign_in_still_valid(user, issued)
+        or accounts.cookie_sign_in_ended(user.id, expires)
+    ):
+        # Signed out in this browser (the deletion never reached it), or signed in before the
+        # password changed, before "Sign out everywhere" or before the account with this name
+        # was made: that session ends here.
+        logger.info("refusing an ended sign-in cookie of %s", user.username)
         for key in ("username", "name", "authentication_status", "email", "roles"):
             st.session_state[key] = None
         st.session_state[_COOKIE_ACTION] = "delete"
         return
     st.session_state[USER_KEY] = user.id
     st.session_state[_SIGNED_IN_AT] = issued
+    st.session_state[_COOKIE_EXPIRES] = expires
     logger.info("user %s signed in again from their cookie", user.username)
 
 
@@ -147,9 +159,13 @@ def sign_in(user: UserRecord) -> None:
 
 
 def sign_out() -> None:
-    """Forget the signed-in user in this session and delete the cookie on the next run."""
-    st.session_state.pop(USER_KEY, None)
+    """Forget the signed-in user in this session, and end this browser's cookie: it is refused on
+    the server from now on and deleted in the browser on the next run."""
+    user_id = st.session_state.pop(USER_KEY, None)
     st.session_state.pop(_SIGNED_IN_AT, None)
+    expires = st.session_state.pop(_COOKIE_EXPIRES, None)
+    if isinstance(user_id, int) and isinstance(expires, float):
+        accounts.end_cookie_sign_in(user_id, expires)
     for key in ("username", "name", "authentication_status", "email", "roles"):
         st.session_state[key] = None
     st.session_state["logout"] = True

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import bcrypt
 
 from fakevoice import mail, store
-from fakevoice.errors import FakeVoiceError, InvalidSpecError
+from fakevoice.errors import FakeVoiceError, InvalidSpecError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
 from fakevoice.store.tables import utcnow
 from fakevoice.store.users import (
+    cookie_ended,
+    end_cookie,
     end_sessions,
     get_user_by_email,
     set_password_hash,
@@ -288,11 +290,11 @@ def reset_password(name_or_email: str, code: str, new_password: str) -> UserReco
         return set_password_hash(session, user.id, new_hash)
 
 
-def cookie_issued_at(token: object, key: str, expiry_days: float) -> float | None:
-    """When a sign-in cookie was made (epoch seconds), from its signed expiry; None if unreadable.
+def cookie_expiry(token: object, key: str) -> float | None:
+    """A sign-in cookie's signed expiry (epoch seconds); None if forged or unreadable.
 
-    streamlit-authenticator signs ``{"username", "exp_date"}`` with HS256; the expiry is set
-    ``expiry_days`` after the cookie is made.
+    streamlit-authenticator signs ``{"username", "exp_date"}`` with HS256. The expiry is a float
+    with microseconds, so it tells one sign-in of a user from another.
     """
     import jwt
 
@@ -305,7 +307,32 @@ def cookie_issued_at(token: object, key: str, expiry_days: float) -> float | Non
     expires = payload.get("exp_date") if isinstance(payload, dict) else None
     if isinstance(expires, bool) or not isinstance(expires, int | float):
         return None
-    return float(expires) - expiry_days * 86400.0
+    return float(expires)
+
+
+def cookie_issued_at(token: object, key: str, expiry_days: float) -> float | None:
+    """When a sign-in cookie was made (epoch seconds), from its signed expiry; None if unreadable.
+
+    The expiry is set ``expiry_days`` after the cookie is made.
+    """
+    expires = cookie_expiry(token, key)
+    return None if expires is None else expires - expiry_days * 86400.0
+
+
+def end_cookie_sign_in(user_id: int, cookie_expires: float) -> None:
+    """ "Sign out" in one browser: its cookie (the user's, with this signed expiry) is refused from
+    now on, even if the browser never deletes it. Nothing happens for a removed user."""
+    with store.session_scope() as session:
+        try:
+            end_cookie(session, user_id, cookie_expires)
+        except NotFoundError:
+            return
+
+
+def cookie_sign_in_ended(user_id: int, cookie_expires: float) -> bool:
+    """Whether the user signed out in the browser holding the cookie with this expiry."""
+    with store.session_scope(readonly=True) as session:
+        return cookie_ended(session, user_id, cookie_expires)
 
 
 def sign_in_still_valid(user: UserRecord, signed_in_at: float | None) -> bool:

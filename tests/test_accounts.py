@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from fakevoice import accounts, store
 from fakevoice.errors import (
@@ -22,7 +23,7 @@ from fakevoice.errors import (
 )
 from fakevoice.mail import MailError
 from fakevoice.settings import get_settings
-from fakevoice.store.tables import UserRow, utcnow
+from fakevoice.store.tables import EndedCookieRow, UserRow, utcnow
 
 PASSWORD = "correct horse 42"
 
@@ -177,6 +178,32 @@ def test_sign_ins_made_before_a_password_change_or_the_account_or_the_end_stop_w
     assert accounts.end_all_sessions(accounts.OPERATOR, other.id).sessions_ended_at is not None
     with pytest.raises(NotFoundError):
         accounts.end_all_sessions(accounts.OPERATOR, user.id + 100)
+
+
+def test_a_signed_out_cookie_is_refused_until_it_would_expire(db: Path) -> None:
+    alice, bob = accounts.register("alice", PASSWORD), accounts.register("bob", PASSWORD)
+    expires = utcnow().timestamp() + 86_400.123456
+
+    def ended_rows() -> set[tuple[int, float]]:
+        with store.session_scope(readonly=True) as session:
+            query = select(EndedCookieRow.user_id, EndedCookieRow.cookie_expires)
+            return {(user_id, cookie) for user_id, cookie in session.execute(query)}
+
+    assert not accounts.cookie_sign_in_ended(alice.id, expires)
+    accounts.end_cookie_sign_in(alice.id, expires)
+    accounts.end_cookie_sign_in(alice.id, expires)  # twice: still one row
+    assert accounts.cookie_sign_in_ended(alice.id, expires)
+    assert not accounts.cookie_sign_in_ended(alice.id, expires + 1e-6)  # another sign-in
+    assert not accounts.cookie_sign_in_ended(bob.id, expires)  # another user's
+    past = utcnow().timestamp() - 1
+    accounts.end_cookie_sign_in(bob.id, past)
+    accounts.end_cookie_sign_in(bob.id + 100, expires)  # a removed user: nothing to end
+    assert ended_rows() == {(alice.id, expires), (bob.id, past)}
+    accounts.end_cookie_sign_in(bob.id, expires)  # the next one forgets expired cookies
+    assert ended_rows() == {(alice.id, expires), (bob.id, expires)}
+    with store.session_scope() as session:
+        store.delete_user(session, accounts.OPERATOR, alice.id)
+    assert ended_rows() == {(bob.id, expires)}  # alice's went with her account
 
 
 def test_cookie_issue_time_is_read_from_the_signed_expiry() -> None:

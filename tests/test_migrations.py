@@ -46,6 +46,7 @@ def test_upgrade_creates_every_table_from_empty(
         "models",
         "analyses",
         "api_tokens",
+        "ended_cookies",
     }
 
 

@@ -265,3 +265,16 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class EndedCookieRow(Base):
+    """A sign-in cookie refused from now on ("Sign out" in that browser), known by its user and
+    its signed expiry (epoch seconds, unique per sign-in); kept until that expiry passes."""
+
+    __tablename__ = "ended_cookies"
+    __table_args__ = (UniqueConstraint("user_id", "cookie_expires"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    cookie_expires: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, InvalidSpecError, NotFoundError, PermissionDeniedError
 from fakevoice.store.records import Actor, UserRecord, to_record
-from fakevoice.store.tables import UserRow, utcnow
+from fakevoice.store.tables import EndedCookieRow, UserRow, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,25 @@ def end_sessions(session: Session, actor: Actor, user_id: int) -> UserRecord:
         "every session of user %s (id %d) ended by user %d", row.username, user_id, actor.user_id
     )
     return to_record(UserRecord, row)
+
+
+def end_cookie(session: Session, user_id: int, cookie_expires: float) -> None:
+    """Refuse from now on the sign-in cookie of ``user_id`` with this signed expiry (epoch
+    seconds); cookies whose expiry has passed are forgotten on the way. NotFoundError."""
+    _row(session, user_id)
+    now = utcnow().timestamp()
+    session.execute(delete(EndedCookieRow).where(EndedCookieRow.cookie_expires < now))
+    if not cookie_ended(session, user_id, cookie_expires):
+        session.add(EndedCookieRow(user_id=user_id, cookie_expires=cookie_expires))
+        session.flush()
+
+
+def cookie_ended(session: Session, user_id: int, cookie_expires: float) -> bool:
+    """Whether that sign-in cookie was ended with :func:`end_cookie`."""
+    query = select(EndedCookieRow.id).where(
+        EndedCookieRow.user_id == user_id, EndedCookieRow.cookie_expires == cookie_expires
+    )
+    return session.scalars(query).first() is not None
 
 
 def set_reset_code(
