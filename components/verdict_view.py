@@ -89,9 +89,14 @@ def model_view(model: ModelRecord, data: bytes) -> ModelView:
 
 
 def verdict_card(
-    label: VerdictLabel, generator: str | None, p_human: float, threshold: float
+    label: VerdictLabel,
+    generator: str | None,
+    p_human: float,
+    threshold: float,
+    cautions: Sequence[str] = (),
 ) -> None:
-    """The verdict in a bordered card, coloured green / red / orange."""
+    """The verdict in a bordered card, coloured green / red / orange, with the reasons to trust
+    it less (:mod:`fakevoice.cautions`) under it."""
     colour, icon, title = CARD_STYLE[label]
     with st.container(border=True):
         st.markdown(f"### :{colour}[{icon} {title}]")
@@ -106,6 +111,8 @@ def verdict_card(
         else:
             st.markdown("This sounds like a real person.")
         st.caption(f"P(human) = {p_human:.1%} · P(machine) = {1 - p_human:.1%}")
+        for caution in cautions:
+            st.warning(caution, icon=":material/warning:")
 
 
 def probability_chart(probabilities: dict[str, float]) -> None:

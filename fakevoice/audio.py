@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal, cast
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 TARGET_SAMPLE_RATE = 16000
+FULL_SCALE = 0.999  # a sample at least this loud (of 1.0) is counted as clipped
 AudioFormat = Literal["wav", "flac", "mp3", "ogg", "opus", "webm", "m4a", "g722"]
 AUDIO_FORMATS: tuple[AudioFormat, ...] = (
     "wav",
@@ -128,12 +129,15 @@ def load_audio(
     data = read_bounded(source, max_bytes)
     decoded = decode(data, max_seconds, format_hint)
     check_content(decoded, min_seconds)
+    clipped = float(np.mean(np.abs(decoded.samples) >= FULL_SCALE))
     samples = resample(decoded.samples, decoded.info.sample_rate, sample_rate)
     peak = float(np.max(np.abs(samples)))
     if peak > 1.0:
         samples = samples / peak
     return Audio(
-        samples=samples.astype(np.float32, copy=False), sample_rate=sample_rate, info=decoded.info
+        samples=samples.astype(np.float32, copy=False),
+        sample_rate=sample_rate,
+        info=replace(decoded.info, clipped_fraction=clipped),
     )
 
 

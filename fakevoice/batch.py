@@ -60,6 +60,7 @@ class BatchResult:
         probabilities: class name -> probability (sums to 1).
         duration: seconds of the clip as uploaded; sample_rate: its original rate in Hz.
         file_sha256: hex sha256 of the clip's bytes (of the zip entry, for a zip).
+        cautions: why the verdict deserves less trust (:mod:`fakevoice.cautions`).
     """
 
     name: str
@@ -71,6 +72,7 @@ class BatchResult:
     sample_rate: int | None = None
     error: str | None = None
     file_sha256: str | None = None
+    cautions: list[str] = field(default_factory=list)
 
 
 def display_name(name: str) -> str:
@@ -290,6 +292,7 @@ def score_batch(
                 duration=scored.info.duration,
                 sample_rate=scored.info.sample_rate,
                 file_sha256=scored.analysis.file_sha256,
+                cautions=list(verdict.cautions),
             )
         )
     logger.info(
@@ -311,17 +314,20 @@ RESULT_COLUMNS = (
     "sample_rate",
     "error",
     "file_sha256",
+    "cautions",
 )
 
 
 def results_frame(results: list[BatchResult]) -> pd.DataFrame:
-    """One row per clip: :data:`RESULT_COLUMNS`, then ``p_<class>`` per class probability."""
+    """One row per clip: :data:`RESULT_COLUMNS` (``cautions`` as one text, each ending in a full
+    stop), then ``p_<class>`` per class probability."""
     classes: list[str] = []
     for result in results:
         classes.extend(c for c in result.probabilities if c not in classes)
     rows = [
         {
             **{column: getattr(result, column) for column in RESULT_COLUMNS},
+            "cautions": " ".join(result.cautions),
             **{f"p_{c}": result.probabilities.get(c) for c in classes},
         }
         for result in results
@@ -339,7 +345,7 @@ def _spreadsheet_safe(value: object) -> object:
 def results_csv(results: list[BatchResult]) -> str:
     """The results as CSV text (header row; file names cannot act as spreadsheet formulas)."""
     frame = results_frame(results)
-    for column in ("name", "error", "generator", "label"):
+    for column in ("name", "error", "generator", "label", "cautions"):
         frame[column] = frame[column].map(_spreadsheet_safe)
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)

@@ -48,6 +48,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if verdict.generator:
                 label += f" (most likely generator: {verdict.generator})"
             print(f"{path}: {label}  P(human) = {verdict.p_human:.3f}")
+            for caution in verdict.cautions:
+                print(f"  caution: {caution}")
     if args.json:
         _print({"model": {"id": model.id, "name": model.name}, "results": results})
     return 2 if failures == len(args.files) else 0

@@ -62,6 +62,8 @@ class AudioInfo:
     """FFmpeg codec name, e.g. ``"pcm_s16le"``, ``"flac"``, ``"mp3"``, ``"opus"``, ``"g722"``."""
     container: str
     """FFmpeg container name, e.g. ``"wav"``, ``"ogg"``, ``"matroska,webm"``, ``"g722"``."""
+    clipped_fraction: float = 0.0
+    """Share of the (downmixed) samples at full scale, ``|x| >= 0.999``, before resampling."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from fakevoice.cautions import verdict_cautions
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.features import FeatureSpec
 from fakevoice.models.registry import build_inference_model
@@ -78,6 +79,8 @@ class Verdict:
     windows: list[WindowScore]
     duration: float
     sample_rate: int
+    cautions: list[str] = field(default_factory=list)
+    """Why the verdict deserves less trust (:mod:`fakevoice.cautions`); empty when none."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,14 +177,16 @@ class Detector:
         return forward_thread().submit(forward).result(), starts
 
     def predict(self, audio: Audio, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
-        """Score a decoded clip (any rate: it is resampled to the model's rate) and decide."""
-        return self.predict_samples(
+        """Score a decoded clip (any rate: it is resampled to the model's rate) and decide, with
+        the cautions that the clip's conditions call for."""
+        verdict = self.predict_samples(
             audio.samples,
             audio.sample_rate,
             threshold,
             duration=audio.info.duration,
             original_rate=audio.info.sample_rate,
         )
+        return replace(verdict, cautions=verdict_cautions(audio, self.sample_rate, self.window))
 
     def predict_samples(
         self,

@@ -164,7 +164,7 @@ def _show_outcome(outcome: Outcome, threshold: float, *, details: bool) -> None:
         return
     verdict = outcome.scored.verdict
     label, generator = redecide(verdict.probabilities, threshold)
-    verdict_card(label, generator, verdict.p_human, threshold)
+    verdict_card(label, generator, verdict.p_human, threshold, verdict.cautions)
     probability_chart(verdict.probabilities)
     if not details:
         return

@@ -207,6 +207,7 @@ def test_results_frame_and_csv() -> None:
         "sample_rate",
         "error",
         "file_sha256",
+        "cautions",
         "p_bonafide",
         "p_world",
         "p_lpc",
@@ -216,4 +217,4 @@ def test_results_frame_and_csv() -> None:
     assert back["name"].tolist() == ["'=HYPERLINK(1).wav", "b.wav", "c.wav"]
     assert back["p_world"][0] == 0.9 and pd.isna(back["p_world"][2])
     assert back["error"][1] == "This file is empty." and pd.isna(back["label"][1])
-    assert results_csv([]).strip() == ",".join(frame.columns[:8])
+    assert results_csv([]).strip() == ",".join(frame.columns[:9])

@@ -325,6 +325,14 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert result["label"] in {"human", "machine-generated", "inconclusive"}
     assert np.isclose(result["p_human"] + result["p_fake"], 1.0)
     assert len(result["windows"]) >= 2
+    assert result["cautions"] == []
+    phone = tmp_path / "phone.wav"
+    sf.write(phone, speechlike(5.0, 8000, seed=6), 8000)  # longer than the 4 s window
+    printed = cli("predict", "--model", "cli-run", str(phone))
+    assert printed.returncode == 0, printed.stderr
+    verdict_line, caution_line = printed.stdout.splitlines()
+    assert verdict_line.startswith(f"{phone}: ") and "P(human) = " in verdict_line
+    assert caution_line.startswith("  caution: The file was recorded at 8 kHz")
 
     evaluated = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--json")
     assert evaluated.returncode == 0, evaluated.stderr

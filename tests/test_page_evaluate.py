@@ -16,7 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+import soundfile as sf
+from conftest import REPO, speechlike
 from streamlit.testing.v1 import AppTest
 from test_training import DATASET, tiny_dataset_root
 from test_uploads import (
@@ -135,6 +136,7 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     for name, probability in expected.probabilities.items():
         assert analysis.probabilities[name] == pytest.approx(probability, abs=1e-5)
     assert verdicts_shown(at) == [expected.label] == [analysis.verdict]
+    assert expected.cautions == [] and not at.warning  # nothing about this clip to warn of
     assert len(at.get("audio")) == 1
     assert len(charts(at)) == 2  # class probabilities and the per-window timeline
     assert any("Timeline" in header.value for header in at.subheader)
@@ -154,6 +156,18 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     assert_no_exception(at)
     assert verdicts_shown(at) == [decide(analysis.probabilities, "bonafide", 0.99)[0]]
     assert len(services.list_analyses(alice)) == 1
+
+
+def test_a_telephone_clip_gets_its_verdict_with_a_caution(
+    alice: Actor, specnet: ModelRecord
+) -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, speechlike(2.0, 8000), 8000, format="WAV", subtype="PCM_16")
+    at = upload_clip(evaluate_page(alice), "phone call.wav", buffer.getvalue())
+    assert_no_exception(at)
+    assert len(verdicts_shown(at)) == 1
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("The file was recorded at 8 kHz, so it holds nothing above 4 kHz")
 
 
 def test_a_browser_recording_gets_a_verdict(alice: Actor, specnet: ModelRecord) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import pytest
+import soundfile as sf
+from conftest import speechlike
 from test_uploads import make_user, register_run_model, trained_run_dir, wav_bytes
 
 from fakevoice import services
@@ -57,3 +60,20 @@ def test_markdown_report_is_readable_and_names_cannot_break_it(scored: tuple) ->
     table = [line for line in text.splitlines() if line.startswith("| ") and "." in line]
     assert all(line.count("|") in {3, 5} for line in table)
     assert reports.CAVEAT in text
+    assert "## Cautions" not in text  # a wide-band clip longer than the window
+
+
+def test_cautions_are_in_both_reports(
+    isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    alice = make_user("alice")
+    model = register_run_model(alice, trained_run_dir(tmp_path_factory))
+    buffer = io.BytesIO()
+    sf.write(buffer, speechlike(3.0, 8000), 8000, format="WAV", subtype="PCM_16")
+    result = services.score_clip(alice, model.id, buffer.getvalue(), file_name="call.wav")
+    report = reports.verdict_report(result)
+    (caution,) = report["verdict"]["cautions"]
+    assert caution.startswith("The file was recorded at 8 kHz")
+    assert report["verdict"]["cautions"] == result.verdict.cautions
+    text = reports.report_markdown(report)
+    assert f"## Cautions\n\n- {caution}\n" in text

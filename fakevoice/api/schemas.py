@@ -71,6 +71,7 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
     "model": {"id": 3, "name": "aasist-l", "arch": "aasist-l", "version": "4f1c2a9b0e77"},
     "analysis_id": 41,
     "file_sha256": "9f2c4e0d3b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e",
+    "cautions": [],
     "elapsed_ms": 48.2,
 }
 
@@ -91,6 +92,10 @@ class PredictionOut(BaseModel):
     model: ModelRef
     analysis_id: int = Field(description="the entry in your verdict history")
     file_sha256: str | None = Field(description="sha256 of the uploaded bytes, hex")
+    cautions: list[str] = Field(
+        description="why the verdict deserves less trust (narrow band, too short, clipped); "
+        "empty when the clip suits the model"
+    )
     elapsed_ms: float = Field(description="decoding, inference and logging, milliseconds")
 
     @classmethod
@@ -114,6 +119,7 @@ class PredictionOut(BaseModel):
             model=ModelRef.of(model),
             analysis_id=analysis.id,
             file_sha256=analysis.file_sha256,
+            cautions=list(verdict.cautions),
             elapsed_ms=round(elapsed_ms, 2),
         )
 
@@ -128,6 +134,9 @@ class BatchItemOut(BaseModel):
     sample_rate: int | None = None
     error: str | None = Field(default=None, description="why this clip has no verdict")
     file_sha256: str | None = Field(default=None, description="sha256 of the clip's bytes, hex")
+    cautions: list[str] = Field(
+        default_factory=list, description="why the verdict deserves less trust"
+    )
 
     @classmethod
     def of(cls, result: BatchResult) -> BatchItemOut:
@@ -150,6 +159,10 @@ class BatchOut(BaseModel):
                     "duration": 4.0,
                     "sample_rate": 8000,
                     "error": None,
+                    "cautions": [
+                        "The file was recorded at 8 kHz, so it holds nothing above 4 kHz; the "
+                        "model learned from 16 kHz audio. Treat the verdict with care."
+                    ],
                 },
                 {
                     "name": "calls.zip/notes.txt",

@@ -71,6 +71,7 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
             "logged_threshold": analysis.threshold,
             "probabilities": dict(verdict.probabilities),
             "windows": [vars(window).copy() for window in verdict.windows],
+            "cautions": list(verdict.cautions),
         },
         "caveat": CAVEAT,
     }
@@ -123,6 +124,11 @@ def report_markdown(report: dict[str, Any]) -> str:
         "| --- | --- |",
         *(f"| {name} | {p:.4f} |" for name, p in verdict["probabilities"].items()),
         "",
+        *(
+            ["## Cautions", "", *(f"- {caution}" for caution in verdict["cautions"]), ""]
+            if verdict.get("cautions")
+            else []
+        ),
         "## Timeline",
         "",
         "| from (s) | to (s) | P(human) | most likely class |",

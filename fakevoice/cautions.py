@@ -1,0 +1,77 @@
+"""When a verdict deserves less trust: the clip's conditions against the model's.
+
+A detector only knows the audio it learned from. The demo datasets hold 16 kHz speech with a band
+up to 7 kHz, clips of a few seconds, never clipped. A clip far from that still gets probabilities,
+often confident ones, that mean little. :func:`verdict_cautions` names each such mismatch in a
+sentence for the person reading the verdict; the verdict itself is unchanged.
+
+* **Narrow band**: a file recorded below the model's rate holds nothing above half its rate; a
+  file at the model's rate with (almost) nothing above 4 kHz was once a telephone recording.
+* **Short**: a clip shorter than the model's window is repeated to fill it (as AASIST's
+  evaluation does), so the model hears a few seconds of speech over and over.
+* **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import signal
+
+if TYPE_CHECKING:
+    from fakevoice.audio import Audio
+
+TELEPHONE_BAND_HZ = 4000.0
+EMPTY_BAND_DB = -50.0
+"""Power above :data:`TELEPHONE_BAND_HZ` this far below the whole clip's counts as no power."""
+CLIPPED_SHARE = 0.001
+"""More than this share of samples at full scale is a clipped recording."""
+_WELCH_SAMPLES = 512
+
+
+def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
+    """Sentences saying why a verdict on ``audio`` deserves less trust (empty: no reason found).
+
+    Args:
+        audio: the decoded clip (``audio.info`` describes the file as it was).
+        model_rate: the sample rate the model was trained at, Hz.
+        window: the model's window, samples at ``model_rate``.
+    """
+    cautions = []
+    original = audio.info.sample_rate
+    if original < model_rate:
+        cautions.append(
+            f"The file was recorded at {original / 1000:g} kHz, so it holds nothing above "
+            f"{original / 2000:g} kHz; the model learned from {model_rate / 1000:g} kHz audio. "
+            "Treat the verdict with care."
+        )
+    elif _band_db(audio.samples, audio.sample_rate, TELEPHONE_BAND_HZ) < EMPTY_BAND_DB:
+        cautions.append(
+            f"The clip has almost nothing above {TELEPHONE_BAND_HZ / 1000:g} kHz, as a telephone "
+            "recording; the model learned from wide-band audio. Treat the verdict with care."
+        )
+    if audio.duration * model_rate < window:
+        cautions.append(
+            f"The clip ({audio.duration:.1f} s) is shorter than the model's window "
+            f"({window / model_rate:.1f} s): it was repeated to fill it, so the verdict rests on "
+            "little speech."
+        )
+    if audio.info.clipped_fraction > CLIPPED_SHARE:
+        cautions.append(
+            f"The recording is clipped ({audio.info.clipped_fraction:.1%} of its samples at full "
+            "scale): the distortion can look like synthesis."
+        )
+    return cautions
+
+
+def _band_db(samples: np.ndarray, sample_rate: int, above_hz: float) -> float:
+    """Power above ``above_hz`` relative to the whole clip's, dB (``-inf`` for none)."""
+    if sample_rate / 2 <= above_hz or samples.size < _WELCH_SAMPLES:
+        return 0.0  # no band to measure: nothing to say
+    freqs, power = signal.welch(samples.astype(np.float64), fs=sample_rate, nperseg=_WELCH_SAMPLES)
+    total = float(power.sum())
+    if total <= 0.0:
+        return 0.0
+    high = float(power[freqs > above_hz].sum())
+    return -np.inf if high <= 0.0 else 10.0 * np.log10(high / total)

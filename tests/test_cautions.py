@@ -1,0 +1,74 @@
+"""Tests for fakevoice.cautions: each reason to trust a verdict less, found in decoded files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import speechlike
+from scipy import signal
+
+from fakevoice.audio import load_audio
+from fakevoice.cautions import verdict_cautions
+
+WINDOW = 16000  # a 1-second model window at 16 kHz
+
+
+def wav(samples: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def cautions_of(data: bytes, window: int = WINDOW) -> list[str]:
+    return verdict_cautions(load_audio(data, 16000), 16000, window)
+
+
+def wide_band(seconds: float = 2.0, sample_rate: int = 16000) -> np.ndarray:
+    """Speech-like harmonics with a breath of noise over the whole band, as a microphone gives."""
+    rng = np.random.default_rng(1)
+    noise = 0.02 * rng.standard_normal(int(seconds * sample_rate))
+    return (speechlike(seconds, sample_rate) + noise).astype(np.float32)
+
+
+def test_a_wide_band_clip_longer_than_the_window_has_none() -> None:
+    assert cautions_of(wav(wide_band(), 16000)) == []
+    assert cautions_of(wav(wide_band(2.0, 44100), 44100)) == []
+
+
+def test_a_file_recorded_below_the_models_rate_is_named() -> None:
+    (caution,) = cautions_of(wav(wide_band(2.0, 8000), 8000))
+    assert caution.startswith("The file was recorded at 8 kHz, so it holds nothing above 4 kHz")
+    assert "the model learned from 16 kHz audio" in caution
+
+
+def test_telephone_audio_saved_at_16_khz_is_named() -> None:
+    sos = signal.butter(10, 3400, btype="lowpass", fs=16000, output="sos")
+    phone = signal.sosfiltfilt(sos, wide_band()).astype(np.float32)
+    (caution,) = cautions_of(wav(phone, 16000))
+    assert caution.startswith("The clip has almost nothing above 4 kHz, as a telephone recording")
+
+
+def test_a_clip_shorter_than_the_window_is_named() -> None:
+    (caution,) = cautions_of(wav(wide_band(1.5), 16000), window=64600)
+    assert caution.startswith("The clip (1.5 s) is shorter than the model's window (4.0 s)")
+    assert cautions_of(wav(wide_band(4.1), 16000), window=64600) == []
+
+
+@pytest.mark.parametrize("gain", [4.0, 20.0])
+def test_a_clipped_recording_is_named_with_its_share(gain: float) -> None:
+    clipped = np.clip(wide_band() * gain, -1.0, 1.0)
+    share = float(np.mean(np.abs(clipped) >= 0.999))
+    audio = load_audio(wav(clipped, 16000), 16000)
+    assert audio.info.clipped_fraction == pytest.approx(share, abs=1e-3)
+    (caution,) = verdict_cautions(audio, 16000, WINDOW)
+    assert caution.startswith(f"The recording is clipped ({share:.1%} of its samples")
+
+
+def test_a_loud_clip_that_only_touches_full_scale_is_not_clipped() -> None:
+    loud = wide_band() / np.max(np.abs(wide_band()))  # peaks at full scale once
+    audio = load_audio(wav(loud, 16000), 16000)
+    assert 0 < audio.info.clipped_fraction < 0.001
+    assert verdict_cautions(audio, 16000, WINDOW) == []
