@@ -293,8 +293,9 @@ def reset_password(name_or_email: str, code: str, new_password: str) -> UserReco
 def cookie_expiry(token: object, key: str) -> float | None:
     """A sign-in cookie's signed expiry (epoch seconds); None if forged or unreadable.
 
-    streamlit-authenticator signs ``{"username", "exp_date"}`` with HS256. The expiry is a float
-    with microseconds, so it tells one sign-in of a user from another.
+    streamlit-authenticator signs ``{"username", "exp_date"}`` with HS256 and sets the expiry
+    ``cookie_expiry_days`` after the cookie is made. It is a float with microseconds, so it tells
+    one sign-in of a user from another.
     """
     import jwt
 
@@ -308,15 +309,6 @@ def cookie_expiry(token: object, key: str) -> float | None:
     if isinstance(expires, bool) or not isinstance(expires, int | float):
         return None
     return float(expires)
-
-
-def cookie_issued_at(token: object, key: str, expiry_days: float) -> float | None:
-    """When a sign-in cookie was made (epoch seconds), from its signed expiry; None if unreadable.
-
-    The expiry is set ``expiry_days`` after the cookie is made.
-    """
-    expires = cookie_expiry(token, key)
-    return None if expires is None else expires - expiry_days * 86400.0
 
 
 def end_cookie_sign_in(user_id: int, cookie_expires: float) -> None:

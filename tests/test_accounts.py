@@ -206,17 +206,16 @@ def test_a_signed_out_cookie_is_refused_until_it_would_expire(db: Path) -> None:
     assert ended_rows() == {(bob.id, expires)}  # alice's went with her account
 
 
-def test_cookie_issue_time_is_read_from_the_signed_expiry() -> None:
+def test_cookie_expiry_is_read_from_the_signed_token() -> None:
     import jwt
 
-    cookie_issued_at = accounts.cookie_issued_at
-    token = jwt.encode({"username": "alice", "exp_date": 1_000_000.0}, "k" * 32, algorithm="HS256")
-    assert cookie_issued_at(token, "k" * 32, 1.0) == 1_000_000.0 - 86_400
-    assert cookie_issued_at(token, "another key" * 4, 1.0) is None  # forged or from elsewhere
-    assert cookie_issued_at("not a token", "k" * 32, 1.0) is None
-    assert cookie_issued_at(None, "k" * 32, 1.0) is None
+    token = jwt.encode({"username": "alice", "exp_date": 1_000_000.25}, "k" * 32, algorithm="HS256")
+    assert accounts.cookie_expiry(token, "k" * 32) == 1_000_000.25
+    assert accounts.cookie_expiry(token, "another key" * 4) is None  # forged or from elsewhere
+    assert accounts.cookie_expiry("not a token", "k" * 32) is None
+    assert accounts.cookie_expiry(None, "k" * 32) is None
     no_expiry = jwt.encode({"username": "alice"}, "k" * 32, algorithm="HS256")
-    assert cookie_issued_at(no_expiry, "k" * 32, 1.0) is None
+    assert accounts.cookie_expiry(no_expiry, "k" * 32) is None
 
 
 def test_reset_for_unknown_or_unreachable_accounts_sends_nothing_and_changes_nothing(
