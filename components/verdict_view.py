@@ -190,6 +190,7 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
             "threshold": a.threshold,
             "via": a.source,
             "SHA-256": (a.file_sha256 or "")[:16],
+            "cautions": " ".join(a.cautions),
         }
         for a in analyses
     ]

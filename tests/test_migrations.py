@@ -100,6 +100,31 @@ def test_runs_made_before_job_kinds_are_training_runs(db_url: str) -> None:  # n
         assert store.list_runs(session, user.actor, kind="dataset") == []
 
 
+def test_verdicts_logged_before_cautions_have_none(db_url: str) -> None:  # noqa: F811
+    command.upgrade(alembic_config(db_url), "0005")
+    with store.get_engine(db_url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, display_name, is_admin, created_at) VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO analyses (owner_id, file_name, duration, sample_rate, verdict, "
+                "probabilities, threshold, created_at, source) VALUES ((SELECT id FROM users), "
+                "'old.wav', 2.0, 8000, 'human', '{\"bonafide\": 0.9}', 0.6, CURRENT_TIMESTAMP, "
+                "'page')"
+            )
+        )
+    store.upgrade(db_url)
+    with store.session_scope(db_url, readonly=True) as session:
+        user = store.get_user_by_username(session, "ada")
+        assert user is not None
+        (old,) = store.list_analyses(session, user.actor)
+        assert old.file_name == "old.wav" and old.cautions == []
+        assert user.sessions_ended_at is None
+
+
 def test_downgrade_to_base_and_back(db_url: str) -> None:  # noqa: F811
     store.upgrade(db_url)
     command.downgrade(alembic_config(db_url), "base")

@@ -168,6 +168,7 @@ def test_a_telephone_clip_gets_its_verdict_with_a_caution(
     assert len(verdicts_shown(at)) == 1
     (warning,) = [w.value for w in at.warning]
     assert warning.startswith("The file was recorded at 8 kHz, so it holds nothing above 4 kHz")
+    assert list(at.dataframe[-1].value["cautions"]) == [warning]  # and in the history
 
 
 def test_a_browser_recording_gets_a_verdict(alice: Actor, specnet: ModelRecord) -> None:

@@ -295,6 +295,9 @@ class AnalysisOut(BaseModel):
     file_sha256: str | None = Field(
         default=None, description="sha256 of the judged bytes, hex (none for older verdicts)"
     )
+    cautions: list[str] = Field(
+        default_factory=list, description="why the verdict deserves less trust, when it was made"
+    )
 
     @classmethod
     def of(cls, analysis: AnalysisRecord) -> AnalysisOut:

@@ -152,6 +152,7 @@ def score_clip(
             threshold=threshold,
             source=origin,
             file_sha256=digest,
+            cautions=verdict.cautions,
         )
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from sqlalchemy import Table, bindparam, func, insert, or_, select
@@ -40,6 +40,7 @@ def add_analysis(
     threshold: float,
     source: AnalysisSource = "page",
     file_sha256: str | None = None,
+    cautions: Sequence[str] = (),
 ) -> AnalysisRecord:
     """Record a verdict the actor asked for with a model they may read.
 
@@ -51,6 +52,7 @@ def add_analysis(
         threshold: the confidence threshold the verdict used (0-1).
         source: which face asked: "page", "api" or "cli".
         file_sha256: hex sha256 of the bytes judged (64 lowercase hex digits), when known.
+        cautions: why the verdict deserves less trust, in sentences (:mod:`fakevoice.cautions`).
 
     Raises:
         NotFoundError: the model does not exist or the actor may not read it.
@@ -74,6 +76,7 @@ def add_analysis(
         created_at=utcnow(),
         source=source,
         file_sha256=file_sha256,
+        cautions=[str(caution) for caution in cautions],
     )
     values = {name: getattr(entry, name) for name in field_names(AnalysisRecord) if name != "id"}
     analysis_id = session.scalar(_insert_analysis(any_model=actor.is_admin), values)

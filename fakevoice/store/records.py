@@ -166,6 +166,7 @@ class AnalysisRecord:
     created_at: datetime
     source: AnalysisSource
     file_sha256: str | None = None  # of the bytes judged; None for verdicts older than it
+    cautions: list[str] = field(default_factory=list)  # why to trust the verdict less
 
 
 RecordT = TypeVar("RecordT")

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -249,6 +250,7 @@ class AnalysisRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     source: Mapped[str] = mapped_column(String(8), default="page")
     file_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    cautions: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))
 
 
 class ApiTokenRow(Base):

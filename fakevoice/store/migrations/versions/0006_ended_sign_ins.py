@@ -1,4 +1,5 @@
-"""Sign-ins that are over: every one of a user before a time, or one browser's cookie.
+"""Sign-ins that are over (every one of a user before a time, or one browser's cookie), and the
+cautions of a verdict.
 
 ``users.sessions_ended_at`` ("Sign out everywhere"): a sign-in cookie (or an open browser tab)
 made before this time no longer signs the user in, as with a password change, but the password
@@ -7,6 +8,9 @@ stays. Rows made before this revision have none.
 ``ended_cookies``: "Sign out" in one browser also refuses that browser's cookie on the server (by
 its user and signed expiry), so it cannot sign in again even when its deletion never reached the
 browser (a tab closed at once). Rows go when their cookie would have expired anyway.
+
+``analyses.cautions``: why a verdict deserves less trust (:mod:`fakevoice.cautions`), kept with
+it for the history. Verdicts logged before this revision have none recorded.
 
 Revision ID: 0006
 Revises: 0005
@@ -51,9 +55,15 @@ def upgrade() -> None:
         ),
         **NO_ID_REUSE,
     )
+    with op.batch_alter_table("analyses") as batch:
+        batch.add_column(
+            sa.Column("cautions", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("analyses") as batch:
+        batch.drop_column("cautions")
     op.drop_table("ended_cookies")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("sessions_ended_at")
