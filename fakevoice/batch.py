@@ -314,7 +314,7 @@ RESULT_COLUMNS = (
     "sample_rate",
     "error",
     "file_sha256",
-    "cautions",
+    "cautions",  # last: one text in the table (see results_frame)
 )
 
 
@@ -326,7 +326,7 @@ def results_frame(results: list[BatchResult]) -> pd.DataFrame:
         classes.extend(c for c in result.probabilities if c not in classes)
     rows = [
         {
-            **{column: getattr(result, column) for column in RESULT_COLUMNS},
+            **{column: getattr(result, column) for column in RESULT_COLUMNS[:-1]},
             "cautions": " ".join(result.cautions),
             **{f"p_{c}": result.probabilities.get(c) for c in classes},
         }
