@@ -195,7 +195,16 @@ def test_results_frame_and_csv() -> None:
             16000,
         ),
         BatchResult("b.wav", error="This file is empty."),
-        BatchResult("c.wav", "human", 0.8, None, {"bonafide": 0.8, "lpc": 0.2}, 1.0, 8000),
+        BatchResult(
+            "c.wav",
+            "human",
+            0.8,
+            None,
+            {"bonafide": 0.8, "lpc": 0.2},
+            1.0,
+            8000,
+            cautions=["Recorded at 8 kHz.", "-Clipped."],
+        ),
     ]
     frame = results_frame(results)
     assert list(frame.columns) == [
@@ -217,4 +226,6 @@ def test_results_frame_and_csv() -> None:
     assert back["name"].tolist() == ["'=HYPERLINK(1).wav", "b.wav", "c.wav"]
     assert back["p_world"][0] == 0.9 and pd.isna(back["p_world"][2])
     assert back["error"][1] == "This file is empty." and pd.isna(back["label"][1])
+    assert frame["cautions"].tolist() == ["", "", "Recorded at 8 kHz. -Clipped."]
+    assert pd.isna(back["cautions"][0]) and back["cautions"][2] == "Recorded at 8 kHz. -Clipped."
     assert results_csv([]).strip() == ",".join(frame.columns[:9])
