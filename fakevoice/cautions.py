@@ -9,6 +9,8 @@ sentence for the person reading the verdict; the verdict itself is unchanged.
   file at the model's rate with (almost) nothing above 4 kHz was once a telephone recording.
 * **Short**: a clip shorter than the model's window is repeated to fill it (as AASIST's
   evaluation does), so the model hears a few seconds of speech over and over.
+* **Little sound**: a recording that is mostly background (a call on hold, long pauses) gives
+  the model a second or less of anything to judge.
 * **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
 """
 
@@ -27,6 +29,13 @@ EMPTY_BAND_DB = -50.0
 """Power above :data:`TELEPHONE_BAND_HZ` this far below the whole clip's counts as no power."""
 CLIPPED_SHARE = 0.001
 """More than this share of samples at full scale is a clipped recording."""
+SOUND_RANGE_DB = 30.0
+"""A frame within this many dB of the loudest frame counts as sound, quieter ones as background."""
+MIN_SOUND_SECONDS = 1.0
+MAX_BACKGROUND_SHARE = 0.5
+"""A clip with less sound than :data:`MIN_SOUND_SECONDS` is named only when it is mostly
+background: a short clip of steady speech is the "short" caution's business."""
+_FRAME_SECONDS = 0.025
 _WELCH_SAMPLES = 512
 
 
@@ -57,6 +66,12 @@ def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
             f"({window / model_rate:.1f} s): it was repeated to fill it, so the verdict rests on "
             "little speech."
         )
+    sound = _sound_seconds(audio.samples, audio.sample_rate)
+    if sound < MIN_SOUND_SECONDS and sound < MAX_BACKGROUND_SHARE * audio.duration:
+        cautions.append(
+            f"Only about {sound:.1f} s of the {audio.duration:.1f} s clip is louder than its "
+            "background: the verdict rests on little sound."
+        )
     if audio.info.clipped_fraction > CLIPPED_SHARE:
         cautions.append(
             f"The recording is clipped ({audio.info.clipped_fraction:.1%} of its samples at full "
@@ -75,3 +90,14 @@ def _band_db(samples: np.ndarray, sample_rate: int, above_hz: float) -> float:
         return 0.0
     high = float(power[freqs > above_hz].sum())
     return -np.inf if high <= 0.0 else 10.0 * np.log10(high / total)
+
+
+def _sound_seconds(samples: np.ndarray, sample_rate: int) -> float:
+    """Seconds of 25 ms frames within :data:`SOUND_RANGE_DB` of the loudest frame."""
+    frame = max(1, int(_FRAME_SECONDS * sample_rate))
+    frames = samples.size // frame
+    if frames == 0:
+        return samples.size / sample_rate
+    power = np.square(samples[: frames * frame].astype(np.float64)).reshape(frames, frame).mean(1)
+    loud = power >= power.max() * 10.0 ** (-SOUND_RANGE_DB / 10.0)
+    return float(loud.sum()) * frame / sample_rate

@@ -72,3 +72,18 @@ def test_a_loud_clip_that_only_touches_full_scale_is_not_clipped() -> None:
     audio = load_audio(wav(loud, 16000), 16000)
     assert 0 < audio.info.clipped_fraction < 0.001
     assert verdict_cautions(audio, 16000, WINDOW) == []
+
+
+def test_a_long_clip_that_is_mostly_background_is_named() -> None:
+    rng = np.random.default_rng(3)
+    quiet = (0.0005 * rng.standard_normal(10 * 16000)).astype(np.float32)
+    quiet[32000:40000] += wide_band(0.5)  # half a second of voice in ten seconds of hiss
+    (caution,) = cautions_of(wav(quiet, 16000))
+    assert caution.startswith("Only about 0.5 s of the 10.0 s clip is louder than its background")
+    quiet[32000:80000] += wide_band(3.0)  # three seconds of voice: enough
+    assert cautions_of(wav(quiet, 16000)) == []
+
+
+def test_a_short_clip_of_speech_with_pauses_is_not_called_background() -> None:
+    # Syllables with quiet gaps: about 0.85 s of the 1.2 s is sound, most of the clip.
+    assert cautions_of(wav(speechlike(1.2), 16000)) == []
