@@ -16,6 +16,7 @@ from test_store import db_url  # noqa: F401
 
 from fakevoice import store
 from fakevoice.store.migrate import alembic_config
+from fakevoice.store.records import UserRecord
 from fakevoice.store.tables import Base
 
 MODEL_TABLES = set(Base.metadata.tables)
@@ -76,53 +77,51 @@ def test_upgrade_again_keeps_data(db_url: str) -> None:  # noqa: F811
         assert store.get_user_by_username(session, "ada") is not None
 
 
+def _row_of_ada_before(url: str, revision: str, row_sql: str) -> UserRecord:
+    """Migrate to ``revision``, add the user ada and one row of hers (``row_sql`` names her as
+    ``(SELECT id FROM users)``), migrate to the head, and return ada as she is then."""
+    command.upgrade(alembic_config(url), revision)
+    with store.get_engine(url).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, display_name, is_admin, created_at) "
+                "VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(text(row_sql))
+    store.upgrade(url)
+    with store.session_scope(url, readonly=True) as session:
+        ada = store.get_user_by_username(session, "ada")
+    assert ada is not None
+    return ada
+
+
 def test_runs_made_before_job_kinds_are_training_runs(db_url: str) -> None:  # noqa: F811
-    command.upgrade(alembic_config(db_url), "0004")
-    with store.get_engine(db_url).begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO users (username, display_name, is_admin, created_at) VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO runs (owner_id, name, spec, status, progress, current_epoch, "
-                "total_epochs, created_at, stop_requested, backend) VALUES ((SELECT id FROM users), "
-                "'old run', '{}', 'succeeded', 1.0, 2, 2, CURRENT_TIMESTAMP, false, 'local')"
-            )
-        )
-    store.upgrade(db_url)
+    ada = _row_of_ada_before(
+        db_url,
+        "0004",
+        "INSERT INTO runs (owner_id, name, spec, status, progress, current_epoch, "
+        "total_epochs, created_at, stop_requested, backend) VALUES ((SELECT id FROM users), "
+        "'old run', '{}', 'succeeded', 1.0, 2, 2, CURRENT_TIMESTAMP, false, 'local')",
+    )
     with store.session_scope(db_url, readonly=True) as session:
-        user = store.get_user_by_username(session, "ada")
-        assert user is not None
-        (run,) = store.list_runs(session, user.actor)
+        (run,) = store.list_runs(session, ada.actor)
         assert run.name == "old run" and run.kind == "train"
-        assert store.list_runs(session, user.actor, kind="dataset") == []
+        assert store.list_runs(session, ada.actor, kind="dataset") == []
 
 
 def test_verdicts_logged_before_cautions_have_none(db_url: str) -> None:  # noqa: F811
-    command.upgrade(alembic_config(db_url), "0005")
-    with store.get_engine(db_url).begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO users (username, display_name, is_admin, created_at) VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO analyses (owner_id, file_name, duration, sample_rate, verdict, "
-                "probabilities, threshold, created_at, source) VALUES ((SELECT id FROM users), "
-                "'old.wav', 2.0, 8000, 'human', '{\"bonafide\": 0.9}', 0.6, CURRENT_TIMESTAMP, "
-                "'page')"
-            )
-        )
-    store.upgrade(db_url)
+    ada = _row_of_ada_before(
+        db_url,
+        "0005",
+        "INSERT INTO analyses (owner_id, file_name, duration, sample_rate, verdict, "
+        "probabilities, threshold, created_at, source) VALUES ((SELECT id FROM users), "
+        "'old.wav', 2.0, 8000, 'human', '{\"bonafide\": 0.9}', 0.6, CURRENT_TIMESTAMP, 'page')",
+    )
+    assert ada.sessions_ended_at is None
     with store.session_scope(db_url, readonly=True) as session:
-        user = store.get_user_by_username(session, "ada")
-        assert user is not None
-        (old,) = store.list_analyses(session, user.actor)
-        assert old.file_name == "old.wav" and old.cautions == []
-        assert user.sessions_ended_at is None
+        (old,) = store.list_analyses(session, ada.actor)
+    assert old.file_name == "old.wav" and old.cautions == []
 
 
 def test_downgrade_to_base_and_back(db_url: str) -> None:  # noqa: F811
