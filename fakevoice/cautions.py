@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import signal
+
+from fakevoice.features import power_spectrogram
 
 if TYPE_CHECKING:
     from fakevoice.audio import Audio
@@ -36,7 +37,7 @@ MAX_BACKGROUND_SHARE = 0.5
 """A clip with less sound than :data:`MIN_SOUND_SECONDS` is named only when it is mostly
 background: a short clip of steady speech is the "short" caution's business."""
 _FRAME_SECONDS = 0.025
-_WELCH_SAMPLES = 512
+_BAND_N_FFT = 512  # 31 Hz bins at 16 kHz, frames side by side: a power ratio needs no overlap
 
 
 def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
@@ -82,13 +83,14 @@ def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
 
 def _band_db(samples: np.ndarray, sample_rate: int, above_hz: float) -> float:
     """Power above ``above_hz`` relative to the whole clip's, dB (``-inf`` for none)."""
-    if sample_rate / 2 <= above_hz or samples.size < _WELCH_SAMPLES:
+    if sample_rate / 2 <= above_hz or samples.size < _BAND_N_FFT:
         return 0.0  # no band to measure: nothing to say
-    freqs, power = signal.welch(samples.astype(np.float64), fs=sample_rate, nperseg=_WELCH_SAMPLES)
-    total = float(power.sum())
+    per_bin = power_spectrogram(samples, _BAND_N_FFT, _BAND_N_FFT).sum(axis=1, dtype=np.float64)
+    total = float(per_bin.sum())
     if total <= 0.0:
         return 0.0
-    high = float(power[freqs > above_hz].sum())
+    freqs = np.fft.rfftfreq(_BAND_N_FFT, 1.0 / sample_rate)
+    high = float(per_bin[freqs > above_hz].sum())
     return -np.inf if high <= 0.0 else 10.0 * np.log10(high / total)
 
 

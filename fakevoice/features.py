@@ -211,7 +211,7 @@ def spectrogram_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     y = _checked_samples(samples)
     if spec.kind == "cqt":
         return _cqt_db(y, spec)
-    power = _power_spectrogram(y, spec.n_fft, spec.hop_length)
+    power = power_spectrogram(y, spec.n_fft, spec.hop_length)
     if spec.kind == "linear":
         low, high = _linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
         return np.ascontiguousarray(_power_to_db(power[low:high], None, spec.top_db))
@@ -239,7 +239,7 @@ def _checked_samples(samples: np.ndarray) -> np.ndarray:
     return y
 
 
-def _power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+def power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     """``|STFT|^2``: ``(n_fft // 2 + 1, 1 + n // hop_length)`` float32, centred, zero padded."""
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
