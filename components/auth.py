@@ -136,8 +136,7 @@ def _restore_from_cookie(
         # password changed, before "Sign out everywhere" or before the account with this name
         # was made: that session ends here.
         logger.info("refusing an ended sign-in cookie of %s", user.username)
-        for key in ("username", "name", "authentication_status", "email", "roles"):
-            st.session_state[key] = None
+        _forget_library_sign_in()
         st.session_state[_COOKIE_ACTION] = "delete"
         return
     st.session_state[USER_KEY] = user.id
@@ -166,10 +165,15 @@ def sign_out() -> None:
     expires = st.session_state.pop(_COOKIE_EXPIRES, None)
     if isinstance(user_id, int) and isinstance(expires, float):
         accounts.end_cookie_sign_in(user_id, expires)
-    for key in ("username", "name", "authentication_status", "email", "roles"):
-        st.session_state[key] = None
+    _forget_library_sign_in()
     st.session_state["logout"] = True
     st.session_state[_COOKIE_ACTION] = "delete"
+
+
+def _forget_library_sign_in() -> None:
+    """Clear streamlit-authenticator's own session keys (its cookie code reads them)."""
+    for key in ("username", "name", "authentication_status", "email", "roles"):
+        st.session_state[key] = None
 
 
 def sign_out_everywhere(user: UserRecord) -> None:
