@@ -1,4 +1,4 @@
-"""``fakevoice user create | list | delete | admin | sign-out``: accounts, run by the server's operator.
+"""``fakevoice user create | list | delete | admin | sign-out``: accounts, for the operator.
 
 The operator acts as :data:`fakevoice.accounts.OPERATOR` (an administrator): whoever runs the CLI
 on the server can read its database anyway.

@@ -93,8 +93,8 @@ class PredictionOut(BaseModel):
     analysis_id: int = Field(description="the entry in your verdict history")
     file_sha256: str | None = Field(description="sha256 of the uploaded bytes, hex")
     cautions: list[str] = Field(
-        description="why the verdict deserves less trust (narrow band, too short, clipped); "
-        "empty when the clip suits the model"
+        description="why the verdict deserves less trust (narrow band, too short, mostly "
+        "background, clipped); empty when the clip suits the model"
     )
     elapsed_ms: float = Field(description="decoding, inference and logging, milliseconds")
 
