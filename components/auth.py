@@ -5,10 +5,10 @@ Contract shared by all pages: the signed-in user's id lives in
 store's :class:`~fakevoice.store.records.Actor`, or ``None`` when nobody is signed in (or the
 user was deleted meanwhile). Tests sign a user in by setting that key.
 
-Accounts themselves (bcrypt hashes, checks, resets) are :mod:`fakevoice.accounts`. This module
-adds the browser side: :func:`start` (called by ``app.py`` on every run) builds a
+Accounts themselves (bcrypt hashes, checks, resets) are :mod:`fakevoice.accounts`; the cookie key
+and which sign-ins are over, :mod:`fakevoice.sign_ins`. This module adds the browser side: :func:`start` (called by ``app.py`` on every run) builds a
 streamlit-authenticator ``Authenticate`` from the database's credentials, signs a returning
-visitor in from its signed cookie (key from :func:`fakevoice.accounts.cookie_key`, expiry
+visitor in from its signed cookie (key from :func:`fakevoice.sign_ins.cookie_key`, expiry
 ``settings.cookie_expiry_days``), and sets or deletes that cookie after :func:`sign_in` /
 :func:`sign_out`. The cookie is written on the run *after* the form, so that the cookie
 component is sent in a run that is not cut short by ``st.rerun()``.
@@ -31,7 +31,7 @@ import streamlit_authenticator as stauth
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_authenticator.utilities import LoginError
 
-from fakevoice import accounts, store
+from fakevoice import accounts, sign_ins, store
 from fakevoice.errors import NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
@@ -59,7 +59,7 @@ def current_user() -> UserRecord | None:
         return None
     # A session signed in without a recorded time (tests set USER_KEY) counts from now.
     signed_in_at = st.session_state.setdefault(_SIGNED_IN_AT, time.time())
-    if not accounts.sign_in_still_valid(user, signed_in_at):
+    if not sign_ins.sign_in_still_valid(user, signed_in_at):
         logger.info("ending an older session of %s", user.username)
         sign_out()
         st.toast(SESSION_ENDED, icon=":material/logout:")
@@ -88,9 +88,9 @@ def start() -> None:
     store.init_db()
     settings = get_settings()
     authenticator = stauth.Authenticate(
-        accounts.credentials(),
+        sign_ins.credentials(),
         cookie_name=settings.cookie_name,
-        cookie_key=accounts.cookie_key(),
+        cookie_key=sign_ins.cookie_key(),
         cookie_expiry_days=settings.cookie_expiry_days,
         auto_hash=False,
         login_sleep_time=0,
@@ -125,12 +125,12 @@ def _restore_from_cookie(
     user = accounts.user_by_username(username)
     if user is None:
         return
-    expires = accounts.cookie_expiry(st.context.cookies.get(cookie_name), accounts.cookie_key())
+    expires = sign_ins.cookie_expiry(st.context.cookies.get(cookie_name), sign_ins.cookie_key())
     issued = None if expires is None else expires - expiry_days * 86400.0
     if (
         expires is None
-        or not accounts.sign_in_still_valid(user, issued)
-        or accounts.cookie_sign_in_ended(user.id, expires)
+        or not sign_ins.sign_in_still_valid(user, issued)
+        or sign_ins.cookie_sign_in_ended(user.id, expires)
     ):
         # Signed out in this browser (the deletion never reached it), or signed in before the
         # password changed, before "Sign out everywhere" or before the account with this name
@@ -164,7 +164,7 @@ def sign_out() -> None:
     st.session_state.pop(_SIGNED_IN_AT, None)
     expires = st.session_state.pop(_COOKIE_EXPIRES, None)
     if isinstance(user_id, int) and isinstance(expires, float):
-        accounts.end_cookie_sign_in(user_id, expires)
+        sign_ins.end_cookie_sign_in(user_id, expires)
     _forget_library_sign_in()
     st.session_state["logout"] = True
     st.session_state[_COOKIE_ACTION] = "delete"
@@ -182,7 +182,7 @@ def sign_out_everywhere(user: UserRecord) -> None:
     Raises:
         NotFoundError: the account was removed meanwhile.
     """
-    accounts.end_all_sessions(user.actor, user.id)
+    sign_ins.end_all_sessions(user.actor, user.id)
     sign_out()
 
 

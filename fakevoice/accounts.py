@@ -1,7 +1,8 @@
-"""Accounts: registration, password checks (bcrypt), resets by mail, details, the cookie key.
+"""Accounts: registration, password checks (bcrypt), resets by mail, details.
 
-Pure logic over the store; the Streamlit side (forms, the sign-in cookie through
-streamlit-authenticator) lives in ``components/auth.py`` and calls only this module. Passwords are
+Pure logic over the store; what a browser sign-in needs (the cookie key, the credentials for
+streamlit-authenticator, which sign-ins are over) is :mod:`fakevoice.sign_ins`, and the Streamlit
+side (forms, the cookie) lives in ``components/auth.py``. Passwords are
 kept as bcrypt hashes in ``users.password_hash``; bcrypt reads at most 72 bytes, so longer
 passwords are refused with a message before bcrypt sees them (never silently cut).
 """
@@ -10,31 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import secrets
 from datetime import timedelta
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import bcrypt
 
 from fakevoice import mail, store
-from fakevoice.errors import FakeVoiceError, InvalidSpecError, NotFoundError
-from fakevoice.settings import get_settings
+from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.store.records import Actor, UserRecord
 from fakevoice.store.tables import utcnow
 from fakevoice.store.users import (
-    cookie_ended,
-    end_cookie,
-    end_sessions,
     get_user_by_email,
     set_password_hash,
     set_reset_code,
     update_user,
     user_with_reset_code,
-    users_with_password,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +47,6 @@ USERNAME_RULE = (
 RESET_CODE_MINUTES = 30
 RESET_CODE_BYTES = 9  # 12 URL-safe characters, 72 random bits
 MAX_RESET_CODE_CHARS = 64
-COOKIE_KEY_FILE = "cookie.key"
-MIN_COOKIE_KEY_CHARS = 32
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{2,31}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -290,74 +282,6 @@ def reset_password(name_or_email: str, code: str, new_password: str) -> UserReco
         return set_password_hash(session, user.id, new_hash)
 
 
-def cookie_expiry(token: object, key: str) -> float | None:
-    """A sign-in cookie's signed expiry (epoch seconds); None if forged or unreadable.
-
-    streamlit-authenticator signs ``{"username", "exp_date"}`` with HS256 and sets the expiry
-    ``cookie_expiry_days`` after the cookie is made. It is a float with microseconds, so it tells
-    one sign-in of a user from another.
-    """
-    import jwt
-
-    if not isinstance(token, str):
-        return None
-    try:
-        payload = jwt.decode(token, key, algorithms=["HS256"])
-    except jwt.PyJWTError:
-        return None
-    expires = payload.get("exp_date") if isinstance(payload, dict) else None
-    if isinstance(expires, bool) or not isinstance(expires, int | float):
-        return None
-    return float(expires)
-
-
-def end_cookie_sign_in(user_id: int, cookie_expires: float) -> None:
-    """ "Sign out" in one browser: its cookie (the user's, with this signed expiry) is refused from
-    now on, even if the browser never deletes it. Nothing happens for a removed user."""
-    with store.session_scope() as session:
-        try:
-            end_cookie(session, user_id, cookie_expires)
-        except NotFoundError:
-            return
-
-
-def cookie_sign_in_ended(user_id: int, cookie_expires: float) -> bool:
-    """Whether the user signed out in the browser holding the cookie with this expiry."""
-    with store.session_scope(readonly=True) as session:
-        return cookie_ended(session, user_id, cookie_expires)
-
-
-def sign_in_still_valid(user: UserRecord, signed_in_at: float | None) -> bool:
-    """Whether a sign-in made at ``signed_in_at`` (epoch seconds) may still act as ``user``.
-
-    A sign-in is a cookie (made when the user signed in) or an open browser session. It is over
-    when it was made before the user's last password change (a reset ends other sessions), before
-    "Sign out everywhere" (:func:`end_all_sessions`), or before the account was created (a cookie
-    of a deleted account whose name was taken again).
-    """
-    if signed_in_at is None:
-        return False
-    since = max(
-        moment.timestamp()
-        for moment in (user.created_at, user.password_changed_at, user.sessions_ended_at)
-        if moment is not None
-    )
-    return signed_in_at >= since
-
-
-def end_all_sessions(actor: Actor, user_id: int) -> UserRecord:
-    """Sign the user out in every browser: sign-ins made before now stop working.
-
-    The password and API tokens stay as they are (tokens are revoked one by one).
-
-    Raises:
-        PermissionDeniedError: the actor is neither that user nor an administrator.
-        NotFoundError: no such user.
-    """
-    with store.session_scope() as session:
-        return end_sessions(session, actor, user_id)
-
-
 def update_details(user_id: int, *, display_name: str, email: str | None) -> UserRecord:
     """Set a user's display name and e-mail address (an empty address removes it).
 
@@ -376,28 +300,6 @@ def update_details(user_id: int, *, display_name: str, email: str | None) -> Use
         )
 
 
-def credentials() -> dict[str, Any]:
-    """The credentials dict streamlit-authenticator expects, built from the database.
-
-    ``{"usernames": {name: {"name", "email", "password" (bcrypt hash), "roles"}}}`` for every
-    user who can sign in with a password. Rebuilt on each page run, so the database stays the
-    only place where accounts change.
-    """
-    with store.session_scope(readonly=True) as session:
-        users = users_with_password(session)
-    return {
-        "usernames": {
-            user.username: {
-                "name": user.display_name,
-                "email": user.email or "",
-                "password": user.password_hash,
-                "roles": ["admin"] if user.is_admin else ["user"],
-            }
-            for user in users
-        }
-    }
-
-
 def user_by_username(username: str) -> UserRecord | None:
     """The user with this name (case as stored, or lower case), or None."""
     with store.session_scope(readonly=True) as session:
@@ -413,51 +315,3 @@ def list_users(actor: Actor) -> list[UserRecord]:
     """Every user, by name (administrators only: PermissionDeniedError)."""
     with store.session_scope(readonly=True) as session:
         return store.list_users(session, actor)
-
-
-# --- the sign-in cookie's key ----------------------------------------------------------------
-
-
-def cookie_key() -> str:
-    """The secret that signs sign-in cookies.
-
-    ``settings.cookie_key`` (``FAKEVOICE_COOKIE_KEY``) when set; otherwise a random key generated
-    once into ``<data dir>/cookie.key`` with owner-only permissions (0600) and read back after.
-    There is no built-in default: a key everyone knows would let anyone forge a cookie.
-
-    Raises:
-        FakeVoiceError: the key file exists but is too short to be a key.
-    """
-    settings = get_settings()
-    if settings.cookie_key is not None:
-        return settings.cookie_key.get_secret_value()
-    path = settings.data_dir / COOKIE_KEY_FILE
-    if not path.exists():
-        _create_key_file(path)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        logger.warning("%s was readable by others (mode %o); made it owner-only", path, mode)
-        path.chmod(0o600)
-    key = path.read_text().strip()
-    if len(key) < MIN_COOKIE_KEY_CHARS:
-        raise FakeVoiceError(
-            f"The cookie key file {path} is damaged (too short); delete it and restart."
-        )
-    return key
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48) + "\n")
-        try:
-            # link() fails when the file exists: two processes starting at once share one key.
-            os.link(tmp, path)
-            logger.info("generated a new cookie key in %s", path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)

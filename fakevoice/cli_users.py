@@ -105,10 +105,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_sign_out(args: argparse.Namespace) -> int:
-    from fakevoice import accounts, store
+    from fakevoice import accounts, sign_ins, store
 
     store.init_db()
-    user = accounts.end_all_sessions(accounts.OPERATOR, _user_id(args.username))
+    user = sign_ins.end_all_sessions(accounts.OPERATOR, _user_id(args.username))
     print(f"{user.username} is signed out in every browser (API tokens still work)")
     return 0
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from components import auth, run_comparison, sign_in, training_view
-from fakevoice import accounts
+from fakevoice import accounts, sign_ins
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results, tokens
 from fakevoice.store.records import Actor, ModelRecord, UserRecord
@@ -358,7 +358,7 @@ def _admin_section(user: UserRecord) -> None:
         help="Ends their sign-in in every browser; their password and API tokens stay.",
     ):
         _attempt(
-            lambda: accounts.end_all_sessions(actor, chosen),
+            lambda: sign_ins.end_all_sessions(actor, chosen),
             f"User {name!r} is signed out in every browser.",
         )
     _delete_step(

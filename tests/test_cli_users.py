@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakevoice import accounts, store
+from fakevoice import accounts, sign_ins, store
 from fakevoice.cli import main
 from fakevoice.settings import get_settings
 
@@ -132,7 +132,7 @@ def test_more_rules_and_the_admin_role_in_process(
     assert code == 0 and "alice is signed out in every browser" in out
     after = accounts.user_by_username("alice")
     assert after is not None and after.sessions_ended_at is not None
-    assert not accounts.sign_in_still_valid(after, after.sessions_ended_at.timestamp() - 1)
+    assert not sign_ins.sign_in_still_valid(after, after.sessions_ended_at.timestamp() - 1)
     code, _, err = run_in_process(capsys, monkeypatch, "sign-out", "nobody")
     assert (code, err.count("\n")) == (2, 1) and "no user called 'nobody'" in err
     store.dispose_engines()
