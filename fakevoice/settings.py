@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     mlflow_experiment: str = Field(
         default="fakevoice", min_length=1, max_length=200, description="MLflow experiment name"
     )
-    # Accounts (fakevoice.accounts, fakevoice.sign_ins): sign-in cookie and the mail that carries password resets.
+    # Accounts (fakevoice.accounts, fakevoice.sign_ins): the sign-in cookie, and the mail that
+    # carries password resets.
     cookie_key: SecretStr | None = Field(
         default=None,
         min_length=32,
