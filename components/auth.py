@@ -7,11 +7,11 @@ user was deleted meanwhile). Tests sign a user in by setting that key.
 
 Accounts themselves (bcrypt hashes, checks, resets) are :mod:`fakevoice.accounts`; the cookie key
 and which sign-ins are over, :mod:`fakevoice.sign_ins`. This module adds the browser side:
-:func:`start` (called by ``app.py`` on every run) builds a streamlit-authenticator ``Authenticate`` from the database's credentials, signs a returning
-visitor in from its signed cookie (key from :func:`fakevoice.sign_ins.cookie_key`, expiry
-``settings.cookie_expiry_days``), and sets or deletes that cookie after :func:`sign_in` /
-:func:`sign_out`. The cookie is written on the run *after* the form, so that the cookie
-component is sent in a run that is not cut short by ``st.rerun()``.
+:func:`start` (called by ``app.py`` on every run) builds a streamlit-authenticator ``Authenticate``
+from the database's credentials, signs a returning visitor in from its signed cookie (key from
+:func:`fakevoice.sign_ins.cookie_key`, expiry ``settings.cookie_expiry_days``), and sets or deletes
+that cookie after :func:`sign_in` / :func:`sign_out`. The cookie is written on the run *after* the
+form, so that the cookie component is sent in a run that is not cut short by ``st.rerun()``.
 
 Every session remembers when it was signed in and which cookie it holds. :func:`sign_out` also
 refuses that cookie on the server, so a browser whose deletion never arrived (a tab closed at once)
