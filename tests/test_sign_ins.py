@@ -5,29 +5,22 @@ one browser's "Sign out")."""
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+
+# The database fixture and the password are the account tests'.
+from test_accounts import PASSWORD, db  # noqa: F401
 
 from fakevoice import accounts, sign_ins, store
 from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
 from fakevoice.settings import get_settings
 from fakevoice.store.tables import EndedCookieRow, utcnow
 
-PASSWORD = "correct horse 42"
-
-
-@pytest.fixture
-def db(isolated_settings: Path) -> Iterator[Path]:
-    store.init_db()
-    yield isolated_settings
-    store.dispose_engines()
-
 
 def test_sign_ins_made_before_a_password_change_or_the_account_or_the_end_stop_working(
-    db: Path,
+    db: Path,  # noqa: F811
 ) -> None:
     user = accounts.register("alice", PASSWORD, email="alice@example.org")
     made = user.created_at.timestamp()
@@ -56,7 +49,7 @@ def test_sign_ins_made_before_a_password_change_or_the_account_or_the_end_stop_w
         sign_ins.end_all_sessions(accounts.OPERATOR, user.id + 100)
 
 
-def test_a_signed_out_cookie_is_refused_until_it_would_expire(db: Path) -> None:
+def test_a_signed_out_cookie_is_refused_until_it_would_expire(db: Path) -> None:  # noqa: F811
     alice, bob = accounts.register("alice", PASSWORD), accounts.register("bob", PASSWORD)
     expires = utcnow().timestamp() + 86_400.123456
 
@@ -94,7 +87,7 @@ def test_cookie_expiry_is_read_from_the_signed_token() -> None:
     assert sign_ins.cookie_expiry(no_expiry, "k" * 32) is None
 
 
-def test_credentials_for_the_authenticator_come_from_the_database(db: Path) -> None:
+def test_credentials_for_the_authenticator_come_from_the_database(db: Path) -> None:  # noqa: F811
     accounts.register("alice", PASSWORD, email="alice@example.org", display_name="Alice")
     accounts.register("root", PASSWORD, is_admin=True)
     with store.session_scope() as session:
