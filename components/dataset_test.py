@@ -1,12 +1,18 @@
 """The Evaluate page's "Test on a dataset" mode: one or several models scored on a built dataset.
 
-Each item is scored through each model's own preprocessing, in this script run with a progress
-bar (bounded by "At most"); nothing is logged as a verdict. One model gets the full view (metrics,
-confusion matrix, ROC, EER per generator and per noise level, per-class table, downloads); several
-get a table side by side and their ROC curves on one chart, with each model's full view below.
+"Run the test" queues a background job (:mod:`fakevoice.services.evaluation_jobs`): a worker
+scores each item through each model's own preprocessing, so a long test (AASIST on thousands of
+items) goes on when the tab closes. The list of the user's tests follows their progress (refreshed
+every 2 s while one runs) and offers Stop, Resume, Show and Clear; nothing is logged as a verdict.
+The test shown gets the full view for one model (metrics, confusion matrix, ROC, EER per generator
+and per noise level, per-class table, downloads); several models get a table side by side and
+their ROC curves on one chart, with each model's full view below.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
 
 import streamlit as st
 
@@ -16,23 +22,36 @@ from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import results
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table
-from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
+from fakevoice.store.records import Actor, ModelRecord, RunRecord
 
 SPLIT_LABELS = {
     "valid": "its validation split (when trained on this dataset)",
     "all": "every item",
 }
 DEFAULT_TEST_ITEMS = 500
-MAX_TESTED_MODELS = 4
-RESULT_KEY = "eval_test_result"
+SHOWN_TESTS = 6
+SHOWN_KEY = "eval_test_shown"  # the id of the test whose results are shown
+REFRESH = timedelta(seconds=2)
 
 
 def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
-    """The form, the run of the test, and the result of the last test of this model."""
+    """The form that queues a test, the list of the user's tests, and the results of one."""
     names = services.dataset_names(actor=actor)
-    if not names:
+    if names:
+        _form(actor, model, models, names)
+    else:
         st.info(f"There is no built dataset to test on. {services.BUILD_HINT}")
+    runs = services.list_evaluations(actor)[:SHOWN_TESTS]
+    if not runs:
+        if names:
+            st.info("Choose a dataset and press Run the test.")
         return
+    _tests(actor, [r.id for r in runs if r.is_active])
+    _results(actor, runs)
+
+
+def _form(actor: Actor, model: ModelRecord, models: list[ModelRecord], names: list[str]) -> None:
     columns = st.columns([2, 3, 2])
     dataset = columns[0].selectbox(
         "Dataset", names, key="eval_test_dataset", help="any built dataset (see Datasets)"
@@ -63,43 +82,100 @@ def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
         key="eval_test_others",
         help="more models on the same items, side by side",
     )
-    chosen = [model, *(others[i] for i in extra)]
-    if st.button("Run the test", key="eval_test_run", icon=":material/play_arrow:"):
-        _run(actor, chosen, dataset, split, int(limit))
-    stored = st.session_state.get(RESULT_KEY)
-    if stored is None or stored[0] != model.id:
-        st.info("Choose a dataset and press Run the test.")
+    if not st.button(
+        "Run the test",
+        key="eval_test_run",
+        icon=":material/play_arrow:",
+        help="a background job: it goes on when you leave this page",
+    ):
         return
-    evaluations: list[services.DatasetEvaluation] = stored[1]
+    try:
+        run = services.submit_evaluation(
+            actor, [model.id, *extra], dataset, split, limit=int(limit)
+        )
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[SHOWN_KEY] = run.id
+    st.success(f"Queued '{run.name}'. Follow it below; it goes on when you leave this page.")
+
+
+def _tests(actor: Actor, active: list[int]) -> None:
+    """The latest tests; refreshed every 2 s while one of them is queued or running."""
+
+    @st.fragment(run_every=REFRESH if active else None)
+    def panel() -> None:
+        runs = services.list_evaluations(actor)[:SHOWN_TESTS]
+        if [r.id for r in runs if r.is_active] != active:
+            st.rerun()  # a test has ended: the whole page shows its results
+        st.markdown("**Your tests**")
+        for run in runs:
+            _test_row(actor, run)
+
+    panel()
+
+
+def _test_row(actor: Actor, run: RunRecord) -> None:
+    left, right, clear = st.columns([8, 2, 2])
+    when = f"{run.created_at:%Y-%m-%d %H:%M}"
+    count = len(run.spec.get("models", []))
+    if run.is_active:
+        step = f", model {run.current_epoch + 1} of {count}" if count > 1 and run.started_at else ""
+        text = f"{run.name}: {run.status} ({run.progress:.0%}{step}) · {when}"
+        left.progress(run.progress, text=text)
+        if right.button("Stop", key=f"eval_test_stop:{run.id}", icon=":material/stop:"):
+            _act(lambda: services.stop_evaluation(actor, run.id))
+        return
+    if run.status == "succeeded":
+        left.success(f"{run.name}: done · {when}", icon=":material/check_circle:")
+    elif run.status == "cancelled":
+        left.info(f"{run.name}: stopped · {when}", icon=":material/stop_circle:")
+    else:
+        left.error(f"{run.name}: {run.status} · {when}. {run.error or ''}", icon=":material/error:")
+        if run.status == "interrupted" and right.button(
+            "Resume", key=f"eval_test_resume:{run.id}", icon=":material/replay:"
+        ):
+            _act(lambda: services.resume_run(actor, run.id))
+    if run.status in ("succeeded", "cancelled") and right.button(
+        "Show", key=f"eval_test_show:{run.id}", icon=":material/visibility:"
+    ):
+        st.session_state[SHOWN_KEY] = run.id
+        st.rerun()
+    if clear.button(
+        "Clear", key=f"eval_test_clear:{run.id}", icon=":material/close:", help="delete this test"
+    ):
+        _act(lambda: services.clear_evaluation(actor, run.id))
+
+
+def _act(action: Callable[[], object]) -> None:
+    """Do what a button asks, then run the page again (or say why it cannot be done)."""
+    try:
+        action()
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
+
+
+def _results(actor: Actor, runs: list[RunRecord]) -> None:
+    """The results of the test chosen with Show (or just queued), else of the latest one done."""
+    finished = [r for r in runs if r.status in ("succeeded", "cancelled")]
+    wanted = st.session_state.get(SHOWN_KEY)
+    chosen = next((r for r in runs if r.id == wanted), finished[0] if finished else None)
+    if chosen is None:
+        return
+    try:
+        evaluations = services.evaluation_results(actor, chosen.id)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    if not evaluations:
+        return
+    st.markdown(f"**Results of {chosen.name}**")
     if len(evaluations) == 1:
         _show_one(evaluations[0], key="eval_test")
         return
     _show_side_by_side(evaluations)
-
-
-def _run(actor: Actor, chosen: list[ModelRecord], dataset: str, split: str, limit: int) -> None:
-    """Score the dataset with each chosen model; keep the results, or say why not."""
-    bar = st.progress(0.0, text="Scoring...")
-    evaluations = []
-    try:
-        for index, tested in enumerate(chosen):
-
-            def progress(
-                done: int, total: int, index: int = index, name: str = tested.name
-            ) -> None:
-                share = (index + done / total) / len(chosen)
-                bar.progress(share, text=f"{name}: scored {done} of {total} items")
-
-            evaluations.append(
-                services.evaluate_on_dataset(
-                    actor, tested.id, dataset, split, limit=limit, on_progress=progress
-                )
-            )
-    except FakeVoiceError as exc:
-        st.error(str(exc))  # an earlier result stays below
-    else:
-        st.session_state[RESULT_KEY] = (chosen[0].id, evaluations)
-    bar.empty()
 
 
 def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:

@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0006"
+    assert store.current_revision(db_url) == store.head_revision() == "0007"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -124,6 +124,19 @@ def test_verdicts_logged_before_cautions_have_none(db_url: str) -> None:  # noqa
     assert old.file_name == "old.wav" and old.cautions == []
 
 
+def test_tests_of_models_go_when_downgraded_before_their_revision(db_url: str) -> None:  # noqa: F811
+    store.upgrade(db_url)
+    with store.session_scope(db_url) as session:
+        ada = store.create_user(session, "ada").actor
+        store.create_run(session, ada, "a test", {"kind": "evaluate"}, kind="evaluate")
+        store.create_run(session, ada, "a run", {"epochs": 1})
+    command.downgrade(alembic_config(db_url), "0006")
+    with store.get_engine(db_url).connect() as connection:
+        assert connection.execute(text("SELECT name, kind FROM runs")).all() == [("a run", "train")]
+    store.upgrade(db_url)
+    assert store.schema_differences(db_url) == []
+
+
 def test_downgrade_to_base_and_back(db_url: str) -> None:  # noqa: F811
     store.upgrade(db_url)
     command.downgrade(alembic_config(db_url), "base")
@@ -148,5 +161,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0006"
+    assert store.current_revision(db_url) == "0007"
     assert store.schema_differences(db_url) == []

@@ -290,7 +290,21 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
     assert len(at.dataframe[0].value) == 4 and len(services.list_analyses(alice)) == 2
 
 
-def test_dataset_test_mode_reports_metrics_and_logs_no_verdict(
+def run_queued_jobs() -> list[str]:
+    """Run every queued job to its end here, with the worker's own job function (as a worker
+    process does after claiming it); the statuses they end in."""
+    from fakevoice.jobs.runner import execute_run
+
+    statuses = []
+    while True:
+        with store.session_scope() as session:
+            run = store.claim_next_queued_run(session, "page-test-worker")
+        if run is None:
+            return statuses
+        statuses.append(execute_run(run.id, "page-test-worker"))
+
+
+def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     alice: Actor, specnet: ModelRecord, isolated_settings: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:  # fmt: skip
@@ -306,6 +320,15 @@ def test_dataset_test_mode_reports_metrics_and_logs_no_verdict(
     at.button(key="eval_test_run").click().run()
     assert_no_exception(at)
     assert not at.error, [e.value for e in at.error]
+    (queued,) = services.list_evaluations(alice)
+    assert queued.status == "queued" and queued.kind == "evaluate"
+    assert queued.name == f"test tiny specnet on {DATASET}"
+    assert any("Queued 'test tiny specnet" in s.value for s in at.success)
+    assert at.get("progress")  # followed in the list while it waits for a worker
+    assert run_queued_jobs() == ["succeeded"]
+
+    at.run()
+    assert_no_exception(at)
     assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
     by_generator = [f.value for f in at.dataframe if "generator" in f.value.columns]
@@ -316,14 +339,27 @@ def test_dataset_test_mode_reports_metrics_and_logs_no_verdict(
     assert labels == {"Scores per item (CSV)", "Metrics (JSON)"}
     assert services.list_analyses(alice) == []  # a test of the model is not a verdict
 
-    # A damaged dataset: one clip gone. A message, and the earlier result stays on the page.
+    # A damaged dataset: one clip gone. The new test fails with the reason in the list, and the
+    # earlier result stays on the page.
     (clip,) = list((datasets_dir() / DATASET / "clips").rglob("spk_a_u0.wav"))[:1]
     clip.unlink()
     at.number_input(key="eval_test_limit").set_value(30)
     at.button(key="eval_test_run").click().run()
+    assert run_queued_jobs() == ["failed"]
+    at.run()
     assert_no_exception(at)
     assert "cannot be read" in " ".join(e.value for e in at.error)
+    first = next(b for b in at.button if b.key == f"eval_test_show:{queued.id}")
+    first.click().run()
     assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
+
+    # Clear takes a test and its files away.
+    folder = services.get_evaluation(alice, queued.id).artefact_dir
+    assert folder is not None and Path(folder, "0-report.json").is_file()
+    next(b for b in at.button if b.key == f"eval_test_clear:{queued.id}").click().run()
+    assert_no_exception(at)
+    assert [r.id for r in services.list_evaluations(alice)] != [] and not Path(folder).exists()
+    assert queued.id not in [r.id for r in services.list_evaluations(alice)]
 
 
 def test_dataset_test_puts_several_models_side_by_side(
@@ -340,6 +376,10 @@ def test_dataset_test_puts_several_models_side_by_side(
     at.multiselect(key="eval_test_others").set_value([copy.id])
     at.button(key="eval_test_run").click().run()
     assert_no_exception(at)
+    (queued,) = services.list_evaluations(alice)
+    assert queued.name == f"test tiny specnet and 1 more on {DATASET}"
+    assert run_queued_jobs() == ["succeeded"]
+    at.run()
     assert not at.error, [e.value for e in at.error]
     assert any(
         f"2 models on the same 30 of 30 items of **{DATASET}**" in c.value for c in at.caption

@@ -244,8 +244,9 @@ class EpochOut(BaseModel):
 class RunOut(BaseModel):
     id: int
     name: str
-    kind: Literal["train", "dataset"] = Field(
-        description="a training run, or the build of a dataset from uploaded recordings"
+    kind: Literal["train", "dataset", "evaluate"] = Field(
+        description="a training run, the build of a dataset from uploaded recordings, or a test "
+        "of models on a dataset"
     )
     status: str
     progress: float = Field(description="0 to 1")
@@ -271,7 +272,7 @@ class RunOut(BaseModel):
             total_epochs=run.total_epochs,
             kind=run.kind,
             arch=run.spec.get("arch"),
-            dataset=run.spec.get("dataset") if run.kind == "train" else run.spec.get("name"),
+            dataset=run.spec.get("name") if run.kind == "dataset" else run.spec.get("dataset"),
             created_at=run.created_at,
             started_at=run.started_at,
             finished_at=run.finished_at,
@@ -334,7 +335,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0006", "head": "0006"},
+            "database": {"ok": True, "revision": "0007", "head": "0007"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,11 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
+from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
 
 logger = logging.getLogger(__name__)
-
-PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
-
-
-class BuildStopped(FakeVoiceError):
-    """The owner asked the build to stop."""
-
-
-class BuildLost(FakeVoiceError):
-    """The job was taken from this worker (marked interrupted or deleted) while building."""
 
 
 def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
@@ -57,27 +47,15 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
         spec = DatasetBuildSpec.from_dict(run.spec)
         out_dir = settings.dataset_dir / spec.name
         owner = Actor(user_id=run.owner_id)
-        last_write = 0.0
+        progress = JobProgress(run.id, worker_id)
 
         def on_progress(done: int, total: int) -> None:
-            nonlocal claimed, last_write
+            nonlocal claimed
             if not claimed:  # the builder has made (or found its own) folder: record the owner
                 with store.session_scope() as session:
                     _record(session, owner, spec.name, out_dir, 0, {})
                 claimed = True
-            now = time.monotonic()
-            if now - last_write < PROGRESS_SECONDS and done < total:
-                return
-            last_write = now
-            with store.session_scope() as session:
-                alive = store.record_progress(
-                    session, run.id, worker_id, progress=done / max(total, 1), current_epoch=0
-                )
-                stop = store.is_stop_requested(session, run.id)
-            if not alive:
-                raise BuildLost("This build is no longer held by this worker.")
-            if stop:
-                raise BuildStopped("Stopped on request.")
+            progress.report(done / max(total, 1), force=done >= total)
 
         report = import_folder(
             spec.source,
@@ -91,10 +69,10 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
             progress=False,
             on_progress=on_progress,
         )
-    except BuildLost as exc:
+    except JobLost as exc:
         logger.warning("dataset job %d: %s", run.id, exc)
         return "interrupted"
-    except BuildStopped:
+    except JobStopped:
         _clean_up(run, out_dir if claimed else None)
         return _finish(run.id, worker_id, "cancelled", "Stopped on request.")
     except FakeVoiceError as exc:

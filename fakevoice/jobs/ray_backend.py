@@ -45,8 +45,9 @@ def _remote_execute(run_id: int, worker_id: str, env: dict[str, str]) -> str:
 
 
 def task_resources(spec: dict[str, Any]) -> dict[str, float]:
-    """Ray resources of a run: one GPU when the spec asks for CUDA (or auto on a GPU cluster);
-    a dataset build (``spec["kind"] == "dataset"``) is CPU work and never takes a GPU."""
+    """Ray resources of a run: one GPU when the spec asks for CUDA (or auto on a GPU cluster:
+    tests of models on a dataset, whose spec names no device, too); a dataset build
+    (``spec["kind"] == "dataset"``) is CPU work and never takes a GPU."""
     if spec.get("kind") == "dataset":
         return {"num_gpus": 0.0, "num_cpus": 1.0}
     device = spec.get("device", "auto")

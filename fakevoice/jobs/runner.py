@@ -105,7 +105,8 @@ class StoreSink:
 
 def execute_run(run_id: int, worker_id: str) -> str:
     """Train run ``run_id`` (already claimed as running by ``worker_id``) to a final status; a job
-    of kind ``dataset`` builds its dataset instead (:mod:`fakevoice.jobs.dataset_job`).
+    of kind ``dataset`` builds its dataset instead (:mod:`fakevoice.jobs.dataset_job`), and one of
+    kind ``evaluate`` tests models on a dataset (:mod:`fakevoice.jobs.evaluation_job`).
 
     Returns:
         The final status written to the store.
@@ -116,6 +117,10 @@ def execute_run(run_id: int, worker_id: str) -> str:
         from fakevoice.jobs.dataset_job import execute_dataset_build
 
         return execute_dataset_build(run, worker_id)
+    if run.kind == "evaluate":
+        from fakevoice.jobs.evaluation_job import execute_evaluation
+
+        return execute_evaluation(run, worker_id)
     run_dir = run_dir_for(run_id)
     tracker = RunTracker(on_notice=lambda text: add_notice(run_id, text))
     # A run queued with a resume epoch continues from its checkpoint (and its MLflow run); one

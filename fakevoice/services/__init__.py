@@ -4,7 +4,9 @@
 * :mod:`~fakevoice.services.dataset_changes`: record, delete and re-render datasets;
 * :mod:`~fakevoice.services.dataset_builds`: datasets built from a user's uploaded recordings;
 * :mod:`~fakevoice.services.runs`: submit, follow, stop and resume training runs;
-* :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import, evaluation;
+* :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import;
+* :mod:`~fakevoice.services.evaluation` and :mod:`~fakevoice.services.evaluation_jobs`: tests of
+  models on a dataset, in process (the CLI) or as background jobs (the Evaluate page);
 * :mod:`~fakevoice.services.users`: who is acting.
 
 Everything is re-exported here, so callers write ``services.submit_run(...)``. A name's module is
@@ -47,6 +49,14 @@ if TYPE_CHECKING:
         utterances,
     )
     from fakevoice.services.evaluation import DatasetEvaluation, evaluate_model, evaluate_on_dataset
+    from fakevoice.services.evaluation_jobs import (
+        clear_evaluation,
+        evaluation_results,
+        get_evaluation,
+        list_evaluations,
+        stop_evaluation,
+        submit_evaluation,
+    )
     from fakevoice.services.runs import (
         RunProgress,
         check_spec,
@@ -113,6 +123,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "evaluate_model",
         "evaluate_on_dataset",
     ),
+    "fakevoice.services.evaluation_jobs": (
+        "clear_evaluation",
+        "evaluation_results",
+        "get_evaluation",
+        "list_evaluations",
+        "stop_evaluation",
+        "submit_evaluation",
+    ),
     "fakevoice.services.runs": (
         "RunProgress",
         "check_spec",
@@ -168,6 +186,7 @@ __all__ = [
     "ScoredClip",
     "check_spec",
     "clear_dataset_build",
+    "clear_evaluation",
     "cli_actor",
     "compare_utterance",
     "copy_synthesis_generators",
@@ -180,14 +199,17 @@ __all__ = [
     "ensure_database",
     "evaluate_model",
     "evaluate_on_dataset",
+    "evaluation_results",
     "find_model",
     "find_run",
+    "get_evaluation",
     "get_model",
     "get_run",
     "import_aasist",
     "list_analyses",
     "list_dataset_builds",
     "list_datasets",
+    "list_evaluations",
     "list_models",
     "model_not_found",
     "list_runs",
@@ -203,8 +225,10 @@ __all__ = [
     "score_clip",
     "selection_counts",
     "stop_dataset_build",
+    "stop_evaluation",
     "stop_run",
     "submit_dataset_build",
+    "submit_evaluation",
     "submit_run",
     "utterances",
     "wait_for_run",

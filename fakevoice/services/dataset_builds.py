@@ -36,11 +36,10 @@ from fakevoice.features import FeatureSpec
 from fakevoice.services.dataset_changes import check_new_dataset_name
 from fakevoice.services.runs import delete_run, stop_run
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, RunKind, RunRecord
+from fakevoice.store.records import Actor, RunRecord
 
 logger = logging.getLogger(__name__)
 
-JOB_KINDS: tuple[RunKind, ...] = ("dataset", "train")
 JOB_PREFIX = "dataset "  # a build's job is named after its dataset: "dataset <name>"
 DEFAULT_BUILD_GENERATORS: tuple[str, ...] = ("world", "griffinlim", "mel_griffinlim", "lpc")
 DEFAULT_BUILD_NOISE: tuple[str, ...] = ("snr_inf", "snr_20db", "snr_10db")
@@ -116,20 +115,11 @@ def submit_dataset_build(
             skipped=tuple(skipped),
         )
         with store.session_scope() as session:
-            taken = {
-                r.name
-                for kind in JOB_KINDS
-                for r in store.list_runs(session, actor, kind=kind)  # names are unique across both
-            }
-            job_name = JOB_PREFIX + name
-            attempt = 1
-            while job_name in taken:  # built, deleted and built again, or a failed try
-                attempt += 1
-                job_name = f"{JOB_PREFIX}{name} ({attempt})"
+            # "dataset x (2)" when built, deleted and built again, or after a failed try
             run = store.create_run(
                 session,
                 actor,
-                job_name,
+                store.unused_run_name(session, actor, JOB_PREFIX + name),
                 spec.to_dict(),
                 backend=settings.job_backend,
                 kind="dataset",
@@ -165,7 +155,7 @@ def stop_dataset_build(actor: Actor, run_id: int) -> RunRecord:
     """
     with store.session_scope(readonly=True) as session:
         if store.get_run(session, actor, run_id).kind != "dataset":
-            raise InvalidSpecError(f"Job {run_id} is a training run, not a dataset build.")
+            raise InvalidSpecError(f"Job {run_id} is not a dataset build.")
     return stop_run(actor, run_id)
 
 
@@ -180,7 +170,7 @@ def clear_dataset_build(actor: Actor, run_id: int) -> None:
     with store.session_scope(readonly=True) as session:
         run = store.get_run(session, actor, run_id)
     if run.kind != "dataset":
-        raise InvalidSpecError(f"Job {run_id} is a training run, not a dataset build.")
+        raise InvalidSpecError(f"Job {run_id} is not a dataset build.")
     if run.is_active:
         raise ConflictError(
             f"The build of {run.spec.get('name')!r} is {run.status}; stop it first."

@@ -227,7 +227,12 @@ def delete_user(actor: Actor, user_id: int) -> UserRecord:
     if actor.user_id == user_id:
         raise PermissionDeniedError("You cannot delete your own account while signed in with it.")
     with store.session_scope() as session:
-        runs = [r for r in store.list_runs(session, actor, all_users=True) if r.owner_id == user_id]
+        runs = [  # training runs and tests of models keep files in their job folders
+            r
+            for kind in ("train", "evaluate")
+            for r in store.list_runs(session, actor, all_users=True, kind=kind)
+            if r.owner_id == user_id
+        ]
         models = [
             m for m in store.list_models(session, actor, all_users=True) if m.owner_id == user_id
         ]

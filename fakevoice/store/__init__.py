@@ -91,6 +91,7 @@ from fakevoice.store.runs import (
     list_runs,
     request_stop,
     requeue_run,
+    unused_run_name,
 )
 from fakevoice.store.users import (
     create_user,
@@ -157,6 +158,7 @@ __all__ = [
     "list_epoch_metrics",
     "list_models",
     "list_runs",
+    "unused_run_name",
     "list_users",
     "mark_orphans_interrupted",
     "record_progress",

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 RunBackend = Literal["local", "ray"]
-RunKind = Literal["train", "dataset"]
+RunKind = Literal["train", "dataset", "evaluate"]
 AnalysisSource = Literal["page", "api", "cli"]
 
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
@@ -75,8 +75,8 @@ class DatasetRecord:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A job: a training run (``kind`` train) or a dataset build. ``progress`` is 0-1; times
-    are UTC."""
+    """A job: a training run (``kind`` train), a dataset build (``dataset``) or a test of models
+    on a dataset (``evaluate``). ``progress`` is 0-1; times are UTC."""
 
     id: int
     owner_id: int

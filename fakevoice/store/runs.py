@@ -82,8 +82,8 @@ def create_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, actor.user_id) >= limit:
         raise LimitExceededError(
-            f"You already have {limit} jobs (training runs or dataset builds) queued or running; "
-            "wait for one to finish or stop one."
+            f"You already have {limit} jobs (training runs, dataset builds or tests) queued or "
+            "running; wait for one to finish or stop one."
         )
     epochs = spec.get("epochs", 0)
     row = RunRow(
@@ -120,7 +120,8 @@ def list_runs(
     Args:
         all_users: every user's runs (administrators only; PermissionDeniedError otherwise).
         statuses: only runs in these statuses.
-        kind: ``train`` for training runs, ``dataset`` for dataset builds.
+        kind: ``train`` for training runs, ``dataset`` for dataset builds, ``evaluate`` for
+            tests of models on a dataset.
     """
     query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
     if all_users:
@@ -132,6 +133,20 @@ def list_runs(
         query = query.where(RunRow.status.in_(statuses))
     query = query.where(RunRow.kind == kind)
     return [to_record(RunRecord, row) for row in session.scalars(query)]
+
+
+def unused_run_name(session: Session, actor: Actor, name: str) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... : the first that none of the actor's jobs (of any
+    kind) has. Names are cut to fit :data:`MAX_NAME_LENGTH` with the suffix."""
+    base = clean_name(name, "run")
+    _lock_user(session, actor.user_id)  # the name stays free until create_run in this session
+    taken = set(session.scalars(select(RunRow.name).where(RunRow.owner_id == actor.user_id)))
+    candidate, attempt = base, 1
+    while candidate in taken:
+        attempt += 1
+        suffix = f" ({attempt})"
+        candidate = base[: MAX_NAME_LENGTH - len(suffix)] + suffix
+    return candidate
 
 
 def active_job_specs(session: Session, kind: RunKind) -> list[dict[str, Any]]:
@@ -187,8 +202,8 @@ def requeue_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, row.owner_id) >= limit:
         raise LimitExceededError(
-            f"You already have {limit} jobs (training runs or dataset builds) queued or running; "
-            "wait for one to finish or stop one."
+            f"You already have {limit} jobs (training runs, dataset builds or tests) queued or "
+            "running; wait for one to finish or stop one."
         )
     requeue_row(session, row, resume_from_epoch)
     return to_record(RunRecord, row)

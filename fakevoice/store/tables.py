@@ -41,7 +41,7 @@ RUN_STATUSES: tuple[str, ...] = (
     "interrupted",
 )
 RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
-RUN_KINDS: tuple[str, ...] = ("train", "dataset")
+RUN_KINDS: tuple[str, ...] = ("train", "dataset", "evaluate")
 ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -139,7 +139,8 @@ class DatasetRow(Base):
 
 
 class RunRow(Base):
-    """A job the worker executes: a training run (``kind`` train) or a dataset build."""
+    """A job the worker executes: a training run (``kind`` train), a dataset build (``dataset``)
+    or a test of models on a dataset (``evaluate``)."""
 
     __tablename__ = "runs"
     __table_args__ = (

@@ -1,0 +1,56 @@
+"""Progress of the jobs that are not training (dataset builds, tests of models on a dataset).
+
+Such a job reports how far it is after each item; :class:`JobProgress` writes it to the store at
+most once a second. The write is also the job's heartbeat, and it checks the stop flag: it raises
+:class:`JobStopped` when the owner asked the job to stop, and :class:`JobLost` when the job is no
+longer held by this worker (marked interrupted, or deleted).
+"""
+
+from __future__ import annotations
+
+import time
+
+from fakevoice import store
+from fakevoice.errors import FakeVoiceError
+
+PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
+
+
+class JobStopped(FakeVoiceError):
+    """The owner asked the job to stop."""
+
+
+class JobLost(FakeVoiceError):
+    """The job was taken from this worker (marked interrupted or deleted) while it ran."""
+
+
+class JobProgress:
+    """Writes a job's progress (and heartbeat) and checks its stop flag, at most once a second."""
+
+    def __init__(self, run_id: int, worker_id: str, seconds: float = PROGRESS_SECONDS) -> None:
+        self.run_id = run_id
+        self.worker_id = worker_id
+        self.seconds = seconds
+        self._last_write = 0.0
+
+    def report(self, fraction: float, *, step: int = 0, force: bool = False) -> None:
+        """Record ``fraction`` (0-1) done and the ``step`` in progress (shown as the job's current
+        epoch), unless the last write was under a second ago and ``force`` is false.
+
+        Raises:
+            JobLost: the job is no longer held by this worker.
+            JobStopped: its owner asked it to stop.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_write < self.seconds:
+            return
+        self._last_write = now
+        with store.session_scope() as session:
+            alive = store.record_progress(
+                session, self.run_id, self.worker_id, progress=fraction, current_epoch=step
+            )
+            stop = store.is_stop_requested(session, self.run_id)
+        if not alive:
+            raise JobLost("This job is no longer held by this worker.")
+        if stop:
+            raise JobStopped("Stopped on request.")

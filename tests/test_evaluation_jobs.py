@@ -1,0 +1,198 @@
+"""Tests of models on a dataset as background jobs: the spec and its checks, a real worker process
+scoring two models, ownership, stop, a failure that keeps the models done, a lost job, clearing.
+
+The models are the session's tiny specnet (trained once, see test_uploads), registered twice; the
+dataset is the tiny one of test_training, copied into a fresh workbench.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_page_evaluate import run_queued_jobs
+from test_results import run_worker, workbench_env
+from test_training import DATASET, tiny_dataset_root
+from test_uploads import register_run_model, trained_run_dir
+from workbench import active_workbench, make_user
+
+from fakevoice import services, store
+from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, EvaluationSpec, results_dir
+from fakevoice.store.records import Actor, ModelRecord
+
+
+@pytest.fixture
+def workbench(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env = workbench_env(tmp_path, tiny_dataset_root(tmp_path_factory))
+    with active_workbench(env) as active:
+        yield active
+
+
+@pytest.fixture
+def owner(workbench: dict[str, str]) -> Actor:
+    return make_user("owner")
+
+
+@pytest.fixture
+def models(owner: Actor, tmp_path_factory: pytest.TempPathFactory) -> list[ModelRecord]:
+    folder = trained_run_dir(tmp_path_factory)
+    return [register_run_model(owner, folder, name) for name in ("first", "second")]
+
+
+def test_the_spec_is_checked_and_kept_as_json() -> None:
+    spec = EvaluationSpec((3, 1), "demo", "all", 200)
+    data = json.loads(json.dumps(spec.to_dict()))
+    assert data["kind"] == "evaluate" and EvaluationSpec.from_dict(data) == spec
+    for models, split, limit, message in [
+        ((), "all", 10, "1 to 4 models"),
+        (tuple(range(1, MAX_TESTED_MODELS + 2)), "all", 10, "1 to 4 models"),
+        ((1, 1), "all", 10, "tested once"),
+        ((True,), "all", 10, "by their ids"),
+        ((1,), "train", 10, "split must be"),
+        ((1,), "all", 0, "at least 1"),
+        ((1,), "all", 10**6, "at most 5000 items"),
+    ]:
+        with pytest.raises(InvalidSpecError, match=message):
+            EvaluationSpec(models, "demo", split, limit)
+    with pytest.raises(InvalidSpecError, match="not the spec of a test"):
+        EvaluationSpec.from_dict({"kind": "evaluate", "dataset": "demo"})
+
+
+def test_a_worker_scores_each_model_and_only_the_owner_sees_the_results(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    run = services.submit_evaluation(owner, [m.id for m in models], DATASET, "all", limit=20)
+    assert run.kind == "evaluate" and run.status == "queued"
+    assert run.name == f"test first and 1 more on {DATASET}"
+    assert services.list_runs(owner) == []  # training runs are listed apart
+    assert services.evaluation_results(owner, run.id) == []
+
+    run_worker(workbench)
+    done = services.get_evaluation(owner, run.id)
+    assert done.status == "succeeded" and done.progress == 1.0 and done.total_epochs == 2
+    first, second = services.evaluation_results(owner, run.id)
+    assert [first.report["model"]["name"], second.report["model"]["name"]] == ["first", "second"]
+    assert first.report["n"] == second.report["n"] == 20 and first.report["split"] == "all"
+    # The same weights on the same sample of items: the same scores, read back from the files.
+    assert list(first.scores["item"]) == list(second.scores["item"])
+    assert first.scores["p_human"].tolist() == pytest.approx(second.scores["p_human"].tolist())
+    assert (
+        first.scores_csv().decode().splitlines()[0] == "item,speaker,class,noise,p_human,predicted"
+    )
+    assert services.list_analyses(owner) == []  # a test is not a verdict
+
+    stranger = make_user("stranger")
+    for action in (services.get_evaluation, services.evaluation_results, services.clear_evaluation):
+        with pytest.raises(NotFoundError):
+            action(stranger, run.id)
+    assert services.list_evaluations(stranger) == []
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    assert len(services.evaluation_results(root, run.id)) == 2
+
+    again = services.submit_evaluation(
+        owner, [models[0].id, models[1].id], DATASET, "all", limit=20
+    )
+    assert again.name == f"test first and 1 more on {DATASET} (2)"
+
+
+def test_a_test_needs_models_and_a_dataset_the_actor_may_use(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    stranger = make_user("stranger")
+    with pytest.raises(NotFoundError):
+        services.submit_evaluation(stranger, [models[0].id], DATASET)  # a private model
+    with pytest.raises(NotFoundError, match="no dataset named"):
+        services.submit_evaluation(owner, [models[0].id], "missing")
+    with pytest.raises(InvalidSpecError, match="at most 5000 items"):
+        services.submit_evaluation(owner, [models[0].id], DATASET, limit=5001)
+    with store.session_scope() as session:
+        training = store.create_run(session, owner, "a training run", {"epochs": 1})
+    with pytest.raises(InvalidSpecError, match="not a test"):
+        services.get_evaluation(owner, training.id)
+
+
+def test_stopping_a_queued_test_cancels_it_and_clear_removes_it(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    run = services.submit_evaluation(owner, [models[0].id], DATASET)
+    with pytest.raises(ConflictError, match="stop it first"):
+        services.clear_evaluation(owner, run.id)
+    assert services.stop_evaluation(owner, run.id).status == "cancelled"
+    assert run_queued_jobs() == []
+    services.clear_evaluation(owner, run.id)
+    assert services.list_evaluations(owner) == []
+
+
+def test_a_test_counts_against_the_jobs_a_user_may_have(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from fakevoice.settings import get_settings
+
+    monkeypatch.setenv("FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER", "1")
+    get_settings.cache_clear()
+    services.submit_evaluation(owner, [models[0].id], DATASET)
+    with pytest.raises(LimitExceededError, match="dataset builds or tests"):
+        services.submit_evaluation(owner, [models[1].id], DATASET)
+
+
+def test_a_stop_request_ends_a_running_test_at_its_next_progress_write(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    from fakevoice.jobs.runner import execute_run
+
+    run = services.submit_evaluation(owner, [models[0].id], DATASET)
+    with store.session_scope() as session:
+        store.claim_next_queued_run(session, "w1")
+    services.stop_evaluation(owner, run.id)  # running: asked, not yet stopped
+    assert services.get_evaluation(owner, run.id).status == "running"
+    assert execute_run(run.id, "w1") == "cancelled"
+    assert services.get_evaluation(owner, run.id).error == "Stopped on request."
+
+
+def test_a_failing_model_fails_the_test_and_keeps_the_models_done(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    run = services.submit_evaluation(owner, [m.id for m in models], DATASET, "all", limit=10)
+    with store.session_scope() as session:
+        store.delete_model(session, owner, models[1].id)
+    assert run_queued_jobs() == ["failed"]
+    failed = services.get_evaluation(owner, run.id)
+    assert "no model" in (failed.error or "").lower()
+    (kept,) = services.evaluation_results(owner, run.id)
+    assert kept.report["model"]["name"] == "first"
+
+
+def test_a_lost_test_is_left_to_the_next_worker_and_starts_over(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    from fakevoice.jobs.runner import execute_run
+
+    run = services.submit_evaluation(owner, [models[0].id], DATASET, "all", limit=10)
+    with store.session_scope() as session:
+        store.claim_next_queued_run(session, "dead-worker")
+        store.set_status(session, run.id, "interrupted", worker_id="dead-worker")
+    assert execute_run(run.id, "dead-worker") == "interrupted"  # no longer held by this worker
+    assert services.resume_run(owner, run.id).status == "queued"
+    assert run_queued_jobs() == ["succeeded"]
+    (result,) = services.evaluation_results(owner, run.id)
+    assert result.report["n"] == 10
+
+
+def test_deleting_a_user_removes_their_tests_files(
+    workbench: dict[str, str], owner: Actor, models: list[ModelRecord]
+) -> None:
+    run = services.submit_evaluation(owner, [models[0].id], DATASET, "all", limit=10)
+    assert run_queued_jobs() == ["succeeded"]
+    folder = results_dir(run.id)
+    assert (folder / "0-scores.csv").is_file()
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    from fakevoice.services import profile
+
+    profile.delete_user(root, owner.user_id)
+    assert not folder.exists()
