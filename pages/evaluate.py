@@ -2,8 +2,8 @@
 
 Four modes: one clip (upload or browser recording, with the spectrogram the model sees and a
 timeline for long clips), a batch of files or one zip (table + CSV), one clip through several
-models side by side, and a test of the model on a built dataset (metrics, confusion matrix, ROC,
-EER per generator and per noise level, per-item scores). Every verdict on a clip is logged in the
+models side by side, and a test of models on a built dataset, run by a worker as a background job
+(metrics, confusion matrix, ROC, EER per generator and per noise level, per-item scores). Every verdict on a clip is logged in the
 user's history by the services; a dataset test is not a verdict and is not logged.
 """
 

@@ -323,6 +323,26 @@ def _evaluate_microphone(page: Page) -> None:
     wait_for_script(page)
 
 
+def _test_on_dataset(page: Page, dataset: str) -> None:
+    """Evaluate > Test on a dataset: the worker scores the items; the page shows the results."""
+    name = f"test {FINISHED_RUN} on {dataset}"
+    _keyed(page, "eval_mode").get_by_text("Test on a dataset").click()
+    wait_for_script(page)
+    choose(page, "Dataset", dataset, dataset)
+    _keyed(page, "eval_test_split").get_by_text("every item").click()
+    wait_for_script(page)
+    _type_into(page, "eval_test_limit", "10")
+    _button(page, "eval_test_run").click()
+    # The list follows the job until the worker has scored it; then its results are shown.
+    expect(page.get_by_text(f"{name}: done")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(page.get_by_text(f"Results of {name}")).to_be_visible(timeout=TIMEOUT_MS)
+    caption = page.get_by_test_id("stCaptionContainer")
+    expect(caption.filter(has_text=re.compile(rf"^10 of \d+ items of {dataset} "))).to_have_count(1)
+    expect(page.get_by_test_id("stMetric").filter(has_text="EER")).to_have_count(1)
+    _keyed(page, "eval_mode").get_by_text("One clip").click()
+    wait_for_script(page)
+
+
 def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     """Profile: open the finished run and make its model public."""
     open_page(page, "Profile", "My profile")
@@ -461,6 +481,7 @@ def test_register_train_stop_download_evaluate_share(
     _evaluate_microphone(page)
     history = page.get_by_test_id("stDataFrame").last.locator("table tbody tr")
     expect(history).to_have_count(2, timeout=TIMEOUT_MS)  # the upload and the recording
+    _test_on_dataset(page, dataset)
     _share_model(page, screenshot)
     _change_password_stay_signed_in(page, streamlit_server.url)
     _dashboard(page, screenshot)
