@@ -7,11 +7,11 @@ running), with a stop button. The dataset is the user's: only they and administr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import streamlit as st
 
+from components import job_list
 from fakevoice import services
 from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, noise_name
 from fakevoice.errors import FakeVoiceError
@@ -121,40 +121,26 @@ def _builds(actor: Actor) -> None:
 def _build_row(actor: Actor, run: RunRecord) -> None:
     name = str(run.spec.get("name", run.name))
     left, right, clear = st.columns([8, 2, 2])
-    when = f"{run.created_at:%Y-%m-%d %H:%M}"
-    if run.is_active:
-        left.progress(run.progress, text=f"{name}: {run.status} ({run.progress:.0%}) · {when}")
-        if right.button("Stop", key=f"build_stop:{run.id}", icon=":material/stop:"):
-            _act(lambda: services.stop_dataset_build(actor, run.id))
-    elif run.status == "succeeded":
-        left.success(f"{name}: built · {when}", icon=":material/check_circle:")
-        if right.button("Open", key=f"build_open:{run.id}", icon=":material/open_in_new:"):
-            st.query_params["dataset"] = name
-            st.session_state["dataset"] = name
-            st.rerun()
-    elif run.status == "cancelled":
-        left.info(f"{name}: stopped · {when}", icon=":material/stop_circle:")
-    else:
-        left.error(f"{name}: {run.status} · {when}. {run.error or ''}", icon=":material/error:")
-        if run.status == "interrupted" and right.button(
-            "Resume", key=f"build_resume:{run.id}", icon=":material/replay:"
-        ):
-            _act(lambda: services.resume_run(actor, run.id))
+    job_list.status_line(
+        actor,
+        run,
+        name,
+        done="built",
+        key="build",
+        stop=lambda: services.stop_dataset_build(actor, run.id),
+        columns=(left, right),
+    )
+    if run.status == "succeeded" and right.button(
+        "Open", key=f"build_open:{run.id}", icon=":material/open_in_new:"
+    ):
+        st.query_params["dataset"] = name
+        st.session_state["dataset"] = name
+        st.rerun()
     if not run.is_active and clear.button(
         "Clear", key=f"build_clear:{run.id}", icon=":material/close:", help="take it off this list"
     ):
-        _act(lambda: services.clear_dataset_build(actor, run.id))
+        job_list.act(lambda: services.clear_dataset_build(actor, run.id))
     st.caption(_what(run) + (f" {run.notice}" if run.notice else ""))
-
-
-def _act(action: Callable[[], object]) -> None:
-    """Do what a button asks, then run the page again (or say why it cannot be done)."""
-    try:
-        action()
-    except FakeVoiceError as exc:
-        st.error(str(exc))
-        return
-    st.rerun()
 
 
 def _what(run: RunRecord) -> str:

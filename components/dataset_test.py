@@ -11,12 +11,11 @@ their ROC curves on one chart, with each model's full view below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import streamlit as st
 
-from components import training_view
+from components import job_list, training_view
 from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -117,44 +116,28 @@ def _tests(actor: Actor, active: list[int]) -> None:
 
 def _test_row(actor: Actor, run: RunRecord) -> None:
     left, right, clear = st.columns([8, 2, 2])
-    when = f"{run.created_at:%Y-%m-%d %H:%M}"
     count = len(run.spec.get("models", []))
-    if run.is_active:
-        step = f", model {run.current_epoch + 1} of {count}" if count > 1 and run.started_at else ""
-        text = f"{run.name}: {run.status} ({run.progress:.0%}{step}) · {when}"
-        left.progress(run.progress, text=text)
-        if right.button("Stop", key=f"eval_test_stop:{run.id}", icon=":material/stop:"):
-            _act(lambda: services.stop_evaluation(actor, run.id))
-        return
-    if run.status == "succeeded":
-        left.success(f"{run.name}: done · {when}", icon=":material/check_circle:")
-    elif run.status == "cancelled":
-        left.info(f"{run.name}: stopped · {when}", icon=":material/stop_circle:")
-    else:
-        left.error(f"{run.name}: {run.status} · {when}. {run.error or ''}", icon=":material/error:")
-        if run.status == "interrupted" and right.button(
-            "Resume", key=f"eval_test_resume:{run.id}", icon=":material/replay:"
-        ):
-            _act(lambda: services.resume_run(actor, run.id))
+    job_list.status_line(
+        actor,
+        run,
+        run.name,
+        done="done",
+        key="eval_test",
+        stop=lambda: services.stop_evaluation(actor, run.id),
+        columns=(left, right),
+        detail=f", model {run.current_epoch + 1} of {count}"
+        if count > 1 and run.started_at
+        else "",
+    )
     if run.status in ("succeeded", "cancelled") and right.button(
         "Show", key=f"eval_test_show:{run.id}", icon=":material/visibility:"
     ):
         st.session_state[SHOWN_KEY] = run.id
         st.rerun()
-    if clear.button(
+    if not run.is_active and clear.button(
         "Clear", key=f"eval_test_clear:{run.id}", icon=":material/close:", help="delete this test"
     ):
-        _act(lambda: services.clear_evaluation(actor, run.id))
-
-
-def _act(action: Callable[[], object]) -> None:
-    """Do what a button asks, then run the page again (or say why it cannot be done)."""
-    try:
-        action()
-    except FakeVoiceError as exc:
-        st.error(str(exc))
-        return
-    st.rerun()
+        job_list.act(lambda: services.clear_evaluation(actor, run.id))
 
 
 def _results(actor: Actor, runs: list[RunRecord]) -> None:

@@ -1,0 +1,63 @@
+"""Rows of a list of background jobs (dataset builds, tests of models): where a job stands, with
+its Stop / Resume buttons, and the buttons' action followed by a rerun of the page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from fakevoice import services
+from fakevoice.errors import FakeVoiceError
+from fakevoice.store.records import Actor, RunRecord
+
+
+def act(action: Callable[[], object]) -> None:
+    """Do what a button asks, then run the page again (or say why it cannot be done)."""
+    try:
+        action()
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
+
+
+def status_line(
+    actor: Actor,
+    run: RunRecord,
+    title: str,
+    *,
+    done: str,
+    key: str,
+    stop: Callable[[], object],
+    columns: tuple[DeltaGenerator, DeltaGenerator],
+    detail: str = "",
+) -> None:
+    """Where a job stands, in the left column, and Stop (active) or Resume (interrupted) in the
+    right one.
+
+    Args:
+        title: what the job makes, e.g. the dataset's name.
+        done: the word for a job that succeeded ("built", "done").
+        key: prefix of the buttons' keys (``<key>_stop:<run id>``, ``<key>_resume:<run id>``).
+        stop: what the Stop button does.
+        detail: more words for an active job's progress, e.g. ", model 2 of 3".
+    """
+    left, right = columns
+    when = f"{run.created_at:%Y-%m-%d %H:%M}"
+    if run.is_active:
+        text = f"{title}: {run.status} ({run.progress:.0%}{detail}) · {when}"
+        left.progress(run.progress, text=text)
+        if right.button("Stop", key=f"{key}_stop:{run.id}", icon=":material/stop:"):
+            act(stop)
+    elif run.status == "succeeded":
+        left.success(f"{title}: {done} · {when}", icon=":material/check_circle:")
+    elif run.status == "cancelled":
+        left.info(f"{title}: stopped · {when}", icon=":material/stop_circle:")
+    else:
+        left.error(f"{title}: {run.status} · {when}. {run.error or ''}", icon=":material/error:")
+        if run.status == "interrupted" and right.button(
+            "Resume", key=f"{key}_resume:{run.id}", icon=":material/replay:"
+        ):
+            act(lambda: services.resume_run(actor, run.id))
