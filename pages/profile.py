@@ -4,7 +4,7 @@
 * Signed in, without ``?user`` (or with one's own name): my runs with results and downloads, a
   comparison of runs side by side, my models (share, rename, delete), API tokens, name / e-mail /
   password, and for administrators
-  everyone's runs and the users. ``?run=ID`` opens one of my runs; anyone else's is "not found".
+  everyone's jobs (with Stop) and the users. ``?run=ID`` opens one of my runs; anyone else's is "not found".
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from collections.abc import Callable
 import streamlit as st
 
 from components import auth, run_comparison, sign_in, training_view
-from fakevoice import accounts, sign_ins
+from fakevoice import accounts, services, sign_ins
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results, tokens
-from fakevoice.store.records import Actor, ModelRecord, UserRecord
+from fakevoice.store.records import Actor, ModelRecord, RunRecord, UserRecord
 
 USER_PARAM = "user"
 RUN_PARAM = "run"
 _FLASH = "profile_flash"
 _CONFIRM = "profile_confirm_delete"
+JOB_KINDS = {"train": "training run", "dataset": "dataset build", "evaluate": "test of models"}
 
 
 def _flash(message: str) -> None:
@@ -318,21 +319,25 @@ def _admin_section(user: UserRecord) -> None:
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    st.markdown("#### Everyone's runs")
+    st.markdown("#### Everyone's jobs")
     st.dataframe(
         [
             {
                 "owner": owner,
-                "run": run.name,
+                "job": run.name,
+                "kind": JOB_KINDS[run.kind],
                 "arch": run.spec.get("arch", ""),
-                "dataset": run.spec.get("dataset", ""),
+                "dataset": run.spec.get("name" if run.kind == "dataset" else "dataset", ""),
                 "status": run.status,
+                "progress": run.progress,
                 "date": run.created_at.strftime("%Y-%m-%d %H:%M"),
             }
             for run, owner in runs
         ],
         hide_index=True,
+        column_config={"progress": st.column_config.ProgressColumn("progress", format="percent")},
     )
+    _stop_any_job(actor, runs)
     st.markdown("#### Users")
     st.dataframe(
         [
@@ -367,6 +372,22 @@ def _admin_section(user: UserRecord) -> None:
         lambda: profile.delete_user(actor, chosen),
         f"User {name!r} was removed.",
     )
+
+
+def _stop_any_job(actor: Actor, runs: list[tuple[RunRecord, str]]) -> None:
+    """An administrator stops anyone's queued or running job (a runaway one holding a worker)."""
+    active = {run.id: f"{run.name} ({owner}, {run.status})" for run, owner in runs if run.is_active}
+    if not active:
+        return
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.selectbox(
+        "Queued or running job", list(active), format_func=active.__getitem__, key="admin_stop_job"
+    )
+    if right.button("Stop it", key="admin_stop_run", icon=":material/stop:"):
+        _attempt(
+            lambda: services.stop_run(actor, chosen),
+            f"Asked {active[chosen]} to stop; its owner sees it stopped.",
+        )
 
 
 def _my_profile(user: UserRecord) -> None:

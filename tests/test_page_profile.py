@@ -20,7 +20,7 @@ from conftest import REPO
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fakevoice import accounts, store
+from fakevoice import accounts, services, store
 from fakevoice.errors import InvalidSpecError, NotFoundError, PermissionDeniedError
 from fakevoice.services import comparison, profile, results
 from fakevoice.settings import get_settings
@@ -155,7 +155,7 @@ TABLES = {  # each table on the page, known by columns that only it has
     "my_models": ("model", "public", "date"),
     "my_tokens": ("name", "starts with"),
     "history": ("epoch", "valid_loss"),
-    "admin_runs": ("owner", "run"),
+    "admin_runs": ("owner", "job", "kind"),
     "admin_users": ("user", "admin"),
     "compare": ("best_eer", "final_eer"),
 }
@@ -482,16 +482,43 @@ def test_services_refuse_bob_on_alices_runs_and_models(two_users: dict[str, Any]
     assert sorted(names) == ["manifest.json", "model.safetensors"]
 
 
+def test_admin_sees_every_kind_of_job_and_stops_anyones(two_users: dict[str, Any]) -> None:
+    bob = two_users["bob"]
+    with store.session_scope() as session:
+        test = store.create_run(session, bob, "test bob run on demo", {}, kind="evaluate")
+        build = store.create_run(session, bob, "dataset calls", {"name": "calls"}, kind="dataset")
+    at = profile_page(two_users["root"])
+    everyone = tables(at)["admin_runs"]
+    kinds = dict(zip(everyone["job"], everyone["kind"], strict=True))
+    assert kinds["test bob run on demo"] == "test of models"
+    assert kinds["dataset calls"] == "dataset build" and kinds["bob run"] == "training run"
+    assert dict(zip(everyone["job"], everyone["dataset"], strict=True))["dataset calls"] == "calls"
+    choice = at.selectbox(key="admin_stop_job")
+    assert set(choice.options) == {
+        "test bob run on demo (bob, queued)",
+        "dataset calls (bob, queued)",
+    }
+    choice.select(test.id).run()
+    at.button(key="admin_stop_run").click().run()
+    assert_no_exception(at)
+    assert "Asked test bob run on demo (bob, queued) to stop" in at.success[0].value
+    assert services.get_run(bob, test.id).status == "cancelled"
+    assert services.get_run(bob, build.id).status == "queued"
+    assert at.selectbox(key="admin_stop_job").options == ["dataset calls (bob, queued)"]
+    # Nobody else has the control.
+    assert not [s for s in profile_page(bob).selectbox if s.key == "admin_stop_job"]
+
+
 def test_admin_sees_all_runs_and_removes_a_user(two_users: dict[str, Any]) -> None:
     root = two_users["root"]
     at = profile_page(root)
     assert_no_exception(at)
     assert "Administration" in [t.label for t in at.tabs]
     everyone = tables(at)["admin_runs"]
-    assert set(zip(everyone["owner"], everyone["run"], strict=True)) == {
-        ("alice", "alice private"),
-        ("alice", "alice shared"),
-        ("bob", "bob run"),
+    assert set(zip(everyone["owner"], everyone["job"], everyone["kind"], strict=True)) == {
+        ("alice", "alice private", "training run"),
+        ("alice", "alice shared", "training run"),
+        ("bob", "bob run", "training run"),
     }
     assert set(tables(at)["admin_users"]["user"]) == {"alice", "bob", "root"}
     assert "root" not in at.selectbox(key="admin_remove_choice").options  # not oneself

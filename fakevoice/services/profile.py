@@ -209,9 +209,10 @@ def delete_model(actor: Actor, model_id: int) -> ModelRecord:
 
 
 def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
-    """Every user's runs with the owner's user name (administrators only)."""
+    """Every user's jobs (training runs, dataset builds, tests) with the owner's user name, newest
+    first (administrators only)."""
     with store.session_scope(readonly=True) as session:
-        runs = store.list_runs(session, actor, all_users=True)
+        runs = store.list_runs(session, actor, all_users=True, kind=None)
         names = {u.id: u.username for u in store.list_users(session, actor)}
     return [(run, names.get(run.owner_id, "?")) for run in runs]
 
@@ -227,19 +228,16 @@ def delete_user(actor: Actor, user_id: int) -> UserRecord:
     if actor.user_id == user_id:
         raise PermissionDeniedError("You cannot delete your own account while signed in with it.")
     with store.session_scope() as session:
-        runs = [  # training runs and tests of models keep files in their job folders
+        jobs = [
             r
-            for kind in ("train", "evaluate")
-            for r in store.list_runs(session, actor, all_users=True, kind=kind)
+            for r in store.list_runs(session, actor, all_users=True, kind=None)
             if r.owner_id == user_id
         ]
+        # Training runs and tests of models keep files in their job folders; builds, uploads.
+        runs = [r for r in jobs if r.kind != "dataset"]
+        builds = [r for r in jobs if r.kind == "dataset"]
         models = [
             m for m in store.list_models(session, actor, all_users=True) if m.owner_id == user_id
-        ]
-        builds = [
-            r
-            for r in store.list_runs(session, actor, all_users=True, kind="dataset")
-            if r.owner_id == user_id
         ]
         datasets = [
             path for path, owner in store.dataset_owners(session).items() if owner == user_id

@@ -113,9 +113,9 @@ def list_runs(
     *,
     all_users: bool = False,
     statuses: tuple[str, ...] | None = None,
-    kind: RunKind = "train",
+    kind: RunKind | None = "train",
 ) -> list[RunRecord]:
-    """The actor's runs of one kind (training runs unless asked), newest first.
+    """The actor's runs of one kind (training runs unless asked; None: every kind), newest first.
 
     Args:
         all_users: every user's runs (administrators only; PermissionDeniedError otherwise).
@@ -131,7 +131,8 @@ def list_runs(
         query = query.where(RunRow.owner_id == actor.user_id)
     if statuses is not None:
         query = query.where(RunRow.status.in_(statuses))
-    query = query.where(RunRow.kind == kind)
+    if kind is not None:
+        query = query.where(RunRow.kind == kind)
     return [to_record(RunRecord, row) for row in session.scalars(query)]
 
 
