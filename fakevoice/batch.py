@@ -335,7 +335,7 @@ def results_frame(results: list[BatchResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *(f"p_{c}" for c in classes)])
 
 
-def _spreadsheet_safe(value: object) -> object:
+def spreadsheet_safe(value: object) -> object:
     # A cell starting with = + - @ is a formula to a spreadsheet; client names must not run.
     if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
         return "'" + value
@@ -346,7 +346,7 @@ def results_csv(results: list[BatchResult]) -> str:
     """The results as CSV text (header row; file names cannot act as spreadsheet formulas)."""
     frame = results_frame(results)
     for column in ("name", "error", "generator", "label", "cautions"):
-        frame[column] = frame[column].map(_spreadsheet_safe)
+        frame[column] = frame[column].map(spreadsheet_safe)
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
     return buffer.getvalue()

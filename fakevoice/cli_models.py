@@ -1,10 +1,12 @@
-"""``fakevoice predict | evaluate | models | import-aasist``: verdicts and models from the command line."""
+"""``fakevoice predict | evaluate | models | history | import-aasist``: verdicts and models from the
+command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,56 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from fakevoice import services
+    from fakevoice.store.records import AnalysisFilter
+
+    actor = services.cli_actor()
+    model_id = services.find_model(actor, args.model).id if args.model else None
+    where = AnalysisFilter(
+        text=args.find or "",
+        verdicts=tuple(args.verdict or ()),
+        model_id=model_id,
+        since=_utc_time(args.since, "--since"),
+        until=_utc_time(args.until, "--until"),
+    )
+    if args.csv is not None:
+        text = services.analyses_csv(actor, where)
+        if str(args.csv) == "-":
+            sys.stdout.write(text)
+        else:
+            args.csv.write_text(text, encoding="utf-8")
+            print(f"{text.count(chr(10)) - 1} verdicts written to {args.csv}")
+        return 0
+    found = services.list_analyses(actor, limit=args.limit, where=where)
+    total = services.count_analyses(actor, where)
+    if args.json:
+        _print({"total": total, "items": [vars(a) for a in found]})
+        return 0
+    for a in found:
+        p_human = a.probabilities.get("bonafide")
+        shown = f"{p_human:.3f}" if p_human is not None else "-"
+        print(
+            f"{a.id:>6}  {a.created_at:%Y-%m-%d %H:%M}  {a.verdict:<17} P(human) {shown}  "
+            f"{(a.file_sha256 or '')[:12]:<12}  {a.file_name}"
+        )
+    if total > len(found):
+        print(f"({len(found)} of {total} shown, newest first; --limit N shows more, --csv all)")
+    return 0
+
+
+def _utc_time(text: str | None, option: str) -> datetime | None:
+    """An ISO date or time from the command line (naive ones are UTC)."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidSpecError(
+            f"{option} takes a date or time such as 2026-12-01 or 2026-12-01T09:30; got {text!r}."
+        ) from None
+
+
 def cmd_import_aasist(args: argparse.Namespace) -> int:
     from fakevoice import services
 
@@ -144,6 +196,22 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("models", help="list your models and public ones")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_models)
+
+    p = sub.add_parser("history", help="your verdicts, searched, or exported as CSV")
+    p.add_argument("--find", help="a part of the file name, or the start of its SHA-256")
+    p.add_argument(
+        "--verdict",
+        action="append",
+        choices=["human", "machine-generated", "inconclusive"],
+        help="only this verdict (repeat for several)",
+    )
+    p.add_argument("--model", help="only this model's verdicts (id or name)")
+    p.add_argument("--since", help="at or after this UTC date or time (ISO 8601)")
+    p.add_argument("--until", help="before this UTC date or time (ISO 8601)")
+    p.add_argument("--limit", type=int, default=20, help="how many to list (1-1000)")
+    p.add_argument("--csv", type=Path, help="write every match to this CSV file ('-': stdout)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_history)
 
     p = sub.add_parser("import-aasist", help="store an official AASIST / AASIST-L checkpoint")
     p.add_argument("path", type=Path)

@@ -15,11 +15,10 @@ from typing import Any
 
 import streamlit as st
 
-from components import dataset_test
+from components import dataset_test, verdict_history
 from components.auth import require_actor
 from components.verdict_view import (
     ModelView,
-    history_table,
     model_label,
     model_view,
     probability_chart,
@@ -40,7 +39,6 @@ MODES = ("One clip", "Batch", "Compare models", "Test on a dataset")
 SOURCES = ("Upload a file", "Record in the browser")
 AUDIO_HELP = "wav, flac, mp3, ogg, m4a or webm; the content is checked, not the file name."
 MAX_COMPARE = 4
-HISTORY_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -322,8 +320,7 @@ def main() -> None:
             _compare(actor, models, model, threshold)
         else:
             dataset_test.render(actor, model, models)
-    st.subheader("Recent verdicts")
-    history_table(services.list_analyses(actor, limit=HISTORY_ROWS), models)
+    verdict_history.render(actor, models)
 
 
 main()

@@ -6,6 +6,7 @@ The helpers at the top are shared with tests/test_api_fuzz.py.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import os
@@ -458,6 +459,49 @@ def test_runs_and_history_are_the_owners(world: World) -> None:
     assert {a["id"] for a in everything["items"]} == {
         a.id for a in services.list_analyses(world.alice, limit=500)
     }
+
+
+def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -> None:
+    clip = wav_bytes(1.2, seed=7)
+    made = predict(world, clip, name="Interview 42.wav")
+    assert made.status_code == 200, made.text
+    verdict = made.json()["verdict"]
+    digest = hashlib.sha256(clip).hexdigest()
+    url, headers = f"{world.url}/v1/analyses", auth(world.alice_token)
+
+    def search(**params: Any) -> dict[str, Any]:
+        response = httpx.get(url, params=params, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    by_name = search(q="interview 4")
+    assert [a["file_name"] for a in by_name["items"]] == ["Interview 42.wav"]
+    assert by_name["total"] == 1 and by_name["next_offset"] is None
+    assert [a["file_sha256"] for a in search(q=digest[:12])["items"]] == [digest]
+    others = [v for v in ("human", "machine-generated", "inconclusive") if v != verdict]
+    assert search(q="interview", verdict=others)["total"] == 0
+    assert search(q="interview", verdict=[verdict], model=world.private.id)["total"] == 1
+    assert search(q="interview", since="2000-01-01T00:00:00Z", until="2001-01-01")["total"] == 0
+    everything = search(limit=1)
+    assert everything["total"] >= 1 and len(everything["items"]) == 1
+
+    exported = httpx.get(url, params={"q": digest[:12], "format": "csv"}, headers=headers)
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    (row,) = list(csv.DictReader(io.StringIO(exported.text)))
+    assert row["file"] == "Interview 42.wav" and row["file_sha256"] == digest
+    assert row["verdict"] == verdict and row["model"] == world.private.name
+    # Nobody else finds it, and bad filters are refused in words.
+    bob = httpx.get(url, params={"q": digest[:12]}, headers=auth(world.bob_token)).json()
+    assert bob["total"] == 0 and bob["items"] == []
+    assert_error(
+        httpx.get(url, params={"verdict": "fake"}, headers=headers), 422, "invalid_request"
+    )
+    message = assert_error(
+        httpx.get(url, params={"since": "2026-01-02", "until": "2026-01-01"}, headers=headers),
+        422,
+        "invalid_spec",
+    )
+    assert "must come after" in message
 
 
 def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:

@@ -334,6 +334,17 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert verdict_line.startswith(f"{phone}: ") and "P(human) = " in verdict_line
     assert caution_line.startswith("  caution: The file was recorded at 8 kHz")
 
+    history = cli("history", "--find", "PHONE", "--json")
+    assert history.returncode == 0, history.stderr
+    found = json.loads(history.stdout)
+    assert found["total"] == 1 and found["items"][0]["file_name"] == "phone.wav"
+    assert found["items"][0]["source"] == "cli"
+    listed = cli("history", "--model", "cli-run", "--since", "2000-01-01")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2
+    exported = cli("history", "--verdict", result["label"], "--csv", "-")
+    assert exported.returncode == 0 and exported.stdout.startswith("id,time_utc,file,")
+    assert exported.stdout.count("clip.wav") == 1
+
     evaluated = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
@@ -355,6 +366,8 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     for bad in (
         ("train", "--dataset", DATASET, "--epochs", "0", "--inline"),
         ("predict", "--model", "no-such-model", str(clip)),
+        ("history", "--since", "yesterday"),
+        ("history", "--since", "2026-02-01", "--until", "2026-01-01"),
     ):
         failed = cli(*bad)
         assert failed.returncode == 2, (bad, failed.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -38,7 +39,7 @@ from fakevoice.api.schemas import (
 from fakevoice.errors import FileTooLargeError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
 from fakevoice.settings import Settings
-from fakevoice.store.records import ModelRecord
+from fakevoice.store.records import AnalysisFilter, ModelRecord
 
 MAX_ID = 2**63 - 1  # the largest id a database integer holds
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers beside the audio, bytes
@@ -213,18 +214,57 @@ def build_router(settings: Settings) -> APIRouter:
         progress = services.run_progress(caller.actor, run_id, after_step=MAX_ID)
         return RunOut.of(progress.run, progress.epochs)
 
-    @router.get("/v1/analyses", tags=["verdicts"], summary="Your verdict history, newest first")
+    @router.get(
+        "/v1/analyses",
+        tags=["verdicts"],
+        summary="Your verdict history, newest first",
+        response_model=AnalysesPage,
+        responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV"}},
+    )
     def list_analyses(
         caller: SignedInDep,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-    ) -> AnalysesPage:
-        found = services.list_analyses(caller.actor, limit=limit + 1, offset=offset)
+        q: Annotated[
+            str,
+            Query(
+                max_length=200,
+                description="a part of the file name, or the start of the file's SHA-256 "
+                "(6 hex digits or more)",
+            ),
+        ] = "",
+        verdict: Annotated[
+            list[Literal["human", "machine-generated", "inconclusive"]] | None,
+            Query(description="only these verdicts (repeat the parameter for several)"),
+        ] = None,
+        model: Annotated[int | None, Query(ge=1, le=MAX_ID, description="a model's id")] = None,
+        since: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Query(description="before (ISO 8601)")] = None,
+        format: Annotated[
+            Literal["json", "csv"],
+            Query(description="csv: every match (at most 100,000), not one page"),
+        ] = "json",
+    ) -> Any:
+        where = AnalysisFilter(
+            text=q.strip(),
+            verdicts=tuple(verdict or ()),
+            model_id=model,
+            since=since,
+            until=until,
+        )
+        if format == "csv":
+            return Response(
+                services.analyses_csv(caller.actor, where),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="verdict-history.csv"'},
+            )
+        found = services.list_analyses(caller.actor, limit=limit + 1, offset=offset, where=where)
         return AnalysesPage(
             items=[AnalysisOut.of(a) for a in found[:limit]],
             limit=limit,
             offset=offset,
             next_offset=offset + limit if len(found) > limit else None,
+            total=services.count_analyses(caller.actor, where),
         )
 
     @router.get(

@@ -312,6 +312,7 @@ class AnalysesPage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None = Field(description="offset of the next page; null on the last")
+    total: int = Field(description="how many verdicts match, on every page")
 
 
 class DatabaseState(BaseModel):

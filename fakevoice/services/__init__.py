@@ -7,6 +7,7 @@
 * :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import;
 * :mod:`~fakevoice.services.evaluation` and :mod:`~fakevoice.services.evaluation_jobs`: tests of
   models on a dataset, in process (the CLI) or as background jobs (the Evaluate page);
+* :mod:`~fakevoice.services.history`: a user's verdict history, searched and exported;
 * :mod:`~fakevoice.services.users`: who is acting.
 
 Everything is re-exported here, so callers write ``services.submit_run(...)``. A name's module is
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         stop_evaluation,
         submit_evaluation,
     )
+    from fakevoice.services.history import analyses_csv, count_analyses, list_analyses
     from fakevoice.services.runs import (
         RunProgress,
         check_spec,
@@ -79,7 +81,6 @@ if TYPE_CHECKING:
         find_model,
         get_model,
         import_aasist,
-        list_analyses,
         list_models,
         model_not_found,
         score_clip,
@@ -131,6 +132,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "stop_evaluation",
         "submit_evaluation",
     ),
+    "fakevoice.services.history": (
+        "analyses_csv",
+        "count_analyses",
+        "list_analyses",
+    ),
     "fakevoice.services.runs": (
         "RunProgress",
         "check_spec",
@@ -156,7 +162,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "find_model",
         "get_model",
         "import_aasist",
-        "list_analyses",
         "list_models",
         "model_not_found",
         "score_clip",
@@ -184,12 +189,14 @@ __all__ = [
     "Panel",
     "RunProgress",
     "ScoredClip",
+    "analyses_csv",
     "check_spec",
     "clear_dataset_build",
     "clear_evaluation",
     "cli_actor",
     "compare_utterance",
     "copy_synthesis_generators",
+    "count_analyses",
     "dataset_names",
     "dataset_overview",
     "dataset_path",

@@ -157,12 +157,6 @@ def score_clip(
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
 
 
-def list_analyses(actor: Actor, *, limit: int = 50, offset: int = 0) -> list[AnalysisRecord]:
-    """The actor's verdict history, newest first."""
-    with store.session_scope(readonly=True) as session:
-        return store.list_analyses(session, actor, limit=limit, offset=offset)
-
-
 def models_dir() -> Path:
     """Where imported models are kept: ``<data dir>/models``."""
     return get_settings().data_dir / "models"

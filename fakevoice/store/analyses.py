@@ -8,13 +8,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.store.records import (
     Actor,
+    AnalysisFilter,
     AnalysisRecord,
     AnalysisSource,
     field_names,
@@ -116,14 +117,20 @@ def get_analysis(session: Session, actor: Actor, analysis_id: int) -> AnalysisRe
 
 
 def list_analyses(
-    session: Session, actor: Actor, *, limit: int = 50, offset: int = 0
+    session: Session,
+    actor: Actor,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    where: AnalysisFilter | None = None,
 ) -> list[AnalysisRecord]:
-    """The actor's own analyses, newest first, one page (``limit`` at most 1000)."""
+    """The actor's own analyses, newest first, one page (``limit`` at most 1000), only those
+    ``where`` selects."""
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidSpecError(f"limit must be 1 to {MAX_PAGE} and offset at least 0.")
     query = (
         select(AnalysisRow)
-        .where(AnalysisRow.owner_id == actor.user_id)
+        .where(*_conditions(actor, where or AnalysisFilter()))
         .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
         .limit(limit)
         .offset(offset)
@@ -131,10 +138,34 @@ def list_analyses(
     return [to_record(AnalysisRecord, row) for row in session.scalars(query)]
 
 
-def count_analyses(session: Session, actor: Actor) -> int:
-    """How many analyses the actor has (for paging)."""
-    query = select(func.count(AnalysisRow.id)).where(AnalysisRow.owner_id == actor.user_id)
+def count_analyses(session: Session, actor: Actor, where: AnalysisFilter | None = None) -> int:
+    """How many analyses the actor has (that ``where`` selects), for paging."""
+    conditions = _conditions(actor, where or AnalysisFilter())
+    query = select(func.count(AnalysisRow.id)).where(*conditions)
     return int(session.scalar(query) or 0)
+
+
+def _conditions(actor: Actor, where: AnalysisFilter) -> list[ColumnElement[bool]]:
+    """The actor's own analyses (never anyone else's, administrators included), narrowed."""
+    conditions: list[ColumnElement[bool]] = [AnalysisRow.owner_id == actor.user_id]
+    text = where.text.strip()
+    if text:
+        in_name = func.lower(AnalysisRow.file_name).contains(text.lower(), autoescape=True)
+        prefix = where.hash_prefix
+        conditions.append(
+            or_(in_name, AnalysisRow.file_sha256.startswith(prefix, autoescape=True))
+            if prefix
+            else in_name
+        )
+    if where.verdicts:
+        conditions.append(AnalysisRow.verdict.in_(where.verdicts))
+    if where.model_id is not None:
+        conditions.append(AnalysisRow.model_id == where.model_id)
+    if where.since is not None:
+        conditions.append(AnalysisRow.created_at >= where.since)
+    if where.until is not None:
+        conditions.append(AnalysisRow.created_at < where.until)
+    return conditions
 
 
 def _is_sha256(text: str) -> bool:

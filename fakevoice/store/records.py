@@ -11,8 +11,10 @@ import copy
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
+
+from fakevoice.errors import InvalidSpecError
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 RunBackend = Literal["local", "ray"]
@@ -167,6 +169,54 @@ class AnalysisRecord:
     source: AnalysisSource
     file_sha256: str | None = None  # of the bytes judged; None for verdicts older than it
     cautions: list[str] = field(default_factory=list)  # why to trust the verdict less
+
+
+VERDICT_LABELS: tuple[str, ...] = ("human", "machine-generated", "inconclusive")
+MAX_SEARCH_LENGTH = 200
+MIN_HASH_PREFIX = 6  # hex digits that make a search text also a SHA-256 prefix
+
+
+@dataclass(frozen=True)
+class AnalysisFilter:
+    """Which verdicts of a history to list (every field narrows; the defaults keep all).
+
+    Attributes:
+        text: a part of the file name (any case), or the start of the SHA-256 of the bytes
+            judged (at least :data:`MIN_HASH_PREFIX` hex digits).
+        verdicts: only these verdict labels.
+        model_id: only verdicts of this model.
+        since / until: only verdicts made at or after ``since`` and before ``until`` (naive
+            times are UTC).
+    """
+
+    text: str = ""
+    verdicts: tuple[str, ...] = ()
+    model_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or len(self.text) > MAX_SEARCH_LENGTH:
+            raise InvalidSpecError(f"Search for at most {MAX_SEARCH_LENGTH} characters.")
+        unknown = [v for v in self.verdicts if v not in VERDICT_LABELS]
+        if unknown:
+            raise InvalidSpecError(
+                f"{unknown[0]!r} is not a verdict; choose from {', '.join(VERDICT_LABELS)}."
+            )
+        for name in ("since", "until"):  # naive times are taken to be UTC, as in the store
+            value = getattr(self, name)
+            if value is not None:
+                utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+                object.__setattr__(self, name, utc)
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise InvalidSpecError("The end of the time range must come after its start.")
+
+    @property
+    def hash_prefix(self) -> str | None:
+        """The search text as a SHA-256 prefix (lower case), when it can be one."""
+        text = self.text.strip().lower()
+        hex_digits = all(c in "0123456789abcdef" for c in text)
+        return text if hex_digits and MIN_HASH_PREFIX <= len(text) <= 64 else None
 
 
 RecordT = TypeVar("RecordT")

@@ -1,0 +1,106 @@
+"""A user's verdict history: list it a page at a time, narrowed by file, verdict, model and time,
+count it, and export it as CSV for a case file or a spreadsheet.
+
+Only the user's own verdicts are ever listed (administrators included: a history is personal).
+The search text matches a part of the file name, or the start of the SHA-256 of the bytes judged,
+so an analyst can ask "was this exact file judged before?" with the hash from a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from fakevoice import store
+from fakevoice.batch import spreadsheet_safe
+from fakevoice.errors import LimitExceededError
+from fakevoice.store.records import Actor, AnalysisFilter, AnalysisRecord
+
+MAX_EXPORT_ROWS = 100_000
+EXPORT_PAGE = 1000
+CSV_COLUMNS = (
+    "id",
+    "time_utc",
+    "file",
+    "file_sha256",
+    "model_id",
+    "model",
+    "verdict",
+    "p_human",
+    "top_class",
+    "threshold",
+    "duration_s",
+    "sample_rate",
+    "via",
+    "cautions",
+)
+
+
+def list_analyses(
+    actor: Actor, *, limit: int = 50, offset: int = 0, where: AnalysisFilter | None = None
+) -> list[AnalysisRecord]:
+    """The actor's verdicts, newest first, one page, only those ``where`` selects."""
+    with store.session_scope(readonly=True) as session:
+        return store.list_analyses(session, actor, limit=limit, offset=offset, where=where)
+
+
+def count_analyses(actor: Actor, where: AnalysisFilter | None = None) -> int:
+    """How many of the actor's verdicts ``where`` selects."""
+    with store.session_scope(readonly=True) as session:
+        return store.count_analyses(session, actor, where)
+
+
+def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:
+    """The selected verdicts as CSV, newest first: one row each with the model's name (as it is
+    now; empty once deleted), P(human), the most probable class and the cautions.
+
+    Raises:
+        LimitExceededError: more than :data:`MAX_EXPORT_ROWS` verdicts are selected.
+    """
+    with store.session_scope(readonly=True) as session:
+        total = store.count_analyses(session, actor, where)
+        if total > MAX_EXPORT_ROWS:
+            raise LimitExceededError(
+                f"{total} verdicts match; an export holds at most {MAX_EXPORT_ROWS}. "
+                "Narrow the time range or the search."
+            )
+        names = {m.id: m.name for m in store.list_models(session, actor)}
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for offset in range(0, total, EXPORT_PAGE):
+            page = store.list_analyses(
+                session, actor, limit=EXPORT_PAGE, offset=offset, where=where
+            )
+            writer.writerows(_csv_row(a, names) for a in page)
+    return buffer.getvalue()
+
+
+def _csv_row(analysis: AnalysisRecord, names: dict[int, str]) -> list[object]:
+    probabilities = analysis.probabilities
+    top = max(probabilities, key=probabilities.__getitem__) if probabilities else ""
+    model = names.get(analysis.model_id, "") if analysis.model_id is not None else ""
+    row: list[object] = [
+        analysis.id,
+        analysis.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        analysis.file_name,
+        analysis.file_sha256 or "",
+        analysis.model_id if analysis.model_id is not None else "",
+        model,
+        analysis.verdict,
+        _p_human(probabilities),
+        top,
+        analysis.threshold,
+        round(analysis.duration, 3),
+        analysis.sample_rate,
+        analysis.source,
+        " ".join(analysis.cautions),
+    ]
+    return [spreadsheet_safe(value) for value in row]
+
+
+def _p_human(probabilities: dict[str, float]) -> object:
+    from fakevoice.inference import BONAFIDE
+
+    value = probabilities.get(BONAFIDE)
+    return "" if value is None else round(value, 6)

@@ -1,0 +1,137 @@
+"""The verdict history: narrowed by file name, SHA-256 prefix, verdict, model and dates, paged,
+counted and exported as CSV, on the Evaluate page (AppTest) and in the services; always only the
+user's own verdicts."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_page_evaluate import assert_no_exception, evaluate_page
+from test_uploads import make_user, register_run_model, trained_run_dir
+
+from fakevoice import services, store
+from fakevoice.errors import InvalidSpecError
+from fakevoice.services.history import CSV_COLUMNS
+from fakevoice.store.records import Actor, AnalysisFilter, ModelRecord
+
+VERDICTS = ("human", "machine-generated", "inconclusive")
+
+
+def digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def log(actor: Actor, model: ModelRecord, name: str, verdict: str, p_human: float) -> None:
+    with store.session_scope() as session:
+        store.add_analysis(
+            session,
+            actor,
+            model_id=model.id,
+            file_name=name,
+            duration=3.0,
+            sample_rate=8000,
+            verdict=verdict,
+            probabilities={"bonafide": p_human, "spoof": 1 - p_human},
+            threshold=0.6,
+            source="api",
+            file_sha256=digest(name),
+            cautions=["Recorded at 8 kHz."] if name.endswith("7.wav") else [],
+        )
+
+
+@pytest.fixture
+def history(isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """alice: 25 verdicts by two models (every third inconclusive); bob: one verdict."""
+    alice, bob = make_user("alice"), make_user("bob")
+    folder = trained_run_dir(tmp_path_factory)
+    first = register_run_model(alice, folder, "first")
+    second = register_run_model(alice, folder, "second", public=True)
+    for i in range(25):
+        log(alice, first if i < 20 else second, f"call-{i:02d}.wav", VERDICTS[i % 3], i / 25)
+    log(alice, first, "=HYPERLINK(evil).wav", "human", 0.9)
+    log(bob, second, "bob secret.wav", "human", 0.8)
+    return {"alice": alice, "bob": bob, "first": first, "second": second}
+
+
+def test_filters_narrow_only_the_users_own_verdicts(history: dict[str, object]) -> None:
+    alice, bob = history["alice"], history["bob"]
+    assert isinstance(alice, Actor) and isinstance(bob, Actor)
+    second = history["second"]
+    assert isinstance(second, ModelRecord)
+
+    def names(**where: object) -> list[str]:
+        found = services.list_analyses(alice, limit=100, where=AnalysisFilter(**where))
+        assert services.count_analyses(alice, AnalysisFilter(**where)) == len(found)
+        return [a.file_name for a in found]
+
+    assert len(names()) == 26 and "bob secret.wav" not in names()
+    assert names(text="CALL-07") == ["call-07.wav"]  # any case
+    assert names(text=digest("call-12.wav")[:10]) == ["call-12.wav"]
+    assert names(text=digest("call-12.wav")[:5]) == []  # too short to be a hash prefix
+    assert names(text="%") == [] and names(text="_") == []  # no wildcards
+    assert len(names(verdicts=("inconclusive",))) == 8
+    assert names(model_id=second.id) == [f"call-{i}.wav" for i in range(24, 19, -1)]
+    now = datetime.now(UTC)
+    assert len(names(since=now - timedelta(hours=1))) == 26
+    assert names(until=now - timedelta(hours=1)) == []
+    assert services.list_analyses(bob, where=AnalysisFilter(text="call")) == []
+    for bad, message in [
+        ({"verdicts": ("machine",)}, "not a verdict"),
+        ({"text": "x" * 201}, "at most 200"),
+        ({"since": now, "until": now}, "must come after"),
+    ]:
+        with pytest.raises(InvalidSpecError, match=message):
+            AnalysisFilter(**bad)  # type: ignore[arg-type]
+
+
+def test_the_csv_holds_every_match_safe_for_spreadsheets(history: dict[str, object]) -> None:
+    alice = history["alice"]
+    assert isinstance(alice, Actor)
+    rows = list(csv.DictReader(io.StringIO(services.analyses_csv(alice))))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 26
+    formula = next(r for r in rows if "HYPERLINK" in r["file"])
+    assert formula["file"].startswith("'=")  # never a formula in a spreadsheet
+    seven = next(r for r in rows if r["file"] == "call-07.wav")
+    assert seven["file_sha256"] == digest("call-07.wav") and seven["model"] == "first"
+    assert seven["p_human"] == "0.28" and seven["top_class"] == "spoof"
+    assert seven["cautions"] == "Recorded at 8 kHz." and seven["via"] == "api"
+    assert seven["time_utc"].endswith("Z")
+    only = services.analyses_csv(alice, AnalysisFilter(verdicts=("human",), text="call"))
+    assert len(list(csv.DictReader(io.StringIO(only)))) == 9
+
+
+def history_table_files(at: AppTest) -> list[str]:
+    return list(at.dataframe[-1].value["file"])
+
+
+def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, object]) -> None:
+    alice, second = history["alice"], history["second"]
+    assert isinstance(alice, Actor) and isinstance(second, ModelRecord)
+    at = evaluate_page(alice)
+    assert_no_exception(at)
+    assert any(
+        "26 verdicts; newest first" in c.value and "page 1 of 2" in c.value for c in at.caption
+    )
+    assert len(history_table_files(at)) == 20
+    at.number_input(key="history_page").set_value(2).run()
+    assert len(history_table_files(at)) == 6
+    assert [b.proto.label for b in at.get("download_button")] == ["History (CSV)"]
+
+    at.text_input(key="history_find").input(digest("call-03.wav")[:8]).run()
+    assert_no_exception(at)
+    assert history_table_files(at) == ["call-03.wav"]
+    assert any("1 verdict match" in c.value for c in at.caption)
+    at.text_input(key="history_find").input("").run()
+    at.selectbox(key="history_model").set_value(second.id).run()
+    at.multiselect(key="history_verdicts").set_value(["inconclusive"]).run()
+    assert history_table_files(at) == ["call-23.wav", "call-20.wav"]
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    at.date_input(key="history_dates").set_value((yesterday, yesterday)).run()
+    assert_no_exception(at)
+    assert any("No verdict matches." in c.value for c in at.caption)
