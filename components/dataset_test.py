@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from components import job_list, training_view
+from components import detection_charts, job_list, training_view
 from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -187,8 +187,8 @@ def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:
         if (roc := results.report_roc(e.report)) is not None
     }
     if curves:
-        st.markdown("**ROC** (bona fide vs spoof), one curve per model")
-        st.altair_chart(training_view.roc_overlay_chart(curves), width="stretch")
+        st.markdown("**ROC and DET** (bona fide vs spoof), one curve per model")
+        detection_charts.render_roc_and_det(curves, overlay=True)
     st.download_button(
         "Side by side (CSV)",
         table.to_csv(index=False),

@@ -1,5 +1,6 @@
-"""Streamlit views of a training run: loss curves, per-epoch table, confusion matrix, ROC with the
-EER point, headline metrics, downloads and the link to evaluate the model.
+"""Streamlit views of a training run: loss curves, per-epoch table, confusion matrix, ROC and DET
+with the EER point (:mod:`components.detection_charts`), headline metrics, downloads and the link
+to evaluate the model.
 
 Charts are Altair (Vega-Lite) so the live panel redraws cheaply; each function takes what
 :mod:`fakevoice.services` returned and only renders it. ``key_prefix`` keeps widget keys unique when
@@ -16,6 +17,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from components import detection_charts
 from fakevoice import services
 from fakevoice.services import results
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
@@ -112,50 +114,6 @@ def confusion_chart(confusion: ConfusionMatrix) -> alt.LayerChart:
     )
     size = max(220, 60 * len(names))
     return alt.layer(cells, text).properties(width=size, height=size)
-
-
-def roc_chart(roc: RocCurve) -> alt.LayerChart:
-    """ROC (bona fide as the positive class) with the chance diagonal and the EER point."""
-    curve = pd.DataFrame({"fpr": roc.fpr, "tpr": roc.tpr})
-    x = alt.X("fpr:Q", title="false positive rate (spoof accepted)", scale=alt.Scale(domain=[0, 1]))
-    y = alt.Y(
-        "tpr:Q", title="true positive rate (bona fide accepted)", scale=alt.Scale(domain=[0, 1])
-    )
-    line = alt.Chart(curve).mark_line().encode(x, y)
-    chance = (
-        alt.Chart(pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}))
-        .mark_line(strokeDash=[4, 4], color="gray", opacity=0.6)
-        .encode(x, y)
-    )
-    layers: list[alt.Chart] = [chance, line]
-    if roc.eer_point is not None and roc.eer is not None:
-        label = f"EER {roc.eer:.1%}"
-        point = pd.DataFrame({"fpr": [roc.eer_point[0]], "tpr": [roc.eer_point[1]], "label": label})
-        marker = alt.Chart(point).encode(x, y, tooltip=["label:N"])
-        layers += [
-            marker.mark_point(filled=True, size=90, color="#d62728"),
-            marker.mark_text(align="left", dx=8, dy=8, color="#d62728").encode(text="label:N"),
-        ]
-    return alt.layer(*layers).properties(height=300)
-
-
-def roc_overlay_chart(curves: dict[str, RocCurve]) -> alt.LayerChart:
-    """Several ROC curves (one per model, named by the keys) over the chance diagonal."""
-    frame = pd.concat(
-        [pd.DataFrame({"fpr": c.fpr, "tpr": c.tpr, "model": name}) for name, c in curves.items()],
-        ignore_index=True,
-    )
-    x = alt.X("fpr:Q", title="false positive rate (spoof accepted)", scale=alt.Scale(domain=[0, 1]))
-    y = alt.Y(
-        "tpr:Q", title="true positive rate (bona fide accepted)", scale=alt.Scale(domain=[0, 1])
-    )
-    chance = (
-        alt.Chart(pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}))
-        .mark_line(strokeDash=[4, 4], color="gray", opacity=0.6)
-        .encode(x, y)
-    )
-    lines = alt.Chart(frame).mark_line().encode(x, y, color=alt.Color("model:N", title="model"))
-    return alt.layer(chance, lines).properties(height=320)
 
 
 def _percent(value: object) -> str:
@@ -319,9 +277,9 @@ def render_confusion_and_roc(
         else:
             st.caption("No confusion matrix was written for this run.")
     with right:
-        st.markdown("**ROC** (bona fide vs spoof) with the EER point")
+        st.markdown("**ROC and DET** (bona fide vs spoof) with the EER point")
         if roc is not None:
-            st.altair_chart(roc_chart(roc), width="stretch")
+            detection_charts.render_roc_and_det({"model": roc}, overlay=False)
         else:
             st.caption(f"No ROC curve: the {items} needs both human and machine items.")
 

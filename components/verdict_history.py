@@ -72,7 +72,7 @@ def _filters(actor: Actor, models: list[ModelRecord]) -> AnalysisFilter:
     )
     verdicts = middle.multiselect("Verdict", VERDICT_LABELS, key="history_verdicts")
     model_id = model_column.selectbox(
-        "Model",
+        "By model",
         [None, *by_id],
         format_func=lambda i: "any model" if i is None else model_label(by_id[i], actor.user_id),
         key="history_model",

@@ -181,7 +181,8 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     }
     assert not any(button.disabled for button in labels.values())
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
-    assert len(at.get("vega_lite_chart")) == 3  # loss curves, confusion matrix, ROC
+    assert len(at.get("vega_lite_chart")) == 4  # loss curves, confusion matrix, ROC, DET
+    assert [t.label for t in at.tabs][-2:] == ["ROC", "DET"]
     assert "EER against each generator" in " ".join(str(m.value) for m in at.markdown)
     (by_generator,) = [f.value for f in at.dataframe if "generator" in f.value.columns]
     assert set(by_generator["generator"]) == {"griffinlim", "world"}

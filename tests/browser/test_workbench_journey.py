@@ -249,8 +249,13 @@ def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[...,
         value = metrics.filter(has_text=label).first.get_by_test_id("stMetricValue")
         expect(value).to_have_text(re.compile(r"^(\d+(\.\d+)?%?|n/a)$"))
     expect(page.get_by_text("Confusion matrix", exact=True)).to_be_visible()
-    # Loss curves, confusion matrix and ROC.
-    expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(3, timeout=TIMEOUT_MS)
+    # Loss curves, confusion matrix, ROC, and the DET curve in the tab beside the ROC.
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(4, timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="DET", exact=True).click()
+    expect(page.get_by_text("on normal-deviate axes")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(charts.nth(3)).to_be_visible()
+    page.get_by_role("tab", name="ROC", exact=True).click()
     _scroll_to_top(page.get_by_text("Finished after 2 epoch(s)."))
     screenshot(page, "train-results", full_page=False)
 
