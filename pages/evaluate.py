@@ -156,7 +156,9 @@ def _cached(key: str, ident: tuple[Any, ...], compute: Any) -> Any:
     return stored[1]
 
 
-def _show_outcome(outcome: Outcome, threshold: float, *, details: bool) -> None:
+def _show_outcome(
+    outcome: Outcome, threshold: float, *, details: bool, actor: Actor | None = None
+) -> None:
     if outcome.error is not None or outcome.scored is None:
         st.error(outcome.error or "No verdict.")
         return
@@ -177,7 +179,38 @@ def _show_outcome(outcome: Outcome, threshold: float, *, details: bool) -> None:
     if outcome.view is not None:
         st.subheader("What the model sees")
         show_model_view(outcome.view, outcome.scored.model)
+    if actor is not None:
+        _seen_before(actor, outcome.scored)
     _report_downloads(outcome.scored, threshold)
+
+
+def _seen_before(actor: Actor, scored: ScoredClip) -> None:
+    """Say when these exact bytes were judged before (by SHA-256), and what was said then."""
+    earlier = services.earlier_verdicts(actor, scored.analysis)
+    if earlier.latest is None:
+        return
+    latest = earlier.latest
+    times = "once" if earlier.count == 1 else f"{earlier.count} times"
+    model = earlier.latest_model or "a model you can no longer see"
+    st.info(
+        f"You had this exact file (same SHA-256) judged {times} before; the latest, on "
+        f"{latest.created_at:%Y-%m-%d %H:%M} UTC, said **{latest.verdict}** with {model}.",
+        icon=":material/history:",
+    )
+    st.button(
+        "Show them in the history",
+        key="eval_seen_before",
+        on_click=_find_in_history,
+        args=(scored.analysis.file_sha256,),
+        icon=":material/manage_search:",
+    )
+
+
+def _find_in_history(digest: str) -> None:
+    """Narrow the verdict history to one file's bytes (a button's callback)."""
+    st.session_state["history_find"] = digest
+    for key in ("history_verdicts", "history_model", "history_dates", "history_page"):
+        st.session_state.pop(key, None)
 
 
 def _report_downloads(scored: ScoredClip, threshold: float) -> None:
@@ -219,7 +252,7 @@ def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
         (model.id, clip.file_id),
         lambda: _score(actor, model, clip, threshold, with_view=True),
     )
-    _show_outcome(outcome, threshold, details=True)
+    _show_outcome(outcome, threshold, details=True, actor=actor)
 
 
 def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:

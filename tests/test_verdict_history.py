@@ -135,3 +135,28 @@ def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, obje
     at.date_input(key="history_dates").set_value((yesterday, yesterday)).run()
     assert_no_exception(at)
     assert any("No verdict matches." in c.value for c in at.caption)
+
+
+def test_a_file_judged_before_is_recognised_by_its_bytes(
+    isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_page_evaluate import upload_clip, wav_bytes
+
+    alice = make_user("alice")
+    model = register_run_model(alice, trained_run_dir(tmp_path_factory), "first", public=True)
+    clip = wav_bytes(2.0, seed=11)
+    at = upload_clip(evaluate_page(alice), "voicemail.wav", clip)
+    assert_no_exception(at)
+    assert not [i for i in at.info if "judged" in i.value]
+    at = upload_clip(at, "renamed copy.wav", clip)  # the same bytes under another name
+    assert_no_exception(at)
+    (seen,) = [i.value for i in at.info if "judged" in i.value]
+    (first,) = services.list_analyses(alice, where=AnalysisFilter(text="voicemail"))
+    assert "judged once before" in seen and f"**{first.verdict}** with {model.name}" in seen
+    at.button(key="eval_seen_before").click().run()
+    assert at.text_input(key="history_find").value == hashlib.sha256(clip).hexdigest()
+    assert sorted(history_table_files(at)) == ["renamed copy.wav", "voicemail.wav"]
+    # Other bytes are not "seen before", and nobody else's history counts.
+    bob = make_user("bob")
+    at = upload_clip(evaluate_page(bob), "voicemail.wav", clip)
+    assert not [i for i in at.info if "judged" in i.value]

@@ -58,7 +58,12 @@ if TYPE_CHECKING:
         stop_evaluation,
         submit_evaluation,
     )
-    from fakevoice.services.history import analyses_csv, count_analyses, list_analyses
+    from fakevoice.services.history import (
+        analyses_csv,
+        count_analyses,
+        earlier_verdicts,
+        list_analyses,
+    )
     from fakevoice.services.runs import (
         RunProgress,
         check_spec,
@@ -135,6 +140,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "fakevoice.services.history": (
         "analyses_csv",
         "count_analyses",
+        "earlier_verdicts",
         "list_analyses",
     ),
     "fakevoice.services.runs": (
@@ -203,6 +209,7 @@ __all__ = [
     "delete_dataset",
     "delete_run",
     "detector_for",
+    "earlier_verdicts",
     "ensure_database",
     "evaluate_model",
     "evaluate_on_dataset",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 
 from fakevoice import store
 from fakevoice.batch import spreadsheet_safe
@@ -48,6 +49,33 @@ def count_analyses(actor: Actor, where: AnalysisFilter | None = None) -> int:
     """How many of the actor's verdicts ``where`` selects."""
     with store.session_scope(readonly=True) as session:
         return store.count_analyses(session, actor, where)
+
+
+@dataclass(frozen=True)
+class EarlierVerdicts:
+    """The actor's verdicts on the same bytes before one of theirs: how many, and the latest with
+    its model's name (None once the model is deleted or no longer visible)."""
+
+    count: int
+    latest: AnalysisRecord | None
+    latest_model: str | None
+
+
+def earlier_verdicts(actor: Actor, analysis: AnalysisRecord) -> EarlierVerdicts:
+    """What the actor's history says about the bytes of ``analysis`` before it: "was this exact
+    file judged before, and what was said then?" (none when its SHA-256 is unknown)."""
+    if analysis.file_sha256 is None:
+        return EarlierVerdicts(0, None, None)
+    where = AnalysisFilter(file_sha256=analysis.file_sha256, before_id=analysis.id)
+    with store.session_scope(readonly=True) as session:
+        count = store.count_analyses(session, actor, where)
+        found = store.list_analyses(session, actor, limit=1, where=where) if count else []
+        latest = found[0] if found else None
+        model = None
+        if latest is not None and latest.model_id is not None:
+            visible = {m.id: m.name for m in store.list_models(session, actor)}
+            model = visible.get(latest.model_id)
+    return EarlierVerdicts(count, latest, model)
 
 
 def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:

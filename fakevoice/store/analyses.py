@@ -165,6 +165,10 @@ def _conditions(actor: Actor, where: AnalysisFilter) -> list[ColumnElement[bool]
         conditions.append(AnalysisRow.created_at >= where.since)
     if where.until is not None:
         conditions.append(AnalysisRow.created_at < where.until)
+    if where.file_sha256 is not None:
+        conditions.append(AnalysisRow.file_sha256 == where.file_sha256.lower())
+    if where.before_id is not None:
+        conditions.append(AnalysisRow.id < where.before_id)
     return conditions
 
 

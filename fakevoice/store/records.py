@@ -187,6 +187,8 @@ class AnalysisFilter:
         model_id: only verdicts of this model.
         since / until: only verdicts made at or after ``since`` and before ``until`` (naive
             times are UTC).
+        file_sha256: only verdicts on exactly these bytes (64 hex digits).
+        before_id: only verdicts older than this one.
     """
 
     text: str = ""
@@ -194,6 +196,8 @@ class AnalysisFilter:
     model_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    file_sha256: str | None = None
+    before_id: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or len(self.text) > MAX_SEARCH_LENGTH:
@@ -203,6 +207,9 @@ class AnalysisFilter:
             raise InvalidSpecError(
                 f"{unknown[0]!r} is not a verdict; choose from {', '.join(VERDICT_LABELS)}."
             )
+        digest = self.file_sha256
+        if digest is not None and (len(digest) != 64 or not _is_hex(digest.lower())):
+            raise InvalidSpecError("A SHA-256 is 64 hexadecimal digits.")
         for name in ("since", "until"):  # naive times are taken to be UTC, as in the store
             value = getattr(self, name)
             if value is not None:
@@ -215,8 +222,11 @@ class AnalysisFilter:
     def hash_prefix(self) -> str | None:
         """The search text as a SHA-256 prefix (lower case), when it can be one."""
         text = self.text.strip().lower()
-        hex_digits = all(c in "0123456789abcdef" for c in text)
-        return text if hex_digits and MIN_HASH_PREFIX <= len(text) <= 64 else None
+        return text if _is_hex(text) and MIN_HASH_PREFIX <= len(text) <= 64 else None
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 RecordT = TypeVar("RecordT")
