@@ -111,6 +111,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
+    _jobs_in_progress(actor)
     st.subheader("My latest runs")
     if runs:
         rows = profile.run_rows(runs[:DASHBOARD_ROWS])
@@ -140,6 +141,33 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     else:
         st.caption("No verdict yet: open Evaluate and give it a recording.")
     _datasets_present()
+
+
+JOB_PAGES = {  # where each kind of job is followed (tests: Evaluate, mode "Test on a dataset")
+    "train": ("pages/train.py", "Train"),
+    "dataset": ("pages/datasets.py", "Datasets"),
+    "evaluate": ("pages/evaluate.py", "Evaluate"),
+}
+
+
+def _jobs_in_progress(actor: Actor) -> None:
+    """My queued and running jobs of every kind, refreshed every 5 s while there are any."""
+    if not profile.my_active_jobs(actor):
+        return
+
+    @st.fragment(run_every=5)
+    def panel() -> None:
+        jobs = profile.my_active_jobs(actor)
+        if not jobs:
+            st.rerun()  # all done: the tables below have changed
+        st.subheader("In progress")
+        for job in jobs:
+            page, where = JOB_PAGES[job.kind]
+            left, right = st.columns([4, 1], vertical_alignment="center")
+            left.progress(job.progress, text=f"{job.name}: {job.status} ({job.progress:.0%})")
+            right.page_link(page, label=f"Follow on {where}")
+
+    panel()
 
 
 def main() -> None:

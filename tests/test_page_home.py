@@ -218,3 +218,27 @@ def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_setting
     assert list(tables["home_verdicts"]["file"]) == ["call.wav"]
     assert list(tables["home_verdicts"]["verdict"]) == ["human"]
     assert "bob" not in " ".join(str(t) for t in tables.values())
+
+
+def test_dashboard_follows_my_jobs_of_every_kind_in_progress(isolated_settings: Path) -> None:
+    alice = accounts.register("alice", PASSWORD).actor
+    bob = accounts.register("bob", PASSWORD).actor
+    with store.session_scope() as session:
+        store.create_run(session, alice, "alice run", {"dataset": "demo", "arch": "specnet"})
+        store.create_run(session, alice, "test m on demo", {"kind": "evaluate"}, kind="evaluate")
+        store.create_run(session, bob, "bob run", {"dataset": "demo", "arch": "resnet18"})
+    at = home_page()
+    at.session_state[USER_KEY] = alice.user_id
+    at.run()
+    assert not at.exception
+    assert "In progress" in [h.value for h in at.subheader]
+    bars = [p.proto.text for p in at.get("progress")]
+    # Oldest first: the order the workers take them in.
+    assert bars == ["alice run: queued (0%)", "test m on demo: queued (0%)"]
+    links = [link.proto.label for link in at.get("page_link")]
+    assert {"Follow on Train", "Follow on Evaluate"} <= set(links)
+    with store.session_scope() as session:
+        for job in store.list_runs(session, alice, kind=None):
+            store.request_stop(session, alice, job.id)
+    at.run()
+    assert "In progress" not in [h.value for h in at.subheader]

@@ -85,6 +85,14 @@ def _present_files(folder: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
+def my_active_jobs(actor: Actor) -> list[RunRecord]:
+    """The actor's queued and running jobs of every kind (training, dataset builds, tests),
+    oldest first: the order the workers take them in."""
+    with store.session_scope(readonly=True) as session:
+        jobs = store.list_runs(session, actor, statuses=("queued", "running"), kind=None)
+    return jobs[::-1]
+
+
 def my_runs(actor: Actor) -> list[RunEntry]:
     """The actor's own runs, newest first, each with its model, figures and files."""
     with store.session_scope(readonly=True) as session:
