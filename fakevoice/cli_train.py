@@ -74,8 +74,9 @@ def _run_dict(run: Any) -> dict[str, Any]:
         "progress": round(run.progress, 4),
         "epoch": run.current_epoch,
         "epochs": run.total_epochs,
+        "kind": run.kind,
         "arch": run.spec.get("arch"),
-        "dataset": run.spec.get("dataset"),
+        "dataset": run.spec.get("name" if run.kind == "dataset" else "dataset"),
         "error": run.error,
         "notice": run.notice,
         "created": run.created_at.isoformat(timespec="seconds"),
@@ -165,16 +166,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     if args.action == "export":
         return cmd_runs_export(args)
-    runs = services.list_runs(services.cli_actor())
+    runs = services.list_runs(services.cli_actor(), kind=None if args.jobs else "train")
     if args.json:
         _print([_run_dict(r) for r in runs])
         return 0
     if not runs:
         print("no runs yet: start one with `fakevoice train --dataset demo --arch specnet`")
     for r in runs:
+        row = _run_dict(r)
+        kind = f"{r.kind:<9}" if args.jobs else ""
         print(
-            f"{r.id:>5}  {r.name[:32]:<32} {r.status:<11} {100 * r.progress:5.1f} %  "
-            f"{r.spec.get('arch', ''):<10} {r.spec.get('dataset', '')}"
+            f"{r.id:>5}  {kind}{r.name[:32]:<32} {r.status:<11} {100 * r.progress:5.1f} %  "
+            f"{row['arch'] or '':<10} {row['dataset'] or ''}"
         )
     return 0
 
@@ -252,6 +255,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("runs", help="list your runs, or export them as CSV (runs export)")
     p.add_argument("action", nargs="?", default="list", choices=["list", "export"])
     p.add_argument("--out", default=None, help="export: CSV file to write (default stdout)")
+    p.add_argument(
+        "--jobs",
+        action="store_true",
+        help="list: every job of yours (dataset builds and tests of models too), with its kind",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runs)
 

@@ -17,7 +17,7 @@ from fakevoice.datasets.manifest import read_manifest
 from fakevoice.errors import DatasetError, InvalidSpecError, LimitExceededError, NotFoundError
 from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
+from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunKind, RunRecord
 from fakevoice.training_data import dataset_feature_spec, select_items
 from fakevoice.trainspec import TrainSpec
 
@@ -140,7 +140,7 @@ def find_run(actor: Actor, key: str | int) -> RunRecord:
         NotFoundError: No visible run has that id or name.
     """
     text = str(key).strip()
-    runs = list_runs(actor)
+    runs = list_runs(actor, kind=None)  # any job: `fakevoice stop` also stops builds and tests
     for run in runs:
         if run.name == text and run.owner_id == actor.user_id:
             return run
@@ -149,13 +149,16 @@ def find_run(actor: Actor, key: str | int) -> RunRecord:
     for run in runs:
         if run.name == text:
             return run
-    raise NotFoundError(f"You have no run called {text!r}; `fakevoice runs` lists yours.")
+    raise NotFoundError(f"You have no job called {text!r}; `fakevoice runs --jobs` lists yours.")
 
 
-def list_runs(actor: Actor, *, all_users: bool = False) -> list[RunRecord]:
-    """The actor's runs, newest first (administrators may ask for everyone's)."""
+def list_runs(
+    actor: Actor, *, all_users: bool = False, kind: RunKind | None = "train"
+) -> list[RunRecord]:
+    """The actor's training runs (or jobs of ``kind``; None: every kind), newest first
+    (administrators may ask for everyone's)."""
     with store.session_scope(readonly=True) as session:
-        return store.list_runs(session, actor, all_users=all_users)
+        return store.list_runs(session, actor, all_users=all_users, kind=kind)
 
 
 def stop_run(actor: Actor, run_id: int) -> RunRecord:
