@@ -315,7 +315,7 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert listed.returncode == 0
     assert "cli-run" in [r["name"] for r in json.loads(listed.stdout)]
     jobs = cli("runs", "--jobs")
-    assert jobs.returncode == 0 and "train     cli-run" in jobs.stdout
+    assert jobs.returncode == 0 and "  train    cli-run" in jobs.stdout
     stopped = cli("stop", "cli-run")
     assert stopped.returncode == 0 and "succeeded" in stopped.stdout
 
