@@ -1,5 +1,7 @@
-"""The Evaluate page's verdict history: the user's verdicts a page at a time, found by file name or
-SHA-256, narrowed by verdict, model and dates, and exported as CSV (all that match)."""
+"""The Evaluate page's verdict history: the user's verdicts a page at a time, found by file name,
+note or SHA-256, narrowed by verdict, model, recorded outcome and dates, and exported as CSV (all
+that match); what a clip really was can be recorded with a note, and the outcomes show how each
+model has done on the user's own confirmed cases."""
 
 from __future__ import annotations
 
@@ -12,9 +14,25 @@ from components.verdict_view import history_table, model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services.history import MAX_EXPORT_ROWS
-from fakevoice.store.records import VERDICT_LABELS, Actor, AnalysisFilter, ModelRecord
+from fakevoice.store.records import (
+    VERDICT_LABELS,
+    Actor,
+    AnalysisFilter,
+    AnalysisRecord,
+    ModelRecord,
+)
+from fakevoice.store.tables import ANALYSIS_OUTCOMES, MAX_NOTE_LENGTH
 
 PAGE_ROWS = 20
+UNKNOWN = "unknown"
+OUTCOMES = (UNKNOWN, *ANALYSIS_OUTCOMES)
+OUTCOME_FILTERS = {
+    "": "any",
+    "known": "recorded",
+    "unknown": "not recorded",
+    "human": "human",
+    "machine-generated": "machine-generated",
+}
 
 
 def render(actor: Actor, models: list[ModelRecord]) -> None:
@@ -42,6 +60,7 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
     what = f"{total} verdict{'s' if total != 1 else ''}" + (" match" if narrowed else "")
     st.caption(f"{what}; newest first (times in UTC), page {min(page, pages)} of {pages}.")
     history_table(rows, models)
+    _label_form(actor, rows)
     too_many = total > MAX_EXPORT_ROWS
     st.download_button(
         "History (CSV)",
@@ -58,17 +77,89 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
     )
 
 
+def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
+    """Record what a clip on this page really was, and a note (a case number, say)."""
+    by_id = {a.id: a for a in rows}
+    with st.expander("Record what a clip really was", icon=":material/fact_check:"):
+        chosen = st.selectbox(
+            "Verdict",
+            list(by_id),
+            format_func=lambda i: (
+                f"{by_id[i].created_at:%Y-%m-%d %H:%M} · {by_id[i].file_name} · {by_id[i].verdict}"
+            ),
+            key="history_label_choice",
+            help="a verdict on this page of the history (the newest first)",
+        )
+        analysis = by_id[chosen]
+        with st.form("history_label_form", border=False):
+            outcome = st.radio(
+                "It really was",
+                OUTCOMES,
+                index=OUTCOMES.index(analysis.outcome or UNKNOWN),
+                horizontal=True,
+                key=f"history_label_outcome:{chosen}",
+            )
+            note = st.text_input(
+                "Note",
+                value=analysis.note or "",
+                max_chars=MAX_NOTE_LENGTH,
+                key=f"history_label_note:{chosen}",
+                placeholder="a case number, who confirmed it…",
+            )
+            saved = st.form_submit_button("Save", icon=":material/save:", key="history_label_save")
+        if saved:
+            try:
+                services.label_verdict(
+                    actor, chosen, outcome=None if outcome == UNKNOWN else outcome, note=note
+                )
+            except FakeVoiceError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+    _field_performance(actor)
+
+
+def _field_performance(actor: Actor) -> None:
+    """How each model did on the clips whose truth the user recorded."""
+    rows = services.field_performance(actor)
+    if not rows:
+        return
+    st.markdown("**How my models did on clips whose truth I recorded**")
+    st.dataframe(
+        [
+            {
+                "model": r.model,
+                "confirmed": r.confirmed,
+                "human / machine": f"{r.humans} / {r.machines}",
+                "correct": r.correct,
+                "wrong": r.wrong,
+                "inconclusive": r.inconclusive,
+                "accuracy": r.accuracy,
+                "EER": r.eer,
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        column_config={
+            "accuracy": st.column_config.NumberColumn(format="percent"),
+            "EER": st.column_config.NumberColumn(
+                format="percent", help="of P(human) against the outcomes; both kinds needed"
+            ),
+        },
+    )
+
+
 def _filters(actor: Actor, models: list[ModelRecord]) -> AnalysisFilter:
     """The history's filter from its widgets (InvalidSpecError for a bad one)."""
     by_id = {m.id: m for m in models}
-    left, middle, model_column, dates_column = st.columns([3, 3, 3, 3])
+    left, middle, model_column, outcome_column, dates_column = st.columns([3, 3, 3, 2, 3])
     text = left.text_input(
         "Find",
         key="history_find",
         max_chars=200,
-        placeholder="file name or SHA-256",
-        help="a part of the file name, or the first characters (6 or more) of the SHA-256 of "
-        "the file's bytes, as in a verdict report",
+        placeholder="file name, note or SHA-256",
+        help="a part of the file name or of your note, or the first characters (6 or more) of "
+        "the SHA-256 of the file's bytes, as in a verdict report",
     )
     verdicts = middle.multiselect("Verdict", VERDICT_LABELS, key="history_verdicts")
     model_id = model_column.selectbox(
@@ -77,10 +168,22 @@ def _filters(actor: Actor, models: list[ModelRecord]) -> AnalysisFilter:
         format_func=lambda i: "any model" if i is None else model_label(by_id[i], actor.user_id),
         key="history_model",
     )
+    outcome = outcome_column.selectbox(
+        "Really",
+        list(OUTCOME_FILTERS),
+        format_func=OUTCOME_FILTERS.__getitem__,
+        key="history_outcome",
+        help="what the clips really were, where you recorded it",
+    )
     chosen = dates_column.date_input("Dates", value=(), key="history_dates", format="YYYY-MM-DD")
     days = [d for d in (chosen if isinstance(chosen, tuple) else (chosen,)) if isinstance(d, date)]
     since = datetime.combine(days[0], time(), UTC) if days else None
     until = datetime.combine(days[-1], time(), UTC) + timedelta(days=1) if days else None
     return AnalysisFilter(
-        text=text.strip(), verdicts=tuple(verdicts), model_id=model_id, since=since, until=until
+        text=text.strip(),
+        verdicts=tuple(verdicts),
+        model_id=model_id,
+        since=since,
+        until=until,
+        outcome=outcome,
     )

@@ -184,6 +184,7 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
             "file": a.file_name,
             "model": names.get(a.model_id, "—") if a.model_id is not None else "(deleted)",
             "verdict": a.verdict,
+            "really": a.outcome or "",
             "P(human)": round(a.probabilities.get(BONAFIDE, float("nan")), 4),
             "duration (s)": round(a.duration, 2),
             "sample rate": a.sample_rate,
@@ -191,6 +192,7 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
             "via": a.source,
             "SHA-256": (a.file_sha256 or "")[:16],
             "cautions": " ".join(a.cautions),
+            "note": a.note or "",
         }
         for a in analyses
     ]

@@ -1,5 +1,5 @@
-"""``fakevoice predict | evaluate | models | history | import-aasist``: verdicts and models from the
-command line."""
+"""``fakevoice predict | evaluate | models | history | label | import-aasist``: verdicts and models
+from the command line."""
 
 from __future__ import annotations
 
@@ -125,6 +125,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         model_id=model_id,
         since=_utc_time(args.since, "--since"),
         until=_utc_time(args.until, "--until"),
+        outcome=args.outcome or "",
     )
     if args.csv is not None:
         text = services.analyses_csv(actor, where)
@@ -148,6 +149,28 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
     if total > len(found):
         print(f"({len(found)} of {total} shown, newest first; --limit N shows more, --csv all)")
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    given: dict[str, str | None] = {}
+    if args.outcome is not None:
+        given["outcome"] = None if args.outcome == "unknown" else args.outcome
+    if args.note is not None:
+        given["note"] = args.note
+    if not given:
+        raise InvalidSpecError("Give --outcome, --note or both.")
+    analysis = services.label_verdict(services.cli_actor(), args.verdict, **given)
+    if args.json:
+        _print(vars(analysis))
+    else:
+        really = analysis.outcome or "unknown"
+        print(
+            f"verdict {analysis.id} ({analysis.file_name}): really {really}"
+            + (f"; note: {analysis.note}" if analysis.note else "")
+        )
     return 0
 
 
@@ -206,12 +229,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="only this verdict (repeat for several)",
     )
     p.add_argument("--model", help="only this model's verdicts (id or name)")
+    p.add_argument(
+        "--outcome",
+        choices=["known", "unknown", "human", "machine-generated"],
+        help="only clips whose truth you recorded (known), did not (unknown), or this one",
+    )
     p.add_argument("--since", help="at or after this UTC date or time (ISO 8601)")
     p.add_argument("--until", help="before this UTC date or time (ISO 8601)")
     p.add_argument("--limit", type=int, default=20, help="how many to list (1-1000)")
     p.add_argument("--csv", type=Path, help="write every match to this CSV file ('-': stdout)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("label", help="record what a judged clip really was, and a note")
+    p.add_argument("verdict", type=int, help="the verdict's id (fakevoice history lists them)")
+    p.add_argument("--outcome", choices=["human", "machine-generated", "unknown"])
+    p.add_argument("--note", help="e.g. a case number ('' removes the note)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_label)
 
     p = sub.add_parser("import-aasist", help="store an official AASIST / AASIST-L checkpoint")
     p.add_argument("path", type=Path)

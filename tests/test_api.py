@@ -503,6 +503,26 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
     )
     assert "must come after" in message
 
+    # Its owner records what the clip really was; a field left out stays as it is.
+    analysis_id = made.json()["analysis_id"]
+    labelled = httpx.patch(
+        f"{url}/{analysis_id}", json={"outcome": "human", "note": "case 7"}, headers=headers
+    )
+    assert labelled.status_code == 200, labelled.text
+    assert (labelled.json()["outcome"], labelled.json()["note"]) == ("human", "case 7")
+    kept = httpx.patch(f"{url}/{analysis_id}", json={"note": "case 7b"}, headers=headers).json()
+    assert (kept["outcome"], kept["note"]) == ("human", "case 7b")
+    assert [a["id"] for a in search(q="CASE 7B", outcome="human")["items"]] == [analysis_id]
+    assert search(q="case 7b", outcome="unknown")["total"] == 0
+    for body, status, code in [
+        ({}, 422, "invalid_spec"),
+        ({"outcome": "spoof"}, 422, "invalid_request"),
+        ({"verdict": "human"}, 422, "invalid_request"),
+    ]:
+        assert_error(httpx.patch(f"{url}/{analysis_id}", json=body, headers=headers), status, code)
+    refused = httpx.patch(f"{url}/{analysis_id}", json={"note": "x"}, headers=auth(world.bob_token))
+    assert_error(refused, 404, "not_found")
+
 
 def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:
     schema = httpx.get(f"{world.url}/openapi.json").json()

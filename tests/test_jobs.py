@@ -343,6 +343,14 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert found["items"][0]["source"] == "cli"
     listed = cli("history", "--model", "cli-run", "--since", "2000-01-01")
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2
+    phone_id = found["items"][0]["id"]
+    labelled = cli("label", str(phone_id), "--outcome", "machine-generated", "--note", "case 1")
+    assert labelled.returncode == 0, labelled.stderr
+    assert labelled.stdout.strip() == (
+        f"verdict {phone_id} (phone.wav): really machine-generated; note: case 1"
+    )
+    known = json.loads(cli("history", "--outcome", "known", "--json").stdout)
+    assert [(a["id"], a["note"]) for a in known["items"]] == [(phone_id, "case 1")]
     exported = cli("history", "--verdict", result["label"], "--csv", "-")
     assert exported.returncode == 0 and exported.stdout.startswith("id,time_utc,file,")
     assert exported.stdout.count("clip.wav") == 1
@@ -370,6 +378,8 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
         ("predict", "--model", "no-such-model", str(clip)),
         ("history", "--since", "yesterday"),
         ("history", "--since", "2026-02-01", "--until", "2026-01-01"),
+        ("label", "999999", "--outcome", "human"),
+        ("label", "1"),
     ):
         failed = cli(*bad)
         assert failed.returncode == 2, (bad, failed.stderr)

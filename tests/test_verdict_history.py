@@ -10,13 +10,14 @@ import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_page_evaluate import assert_no_exception, evaluate_page
 from test_uploads import make_user, register_run_model, trained_run_dir
 
 from fakevoice import services, store
-from fakevoice.errors import InvalidSpecError
+from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.services.history import CSV_COLUMNS
 from fakevoice.store.records import Actor, AnalysisFilter, ModelRecord
 
@@ -106,8 +107,13 @@ def test_the_csv_holds_every_match_safe_for_spreadsheets(history: dict[str, obje
     assert len(list(csv.DictReader(io.StringIO(only)))) == 9
 
 
+def history_frame(at: AppTest) -> pd.DataFrame:
+    (frame,) = [d.value for d in at.dataframe if "file" in d.value.columns]
+    return frame
+
+
 def history_table_files(at: AppTest) -> list[str]:
-    return list(at.dataframe[-1].value["file"])
+    return list(history_frame(at)["file"])
 
 
 def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, object]) -> None:
@@ -160,3 +166,77 @@ def test_a_file_judged_before_is_recognised_by_its_bytes(
     bob = make_user("bob")
     at = upload_clip(evaluate_page(bob), "voicemail.wav", clip)
     assert not [i for i in at.info if "judged" in i.value]
+
+
+def test_the_owner_records_what_a_clip_really_was_and_a_note(history: dict[str, object]) -> None:
+    alice, bob = history["alice"], history["bob"]
+    assert isinstance(alice, Actor) and isinstance(bob, Actor)
+    (seven,) = services.list_analyses(alice, where=AnalysisFilter(text="call-07"))
+    labelled = services.label_verdict(
+        alice, seven.id, outcome="machine-generated", note=" case 114 "
+    )
+    assert (labelled.outcome, labelled.note) == ("machine-generated", "case 114")
+    # A field left out stays; an empty note goes; None is "not known".
+    assert services.label_verdict(alice, seven.id, note="").outcome == "machine-generated"
+    assert services.label_verdict(alice, seven.id, note="case 114").note == "case 114"
+    assert services.list_analyses(alice, where=AnalysisFilter(text="CASE 1"))[0].id == seven.id
+    assert [a.id for a in services.list_analyses(alice, where=AnalysisFilter(outcome="known"))] == [
+        seven.id
+    ]
+    assert services.count_analyses(alice, AnalysisFilter(outcome="unknown")) == 25
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    for stranger in (bob, root):  # a history is personal, administrators included
+        with pytest.raises(NotFoundError):
+            services.label_verdict(stranger, seven.id, outcome="human")
+    for bad, message in [
+        ({"outcome": "spoof"}, "must be one of human, machine-generated"),
+        ({"note": "x" * 501}, "at most 500"),
+    ]:
+        with pytest.raises(InvalidSpecError, match=message):
+            services.label_verdict(alice, seven.id, **bad)  # type: ignore[arg-type]
+    assert services.label_verdict(alice, seven.id, outcome=None).outcome is None
+
+
+def test_recorded_outcomes_measure_each_model_on_real_cases(history: dict[str, object]) -> None:
+    alice = history["alice"]
+    assert isinstance(alice, Actor)
+    found = services.list_analyses(alice, limit=100, where=AnalysisFilter(text="call-"))
+    by_name = {a.file_name: a for a in found}
+    # Model "first" (call-00 .. call-19): P(human) = i / 25. Say 0-4 were machines, 15-19 human:
+    # the scores separate them perfectly (EER 0). Verdicts: human / machine / inconclusive by i % 3.
+    for i in [*range(5), *range(15, 20)]:
+        outcome = "machine-generated" if i < 5 else "human"
+        services.label_verdict(alice, by_name[f"call-{i:02d}.wav"].id, outcome=outcome)
+    services.label_verdict(alice, by_name["call-22.wav"].id, outcome="human")  # model "second"
+    first, second = services.field_performance(alice)
+    assert (first.model, first.confirmed, first.humans, first.machines) == ("first", 10, 5, 5)
+    assert first.eer == 0.0
+    # Verdicts of 0-4 and of 15-19 alike: human, machine, inconclusive, human, machine; each set
+    # has 2 right, 2 wrong and 1 inconclusive.
+    assert (first.correct, first.wrong, first.inconclusive) == (4, 4, 2)
+    assert first.accuracy == 0.5
+    assert (second.model, second.confirmed, second.eer) == ("second", 1, None)
+    rows = list(csv.DictReader(io.StringIO(services.analyses_csv(alice))))
+    assert {r["outcome"] for r in rows} == {"", "human", "machine-generated"}
+
+
+def test_the_page_records_an_outcome_and_shows_how_the_models_did(
+    history: dict[str, object],
+) -> None:
+    alice = history["alice"]
+    assert isinstance(alice, Actor)
+    at = evaluate_page(alice)
+    newest = services.list_analyses(alice, limit=1)[0]
+    assert at.selectbox(key="history_label_choice").value == newest.id
+    assert not [d for d in at.dataframe if "confirmed" in d.value.columns]
+    at.radio(key=f"history_label_outcome:{newest.id}").set_value("human")
+    at.text_input(key=f"history_label_note:{newest.id}").input("case 9")
+    at.button(key="history_label_save").click().run()
+    assert_no_exception(at)
+    table = history_frame(at)  # newest first
+    assert (table["really"].iloc[0], table["note"].iloc[0]) == ("human", "case 9")
+    (performance,) = [d.value for d in at.dataframe if "confirmed" in d.value.columns]
+    assert list(performance["model"]) == ["first"] and list(performance["confirmed"]) == [1]
+    at.selectbox(key="history_outcome").set_value("known").run()
+    assert history_table_files(at) == [newest.file_name]

@@ -23,6 +23,7 @@ from fakevoice import batch, services, store
 from fakevoice.api.auth import Caller, CallerDep, CredentialsDep, SignedInDep, caller_and_model
 from fakevoice.api.schemas import (
     AnalysesPage,
+    AnalysisLabel,
     AnalysisOut,
     BatchItemOut,
     BatchOut,
@@ -36,7 +37,7 @@ from fakevoice.api.schemas import (
     RunOut,
     ScoringState,
 )
-from fakevoice.errors import FileTooLargeError
+from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
 from fakevoice.settings import Settings
 from fakevoice.store.records import AnalysisFilter, ModelRecord
@@ -229,8 +230,8 @@ def build_router(settings: Settings) -> APIRouter:
             str,
             Query(
                 max_length=200,
-                description="a part of the file name, or the start of the file's SHA-256 "
-                "(6 hex digits or more)",
+                description="a part of the file name or of your note, or the start of the "
+                "file's SHA-256 (6 hex digits or more)",
             ),
         ] = "",
         verdict: Annotated[
@@ -238,6 +239,10 @@ def build_router(settings: Settings) -> APIRouter:
             Query(description="only these verdicts (repeat the parameter for several)"),
         ] = None,
         model: Annotated[int | None, Query(ge=1, le=MAX_ID, description="a model's id")] = None,
+        outcome: Annotated[
+            Literal["known", "unknown", "human", "machine-generated"] | None,
+            Query(description="what the clips really were, where you recorded it"),
+        ] = None,
         since: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
         until: Annotated[datetime | None, Query(description="before (ISO 8601)")] = None,
         format: Annotated[
@@ -251,6 +256,7 @@ def build_router(settings: Settings) -> APIRouter:
             model_id=model,
             since=since,
             until=until,
+            outcome=outcome or "",
         )
         if format == "csv":
             return Response(
@@ -266,6 +272,24 @@ def build_router(settings: Settings) -> APIRouter:
             next_offset=offset + limit if len(found) > limit else None,
             total=services.count_analyses(caller.actor, where),
         )
+
+    @router.patch(
+        "/v1/analyses/{analysis_id}",
+        tags=["verdicts"],
+        summary="Record what a judged clip really was, and a note",
+    )
+    def label_analysis(
+        analysis_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+        body: AnalysisLabel,
+        caller: SignedInDep,
+    ) -> AnalysisOut:
+        """`outcome` (`human`, `machine-generated`, or null: unknown) and `note` (a case number,
+        say) are kept with the verdict in your history; a field you leave out stays as it is.
+        The outcomes show how each model has done on your confirmed cases."""
+        given = {name: getattr(body, name) for name in body.model_fields_set}
+        if not given:
+            raise InvalidSpecError("Give an outcome, a note, or both.")
+        return AnalysisOut.of(services.label_verdict(caller.actor, analysis_id, **given))
 
     @router.get(
         "/health",

@@ -299,12 +299,29 @@ class AnalysisOut(BaseModel):
     cautions: list[str] = Field(
         default_factory=list, description="why the verdict deserves less trust, when it was made"
     )
+    outcome: Literal["human", "machine-generated"] | None = Field(
+        default=None, description="what the clip really was, when you have recorded it"
+    )
+    note: str | None = Field(default=None, description="your note, e.g. a case number")
 
     @classmethod
     def of(cls, analysis: AnalysisRecord) -> AnalysisOut:
         values = vars(analysis).copy()
         values.pop("owner_id")
         return cls(**values)
+
+
+class AnalysisLabel(BaseModel):
+    """What a judged clip really was and/or a note; a field left out stays as it is."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"outcome": "machine-generated", "note": "case 2026-114"}]},
+    )
+    outcome: Literal["human", "machine-generated"] | None = Field(
+        default=None, description="null: not known (clears an earlier outcome)"
+    )
+    note: str | None = Field(default=None, max_length=500, description="null or empty: no note")
 
 
 class AnalysesPage(BaseModel):
@@ -336,7 +353,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0007", "head": "0007"},
+            "database": {"ok": True, "revision": "0008", "head": "0008"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }

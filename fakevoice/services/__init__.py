@@ -62,6 +62,8 @@ if TYPE_CHECKING:
         analyses_csv,
         count_analyses,
         earlier_verdicts,
+        field_performance,
+        label_verdict,
         list_analyses,
     )
     from fakevoice.services.runs import (
@@ -141,6 +143,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "analyses_csv",
         "count_analyses",
         "earlier_verdicts",
+        "field_performance",
+        "label_verdict",
         "list_analyses",
     ),
     "fakevoice.services.runs": (
@@ -214,12 +218,14 @@ __all__ = [
     "evaluate_model",
     "evaluate_on_dataset",
     "evaluation_results",
+    "field_performance",
     "find_model",
     "find_run",
     "get_evaluation",
     "get_model",
     "get_run",
     "import_aasist",
+    "label_verdict",
     "list_analyses",
     "list_dataset_builds",
     "list_datasets",

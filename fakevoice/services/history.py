@@ -12,12 +12,16 @@ import csv
 import io
 from dataclasses import dataclass
 
+import numpy as np
+
 from fakevoice import store
 from fakevoice.batch import spreadsheet_safe
 from fakevoice.errors import LimitExceededError
+from fakevoice.store.analyses import UNCHANGED
 from fakevoice.store.records import Actor, AnalysisFilter, AnalysisRecord
 
 MAX_EXPORT_ROWS = 100_000
+GONE = "(a model no longer available)"
 EXPORT_PAGE = 1000
 CSV_COLUMNS = (
     "id",
@@ -34,6 +38,8 @@ CSV_COLUMNS = (
     "sample_rate",
     "via",
     "cautions",
+    "outcome",
+    "note",
 )
 
 
@@ -76,6 +82,96 @@ def earlier_verdicts(actor: Actor, analysis: AnalysisRecord) -> EarlierVerdicts:
             visible = {m.id: m.name for m in store.list_models(session, actor)}
             model = visible.get(latest.model_id)
     return EarlierVerdicts(count, latest, model)
+
+
+def label_verdict(
+    actor: Actor, analysis_id: int, *, outcome: str | None = UNCHANGED, note: str | None = UNCHANGED
+) -> AnalysisRecord:
+    """Record what a judged clip really was (``human``, ``machine-generated``, None: unknown)
+    and/or the owner's note (a case number, say); what is not given stays as it is.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's.
+        InvalidSpecError: an unknown outcome, or a note over 500 characters.
+    """
+    with store.session_scope() as session:
+        return store.label_analysis(session, actor, analysis_id, outcome=outcome, note=note)
+
+
+@dataclass(frozen=True)
+class FieldPerformance:
+    """How one model's verdicts did on the clips whose truth the user has recorded.
+
+    Attributes:
+        model: the model's name as it is now (:data:`GONE` once deleted or no longer shared).
+        confirmed: verdicts with a known outcome; ``humans`` and ``machines`` of them.
+        correct / wrong / inconclusive: verdicts that named the outcome, named the other one, or
+            were inconclusive.
+        eer: the EER of P(human) against the outcomes (None unless both kinds are known).
+    """
+
+    model_id: int | None
+    model: str
+    confirmed: int
+    humans: int
+    machines: int
+    correct: int
+    wrong: int
+    inconclusive: int
+    eer: float | None
+
+    @property
+    def accuracy(self) -> float | None:
+        """Correct among the verdicts that decided (inconclusive ones left out)."""
+        decided = self.correct + self.wrong
+        return self.correct / decided if decided else None
+
+
+def field_performance(actor: Actor) -> list[FieldPerformance]:
+    """Per model, how its verdicts did on the actor's clips of known outcome, most confirmed
+    first (at most :data:`MAX_EXPORT_ROWS` verdicts are counted, the newest)."""
+    from fakevoice.metrics import compute_eer
+
+    where = AnalysisFilter(outcome="known")
+    by_model: dict[int | None, list[AnalysisRecord]] = {}
+    with store.session_scope(readonly=True) as session:
+        total = min(store.count_analyses(session, actor, where), MAX_EXPORT_ROWS)
+        names = {m.id: m.name for m in store.list_models(session, actor)}
+        for offset in range(0, total, EXPORT_PAGE):
+            page = store.list_analyses(
+                session, actor, limit=EXPORT_PAGE, offset=offset, where=where
+            )
+            for analysis in page:
+                by_model.setdefault(analysis.model_id, []).append(analysis)
+    rows = []
+    for model_id, found in by_model.items():
+        humans = [_p_human_value(a) for a in found if a.outcome == "human"]
+        machines = [_p_human_value(a) for a in found if a.outcome != "human"]
+        eer = None
+        if humans and machines and np.isfinite([*humans, *machines]).all():
+            eer = compute_eer(humans, machines)[0]
+        decided = [a for a in found if a.verdict != "inconclusive"]
+        correct = sum(a.verdict == a.outcome for a in decided)
+        rows.append(
+            FieldPerformance(
+                model_id=model_id,
+                model=names.get(model_id, GONE) if model_id is not None else GONE,
+                confirmed=len(found),
+                humans=len(humans),
+                machines=len(machines),
+                correct=correct,
+                wrong=len(decided) - correct,
+                inconclusive=len(found) - len(decided),
+                eer=eer,
+            )
+        )
+    return sorted(rows, key=lambda r: (-r.confirmed, r.model))
+
+
+def _p_human_value(analysis: AnalysisRecord) -> float:
+    from fakevoice.inference import BONAFIDE
+
+    return float(analysis.probabilities.get(BONAFIDE, float("nan")))
 
 
 def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:
@@ -123,6 +219,8 @@ def _csv_row(analysis: AnalysisRecord, names: dict[int, str]) -> list[object]:
         analysis.sample_rate,
         analysis.source,
         " ".join(analysis.cautions),
+        analysis.outcome or "",
+        analysis.note or "",
     ]
     return [spreadsheet_safe(value) for value in row]
 

@@ -21,7 +21,13 @@ Times are timezone-aware UTC.
 
 from __future__ import annotations
 
-from fakevoice.store.analyses import add_analysis, count_analyses, get_analysis, list_analyses
+from fakevoice.store.analyses import (
+    add_analysis,
+    count_analyses,
+    get_analysis,
+    label_analysis,
+    list_analyses,
+)
 from fakevoice.store.datasets import (
     dataset_owners,
     delete_dataset,
@@ -152,6 +158,7 @@ __all__ = [
     "heartbeat",
     "init_db",
     "is_stop_requested",
+    "label_analysis",
     "list_analyses",
     "list_batch_metrics",
     "list_datasets",

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
@@ -21,7 +21,14 @@ from fakevoice.store.records import (
     field_names,
     to_record,
 )
-from fakevoice.store.tables import ANALYSIS_SOURCES, AnalysisRow, ModelRow, utcnow
+from fakevoice.store.tables import (
+    ANALYSIS_OUTCOMES,
+    ANALYSIS_SOURCES,
+    MAX_NOTE_LENGTH,
+    AnalysisRow,
+    ModelRow,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +115,45 @@ def _insert_analysis(*, any_model: bool) -> ReturningInsert[int]:
     return insert(analyses).from_select(names, select(*row).where(wanted)).returning(analyses.c.id)
 
 
+UNCHANGED: Any = object()  # label_analysis: leave this field as it is
+
+
+def label_analysis(
+    session: Session,
+    actor: Actor,
+    analysis_id: int,
+    *,
+    outcome: str | None | object = UNCHANGED,
+    note: str | None | object = UNCHANGED,
+) -> AnalysisRecord:
+    """Say what a judged clip really was (``human``, ``machine-generated``, or None: unknown)
+    and/or keep a note with the verdict (None or empty: no note). Only the verdict's owner may:
+    a history is personal, administrators included.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's.
+        InvalidSpecError: an unknown outcome, or a note longer than 500 characters.
+    """
+    row = session.get(AnalysisRow, analysis_id)
+    if row is None or row.owner_id != actor.user_id:
+        raise NotFoundError(f"You have no verdict with id {analysis_id}.")
+    if outcome is not UNCHANGED:
+        if outcome is not None and outcome not in ANALYSIS_OUTCOMES:
+            raise InvalidSpecError(
+                f"What the clip really was must be one of {', '.join(ANALYSIS_OUTCOMES)} "
+                f"(or unknown); got {outcome!r}."
+            )
+        row.outcome = cast(str | None, outcome)
+    if note is not UNCHANGED:
+        text = (cast(str | None, note) or "").strip()
+        if len(text) > MAX_NOTE_LENGTH:
+            raise InvalidSpecError(f"A note holds at most {MAX_NOTE_LENGTH} characters.")
+        row.note = text or None
+    session.flush()
+    logger.info("verdict %d labelled by user %d", analysis_id, actor.user_id)
+    return to_record(AnalysisRecord, row)
+
+
 def get_analysis(session: Session, actor: Actor, analysis_id: int) -> AnalysisRecord:
     """One analysis of the actor's (administrators: anyone's). Raises NotFoundError."""
     row = session.get(AnalysisRow, analysis_id)
@@ -150,13 +196,19 @@ def _conditions(actor: Actor, where: AnalysisFilter) -> list[ColumnElement[bool]
     conditions: list[ColumnElement[bool]] = [AnalysisRow.owner_id == actor.user_id]
     text = where.text.strip()
     if text:
-        in_name = func.lower(AnalysisRow.file_name).contains(text.lower(), autoescape=True)
-        prefix = where.hash_prefix
-        conditions.append(
-            or_(in_name, AnalysisRow.file_sha256.startswith(prefix, autoescape=True))
-            if prefix
-            else in_name
-        )
+        matches = [
+            func.lower(column).contains(text.lower(), autoescape=True)
+            for column in (AnalysisRow.file_name, AnalysisRow.note)
+        ]
+        if (prefix := where.hash_prefix) is not None:
+            matches.append(AnalysisRow.file_sha256.startswith(prefix, autoescape=True))
+        conditions.append(or_(*matches))
+    if where.outcome == "known":
+        conditions.append(AnalysisRow.outcome.is_not(None))
+    elif where.outcome == "unknown":
+        conditions.append(AnalysisRow.outcome.is_(None))
+    elif where.outcome:
+        conditions.append(AnalysisRow.outcome == where.outcome)
     if where.verdicts:
         conditions.append(AnalysisRow.verdict.in_(where.verdicts))
     if where.model_id is not None:

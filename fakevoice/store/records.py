@@ -169,6 +169,8 @@ class AnalysisRecord:
     source: AnalysisSource
     file_sha256: str | None = None  # of the bytes judged; None for verdicts older than it
     cautions: list[str] = field(default_factory=list)  # why to trust the verdict less
+    outcome: str | None = None  # what the clip really was, when its owner has said: human | machine
+    note: str | None = None  # the owner's note, e.g. a case number
 
 
 VERDICT_LABELS: tuple[str, ...] = ("human", "machine-generated", "inconclusive")
@@ -189,6 +191,10 @@ class AnalysisFilter:
             times are UTC).
         file_sha256: only verdicts on exactly these bytes (64 hex digits).
         before_id: only verdicts older than this one.
+        outcome: ``"known"`` (the owner has said what the clip really was), ``"unknown"``, or
+            one outcome (``"human"``, ``"machine-generated"``); empty: any.
+
+    The search text also matches the owner's notes (a case number, say).
     """
 
     text: str = ""
@@ -198,6 +204,7 @@ class AnalysisFilter:
     until: datetime | None = None
     file_sha256: str | None = None
     before_id: int | None = None
+    outcome: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or len(self.text) > MAX_SEARCH_LENGTH:
@@ -206,6 +213,10 @@ class AnalysisFilter:
         if unknown:
             raise InvalidSpecError(
                 f"{unknown[0]!r} is not a verdict; choose from {', '.join(VERDICT_LABELS)}."
+            )
+        if self.outcome not in ("", "known", "unknown", *VERDICT_LABELS[:2]):
+            raise InvalidSpecError(
+                f"outcome must be known, unknown, human or machine-generated; got {self.outcome!r}."
             )
         digest = self.file_sha256
         if digest is not None and (len(digest) != 64 or not _is_hex(digest.lower())):

@@ -43,6 +43,8 @@ RUN_STATUSES: tuple[str, ...] = (
 RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
 RUN_KINDS: tuple[str, ...] = ("train", "dataset", "evaluate")
 ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
+ANALYSIS_OUTCOMES: tuple[str, ...] = ("human", "machine-generated")
+MAX_NOTE_LENGTH = 500
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -235,6 +237,7 @@ class AnalysisRow(Base):
     __tablename__ = "analyses"
     __table_args__ = (
         CheckConstraint(_in_list("source", ANALYSIS_SOURCES), name="source"),
+        CheckConstraint(_in_list("outcome", ANALYSIS_OUTCOMES), name="outcome"),
         Index(None, "owner_id", "created_at"),
         _NO_ID_REUSE,
     )
@@ -252,6 +255,9 @@ class AnalysisRow(Base):
     source: Mapped[str] = mapped_column(String(8), default="page")
     file_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     cautions: Mapped[list[str]] = mapped_column(default=list, server_default=text("'[]'"))
+    # What the clip really was, as its owner learnt later (None: not known), and their note.
+    outcome: Mapped[str | None] = mapped_column(String(20), default=None)
+    note: Mapped[str | None] = mapped_column(String(MAX_NOTE_LENGTH), default=None)
 
 
 class ApiTokenRow(Base):
