@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as fakevoice.api.monitoring (not imported here)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -13,14 +18,26 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     services.ensure_database()  # once here, so several workers do not all migrate at start
-    uvicorn.run(
-        "fakevoice.api:create_app",
-        factory=True,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        workers=args.workers or settings.api_workers,
-        log_level="debug" if args.verbose else "info",
-    )
+    workers = args.workers or settings.api_workers
+    shared = None
+    if settings.api_metrics and workers > 1:
+        # Each worker writes its counters here; a scrape of any worker sums them all.
+        folder = settings.data_dir / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        shared = tempfile.mkdtemp(prefix="api-", dir=folder)
+        os.environ[MULTIPROCESS_ENV] = shared
+    try:
+        uvicorn.run(
+            "fakevoice.api:create_app",
+            factory=True,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            workers=workers,
+            log_level="debug" if args.verbose else "info",
+        )
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
         description="requests one API process decodes and scores at once (others wait their "
         "turn); 0 = its CPU cores",
     )
+    api_metrics: bool = Field(
+        default=True, description="serve Prometheus metrics at /metrics (and count for them)"
+    )
     batch_max_files: int = Field(default=200, ge=1, le=10000, description="clips in one batch")
     batch_max_total_bytes: int = Field(
         default=500 * 1024 * 1024, gt=0, description="uncompressed bytes in one batch"

@@ -93,9 +93,11 @@ def thread_server(settings: Settings) -> Iterator[str]:
 
 
 @contextmanager
-def process_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``fakevoice api`` in its own process (the real command), its output in ``log``; yields
-    the base URL and the process."""
+def process_server(
+    env: dict[str, str], log: Path, *args: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``fakevoice api [args]`` in its own process (the real command), its output in ``log``;
+    yields the base URL and the process."""
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -108,6 +110,7 @@ def process_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subpro
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *args,
             ],
             cwd=REPO,
             env={**os.environ, **env},
@@ -522,6 +525,68 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
         assert_error(httpx.patch(f"{url}/{analysis_id}", json=body, headers=headers), status, code)
     refused = httpx.patch(f"{url}/{analysis_id}", json={"note": "x"}, headers=auth(world.bob_token))
     assert_error(refused, 404, "not_found")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus' text format (0 when it is absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_metrics_count_requests_by_route_and_verdicts(world: World) -> None:
+    before = httpx.get(f"{world.url}/metrics").text
+    made = predict(world, wav_bytes(1.0, seed=21))
+    assert made.status_code == 200
+    verdict = made.json()["verdict"]
+    for run_id in (world.run_id, 10**9):  # one route for every id, found or not
+        httpx.get(f"{world.url}/v1/runs/{run_id}", headers=auth(world.alice_token))
+    httpx.get(f"{world.url}/no/such/path")
+    scraped = httpx.get(f"{world.url}/metrics")  # no token needed
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    after = scraped.text
+
+    def grew(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    total = "fakevoice_http_requests_total"
+    assert grew(total, method="POST", route="/v1/predict", status="200") == 1
+    assert grew(total, method="GET", route="/v1/runs/{run_id}", status="200") == 1
+    assert grew(total, method="GET", route="/v1/runs/{run_id}", status="404") == 1
+    assert grew(total, route="unmatched", status="404") == 1
+    assert "/no/such/path" not in after and str(10**9) not in after
+    assert grew("fakevoice_verdicts_total", verdict=verdict, arch="specnet") == 1
+    timed = "fakevoice_http_request_duration_seconds_count"
+    assert grew(timed, method="POST", route="/v1/predict") == 1
+    assert metric_value(after, "fakevoice_scoring_threads") >= 1
+    assert metric_value(after, "fakevoice_scoring_busy") == 0
+    assert metric_value(after, "fakevoice_models_loaded") >= 1
+
+
+def test_metrics_of_several_workers_are_summed(tmp_path: Path) -> None:
+    env = {**api_env(tmp_path), "FAKEVOICE_API_SCORING_THREADS": "1"}
+    health = {"method": "GET", "route": "/health", "status": "200"}
+
+    def counted(url: str) -> float:
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+        return metric_value(text, "fakevoice_http_requests_total", **health)
+
+    with process_server(env, tmp_path / "server.log", "--workers", "2") as (url, _):
+        (folder,) = (tmp_path / "data" / "prometheus").iterdir()
+        first = counted(url)
+        sent = 0
+        # New connections until both workers have answered some (each keeps its own file).
+        while sent < 20 or len({f.stem.split("_")[-1] for f in folder.glob("counter_*.db")}) < 2:
+            assert sent < 400, "one worker answered every request"
+            assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+            sent += 1
+        # Whichever worker answers the scrape counts the other's requests too.
+        assert [counted(url) - first for _ in range(3)] == [sent] * 3
+    assert not folder.exists()  # the workers' files go with the server
 
 
 def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fakevoice import errors, services
 from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
+from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
 from fakevoice.api.routes import build_router, predict_body_limit
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings, get_settings
@@ -170,7 +171,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default=settings.api_max_request_bytes,
     )
     app.state.settings = settings
-    app.include_router(build_router(settings))
+    metrics = ApiMetrics() if settings.api_metrics else None
+    if metrics is not None:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(build_router(settings, metrics))
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -21,6 +21,8 @@ from fastapi.responses import Response
 
 from fakevoice import batch, services, store
 from fakevoice.api.auth import Caller, CallerDep, CredentialsDep, SignedInDep, caller_and_model
+from fakevoice.api.monitoring import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fakevoice.api.monitoring import ApiMetrics
 from fakevoice.api.schemas import (
     AnalysesPage,
     AnalysisLabel,
@@ -119,11 +121,16 @@ def _predict_batch(
     return batch.score_batch(caller.actor, model.id, entries, threshold=threshold, origin="api")
 
 
-def build_router(settings: Settings) -> APIRouter:
-    """The API's routes, with the request size limits of these settings."""
+def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRouter:
+    """The API's routes, with the request size limits of these settings (and ``GET /metrics``
+    with ``metrics``)."""
     router = APIRouter(responses=ERRORS)
     upload_limit = settings.max_upload_bytes
     scoring = anyio.CapacityLimiter(scoring_threads(settings))
+
+    def count(verdict: str | None, arch: str) -> None:
+        if metrics is not None and verdict is not None:
+            metrics.count_verdict(verdict, arch)
 
     @router.post(
         "/v1/predict",
@@ -150,9 +157,11 @@ def build_router(settings: Settings) -> APIRouter:
         caller, record = await anyio.to_thread.run_sync(
             caller_and_model, request, credentials, model
         )
-        return await anyio.to_thread.run_sync(
+        answer = await anyio.to_thread.run_sync(
             _predict, caller, record, data, name, threshold, limiter=scoring
         )
+        count(answer.verdict, record.arch)
+        return answer
 
     @router.post(
         "/v1/predict/batch",
@@ -186,6 +195,8 @@ def build_router(settings: Settings) -> APIRouter:
         results = await anyio.to_thread.run_sync(
             _predict_batch, caller, used, uploads, threshold, limiter=scoring
         )
+        for result in results:
+            count(result.label, used.arch)
         if format == "csv":
             return Response(
                 batch.results_csv(results),
@@ -290,6 +301,21 @@ def build_router(settings: Settings) -> APIRouter:
         if not given:
             raise InvalidSpecError("Give an outcome, a note, or both.")
         return AnalysisOut.of(services.label_verdict(caller.actor, analysis_id, **given))
+
+    if metrics is not None:
+        metrics.watch_scoring(scoring, lambda: len(DETECTORS))
+
+        @router.get(
+            "/metrics",
+            tags=["service"],
+            summary="Prometheus metrics",
+            response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}},
+        )
+        def prometheus_metrics() -> Response:
+            """Requests by route and status, their durations, verdicts by label and model
+            architecture, the scoring queue and the models in memory (Prometheus text format)."""
+            return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @router.get(
         "/health",
