@@ -120,11 +120,18 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
 
 
 def _field_performance(actor: Actor) -> None:
-    """How each model did on the clips whose truth the user recorded."""
+    """How each model did on the clips whose truth the user recorded (read on demand: it reads
+    every recorded verdict)."""
+    if not st.toggle(
+        "How my models did on clips whose truth I recorded",
+        key="history_field_performance",
+        help="per model: verdicts right, wrong and inconclusive, accuracy and EER",
+    ):
+        return
     rows = services.field_performance(actor)
     if not rows:
+        st.caption("No outcome recorded yet: open a verdict above and say what it really was.")
         return
-    st.markdown("**How my models did on clips whose truth I recorded**")
     st.dataframe(
         [
             {

@@ -230,6 +230,8 @@ def test_the_page_records_an_outcome_and_shows_how_the_models_did(
     newest = services.list_analyses(alice, limit=1)[0]
     assert at.selectbox(key="history_label_choice").value == newest.id
     assert not [d for d in at.dataframe if "confirmed" in d.value.columns]
+    at.toggle(key="history_field_performance").set_value(True).run()
+    assert any("No outcome recorded yet" in c.value for c in at.caption)
     at.radio(key=f"history_label_outcome:{newest.id}").set_value("human")
     at.text_input(key=f"history_label_note:{newest.id}").input("case 9")
     at.button(key="history_label_save").click().run()
