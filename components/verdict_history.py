@@ -82,7 +82,7 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
     by_id = {a.id: a for a in rows}
     with st.expander("Record what a clip really was", icon=":material/fact_check:"):
         chosen = st.selectbox(
-            "Verdict",
+            "Which verdict",
             list(by_id),
             format_func=lambda i: (
                 f"{by_id[i].created_at:%Y-%m-%d %H:%M} · {by_id[i].file_name} · {by_id[i].verdict}"

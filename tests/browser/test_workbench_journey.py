@@ -328,6 +328,22 @@ def _evaluate_microphone(page: Page) -> None:
     wait_for_script(page)
 
 
+def _record_outcome(page: Page, clip: Path) -> None:
+    """The analyst learns the uploaded clip was a machine: record it with a case note, then find
+    the verdict again by that note."""
+    form = _open_expander(page, "Record what a clip really was")
+    choose(page, "Which verdict", re.compile(re.escape(clip.name)), clip.name)
+    form.get_by_text("machine-generated", exact=True).click()
+    form.get_by_label("Note").fill("case 2026-114")
+    _button(page, "history_label_save").click()
+    wait_for_script(page)
+    _type_into(page, "history_find", "2026-114")
+    history = page.get_by_test_id("stDataFrame").last
+    expect(history.locator("table tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(history).to_contain_text(clip.name)
+    _type_into(page, "history_find", "")
+
+
 def _test_on_dataset(page: Page, dataset: str) -> None:
     """Evaluate > Test on a dataset: the worker scores the items; the page shows the results."""
     name = f"test {FINISHED_RUN} on {dataset}"
@@ -486,6 +502,7 @@ def test_register_train_stop_download_evaluate_share(
     _evaluate_microphone(page)
     history = page.get_by_test_id("stDataFrame").last.locator("table tbody tr")
     expect(history).to_have_count(2, timeout=TIMEOUT_MS)  # the upload and the recording
+    _record_outcome(page, clip)
     _test_on_dataset(page, dataset)
     _share_model(page, screenshot)
     _change_password_stay_signed_in(page, streamlit_server.url)
