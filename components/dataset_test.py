@@ -21,7 +21,7 @@ from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import results
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table
-from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
+from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
 from fakevoice.store.records import Actor, ModelRecord, RunRecord
 
 SPLIT_LABELS = {
@@ -32,6 +32,7 @@ DEFAULT_TEST_ITEMS = 500
 SHOWN_TESTS = 6
 SHOWN_KEY = "eval_test_shown"  # the id of the test whose results are shown
 REFRESH = timedelta(seconds=2)
+ENDED_WITH_RESULTS = ("succeeded", "cancelled", "failed")  # a failed test keeps the models done
 
 
 def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
@@ -129,9 +130,10 @@ def _test_row(actor: Actor, run: RunRecord) -> None:
         if count > 1 and run.started_at
         else "",
     )
-    if run.status in ("succeeded", "cancelled") and right.button(
-        "Show", key=f"eval_test_show:{run.id}", icon=":material/visibility:"
-    ):
+    done = models_done(run) if run.status in ENDED_WITH_RESULTS else 0
+    if done and run.status in ("cancelled", "failed") and count > 1:
+        st.caption(f"{done} of {count} models were done when it ended; Show has their results.")
+    if done and right.button("Show", key=f"eval_test_show:{run.id}", icon=":material/visibility:"):
         st.session_state[SHOWN_KEY] = run.id
         st.rerun()
     if not run.is_active and clear.button(
@@ -142,7 +144,7 @@ def _test_row(actor: Actor, run: RunRecord) -> None:
 
 def _results(actor: Actor, runs: list[RunRecord]) -> None:
     """The results of the test chosen with Show (or just queued), else of the latest one done."""
-    finished = [r for r in runs if r.status in ("succeeded", "cancelled")]
+    finished = [r for r in runs if r.status in ENDED_WITH_RESULTS and models_done(r)]
     wanted = st.session_state.get(SHOWN_KEY)
     chosen = next((r for r in runs if r.id == wanted), finished[0] if finished else None)
     if chosen is None:

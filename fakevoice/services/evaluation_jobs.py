@@ -190,6 +190,13 @@ def evaluation_results(actor: Actor, run_id: int) -> list[DatasetEvaluation]:
     return load_results(results_dir(run.id), len(run.spec.get("models", [])))
 
 
+def models_done(run: RunRecord) -> int:
+    """How many of a test's models have their result saved (a test the caller has read)."""
+    count = len(run.spec.get("models", []))
+    folder = results_dir(run.id)
+    return sum((folder / f"{index}-report.json").is_file() for index in range(count))
+
+
 def stop_evaluation(actor: Actor, run_id: int) -> RunRecord:
     """Stop a queued or running test (within a second); the models already done keep their
     results."""
