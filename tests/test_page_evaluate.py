@@ -474,3 +474,27 @@ def test_a_foreign_pickle_uploaded_on_the_page_is_refused_unopened(
     assert not marker.exists()
     assert [m.id for m in services.list_models(alice)] == [specnet.id]
     assert at.selectbox(key="eval_model").value == specnet.id
+
+
+def test_a_test_that_failed_halfway_shows_the_models_done(
+    alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from fakevoice.services import profile, uploads
+
+    copy = uploads.import_uploaded_model(alice, "copy", "bundle.zip", bundle_zip(run_dir))
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
+    at = evaluate_page(alice)
+    at.selectbox(key="eval_model").set_value(specnet.id).run()
+    at.radio(key="eval_mode").set_value("Test on a dataset").run()
+    at.radio(key="eval_test_split").set_value("all")
+    at.number_input(key="eval_test_limit").set_value(10)
+    at.multiselect(key="eval_test_others").set_value([copy.id])
+    at.button(key="eval_test_run").click().run()
+    profile.delete_model(alice, copy.id)  # gone before the worker reaches it
+    assert run_queued_jobs() == ["failed"]
+    at.run()
+    assert_no_exception(at)
+    assert any("1 of 2 models were done when it ended" in c.value for c in at.caption)
+    (test,) = services.list_evaluations(alice)
+    assert at.button(key=f"eval_test_show:{test.id}") is not None
+    assert any(f"10 of 30 items of **{DATASET}**" in c.value for c in at.caption)
