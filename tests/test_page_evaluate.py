@@ -363,19 +363,29 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert queued.id not in [r.id for r in services.list_evaluations(alice)]
 
 
-def test_dataset_test_puts_several_models_side_by_side(
-    alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def queue_test_of_two_models(
+    alice: Actor, specnet: ModelRecord, run_dir: Path, root: Path, limit: int = 500
+) -> tuple[AppTest, ModelRecord]:
+    """The page after "Run the test" of specnet and an uploaded copy of it on every item of the
+    tiny dataset (copied from ``root``); the copy's record."""
     from fakevoice.services import uploads
 
     copy = uploads.import_uploaded_model(alice, "copy", "bundle.zip", bundle_zip(run_dir))
-    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
+    shutil.copytree(root / DATASET, datasets_dir() / DATASET)
     at = evaluate_page(alice)
     at.selectbox(key="eval_model").set_value(specnet.id).run()
     at.radio(key="eval_mode").set_value("Test on a dataset").run()
     at.radio(key="eval_test_split").set_value("all")
+    at.number_input(key="eval_test_limit").set_value(limit)
     at.multiselect(key="eval_test_others").set_value([copy.id])
     at.button(key="eval_test_run").click().run()
+    return at, copy
+
+
+def test_dataset_test_puts_several_models_side_by_side(
+    alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    at, _ = queue_test_of_two_models(alice, specnet, run_dir, tiny_dataset_root(tmp_path_factory))
     assert_no_exception(at)
     (queued,) = services.list_evaluations(alice)
     assert queued.name == f"test tiny specnet and 1 more on {DATASET}"
@@ -479,17 +489,10 @@ def test_a_foreign_pickle_uploaded_on_the_page_is_refused_unopened(
 def test_a_test_that_failed_halfway_shows_the_models_done(
     alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from fakevoice.services import profile, uploads
+    from fakevoice.services import profile
 
-    copy = uploads.import_uploaded_model(alice, "copy", "bundle.zip", bundle_zip(run_dir))
-    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
-    at = evaluate_page(alice)
-    at.selectbox(key="eval_model").set_value(specnet.id).run()
-    at.radio(key="eval_mode").set_value("Test on a dataset").run()
-    at.radio(key="eval_test_split").set_value("all")
-    at.number_input(key="eval_test_limit").set_value(10)
-    at.multiselect(key="eval_test_others").set_value([copy.id])
-    at.button(key="eval_test_run").click().run()
+    root = tiny_dataset_root(tmp_path_factory)
+    at, copy = queue_test_of_two_models(alice, specnet, run_dir, root, limit=10)
     profile.delete_model(alice, copy.id)  # gone before the worker reaches it
     assert run_queued_jobs() == ["failed"]
     at.run()
