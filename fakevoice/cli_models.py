@@ -59,23 +59,89 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fakevoice import services
+    from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
+    from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
 
     actor = services.cli_actor()
-    model = services.find_model(actor, args.model)
-    evaluation = services.evaluate_on_dataset(
-        actor, model.id, args.dataset, args.split, limit=args.limit
-    )
-    report = evaluation.report
+    if args.results is not None:
+        if args.model or args.dataset or args.queue:
+            raise InvalidSpecError("--results shows a test already made: give it alone.")
+        evaluations = services.evaluation_results(actor, args.results)
+        if not evaluations:
+            run = services.get_evaluation(actor, args.results)
+            raise InvalidSpecError(f"The test {run.name!r} is {run.status}; it has no result yet.")
+    else:
+        if not args.model or not args.dataset:
+            raise InvalidSpecError("Give --model (once per model) and --dataset, or --results.")
+        if len(args.model) > MAX_TESTED_MODELS:
+            raise InvalidSpecError(f"A test takes at most {MAX_TESTED_MODELS} models.")
+        models = [services.find_model(actor, key) for key in args.model]
+        if args.queue:
+            run = services.submit_evaluation(
+                actor,
+                [m.id for m in models],
+                args.dataset,
+                args.split,
+                limit=args.limit or MAX_EVALUATE_ITEMS,
+            )
+            if not args.wait:
+                if args.json:
+                    _print({"id": run.id, "name": run.name, "status": run.status})
+                else:
+                    print(
+                        f"test {run.id} '{run.name}' queued: a worker scores it. "
+                        f"`fakevoice runs --jobs` follows it; "
+                        f"`fakevoice evaluate --results {run.id}` shows it."
+                    )
+                return 0
+            run = services.wait_for_run(actor, run.id, timeout=args.timeout)
+            if run.status != "succeeded":
+                raise InvalidSpecError(
+                    f"The test {run.name!r} is {run.status}"
+                    + (f": {run.error}" if run.error else ".")
+                )
+            evaluations = services.evaluation_results(actor, run.id)
+        else:
+            evaluations = [
+                services.evaluate_on_dataset(
+                    actor, m.id, args.dataset, args.split, limit=args.limit
+                )
+                for m in models
+            ]
     if args.scores is not None:
-        try:
-            args.scores.write_bytes(evaluation.scores_csv())
-        except OSError as exc:
-            raise InvalidSpecError(f"Cannot write {args.scores}: {exc.strerror or exc}.") from None
+        _write_scores(args.scores, evaluations)
     if args.json:
-        _print(report)
+        reports = [e.report for e in evaluations]
+        _print(reports[0] if len(reports) == 1 else reports)
         return 0
+    for evaluation in evaluations:
+        _print_report(evaluation.report)
+    return 0
+
+
+def _write_scores(path: Path, evaluations: list[Any]) -> None:
+    """Per-item scores as CSV; with several models, one block each behind a ``model`` column."""
+    import pandas as pd
+
+    if len(evaluations) == 1:
+        data = evaluations[0].scores_csv()
+    else:
+        frames = [e.scores.assign(model=e.report["model"]["name"]) for e in evaluations]
+        table = pd.concat(frames, ignore_index=True)
+        table = table[["model", *[c for c in table.columns if c != "model"]]]
+        data = table.to_csv(index=False, float_format="%.6f").encode()
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise InvalidSpecError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from fakevoice import services
+
     eer = report.get("eer")
-    print(f"model {model.name} on {args.dataset} ({report['split']}, {report.get('n')} items)")
+    name = report["model"]["name"]
+    print(f"model {name} on {report['dataset']} ({report['split']}, {report.get('n')} items)")
     print(f"  accuracy {report['accuracy']:.4f}  macro F1 {report['macro_f1']:.4f}")
     print(f"  EER {100 * eer:.2f} %" if eer is not None else "  EER: n/a (one class only)")
     for title, key, label in (
@@ -84,9 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ):
         if report.get(key):
             print(f"  {title}:")
-            for name, value in report[key].items():
-                print(f"    {label(name):<24} {100 * value:6.2f} %")
-    return 0
+            for item, value in report[key].items():
+                print(f"    {label(item):<24} {100 * value:6.2f} %")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -205,14 +270,26 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("files", nargs="+")
     p.set_defaults(handler=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="metrics of a stored model on a dataset")
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True)
+    p = sub.add_parser("evaluate", help="metrics of stored models on a dataset")
+    p.add_argument(
+        "--model", action="append", default=[], help="model id or name (repeat for up to 4)"
+    )
+    p.add_argument("--dataset")
     p.add_argument("--split", choices=["valid", "all"], default="valid")
     p.add_argument(
         "--limit", type=int, default=None, help="score at most this many items (a seeded sample)"
     )
     p.add_argument("--scores", type=Path, default=None, help="write per-item scores to this CSV")
+    p.add_argument(
+        "--queue",
+        action="store_true",
+        help="queue the test as a job for a worker (a GPU node with Ray) instead of scoring here",
+    )
+    p.add_argument("--wait", action="store_true", help="with --queue: wait and show the results")
+    p.add_argument(
+        "--timeout", type=float, default=24 * 3600, help="with --wait: give up after (s)"
+    )
+    p.add_argument("--results", type=int, default=None, help="show the results of test RUN")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
 

@@ -373,8 +373,48 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
     assert "clean" in printed.stdout and "griffinlim" in printed.stdout
 
+    # Two models at once, in this process; the same queued as a job for a worker.
+    both = cli(
+        "evaluate", "--model", "cli-run", "--model", "cli-run", "--dataset", DATASET,
+        "--split", "all", "--limit", "8", "--json", "--scores", str(scores),
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    assert [r["n"] for r in json.loads(both.stdout)] == [8, 8]
+    assert scores.read_text().splitlines()[0] == "model,item,speaker,class,noise,p_human,predicted"
+    queued = cli(
+        "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all", "--limit", "8",
+        "--queue", "--json",
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    test = json.loads(queued.stdout)
+    assert test["status"] == "queued" and test["name"] == f"test cli-run on {DATASET}"
+    early = cli("evaluate", "--results", str(test["id"]))
+    assert early.returncode == 2 and "is queued; it has no result yet" in early.stderr
+    worker = subprocess.Popen(
+        [str(FAKEVOICE), "worker"],
+        env={**os.environ, **workbench},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:  # --wait: queued, scored by the worker, shown when done
+        waited = cli(
+            "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all",
+            "--limit", "6", "--queue", "--wait",
+        )  # fmt: skip
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.startswith(f"model cli-run on {DATASET} (all, 6 items)")
+    shown = cli("evaluate", "--results", str(test["id"]), "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["n"] == 8 and report["model"]["name"] == "cli-run"
+
     for bad in (
         ("train", "--dataset", DATASET, "--epochs", "0", "--inline"),
+        ("evaluate", "--dataset", DATASET),
+        ("evaluate", "--results", str(test["id"]), "--model", "cli-run"),
         ("predict", "--model", "no-such-model", str(clip)),
         ("history", "--since", "yesterday"),
         ("history", "--since", "2026-02-01", "--until", "2026-01-01"),
