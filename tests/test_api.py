@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -214,6 +215,7 @@ def api_env(root: Path) -> dict[str, str]:
         "FAKEVOICE_BATCH_MAX_FILES": "6",
         "FAKEVOICE_BATCH_MAX_TOTAL_BYTES": str(4 * 1024 * 1024),
         "FAKEVOICE_BATCH_MAX_ZIP_RATIO": "50",
+        "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "4",  # a queued run, a build and a test
     }
 
 
@@ -587,6 +589,50 @@ def test_metrics_of_several_workers_are_summed(tmp_path: Path) -> None:
         # Whichever worker answers the scrape counts the other's requests too.
         assert [counted(url) - first for _ in range(3)] == [sent] * 3
     assert not folder.exists()  # the workers' files go with the server
+
+
+def test_a_test_of_models_is_queued_and_read_over_http(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from sqlalchemy import text
+    from test_training import DATASET, tiny_dataset_root
+
+    from fakevoice.jobs.runner import execute_run
+
+    target = get_settings().dataset_dir / DATASET
+    if not target.exists():
+        shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, target)
+    url, headers = f"{world.url}/v1/evaluations", auth(world.alice_token)
+    body = {"models": [world.private.id, "shared"], "dataset": DATASET, "split": "all", "limit": 10}
+    queued = httpx.post(url, json=body, headers=headers)
+    assert queued.status_code == 202, queued.text
+    job = queued.json()["job"]
+    assert (job["kind"], job["status"], job["dataset"]) == ("evaluate", "queued", DATASET)
+    assert queued.json()["results"] == []
+    # The worker's claim of this one job (the world's other queued run stays queued), then the
+    # worker's own job function.
+    with store.get_engine().begin() as connection:
+        connection.execute(
+            text("UPDATE runs SET status = 'running', worker_id = 'api-test' WHERE id = :id"),
+            {"id": job["id"]},
+        )
+    assert execute_run(job["id"], "api-test") == "succeeded"
+    done = httpx.get(f"{url}/{job['id']}", headers=headers).json()
+    assert done["job"]["status"] == "succeeded" and done["job"]["progress"] == 1.0
+    assert [r["model"]["name"] for r in done["results"]] == ["alice-private", "shared"]
+    assert all(r["n"] == 10 and "eer" in r and "roc" in r for r in done["results"])
+
+    bob = auth(world.bob_token)
+    assert_error(httpx.get(f"{url}/{job['id']}", headers=bob), 404, "not_found")
+    assert_error(httpx.post(url, json=body, headers=bob), 404, "not_found")  # a private model
+    for wrong, status, code in [
+        ({**body, "dataset": "missing"}, 404, "not_found"),
+        ({**body, "models": [world.public.id] * 5}, 422, "invalid_request"),
+        ({**body, "models": [world.public.id] * 2}, 422, "invalid_spec"),
+        ({**body, "shuffle": True}, 422, "invalid_request"),
+    ]:
+        assert_error(httpx.post(url, json=wrong, headers=headers), status, code)
+    assert_error(httpx.post(url, json=body), 401, "unauthorized")
 
 
 def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:

@@ -22,8 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fakevoice import errors, services
 from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
+from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
-from fakevoice.api.routes import build_router, predict_body_limit
+from fakevoice.api.routes import ERRORS, build_router, predict_body_limit
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings, get_settings
 
@@ -175,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(build_router(settings, metrics))
+    app.include_router(build_evaluation_router(), responses=ERRORS)
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
