@@ -567,6 +567,9 @@ def test_metrics_count_requests_by_route_and_verdicts(world: World) -> None:
     assert metric_value(after, "fakevoice_scoring_threads") >= 1
     assert metric_value(after, "fakevoice_scoring_busy") == 0
     assert metric_value(after, "fakevoice_models_loaded") >= 1
+    # The server's job queue, from the database: the world's run waits for a worker.
+    assert metric_value(after, "fakevoice_jobs", kind="train", status="queued") >= 1
+    assert 'fakevoice_jobs{kind="evaluate",status="running"}' in after
 
 
 def test_metrics_of_several_workers_are_summed(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from fakevoice.store.db import (
     session_scope,
 )
 from fakevoice.store.job_queue import (
+    active_job_counts,
     claim_next_queued_run,
     completed_epochs,
     get_run_for_worker,
@@ -109,6 +110,7 @@ from fakevoice.store.users import (
 )
 
 __all__ = [
+    "active_job_counts",
     "ACTIVE_STATUSES",
     "Actor",
     "AnalysisRecord",

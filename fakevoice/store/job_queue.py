@@ -248,6 +248,17 @@ def list_interrupted_runs(session: Session, *, backend: RunBackend = "local") ->
     return list(session.scalars(statement.order_by(RunRow.id)).all())
 
 
+def active_job_counts(session: Session) -> dict[tuple[str, str], int]:
+    """How many jobs of every user are queued and running, by ``(kind, status)`` (monitoring:
+    the queue's depth; it names nobody)."""
+    statement = (
+        select(RunRow.kind, RunRow.status, func.count(RunRow.id))
+        .where(RunRow.status.in_(("queued", "running")))
+        .group_by(RunRow.kind, RunRow.status)
+    )
+    return {(kind, status): int(count) for kind, status, count in session.execute(statement)}
+
+
 def completed_epochs(session: Session, run_id: int) -> int:
     """How many epochs of the run have stored metrics: the epoch (0-based) to resume from."""
     last = session.scalar(
