@@ -13,6 +13,7 @@ import streamlit as st
 from components.verdict_view import history_table, model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.services import reports
 from fakevoice.services.history import MAX_EXPORT_ROWS
 from fakevoice.store.records import (
     VERDICT_LABELS,
@@ -24,6 +25,10 @@ from fakevoice.store.records import (
 from fakevoice.store.tables import ANALYSIS_OUTCOMES, MAX_NOTE_LENGTH
 
 PAGE_ROWS = 20
+REPORT_FORMATS = (
+    ("Report (Markdown)", reports.report_markdown, "md", "text/markdown"),
+    ("Report (JSON)", reports.report_json, "json", "application/json"),
+)
 UNKNOWN = "unknown"
 OUTCOMES = (UNKNOWN, *ANALYSIS_OUTCOMES)
 OUTCOME_FILTERS = {
@@ -80,7 +85,9 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
 def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
     """Record what a clip on this page really was, and a note (a case number, say)."""
     by_id = {a.id: a for a in rows}
-    with st.expander("Record what a clip really was", icon=":material/fact_check:"):
+    with st.expander(
+        "Record what a clip really was, or download its report", icon=":material/fact_check:"
+    ):
         chosen = st.selectbox(
             "Which verdict",
             list(by_id),
@@ -116,6 +123,20 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
                 st.error(str(exc))
             else:
                 st.rerun()
+        left, right = st.columns(2)
+        for column, (label, render, suffix, mime) in zip(
+            (left, right), REPORT_FORMATS, strict=True
+        ):
+            column.download_button(
+                label,
+                data=lambda render=render: render(reports.history_report(actor, chosen)),
+                file_name=f"verdict-{chosen}.{suffix}",
+                mime=mime,
+                key=f"history_report_{suffix}",
+                on_click="ignore",
+                help="the verdict as kept in your history, with what you recorded since "
+                "(no timeline: the history keeps only the verdict on the whole clip)",
+            )
     _field_performance(actor)
 
 

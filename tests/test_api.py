@@ -527,6 +527,16 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
         assert_error(httpx.patch(f"{url}/{analysis_id}", json=body, headers=headers), status, code)
     refused = httpx.patch(f"{url}/{analysis_id}", json={"note": "x"}, headers=auth(world.bob_token))
     assert_error(refused, 404, "not_found")
+    report = httpx.get(f"{url}/{analysis_id}/report", headers=headers)
+    assert report.status_code == 200 and report.json()["outcome"]["note"] == "case 7b"
+    assert report.json()["file"]["sha256"] == digest
+    markdown = httpx.get(
+        f"{url}/{analysis_id}/report", params={"format": "markdown"}, headers=headers
+    )
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    assert markdown.text.startswith("# Verdict: ") and "- Note: case 7b" in markdown.text
+    stranger = httpx.get(f"{url}/{analysis_id}/report", headers=auth(world.bob_token))
+    assert_error(stranger, 404, "not_found")
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

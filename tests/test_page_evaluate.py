@@ -149,7 +149,13 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     assert analysis.file_sha256 == digest and list(history["SHA-256"]) == [digest[:16]]
     assert any(digest in caption.value for caption in at.caption)
     labels = {button.proto.label for button in at.get("download_button")}
-    assert labels == {"Verdict report (Markdown)", "Verdict report (JSON)", "History (CSV)"}
+    assert labels == {
+        "Verdict report (Markdown)",
+        "Verdict report (JSON)",
+        "Report (Markdown)",  # a verdict of the history's, as kept there
+        "Report (JSON)",
+        "History (CSV)",
+    }
 
     # Another threshold re-decides from the stored probabilities: nothing is scored or logged.
     at.slider(key="eval_threshold").set_value(0.99).run()
@@ -284,7 +290,8 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
     assert table["label"].notna().tolist() == [True, False, True, False]
     assert "not a recording" in table["error"][1] and "leaves its folder" in table["error"][3]
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Download CSV", "History (CSV)"]  # the batch's, then the history's
+    # The batch's, then the history's (a report of one verdict, and every verdict).
+    assert labels == ["Download CSV", "Report (Markdown)", "Report (JSON)", "History (CSV)"]
     logged = {a.file_name for a in services.list_analyses(alice)}
     assert logged == {"one.wav", "clips.zip/inside.wav"}
     at.slider(key="eval_threshold").set_value(0.7).run()  # a rerun keeps the table

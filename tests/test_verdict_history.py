@@ -127,7 +127,11 @@ def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, obje
     assert len(history_table_files(at)) == 20
     at.number_input(key="history_page").set_value(2).run()
     assert len(history_table_files(at)) == 6
-    assert [b.proto.label for b in at.get("download_button")] == ["History (CSV)"]
+    assert [b.proto.label for b in at.get("download_button")] == [
+        "Report (Markdown)",  # of the verdict chosen in the form
+        "Report (JSON)",
+        "History (CSV)",
+    ]
 
     at.text_input(key="history_find").input(digest("call-03.wav")[:8]).run()
     assert_no_exception(at)
@@ -242,3 +246,33 @@ def test_the_page_records_an_outcome_and_shows_how_the_models_did(
     assert list(performance["model"]) == ["first"] and list(performance["confirmed"]) == [1]
     at.selectbox(key="history_outcome").set_value("known").run()
     assert history_table_files(at) == [newest.file_name]
+
+
+def test_a_verdict_of_the_history_comes_as_a_report_with_its_outcome(
+    history: dict[str, object],
+) -> None:
+    from fakevoice.services import reports
+
+    alice, bob = history["alice"], history["bob"]
+    assert isinstance(alice, Actor) and isinstance(bob, Actor)
+    (seven,) = services.list_analyses(alice, where=AnalysisFilter(text="call-07"))
+    services.label_verdict(alice, seven.id, outcome="machine-generated", note="case | 7")
+    report = reports.history_report(alice, seven.id)
+    assert report["file"]["sha256"] == digest("call-07.wav") and report["verdict"]["windows"] == []
+    assert report["outcome"] == {"really": "machine-generated", "note": "case | 7"}
+    assert report["model"]["name"] == "first" and report["verdict"]["cautions"] == [
+        "Recorded at 8 kHz."
+    ]
+    text = reports.report_markdown(report)
+    assert "## What it really was" in text and "**machine-generated**" in text
+    assert "Note: case / 7" in text  # no table or code span can be broken by a note
+    assert "Not kept in the history" in text and "3.00 s, 8000 Hz" in text
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    for stranger in (bob, root):
+        with pytest.raises(NotFoundError):
+            reports.history_report(stranger, seven.id)
+    # The page offers it for the verdict chosen in the form.
+    at = evaluate_page(alice)
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Report (Markdown)", "Report (JSON)"} <= labels

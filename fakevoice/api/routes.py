@@ -41,6 +41,7 @@ from fakevoice.api.schemas import (
 )
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
+from fakevoice.services import reports
 from fakevoice.settings import Settings
 from fakevoice.store.records import AnalysisFilter, ModelRecord
 
@@ -301,6 +302,27 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         if not given:
             raise InvalidSpecError("Give an outcome, a note, or both.")
         return AnalysisOut.of(services.label_verdict(caller.actor, analysis_id, **given))
+
+    @router.get(
+        "/v1/analyses/{analysis_id}/report",
+        tags=["verdicts"],
+        summary="A verdict of your history as a report",
+        responses={
+            200: {"content": {"application/json": {}, "text/markdown": {}}},
+        },
+    )
+    def analysis_report(
+        analysis_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+        caller: SignedInDep,
+        format: Annotated[Literal["json", "markdown"], Query(description="answer format")] = "json",
+    ) -> Response:
+        """The file's SHA-256, the model and its weights' hash, every probability and the
+        cautions, as kept in your history, with what you recorded since (what the clip really
+        was, your note). The history keeps no timeline."""
+        report = reports.history_report(caller.actor, analysis_id)
+        if format == "markdown":
+            return Response(reports.report_markdown(report), media_type="text/markdown")
+        return Response(reports.report_json(report), media_type="application/json")
 
     if metrics is not None:
         metrics.watch_scoring(scoring, lambda: len(DETECTORS))

@@ -13,9 +13,12 @@ import json
 from typing import Any
 
 import fakevoice
+from fakevoice import store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
+from fakevoice.errors import NotFoundError
 from fakevoice.inference import BONAFIDE, decide
 from fakevoice.services.verdicts import ScoredClip
+from fakevoice.store.records import Actor, ModelRecord
 
 CAVEAT = (
     "A detector's verdict is evidence to weigh, not proof. It holds for the kinds of synthetic "
@@ -35,11 +38,6 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
     verdict, model, analysis, info = scored.verdict, scored.model, scored.analysis, scored.info
     threshold = verdict.threshold if threshold is None else float(threshold)
     label, generator = decide(verdict.probabilities, BONAFIDE, threshold)
-    validation = {
-        key: model.metrics.get(key)
-        for key in ("eer", "accuracy", "auc", "valid_items")
-        if model.metrics.get(key) is not None
-    }
     return {
         "report": "Fake Voice Workbench verdict",
         "tool_version": fakevoice.__version__,
@@ -54,14 +52,7 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
             "codec": info.codec,
             "container": info.container,
         },
-        "model": {
-            "id": model.id,
-            "name": model.name,
-            "arch": model.arch,
-            "classes": list(model.class_names),
-            "weights_sha256": model.files.get(BUNDLE_WEIGHTS),
-            "validation": validation,
-        },
+        "model": _model_part(model, model.id),
         "verdict": {
             "label": label,
             "generator": generator,
@@ -74,6 +65,79 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
             "cautions": list(verdict.cautions),
         },
         "caveat": CAVEAT,
+    }
+
+
+def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
+    """The report of a verdict in the actor's history, as kept there: the same content as
+    :func:`verdict_report` (at the threshold it was made with) without what the history does
+    not keep (the timeline, the channels and codec), plus what the owner recorded since: what
+    the clip really was and their note.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's (a history is personal).
+    """
+    with store.session_scope(readonly=True) as session:
+        analysis = store.get_analysis(session, actor, analysis_id)
+        if analysis.owner_id != actor.user_id:
+            raise NotFoundError(f"You have no verdict with id {analysis_id}.")
+        visible = {m.id: m for m in store.list_models(session, actor)}
+    model = visible.get(analysis.model_id) if analysis.model_id is not None else None
+    label, generator = decide(analysis.probabilities, BONAFIDE, analysis.threshold)
+    p_human = float(analysis.probabilities.get(BONAFIDE, 0.0))
+    return {
+        "report": "Fake Voice Workbench verdict (from the history)",
+        "tool_version": fakevoice.__version__,
+        "analysis_id": analysis.id,
+        "created_at": analysis.created_at.isoformat(timespec="seconds"),
+        "file": {
+            "name": analysis.file_name,
+            "sha256": analysis.file_sha256,
+            "duration_seconds": round(analysis.duration, 4),
+            "sample_rate": analysis.sample_rate,
+            "channels": None,
+            "codec": None,
+            "container": None,
+        },
+        "model": _model_part(model, analysis.model_id),
+        "verdict": {
+            "label": label,
+            "generator": generator,
+            "p_human": p_human,
+            "p_machine": 1.0 - p_human,
+            "threshold": analysis.threshold,
+            "logged_threshold": analysis.threshold,
+            "probabilities": dict(analysis.probabilities),
+            "windows": [],
+            "cautions": list(analysis.cautions),
+        },
+        "outcome": {"really": analysis.outcome, "note": analysis.note},
+        "caveat": CAVEAT,
+    }
+
+
+def _model_part(model: ModelRecord | None, model_id: int | None) -> dict[str, Any]:
+    if model is None:
+        return {
+            "id": model_id,
+            "name": "(a model no longer available)",
+            "arch": None,
+            "classes": [],
+            "weights_sha256": None,
+            "validation": {},
+        }
+    validation = {
+        key: model.metrics.get(key)
+        for key in ("eer", "accuracy", "auc", "valid_items")
+        if model.metrics.get(key) is not None
+    }
+    return {
+        "id": model.id,
+        "name": model.name,
+        "arch": model.arch,
+        "classes": list(model.class_names),
+        "weights_sha256": model.files.get(BUNDLE_WEIGHTS),
+        "validation": validation,
     }
 
 
@@ -108,13 +172,18 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"- Name (as given, a label only): `{_inline(file['name'])}`",
         f"- SHA-256: `{file['sha256'] or 'not recorded'}`",
-        f"- {file['duration_seconds']:.2f} s, {file['sample_rate']} Hz, {file['channels']} "
-        f"channel(s), {file['codec']} in {file['container']}",
+        f"- {file['duration_seconds']:.2f} s, {file['sample_rate']} Hz"
+        + (
+            f", {file['channels']} channel(s), {file['codec']} in {file['container']}"
+            if file.get("channels")
+            else ""
+        ),
         "",
+        *_outcome_lines(report.get("outcome")),
         "## Model",
         "",
-        f"- {_inline(model['name'])} (id {model['id']}, {model['arch']}), classes: "
-        f"{', '.join(model['classes'])}",
+        f"- {_inline(model['name'])} (id {model['id']}, {model['arch'] or 'unknown'}), classes: "
+        f"{', '.join(model['classes']) or 'unknown'}",
         f"- Weights SHA-256: `{model['weights_sha256'] or 'not recorded'}`",
         f"- How good: {how_good}",
         "",
@@ -129,19 +198,43 @@ def report_markdown(report: dict[str, Any]) -> str:
             if verdict.get("cautions")
             else []
         ),
+        *(_timeline_lines(verdict["windows"])),
+        f"*{report['caveat']}*",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
+    if not outcome or not (outcome.get("really") or outcome.get("note")):
+        return []
+    lines = ["## What it really was", ""]
+    if outcome.get("really"):
+        lines.append(f"- Recorded by the analyst: **{outcome['really']}**")
+    if outcome.get("note"):
+        lines.append(f"- Note: {_inline(outcome['note'])}")
+    return [*lines, ""]
+
+
+def _timeline_lines(windows: list[dict[str, Any]]) -> list[str]:
+    if not windows:
+        return [
+            "## Timeline",
+            "",
+            "Not kept in the history (only the verdict on the whole clip).",
+            "",
+        ]
+    return [
         "## Timeline",
         "",
         "| from (s) | to (s) | P(human) | most likely class |",
         "| --- | --- | --- | --- |",
         *(
             f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | {w['top_class']} |"
-            for w in verdict["windows"]
+            for w in windows
         ),
         "",
-        f"*{report['caveat']}*",
-        "",
     ]
-    return "\n".join(lines)
 
 
 def _inline(text: object) -> str:
