@@ -17,6 +17,7 @@ from fakevoice import store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.errors import NotFoundError
 from fakevoice.inference import BONAFIDE, decide
+from fakevoice.services.history import GONE
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.store.records import Actor, ModelRecord
 
@@ -120,7 +121,7 @@ def _model_part(model: ModelRecord | None, model_id: int | None) -> dict[str, An
     if model is None:
         return {
             "id": model_id,
-            "name": "(a model no longer available)",
+            "name": GONE,
             "arch": None,
             "classes": [],
             "weights_sha256": None,
