@@ -180,9 +180,17 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from fakevoice import services
+    from fakevoice.services import reports
     from fakevoice.store.records import AnalysisFilter
 
     actor = services.cli_actor()
+    if args.report is not None:
+        report = reports.history_report(actor, args.report)
+        if args.json:
+            sys.stdout.write(reports.report_json(report))
+        else:
+            sys.stdout.write(reports.report_markdown(report))
+        return 0
     model_id = services.find_model(actor, args.model).id if args.model else None
     where = AnalysisFilter(
         text=args.find or "",
@@ -315,6 +323,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--until", help="before this UTC date or time (ISO 8601)")
     p.add_argument("--limit", type=int, default=20, help="how many to list (1-1000)")
     p.add_argument("--csv", type=Path, help="write every match to this CSV file ('-': stdout)")
+    p.add_argument(
+        "--report", type=int, help="print verdict ID as a report (Markdown; --json: JSON)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_history)
 

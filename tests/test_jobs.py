@@ -351,6 +351,11 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     )
     known = json.loads(cli("history", "--outcome", "known", "--json").stdout)
     assert [(a["id"], a["note"]) for a in known["items"]] == [(phone_id, "case 1")]
+    report = cli("history", "--report", str(phone_id))
+    assert report.returncode == 0 and report.stdout.startswith("# Verdict: ")
+    assert "- Recorded by the analyst: **machine-generated**" in report.stdout
+    as_json = json.loads(cli("history", "--report", str(phone_id), "--json").stdout)
+    assert as_json["outcome"] == {"really": "machine-generated", "note": "case 1"}
     exported = cli("history", "--verdict", result["label"], "--csv", "-")
     assert exported.returncode == 0 and exported.stdout.startswith("id,time_utc,file,")
     assert exported.stdout.count("clip.wav") == 1
@@ -419,6 +424,7 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
         ("history", "--since", "yesterday"),
         ("history", "--since", "2026-02-01", "--until", "2026-01-01"),
         ("label", "999999", "--outcome", "human"),
+        ("history", "--report", "999999"),
         ("label", "1"),
     ):
         failed = cli(*bad)
