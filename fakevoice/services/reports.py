@@ -15,11 +15,12 @@ from typing import Any
 import fakevoice
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
+from fakevoice.audio import AudioInfo
 from fakevoice.errors import NotFoundError
 from fakevoice.inference import BONAFIDE, decide
 from fakevoice.services.history import GONE
 from fakevoice.services.verdicts import ScoredClip
-from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
 CAVEAT = (
     "A detector's verdict is evidence to weigh, not proof. It holds for the kinds of synthetic "
@@ -40,19 +41,7 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
     threshold = verdict.threshold if threshold is None else float(threshold)
     label, generator = decide(verdict.probabilities, BONAFIDE, threshold)
     return {
-        "report": "Fake Voice Workbench verdict",
-        "tool_version": fakevoice.__version__,
-        "analysis_id": analysis.id,
-        "created_at": analysis.created_at.isoformat(timespec="seconds"),
-        "file": {
-            "name": analysis.file_name,
-            "sha256": analysis.file_sha256,
-            "duration_seconds": round(info.duration, 4),
-            "sample_rate": info.sample_rate,
-            "channels": info.channels,
-            "codec": info.codec,
-            "container": info.container,
-        },
+        **_heading("Fake Voice Workbench verdict", analysis, info),
         "model": _model_part(model, model.id),
         "verdict": {
             "label": label,
@@ -87,19 +76,7 @@ def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
     label, generator = decide(analysis.probabilities, BONAFIDE, analysis.threshold)
     p_human = float(analysis.probabilities.get(BONAFIDE, 0.0))
     return {
-        "report": "Fake Voice Workbench verdict (from the history)",
-        "tool_version": fakevoice.__version__,
-        "analysis_id": analysis.id,
-        "created_at": analysis.created_at.isoformat(timespec="seconds"),
-        "file": {
-            "name": analysis.file_name,
-            "sha256": analysis.file_sha256,
-            "duration_seconds": round(analysis.duration, 4),
-            "sample_rate": analysis.sample_rate,
-            "channels": None,
-            "codec": None,
-            "container": None,
-        },
+        **_heading("Fake Voice Workbench verdict (from the history)", analysis, None),
         "model": _model_part(model, analysis.model_id),
         "verdict": {
             "label": label,
@@ -114,6 +91,26 @@ def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
         },
         "outcome": {"really": analysis.outcome, "note": analysis.note},
         "caveat": CAVEAT,
+    }
+
+
+def _heading(title: str, analysis: AnalysisRecord, info: AudioInfo | None) -> dict[str, Any]:
+    """What a report says first: which report, which verdict, which file (the decoded file's
+    details when known; the history keeps its duration and rate only)."""
+    return {
+        "report": title,
+        "tool_version": fakevoice.__version__,
+        "analysis_id": analysis.id,
+        "created_at": analysis.created_at.isoformat(timespec="seconds"),
+        "file": {
+            "name": analysis.file_name,
+            "sha256": analysis.file_sha256,
+            "duration_seconds": round(info.duration if info else analysis.duration, 4),
+            "sample_rate": info.sample_rate if info else analysis.sample_rate,
+            "channels": info.channels if info else None,
+            "codec": info.codec if info else None,
+            "container": info.container if info else None,
+        },
     }
 
 
