@@ -16,13 +16,14 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.services import reports
 from fakevoice.services.history import MAX_EXPORT_ROWS
 from fakevoice.store.records import (
+    ANALYSIS_OUTCOMES,
     VERDICT_LABELS,
     Actor,
     AnalysisFilter,
     AnalysisRecord,
     ModelRecord,
 )
-from fakevoice.store.tables import ANALYSIS_OUTCOMES, MAX_NOTE_LENGTH
+from fakevoice.store.tables import MAX_NOTE_LENGTH
 
 PAGE_ROWS = 20
 REPORT_FORMATS = (

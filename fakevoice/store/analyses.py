@@ -14,15 +14,16 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.store.records import (
+    ANALYSIS_OUTCOMES,
     Actor,
     AnalysisFilter,
     AnalysisRecord,
     AnalysisSource,
     field_names,
+    is_sha256,
     to_record,
 )
 from fakevoice.store.tables import (
-    ANALYSIS_OUTCOMES,
     ANALYSIS_SOURCES,
     MAX_NOTE_LENGTH,
     AnalysisRow,
@@ -69,7 +70,7 @@ def add_analysis(
         raise InvalidSpecError(
             f"source must be one of {', '.join(ANALYSIS_SOURCES)}; got {source!r}"
         )
-    if file_sha256 is not None and not _is_sha256(file_sha256):
+    if file_sha256 is not None and not is_sha256(file_sha256):
         raise InvalidSpecError("file_sha256 must be 64 lowercase hexadecimal digits")
     entry = AnalysisRecord(
         id=0,  # given by the insert
@@ -222,7 +223,3 @@ def _conditions(actor: Actor, where: AnalysisFilter) -> list[ColumnElement[bool]
     if where.before_id is not None:
         conditions.append(AnalysisRow.id < where.before_id)
     return conditions
-
-
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)

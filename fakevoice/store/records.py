@@ -174,6 +174,7 @@ class AnalysisRecord:
 
 
 VERDICT_LABELS: tuple[str, ...] = ("human", "machine-generated", "inconclusive")
+ANALYSIS_OUTCOMES: tuple[str, ...] = VERDICT_LABELS[:2]  # what a judged clip really was
 MAX_SEARCH_LENGTH = 200
 MIN_HASH_PREFIX = 6  # hex digits that make a search text also a SHA-256 prefix
 
@@ -214,18 +215,17 @@ class AnalysisFilter:
             raise InvalidSpecError(
                 f"{unknown[0]!r} is not a verdict; choose from {', '.join(VERDICT_LABELS)}."
             )
-        if self.outcome not in ("", "known", "unknown", *VERDICT_LABELS[:2]):
+        if self.outcome not in ("", "known", "unknown", *ANALYSIS_OUTCOMES):
             raise InvalidSpecError(
                 f"outcome must be known, unknown, human or machine-generated; got {self.outcome!r}."
             )
         digest = self.file_sha256
-        if digest is not None and (len(digest) != 64 or not _is_hex(digest.lower())):
+        if digest is not None and not is_sha256(digest.lower()):
             raise InvalidSpecError("A SHA-256 is 64 hexadecimal digits.")
         for name in ("since", "until"):  # naive times are taken to be UTC, as in the store
             value = getattr(self, name)
             if value is not None:
-                utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-                object.__setattr__(self, name, utc)
+                object.__setattr__(self, name, as_utc(value))
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise InvalidSpecError("The end of the time range must come after its start.")
 
@@ -238,6 +238,16 @@ class AnalysisFilter:
 
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
+
+
+def is_sha256(text: str) -> bool:
+    """Whether ``text`` is a SHA-256 as the store keeps it: 64 lowercase hexadecimal digits."""
+    return len(text) == 64 and _is_hex(text)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC time (a naive one is taken to be UTC already)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 RecordT = TypeVar("RecordT")

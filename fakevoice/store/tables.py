@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from fakevoice.store.records import ANALYSIS_OUTCOMES, as_utc
+
 RUN_STATUSES: tuple[str, ...] = (
     "queued",
     "running",
@@ -43,7 +45,6 @@ RUN_STATUSES: tuple[str, ...] = (
 RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
 RUN_KINDS: tuple[str, ...] = ("train", "dataset", "evaluate")
 ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
-ANALYSIS_OUTCOMES: tuple[str, ...] = ("human", "machine-generated")
 MAX_NOTE_LENGTH = 500
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -78,13 +79,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else as_utc(value)
 
 
 class Base(DeclarativeBase):
