@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
+from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.batch import spreadsheet_safe
@@ -79,8 +80,7 @@ def earlier_verdicts(actor: Actor, analysis: AnalysisRecord) -> EarlierVerdicts:
         latest = found[0] if found else None
         model = None
         if latest is not None and latest.model_id is not None:
-            visible = {m.id: m.name for m in store.list_models(session, actor)}
-            model = visible.get(latest.model_id)
+            model = _model_names(session, actor).get(latest.model_id)
     return EarlierVerdicts(count, latest, model)
 
 
@@ -136,19 +136,16 @@ def field_performance(actor: Actor) -> list[FieldPerformance]:
     by_model: dict[int | None, list[AnalysisRecord]] = {}
     with store.session_scope(readonly=True) as session:
         total = min(store.count_analyses(session, actor, where), MAX_EXPORT_ROWS)
-        names = {m.id: m.name for m in store.list_models(session, actor)}
-        for offset in range(0, total, EXPORT_PAGE):
-            page = store.list_analyses(
-                session, actor, limit=EXPORT_PAGE, offset=offset, where=where
-            )
-            for analysis in page:
-                by_model.setdefault(analysis.model_id, []).append(analysis)
+        names = _model_names(session, actor)
+        for analysis in _matches(session, actor, where, total):
+            by_model.setdefault(analysis.model_id, []).append(analysis)
     rows = []
     for model_id, found in by_model.items():
-        humans = [_p_human_value(a) for a in found if a.outcome == "human"]
-        machines = [_p_human_value(a) for a in found if a.outcome != "human"]
+        humans = [_p_human(a) for a in found if a.outcome == "human"]
+        machines = [_p_human(a) for a in found if a.outcome != "human"]
         eer = None
-        if humans and machines and np.isfinite([*humans, *machines]).all():
+        scores = [*humans, *machines]
+        if humans and machines and None not in scores:
             eer = compute_eer(humans, machines)[0]
         decided = [a for a in found if a.verdict != "inconclusive"]
         correct = sum(a.verdict == a.outcome for a in decided)
@@ -168,10 +165,27 @@ def field_performance(actor: Actor) -> list[FieldPerformance]:
     return sorted(rows, key=lambda r: (-r.confirmed, r.model))
 
 
-def _p_human_value(analysis: AnalysisRecord) -> float:
+def _p_human(analysis: AnalysisRecord) -> float | None:
+    """The verdict's P(human), None when it has none."""
     from fakevoice.inference import BONAFIDE
 
-    return float(analysis.probabilities.get(BONAFIDE, float("nan")))
+    value = analysis.probabilities.get(BONAFIDE)
+    return None if value is None else float(value)
+
+
+def _model_names(session: Session, actor: Actor) -> dict[int, str]:
+    """The names of the models the actor may see now, by id."""
+    return {m.id: m.name for m in store.list_models(session, actor)}
+
+
+def _matches(
+    session: Session, actor: Actor, where: AnalysisFilter | None, total: int
+) -> Iterator[AnalysisRecord]:
+    """The first ``total`` verdicts ``where`` selects, newest first, read a page at a time."""
+    for offset in range(0, total, EXPORT_PAGE):
+        yield from store.list_analyses(
+            session, actor, limit=EXPORT_PAGE, offset=offset, where=where
+        )
 
 
 def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:
@@ -188,15 +202,11 @@ def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:
                 f"{total} verdicts match; an export holds at most {MAX_EXPORT_ROWS}. "
                 "Narrow the time range or the search."
             )
-        names = {m.id: m.name for m in store.list_models(session, actor)}
+        names = _model_names(session, actor)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for offset in range(0, total, EXPORT_PAGE):
-            page = store.list_analyses(
-                session, actor, limit=EXPORT_PAGE, offset=offset, where=where
-            )
-            writer.writerows(_csv_row(a, names) for a in page)
+        writer.writerows(_csv_row(a, names) for a in _matches(session, actor, where, total))
     return buffer.getvalue()
 
 
@@ -212,7 +222,7 @@ def _csv_row(analysis: AnalysisRecord, names: dict[int, str]) -> list[object]:
         analysis.model_id if analysis.model_id is not None else "",
         model,
         analysis.verdict,
-        _p_human(probabilities),
+        "" if (p_human := _p_human(analysis)) is None else round(p_human, 6),
         top,
         analysis.threshold,
         round(analysis.duration, 3),
@@ -223,10 +233,3 @@ def _csv_row(analysis: AnalysisRecord, names: dict[int, str]) -> list[object]:
         analysis.note or "",
     ]
     return [spreadsheet_safe(value) for value in row]
-
-
-def _p_human(probabilities: dict[str, float]) -> object:
-    from fakevoice.inference import BONAFIDE
-
-    value = probabilities.get(BONAFIDE)
-    return "" if value is None else round(value, 6)
