@@ -76,7 +76,7 @@ def _run_dict(run: Any) -> dict[str, Any]:
         "epochs": run.total_epochs,
         "kind": run.kind,
         "arch": run.spec.get("arch"),
-        "dataset": run.spec.get("name" if run.kind == "dataset" else "dataset"),
+        "dataset": run.dataset,
         "error": run.error,
         "notice": run.notice,
         "created": run.created_at.isoformat(timespec="seconds"),

@@ -327,7 +327,7 @@ def _admin_section(user: UserRecord) -> None:
                 "job": run.name,
                 "kind": JOB_KINDS[run.kind],
                 "arch": run.spec.get("arch", ""),
-                "dataset": run.spec.get("name" if run.kind == "dataset" else "dataset", ""),
+                "dataset": run.dataset or "",
                 "status": run.status,
                 "progress": run.progress,
                 "date": run.created_at.strftime("%Y-%m-%d %H:%M"),

@@ -272,7 +272,7 @@ class RunOut(BaseModel):
             total_epochs=run.total_epochs,
             kind=run.kind,
             arch=run.spec.get("arch"),
-            dataset=run.spec.get("name") if run.kind == "dataset" else run.spec.get("dataset"),
+            dataset=run.dataset,
             created_at=run.created_at,
             started_at=run.started_at,
             finished_at=run.finished_at,

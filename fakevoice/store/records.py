@@ -106,6 +106,12 @@ class RunRecord:
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def dataset(self) -> str | None:
+        """The dataset the job reads (a run, a test) or makes (a build)."""
+        value = self.spec.get("name" if self.kind == "dataset" else "dataset")
+        return value if isinstance(value, str) else None
+
 
 @dataclass(frozen=True)
 class BatchMetric:
