@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
-from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped
+from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped, finish_job
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
 
@@ -74,15 +74,15 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
         return "interrupted"
     except JobStopped:
         _clean_up(run, out_dir if claimed else None)
-        return _finish(run.id, worker_id, "cancelled", "Stopped on request.")
+        return finish_job(run.id, worker_id, "cancelled", "Stopped on request.")
     except FakeVoiceError as exc:
         _clean_up(run, out_dir if claimed else None)
-        return _finish(run.id, worker_id, "failed", str(exc))
+        return finish_job(run.id, worker_id, "failed", str(exc))
     except Exception as exc:  # a bug, a full disk: the job must still end, and leave nothing
         logger.error("dataset job %d failed:\n%s", run.id, traceback.format_exc())
         _clean_up(run, out_dir if claimed else None)
         message = f"The build stopped because of an internal error ({type(exc).__name__}: {exc})."
-        return _finish(run.id, worker_id, "failed", message)
+        return finish_job(run.id, worker_id, "failed", message)
     info = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8"))
     with store.session_scope() as session:
         _record(session, owner, spec.name, out_dir, report.items, info)
@@ -122,15 +122,3 @@ def _clean_up(run: RunRecord, out_dir: Path | None) -> None:
         remove_upload(DatasetBuildSpec.from_dict(run.spec))
     except FakeVoiceError:
         pass  # a damaged spec names no upload to remove
-
-
-def _finish(run_id: int, worker_id: str, status: str, message: str) -> str:
-    with store.session_scope() as session:
-        store.set_status(
-            session,
-            run_id,
-            "cancelled" if status == "cancelled" else "failed",
-            worker_id=worker_id,
-            error=message,
-        )
-    return status

@@ -17,8 +17,8 @@ import traceback
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
-from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped
-from fakevoice.store.records import RunRecord, RunStatus
+from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped, finish_job
+from fakevoice.store.records import RunRecord
 
 logger = logging.getLogger(__name__)
 
@@ -57,18 +57,11 @@ def execute_evaluation(run: RunRecord, worker_id: str) -> str:
         logger.warning("test %d: %s", run.id, exc)
         return "interrupted"
     except JobStopped:
-        return _finish(run.id, worker_id, "cancelled", "Stopped on request.")
+        return finish_job(run.id, worker_id, "cancelled", "Stopped on request.")
     except FakeVoiceError as exc:
-        return _finish(run.id, worker_id, "failed", str(exc))
+        return finish_job(run.id, worker_id, "failed", str(exc))
     except Exception as exc:  # a bug, a full disk: the job must still end
         logger.error("test %d failed:\n%s", run.id, traceback.format_exc())
         message = f"The test stopped because of an internal error ({type(exc).__name__}: {exc})."
-        return _finish(run.id, worker_id, "failed", message)
-    return _finish(run.id, worker_id, "succeeded", None)
-
-
-def _finish(run_id: int, worker_id: str, status: RunStatus, message: str | None) -> str:
-    with store.session_scope() as session:
-        store.set_status(session, run_id, status, worker_id=worker_id, error=message)
-    logger.info("test %d %s", run_id, status)
-    return status
+        return finish_job(run.id, worker_id, "failed", message)
+    return finish_job(run.id, worker_id, "succeeded")

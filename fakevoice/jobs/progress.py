@@ -1,4 +1,5 @@
-"""Progress of the jobs that are not training (dataset builds, tests of models on a dataset).
+"""Progress of the jobs that are not training (dataset builds, tests of models on a dataset), and
+how every job ends (:func:`finish_job`).
 
 Such a job reports how far it is after each item; :class:`JobProgress` writes it to the store at
 most once a second. The write is also the job's heartbeat, and it checks the stop flag: it raises
@@ -12,6 +13,7 @@ import time
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
+from fakevoice.store.records import RunStatus
 
 PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
 
@@ -54,3 +56,11 @@ class JobProgress:
             raise JobLost("This job is no longer held by this worker.")
         if stop:
             raise JobStopped("Stopped on request.")
+
+
+def finish_job(run_id: int, worker_id: str, status: RunStatus, message: str | None = None) -> str:
+    """Move a job this worker holds to its final ``status`` with the user's ``message`` (why it
+    failed or stopped), and return the status."""
+    with store.session_scope() as session:
+        store.set_status(session, run_id, status, worker_id=worker_id, error=message)
+    return status

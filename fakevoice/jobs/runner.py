@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
+from fakevoice.jobs.progress import finish_job
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric
 from fakevoice.tracking import RunTracker
@@ -161,12 +162,12 @@ def execute_run(run_id: int, worker_id: str) -> str:
         return "interrupted"
     except FakeVoiceError as exc:
         tracker.finish("failed", None, {})
-        return _finish(run_id, worker_id, "failed", str(exc))
+        return finish_job(run_id, worker_id, "failed", str(exc))
     except Exception as exc:  # a bug, a full disk, an out-of-memory: the run must still end
         logger.error("run %d failed:\n%s", run_id, traceback.format_exc())
         tracker.finish("failed", None, {})
         message = f"Training stopped because of an internal error ({type(exc).__name__}: {exc})."
-        return _finish(run_id, worker_id, "failed", message)
+        return finish_job(run_id, worker_id, "failed", message)
     status = _complete(run.owner_id, run.name, run_id, worker_id, run_dir, result)
     tracker.finish(status, run_dir if result.files else None, result.metrics)
     return status
@@ -230,9 +231,3 @@ def _unique_model_name(session: Session, owner_id: int, name: str) -> str:
     while f"{name} ({n})" in taken:
         n += 1
     return f"{name} ({n})"
-
-
-def _finish(run_id: int, worker_id: str, status: Literal["failed"], message: str) -> str:
-    with store.session_scope() as session:
-        store.set_status(session, run_id, status, worker_id=worker_id, error=message)
-    return status
