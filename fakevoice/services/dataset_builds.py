@@ -34,7 +34,7 @@ from fakevoice.datasets.uploads import (
 from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError, LimitExceededError
 from fakevoice.features import FeatureSpec
 from fakevoice.services.dataset_changes import check_new_dataset_name
-from fakevoice.services.runs import delete_run, stop_run
+from fakevoice.services.runs import delete_run, get_job, stop_run
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
 
@@ -153,9 +153,7 @@ def stop_dataset_build(actor: Actor, run_id: int) -> RunRecord:
     Raises:
         NotFoundError: no such build that the actor may see.
     """
-    with store.session_scope(readonly=True) as session:
-        if store.get_run(session, actor, run_id).kind != "dataset":
-            raise InvalidSpecError(f"Job {run_id} is not a dataset build.")
+    get_job(actor, run_id, "dataset")
     return stop_run(actor, run_id)
 
 
@@ -167,10 +165,7 @@ def clear_dataset_build(actor: Actor, run_id: int) -> None:
         NotFoundError: no such build that the actor may see.
         ConflictError: the build is queued or running (stop it first).
     """
-    with store.session_scope(readonly=True) as session:
-        run = store.get_run(session, actor, run_id)
-    if run.kind != "dataset":
-        raise InvalidSpecError(f"Job {run_id} is not a dataset build.")
+    run = get_job(actor, run_id, "dataset")
     if run.is_active:
         raise ConflictError(
             f"The build of {run.spec.get('name')!r} is {run.status}; stop it first."

@@ -31,7 +31,7 @@ from fakevoice.services.evaluation import (
     SPLITS,
     DatasetEvaluation,
 )
-from fakevoice.services.runs import delete_run, stop_run
+from fakevoice.services.runs import delete_run, get_job, stop_run
 from fakevoice.services.verdicts import get_model
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunKind, RunRecord
@@ -177,11 +177,7 @@ def list_evaluations(actor: Actor) -> list[RunRecord]:
 
 def get_evaluation(actor: Actor, run_id: int) -> RunRecord:
     """One of the actor's tests (NotFoundError otherwise; InvalidSpecError for another job)."""
-    with store.session_scope(readonly=True) as session:
-        run = store.get_run(session, actor, run_id)
-    if run.kind != KIND:
-        raise InvalidSpecError(f"Job {run_id} is not a test of models on a dataset.")
-    return run
+    return get_job(actor, run_id, KIND)
 
 
 def evaluation_results(actor: Actor, run_id: int) -> list[DatasetEvaluation]:

@@ -133,6 +133,26 @@ def get_run(actor: Actor, run_id: int) -> RunRecord:
         return store.get_run(session, actor, run_id)
 
 
+JOB_KIND_NAMES: dict[RunKind, str] = {
+    "train": "a training run",
+    "dataset": "a dataset build",
+    "evaluate": "a test of models on a dataset",
+}
+
+
+def get_job(actor: Actor, run_id: int, kind: RunKind) -> RunRecord:
+    """One job of ``kind`` the actor may see.
+
+    Raises:
+        NotFoundError: no such job that the actor may see.
+        InvalidSpecError: the job is of another kind.
+    """
+    run = get_run(actor, run_id)
+    if run.kind != kind:
+        raise InvalidSpecError(f"Job {run_id} is not {JOB_KIND_NAMES[kind]}.")
+    return run
+
+
 def find_run(actor: Actor, key: str | int) -> RunRecord:
     """A run by id or by name (the actor's own runs first).
 
