@@ -7,7 +7,9 @@ import os
 import shutil
 import tempfile
 
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as fakevoice.api.monitoring (not imported here)
+# As fakevoice.api.monitoring, which is not imported here: importing it loads the whole app (torch
+# included, about 3 s) into this parent process, which only starts the workers.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def cmd_api(args: argparse.Namespace) -> int:

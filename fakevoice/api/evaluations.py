@@ -15,11 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
 from fakevoice.api.auth import SignedInDep
+from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import RunOut
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
-
-MAX_ID = 2**63 - 1
 
 
 class EvaluationIn(BaseModel):
