@@ -100,12 +100,16 @@ def results_dir(run_id: int) -> Path:
     return run_dir_for(run_id)
 
 
+def result_files(folder: Path, index: int) -> tuple[Path, Path]:
+    """The report and the scores of the spec's ``index``-th model in a test's folder."""
+    return folder / f"{index}-report.json", folder / f"{index}-scores.csv"
+
+
 def save_result(folder: Path, index: int, evaluation: DatasetEvaluation) -> None:
     """Write one model's result (``index``: its place in the spec); the report goes last, so a
     report on disk always has its scores beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    scores = folder / f"{index}-scores.csv"
-    report = folder / f"{index}-report.json"
+    report, scores = result_files(folder, index)
     for path, data in ((scores, evaluation.scores_csv()), (report, evaluation.report_json())):
         partial = path.with_suffix(path.suffix + ".part")
         partial.write_bytes(data)
@@ -116,8 +120,7 @@ def load_results(folder: Path, count: int) -> list[DatasetEvaluation]:
     """The results written so far, in the order of the spec's models (missing ones left out)."""
     found = []
     for index in range(count):
-        report = folder / f"{index}-report.json"
-        scores = folder / f"{index}-scores.csv"
+        report, scores = result_files(folder, index)
         if not (report.is_file() and scores.is_file()):
             continue
         table = pd.read_csv(scores, dtype={"item": str, "speaker": str, "class": str})
@@ -190,7 +193,7 @@ def models_done(run: RunRecord) -> int:
     """How many of a test's models have their result saved (a test the caller has read)."""
     count = len(run.spec.get("models", []))
     folder = results_dir(run.id)
-    return sum((folder / f"{index}-report.json").is_file() for index in range(count))
+    return sum(result_files(folder, index)[0].is_file() for index in range(count))
 
 
 def stop_evaluation(actor: Actor, run_id: int) -> RunRecord:
