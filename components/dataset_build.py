@@ -7,8 +7,6 @@ running), with a stop button. The dataset is the user's: only they and administr
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import streamlit as st
 
 from components import job_list
@@ -21,7 +19,6 @@ from fakevoice.store.records import Actor, RunRecord
 
 UPLOAD_TYPES = ["zip", "wav", "flac", "mp3", "ogg", "opus", "webm", "m4a", "mp4", "aac", "g722"]
 SHOWN_BUILDS = 5
-REFRESH = timedelta(seconds=2)
 
 
 def render(actor: Actor, *, expanded: bool) -> None:
@@ -31,7 +28,11 @@ def render(actor: Actor, *, expanded: bool) -> None:
     ):
         _form(actor)
     if services.list_dataset_builds(actor):
-        _builds(actor)
+        job_list.panel(
+            "Your dataset builds",
+            lambda: services.list_dataset_builds(actor)[:SHOWN_BUILDS],
+            lambda run: _build_row(actor, run),
+        )
 
 
 def _form(actor: Actor) -> None:
@@ -102,20 +103,6 @@ def _form(actor: Actor) -> None:
         return
     recordings = run.spec.get("recordings", 0)
     st.success(f"Queued: '{name.strip()}' from {recordings} recordings. Follow it below.")
-
-
-def _builds(actor: Actor) -> None:
-    """The latest builds; refreshed every 2 s while one of them is queued or running."""
-    runs = services.list_dataset_builds(actor)[:SHOWN_BUILDS]
-    active = any(run.is_active for run in runs)
-
-    @st.fragment(run_every=REFRESH if active else None)
-    def panel() -> None:
-        st.markdown("**Your dataset builds**")
-        for run in services.list_dataset_builds(actor)[:SHOWN_BUILDS]:
-            _build_row(actor, run)
-
-    panel()
 
 
 def _build_row(actor: Actor, run: RunRecord) -> None:

@@ -11,8 +11,6 @@ their ROC curves on one chart, with each model's full view below.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import streamlit as st
 
 from components import detection_charts, job_list, training_view
@@ -31,7 +29,6 @@ SPLIT_LABELS = {
 DEFAULT_TEST_ITEMS = 500
 SHOWN_TESTS = 6
 SHOWN_KEY = "eval_test_shown"  # the id of the test whose results are shown
-REFRESH = timedelta(seconds=2)
 ENDED_WITH_RESULTS = ("succeeded", "cancelled", "failed")  # a failed test keeps the models done
 
 
@@ -47,7 +44,11 @@ def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
         if names:
             st.info("Choose a dataset and press Run the test.")
         return
-    _tests(actor, [r.id for r in runs if r.is_active])
+    job_list.panel(
+        "Your tests",
+        lambda: services.list_evaluations(actor)[:SHOWN_TESTS],
+        lambda run: _test_row(actor, run),
+    )
     _results(actor, runs)
 
 
@@ -98,21 +99,6 @@ def _form(actor: Actor, model: ModelRecord, models: list[ModelRecord], names: li
         return
     st.session_state[SHOWN_KEY] = run.id
     st.success(f"Queued '{run.name}'. Follow it below; it goes on when you leave this page.")
-
-
-def _tests(actor: Actor, active: list[int]) -> None:
-    """The latest tests; refreshed every 2 s while one of them is queued or running."""
-
-    @st.fragment(run_every=REFRESH if active else None)
-    def panel() -> None:
-        runs = services.list_evaluations(actor)[:SHOWN_TESTS]
-        if [r.id for r in runs if r.is_active] != active:
-            st.rerun()  # a test has ended: the whole page shows its results
-        st.markdown("**Your tests**")
-        for run in runs:
-            _test_row(actor, run)
-
-    panel()
 
 
 def _test_row(actor: Actor, run: RunRecord) -> None:

@@ -1,9 +1,11 @@
-"""Rows of a list of background jobs (dataset builds, tests of models): where a job stands, with
-its Stop / Resume buttons, and the buttons' action followed by a rerun of the page."""
+"""Lists of background jobs (dataset builds, renders, tests of models): the panel that follows
+them, where each job stands with its Stop / Resume buttons, and the buttons' action followed by a
+rerun of the page."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -11,6 +13,31 @@ from streamlit.delta_generator import DeltaGenerator
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.store.records import Actor, RunRecord
+
+REFRESH = timedelta(seconds=2)
+
+
+def panel(
+    title: str, jobs: Callable[[], list[RunRecord]], row: Callable[[RunRecord], None]
+) -> None:
+    """The jobs of ``jobs()`` (the latest few, newest first) under ``title``, one ``row`` each.
+
+    The panel refreshes every 2 s while one of them is queued or running, and runs the whole page
+    again when one ends (or a new one starts), since what it made (a dataset, a result) shows
+    elsewhere on the page.
+    """
+    active = [run.id for run in jobs() if run.is_active]
+
+    @st.fragment(run_every=REFRESH if active else None)
+    def follow() -> None:
+        runs = jobs()
+        if [run.id for run in runs if run.is_active] != active:
+            st.rerun()
+        st.markdown(f"**{title}**")
+        for run in runs:
+            row(run)
+
+    follow()
 
 
 def act(action: Callable[[], object]) -> None:

@@ -1,6 +1,7 @@
 """Datasets page: build a dataset from your own recordings (a background job), what a built
 dataset holds, one utterance human vs machine side by side, deleting your own datasets, and (for
-administrators) the same clips rendered again with other spectrogram features."""
+administrators) the same clips rendered again with other spectrogram features (a background job
+too)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import random
 
 import streamlit as st
 
-from components import auth, dataset_build, dataset_view
+from components import auth, dataset_build, dataset_view, job_list
 from fakevoice import services
 from fakevoice.colormaps import COLORMAPS
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FEATURE_KINDS, FeatureSpec
-from fakevoice.store.records import Actor
+from fakevoice.store.records import Actor, RunRecord
 
 DATASET_KEY = "dataset"  # also the query parameter, so a link can name the dataset
 SEED_KEY = "compare_seed"
 RANDOM = "random"
+SHOWN_RENDERS = 5
 
 
 def _no_datasets() -> None:
@@ -151,24 +153,61 @@ def _render_form(name: str, spec: dict[str, object]) -> None:
         "image_height": int(height),
         "image_width": int(width),
     }
-    bar = st.progress(0.0, text="Rendering...")
     try:
-        report = services.render_dataset(
-            name,
-            new_name.strip(),
-            overrides,
-            actor=user.actor,
-            workers=1,  # in this server process: no worker processes from a page
-            on_progress=lambda done, total: bar.progress(
-                done / total, text=f"Rendered {done} of {total} clips"
-            ),
-        )
+        run = services.submit_render(user.actor, name, new_name.strip(), overrides)
     except FakeVoiceError as exc:
-        bar.empty()
         st.error(str(exc))
         return
-    bar.empty()
-    st.success(report.summary().replace(str(report.out_dir), f"'{report.out_dir.name}'"))
+    st.success(
+        f"Queued: '{run.spec['name']}', {kind} images of '{name}'. Follow it below; it goes on "
+        "when you leave this page."
+    )
+
+
+def _renders(actor: Actor | None) -> None:
+    """Administrators: their latest renders, followed while one is queued or running."""
+    if actor is None or not actor.is_admin or not services.list_renders(actor):
+        return
+    job_list.panel(
+        "Your renders",
+        lambda: services.list_renders(actor)[:SHOWN_RENDERS],
+        lambda run: _render_row(actor, run),
+    )
+
+
+def _render_row(actor: Actor, run: RunRecord) -> None:
+    new = str(run.spec.get("name", run.name))
+    left, right, clear = st.columns([8, 2, 2])
+    job_list.status_line(
+        actor,
+        run,
+        new,
+        done="rendered",
+        key="render",
+        stop=lambda: services.stop_render(actor, run.id),
+        columns=(left, right),
+    )
+    if run.status == "succeeded":  # a callback: it runs before the dataset box is made
+        right.button(
+            "Open",
+            key=f"render_open:{run.id}",
+            icon=":material/open_in_new:",
+            on_click=_open_dataset,
+            args=(new,),
+        )
+    if not run.is_active and clear.button(
+        "Clear", key=f"render_clear:{run.id}", icon=":material/close:", help="take it off this list"
+    ):
+        job_list.act(lambda: services.clear_render(actor, run.id))
+    features = run.spec.get("feature_spec", {})
+    size = f"{features.get('image_height')}x{features.get('image_width')}"
+    what = f"{features.get('kind')} images ({size} pixels) of '{run.spec.get('source')}'."
+    st.caption(run.notice if run.status == "succeeded" and run.notice else what)
+
+
+def _open_dataset(name: str) -> None:
+    st.query_params[DATASET_KEY] = name
+    st.session_state[DATASET_KEY] = name
 
 
 def _delete(actor: Actor | None, name: str, owner_id: int | None) -> None:
@@ -215,6 +254,7 @@ def main() -> None:
         dataset_view.render_details(overview)
         _compare(actor, name, overview.noise_levels)
         _render_form(name, overview.feature_spec)
+        _renders(actor)
         _delete(actor, name, overview.owner_id)
     except FakeVoiceError as exc:
         st.error(str(exc))

@@ -147,6 +147,7 @@ JOB_PAGES = {  # where each kind of job is followed (tests: Evaluate, mode "Test
     "train": ("pages/train.py", "Train"),
     "dataset": ("pages/datasets.py", "Datasets"),
     "evaluate": ("pages/evaluate.py", "Evaluate"),
+    "render": ("pages/datasets.py", "Datasets"),
 }
 
 

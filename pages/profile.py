@@ -23,7 +23,12 @@ USER_PARAM = "user"
 RUN_PARAM = "run"
 _FLASH = "profile_flash"
 _CONFIRM = "profile_confirm_delete"
-JOB_KINDS = {"train": "training run", "dataset": "dataset build", "evaluate": "test of models"}
+JOB_KINDS = {
+    "train": "training run",
+    "dataset": "dataset build",
+    "evaluate": "test of models",
+    "render": "dataset rendered again",
+}
 
 
 def _flash(message: str) -> None:

@@ -198,7 +198,7 @@ def test_a_user_owns_at_most_max_datasets_per_user(
 def test_a_name_is_taken_by_a_dataset_or_a_build_under_way(workbench: dict[str, str]) -> None:
     alice, bob = make_user("alice"), make_user("bob")
     services.submit_dataset_build(alice, "calls", [("c.zip", two_speakers())], generators=["lpc"])
-    with pytest.raises(ConflictError, match="being built"):
+    with pytest.raises(ConflictError, match="is being made"):
         services.submit_dataset_build(bob, "calls", [("c.zip", two_speakers())])
     (Path(workbench["FAKEVOICE_DATASET_DIR"]) / "taken").mkdir(parents=True)
     with pytest.raises(ConflictError, match="taken"):

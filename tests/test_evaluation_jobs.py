@@ -136,7 +136,7 @@ def test_a_test_counts_against_the_jobs_a_user_may_have(
     monkeypatch.setenv("FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER", "1")
     get_settings.cache_clear()
     services.submit_evaluation(owner, [models[0].id], DATASET)
-    with pytest.raises(LimitExceededError, match="dataset builds or tests"):
+    with pytest.raises(LimitExceededError, match="dataset builds, renders or tests"):
         services.submit_evaluation(owner, [models[1].id], DATASET)
 
 

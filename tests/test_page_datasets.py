@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from fakevoice import accounts, services
 from fakevoice.errors import NotFoundError, PermissionDeniedError
+from fakevoice.settings import get_settings
 
 MANIFEST_COLUMNS = (
     "item",
@@ -313,9 +314,13 @@ def test_only_administrators_see_the_render_form(tiny: pd.DataFrame) -> None:
         services.render_dataset("tiny", "mine", {"kind": "lfcc"}, actor=viewer.actor)
 
 
-def test_an_administrator_renders_a_dataset_with_other_features(
-    tiny: pd.DataFrame, dataset_root: Path
+def test_an_administrator_renders_a_dataset_with_other_features_in_a_job(
+    tiny: pd.DataFrame, dataset_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from test_page_evaluate import run_queued_jobs
+
+    monkeypatch.setenv("FAKEVOICE_BUILD_WORKERS", "1")
+    get_settings.cache_clear()
     at = signed_in(datasets_page(), "admin", admin=True).run()
     assert_no_exception(at)
     assert "Render these clips with other features" in [e.label for e in at.expander]
@@ -328,12 +333,35 @@ def test_an_administrator_renders_a_dataset_with_other_features(
     at.button(key="render_submit").click().run()
     assert_no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    assert any("Rendered 20 lfcc images (20x48 pixels)" in s.value for s in at.success)
+    assert any("Queued: 'tiny-lfcc', lfcc images of 'tiny'" in s.value for s in at.success)
+    assert not (dataset_root / "tiny-lfcc").exists()  # the page only queued it
+    assert "**Your renders**" in [m.value for m in at.markdown]
+    assert any("tiny-lfcc: queued" in p.proto.text for p in at.get("progress"))
+
+    at.button(key="render_submit").click().run()  # the same name while queued: refused
+    assert any("is being made" in e.value for e in at.error)
+
+    admin = accounts.user_by_username("admin")
+    assert admin is not None
+    (run,) = services.list_renders(admin.actor)
+    assert run_queued_jobs() == ["succeeded"]
     info = json.loads((dataset_root / "tiny-lfcc" / "dataset.json").read_text())
     assert info["feature_spec"]["kind"] == "lfcc" and info["rendered_from"] == "tiny"
     assert "tiny-lfcc" in services.dataset_names(actor=None)
     image = Image.open(dataset_root / "tiny-lfcc" / tiny["image_path"].iloc[0])
     assert image.size == (48, 20)
 
-    at.button(key="render_submit").click().run()  # the same name again: a message, nothing lost
-    assert any("already exists" in e.value for e in at.error)
+    at.run()
+    assert_no_exception(at)
+    assert any("tiny-lfcc: rendered" in s.value for s in at.success)
+    assert any("Rendered 20 lfcc images (20x48 pixels)" in c.value for c in at.caption)
+    at.button(key=f"render_open:{run.id}").click().run()
+    assert_no_exception(at)
+    assert at.selectbox(key="dataset").value == "tiny-lfcc"
+    at.button(key="render_submit").click().run()  # the name exists now: a message, nothing lost
+    assert any("exists already" in e.value for e in at.error)
+    assert len(services.list_renders(admin.actor)) == 1
+    at.button(key=f"render_clear:{run.id}").click().run()
+    assert_no_exception(at)
+    assert services.list_renders(admin.actor) == []
+    assert "tiny-lfcc" in services.dataset_names(actor=None)  # the dataset stays

@@ -14,6 +14,7 @@ from test_page_datasets import write_fixture_dataset
 from test_page_profile import add_model
 
 from fakevoice import accounts, store
+from fakevoice.settings import get_settings
 
 
 def home_page() -> AppTest:
@@ -220,12 +221,17 @@ def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_setting
     assert "bob" not in " ".join(str(t) for t in tables.values())
 
 
-def test_dashboard_follows_my_jobs_of_every_kind_in_progress(isolated_settings: Path) -> None:
+def test_dashboard_follows_my_jobs_of_every_kind_in_progress(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER", "3")
+    get_settings.cache_clear()
     alice = accounts.register("alice", PASSWORD).actor
     bob = accounts.register("bob", PASSWORD).actor
     with store.session_scope() as session:
         store.create_run(session, alice, "alice run", {"dataset": "demo", "arch": "specnet"})
         store.create_run(session, alice, "test m on demo", {"kind": "evaluate"}, kind="evaluate")
+        store.create_run(session, alice, "render demo-lfcc", {"kind": "render"}, kind="render")
         store.create_run(session, bob, "bob run", {"dataset": "demo", "arch": "resnet18"})
     at = home_page()
     at.session_state[USER_KEY] = alice.user_id
@@ -234,9 +240,13 @@ def test_dashboard_follows_my_jobs_of_every_kind_in_progress(isolated_settings: 
     assert "In progress" in [h.value for h in at.subheader]
     bars = [p.proto.text for p in at.get("progress")]
     # Oldest first: the order the workers take them in.
-    assert bars == ["alice run: queued (0%)", "test m on demo: queued (0%)"]
+    assert bars == [
+        "alice run: queued (0%)",
+        "test m on demo: queued (0%)",
+        "render demo-lfcc: queued (0%)",
+    ]
     links = [link.proto.label for link in at.get("page_link")]
-    assert {"Follow on Train", "Follow on Evaluate"} <= set(links)
+    assert {"Follow on Train", "Follow on Evaluate", "Follow on Datasets"} <= set(links)
     with store.session_scope() as session:
         for job in store.list_runs(session, alice, kind=None):
             store.request_stop(session, alice, job.id)

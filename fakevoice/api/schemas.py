@@ -244,9 +244,9 @@ class EpochOut(BaseModel):
 class RunOut(BaseModel):
     id: int
     name: str
-    kind: Literal["train", "dataset", "evaluate"] = Field(
-        description="a training run, the build of a dataset from uploaded recordings, or a test "
-        "of models on a dataset"
+    kind: Literal["train", "dataset", "evaluate", "render"] = Field(
+        description="a training run, the build of a dataset from uploaded recordings, a test "
+        "of models on a dataset, or a dataset rendered again with other features"
     )
     status: str
     progress: float = Field(description="0 to 1")
@@ -353,7 +353,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0008", "head": "0008"},
+            "database": {"ok": True, "revision": "0009", "head": "0009"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }

@@ -135,6 +135,17 @@ def render_dataset(
     )
 
 
+def remove_unfinished(out_dir: Path) -> int:
+    """Remove the staging folders that renders into ``out_dir`` left when their process died
+    (``.<name>.rendering-<pid>`` beside it); returns how many. Only for a caller that holds the
+    name (a render job), since a render in progress has one too."""
+    out_dir = Path(out_dir)
+    found = list(out_dir.parent.glob(f".{out_dir.name}.rendering-*"))
+    for staging in found:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(found)
+
+
 def _link_clips(source_dir: Path, staging: Path, relative: list[str]) -> int:
     """Hard-link (or copy) every clip into the staging folder; returns how many."""
     for name in relative:
@@ -176,9 +187,10 @@ def _render_all(
                     on_progress(finished, len(groups))
             return done
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(
+        pool = concurrent.futures.ProcessPoolExecutor(
             count, mp_context=context, initializer=init_worker
-        ) as pool:
+        )
+        try:
             futures = [
                 pool.submit(_render_clip, source, staging, clip, rows, spec)
                 for clip, rows in groups
@@ -187,7 +199,10 @@ def _render_all(
                 done += future.result()
                 bar.update()
                 if on_progress is not None:
-                    on_progress(finished, len(groups))
+                    on_progress(finished, len(groups))  # may raise (a stopped job)
+        finally:
+            # A failure or a stop cancels the clips not yet started, instead of waiting for all.
+            pool.shutdown(wait=True, cancel_futures=True)
         return done
     finally:
         bar.close()

@@ -46,9 +46,9 @@ def _remote_execute(run_id: int, worker_id: str, env: dict[str, str]) -> str:
 
 def task_resources(spec: dict[str, Any]) -> dict[str, float]:
     """Ray resources of a run: one GPU when the spec asks for CUDA (or auto on a GPU cluster:
-    tests of models on a dataset, whose spec names no device, too); a dataset build
-    (``spec["kind"] == "dataset"``) is CPU work and never takes a GPU."""
-    if spec.get("kind") == "dataset":
+    tests of models on a dataset, whose spec names no device, too); a dataset build or render
+    (``spec["kind"]`` ``"dataset"`` or ``"render"``) is CPU work and never takes a GPU."""
+    if spec.get("kind") in ("dataset", "render"):
         return {"num_gpus": 0.0, "num_cpus": 1.0}
     device = spec.get("device", "auto")
     if device == "cuda":

@@ -106,8 +106,9 @@ class StoreSink:
 
 def execute_run(run_id: int, worker_id: str) -> str:
     """Train run ``run_id`` (already claimed as running by ``worker_id``) to a final status; a job
-    of kind ``dataset`` builds its dataset instead (:mod:`fakevoice.jobs.dataset_job`), and one of
-    kind ``evaluate`` tests models on a dataset (:mod:`fakevoice.jobs.evaluation_job`).
+    of kind ``dataset`` builds its dataset instead (:mod:`fakevoice.jobs.dataset_job`), one of
+    kind ``evaluate`` tests models on a dataset (:mod:`fakevoice.jobs.evaluation_job`), and one of
+    kind ``render`` renders a dataset again (:mod:`fakevoice.jobs.render_job`).
 
     Returns:
         The final status written to the store.
@@ -122,6 +123,10 @@ def execute_run(run_id: int, worker_id: str) -> str:
         from fakevoice.jobs.evaluation_job import execute_evaluation
 
         return execute_evaluation(run, worker_id)
+    if run.kind == "render":
+        from fakevoice.jobs.render_job import execute_render
+
+        return execute_render(run, worker_id)
     run_dir = run_dir_for(run_id)
     tracker = RunTracker(on_notice=lambda text: add_notice(run_id, text))
     # A run queued with a resume epoch continues from its checkpoint (and its MLflow run); one

@@ -2,6 +2,7 @@
 
 * :mod:`~fakevoice.services.datasets`: built datasets, their counts, side-by-side comparisons;
 * :mod:`~fakevoice.services.dataset_changes`: record, delete and re-render datasets;
+* :mod:`~fakevoice.services.dataset_renders`: re-renders as background jobs (the Datasets page);
 * :mod:`~fakevoice.services.dataset_builds`: datasets built from a user's uploaded recordings;
 * :mod:`~fakevoice.services.runs`: submit, follow, stop and resume training runs;
 * :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import;
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
         delete_dataset,
         record_owner,
         render_dataset,
+    )
+    from fakevoice.services.dataset_renders import (
+        clear_render,
+        list_renders,
+        stop_render,
+        submit_render,
     )
     from fakevoice.services.datasets import (
         ATTRIBUTION_NAME,
@@ -110,6 +117,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "delete_dataset",
         "record_owner",
         "render_dataset",
+    ),
+    "fakevoice.services.dataset_renders": (
+        "clear_render",
+        "list_renders",
+        "stop_render",
+        "submit_render",
     ),
     "fakevoice.services.datasets": (
         "ATTRIBUTION_NAME",
@@ -203,6 +216,7 @@ __all__ = [
     "check_spec",
     "clear_dataset_build",
     "clear_evaluation",
+    "clear_render",
     "cli_actor",
     "compare_utterance",
     "copy_synthesis_generators",
@@ -231,6 +245,7 @@ __all__ = [
     "list_datasets",
     "list_evaluations",
     "list_models",
+    "list_renders",
     "model_not_found",
     "list_runs",
     "memory_advice",
@@ -246,9 +261,11 @@ __all__ = [
     "selection_counts",
     "stop_dataset_build",
     "stop_evaluation",
+    "stop_render",
     "stop_run",
     "submit_dataset_build",
     "submit_evaluation",
+    "submit_render",
     "submit_run",
     "utterances",
     "wait_for_run",

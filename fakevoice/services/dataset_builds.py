@@ -21,7 +21,6 @@ from typing import Any
 
 from fakevoice import store
 from fakevoice.batch import read_batch
-from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
 from fakevoice.datasets.folder import class_names, folder_recordings
 from fakevoice.datasets.generators import all_generators, get_generator
 from fakevoice.datasets.noise import noise_name, parse_noise_name
@@ -33,7 +32,7 @@ from fakevoice.datasets.uploads import (
 )
 from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError, LimitExceededError
 from fakevoice.features import FeatureSpec
-from fakevoice.services.dataset_changes import check_new_dataset_name
+from fakevoice.services.dataset_changes import check_name_is_free, check_new_dataset_name
 from fakevoice.services.runs import delete_run, get_job, stop_run
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
@@ -43,7 +42,6 @@ logger = logging.getLogger(__name__)
 JOB_PREFIX = "dataset "  # a build's job is named after its dataset: "dataset <name>"
 DEFAULT_BUILD_GENERATORS: tuple[str, ...] = ("world", "griffinlim", "mel_griffinlim", "lpc")
 DEFAULT_BUILD_NOISE: tuple[str, ...] = ("snr_inf", "snr_20db", "snr_10db")
-RESERVED_NAMES = frozenset({"demo"})  # `make run` builds the shared demo there when it is missing
 
 
 def submit_dataset_build(
@@ -75,7 +73,7 @@ def submit_dataset_build(
         DatasetError: the upload holds no usable audio file or an unknown class folder.
     """
     name = check_new_dataset_name(name)
-    _check_name_is_free(name)
+    check_name_is_free(name)
     _check_quota(actor)
     chosen = tuple(dict.fromkeys(get_generator(g).name for g in generators))
     vocoders = copy_synthesis_generators()
@@ -206,18 +204,3 @@ def _check_quota(actor: Actor) -> None:
             f"You may keep at most {limit} datasets on this server; delete one on the Datasets "
             "page first."
         )
-
-
-def _check_name_is_free(name: str) -> None:
-    if name.lower() in RESERVED_NAMES:
-        raise ConflictError(
-            f"The name {name!r} is kept for the server's demo dataset; choose another name."
-        )
-    if any(d.name == name for d in catalog_list_datasets(get_settings().dataset_dir)):
-        raise ConflictError(f"A dataset called {name!r} exists already; choose another name.")
-    if (get_settings().dataset_dir / name).exists():
-        raise ConflictError(f"The name {name!r} is taken on this server; choose another name.")
-    with store.session_scope(readonly=True) as session:
-        pending = store.active_job_specs(session, kind="dataset")
-    if any(spec.get("name") == name for spec in pending):
-        raise ConflictError(f"A dataset called {name!r} is being built; choose another name.")

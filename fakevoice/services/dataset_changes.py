@@ -25,7 +25,7 @@ from fakevoice.errors import (
 )
 from fakevoice.services.datasets import BUILD_HINT, find_dataset
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor
+from fakevoice.store.records import Actor, RunKind
 
 if TYPE_CHECKING:
     from fakevoice.datasets.render import RenderReport
@@ -58,7 +58,7 @@ def delete_dataset(actor: Actor, name: str) -> None:
     Raises:
         NotFoundError: no such dataset that the actor may see.
         PermissionDeniedError: a shared dataset, and the actor is not an administrator.
-        ConflictError: a queued or running training run uses it.
+        ConflictError: a queued or running training run, test or render uses it.
     """
     import shutil
 
@@ -72,9 +72,14 @@ def delete_dataset(actor: Actor, name: str) -> None:
             )
         if not actor.can_write(owner_id):
             raise PermissionDeniedError("Only its owner or an administrator may delete a dataset.")
-        if any(spec.get("dataset") == name for spec in store.active_job_specs(session, "train")):
+        users = store.active_job_specs(session, ("train", "evaluate"))
+        if any(spec.get("dataset") == name for spec in users):
             raise ConflictError(
-                f"A queued or running training run uses {name!r}; stop it first or wait."
+                f"A queued or running training run or test uses {name!r}; stop it first or wait."
+            )
+        if any(spec.get("source") == name for spec in store.active_job_specs(session, "render")):
+            raise ConflictError(
+                f"{name!r} is being rendered again as a new dataset; stop that first or wait."
             )
         store.forget_dataset_folder(session, key)
     shutil.rmtree(summary.path, ignore_errors=True)
@@ -97,6 +102,31 @@ def check_new_dataset_name(name: str) -> str:
             f"dot; got {name!r}."
         )
     return name
+
+
+RESERVED_NAMES = frozenset({"demo"})  # `make run` builds the shared demo there when it is missing
+MAKING_KINDS: tuple[RunKind, ...] = ("dataset", "render")  # the jobs that make a dataset
+
+
+def check_name_is_free(name: str) -> None:
+    """Refuse a new dataset's name that is taken: reserved, a dataset or folder on disk, or the
+    dataset of a queued or running build or render.
+
+    Raises:
+        ConflictError: the name is taken.
+    """
+    if name.lower() in RESERVED_NAMES:
+        raise ConflictError(
+            f"The name {name!r} is kept for the server's demo dataset; choose another name."
+        )
+    if any(d.name == name for d in catalog_list_datasets(get_settings().dataset_dir)):
+        raise ConflictError(f"A dataset called {name!r} exists already; choose another name.")
+    if (get_settings().dataset_dir / name).exists():
+        raise ConflictError(f"The name {name!r} is taken on this server; choose another name.")
+    with store.session_scope(readonly=True) as session:
+        pending = store.active_job_specs(session, kind=MAKING_KINDS)
+    if any(spec.get("name") == name for spec in pending):
+        raise ConflictError(f"A dataset called {name!r} is being made; choose another name.")
 
 
 def render_dataset(

@@ -137,6 +137,7 @@ JOB_KIND_NAMES: dict[RunKind, str] = {
     "train": "a training run",
     "dataset": "a dataset build",
     "evaluate": "a test of models on a dataset",
+    "render": "a dataset rendered again",
 }
 
 

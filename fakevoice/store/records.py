@@ -18,7 +18,7 @@ from fakevoice.errors import InvalidSpecError
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 RunBackend = Literal["local", "ray"]
-RunKind = Literal["train", "dataset", "evaluate"]
+RunKind = Literal["train", "dataset", "evaluate", "render"]
 AnalysisSource = Literal["page", "api", "cli"]
 
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
@@ -108,8 +108,8 @@ class RunRecord:
 
     @property
     def dataset(self) -> str | None:
-        """The dataset the job reads (a run, a test) or makes (a build)."""
-        value = self.spec.get("name" if self.kind == "dataset" else "dataset")
+        """The dataset the job reads (a run, a test) or makes (a build, a render)."""
+        value = self.spec.get("name" if self.kind in ("dataset", "render") else "dataset")
         return value if isinstance(value, str) else None
 
 

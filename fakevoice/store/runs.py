@@ -82,7 +82,7 @@ def create_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, actor.user_id) >= limit:
         raise LimitExceededError(
-            f"You already have {limit} jobs (training runs, dataset builds or tests) queued or "
+            f"You already have {limit} jobs (training runs, dataset builds, renders or tests) queued or "
             "running; wait for one to finish or stop one."
         )
     epochs = spec.get("epochs", 0)
@@ -150,13 +150,14 @@ def unused_run_name(session: Session, actor: Actor, name: str) -> str:
     return candidate
 
 
-def active_job_specs(session: Session, kind: RunKind) -> list[dict[str, Any]]:
-    """The specs of every user's queued and running jobs of one kind.
+def active_job_specs(session: Session, kind: RunKind | tuple[RunKind, ...]) -> list[dict[str, Any]]:
+    """The specs of every user's queued and running jobs of one kind (or of these kinds).
 
     Not user-facing (it returns no owner or id): services check with it that a dataset is not in
-    use, or that a dataset name is not being built already.
+    use, or that a dataset name is not being made already.
     """
-    query = select(RunRow.spec).where(RunRow.status.in_(ACTIVE_STATUSES), RunRow.kind == kind)
+    kinds = (kind,) if isinstance(kind, str) else kind
+    query = select(RunRow.spec).where(RunRow.status.in_(ACTIVE_STATUSES), RunRow.kind.in_(kinds))
     return [dict(spec) for spec in session.scalars(query)]
 
 
@@ -203,7 +204,7 @@ def requeue_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, row.owner_id) >= limit:
         raise LimitExceededError(
-            f"You already have {limit} jobs (training runs, dataset builds or tests) queued or "
+            f"You already have {limit} jobs (training runs, dataset builds, renders or tests) queued or "
             "running; wait for one to finish or stop one."
         )
     requeue_row(session, row, resume_from_epoch)

@@ -43,7 +43,7 @@ RUN_STATUSES: tuple[str, ...] = (
     "interrupted",
 )
 RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
-RUN_KINDS: tuple[str, ...] = ("train", "dataset", "evaluate")
+RUN_KINDS: tuple[str, ...] = ("train", "dataset", "evaluate", "render")
 ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
 MAX_NOTE_LENGTH = 500
 
