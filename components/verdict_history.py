@@ -1,7 +1,7 @@
 """The Evaluate page's verdict history: the user's verdicts a page at a time, found by file name,
 note or SHA-256, narrowed by verdict, model, recorded outcome and dates, and exported as CSV (all
-that match); what a clip really was can be recorded with a note, and the outcomes show how each
-model has done on the user's own confirmed cases."""
+that match); one verdict's timeline can be seen again, what a clip really was can be recorded
+with a note, and the outcomes show how each model has done on the user's own confirmed cases."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from components.verdict_view import history_table, model_label
+from components.verdict_view import history_table, model_label, timeline_chart
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.inference import WindowScore
 from fakevoice.services import reports
 from fakevoice.services.history import MAX_EXPORT_ROWS
 from fakevoice.store.records import (
@@ -87,7 +88,8 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
     """Record what a clip on this page really was, and a note (a case number, say)."""
     by_id = {a.id: a for a in rows}
     with st.expander(
-        "Record what a clip really was, or download its report", icon=":material/fact_check:"
+        "Record what a clip really was, see its timeline, download its report",
+        icon=":material/fact_check:",
     ):
         chosen = st.selectbox(
             "Which verdict",
@@ -99,6 +101,7 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
             help="a verdict on this page of the history (the newest first)",
         )
         analysis = by_id[chosen]
+        _timeline(analysis)
         with st.form("history_label_form", border=False):
             outcome = st.radio(
                 "It really was",
@@ -135,10 +138,18 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
                 mime=mime,
                 key=f"history_report_{suffix}",
                 on_click="ignore",
-                help="the verdict as kept in your history, with what you recorded since "
-                "(no timeline: the history keeps only the verdict on the whole clip)",
+                help="the verdict as kept in your history, with its timeline and what you "
+                "recorded since",
             )
     _field_performance(actor)
+
+
+def _timeline(analysis: AnalysisRecord) -> None:
+    """Where in the clip the verdict's windows sounded human or machine-made, as at the verdict."""
+    if analysis.windows is None:
+        st.caption("No timeline: this verdict was made before the history kept them.")
+    elif len(analysis.windows) > 1:
+        timeline_chart([WindowScore(**window) for window in analysis.windows], analysis.threshold)
 
 
 def _field_performance(actor: Actor) -> None:

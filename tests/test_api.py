@@ -538,6 +538,21 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
     stranger = httpx.get(f"{url}/{analysis_id}/report", headers=auth(world.bob_token))
     assert_error(stranger, 404, "not_found")
 
+    # One verdict, with the timeline it was made of (lists leave timelines out).
+    one = httpx.get(f"{url}/{analysis_id}", headers=headers)
+    assert one.status_code == 200, one.text
+    assert one.json()["note"] == "case 7b" and one.json()["file_sha256"] == digest
+    windows = made.json()["windows"]
+    assert [w["start"] for w in one.json()["windows"]] == [
+        pytest.approx(w["start"], abs=1e-3) for w in windows
+    ]
+    assert [w["p_human"] for w in one.json()["windows"]] == [
+        pytest.approx(w["p_human"], abs=1e-4) for w in windows
+    ]
+    assert "windows" not in search(q=digest[:12])["items"][0]
+    assert_error(httpx.get(f"{url}/{analysis_id}", headers=auth(world.bob_token)), 404, "not_found")
+    assert_error(httpx.get(f"{url}/{10**9}", headers=headers), 404, "not_found")
+
 
 def metric_value(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus' text format (0 when it is absent)."""

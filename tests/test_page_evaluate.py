@@ -138,8 +138,18 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     assert verdicts_shown(at) == [expected.label] == [analysis.verdict]
     assert expected.cautions == [] and not at.warning  # nothing about this clip to warn of
     assert len(at.get("audio")) == 1
-    assert len(charts(at)) == 2  # class probabilities and the per-window timeline
+    # Class probabilities and the per-window timeline; the history's form shows the timeline too.
+    assert len(charts(at)) == 3
     assert any("Timeline" in header.value for header in at.subheader)
+    assert analysis.windows == [
+        {
+            "start": round(w.start, 3),
+            "end": round(w.end, 3),
+            "p_human": round(w.p_human, 4),
+            "top_class": w.top_class,
+        }
+        for w in expected.windows
+    ]
     assert any("sees" in caption for image in at.image for caption in image.captions)
     history = at.dataframe[-1].value
     assert list(history["file"]) == ["call from bank.wav"]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from fakevoice import store
 from fakevoice.errors import (
     ConflictError,
+    InvalidSpecError,
     LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
@@ -646,6 +647,47 @@ def test_analysis_ownership_and_paging(db: str, people: People) -> None:
     with store.session_scope(db, readonly=True) as session:
         # The verdict stays in the history; the foreign key (enforced) lets go of the model.
         assert store.get_analysis(session, people.other, theirs).model_id is None
+
+
+def test_a_verdicts_timeline_is_kept_checked_in_time_order_and_rounded(
+    db: str, people: People
+) -> None:
+    from fakevoice.store.analyses import MAX_WINDOWS
+
+    model_id = _add_model(db, people.owner, "m")
+
+    def add(windows: Any) -> int:
+        with store.session_scope(db) as session:
+            return store.add_analysis(
+                session,
+                people.owner,
+                model_id=model_id,
+                file_name="call.wav",
+                duration=6.0,
+                sample_rate=16000,
+                verdict="human",
+                probabilities={"bonafide": 0.9, "spoof": 0.1},
+                threshold=0.6,
+                windows=windows,
+            ).id
+
+    later = {"start": 2.0, "end": 6.0, "p_human": 0.123456789, "top_class": "spoof"}
+    first = {"start": 0.0, "end": 4.0004, "p_human": 0.9, "top_class": "bonafide"}
+    kept, unknown, empty = add([later, first]), add(None), add([])
+    with store.session_scope(db, readonly=True) as session:
+        assert store.get_analysis(session, people.owner, kept).windows == [
+            {"start": 0.0, "end": 4.0, "p_human": 0.9, "top_class": "bonafide"},
+            {"start": 2.0, "end": 6.0, "p_human": 0.1235, "top_class": "spoof"},
+        ]
+        assert store.get_analysis(session, people.owner, unknown).windows is None
+        assert store.get_analysis(session, people.owner, empty).windows == []
+    for bad in ([{"start": 0.0, "end": 1.0}], [{**first, "p_human": "high"}], [None]):
+        with pytest.raises(InvalidSpecError, match="A window is"):
+            add(bad)
+    with pytest.raises(InvalidSpecError, match=f"at most {MAX_WINDOWS} windows"):
+        add([first] * (MAX_WINDOWS + 1))
+    with store.session_scope(db, readonly=True) as session:
+        assert store.count_analyses(session, people.owner) == 3  # nothing half-written
 
 
 # --- datasets ----------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ def test_a_verdict_of_the_history_comes_as_a_report_with_its_outcome(
     text = reports.report_markdown(report)
     assert "## What it really was" in text and "**machine-generated**" in text
     assert "Note: case / 7" in text  # no table or code span can be broken by a note
-    assert "Not kept in the history" in text and "3.00 s, 8000 Hz" in text
+    assert "made before the history kept timelines" in text and "3.00 s, 8000 Hz" in text
     with store.session_scope() as session:
         root = store.create_user(session, "root", is_admin=True).actor
     for stranger in (bob, root):
@@ -276,3 +276,51 @@ def test_a_verdict_of_the_history_comes_as_a_report_with_its_outcome(
     at = evaluate_page(alice)
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"Report (Markdown)", "Report (JSON)"} <= labels
+
+
+def test_a_verdict_keeps_its_timeline_in_the_history(
+    isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_page_evaluate import charts, wav_bytes
+
+    from fakevoice.services import reports
+
+    alice, bob = make_user("alice"), make_user("bob")
+    model = register_run_model(alice, trained_run_dir(tmp_path_factory), "first", public=True)
+    scored = services.score_clip(alice, model, wav_bytes(3.0, seed=3), file_name="long call.wav")
+    assert len(scored.verdict.windows) > 1
+    kept = services.get_verdict(alice, scored.analysis.id)
+    assert kept.windows == scored.analysis.windows
+    assert [w["start"] for w in kept.windows or []] == [
+        pytest.approx(w.start, abs=1e-3) for w in scored.verdict.windows
+    ]
+    assert [w["p_human"] for w in kept.windows or []] == [
+        pytest.approx(w.p_human, abs=1e-4) for w in scored.verdict.windows
+    ]
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    for stranger in (bob, root):  # a history is personal
+        with pytest.raises(NotFoundError):
+            services.get_verdict(stranger, scored.analysis.id)
+
+    # The history's report has the timeline the verdict's own report had.
+    report = reports.history_report(alice, scored.analysis.id)
+    at_the_time = reports.verdict_report(scored, scored.verdict.threshold)
+    assert [w["top_class"] for w in report["verdict"]["windows"]] == [
+        w["top_class"] for w in at_the_time["verdict"]["windows"]
+    ]
+    text = reports.report_markdown(report)
+    assert "| from (s) | to (s) | P(human) |" in text and "before the history kept" not in text
+
+    # The page shows it for the verdict chosen in the history's form; an old verdict says why not.
+    log(alice, model, "old.wav", "human", 0.9)  # as logged before timelines were kept
+    at = evaluate_page(alice)
+    assert_no_exception(at)
+    at.selectbox(key="history_label_choice").set_value(scored.analysis.id).run()
+    assert len(charts(at)) == 1
+    assert not any("before the history kept them" in c.value for c in at.caption)
+    (old,) = services.list_analyses(alice, where=AnalysisFilter(text="old.wav"))
+    at.selectbox(key="history_label_choice").set_value(old.id).run()
+    assert_no_exception(at)
+    assert charts(at) == []
+    assert any("before the history kept them" in c.value for c in at.caption)

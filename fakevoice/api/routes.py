@@ -25,6 +25,7 @@ from fakevoice.api.monitoring import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fakevoice.api.monitoring import ApiMetrics
 from fakevoice.api.schemas import (
     AnalysesPage,
+    AnalysisDetail,
     AnalysisLabel,
     AnalysisOut,
     BatchItemOut,
@@ -285,6 +286,19 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
             total=services.count_analyses(caller.actor, where),
         )
 
+    @router.get(
+        "/v1/analyses/{analysis_id}",
+        tags=["verdicts"],
+        summary="One verdict of your history, with its timeline",
+    )
+    def get_analysis(
+        analysis_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: SignedInDep
+    ) -> AnalysisDetail:
+        """Everything the history keeps of a verdict: the probabilities, the cautions, what you
+        recorded since, and the per-window timeline (none for verdicts made before it was
+        kept)."""
+        return AnalysisDetail.of(services.get_verdict(caller.actor, analysis_id))
+
     @router.patch(
         "/v1/analyses/{analysis_id}",
         tags=["verdicts"],
@@ -318,7 +332,7 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
     ) -> Response:
         """The file's SHA-256, the model and its weights' hash, every probability and the
         cautions, as kept in your history, with what you recorded since (what the clip really
-        was, your note). The history keeps no timeline."""
+        was, your note), and the timeline where the history kept it."""
         report = reports.history_report(caller.actor, analysis_id)
         if format == "markdown":
             return Response(reports.report_markdown(report), media_type="text/markdown")

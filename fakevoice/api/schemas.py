@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -305,10 +305,22 @@ class AnalysisOut(BaseModel):
     note: str | None = Field(default=None, description="your note, e.g. a case number")
 
     @classmethod
-    def of(cls, analysis: AnalysisRecord) -> AnalysisOut:
+    def of(cls, analysis: AnalysisRecord) -> Self:
         values = vars(analysis).copy()
         values.pop("owner_id")
+        if "windows" not in cls.model_fields:  # lists stay light: the timeline is per verdict
+            values.pop("windows")
         return cls(**values)
+
+
+class AnalysisDetail(AnalysisOut):
+    """One verdict of your history, with the timeline it was made of."""
+
+    windows: list[WindowOut] | None = Field(
+        default=None,
+        description="the per-window scores (the timeline), as at the verdict; none for verdicts "
+        "made before the history kept them",
+    )
 
 
 class AnalysisLabel(BaseModel):
@@ -353,7 +365,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0009", "head": "0009"},
+            "database": {"ok": True, "revision": "0010", "head": "0010"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }

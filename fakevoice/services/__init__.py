@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         count_analyses,
         earlier_verdicts,
         field_performance,
+        get_verdict,
         label_verdict,
         list_analyses,
     )
@@ -157,6 +158,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "count_analyses",
         "earlier_verdicts",
         "field_performance",
+        "get_verdict",
         "label_verdict",
         "list_analyses",
     ),
@@ -238,6 +240,7 @@ __all__ = [
     "get_evaluation",
     "get_model",
     "get_run",
+    "get_verdict",
     "import_aasist",
     "label_verdict",
     "list_analyses",

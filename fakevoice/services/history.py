@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.batch import spreadsheet_safe
-from fakevoice.errors import LimitExceededError
+from fakevoice.errors import LimitExceededError, NotFoundError
 from fakevoice.store.analyses import UNCHANGED
 from fakevoice.store.records import Actor, AnalysisFilter, AnalysisRecord
 
@@ -82,6 +82,20 @@ def earlier_verdicts(actor: Actor, analysis: AnalysisRecord) -> EarlierVerdicts:
         if latest is not None and latest.model_id is not None:
             model = _model_names(session, actor).get(latest.model_id)
     return EarlierVerdicts(count, latest, model)
+
+
+def get_verdict(actor: Actor, analysis_id: int) -> AnalysisRecord:
+    """One verdict of the actor's own history, with its timeline when it was kept.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's (administrators included: a history is
+            personal).
+    """
+    with store.session_scope(readonly=True) as session:
+        analysis = store.get_analysis(session, actor, analysis_id)
+    if analysis.owner_id != actor.user_id:
+        raise NotFoundError(f"You have no verdict with id {analysis_id}.")
+    return analysis
 
 
 def label_verdict(

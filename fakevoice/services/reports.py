@@ -16,9 +16,8 @@ import fakevoice
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
-from fakevoice.errors import NotFoundError
 from fakevoice.inference import BONAFIDE, decide
-from fakevoice.services.history import GONE
+from fakevoice.services.history import GONE, get_verdict
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
@@ -61,16 +60,14 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
 def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
     """The report of a verdict in the actor's history, as kept there: the same content as
     :func:`verdict_report` (at the threshold it was made with) without what the history does
-    not keep (the timeline, the channels and codec), plus what the owner recorded since: what
-    the clip really was and their note.
+    not keep (the channels and codec; the timeline of verdicts made before it was kept), plus
+    what the owner recorded since: what the clip really was and their note.
 
     Raises:
         NotFoundError: no such verdict of the actor's (a history is personal).
     """
+    analysis = get_verdict(actor, analysis_id)
     with store.session_scope(readonly=True) as session:
-        analysis = store.get_analysis(session, actor, analysis_id)
-        if analysis.owner_id != actor.user_id:
-            raise NotFoundError(f"You have no verdict with id {analysis_id}.")
         visible = {m.id: m for m in store.list_models(session, actor)}
     model = visible.get(analysis.model_id) if analysis.model_id is not None else None
     label, generator = decide(analysis.probabilities, BONAFIDE, analysis.threshold)
@@ -86,7 +83,7 @@ def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
             "threshold": analysis.threshold,
             "logged_threshold": analysis.threshold,
             "probabilities": dict(analysis.probabilities),
-            "windows": [],
+            "windows": [dict(window) for window in analysis.windows or []],
             "cautions": list(analysis.cautions),
         },
         "outcome": {"really": analysis.outcome, "note": analysis.note},
@@ -219,7 +216,7 @@ def _timeline_lines(windows: list[dict[str, Any]]) -> list[str]:
         return [
             "## Timeline",
             "",
-            "Not kept in the history (only the verdict on the whole clip).",
+            "Not kept: this verdict was made before the history kept timelines.",
             "",
         ]
     return [

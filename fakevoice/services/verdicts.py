@@ -153,6 +153,7 @@ def score_clip(
             source=origin,
             file_sha256=digest,
             cautions=verdict.cautions,
+            windows=[vars(window) for window in verdict.windows],
         )
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
 

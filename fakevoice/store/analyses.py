@@ -34,6 +34,7 @@ from fakevoice.store.tables import (
 logger = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
+MAX_WINDOWS = 5000  # a 600 s clip in 4 s windows overlapping by half has 300
 
 
 def add_analysis(
@@ -50,6 +51,7 @@ def add_analysis(
     source: AnalysisSource = "page",
     file_sha256: str | None = None,
     cautions: Sequence[str] = (),
+    windows: Sequence[Mapping[str, Any]] | None = None,
 ) -> AnalysisRecord:
     """Record a verdict the actor asked for with a model they may read.
 
@@ -62,6 +64,8 @@ def add_analysis(
         source: which face asked: "page", "api" or "cli".
         file_sha256: hex sha256 of the bytes judged (64 lowercase hex digits), when known.
         cautions: why the verdict deserves less trust, in sentences (:mod:`fakevoice.cautions`).
+        windows: the per-window timeline (``start``, ``end`` in seconds, ``p_human``,
+            ``top_class`` each), at most :data:`MAX_WINDOWS`; kept rounded (ms, 1e-4).
 
     Raises:
         NotFoundError: the model does not exist or the actor may not read it.
@@ -72,6 +76,7 @@ def add_analysis(
         )
     if file_sha256 is not None and not is_sha256(file_sha256):
         raise InvalidSpecError("file_sha256 must be 64 lowercase hexadecimal digits")
+    timeline = None if windows is None else _timeline(windows)
     entry = AnalysisRecord(
         id=0,  # given by the insert
         owner_id=actor.user_id,
@@ -86,12 +91,34 @@ def add_analysis(
         source=source,
         file_sha256=file_sha256,
         cautions=[str(caution) for caution in cautions],
+        windows=timeline,
     )
     values = {name: getattr(entry, name) for name in field_names(AnalysisRecord) if name != "id"}
     analysis_id = session.scalar(_insert_analysis(any_model=actor.is_admin), values)
     if analysis_id is None:
         raise NotFoundError(f"There is no model with id {model_id}.")
     return dataclasses.replace(entry, id=int(analysis_id))
+
+
+def _timeline(windows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A verdict's windows as stored: checked, in time order, rounded."""
+    if len(windows) > MAX_WINDOWS:
+        raise InvalidSpecError(
+            f"A verdict keeps at most {MAX_WINDOWS} windows; got {len(windows)}."
+        )
+    try:
+        timeline = [
+            {
+                "start": round(float(w["start"]), 3),
+                "end": round(float(w["end"]), 3),
+                "p_human": round(float(w["p_human"]), 4),
+                "top_class": str(w["top_class"])[:64],
+            }
+            for w in windows
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidSpecError(f"A window is start, end, p_human and top_class: {exc}") from None
+    return sorted(timeline, key=lambda w: (w["start"], w["end"]))
 
 
 @functools.cache

@@ -177,6 +177,9 @@ class AnalysisRecord:
     cautions: list[str] = field(default_factory=list)  # why to trust the verdict less
     outcome: str | None = None  # what the clip really was, when its owner has said: human | machine
     note: str | None = None  # the owner's note, e.g. a case number
+    # The per-window timeline the verdict was made of: {"start", "end" (s), "p_human",
+    # "top_class"} each, in time order; None for verdicts older than it.
+    windows: list[dict[str, Any]] | None = None
 
 
 VERDICT_LABELS: tuple[str, ...] = ("human", "machine-generated", "inconclusive")

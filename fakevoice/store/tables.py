@@ -257,6 +257,10 @@ class AnalysisRow(Base):
     # What the clip really was, as its owner learnt later (None: not known), and their note.
     outcome: Mapped[str | None] = mapped_column(String(20), default=None)
     note: Mapped[str | None] = mapped_column(String(MAX_NOTE_LENGTH), default=None)
+    # The per-window timeline ({"start", "end", "p_human", "top_class"} each); None: not kept.
+    windows: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
 
 
 class ApiTokenRow(Base):
