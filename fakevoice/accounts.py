@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import secrets
 from datetime import timedelta
@@ -18,15 +19,20 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import bcrypt
+from sqlalchemy.exc import IntegrityError
 
 from fakevoice import mail, store
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
+from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
 from fakevoice.store.tables import utcnow
 from fakevoice.store.users import (
+    clear_sign_in_failures,
     get_user_by_email,
+    record_sign_in_failure,
     set_password_hash,
     set_reset_code,
+    sign_in_paused_until,
     update_user,
     user_with_reset_code,
 )
@@ -60,6 +66,12 @@ class AuthenticationError(FakeVoiceError):
     """Wrong user name or password (which of the two is not said)."""
 
     code = "unauthorized"
+
+
+class SignInPausedError(AuthenticationError):
+    """Too many wrong passwords for a user name lately: its sign-ins pause for a while."""
+
+    code = "too_many_attempts"
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -180,15 +192,62 @@ def authenticate(username: str, password: str) -> UserRecord:
             f"{size} bytes, so it cannot be right."
         )
     name = username.strip().lower() if isinstance(username, str) else ""
+    if not name:
+        raise AuthenticationError("Wrong user name or password.")
+    pause = _check_not_paused(name)
     with store.session_scope(readonly=True) as session:
-        user = store.get_user_by_username(session, name) if name else None
+        user = store.get_user_by_username(session, name)
     if user is None or user.password_hash is None:
         # The same bcrypt work as for a real user, so timing does not tell who exists.
         bcrypt.checkpw(password.encode("utf-8"), _dummy_hash())
-        raise AuthenticationError("Wrong user name or password.")
-    if not verify_password(password, user.password_hash):
+        ok = False
+    else:
+        ok = verify_password(password, user.password_hash)
+    _count_sign_in(name, ok, pause)
+    if not ok or user is None:
         raise AuthenticationError("Wrong user name or password.")
     return user
+
+
+def _check_not_paused(name: str) -> timedelta:
+    """Refuse a password check for ``name`` while its sign-ins pause; returns the pause length.
+
+    Raises:
+        SignInPausedError: ``sign_in_max_failures`` wrong passwords were typed for the name, the
+            last less than ``sign_in_pause_minutes`` ago.
+    """
+    settings = get_settings()
+    pause = timedelta(minutes=settings.sign_in_pause_minutes)
+    with store.session_scope(readonly=True) as session:
+        until = sign_in_paused_until(
+            session, name, max_failures=settings.sign_in_max_failures, pause=pause
+        )
+    if until is not None:
+        minutes = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
+        raise SignInPausedError(
+            f"Too many wrong passwords for this user name: its sign-ins pause for {minutes} more "
+            f"minute{'s' if minutes > 1 else ''}. Wait, or set a new password with 'Forgot your "
+            "password?'."
+        )
+    return pause
+
+
+def _count_sign_in(name: str, ok: bool, pause: timedelta) -> None:
+    """A wrong password counts against the name (existing or not, so that a pause tells nobody
+    which accounts exist); a sign-in forgets the count."""
+    for attempt in range(2):  # two first failures of one name at once: one insert loses
+        try:
+            with store.session_scope() as session:
+                if ok:
+                    clear_sign_in_failures(session, name)
+                else:
+                    failures = record_sign_in_failure(session, name, pause=pause)
+                    if failures == get_settings().sign_in_max_failures:
+                        logger.warning("sign-ins with the name %r pause: wrong passwords", name)
+            return
+        except IntegrityError:
+            if attempt:
+                raise
 
 
 def change_password(user_id: int, current_password: str, new_password: str) -> UserRecord:
@@ -200,7 +259,11 @@ def change_password(user_id: int, current_password: str, new_password: str) -> U
     """
     with store.session_scope(readonly=True) as session:
         user = store.get_user(session, user_id)
-    if not verify_password(current_password, user.password_hash):
+    # A session left open is no licence to guess the password: wrong ones count as at sign-in.
+    pause = _check_not_paused(user.username)
+    ok = verify_password(current_password, user.password_hash)
+    _count_sign_in(user.username, ok, pause)
+    if not ok:
         raise AuthenticationError("The current password is wrong.")
     new_hash = hash_password(new_password)
     with store.session_scope() as session:
@@ -279,6 +342,7 @@ def reset_password(name_or_email: str, code: str, new_password: str) -> UserReco
         user = _find_account(session, key)
         if user is None or user_with_reset_code(session, user.id, _code_hash(text)) is None:
             raise wrong
+        clear_sign_in_failures(session, user.username)  # the owner proved it by mail
         return set_password_hash(session, user.id, new_hash)
 
 

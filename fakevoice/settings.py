@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     cookie_expiry_days: float = Field(
         default=1.0, gt=0, le=30, description="days a sign-in cookie stays valid"
     )
+    sign_in_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="wrong passwords for a user name before a pause"
+    )
+    sign_in_pause_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        le=24 * 60,
+        description="how long sign-ins with that name pause, from the last wrong password",
+    )
     mail_backend: Literal["log", "smtp"] = Field(
         default="log", description="log = write mails to the server log (development); smtp = send"
     )

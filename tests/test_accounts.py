@@ -18,7 +18,7 @@ from fakevoice.errors import (
 )
 from fakevoice.mail import MailError
 from fakevoice.settings import get_settings
-from fakevoice.store.tables import UserRow, utcnow
+from fakevoice.store.tables import SignInFailureRow, UserRow, utcnow
 
 PASSWORD = "correct horse 42"
 
@@ -176,3 +176,95 @@ def test_update_details(db: Path) -> None:
         accounts.update_details(user.id, display_name="Alice C", email="broken")
     cleared = accounts.update_details(user.id, display_name="  ", email="")
     assert (cleared.display_name, cleared.email) == ("alice", None)
+
+
+# --- password guessing ---------------------------------------------------------------------------
+
+
+def _guess(name: str, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(accounts.AuthenticationError, match="Wrong user name or password"):
+            accounts.authenticate(name, "a wrong guess")
+
+
+def _age_failures(name: str, minutes: float) -> None:
+    """As if the wrong passwords for ``name`` had been typed ``minutes`` earlier."""
+    with store.session_scope() as session:
+        row = session.get(SignInFailureRow, name)
+        assert row is not None
+        row.last_failed_at -= timedelta(minutes=minutes)
+
+
+def test_wrong_passwords_pause_a_names_sign_ins_whether_or_not_it_exists(db: Path) -> None:
+    accounts.register("alice", PASSWORD)
+    limit = get_settings().sign_in_max_failures
+    _guess("alice", limit)
+    _guess("nobody", limit)
+    # Now even the right password is refused, with the same words for both names.
+    paused = []
+    for name in ("alice", "ALICE ", "nobody"):
+        with pytest.raises(accounts.SignInPausedError) as error:
+            accounts.authenticate(name, PASSWORD)
+        paused.append(str(error.value))
+    assert paused[0] == paused[1] == paused[2]
+    assert "pause for 15 more minutes" in paused[0] and "Forgot your password?" in paused[0]
+    assert accounts.SignInPausedError.code == "too_many_attempts"
+    # Attempts while paused do not count: the pause does not grow.
+    with store.session_scope(readonly=True) as session:
+        assert session.get(SignInFailureRow, "alice").failures == limit
+    _age_failures("alice", 14.5)
+    with pytest.raises(accounts.SignInPausedError, match="1 more minute\\."):
+        accounts.authenticate("alice", PASSWORD)
+    _age_failures("alice", 1)
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"  # the pause is over
+    # A sign-in forgets the count: a few more wrong passwords do not pause it again.
+    _guess("alice", limit - 1)
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"
+    _guess("alice", limit - 1)
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"
+
+
+def test_old_wrong_passwords_are_forgotten_and_a_reset_ends_a_pause(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    accounts.register("alice", PASSWORD, email="alice@example.org")
+    limit = get_settings().sign_in_max_failures
+    _guess("alice", limit - 1)
+    _age_failures("alice", 16)  # older than the pause: the count starts again
+    _guess("alice", limit - 1)
+    assert accounts.authenticate("alice", PASSWORD).username == "alice"
+    _guess("someone", 1)
+    _age_failures("someone", 16)
+    _guess("alice", limit)
+    with store.session_scope(readonly=True) as session:  # stale names are dropped
+        assert session.get(SignInFailureRow, "someone") is None
+    with pytest.raises(accounts.SignInPausedError):
+        accounts.authenticate("alice", PASSWORD)
+    # The owner proves it by mail: the new password works at once.
+    with caplog.at_level(logging.INFO, logger="fakevoice"):
+        accounts.request_password_reset("alice")
+    _, code = _mailed_code(caplog)
+    accounts.reset_password("alice", code, "a new secret 1")
+    assert accounts.authenticate("alice", "a new secret 1").username == "alice"
+
+
+def test_the_pause_follows_the_settings(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEVOICE_SIGN_IN_MAX_FAILURES", "2")
+    monkeypatch.setenv("FAKEVOICE_SIGN_IN_PAUSE_MINUTES", "90")
+    get_settings.cache_clear()
+    accounts.register("alice", PASSWORD)
+    _guess("alice", 2)
+    with pytest.raises(accounts.SignInPausedError, match="90 more minutes"):
+        accounts.authenticate("alice", PASSWORD)
+
+
+def test_wrong_current_passwords_count_too(db: Path) -> None:
+    user = accounts.register("alice", PASSWORD)
+    limit = get_settings().sign_in_max_failures
+    for _ in range(limit):
+        with pytest.raises(accounts.AuthenticationError, match="current password is wrong"):
+            accounts.change_password(user.id, "a wrong guess", "a new secret 1")
+    with pytest.raises(accounts.SignInPausedError):
+        accounts.change_password(user.id, PASSWORD, "a new secret 1")
+    with pytest.raises(accounts.SignInPausedError):
+        accounts.authenticate("alice", PASSWORD)

@@ -124,6 +124,23 @@ def test_register_errors_are_messages(isolated_settings: Path) -> None:
     assert accounts.user_by_username("bob") is None
 
 
+def test_guessing_passwords_pauses_the_name_with_a_message(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKEVOICE_SIGN_IN_MAX_FAILURES", "2")
+    get_settings.cache_clear()
+    accounts.register("alice", PASSWORD)
+    at = home_page().run()
+    for guess in ("guess one", "guess two"):
+        sign_in_with(at, "alice", guess)
+        assert errors(at) == ["Wrong user name or password."]
+    sign_in_with(at, "alice", PASSWORD)
+    assert not at.exception
+    (paused,) = errors(at)
+    assert "Too many wrong passwords" in paused and "15 more minutes" in paused
+    assert USER_KEY not in at.session_state
+
+
 def test_sign_in_wrong_then_right_then_sign_out(isolated_settings: Path) -> None:
     user = accounts.register("alice", PASSWORD, display_name="Alice")
     at = sign_in_with(home_page().run(), "alice", "not the password")

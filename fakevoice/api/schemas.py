@@ -365,7 +365,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0010", "head": "0010"},
+            "database": {"ok": True, "revision": "0011", "head": "0011"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
         }

@@ -290,3 +290,15 @@ class EndedCookieRow(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     cookie_expires: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignInFailureRow(Base):
+    """Wrong passwords typed for one user name (existing or not, so that a pause tells nobody
+    which accounts exist) since the last sign-in: after ``sign_in_max_failures`` of them, sign-ins
+    with that name pause until ``sign_in_pause_minutes`` after the last one."""
+
+    __tablename__ = "sign_in_failures"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, InvalidSpecError, NotFoundError, PermissionDeniedError
 from fakevoice.store.records import Actor, UserRecord, to_record
-from fakevoice.store.tables import EndedCookieRow, UserRow, utcnow
+from fakevoice.store.tables import EndedCookieRow, SignInFailureRow, UserRow, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +217,49 @@ def _row(session: Session, user_id: int) -> UserRow:
 def _require_admin(actor: Actor, what: str) -> None:
     if not actor.is_admin:
         raise PermissionDeniedError(f"Only an administrator may {what}.")
+
+
+# --- wrong passwords ---------------------------------------------------------------------------
+
+
+def sign_in_paused_until(
+    session: Session, username: str, *, max_failures: int, pause: timedelta
+) -> datetime | None:
+    """When sign-ins with ``username`` may go on again: ``max_failures`` wrong passwords were
+    typed for it, the last less than ``pause`` ago; None when they may go on now."""
+    row = session.get(SignInFailureRow, username[:MAX_USERNAME_LENGTH])
+    if row is None or row.failures < max_failures:
+        return None
+    until = row.last_failed_at + pause
+    return until if until > utcnow() else None
+
+
+def record_sign_in_failure(session: Session, username: str, *, pause: timedelta) -> int:
+    """Count a wrong password typed for ``username``; returns how many in a row. A count whose
+    last failure is ``pause`` old starts again, and such stale counts of other names are
+    dropped (the table holds only names tried lately)."""
+    now = utcnow()
+    key = username[:MAX_USERNAME_LENGTH]
+    session.execute(
+        delete(SignInFailureRow).where(
+            SignInFailureRow.last_failed_at < now - pause, SignInFailureRow.username != key
+        )
+    )
+    row = session.get(SignInFailureRow, key, with_for_update=True)
+    if row is None:
+        row = SignInFailureRow(username=key, failures=0, last_failed_at=now)
+        session.add(row)
+    elif row.last_failed_at < now - pause:
+        row.failures = 0
+    row.failures += 1
+    row.last_failed_at = now
+    session.flush()
+    return row.failures
+
+
+def clear_sign_in_failures(session: Session, username: str) -> None:
+    """Forget the wrong passwords typed for ``username`` (it signed in, or its password was
+    reset)."""
+    session.execute(
+        delete(SignInFailureRow).where(SignInFailureRow.username == username[:MAX_USERNAME_LENGTH])
+    )
