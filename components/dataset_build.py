@@ -27,12 +27,11 @@ def render(actor: Actor, *, expanded: bool) -> None:
         "Build a dataset from your recordings", expanded=expanded, icon=":material/upload:"
     ):
         _form(actor)
-    if services.list_dataset_builds(actor):
-        job_list.panel(
-            "Your dataset builds",
-            lambda: services.list_dataset_builds(actor)[:SHOWN_BUILDS],
-            lambda run: _build_row(actor, run),
-        )
+    job_list.panel(
+        "Your dataset builds",
+        lambda: services.list_dataset_builds(actor)[:SHOWN_BUILDS],
+        lambda run: _build_row(actor, run),
+    )
 
 
 def _form(actor: Actor) -> None:

@@ -20,17 +20,21 @@ REFRESH = timedelta(seconds=2)
 def panel(
     title: str, jobs: Callable[[], list[RunRecord]], row: Callable[[RunRecord], None]
 ) -> None:
-    """The jobs of ``jobs()`` (the latest few, newest first) under ``title``, one ``row`` each.
+    """The jobs of ``jobs()`` (the latest few, newest first) under ``title``, one ``row`` each;
+    nothing when there are none.
 
     The panel refreshes every 2 s while one of them is queued or running, and runs the whole page
     again when one ends (or a new one starts), since what it made (a dataset, a result) shows
     elsewhere on the page.
     """
-    active = [run.id for run in jobs() if run.is_active]
+    first = [jobs()]  # read once for this run of the page; the refreshes read again
+    if not first[0]:
+        return  # nothing to follow: no panel
+    active = [run.id for run in first[0] if run.is_active]
 
     @st.fragment(run_every=REFRESH if active else None)
     def follow() -> None:
-        runs = jobs()
+        runs = first.pop() if first else jobs()
         if [run.id for run in runs if run.is_active] != active:
             st.rerun()
         st.markdown(f"**{title}**")

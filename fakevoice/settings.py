@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     api_metrics: bool = Field(
         default=True, description="serve Prometheus metrics at /metrics (and count for them)"
     )
+    api_metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="when set, /metrics wants 'Authorization: Bearer <this>' (a scraper's secret)",
+    )
     batch_max_files: int = Field(default=200, ge=1, le=10000, description="clips in one batch")
     batch_max_total_bytes: int = Field(
         default=500 * 1024 * 1024, gt=0, description="uncompressed bytes in one batch"

@@ -597,15 +597,27 @@ def test_metrics_count_requests_by_route_and_verdicts(world: World) -> None:
     assert 'fakevoice_jobs{kind="evaluate",status="running"}' in after
 
 
-def test_metrics_of_several_workers_are_summed(tmp_path: Path) -> None:
-    env = {**api_env(tmp_path), "FAKEVOICE_API_SCORING_THREADS": "1"}
+def test_metrics_of_several_workers_are_summed_for_the_scraper_with_its_token(
+    tmp_path: Path,
+) -> None:
+    scraper = "a scraper's secret of some length"
+    env = {
+        **api_env(tmp_path),
+        "FAKEVOICE_API_SCORING_THREADS": "1",
+        "FAKEVOICE_API_METRICS_TOKEN": scraper,
+    }
     health = {"method": "GET", "route": "/health", "status": "200"}
 
     def counted(url: str) -> float:
-        text = httpx.get(f"{url}/metrics", timeout=30).text
+        text = httpx.get(f"{url}/metrics", headers=auth(scraper), timeout=30).text
         return metric_value(text, "fakevoice_http_requests_total", **health)
 
     with process_server(env, tmp_path / "server.log", "--workers", "2") as (url, _):
+        # With a scraper's token set, nobody else reads the metrics.
+        message = assert_error(httpx.get(f"{url}/metrics"), 401, "unauthorized")
+        assert "FAKEVOICE_API_METRICS_TOKEN" in message
+        wrong = httpx.get(f"{url}/metrics", headers=auth(scraper + "x"))
+        assert_error(wrong, 401, "unauthorized")
         (folder,) = (tmp_path / "data" / "prometheus").iterdir()
         first = counted(url)
         sent = 0

@@ -9,6 +9,7 @@ endpoints such as ``/health``.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from datetime import datetime
@@ -16,11 +17,19 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Security, UploadFile
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fakevoice import batch, services, store
-from fakevoice.api.auth import Caller, CallerDep, CredentialsDep, SignedInDep, caller_and_model
+from fakevoice.api.auth import (
+    Caller,
+    CallerDep,
+    CredentialsDep,
+    SignedInDep,
+    UnauthorizedError,
+    caller_and_model,
+)
 from fakevoice.api.monitoring import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fakevoice.api.monitoring import ApiMetrics
 from fakevoice.api.schemas import (
@@ -121,6 +130,13 @@ def _predict_batch(
 ) -> list[batch.BatchResult]:
     entries = batch.read_batch(files)
     return batch.score_batch(caller.actor, model.id, entries, threshold=threshold, origin="api")
+
+
+metrics_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsToken",
+    description="The scraper's secret (FAKEVOICE_API_METRICS_TOKEN), when the server sets one.",
+)
 
 
 def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRouter:
@@ -348,9 +364,24 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
             response_class=Response,
             responses={200: {"content": {"text/plain": {}}}},
         )
-        def prometheus_metrics() -> Response:
+        def prometheus_metrics(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(metrics_bearer)],
+        ) -> Response:
             """Requests by route and status, their durations, verdicts by label and model
-            architecture, the scoring queue and the models in memory (Prometheus text format)."""
+            architecture, the scoring queue and the models in memory (Prometheus text format).
+            When the server sets `FAKEVOICE_API_METRICS_TOKEN`, only a scraper sending it as a
+            bearer token reads them."""
+            wanted = settings.api_metrics_token
+            if wanted is not None and not (
+                credentials is not None
+                and hmac.compare_digest(
+                    credentials.credentials.encode(), wanted.get_secret_value().encode()
+                )
+            ):
+                raise UnauthorizedError(
+                    "The metrics need the scraper's token: send 'Authorization: Bearer <token>' "
+                    "with the server's FAKEVOICE_API_METRICS_TOKEN."
+                )
             return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @router.get(
