@@ -19,6 +19,7 @@ from streamlit.errors import StreamlitAPIException
 
 from components import detection_charts
 from fakevoice import services
+from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
 from fakevoice.store.records import Actor
@@ -150,6 +151,14 @@ def render_metrics(report: dict[str, Any]) -> None:
     )
     for note in report.get("notes") or []:
         st.caption(str(note))
+    ece = report.get("ece")
+    if "calibration" in report:  # a run's own report: say what was fitted
+        st.caption(f"Probabilities {calibration_line(report['calibration'])}.")
+    elif isinstance(ece, int | float):  # a test on a dataset: how honest they were there
+        st.caption(
+            f"Expected calibration error here: {ece:.1%} (the gap between how sure the model "
+            "was and how often it was right; 0 is honest)."
+        )
 
 
 def render_per_class(report: dict[str, object]) -> None:

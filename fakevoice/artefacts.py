@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 import fakevoice
 from fakevoice import metrics
 from fakevoice.datasets.noise import noise_sort_key
+from fakevoice.metrics.calibration import fit_calibration
 from fakevoice.models.registry import arch_config
 
 if TYPE_CHECKING:
@@ -196,9 +197,15 @@ def write_run_artefacts(
         The metrics report (as in ``metrics.json``) and ``{file name: sha256}`` of the artefacts.
     """
     probs_t, targets_t = learn.get_preds(dl=learn.dls.valid)
-    probs = probs_t.float().numpy()
+    probs = probs_t.double().numpy()
     targets = targets_t.numpy().astype(np.int64)
+    # The probabilities are calibrated on this split, and the model keeps the calibration: the
+    # report describes the model as the detector will run it.
+    calibration = fit_calibration(probs, targets)
+    if calibration is not None:
+        probs = np.exp(calibration.apply(np.log(np.clip(probs, 1e-300, None))))
     report = metrics.classification_report(targets, probs, data.class_names, bonafide_index=0)
+    report["calibration"] = calibration.to_dict() if calibration is not None else None
     report["train_items"] = len(data.train)
     report["valid_items"] = len(data.valid)
     valid_classes = data.valid["class"].astype(str).tolist()
@@ -209,6 +216,8 @@ def write_run_artefacts(
 
     learn.export(run_dir / "model.pkl")
     manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))
+    if calibration is not None:
+        manifest["calibration"] = calibration.to_dict()
     save_bundle(learn.model, manifest, run_dir)
     write_history_csv(history, run_dir / "history.csv")
     cm = np.asarray(report["confusion_matrix"], dtype=np.int64)

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from fakevoice.cautions import verdict_cautions
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.features import FeatureSpec
+from fakevoice.metrics.calibration import Calibration
 from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import waveform_to_image_tensor, windows
 
@@ -122,6 +123,9 @@ class Detector:
         )
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
+        # Fitted on the validation split after training (fakevoice.metrics.calibration); models
+        # from elsewhere (official AASIST, older runs) have none and are used as they are.
+        self.calibration = Calibration.from_dict(manifest.get("calibration"), len(self.class_names))
 
     @classmethod
     def from_bundle(cls, folder: Path, device: torch.device | None = None) -> Detector:
@@ -156,7 +160,8 @@ class Detector:
     def window_log_probs(
         self, samples: np.ndarray, batch_size: int = 16
     ) -> tuple[np.ndarray, list[int]]:
-        """Log-softmax outputs per window, ``(n_windows, n_classes)``, and window starts.
+        """Log-softmax outputs per window, ``(n_windows, n_classes)``, calibrated when the model
+        keeps a calibration, and window starts.
 
         The forward passes run on the process's one model thread (:func:`forward_thread`), one
         at a time, whichever thread asks: with OpenMP, every thread that calls into torch gets
@@ -174,7 +179,10 @@ class Detector:
                     outputs.append(torch.log_softmax(logits.float(), dim=1).cpu())
             return torch.cat(outputs).numpy()
 
-        return forward_thread().submit(forward).result(), starts
+        log_probs = forward_thread().submit(forward).result()
+        if self.calibration is not None:
+            log_probs = self.calibration.apply(log_probs)
+        return log_probs, starts
 
     def predict(self, audio: Audio, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
         """Score a decoded clip (any rate: it is resampled to the model's rate) and decide, with

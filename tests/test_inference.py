@@ -102,8 +102,35 @@ def test_detector_matches_the_training_model(
     batch, _ = detector.model_inputs(clip)
     with torch.no_grad():
         expected = torch.log_softmax(learn.model.eval()(batch), dim=1).numpy()
+    # The bundle keeps the calibration fitted on the validation split, and the detector uses it.
+    kept = json.loads((run_dir / "manifest.json").read_text()).get("calibration")
+    assert kept == json.loads((run_dir / "metrics.json").read_text())["calibration"]
+    if kept is not None:
+        assert detector.calibration is not None and detector.calibration.items == kept["items"]
+        expected = detector.calibration.apply(expected)
     got, _ = detector.window_log_probs(clip)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_kept_calibration_changes_the_probabilities_as_fitted(
+    run_dir: Path, detector: Detector
+) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    uncalibrated = Detector(detector.model, {**manifest, "calibration": None})
+    softer = Detector(
+        detector.model, {**manifest, "calibration": {"temperature": 2.0, "bias": [0.0, 0.5, -0.5]}}
+    )
+    assert uncalibrated.calibration is None
+    samples = speechlike(2.5, seed=3)
+    raw, _ = uncalibrated.window_log_probs(samples)
+    scaled = raw / 2.0 + np.array([0.0, 0.5, -0.5])
+    expected = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
+    np.testing.assert_allclose(softer.window_log_probs(samples)[0], expected, rtol=1e-6)
+    verdict = softer.predict_samples(samples, 16000)
+    assert sum(verdict.probabilities.values()) == pytest.approx(1.0)
+    # A bundle from elsewhere with nonsense in it is used as it is, not trusted.
+    odd = Detector(detector.model, {**manifest, "calibration": {"temperature": -1, "bias": []}})
+    assert odd.calibration is None
 
 
 def test_long_clip_verdict_averages_the_windows(detector: Detector) -> None:

@@ -271,19 +271,9 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
     assert {name: folder_hashes(runs_dir / name) for name in earlier} == earlier
 
 
-# --- the command line (needs the training / verdict services in fakevoice.services) -------------
+# --- the command line ---------------------------------------------------------------------------
 
 
-def _services_ready() -> bool:
-    from fakevoice import services
-
-    return all(hasattr(services, n) for n in ("submit_run", "score_clip", "evaluate_model"))
-
-
-@pytest.mark.skipif(
-    not _services_ready(),
-    reason="fakevoice.services does not offer the run / verdict services yet (pending move)",
-)
 def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_path: Path) -> None:
     if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
         pytest.skip("PostgreSQL runs the core job tests only; the CLI's store use is the same")

@@ -349,6 +349,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert_no_exception(at)
     assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
+    assert any("Expected calibration error here: " in c.value for c in at.caption)
     by_generator = [f.value for f in at.dataframe if "generator" in f.value.columns]
     assert set(by_generator[0]["generator"]) == {"griffinlim", "world"}
     (by_noise,) = [f.value for f in at.dataframe if "noise" in f.value.columns]

@@ -31,6 +31,7 @@ from fakevoice.datasets.manifest import (
 )
 from fakevoice.errors import DatasetError, InvalidSpecError
 from fakevoice.features import FeatureSpec, render_image
+from fakevoice.metrics.calibration import MIN_ITEMS
 from fakevoice.png import save_png
 from fakevoice.training import MemorySink, load_checkpoint_state, train
 from fakevoice.training_data import (
@@ -247,6 +248,15 @@ def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None
     assert np.asarray(confusion["counts"]).sum() == len(data.valid)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["valid_items"] == len(data.valid)
+    # Calibrated on the validation split when it is big enough; the bundle keeps it.
+    calibration = metrics["calibration"]
+    assert (calibration is None) == (len(data.valid) < MIN_ITEMS)
+    assert manifest.get("calibration") == calibration
+    if calibration is not None:
+        assert calibration["items"] == len(data.valid)
+        assert calibration["nll_after"] <= calibration["nll_before"]
+        assert len(calibration["bias"]) == len(result.class_names)
+    assert 0.0 <= metrics["ece"] <= 1.0
     assert set(metrics["generator_eer"]) == set(GENERATORS)
     assert all(0.0 <= v <= 1.0 for v in metrics["generator_eer"].values())
     assert list(metrics["noise_eer"]) == ["snr_inf"]
@@ -272,6 +282,37 @@ def test_noise_eers_show_how_a_detector_degrades_with_noise() -> None:
     # Clean first, then by falling SNR; 20 dB has no human item, so no EER.
     assert list(eers) == ["snr_inf", "snr_-10db"]
     assert eers["snr_inf"] == 0.0 and eers["snr_-10db"] >= 0.25
+
+
+def test_the_model_keeps_the_calibration_fitted_on_its_validation_split(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastai.learner import load_learner
+
+    from fakevoice.inference import Detector
+    from fakevoice.metrics import calibration
+
+    # The tiny dataset's validation split is smaller than a real fit wants: allow it here.
+    monkeypatch.setattr(calibration, "MIN_ITEMS", 4)
+    run_dir = tmp_path / "run"
+    spec = quick_spec(task="multiclass", epochs=2)
+    assert train(spec, run_dir, MemorySink(), dataset_root).status == "succeeded"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    fitted = metrics["calibration"]
+    assert fitted is not None and fitted["items"] == len(prepare_data(spec, dataset_root).valid)
+    assert fitted["nll_after"] <= fitted["nll_before"]
+    assert json.loads((run_dir / "manifest.json").read_text())["calibration"] == fitted
+    # The detector gives the network's outputs through that calibration.
+    detector = Detector.from_bundle(run_dir)
+    assert detector.calibration is not None
+    assert detector.calibration.temperature == pytest.approx(fitted["temperature"])
+    clip = speechlike(1.0, 16000, seed=4)
+    batch, _ = detector.model_inputs(clip)
+    with torch.no_grad():
+        raw = torch.log_softmax(load_learner(run_dir / "model.pkl").model.eval()(batch), dim=1)
+    scaled = raw.double().numpy() / fitted["temperature"] + np.asarray(fitted["bias"])
+    expected = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
+    np.testing.assert_allclose(detector.window_log_probs(clip)[0], expected, atol=1e-5)
 
 
 def test_stop_keeps_the_last_good_epoch(dataset_root: Path, tmp_path: Path) -> None:

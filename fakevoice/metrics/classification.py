@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fakevoice.errors import InvalidSpecError
+from fakevoice.metrics.calibration import expected_calibration_error
 from fakevoice.metrics.detection import compute_eer, downsample_curve, roc_curve
 
 
@@ -134,7 +135,8 @@ def classification_report(
     Returns:
         A JSON-able dict: ``n``, ``class_names``, ``accuracy``, ``macro_f1``, ``per_class``
         (name -> precision, recall, f1, support), ``confusion_matrix`` (list of rows, true x
-        predicted), ``eer`` (fraction) and ``eer_threshold`` (on ``P(bonafide)``), ``auc``,
+        predicted), ``ece`` (expected calibration error of the top probability, 0 to 1; see
+        :mod:`fakevoice.metrics.calibration`), ``eer`` (fraction) and ``eer_threshold`` (on ``P(bonafide)``), ``auc``,
         ``roc`` (``fpr``, ``tpr``, ``thresholds`` with at most 200 points; the first threshold,
         ``+inf``, is written as ``None``; and ``auc``) and ``notes``.
 
@@ -174,6 +176,7 @@ def classification_report(
             for i, name in enumerate(class_names)
         },
         "confusion_matrix": cm.tolist(),
+        "ece": expected_calibration_error(p, true),
         "eer": None,
         "eer_threshold": None,
         "auc": None,

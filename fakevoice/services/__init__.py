@@ -56,7 +56,7 @@ if TYPE_CHECKING:
         sample_items,
         utterances,
     )
-    from fakevoice.services.evaluation import DatasetEvaluation, evaluate_model, evaluate_on_dataset
+    from fakevoice.services.evaluation import DatasetEvaluation, evaluate_on_dataset
     from fakevoice.services.evaluation_jobs import (
         clear_evaluation,
         evaluation_results,
@@ -142,7 +142,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "fakevoice.services.evaluation": (
         "DatasetEvaluation",
-        "evaluate_model",
         "evaluate_on_dataset",
     ),
     "fakevoice.services.evaluation_jobs": (
@@ -231,7 +230,6 @@ __all__ = [
     "detector_for",
     "earlier_verdicts",
     "ensure_database",
-    "evaluate_model",
     "evaluate_on_dataset",
     "evaluation_results",
     "field_performance",

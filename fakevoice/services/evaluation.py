@@ -158,13 +158,6 @@ def evaluate_on_dataset(
     return DatasetEvaluation(json.loads(json.dumps(report, default=float)), table)
 
 
-def evaluate_model(
-    actor: Actor, model_id: int, dataset: str, split: str = "valid"
-) -> dict[str, Any]:
-    """The report of :func:`evaluate_on_dataset` (at most :data:`MAX_EVALUATE_ITEMS` items)."""
-    return evaluate_on_dataset(actor, model_id, dataset, split).report
-
-
 def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
     """Several models' tests on one dataset, a row each: the model, how many items, accuracy,
     macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``."""

@@ -17,6 +17,7 @@ from fakevoice import store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
 from fakevoice.inference import BONAFIDE, decide
+from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services.history import GONE, get_verdict
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
@@ -123,7 +124,7 @@ def _model_part(model: ModelRecord | None, model_id: int | None) -> dict[str, An
         }
     validation = {
         key: model.metrics.get(key)
-        for key in ("eer", "accuracy", "auc", "valid_items")
+        for key in ("eer", "accuracy", "auc", "ece", "valid_items", "calibration")
         if model.metrics.get(key) is not None
     }
     return {
@@ -181,6 +182,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{', '.join(model['classes']) or 'unknown'}",
         f"- Weights SHA-256: `{model['weights_sha256'] or 'not recorded'}`",
         f"- How good: {how_good}",
+        f"- Probabilities: {calibration_line(validation.get('calibration'))}",
         "",
         "## Class probabilities",
         "",

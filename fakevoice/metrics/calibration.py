@@ -1,0 +1,178 @@
+"""Calibration of a detector's probabilities: what "P(human) = 0.8" should mean.
+
+A verdict is a threshold on probabilities ("human" when P(human) is at least 0.6, say), so the
+probabilities must say how often the model is right. Networks trained with cross-entropy are
+usually over-confident, and one trained on imbalanced data leans to a class. After training, the
+workbench fits *bias-corrected temperature scaling* on the validation split (Guo et al. 2017,
+"On calibration of modern neural networks"; the class biases as in vector scaling, shared
+temperature): ``q = softmax(log p / T + b)`` with one temperature ``T`` and one bias per class
+(the first class's is 0), by minimising the negative log-likelihood. Neither changes which class a
+single window ranks first unless the biases say so, and ``T`` alone keeps every ranking, so the
+EER of a two-class model is unchanged.
+
+The fit is reported with the validation NLL and the expected calibration error (ECE, 15 equal-width
+bins of the top probability) before and after. Both are measured on the split the parameters were
+fitted on, and that split also chose the epoch, so they are optimistic; a test on another dataset
+(Evaluate, "Test on a dataset") shows how calibrated the model really is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+MIN_ITEMS = 20  # fewer validation items than this: no calibration is fitted
+ECE_BINS = 15
+LOG_FLOOR = -30.0  # log-probabilities below this are clipped (a probability of 1e-13)
+BIAS_PENALTY = 1e-3  # keeps the bias of a class the split lacks finite
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``q = softmax(log p / temperature + bias)``; the identity is temperature 1, biases 0.
+
+    Attributes:
+        temperature: divides the log-probabilities (above 1 softens over-confident outputs).
+        bias: added per class after dividing (the first class's is 0).
+        items: how many validation items it was fitted on.
+        nll_before / nll_after: the mean negative log-likelihood of the true class there.
+        ece_before / ece_after: the expected calibration error there (0 to 1).
+    """
+
+    temperature: float
+    bias: tuple[float, ...]
+    items: int = 0
+    nll_before: float = math.nan
+    nll_after: float = math.nan
+    ece_before: float = math.nan
+    ece_after: float = math.nan
+
+    def apply(self, log_probs: np.ndarray) -> np.ndarray:
+        """Calibrated log-probabilities of ``(n, classes)`` log-probabilities."""
+        return calibrated_log_probs(log_probs, self.temperature, np.asarray(self.bias))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "bias": list(self.bias)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, classes: int) -> Calibration | None:
+        """The calibration kept in a model's manifest (None when it has none or it is unusable:
+        a bundle from elsewhere is not trusted to hold sensible numbers)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            temperature = float(data["temperature"])
+            bias = tuple(float(b) for b in data["bias"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        usable = (
+            MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
+            and len(bias) == classes
+            and all(math.isfinite(b) and abs(b) <= 50 for b in bias)
+        )
+        if not usable:
+            return None
+        return cls(temperature, bias, int(data.get("items", 0) or 0))
+
+
+def calibrated_log_probs(log_probs: np.ndarray, temperature: float, bias: np.ndarray) -> np.ndarray:
+    """``log softmax(log_probs / temperature + bias)``, row by row."""
+    scaled = np.maximum(np.asarray(log_probs, dtype=np.float64), LOG_FLOOR) / temperature + bias
+    return scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
+
+
+def expected_calibration_error(
+    probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """ECE: the mean gap between confidence (the top probability) and accuracy, over equal-width
+    confidence bins, weighted by how many items each bin holds."""
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets)
+    if len(targets) == 0:
+        return math.nan
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == targets
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(error)
+
+
+def _nll(log_probs: np.ndarray, targets: np.ndarray) -> float:
+    return float(-log_probs[np.arange(len(targets)), targets].mean())
+
+
+def fit_calibration(probs: np.ndarray, targets: np.ndarray) -> Calibration | None:
+    """Fit temperature and class biases on ``(n, classes)`` probabilities with their true class
+    indices; None when there are fewer than :data:`MIN_ITEMS` items (too few to trust a fit).
+    The identity is kept when the fit would not lower the NLL."""
+    import torch
+
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.int64)
+    if probs.ndim != 2 or len(targets) != len(probs) or len(targets) < MIN_ITEMS:
+        return None
+    classes = probs.shape[1]
+    log_p = np.maximum(np.log(np.clip(probs, 1e-300, None)), LOG_FLOOR)
+    log_p = log_p - np.logaddexp.reduce(log_p, axis=1, keepdims=True)
+    before = _nll(log_p, targets)
+
+    x = torch.tensor(log_p, dtype=torch.float64)
+    y = torch.tensor(targets)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    free_bias = torch.zeros(classes - 1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS(
+        [log_t, free_bias], lr=0.5, max_iter=200, line_search_fn="strong_wolfe"
+    )
+
+    def loss_of() -> torch.Tensor:
+        bias = torch.cat([torch.zeros(1, dtype=torch.float64), free_bias])
+        t = log_t.clamp(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)).exp()
+        nll = torch.nn.functional.cross_entropy(x / t + bias, y)
+        return nll + BIAS_PENALTY * (free_bias**2).sum()
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    temperature = float(np.clip(math.exp(float(log_t.detach())), MIN_TEMPERATURE, MAX_TEMPERATURE))
+    bias = (0.0, *(float(b) for b in free_bias.detach()))
+    after_log = calibrated_log_probs(log_p, temperature, np.asarray(bias))
+    after = _nll(after_log, targets)
+    if not (math.isfinite(after) and after < before):
+        temperature, bias, after_log, after = 1.0, (0.0,) * classes, log_p, before
+    return Calibration(
+        temperature=round(temperature, 6),
+        bias=tuple(round(b, 6) for b in bias),
+        items=len(targets),
+        nll_before=before,
+        nll_after=after,
+        ece_before=expected_calibration_error(np.exp(log_p), targets),
+        ece_after=expected_calibration_error(np.exp(after_log), targets),
+    )
+
+
+def calibration_line(calibration: object) -> str:
+    """What a model's kept calibration (``metrics.json``'s ``calibration``) did, in words."""
+    if not isinstance(calibration, dict):
+        return "used as the network gives them (no calibration kept with this model)"
+    try:
+        return (
+            f"calibrated on {int(calibration['items'])} validation items (temperature "
+            f"{float(calibration['temperature']):.2f}; expected calibration error "
+            f"{100 * float(calibration['ece_before']):.1f} % before, "
+            f"{100 * float(calibration['ece_after']):.1f} % after, on that split)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return "calibrated on the validation split"

@@ -1,0 +1,122 @@
+"""Calibration of probabilities (fakevoice/metrics/calibration.py): the fit makes over-confident
+and biased scores honest, leaves honest ones alone, and never worsens the likelihood."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fakevoice.metrics import calibration, compute_eer
+from fakevoice.metrics.calibration import (
+    Calibration,
+    calibrated_log_probs,
+    expected_calibration_error,
+    fit_calibration,
+)
+
+
+def honest_scores(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities that are right as often as they say (targets drawn from them)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 2.0, size=(n, classes))
+    probs = np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+    targets = np.array([rng.choice(classes, p=p) for p in probs])
+    return probs, targets
+
+
+def sharpen(probs: np.ndarray, power: float, bias: np.ndarray | None = None) -> np.ndarray:
+    """Over-confident (power > 1) and optionally biased versions of ``probs``."""
+    logits = np.log(probs) * power + (0.0 if bias is None else bias)
+    return np.exp(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+
+
+def test_over_confident_scores_are_softened_and_made_honest() -> None:
+    probs, targets = honest_scores(4000, 2, seed=1)
+    fitted = fit_calibration(sharpen(probs, 3.0), targets)
+    assert fitted is not None and fitted.items == 4000
+    assert fitted.temperature == pytest.approx(3.0, rel=0.15)  # it undoes the sharpening
+    assert fitted.nll_after < fitted.nll_before
+    assert fitted.ece_after < 0.03 < fitted.ece_before
+    # Two classes: temperature and bias keep the ranking of P(class 0), so the EER stays.
+    raw = sharpen(probs, 3.0)
+    again = np.exp(fitted.apply(np.log(raw)))
+
+    def eer(scores: np.ndarray) -> float:
+        return compute_eer(scores[targets == 0, 0], scores[targets == 1, 0])[0]
+
+    assert eer(again) == pytest.approx(eer(raw), abs=1e-3)
+
+
+def test_a_model_that_leans_to_a_class_gets_a_bias_back() -> None:
+    probs, targets = honest_scores(4000, 3, seed=2)
+    leaning = sharpen(probs, 1.0, bias=np.array([0.0, 1.5, -1.0]))
+    fitted = fit_calibration(leaning, targets)
+    assert fitted is not None
+    assert fitted.temperature == pytest.approx(1.0, abs=0.15)
+    assert fitted.bias[0] == 0.0
+    assert fitted.bias[1] == pytest.approx(-1.5, abs=0.25)
+    assert fitted.bias[2] == pytest.approx(1.0, abs=0.25)
+    assert fitted.ece_after < fitted.ece_before
+
+
+def test_honest_scores_stay_about_as_they_are_and_too_few_items_get_none() -> None:
+    probs, targets = honest_scores(4000, 2, seed=3)
+    fitted = fit_calibration(probs, targets)
+    assert fitted is not None
+    assert fitted.temperature == pytest.approx(1.0, abs=0.1)
+    assert abs(fitted.bias[1]) < 0.15
+    assert fitted.nll_after <= fitted.nll_before
+    assert fit_calibration(probs[: calibration.MIN_ITEMS - 1], targets[:19]) is None
+    assert fit_calibration(probs[:, :1].ravel(), targets) is None  # not (n, classes)
+
+
+def test_the_fit_never_worsens_the_likelihood() -> None:
+    # Perfectly separated one-hot scores: nothing to gain, the identity is kept.
+    targets = np.array([0, 1] * 20)
+    one_hot = np.eye(2)[targets]
+    fitted = fit_calibration(one_hot, targets)
+    assert fitted is not None and fitted.nll_after <= fitted.nll_before + 1e-12
+
+
+def test_applying_a_calibration_and_reading_one_from_a_manifest() -> None:
+    log_p = np.log(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    same = Calibration(1.0, (0.0, 0.0)).apply(log_p)
+    assert np.allclose(same, log_p)
+    softer = np.exp(calibrated_log_probs(log_p, 2.0, np.zeros(2)))
+    assert softer[0, 0] == pytest.approx(3 / 4)  # sqrt(0.9) / (sqrt(0.9) + sqrt(0.1))
+    assert np.allclose(softer.sum(axis=1), 1.0)
+    kept = Calibration(1.7, (0.0, -0.4), items=300).to_dict()
+    assert Calibration.from_dict(kept, classes=2) == Calibration(1.7, (0.0, -0.4), 300)
+    for broken in (
+        None,
+        {"temperature": "hot", "bias": [0, 0]},
+        {"temperature": 1.0, "bias": [0.0]},  # one bias for two classes
+        {"temperature": 0.0, "bias": [0, 0]},
+        {"temperature": 1.0, "bias": [0, math.inf]},
+        {"bias": [0, 0]},
+    ):
+        assert Calibration.from_dict(broken, classes=2) is None  # type: ignore[arg-type]
+
+
+def test_expected_calibration_error_measures_the_gap() -> None:
+    targets = np.array([0] * 10)
+    always_right = np.tile([1.0, 0.0], (10, 1))
+    assert expected_calibration_error(always_right, targets) == 0.0
+    # Says 0.9 and is right half the time: a gap of 0.4.
+    half = np.tile([0.9, 0.1], (10, 1))
+    assert expected_calibration_error(half, np.array([0, 1] * 5)) == pytest.approx(0.4)
+    assert math.isnan(expected_calibration_error(np.zeros((0, 2)), np.zeros(0)))
+
+
+def test_a_calibration_is_told_in_words() -> None:
+    from fakevoice.metrics.calibration import calibration_line
+
+    probs, targets = honest_scores(400, 2, seed=4)
+    fitted = fit_calibration(sharpen(probs, 2.0), targets)
+    assert fitted is not None
+    line = calibration_line(fitted.to_dict())
+    assert line.startswith("calibrated on 400 validation items (temperature ")
+    assert f"{100 * fitted.ece_after:.1f} % after" in line
+    assert "no calibration" in calibration_line(None)
