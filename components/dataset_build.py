@@ -105,28 +105,15 @@ def _form(actor: Actor) -> None:
 
 
 def _build_row(actor: Actor, run: RunRecord) -> None:
-    name = str(run.spec.get("name", run.name))
-    left, right, clear = st.columns([8, 2, 2])
-    job_list.status_line(
+    job_list.dataset_job_row(
         actor,
         run,
-        name,
         done="built",
         key="build",
         stop=lambda: services.stop_dataset_build(actor, run.id),
-        columns=(left, right),
+        clear=lambda: services.clear_dataset_build(actor, run.id),
+        caption=_what(run) + (f" {run.notice}" if run.notice else ""),
     )
-    if run.status == "succeeded" and right.button(
-        "Open", key=f"build_open:{run.id}", icon=":material/open_in_new:"
-    ):
-        st.query_params["dataset"] = name
-        st.session_state["dataset"] = name
-        st.rerun()
-    if not run.is_active and clear.button(
-        "Clear", key=f"build_clear:{run.id}", icon=":material/close:", help="take it off this list"
-    ):
-        job_list.act(lambda: services.clear_dataset_build(actor, run.id))
-    st.caption(_what(run) + (f" {run.notice}" if run.notice else ""))
 
 
 def _what(run: RunRecord) -> str:

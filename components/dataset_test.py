@@ -201,6 +201,7 @@ def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
     training_view.render_confusion_and_roc(
         results.report_confusion(report), results.report_roc(report), "tested items"
     )
+    training_view.render_reliability(report)
     training_view.render_generator_eer(report)
     training_view.render_per_class(report)
     stem = training_view.file_stem(f"{report['model']['name']}-on-{report['dataset']}")

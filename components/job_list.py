@@ -15,6 +15,8 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.store.records import Actor, RunRecord
 
 REFRESH = timedelta(seconds=2)
+DATASET_KEY = "dataset"  # the Datasets page's dataset box (and query parameter)
+OPEN_KEY = "dataset_to_open"  # a dataset an Open button asked the Datasets page to show
 
 
 def panel(
@@ -92,3 +94,31 @@ def status_line(
             "Resume", key=f"{key}_resume:{run.id}", icon=":material/replay:"
         ):
             act(lambda: services.resume_run(actor, run.id))
+
+
+def dataset_job_row(
+    actor: Actor,
+    run: RunRecord,
+    *,
+    done: str,
+    key: str,
+    stop: Callable[[], object],
+    clear: Callable[[], object],
+    caption: str,
+) -> None:
+    """A job that makes a dataset (a build, a render), named after it: where it stands, Stop or
+    Resume, Open once it is made, Clear once it is over, and ``caption`` under it."""
+    name = str(run.spec.get("name", run.name))
+    left, right, right_most = st.columns([8, 2, 2])
+    status_line(actor, run, name, done=done, key=key, stop=stop, columns=(left, right))
+    if run.status == "succeeded" and right.button(
+        "Open", key=f"{key}_open:{run.id}", icon=":material/open_in_new:"
+    ):
+        # The dataset box may be made already in this run: the page takes the name next run.
+        st.session_state[OPEN_KEY] = name
+        st.rerun()  # the whole page, not just this panel
+    if not run.is_active and right_most.button(
+        "Clear", key=f"{key}_clear:{run.id}", icon=":material/close:", help="take it off this list"
+    ):
+        act(clear)
+    st.caption(caption)

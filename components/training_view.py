@@ -161,6 +161,38 @@ def render_metrics(report: dict[str, Any]) -> None:
         )
 
 
+def render_reliability(report: dict[str, Any]) -> None:
+    """The reliability diagram: how often the top class was right against how sure the model
+    was, per confidence bin (metrics.json's ``reliability``), with the diagonal of honesty."""
+    rows = report.get("reliability")
+    if not isinstance(rows, list) or not rows:
+        return
+    frame = pd.DataFrame(rows)
+    frame["bin"] = [f"{r['from']:.2f}-{r['to']:.2f}" for r in rows]
+    unit = alt.Scale(domain=[0, 1])
+    points = (
+        alt.Chart(frame)
+        .mark_circle(opacity=0.8)
+        .encode(
+            x=alt.X("confidence:Q", title="confidence (top probability)", scale=unit),
+            y=alt.Y("accuracy:Q", title="share right", scale=unit),
+            size=alt.Size("n:Q", title="items"),
+            tooltip=["bin", "n", alt.Tooltip("confidence:Q", format=".3f"), "accuracy"],
+        )
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]}))
+        .mark_line(strokeDash=[4, 4], color="gray")
+        .encode(x="x:Q", y="y:Q")
+    )
+    st.markdown("**Reliability** (how sure against how often right)")
+    st.altair_chart((diagonal + points).properties(height=260), width="stretch")
+    st.caption(
+        "Each point is a bin of items by the model's top probability. On the dashed line the "
+        "model is as sure as it is right; below it, over-confident; above it, too modest."
+    )
+
+
 def render_per_class(report: dict[str, object]) -> None:
     per_class = report.get("per_class")
     if not isinstance(per_class, dict) or not per_class:
@@ -299,6 +331,7 @@ def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") 
         render_headline(result)
     render_loss_chart(result.batches, result.history)
     render_confusion_and_roc(result.confusion, result.roc, "validation split")
+    render_reliability(result.metrics)
     st.markdown("**Per epoch**")
     render_epoch_table(result.history)
     render_per_class(result.metrics)

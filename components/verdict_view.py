@@ -58,6 +58,24 @@ def model_label(model: ModelRecord, user_id: int) -> str:
     return " · ".join(parts)
 
 
+def model_summary(model: ModelRecord) -> str:
+    """What a model's own figures say, in a line: its classes, its validation EER, and what its
+    probabilities mean (calibrated or not)."""
+    eer = model.metrics.get("eer")
+    items = model.metrics.get("valid_items")
+    how_good = (
+        f"validation EER {eer:.1%}" + (f" on {items} items" if items else "")
+        if isinstance(eer, int | float)
+        else "no validation figures"
+    )
+    calibrated = model.metrics.get("calibration")
+    probabilities = (
+        "probabilities calibrated" if isinstance(calibrated, dict) else "probabilities uncalibrated"
+    )
+    classes = ", ".join(model.class_names)
+    return f"Classes: {classes} · {how_good} · {probabilities}."
+
+
 def redecide(probabilities: dict[str, float], threshold: float) -> tuple[VerdictLabel, str | None]:
     """The verdict for another threshold, from the stored class probabilities (no re-scoring)."""
     return decide(probabilities, BONAFIDE, threshold)

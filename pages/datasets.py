@@ -16,7 +16,7 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FEATURE_KINDS, FeatureSpec
 from fakevoice.store.records import Actor, RunRecord
 
-DATASET_KEY = "dataset"  # also the query parameter, so a link can name the dataset
+DATASET_KEY = job_list.DATASET_KEY  # also the query parameter, so a link can name the dataset
 SEED_KEY = "compare_seed"
 RANDOM = "random"
 SHOWN_RENDERS = 5
@@ -36,6 +36,10 @@ def _no_datasets() -> None:
 
 def _choose_dataset(actor: Actor | None, names: list[str]) -> str:
     """The dataset selectbox; a bad name from the URL or the session is reported, not used."""
+    opened = st.session_state.pop(job_list.OPEN_KEY, None)  # a job list's Open button
+    if opened in names:
+        st.session_state[DATASET_KEY] = opened
+        st.query_params[DATASET_KEY] = opened
     stale = st.session_state.get(DATASET_KEY)
     if stale is not None and stale not in names:
         del st.session_state[DATASET_KEY]
@@ -176,38 +180,18 @@ def _renders(actor: Actor | None) -> None:
 
 
 def _render_row(actor: Actor, run: RunRecord) -> None:
-    new = str(run.spec.get("name", run.name))
-    left, right, clear = st.columns([8, 2, 2])
-    job_list.status_line(
-        actor,
-        run,
-        new,
-        done="rendered",
-        key="render",
-        stop=lambda: services.stop_render(actor, run.id),
-        columns=(left, right),
-    )
-    if run.status == "succeeded":  # a callback: it runs before the dataset box is made
-        right.button(
-            "Open",
-            key=f"render_open:{run.id}",
-            icon=":material/open_in_new:",
-            on_click=_open_dataset,
-            args=(new,),
-        )
-    if not run.is_active and clear.button(
-        "Clear", key=f"render_clear:{run.id}", icon=":material/close:", help="take it off this list"
-    ):
-        job_list.act(lambda: services.clear_render(actor, run.id))
     features = run.spec.get("feature_spec", {})
     size = f"{features.get('image_height')}x{features.get('image_width')}"
     what = f"{features.get('kind')} images ({size} pixels) of '{run.spec.get('source')}'."
-    st.caption(run.notice if run.status == "succeeded" and run.notice else what)
-
-
-def _open_dataset(name: str) -> None:
-    st.query_params[DATASET_KEY] = name
-    st.session_state[DATASET_KEY] = name
+    job_list.dataset_job_row(
+        actor,
+        run,
+        done="rendered",
+        key="render",
+        stop=lambda: services.stop_render(actor, run.id),
+        clear=lambda: services.clear_render(actor, run.id),
+        caption=run.notice if run.status == "succeeded" and run.notice else what,
+    )
 
 
 def _delete(actor: Actor | None, name: str, owner_id: int | None) -> None:

@@ -20,6 +20,7 @@ from components.auth import require_actor
 from components.verdict_view import (
     ModelView,
     model_label,
+    model_summary,
     model_view,
     probability_chart,
     redecide,
@@ -115,6 +116,7 @@ def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
         key="eval_model",
         help="Your models and the public ones.",
     )
+    st.caption(model_summary(by_id[chosen]))
     return by_id[chosen]
 
 

@@ -100,6 +100,20 @@ def test_applying_a_calibration_and_reading_one_from_a_manifest() -> None:
         assert Calibration.from_dict(broken, classes=2) is None  # type: ignore[arg-type]
 
 
+def test_the_reliability_diagram_bins_confidence_against_accuracy() -> None:
+    probs = np.array([[0.95, 0.05], [0.92, 0.08], [0.55, 0.45], [0.4, 0.6]])
+    rows = calibration.reliability(probs, np.array([0, 1, 0, 1]), bins=10)
+    assert [(r["from"], r["n"]) for r in rows] == [(0.5, 2), (0.9, 2)]
+    low, high = rows
+    assert low["confidence"] == pytest.approx(0.575) and low["accuracy"] == 1.0
+    assert high["confidence"] == pytest.approx(0.935) and high["accuracy"] == 0.5
+    # The ECE is the gap of the diagram, weighted by the bins' sizes.
+    assert expected_calibration_error(probs, np.array([0, 1, 0, 1]), bins=10) == pytest.approx(
+        0.5 * (1.0 - 0.575) + 0.5 * (0.935 - 0.5)
+    )
+    assert calibration.reliability(np.zeros((0, 2)), np.zeros(0)) == []
+
+
 def test_expected_calibration_error_measures_the_gap() -> None:
     targets = np.array([0] * 10)
     always_right = np.tile([1.0, 0.0], (10, 1))

@@ -61,11 +61,12 @@ def two_speakers() -> bytes:
     )
 
 
-@pytest.fixture
-def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {
-        "FAKEVOICE_DATA_DIR": str(tmp_path / "data"),
-        "FAKEVOICE_DATASET_DIR": str(tmp_path / "datasets"),
+def build_env(root: Path) -> dict[str, str]:
+    """Settings of a workbench under ``root`` for dataset jobs: one build process, a worker that
+    polls and beats often, and a heartbeat that goes stale in seconds."""
+    return {
+        "FAKEVOICE_DATA_DIR": str(root / "data"),
+        "FAKEVOICE_DATASET_DIR": str(root / "datasets"),
         "FAKEVOICE_BUILD_WORKERS": "1",
         "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
         "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
@@ -73,7 +74,11 @@ def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
         "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "8",
         "OMP_NUM_THREADS": "1",
     }
-    with active_workbench(env) as active:
+
+
+@pytest.fixture
+def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with active_workbench(build_env(tmp_path)) as active:
         yield active
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import speechlike
-from test_dataset_builds import STALE_SECONDS, admin, run_worker, two_speakers
+from test_dataset_builds import STALE_SECONDS, admin, build_env, run_worker, two_speakers
 from test_page_datasets import MANIFEST_COLUMNS, write_fixture_dataset
 from test_page_evaluate import run_queued_jobs
 from workbench import active_workbench, get_run, make_user, start_worker, wait_for
@@ -32,16 +32,7 @@ SLOW_CLIPS = 24
 
 @pytest.fixture
 def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {
-        "FAKEVOICE_DATA_DIR": str(tmp_path / "data"),
-        "FAKEVOICE_DATASET_DIR": str(tmp_path / "datasets"),
-        "FAKEVOICE_BUILD_WORKERS": "1",
-        "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
-        "FAKEVOICE_HEARTBEAT_SECONDS": "0.5",
-        "FAKEVOICE_STALE_SECONDS": str(STALE_SECONDS),
-        "OMP_NUM_THREADS": "1",
-    }
-    with active_workbench(env) as active:
+    with active_workbench(build_env(tmp_path)) as active:
         yield active
 
 

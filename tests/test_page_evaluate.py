@@ -124,6 +124,9 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
 ) -> None:
     at = evaluate_page(alice)
     assert at.selectbox(key="eval_model").value == specnet.id
+    (summary,) = [c.value for c in at.caption if c.value.startswith("Classes: ")]
+    assert ", ".join(specnet.class_names) in summary
+    assert "no validation figures" in summary and "probabilities uncalibrated" in summary
     clip = wav_bytes(3.0, seed=5)
     at = upload_clip(at, "call from bank.wav", clip)
     assert_no_exception(at)
@@ -350,6 +353,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
     assert any("Expected calibration error here: " in c.value for c in at.caption)
+    assert "**Reliability** (how sure against how often right)" in [m.value for m in at.markdown]
     by_generator = [f.value for f in at.dataframe if "generator" in f.value.columns]
     assert set(by_generator[0]["generator"]) == {"griffinlim", "world"}
     (by_noise,) = [f.value for f in at.dataframe if "noise" in f.value.columns]

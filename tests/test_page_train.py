@@ -183,7 +183,8 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
     # Too few validation items in the tiny dataset to fit a calibration; the page says so.
     assert any("no calibration kept with this model" in c.value for c in at.caption)
-    assert len(at.get("vega_lite_chart")) == 4  # loss curves, confusion matrix, ROC, DET
+    # Loss curves, confusion matrix, ROC, DET and the reliability diagram.
+    assert len(at.get("vega_lite_chart")) == 5
     assert [t.label for t in at.tabs][-2:] == ["ROC", "DET"]
     assert "EER against each generator" in " ".join(str(m.value) for m in at.markdown)
     (by_generator,) = [f.value for f in at.dataframe if "generator" in f.value.columns]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
-from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped, finish_job
+from fakevoice.jobs.progress import JobLost, JobProgress, end_on_error
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
 
@@ -69,20 +68,10 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
             progress=False,
             on_progress=on_progress,
         )
-    except JobLost as exc:
-        logger.warning("dataset job %d: %s", run.id, exc)
-        return "interrupted"
-    except JobStopped:
-        _clean_up(run, out_dir if claimed else None)
-        return finish_job(run.id, worker_id, "cancelled", "Stopped on request.")
-    except FakeVoiceError as exc:
-        _clean_up(run, out_dir if claimed else None)
-        return finish_job(run.id, worker_id, "failed", str(exc))
-    except Exception as exc:  # a bug, a full disk: the job must still end, and leave nothing
-        logger.error("dataset job %d failed:\n%s", run.id, traceback.format_exc())
-        _clean_up(run, out_dir if claimed else None)
-        message = f"The build stopped because of an internal error ({type(exc).__name__}: {exc})."
-        return finish_job(run.id, worker_id, "failed", message)
+    except Exception as exc:  # the job must end, and a stopped or failed one leaves nothing
+        if not isinstance(exc, JobLost):  # a lost one is another worker's to continue
+            _clean_up(run, out_dir if claimed else None)
+        return end_on_error(run.id, worker_id, exc, "build")
     info = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8"))
     with store.session_scope() as session:
         _record(session, owner, spec.name, out_dir, report.items, info)

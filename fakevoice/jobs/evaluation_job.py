@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-import traceback
 
 from fakevoice import store
-from fakevoice.errors import FakeVoiceError
-from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped, finish_job
+from fakevoice.jobs.progress import JobProgress, end_on_error, finish_job
 from fakevoice.store.records import RunRecord
 
 logger = logging.getLogger(__name__)
@@ -53,15 +51,6 @@ def execute_evaluation(run: RunRecord, worker_id: str) -> str:
                 owner, model_id, spec.dataset, spec.split, limit=spec.limit, on_progress=on_progress
             )
             save_result(folder, index, evaluation)
-    except JobLost as exc:
-        logger.warning("test %d: %s", run.id, exc)
-        return "interrupted"
-    except JobStopped:
-        return finish_job(run.id, worker_id, "cancelled", "Stopped on request.")
-    except FakeVoiceError as exc:
-        return finish_job(run.id, worker_id, "failed", str(exc))
-    except Exception as exc:  # a bug, a full disk: the job must still end
-        logger.error("test %d failed:\n%s", run.id, traceback.format_exc())
-        message = f"The test stopped because of an internal error ({type(exc).__name__}: {exc})."
-        return finish_job(run.id, worker_id, "failed", message)
+    except Exception as exc:  # the job must end, whatever happened
+        return end_on_error(run.id, worker_id, exc, "test")
     return finish_job(run.id, worker_id, "succeeded")

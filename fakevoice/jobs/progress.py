@@ -9,11 +9,15 @@ longer held by this worker (marked interrupted, or deleted).
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
 from fakevoice.store.records import RunStatus
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
 
@@ -64,3 +68,25 @@ def finish_job(run_id: int, worker_id: str, status: RunStatus, message: str | No
     with store.session_scope() as session:
         store.set_status(session, run_id, status, worker_id=worker_id, error=message)
     return status
+
+
+def end_on_error(run_id: int, worker_id: str, error: Exception, what: str) -> str:
+    """End a job that raised ``error`` (called in its ``except`` block), and return the status.
+
+    A lost job is left as it is (``interrupted``: another worker holds it now, or nobody); a stop
+    is ``cancelled``; a :class:`FakeVoiceError` is ``failed`` with its words; anything else (a
+    bug, a full disk) is ``failed`` with its type, and its traceback goes to the log.
+
+    Args:
+        what: the job in a word, for the log and the message: "build", "test", "render".
+    """
+    if isinstance(error, JobLost):
+        logger.warning("%s %d: %s", what, run_id, error)
+        return "interrupted"
+    if isinstance(error, JobStopped):
+        return finish_job(run_id, worker_id, "cancelled", "Stopped on request.")
+    if isinstance(error, FakeVoiceError):
+        return finish_job(run_id, worker_id, "failed", str(error))
+    logger.error("%s %d failed:\n%s", what, run_id, traceback.format_exc())
+    message = f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
+    return finish_job(run_id, worker_id, "failed", message)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from pathlib import Path
 
 from fakevoice import store
 from fakevoice.datasets.manifest import DATASET_INFO_NAME, MANIFEST_NAME
-from fakevoice.errors import FakeVoiceError, PermissionDeniedError
-from fakevoice.jobs.progress import JobLost, JobProgress, JobStopped, finish_job
+from fakevoice.errors import PermissionDeniedError
+from fakevoice.jobs.progress import JobProgress, end_on_error, finish_job
 from fakevoice.settings import get_settings
 from fakevoice.store.records import RunRecord
 
@@ -63,17 +62,8 @@ def execute_render(run: RunRecord, worker_id: str) -> str:
                 done / max(total, 1), force=done >= total
             ),
         )
-    except JobLost as exc:
-        logger.warning("render %d: %s", run.id, exc)
-        return "interrupted"
-    except JobStopped:
-        return finish_job(run.id, worker_id, "cancelled", "Stopped on request.")
-    except FakeVoiceError as exc:
-        return finish_job(run.id, worker_id, "failed", str(exc))
-    except Exception as exc:  # a bug, a full disk: the job must still end
-        logger.error("render %d failed:\n%s", run.id, traceback.format_exc())
-        message = f"The render stopped because of an internal error ({type(exc).__name__}: {exc})."
-        return finish_job(run.id, worker_id, "failed", message)
+    except Exception as exc:  # the job must end, whatever happened
+        return end_on_error(run.id, worker_id, exc, "render")
     summary = report.summary().replace(str(report.out_dir), f"'{report.out_dir.name}'")
     with store.session_scope() as session:
         store.set_run_info(session, run.id, notice=summary)

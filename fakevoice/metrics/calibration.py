@@ -85,25 +85,46 @@ def calibrated_log_probs(log_probs: np.ndarray, temperature: float, bias: np.nda
     return scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
 
 
-def expected_calibration_error(
+def reliability(
     probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS
-) -> float:
-    """ECE: the mean gap between confidence (the top probability) and accuracy, over equal-width
-    confidence bins, weighted by how many items each bin holds."""
+) -> list[dict[str, Any]]:
+    """The reliability diagram's points: for each equal-width bin of confidence (the top
+    probability) that holds items, its bounds, how many items, their mean confidence and how
+    often the top class was right."""
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets)
     if len(targets) == 0:
-        return math.nan
+        return []
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == targets
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
+    rows = []
     for b in range(bins):
         inside = which == b
         if inside.any():
-            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(error)
+            rows.append(
+                {
+                    "from": float(edges[b]),
+                    "to": float(edges[b + 1]),
+                    "n": int(inside.sum()),
+                    "confidence": float(confidence[inside].mean()),
+                    "accuracy": float(correct[inside].mean()),
+                }
+            )
+    return rows
+
+
+def expected_calibration_error(
+    probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """ECE: the mean gap between confidence (the top probability) and accuracy, over equal-width
+    confidence bins (:func:`reliability`), weighted by how many items each bin holds."""
+    rows = reliability(probs, targets, bins)
+    total = sum(row["n"] for row in rows)
+    if not total:
+        return math.nan
+    return float(sum(row["n"] * abs(row["accuracy"] - row["confidence"]) for row in rows) / total)
 
 
 def _nll(log_probs: np.ndarray, targets: np.ndarray) -> float:

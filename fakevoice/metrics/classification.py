@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fakevoice.errors import InvalidSpecError
-from fakevoice.metrics.calibration import expected_calibration_error
+from fakevoice.metrics.calibration import expected_calibration_error, reliability
 from fakevoice.metrics.detection import compute_eer, downsample_curve, roc_curve
 
 
@@ -136,7 +136,8 @@ def classification_report(
         A JSON-able dict: ``n``, ``class_names``, ``accuracy``, ``macro_f1``, ``per_class``
         (name -> precision, recall, f1, support), ``confusion_matrix`` (list of rows, true x
         predicted), ``ece`` (expected calibration error of the top probability, 0 to 1; see
-        :mod:`fakevoice.metrics.calibration`), ``eer`` (fraction) and ``eer_threshold`` (on ``P(bonafide)``), ``auc``,
+        :mod:`fakevoice.metrics.calibration`) and ``reliability`` (its diagram's points),
+        ``eer`` (fraction) and ``eer_threshold`` (on ``P(bonafide)``), ``auc``,
         ``roc`` (``fpr``, ``tpr``, ``thresholds`` with at most 200 points; the first threshold,
         ``+inf``, is written as ``None``; and ``auc``) and ``notes``.
 
@@ -177,6 +178,7 @@ def classification_report(
         },
         "confusion_matrix": cm.tolist(),
         "ece": expected_calibration_error(p, true),
+        "reliability": reliability(p, true),
         "eer": None,
         "eer_threshold": None,
         "auc": None,

@@ -249,9 +249,14 @@ def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[...,
         value = metrics.filter(has_text=label).first.get_by_test_id("stMetricValue")
         expect(value).to_have_text(re.compile(r"^(\d+(\.\d+)?%?|n/a)$"))
     expect(page.get_by_text("Confusion matrix", exact=True)).to_be_visible()
-    # Loss curves, confusion matrix, ROC, and the DET curve in the tab beside the ROC.
+    # Loss curves, confusion matrix, ROC, the DET curve in the tab beside the ROC, and the
+    # reliability diagram of the calibrated probabilities.
     charts = page.get_by_test_id("stVegaLiteChart")
-    expect(charts).to_have_count(4, timeout=TIMEOUT_MS)
+    expect(charts).to_have_count(5, timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Reliability (how sure against how often right)")).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"^Probabilities (calibrated on \d+|used as)"))
+    ).to_be_visible()
     page.get_by_role("tab", name="DET", exact=True).click()
     expect(page.get_by_text("on normal-deviate axes")).to_be_visible(timeout=TIMEOUT_MS)
     expect(charts.nth(3)).to_be_visible()

@@ -1,0 +1,67 @@
+"""How a job that is not training ends when it raises (fakevoice/jobs/progress.end_on_error):
+lost jobs stay another worker's, stops are cancelled, user errors fail with their words, and bugs
+fail with their type while the traceback goes to the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from workbench import active_workbench, get_run, make_user
+
+from fakevoice import store
+from fakevoice.errors import DatasetError
+from fakevoice.jobs.progress import JobLost, JobStopped, end_on_error
+
+
+@pytest.fixture
+def workbench(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {"FAKEVOICE_DATA_DIR": str(tmp_path / "data"), "FAKEVOICE_DATASET_DIR": str(tmp_path)}
+    with active_workbench(env) as active:
+        yield active
+
+
+def running_job() -> int:
+    with store.session_scope() as session:
+        alice = make_user("alice")
+        name = store.unused_run_name(session, alice, "a render")
+        run = store.create_run(session, alice, name, {"kind": "render"}, kind="render")
+        assert store.claim_next_queued_run(session, "worker-1") is not None
+    return run.id
+
+
+def ended(error: Exception) -> tuple[str, str, str | None]:
+    """The status end_on_error returns, and the job's status and message in the store."""
+    run_id = running_job()
+    try:
+        raise error
+    except Exception as exc:
+        returned = end_on_error(run_id, "worker-1", exc, "render")
+    run = get_run(make_user("alice"), run_id)
+    return returned, run.status, run.error
+
+
+def test_each_kind_of_error_ends_a_job_as_it_should(
+    workbench: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert ended(JobStopped("Stopped on request.")) == (
+        "cancelled",
+        "cancelled",
+        "Stopped on request.",
+    )
+    assert ended(DatasetError("The clip x.wav is missing.")) == (
+        "failed",
+        "failed",
+        "The clip x.wav is missing.",
+    )
+    # Lost: the store is left to whoever holds the job now.
+    assert ended(JobLost("no longer held")) == ("interrupted", "running", None)
+    with caplog.at_level(logging.ERROR, logger="fakevoice.jobs.progress"):
+        returned, status, message = ended(ZeroDivisionError("division by zero"))
+    assert (returned, status) == ("failed", "failed")
+    assert message == (
+        "The render stopped because of an internal error (ZeroDivisionError: division by zero)."
+    )
+    assert "Traceback" in caplog.text and "ZeroDivisionError" in caplog.text
