@@ -17,6 +17,7 @@ from components import detection_charts, job_list, training_view
 from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
@@ -144,12 +145,14 @@ def _results(actor: Actor, runs: list[RunRecord]) -> None:
         return
     st.markdown(f"**Results of {chosen.name}**")
     if len(evaluations) == 1:
-        _show_one(evaluations[0], key="eval_test")
+        _show_one(actor, chosen.id, evaluations[0], key="eval_test")
         return
-    _show_side_by_side(evaluations)
+    _show_side_by_side(actor, chosen.id, evaluations)
 
 
-def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:
+def _show_side_by_side(
+    actor: Actor, run_id: int, evaluations: list[services.DatasetEvaluation]
+) -> None:
     first = evaluations[0].report
     same = all(e.report["split"] == "all" and e.report["n"] == first["n"] for e in evaluations)
     items = (
@@ -188,10 +191,10 @@ def _show_side_by_side(evaluations: list[services.DatasetEvaluation]) -> None:
     for evaluation in evaluations:
         model = evaluation.report["model"]
         with st.expander(f"{model['name']} in detail"):
-            _show_one(evaluation, key=f"eval_test_{model['id']}")
+            _show_one(actor, run_id, evaluation, key=f"eval_test_{model['id']}")
 
 
-def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
+def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:
     report = evaluation.report
     st.caption(
         f"{report['n']} of {report['items_available']} items of **{report['dataset']}** "
@@ -222,3 +225,45 @@ def _show_one(evaluation: services.DatasetEvaluation, key: str) -> None:
         key=f"{key}_json",
         on_click="ignore",
     )
+    _calibrate(actor, run_id, evaluation, key)
+
+
+def _calibrate(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:
+    """A copy of the model whose probabilities are calibrated on these items (a form)."""
+    report = evaluation.report
+    model, dataset = report["model"], report["dataset"]
+    with st.expander("Calibrate a copy of this model on these items", icon=":material/tune:"):
+        st.caption(
+            "Fits a temperature and a bias per class on these scores, so that the copy's "
+            "probabilities (and so its verdicts) mean on audio like this dataset's what they "
+            "say. The copy is yours; the model itself stays as it is."
+        )
+        if report.get("split") == "valid":
+            st.caption(
+                "These are the model's own validation items: training calibrated on them "
+                "already. Calibrate on a dataset it was not trained on."
+            )
+        if evaluation.probabilities() is None:
+            st.info("This test was made before tests kept every class's probability; run it again.")
+            return
+        with st.form(f"{key}_calibrate_form", border=False):
+            name = st.text_input(
+                "Name of the copy",
+                value=f"{model['name']} on {dataset}",
+                max_chars=128,
+                key=f"{key}_calibrate_name",
+            )
+            made = st.form_submit_button(
+                "Calibrate a copy", icon=":material/tune:", key=f"{key}_calibrate"
+            )
+        if made:
+            try:
+                copy = services.calibrate_on_test(actor, run_id, int(model["id"]), name)
+            except FakeVoiceError as exc:
+                st.error(str(exc))
+                return
+            st.success(
+                f"Model '{copy.name}' is yours: probabilities "
+                f"{calibration_line(copy.metrics.get('calibration'))}. Choose it in the Model "
+                "box above (after the page reloads) to use it."
+            )

@@ -119,6 +119,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from fakevoice import services
+    from fakevoice.metrics.calibration import calibration_line
+
+    actor = services.cli_actor()
+    model = services.find_model(actor, args.model)
+    if (args.results is None) == (args.dataset is None):
+        raise InvalidSpecError(
+            "Give --dataset (score it here) or --results (a test of the model already made)."
+        )
+    if args.results is not None:
+        copy = services.calibrate_on_test(actor, args.results, model.id, args.name)
+    else:
+        evaluation = services.evaluate_on_dataset(
+            actor, model.id, args.dataset, args.split, limit=args.limit
+        )
+        copy = services.calibrated_copy(actor, model.id, evaluation, args.name)
+    kept = copy.metrics.get("calibration")
+    if args.json:
+        _print({"id": copy.id, "name": copy.name, "calibration": kept})
+    else:
+        print(f"model {copy.id} '{copy.name}': probabilities {calibration_line(kept)}")
+    return 0
+
+
 def _write_scores(path: Path, evaluations: list[Any]) -> None:
     """Per-item scores as CSV; with several models, one block each behind a ``model`` column."""
     import pandas as pd
@@ -129,7 +154,7 @@ def _write_scores(path: Path, evaluations: list[Any]) -> None:
         frames = [e.scores.assign(model=e.report["model"]["name"]) for e in evaluations]
         table = pd.concat(frames, ignore_index=True)
         table = table[["model", *[c for c in table.columns if c != "model"]]]
-        data = table.to_csv(index=False, float_format="%.6f").encode()
+        data = table.to_csv(index=False, float_format="%.8g").encode()
     try:
         path.write_bytes(data)
     except OSError as exc:
@@ -300,6 +325,21 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--results", type=int, default=None, help="show the results of test RUN")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="a copy of a model whose probabilities are calibrated on a labelled dataset",
+    )
+    p.add_argument("--model", required=True, help="model id or name")
+    p.add_argument("--dataset", help="score this dataset here, then calibrate on it")
+    p.add_argument("--split", choices=["valid", "all"], default="all")
+    p.add_argument(
+        "--limit", type=int, default=None, help="score at most this many items (a seeded sample)"
+    )
+    p.add_argument("--results", type=int, default=None, help="calibrate on test RUN instead")
+    p.add_argument("--name", default=None, help="the copy's name (default: '<model> on <dataset>')")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_calibrate)
 
     p = sub.add_parser("models", help="list your models and public ones")
     p.add_argument("--json", action="store_true")

@@ -134,3 +134,16 @@ def test_a_calibration_is_told_in_words() -> None:
     assert line.startswith("calibrated on 400 validation items (temperature ")
     assert f"{100 * fitted.ece_after:.1f} % after" in line
     assert "no calibration" in calibration_line(None)
+
+
+def test_a_calibration_fitted_on_calibrated_scores_composes_into_one() -> None:
+    first = Calibration(2.0, (0.0, 0.3, -0.2))
+    second = Calibration(1.5, (0.0, -0.1, 0.4), items=50)
+    probs, _ = honest_scores(10, 3, seed=5)
+    log_p = np.log(probs)
+    once = second.after(first)
+    np.testing.assert_allclose(once.apply(log_p), second.apply(first.apply(log_p)), atol=1e-12)
+    assert once.temperature == pytest.approx(3.0) and once.items == 50
+    assert second.after(None) is second
+    assert once.usable()
+    assert not Calibration(0.1, (0.0, 0.0)).after(Calibration(0.1, (0.0, 0.0))).usable()

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_page_evaluate import run_queued_jobs
 from test_results import run_worker, workbench_env
@@ -79,9 +80,12 @@ def test_a_worker_scores_each_model_and_only_the_owner_sees_the_results(
     # The same weights on the same sample of items: the same scores, read back from the files.
     assert list(first.scores["item"]) == list(second.scores["item"])
     assert first.scores["p_human"].tolist() == pytest.approx(second.scores["p_human"].tolist())
-    assert (
-        first.scores_csv().decode().splitlines()[0] == "item,speaker,class,noise,p_human,predicted"
-    )
+    header = first.scores_csv().decode().splitlines()[0]
+    assert header.startswith("item,speaker,class,noise,p_human,predicted,p:")
+    # Every class's probability per item is kept (a calibration is fitted on them).
+    probabilities = first.probabilities()
+    assert probabilities is not None and probabilities.shape == (len(first.scores), 3)
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(len(first.scores)), abs=1e-6)
     assert services.list_analyses(owner) == []  # a test is not a verdict
 
     stranger = make_user("stranger")

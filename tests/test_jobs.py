@@ -364,7 +364,9 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     assert printed.returncode == 0, printed.stderr
     assert "(all, 12 items)" in printed.stdout
     rows = scores.read_text().splitlines()
-    assert rows[0] == "item,speaker,class,noise,p_human,predicted" and len(rows) == 13
+    classes = "p:bonafide,p:spoof"  # the run is binary: every class's probability follows
+    assert rows[0] == f"item,speaker,class,noise,p_human,predicted,{classes}"
+    assert len(rows) == 13
     assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
     assert "clean" in printed.stdout and "griffinlim" in printed.stdout
 
@@ -375,7 +377,9 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     )  # fmt: skip
     assert both.returncode == 0, both.stderr
     assert [r["n"] for r in json.loads(both.stdout)] == [8, 8]
-    assert scores.read_text().splitlines()[0] == "model,item,speaker,class,noise,p_human,predicted"
+    assert scores.read_text().splitlines()[0] == (
+        f"model,item,speaker,class,noise,p_human,predicted,{classes}"
+    )
     queued = cli(
         "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all", "--limit", "8",
         "--queue", "--json",
@@ -406,10 +410,26 @@ def test_cli_trains_lists_predicts_and_evaluates(workbench: dict[str, str], tmp_
     report = json.loads(shown.stdout)
     assert report["n"] == 8 and report["model"]["name"] == "cli-run"
 
+    # A copy calibrated on a dataset's labels: not on 8 items, on the whole tiny dataset yes.
+    few = cli("calibrate", "--model", "cli-run", "--results", str(test["id"]))
+    assert few.returncode == 2 and "needs at least 20 scored items" in few.stderr
+    calibrated = cli(
+        "calibrate", "--model", "cli-run", "--dataset", DATASET, "--name", "cli-run tuned",
+        "--json",
+    )  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stderr
+    copy = json.loads(calibrated.stdout)
+    assert copy["name"] == "cli-run tuned" and copy["calibration"]["dataset"] == DATASET
+    assert copy["calibration"]["items"] >= 20 and copy["calibration"]["temperature"] > 0
+    listed_models = json.loads(cli("models", "--json").stdout)
+    assert {"cli-run", "cli-run tuned"} <= {m["name"] for m in listed_models}
+
     for bad in (
         ("train", "--dataset", DATASET, "--epochs", "0", "--inline"),
         ("evaluate", "--dataset", DATASET),
         ("evaluate", "--results", str(test["id"]), "--model", "cli-run"),
+        ("calibrate", "--model", "cli-run"),
+        ("calibrate", "--model", "cli-run", "--dataset", DATASET, "--name", "cli-run tuned"),
         ("predict", "--model", "no-such-model", str(clip)),
         ("history", "--since", "yesterday"),
         ("history", "--since", "2026-02-01", "--until", "2026-01-01"),

@@ -15,6 +15,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import REPO, speechlike
@@ -361,6 +362,27 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     labels = {b.proto.label for b in at.get("download_button")}
     assert labels == {"Scores per item (CSV)", "Metrics (JSON)"}
     assert services.list_analyses(alice) == []  # a test of the model is not a verdict
+
+    # A copy of the model calibrated on these 20 items: the original stays as it was.
+    assert at.text_input(key="eval_test_calibrate_name").value == f"tiny specnet on {DATASET}"
+    at.text_input(key="eval_test_calibrate_name").set_value("specnet tuned")
+    at.button(key="eval_test_calibrate").click().run()
+    assert_no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Model 'specnet tuned' is yours" in s.value for s in at.success)
+    (copy,) = [m for m in services.list_models(alice) if m.name == "specnet tuned"]
+    kept = copy.metrics["calibration"]
+    assert kept["dataset"] == DATASET and kept["items"] == 20 and kept["split"] == "all"
+    assert services.get_model(alice, specnet.id).metrics.get("calibration") is None
+    # The copy scores through the kept calibration; the same weights underneath.
+    samples = load_audio(wav_bytes(2.0, seed=8), 16000).samples
+    raw, _ = services.detector_for(specnet).window_log_probs(samples)
+    scaled = raw / kept["temperature"] + np.asarray(kept["bias"])
+    expected = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
+    got, _ = services.detector_for(copy).window_log_probs(samples)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    at.button(key="eval_test_calibrate").click().run()  # the same name again: words, no copy
+    assert any("already" in e.value for e in at.error)
 
     # A damaged dataset: one clip gone. The new test fails with the reason in the list, and the
     # earlier result stays on the page.

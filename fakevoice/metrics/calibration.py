@@ -19,7 +19,7 @@ fitted on, and that split also chose the epoch, so they are optimistic; a test o
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,21 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "bias": list(self.bias)}
+
+    def after(self, first: Calibration | None) -> Calibration:
+        """This calibration, fitted on probabilities ``first`` had calibrated already, as one
+        calibration of the raw ones (its figures are this fit's):
+        ``softmax((log p / T1 + b1) / T2 + b2) = softmax(log p / (T1 T2) + b1 / T2 + b2)``."""
+        if first is None:
+            return self
+        bias = tuple(
+            b1 / self.temperature + b2 for b1, b2 in zip(first.bias, self.bias, strict=True)
+        )
+        return replace(self, temperature=first.temperature * self.temperature, bias=bias)
+
+    def usable(self) -> bool:
+        """Within the bounds a model's manifest may hold (:meth:`from_dict`)."""
+        return Calibration.from_dict(self.to_dict(), len(self.bias)) is not None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, classes: int) -> Calibration | None:
@@ -188,9 +203,11 @@ def calibration_line(calibration: object) -> str:
     """What a model's kept calibration (``metrics.json``'s ``calibration``) did, in words."""
     if not isinstance(calibration, dict):
         return "used as the network gives them (no calibration kept with this model)"
+    where = calibration.get("dataset")
+    items = f"items of {where}" if isinstance(where, str) else "validation items"
     try:
         return (
-            f"calibrated on {int(calibration['items'])} validation items (temperature "
+            f"calibrated on {int(calibration['items'])} {items} (temperature "
             f"{float(calibration['temperature']):.2f}; expected calibration error "
             f"{100 * float(calibration['ece_before']):.1f} % before, "
             f"{100 * float(calibration['ece_after']):.1f} % after, on that split)"

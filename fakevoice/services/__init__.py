@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fakevoice.datasets.noise import noise_label, noise_sort_key
+    from fakevoice.services.calibration import calibrate_on_test, calibrated_copy
     from fakevoice.services.dataset_builds import (
         clear_dataset_build,
         copy_synthesis_generators,
@@ -106,6 +107,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "fakevoice.datasets.noise": (
         "noise_label",
         "noise_sort_key",
+    ),
+    "fakevoice.services.calibration": (
+        "calibrate_on_test",
+        "calibrated_copy",
     ),
     "fakevoice.services.dataset_builds": (
         "clear_dataset_build",
@@ -214,6 +219,8 @@ __all__ = [
     "RunProgress",
     "ScoredClip",
     "analyses_csv",
+    "calibrate_on_test",
+    "calibrated_copy",
     "check_spec",
     "clear_dataset_build",
     "clear_evaluation",

@@ -26,6 +26,7 @@ from fakevoice.store.records import Actor
 MAX_EVALUATE_ITEMS = 5000
 SPLITS = ("valid", "all")
 SCORE_COLUMNS = ("item", "speaker", "class", "noise", "p_human", "predicted")
+PROBABILITY_PREFIX = "p:"  # then every class's probability, "p:<class>", in the model's order
 
 Progress = Callable[[int, int], None]
 """Called as ``(items scored, items to score)`` after each item."""
@@ -38,7 +39,9 @@ class DatasetEvaluation:
     Attributes:
         report: JSON-ready metrics (see :func:`evaluate_on_dataset`).
         scores: one row per scored item: ``item``, ``speaker``, ``class``, ``noise``,
-            ``p_human`` (the model's probability of bona fide) and ``predicted`` (its top class).
+            ``p_human`` (the model's probability of bona fide), ``predicted`` (its top class),
+            then ``p:<class>`` for each of the model's classes (tests made before these were
+            kept lack them).
     """
 
     report: dict[str, Any]
@@ -46,11 +49,41 @@ class DatasetEvaluation:
 
     def scores_csv(self) -> bytes:
         """The per-item scores as CSV (UTF-8)."""
-        return self.scores.to_csv(index=False, float_format="%.6f").encode()
+        # Significant digits, not decimals: the tiny probabilities of a confident model matter
+        # to a calibration fitted on them.
+        return self.scores.to_csv(index=False, float_format="%.8g").encode()
+
+    def probabilities(self) -> np.ndarray | None:
+        """Every class's probability per item, ``(n, classes)`` in the model's class order (None
+        for a test made before they were kept)."""
+        names = self.report.get("class_names") or []
+        columns = [f"{PROBABILITY_PREFIX}{name}" for name in names]
+        if not columns or not set(columns) <= set(self.scores.columns):
+            return None
+        return self.scores[columns].to_numpy(dtype=np.float64)
+
+    def targets(self, bonafide_index: int) -> np.ndarray:
+        """The true class index of each item, as the model's classes count it."""
+        names = list(self.report.get("class_names") or [])
+        return np.array(
+            [target_index(str(c), names, bonafide_index) for c in self.scores["class"]],
+            dtype=np.int64,
+        )
 
     def report_json(self) -> bytes:
         """The report as indented JSON (UTF-8)."""
         return (json.dumps(self.report, indent=2) + "\n").encode()
+
+
+def target_index(label: str, names: list[str], bonafide_index: int) -> int:
+    """The index of an item's class ``label`` among a model's classes ``names``: for a two-class
+    model every spoof is the other class; -1 for a generator a multi-class model never saw (it
+    has no column to be scored in)."""
+    if len(names) == 2:
+        return bonafide_index if label == "bonafide" else 1 - bonafide_index
+    if label == "bonafide":
+        return bonafide_index
+    return names.index(label) if label in names else -1
 
 
 def evaluate_on_dataset(
@@ -107,21 +140,13 @@ def evaluate_on_dataset(
         frame = frame.sample(n=cap, random_state=0)
     names = detector.class_names
     bonafide_index = detector.bonafide_index
-    binary = len(names) == 2
     targets: list[int] = []
     probs: list[list[float]] = []
     rows: list[dict[str, Any]] = []
     records = cast(list[dict[str, Any]], frame.to_dict("records"))
     for done, row in enumerate(records, start=1):
         label = str(row["class"])
-        if binary:
-            target = bonafide_index if label == "bonafide" else 1 - bonafide_index
-        elif label == "bonafide":
-            target = bonafide_index
-        elif label in names:
-            target = names.index(label)
-        else:
-            target = -1  # a generator this multi-class model never saw has no column to score
+        target = target_index(label, names, bonafide_index)
         if target >= 0:
             verdict = detector.predict_samples(load_item_waveform(folder, row), 16000)
             targets.append(target)
@@ -134,6 +159,9 @@ def evaluate_on_dataset(
                     "noise": str(row["noise"]),
                     "p_human": verdict.p_human,
                     "predicted": names[int(np.argmax(probs[-1]))],
+                    **{
+                        f"{PROBABILITY_PREFIX}{n}": p for n, p in zip(names, probs[-1], strict=True)
+                    },
                 }
             )
         if on_progress is not None:
@@ -142,7 +170,9 @@ def evaluate_on_dataset(
         raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
     scores = np.asarray(probs)
     report = classification_report(np.asarray(targets), scores, names, bonafide_index)
-    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    table = pd.DataFrame(
+        rows, columns=[*SCORE_COLUMNS, *(f"{PROBABILITY_PREFIX}{n}" for n in names)]
+    )
     human = scores[:, bonafide_index]
     classes = table["class"].tolist()
     report["generator_eer"] = generator_eers(human, classes)

@@ -27,6 +27,7 @@ from fakevoice.errors import ConflictError, InvalidSpecError
 from fakevoice.services.datasets import dataset_path
 from fakevoice.services.evaluation import (
     MAX_EVALUATE_ITEMS,
+    PROBABILITY_PREFIX,
     SCORE_COLUMNS,
     SPLITS,
     DatasetEvaluation,
@@ -126,7 +127,14 @@ def load_results(folder: Path, count: int) -> list[DatasetEvaluation]:
         table = pd.read_csv(scores, dtype={"item": str, "speaker": str, "class": str})
         found.append(
             DatasetEvaluation(
-                json.loads(report.read_text(encoding="utf-8")), table[list(SCORE_COLUMNS)]
+                json.loads(report.read_text(encoding="utf-8")),
+                table[
+                    [
+                        c
+                        for c in table.columns
+                        if c in SCORE_COLUMNS or c.startswith(PROBABILITY_PREFIX)
+                    ]
+                ],
             )
         )
     return found

@@ -198,12 +198,18 @@ def import_aasist(actor: Actor, source: str | Path | bytes, name: str) -> ModelR
 
 
 def store_bundle_as_model(
-    actor: Actor, name: str, model: torch.nn.Module, manifest: dict[str, Any]
+    actor: Actor,
+    name: str,
+    model: torch.nn.Module,
+    manifest: dict[str, Any],
+    *,
+    metrics: dict[str, Any] | None = None,
 ) -> ModelRecord:
     """Save ``model`` as a safe bundle in a new folder of its own and register it for ``actor``.
 
     ``manifest`` must be complete and checked (arch, class names, sample rate, clip samples,
-    feature spec, source). On any failure, a taken name included, the folder is removed again.
+    feature spec, source); ``metrics`` (default: the source alone) are what the store keeps of
+    how good it is. On any failure, a taken name included, the folder is removed again.
     """
     from fakevoice.artefacts import save_bundle
 
@@ -223,7 +229,7 @@ def store_bundle_as_model(
                 path=str(folder),
                 files=files,
                 feature_spec=manifest.get("feature_spec"),
-                metrics={"source": manifest["source"]},
+                metrics=metrics if metrics is not None else {"source": manifest["source"]},
             )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

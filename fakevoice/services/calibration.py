@@ -1,0 +1,96 @@
+"""A model's probabilities calibrated on a dataset of the user's: a calibrated copy of the model.
+
+Training calibrates a model on its own validation split (:mod:`fakevoice.metrics.calibration`);
+an official AASIST checkpoint comes with none, and any model meets other audio in the field (a
+telephone line, another language) where its probabilities say something else. A user who has a
+labelled dataset of that audio tests the model on it ("Test on a dataset", or ``fakevoice
+evaluate``) and calibrates on the scores: a temperature and class biases are fitted on every
+class's probability per item (the clip probabilities a verdict uses), composed with the model's own
+calibration, and kept in a *copy* of the model (same weights, new manifest) owned by the user, so
+the original and its other users are untouched and both can be compared.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fakevoice.errors import InvalidSpecError, NotFoundError
+from fakevoice.metrics.calibration import MIN_ITEMS, fit_calibration
+from fakevoice.services.evaluation import DatasetEvaluation
+from fakevoice.services.evaluation_jobs import evaluation_results
+from fakevoice.services.verdicts import detector_for, get_model, store_bundle_as_model
+from fakevoice.store.records import Actor, ModelRecord
+
+logger = logging.getLogger(__name__)
+
+
+def calibrate_on_test(
+    actor: Actor, run_id: int, model_id: int, name: str | None = None
+) -> ModelRecord:
+    """A copy of model ``model_id`` calibrated on what test ``run_id`` scored with it.
+
+    Raises:
+        NotFoundError: no such test of the actor's, or the model is not among its results.
+        InvalidSpecError: the test kept too few items, or not every class's probability.
+        ConflictError: the actor has a model called ``name`` already.
+    """
+    for evaluation in evaluation_results(actor, run_id):
+        if evaluation.report.get("model", {}).get("id") == model_id:
+            return calibrated_copy(actor, model_id, evaluation, name)
+    raise NotFoundError(f"Test {run_id} has no result for model {model_id} (yet).")
+
+
+def calibrated_copy(
+    actor: Actor, model_id: int, evaluation: DatasetEvaluation, name: str | None = None
+) -> ModelRecord:
+    """Store, as the actor's, model ``model_id`` with its probabilities calibrated on the items
+    of ``evaluation`` (which it scored); ``name`` defaults to "<model> on <dataset>".
+
+    Raises:
+        NotFoundError: the actor may not use the model.
+        InvalidSpecError: fewer than 20 items, no per-class probabilities, or a fit beyond what a
+            model may keep.
+        ConflictError: the actor has a model called ``name`` already.
+    """
+    model = get_model(actor, model_id)
+    detector = detector_for(model)
+    dataset = str(evaluation.report.get("dataset", "?"))
+    probs = evaluation.probabilities()
+    if probs is None:
+        raise InvalidSpecError(
+            "This test was made before tests kept every class's probability; run it again, "
+            "then calibrate on it."
+        )
+    targets = evaluation.targets(detector.bonafide_index)
+    scored = targets >= 0
+    fitted = fit_calibration(probs[scored], targets[scored])
+    if fitted is None:
+        raise InvalidSpecError(
+            f"A calibration needs at least {MIN_ITEMS} scored items; this test has "
+            f"{int(scored.sum())}. Test on more items first."
+        )
+    combined = fitted.after(detector.calibration)
+    if not combined.usable():
+        raise InvalidSpecError(
+            "The fit is too extreme to keep (a temperature outside 0.05 to 20 or a bias beyond "
+            "50): the model's scores on this dataset say little about its classes."
+        )
+    kept: dict[str, Any] = {
+        **combined.to_dict(),
+        "dataset": dataset,
+        "split": evaluation.report.get("split"),
+    }
+    source = f"{model.name} (model {model.id}) calibrated on {dataset}"
+    manifest = {**detector.manifest, "calibration": kept, "source": source}
+    metrics = {**model.metrics, "calibration": kept, "source": source}
+    new_name = name.strip() if name and name.strip() else f"{model.name} on {dataset}"
+    copy = store_bundle_as_model(actor, new_name, detector.model, manifest, metrics=metrics)
+    logger.info(
+        "model %d: a copy of model %d calibrated on %s, for user %d",
+        copy.id,
+        model.id,
+        dataset,
+        actor.user_id,
+    )
+    return copy
