@@ -243,7 +243,9 @@ def _count_sign_in(name: str, ok: bool, pause: timedelta) -> None:
                 else:
                     failures = record_sign_in_failure(session, name, pause=pause)
                     if failures == get_settings().sign_in_max_failures:
-                        logger.warning("sign-ins with the name %r pause: wrong passwords", name)
+                        # Not any text typed as a name: it might be someone's password.
+                        shown = name if _USERNAME.fullmatch(name) else "(no account's name)"
+                        logger.warning("sign-ins with the name %s pause: wrong passwords", shown)
             return
         except IntegrityError:
             if attempt:

@@ -33,7 +33,7 @@ from fakevoice.datasets.uploads import (
 from fakevoice.errors import ConflictError, DatasetError, InvalidSpecError, LimitExceededError
 from fakevoice.features import FeatureSpec
 from fakevoice.services.dataset_changes import check_name_is_free, check_new_dataset_name
-from fakevoice.services.runs import delete_run, get_job, stop_run
+from fakevoice.services.runs import delete_run, get_job, queue_job, stop_run
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunRecord
 
@@ -112,16 +112,8 @@ def submit_dataset_build(
             recordings=len(recordings),
             skipped=tuple(skipped),
         )
-        with store.session_scope() as session:
-            # "dataset x (2)" when built, deleted and built again, or after a failed try
-            run = store.create_run(
-                session,
-                actor,
-                store.unused_run_name(session, actor, JOB_PREFIX + name),
-                spec.to_dict(),
-                backend=settings.job_backend,
-                kind="dataset",
-            )
+        # "dataset x (2)" when built, deleted and built again, or after a failed try
+        run = queue_job(actor, JOB_PREFIX + name, spec.to_dict(), "dataset")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -22,7 +22,7 @@ from fakevoice.errors import ConflictError, InvalidSpecError, PermissionDeniedEr
 from fakevoice.features import FeatureSpec
 from fakevoice.services.dataset_changes import check_name_is_free, check_new_dataset_name
 from fakevoice.services.datasets import find_dataset
-from fakevoice.services.runs import delete_run, get_job, stop_run
+from fakevoice.services.runs import delete_run, get_job, queue_job, stop_run
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunKind, RunRecord
 
@@ -89,15 +89,7 @@ def submit_render(actor: Actor, source: str, name: str, overrides: Mapping[str, 
     features = FeatureSpec.from_dict({**dict(summary.feature_spec or {}), **dict(overrides)})
     check_name_is_free(name)
     spec = RenderSpec(summary.name, name, features.to_dict())
-    with store.session_scope() as session:
-        run = store.create_run(
-            session,
-            actor,
-            store.unused_run_name(session, actor, JOB_PREFIX + name),
-            spec.to_dict(),
-            backend=get_settings().job_backend,
-            kind=KIND,
-        )
+    run = queue_job(actor, JOB_PREFIX + name, spec.to_dict(), KIND)
     logger.info(
         "render %d (%s from %s, %s) queued by user %d",
         run.id,

@@ -32,9 +32,8 @@ from fakevoice.services.evaluation import (
     SPLITS,
     DatasetEvaluation,
 )
-from fakevoice.services.runs import delete_run, get_job, stop_run
+from fakevoice.services.runs import delete_run, get_job, queue_job, stop_run
 from fakevoice.services.verdicts import get_model
-from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunKind, RunRecord
 
 logger = logging.getLogger(__name__)
@@ -167,13 +166,7 @@ def submit_evaluation(
     models = [get_model(actor, model_id) for model_id in spec.models]
     dataset_path(dataset, actor=actor)  # NotFoundError for a dataset the actor cannot see
     more = f" and {len(models) - 1} more" if len(models) > 1 else ""
-    with store.session_scope() as session:
-        name = store.unused_run_name(
-            session, actor, f"{JOB_PREFIX}{models[0].name}{more} on {dataset}"
-        )
-        run = store.create_run(
-            session, actor, name, spec.to_dict(), backend=get_settings().job_backend, kind=KIND
-        )
+    run = queue_job(actor, f"{JOB_PREFIX}{models[0].name}{more} on {dataset}", spec.to_dict(), KIND)
     logger.info(
         "test %d queued by user %d: models %s on %s", run.id, actor.user_id, spec.models, dataset
     )

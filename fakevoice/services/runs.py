@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -139,6 +139,24 @@ JOB_KIND_NAMES: dict[RunKind, str] = {
     "evaluate": "a test of models on a dataset",
     "render": "a dataset rendered again",
 }
+
+
+def queue_job(actor: Actor, name: str, spec: dict[str, Any], kind: RunKind) -> RunRecord:
+    """Queue a job of ``kind`` (not training) for a worker, named ``name`` or, when the actor
+    has a job of that name already, ``name (2)`` and so on.
+
+    Raises:
+        LimitExceededError: the actor has too many jobs queued or running.
+    """
+    with store.session_scope() as session:
+        return store.create_run(
+            session,
+            actor,
+            store.unused_run_name(session, actor, name),
+            spec,
+            backend=get_settings().job_backend,
+            kind=kind,
+        )
 
 
 def get_job(actor: Actor, run_id: int, kind: RunKind) -> RunRecord:
