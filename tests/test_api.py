@@ -643,7 +643,7 @@ def test_a_test_of_models_is_queued_and_read_over_http(
     if not target.exists():
         shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, target)
     url, headers = f"{world.url}/v1/evaluations", auth(world.alice_token)
-    body = {"models": [world.private.id, "shared"], "dataset": DATASET, "split": "all", "limit": 10}
+    body = {"models": [world.private.id, "shared"], "dataset": DATASET, "split": "all", "limit": 20}
     queued = httpx.post(url, json=body, headers=headers)
     assert queued.status_code == 202, queued.text
     job = queued.json()["job"]
@@ -660,7 +660,27 @@ def test_a_test_of_models_is_queued_and_read_over_http(
     done = httpx.get(f"{url}/{job['id']}", headers=headers).json()
     assert done["job"]["status"] == "succeeded" and done["job"]["progress"] == 1.0
     assert [r["model"]["name"] for r in done["results"]] == ["alice-private", "shared"]
-    assert all(r["n"] == 10 and "eer" in r and "roc" in r for r in done["results"])
+    assert all(r["n"] == 20 and "eer" in r and "roc" in r for r in done["results"])
+
+    # A copy of a tested model calibrated on the 20 items (the public one: the copy is alice's).
+    calibrations = f"{url}/{job['id']}/calibrations"
+    made = httpx.post(
+        calibrations, json={"model": "shared", "name": "shared tuned"}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    copy = made.json()
+    assert copy["name"] == "shared tuned" and copy["mine"] and not copy["public"]
+    assert copy["metrics"]["calibration"]["dataset"] == DATASET
+    assert copy["metrics"]["calibration"]["items"] == 20
+    assert httpx.get(f"{world.url}/v1/models/{copy['id']}", headers=headers).status_code == 200
+    again = httpx.post(
+        calibrations, json={"model": "shared", "name": "shared tuned"}, headers=headers
+    )
+    assert_error(again, 409, "conflict")
+    stranger = httpx.post(calibrations, json={"model": "shared"}, headers=auth(world.bob_token))
+    assert_error(stranger, 404, "not_found")  # bob's is not this test
+    untested = httpx.post(calibrations, json={"model": copy["id"]}, headers=headers)
+    assert_error(untested, 404, "not_found")
 
     bob = auth(world.bob_token)
     assert_error(httpx.get(f"{url}/{job['id']}", headers=bob), 404, "not_found")

@@ -1,5 +1,6 @@
 """Tests of stored models on a built dataset, over HTTP: queue one, then read its progress and
-results (a moderation pipeline checking a new model against its reference set, say).
+results (a moderation pipeline checking a new model against its reference set, say), and make a
+copy of a tested model calibrated on the items it scored.
 
 The work is a job like any other (:mod:`fakevoice.services.evaluation_jobs`): a worker scores it
 with each model's own preprocessing, on a GPU node when the job backend is Ray. Only its owner
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fakevoice import services
 from fakevoice.api.auth import SignedInDep
 from fakevoice.api.routes import MAX_ID
-from fakevoice.api.schemas import RunOut
+from fakevoice.api.schemas import ModelOut, RunOut
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
 
@@ -42,6 +43,22 @@ class EvaluationIn(BaseModel):
         ge=1,
         le=MAX_EVALUATE_ITEMS,
         description="at most this many items, a seeded sample (the same for every model)",
+    )
+
+
+class CalibrationIn(BaseModel):
+    """Which model of a finished test to calibrate on the items it scored, and the copy's name."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"model": "aasist-l", "name": "aasist-l on calls"}]},
+    )
+    model: int | str = Field(description="a model of the test, by id or name")
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="the copy's name (default: '<model> on <dataset>')",
     )
 
 
@@ -75,5 +92,23 @@ def build_evaluation_router() -> APIRouter:
         run = services.get_evaluation(caller.actor, run_id)
         results = services.evaluation_results(caller.actor, run_id)
         return EvaluationOut(job=RunOut.of(run, []), results=[e.report for e in results])
+
+    @router.post(
+        "/v1/evaluations/{run_id}/calibrations",
+        tags=["tests"],
+        summary="A copy of a tested model, calibrated on the items the test scored",
+        status_code=201,
+    )
+    def calibrate(
+        run_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: CalibrationIn, caller: SignedInDep
+    ) -> ModelOut:
+        """Fits a temperature and a bias per class on the model's scores in this test (20 items
+        or more, every class's probability kept), composes them with the model's own
+        calibration, and stores a copy of the model with them, owned by you. The model itself
+        stays as it is."""
+        actor = caller.actor
+        model = services.find_model(actor, body.model)
+        copy = services.calibrate_on_test(actor, run_id, model.id, body.name)
+        return ModelOut.of(copy, actor.user_id)
 
     return router
