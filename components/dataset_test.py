@@ -49,6 +49,7 @@ def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
         "Your tests",
         lambda: services.list_evaluations(actor)[:SHOWN_TESTS],
         lambda run: _test_row(actor, run),
+        first=runs,
     )
     _results(actor, runs)
 

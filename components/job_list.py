@@ -20,23 +20,28 @@ OPEN_KEY = "dataset_to_open"  # a dataset an Open button asked the Datasets page
 
 
 def panel(
-    title: str, jobs: Callable[[], list[RunRecord]], row: Callable[[RunRecord], None]
+    title: str,
+    jobs: Callable[[], list[RunRecord]],
+    row: Callable[[RunRecord], None],
+    *,
+    first: list[RunRecord] | None = None,
 ) -> None:
     """The jobs of ``jobs()`` (the latest few, newest first) under ``title``, one ``row`` each;
-    nothing when there are none.
+    nothing when there are none. ``first``: what ``jobs()`` gives now, when the page has read it
+    already.
 
     The panel refreshes every 2 s while one of them is queued or running, and runs the whole page
     again when one ends (or a new one starts), since what it made (a dataset, a result) shows
     elsewhere on the page.
     """
-    first = [jobs()]  # read once for this run of the page; the refreshes read again
-    if not first[0]:
+    now = [jobs() if first is None else first]  # read once for this run; refreshes read again
+    if not now[0]:
         return  # nothing to follow: no panel
-    active = [run.id for run in first[0] if run.is_active]
+    active = [run.id for run in now[0] if run.is_active]
 
     @st.fragment(run_every=REFRESH if active else None)
     def follow() -> None:
-        runs = first.pop() if first else jobs()
+        runs = now.pop() if now else jobs()
         if [run.id for run in runs if run.is_active] != active:
             st.rerun()
         st.markdown(f"**{title}**")

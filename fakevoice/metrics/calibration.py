@@ -29,6 +29,7 @@ ECE_BINS = 15
 LOG_FLOOR = -30.0  # log-probabilities below this are clipped (a probability of 1e-13)
 BIAS_PENALTY = 1e-3  # keeps the bias of a class the split lacks finite
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+MAX_BIAS = 50.0  # a larger class bias in a manifest is not trusted
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Calibration:
         usable = (
             MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
             and len(bias) == classes
-            and all(math.isfinite(b) and abs(b) <= 50 for b in bias)
+            and all(math.isfinite(b) and abs(b) <= MAX_BIAS for b in bias)
         )
         if not usable:
             return None

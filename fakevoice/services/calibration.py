@@ -16,7 +16,13 @@ import logging
 from typing import Any
 
 from fakevoice.errors import InvalidSpecError, NotFoundError
-from fakevoice.metrics.calibration import MIN_ITEMS, fit_calibration
+from fakevoice.metrics.calibration import (
+    MAX_BIAS,
+    MAX_TEMPERATURE,
+    MIN_ITEMS,
+    MIN_TEMPERATURE,
+    fit_calibration,
+)
 from fakevoice.services.evaluation import DatasetEvaluation
 from fakevoice.services.evaluation_jobs import evaluation_results
 from fakevoice.services.verdicts import detector_for, get_model, store_bundle_as_model
@@ -73,8 +79,9 @@ def calibrated_copy(
     combined = fitted.after(detector.calibration)
     if not combined.usable():
         raise InvalidSpecError(
-            "The fit is too extreme to keep (a temperature outside 0.05 to 20 or a bias beyond "
-            "50): the model's scores on this dataset say little about its classes."
+            f"The fit is too extreme to keep (a temperature outside {MIN_TEMPERATURE:g} to "
+            f"{MAX_TEMPERATURE:g} or a bias beyond {MAX_BIAS:g}): the model's scores on this "
+            "dataset say little about its classes."
         )
     kept: dict[str, Any] = {
         **combined.to_dict(),

@@ -56,8 +56,7 @@ class DatasetEvaluation:
     def probabilities(self) -> np.ndarray | None:
         """Every class's probability per item, ``(n, classes)`` in the model's class order (None
         for a test made before they were kept)."""
-        names = self.report.get("class_names") or []
-        columns = [f"{PROBABILITY_PREFIX}{name}" for name in names]
+        columns = probability_columns(list(self.report.get("class_names") or []))
         if not columns or not set(columns) <= set(self.scores.columns):
             return None
         return self.scores[columns].to_numpy(dtype=np.float64)
@@ -73,6 +72,12 @@ class DatasetEvaluation:
     def report_json(self) -> bytes:
         """The report as indented JSON (UTF-8)."""
         return (json.dumps(self.report, indent=2) + "\n").encode()
+
+
+def probability_columns(names: list[str]) -> list[str]:
+    """The scores table's columns of every class's probability, ``p:<class>``, in ``names``'
+    order."""
+    return [f"{PROBABILITY_PREFIX}{name}" for name in names]
 
 
 def target_index(label: str, names: list[str], bonafide_index: int) -> int:
@@ -159,9 +164,7 @@ def evaluate_on_dataset(
                     "noise": str(row["noise"]),
                     "p_human": verdict.p_human,
                     "predicted": names[int(np.argmax(probs[-1]))],
-                    **{
-                        f"{PROBABILITY_PREFIX}{n}": p for n, p in zip(names, probs[-1], strict=True)
-                    },
+                    **dict(zip(probability_columns(names), probs[-1], strict=True)),
                 }
             )
         if on_progress is not None:
@@ -170,9 +173,7 @@ def evaluate_on_dataset(
         raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
     scores = np.asarray(probs)
     report = classification_report(np.asarray(targets), scores, names, bonafide_index)
-    table = pd.DataFrame(
-        rows, columns=[*SCORE_COLUMNS, *(f"{PROBABILITY_PREFIX}{n}" for n in names)]
-    )
+    table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *probability_columns(names)])
     human = scores[:, bonafide_index]
     classes = table["class"].tolist()
     report["generator_eer"] = generator_eers(human, classes)

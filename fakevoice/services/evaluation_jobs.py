@@ -27,8 +27,6 @@ from fakevoice.errors import ConflictError, InvalidSpecError
 from fakevoice.services.datasets import dataset_path
 from fakevoice.services.evaluation import (
     MAX_EVALUATE_ITEMS,
-    PROBABILITY_PREFIX,
-    SCORE_COLUMNS,
     SPLITS,
     DatasetEvaluation,
 )
@@ -124,18 +122,7 @@ def load_results(folder: Path, count: int) -> list[DatasetEvaluation]:
         if not (report.is_file() and scores.is_file()):
             continue
         table = pd.read_csv(scores, dtype={"item": str, "speaker": str, "class": str})
-        found.append(
-            DatasetEvaluation(
-                json.loads(report.read_text(encoding="utf-8")),
-                table[
-                    [
-                        c
-                        for c in table.columns
-                        if c in SCORE_COLUMNS or c.startswith(PROBABILITY_PREFIX)
-                    ]
-                ],
-            )
-        )
+        found.append(DatasetEvaluation(json.loads(report.read_text(encoding="utf-8")), table))
     return found
 
 

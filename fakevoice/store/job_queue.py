@@ -16,7 +16,14 @@ from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import InvalidSpecError, NotFoundError
-from fakevoice.store.records import FINAL_STATUSES, RunBackend, RunRecord, RunStatus, to_record
+from fakevoice.store.records import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    RunBackend,
+    RunRecord,
+    RunStatus,
+    to_record,
+)
 from fakevoice.store.runs import requeue_row
 from fakevoice.store.tables import EpochMetricRow, RunRow, utcnow
 
@@ -253,7 +260,7 @@ def active_job_counts(session: Session) -> dict[tuple[str, str], int]:
     the queue's depth; it names nobody)."""
     statement = (
         select(RunRow.kind, RunRow.status, func.count(RunRow.id))
-        .where(RunRow.status.in_(("queued", "running")))
+        .where(RunRow.status.in_(ACTIVE_STATUSES))
         .group_by(RunRow.kind, RunRow.status)
     )
     return {(kind, status): int(count) for kind, status, count in session.execute(statement)}

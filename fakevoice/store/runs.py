@@ -81,10 +81,7 @@ def create_run(
         raise ConflictError(f"You already have a run named {name!r}; choose another name.")
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, actor.user_id) >= limit:
-        raise LimitExceededError(
-            f"You already have {limit} jobs (training runs, dataset builds, renders or tests) queued or "
-            "running; wait for one to finish or stop one."
-        )
+        raise _too_many_jobs(limit)
     epochs = spec.get("epochs", 0)
     row = RunRow(
         owner_id=actor.user_id,
@@ -203,10 +200,7 @@ def requeue_run(
     _lock_user(session, row.owner_id)
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, row.owner_id) >= limit:
-        raise LimitExceededError(
-            f"You already have {limit} jobs (training runs, dataset builds, renders or tests) queued or "
-            "running; wait for one to finish or stop one."
-        )
+        raise _too_many_jobs(limit)
     requeue_row(session, row, resume_from_epoch)
     return to_record(RunRecord, row)
 
@@ -253,3 +247,11 @@ def _lock_user(session: Session, user_id: int) -> None:
     # hold the write lock from BEGIN IMMEDIATE); also checks that the user exists.
     if session.scalar(select(UserRow.id).where(UserRow.id == user_id).with_for_update()) is None:
         raise NotFoundError(f"There is no user with id {user_id}.")
+
+
+def _too_many_jobs(limit: int) -> LimitExceededError:
+    """The refusal of a job beyond ``max_concurrent_runs_per_user``."""
+    return LimitExceededError(
+        f"You already have {limit} jobs (training runs, dataset builds, renders or tests) queued "
+        "or running; wait for one to finish or stop one."
+    )
