@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -270,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_dataset_commands(sub)
-    from fakevoice import cli_api, cli_models, cli_train, cli_users
+    from fakevoice import cli_api, cli_model_admin, cli_models, cli_train, cli_users
 
     cli_train.add_commands(sub)
     cli_models.add_commands(sub)
+    cli_model_admin.add_commands(sub)
     cli_users.add_commands(sub)
     cli_api.add_commands(sub)
     return parser
@@ -295,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fakevoice: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`fakevoice history --csv - | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

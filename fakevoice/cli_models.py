@@ -1,5 +1,5 @@
-"""``fakevoice predict | evaluate | models | history | label | import-aasist``: verdicts and models
-from the command line."""
+"""``fakevoice predict | evaluate | calibrate | history | label | import-aasist``: verdicts and
+tests of models from the command line (``fakevoice models`` is :mod:`fakevoice.cli_model_admin`)."""
 
 from __future__ import annotations
 
@@ -179,30 +179,6 @@ def _print_report(report: dict[str, Any]) -> None:
                 print(f"    {label(item):<24} {100 * value:6.2f} %")
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from fakevoice import services
-
-    models = services.list_models(services.cli_actor())
-    rows: list[dict[str, Any]] = [
-        {
-            "id": m.id,
-            "name": m.name,
-            "arch": m.arch,
-            "public": m.is_public,
-            "classes": m.class_names,
-            "eer": (m.metrics or {}).get("eer"),
-        }
-        for m in models
-    ]
-    if args.json:
-        _print(rows)
-        return 0
-    for r in rows:
-        eer = f"{100 * r['eer']:.2f} %" if isinstance(r["eer"], float) else "-"
-        print(f"{r['id']:>5}  {r['name'][:32]:<32} {r['arch']:<10} EER {eer}")
-    return 0
-
-
 def cmd_history(args: argparse.Namespace) -> int:
     from fakevoice import services
     from fakevoice.services import reports
@@ -340,10 +316,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--name", default=None, help="the copy's name (default: '<model> on <dataset>')")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_calibrate)
-
-    p = sub.add_parser("models", help="list your models and public ones")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser("history", help="your verdicts, searched, or exported as CSV")
     p.add_argument("--find", help="a part of the file name, or the start of its SHA-256")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from components import auth, sign_in
+from components import auth, model_downloads, sign_in
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile
@@ -74,6 +74,12 @@ def _public_models() -> None:
         st.caption("No model has been made public yet.")
         return
     st.dataframe(profile.public_model_rows(models), hide_index=True)
+    model_downloads.render(
+        profile.ANONYMOUS,
+        [p.model for p in models],
+        "home_public",
+        owners={p.model.id: p.owner for p in models},
+    )
 
 
 def _account_forms() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from components import auth, run_comparison, sign_in, training_view
+from components import auth, model_downloads, run_comparison, sign_in, training_view
 from fakevoice import accounts, services, sign_ins
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results, tokens
@@ -69,6 +69,7 @@ def _public_view(username: str) -> None:
         st.info(f"{user.display_name} has not made any model public.")
         return
     st.dataframe(profile.public_model_rows(models), hide_index=True)
+    model_downloads.render(profile.ANONYMOUS, [p.model for p in models], "public_models")
 
 
 # --- my runs -------------------------------------------------------------------------------------
@@ -200,6 +201,7 @@ def _models_section(actor: Actor) -> None:
         st.info("You have no models yet: a run that finishes leaves one.")
         return
     st.dataframe(profile.model_rows(models), hide_index=True)
+    model_downloads.render(actor, models, "my_models")
     # A run's model is managed with its run (Runs tab); models without a run (imported) here.
     for model in [m for m in models if m.run_id is None]:
         with st.container(border=True):

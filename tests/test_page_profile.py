@@ -95,6 +95,7 @@ def add_model(
         folder = get_settings().data_dir / "models" / hashlib.sha1(name.encode()).hexdigest()
         folder.mkdir(parents=True)
         (folder / "model.safetensors").write_bytes(b"weights")
+        (folder / "manifest.json").write_bytes(json.dumps({"arch": "specnet"}).encode())
     with store.session_scope() as session:
         return store.add_model(
             session,
@@ -105,7 +106,11 @@ def add_model(
             sample_rate=16000,
             clip_samples=16000,
             path=str(folder),
-            files={"model.safetensors": hashlib.sha256(b"weights").hexdigest()},
+            files={  # as the worker and the uploads record them: every file's sha256
+                f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in folder.iterdir()
+                if f.name in ("model.pkl", "model.safetensors", "manifest.json")
+            },
             metrics={"eer": eer, "accuracy": accuracy},
             run_id=run_id,
             is_public=public,
@@ -238,8 +243,8 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
         "confusion.png",
         "loss_curve.png",
     ]
-    downloads = {b.proto.label for b in at.get("download_button")}
-    assert downloads == {
+    offered = {b.proto.label for b in at.get("download_button") if "-my_models_" not in b.proto.id}
+    assert offered == {
         "model.pkl",
         "history.csv",
         "loss_curve.png",
@@ -537,3 +542,47 @@ def test_admin_sees_all_runs_and_removes_a_user(two_users: dict[str, Any]) -> No
     assert not alice_folder.exists()
     assert profile.run_folder(two_users["bob_run"].id).is_dir()
     assert set(tables(at)["admin_users"]["user"]) == {"bob", "root"}
+
+
+def downloads(at: AppTest, key: str) -> dict[str, str]:
+    """The download buttons of the model picker with ``key``: label -> help text."""
+    found = {}
+    for element in at.get("download_button"):
+        proto = element.proto
+        if proto.id.endswith((f"-{key}_bundle", f"-{key}_fastai")):
+            assert proto.deferred_file_id  # read on the click, not on every run
+            found[proto.label] = proto.help
+    return found
+
+
+def test_models_are_offered_for_download_to_those_who_may_use_them(
+    two_users: dict[str, Any],
+) -> None:
+    alice, trained = two_users["alice"], two_users["private_model"]
+    imported = add_model(alice, "imported aasist", public=False, eer=0.01, accuracy=0.99)
+    at = profile_page(alice)
+    assert_no_exception(at)
+    pick = at.selectbox(key="my_models_pick")
+    assert set(pick.options) == {
+        "alice private (specnet)",
+        "alice shared (specnet)",
+        "imported aasist (specnet)",
+    }
+    pick.set_value(trained.id).run()
+    offered = downloads(at, "my_models")
+    assert set(offered) == {"safe bundle (.zip)", "fastai export (.pkl)"}
+    assert "pickle" in offered["fastai export (.pkl)"]
+    at.selectbox(key="my_models_pick").set_value(imported.id).run()
+    assert set(downloads(at, "my_models")) == {"safe bundle (.zip)"}  # trained elsewhere
+
+    # A visitor gets the public models only, on the owner's page and on Home.
+    visitor = profile_page(None, {"user": "alice"})
+    assert_no_exception(visitor)
+    assert visitor.selectbox(key="public_models_pick").options == ["alice shared (specnet)"]
+    assert set(downloads(visitor, "public_models")) == {
+        "safe bundle (.zip)",
+        "fastai export (.pkl)",
+    }
+    home = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert_no_exception(home)
+    assert home.selectbox(key="home_public_pick").options == ["alice shared (specnet, by alice)"]

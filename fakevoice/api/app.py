@@ -23,8 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fakevoice import errors, services
 from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
 from fakevoice.api.evaluations import build_evaluation_router
+from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
-from fakevoice.api.routes import ERRORS, build_router, predict_body_limit
+from fakevoice.api.routes import ERRORS, build_router, one_file_body_limit
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings, get_settings
 
@@ -168,7 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         ContentLengthLimit,
-        limits={"/v1/predict": predict_body_limit(settings)},
+        limits={path: one_file_body_limit(settings) for path in ("/v1/predict", "/v1/models")},
         default=settings.api_max_request_bytes,
     )
     app.state.settings = settings
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(build_router(settings, metrics))
     app.include_router(build_evaluation_router(), responses=ERRORS)
+    app.include_router(build_model_router(settings), responses=ERRORS)
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

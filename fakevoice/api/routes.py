@@ -85,8 +85,9 @@ Threshold = Annotated[
 ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def predict_body_limit(settings: Settings) -> int:
-    """The largest request body ``POST /v1/predict`` takes, bytes (one file and the fields)."""
+def one_file_body_limit(settings: Settings) -> int:
+    """The largest request body of an endpoint that takes one file (``POST /v1/predict``,
+    ``POST /v1/models``), bytes: the file and the form fields beside it."""
     return settings.max_upload_bytes + MULTIPART_OVERHEAD
 
 
@@ -154,7 +155,7 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         "/v1/predict",
         tags=["verdicts"],
         summary="Verdict for one audio file",
-        max_body_size=predict_body_limit(settings),
+        max_body_size=one_file_body_limit(settings),
     )
     async def predict(
         file: Annotated[

@@ -183,6 +183,20 @@ def rename_model(actor: Actor, model_id: int, name: str) -> ModelRecord:
         return store.rename_model(session, actor, model_id, name)
 
 
+def change_model(
+    actor: Actor, model_id: int, *, name: str | None = None, public: bool | None = None
+) -> ModelRecord:
+    """Rename and/or share a model in one transaction: either both changes are made or neither
+    (owner or administrator; ConflictError when the name is taken)."""
+    with store.session_scope() as session:
+        model = store.get_model(session, actor, model_id)
+        if public is not None:
+            model = store.set_public(session, actor, model_id, public)
+        if name is not None:
+            model = store.rename_model(session, actor, model_id, name)
+        return model
+
+
 def delete_run(actor: Actor, run_id: int) -> RunRecord:
     """Delete a finished run with the model it produced, their rows and the run's folder.
 

@@ -436,7 +436,9 @@ def _dashboard(page: Page, screenshot: Callable[..., Path]) -> None:
     screenshot(page, "home-dashboard", full_page=False)
 
 
-def _signed_out_sees_public_model(page: Page, url: str, screenshot: Callable[..., Path]) -> None:
+def _signed_out_sees_public_model(
+    page: Page, url: str, tmp_path: Path, screenshot: Callable[..., Path]
+) -> None:
     cookie = page.evaluate(COOKIE_VALUE, COOKIE_NAME)
     assert cookie
     _button(page, "auth_sign_out").click()
@@ -458,6 +460,14 @@ def _signed_out_sees_public_model(page: Page, url: str, screenshot: Callable[...
     expect(_grid(page, STOPPED_RUN)).to_have_count(0)  # the other run's model stays private
     _centre(page.get_by_role("heading", name="Public models"))
     screenshot(page, "home-signed-out", full_page=False)
+    # A stranger downloads it: the same weights as its owner downloaded after training.
+    (owners_bundle,) = tmp_path.glob("*bundle.zip")  # downloaded on Train, after training
+    (tmp_path / "stranger").mkdir()
+    name, bundle = _download(page, "home_public_bundle", tmp_path / "stranger")
+    assert name == f"{FINISHED_RUN}-bundle.zip", name
+    with zipfile.ZipFile(bundle) as archive, zipfile.ZipFile(owners_bundle) as owners:
+        assert sorted(archive.namelist()) == ["manifest.json", "model.safetensors"]
+        assert archive.read("model.safetensors") == owners.read("model.safetensors")
 
 
 def _recordings_zip(dataset: Path, out: Path) -> Path:
@@ -512,4 +522,4 @@ def test_register_train_stop_download_evaluate_share(
     _share_model(page, screenshot)
     _change_password_stay_signed_in(page, streamlit_server.url)
     _dashboard(page, screenshot)
-    _signed_out_sees_public_model(page, streamlit_server.url, screenshot)
+    _signed_out_sees_public_model(page, streamlit_server.url, tmp_path, screenshot)

@@ -1,0 +1,73 @@
+"""A model picker with the chosen model's files to download (the Profile page: one's own models,
+and a user's public models for everyone).
+
+The bytes are read only when a button is clicked (Streamlit's deferred download), and are checked
+against the hashes the store kept (:mod:`fakevoice.services.model_files`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import streamlit as st
+
+from fakevoice.services import model_files
+from fakevoice.store.records import Actor, ModelRecord
+
+BUNDLE_HELP = (
+    "model.safetensors + manifest.json: the weights, and everything needed to use them "
+    "(architecture, classes, spectrogram settings, sample rate, window, calibration). "
+    "Upload it on the Evaluate page of any workbench, or load it with safetensors."
+)
+EXPORT_HELP = (
+    "fastai's Learner.export, for load_learner in fastai. It is a pickle: load it only from a "
+    "server you trust."
+)
+
+
+def render(
+    actor: Actor,
+    models: Sequence[ModelRecord],
+    key: str,
+    owners: Mapping[int, str] | None = None,
+) -> None:
+    """Pick one of ``models`` and offer its safe bundle (and fastai export, where there is one).
+
+    Args:
+        actor: Who downloads (``profile.ANONYMOUS`` for a visitor: public models only).
+        key: Prefix of the widgets' keys: ``<key>_pick``, ``<key>_bundle``, ``<key>_fastai``.
+        owners: The owner's user name by model id, to tell apart models of several people.
+    """
+    if not models:
+        return
+    by_id = {m.id: m for m in models}
+
+    def label(model_id: int) -> str:
+        model = by_id[model_id]
+        owner = f", by {owners[model_id]}" if owners and model_id in owners else ""
+        return f"{model.name} ({model.arch}{owner})"
+
+    chosen_id = st.selectbox("Model to download", list(by_id), format_func=label, key=f"{key}_pick")
+    chosen = by_id[chosen_id]
+    left, right = st.columns(2)
+    left.download_button(
+        "safe bundle (.zip)",
+        data=lambda: model_files.model_bundle(actor, chosen.id).data,
+        file_name=model_files.bundle_file_name(chosen),
+        mime=model_files.BUNDLE_MEDIA_TYPE,
+        key=f"{key}_bundle",
+        icon=":material/download:",
+        help=BUNDLE_HELP,
+        on_click="ignore",
+    )
+    if model_files.has_fastai_export(chosen):
+        right.download_button(
+            "fastai export (.pkl)",
+            data=lambda: model_files.model_export(actor, chosen.id).data,
+            file_name=model_files.export_file_name(chosen),
+            mime=model_files.EXPORT_MEDIA_TYPE,
+            key=f"{key}_fastai",
+            icon=":material/download:",
+            help=EXPORT_HELP,
+            on_click="ignore",
+        )

@@ -1,0 +1,144 @@
+"""Stored models over HTTP, beyond listing them: download a model's files, upload one, share,
+rename and delete.
+
+Downloads are for anyone who may use the model (its owner; everyone once it is public, anonymous
+callers too where the server allows them); the files are checked against the hashes the store
+kept before they leave (:mod:`fakevoice.services.model_files`). Uploads take what the Evaluate page
+takes (a safe bundle, an official AASIST checkpoint, or a fastai export of this server) and never
+unpickle a file. Changes are for the owner (and administrators); the store checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from fakevoice import services
+from fakevoice.api.auth import CallerDep, SignedInDep
+from fakevoice.api.routes import MAX_ID, one_file_body_limit, read_upload
+from fakevoice.api.schemas import ModelOut
+from fakevoice.errors import InvalidSpecError
+from fakevoice.services import model_files, profile
+from fakevoice.services.model_files import ModelFile
+from fakevoice.services.uploads import FASTAI_EXPORT, import_uploaded_model
+from fakevoice.settings import Settings
+
+ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class ModelChange(BaseModel):
+    """What to change of one of your models; a field you leave out stays as it is."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"public": True}, {"name": "resnet18 clean v2"}]},
+    )
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    public: bool | None = Field(
+        default=None, description="true: everyone may use and download it; false: only you"
+    )
+
+
+def _file_response(found: ModelFile) -> Response:
+    return Response(
+        found.data,
+        media_type=found.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{found.file_name}"'},
+    )
+
+
+def build_model_router(settings: Settings) -> APIRouter:
+    router = APIRouter()
+    upload_limit = settings.max_upload_bytes
+
+    @router.get(
+        "/v1/models/{model_id}/bundle",
+        tags=["models"],
+        summary="A model's safe bundle (zip)",
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}}},
+    )
+    def bundle(model_id: ModelId, caller: CallerDep) -> Response:
+        """`model.safetensors` + `manifest.json` in a zip: weights, architecture, classes,
+        feature spec, sample rate, window length and calibration. Every model has one; it is
+        what `POST /v1/models` (here or on another workbench) takes back."""
+        caller.check_model(services.get_model(caller.actor, model_id))
+        return _file_response(model_files.model_bundle(caller.actor, model_id))
+
+    @router.get(
+        "/v1/models/{model_id}/fastai",
+        tags=["models"],
+        summary="A model's fastai export (model.pkl)",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    def fastai_export(model_id: ModelId, caller: CallerDep) -> Response:
+        """The `Learner.export` file of a model trained here, for `load_learner` in fastai
+        (a pickle: load it only from a server you trust). Uploaded and imported models have
+        none (404); their bundle holds the same weights."""
+        caller.check_model(services.get_model(caller.actor, model_id))
+        return _file_response(model_files.model_export(caller.actor, model_id))
+
+    @router.post(
+        "/v1/models",
+        tags=["models"],
+        summary="Store an uploaded model",
+        status_code=201,
+        max_body_size=one_file_body_limit(settings),
+        responses={200: {"model": ModelOut, "description": "a fastai export of a known model"}},
+    )
+    async def upload(
+        file: Annotated[
+            UploadFile,
+            File(
+                description="a safe bundle (zip of model.safetensors + manifest.json), an "
+                "official AASIST / AASIST-L checkpoint, or a model.pkl this server exported"
+            ),
+        ],
+        name: Annotated[
+            str, Form(min_length=1, max_length=128, description="the new model's name")
+        ],
+        caller: SignedInDep,
+        response: Response,
+    ) -> ModelOut:
+        """The kind is read from the content, never from the name. A bundle's manifest is
+        checked and its weights load strictly into the architecture it names; a checkpoint is
+        read as tensors only; a `.pkl` is never unpickled: when it is the export of a model you
+        may use, that model is answered (200) and nothing new is stored."""
+        data = await read_upload(file, upload_limit)
+        actor = caller.actor
+        model = await anyio.to_thread.run_sync(
+            import_uploaded_model, actor, name, file.filename or "upload", data
+        )
+        if model.files.get(FASTAI_EXPORT) == hashlib.sha256(data).hexdigest():
+            response.status_code = 200
+        return ModelOut.of(model, actor.user_id)
+
+    @router.patch("/v1/models/{model_id}", tags=["models"], summary="Share or rename your model")
+    def change(model_id: ModelId, body: ModelChange, caller: SignedInDep) -> ModelOut:
+        """Only the owner (or an administrator) changes a model; a public model of someone else
+        is a 403. Both changes are made, or neither (a taken name is a 409)."""
+        actor = caller.actor
+        if body.name is None and body.public is None:
+            raise InvalidSpecError("Give a new name, public (true or false), or both.")
+        model = profile.change_model(actor, model_id, name=body.name, public=body.public)
+        return ModelOut.of(model, actor.user_id)
+
+    @router.delete(
+        "/v1/models/{model_id}",
+        tags=["models"],
+        summary="Delete your model",
+        status_code=204,
+        response_class=Response,
+    )
+    def delete(model_id: ModelId, caller: SignedInDep) -> Response:
+        """The model and its files go (a trained model's run keeps its own folder); verdicts
+        made with it stay in the history, without a model."""
+        profile.delete_model(caller.actor, model_id)
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,121 @@
+"""A stored model's files, for everyone who may use the model: its owner, and anyone at all once
+it is public.
+
+* The **safe bundle** (a zip of ``model.safetensors`` + ``manifest.json``): every stored model
+  has one, whether it was trained here, uploaded, imported from an official AASIST checkpoint or
+  calibrated. It is what another workbench (or this one, under another name) takes back as an
+  upload, and the manifest carries all a loader needs: architecture, classes, feature spec,
+  sample rate, clip length, calibration.
+* The **fastai export** (``model.pkl``), where training left one: for people who go on in fastai.
+  It is a pickle this server wrote; uploading it again finds the model by its checksum.
+
+Before a file leaves, its bytes are checked against the sha256 the store kept when the model was
+stored: a file changed on disk since is refused, never handed out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakevoice import store
+from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS
+from fakevoice.errors import ModelFileError, NotFoundError
+from fakevoice.services.uploads import FASTAI_EXPORT
+from fakevoice.store.records import Actor, ModelRecord
+
+BUNDLE_MEDIA_TYPE = "application/zip"
+EXPORT_MEDIA_TYPE = "application/octet-stream"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_STEM = 80
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A file ready to hand out: the name to save it under, its bytes and media type."""
+
+    file_name: str
+    data: bytes
+    media_type: str
+
+
+def _stem(model: ModelRecord) -> str:
+    """A file name stem made from the model's name (letters, digits, ``.``, ``_``, ``-`` only),
+    never empty and never a hidden file's name."""
+    stem = _UNSAFE.sub("_", model.name).strip("._-")[:_MAX_STEM]
+    return stem or f"model-{model.id}"
+
+
+def bundle_file_name(model: ModelRecord) -> str:
+    """The name a downloaded safe bundle is saved under, e.g. ``resnet18_clean-bundle.zip``."""
+    return f"{_stem(model)}-bundle.zip"
+
+
+def export_file_name(model: ModelRecord) -> str:
+    """The name a downloaded fastai export is saved under, e.g. ``resnet18_clean.pkl``."""
+    return f"{_stem(model)}.pkl"
+
+
+def has_fastai_export(model: ModelRecord) -> bool:
+    """Whether training left a fastai export of this model (uploaded and imported models have
+    none)."""
+    return FASTAI_EXPORT in model.files
+
+
+def model_bundle(actor: Actor, model_id: int) -> ModelFile:
+    """The model's safe bundle as a zip, for its owner or anyone when it is public.
+
+    Raises:
+        NotFoundError: The actor may not use the model.
+        ModelFileError: A bundle file is missing or changed since the model was stored.
+    """
+    model = _readable(actor, model_id)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in (BUNDLE_MANIFEST, BUNDLE_WEIGHTS):
+            archive.writestr(name, _checked_bytes(model, name))
+    return ModelFile(bundle_file_name(model), buffer.getvalue(), BUNDLE_MEDIA_TYPE)
+
+
+def model_export(actor: Actor, model_id: int) -> ModelFile:
+    """The model's fastai export (``model.pkl``), for its owner or anyone when it is public.
+
+    Raises:
+        NotFoundError: The actor may not use the model, or it has no fastai export.
+        ModelFileError: The export is missing or changed since the model was stored.
+    """
+    model = _readable(actor, model_id)
+    if not has_fastai_export(model):
+        raise NotFoundError(
+            f"Model {model.name!r} has no fastai export: only models trained here have one. "
+            "Its safe bundle holds the same weights."
+        )
+    data = _checked_bytes(model, FASTAI_EXPORT)
+    return ModelFile(export_file_name(model), data, EXPORT_MEDIA_TYPE)
+
+
+def _readable(actor: Actor, model_id: int) -> ModelRecord:
+    with store.session_scope(readonly=True) as session:
+        return store.get_model(session, actor, model_id)
+
+
+def _checked_bytes(model: ModelRecord, name: str) -> bytes:
+    """One of the model's files, read once and compared with the sha256 the store kept."""
+    try:
+        data = (Path(model.path) / name).read_bytes()
+    except OSError:
+        raise ModelFileError(
+            f"The file {name} of model {model.name!r} is missing on the server; "
+            "ask its administrator."
+        ) from None
+    expected = model.files.get(name)
+    if expected is None or hashlib.sha256(data).hexdigest() != expected:
+        raise ModelFileError(
+            f"The file {name} of model {model.name!r} changed since it was stored; "
+            "it is not handed out."
+        )
+    return data

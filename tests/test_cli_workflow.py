@@ -1,0 +1,239 @@
+"""The command line end to end: train, list, stop, predict, search and label the history,
+evaluate (here and as a job for a real worker process) and calibrate, on a real SQLite store.
+
+The commands that load the heavy libraries run as the installed console script in a process of
+their own; the others run the same entry point (:func:`fakevoice.cli.main`) in this process,
+which saves seconds of imports per command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import speechlike
+from test_training import DATASET, tiny_dataset_root
+from workbench import FAKEVOICE, active_workbench
+
+from fakevoice.cli import main
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a command left: its exit code and its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_console(env: dict[str, str], *args: str) -> Done:
+    """``fakevoice ARGS`` as the installed console script, in a process of its own."""
+    done = subprocess.run(
+        [str(FAKEVOICE), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return Done(done.returncode, done.stdout, done.stderr)
+
+
+def run_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> Done:
+    """``fakevoice ARGS`` through the same entry point, in this process."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return Done(code, out, err)
+
+
+@pytest.fixture(scope="module")
+def workbench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A fresh data folder and SQLite store holding the tiny dataset, for this process and the
+    processes it starts."""
+    base = tmp_path_factory.mktemp("cli")
+    datasets = base / "datasets"
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets / DATASET)
+    env = {
+        "FAKEVOICE_DATA_DIR": str(base / "data"),
+        "FAKEVOICE_DATASET_DIR": str(datasets),
+        "FAKEVOICE_DATABASE_URL": f"sqlite:///{base / 'cli.sqlite'}",
+        "FAKEVOICE_WORKER_POLL_SECONDS": "0.2",
+        "FAKEVOICE_MAX_CONCURRENT_RUNS_PER_USER": "8",
+        "OMP_NUM_THREADS": "1",  # tiny models on a shared 2-core machine: faster on one thread
+    }
+    with active_workbench(env) as active:
+        yield active
+
+
+def test_cli_trains_lists_predicts_and_evaluates(
+    workbench: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def console(*args: str) -> Done:
+        return run_console(workbench, *args)
+
+    def cli(*args: str) -> Done:
+        return run_in_process(capsys, *args)
+
+    trained = console(
+        "train", "--dataset", DATASET, "--arch", "specnet", "--epochs", "1", "--batch-size", "4",
+        "--name", "cli-run", "--inline", "--json",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    run = json.loads(trained.stdout)
+    assert run["status"] == "succeeded" and run["name"] == "cli-run"
+    assert [e["epoch"] for e in run["epochs_history"]] == [0]
+
+    listed = cli("runs", "--json")
+    assert listed.returncode == 0
+    assert "cli-run" in [r["name"] for r in json.loads(listed.stdout)]
+    jobs = cli("runs", "--jobs")
+    assert jobs.returncode == 0 and "  train    cli-run" in jobs.stdout
+    stopped = cli("stop", "cli-run")
+    assert stopped.returncode == 0 and "succeeded" in stopped.stdout
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, speechlike(5.0, seed=5), 16000)
+    predicted = console("predict", "--model", "cli-run", str(clip), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    (result,) = json.loads(predicted.stdout)["results"]
+    assert result["label"] in {"human", "machine-generated", "inconclusive"}
+    assert np.isclose(result["p_human"] + result["p_fake"], 1.0)
+    assert len(result["windows"]) >= 2
+    assert result["cautions"] == []
+    phone = tmp_path / "phone.wav"
+    sf.write(phone, speechlike(5.0, 8000, seed=6), 8000)  # longer than the 4 s window
+    printed = cli("predict", "--model", "cli-run", str(phone))
+    assert printed.returncode == 0, printed.stderr
+    verdict_line, caution_line = printed.stdout.splitlines()
+    assert verdict_line.startswith(f"{phone}: ") and "P(human) = " in verdict_line
+    assert caution_line.startswith("  caution: The file was recorded at 8 kHz")
+
+    history = cli("history", "--find", "PHONE", "--json")
+    assert history.returncode == 0, history.stderr
+    found = json.loads(history.stdout)
+    assert found["total"] == 1 and found["items"][0]["file_name"] == "phone.wav"
+    assert found["items"][0]["source"] == "cli"
+    listed = cli("history", "--model", "cli-run", "--since", "2000-01-01")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2
+    phone_id = found["items"][0]["id"]
+    labelled = cli("label", str(phone_id), "--outcome", "machine-generated", "--note", "case 1")
+    assert labelled.returncode == 0, labelled.stderr
+    assert labelled.stdout.strip() == (
+        f"verdict {phone_id} (phone.wav): really machine-generated; note: case 1"
+    )
+    known = json.loads(cli("history", "--outcome", "known", "--json").stdout)
+    assert [(a["id"], a["note"]) for a in known["items"]] == [(phone_id, "case 1")]
+    report = cli("history", "--report", str(phone_id))
+    assert report.returncode == 0 and report.stdout.startswith("# Verdict: ")
+    assert "- Recorded by the analyst: **machine-generated**" in report.stdout
+    as_json = json.loads(cli("history", "--report", str(phone_id), "--json").stdout)
+    assert as_json["outcome"] == {"really": "machine-generated", "note": "case 1"}
+    exported = cli("history", "--verdict", result["label"], "--csv", "-")
+    assert exported.returncode == 0 and exported.stdout.startswith("id,time_utc,file,")
+    assert exported.stdout.count("clip.wav") == 1
+
+    evaluated = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["dataset"] == DATASET and 0.0 <= report["accuracy"] <= 1.0
+    assert set(report["generator_eer"]) == {"griffinlim", "world"}
+    assert list(report["noise_eer"]) == ["snr_inf"]  # the tiny dataset is clean only
+    scores = tmp_path / "scores.csv"
+    printed = cli(
+        "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all",
+        "--limit", "12", "--scores", str(scores),
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert "(all, 12 items)" in printed.stdout
+    rows = scores.read_text().splitlines()
+    classes = "p:bonafide,p:spoof"  # the run is binary: every class's probability follows
+    assert rows[0] == f"item,speaker,class,noise,p_human,predicted,{classes}"
+    assert len(rows) == 13
+    assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
+    assert "clean" in printed.stdout and "griffinlim" in printed.stdout
+
+    # Two models at once, in this process; the same queued as a job for a worker.
+    both = cli(
+        "evaluate", "--model", "cli-run", "--model", "cli-run", "--dataset", DATASET,
+        "--split", "all", "--limit", "8", "--json", "--scores", str(scores),
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    assert [r["n"] for r in json.loads(both.stdout)] == [8, 8]
+    assert scores.read_text().splitlines()[0] == (
+        f"model,item,speaker,class,noise,p_human,predicted,{classes}"
+    )
+    queued = cli(
+        "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all", "--limit", "8",
+        "--queue", "--json",
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    test = json.loads(queued.stdout)
+    assert test["status"] == "queued" and test["name"] == f"test cli-run on {DATASET}"
+    early = cli("evaluate", "--results", str(test["id"]))
+    assert early.returncode == 2 and "is queued; it has no result yet" in early.stderr
+    worker = subprocess.Popen(
+        [str(FAKEVOICE), "worker"],
+        env={**os.environ, **workbench},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:  # --wait: queued, scored by the worker, shown when done
+        waited = cli(
+            "evaluate", "--model", "cli-run", "--dataset", DATASET, "--split", "all",
+            "--limit", "6", "--queue", "--wait",
+        )  # fmt: skip
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.startswith(f"model cli-run on {DATASET} (all, 6 items)")
+    shown = cli("evaluate", "--results", str(test["id"]), "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["n"] == 8 and report["model"]["name"] == "cli-run"
+
+    # A copy calibrated on a dataset's labels: not on 8 items, on the whole tiny dataset yes.
+    few = cli("calibrate", "--model", "cli-run", "--results", str(test["id"]))
+    assert few.returncode == 2 and "needs at least 20 scored items" in few.stderr
+    calibrated = cli(
+        "calibrate", "--model", "cli-run", "--dataset", DATASET, "--name", "cli-run tuned",
+        "--json",
+    )  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stderr
+    copy = json.loads(calibrated.stdout)
+    assert copy["name"] == "cli-run tuned" and copy["calibration"]["dataset"] == DATASET
+    assert copy["calibration"]["items"] >= 20 and copy["calibration"]["temperature"] > 0
+    listed_models = json.loads(cli("models", "--json").stdout)
+    assert {"cli-run", "cli-run tuned"} <= {m["name"] for m in listed_models}
+
+    # The console script for the ones that load the heavy libraries (not a warning of theirs may
+    # reach the user), the others in this process: one line on stderr, exit code 2.
+    for run, bad in (
+        (console, ("train", "--dataset", DATASET, "--epochs", "0", "--inline")),
+        (cli, ("evaluate", "--dataset", DATASET)),
+        (cli, ("evaluate", "--results", str(test["id"]), "--model", "cli-run")),
+        (cli, ("calibrate", "--model", "cli-run")),
+        (
+            console,
+            ("calibrate", "--model", "cli-run", "--dataset", DATASET, "--name", "cli-run tuned"),
+        ),
+        (console, ("predict", "--model", "no-such-model", str(clip))),
+        (cli, ("history", "--since", "yesterday")),
+        (cli, ("history", "--since", "2026-02-01", "--until", "2026-01-01")),
+        (cli, ("label", "999999", "--outcome", "human")),
+        (cli, ("history", "--report", "999999")),
+        (cli, ("label", "1")),
+    ):
+        failed = run(*bad)
+        assert failed.returncode == 2, (bad, failed.stderr)
+        lines = failed.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("fakevoice: "), failed.stderr
