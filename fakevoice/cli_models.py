@@ -42,9 +42,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{path}: {exc}", file=sys.stderr)
             continue
         verdict = scored.verdict
-        results.append(
-            {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
-        )
+        result = {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
+        explanation = None
+        if args.explain:
+            explanation = services.explain_clip(actor, model, Path(path)).explanation
+            result["explanation"] = explanation.to_dict()
+        results.append(result)
         if not args.json:
             label: str = verdict.label
             if verdict.generator:
@@ -52,6 +55,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{path}: {label}  P(human) = {verdict.p_human:.3f}")
             for caution in verdict.cautions:
                 print(f"  caution: {caution}")
+            if explanation is not None:
+                print(f"  why: {explanation.summary()}")
     if args.json:
         _print({"model": {"id": model.id, "name": model.name}, "results": results})
     return 2 if failures == len(args.files) else 0
@@ -275,6 +280,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("predict", help="verdict for audio files")
     p.add_argument("--model", required=True, help="model id or name")
     p.add_argument("--threshold", type=float, default=0.6)
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also say where the decision is most sensitive (frequency bands, time); seconds more",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("files", nargs="+")
     p.set_defaults(handler=cmd_predict)

@@ -227,6 +227,30 @@ def spectrogram_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return np.ascontiguousarray(cepstrum, dtype=np.float32)
 
 
+def bin_axis(spec: FeatureSpec) -> tuple[np.ndarray, Literal["Hz", "coefficient"]]:
+    """What each row of :func:`spectrogram_db`'s output stands for, lowest row first.
+
+    Returns:
+        ``(bins,)`` float64 and its unit: the centre frequency of each filter or bin in Hz
+        (``mel``, ``linear``, ``cqt``), or the coefficient's index (``mfcc``, ``lfcc``).
+    """
+    if spec.kind in CEPSTRAL_KINDS:
+        return np.arange(spec.n_coeffs, dtype=np.float64), "coefficient"
+    if spec.kind == "cqt":
+        fmin, n_bins = _cqt_bins(spec)
+        return fmin * 2.0 ** (np.arange(n_bins) / CQT_BINS_PER_OCTAVE), "Hz"
+    if spec.kind == "linear":
+        low, high = _linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
+        return np.arange(low, high) * (spec.sample_rate / spec.n_fft), "Hz"
+    return mel_edges(spec.fmin, spec.resolved_fmax, spec.n_mels + 1)[1:-1], "Hz"
+
+
+def mel_edges(fmin: float, fmax: float, n_bands: int) -> np.ndarray:
+    """``n_bands + 1`` frequencies (Hz) from ``fmin`` to ``fmax``, equally spaced on the Slaney
+    mel scale: the edges of ``n_bands`` bands that are equally wide to the ear."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_bands + 1))
+
+
 def _checked_samples(samples: np.ndarray) -> np.ndarray:
     y = np.asarray(samples)
     if y.ndim != 1:
@@ -332,7 +356,7 @@ def _mel_filterbank(
 ) -> np.ndarray:
     """Slaney mel filterbank ``(n_mels, n_fft // 2 + 1)`` float32 (``librosa.filters.mel``)."""
     logger.debug("mel filterbank sr=%d n_fft=%d n_mels=%d", sample_rate, n_fft, n_mels)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    edges = mel_edges(fmin, fmax, n_mels + 1)
     weights = _triangles(edges, sample_rate, n_fft)
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # Slaney area normalisation
     return _frozen(weights.astype(np.float32))

@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from components import dataset_test, verdict_history
+from components import dataset_test, explanation_view, verdict_history
 from components.auth import require_actor
 from components.verdict_view import (
     ModelView,
@@ -255,6 +255,32 @@ def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
         lambda: _score(actor, model, clip, threshold, with_view=True),
     )
     _show_outcome(outcome, threshold, details=True, actor=actor)
+    if outcome.scored is not None:
+        _why(actor, model, clip)
+
+
+def _why(actor: Actor, model: ModelRecord, clip: Clip) -> None:
+    """On request, which parts of the most machine-like window moved the verdict."""
+    st.subheader("Why this verdict?")
+    ident = (model.id, clip.file_id)
+    stored = st.session_state.get("eval_explanation")
+    if stored is None or stored[0] != ident:
+        st.caption(
+            "Where in time and in which frequency bands the model's decision is most sensitive, "
+            "in the clip's most machine-like window. It takes a few seconds (longer for AASIST "
+            "and the large CNNs on a CPU); nothing is added to your history."
+        )
+        if not st.button("Explain the verdict", key="eval_explain", icon=":material/psychology:"):
+            return
+        try:
+            with st.spinner("Explaining…"):
+                explained = services.explain_clip(actor, model, clip.data)
+        except FakeVoiceError as exc:
+            st.error(str(exc))
+            return
+        stored = (ident, explained.explanation)
+        st.session_state["eval_explanation"] = stored
+    explanation_view.render(stored[1], model.name)
 
 
 def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:

@@ -414,6 +414,56 @@ def test_predict_with_the_official_aasist_l(world: World) -> None:
     assert body["generator"] is None  # a binary model names no generator
 
 
+def test_explain_says_where_the_decision_is_sensitive_and_logs_nothing(world: World) -> None:
+    logged = services.count_analyses(world.alice)
+    clip = wav_bytes(2.5, seed=9)  # 1 s windows every 0.5 s: 4 of them
+    response = httpx.post(
+        f"{world.url}/v1/explain",
+        files={"file": ("clip.wav", clip, "audio/wav")},
+        data={"model": str(world.private.id)},
+        headers=auth(world.alice_token),
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = services.explain_clip(world.alice, world.private.id, clip).explanation
+    assert body["model"]["id"] == world.private.id
+    assert (body["start"], body["end"]) == (
+        pytest.approx(expected.start),
+        pytest.approx(expected.end),
+    )
+    assert [b["share"] for b in body["bands"]] == pytest.approx([b.share for b in expected.bands])
+    assert body["bands"][0]["unit"] == "Hz" and len(body["segments"]) == len(expected.segments)
+    heatmap = np.array(body["heatmap"])
+    assert heatmap.shape == (64, 64) and 0 <= heatmap.min() and heatmap.max() <= 1
+    assert services.count_analyses(world.alice) == logged
+
+    later = httpx.post(
+        f"{world.url}/v1/explain",
+        files={"file": ("clip.wav", clip, "audio/wav")},
+        data={"model": str(world.private.id), "window": "3"},
+        headers=auth(world.alice_token),
+        timeout=120,
+    )
+    assert later.status_code == 200 and later.json()["start"] == pytest.approx(1.5)
+    beyond = httpx.post(
+        f"{world.url}/v1/explain",
+        files={"file": ("clip.wav", clip, "audio/wav")},
+        data={"model": str(world.private.id), "window": "4"},
+        headers=auth(world.alice_token),
+        timeout=120,
+    )
+    assert "has 4 window(s)" in assert_error(beyond, 422, "invalid_spec")
+    theirs = httpx.post(
+        f"{world.url}/v1/explain",
+        files={"file": ("clip.wav", clip, "audio/wav")},
+        data={"model": str(world.private.id)},
+        headers=auth(world.bob_token),
+        timeout=120,
+    )
+    assert_error(theirs, 404, "not_found")
+
+
 def test_models_lists_mine_and_public_only(world: World) -> None:
     mine = httpx.get(f"{world.url}/v1/models", headers=auth(world.alice_token)).json()
     theirs = httpx.get(f"{world.url}/v1/models", headers=auth(world.bob_token)).json()

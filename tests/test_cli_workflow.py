@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -237,3 +238,16 @@ def test_cli_trains_lists_predicts_and_evaluates(
         assert failed.returncode == 2, (bad, failed.stderr)
         lines = failed.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fakevoice: "), failed.stderr
+
+    # Why: the bands and the window the decision is most sensitive to (not logged twice).
+    explained = cli("predict", "--model", "cli-run", str(clip), "--explain")
+    assert explained.returncode == 0, explained.stderr
+    why = explained.stdout.splitlines()[-1]
+    assert re.fullmatch(
+        r"  why: window \d+\.\d\d-\d+\.\d\d s \(P\(human\) \d\.\d{3}\) is most sensitive to .+ %\)",
+        why,
+    ), why
+    as_json = cli("predict", "--model", "cli-run", str(clip), "--explain", "--json")
+    (result,) = json.loads(as_json.stdout)["results"]
+    assert len(result["explanation"]["bands"]) == 8 and "heatmap" not in result["explanation"]
+    assert sum(b["share"] for b in result["explanation"]["bands"]) == pytest.approx(1.0)

@@ -239,6 +239,31 @@ def test_bad_audio_is_a_message_and_earlier_work_stays(
     assert len(services.list_analyses(alice)) == 2
 
 
+def test_the_verdict_is_explained_on_request_and_not_logged(
+    alice: Actor, specnet: ModelRecord
+) -> None:
+    clip = wav_bytes(3.0, seed=5)
+    at = upload_clip(evaluate_page(alice), "clip.wav", clip)
+    assert any(header.value == "Why this verdict?" for header in at.subheader)
+    before = len(charts(at))
+    at.button(key="eval_explain").click().run()
+    assert_no_exception(at)
+    expected = services.explain_clip(alice, specnet, clip).explanation
+    window = f"Window {expected.start:.2f}–{expected.end:.2f} s, P(human) {expected.p_human:.3f}"
+    assert any(c.value.startswith(window) for c in at.caption)
+    assert len(charts(at)) == before + 2  # the frequency bands and the time slices
+    specs = [json.loads(c.proto.spec) for c in charts(at)]
+    fields = [s.get("encoding", {}).get("y", {}).get("field") for s in specs]
+    assert fields.count("band") == 1  # the bands chart: band by share
+    assert any("most sensitive (red)" in c for image in at.image for c in image.captions)
+    assert len(services.list_analyses(alice)) == 1  # the verdict; the explanation is not one
+    # It stays while the threshold moves, without being made again.
+    at.slider(key="eval_threshold").set_value(0.9).run()
+    assert_no_exception(at)
+    assert any(c.value.startswith(window) for c in at.caption)
+    assert not [b for b in at.button if b.key == "eval_explain"]
+
+
 @pytest.mark.skipif(not AASIST_L.is_file(), reason="needs /work/shared/aasist/AASIST-L.pth")
 def test_a_waveform_model_shows_the_waveform_and_says_the_mel_view_is_for_people(
     alice: Actor,

@@ -169,7 +169,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         ContentLengthLimit,
-        limits={path: one_file_body_limit(settings) for path in ("/v1/predict", "/v1/models")},
+        limits={
+            path: one_file_body_limit(settings)
+            for path in ("/v1/predict", "/v1/explain", "/v1/models")
+        },
         default=settings.api_max_request_bytes,
     )
     app.state.settings = settings

@@ -42,6 +42,7 @@ from fakevoice.api.schemas import (
     CacheState,
     DatabaseState,
     ErrorBody,
+    ExplanationOut,
     HealthOut,
     ModelOut,
     ModelRef,
@@ -126,6 +127,13 @@ def _predict(
     return PredictionOut.of(scored.verdict, scored.model, scored.analysis, elapsed)
 
 
+def _explain(caller: Caller, model: ModelRecord, data: bytes, window: int | None) -> ExplanationOut:
+    started = time.perf_counter()
+    explained = services.explain_clip(caller.actor, model, data, window=window)
+    elapsed = 1000 * (time.perf_counter() - started)
+    return ExplanationOut.of(explained.explanation, explained.model, elapsed)
+
+
 def _predict_batch(
     caller: Caller, model: ModelRecord, files: list[tuple[str, bytes]], threshold: float
 ) -> list[batch.BatchResult]:
@@ -180,6 +188,41 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
             _predict, caller, record, data, name, threshold, limiter=scoring
         )
         count(answer.verdict, record.arch)
+        return answer
+
+    @router.post(
+        "/v1/explain",
+        tags=["verdicts"],
+        summary="Why a model decides as it does on one audio file",
+        max_body_size=one_file_body_limit(settings),
+    )
+    async def explain(
+        file: Annotated[UploadFile, File(description="audio, as for /v1/predict")],
+        model: ModelKey,
+        request: Request,
+        credentials: CredentialsDep,
+        window: Annotated[
+            int | None,
+            Form(
+                ge=0,
+                le=100_000,
+                description="which window of the timeline (from 0); default: the most "
+                "machine-like one",
+            ),
+        ] = None,
+    ) -> ExplanationOut:
+        """Where in the window, and in which frequency bands, the model's decision is most
+        sensitive to the audio: SmoothGrad on the log-odds of human, summed into bands, time
+        slices and (image models) a heatmap over the spectrogram. It takes several forward and
+        backward passes (seconds on a CPU for AASIST and the large CNNs) and is not logged in
+        your history. It shows where the model looks, not proof of how the clip was made."""
+        data = await read_upload(file, upload_limit)
+        caller, record = await anyio.to_thread.run_sync(
+            caller_and_model, request, credentials, model
+        )
+        answer = await anyio.to_thread.run_sync(
+            _explain, caller, record, data, window, limiter=scoring
+        )
         return answer
 
     @router.post(

@@ -9,10 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.batch import BatchResult
+from fakevoice.explain import Explanation, heatmap_cells
 from fakevoice.inference import Verdict
 from fakevoice.store.records import AnalysisRecord, EpochMetric, ModelRecord, RunRecord
 
 VerdictLabel = Literal["human", "machine-generated", "inconclusive"]
+HEATMAP_CELLS = 64  # the most cells a side of an explanation's heatmap in an answer
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -120,6 +122,59 @@ class PredictionOut(BaseModel):
             analysis_id=analysis.id,
             file_sha256=analysis.file_sha256,
             cautions=list(verdict.cautions),
+            elapsed_ms=round(elapsed_ms, 2),
+        )
+
+
+class BandOut(BaseModel):
+    low: float = Field(description="lower edge (Hz, or the first cepstral coefficient)")
+    high: float
+    unit: Literal["Hz", "coefficient"]
+    share: float = Field(description="share of the attribution in this band (they sum to 1)")
+
+
+class ExplanationOut(BaseModel):
+    """Where in one window, and in which frequency bands, the model's decision is most
+    sensitive to the audio (SmoothGrad on the log-odds of human)."""
+
+    model_config = _examples(
+        {
+            "model": {"id": 3, "name": "aasist-l", "arch": "aasist-l", "version": "4f1c2a9b0e77"},
+            "start": 0.0,
+            "end": 4.0375,
+            "p_human": 0.012,
+            "bands": [{"low": 5423.0, "high": 8000.0, "unit": "Hz", "share": 0.32}],
+            "segments": [0.06, 0.09, 0.06],
+            "heatmap": None,
+            "method": "SmoothGrad: ...",
+            "elapsed_ms": 8310.5,
+        }
+    )
+    model: ModelRef
+    start: float = Field(description="the explained window's start, seconds")
+    end: float
+    p_human: float = Field(description="P(human) of that window")
+    bands: list[BandOut] = Field(description="lowest band first")
+    segments: list[float] = Field(description="share per equal slice of the window's time")
+    heatmap: list[list[float]] | None = Field(
+        description="image models: the attribution over the model's spectrogram image, at most "
+        "64 cells a side, 0 to 1, row 0 the highest frequency; null for waveform models"
+    )
+    method: str
+    elapsed_ms: float
+
+    @classmethod
+    def of(cls, explanation: Explanation, model: ModelRecord, elapsed_ms: float) -> ExplanationOut:
+        e = explanation
+        return cls(
+            model=ModelRef.of(model),
+            start=e.start,
+            end=e.end,
+            p_human=e.p_human,
+            bands=[BandOut(**vars(b)) for b in e.bands],
+            segments=e.segments,
+            heatmap=heatmap_cells(e, HEATMAP_CELLS),
+            method=e.method,
             elapsed_ms=round(elapsed_ms, 2),
         )
 

@@ -8,6 +8,8 @@
 * :mod:`~fakevoice.services.verdicts`: stored models, verdicts on clips, AASIST import;
 * :mod:`~fakevoice.services.evaluation` and :mod:`~fakevoice.services.evaluation_jobs`: tests of
   models on a dataset, in process (the CLI) or as background jobs (the Evaluate page);
+* :mod:`~fakevoice.services.explanations`: why a model decided as it did on a clip;
+* :mod:`~fakevoice.services.model_files`: a model's files for those who may use it;
 * :mod:`~fakevoice.services.history`: a user's verdict history, searched and exported;
 * :mod:`~fakevoice.services.users`: who is acting.
 
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         stop_evaluation,
         submit_evaluation,
     )
+    from fakevoice.services.explanations import ExplainedClip, explain_clip
     from fakevoice.services.history import (
         analyses_csv,
         count_analyses,
@@ -157,6 +160,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "stop_evaluation",
         "submit_evaluation",
     ),
+    "fakevoice.services.explanations": (
+        "ExplainedClip",
+        "explain_clip",
+    ),
     "fakevoice.services.history": (
         "analyses_csv",
         "count_analyses",
@@ -215,6 +222,7 @@ __all__ = [
     "Comparison",
     "DatasetEvaluation",
     "DatasetOverview",
+    "ExplainedClip",
     "Panel",
     "RunProgress",
     "ScoredClip",
@@ -239,6 +247,7 @@ __all__ = [
     "ensure_database",
     "evaluate_on_dataset",
     "evaluation_results",
+    "explain_clip",
     "field_performance",
     "find_model",
     "find_run",
