@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,9 +27,9 @@ if TYPE_CHECKING:
     from .conftest import StreamlitServer
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is missing"
-).expect
+_playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+expect = _playwright.expect
+PlaywrightTimeoutError = _playwright.TimeoutError
 
 TRAIN_TIMEOUT_MS = 240_000  # a worker child process starting torch, then two epochs
 USERNAME = "journey"
@@ -105,9 +106,23 @@ def _scroll_to_top(locator: Locator) -> None:
 
 
 def _download(page: Page, key: str, tmp_path: Path) -> tuple[str, Path]:
-    """Click the download button with ``key``; returns the suggested file name and the file."""
-    with page.expect_download(timeout=TIMEOUT_MS) as info:
-        _button(page, key).click()
+    """Click the download button with ``key``; returns the suggested file name and the file.
+
+    The file is made on the click (Streamlit's deferred download) under an id of the script run
+    that drew the button; a rerun that ends between the drawing and the click (a cookie
+    component reporting after a page load, say) retires that id, and the click yields nothing.
+    The button of the new run is then clicked again, until ``TIMEOUT_MS`` is spent.
+    """
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        wait_for_script(page)
+        try:
+            with page.expect_download(timeout=NAV_TRY_MS) as info:
+                _button(page, key).click()
+            break
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
     download = info.value
     assert download.failure() is None, download.failure()
     path = tmp_path / download.suggested_filename
@@ -308,6 +323,13 @@ def _verdict_report(page: Page, clip: Path, tmp_path: Path) -> None:
     text = report.read_text()
     assert text.startswith("# Verdict: ") and f"SHA-256: `{digest}`" in text
     assert f"{FINISHED_RUN} (id " in text and "| from (s) | to (s) |" in text
+    # Why: the heatmap over the spectrogram and the bands, on request; nothing more is logged.
+    _button(page, "eval_explain").click()
+    expect(
+        page.get_by_text(re.compile(r"^Window \d+\.\d\d–\d+\.\d\d s, P\(human\)"))
+    ).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Frequency bands", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile("decision is most sensitive \\(red\\)"))).to_be_visible()
 
 
 def _evaluate_microphone(page: Page) -> None:
