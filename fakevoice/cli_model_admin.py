@@ -124,10 +124,8 @@ def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    import hashlib
-
     from fakevoice import services
-    from fakevoice.services.uploads import FASTAI_EXPORT, import_uploaded_model
+    from fakevoice.services.uploads import import_uploaded_model, is_export_of
     from fakevoice.settings import get_settings
 
     path: Path = args.file
@@ -146,7 +144,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise InvalidSpecError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     actor = services.cli_actor()
     model = import_uploaded_model(actor, args.name, path.name, data)
-    known = model.files.get(FASTAI_EXPORT) == hashlib.sha256(data).hexdigest()
+    known = is_export_of(model, data)
     if args.json:
         _print({**_row(model, actor.user_id), "stored": not known})
     elif known:

@@ -146,16 +146,18 @@ def explain(
     first = starts[index]
     with torch.inference_mode():  # that window alone (a short clip is tiled, as when scored)
         x, _ = detector.model_inputs(samples[first : first + detector.window])
-    mean_abs, mean_signed = forward_thread().submit(_smoothgrad, detector, x).result()
+    mean_abs, mean_signed = _smoothgrad(detector, x)
     start = first / detector.sample_rate
     end = min(samples.size, first + detector.window) / detector.sample_rate
+    # A clip shorter than the window was tiled to fill it: its time folds back onto the clip.
+    covered = (end - start) / (detector.window / detector.sample_rate)
     if detector.input_kind == "waveform":
         return Explanation(
             start,
             end,
             float(p_human[index]),
             bands=_spectrum_bands(mean_signed, detector.sample_rate),
-            segments=_shares(np.array([s.sum() for s in np.array_split(mean_abs, N_SEGMENTS)])),
+            segments=_time_shares(mean_abs, covered),
         )
     heat = mean_abs.sum(axis=0)  # (H, W): channels summed
     return Explanation(
@@ -163,7 +165,7 @@ def explain(
         end,
         float(p_human[index]),
         bands=_row_bands(heat, detector),
-        segments=_shares(np.array([c.sum() for c in np.array_split(heat, N_SEGMENTS, axis=1)])),
+        segments=_time_shares(heat.sum(axis=0), covered),
         heatmap=(heat / heat.max() if heat.max() > 0 else heat).astype(np.float32),
         image=_denormalised(x[0].numpy()),
     )
@@ -171,24 +173,36 @@ def explain(
 
 def _smoothgrad(detector: Detector, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean |gradient| and mean gradient of the log-odds of human over noisy copies of ``x``
-    (``(1, ...)``); both shaped as one input without the batch axis."""
+    (``(1, ...)``); both shaped as one input without the batch axis.
+
+    One copy per pass on the process's model thread (:func:`forward_thread`): verdicts asked
+    meanwhile wait for one pass at most, not for the whole explanation, and the backward pass
+    keeps one input's activations (AASIST's are large), not eight.
+    """
     generator = torch.Generator().manual_seed(SEED)
     spread = float(x.max() - x.min()) or 1.0
     sigma = NOISE_LEVEL[detector.input_kind] * spread
     noise = torch.randn((SMOOTHGRAD_SAMPLES, *x.shape[1:]), generator=generator) * sigma
-    noisy = (x + noise).to(detector.device).requires_grad_(True)
+    total_abs = np.zeros(x.shape[1:], dtype=np.float64)
+    total = np.zeros(x.shape[1:], dtype=np.float64)
+    for copy in noise:
+        gradient = forward_thread().submit(_gradient, detector, x + copy).result()
+        total_abs += np.abs(gradient)
+        total += gradient
+    return total_abs / SMOOTHGRAD_SAMPLES, total / SMOOTHGRAD_SAMPLES
+
+
+def _gradient(detector: Detector, x: torch.Tensor) -> np.ndarray:
+    """The gradient of the log-odds of human with respect to the input ``x`` (``(1, ...)``),
+    without the batch axis."""
+    inputs = x.to(detector.device).requires_grad_(True)
     with torch.enable_grad():
-        logits = detector.model(noisy).float()
-        log_probs = torch.log_softmax(logits, dim=1)
-        human = log_probs[:, detector.bonafide_index]
-        others = torch.cat(
-            [log_probs[:, : detector.bonafide_index], log_probs[:, detector.bonafide_index + 1 :]],
-            dim=1,
-        )
-        log_odds = human - torch.logsumexp(others, dim=1)
-        (gradient,) = torch.autograd.grad(log_odds.sum(), noisy)
-    gradient = gradient.detach().cpu().double()
-    return gradient.abs().mean(dim=0).numpy(), gradient.mean(dim=0).numpy()
+        log_probs = torch.log_softmax(detector.model(inputs).float(), dim=1)[0]
+        b = detector.bonafide_index
+        others = torch.cat([log_probs[:b], log_probs[b + 1 :]])
+        log_odds = log_probs[b] - torch.logsumexp(others, dim=0)
+        (gradient,) = torch.autograd.grad(log_odds, inputs)
+    return gradient[0].detach().cpu().double().numpy()
 
 
 def _shares(values: np.ndarray) -> list[float]:
@@ -196,6 +210,16 @@ def _shares(values: np.ndarray) -> list[float]:
     if total <= 0 or not np.isfinite(total):
         return [1.0 / values.size] * values.size
     return [float(v) / total for v in values]
+
+
+def _time_shares(profile: np.ndarray, covered: float) -> list[float]:
+    """Shares of a window's attribution over time (``profile``: one value per sample or image
+    column) in :data:`N_SEGMENTS` equal slices of the audio it holds: the whole window, or, for
+    a clip tiled to fill it, the first ``covered`` part of it (each repeat folded onto it)."""
+    where = (np.arange(profile.size) + 0.5) / profile.size  # 0..1 over the window
+    folded = np.mod(where, covered) / covered  # 0..1 over the audio itself
+    which = np.minimum((folded * N_SEGMENTS).astype(int), N_SEGMENTS - 1)
+    return _shares(np.bincount(which, weights=profile, minlength=N_SEGMENTS))
 
 
 def _row_bands(heat: np.ndarray, detector: Detector) -> list[Band]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import speechlike
-from test_uploads import make_user, register_run_model, trained_run_dir, wav_bytes
+from test_uploads import AASIST_L, make_user, register_run_model, trained_run_dir, wav_bytes
 from torch import nn
 
 from fakevoice import services
@@ -129,6 +129,12 @@ def test_a_waveform_model_is_explained_by_the_samples_and_the_frequency_it_uses(
     assert explanation.heatmap is None and overlay(explanation) is None
     assert f"{band.label()} (" in explanation.summary()
 
+    # A clip shorter than the window is tiled to fill it; its time slices fold onto the clip.
+    short = waveform_detector(Matched(pattern[:2000], 0, 2000, gain=0.01))
+    folded = explain(short, speechlike(0.25, seed=3), RATE)  # 4000 samples, 4 tiles
+    assert (folded.start, folded.end) == (0.0, 0.25)
+    assert sum(folded.segments[: N_SEGMENTS // 2]) == pytest.approx(1.0, abs=1e-9)
+
 
 def test_an_image_model_is_explained_by_the_rows_and_columns_it_looks_at() -> None:
     spec = FeatureSpec(kind="mel", image_height=64, image_width=64)
@@ -204,3 +210,34 @@ def test_a_trained_model_is_explained_and_nothing_is_logged(alice: Actor, run_di
     bob = make_user("bob")
     with pytest.raises(NotFoundError):  # alice's model is private
         services.explain_clip(bob, model.id, clip)
+
+
+@pytest.mark.parametrize("arch", ["specnet", "resnet18", "alexnet", "vgg16_bn"])
+def test_every_image_architecture_is_explained(arch: str) -> None:
+    from fakevoice.models.registry import build_inference_model
+
+    spec = FeatureSpec(image_height=64, image_width=64)
+    manifest = {
+        "arch": arch,
+        "task": "binary",
+        "class_names": ["bonafide", "spoof"],
+        "input_kind": "image",
+        "feature_spec": spec.to_dict(),
+        "normalize": "imagenet",
+        "sample_rate": RATE,
+        "clip_samples": WINDOW,
+    }
+    torch.manual_seed(0)
+    e = explain(Detector(build_inference_model(manifest), manifest), speechlike(1.5), RATE)
+    assert e.heatmap is not None and e.heatmap.shape == (64, 64) and e.heatmap.max() > 0
+    assert sum(b.share for b in e.bands) == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not AASIST_L.is_file(), reason="needs the official AASIST-L checkpoint")
+def test_the_official_aasist_l_is_explained(alice: Actor) -> None:
+    model = services.import_aasist(alice, AASIST_L, "aasist-l")
+    e = services.explain_clip(alice, model, wav_bytes(2.0, seed=8)).explanation
+    assert (e.start, e.end) == (0.0, 2.0)  # one window: the 2 s clip, tiled to fill it
+    assert e.heatmap is None and len(e.bands) == N_BANDS
+    assert sum(b.share for b in e.bands) == pytest.approx(1.0)
+    assert sum(e.segments) == pytest.approx(1.0) and min(e.segments) > 0

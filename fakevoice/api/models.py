@@ -10,7 +10,6 @@ unpickle a file. Changes are for the owner (and administrators); the store check
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 import anyio.to_thread
@@ -24,7 +23,7 @@ from fakevoice.api.schemas import ModelOut
 from fakevoice.errors import InvalidSpecError
 from fakevoice.services import model_files, profile
 from fakevoice.services.model_files import ModelFile
-from fakevoice.services.uploads import FASTAI_EXPORT, import_uploaded_model
+from fakevoice.services.uploads import import_uploaded_model, is_export_of
 from fakevoice.settings import Settings
 
 ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -114,7 +113,7 @@ def build_model_router(settings: Settings) -> APIRouter:
         model = await anyio.to_thread.run_sync(
             import_uploaded_model, actor, name, file.filename or "upload", data
         )
-        if model.files.get(FASTAI_EXPORT) == hashlib.sha256(data).hexdigest():
+        if is_export_of(model, data):
             response.status_code = 200
         return ModelOut.of(model, actor.user_id)
 

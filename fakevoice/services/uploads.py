@@ -112,6 +112,12 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
     raise ModelFileError(f"This file is not a model file. {ACCEPTED}")
 
 
+def is_export_of(model: ModelRecord, data: bytes) -> bool:
+    """Whether ``data`` is ``model``'s fastai export: an upload of it stores nothing new and
+    :func:`import_uploaded_model` answers the model itself."""
+    return model.files.get(FASTAI_EXPORT) == hashlib.sha256(data).hexdigest()
+
+
 def exported_model(actor: Actor, data: bytes) -> ModelRecord | None:
     """The model whose fastai export (``model.pkl``) has exactly these bytes, if the actor may use it.
 
