@@ -747,9 +747,19 @@ def test_a_test_of_models_is_queued_and_read_over_http(
 
 def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:
     schema = httpx.get(f"{world.url}/openapi.json").json()
-    for path in ("/v1/predict", "/v1/predict/batch", "/v1/models", "/v1/runs/{run_id}", "/health"):
+    for path in (
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/explain",
+        "/v1/models",
+        "/v1/models/{model_id}/bundle",
+        "/v1/models/{model_id}/fastai",
+        "/v1/runs/{run_id}",
+        "/health",
+    ):
         assert path in schema["paths"]
     assert schema["components"]["schemas"]["PredictionOut"]["examples"]
+    assert schema["components"]["schemas"]["ExplanationOut"]["examples"]
     assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
     assert httpx.get(f"{world.url}/docs").status_code == 200
 

@@ -314,7 +314,9 @@ def _evaluate_upload(page: Page, clip: Path, screenshot: Callable[..., Path]) ->
     screenshot(page, "evaluate", full_page=False)
 
 
-def _verdict_report(page: Page, clip: Path, tmp_path: Path) -> None:
+def _verdict_report(
+    page: Page, clip: Path, tmp_path: Path, screenshot: Callable[..., Path]
+) -> None:
     """The verdict report names the uploaded file by the sha256 of its bytes."""
     digest = hashlib.sha256(clip.read_bytes()).hexdigest()
     expect(page.get_by_text(digest)).to_be_visible(timeout=TIMEOUT_MS)
@@ -330,6 +332,9 @@ def _verdict_report(page: Page, clip: Path, tmp_path: Path) -> None:
     ).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("Frequency bands", exact=True)).to_be_visible()
     expect(page.get_by_text(re.compile("decision is most sensitive \\(red\\)"))).to_be_visible()
+    wait_for_script(page)
+    _scroll_to_top(page.get_by_role("heading", name="Why this verdict?"))
+    screenshot(page, "evaluate-why", full_page=False)
 
 
 def _evaluate_microphone(page: Page) -> None:
@@ -535,7 +540,7 @@ def test_register_train_stop_download_evaluate_share(
     _watch_and_stop_run(page, dataset, screenshot)
     _results_and_downloads(page, tmp_path, screenshot)
     _evaluate_upload(page, clip, screenshot)
-    _verdict_report(page, clip, tmp_path)
+    _verdict_report(page, clip, tmp_path, screenshot)
     _evaluate_microphone(page)
     history = page.get_by_test_id("stDataFrame").last.locator("table tbody tr")
     expect(history).to_have_count(2, timeout=TIMEOUT_MS)  # the upload and the recording
