@@ -30,6 +30,7 @@ from components.verdict_view import (
 )
 from fakevoice import batch, services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.explain import Explanation
 from fakevoice.inference import DEFAULT_THRESHOLD
 from fakevoice.services import reports, uploads
 from fakevoice.services.verdicts import ScoredClip
@@ -183,7 +184,6 @@ def _show_outcome(
         show_model_view(outcome.view, outcome.scored.model)
     if actor is not None:
         _seen_before(actor, outcome.scored)
-    _report_downloads(outcome.scored, threshold)
 
 
 def _seen_before(actor: Actor, scored: ScoredClip) -> None:
@@ -215,9 +215,11 @@ def _find_in_history(digest: str) -> None:
         st.session_state.pop(key, None)
 
 
-def _report_downloads(scored: ScoredClip, threshold: float) -> None:
+def _report_downloads(
+    scored: ScoredClip, threshold: float, explanation: Explanation | None = None
+) -> None:
     """The verdict as a report to keep with a case (Markdown for people, JSON for tools)."""
-    report = reports.verdict_report(scored, threshold)
+    report = reports.verdict_report(scored, threshold, explanation)
     st.caption(
         f"SHA-256 of the file: `{report['file']['sha256']}` · analysis {report['analysis_id']}"
     )
@@ -256,11 +258,13 @@ def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
     )
     _show_outcome(outcome, threshold, details=True, actor=actor)
     if outcome.scored is not None:
-        _why(actor, model, clip)
+        explanation = _why(actor, model, clip)
+        _report_downloads(outcome.scored, threshold, explanation)
 
 
-def _why(actor: Actor, model: ModelRecord, clip: Clip) -> None:
-    """On request, which parts of the most machine-like window moved the verdict."""
+def _why(actor: Actor, model: ModelRecord, clip: Clip) -> Explanation | None:
+    """On request, which parts of the most machine-like window moved the verdict (kept for the
+    clip, so that it goes into the report too)."""
     st.subheader("Why this verdict?")
     ident = (model.id, clip.file_id)
     stored = st.session_state.get("eval_explanation")
@@ -268,19 +272,22 @@ def _why(actor: Actor, model: ModelRecord, clip: Clip) -> None:
         st.caption(
             "Where in time and in which frequency bands the model's decision is most sensitive, "
             "in the clip's most machine-like window. It takes a few seconds (longer for AASIST "
-            "and the large CNNs on a CPU); nothing is added to your history."
+            "and the large CNNs on a CPU); nothing is added to your history, and the report "
+            "below includes it."
         )
         if not st.button("Explain the verdict", key="eval_explain", icon=":material/psychology:"):
-            return
+            return None
         try:
             with st.spinner("Explaining…"):
                 explained = services.explain_clip(actor, model, clip.data)
         except FakeVoiceError as exc:
             st.error(str(exc))
-            return
+            return None
         stored = (ident, explained.explanation)
         st.session_state["eval_explanation"] = stored
-    explanation_view.render(stored[1], model.name)
+    explanation: Explanation = stored[1]
+    explanation_view.render(explanation, model.name)
+    return explanation
 
 
 def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:

@@ -16,6 +16,7 @@ from fakevoice import services
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.inference import decide
 from fakevoice.services import reports
+from fakevoice.store.records import Actor
 
 
 @pytest.fixture
@@ -77,3 +78,20 @@ def test_cautions_are_in_both_reports(
     assert report["verdict"]["cautions"] == result.verdict.cautions
     text = reports.report_markdown(report)
     assert f"## Cautions\n\n- {caution}\n" in text
+
+
+def test_an_explanation_asked_for_goes_into_both_reports(scored: tuple) -> None:
+    result, _ = scored
+    plain = reports.verdict_report(result)
+    assert "explanation" not in plain
+    assert "## Why" not in reports.report_markdown(plain)
+    clip = wav_bytes(3.0, seed=11)
+    owner = Actor(user_id=result.analysis.owner_id, is_admin=False)
+    explanation = services.explain_clip(owner, result.model, clip)
+    report = reports.verdict_report(result, explanation=explanation.explanation)
+    assert report["explanation"] == explanation.explanation.to_dict()
+    assert json.loads(reports.report_json(report)) == report
+    text = reports.report_markdown(report)
+    assert "## Why: where the decision is most sensitive" in text
+    for band in explanation.explanation.bands:
+        assert f"| {band.label()} | {100 * band.share:.1f} % |" in text

@@ -16,6 +16,7 @@ import fakevoice
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
+from fakevoice.explain import Band, Explanation
 from fakevoice.inference import BONAFIDE, decide
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services.history import GONE, get_verdict
@@ -29,13 +30,18 @@ CAVEAT = (
 )
 
 
-def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[str, Any]:
+def verdict_report(
+    scored: ScoredClip,
+    threshold: float | None = None,
+    explanation: Explanation | None = None,
+) -> dict[str, Any]:
     """The JSON-ready report of one scored clip (see the module docstring).
 
     Args:
         threshold: the threshold the reader chose after scoring (the page's slider); the label
             is decided again from the same probabilities. Default: the one the verdict was
             logged with.
+        explanation: where the decision was most sensitive, when the reader asked for it.
     """
     verdict, model, analysis, info = scored.verdict, scored.model, scored.analysis, scored.info
     threshold = verdict.threshold if threshold is None else float(threshold)
@@ -54,6 +60,7 @@ def verdict_report(scored: ScoredClip, threshold: float | None = None) -> dict[s
             "windows": [vars(window).copy() for window in verdict.windows],
             "cautions": list(verdict.cautions),
         },
+        **({"explanation": explanation.to_dict()} if explanation is not None else {}),
         "caveat": CAVEAT,
     }
 
@@ -196,6 +203,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             else []
         ),
         *(_timeline_lines(verdict["windows"])),
+        *_explanation_lines(report.get("explanation")),
         f"*{report['caveat']}*",
         "",
     ]
@@ -230,6 +238,24 @@ def _timeline_lines(windows: list[dict[str, Any]]) -> list[str]:
             f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | {w['top_class']} |"
             for w in windows
         ),
+        "",
+    ]
+
+
+def _explanation_lines(explanation: dict[str, Any] | None) -> list[str]:
+    if not explanation:
+        return []
+    bands = [Band(**band) for band in explanation["bands"]]
+    return [
+        "## Why: where the decision is most sensitive",
+        "",
+        f"Window {explanation['start']:.2f}-{explanation['end']:.2f} s, P(human) "
+        f"{explanation['p_human']:.3f} in it. {explanation['method']}. It shows where the model "
+        "looks, not proof of how the clip was made.",
+        "",
+        "| band | share |",
+        "| --- | --- |",
+        *(f"| {band.label()} | {100 * band.share:.1f} % |" for band in bands),
         "",
     ]
 
