@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_jobs import FAKEVOICE, finish, get_run, start_worker, submit
+from test_jobs import finish
 from test_training import DATASET, quick_spec, tiny_dataset_root
-from workbench import active_workbench, make_user
+from workbench import FAKEVOICE, active_workbench, get_run, make_user, start_worker, submit
 
 from fakevoice import tracking
 from fakevoice.store.records import Actor
