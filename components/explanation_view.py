@@ -54,7 +54,7 @@ def render(explanation: Explanation, model_name: str) -> None:
     seconds = (e.end - e.start) / len(e.segments)
     over_time = pd.DataFrame(
         {
-            "time (s)": [round(e.start + (i + 0.5) * seconds, 3) for i in range(len(e.segments))],
+            "time (s)": [round(e.start + (i + 0.5) * seconds, 2) for i in range(len(e.segments))],
             "share (%)": [round(100 * s, 1) for s in e.segments],
         }
     )

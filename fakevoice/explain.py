@@ -273,13 +273,16 @@ def heatmap_cells(explanation: Explanation, size: int) -> list[list[float]] | No
     return [[round(float(v), 4) for v in row] for row in heatmap]
 
 
-def overlay(explanation: Explanation, strength: float = 0.6) -> np.ndarray | None:
-    """The explained image with the heatmap laid over it in red ``(H, W, 3)`` uint8 (image
-    models; None for waveform models)."""
+def overlay(explanation: Explanation, strength: float = 0.85) -> np.ndarray | None:
+    """The explained image in grey with the heatmap laid over it in red ``(H, W, 3)`` uint8
+    (image models; None for waveform models). The heat is scaled to its 99th percentile (one hot
+    pixel does not wash the rest out) and raised to 1.5, so that only the strong areas colour."""
     if explanation.image is None or explanation.heatmap is None:
         return None
-    base = explanation.image.mean(axis=2, keepdims=True).repeat(3, axis=2) * 0.55
-    heat = explanation.heatmap[:, :, None] ** 0.5  # square root: faint areas still show
-    red = np.array([255.0, 40.0, 20.0])
-    blended = base * (1 - strength * heat) + red * strength * heat
+    heat = explanation.heatmap.astype(np.float64)
+    top = float(np.quantile(heat, 0.99)) or float(heat.max()) or 1.0
+    alpha = strength * np.clip(heat / top, 0.0, 1.0)[:, :, None] ** 1.5
+    grey = explanation.image.mean(axis=2, keepdims=True).repeat(3, axis=2) * 0.8
+    red = np.array([255.0, 30.0, 10.0])
+    blended = grey * (1 - alpha) + red * alpha
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -283,8 +283,8 @@ def _why(actor: Actor, model: ModelRecord, clip: Clip) -> Explanation | None:
         except FakeVoiceError as exc:
             st.error(str(exc))
             return None
-        stored = (ident, explained.explanation)
-        st.session_state["eval_explanation"] = stored
+        st.session_state["eval_explanation"] = (ident, explained.explanation)
+        st.rerun()  # drawn by the next run, without this run's button and note
     explanation: Explanation = stored[1]
     explanation_view.render(explanation, model.name)
     return explanation
