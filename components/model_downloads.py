@@ -49,25 +49,37 @@ def render(
 
     chosen_id = st.selectbox("Model to download", list(by_id), format_func=label, key=f"{key}_pick")
     chosen = by_id[chosen_id]
-    left, right = st.columns(2)
-    left.download_button(
-        "safe bundle (.zip)",
-        data=lambda: model_files.model_bundle(actor, chosen.id).data,
-        file_name=model_files.bundle_file_name(chosen),
-        mime=model_files.BUNDLE_MEDIA_TYPE,
-        key=f"{key}_bundle",
-        icon=":material/download:",
-        help=BUNDLE_HELP,
-        on_click="ignore",
-    )
+    offers = [
+        (
+            "safe bundle (.zip)",
+            "bundle",
+            model_files.model_bundle,
+            model_files.bundle_file_name(chosen),
+            model_files.BUNDLE_MEDIA_TYPE,
+            BUNDLE_HELP,
+        )
+    ]
     if model_files.has_fastai_export(chosen):
-        right.download_button(
-            "fastai export (.pkl)",
-            data=lambda: model_files.model_export(actor, chosen.id).data,
-            file_name=model_files.export_file_name(chosen),
-            mime=model_files.EXPORT_MEDIA_TYPE,
-            key=f"{key}_fastai",
+        offers.append(
+            (
+                "fastai export (.pkl)",
+                "fastai",
+                model_files.model_export,
+                model_files.export_file_name(chosen),
+                model_files.EXPORT_MEDIA_TYPE,
+                EXPORT_HELP,
+            )
+        )
+    for column, (label, kind, fetch, file_name, mime, help_text) in zip(
+        st.columns(2), offers, strict=False
+    ):
+        column.download_button(
+            label,
+            data=lambda fetch=fetch: fetch(actor, chosen.id).data,
+            file_name=file_name,
+            mime=mime,
+            key=f"{key}_{kind}",
             icon=":material/download:",
-            help=EXPORT_HELP,
+            help=help_text,
             on_click="ignore",
         )

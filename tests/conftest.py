@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fakevoice.settings import get_settings
+from fakevoice.store.records import Actor
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -100,6 +101,23 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny multiclass specnet run folder: ``model.pkl``, the safe bundle and the
+    other artefacts of a real one-epoch run (trained on first use, then shared)."""
+    from test_uploads import trained_run_dir
+
+    return trained_run_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(isolated_settings: Path) -> Actor:
+    """A user called alice in the test's own store."""
+    from test_uploads import make_user
+
+    return make_user("alice")
 
 
 def speechlike(seconds: float = 2.0, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:

@@ -417,13 +417,17 @@ def test_predict_with_the_official_aasist_l(world: World) -> None:
 def test_explain_says_where_the_decision_is_sensitive_and_logs_nothing(world: World) -> None:
     logged = services.count_analyses(world.alice)
     clip = wav_bytes(2.5, seed=9)  # 1 s windows every 0.5 s: 4 of them
-    response = httpx.post(
-        f"{world.url}/v1/explain",
-        files={"file": ("clip.wav", clip, "audio/wav")},
-        data={"model": str(world.private.id)},
-        headers=auth(world.alice_token),
-        timeout=120,
-    )
+
+    def explain(token: str, **fields: str) -> httpx.Response:
+        return httpx.post(
+            f"{world.url}/v1/explain",
+            files={"file": ("clip.wav", clip, "audio/wav")},
+            data={"model": str(world.private.id), **fields},
+            headers=auth(token),
+            timeout=120,
+        )
+
+    response = explain(world.alice_token)
     assert response.status_code == 200, response.text
     body = response.json()
     expected = services.explain_clip(world.alice, world.private.id, clip).explanation
@@ -438,30 +442,11 @@ def test_explain_says_where_the_decision_is_sensitive_and_logs_nothing(world: Wo
     assert heatmap.shape == (64, 64) and 0 <= heatmap.min() and heatmap.max() <= 1
     assert services.count_analyses(world.alice) == logged
 
-    later = httpx.post(
-        f"{world.url}/v1/explain",
-        files={"file": ("clip.wav", clip, "audio/wav")},
-        data={"model": str(world.private.id), "window": "3"},
-        headers=auth(world.alice_token),
-        timeout=120,
-    )
+    later = explain(world.alice_token, window="3")
     assert later.status_code == 200 and later.json()["start"] == pytest.approx(1.5)
-    beyond = httpx.post(
-        f"{world.url}/v1/explain",
-        files={"file": ("clip.wav", clip, "audio/wav")},
-        data={"model": str(world.private.id), "window": "4"},
-        headers=auth(world.alice_token),
-        timeout=120,
-    )
+    beyond = explain(world.alice_token, window="4")
     assert "has 4 window(s)" in assert_error(beyond, 422, "invalid_spec")
-    theirs = httpx.post(
-        f"{world.url}/v1/explain",
-        files={"file": ("clip.wav", clip, "audio/wav")},
-        data={"model": str(world.private.id)},
-        headers=auth(world.bob_token),
-        timeout=120,
-    )
-    assert_error(theirs, 404, "not_found")
+    assert_error(explain(world.bob_token), 404, "not_found")
 
 
 def test_models_lists_mine_and_public_only(world: World) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import speechlike
-from test_uploads import AASIST_L, make_user, register_run_model, trained_run_dir, wav_bytes
+from test_uploads import AASIST_L, make_user, register_run_model, wav_bytes
 from torch import nn
 
 from fakevoice import services
@@ -178,16 +178,6 @@ def test_the_most_machine_like_window_is_explained_unless_another_is_asked_for()
 
 
 # --- a trained model, through the service --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_run_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def alice(isolated_settings: Path) -> Actor:
-    return make_user("alice")
 
 
 def test_a_trained_model_is_explained_and_nothing_is_logged(alice: Actor, run_dir: Path) -> None:

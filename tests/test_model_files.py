@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from conftest import speechlike
-from test_uploads import make_user, register_run_model, trained_run_dir
+from test_uploads import make_user, register_run_model
 
 from fakevoice import services, store
 from fakevoice.cli import main
@@ -26,16 +26,6 @@ from fakevoice.errors import ModelFileError, NotFoundError, PermissionDeniedErro
 from fakevoice.services import model_files, profile
 from fakevoice.services.uploads import import_uploaded_model
 from fakevoice.store.records import Actor
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_run_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def alice(isolated_settings: Path) -> Actor:
-    return make_user("alice")
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from test_uploads import (
     bundle_zip,
     make_user,
     register_run_model,
-    trained_run_dir,
     wav_bytes,
 )
 
@@ -44,16 +43,6 @@ TITLES = {
     "Machine-generated": "machine-generated",
     "Inconclusive": "inconclusive",
 }
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_run_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def alice(isolated_settings: Path) -> Actor:
-    return make_user("alice")
 
 
 @pytest.fixture

@@ -104,16 +104,6 @@ class FileCreatingPayload:
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_run_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def alice(isolated_settings: Path) -> Actor:
-    return make_user("alice")
-
-
 @pytest.fixture
 def bob(alice: Actor) -> Actor:
     return make_user("bob")

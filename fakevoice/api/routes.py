@@ -12,8 +12,9 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -84,6 +85,7 @@ Threshold = Annotated[
     Form(description="confidence below which the verdict is inconclusive (0.5 to 1)"),
 ]
 ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Answer = TypeVar("Answer")
 
 
 def one_file_body_limit(settings: Settings) -> int:
@@ -159,6 +161,21 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         if metrics is not None and verdict is not None:
             metrics.count_verdict(verdict, arch)
 
+    async def score_upload(
+        file: UploadFile,
+        model: str,
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None,
+        work: Callable[[Caller, ModelRecord, bytes], Answer],
+    ) -> tuple[ModelRecord, Answer]:
+        """Read the upload, then the caller and the model (outside the scoring queue: a
+        refusal never waits), then run ``work`` in the queue."""
+        data = await read_upload(file, upload_limit)
+        caller, record = await anyio.to_thread.run_sync(
+            caller_and_model, request, credentials, model
+        )
+        return record, await anyio.to_thread.run_sync(work, caller, record, data, limiter=scoring)
+
     @router.post(
         "/v1/predict",
         tags=["verdicts"],
@@ -178,14 +195,13 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
 
         Long clips are scored window by window; `windows` is the timeline.
         """
-        data = await read_upload(file, upload_limit)
         name = file.filename or "upload"
-        # The caller and the model first, outside the scoring queue: a refusal never waits.
-        caller, record = await anyio.to_thread.run_sync(
-            caller_and_model, request, credentials, model
-        )
-        answer = await anyio.to_thread.run_sync(
-            _predict, caller, record, data, name, threshold, limiter=scoring
+        record, answer = await score_upload(
+            file,
+            model,
+            request,
+            credentials,
+            lambda caller, used, data: _predict(caller, used, data, name, threshold),
         )
         count(answer.verdict, record.arch)
         return answer
@@ -216,12 +232,12 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         slices and (image models) a heatmap over the spectrogram. It takes several forward and
         backward passes (seconds on a CPU for AASIST and the large CNNs) and is not logged in
         your history. It shows where the model looks, not proof of how the clip was made."""
-        data = await read_upload(file, upload_limit)
-        caller, record = await anyio.to_thread.run_sync(
-            caller_and_model, request, credentials, model
-        )
-        answer = await anyio.to_thread.run_sync(
-            _explain, caller, record, data, window, limiter=scoring
+        _, answer = await score_upload(
+            file,
+            model,
+            request,
+            credentials,
+            lambda caller, used, data: _explain(caller, used, data, window),
         )
         return answer
 
