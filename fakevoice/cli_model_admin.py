@@ -129,13 +129,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     from fakevoice.settings import get_settings
 
     path: Path = args.file
-    limit = get_settings().max_upload_bytes
+    limit = get_settings().max_model_upload_bytes
     try:
         size = path.stat().st_size
         if size > limit:  # refused before it is read
             raise FileTooLargeError(
                 f"{path} is {size / 2**20:.1f} MiB; models are taken up to "
-                f"{limit / 2**20:.1f} MiB (FAKEVOICE_MAX_UPLOAD_BYTES)."
+                f"{limit / 2**20:.1f} MiB (FAKEVOICE_MAX_MODEL_UPLOAD_BYTES)."
             )
         data = path.read_bytes()
     except IsADirectoryError:

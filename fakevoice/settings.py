@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=600.0, gt=0)
     min_audio_seconds: float = Field(default=0.5, ge=0)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # A model file (safe bundle, AASIST checkpoint, fastai export) uploaded or imported: the
+    # bundles of resnet50 and vgg19_bn are about 100 MB.
+    max_model_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     # Training and jobs.
     job_backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None

@@ -34,6 +34,7 @@ from fakevoice.explain import Explanation
 from fakevoice.inference import DEFAULT_THRESHOLD
 from fakevoice.services import reports, uploads
 from fakevoice.services.verdicts import ScoredClip
+from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
 
 MODES = ("One clip", "Batch", "Compare models", "Test on a dataset")
@@ -87,7 +88,11 @@ def _upload_model(actor: Actor) -> None:
             "profile), an official AASIST / AASIST-L checkpoint (.pth), or a model.pkl this "
             "server exported. Other pickle files are refused: they could run code."
         )
-        upload = st.file_uploader("Model file", key="eval_model_upload")
+        upload = st.file_uploader(
+            "Model file",
+            key="eval_model_upload",
+            max_upload_size=_megabytes(get_settings().max_model_upload_bytes),
+        )
         name = st.text_input(
             "Name for the model",
             key="eval_model_name",
@@ -104,6 +109,11 @@ def _upload_model(actor: Actor) -> None:
             return
         st.session_state["eval_model"] = model.id
         st.success(f"Model {model.name!r} ({model.arch}) is ready; it is selected below.")
+
+
+def _megabytes(n_bytes: int) -> int:
+    """A size limit as Streamlit's uploaders take it: whole MiB, rounded up."""
+    return -(-n_bytes // (1024 * 1024))
 
 
 def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
@@ -124,7 +134,12 @@ def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
 def _clip_input(prefix: str) -> Clip | None:
     source = st.radio("Audio", SOURCES, key=f"{prefix}_source", horizontal=True)
     if source == SOURCES[0]:
-        given = st.file_uploader("Audio file", key=f"{prefix}_upload", help=AUDIO_HELP)
+        given = st.file_uploader(
+            "Audio file",
+            key=f"{prefix}_upload",
+            help=AUDIO_HELP,
+            max_upload_size=_megabytes(get_settings().max_upload_bytes),
+        )
     else:
         given = st.audio_input("Record a clip", key=f"{prefix}_record")
     if given is None:

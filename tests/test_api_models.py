@@ -47,7 +47,11 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     run_dir = trained_run_dir(tmp_path_factory)
-    with isolated_workbench(tmp_path_factory.mktemp("api-models")):
+    # Models up to 4 MiB here (audio: 2 MiB); the tiny specnet's bundle is well under that.
+    with isolated_workbench(
+        tmp_path_factory.mktemp("api-models"),
+        FAKEVOICE_MAX_MODEL_UPLOAD_BYTES=str(4 * 1024 * 1024),
+    ):
         alice, bob = make_user("alice"), make_user("bob")
         _, alice_token = tokens.create_token(alice, "tests")
         _, bob_token = tokens.create_token(bob, "tests")
@@ -131,8 +135,11 @@ def test_the_fastai_export_is_downloaded_and_known_again(served: Served) -> None
 def test_bad_uploads_are_refused_in_words(served: Served) -> None:
     token = served.alice_token
     assert_error(upload(served, b"just some bytes" * 10, "junk", token), 409, "bad_model_file")
-    too_big = upload(served, b"\0" * (get_settings().max_upload_bytes + 1), "big", token)
+    too_big = upload(served, b"\0" * (get_settings().max_model_upload_bytes + 1), "big", token)
     assert_error(too_big, 413, "too_large")
+    # Bigger than an audio file may be, within the model limit: not refused for its size.
+    sized = upload(served, b"\0" * (get_settings().max_upload_bytes + 1), "sized", token)
+    assert_error(sized, 409, "bad_model_file")
     nameless = httpx.post(
         f"{served.url}/v1/models",
         files={"file": ("m.zip", b"PK", "application/zip")},

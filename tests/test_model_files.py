@@ -212,3 +212,24 @@ def test_models_commands_leave_other_peoples_models_alone(
         assert store.get_model(session, alice, shared.id).is_public
     with pytest.raises(PermissionDeniedError):
         profile.delete_model(services.cli_actor(), shared.id)
+
+
+def test_models_import_refuses_a_file_over_the_model_limit_unread(
+    isolated_settings: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fakevoice.settings import get_settings
+
+    monkeypatch.setenv("FAKEVOICE_MAX_MODEL_UPLOAD_BYTES", str(1024 * 1024))
+    get_settings.cache_clear()
+    big = tmp_path / "big.zip"
+    big.write_bytes(b"\0" * (2 * 1024 * 1024))
+    code, _, err = cli(capsys, "models", "import", str(big), "--name", "big")
+    assert code == 2
+    assert err == (
+        f"fakevoice: {big} is 2.0 MiB; models are taken up to 1.0 MiB "
+        "(FAKEVOICE_MAX_MODEL_UPLOAD_BYTES).\n"
+    )
+    assert services.list_models(services.cli_actor()) == []

@@ -216,7 +216,7 @@ def test_too_large_uploads_are_refused(
     alice: Actor, run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = bundle_zip(run_dir)
-    monkeypatch.setenv("FAKEVOICE_MAX_UPLOAD_BYTES", str(len(data) - 1))
+    monkeypatch.setenv("FAKEVOICE_MAX_MODEL_UPLOAD_BYTES", str(len(data) - 1))
     get_settings.cache_clear()
     with pytest.raises(FileTooLargeError, match="uploads are limited to"):
         uploads.import_uploaded_model(alice, "big", "big.zip", data)

@@ -25,7 +25,7 @@ from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
 from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
-from fakevoice.api.routes import ERRORS, build_router, one_file_body_limit
+from fakevoice.api.routes import ERRORS, build_router, model_body_limit, one_file_body_limit
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings, get_settings
 
@@ -170,8 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         ContentLengthLimit,
         limits={
-            path: one_file_body_limit(settings)
-            for path in ("/v1/predict", "/v1/explain", "/v1/models")
+            "/v1/predict": one_file_body_limit(settings),
+            "/v1/explain": one_file_body_limit(settings),
+            "/v1/models": model_body_limit(settings),
         },
         default=settings.api_max_request_bytes,
     )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
 from fakevoice.api.auth import CallerDep, SignedInDep
-from fakevoice.api.routes import MAX_ID, one_file_body_limit, read_upload
+from fakevoice.api.routes import MAX_ID, model_body_limit, read_upload
 from fakevoice.api.schemas import ModelOut
 from fakevoice.errors import InvalidSpecError
 from fakevoice.services import model_files, profile
@@ -52,7 +52,7 @@ def _file_response(found: ModelFile) -> Response:
 
 def build_model_router(settings: Settings) -> APIRouter:
     router = APIRouter()
-    upload_limit = settings.max_upload_bytes
+    upload_limit = settings.max_model_upload_bytes
 
     @router.get(
         "/v1/models/{model_id}/bundle",
@@ -87,7 +87,7 @@ def build_model_router(settings: Settings) -> APIRouter:
         tags=["models"],
         summary="Store an uploaded model",
         status_code=201,
-        max_body_size=one_file_body_limit(settings),
+        max_body_size=model_body_limit(settings),
         responses={200: {"model": ModelOut, "description": "a fastai export of a known model"}},
     )
     async def upload(

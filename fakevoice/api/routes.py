@@ -89,9 +89,14 @@ Answer = TypeVar("Answer")
 
 
 def one_file_body_limit(settings: Settings) -> int:
-    """The largest request body of an endpoint that takes one file (``POST /v1/predict``,
-    ``POST /v1/models``), bytes: the file and the form fields beside it."""
+    """The largest request body of an endpoint that takes one audio file (``POST /v1/predict``,
+    ``POST /v1/explain``), bytes: the file and the form fields beside it."""
     return settings.max_upload_bytes + MULTIPART_OVERHEAD
+
+
+def model_body_limit(settings: Settings) -> int:
+    """The largest request body of ``POST /v1/models``, bytes: one model file and its name."""
+    return settings.max_model_upload_bytes + MULTIPART_OVERHEAD
 
 
 def scoring_threads(settings: Settings) -> int:

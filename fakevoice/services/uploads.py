@@ -74,7 +74,7 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
         actor: Who uploads it (the owner of a newly stored model).
         name: The name to store a new model under (unique among the actor's models).
         file_name: The client's name for the file, for messages and the model's metrics only.
-        data: The file's bytes (at most ``settings.max_upload_bytes``).
+        data: The file's bytes (at most ``settings.max_model_upload_bytes``).
 
     Returns:
         The stored model: a new one for a bundle or an AASIST checkpoint, or the existing model
@@ -86,7 +86,7 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
         ConflictError: The actor already has a model with this name.
         InvalidSpecError: The name is empty or too long.
     """
-    limit = get_settings().max_upload_bytes
+    limit = get_settings().max_model_upload_bytes
     if len(data) > limit:
         raise FileTooLargeError(
             f"The model file is {_megabytes(len(data))}; uploads are limited to "
@@ -153,7 +153,9 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
                 f"({BUNDLE_WEIGHTS} and {BUNDLE_MANIFEST})."
             )
         manifest_bytes = _bundle_member(archive, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES)
-        weights_bytes = _bundle_member(archive, BUNDLE_WEIGHTS, get_settings().max_upload_bytes)
+        weights_bytes = _bundle_member(
+            archive, BUNDLE_WEIGHTS, get_settings().max_model_upload_bytes
+        )
     manifest = validate_manifest(_parse_manifest(manifest_bytes))
     model = _load_weights(manifest, weights_bytes)
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
