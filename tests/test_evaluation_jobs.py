@@ -16,11 +16,12 @@ import pytest
 from test_page_evaluate import run_queued_jobs
 from test_results import run_worker, workbench_env
 from test_training import DATASET, tiny_dataset_root
-from test_uploads import register_run_model, trained_run_dir
+from test_uploads import bundle_zip, register_run_model, trained_run_dir
 from workbench import active_workbench, make_user
 
 from fakevoice import services, store
 from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.services import profile, uploads
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, EvaluationSpec, results_dir
 from fakevoice.store.records import Actor, ModelRecord
 
@@ -200,3 +201,19 @@ def test_deleting_a_user_removes_their_tests_files(
 
     profile.delete_user(root, owner.user_id)
     assert not folder.exists()
+
+
+def test_a_model_a_queued_test_uses_is_not_deleted_until_the_test_is_stopped(
+    workbench: dict[str, str], owner: Actor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A model in a folder of its own (an uploaded bundle): deleting it removes that folder.
+    bundle = bundle_zip(trained_run_dir(tmp_path_factory))
+    model = uploads.import_uploaded_model(owner, "under test", "bundle.zip", bundle)
+    run = services.submit_evaluation(owner, [model.id], DATASET)
+    with pytest.raises(ConflictError, match="test of models uses model 'under test'"):
+        profile.delete_model(owner, model.id)
+    assert services.get_model(owner, model.id).name == "under test"  # rolled back, files kept
+    assert Path(model.path).is_dir()
+    services.stop_evaluation(owner, run.id)
+    profile.delete_model(owner, model.id)
+    assert not Path(model.path).exists()

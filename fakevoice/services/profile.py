@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from fakevoice import store
 from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
-from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
+from fakevoice.errors import ConflictError, FakeVoiceError, NotFoundError, PermissionDeniedError
 from fakevoice.services.results import BUNDLE_FILES
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord, RunRecord, UserRecord
@@ -202,22 +204,29 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
 
     Raises:
         NotFoundError: the actor may not see the run.
-        ConflictError: the run is queued or running (stop it first).
+        ConflictError: the run is queued or running (stop it first), or a queued or running
+            test of models uses its model.
     """
     with store.session_scope() as session:
         store.get_run(session, actor, run_id)
         for model in store.list_models(session, actor):
             if model.run_id == run_id and actor.can_write(model.owner_id):
-                store.delete_model(session, actor, model.id)
+                _refuse_if_under_test(session, store.delete_model(session, actor, model.id))
         run = store.delete_run(session, actor, run_id)
     remove_data_folder(run_folder(run_id))
     return run
 
 
 def delete_model(actor: Actor, model_id: int) -> ModelRecord:
-    """Delete a model; its folder goes too unless it is a run's folder and the run remains."""
+    """Delete a model; its folder goes too unless it is a run's folder and the run remains.
+
+    Raises:
+        NotFoundError / PermissionDeniedError: the actor may not see / change the model.
+        ConflictError: a queued or running test of models uses it (stop it first or wait).
+    """
     with store.session_scope() as session:
         model = store.delete_model(session, actor, model_id)
+        _refuse_if_under_test(session, model)
         run_remains = False
         if model.run_id is not None:
             try:
@@ -228,6 +237,17 @@ def delete_model(actor: Actor, model_id: int) -> ModelRecord:
     if not run_remains:
         remove_data_folder(Path(model.path))
     return model
+
+
+def _refuse_if_under_test(session: Session, model: ModelRecord) -> None:
+    """ConflictError (which rolls the deletion back) when a queued or running test of models,
+    anyone's, is to score ``model``: it would fail when it reached it."""
+    for spec in store.active_job_specs(session, "evaluate"):
+        if model.id in spec.get("models", ()):
+            raise ConflictError(
+                f"A queued or running test of models uses model {model.name!r}; stop it first "
+                "or wait for it to finish."
+            )
 
 
 def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
