@@ -1,5 +1,5 @@
-"""A model picker with the chosen model's files to download (the Profile page: one's own models,
-and a user's public models for everyone).
+"""A model picker with the chosen model's files to download (Profile: one's own models, and a
+user's public models for everyone; Home: the public models, for visitors too).
 
 The bytes are read only when a button is clicked (Streamlit's deferred download), and are checked
 against the hashes the store kept (:mod:`fakevoice.services.model_files`).
@@ -70,11 +70,11 @@ def render(
                 EXPORT_HELP,
             )
         )
-    for column, (label, kind, fetch, file_name, mime, help_text) in zip(
+    for column, (title, kind, fetch, file_name, mime, help_text) in zip(
         st.columns(2), offers, strict=False
     ):
         column.download_button(
-            label,
+            title,
             data=lambda fetch=fetch: fetch(actor, chosen.id).data,
             file_name=file_name,
             mime=mime,
