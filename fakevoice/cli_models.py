@@ -44,8 +44,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         verdict = scored.verdict
         result = {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
         explanation = None
-        if args.explain:
-            explanation = services.explain_clip(actor, model, Path(path)).explanation
+        if args.explain:  # the window the verdict found most machine-like, not scored again
+            from fakevoice.explain import most_machine_like
+
+            window = most_machine_like(verdict.windows)
+            explanation = services.explain_clip(actor, model, Path(path), window=window).explanation
             result["explanation"] = explanation.to_dict()
         results.append(result)
         if not args.json:

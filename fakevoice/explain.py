@@ -21,6 +21,7 @@ cues that are not synthesis artefacts (silence, the channel, loudness).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,7 +30,7 @@ import torch
 from PIL import Image
 
 from fakevoice.features import bin_axis, mel_edges
-from fakevoice.inference import Detector, forward_thread
+from fakevoice.inference import Detector, WindowScore, forward_thread
 from fakevoice.preprocess import IMAGENET_MEAN, IMAGENET_STD, window_starts
 
 SMOOTHGRAD_SAMPLES = 8
@@ -112,6 +113,13 @@ class Explanation:
         )
 
 
+def most_machine_like(windows: Sequence[WindowScore]) -> int:
+    """The index of the verdict timeline's window with the lowest P(human) (the first of equals),
+    the one :func:`explain` chooses by itself: a caller that scored the clip already passes it
+    and spares the explanation scoring every window again."""
+    return min(range(len(windows)), key=lambda i: windows[i].p_human)
+
+
 def window_count(detector: Detector, n_samples: int) -> int:
     """How many windows the detector scores in a clip of ``n_samples`` at its own rate."""
     return len(window_starts(n_samples, detector.window))
@@ -128,8 +136,9 @@ def explain(
 
     Args:
         samples: ``(n,)`` float32 mono at ``sample_rate`` Hz (resampled to the model's rate).
-        window: Index of the window (as in the verdict's timeline); default: the window with the
-            lowest P(human).
+        window: Index of the window (as in the verdict's timeline, see
+            :func:`most_machine_like`); default: the window with the lowest P(human), found by
+            scoring every window. Given, only that window is scored.
 
     Raises:
         IndexError: ``window`` is not a window of this clip.
@@ -138,14 +147,22 @@ def explain(
         from fakevoice.audio import resample
 
         samples = resample(samples, sample_rate, detector.sample_rate)
-    log_probs, starts = detector.window_log_probs(samples)
-    p_human = np.exp(log_probs[:, detector.bonafide_index])
-    index = int(p_human.argmin()) if window is None else window
-    if not 0 <= index < len(starts):
-        raise IndexError(f"window {index} of {len(starts)}")
+    starts = window_starts(samples.size, detector.window)
+    b = detector.bonafide_index
+    if window is None:
+        every, _ = detector.window_log_probs(samples)
+        index = int(every[:, b].argmin())
+    elif 0 <= window < len(starts):
+        index = window
+    else:
+        raise IndexError(f"window {window} of {len(starts)}")
     first = starts[index]
-    with torch.inference_mode():  # that window alone (a short clip is tiled, as when scored)
-        x, _ = detector.model_inputs(samples[first : first + detector.window])
+    audio = samples[first : first + detector.window]  # a short clip is tiled, as when scored
+    # That window's row of every window's scores, or (given) that window scored alone.
+    row = every[index] if window is None else detector.window_log_probs(audio)[0][0]
+    p_human = float(np.exp(row[b]))
+    with torch.inference_mode():
+        x, _ = detector.model_inputs(audio)
     mean_abs, mean_signed = _smoothgrad(detector, x)
     start = first / detector.sample_rate
     end = min(samples.size, first + detector.window) / detector.sample_rate
@@ -155,7 +172,7 @@ def explain(
         return Explanation(
             start,
             end,
-            float(p_human[index]),
+            p_human,
             bands=_spectrum_bands(mean_signed, detector.sample_rate),
             segments=_time_shares(mean_abs, covered),
         )
@@ -163,7 +180,7 @@ def explain(
     return Explanation(
         start,
         end,
-        float(p_human[index]),
+        p_human,
         bands=_row_bands(heat, detector),
         segments=_time_shares(heat.sum(axis=0), covered),
         heatmap=(heat / heat.max() if heat.max() > 0 else heat).astype(np.float32),

@@ -30,8 +30,8 @@ from components.verdict_view import (
 )
 from fakevoice import batch, services
 from fakevoice.errors import FakeVoiceError
-from fakevoice.explain import Explanation
-from fakevoice.inference import DEFAULT_THRESHOLD
+from fakevoice.explain import Explanation, most_machine_like
+from fakevoice.inference import DEFAULT_THRESHOLD, WindowScore
 from fakevoice.services import reports, uploads
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.settings import get_settings
@@ -273,13 +273,15 @@ def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
     )
     _show_outcome(outcome, threshold, details=True, actor=actor)
     if outcome.scored is not None:
-        explanation = _why(actor, model, clip)
+        explanation = _why(actor, model, clip, outcome.scored.verdict.windows)
         _report_downloads(outcome.scored, threshold, explanation)
 
 
-def _why(actor: Actor, model: ModelRecord, clip: Clip) -> Explanation | None:
-    """On request, which parts of the most machine-like window moved the verdict (kept for the
-    clip, so that it goes into the report too)."""
+def _why(
+    actor: Actor, model: ModelRecord, clip: Clip, timeline: list[WindowScore]
+) -> Explanation | None:
+    """On request, which parts of the most machine-like window of the verdict's ``timeline``
+    moved the verdict (kept for the clip, so that it goes into the report too)."""
     st.subheader("Why this verdict?")
     ident = (model.id, clip.file_id)
     stored = st.session_state.get("eval_explanation")
@@ -294,7 +296,9 @@ def _why(actor: Actor, model: ModelRecord, clip: Clip) -> Explanation | None:
             return None
         try:
             with st.spinner("Explaining…"):
-                explained = services.explain_clip(actor, model, clip.data)
+                explained = services.explain_clip(
+                    actor, model, clip.data, window=most_machine_like(timeline)
+                )
         except FakeVoiceError as exc:
             st.error(str(exc))
             return None
