@@ -95,9 +95,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     actor = services.cli_actor()
     model = services.find_model(actor, args.model)
     if args.fastai:
-        found = model_files.model_export(actor, model.id)
+        found = model_files.model_export(actor, model)
     else:
-        found = model_files.model_bundle(actor, model.id)
+        found = model_files.model_bundle(actor, model)
     target: Path = args.output if args.output is not None else Path(found.file_name)
     if target.is_dir():
         target = target / found.file_name

@@ -65,8 +65,8 @@ def build_model_router(settings: Settings) -> APIRouter:
         """`model.safetensors` + `manifest.json` in a zip: weights, architecture, classes,
         feature spec, sample rate, window length and calibration. Every model has one; it is
         what `POST /v1/models` (here or on another workbench) takes back."""
-        caller.check_model(services.get_model(caller.actor, model_id))
-        return _file_response(model_files.model_bundle(caller.actor, model_id))
+        model = caller.check_model(services.get_model(caller.actor, model_id))
+        return _file_response(model_files.model_bundle(caller.actor, model))
 
     @router.get(
         "/v1/models/{model_id}/fastai",
@@ -79,8 +79,8 @@ def build_model_router(settings: Settings) -> APIRouter:
         """The `Learner.export` file of a model trained here, for `load_learner` in fastai
         (a pickle: load it only from a server you trust). Uploaded and imported models have
         none (404); their bundle holds the same weights."""
-        caller.check_model(services.get_model(caller.actor, model_id))
-        return _file_response(model_files.model_export(caller.actor, model_id))
+        model = caller.check_model(services.get_model(caller.actor, model_id))
+        return _file_response(model_files.model_export(caller.actor, model))
 
     @router.post(
         "/v1/models",

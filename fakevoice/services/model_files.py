@@ -66,14 +66,17 @@ def has_fastai_export(model: ModelRecord) -> bool:
     return FASTAI_EXPORT in model.files
 
 
-def model_bundle(actor: Actor, model_id: int) -> ModelFile:
+def model_bundle(actor: Actor, model: int | ModelRecord) -> ModelFile:
     """The model's safe bundle as a zip, for its owner or anyone when it is public.
+
+    Args:
+        model: The model's id, or its record as just read for this actor (not read again).
 
     Raises:
         NotFoundError: The actor may not use the model.
         ModelFileError: A bundle file is missing or changed since the model was stored.
     """
-    model = _readable(actor, model_id)
+    model = _readable(actor, model)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(
@@ -84,14 +87,17 @@ def model_bundle(actor: Actor, model_id: int) -> ModelFile:
     return ModelFile(bundle_file_name(model), buffer.getvalue(), BUNDLE_MEDIA_TYPE)
 
 
-def model_export(actor: Actor, model_id: int) -> ModelFile:
+def model_export(actor: Actor, model: int | ModelRecord) -> ModelFile:
     """The model's fastai export (``model.pkl``), for its owner or anyone when it is public.
+
+    Args:
+        model: The model's id, or its record as just read for this actor (not read again).
 
     Raises:
         NotFoundError: The actor may not use the model, or it has no fastai export.
         ModelFileError: The export is missing or changed since the model was stored.
     """
-    model = _readable(actor, model_id)
+    model = _readable(actor, model)
     if not has_fastai_export(model):
         raise NotFoundError(
             f"Model {model.name!r} has no fastai export: only models trained here have one. "
@@ -101,9 +107,11 @@ def model_export(actor: Actor, model_id: int) -> ModelFile:
     return ModelFile(export_file_name(model), data, EXPORT_MEDIA_TYPE)
 
 
-def _readable(actor: Actor, model_id: int) -> ModelRecord:
+def _readable(actor: Actor, model: int | ModelRecord) -> ModelRecord:
+    if isinstance(model, ModelRecord):
+        return model
     with store.session_scope(readonly=True) as session:
-        return store.get_model(session, actor, model_id)
+        return store.get_model(session, actor, model)
 
 
 def _checked_bytes(model: ModelRecord, name: str) -> bytes:
