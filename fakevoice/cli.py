@@ -20,7 +20,8 @@ from fakevoice.errors import FakeVoiceError
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _print_json(payload: Any) -> None:
+def print_json(payload: Any) -> None:
+    """``--json`` output of every command: indented, dates and paths as text."""
     json.dump(payload, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
@@ -115,7 +116,7 @@ def _parse_names(text: str | None) -> list[str] | None:
 
 def _report(args: argparse.Namespace, report: Any) -> int:
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         print(report.summary())
     return 0
@@ -209,7 +210,7 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
         owner_id = owners.get(store.folder_key(summary.path))
         rows.append({**summary.to_dict(), "owner": names.get(owner_id) if owner_id else None})
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:  # the operator sees every dataset; "shared" ones are everyone's, the others a user's
         for r in rows:
             owner = r["owner"] or "shared"

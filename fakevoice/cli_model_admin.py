@@ -7,19 +7,13 @@ acting account's own first, then public ones; only the owner (or an administrato
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from fakevoice.cli import print_json
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.store.records import Actor, ModelRecord
-
-
-def _print(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
 
 
 def _row(model: ModelRecord, user_id: int) -> dict[str, Any]:
@@ -40,7 +34,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     actor = services.cli_actor()
     rows = [_row(m, actor.user_id) for m in services.list_models(actor)]
     if args.json:
-        _print(rows)
+        print_json(rows)
         return 0
     for r in rows:
         eer = f"{100 * r['eer']:.2f} %" if isinstance(r["eer"], float) else "-"
@@ -58,7 +52,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     model = services.find_model(actor, args.model)
     metrics = model.metrics or {}
     if args.json:
-        _print(
+        print_json(
             {
                 **_row(model, actor.user_id),
                 "sample_rate": model.sample_rate,
@@ -103,7 +97,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         target = target / found.file_name
     _write_new(target, found.data, overwrite=args.force)
     if args.json:
-        _print({"id": model.id, "name": model.name, "file": str(target), "bytes": len(found.data)})
+        print_json(
+            {"id": model.id, "name": model.name, "file": str(target), "bytes": len(found.data)}
+        )
     else:
         what = "fastai export" if args.fastai else "safe bundle"
         print(f"model {model.id} '{model.name}': {what} written to {target}")
@@ -146,7 +142,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     model = import_uploaded_model(actor, args.name, path.name, data)
     known = is_export_of(model, data)
     if args.json:
-        _print({**_row(model, actor.user_id), "stored": not known})
+        print_json({**_row(model, actor.user_id), "stored": not known})
     elif known:
         print(f"{path} is the fastai export of model {model.id} '{model.name}': nothing stored")
     else:

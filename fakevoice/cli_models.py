@@ -4,18 +4,13 @@ tests of models from the command line (``fakevoice models`` is :mod:`fakevoice.c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fakevoice.cli import print_json
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
-
-
-def _print(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -61,7 +56,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if explanation is not None:
                 print(f"  why: {explanation.summary()}")
     if args.json:
-        _print({"model": {"id": model.id, "name": model.name}, "results": results})
+        print_json({"model": {"id": model.id, "name": model.name}, "results": results})
     return 2 if failures == len(args.files) else 0
 
 
@@ -94,7 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
             if not args.wait:
                 if args.json:
-                    _print({"id": run.id, "name": run.name, "status": run.status})
+                    print_json({"id": run.id, "name": run.name, "status": run.status})
                 else:
                     print(
                         f"test {run.id} '{run.name}' queued: a worker scores it. "
@@ -120,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _write_scores(args.scores, evaluations)
     if args.json:
         reports = [e.report for e in evaluations]
-        _print(reports[0] if len(reports) == 1 else reports)
+        print_json(reports[0] if len(reports) == 1 else reports)
         return 0
     for evaluation in evaluations:
         _print_report(evaluation.report)
@@ -146,7 +141,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         copy = services.calibrated_copy(actor, model.id, evaluation, args.name)
     kept = copy.metrics.get("calibration")
     if args.json:
-        _print({"id": copy.id, "name": copy.name, "calibration": kept})
+        print_json({"id": copy.id, "name": copy.name, "calibration": kept})
     else:
         print(f"model {copy.id} '{copy.name}': probabilities {calibration_line(kept)}")
     return 0
@@ -220,7 +215,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     found = services.list_analyses(actor, limit=args.limit, where=where)
     total = services.count_analyses(actor, where)
     if args.json:
-        _print({"total": total, "items": [vars(a) for a in found]})
+        print_json({"total": total, "items": [vars(a) for a in found]})
         return 0
     for a in found:
         p_human = a.probabilities.get("bonafide")
@@ -246,7 +241,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise InvalidSpecError("Give --outcome, --note or both.")
     analysis = services.label_verdict(services.cli_actor(), args.verdict, **given)
     if args.json:
-        _print(vars(analysis))
+        print_json(vars(analysis))
     else:
         really = analysis.outcome or "unknown"
         print(
@@ -273,7 +268,7 @@ def cmd_import_aasist(args: argparse.Namespace) -> int:
 
     model = services.import_aasist(services.cli_actor(), args.path, args.name)
     if args.json:
-        _print({"id": model.id, "name": model.name, "arch": model.arch})
+        print_json({"id": model.id, "name": model.name, "arch": model.arch})
     else:
         print(f"model {model.id} '{model.name}' ({model.arch}) imported")
     return 0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from fakevoice.cli import print_json
 from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.trainspec import ARCH_NAMES, AugmentSpec, CallbackSpec, TrainSpec
 
@@ -83,11 +83,6 @@ def _run_dict(run: Any) -> dict[str, Any]:
     }
 
 
-def _print(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from fakevoice import services
 
@@ -113,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             payload["epochs_history"] = [
                 e.__dict__ for e in services.run_progress(actor, run.id).epochs
             ]
-        _print(payload)
+        print_json(payload)
     else:
         print(f"run {run.id} '{run.name}': {run.status}")
         if run.error:
@@ -168,7 +163,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return cmd_runs_export(args)
     runs = services.list_runs(services.cli_actor(), kind=None if args.jobs else "train")
     if args.json:
-        _print([_run_dict(r) for r in runs])
+        print_json([_run_dict(r) for r in runs])
         return 0
     if not runs:
         print("no runs yet: start one with `fakevoice train --dataset demo --arch specnet`")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from typing import Any
 
+from fakevoice.cli import print_json
 from fakevoice.errors import InvalidSpecError, NotFoundError
 
 
@@ -71,8 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for u in accounts.list_users(accounts.OPERATOR)
     ]
     if args.json:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(rows)
         return 0
     for row in rows:
         role = "admin" if row["admin"] else "user"
