@@ -175,14 +175,12 @@ def public_user(username: str) -> UserRecord:
 
 def set_model_public(actor: Actor, model_id: int, is_public: bool) -> ModelRecord:
     """Share a model with everyone, or make it private again (owner or administrator)."""
-    with store.session_scope() as session:
-        return store.set_public(session, actor, model_id, is_public)
+    return change_model(actor, model_id, public=is_public)
 
 
 def rename_model(actor: Actor, model_id: int, name: str) -> ModelRecord:
     """Rename a model (owner or administrator; ConflictError when the name is taken)."""
-    with store.session_scope() as session:
-        return store.rename_model(session, actor, model_id, name)
+    return change_model(actor, model_id, name=name)
 
 
 def change_model(
