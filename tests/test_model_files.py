@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from conftest import speechlike
+from test_cli_workflow import run_in_process
 from test_uploads import make_user, register_run_model
 
 from fakevoice import services, store
-from fakevoice.cli import main
 from fakevoice.errors import ModelFileError, NotFoundError, PermissionDeniedError
 from fakevoice.services import model_files, profile
 from fakevoice.services.uploads import import_uploaded_model
@@ -123,9 +123,9 @@ def test_download_names_come_from_the_model_name_made_plain(
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+    """``fakevoice ARGS`` in this process: exit code, stdout, stderr."""
+    done = run_in_process(capsys, *args)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_models_commands_export_import_share_rename_and_delete(
