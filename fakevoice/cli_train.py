@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fakevoice.cli import print_json
@@ -88,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     actor = services.cli_actor()
     spec = spec_from_args(args)
-    name = args.name or f"{spec.arch}-{spec.dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    name = args.name or services.default_run_name(spec)
     run = services.submit_run(actor, name, spec)
     try:
         warning = services.memory_advice(spec, actor=actor).warning()

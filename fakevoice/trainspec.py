@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
+
+from pydantic import ConfigDict
 
 from fakevoice.errors import InvalidSpecError
 
@@ -71,6 +73,9 @@ class AugmentSpec:
         mixup: mixup alpha (0 = off; 0.2-0.4 is typical).
     """
 
+    # Over HTTP (pydantic validates the dataclass): an unknown option is refused, not dropped.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
     time_shift: bool = True
     freq_masks: int = 1
     time_masks: int = 1
@@ -99,6 +104,9 @@ class CallbackSpec:
         grad_clip: clip the gradient norm to this value (None = off).
         mixed_precision: use automatic mixed precision; only takes effect on a GPU.
     """
+
+    # Over HTTP (pydantic validates the dataclass): an unknown option is refused, not dropped.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     early_stopping_patience: int | None = None
     save_best: bool = True
@@ -136,6 +144,9 @@ class TrainSpec:
         device: ``auto`` picks CUDA when present.
         seed: random seed for the split, the shuffling and the augmentations.
     """
+
+    # Over HTTP (pydantic validates the dataclass): an unknown option is refused, not dropped.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     dataset: str
     arch: str = "specnet"

@@ -48,7 +48,6 @@ from fakevoice.api.schemas import (
     ModelOut,
     ModelRef,
     PredictionOut,
-    RunOut,
     ScoringState,
 )
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
@@ -303,11 +302,6 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
     def get_model(model_id: ModelId, caller: CallerDep) -> ModelOut:
         model = caller.check_model(services.get_model(caller.actor, model_id))
         return ModelOut.of(model, caller.actor.user_id)
-
-    @router.get("/v1/runs/{run_id}", tags=["runs"], summary="A training run and its epochs")
-    def get_run(run_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: SignedInDep) -> RunOut:
-        progress = services.run_progress(caller.actor, run_id, after_step=MAX_ID)
-        return RunOut.of(progress.run, progress.epochs)
 
     @router.get(
         "/v1/analyses",

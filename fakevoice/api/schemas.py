@@ -315,9 +315,20 @@ class RunOut(BaseModel):
     error: str | None
     notice: str | None
     epochs: list[EpochOut]
+    spec: dict[str, Any] | None = Field(
+        default=None,
+        description="a training run's whole recipe, as `POST /v1/runs` takes it (null for "
+        "other jobs)",
+    )
+    model_id: int | None = Field(
+        default=None,
+        description="the model a finished training run stored (null before, and in lists)",
+    )
 
     @classmethod
-    def of(cls, run: RunRecord, epochs: list[EpochMetric]) -> RunOut:
+    def of(
+        cls, run: RunRecord, epochs: list[EpochMetric], *, model_id: int | None = None
+    ) -> RunOut:
         return cls(
             id=run.id,
             name=run.name,
@@ -334,6 +345,8 @@ class RunOut(BaseModel):
             error=run.error,
             notice=run.notice,
             epochs=[EpochOut(**vars(e)) for e in epochs],
+            spec=dict(run.spec) if run.kind == "train" else None,
+            model_id=model_id,
         )
 
 

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from fakevoice.services.runs import (
         RunProgress,
         check_spec,
+        default_run_name,
         delete_run,
         find_run,
         get_run,
@@ -176,6 +177,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "fakevoice.services.runs": (
         "RunProgress",
         "check_spec",
+        "default_run_name",
         "delete_run",
         "find_run",
         "get_run",
@@ -240,6 +242,7 @@ __all__ = [
     "dataset_names",
     "dataset_overview",
     "dataset_path",
+    "default_run_name",
     "delete_dataset",
     "delete_run",
     "detector_for",

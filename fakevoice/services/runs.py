@@ -8,16 +8,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from fakevoice import store
 from fakevoice.datasets.manifest import read_manifest
-from fakevoice.errors import DatasetError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.errors import (
+    ConflictError,
+    DatasetError,
+    InvalidSpecError,
+    LimitExceededError,
+    NotFoundError,
+)
 from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunKind, RunRecord
+from fakevoice.store.records import (
+    Actor,
+    BatchMetric,
+    EpochMetric,
+    RunKind,
+    RunRecord,
+    RunStatus,
+)
 from fakevoice.training_data import dataset_feature_spec, select_items
 from fakevoice.trainspec import TrainSpec
 
@@ -112,6 +126,11 @@ def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
     return memory.advise(spec.arch, spec.batch_size, shape, pick_device(spec.device))
 
 
+def default_run_name(spec: TrainSpec) -> str:
+    """The name of a run submitted without one: architecture, dataset and the time (UTC)."""
+    return f"{spec.arch}-{spec.dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
 def submit_run(actor: Actor, name: str, spec: TrainSpec) -> RunRecord:
     """Validate ``spec`` and queue it as a run of ``actor``'s; a worker picks it up.
 
@@ -192,12 +211,16 @@ def find_run(actor: Actor, key: str | int) -> RunRecord:
 
 
 def list_runs(
-    actor: Actor, *, all_users: bool = False, kind: RunKind | None = "train"
+    actor: Actor,
+    *,
+    all_users: bool = False,
+    kind: RunKind | None = "train",
+    statuses: tuple[RunStatus, ...] | None = None,
 ) -> list[RunRecord]:
     """The actor's training runs (or jobs of ``kind``; None: every kind), newest first
-    (administrators may ask for everyone's)."""
+    (administrators may ask for everyone's); only those in ``statuses`` when given."""
     with store.session_scope(readonly=True) as session:
-        return store.list_runs(session, actor, all_users=all_users, kind=kind)
+        return store.list_runs(session, actor, all_users=all_users, kind=kind, statuses=statuses)
 
 
 def stop_run(actor: Actor, run_id: int) -> RunRecord:
@@ -243,7 +266,7 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
     with store.session_scope() as session:
         run = store.get_run(session, actor, run_id)
         if run.is_active:
-            raise InvalidSpecError(f"Run {run.name!r} is {run.status}; stop it before deleting it.")
+            raise ConflictError(f"Run {run.name!r} is {run.status}; stop it before deleting it.")
         models = [m for m in store.list_models(session, actor) if m.run_id == run_id]
         deleted = store.delete_run(session, actor, run_id)
     if not models:
