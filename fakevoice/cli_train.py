@@ -9,12 +9,10 @@ from typing import Any
 
 from fakevoice.cli import print_json
 from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
-from fakevoice.trainspec import ARCH_NAMES, AugmentSpec, CallbackSpec, TrainSpec
+from fakevoice.trainspec import ARCH_NAMES, TrainSpec
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
+def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
@@ -27,42 +25,102 @@ def _learning_rate(text: str) -> float | None:
         raise InvalidSpecError(f"--lr must be a number or 'find'; got {text!r}") from None
 
 
-def spec_from_args(args: argparse.Namespace) -> TrainSpec:
-    """The TrainSpec of ``fakevoice train`` options (validated by TrainSpec itself)."""
-    return TrainSpec(
-        dataset=args.dataset,
-        arch=args.arch,
-        task=args.task,
-        noise_levels=_names(args.noise),
-        speakers=_names(args.speakers),
-        classes=_names(args.classes),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=_learning_rate(args.lr),
-        split_by=args.split_by,
-        valid_fraction=args.valid_fraction,
-        holdout=_names(args.holdout),
-        class_weighting=args.class_weighting,
-        pretrained=args.pretrained,
-        clip_samples=args.clip_samples,
-        device=args.device,
-        seed=args.seed,
-        augment=AugmentSpec(
-            time_shift=args.time_shift,
-            freq_masks=args.freq_masks,
-            time_masks=args.time_masks,
-            mask_fraction=args.mask_fraction,
-            noise_mix=args.noise_mix,
-            mixup=args.mixup,
-        ),
-        callbacks=CallbackSpec(
-            early_stopping_patience=args.early_stopping,
-            save_best=args.save_best,
-            reduce_lr_patience=args.reduce_lr,
-            grad_clip=args.grad_clip,
-            mixed_precision=args.mixed_precision,
-        ),
-    )
+# Each training option of `fakevoice train`: (its argparse dest, where it goes in the spec, how its
+# text becomes the value). Options default to "not given" (None), so that a spec read from a file
+# or an earlier run keeps what the command line does not change, and TrainSpec's own defaults
+# fill the rest.
+SPEC_OPTIONS: tuple[tuple[str, tuple[str, ...], Any], ...] = (
+    ("dataset", ("dataset",), None),
+    ("arch", ("arch",), None),
+    ("task", ("task",), None),
+    ("noise", ("noise_levels",), _names),
+    ("speakers", ("speakers",), _names),
+    ("classes", ("classes",), _names),
+    ("epochs", ("epochs",), None),
+    ("batch_size", ("batch_size",), None),
+    ("lr", ("learning_rate",), _learning_rate),
+    ("split_by", ("split_by",), None),
+    ("valid_fraction", ("valid_fraction",), None),
+    ("holdout", ("holdout",), _names),
+    ("class_weighting", ("class_weighting",), None),
+    ("pretrained", ("pretrained",), None),
+    ("clip_samples", ("clip_samples",), None),
+    ("device", ("device",), None),
+    ("seed", ("seed",), None),
+    ("time_shift", ("augment", "time_shift"), None),
+    ("freq_masks", ("augment", "freq_masks"), None),
+    ("time_masks", ("augment", "time_masks"), None),
+    ("mask_fraction", ("augment", "mask_fraction"), None),
+    ("noise_mix", ("augment", "noise_mix"), None),
+    ("mixup", ("augment", "mixup"), None),
+    ("early_stopping", ("callbacks", "early_stopping_patience"), None),
+    ("save_best", ("callbacks", "save_best"), None),
+    ("reduce_lr", ("callbacks", "reduce_lr_patience"), None),
+    ("grad_clip", ("callbacks", "grad_clip"), None),
+    ("mixed_precision", ("callbacks", "mixed_precision"), None),
+)
+DEFAULT_DATASET = "demo"
+MAX_SPEC_BYTES = 1024 * 1024
+
+
+def _spec_file(path: str) -> dict[str, Any]:
+    """The spec in a JSON file (or ``-``: stdin): a TrainSpec, or a run as ``fakevoice runs show
+    --json`` and ``GET /v1/runs/{id}`` print it (its ``spec``)."""
+    import json
+    from pathlib import Path
+
+    try:
+        text = sys.stdin.read(MAX_SPEC_BYTES + 1) if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidSpecError(f"Cannot read the spec {path}: {exc}.") from None
+    if len(text) > MAX_SPEC_BYTES:
+        raise InvalidSpecError(f"The spec {path} is over {MAX_SPEC_BYTES // 1024} KiB.")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidSpecError(f"The spec {path} is not JSON: {exc}.") from None
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+        data = data["spec"]
+    if not isinstance(data, dict):
+        raise InvalidSpecError(f"The spec {path} must be a JSON object of training options.")
+    return data
+
+
+def spec_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainSpec:
+    """The TrainSpec of ``fakevoice train``: ``base`` (a spec file's or an earlier run's) with
+    the options given on the command line over it (validated by TrainSpec itself)."""
+    data: dict[str, Any] = {
+        key: dict(value) if isinstance(value, dict) else value
+        for key, value in (base or {"dataset": DEFAULT_DATASET}).items()
+    }
+    for dest, where, convert in SPEC_OPTIONS:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        target = data
+        for part in where[:-1]:
+            if target.get(part) is None:
+                target[part] = {}
+            target = target[part]
+            if not isinstance(target, dict):
+                raise InvalidSpecError(f"{part} must be a mapping of options; got {target!r}")
+        target[where[-1]] = convert(value) if convert else value
+    return TrainSpec.from_dict(data)
+
+
+def _base_spec(args: argparse.Namespace, actor: Any) -> dict[str, Any] | None:
+    from fakevoice import services
+
+    if args.spec is not None and args.start_from is not None:
+        raise InvalidSpecError("Give --spec FILE or --from RUN, not both.")
+    if args.spec is not None:
+        return _spec_file(args.spec)
+    if args.start_from is not None:
+        run = services.find_run(actor, args.start_from)
+        if run.kind != "train":
+            raise InvalidSpecError(f"Job {run.name!r} is not a training run.")
+        return dict(run.spec)
+    return None
 
 
 def _run_dict(run: Any) -> dict[str, Any]:
@@ -86,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fakevoice import services
 
     actor = services.cli_actor()
-    spec = spec_from_args(args)
+    spec = spec_from_args(args, _base_spec(args, actor))
     name = args.name or services.default_run_name(spec)
     run = services.submit_run(actor, name, spec)
     try:
@@ -155,11 +213,53 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    """One job in full: status, a training run's whole spec (for `train --spec`), its epochs and
+    the model it stored."""
+    import json
+
+    from fakevoice import services
+
+    if args.run is None:
+        raise InvalidSpecError("Name the run to show: `fakevoice runs show RUN` (id or name).")
+    actor = services.cli_actor()
+    run = services.find_run(actor, args.run)
+    epochs = services.run_progress(actor, run.id, after_step=10**12).epochs
+    model_id = next((m.id for m in services.list_models(actor) if m.run_id == run.id), None)
+    payload = {
+        **_run_dict(run),
+        "started": run.started_at.isoformat(timespec="seconds") if run.started_at else None,
+        "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+        "model_id": model_id,
+        "spec": dict(run.spec) if run.kind == "train" else None,
+        "epochs_history": [e.__dict__ for e in epochs],
+    }
+    if args.json:
+        print_json(payload)
+        return 0
+    print(f"run {run.id} '{run.name}' ({run.kind}): {run.status}, {100 * run.progress:.1f} %")
+    for key in ("created", "started", "finished", "error", "notice", "model_id"):
+        if payload[key] is not None:
+            print(f"  {key}: {payload[key]}")
+    if payload["spec"] is not None:
+        print("  spec (fakevoice train --from " + str(run.id) + " repeats it):")
+        for line in json.dumps(payload["spec"], indent=2, sort_keys=True).splitlines():
+            print(f"    {line}")
+    for e in epochs:
+        print(
+            f"  epoch {e.epoch + 1}: train loss {e.train_loss or 0:.4f}  valid loss "
+            f"{e.valid_loss or 0:.4f}  accuracy {e.accuracy or 0:.3f}  EER {100 * (e.eer or 0):.2f} %"
+        )
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from fakevoice import services
 
     if args.action == "export":
         return cmd_runs_export(args)
+    if args.action == "show":
+        return cmd_runs_show(args)
     runs = services.list_runs(services.cli_actor(), kind=None if args.jobs else "train")
     if args.json:
         print_json([_run_dict(r) for r in runs])
@@ -209,45 +309,73 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("train", help="queue a training run (a worker executes it)")
-    p.add_argument("--name", default=None, help="run name (unique among your runs)")
-    p.add_argument("--dataset", default="demo")
-    p.add_argument("--arch", default="specnet", choices=ARCH_NAMES)
-    p.add_argument("--task", default="binary", choices=["binary", "multiclass"])
-    p.add_argument("--noise", default=None, help="noise levels, e.g. snr_inf,snr_20db")
-    p.add_argument("--speakers", default=None)
-    p.add_argument("--classes", default=None)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", default="1e-3", help="peak learning rate, or 'find'")
-    p.add_argument("--split-by", default="utterance", choices=["utterance", "speaker", "generator"])
-    p.add_argument("--valid-fraction", type=float, default=0.2)
-    p.add_argument("--holdout", default=None, help="speakers or generators held out for validation")
-    p.add_argument("--class-weighting", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument(
-        "--pretrained", action="store_true", help="ImageNet weights when present offline"
+    p = sub.add_parser(
+        "train",
+        help="queue a training run (a worker executes it)",
+        description="Options left out keep the value of --spec or --from, else their default "
+        "(shown in brackets).",
     )
-    p.add_argument("--clip-samples", type=int, default=64600)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-shift", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--freq-masks", type=int, default=1)
-    p.add_argument("--time-masks", type=int, default=1)
-    p.add_argument("--mask-fraction", type=float, default=0.1)
-    p.add_argument("--noise-mix", type=float, default=0.0)
-    p.add_argument("--mixup", type=float, default=0.0)
-    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE")
-    p.add_argument("--save-best", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--reduce-lr", type=int, default=None, metavar="PATIENCE")
-    p.add_argument("--grad-clip", type=float, default=None)
-    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--name", default=None, help="run name (unique among your runs)")
+    p.add_argument(
+        "--spec",
+        default=None,
+        metavar="FILE",
+        help="start from the training options in this JSON file (- for stdin): a spec, or a run "
+        "as `runs show --json` and GET /v1/runs/{id} print it",
+    )
+    p.add_argument(
+        "--from",
+        dest="start_from",
+        default=None,
+        metavar="RUN",
+        help="start from the options of an earlier training run of yours (id or name)",
+    )
+    p.add_argument("--dataset", help=f"[{DEFAULT_DATASET}]")
+    p.add_argument("--arch", choices=ARCH_NAMES, help="[specnet]")
+    p.add_argument("--task", choices=["binary", "multiclass"], help="[binary]")
+    p.add_argument("--noise", help="noise levels, e.g. snr_inf,snr_20db [all]")
+    p.add_argument("--speakers", help="[all]")
+    p.add_argument("--classes", help="[all]")
+    p.add_argument("--epochs", type=int, help="[5]")
+    p.add_argument("--batch-size", type=int, help="[32]")
+    p.add_argument("--lr", help="peak learning rate, or 'find' [1e-3]")
+    p.add_argument("--split-by", choices=["utterance", "speaker", "generator"], help="[utterance]")
+    p.add_argument("--valid-fraction", type=float, help="[0.2]")
+    p.add_argument("--holdout", help="speakers or generators held out for validation")
+    p.add_argument(
+        "--class-weighting", action=argparse.BooleanOptionalAction, help="[--class-weighting]"
+    )
+    p.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        help="ImageNet weights when present offline [--no-pretrained]",
+    )
+    p.add_argument("--clip-samples", type=int, help="[64600]")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="[auto]")
+    p.add_argument("--seed", type=int, help="[0]")
+    p.add_argument("--time-shift", action=argparse.BooleanOptionalAction, help="[--time-shift]")
+    p.add_argument("--freq-masks", type=int, help="[1]")
+    p.add_argument("--time-masks", type=int, help="[1]")
+    p.add_argument("--mask-fraction", type=float, help="[0.1]")
+    p.add_argument("--noise-mix", type=float, help="[0]")
+    p.add_argument("--mixup", type=float, help="[0]")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="[off]")
+    p.add_argument("--save-best", action=argparse.BooleanOptionalAction, help="[--save-best]")
+    p.add_argument("--reduce-lr", type=int, metavar="PATIENCE", help="[off]")
+    p.add_argument("--grad-clip", type=float, help="[off]")
+    p.add_argument(
+        "--mixed-precision", action=argparse.BooleanOptionalAction, help="[--no-mixed-precision]"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run to finish")
     p.add_argument("--inline", action="store_true", help="run it in this process (no worker)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train)
 
-    p = sub.add_parser("runs", help="list your runs, or export them as CSV (runs export)")
-    p.add_argument("action", nargs="?", default="list", choices=["list", "export"])
+    p = sub.add_parser(
+        "runs", help="list your runs, show one (runs show RUN), or export them as CSV (runs export)"
+    )
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "export"])
+    p.add_argument("run", nargs="?", default=None, help="show: the run (id or name)")
     p.add_argument("--out", default=None, help="export: CSV file to write (default stdout)")
     p.add_argument(
         "--jobs",

@@ -44,6 +44,16 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise InvalidSpecError(f"{name} must be between {low} and {high}; got {value}")
 
 
+def _check_whole(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpecError(f"{name} must be a whole number; got {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidSpecError(f"{name} must be true or false; got {value!r}")
+
+
 def _check_choice(name: str, value: object, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         allowed = ", ".join(str(c) for c in choices)
@@ -84,8 +94,10 @@ class AugmentSpec:
     mixup: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_range("freq_masks", self.freq_masks, 0, 4)
-        _check_range("time_masks", self.time_masks, 0, 4)
+        _check_bool("time_shift", self.time_shift)
+        for name in ("freq_masks", "time_masks"):
+            _check_range(name, getattr(self, name), 0, 4)
+            _check_whole(name, getattr(self, name))
         _check_range("mask_fraction", self.mask_fraction, 0.0, 0.3)
         _check_range("noise_mix", self.noise_mix, 0.0, 1.0)
         _check_range("mixup", self.mixup, 0.0, 1.0)
@@ -115,10 +127,13 @@ class CallbackSpec:
     mixed_precision: bool = False
 
     def __post_init__(self) -> None:
-        if self.early_stopping_patience is not None:
-            _check_range("early_stopping_patience", self.early_stopping_patience, 1, 100)
-        if self.reduce_lr_patience is not None:
-            _check_range("reduce_lr_patience", self.reduce_lr_patience, 1, 100)
+        for name in ("early_stopping_patience", "reduce_lr_patience"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_range(name, value, 1, 100)
+                _check_whole(name, value)
+        _check_bool("save_best", self.save_best)
+        _check_bool("mixed_precision", self.mixed_precision)
         if self.grad_clip is not None:
             _check_range("grad_clip", self.grad_clip, 0.01, 100.0)
 
@@ -176,14 +191,16 @@ class TrainSpec:
         _check_choice("split_by", self.split_by, get_args(SplitBy))
         _check_choice("device", self.device, get_args(Device))
         _check_range("epochs", self.epochs, 1, HARD_MAX_EPOCHS)
-        if not isinstance(self.epochs, int):
-            raise InvalidSpecError(f"epochs must be a whole number; got {self.epochs!r}")
         _check_range("batch_size", self.batch_size, 2, 512)
         if self.learning_rate is not None:
             _check_range("learning_rate", self.learning_rate, 1e-6, 1.0)
         _check_range("valid_fraction", self.valid_fraction, 0.05, 0.5)
         _check_range("clip_samples", self.clip_samples, 8000, 16000 * 30)
         _check_range("seed", self.seed, 0, 2**31 - 1)
+        for name in ("epochs", "batch_size", "clip_samples", "seed"):
+            _check_whole(name, getattr(self, name))
+        _check_bool("class_weighting", self.class_weighting)
+        _check_bool("pretrained", self.pretrained)
         for name in ("noise_levels", "speakers", "classes", "holdout"):
             value = getattr(self, name)
             if value is not None and len(value) == 0:

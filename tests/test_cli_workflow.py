@@ -251,3 +251,73 @@ def test_cli_trains_lists_predicts_and_evaluates(
     (result,) = json.loads(as_json.stdout)["results"]
     assert len(result["explanation"]["bands"]) == 8 and "heatmap" not in result["explanation"]
     assert sum(b["share"] for b in result["explanation"]["bands"]) == pytest.approx(1.0)
+
+
+def test_a_run_is_shown_and_started_again_from_its_spec(
+    workbench: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def cli(*args: str) -> Done:
+        return run_in_process(capsys, *args)
+
+    queued = cli(
+        "train", "--dataset", DATASET, "--epochs", "2", "--batch-size", "4", "--mixup", "0.2",
+        "--early-stopping", "3", "--noise", "snr_inf", "--name", "recipe",
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    names = ["recipe"]
+    try:
+        shown = cli("runs", "show", "recipe", "--json")
+        assert shown.returncode == 0, shown.stderr
+        run = json.loads(shown.stdout)
+        spec = run["spec"]
+        assert (run["status"], run["model_id"], run["epochs_history"]) == ("queued", None, [])
+        assert spec["epochs"] == 2 and spec["noise_levels"] == ["snr_inf"]
+        assert spec["augment"]["mixup"] == 0.2
+        assert spec["callbacks"]["early_stopping_patience"] == 3
+        text = cli("runs", "show", str(run["id"])).stdout
+        assert f"run {run['id']} 'recipe' (train): queued" in text
+        assert f"fakevoice train --from {run['id']} repeats it" in text and '"mixup": 0.2' in text
+
+        def spec_of(name: str) -> dict[str, object]:
+            return dict(json.loads(cli("runs", "show", name, "--json").stdout)["spec"])
+
+        # Another run from the first: what the command line gives changes, the rest stays.
+        again = cli("train", "--from", "recipe", "--epochs", "1", "--name", "again")
+        assert again.returncode == 0, again.stderr
+        names.append("again")
+        assert spec_of("again") == {**spec, "epochs": 1}
+        # From a file: what `runs show --json` printed, or a bare spec.
+        printed = tmp_path / "run.json"
+        printed.write_text(shown.stdout)
+        from_file = cli("train", "--spec", str(printed), "--no-save-best", "--name", "file")
+        assert from_file.returncode == 0, from_file.stderr
+        names.append("file")
+        assert spec_of("file") == {**spec, "callbacks": {**spec["callbacks"], "save_best": False}}
+
+        bad_files = {
+            "text.json": "epochs: 3",
+            "list.json": "[1, 2]",
+            "unknown.json": json.dumps({**spec, "shuffle": True}),
+            "flag.json": json.dumps({**spec, "class_weighting": "yes"}),
+            "whole.json": json.dumps({**spec, "epochs": 2.5}),
+        }
+        for name, content in bad_files.items():
+            (tmp_path / name).write_text(content)
+        for bad, words in (
+            (("--spec", str(tmp_path / "text.json")), "is not JSON"),
+            (("--spec", str(tmp_path / "list.json")), "JSON object of training options"),
+            (("--spec", str(tmp_path / "unknown.json")), "unknown training option(s): shuffle"),
+            (("--spec", str(tmp_path / "flag.json")), "class_weighting must be true or false"),
+            (("--spec", str(tmp_path / "whole.json")), "epochs must be a whole number"),
+            (("--spec", str(tmp_path / "absent.json")), "Cannot read the spec"),
+            (("--spec", str(printed), "--from", "recipe"), "not both"),
+            (("--from", "no-such-run"), "no job called 'no-such-run'"),
+            (("runs", "show"), "Name the run to show"),
+        ):
+            args = bad if bad[0] == "runs" else ("train", *bad)
+            failed = cli(*args)
+            assert failed.returncode == 2, (bad, failed.stderr)
+            assert words in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
+    finally:
+        for name in names:
+            cli("stop", name)
