@@ -27,6 +27,7 @@ REFRESH_SECONDS = 1.5
 NAME_KEY = "train_run_name"
 RESET_NAME = "train_reset_name"
 BATCH_CACHE = "train_batch_cache"
+START_FROM = "train_start_from"  # (run name, spec) to put into the form on the next run
 
 SpecBuilder = Callable[[], TrainSpec]
 
@@ -68,6 +69,17 @@ def _new_run(actor: Actor, names: list[str]) -> None:
     """The whole form and the "Start training" button."""
     if st.session_state.pop(RESET_NAME, False) or NAME_KEY not in st.session_state:
         st.session_state[NAME_KEY] = _default_name()
+    source = st.session_state.pop(START_FROM, None)
+    if source is not None:
+        run_name, spec = source
+        notes = train_options.prefill(actor, TrainSpec.from_dict(spec), names)
+        st.info(
+            f"The form holds the options of run {run_name!r}: change what you want to compare "
+            "and start it under a new name.",
+            icon=":material/content_copy:",
+        )
+        for note in notes:
+            st.warning(note)
     top = st.columns([2, 3])
     name = top[0].selectbox(
         "Dataset", names, key="train_dataset", help="a built dataset (see the Datasets page)"
@@ -209,8 +221,17 @@ def _run_panel(actor: Actor, raw_id: str) -> None:
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    header, close = st.columns([5, 1])
+    header, again, close = st.columns([4, 1, 1], vertical_alignment="bottom")
     header.subheader(f"Run {run.name!r}")
+    if again.button(
+        "Train again",
+        key="train_again",
+        icon=":material/content_copy:",
+        help="a new run with this run's options in the form, to change one and compare",
+    ):
+        st.session_state[START_FROM] = (run.name, dict(run.spec))
+        del st.query_params[RUN_PARAM]
+        st.rerun()
     if close.button("Close", key="train_close", icon=":material/close:"):
         del st.query_params[RUN_PARAM]
         st.rerun()

@@ -109,6 +109,58 @@ def test_form_submits_a_queued_run_and_opens_its_panel(alice: Actor) -> None:
     assert "Stopped after 0 epoch(s)" in messages(at.warning)
 
 
+def test_train_again_puts_a_runs_options_into_the_form(alice: Actor) -> None:
+    from dataclasses import replace
+
+    from fakevoice.trainspec import AugmentSpec, CallbackSpec
+
+    spec = replace(
+        quick_spec(epochs=3, batch_size=8),
+        learning_rate=None,
+        speakers=("spk_b",),
+        classes=("bonafide", "griffinlim"),
+        split_by="generator",
+        holdout=("griffinlim",),
+        valid_fraction=0.3,
+        seed=7,
+        class_weighting=False,
+        augment=AugmentSpec(time_shift=False, freq_masks=2, time_masks=0, mixup=0.3),
+        callbacks=CallbackSpec(early_stopping_patience=4, save_best=False, grad_clip=2.5),
+    )
+    source = services.submit_run(alice, "recipe", spec)
+    at = train_page(alice, source.id)
+    at.button(key="train_again").click().run()
+    assert not at.exception and not at.error, messages(at.error)
+    assert "run" not in at.query_params  # the form, not the panel
+    assert "options of run 'recipe'" in messages(at.info)
+    assert at.multiselect(key=f"train_speakers:{DATASET}").value == ["spk_b"]
+    assert at.number_input(key="train_epochs").value == 3
+    assert at.checkbox(key="train_lr_auto").value
+    assert at.slider(key="train_freq_masks").value == 2
+    assert at.checkbox(key="train_early_stopping_on").value
+    assert at.number_input(key="train_grad_clip").value == 2.5
+    assert at.multiselect(key=f"train_holdout:{DATASET}").value == ["griffinlim"]
+
+    # Started as it is, the new run has the same recipe; a change changes only itself.
+    at.text_input(key="train_run_name").set_value("again")
+    at.number_input(key="train_seed").set_value(8)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, messages(at.error)
+    (again,) = [r for r in services.list_runs(alice) if r.name == "again"]
+    assert again.spec == {**services.get_run(alice, source.id).spec, "seed": 8}
+
+    # A run whose dataset has gone keeps its other options and says so.
+    with store.session_scope() as session:
+        gone = store.create_run(session, alice, "elsewhere", {**source.spec, "dataset": "gone"})
+    at = train_page(alice, gone.id)
+    at.button(key="train_again").click().run()
+    assert not at.exception, at.exception
+    assert "dataset 'gone' is not here any more" in messages(at.warning)
+    assert at.number_input(key="train_epochs").value == 3
+    for run in (source, again, gone):
+        services.stop_run(alice, run.id)
+
+
 def test_form_estimates_memory_and_warns_when_a_run_will_not_fit(alice: Actor) -> None:
     at = train_page(alice)
     assert "Training specnet at batch 32 needs about" in messages(at.caption)
