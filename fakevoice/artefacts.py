@@ -201,7 +201,8 @@ def write_run_artefacts(
     targets = targets_t.numpy().astype(np.int64)
     # The probabilities are calibrated on this split, and the model keeps the calibration: the
     # report describes the model as the detector will run it.
-    calibration = fit_calibration(probs, targets)
+    groups = data.valid["utterance"].astype(str).to_numpy() if "utterance" in data.valid else None
+    calibration = fit_calibration(probs, targets, groups)
     if calibration is not None:
         probs = np.exp(calibration.apply(np.log(np.clip(probs, 1e-300, None))))
     report = metrics.classification_report(targets, probs, data.class_names, bonafide_index=0)

@@ -132,8 +132,65 @@ def test_a_calibration_is_told_in_words() -> None:
     assert fitted is not None
     line = calibration_line(fitted.to_dict())
     assert line.startswith("calibrated on 400 validation items (temperature ")
-    assert f"{100 * fitted.ece_after:.1f} % after" in line
+    assert f"{100 * fitted.ece_after:.1f} % after on those items)" in line
     assert "no calibration" in calibration_line(None)
+    groups = np.arange(400) % 40
+    measured = fit_calibration(sharpen(probs, 2.0), targets, groups)
+    assert measured is not None and measured.ece_held_out is not None
+    assert f", {100 * measured.ece_held_out:.1f} % on items each fit did not see)" in (
+        calibration_line(measured.to_dict())
+    )
+
+
+def test_held_out_figures_show_what_the_in_sample_ones_flatter() -> None:
+    import json
+
+    # Scores that say nothing (labels drawn apart from them) on few items: fitted in sample, the
+    # biases learn this sample's class balance and the likelihood improves; on items each fit
+    # did not see, it does not.
+    rng = np.random.default_rng(5)
+    probs = sharpen(honest_scores(60, 3, seed=6)[0], 2.0)
+    targets = rng.choice(3, size=60, p=[0.6, 0.3, 0.1])
+    groups = np.repeat(np.arange(20), 3)  # three noisy copies of each of 20 sentences
+    fitted = fit_calibration(probs, targets, groups)
+    assert fitted is not None
+    assert fitted.nll_after < fitted.nll_before
+    assert fitted.nll_held_out > fitted.nll_after
+    assert fitted.ece_held_out > fitted.ece_after
+    assert json.loads(json.dumps(fitted.to_dict()))["nll_held_out"] == fitted.nll_held_out
+
+    # Over-confident scores on many items: the fit generalises, and the held-out ECE is near
+    # the in-sample one and far below the ECE before.
+    honest, labels = honest_scores(4000, 2, seed=7)
+    many = fit_calibration(sharpen(honest, 3.0), labels, np.arange(4000) // 4)
+    assert many is not None
+    assert many.ece_held_out < 0.04 < many.ece_before
+    assert many.ece_held_out == pytest.approx(many.ece_after, abs=0.02)
+
+
+def test_held_out_figures_need_groups_and_enough_items() -> None:
+    from fakevoice.metrics.calibration import held_out_figures
+
+    probs, targets = honest_scores(100, 2, seed=8)
+    assert math.isnan(fit_calibration(probs, targets).ece_held_out)  # type: ignore[union-attr]
+    one_group = fit_calibration(probs, targets, np.zeros(100))
+    assert one_group is not None and math.isnan(one_group.ece_held_out)
+    assert one_group.to_dict()["ece_held_out"] is None  # JSON-ready: no NaN
+    # Five folds of 100 items fit on 80 each; with 24 items a fit would see fewer than 20.
+    assert held_out_figures(probs, targets, np.arange(100)) is not None
+    assert held_out_figures(probs[:24], targets[:24], np.arange(24)) is None
+    # Every item of a group is measured by a fit that saw none of the group: two groups, two
+    # folds, each fitted on the other group alone.
+    halves = np.repeat(["a", "b"], 50)
+    ece, nll = held_out_figures(probs, targets, halves)  # type: ignore[misc]
+    a, b = halves == "a", halves == "b"
+    by_hand = np.empty((100, 2))
+    for inside, other in ((a, b), (b, a)):
+        fit = fit_calibration(probs[other], targets[other])
+        assert fit is not None
+        by_hand[inside] = fit.apply(np.log(probs[inside]))
+    assert nll == pytest.approx(-np.mean(by_hand[np.arange(100), targets]), rel=1e-6)
+    assert ece == pytest.approx(expected_calibration_error(np.exp(by_hand), targets), rel=1e-6)
 
 
 def test_a_calibration_fitted_on_calibrated_scores_composes_into_one() -> None:

@@ -11,9 +11,14 @@ single window ranks first unless the biases say so, and ``T`` alone keeps every 
 EER of a two-class model is unchanged.
 
 The fit is reported with the validation NLL and the expected calibration error (ECE, 15 equal-width
-bins of the top probability) before and after. Both are measured on the split the parameters were
-fitted on, and that split also chose the epoch, so they are optimistic; a test on another dataset
-(Evaluate, "Test on a dataset") shows how calibrated the model really is.
+bins of the top probability) before and after. "After" on the items the parameters were fitted on
+flatters the fit, so it is also measured on items it was not fitted on (*cross-fitting*): the
+items' groups (utterances, so that the noisy copies of one sentence stay together; speakers for a
+test's items) are dealt into up to 5 folds, each fold is calibrated by a fit on the others, and
+the ECE and NLL of those out-of-fold probabilities are kept as ``ece_held_out`` and
+``nll_held_out``. The validation split also chose the epoch, so even those figures are somewhat
+optimistic; a test on another dataset (Evaluate, "Test on a dataset") shows how calibrated the
+model really is.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ LOG_FLOOR = -30.0  # log-probabilities below this are clipped (a probability of 
 BIAS_PENALTY = 1e-3  # keeps the bias of a class the split lacks finite
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 MAX_BIAS = 50.0  # a larger class bias in a manifest is not trusted
+HELD_OUT_FOLDS = 5  # cross-fitting folds for the held-out figures (fewer when fewer groups)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Calibration:
         items: how many validation items it was fitted on.
         nll_before / nll_after: the mean negative log-likelihood of the true class there.
         ece_before / ece_after: the expected calibration error there (0 to 1).
+        ece_held_out / nll_held_out: the same after calibration, on items each fold's fit did
+            not see (cross-fitting; NaN when the items were too few or in one group).
     """
 
     temperature: float
@@ -51,13 +59,20 @@ class Calibration:
     nll_after: float = math.nan
     ece_before: float = math.nan
     ece_after: float = math.nan
+    ece_held_out: float = math.nan
+    nll_held_out: float = math.nan
 
     def apply(self, log_probs: np.ndarray) -> np.ndarray:
         """Calibrated log-probabilities of ``(n, classes)`` log-probabilities."""
         return calibrated_log_probs(log_probs, self.temperature, np.asarray(self.bias))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "bias": list(self.bias)}
+        """JSON-ready: a figure that was not measured (NaN) is None."""
+        figures = {
+            key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in asdict(self).items()
+        }
+        return {**figures, "bias": list(self.bias)}
 
     def after(self, first: Calibration | None) -> Calibration:
         """This calibration, fitted on probabilities ``first`` had calibrated already, as one
@@ -147,10 +162,58 @@ def _nll(log_probs: np.ndarray, targets: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(targets)), targets].mean())
 
 
-def fit_calibration(probs: np.ndarray, targets: np.ndarray) -> Calibration | None:
+def fit_calibration(
+    probs: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None
+) -> Calibration | None:
     """Fit temperature and class biases on ``(n, classes)`` probabilities with their true class
     indices; None when there are fewer than :data:`MIN_ITEMS` items (too few to trust a fit).
-    The identity is kept when the fit would not lower the NLL."""
+    The identity is kept when the fit would not lower the NLL.
+
+    Args:
+        groups: one label per item (an utterance, a speaker): items of a group are never split
+            between fitting and measuring when the held-out figures are cross-fitted. None: the
+            held-out figures are not measured.
+    """
+    fitted = _fit(probs, targets)
+    if fitted is None or groups is None:
+        return fitted
+    held_out = held_out_figures(probs, targets, groups)
+    if held_out is None:
+        return fitted
+    return replace(fitted, ece_held_out=held_out[0], nll_held_out=held_out[1])
+
+
+def held_out_figures(
+    probs: np.ndarray, targets: np.ndarray, groups: np.ndarray, folds: int = HELD_OUT_FOLDS
+) -> tuple[float, float] | None:
+    """The ECE and NLL of calibrated probabilities on items the calibration was not fitted on.
+
+    The distinct ``groups`` are dealt, in a seeded order, into ``min(folds, groups)`` folds; the
+    items of each fold are calibrated by a fit on the items of the others. None with fewer than
+    two groups, or when a fit would have fewer than :data:`MIN_ITEMS` items.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.int64)
+    labels = np.asarray(groups).astype(str)
+    distinct = np.unique(labels)
+    if len(distinct) < 2 or len(labels) != len(targets):
+        return None
+    order = np.random.default_rng(0).permutation(len(distinct))
+    fold_of_group = dict(zip(distinct[order], np.arange(len(distinct)) % folds, strict=True))
+    fold = np.array([fold_of_group[g] for g in labels])
+    log_p = np.maximum(np.log(np.clip(probs, 1e-300, None)), LOG_FLOOR)
+    log_p = log_p - np.logaddexp.reduce(log_p, axis=1, keepdims=True)
+    out_of_fold = np.empty_like(log_p)
+    for k in np.unique(fold):
+        inside = fold == k
+        fitted = _fit(probs[~inside], targets[~inside])
+        if fitted is None:
+            return None
+        out_of_fold[inside] = fitted.apply(log_p[inside])
+    return expected_calibration_error(np.exp(out_of_fold), targets), _nll(out_of_fold, targets)
+
+
+def _fit(probs: np.ndarray, targets: np.ndarray) -> Calibration | None:
     import torch
 
     probs = np.asarray(probs, dtype=np.float64)
@@ -207,11 +270,17 @@ def calibration_line(calibration: object) -> str:
     where = calibration.get("dataset")
     items = f"items of {where}" if isinstance(where, str) else "validation items"
     try:
+        held_out = calibration.get("ece_held_out")
+        unseen = (
+            f", {100 * float(held_out):.1f} % on items each fit did not see"
+            if isinstance(held_out, int | float) and math.isfinite(held_out)
+            else ""
+        )
         return (
             f"calibrated on {int(calibration['items'])} {items} (temperature "
             f"{float(calibration['temperature']):.2f}; expected calibration error "
             f"{100 * float(calibration['ece_before']):.1f} % before, "
-            f"{100 * float(calibration['ece_after']):.1f} % after, on that split)"
+            f"{100 * float(calibration['ece_after']):.1f} % after on those items{unseen})"
         )
     except (KeyError, TypeError, ValueError):
         return "calibrated on the validation split"

@@ -70,7 +70,10 @@ def calibrated_copy(
         )
     targets = evaluation.targets(detector.bonafide_index)
     scored = targets >= 0
-    fitted = fit_calibration(probs[scored], targets[scored])
+    # Held-out figures by speaker: a fit is measured on voices it did not see.
+    speakers = evaluation.scores["speaker"] if "speaker" in evaluation.scores else None
+    groups = None if speakers is None else speakers.astype(str).to_numpy()[scored]
+    fitted = fit_calibration(probs[scored], targets[scored], groups)
     if fitted is None:
         raise InvalidSpecError(
             f"A calibration needs at least {MIN_ITEMS} scored items; this test has "
