@@ -1,6 +1,6 @@
 """The Evaluate page's verdict history: the user's verdicts a page at a time, found by file name,
 note or SHA-256, narrowed by verdict, model, recorded outcome and dates, and exported as CSV (all
-that match); one verdict's timeline can be seen again, what a clip really was can be recorded
+that match); one verdict's timeline (and why it was made, when asked) can be seen again, what a clip really was can be recorded
 with a note, and the outcomes show how each model has done on the user's own confirmed cases."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
+from components import explanation_view
 from components.verdict_view import history_table, model_label, timeline_chart
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.explain import Explanation
 from fakevoice.inference import WindowScore
 from fakevoice.services import reports
 from fakevoice.services.history import MAX_EXPORT_ROWS
@@ -88,7 +90,7 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
     """Record what a clip on this page really was, and a note (a case number, say)."""
     by_id = {a.id: a for a in rows}
     with st.expander(
-        "Record what a clip really was, see its timeline, download its report",
+        "Record what a clip really was, see its timeline and why, download its report",
         icon=":material/fact_check:",
     ):
         chosen = st.selectbox(
@@ -102,6 +104,10 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
         )
         analysis = by_id[chosen]
         _timeline(analysis)
+        kept = Explanation.from_dict(analysis.explanation)
+        if kept is not None:
+            st.markdown("**Why: kept when you asked**")
+            explanation_view.render(kept, "the model")
         with st.form("history_label_form", border=False):
             outcome = st.radio(
                 "It really was",

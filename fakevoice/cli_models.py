@@ -44,6 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
             window = most_machine_like(verdict.windows)
             explanation = services.explain_clip(actor, model, Path(path), window=window).explanation
+            services.keep_explanation(actor, scored.analysis.id, explanation)  # in the history
             result["explanation"] = explanation.to_dict()
         results.append(result)
         if not args.json:

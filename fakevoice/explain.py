@@ -100,6 +100,28 @@ class Explanation:
             out["heatmap"] = heatmap_cells(self, heatmap_size)
         return out
 
+    @classmethod
+    def from_dict(cls, data: object) -> Explanation | None:
+        """The explanation :meth:`to_dict` wrote (kept with a verdict in the history), without
+        its heatmap and image; None when ``data`` is not one."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            bands = [
+                Band(float(b["low"]), float(b["high"]), b["unit"], float(b["share"]))
+                for b in data["bands"]
+            ]
+            return cls(
+                start=float(data["start"]),
+                end=float(data["end"]),
+                p_human=float(data["p_human"]),
+                bands=bands,
+                segments=[float(share) for share in data["segments"]],
+                method=str(data.get("method") or METHOD),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def top_bands(self, count: int = 3) -> list[Band]:
         """The bands with the largest shares, largest first."""
         return sorted(self.bands, key=lambda b: b.share, reverse=True)[:count]

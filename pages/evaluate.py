@@ -31,7 +31,7 @@ from components.verdict_view import (
 from fakevoice import batch, services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.explain import Explanation, most_machine_like
-from fakevoice.inference import DEFAULT_THRESHOLD, WindowScore
+from fakevoice.inference import DEFAULT_THRESHOLD
 from fakevoice.services import reports, uploads
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.settings import get_settings
@@ -273,15 +273,14 @@ def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
     )
     _show_outcome(outcome, threshold, details=True, actor=actor)
     if outcome.scored is not None:
-        explanation = _why(actor, model, clip, outcome.scored.verdict.windows)
+        explanation = _why(actor, model, clip, outcome.scored)
         _report_downloads(outcome.scored, threshold, explanation)
 
 
-def _why(
-    actor: Actor, model: ModelRecord, clip: Clip, timeline: list[WindowScore]
-) -> Explanation | None:
-    """On request, which parts of the most machine-like window of the verdict's ``timeline``
-    moved the verdict (kept for the clip, so that it goes into the report too)."""
+def _why(actor: Actor, model: ModelRecord, clip: Clip, scored: ScoredClip) -> Explanation | None:
+    """On request, which parts of the most machine-like window of the verdict's timeline moved
+    the verdict (kept for the clip, so that it goes into the report too, and with the verdict in
+    the history)."""
     st.subheader("Why this verdict?")
     ident = (model.id, clip.file_id)
     stored = st.session_state.get("eval_explanation")
@@ -289,16 +288,17 @@ def _why(
         st.caption(
             "Where in time and in which frequency bands the model's decision is most sensitive, "
             "in the clip's most machine-like window. It takes a few seconds (longer for AASIST "
-            "and the large CNNs on a CPU); nothing is added to your history, and the report "
-            "below includes it."
+            "and the large CNNs on a CPU); it is kept with the verdict in your history, and the "
+            "report below includes it."
         )
         if not st.button("Explain the verdict", key="eval_explain", icon=":material/psychology:"):
             return None
         try:
             with st.spinner("Explaining…"):
                 explained = services.explain_clip(
-                    actor, model, clip.data, window=most_machine_like(timeline)
+                    actor, model, clip.data, window=most_machine_like(scored.verdict.windows)
                 )
+                services.keep_explanation(actor, scored.analysis.id, explained.explanation)
         except FakeVoiceError as exc:
             st.error(str(exc))
             return None

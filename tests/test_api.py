@@ -444,9 +444,53 @@ def test_explain_says_where_the_decision_is_sensitive_and_logs_nothing(world: Wo
 
     later = explain(world.alice_token, window="3")
     assert later.status_code == 200 and later.json()["start"] == pytest.approx(1.5)
+    assert later.json()["analysis_id"] is None
     beyond = explain(world.alice_token, window="4")
     assert "has 4 window(s)" in assert_error(beyond, 422, "invalid_spec")
     assert_error(explain(world.bob_token), 404, "not_found")
+
+
+def test_an_explanation_is_kept_with_the_verdict_it_explains(world: World) -> None:
+    clip = wav_bytes(2.5, seed=11)
+    made = predict(world, clip, model=str(world.private.id), token=world.alice_token)
+    assert made.status_code == 200, made.text
+    analysis_id = made.json()["analysis_id"]
+    detail = f"{world.url}/v1/analyses/{analysis_id}"
+    alice = auth(world.alice_token)
+    assert httpx.get(detail, headers=alice).json()["explanation"] is None
+
+    def explain(data: bytes, token: str, model: int, analysis: int) -> httpx.Response:
+        return httpx.post(
+            f"{world.url}/v1/explain",
+            files={"file": ("clip.wav", data, "audio/wav")},
+            data={"model": str(model), "analysis": str(analysis)},
+            headers=auth(token),
+            timeout=120,
+        )
+
+    # Refused before any work: other bytes, another model, someone else's verdict.
+    other_bytes = explain(wav_bytes(2.5, seed=12), world.alice_token, world.private.id, analysis_id)
+    assert "other bytes" in assert_error(other_bytes, 422, "invalid_spec")
+    other_model = explain(clip, world.alice_token, world.public.id, analysis_id)
+    assert "another model" in assert_error(other_model, 422, "invalid_spec")
+    bobs = explain(clip, world.bob_token, world.public.id, analysis_id)
+    assert_error(bobs, 404, "not_found")
+    assert httpx.get(detail, headers=alice).json()["explanation"] is None
+
+    kept = explain(clip, world.alice_token, world.private.id, analysis_id)
+    assert kept.status_code == 200, kept.text
+    answer = kept.json()
+    assert answer["analysis_id"] == analysis_id
+    stored = httpx.get(detail, headers=alice).json()["explanation"]
+    assert stored["bands"] == answer["bands"] and stored["segments"] == answer["segments"]
+    assert (stored["start"], stored["end"]) == (answer["start"], answer["end"])
+    assert "heatmap" not in stored
+    listed = httpx.get(f"{world.url}/v1/analyses", headers=alice).json()["items"]
+    assert all("explanation" not in item for item in listed)  # lists stay light
+    report = httpx.get(f"{detail}/report", params={"format": "markdown"}, headers=alice)
+    assert "## Why: where the decision is most sensitive" in report.text
+    as_json = httpx.get(f"{detail}/report", params={"format": "json"}, headers=alice).json()
+    assert as_json["explanation"]["bands"] == answer["bands"]
 
 
 def test_models_lists_mine_and_public_only(world: World) -> None:

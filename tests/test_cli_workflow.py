@@ -251,6 +251,12 @@ def test_cli_trains_lists_predicts_and_evaluates(
     (result,) = json.loads(as_json.stdout)["results"]
     assert len(result["explanation"]["bands"]) == 8 and "heatmap" not in result["explanation"]
     assert sum(b["share"] for b in result["explanation"]["bands"]) == pytest.approx(1.0)
+    # It is kept with the verdict: the history and its report show it again.
+    newest = json.loads(cli("history", "--json").stdout)["items"][0]
+    assert newest["file_sha256"] == result["file_sha256"]
+    assert newest["explanation"] == result["explanation"]
+    again = cli("history", "--report", str(newest["id"]))
+    assert "## Why: where the decision is most sensitive" in again.stdout
 
 
 def test_a_run_is_shown_and_started_again_from_its_spec(

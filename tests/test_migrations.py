@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0011"
+    assert store.current_revision(db_url) == store.head_revision() == "0012"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -125,6 +125,7 @@ def test_verdicts_logged_before_cautions_have_none(db_url: str) -> None:  # noqa
     assert old.file_name == "old.wav" and old.cautions == []
     assert old.outcome is None and old.note is None  # nobody has said what it really was
     assert old.windows is None  # its timeline was not kept
+    assert old.explanation is None  # nor why it was made
 
 
 def test_tests_of_models_go_when_downgraded_before_their_revision(db_url: str) -> None:  # noqa: F811
@@ -164,5 +165,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0011"
+    assert store.current_revision(db_url) == "0012"
     assert store.schema_differences(db_url) == []

@@ -226,7 +226,7 @@ def test_bad_audio_is_a_message_and_earlier_work_stays(
     assert len(services.list_analyses(alice)) == 2
 
 
-def test_the_verdict_is_explained_on_request_and_not_logged(
+def test_the_verdict_is_explained_on_request_and_kept_with_it(
     alice: Actor, specnet: ModelRecord
 ) -> None:
     clip = wav_bytes(3.0, seed=5)
@@ -238,12 +238,17 @@ def test_the_verdict_is_explained_on_request_and_not_logged(
     expected = services.explain_clip(alice, specnet, clip).explanation
     window = f"Window {expected.start:.2f}–{expected.end:.2f} s, P(human) {expected.p_human:.3f}"
     assert any(c.value.startswith(window) for c in at.caption)
-    assert len(charts(at)) == before + 2  # the frequency bands and the time slices
+    # The frequency bands and the time slices, here and (kept with the verdict) in the history's
+    # form below, whose newest verdict it is.
+    assert len(charts(at)) == before + 4
     specs = [json.loads(c.proto.spec) for c in charts(at)]
     fields = [s.get("encoding", {}).get("y", {}).get("field") for s in specs]
-    assert fields.count("band") == 1  # the bands chart: band by share
+    assert fields.count("band") == 2  # the bands chart: band by share
     assert any("most sensitive (red)" in c for image in at.image for c in image.captions)
-    assert len(services.list_analyses(alice)) == 1  # the verdict; the explanation is not one
+    (analysis,) = services.list_analyses(alice)  # the verdict; the explanation is not one
+    kept = services.get_verdict(alice, analysis.id).explanation
+    assert kept is not None and kept["start"] == pytest.approx(expected.start)
+    assert [b["share"] for b in kept["bands"]] == pytest.approx([b.share for b in expected.bands])
     # It stays while the threshold moves, without being made again.
     at.slider(key="eval_threshold").set_value(0.9).run()
     assert_no_exception(at)

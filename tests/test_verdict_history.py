@@ -324,3 +324,52 @@ def test_a_verdict_keeps_its_timeline_in_the_history(
     assert_no_exception(at)
     assert charts(at) == []
     assert any("before the history kept them" in c.value for c in at.caption)
+
+
+def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
+    isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_page_evaluate import charts, wav_bytes
+
+    from fakevoice.explain import Explanation, most_machine_like
+    from fakevoice.services import reports
+
+    alice, bob = make_user("alice"), make_user("bob")
+    model = register_run_model(alice, trained_run_dir(tmp_path_factory), "first", public=True)
+    clip = wav_bytes(3.0, seed=3)
+    scored = services.score_clip(alice, model, clip, file_name="call.wav")
+    window = most_machine_like(scored.verdict.windows)
+    explained = services.explain_clip(alice, model, clip, window=window).explanation
+    with pytest.raises(NotFoundError):  # only the verdict's owner keeps one with it
+        services.keep_explanation(bob, scored.analysis.id, explained)
+    services.keep_explanation(alice, scored.analysis.id, explained)
+
+    kept = services.get_verdict(alice, scored.analysis.id)
+    again = Explanation.from_dict(kept.explanation)
+    assert again is not None and again.heatmap is None
+    assert (again.start, again.end, again.p_human) == (
+        explained.start,
+        explained.end,
+        explained.p_human,
+    )
+    assert again.bands == explained.bands and again.segments == explained.segments
+    assert Explanation.from_dict({"start": 0}) is None and Explanation.from_dict(None) is None
+
+    # Its report (Markdown and JSON) says why, as the page's own report did.
+    report = reports.history_report(alice, scored.analysis.id)
+    assert report["explanation"] == explained.to_dict()
+    assert "## Why: where the decision is most sensitive" in reports.report_markdown(report)
+
+    # The history's form shows the bands and the time slices again; a verdict never explained
+    # shows none.
+    log(alice, model, "plain.wav", "human", 0.9)
+    at = evaluate_page(alice)
+    at.selectbox(key="history_label_choice").set_value(scored.analysis.id).run()
+    assert_no_exception(at)
+    assert len(charts(at)) == 3  # the timeline, the bands and the time slices
+    window_text = f"Window {explained.start:.2f}–{explained.end:.2f} s"
+    assert any(c.value.startswith(window_text) for c in at.caption)
+    (plain,) = services.list_analyses(alice, where=AnalysisFilter(text="plain.wav"))
+    at.selectbox(key="history_label_choice").set_value(plain.id).run()
+    assert_no_exception(at)
+    assert not any(c.value.startswith("Window ") for c in at.caption)

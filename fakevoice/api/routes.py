@@ -9,6 +9,7 @@ endpoints such as ``/health``.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import time
@@ -133,11 +134,37 @@ def _predict(
     return PredictionOut.of(scored.verdict, scored.model, scored.analysis, elapsed)
 
 
-def _explain(caller: Caller, model: ModelRecord, data: bytes, window: int | None) -> ExplanationOut:
+def _explain(
+    caller: Caller, model: ModelRecord, data: bytes, window: int | None, analysis: int | None
+) -> ExplanationOut:
     started = time.perf_counter()
+    if analysis is not None:  # checked before the seconds of work
+        _check_explained_verdict(caller, model, data, analysis)
     explained = services.explain_clip(caller.actor, model, data, window=window)
+    if analysis is not None:
+        services.keep_explanation(caller.actor, analysis, explained.explanation)
     elapsed = 1000 * (time.perf_counter() - started)
-    return ExplanationOut.of(explained.explanation, explained.model, elapsed)
+    return ExplanationOut.of(explained.explanation, explained.model, elapsed, analysis)
+
+
+def _check_explained_verdict(
+    caller: Caller, model: ModelRecord, data: bytes, analysis_id: int
+) -> None:
+    """The verdict an explanation is to be kept with: the caller's own, on these very bytes,
+    with this model."""
+    if caller.anonymous:  # every anonymous caller shares one history: none may change it
+        raise UnauthorizedError("Keeping an explanation with a verdict needs your token.")
+    verdict = services.get_verdict(caller.actor, analysis_id)
+    if verdict.file_sha256 != hashlib.sha256(data).hexdigest():
+        raise InvalidSpecError(
+            f"Verdict {analysis_id} was made on other bytes than this file's: send the file "
+            "it judged."
+        )
+    if verdict.model_id != model.id:
+        raise InvalidSpecError(
+            f"Verdict {analysis_id} was made with another model: explain it with model "
+            f"{verdict.model_id}."
+        )
 
 
 def _predict_batch(
@@ -230,18 +257,29 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
                 "machine-like one",
             ),
         ] = None,
+        analysis: Annotated[
+            int | None,
+            Form(
+                ge=1,
+                le=MAX_ID,
+                description="a verdict of your history (its `analysis_id`) on this same file "
+                "with this model: the explanation is kept with it",
+            ),
+        ] = None,
     ) -> ExplanationOut:
         """Where in the window, and in which frequency bands, the model's decision is most
         sensitive to the audio: SmoothGrad on the log-odds of human, summed into bands, time
         slices and (image models) a heatmap over the spectrogram. It takes several forward and
-        backward passes (seconds on a CPU for AASIST and the large CNNs) and is not logged in
-        your history. It shows where the model looks, not proof of how the clip was made."""
+        backward passes (seconds on a CPU for AASIST and the large CNNs) and logs no verdict;
+        with `analysis`, it is kept with that verdict of yours (its bands and time slices; the
+        history and its report show them). It shows where the model looks, not proof of how the
+        clip was made."""
         _, answer = await score_upload(
             file,
             model,
             request,
             credentials,
-            lambda caller, used, data: _explain(caller, used, data, window),
+            lambda caller, used, data: _explain(caller, used, data, window, analysis),
         )
         return answer
 

@@ -162,9 +162,20 @@ class ExplanationOut(BaseModel):
     )
     method: str
     elapsed_ms: float
+    analysis_id: int | None = Field(
+        default=None,
+        description="the verdict of your history this explanation is kept with (`analysis` "
+        "given); null otherwise",
+    )
 
     @classmethod
-    def of(cls, explanation: Explanation, model: ModelRecord, elapsed_ms: float) -> ExplanationOut:
+    def of(
+        cls,
+        explanation: Explanation,
+        model: ModelRecord,
+        elapsed_ms: float,
+        analysis_id: int | None = None,
+    ) -> ExplanationOut:
         e = explanation
         return cls(
             model=ModelRef.of(model),
@@ -176,6 +187,7 @@ class ExplanationOut(BaseModel):
             heatmap=heatmap_cells(e, HEATMAP_CELLS),
             method=e.method,
             elapsed_ms=round(elapsed_ms, 2),
+            analysis_id=analysis_id,
         )
 
 
@@ -376,18 +388,36 @@ class AnalysisOut(BaseModel):
     def of(cls, analysis: AnalysisRecord) -> Self:
         values = vars(analysis).copy()
         values.pop("owner_id")
-        if "windows" not in cls.model_fields:  # lists stay light: the timeline is per verdict
-            values.pop("windows")
+        for detail in ("windows", "explanation"):  # lists stay light: these are per verdict
+            if detail not in cls.model_fields:
+                values.pop(detail)
         return cls(**values)
 
 
+class KeptExplanationOut(BaseModel):
+    """Why a verdict was made, as kept with it when you asked (no heatmap)."""
+
+    start: float = Field(description="the explained window's start, seconds")
+    end: float
+    p_human: float = Field(description="P(human) of that window")
+    bands: list[BandOut] = Field(description="lowest band first")
+    segments: list[float] = Field(description="share per equal slice of the window's time")
+    method: str
+
+
 class AnalysisDetail(AnalysisOut):
-    """One verdict of your history, with the timeline it was made of."""
+    """One verdict of your history, with the timeline it was made of and, when you asked,
+    why."""
 
     windows: list[WindowOut] | None = Field(
         default=None,
         description="the per-window scores (the timeline), as at the verdict; none for verdicts "
         "made before the history kept them",
+    )
+    explanation: KeptExplanationOut | None = Field(
+        default=None,
+        description="where the decision was most sensitive, kept when you asked why (the "
+        "Evaluate page, `fakevoice predict --explain`, `POST /v1/explain` with `analysis`)",
     )
 
 

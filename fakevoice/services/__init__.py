@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         stop_evaluation,
         submit_evaluation,
     )
-    from fakevoice.services.explanations import ExplainedClip, explain_clip
+    from fakevoice.services.explanations import ExplainedClip, explain_clip, keep_explanation
     from fakevoice.services.history import (
         analyses_csv,
         count_analyses,
@@ -164,6 +164,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "fakevoice.services.explanations": (
         "ExplainedClip",
         "explain_clip",
+        "keep_explanation",
     ),
     "fakevoice.services.history": (
         "analyses_csv",
@@ -259,6 +260,7 @@ __all__ = [
     "get_run",
     "get_verdict",
     "import_aasist",
+    "keep_explanation",
     "label_verdict",
     "list_analyses",
     "list_dataset_builds",

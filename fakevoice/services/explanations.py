@@ -1,16 +1,18 @@
 """Why a model decided as it did on a clip (:mod:`fakevoice.explain`), for the pages, the API and
-the CLI. Explaining is not a verdict: nothing is logged in the history."""
+the CLI. Explaining is not a verdict and logs none; an explanation of a verdict can be kept with
+it in its owner's history (:func:`keep_explanation`), where its reports show it again."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from fakevoice import store
 from fakevoice.audio import AudioInfo, load_audio
 from fakevoice.errors import InvalidSpecError
 from fakevoice.explain import Explanation, explain, window_count
 from fakevoice.services.verdicts import detector_for, get_model
-from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,14 @@ def explain_clip(
             )
     explanation = explain(detector, audio.samples, detector.sample_rate, window=window)
     return ExplainedClip(explanation, audio.info, model)
+
+
+def keep_explanation(actor: Actor, analysis_id: int, explanation: Explanation) -> AnalysisRecord:
+    """Keep ``explanation`` (bands, time slices, window; not the heatmap) with verdict
+    ``analysis_id`` of the actor's history, replacing any kept before.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's (a history is personal).
+    """
+    with store.session_scope() as session:
+        return store.keep_explanation(session, actor, analysis_id, explanation.to_dict())

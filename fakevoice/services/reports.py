@@ -68,8 +68,9 @@ def verdict_report(
 def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
     """The report of a verdict in the actor's history, as kept there: the same content as
     :func:`verdict_report` (at the threshold it was made with) without what the history does
-    not keep (the channels and codec; the timeline of verdicts made before it was kept), plus
-    what the owner recorded since: what the clip really was and their note.
+    not keep (the channels and codec; the timeline of verdicts made before it was kept), with
+    the explanation kept with it when its owner asked why, plus what the owner recorded since:
+    what the clip really was and their note.
 
     Raises:
         NotFoundError: no such verdict of the actor's (a history is personal).
@@ -94,6 +95,7 @@ def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
             "windows": [dict(window) for window in analysis.windows or []],
             "cautions": list(analysis.cautions),
         },
+        **({"explanation": analysis.explanation} if analysis.explanation else {}),
         "outcome": {"really": analysis.outcome, "note": analysis.note},
         "caveat": CAVEAT,
     }

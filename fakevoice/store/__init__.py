@@ -25,6 +25,7 @@ from fakevoice.store.analyses import (
     add_analysis,
     count_analyses,
     get_analysis,
+    keep_explanation,
     label_analysis,
     list_analyses,
 )
@@ -160,6 +161,7 @@ __all__ = [
     "heartbeat",
     "init_db",
     "is_stop_requested",
+    "keep_explanation",
     "label_analysis",
     "list_analyses",
     "list_batch_metrics",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 MAX_WINDOWS = 5000  # a 600 s clip in 4 s windows overlapping by half has 300
+MAX_EXPLANATION_BYTES = 64 * 1024
 
 
 def add_analysis(
@@ -179,6 +181,36 @@ def label_analysis(
         row.note = text or None
     session.flush()
     logger.info("verdict %d labelled by user %d", analysis_id, actor.user_id)
+    return to_record(AnalysisRecord, row)
+
+
+def keep_explanation(
+    session: Session, actor: Actor, analysis_id: int, explanation: Mapping[str, Any]
+) -> AnalysisRecord:
+    """Keep why a verdict was made with it (it replaces any kept before). Only the verdict's
+    owner may, as for :func:`label_analysis`.
+
+    Args:
+        explanation: JSON-ready, at most :data:`MAX_EXPLANATION_BYTES` as JSON (an
+            ``Explanation.to_dict()`` without a heatmap is about 1 KB).
+
+    Raises:
+        NotFoundError: no such verdict of the actor's.
+        InvalidSpecError: not a JSON object, or too large.
+    """
+    row = session.get(AnalysisRow, analysis_id)
+    if row is None or row.owner_id != actor.user_id:
+        raise NotFoundError(f"You have no verdict with id {analysis_id}.")
+    try:
+        size = len(json.dumps(dict(explanation), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidSpecError(f"An explanation must be a JSON object: {exc}") from None
+    if size > MAX_EXPLANATION_BYTES:
+        raise InvalidSpecError(
+            f"An explanation kept with a verdict is at most {MAX_EXPLANATION_BYTES // 1024} KiB."
+        )
+    row.explanation = dict(explanation)
+    session.flush()
     return to_record(AnalysisRecord, row)
 
 

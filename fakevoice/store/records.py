@@ -180,6 +180,9 @@ class AnalysisRecord:
     # The per-window timeline the verdict was made of: {"start", "end" (s), "p_human",
     # "top_class"} each, in time order; None for verdicts older than it.
     windows: list[dict[str, Any]] | None = None
+    # Why it was made, when its owner asked: the explained window's "start", "end", "p_human",
+    # "bands" ({"low", "high", "unit", "share"} each), "segments" and "method"; None otherwise.
+    explanation: dict[str, Any] | None = None
 
 
 VERDICT_LABELS: tuple[str, ...] = ("human", "machine-generated", "inconclusive")

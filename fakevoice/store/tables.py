@@ -261,6 +261,11 @@ class AnalysisRow(Base):
     windows: Mapped[list[dict[str, Any]] | None] = mapped_column(
         JSON(none_as_null=True), default=None
     )
+    # Why the verdict was made, when its owner asked (fakevoice.explain's Explanation.to_dict(),
+    # without a heatmap); None: never explained.
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
 
 
 class ApiTokenRow(Base):
