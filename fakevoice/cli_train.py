@@ -253,6 +253,25 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    """Delete a job that has ended, as its page does (a training run with its model)."""
+    from fakevoice import services
+    from fakevoice.services import profile
+
+    if args.run is None:
+        raise InvalidSpecError("Name the job to delete: `fakevoice runs delete RUN --yes`.")
+    actor = services.cli_actor()
+    run = services.find_run(actor, args.run)
+    if not args.yes:
+        what = "and the model it stored " if run.kind == "train" else ""
+        raise InvalidSpecError(
+            f"This deletes {run.kind} job {run.id} '{run.name}' {what}for good: add --yes."
+        )
+    profile.delete_job(actor, run.id)
+    print(f"deleted {run.kind} job {run.id} '{run.name}'")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from fakevoice import services
 
@@ -260,6 +279,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return cmd_runs_export(args)
     if args.action == "show":
         return cmd_runs_show(args)
+    if args.action == "delete":
+        return cmd_runs_delete(args)
     runs = services.list_runs(services.cli_actor(), kind=None if args.jobs else "train")
     if args.json:
         print_json([_run_dict(r) for r in runs])
@@ -372,10 +393,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser(
-        "runs", help="list your runs, show one (runs show RUN), or export them as CSV (runs export)"
+        "runs",
+        help="list your runs, show one (runs show RUN), delete one that has ended (runs delete "
+        "RUN --yes), or export them as CSV (runs export)",
     )
-    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "export"])
-    p.add_argument("run", nargs="?", default=None, help="show: the run (id or name)")
+    p.add_argument(
+        "action", nargs="?", default="list", choices=["list", "show", "delete", "export"]
+    )
+    p.add_argument("run", nargs="?", default=None, help="show, delete: the job (id or name)")
+    p.add_argument("--yes", action="store_true", help="delete: yes, for good")
     p.add_argument("--out", default=None, help="export: CSV file to write (default stdout)")
     p.add_argument(
         "--jobs",

@@ -250,6 +250,31 @@ def test_runs_are_stopped_resumed_listed_and_deleted(served: Served) -> None:
     assert call(served, "GET", "/v1/runs", served.alice).json()["total"] == 0
 
 
+def test_every_kind_of_job_is_listed_and_deleted_as_its_page_does(served: Served) -> None:
+    with store.session_scope() as session:
+        owner = store.get_user_by_username(session, "alice")
+        assert owner is not None
+        test = store.create_run(
+            session, owner.actor, "a test", {"models": [], "dataset": DATASET}, kind="evaluate"
+        )
+    trained = submit(served, served.alice, name="a run", spec=QUICK).json()["run"]
+    every = call(served, "GET", "/v1/runs", served.alice).json()["items"]
+    assert [(r["id"], r["kind"]) for r in every] == [
+        (trained["id"], "train"),
+        (test.id, "evaluate"),
+    ]
+    assert every[1]["spec"] is None  # only a training run's recipe is shown
+    only = call(served, "GET", "/v1/runs", served.alice, params={"kind": "evaluate"}).json()
+    assert [r["id"] for r in only["items"]] == [test.id]
+
+    queued = call(served, "DELETE", f"/v1/runs/{test.id}", served.alice)
+    assert "stop it first" in assert_error(queued, 409, "conflict")
+    for run_id in (test.id, trained["id"]):
+        call(served, "POST", f"/v1/runs/{run_id}/stop", served.alice)
+        assert call(served, "DELETE", f"/v1/runs/{run_id}", served.alice).status_code == 204
+    assert call(served, "GET", "/v1/runs", served.alice).json()["total"] == 0
+
+
 @pytest.mark.parametrize(
     ("spec", "status", "code", "words"),
     [

@@ -327,3 +327,10 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
     finally:
         for name in names:
             cli("stop", name)
+    # A job that has ended is deleted, with a yes.
+    unsure = cli("runs", "delete", "again")
+    assert unsure.returncode == 2 and "and the model it stored for good: add --yes" in unsure.stderr
+    deleted = cli("runs", "delete", "again", "--yes")
+    assert deleted.returncode == 0 and "deleted train job" in deleted.stdout
+    gone = cli("runs", "show", "again")
+    assert gone.returncode == 2 and "no job called 'again'" in gone.stderr

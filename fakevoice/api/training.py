@@ -157,19 +157,6 @@ def _run_model_id(actor: Actor, run: RunRecord) -> int | None:
     return next((m.id for m in services.list_models(actor) if m.run_id == run.id), None)
 
 
-def _delete_job(actor: Actor, run: RunRecord) -> None:
-    """Delete a job that has ended, the way its page does: a training run with the model it
-    stored; a test with its results; a build or a render off the list (its dataset stays)."""
-    if run.kind == "train":
-        profile.delete_run(actor, run.id)
-    elif run.kind == "evaluate":
-        services.clear_evaluation(actor, run.id)
-    elif run.kind == "dataset":
-        services.clear_dataset_build(actor, run.id)
-    else:
-        services.clear_render(actor, run.id)
-
-
 def build_training_router() -> APIRouter:
     router = APIRouter()
 
@@ -246,8 +233,8 @@ def build_training_router() -> APIRouter:
         caller: SignedInDep,
         kind: Annotated[
             RunKind | None,
-            Query(description="train, dataset, evaluate or render; all when left out"),
-        ] = "train",
+            Query(description="train, dataset, evaluate or render; every kind when left out"),
+        ] = None,
         status: Annotated[list[RunStatus] | None, Query(description="repeatable")] = None,
         all_users: Annotated[
             bool, Query(description="everyone's jobs (administrators only)")
@@ -347,8 +334,7 @@ def build_training_router() -> APIRouter:
         (verdicts made with the model stay in the history); a test with its results; a dataset
         build or render leaves its list (the dataset stays). 409 while it is queued or running,
         or while a test of models is to score its model."""
-        actor = caller.actor
-        _delete_job(actor, services.get_run(actor, run_id))
+        profile.delete_job(caller.actor, run_id)
         return Response(status_code=204)
 
     return router

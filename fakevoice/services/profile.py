@@ -215,6 +215,32 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
     return run
 
 
+def delete_job(actor: Actor, run_id: int) -> RunRecord:
+    """Delete a job that has ended, the way its page does: a training run with the model it
+    stored (:func:`delete_run`); a test of models with its results; a dataset build or render
+    off the list (the dataset stays).
+
+    Raises:
+        NotFoundError: the actor may not see the job.
+        ConflictError: it is queued or running, or a queued or running test uses its model.
+    """
+    from fakevoice.services.dataset_builds import clear_dataset_build
+    from fakevoice.services.dataset_renders import clear_render
+    from fakevoice.services.evaluation_jobs import clear_evaluation
+    from fakevoice.services.runs import get_run
+
+    run = get_run(actor, run_id)
+    if run.kind == "train":
+        return delete_run(actor, run_id)
+    if run.kind == "evaluate":
+        clear_evaluation(actor, run_id)
+    elif run.kind == "dataset":
+        clear_dataset_build(actor, run_id)
+    else:
+        clear_render(actor, run_id)
+    return run
+
+
 def delete_model(actor: Actor, model_id: int) -> ModelRecord:
     """Delete a model; its folder goes too unless it is a run's folder and the run remains.
 

@@ -325,12 +325,13 @@ def _verdict_report(
     text = report.read_text()
     assert text.startswith("# Verdict: ") and f"SHA-256: `{digest}`" in text
     assert f"{FINISHED_RUN} (id " in text and "| from (s) | to (s) |" in text
-    # Why: the heatmap over the spectrogram and the bands, on request; nothing more is logged.
+    # Why: the heatmap over the spectrogram and the bands, on request. It is kept with the
+    # verdict, so the history's form (closed, below) holds its bands too: the first is this one.
     _button(page, "eval_explain").click()
     expect(
-        page.get_by_text(re.compile(r"^Window \d+\.\d\d–\d+\.\d\d s, P\(human\)"))
+        page.get_by_text(re.compile(r"^Window \d+\.\d\d–\d+\.\d\d s, P\(human\)")).first
     ).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.get_by_text("Frequency bands", exact=True)).to_be_visible()
+    expect(page.get_by_text("Frequency bands", exact=True).first).to_be_visible()
     expect(page.get_by_text(re.compile("decision is most sensitive \\(red\\)"))).to_be_visible()
     wait_for_script(page)
     _scroll_to_top(page.get_by_role("heading", name="Why this verdict?"))
