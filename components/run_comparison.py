@@ -1,5 +1,6 @@
 """Runs side by side, for the Profile page: key figures, EER per noise level and per generator,
-validation EER by epoch, and the table as CSV (from :mod:`fakevoice.services.comparison`)."""
+where their recipes differ, validation EER by epoch, and the table as CSV (from
+:mod:`fakevoice.services.comparison`)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,12 @@ def render(actor: Actor) -> None:
         "eer@… columns: the final model's EER at that noise level or against that generator, "
         "on its validation split. Lower is better; 50 % is a coin toss."
     )
+    if len(chosen) > 1:
+        if compared.differences.empty:
+            st.caption("Their recipes are the same: only their names and times differ.")
+        else:
+            st.markdown("**Where their recipes differ**")
+            st.dataframe(compared.differences, width="stretch")
     if not compared.curves.dropna(subset=["eer"]).empty:
         chart = (
             alt.Chart(compared.curves.dropna(subset=["eer"]))

@@ -275,6 +275,32 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     assert row["eer@snr_0db"] == 0.3
     assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()
     assert len(at.get("vega_lite_chart")) == 1  # validation EER by epoch, one line per run
+    assert "Their recipes are the same" in " ".join(c.value for c in at.caption)
+
+    # A run with another recipe: the options that differ, run by run.
+    with store.session_scope() as session:
+        other = store.create_run(
+            session,
+            alice,
+            "alice mixup",
+            {
+                **SPEC,
+                "epochs": 3,
+                "seed": 4,
+                "augment": {"mixup": 0.2},
+                "noise_levels": ["snr_inf"],
+            },
+        )
+    at = profile_page(alice)
+    at.multiselect(key="profile_compare_runs").set_value([private.id, other.id]).run()
+    assert_no_exception(at)
+    (differences,) = [f.value for f in at.dataframe if f.value.index.name == "option"]
+    assert differences.to_dict(orient="index") == {
+        "noise_levels": {"alice private": "all", "alice mixup": "snr_inf"},
+        "epochs": {"alice private": "2", "alice mixup": "3"},
+        "seed": {"alice private": "0", "alice mixup": "4"},
+        "augment.mixup": {"alice private": "0.0", "alice mixup": "0.2"},
+    }
 
     with pytest.raises(NotFoundError):
         comparison.compare_runs(two_users["bob"], [private.id])

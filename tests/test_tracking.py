@@ -134,6 +134,16 @@ def test_runs_export_writes_every_run_with_key_metrics(
     header = out.read_text().splitlines()[0].split(",")
     assert header[-3:] == ["eer@snr_inf", "eer@griffinlim", "eer@world"]
     assert all(0.0 <= float(tracked[column]) <= 1.0 for column in header[-3:])
+    # And its whole recipe, option by option, between the figures and the EERs.
+    spec = [column for column in header if column.startswith("spec.")]
+    assert header.index(spec[0]) == header.index("mlflow_run_id") + 1
+    assert header.index(spec[-1]) + 1 == header.index("eer@snr_inf")
+    recipe = get_run(actor, int(tracked["id"])).spec
+    assert tracked["spec.arch"] == recipe["arch"] and tracked["spec.dataset"] == DATASET
+    assert tracked["spec.batch_size"] == str(recipe["batch_size"])
+    assert tracked["spec.augment.mixup"] == str(recipe["augment"]["mixup"])
+    assert tracked["spec.callbacks.grad_clip"] == "off"
+    assert tracked["spec.noise_levels"] == "all"
 
     failed = subprocess.run(
         [str(FAKEVOICE), "runs", "export", "--out", str(tmp_path / "missing" / "x.csv")],

@@ -1,7 +1,9 @@
-"""Runs side by side: their key figures in one table and their validation EER epoch by epoch.
+"""Runs side by side: their key figures in one table, their validation EER epoch by epoch, and
+where their recipes differ.
 
-One summary row per run serves ``fakevoice runs export`` (every run, as CSV) and the Profile
-page's comparison (the runs a user picks). Figures are fractions; a run that has not written them
+One summary row per run serves ``fakevoice runs export`` (every run, as CSV, with its whole recipe
+as ``spec.<option>`` columns) and the Profile page's comparison (the runs a user picks, with the
+options where their recipes differ). Figures are fractions; a run that has not written them
 yet leaves them blank. A finished run's final model adds ``eer@<noise level>`` and
 ``eer@<generator>`` columns (from its ``metrics.json``), so runs can be compared SNR by SNR and
 attack by attack.
@@ -11,23 +13,35 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from fakevoice import store
 from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
-from fakevoice.errors import InvalidSpecError
+from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.services.results import run_metrics
 from fakevoice.store.records import Actor, EpochMetric, RunRecord
+from fakevoice.trainspec import TrainSpec
 
 SUMMARY_COLUMNS = (
     "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "accuracy",
     "macro_f1", "created", "finished", "mlflow_run_id",
 )  # fmt: skip
 MAX_COMPARED = 8
+SPEC_PREFIX = "spec."  # the export's columns of a run's recipe
+
+
+# How a recipe option left unset reads (a selection of all items, a callback that is off...).
+UNSET_TEXT = {
+    "noise_levels": "all",
+    "speakers": "all",
+    "classes": "all",
+    "holdout": "seeded choice",
+    "learning_rate": "found at start",
+}
 
 
 @dataclass(frozen=True)
@@ -37,13 +51,59 @@ class RunComparison:
     Attributes:
         table: one row per run, :func:`summary_columns` in order.
         curves: long table ``run`` (name), ``epoch`` (from 1), ``eer``, ``valid_loss``.
+        differences: the recipe options whose values differ between the runs
+            (:func:`recipe_differences`); empty when the recipes are the same.
     """
 
     table: pd.DataFrame
     curves: pd.DataFrame
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def csv(self) -> str:
         return self.table.to_csv(index=False)
+
+
+def flat_spec(spec: Mapping[str, Any]) -> dict[str, str]:
+    """A run's recipe on one level, as text: ``arch``, ``augment.mixup``,
+    ``callbacks.grad_clip``...; the defaults of its day filled in (a recipe TrainSpec no longer
+    reads is taken as it is), lists comma-separated, unset options in words ("all", "off")."""
+    try:
+        full = TrainSpec.from_dict(dict(spec)).to_dict()
+    except (FakeVoiceError, TypeError):
+        full = dict(spec)
+
+    def text(key: str, value: Any) -> str:
+        if value is None:
+            return UNSET_TEXT.get(key, "off")
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    flat: dict[str, str] = {}
+    for key, value in full.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": text(k, v) for k, v in value.items()})
+        else:
+            flat[key] = text(key, value)
+    return flat
+
+
+def recipe_differences(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """The recipe options whose values differ between ``runs``: one row per option (index
+    ``option``), one column per run (its name; ``name (id)`` when two share one)."""
+    names = [run.name for run in runs]
+    labels = [f"{r.name} ({r.id})" if names.count(r.name) > 1 else r.name for r in runs]
+    flats = [flat_spec(run.spec) for run in runs]
+    options = list(dict.fromkeys(key for flat in flats for key in flat))
+    differing = [o for o in options if len({flat.get(o, "") for flat in flats}) > 1]
+    frame = pd.DataFrame(
+        {
+            label: [flat.get(o, "") for o in differing]
+            for label, flat in zip(labels, flats, strict=True)
+        },
+        index=pd.Index(differing, name="option"),
+    )
+    return frame
 
 
 def _summary(run: RunRecord, epochs: list[EpochMetric]) -> dict[str, Any]:
@@ -94,8 +154,11 @@ def eer_columns(columns: Iterable[str]) -> list[str]:
 
 
 def summary_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """:data:`SUMMARY_COLUMNS`, then every ``eer@...`` column the rows have (:func:`eer_columns`)."""
-    return [*SUMMARY_COLUMNS, *eer_columns(key for row in rows for key in row)]
+    """:data:`SUMMARY_COLUMNS`, then every ``spec.…`` column the rows have (the recipe, in the
+    order of its options), then every ``eer@...`` column (:func:`eer_columns`)."""
+    keys = [key for row in rows for key in row]
+    spec = list(dict.fromkeys(key for key in keys if key.startswith(SPEC_PREFIX)))
+    return [*SUMMARY_COLUMNS, *spec, *eer_columns(keys)]
 
 
 def _runs_with_epochs(
@@ -111,12 +174,19 @@ def _runs_with_epochs(
 
 
 def run_summaries(actor: Actor, run_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """One summary row per run of ``actor`` (all of them, newest first, or ``run_ids`` in order).
+    """One summary row per run of ``actor`` (all of them, newest first, or ``run_ids`` in order),
+    with its whole recipe as ``spec.<option>`` columns (:func:`flat_spec`).
 
     Raises:
         NotFoundError: one of ``run_ids`` is not a run the actor may see.
     """
-    return [_summary(run, epochs) for run, epochs in _runs_with_epochs(actor, run_ids)]
+    return [
+        {
+            **_summary(run, epochs),
+            **{f"{SPEC_PREFIX}{k}": v for k, v in flat_spec(run.spec).items()},
+        }
+        for run, epochs in _runs_with_epochs(actor, run_ids)
+    ]
 
 
 def summaries_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -152,4 +222,4 @@ def compare_runs(actor: Actor, run_ids: Sequence[int]) -> RunComparison:
         for e in epochs
     ]
     curves = pd.DataFrame(points, columns=["run", "epoch", "eer", "valid_loss"])
-    return RunComparison(table, curves)
+    return RunComparison(table, curves, recipe_differences([run for run, _ in runs]))
