@@ -329,7 +329,8 @@ def test_openapi_documents_the_training_endpoints(served: Served) -> None:
     ):
         assert path in schema["paths"], path
     components = schema["components"]["schemas"]
-    assert components["TrainIn"]["examples"]
+    for name in ("TrainIn", "QueuedRun", "DatasetOut"):
+        assert components[name]["examples"], name
     assert {"augment", "callbacks", "epochs"} <= set(components["TrainSpec"]["properties"])
 
 

@@ -41,6 +41,23 @@ assert set(RunFileName.__args__) <= set(ARTEFACT_NAMES)  # type: ignore[attr-def
 class DatasetOut(BaseModel):
     """A built dataset you may train on and test models with."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "demo",
+                    "kind": "demo",
+                    "items": 4845,
+                    "classes": ["bonafide", "griffinlim", "hifigan", "world"],
+                    "speakers": 24,
+                    "noise_levels": ["snr_inf", "snr_20db", "snr_10db", "snr_0db", "snr_-10db"],
+                    "feature_spec": {"kind": "mel", "n_mels": 128, "image_height": 128},
+                    "created": "2026-12-01T09:00:00+00:00",
+                }
+            ]
+        }
+    )
+
     name: str
     kind: str = Field(description="demo-small, demo, folder, asvspoof2019-la, upload...")
     items: int = Field(description="spectrograms (one per clip and noise level)")
@@ -113,6 +130,35 @@ class TrainIn(BaseModel):
 
 class QueuedRun(BaseModel):
     """The queued run, and a warning when its memory estimate does not fit this machine."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run": {
+                        "id": 12,
+                        "name": "specnet clean",
+                        "kind": "train",
+                        "status": "queued",
+                        "progress": 0.0,
+                        "current_epoch": 0,
+                        "total_epochs": 5,
+                        "arch": "specnet",
+                        "dataset": "demo",
+                        "created_at": "2026-12-06T16:00:00Z",
+                        "started_at": None,
+                        "finished_at": None,
+                        "error": None,
+                        "notice": None,
+                        "epochs": [],
+                        "spec": {"dataset": "demo", "arch": "specnet", "epochs": 5, "...": "..."},
+                        "model_id": None,
+                    },
+                    "warning": None,
+                }
+            ]
+        }
+    )
 
     run: RunOut
     warning: str | None = Field(
