@@ -233,3 +233,38 @@ def _filters(actor: Actor, models: list[ModelRecord]) -> AnalysisFilter:
         until=until,
         outcome=outcome,
     )
+
+
+def check_report() -> None:
+    """Is a JSON verdict report one this server signed, unchanged? (:mod:`fakevoice.signing`)"""
+    from fakevoice import signing
+
+    try:
+        key_id = signing.key_id()
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    with st.expander("Check a verdict report", icon=":material/verified:"):
+        st.caption(
+            "Every JSON verdict report this server writes is signed (Ed25519, key "
+            f"`{key_id}`). Upload one to see whether it is unchanged since; a digit "
+            "changed anywhere shows. Anyone can also check it without the server with the "
+            "public key (`fakevoice report key`, `GET /v1/reports/key`)."
+        )
+        upload = st.file_uploader(
+            "A JSON verdict report",
+            type=["json"],
+            key="history_check_report",
+            max_upload_size=-(-signing.MAX_REPORT_BYTES // (1024 * 1024)),
+        )
+        if upload is None:
+            return
+        data = upload.getvalue()
+        if len(data) > signing.MAX_REPORT_BYTES:
+            st.error("This file is too large to be a verdict report.")
+            return
+        found = signing.verify_bytes(data)
+        if found.valid:
+            st.success(found.message, icon=":material/verified:")
+        else:
+            st.error(found.message, icon=":material/gpp_bad:")

@@ -272,13 +272,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_dataset_commands(sub)
-    from fakevoice import cli_api, cli_model_admin, cli_models, cli_train, cli_users
+    from fakevoice import (
+        cli_api,
+        cli_model_admin,
+        cli_models,
+        cli_reports,
+        cli_train,
+        cli_users,
+    )
 
     cli_train.add_commands(sub)
     cli_models.add_commands(sub)
     cli_model_admin.add_commands(sub)
     cli_users.add_commands(sub)
     cli_api.add_commands(sub)
+    cli_reports.add_commands(sub)
     return parser
 
 

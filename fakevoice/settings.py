@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         min_length=32,
         description="signs the sign-in cookie; unset = generated once into <data_dir>/cookie.key",
     )
+    report_signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that signs verdict reports; unset = generated "
+        "once into <data_dir>/report-signing.key",
+    )
     cookie_name: str = Field(default="fakevoice_auth", min_length=1, max_length=64)
     cookie_expiry_days: float = Field(
         default=1.0, gt=0, le=30, description="days a sign-in cookie stays valid"

@@ -10,12 +10,10 @@ Streamlit side that asks these questions on every page run is ``components/auth.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 
-from fakevoice import store
+from fakevoice import secret_files, store
 from fakevoice.errors import FakeVoiceError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
@@ -131,32 +129,10 @@ def cookie_key() -> str:
     if settings.cookie_key is not None:
         return settings.cookie_key.get_secret_value()
     path = settings.data_dir / COOKIE_KEY_FILE
-    if not path.exists():
-        _create_key_file(path)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        logger.warning("%s was readable by others (mode %o); made it owner-only", path, mode)
-        path.chmod(0o600)
-    key = path.read_text().strip()
+    fresh = (secrets.token_urlsafe(48) + "\n").encode()
+    key = secret_files.read_or_create(path, fresh, "cookie key").decode(errors="replace").strip()
     if len(key) < MIN_COOKIE_KEY_CHARS:
         raise FakeVoiceError(
             f"The cookie key file {path} is damaged (too short); delete it and restart."
         )
     return key
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48) + "\n")
-        try:
-            # link() fails when the file exists: two processes starting at once share one key.
-            os.link(tmp, path)
-            logger.info("generated a new cookie key in %s", path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -233,7 +233,8 @@ def _find_in_history(digest: str) -> None:
 def _report_downloads(
     scored: ScoredClip, threshold: float, explanation: Explanation | None = None
 ) -> None:
-    """The verdict as a report to keep with a case (Markdown for people, JSON for tools)."""
+    """The verdict as a report to keep with a case (Markdown for people, JSON for tools, signed
+    by the server)."""
     report = reports.verdict_report(scored, threshold, explanation)
     st.caption(
         f"SHA-256 of the file: `{report['file']['sha256']}` · analysis {report['analysis_id']}"
@@ -249,9 +250,14 @@ def _report_downloads(
         icon=":material/description:",
         on_click="ignore",
     )
+    try:
+        signed = reports.report_json(report)
+    except FakeVoiceError as exc:  # the server's signing key is unusable: say so, keep the rest
+        right.error(str(exc))
+        return
     right.download_button(
         "Verdict report (JSON)",
-        reports.report_json(report),
+        signed,
         file_name=f"{stem}.json",
         mime="application/json",
         key="eval_report_json",
@@ -408,6 +414,7 @@ def main() -> None:
         else:
             dataset_test.render(actor, model, models)
     verdict_history.render(actor, models)
+    verdict_history.check_report()
 
 
 main()

@@ -617,6 +617,22 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
     stranger = httpx.get(f"{url}/{analysis_id}/report", headers=auth(world.bob_token))
     assert_error(stranger, 404, "not_found")
 
+    # The JSON report is signed: the server checks it, and so does anyone with its public key.
+    signed = report.json()
+    check = f"{world.url}/v1/reports/verify"
+    verified = httpx.post(check, json=signed, headers=auth(world.bob_token))
+    assert verified.status_code == 200 and verified.json()["valid"] is True, verified.text
+    changed = {**signed, "outcome": {"really": "human", "note": "case 7b"}}
+    refused_check = httpx.post(check, json=changed, headers=headers).json()
+    assert refused_check["valid"] is False and "changed" in refused_check["message"]
+    assert_error(httpx.post(check, json=signed), 401, "unauthorized")
+    published = httpx.get(f"{world.url}/v1/reports/key").json()  # no token needed
+    assert published["key_id"] == signed["signature"]["key_id"]
+    from fakevoice import signing
+
+    public = signing.load_public_key(published["public_key"].encode())
+    assert signing.verify(signed, public).valid and not signing.verify(changed, public).valid
+
     # One verdict, with the timeline it was made of (lists leave timelines out).
     one = httpx.get(f"{url}/{analysis_id}", headers=headers)
     assert one.status_code == 200, one.text

@@ -373,3 +373,27 @@ def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
     at.selectbox(key="history_label_choice").set_value(plain.id).run()
     assert_no_exception(at)
     assert not any(c.value.startswith("Window ") for c in at.caption)
+
+
+def test_a_report_is_checked_on_the_evaluate_page(isolated_settings: Path) -> None:
+    from fakevoice import signing
+    from fakevoice.services import reports
+
+    alice = make_user("alice")
+    signed = reports.report_json({"report": "Fake Voice Workbench verdict", "analysis_id": 7})
+    at = evaluate_page(alice)
+    assert_no_exception(at)
+    assert any(signing.key_id() in c.value for c in at.caption)
+    uploader = at.file_uploader(key="history_check_report")
+    at = uploader.set_value(("verdict-7.json", signed.encode(), "application/json")).run()
+    assert_no_exception(at)
+    assert [s.value for s in at.success] == [
+        f"Valid: written by key {signing.key_id()} and unchanged since."
+    ]
+    changed = signed.replace('"analysis_id": 7', '"analysis_id": 8').encode()
+    at = (
+        at.file_uploader(key="history_check_report")
+        .set_value(("verdict-7.json", changed, "application/json"))
+        .run()
+    )
+    assert not at.success and "changed after it was signed" in at.error[0].value

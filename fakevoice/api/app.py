@@ -26,6 +26,7 @@ from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
 from fakevoice.api.routes import ERRORS, build_router, model_body_limit, one_file_body_limit
+from fakevoice.api.signatures import build_signature_router
 from fakevoice.api.training import build_training_router
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings, get_settings
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(build_evaluation_router(), responses=ERRORS)
     app.include_router(build_model_router(settings), responses=ERRORS)
     app.include_router(build_training_router(), responses=ERRORS)
+    app.include_router(build_signature_router(), responses=ERRORS)
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -4,7 +4,7 @@ An analyst attaches the report to a case file: it names the judged file by the s
 bytes (the client's file name is only a label), the model by id, name and the sha256 of its
 weights, gives the verdict with every probability, the threshold and the per-window timeline, and
 says how well the model did on its own validation split. The same content comes as JSON (for
-tools) and as Markdown (for people).
+tools; signed by the server, :mod:`fakevoice.signing`) and as Markdown (for people).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import fakevoice
-from fakevoice import store
+from fakevoice import signing, store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
 from fakevoice.explain import Band, Explanation
@@ -147,8 +147,8 @@ def _model_part(model: ModelRecord | None, model_id: int | None) -> dict[str, An
 
 
 def report_json(report: dict[str, Any]) -> str:
-    """The report as indented JSON text."""
-    return json.dumps(report, indent=2) + "\n"
+    """The report as indented JSON text, signed by this server (:mod:`fakevoice.signing`)."""
+    return json.dumps(signing.sign(report), indent=2) + "\n"
 
 
 def report_markdown(report: dict[str, Any]) -> str:

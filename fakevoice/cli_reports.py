@@ -1,0 +1,73 @@
+"""``fakevoice report verify | key``: check a signed verdict report, show this server's public key
+(:mod:`fakevoice.signing`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fakevoice.cli import print_json
+from fakevoice.errors import InvalidSpecError
+
+
+def _read(path: str, what: str, limit: int) -> bytes:
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InvalidSpecError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from None
+    if len(data) > limit:
+        raise InvalidSpecError(f"{path} is over {limit // (1024 * 1024)} MiB: no {what}.")
+    return data
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from fakevoice import signing
+
+    key = None
+    if args.public_key is not None:
+        key = signing.load_public_key(_read(args.public_key, "the public key", 64 * 1024))
+    found = signing.verify_bytes(_read(args.file, "the report", signing.MAX_REPORT_BYTES), key)
+    if args.json:
+        print_json({"valid": found.valid, "key_id": found.key_id, "message": found.message})
+    else:
+        print(f"{args.file}: {found.message}")
+    return 0 if found.valid else 1
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from fakevoice import signing
+
+    if args.json:
+        print_json(
+            {
+                "algorithm": signing.ALGORITHM,
+                "key_id": signing.key_id(),
+                "public_key": signing.public_key_pem(),
+            }
+        )
+    else:
+        print(f"# {signing.ALGORITHM} key {signing.key_id()} that signs this server's reports")
+        print(signing.public_key_pem(), end="")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("report", help="check a signed verdict report; this server's public key")
+    actions = p.add_subparsers(dest="action", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="is this JSON verdict report one this server signed, unchanged? (exit 0 yes, 1 no)",
+    )
+    verify.add_argument("file", help="a JSON verdict report")
+    verify.add_argument(
+        "--public-key",
+        default=None,
+        metavar="PEM",
+        help="check it with this public key (another server's) instead of this server's",
+    )
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=cmd_verify)
+    key = actions.add_parser("key", help="this server's public key for reports (PEM)")
+    key.add_argument("--json", action="store_true")
+    key.set_defaults(handler=cmd_key)
