@@ -622,7 +622,7 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
     check = f"{world.url}/v1/reports/verify"
     verified = httpx.post(check, json=signed, headers=auth(world.bob_token))
     assert verified.status_code == 200 and verified.json()["valid"] is True, verified.text
-    changed = {**signed, "outcome": {"really": "human", "note": "case 7b"}}
+    changed = {**signed, "outcome": {"really": "machine-generated", "note": "case 7b"}}
     refused_check = httpx.post(check, json=changed, headers=headers).json()
     assert refused_check["valid"] is False and "changed" in refused_check["message"]
     assert_error(httpx.post(check, json=signed), 401, "unauthorized")
