@@ -419,24 +419,34 @@ def prefill(actor: Actor, spec: TrainSpec, names: list[str]) -> list[str]:
     """
     state = st.session_state
     notes: list[str] = []
-    state["train_arch"] = spec.arch
-    state["train_task"] = spec.task
-    state["train_clip_seconds"] = spec.clip_samples / SAMPLE_RATE
-    state["train_pretrained"] = spec.pretrained
-    state["train_epochs"] = spec.epochs
-    state["train_batch_size"] = spec.batch_size
-    state["train_lr_auto"] = spec.learning_rate is None
+    augment, callbacks = spec.augment, spec.callbacks
+    state.update(
+        {
+            "train_arch": spec.arch,
+            "train_task": spec.task,
+            "train_clip_seconds": spec.clip_samples / SAMPLE_RATE,
+            "train_pretrained": spec.pretrained,
+            "train_epochs": spec.epochs,
+            "train_batch_size": spec.batch_size,
+            "train_lr_auto": spec.learning_rate is None,
+            "train_time_shift": augment.time_shift,
+            "train_noise_mix": augment.noise_mix,
+            "train_freq_masks": augment.freq_masks,
+            "train_time_masks": augment.time_masks,
+            "train_mask_fraction": augment.mask_fraction,
+            "train_mixup": augment.mixup,
+            "train_save_best": callbacks.save_best,
+            "train_mixed_precision": callbacks.mixed_precision,
+            "train_split_by": spec.split_by,
+            "train_valid_fraction": spec.valid_fraction,
+            "train_seed": spec.seed,
+            "train_class_weighting": spec.class_weighting,
+            "train_device": spec.device,
+        }
+    )
     if spec.learning_rate is not None:
         state[LR_KEY] = spec.learning_rate
-    augment, callbacks = spec.augment, spec.callbacks
-    state["train_time_shift"] = augment.time_shift
-    state["train_noise_mix"] = augment.noise_mix
-    state["train_freq_masks"] = augment.freq_masks
-    state["train_time_masks"] = augment.time_masks
-    state["train_mask_fraction"] = augment.mask_fraction
-    state["train_mixup"] = augment.mixup
-    state["train_save_best"] = callbacks.save_best
-    for key, value in (
+    for key, value in (  # a callback's checkbox, and its number when it is on
         ("train_early_stopping", callbacks.early_stopping_patience),
         ("train_reduce_lr", callbacks.reduce_lr_patience),
         ("train_grad_clip", callbacks.grad_clip),
@@ -444,12 +454,6 @@ def prefill(actor: Actor, spec: TrainSpec, names: list[str]) -> list[str]:
         state[f"{key}_on"] = value is not None
         if value is not None:
             state[key] = value
-    state["train_mixed_precision"] = callbacks.mixed_precision
-    state["train_split_by"] = spec.split_by
-    state["train_valid_fraction"] = spec.valid_fraction
-    state["train_seed"] = spec.seed
-    state["train_class_weighting"] = spec.class_weighting
-    state["train_device"] = spec.device
     if spec.dataset not in names:
         notes.append(f"Its dataset {spec.dataset!r} is not here any more: choose another.")
         return notes
