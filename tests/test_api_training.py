@@ -128,6 +128,72 @@ def test_datasets_are_listed_counted_and_selected_for_those_who_may_see_them(
     assert_error(call(served, "GET", "/v1/datasets", {}), 401, "unauthorized")
 
 
+def test_a_dataset_is_built_from_uploaded_recordings_rendered_and_deleted(served: Served) -> None:
+    from test_dataset_builds import two_speakers, wav
+
+    def build(headers: dict[str, str], **form: Any) -> httpx.Response:
+        files = form.pop("files", [("files", ("calls.zip", two_speakers(), "application/zip"))])
+        return call(served, "POST", "/v1/datasets", headers, files=files, data=form)
+
+    queued = build(served.alice, name="alice-calls", generators=["world"], noise_levels="snr_inf")
+    assert queued.status_code == 202, queued.text
+    job = queued.json()
+    assert (job["kind"], job["status"], job["dataset"]) == ("dataset", "queued", "alice-calls")
+    worker = start_worker(served.env, "--once")
+    output, _ = worker.communicate(timeout=240)
+    assert worker.returncode == 0, output
+    built = call(served, "GET", f"/v1/runs/{job['id']}", served.alice).json()
+    assert built["status"] == "succeeded", built
+    detail = call(served, "GET", "/v1/datasets/alice-calls", served.alice).json()
+    assert detail["classes"] == ["bonafide", "world"] and detail["noise_levels"] == ["snr_inf"]
+    assert detail["speakers"] == 2 and detail["items"] == 8  # 4 recordings, human and copied
+    assert "alice-calls" not in [
+        d["name"] for d in call(served, "GET", "/v1/datasets", served.bob).json()
+    ]
+
+    for form, status, code, words in (
+        ({"name": "x1", "features": "{kind: lfcc}"}, 422, "invalid_spec", "not JSON"),
+        ({"name": "x2", "features": "[1]"}, 422, "invalid_spec", "JSON object"),
+        ({"name": "x3", "generators": ["espeak"]}, 422, "invalid_spec", "speaks text"),
+        ({"name": "x4", "generators": ["nope"]}, 422, "invalid_spec", "nope"),
+        ({"name": DATASET}, 409, "conflict", DATASET),
+        (
+            {"name": "x5", "files": [("files", ("a.wav", wav(1), "audio/wav"))]},
+            422,
+            "invalid_spec",
+            "speaker",
+        ),
+    ):
+        assert words in assert_error(build(served.alice, **form), status, code)
+    assert_error(build({}, name="x6"), 401, "unauthorized")
+
+    # Rendered again with other features: administrators only (the new dataset is shared).
+    render = {"name": "calls-lfcc", "features": {"kind": "lfcc"}}
+    refused = call(served, "POST", "/v1/datasets/alice-calls/renders", served.alice, json=render)
+    assert_error(refused, 403, "forbidden")
+    rendered = call(served, "POST", "/v1/datasets/alice-calls/renders", served.admin, json=render)
+    assert rendered.status_code == 202 and rendered.json()["kind"] == "render", rendered.text
+    bad = call(
+        served,
+        "POST",
+        "/v1/datasets/alice-calls/renders",
+        served.admin,
+        json={"name": "calls-x", "features": {"kind": "wavelet"}},
+    )
+    assert_error(bad, 422, "invalid_spec")
+    render_id = rendered.json()["id"]
+    call(served, "POST", f"/v1/runs/{render_id}/stop", served.admin)
+    assert call(served, "DELETE", f"/v1/runs/{render_id}", served.admin).status_code == 204
+
+    # Deleted by its owner; nobody else may.
+    assert_error(call(served, "DELETE", "/v1/datasets/alice-calls", served.bob), 404, "not_found")
+    shared = call(served, "DELETE", f"/v1/datasets/{DATASET}", served.alice)
+    assert_error(shared, 403, "forbidden")
+    assert call(served, "DELETE", "/v1/datasets/alice-calls", served.alice).status_code == 204
+    assert_error(call(served, "GET", "/v1/datasets/alice-calls", served.alice), 404, "not_found")
+    assert call(served, "DELETE", f"/v1/runs/{job['id']}", served.alice).status_code == 204
+
+
 def test_a_run_queued_over_http_is_trained_by_a_worker_and_read_back(served: Served) -> None:
     queued = submit(
         served,

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fakevoice import errors, services
 from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
+from fakevoice.api.datasets import build_dataset_router
 from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(build_router(settings, metrics))
     app.include_router(build_evaluation_router(), responses=ERRORS)
     app.include_router(build_model_router(settings), responses=ERRORS)
+    app.include_router(build_dataset_router(settings), responses=ERRORS)
     app.include_router(build_training_router(), responses=ERRORS)
     app.include_router(build_signature_router(), responses=ERRORS)
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)

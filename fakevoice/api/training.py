@@ -1,5 +1,6 @@
-"""Training over HTTP: the datasets a caller may train on, and training runs as jobs: queue one,
-follow it (epochs, per-batch losses), stop, resume, read its files, delete it.
+"""Training over HTTP: training runs as jobs (queue one, follow it: epochs, per-batch losses; stop,
+resume, read its files, delete it), and every other job of the caller's. The datasets to train on
+are :mod:`fakevoice.api.datasets`.
 
 The same services as the Train and Profile pages and `fakevoice train | runs | stop | resume`: the
 spec is a :class:`~fakevoice.trainspec.TrainSpec` (typed and bounded; an unknown option is
@@ -10,7 +11,7 @@ see a run; anonymous callers see none.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,13 +22,11 @@ from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import RunOut
 from fakevoice.errors import EstimateUnavailableError
 from fakevoice.services import profile
-from fakevoice.services.datasets import find_dataset
 from fakevoice.services.results import ARTEFACT_NAMES, artefact_bytes
 from fakevoice.store.records import Actor, RunKind, RunRecord, RunStatus
 from fakevoice.trainspec import TrainSpec
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID)]
-DatasetName = Annotated[str, Path(min_length=1, max_length=128)]
 MAX_LOSSES = 5000  # per-batch losses in one answer; `after_step` pages on
 # A run's files over HTTP: its fastai export goes through /v1/models/{id}/fastai, which checks
 # the file against the hash the store kept.
@@ -36,55 +35,6 @@ RunFileName = Literal[
 ]
 MEDIA_TYPES = {".csv": "text/csv", ".png": "image/png", ".json": "application/json"}
 assert set(RunFileName.__args__) <= set(ARTEFACT_NAMES)  # type: ignore[attr-defined]
-
-
-class DatasetOut(BaseModel):
-    """A built dataset you may train on and test models with."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "demo",
-                    "kind": "demo",
-                    "items": 4845,
-                    "classes": ["bonafide", "griffinlim", "hifigan", "world"],
-                    "speakers": 24,
-                    "noise_levels": ["snr_inf", "snr_20db", "snr_10db", "snr_0db", "snr_-10db"],
-                    "feature_spec": {"kind": "mel", "n_mels": 128, "image_height": 128},
-                    "created": "2026-12-01T09:00:00+00:00",
-                }
-            ]
-        }
-    )
-
-    name: str
-    kind: str = Field(description="demo-small, demo, folder, asvspoof2019-la, upload...")
-    items: int = Field(description="spectrograms (one per clip and noise level)")
-    classes: list[str] = Field(description="bonafide first, then each generator")
-    speakers: int
-    noise_levels: list[str]
-    feature_spec: dict[str, Any] = Field(description="how its spectrograms were made")
-    created: str
-
-
-class DatasetDetail(DatasetOut):
-    """A dataset with its counts (items per class, noise level and speaker)."""
-
-    clips: int = Field(description="distinct audio clips (noise levels share a clip)")
-    audio_hours: float
-    speaker_names: list[str]
-    items_by_class: dict[str, int]
-    items_by_noise: dict[str, int]
-    items_by_speaker: dict[str, int]
-    attribution: str | None = Field(description="where its speech comes from, and licences")
-
-
-class SelectionOut(BaseModel):
-    """How many spectrograms a selection of a dataset holds, as the Train page shows it."""
-
-    items: int
-    by_speaker: dict[str, dict[str, int]] = Field(description="speaker -> noise level -> items")
 
 
 class TrainIn(BaseModel):
@@ -191,12 +141,6 @@ class LossesOut(BaseModel):
     )
 
 
-def _dataset_out(summary: Any) -> dict[str, Any]:
-    fields = summary.to_dict()
-    fields.pop("path")  # where the server keeps it is not the caller's business
-    return fields
-
-
 def _run_model_id(actor: Actor, run: RunRecord) -> int | None:
     if run.kind != "train" or run.status not in {"succeeded", "cancelled"}:
         return None
@@ -205,59 +149,6 @@ def _run_model_id(actor: Actor, run: RunRecord) -> int | None:
 
 def build_training_router() -> APIRouter:
     router = APIRouter()
-
-    @router.get("/v1/datasets", tags=["datasets"], summary="The datasets you may use")
-    def list_datasets(caller: SignedInDep) -> list[DatasetOut]:
-        """Datasets built on the server (shared) and those built from your own recordings."""
-        return [DatasetOut(**_dataset_out(s)) for s in services.list_datasets(actor=caller.actor)]
-
-    @router.get("/v1/datasets/{name}", tags=["datasets"], summary="One dataset and its counts")
-    def get_dataset(name: DatasetName, caller: SignedInDep) -> DatasetDetail:
-        actor = caller.actor
-        summary = find_dataset(name, actor)
-        overview = services.dataset_overview(name, actor=actor)
-
-        def items(frame: Any) -> dict[str, int]:
-            return {str(k): int(v) for k, v in frame["items"].items()}
-
-        return DatasetDetail(
-            **_dataset_out(summary),
-            clips=overview.clips,
-            audio_hours=round(overview.audio_hours, 4),
-            speaker_names=[str(s) for s in overview.by_speaker.index],
-            items_by_class=items(overview.by_class),
-            items_by_noise=items(overview.by_noise),
-            items_by_speaker=items(overview.by_speaker),
-            attribution=overview.attribution,
-        )
-
-    @router.get(
-        "/v1/datasets/{name}/selection",
-        tags=["datasets"],
-        summary="How many spectrograms a selection holds",
-    )
-    def selection(
-        name: DatasetName,
-        caller: SignedInDep,
-        noise_levels: Annotated[list[str] | None, Query(max_length=64)] = None,
-        speakers: Annotated[list[str] | None, Query(max_length=10_000)] = None,
-        classes: Annotated[list[str] | None, Query(max_length=256)] = None,
-    ) -> SelectionOut:
-        """The items a run's `noise_levels`, `speakers` and `classes` would select (each
-        repeatable; left out: all), per speaker and noise level. A value the dataset does not
-        have is a 422 that names it."""
-        table = services.selection_counts(
-            name,
-            tuple(noise_levels) if noise_levels else None,
-            tuple(speakers) if speakers else None,
-            tuple(classes) if classes else None,
-            actor=caller.actor,
-        )
-        by_speaker = {
-            str(speaker): {str(noise): int(n) for noise, n in row.items() if n}
-            for speaker, row in table.iterrows()
-        }
-        return SelectionOut(items=int(table.to_numpy().sum()), by_speaker=by_speaker)
 
     @router.post("/v1/runs", tags=["runs"], summary="Queue a training run", status_code=202)
     def submit(body: TrainIn, caller: SignedInDep) -> QueuedRun:
