@@ -401,6 +401,13 @@ def test_openapi_documents_the_training_endpoints(served: Served) -> None:
 
 
 def test_a_run_file_is_one_of_the_files_a_run_writes(served: Served) -> None:
+    from typing import get_args
+
+    from fakevoice.api.training import RunFileName
+    from fakevoice.services.results import ARTEFACT_NAMES
+
+    # Every file a run writes but its pickle (served, checked, as the model's fastai export).
+    assert set(get_args(RunFileName)) == set(ARTEFACT_NAMES) - {"model.pkl"}
     for name in ("model.safetensors", "manifest.json", "model.pkl", "cookie.key"):
         answer = call(served, "GET", f"/v1/runs/1/files/{name}", served.alice)
         assert "history.csv" in assert_error(answer, 422, "invalid_request")
