@@ -336,6 +336,20 @@ def _verdict_report(
     wait_for_script(page)
     _scroll_to_top(page.get_by_role("heading", name="Why this verdict?"))
     screenshot(page, "evaluate-why", full_page=False)
+    # The JSON report is signed: checked on the page as it came, and refused once changed.
+    _, signed = _download(page, "eval_report_json", tmp_path)
+    page.get_by_text("Check a verdict report", exact=True).click()
+    checker = _keyed(page, "history_check_report").locator("input[type=file]")
+    checker.set_input_files(signed)
+    expect(page.get_by_text(re.compile(r"^Valid: written by key [0-9a-f]{16}"))).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(signed.read_text().replace('"label": "', '"label": "not ', 1))
+    checker.set_input_files(tampered)
+    expect(
+        page.get_by_text(re.compile("^The report was changed after it was signed"))
+    ).to_be_visible(timeout=TIMEOUT_MS)
 
 
 def _evaluate_microphone(page: Page) -> None:
