@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,7 @@ from fakevoice.settings import Settings
 
 DatasetName = Annotated[str, Path(min_length=1, max_length=128)]
 MAX_FEATURES_TEXT = 4096  # a JSON object of spectrogram settings
+UPLOADS_AT_ONCE = 2
 
 
 class DatasetOut(BaseModel):
@@ -117,6 +119,9 @@ def _dataset_out(summary: Any) -> dict[str, Any]:
 
 def build_dataset_router(settings: Settings) -> APIRouter:
     router = APIRouter()
+    # An upload of recordings is held in memory until it is staged (up to
+    # FAKEVOICE_DATASET_UPLOAD_MAX_BYTES): a process takes this many at once, the rest wait.
+    uploads_at_once = anyio.Semaphore(UPLOADS_AT_ONCE)
 
     @router.get("/v1/datasets", tags=["datasets"], summary="The datasets you may use")
     def list_datasets(caller: SignedInDep) -> list[DatasetOut]:
@@ -211,27 +216,30 @@ def build_dataset_router(settings: Settings) -> APIRouter:
         it. At most `FAKEVOICE_DATASET_UPLOAD_MAX_FILES` files and
         `FAKEVOICE_DATASET_UPLOAD_MAX_BYTES` in all (zips expanded under the batch rules:
         no bombs, no `..` paths), and `FAKEVOICE_MAX_DATASETS_PER_USER` datasets of yours."""
-        limit = settings.dataset_upload_max_bytes
-        uploads: list[tuple[str, bytes]] = []
-        total = 0
-        for upload in files:  # the body limit caps the sum already; this names the excess
-            data = await read_upload(upload, limit)
-            total += len(data)
-            if total > limit:
-                raise FileTooLargeError(f"The upload is larger than {limit // 2**20} MiB in all.")
-            uploads.append((upload.filename or "upload", data))
         overrides = _features(features)
-        run = await anyio.to_thread.run_sync(
-            lambda: services.submit_dataset_build(
-                caller.actor,
-                name,
-                uploads,
-                speaker=speaker,
-                generators=tuple(generators) if generators else DEFAULT_BUILD_GENERATORS,
-                noise_levels=tuple(noise_levels) if noise_levels else DEFAULT_BUILD_NOISE,
-                feature_overrides=overrides,
+        limit = settings.dataset_upload_max_bytes
+        async with uploads_at_once:
+            uploads: list[tuple[str, bytes]] = []
+            total = 0
+            for upload in files:  # the body limit caps the sum already; this names the excess
+                data = await read_upload(upload, limit)
+                total += len(data)
+                if total > limit:
+                    raise FileTooLargeError(
+                        f"The upload is larger than {limit // 2**20} MiB in all."
+                    )
+                uploads.append((upload.filename or "upload", data))
+            run = await anyio.to_thread.run_sync(
+                lambda: services.submit_dataset_build(
+                    caller.actor,
+                    name,
+                    uploads,
+                    speaker=speaker,
+                    generators=tuple(generators) if generators else DEFAULT_BUILD_GENERATORS,
+                    noise_levels=tuple(noise_levels) if noise_levels else DEFAULT_BUILD_NOISE,
+                    feature_overrides=overrides,
+                )
             )
-        )
         return RunOut.of(run, [])
 
     @router.post(
