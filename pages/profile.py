@@ -247,15 +247,29 @@ def _delete_step(
 
 # --- tokens, account, administration -------------------------------------------------------------
 
+TOKEN_ACCESS = {
+    "full": "do everything you can (verdicts, training, uploads, sharing, deleting)",
+    "verdicts": "only ask for verdicts and read or label your history",
+}
+
 
 def _tokens_section(actor: Actor) -> None:
     st.caption("Tokens let scripts call the HTTP API as you: `Authorization: Bearer <token>`.")
     with st.form("new_token", clear_on_submit=True):
         name = st.text_input("Name of the new token", key="token_name")
+        scope = st.radio(
+            "It may",
+            list(TOKEN_ACCESS),
+            format_func=TOKEN_ACCESS.__getitem__,
+            key="token_scope",
+            help="a token kept in another system's settings (a call centre, a moderation "
+            "pipeline) needs only verdicts: if it leaks, it cannot train, upload, share or "
+            "delete anything of yours",
+        )
         created = st.form_submit_button("Create token")
     if created:
         try:
-            record, secret = tokens.create_token(actor, name)
+            record, secret = tokens.create_token(actor, name, scope)
         except FakeVoiceError as exc:
             st.error(str(exc))
         else:
@@ -274,6 +288,7 @@ def _tokens_section(actor: Actor) -> None:
             {
                 "name": t.name,
                 "starts with": t.prefix,
+                "may": "everything" if t.scope == "full" else "verdicts only",
                 "created": t.created_at.strftime("%Y-%m-%d %H:%M"),
                 "last used": t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "",
                 "revoked": t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "",

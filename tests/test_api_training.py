@@ -22,7 +22,7 @@ from test_api import api_env, assert_error, auth, isolated_workbench, make_user,
 from test_training import DATASET, tiny_dataset_root
 from workbench import start_worker
 
-from fakevoice import store
+from fakevoice import services, store
 from fakevoice.services import tokens
 from fakevoice.settings import get_settings
 
@@ -414,3 +414,59 @@ def test_a_run_file_is_one_of_the_files_a_run_writes(served: Served) -> None:
     # A path is no file name: it matches no endpoint.
     traversal = call(served, "GET", "/v1/runs/1/files/..%2F..%2Fcookie.key", served.alice)
     assert_error(traversal, 404, "not_found")
+
+
+def test_a_verdicts_only_token_asks_and_reads_but_changes_nothing(served: Served) -> None:
+    from test_api import store_specnet, wav_bytes
+
+    with store.session_scope() as session:
+        owner = store.get_user_by_username(session, "alice")
+    assert owner is not None
+    alice = owner.actor
+    model = store_specnet(alice, "scoped")
+    _, secret = tokens.create_token(alice, "call centre", "verdicts")
+    narrow = auth(secret)
+
+    # Verdicts, explanations, the history (and its labels) and every read work.
+    verdict = call(
+        served,
+        "POST",
+        "/v1/predict",
+        narrow,
+        files={"file": ("call.wav", wav_bytes(2.0), "audio/wav")},
+        data={"model": str(model.id)},
+    )
+    assert verdict.status_code == 200, verdict.text
+    analysis = verdict.json()["analysis_id"]
+    labelled = call(served, "PATCH", f"/v1/analyses/{analysis}", narrow, json={"note": "case 9"})
+    assert labelled.status_code == 200, labelled.text
+    for path in ("/v1/models", f"/v1/models/{model.id}", "/v1/runs", "/v1/datasets"):
+        assert call(served, "GET", path, narrow).status_code == 200, path
+
+    # Nothing that trains, uploads, shares or deletes.
+    refusals = [
+        ("POST", "/v1/runs", {"json": {"spec": QUICK}}),
+        ("PATCH", f"/v1/models/{model.id}", {"json": {"public": True}}),
+        ("DELETE", f"/v1/models/{model.id}", {}),
+        ("DELETE", f"/v1/datasets/{DATASET}", {}),
+        ("POST", f"/v1/datasets/{DATASET}/renders", {"json": {"name": "x", "features": {}}}),
+        ("POST", "/v1/evaluations", {"json": {"models": [model.id], "dataset": DATASET}}),
+        ("POST", "/v1/runs/1/stop", {}),
+        ("DELETE", "/v1/runs/1", {}),
+    ]
+    for method, path, extra in refusals:
+        message = assert_error(call(served, method, path, narrow, **extra), 403, "forbidden")
+        assert "full access" in message, path
+    upload = call(
+        served,
+        "POST",
+        "/v1/models",
+        narrow,
+        files={"file": ("m.zip", b"PK\x03\x04", "application/zip")},
+        data={"name": "x"},
+    )
+    assert_error(upload, 403, "forbidden")
+    assert services.get_model(alice, model.id).is_public is False  # nothing changed
+    # The same owner's full token may.
+    shared = call(served, "PATCH", f"/v1/models/{model.id}", served.alice, json={"public": True})
+    assert shared.status_code == 200 and shared.json()["public"] is True

@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from fakevoice import accounts, services, store
 from fakevoice.errors import InvalidSpecError, NotFoundError, PermissionDeniedError
-from fakevoice.services import comparison, profile, results
+from fakevoice.services import comparison, profile, results, tokens
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric, ModelRecord, RunRecord
 
@@ -389,6 +389,18 @@ def test_tokens_are_created_shown_once_listed_and_revoked(two_users: dict[str, A
     button(at, "Revoke").click().run()
     assert_no_exception(at)
     assert tables(at)["my_tokens"]["revoked"][0] != ""
+    assert list(tables(at)["my_tokens"]["may"]) == ["everything"]
+
+    # A token for another system's settings: verdicts only.
+    at.text_input(key="token_name").input("call centre")
+    at.radio(key="token_scope").set_value("verdicts")
+    button(at, "Create token").click().run()
+    assert_no_exception(at)
+    listed = tables(at)["my_tokens"]
+    assert list(listed["name"]) == ["call centre", "my script"]
+    assert list(listed["may"]) == ["verdicts only", "everything"]
+    (made,) = [t for t in tokens.list_tokens(two_users["alice"]) if t.name == "call centre"]
+    assert made.scope == "verdicts"
 
 
 def change_password(at: AppTest, current: str, new: str) -> AppTest:

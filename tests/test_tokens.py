@@ -46,12 +46,21 @@ def test_secret_is_shown_once_and_stored_only_as_a_hash(users: tuple[Actor, ...]
 def test_authenticate_returns_the_owner_and_records_last_use(users: tuple[Actor, ...]) -> None:
     alice, _, admin = users
     record, secret = tokens.create_token(alice, "ci")
-    assert tokens.authenticate(secret) == alice
+    assert tokens.authenticate(secret) == tokens.Authenticated(alice, "full")
+    assert record.scope == "full"
     used = tokens.list_tokens(alice)[0]
     assert used.id == record.id and used.last_used_at is not None
     assert used.last_used_at >= used.created_at
     _, admin_secret = tokens.create_token(admin, "ops")
-    assert tokens.authenticate(admin_secret) == Actor(user_id=admin.user_id, is_admin=True)
+    found = tokens.authenticate(admin_secret)
+    assert found is not None and found.actor == Actor(user_id=admin.user_id, is_admin=True)
+    # A token may be kept to verdicts only; it says so wherever it is read.
+    narrow, narrow_secret = tokens.create_token(alice, "call centre", "verdicts")
+    assert narrow.scope == "verdicts"
+    assert tokens.authenticate(narrow_secret) == tokens.Authenticated(alice, "verdicts")
+    assert [t.scope for t in tokens.list_tokens(alice)] == ["verdicts", "full"]
+    with pytest.raises(InvalidSpecError, match="scope is one of full, verdicts"):
+        tokens.create_token(alice, "odd", "admin")
     for bad in ("", "fv_", secret + "x", secret[:-1], "Bearer " + secret, "fv_" + "a" * 300):
         assert tokens.authenticate(bad) is None
 
@@ -91,7 +100,7 @@ def test_tokens_belong_to_their_owner(users: tuple[Actor, ...]) -> None:
     assert tokens.list_tokens(bob) == []
     with pytest.raises(NotFoundError, match=f"no API token with id {record.id}"):
         tokens.revoke_token(bob, record.id)
-    assert tokens.authenticate(secret) == alice
+    assert tokens.authenticate(secret) == tokens.Authenticated(alice, "full")
     with pytest.raises(NotFoundError):
         tokens.revoke_token(alice, record.id + 100)
     # An administrator may revoke anyone's token.

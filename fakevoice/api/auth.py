@@ -14,7 +14,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fakevoice import services, store
-from fakevoice.errors import FakeVoiceError, NotFoundError
+from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
 from fakevoice.services import tokens
 from fakevoice.settings import Settings
 from fakevoice.store.records import Actor, ModelRecord
@@ -40,6 +40,7 @@ class Caller:
 
     actor: Actor
     anonymous: bool = False
+    scope: str = "full"  # the token's: "full", or "verdicts" (fakevoice.services.tokens)
 
     def check_model(self, model: ModelRecord) -> ModelRecord:
         """The model, if this caller may use it (anonymous callers: public models only)."""
@@ -77,10 +78,10 @@ def get_caller(
     """
     if credentials is None:
         return _without_token(request)
-    actor = tokens.authenticate(credentials.credentials)
-    if actor is None:
+    found = tokens.authenticate(credentials.credentials)
+    if found is None:
         raise UnauthorizedError(REVOKED)
-    return Caller(actor)
+    return Caller(found.actor, scope=found.scope)
 
 
 def caller_and_model(
@@ -99,10 +100,9 @@ def caller_and_model(
     found = tokens.authenticate_for_model(credentials.credentials, model_key)
     if found is None:
         raise UnauthorizedError(REVOKED)
-    actor, model = found
-    if model is None:
+    if found.model is None:
         raise services.model_not_found(model_key)
-    return Caller(actor), model
+    return Caller(found.actor, scope=found.scope), found.model
 
 
 def _without_token(request: Request) -> Caller:
@@ -121,6 +121,19 @@ def get_signed_in(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     return caller
 
 
+def get_full_access(caller: Annotated[Caller, Depends(get_signed_in)]) -> Caller:
+    """A caller whose token may change things (train, upload, share, delete), not only ask for
+    verdicts."""
+    if caller.scope != "full":
+        raise PermissionDeniedError(
+            "This token may only ask for verdicts and read or label your history; training, "
+            "uploading, sharing and deleting need a token with full access (Profile > API "
+            "tokens)."
+        )
+    return caller
+
+
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 SignedInDep = Annotated[Caller, Depends(get_signed_in)]
+FullAccessDep = Annotated[Caller, Depends(get_full_access)]

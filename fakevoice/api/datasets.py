@@ -18,7 +18,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
-from fakevoice.api.auth import SignedInDep
+from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MULTIPART_OVERHEAD, read_upload
 from fakevoice.api.schemas import RunOut
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
@@ -194,7 +194,7 @@ def build_dataset_router(settings: Settings) -> APIRouter:
             ),
         ],
         name: Annotated[str, Form(min_length=1, max_length=128)],
-        caller: SignedInDep,
+        caller: FullAccessDep,
         speaker: Annotated[
             str, Form(max_length=128, description="the speaker of the loose audio files")
         ] = "",
@@ -248,7 +248,7 @@ def build_dataset_router(settings: Settings) -> APIRouter:
         summary="Render a dataset again with other features (administrators)",
         status_code=202,
     )
-    def render(name: DatasetName, body: RenderIn, caller: SignedInDep) -> RunOut:
+    def render(name: DatasetName, body: RenderIn, caller: FullAccessDep) -> RunOut:
         """The same clips and noise, spectrograms made with other settings, as a new dataset
         shared by everyone (so administrators only): features compared on identical audio. A
         worker renders it (`kind` `render`)."""
@@ -261,7 +261,7 @@ def build_dataset_router(settings: Settings) -> APIRouter:
         status_code=204,
         response_class=Response,
     )
-    def delete(name: DatasetName, caller: SignedInDep) -> Response:
+    def delete(name: DatasetName, caller: FullAccessDep) -> Response:
         """Yours (built from your recordings), or any for an administrator; models trained on it
         stay. 409 while a queued or running job uses it."""
         services.delete_dataset(caller.actor, name)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
-from fakevoice.api.auth import SignedInDep
+from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import ModelOut, RunOut
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
@@ -80,7 +80,7 @@ def build_evaluation_router() -> APIRouter:
         summary="Queue a test of models on a dataset",
         status_code=202,
     )
-    def submit(body: EvaluationIn, caller: SignedInDep) -> EvaluationOut:
+    def submit(body: EvaluationIn, caller: FullAccessDep) -> EvaluationOut:
         """A worker scores the items; `GET /v1/evaluations/{id}` follows it."""
         actor = caller.actor
         ids = [services.find_model(actor, key).id for key in body.models]
@@ -100,7 +100,7 @@ def build_evaluation_router() -> APIRouter:
         status_code=201,
     )
     def calibrate(
-        run_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: CalibrationIn, caller: SignedInDep
+        run_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: CalibrationIn, caller: FullAccessDep
     ) -> ModelOut:
         """Fits a temperature and a bias per class on the model's scores in this test (20 items
         or more, every class's probability kept), composes them with the model's own

@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
-from fakevoice.api.auth import CallerDep, SignedInDep
+from fakevoice.api.auth import CallerDep, FullAccessDep
 from fakevoice.api.routes import MAX_ID, model_body_limit, read_upload
 from fakevoice.api.schemas import ModelOut
 from fakevoice.errors import InvalidSpecError
@@ -101,7 +101,7 @@ def build_model_router(settings: Settings) -> APIRouter:
         name: Annotated[
             str, Form(min_length=1, max_length=128, description="the new model's name")
         ],
-        caller: SignedInDep,
+        caller: FullAccessDep,
         response: Response,
     ) -> ModelOut:
         """The kind is read from the content, never from the name. A bundle's manifest is
@@ -118,7 +118,7 @@ def build_model_router(settings: Settings) -> APIRouter:
         return ModelOut.of(model, actor.user_id)
 
     @router.patch("/v1/models/{model_id}", tags=["models"], summary="Share or rename your model")
-    def change(model_id: ModelId, body: ModelChange, caller: SignedInDep) -> ModelOut:
+    def change(model_id: ModelId, body: ModelChange, caller: FullAccessDep) -> ModelOut:
         """Only the owner (or an administrator) changes a model; a public model of someone else
         is a 403. Both changes are made, or neither (a taken name is a 409)."""
         actor = caller.actor
@@ -134,7 +134,7 @@ def build_model_router(settings: Settings) -> APIRouter:
         status_code=204,
         response_class=Response,
     )
-    def delete(model_id: ModelId, caller: SignedInDep) -> Response:
+    def delete(model_id: ModelId, caller: FullAccessDep) -> Response:
         """The model and its files go (a trained model's run keeps its own folder); verdicts
         made with it stay in the history, without a model."""
         profile.delete_model(caller.actor, model_id)

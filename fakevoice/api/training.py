@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
-from fakevoice.api.auth import SignedInDep
+from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import RunOut
 from fakevoice.errors import EstimateUnavailableError
@@ -150,7 +150,7 @@ def build_training_router() -> APIRouter:
     router = APIRouter()
 
     @router.post("/v1/runs", tags=["runs"], summary="Queue a training run", status_code=202)
-    def submit(body: TrainIn, caller: SignedInDep) -> QueuedRun:
+    def submit(body: TrainIn, caller: FullAccessDep) -> QueuedRun:
         """Checked before it is queued: the dataset is yours or shared, the selection holds
         human items and a generator's, the epochs are within the server's limit, your runs
         queued or running are within yours (429 otherwise), the name is free (409). A worker
@@ -246,14 +246,14 @@ def build_training_router() -> APIRouter:
         )
 
     @router.post("/v1/runs/{run_id}/stop", tags=["runs"], summary="Stop a queued or running job")
-    def stop(run_id: RunId, caller: SignedInDep) -> RunOut:
+    def stop(run_id: RunId, caller: FullAccessDep) -> RunOut:
         """A queued job is cancelled at once; a running one stops within a batch (a training run
         keeps its best model so far and its history). A job that has ended is answered as it
         is."""
         return RunOut.of(services.stop_run(caller.actor, run_id), [])
 
     @router.post("/v1/runs/{run_id}/resume", tags=["runs"], summary="Queue a stopped run again")
-    def resume(run_id: RunId, caller: SignedInDep) -> RunOut:
+    def resume(run_id: RunId, caller: FullAccessDep) -> RunOut:
         """A stopped, failed or interrupted training run goes on from its last checkpoint
         (409 for one queued, running or finished)."""
         return RunOut.of(services.resume_run(caller.actor, run_id), [])
@@ -265,7 +265,7 @@ def build_training_router() -> APIRouter:
         status_code=204,
         response_class=Response,
     )
-    def delete(run_id: RunId, caller: SignedInDep) -> Response:
+    def delete(run_id: RunId, caller: FullAccessDep) -> Response:
         """As its page does: a training run goes with the model it stored and their files
         (verdicts made with the model stay in the history); a test with its results; a dataset
         build or render leaves its list (the dataset stays). 409 while it is queued or running,

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 from fakevoice import store
 from fakevoice.store import tokens as token_store
 from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.store.tables import TOKEN_SCOPES
 from fakevoice.store.tokens import TokenRecord
 
 __all__ = [
     "SECRET_PREFIX",
+    "TOKEN_SCOPES",
+    "Authenticated",
     "TokenRecord",
     "authenticate",
     "authenticate_for_model",
@@ -35,18 +39,36 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def create_token(actor: Actor, name: str) -> tuple[TokenRecord, str]:
+@dataclass(frozen=True)
+class Authenticated:
+    """Whom a token stands for, what it may do, and the model a verdict request named.
+
+    Attributes:
+        scope: ``full`` or ``verdicts`` (:data:`TOKEN_SCOPES`).
+        model: the model named, when one was asked for and the actor may use it; else None.
+    """
+
+    actor: Actor
+    scope: str
+    model: ModelRecord | None = None
+
+
+def create_token(actor: Actor, name: str, scope: str = "full") -> tuple[TokenRecord, str]:
     """A new token of the actor's and its secret, which is never shown again.
 
+    Args:
+        scope: ``full`` (all the actor may do) or ``verdicts`` (ask for verdicts, read and label
+            the history, read models, runs and datasets).
+
     Raises:
-        InvalidSpecError: the name is empty or too long.
+        InvalidSpecError: the name is empty or too long, or an unknown scope.
         LimitExceededError: the actor has too many active tokens.
     """
     secret = SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
     prefix = secret[: len(SECRET_PREFIX) + DISPLAY_CHARS]
     with store.session_scope() as session:
         record = token_store.add_token(
-            session, actor, name=name, prefix=prefix, token_hash=_hash(secret)
+            session, actor, name=name, prefix=prefix, token_hash=_hash(secret), scope=scope
         )
     return record, secret
 
@@ -63,18 +85,15 @@ def revoke_token(actor: Actor, token_id: int) -> TokenRecord:
         return token_store.revoke_token(session, actor, token_id)
 
 
-def authenticate(secret: str) -> Actor | None:
-    """The actor a secret stands for, or None for an unknown or revoked one.
+def authenticate(secret: str) -> Authenticated | None:
+    """The actor a secret stands for and its scope, or None for an unknown or revoked one.
 
     Updates the token's last-used time (to the minute, so most requests only read).
     """
-    found = authenticate_for_model(secret, None)
-    return None if found is None else found[0]
+    return authenticate_for_model(secret, None)
 
 
-def authenticate_for_model(
-    secret: str, model_key: str | None
-) -> tuple[Actor, ModelRecord | None] | None:
+def authenticate_for_model(secret: str, model_key: str | None) -> Authenticated | None:
     """The actor a secret stands for and the model they name, read in one transaction (a verdict
     request needs both before it can start, and each transaction costs a round of file locking).
 
@@ -83,8 +102,9 @@ def authenticate_for_model(
         model_key: a model's name or id as :func:`fakevoice.services.find_model` takes it, or None.
 
     Returns:
-        None for an unknown or revoked token; otherwise the actor and the model, which is None
-        when no model that the actor may use has that name or id (or none was asked for).
+        None for an unknown or revoked token; otherwise the actor, the token's scope and the
+        model, which is None when no model that the actor may use has that name or id (or none
+        was asked for).
     """
     text = secret.strip()
     if not text.startswith(SECRET_PREFIX) or len(text) > MAX_SECRET_LENGTH:
@@ -101,4 +121,4 @@ def authenticate_for_model(
     if token_store.needs_touch(token):
         with store.session_scope() as session:
             token_store.touch_token(session, token.id)
-    return actor, model
+    return Authenticated(actor, token.scope, model)

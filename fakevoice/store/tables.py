@@ -45,6 +45,7 @@ RUN_STATUSES: tuple[str, ...] = (
 RUN_BACKENDS: tuple[str, ...] = ("local", "ray")
 RUN_KINDS: tuple[str, ...] = ("train", "dataset", "evaluate", "render")
 ANALYSIS_SOURCES: tuple[str, ...] = ("page", "api", "cli")
+TOKEN_SCOPES: tuple[str, ...] = ("full", "verdicts")  # what an API token may do
 MAX_NOTE_LENGTH = 500
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -272,7 +273,12 @@ class ApiTokenRow(Base):
     """A bearer token for the HTTP API: only its sha256 is kept, with a prefix for display."""
 
     __tablename__ = "api_tokens"
-    __table_args__ = (UniqueConstraint("token_hash"), Index(None, "owner_id"), _NO_ID_REUSE)
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index(None, "owner_id"),
+        CheckConstraint(_in_list("scope", TOKEN_SCOPES), name="scope"),
+        _NO_ID_REUSE,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -282,6 +288,9 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # What it may do: "full" (all its owner may) or "verdicts" (ask for verdicts, read and label
+    # the history, read models, runs and datasets).
+    scope: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
 
 
 class EndedCookieRow(Base):

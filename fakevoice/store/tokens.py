@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice.errors import InvalidSpecError, LimitExceededError, NotFoundError
 from fakevoice.store.records import Actor, field_names, record_from_row, to_record
-from fakevoice.store.tables import ApiTokenRow, UserRow, utcnow
+from fakevoice.store.tables import TOKEN_SCOPES, ApiTokenRow, UserRow, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class TokenRecord:
         prefix: the first characters of the secret, to tell tokens apart.
         last_used_at: when it last authenticated a request (to the minute), None if never.
         revoked_at: when it was revoked; a revoked token authenticates nothing.
+        scope: what it may do: ``full`` (all its owner may) or ``verdicts`` (ask for verdicts,
+            read and label the history, read models, runs and datasets; change nothing else).
     """
 
     id: int
@@ -44,6 +46,7 @@ class TokenRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scope: str = "full"
 
     @property
     def is_active(self) -> bool:
@@ -60,15 +63,25 @@ def _clean_token_name(name: str) -> str:
 
 
 def add_token(
-    session: Session, actor: Actor, *, name: str, prefix: str, token_hash: str
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    prefix: str,
+    token_hash: str,
+    scope: str = "full",
 ) -> TokenRecord:
     """Register a token of the actor's, given the sha256 hex of its secret.
 
     Raises:
-        InvalidSpecError: the name is empty or too long.
+        InvalidSpecError: the name is empty or too long, or an unknown scope.
         LimitExceededError: the actor already has too many active tokens.
     """
     clean = _clean_token_name(name)
+    if scope not in TOKEN_SCOPES:
+        raise InvalidSpecError(
+            f"A token's scope is one of {', '.join(TOKEN_SCOPES)}; got {scope!r}."
+        )
     active = session.scalar(
         select(func.count(ApiTokenRow.id)).where(
             ApiTokenRow.owner_id == actor.user_id, ApiTokenRow.revoked_at.is_(None)
@@ -78,10 +91,12 @@ def add_token(
         raise LimitExceededError(
             f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one first."
         )
-    row = ApiTokenRow(owner_id=actor.user_id, name=clean, prefix=prefix, token_hash=token_hash)
+    row = ApiTokenRow(
+        owner_id=actor.user_id, name=clean, prefix=prefix, token_hash=token_hash, scope=scope
+    )
     session.add(row)
     session.flush()
-    logger.info("user %d created API token %d (%s)", actor.user_id, row.id, prefix)
+    logger.info("user %d created API token %d (%s, %s)", actor.user_id, row.id, prefix, scope)
     return to_record(TokenRecord, row)
 
 
