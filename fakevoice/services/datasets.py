@@ -164,7 +164,7 @@ def find_dataset(name: str, actor: Actor | None) -> DatasetSummary:
         if summary.name == name:
             return summary
     raise NotFoundError(
-        f"There is no dataset named {name!r} in {get_settings().dataset_dir}. {BUILD_HINT}"
+        f"There is no dataset named {name!r} that you may use. {BUILD_HINT}"
     )
 
 
