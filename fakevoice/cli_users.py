@@ -1,4 +1,5 @@
-"""``fakevoice user create | list | delete | admin | sign-out``: accounts, for the operator.
+"""``fakevoice user create | list | delete | admin | sign-out | token``: accounts, for the
+operator.
 
 The operator acts as :data:`fakevoice.accounts.OPERATOR` (an administrator): whoever runs the CLI
 on the server can read its database anyway.
@@ -112,6 +113,67 @@ def cmd_sign_out(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_owner(username: str | None) -> Any:
+    """The account whose tokens a ``user token`` command handles: ``username``'s, or the command
+    line's own (``FAKEVOICE_CLI_USER``)."""
+    from fakevoice import services, store
+    from fakevoice.store.records import Actor
+
+    if username is None:
+        return services.cli_actor()
+    store.init_db()
+    with store.session_scope(readonly=True) as session:
+        user = store.get_user_by_username(session, username)
+    if user is None:
+        raise NotFoundError(f"There is no user called {username!r}; `fakevoice user list`.")
+    return Actor(user_id=user.id, is_admin=user.is_admin)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """API tokens from the server's shell (a headless server has no browser for the Profile)."""
+    from fakevoice.services import tokens
+
+    if args.token_command == "revoke":  # any account's, by id: a leaked token goes at once
+        from fakevoice import accounts, store
+
+        store.init_db()
+        record = tokens.revoke_token(accounts.OPERATOR, args.id)
+        print(f"token {record.id} '{record.name}' revoked")
+        return 0
+    owner = _token_owner(args.user)
+    if args.token_command == "create":
+        scope = "verdicts" if args.verdicts_only else "full"
+        record, secret = tokens.create_token(owner, args.name, scope)
+        if args.json:
+            print_json({"id": record.id, "name": record.name, "scope": scope, "token": secret})
+        else:
+            print(secret)
+            print(
+                f"token {record.id} '{record.name}' ({scope}): shown once, keep it now",
+                file=sys.stderr,
+            )
+        return 0
+    rows = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "starts_with": t.prefix,
+            "scope": t.scope,
+            "created": t.created_at.isoformat(timespec="seconds"),
+            "last_used": t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else None,
+            "revoked": t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else None,
+        }
+        for t in tokens.list_tokens(owner)
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        state = "revoked" if row["revoked"] else row["scope"]
+        print(f"{row['id']:>5}  {row['name']:<32} {row['starts_with']}…  {state}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     users = sub.add_parser("user", help="create, list and delete accounts (server operator)")
     usub = users.add_subparsers(dest="user_command", required=True)
@@ -140,3 +202,27 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = usub.add_parser("sign-out", help="end every browser sign-in of an account")
     p.add_argument("username")
     p.set_defaults(handler=cmd_sign_out)
+
+    p = usub.add_parser("token", help="API tokens of an account: create, list, revoke")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    for name, text in (
+        ("create", "a new token; its secret is printed once, on stdout"),
+        ("list", "the account's tokens, revoked ones included"),
+        ("revoke", "revoke one by id"),
+    ):
+        t = tsub.add_parser(name, help=text)
+        if name == "create":
+            t.add_argument("name", help="what it is for, e.g. 'call centre'")
+            t.add_argument(
+                "--verdicts-only",
+                action="store_true",
+                help="it may only ask for verdicts and read or label the history",
+            )
+        if name == "revoke":
+            t.add_argument("id", type=int, help="the token's id (any account's)")
+        else:
+            t.add_argument(
+                "--user", default=None, help="whose (default: the command line's own account)"
+            )
+            t.add_argument("--json", action="store_true")
+        t.set_defaults(handler=cmd_token)

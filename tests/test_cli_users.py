@@ -136,3 +136,46 @@ def test_more_rules_and_the_admin_role_in_process(
     code, _, err = run_in_process(capsys, monkeypatch, "sign-out", "nobody")
     assert (code, err.count("\n")) == (2, 1) and "no user called 'nobody'" in err
     store.dispose_engines()
+
+
+def test_api_tokens_are_made_listed_and_revoked_from_the_shell(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakevoice.services import tokens
+
+    accounts.register("alice", PASSWORD)
+    code, out, err = run_in_process(
+        capsys, monkeypatch, "token", "create", "call centre", "--user", "alice", "--verdicts-only"
+    )
+    assert code == 0 and out.startswith("fv_") and "(verdicts): shown once" in err
+    secret = out.strip()
+    found = tokens.authenticate(secret)
+    alice = accounts.user_by_username("alice")
+    assert alice is not None and found is not None
+    assert (found.actor.user_id, found.scope) == (alice.id, "verdicts")
+
+    # The command line's own account by default, full access unless asked.
+    code, out, _ = run_in_process(capsys, monkeypatch, "token", "create", "ci", "--json")
+    made = json.loads(out)
+    assert code == 0 and made["scope"] == "full" and made["token"].startswith("fv_")
+    own = tokens.authenticate(made["token"])
+    assert own is not None and own.actor.user_id != alice.id
+
+    code, out, _ = run_in_process(capsys, monkeypatch, "token", "list", "--user", "alice", "--json")
+    (listed,) = json.loads(out)
+    assert listed["name"] == "call centre" and listed["scope"] == "verdicts"
+    assert secret not in out and listed["starts_with"] == secret[:11]
+    code, out, _ = run_in_process(capsys, monkeypatch, "token", "revoke", str(listed["id"]))
+    assert code == 0 and out.strip() == f"token {listed['id']} 'call centre' revoked"
+    assert tokens.authenticate(secret) is None
+    code, out, _ = run_in_process(capsys, monkeypatch, "token", "list", "--user", "alice")
+    assert code == 0 and out.rstrip().endswith("revoked")
+
+    for args, words in (
+        (("token", "create", "x", "--user", "nobody"), "no user called 'nobody'"),
+        (("token", "revoke", "99999"), "no API token with id 99999"),
+        (("token", "create", " "), "token name must be"),
+    ):
+        code, _, err = run_in_process(capsys, monkeypatch, *args)
+        assert (code, err.count("\n")) == (2, 1) and words in err, err
+    store.dispose_engines()

@@ -163,9 +163,7 @@ def find_dataset(name: str, actor: Actor | None) -> DatasetSummary:
     for summary in list_datasets(actor=actor):
         if summary.name == name:
             return summary
-    raise NotFoundError(
-        f"There is no dataset named {name!r} that you may use. {BUILD_HINT}"
-    )
+    raise NotFoundError(f"There is no dataset named {name!r} that you may use. {BUILD_HINT}")
 
 
 def dataset_path(name: str, *, actor: Actor | None) -> Path:
