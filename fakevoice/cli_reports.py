@@ -1,5 +1,5 @@
-"""``fakevoice report verify | key``: check a signed verdict report, show this server's public key
-(:mod:`fakevoice.signing`)."""
+"""``fakevoice report verify | key | rotate-key``: check a signed verdict report, show this
+server's public key, replace the signing key (:mod:`fakevoice.signing`)."""
 
 from __future__ import annotations
 
@@ -44,11 +44,27 @@ def cmd_key(args: argparse.Namespace) -> int:
                 "algorithm": signing.ALGORITHM,
                 "key_id": signing.key_id(),
                 "public_key": signing.public_key_pem(),
+                "retired": {
+                    k: signing.public_key_pem(v) for k, v in signing.retired_keys().items()
+                },
             }
         )
     else:
         print(f"# {signing.ALGORITHM} key {signing.key_id()} that signs this server's reports")
         print(signing.public_key_pem(), end="")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from fakevoice import signing
+
+    if not args.yes:
+        raise InvalidSpecError(
+            "This replaces the key that signs reports (reports signed before still verify "
+            "here): add --yes."
+        )
+    old, new = signing.rotate_key()
+    print(f"reports are now signed with key {new}; key {old} is kept to check older ones")
     return 0
 
 
@@ -71,3 +87,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     key = actions.add_parser("key", help="this server's public key for reports (PEM)")
     key.add_argument("--json", action="store_true")
     key.set_defaults(handler=cmd_key)
+    rotate = actions.add_parser(
+        "rotate-key", help="sign with a new key from now on (the old one still checks old reports)"
+    )
+    rotate.add_argument("--yes", action="store_true")
+    rotate.set_defaults(handler=cmd_rotate)

@@ -10,9 +10,11 @@ generated once into ``<data dir>/report-signing.key`` (owner-only), or read from
 checks one on request (``fakevoice report verify``, ``POST /v1/reports/verify``, the Evaluate
 page). A report changed in any field, down to one digit of a probability, no longer verifies.
 
-The signature says who wrote the report and that it is unchanged, not that its verdict is right;
-reports signed with a key the server no longer has (a new data folder) verify with that old public
-key only.
+The signature says who wrote the report and that it is unchanged, not that its verdict is right.
+``fakevoice report rotate-key`` replaces the generated key and keeps the old public key in
+``<data dir>/report-signing-retired/``, so reports signed before still verify here (as signed by a
+retired key); reports signed with a key the server never kept (another data folder) verify with
+that key's public key only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +58,65 @@ class Verification:
     message: str
 
 
+RETIRED_DIR = "report-signing-retired"  # public keys this server signed with before, <key id>.pem
+
+
 def _key_path() -> Path:
     settings = get_settings()
     return settings.report_signing_key_file or settings.data_dir / KEY_FILE
+
+
+def _retired_dir() -> Path:
+    return get_settings().data_dir / RETIRED_DIR
+
+
+def retired_keys() -> dict[str, Ed25519PublicKey]:
+    """The public keys this server signed reports with before, by key id (unreadable files are
+    skipped)."""
+    found: dict[str, Ed25519PublicKey] = {}
+    folder = _retired_dir()
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.pem")):
+            try:
+                key = load_public_key(path.read_bytes())
+            except (OSError, InvalidSpecError):
+                continue
+            found[key_id(key)] = key
+    return found
+
+
+def rotate_key() -> tuple[str, str]:
+    """Replace the generated signing key with a new one, keeping the old public key among the
+    retired ones (reports signed with it still verify here). Returns the old and the new key id.
+
+    Raises:
+        InvalidSpecError: the key is the operator's own (``FAKEVOICE_REPORT_SIGNING_KEY_FILE``):
+            they replace that file themselves.
+    """
+    if get_settings().report_signing_key_file is not None:
+        raise InvalidSpecError(
+            "The signing key is your own file (FAKEVOICE_REPORT_SIGNING_KEY_FILE): replace it "
+            f"yourself, and put its old public key (PEM) into {_retired_dir()}."
+        )
+    old = public_key()
+    folder = _retired_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{key_id(old)}.pem").write_text(public_key_pem(old))
+    path = _key_path()
+    fresh = Ed25519PrivateKey.generate()
+    staged = path.with_name(f".{path.name}.new")
+    staged.unlink(missing_ok=True)
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(
+            fresh.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    os.replace(staged, path)
+    return key_id(old), key_id(fresh.public_key())
 
 
 def private_key() -> Ed25519PrivateKey:
@@ -146,7 +205,8 @@ def sign(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def verify(report: object, key: Ed25519PublicKey | None = None) -> Verification:
-    """Check a report's signature with ``key`` (this server's public key by default)."""
+    """Check a report's signature with ``key`` (by default this server's key, or the retired
+    one the report names)."""
     if not isinstance(report, dict):
         return Verification(False, None, "This is not a verdict report (a JSON object).")
     signature = report.get(SIGNATURE_FIELD)
@@ -156,7 +216,12 @@ def verify(report: object, key: Ed25519PublicKey | None = None) -> Verification:
     named = str(named) if named is not None else None
     if signature.get("algorithm") != ALGORITHM:
         return Verification(False, named, f"The signature is not {ALGORITHM}.")
-    key = key or public_key()
+    retired = False
+    if key is None:
+        key = public_key()
+        earlier = retired_keys()
+        if named != key_id(key) and named in earlier:
+            key, retired = earlier[named], True
     mine = key_id(key)
     if named != mine:
         return Verification(
@@ -171,6 +236,13 @@ def verify(report: object, key: Ed25519PublicKey | None = None) -> Verification:
     except (binascii.Error, ValueError, InvalidSignature, InvalidSpecError):
         return Verification(
             False, named, "The report was changed after it was signed (or its signature was)."
+        )
+    if retired:
+        return Verification(
+            True,
+            named,
+            f"Valid: written by key {named}, a key this server signed with before it was "
+            "replaced, and unchanged since.",
         )
     return Verification(True, named, f"Valid: written by key {named} and unchanged since.")
 

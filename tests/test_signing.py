@@ -157,3 +157,52 @@ def test_the_command_line_checks_a_report_and_shows_the_key(
             capture_output=True, text=True,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_new_key_still_checks_the_reports_the_old_one_signed(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = json.loads(signed_text())
+    old_id = signing.key_id()
+    unsure = run_in_process(capsys, "report", "rotate-key")
+    assert unsure.returncode == 2 and "add --yes" in unsure.stderr
+    rotated = run_in_process(capsys, "report", "rotate-key", "--yes")
+    assert rotated.returncode == 0, rotated.stderr
+    new_id = signing.key_id()
+    assert new_id != old_id and f"signed with key {new_id}; key {old_id} is kept" in rotated.stdout
+    path = get_settings().data_dir / signing.KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+
+    after = json.loads(signed_text())
+    assert after["signature"]["key_id"] == new_id
+    assert signing.verify(after).message.startswith(f"Valid: written by key {new_id} and")
+    earlier = signing.verify(before)
+    assert earlier.valid and "signed with before it was replaced" in earlier.message
+    changed = {**before, "analysis_id": 42}
+    assert not signing.verify(changed).valid
+    published = json.loads(run_in_process(capsys, "report", "key", "--json").stdout)
+    assert set(published["retired"]) == {old_id} and published["key_id"] == new_id
+    # A key the server never had is still another server's.
+    stranger = Ed25519PrivateKey.generate()
+    (get_settings().data_dir / signing.RETIRED_DIR / "junk.pem").write_text("not a key")
+    foreign = signing.verify(
+        {
+            **REPORT,
+            "signature": {
+                "algorithm": "Ed25519",
+                "key_id": signing.key_id(stranger.public_key()),
+                "value": "AAAA",
+            },
+        }
+    )
+    assert not foreign.valid and "another server's" in foreign.message
+
+
+def test_an_operators_own_key_is_not_rotated_here(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FAKEVOICE_REPORT_SIGNING_KEY_FILE", str(tmp_path / "mine.pem"))
+    get_settings.cache_clear()
+    signing.key_id()
+    with pytest.raises(InvalidSpecError, match="replace it yourself"):
+        signing.rotate_key()

@@ -27,6 +27,11 @@ class ReportKeyOut(BaseModel):
     algorithm: str
     key_id: str = Field(description="the first 16 hex digits of the raw public key's SHA-256")
     public_key: str = Field(description="PEM (SubjectPublicKeyInfo)")
+    retired: dict[str, str] = Field(
+        default_factory=dict,
+        description="key id -> PEM of the keys this server signed with before (after "
+        "`fakevoice report rotate-key`); reports signed with them still verify",
+    )
 
 
 class VerificationOut(BaseModel):
@@ -58,6 +63,7 @@ def build_signature_router() -> APIRouter:
             algorithm=signing.ALGORITHM,
             key_id=signing.key_id(),
             public_key=signing.public_key_pem(),
+            retired={k: signing.public_key_pem(v) for k, v in signing.retired_keys().items()},
         )
 
     @router.post(
