@@ -19,7 +19,7 @@ from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
-from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table
+from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table, fuse
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
 from fakevoice.store.records import Actor, ModelRecord, RunRecord
 
@@ -164,6 +164,7 @@ def _show_side_by_side(
     )
     st.caption(f"{len(evaluations)} models on {items} of **{first['dataset']}**.")
     table = evaluations_table(evaluations)
+    fusion = fuse(evaluations)
     st.dataframe(
         table,
         hide_index=True,
@@ -173,6 +174,13 @@ def _show_side_by_side(
             "auc": st.column_config.NumberColumn("AUC", format="%.3f"),
         },
     )
+    if fusion is not None:
+        st.caption(
+            f"The last row fuses the models' scores on the {fusion.items} items they all scored "
+            "(the mean of their log-odds of human): a combined system, as in ASVspoof. Models "
+            "that err on different items gain the most; how alike their scores are:"
+        )
+        st.dataframe(fusion.correlation.round(2))
     curves = {
         e.report["model"]["name"]: roc
         for e in evaluations

@@ -120,7 +120,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     for evaluation in evaluations:
         _print_report(evaluation.report)
+    _print_fusion(evaluations)
     return 0
+
+
+def _print_fusion(evaluations: list[Any]) -> None:
+    """The models' fused score (mean log-odds) on the items they all scored, when it can be."""
+    from fakevoice.services.evaluation import fuse
+
+    fusion = fuse(evaluations)
+    if fusion is None:
+        return
+    print(f"{fusion.label} (mean of their log-odds of human, {fusion.items} shared items)")
+    print(f"  EER {100 * fusion.eer:.2f} %  AUC {fusion.auc:.4f}")
+    for title, values in (
+        ("EER at each noise level", fusion.noise_eer),
+        ("EER against each generator", fusion.generator_eer),
+    ):
+        if values:
+            print(f"  {title}:")
+            for item, value in values.items():
+                print(f"    {item:<24} {100 * value:6.2f} %")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

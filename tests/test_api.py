@@ -755,6 +755,9 @@ def test_a_test_of_models_is_queued_and_read_over_http(
     done = httpx.get(f"{url}/{job['id']}", headers=headers).json()
     assert done["job"]["status"] == "succeeded" and done["job"]["progress"] == 1.0
     assert [r["model"]["name"] for r in done["results"]] == ["alice-private", "shared"]
+    fusion = done["fusion"]  # the two models' scores combined on the 20 items
+    assert fusion["models"] == ["alice-private", "shared"] and fusion["items"] == 20
+    assert 0.0 <= fusion["eer"] <= 1.0 and set(fusion["correlation"]) == set(fusion["models"])
     assert all(r["n"] == 20 and "eer" in r and "roc" in r for r in done["results"])
 
     # A copy of a tested model calibrated on the 20 items (the public one: the copy is alice's).

@@ -215,6 +215,16 @@ def test_cli_trains_lists_predicts_and_evaluates(
     assert copy["calibration"]["items"] >= 20 and copy["calibration"]["temperature"] > 0
     listed_models = json.loads(cli("models", "--json").stdout)
     assert {"cli-run", "cli-run tuned"} <= {m["name"] for m in listed_models}
+    # Two models on the same items: their fused score too.
+    fused = cli(
+        "evaluate", "--model", "cli-run", "--model", "cli-run tuned", "--dataset", DATASET,
+        "--split", "all", "--limit", "24",
+    )  # fmt: skip
+    assert fused.returncode == 0, fused.stderr
+    assert (
+        "fusion: cli-run + cli-run tuned (mean of their log-odds of human, 24 shared items)"
+        in fused.stdout
+    )
 
     # The console script for the ones that load the heavy libraries (not a warning of theirs may
     # reach the user), the others in this process: one line on stderr, exit code 2.

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import REPO, speechlike
@@ -457,9 +458,15 @@ def test_dataset_test_puts_several_models_side_by_side(
         f"2 models on the same 30 of 30 items of **{DATASET}**" in c.value for c in at.caption
     )
     (table,) = [f.value for f in at.dataframe if "model_id" in f.value.columns]
-    assert list(table["model"]) == ["tiny specnet", "copy"] and list(table["items"]) == [30, 30]
-    # The same weights on the same items: the same figures.
+    assert list(table["model"]) == ["tiny specnet", "copy", "fusion: tiny specnet + copy"]
+    assert list(table["items"]) == [30, 30, 30]
+    # The same weights on the same items: the same figures, fused or not, and scores alike.
     assert table["eer"].iloc[0] == pytest.approx(table["eer"].iloc[1])
+    assert table["eer"].iloc[2] == pytest.approx(table["eer"].iloc[0])
+    assert pd.isna(table["accuracy"].iloc[2])  # a fused score has no classes
+    (alike,) = [f.value for f in at.dataframe if list(f.value.columns) == ["tiny specnet", "copy"]]
+    assert alike.to_numpy().min() == pytest.approx(1.0)
+    assert any("The last row fuses the models' scores" in c.value for c in at.caption)
     assert list(table.columns)[-3:] == ["eer@snr_inf", "eer@griffinlim", "eer@world"]
     assert len(at.get("vega_lite_chart")) >= 1  # the ROC curves on one chart (and the details)
     details = [e.label for e in at.expander if e.label.endswith(" in detail")]

@@ -18,7 +18,7 @@ from fakevoice import services
 from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import ModelOut, RunOut
-from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
+from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, fuse
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
 
 
@@ -69,6 +69,12 @@ class EvaluationOut(BaseModel):
 
     job: RunOut
     results: list[dict[str, Any]]
+    fusion: dict[str, Any] | None = Field(
+        default=None,
+        description="two or more models: their scores fused (mean log-odds of human) on the "
+        "items they all scored: EER, AUC, EER per generator and noise level, and how alike "
+        "their scores are (correlation)",
+    )
 
 
 def build_evaluation_router() -> APIRouter:
@@ -91,7 +97,12 @@ def build_evaluation_router() -> APIRouter:
     def read(run_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: SignedInDep) -> EvaluationOut:
         run = services.get_evaluation(caller.actor, run_id)
         results = services.evaluation_results(caller.actor, run_id)
-        return EvaluationOut(job=RunOut.of(run, []), results=[e.report for e in results])
+        fusion = fuse(results)
+        return EvaluationOut(
+            job=RunOut.of(run, []),
+            results=[e.report for e in results],
+            fusion=fusion.to_dict() if fusion is not None else None,
+        )
 
     @router.post(
         "/v1/evaluations/{run_id}/calibrations",

@@ -189,9 +189,115 @@ def evaluate_on_dataset(
     return DatasetEvaluation(json.loads(json.dumps(report, default=float)), table)
 
 
+MIN_FUSED_ITEMS = 20  # shared items below which a fusion's EER says too little
+LOGIT_FLOOR = 1e-6  # P(human) is clipped into [floor, 1 - floor] before its log-odds
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Several models' scores on the items they all scored, fused by the mean of their log-odds
+    of human (score-level fusion, as systems are combined in ASVspoof).
+
+    Attributes:
+        models: the fused models' names (``name (id)`` where two share a name).
+        items: the items all of them scored.
+        eer / threshold: the fused score's EER and its threshold (on the mean log-odds).
+        auc: the area under its ROC (bona fide vs spoof).
+        generator_eer / noise_eer: its EER against each generator and at each noise level.
+        correlation: how alike the models' log-odds are on those items (Pearson, models x
+            models): the lower, the more a fusion can gain.
+    """
+
+    models: list[str]
+    items: int
+    eer: float
+    threshold: float
+    auc: float
+    generator_eer: dict[str, float]
+    noise_eer: dict[str, float]
+    correlation: pd.DataFrame
+
+    @property
+    def label(self) -> str:
+        return "fusion: " + " + ".join(self.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the correlation as ``{model: {model: r}}``)."""
+        return {
+            "method": "mean of the models' log-odds of human",
+            "models": list(self.models),
+            "items": self.items,
+            "eer": self.eer,
+            "threshold": self.threshold,
+            "auc": self.auc,
+            "generator_eer": dict(self.generator_eer),
+            "noise_eer": dict(self.noise_eer),
+            "correlation": {
+                str(k): {str(c): round(float(v), 4) for c, v in row.items()}
+                for k, row in self.correlation.iterrows()
+            },
+        }
+
+
+def fuse(evaluations: list[DatasetEvaluation]) -> Fusion | None:
+    """The fusion of two or more models' tests on the items they all scored; None for fewer
+    (distinct) models, fewer than :data:`MIN_FUSED_ITEMS` shared items, or shared items of one
+    class only.
+    """
+    from fakevoice.artefacts import generator_eers, noise_eers
+    from fakevoice.metrics import compute_eer
+    from fakevoice.metrics.detection import roc_auc
+
+    by_model = {e.report["model"]["id"]: e for e in evaluations}  # one model counts once
+    evaluations = list(by_model.values())
+    if len(evaluations) < 2:
+        return None
+    names = [e.report["model"]["name"] for e in evaluations]
+    labels = [
+        f"{e.report['model']['name']} ({e.report['model']['id']})" if names.count(n) > 1 else n
+        for e, n in zip(evaluations, names, strict=True)
+    ]
+    tables = [e.scores.drop_duplicates("item").set_index("item") for e in evaluations]
+    shared = tables[0].index
+    for table in tables[1:]:
+        shared = shared.intersection(table.index, sort=False)
+    if len(shared) < MIN_FUSED_ITEMS:
+        return None
+    first = tables[0].loc[shared]
+    classes = first["class"].astype(str).tolist()
+    human = np.asarray(classes) == "bonafide"
+    if human.all() or not human.any():
+        return None
+    odds = np.column_stack(
+        [_log_odds(table.loc[shared, "p_human"].to_numpy(dtype=np.float64)) for table in tables]
+    )
+    fused = odds.mean(axis=1)
+    eer, threshold = compute_eer(fused[human], fused[~human])
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant score has no correlation
+        r = np.corrcoef(odds, rowvar=False)
+    correlation = pd.DataFrame(r, index=labels, columns=labels)
+    return Fusion(
+        models=labels,
+        items=len(shared),
+        eer=eer,
+        threshold=threshold,
+        auc=roc_auc(human, fused),
+        generator_eer=generator_eers(fused, classes),
+        noise_eer=noise_eers(fused, classes, first["noise"].astype(str).tolist()),
+        correlation=correlation.fillna(0.0),
+    )
+
+
+def _log_odds(p_human: np.ndarray) -> np.ndarray:
+    p = np.clip(p_human, LOGIT_FLOOR, 1.0 - LOGIT_FLOOR)
+    return np.asarray(np.log(p) - np.log1p(-p))
+
+
 def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
     """Several models' tests on one dataset, a row each: the model, how many items, accuracy,
-    macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``."""
+    macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``;
+    with two or more models, a last row for their :func:`fuse` (no accuracy: it has no classes,
+    only a score)."""
     from fakevoice.services.comparison import eer_columns, report_eers
 
     rows = [
@@ -207,6 +313,20 @@ def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
         }
         for e in evaluations
     ]
+    fusion = fuse(evaluations)
+    if fusion is not None:
+        rows.append(
+            {
+                "model": fusion.label,
+                "model_id": None,
+                "items": fusion.items,
+                "accuracy": None,
+                "macro_f1": None,
+                "eer": fusion.eer,
+                "auc": fusion.auc,
+                **report_eers(fusion.to_dict()),
+            }
+        )
     columns = ["model", "model_id", "items", "accuracy", "macro_f1", "eer", "auc"]
     columns += eer_columns(key for row in rows for key in row)
     return pd.DataFrame(rows, columns=columns)

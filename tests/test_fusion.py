@@ -1,0 +1,78 @@
+"""Score-level fusion of several models' tests on one dataset (fakevoice/services/evaluation.py):
+known answers on hand-made scores."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from fakevoice.metrics import compute_eer
+from fakevoice.services.evaluation import DatasetEvaluation
+
+
+def _evaluation(name: str, model_id: int, items: list[str], classes: list[str], p_human: list[float],
+                noises: list[str] | None = None) -> DatasetEvaluation:  # fmt: skip
+    scores = pd.DataFrame(
+        {
+            "item": items,
+            "speaker": ["s"] * len(items),
+            "class": classes,
+            "noise": noises or ["snr_inf"] * len(items),
+            "p_human": p_human,
+            "predicted": ["?"] * len(items),
+        }
+    )
+    return DatasetEvaluation({"model": {"name": name, "id": model_id}, "n": len(items)}, scores)
+
+
+def test_two_models_that_miss_different_attacks_are_fused_into_a_better_one() -> None:
+    from fakevoice.services.evaluation import evaluations_table, fuse
+
+    # 10 human items, 10 of generator a, 10 of b. Model A tells a apart and takes b for human;
+    # model B the opposite. Either alone, half the spoofs score above every human: EER 50 %.
+    # Fused, the spoofs' log-odds average out below the humans': none passes.
+    classes = ["bonafide"] * 10 + ["a"] * 10 + ["b"] * 10
+    items = [f"i{n}" for n in range(30)]
+    first = _evaluation("A", 1, items, classes, [0.9] * 10 + [0.05] * 10 + [0.99] * 10)
+    second = _evaluation("B", 2, items, classes, [0.9] * 10 + [0.99] * 10 + [0.05] * 10)
+    for single in (first, second):
+        table = single.scores
+        human = (table["class"] == "bonafide").to_numpy()
+
+        eer, _ = compute_eer(table["p_human"][human], table["p_human"][~human])
+        assert eer == pytest.approx(0.5)
+    fusion = fuse([first, second])
+    assert fusion is not None
+    assert (fusion.models, fusion.items) == (["A", "B"], 30)
+    assert fusion.eer == pytest.approx(0.0) and fusion.auc == pytest.approx(1.0)
+    assert fusion.generator_eer == {"a": pytest.approx(0.0), "b": pytest.approx(0.0)}
+    assert fusion.correlation.loc["A", "B"] < 0  # they disagree where it matters
+    table = evaluations_table([first, second])
+    assert list(table["model"])[-1] == "fusion: A + B" and table["eer"].iloc[-1] == 0.0
+    assert json.loads(json.dumps(fusion.to_dict()))["models"] == ["A", "B"]
+
+
+def test_a_fusion_takes_the_shared_items_and_needs_enough_of_both_kinds() -> None:
+    from fakevoice.services.evaluation import MIN_FUSED_ITEMS, fuse
+
+    classes = ["bonafide", "a"] * 15
+    items = [f"i{n}" for n in range(30)]
+    scores = [0.8, 0.3] * 15
+    one = _evaluation("same", 1, items, classes, scores)
+    assert fuse([one]) is None and fuse([one, one]) is None  # one model counts once
+    # Another model with that name, on 24 of the items: the fusion uses those and names both.
+    other = _evaluation("same", 2, items[6:], classes[6:], scores[6:])
+    fusion = fuse([one, other])
+    assert fusion is not None and fusion.items == 24
+    assert fusion.models == ["same (1)", "same (2)"]
+    n = MIN_FUSED_ITEMS - 1
+    few = _evaluation("few", 3, items[:n], classes[:n], scores[:n])
+    assert fuse([one, few]) is None
+    humans_only = _evaluation("h", 4, items, ["bonafide"] * 30, scores)
+    assert fuse([humans_only, humans_only]) is None
+    # A model that gives every item the same score has no correlation with the other (0).
+    flat = _evaluation("flat", 5, items, classes, [0.5] * 30)
+    fused = fuse([one, flat])
+    assert fused is not None and fused.correlation.loc["same", "flat"] == 0.0
