@@ -378,15 +378,26 @@ def _evaluate_microphone(page: Page) -> None:
 def _record_outcome(page: Page, clip: Path) -> None:
     """The analyst learns the uploaded clip was a machine: record it with a case note, then find
     the verdict again by that note."""
-    form = _open_expander(page, "Record what a clip really was")
-    choose(page, "Which verdict", re.compile(re.escape(clip.name)), clip.name)
-    form.get_by_text("machine-generated", exact=True).click()
-    form.get_by_label("Note").fill("case 2026-114")
-    _button(page, "history_label_save").click()
-    wait_for_script(page)
-    _type_into(page, "history_find", "2026-114")
-    history = page.get_by_test_id("stDataFrame").last
-    expect(history.locator("table tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
+    # The chosen verdict's form (with its kept explanation) is drawn anew after the choice; a
+    # fill that lands on the form being replaced is lost. The note is then not found: the
+    # verdict is chosen and labelled again, until TIMEOUT_MS is spent.
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        form = _open_expander(page, "Record what a clip really was")
+        choose(page, "Which verdict", re.compile(re.escape(clip.name)), clip.name)
+        form.get_by_text("machine-generated", exact=True).click()
+        form.get_by_label("Note").fill("case 2026-114")
+        _button(page, "history_label_save").click()
+        wait_for_script(page)
+        _type_into(page, "history_find", "2026-114")
+        history = page.get_by_test_id("stDataFrame").last
+        try:
+            expect(history.locator("table tbody tr")).to_have_count(1, timeout=NAV_TRY_MS)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            _type_into(page, "history_find", "")
     expect(history).to_contain_text(clip.name)
     _type_into(page, "history_find", "")
 
