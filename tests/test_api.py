@@ -803,11 +803,24 @@ def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:
         "/v1/models/{model_id}/bundle",
         "/v1/models/{model_id}/fastai",
         "/v1/runs/{run_id}",
+        "/v1/runs",
+        "/v1/runs/{run_id}/losses",
+        "/v1/runs/{run_id}/files/{file_name}",
+        "/v1/runs/{run_id}/stop",
+        "/v1/runs/{run_id}/resume",
+        "/v1/datasets",
+        "/v1/datasets/{name}",
+        "/v1/datasets/{name}/selection",
+        "/v1/datasets/{name}/renders",
+        "/v1/reports/key",
+        "/v1/reports/verify",
         "/health",
     ):
-        assert path in schema["paths"]
-    assert schema["components"]["schemas"]["PredictionOut"]["examples"]
-    assert schema["components"]["schemas"]["ExplanationOut"]["examples"]
+        assert path in schema["paths"], path
+    components = schema["components"]["schemas"]
+    for name in ("PredictionOut", "ExplanationOut", "TrainIn", "QueuedRun", "DatasetOut"):
+        assert components[name]["examples"], name
+    assert {"augment", "callbacks", "epochs"} <= set(components["TrainSpec"]["properties"])
     assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
     assert httpx.get(f"{world.url}/docs").status_code == 200
 

@@ -381,25 +381,6 @@ def test_names_ownership_and_tokens_are_checked(served: Served) -> None:
         call(served, "DELETE", f"/v1/runs/{run_id}", served.alice)
 
 
-def test_openapi_documents_the_training_endpoints(served: Served) -> None:
-    schema = httpx.get(f"{served.url}/openapi.json").json()
-    for path in (
-        "/v1/datasets",
-        "/v1/datasets/{name}",
-        "/v1/datasets/{name}/selection",
-        "/v1/runs",
-        "/v1/runs/{run_id}/losses",
-        "/v1/runs/{run_id}/files/{file_name}",
-        "/v1/runs/{run_id}/stop",
-        "/v1/runs/{run_id}/resume",
-    ):
-        assert path in schema["paths"], path
-    components = schema["components"]["schemas"]
-    for name in ("TrainIn", "QueuedRun", "DatasetOut"):
-        assert components[name]["examples"], name
-    assert {"augment", "callbacks", "epochs"} <= set(components["TrainSpec"]["properties"])
-
-
 def test_a_run_file_is_one_of_the_files_a_run_writes(served: Served) -> None:
     from typing import get_args
 
