@@ -31,8 +31,9 @@ from components.verdict_view import (
 from fakevoice import batch, services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.explain import Explanation, most_machine_like
-from fakevoice.inference import DEFAULT_THRESHOLD
+from fakevoice.inference import BONAFIDE, DEFAULT_THRESHOLD, decide
 from fakevoice.services import reports, uploads
+from fakevoice.services.evaluation import fused_p_human
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
@@ -379,6 +380,26 @@ def _compare(
             st.subheader(by_id[model_id].name)
             st.caption(by_id[model_id].arch)
             _show_outcome(outcome, threshold, details=False)
+    _together([o.scored for o in outcomes if o.scored is not None], threshold)
+
+
+def _together(scored: list[ScoredClip], threshold: float) -> None:
+    """What the models say together: how many say what, and their P(human) fused (the mean of
+    their log-odds, as a test of several models fuses them)."""
+    if len(scored) < 2:
+        return
+    labels = [decide(s.verdict.probabilities, BONAFIDE, threshold)[0] for s in scored]
+    counts = ", ".join(f"{labels.count(label)} {label}" for label in dict.fromkeys(labels))
+    p_human = fused_p_human([s.verdict.p_human for s in scored])
+    label, _ = decide({BONAFIDE: p_human, "spoof": 1.0 - p_human}, BONAFIDE, threshold)
+    st.markdown(
+        f"**Together:** {counts}. Their log-odds averaged give P(human) **{p_human:.3f}**: "
+        f"**{label}** at this threshold."
+    )
+    st.caption(
+        "A plain average, not a trained fusion; when the models disagree, the clip deserves a "
+        "closer look. Testing them on a labelled dataset shows how well they do together."
+    )
 
 
 def main() -> None:

@@ -290,9 +290,26 @@ def test_compare_mode_puts_models_side_by_side(
     analyses = services.list_analyses(alice)
     assert sorted(a.model_id for a in analyses) == sorted([specnet.id, copy.id])
     assert {a.file_name for a in analyses} == {"same clip.wav"}
-    # The same weights give the same verdict in both columns.
+    # The same weights give the same verdict in both columns, and together the same P(human).
     assert verdicts_shown(at) == [analyses[0].verdict] * 2
     assert {"tiny specnet", "copy"} <= {header.value for header in at.subheader}
+    p_human = analyses[0].probabilities["bonafide"]
+    (together,) = [m.value for m in at.markdown if m.value.startswith("**Together:**")]
+    assert f"2 {analyses[0].verdict}." in together
+    assert f"P(human) **{p_human:.3f}**" in together
+
+
+def test_fused_p_human_is_the_mean_of_the_log_odds() -> None:
+    import math
+
+    from fakevoice.services.evaluation import fused_p_human
+
+    assert fused_p_human([0.8]) == pytest.approx(0.8)
+    assert fused_p_human([0.9, 0.1]) == pytest.approx(0.5)  # opposite views cancel
+    assert fused_p_human([0.9, 0.99]) == pytest.approx(
+        1 / (1 + math.exp(-(math.log(9) + math.log(99)) / 2))
+    )
+    assert 0.0 < fused_p_human([0.0, 1e-9]) < 1e-5  # certainty is clipped, never infinite
 
 
 def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(

@@ -10,6 +10,7 @@ verdicts: nothing is written to the actor's history.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -291,6 +292,15 @@ def fuse(evaluations: list[DatasetEvaluation]) -> Fusion | None:
 def _log_odds(p_human: np.ndarray) -> np.ndarray:
     p = np.clip(p_human, LOGIT_FLOOR, 1.0 - LOGIT_FLOOR)
     return np.asarray(np.log(p) - np.log1p(-p))
+
+
+def fused_p_human(p_humans: list[float]) -> float:
+    """Several models' P(human) of one clip combined as :func:`fuse` combines their tests: the
+    mean of their log-odds, back as a probability."""
+    if not p_humans:
+        raise InvalidSpecError("Fusing needs at least one model's P(human).")
+    mean = float(_log_odds(np.asarray(p_humans, dtype=np.float64)).mean())
+    return 1.0 / (1.0 + math.exp(-mean))
 
 
 def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
