@@ -25,6 +25,29 @@ def _learning_rate(text: str) -> float | None:
         raise InvalidSpecError(f"--lr must be a number or 'find'; got {text!r}") from None
 
 
+OFF = "off"  # a callback turned off on the command line (its number left out means "not given")
+
+
+def _number_or_off(kind: type[int] | type[float]) -> Any:
+    """An argparse type: a number of ``kind``, or ``off``."""
+
+    def parse(text: str) -> int | float | str:
+        if text.strip().lower() == OFF:
+            return OFF
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"a {'whole ' if kind is int else ''}number or 'off'; got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _on_or_off(value: Any) -> Any:
+    return None if value == OFF else value
+
+
 # Each training option of `fakevoice train`: (its argparse dest, where it goes in the spec, how its
 # text becomes the value). Options default to "not given" (None), so that a spec read from a file
 # or an earlier run keeps what the command line does not change, and TrainSpec's own defaults
@@ -53,10 +76,10 @@ SPEC_OPTIONS: tuple[tuple[str, tuple[str, ...], Any], ...] = (
     ("mask_fraction", ("augment", "mask_fraction"), None),
     ("noise_mix", ("augment", "noise_mix"), None),
     ("mixup", ("augment", "mixup"), None),
-    ("early_stopping", ("callbacks", "early_stopping_patience"), None),
+    ("early_stopping", ("callbacks", "early_stopping_patience"), _on_or_off),
     ("save_best", ("callbacks", "save_best"), None),
-    ("reduce_lr", ("callbacks", "reduce_lr_patience"), None),
-    ("grad_clip", ("callbacks", "grad_clip"), None),
+    ("reduce_lr", ("callbacks", "reduce_lr_patience"), _on_or_off),
+    ("grad_clip", ("callbacks", "grad_clip"), _on_or_off),
     ("mixed_precision", ("callbacks", "mixed_precision"), None),
 )
 DEFAULT_DATASET = "demo"
@@ -380,10 +403,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--mask-fraction", type=float, help="[0.1]")
     p.add_argument("--noise-mix", type=float, help="[0]")
     p.add_argument("--mixup", type=float, help="[0]")
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="[off]")
+    p.add_argument(
+        "--early-stopping", type=_number_or_off(int), metavar="PATIENCE|off", help="[off]"
+    )
     p.add_argument("--save-best", action=argparse.BooleanOptionalAction, help="[--save-best]")
-    p.add_argument("--reduce-lr", type=int, metavar="PATIENCE", help="[off]")
-    p.add_argument("--grad-clip", type=float, help="[off]")
+    p.add_argument("--reduce-lr", type=_number_or_off(int), metavar="PATIENCE|off", help="[off]")
+    p.add_argument("--grad-clip", type=_number_or_off(float), metavar="NORM|off", help="[off]")
     p.add_argument(
         "--mixed-precision", action=argparse.BooleanOptionalAction, help="[--no-mixed-precision]"
     )

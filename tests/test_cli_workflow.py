@@ -302,6 +302,12 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
         assert again.returncode == 0, again.stderr
         names.append("again")
         assert spec_of("again") == {**spec, "epochs": 1}
+        # A callback the first had on is turned off with "off".
+        calm = cli("train", "--from", "recipe", "--early-stopping", "off", "--name", "calm")
+        assert calm.returncode == 0, calm.stderr
+        names.append("calm")
+        off = {**spec["callbacks"], "early_stopping_patience": None}
+        assert spec_of("calm") == {**spec, "callbacks": off}
         # From a file: what `runs show --json` printed, or a bare spec.
         printed = tmp_path / "run.json"
         printed.write_text(shown.stdout)
@@ -328,6 +334,7 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
             (("--spec", str(tmp_path / "absent.json")), "Cannot read the spec"),
             (("--spec", str(printed), "--from", "recipe"), "not both"),
             (("--from", "no-such-run"), "no job called 'no-such-run'"),
+            (("--from", "recipe", "--early-stopping", "0"), "early_stopping_patience must be"),
             (("runs", "show"), "Name the run to show"),
         ):
             args = bad if bad[0] == "runs" else ("train", *bad)
