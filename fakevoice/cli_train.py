@@ -248,7 +248,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     actor = services.cli_actor()
     run = services.find_run(actor, args.run)
     epochs = services.run_progress(actor, run.id, after_step=10**12).epochs
-    model_id = next((m.id for m in services.list_models(actor) if m.run_id == run.id), None)
+    model_id = services.run_model_id(actor, run.id)
     payload = {
         **_run_dict(run),
         "started": run.started_at.isoformat(timespec="seconds") if run.started_at else None,

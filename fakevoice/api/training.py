@@ -143,7 +143,7 @@ class LossesOut(BaseModel):
 def _run_model_id(actor: Actor, run: RunRecord) -> int | None:
     if run.kind != "train" or run.status not in {"succeeded", "cancelled"}:
         return None
-    return next((m.id for m in services.list_models(actor) if m.run_id == run.id), None)
+    return services.run_model_id(actor, run.id)
 
 
 def build_training_router() -> APIRouter:

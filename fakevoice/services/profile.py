@@ -207,8 +207,8 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
     """
     with store.session_scope() as session:
         store.get_run(session, actor, run_id)
-        for model in store.list_models(session, actor):
-            if model.run_id == run_id and actor.can_write(model.owner_id):
+        for model in store.list_models(session, actor, run_id=run_id):
+            if actor.can_write(model.owner_id):
                 _refuse_if_under_test(session, store.delete_model(session, actor, model.id))
         run = store.delete_run(session, actor, run_id)
     remove_data_folder(run_folder(run_id))

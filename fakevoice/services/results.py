@@ -239,7 +239,7 @@ def run_results(actor: Actor, run_id: int) -> RunResults:
         run = store.get_run(session, actor, run_id)
         epochs = store.list_epoch_metrics(session, actor, run_id)
         batches = store.list_batch_metrics(session, actor, run_id)
-        models = [m for m in store.list_models(session, actor) if m.run_id == run_id]
+        models = store.list_models(session, actor, run_id=run_id)
     folder = _run_dir(run)
     report = run_metrics(run)
     return RunResults(

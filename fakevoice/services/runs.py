@@ -267,11 +267,19 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
         run = store.get_run(session, actor, run_id)
         if run.is_active:
             raise ConflictError(f"Run {run.name!r} is {run.status}; stop it before deleting it.")
-        models = [m for m in store.list_models(session, actor) if m.run_id == run_id]
+        models = store.list_models(session, actor, run_id=run_id)
         deleted = store.delete_run(session, actor, run_id)
     if not models:
         shutil.rmtree(run_dir_for(run_id), ignore_errors=True)
     return deleted
+
+
+def run_model_id(actor: Actor, run_id: int) -> int | None:
+    """The id of the model a training run stored (the newest, should it have several) that the
+    actor may use; None before it has stored one."""
+    with store.session_scope(readonly=True) as session:
+        models = store.list_models(session, actor, run_id=run_id)
+    return models[0].id if models else None
 
 
 def run_progress(actor: Actor, run_id: int, *, after_step: int = -1) -> RunProgress:

@@ -84,13 +84,18 @@ def get_model(session: Session, actor: Actor, model_id: int) -> ModelRecord:
     return to_record(ModelRecord, _readable_row(session, actor, model_id))
 
 
-def list_models(session: Session, actor: Actor, *, all_users: bool = False) -> list[ModelRecord]:
+def list_models(
+    session: Session, actor: Actor, *, all_users: bool = False, run_id: int | None = None
+) -> list[ModelRecord]:
     """The actor's models and everyone's public ones, newest first.
 
     Args:
         all_users: every model, private ones included (administrators only).
+        run_id: only the models this training run stored.
     """
     query = select(ModelRow).order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+    if run_id is not None:
+        query = query.where(ModelRow.run_id == run_id)
     if all_users:
         if not actor.is_admin:
             raise PermissionDeniedError("Only an administrator may list everyone's models.")
