@@ -23,7 +23,6 @@ from fakevoice.api.routes import MULTIPART_OVERHEAD, read_upload
 from fakevoice.api.schemas import RunOut
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.services.dataset_builds import DEFAULT_BUILD_GENERATORS, DEFAULT_BUILD_NOISE
-from fakevoice.services.datasets import find_dataset
 from fakevoice.settings import Settings
 
 DatasetName = Annotated[str, Path(min_length=1, max_length=128)]
@@ -111,10 +110,10 @@ def _features(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _dataset_out(summary: Any) -> dict[str, Any]:
-    fields = summary.to_dict()
-    fields.pop("path")  # where the server keeps it is not the caller's business
-    return fields
+def _dataset_out(summary: dict[str, Any]) -> dict[str, Any]:
+    """A dataset's catalog summary (``DatasetSummary.to_dict()``) without its folder: where the
+    server keeps it is not the caller's business."""
+    return {key: value for key, value in summary.items() if key != "path"}
 
 
 def build_dataset_router(settings: Settings) -> APIRouter:
@@ -126,19 +125,20 @@ def build_dataset_router(settings: Settings) -> APIRouter:
     @router.get("/v1/datasets", tags=["datasets"], summary="The datasets you may use")
     def list_datasets(caller: SignedInDep) -> list[DatasetOut]:
         """Datasets built on the server (shared) and those built from your own recordings."""
-        return [DatasetOut(**_dataset_out(s)) for s in services.list_datasets(actor=caller.actor)]
+        return [
+            DatasetOut(**_dataset_out(s.to_dict()))
+            for s in services.list_datasets(actor=caller.actor)
+        ]
 
     @router.get("/v1/datasets/{name}", tags=["datasets"], summary="One dataset and its counts")
     def get_dataset(name: DatasetName, caller: SignedInDep) -> DatasetDetail:
-        actor = caller.actor
-        summary = find_dataset(name, actor)
-        overview = services.dataset_overview(name, actor=actor)
+        overview = services.dataset_overview(name, actor=caller.actor)
 
         def items(frame: Any) -> dict[str, int]:
             return {str(k): int(v) for k, v in frame["items"].items()}
 
         return DatasetDetail(
-            **_dataset_out(summary),
+            **_dataset_out(overview.info),
             clips=overview.clips,
             audio_hours=round(overview.audio_hours, 4),
             speaker_names=[str(s) for s in overview.by_speaker.index],

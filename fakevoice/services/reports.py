@@ -16,7 +16,7 @@ import fakevoice
 from fakevoice import signing, store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
-from fakevoice.explain import Band, Explanation
+from fakevoice.explain import Explanation
 from fakevoice.inference import BONAFIDE, decide
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services.history import GONE, get_verdict
@@ -245,19 +245,18 @@ def _timeline_lines(windows: list[dict[str, Any]]) -> list[str]:
 
 
 def _explanation_lines(explanation: dict[str, Any] | None) -> list[str]:
-    if not explanation:
+    e = Explanation.from_dict(explanation)
+    if e is None:
         return []
-    bands = [Band(**band) for band in explanation["bands"]]
     return [
         "## Why: where the decision is most sensitive",
         "",
-        f"Window {explanation['start']:.2f}-{explanation['end']:.2f} s, P(human) "
-        f"{explanation['p_human']:.3f} in it. {explanation['method']}. It shows where the model "
-        "looks, not proof of how the clip was made.",
+        f"Window {e.start:.2f}-{e.end:.2f} s, P(human) {e.p_human:.3f} in it. {e.method}. It "
+        "shows where the model looks, not proof of how the clip was made.",
         "",
         "| band | share |",
         "| --- | --- |",
-        *(f"| {band.label()} | {100 * band.share:.1f} % |" for band in bands),
+        *(f"| {band.label()} | {100 * band.share:.1f} % |" for band in e.bands),
         "",
     ]
 
