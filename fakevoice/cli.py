@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fakevoice.errors import FakeVoiceError
+from fakevoice.errors import FakeVoiceError, InvalidSpecError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,6 +27,27 @@ def print_json(payload: Any) -> None:
 
 
 # --- dataset -------------------------------------------------------------------------------------
+
+
+def read_limited(path: str, what: str, limit: int) -> bytes:
+    """The bytes of the file ``path`` (``-``: stdin), read up to ``limit`` bytes and refused
+    beyond, in words that name ``what`` it should be ("the report", "the spec").
+
+    Raises:
+        InvalidSpecError: it cannot be read, or it is larger than ``limit``.
+    """
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with Path(path).open("rb") as handle:
+                data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InvalidSpecError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from None
+    if len(data) > limit:
+        size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+        raise InvalidSpecError(f"{path} is over {size}: too large to be {what}.")
+    return data
 
 
 def _add_build_options(p: argparse.ArgumentParser) -> None:

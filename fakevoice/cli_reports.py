@@ -4,21 +4,9 @@ server's public key, replace the signing key (:mod:`fakevoice.signing`)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from fakevoice.cli import print_json
+from fakevoice.cli import print_json, read_limited
 from fakevoice.errors import InvalidSpecError
-
-
-def _read(path: str, what: str, limit: int) -> bytes:
-    try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise InvalidSpecError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from None
-    if len(data) > limit:
-        raise InvalidSpecError(f"{path} is over {limit // (1024 * 1024)} MiB: no {what}.")
-    return data
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -26,8 +14,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     key = None
     if args.public_key is not None:
-        key = signing.load_public_key(_read(args.public_key, "the public key", 64 * 1024))
-    found = signing.verify_bytes(_read(args.file, "the report", signing.MAX_REPORT_BYTES), key)
+        key = signing.load_public_key(read_limited(args.public_key, "the public key", 64 * 1024))
+    found = signing.verify_bytes(
+        read_limited(args.file, "the report", signing.MAX_REPORT_BYTES), key
+    )
     if args.json:
         print_json({"valid": found.valid, "key_id": found.key_id, "message": found.message})
     else:

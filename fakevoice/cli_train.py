@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from fakevoice.cli import print_json
+from fakevoice.cli import print_json, read_limited
 from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.trainspec import ARCH_NAMES, TrainSpec
 
@@ -90,14 +90,12 @@ def _spec_file(path: str) -> dict[str, Any]:
     """The spec in a JSON file (or ``-``: stdin): a TrainSpec, or a run as ``fakevoice runs show
     --json`` and ``GET /v1/runs/{id}`` print it (its ``spec``)."""
     import json
-    from pathlib import Path
 
+    raw = read_limited(path, "the spec", MAX_SPEC_BYTES)
     try:
-        text = sys.stdin.read(MAX_SPEC_BYTES + 1) if path == "-" else Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidSpecError(f"Cannot read the spec {path}: {exc}.") from None
-    if len(text) > MAX_SPEC_BYTES:
-        raise InvalidSpecError(f"The spec {path} is over {MAX_SPEC_BYTES // 1024} KiB.")
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise InvalidSpecError(f"Cannot read the spec {path}: it is not UTF-8 text.") from None
     try:
         data = json.loads(text)
     except ValueError as exc:

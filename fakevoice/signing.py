@@ -219,9 +219,10 @@ def verify(report: object, key: Ed25519PublicKey | None = None) -> Verification:
     retired = False
     if key is None:
         key = public_key()
-        earlier = retired_keys()
-        if named != key_id(key) and named in earlier:
-            key, retired = earlier[named], True
+        if named != key_id(key):  # a key this server signed with before?
+            earlier = retired_keys()
+            if named in earlier:
+                key, retired = earlier[named], True
     mine = key_id(key)
     if named != mine:
         return Verification(
