@@ -163,8 +163,8 @@ def _show_side_by_side(
         "validation split; see the items column)"
     )
     st.caption(f"{len(evaluations)} models on {items} of **{first['dataset']}**.")
-    table = evaluations_table(evaluations)
     fusion = fuse(evaluations)
+    table = evaluations_table(evaluations, fusion)
     st.dataframe(
         table,
         hide_index=True,

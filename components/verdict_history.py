@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from components import explanation_view
+from components import explanation_view, upload_megabytes
 from components.verdict_view import history_table, model_label, timeline_chart
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -255,7 +255,7 @@ def check_report() -> None:
             "A JSON verdict report",
             type=["json"],
             key="history_check_report",
-            max_upload_size=-(-signing.MAX_REPORT_BYTES // (1024 * 1024)),
+            max_upload_size=upload_megabytes(signing.MAX_REPORT_BYTES),
         )
         if upload is None:
             return

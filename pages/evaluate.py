@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from components import dataset_test, explanation_view, verdict_history
+from components import dataset_test, explanation_view, upload_megabytes, verdict_history
 from components.auth import require_actor
 from components.verdict_view import (
     ModelView,
@@ -92,7 +92,7 @@ def _upload_model(actor: Actor) -> None:
         upload = st.file_uploader(
             "Model file",
             key="eval_model_upload",
-            max_upload_size=_megabytes(get_settings().max_model_upload_bytes),
+            max_upload_size=upload_megabytes(get_settings().max_model_upload_bytes),
         )
         name = st.text_input(
             "Name for the model",
@@ -110,11 +110,6 @@ def _upload_model(actor: Actor) -> None:
             return
         st.session_state["eval_model"] = model.id
         st.success(f"Model {model.name!r} ({model.arch}) is ready; it is selected below.")
-
-
-def _megabytes(n_bytes: int) -> int:
-    """A size limit as Streamlit's uploaders take it: whole MiB, rounded up."""
-    return -(-n_bytes // (1024 * 1024))
 
 
 def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
@@ -139,7 +134,7 @@ def _clip_input(prefix: str) -> Clip | None:
             "Audio file",
             key=f"{prefix}_upload",
             help=AUDIO_HELP,
-            max_upload_size=_megabytes(get_settings().max_upload_bytes),
+            max_upload_size=upload_megabytes(get_settings().max_upload_bytes),
         )
     else:
         given = st.audio_input("Record a clip", key=f"{prefix}_record")

@@ -49,7 +49,7 @@ def test_two_models_that_miss_different_attacks_are_fused_into_a_better_one() ->
     assert fusion.eer == pytest.approx(0.0) and fusion.auc == pytest.approx(1.0)
     assert fusion.generator_eer == {"a": pytest.approx(0.0), "b": pytest.approx(0.0)}
     assert fusion.correlation.loc["A", "B"] < 0  # they disagree where it matters
-    table = evaluations_table([first, second])
+    table = evaluations_table([first, second], fusion)
     assert list(table["model"])[-1] == "fusion: A + B" and table["eer"].iloc[-1] == 0.0
     assert json.loads(json.dumps(fusion.to_dict()))["models"] == ["A", "B"]
 

@@ -303,10 +303,12 @@ def fused_p_human(p_humans: list[float]) -> float:
     return 1.0 / (1.0 + math.exp(-mean))
 
 
-def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
+def evaluations_table(
+    evaluations: list[DatasetEvaluation], fusion: Fusion | None = None
+) -> pd.DataFrame:
     """Several models' tests on one dataset, a row each: the model, how many items, accuracy,
     macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``;
-    with two or more models, a last row for their :func:`fuse` (no accuracy: it has no classes,
+    with ``fusion`` (their :func:`fuse`), a last row for it (no accuracy: it has no classes,
     only a score)."""
     from fakevoice.services.comparison import eer_columns, report_eers
 
@@ -323,7 +325,6 @@ def evaluations_table(evaluations: list[DatasetEvaluation]) -> pd.DataFrame:
         }
         for e in evaluations
     ]
-    fusion = fuse(evaluations)
     if fusion is not None:
         rows.append(
             {
