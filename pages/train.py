@@ -14,7 +14,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from components import train_options, training_view
+from components import train_again, train_options, training_view
 from components.auth import require_actor
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -72,7 +72,7 @@ def _new_run(actor: Actor, names: list[str]) -> None:
     source = st.session_state.pop(START_FROM, None)
     if source is not None:
         run_name, spec = source
-        notes = train_options.prefill(actor, TrainSpec.from_dict(spec), names)
+        notes = train_again.prefill(actor, TrainSpec.from_dict(spec), names)
         st.info(
             f"The form holds the options of run {run_name!r}: change what you want to compare "
             "and start it under a new name.",
