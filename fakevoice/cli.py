@@ -217,6 +217,39 @@ def _cmd_dataset_render(args: argparse.Namespace) -> int:
     return _report(args, report)
 
 
+def _cmd_dataset_audit(args: argparse.Namespace) -> int:
+    from fakevoice import services
+
+    audit = services.dataset_shortcuts(
+        args.name, actor=services.cli_actor(), recompute=args.recompute
+    )
+    if args.json:
+        print_json(audit.to_dict())
+        return 0
+    print(audit.summary())
+    print(
+        f"\n{audit.clips} clean clips"
+        + (f" (a sample of {audit.sampled_from})" if audit.sampled_from > audit.clips else "")
+        + f"; the cues together are fitted and scored on different {audit.held_out}s."
+    )
+    print(f"\n{'human vs':<18} {'clips':>11} {'together':>9}  strongest cue alone")
+    for s in [audit.pooled, *audit.generators.values()]:
+        together = "-" if s.combined_eer is None else f"{s.combined_eer:.1%}"
+        against = "all machine" if s.spoof == "all" else s.spoof
+        clips = f"{s.bonafide_clips}/{s.spoof_clips}"
+        print(f"{against:<18} {clips:>11} {together:>9}  {s.best_cue.label} ({s.best_cue.eer:.1%})")
+    if audit.too_few:
+        print(f"too few clips to judge alone: {', '.join(audit.too_few)}")
+    worst = audit.worst
+    print(f"\nevery cue, human vs {'all machine' if worst.spoof == 'all' else worst.spoof}:")
+    for cue in worst.cues:
+        print(
+            f"  {cue.label:<28} EER {cue.eer:>6.1%}   median human {cue.bonafide_median:.4g}, "
+            f"machine {cue.spoof_median:.4g} {cue.unit}"
+        )
+    return 0
+
+
 def _cmd_dataset_list(args: argparse.Namespace) -> int:
     from fakevoice import services, store
     from fakevoice.datasets.catalog import list_datasets
@@ -279,6 +312,16 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_feature_options(p, "the source dataset's")
     p.set_defaults(handler=_cmd_dataset_render)
+
+    p = dsub.add_parser(
+        "audit", help="do simple cues (silence, level, bandwidth...) give its classes away?"
+    )
+    p.add_argument("name", help="a built dataset")
+    p.add_argument(
+        "--recompute", action="store_true", help="measure again, even when its build kept an audit"
+    )
+    p.add_argument("--json", action="store_true", help="print the audit as JSON")
+    p.set_defaults(handler=_cmd_dataset_audit)
 
     p = dsub.add_parser("list", help="datasets built under the dataset folder")
     p.add_argument("--json", action="store_true")

@@ -1,7 +1,7 @@
 """Datasets page: build a dataset from your own recordings (a background job), what a built
-dataset holds, one utterance human vs machine side by side, deleting your own datasets, and (for
-administrators) the same clips rendered again with other spectrogram features (a background job
-too)."""
+dataset holds, whether simple cues give its classes away, one utterance human vs machine side by
+side, deleting your own datasets, and (for administrators) the same clips rendered again with
+other spectrogram features (a background job too)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import random
 
 import streamlit as st
 
-from components import auth, dataset_build, dataset_view, job_list
+from components import auth, dataset_build, dataset_view, job_list, shortcut_audit
 from fakevoice import services
 from fakevoice.colormaps import COLORMAPS
+from fakevoice.datasets.shortcuts import ShortcutAudit
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FEATURE_KINDS, FeatureSpec
 from fakevoice.store.records import Actor, RunRecord
@@ -76,7 +77,7 @@ def _compare(actor: Actor | None, name: str, noise_levels: list[str]) -> None:
     )
     if choice == RANDOM:
         st.session_state.setdefault(SEED_KEY, random.randrange(2**31))
-        if st.button("Reshuffle", icon=":material/shuffle:"):
+        if st.button("Reshuffle", icon=":material/shuffle:", key="reshuffle"):
             st.session_state[SEED_KEY] += 1
         comparisons = services.sample_items(
             name, 1, st.session_state[SEED_KEY], noise=noise, actor=actor
@@ -218,6 +219,29 @@ def _delete(actor: Actor | None, name: str, owner_id: int | None) -> None:
             st.rerun()
 
 
+def _shortcuts(actor: Actor | None, name: str, audit: ShortcutAudit | None) -> None:
+    """The dataset's shortcut audit, made here on request for one built before builds kept one."""
+    with st.expander(
+        "Shortcuts: what simple cues alone give away",
+        icon=":material/rule:",
+        expanded=audit is not None and audit.severity != "none",
+    ):
+        if audit is None:
+            st.caption(
+                "This dataset was built before builds checked whether silence, level or "
+                "bandwidth alone tell its human clips from its machine ones."
+            )
+            if not st.button("Check for shortcuts", key=f"shortcuts:{name}"):
+                return
+            try:
+                with st.spinner("Measuring every clip's silence, level and bandwidth..."):
+                    audit = services.dataset_shortcuts(name, actor=actor)
+            except FakeVoiceError as exc:
+                st.error(str(exc))
+                return
+        shortcut_audit.render(audit, key=name)
+
+
 def main() -> None:
     st.title("Datasets")
     actor = auth.current_actor()
@@ -236,6 +260,7 @@ def main() -> None:
         dataset_view.render_metrics(overview)
         dataset_view.render_counts(overview)
         dataset_view.render_details(overview)
+        _shortcuts(actor, name, overview.shortcuts)
         _compare(actor, name, overview.noise_levels)
         _render_form(name, overview.feature_spec)
         _renders(actor)

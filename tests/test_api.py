@@ -811,6 +811,7 @@ def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:
         "/v1/datasets",
         "/v1/datasets/{name}",
         "/v1/datasets/{name}/selection",
+        "/v1/datasets/{name}/shortcuts",
         "/v1/datasets/{name}/renders",
         "/v1/reports/key",
         "/v1/reports/verify",

@@ -128,6 +128,27 @@ def test_datasets_are_listed_counted_and_selected_for_those_who_may_see_them(
     assert_error(call(served, "GET", "/v1/datasets", {}), 401, "unauthorized")
 
 
+def test_a_datasets_shortcut_audit_is_made_once_and_kept(served: Served) -> None:
+    path = f"/v1/datasets/{DATASET}/shortcuts"
+    assert_error(call(served, "GET", path, {}), 401, "unauthorized")
+    assert_error(
+        call(served, "GET", "/v1/datasets/alice-tiny/shortcuts", served.bob), 404, "not_found"
+    )
+    first = call(served, "GET", path, served.bob)
+    assert first.status_code == 200, first.text
+    audit = first.json()
+    assert audit["severity"] in {"strong", "some", "none"} and audit["summary"]
+    pooled = audit["pooled"]
+    assert pooled["spoof"] == "all" and len(pooled["cues"]) == 10
+    assert [c["eer"] for c in pooled["cues"]] == sorted(c["eer"] for c in pooled["cues"])
+    assert {"label", "unit", "bonafide_median"} <= set(pooled["cues"][0])
+    detail = call(served, "GET", f"/v1/datasets/{DATASET}", served.bob).json()
+    assert detail["shortcuts"] == audit["severity"]  # kept beside the manifest
+    assert call(served, "GET", path, served.alice).json() == audit
+    again = call(served, "GET", path, served.alice, params={"recompute": "true"})
+    assert again.json() == audit  # the clips have not changed
+
+
 def test_a_dataset_is_built_from_uploaded_recordings_rendered_and_deleted(served: Served) -> None:
     from test_dataset_builds import two_speakers, wav
 

@@ -244,7 +244,7 @@ def test_page_random_utterance_and_reshuffle(tiny: pd.DataFrame) -> None:
     assert at.selectbox(key="utterance:tiny").value == "random"
     assert len(at.image) == 1 + len(COPY_GENERATORS) + 1  # only u1 has every class
     seed = at.session_state["compare_seed"]
-    at.button[0].click().run()
+    at.button(key="reshuffle").click().run()
     assert_no_exception(at)
     assert at.session_state["compare_seed"] == seed + 1
     assert len(at.image) == 1 + len(COPY_GENERATORS) + 1

@@ -10,7 +10,8 @@ recordings is theirs: only they and administrators see it.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -21,6 +22,7 @@ from fakevoice import services
 from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MULTIPART_OVERHEAD, read_upload
 from fakevoice.api.schemas import RunOut
+from fakevoice.datasets.shortcuts import Separation
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.services.dataset_builds import DEFAULT_BUILD_GENERATORS, DEFAULT_BUILD_NOISE
 from fakevoice.settings import Settings
@@ -70,6 +72,49 @@ class DatasetDetail(DatasetOut):
     items_by_noise: dict[str, int]
     items_by_speaker: dict[str, int]
     attribution: str | None = Field(description="where its speech comes from, and licences")
+    shortcuts: Literal["strong", "some", "none"] | None = Field(
+        default=None,
+        description="whether simple cues give its classes away, when its build kept the audit "
+        "(the whole audit: /v1/datasets/{name}/shortcuts)",
+    )
+
+
+class CueOut(BaseModel):
+    """One cue as a score on its own."""
+
+    cue: str = Field(description="duration_s, leading_silence_s, level_dbfs, bandwidth_hz...")
+    label: str = Field(description="the cue in words")
+    unit: str
+    eer: float = Field(description="EER (fraction) with the cue as the score; 0.5 is chance")
+    bonafide_median: float
+    spoof_median: float
+
+
+class SeparationOut(BaseModel):
+    """Human clips against all machine clips (`spoof` = `all`) or one generator's."""
+
+    spoof: str
+    bonafide_clips: int
+    spoof_clips: int
+    combined_eer: float | None = Field(
+        description="the cues together, fitted and scored on different speakers (or "
+        "utterances); null when a class has too few clips"
+    )
+    cues: list[CueOut] = Field(description="every cue, the most separating first")
+
+
+class ShortcutsOut(BaseModel):
+    """How well simple cues alone (silence, level, bandwidth...) tell the classes apart."""
+
+    severity: Literal["strong", "some", "none"]
+    summary: str = Field(description="the finding in words")
+    clips: int = Field(description="clean clips measured")
+    sampled_from: int = Field(description="clips the dataset has (more when it was sampled)")
+    unreadable: int
+    held_out: Literal["speaker", "utterance"]
+    pooled: SeparationOut
+    generators: dict[str, SeparationOut]
+    too_few: list[str] = Field(description="generators with too few clips to judge alone")
 
 
 class SelectionOut(BaseModel):
@@ -146,6 +191,41 @@ def build_dataset_router(settings: Settings) -> APIRouter:
             items_by_noise=items(overview.by_noise),
             items_by_speaker=items(overview.by_speaker),
             attribution=overview.attribution,
+            shortcuts=None if overview.shortcuts is None else overview.shortcuts.severity,
+        )
+
+    @router.get(
+        "/v1/datasets/{name}/shortcuts",
+        tags=["datasets"],
+        summary="Do simple cues give its classes away?",
+    )
+    def shortcuts(name: DatasetName, caller: SignedInDep, recompute: bool = False) -> ShortcutsOut:
+        """The shortcut audit of a dataset: how well the silence before and after the speech,
+        loudness, noise floor, bandwidth and other simple cues alone tell its human clips from
+        its machine ones (each cue alone, and together on held-out speakers), against all
+        machine clips and each generator. Kept by every build; made (and kept) on the first
+        request for an older dataset, or again with `recompute`."""
+        audit = services.dataset_shortcuts(name, actor=caller.actor, recompute=recompute)
+
+        def separation(s: Separation) -> SeparationOut:
+            return SeparationOut(
+                spoof=s.spoof,
+                bonafide_clips=s.bonafide_clips,
+                spoof_clips=s.spoof_clips,
+                combined_eer=s.combined_eer,
+                cues=[CueOut(label=c.label, unit=c.unit, **asdict(c)) for c in s.cues],
+            )
+
+        return ShortcutsOut(
+            severity=audit.severity,
+            summary=audit.summary(),
+            clips=audit.clips,
+            sampled_from=audit.sampled_from,
+            unreadable=audit.unreadable,
+            held_out=audit.held_out,
+            pooled=separation(audit.pooled),
+            generators={k: separation(v) for k, v in audit.generators.items()},
+            too_few=audit.too_few,
         )
 
     @router.get(

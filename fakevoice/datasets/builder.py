@@ -49,6 +49,7 @@ from fakevoice.datasets.manifest import (
 )
 from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, NoiseLevel
 from fakevoice.datasets.noise import noise_name as noise_folder
+from fakevoice.datasets.shortcuts import audit_and_keep
 from fakevoice.datasets.sources import (
     Recording,
     installed_recordings,
@@ -103,6 +104,8 @@ class BuildReport:
         skipped: One sentence per thing left out (unavailable generators, unreadable files...).
         seconds: Wall-clock time of this run.
         resumed: Units (recordings) taken from an earlier, interrupted run.
+        shortcuts: The summary of the shortcut audit kept beside the manifest
+            (:mod:`fakevoice.datasets.shortcuts`), or ``None`` when it could not be made.
     """
 
     out_dir: Path
@@ -111,6 +114,7 @@ class BuildReport:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     resumed: int = 0
+    shortcuts: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the path as a string)."""
@@ -126,6 +130,8 @@ class BuildReport:
             + (f", {self.resumed} recordings resumed)" if self.resumed else ")")
         ]
         lines += [f"  skipped: {note}" for note in self.skipped]
+        if self.shortcuts:
+            lines.append(f"  {self.shortcuts}")
         return "\n".join(lines)
 
 
@@ -338,6 +344,7 @@ def _build(
     frame = manifest_frame(rows)
     write_manifest(out_dir, frame)
     _write_info(out_dir, frame, plan, recordings, kind, created, skipped)
+    audit = audit_and_keep(out_dir)
     report = BuildReport(
         out_dir=out_dir,
         items=len(frame),
@@ -345,6 +352,7 @@ def _build(
         skipped=skipped,
         seconds=round(time.perf_counter() - started, 2),
         resumed=resumed,
+        shortcuts=None if audit is None else audit.summary(),
     )
     logger.info("%s", report.summary())
     return report

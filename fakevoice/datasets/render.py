@@ -34,6 +34,7 @@ from fakevoice.datasets.manifest import (
     write_text_atomic,
 )
 from fakevoice.datasets.noise import parse_noise_name
+from fakevoice.datasets.shortcuts import SHORTCUTS_NAME
 from fakevoice.datasets.units import item_image
 from fakevoice.errors import DatasetError
 from fakevoice.features import FeatureSpec
@@ -42,7 +43,7 @@ from fakevoice.png import save_png
 logger = logging.getLogger(__name__)
 
 CLIPS_DIR = "clips"
-COPIED_FILES = ("ATTRIBUTION",)
+COPIED_FILES = ("ATTRIBUTION", SHORTCUTS_NAME)  # the same clips: the same audit
 
 
 @dataclass(frozen=True)

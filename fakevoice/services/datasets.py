@@ -16,6 +16,7 @@ Settings are read on every call, never at import time, so a process (or a test) 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,9 +38,12 @@ from fakevoice.datasets.manifest import (
     read_manifest,
 )
 from fakevoice.datasets.noise import noise_sort_key
+from fakevoice.datasets.shortcuts import ShortcutAudit, audit_dataset, read_audit, write_audit
 from fakevoice.errors import DatasetError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
+
+logger = logging.getLogger(__name__)
 
 ATTRIBUTION_NAME = "ATTRIBUTION"  # licence notices the builder writes beside the manifest
 MAX_ATTRIBUTION_BYTES = 256 * 1024
@@ -66,6 +70,8 @@ class DatasetOverview:
         info: The catalog summary of the dataset (``dataset.json`` contents and more).
         attribution: Text of the dataset's ATTRIBUTION file, or ``None`` when it has none.
         owner_id: The user it belongs to (built from their recordings); None when shared.
+        shortcuts: The shortcut audit its build kept (:func:`dataset_shortcuts`), or None when it
+            has none yet.
     """
 
     name: str
@@ -82,6 +88,7 @@ class DatasetOverview:
     info: dict[str, Any]
     attribution: str | None
     owner_id: int | None = None
+    shortcuts: ShortcutAudit | None = None
 
 
 @dataclass(frozen=True)
@@ -247,7 +254,30 @@ def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
         info=summary.to_dict(),
         attribution=_read_attribution(summary.path),
         owner_id=_owner_of(summary.path),
+        shortcuts=read_audit(summary.path),
     )
+
+
+def dataset_shortcuts(name: str, *, actor: Actor | None, recompute: bool = False) -> ShortcutAudit:
+    """How well simple cues (silence, level, bandwidth...) alone tell the dataset's human clips
+    from its machine ones (:mod:`fakevoice.datasets.shortcuts`).
+
+    The audit every build keeps beside the manifest, or, for a dataset built before there was
+    one (or with ``recompute``), made now (about 2 s per thousand clips) and kept.
+
+    Raises:
+        NotFoundError: no dataset of that name that ``actor`` may see.
+        DatasetError: its clips cannot be read, or it lacks human or machine clips.
+    """
+    folder = dataset_path(name, actor=actor)
+    audit = None if recompute else read_audit(folder)
+    if audit is None:
+        audit = audit_dataset(folder)
+        try:
+            write_audit(folder, audit)
+        except OSError as error:  # a read-only dataset folder: the audit is still answered
+            logger.warning("cannot keep the shortcut audit of %s: %s", name, error)
+    return audit
 
 
 # --- comparisons ---------------------------------------------------------------------------------

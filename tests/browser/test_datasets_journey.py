@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
+from fakevoice.datasets.shortcuts import read_audit
+
 from .widgets import TIMEOUT_MS, choose, open_page, wait_for_script
 
 if TYPE_CHECKING:
@@ -118,6 +120,16 @@ def test_home_to_datasets_compare_human_and_machine(
     per_noise = _grid_rows(page.get_by_role("tabpanel", name="Per noise level"))
     expect(per_noise).to_have_count(len(expected), timeout=TIMEOUT_MS)
     assert _grid_items(per_noise) == expected
+
+    # The build kept its shortcut audit: the page says what simple cues alone give away.
+    audit = read_audit(browser_dataset)
+    assert audit is not None, "the CLI build kept no shortcuts.json"
+    shortcuts = page.get_by_test_id("stExpander").filter(has_text="Shortcuts")
+    if shortcuts.locator("details").first.get_attribute("open") is None:
+        shortcuts.locator("summary").first.click()
+    first_sentence = audit.summary().split(". ")[0]
+    expect(shortcuts).to_contain_text(first_sentence, timeout=TIMEOUT_MS)
+    expect(shortcuts).to_contain_text(audit.pooled.best_cue.label)
 
     # Pick a noise level and an utterance: bonafide plus every generator, each with audio.
     utterance, classes = _richest_utterance(manifest, NOISE)
