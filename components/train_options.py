@@ -84,6 +84,9 @@ def selection(actor: Actor, name: str) -> tuple[tuple[str, ...] | None, ...]:
                 "per speaker (rows) and noise level (columns):"
             )
             st.dataframe(table.rename(columns=services.noise_label), width="stretch")
+            shortcuts = services.shortcut_warning(name, classes, actor=actor)
+            if shortcuts:
+                st.warning(shortcuts, icon=":material/rule:")
     return (
         _subset(noise, overview.noise_levels),
         _subset(chosen_speakers, speakers),

@@ -172,8 +172,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         warning = services.memory_advice(spec, actor=actor).warning()
     except EstimateUnavailableError:
         warning = None  # the run was queued; an estimate only informs
-    if warning is not None:
-        print(f"warning: {warning}", file=sys.stderr)
+    for text in (warning, services.shortcut_warning(spec.dataset, spec.classes, actor=actor)):
+        if text is not None:
+            print(f"warning: {text}", file=sys.stderr)
     if args.inline:
         from fakevoice.jobs.local import LocalWorker
 

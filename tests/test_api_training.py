@@ -147,6 +147,24 @@ def test_a_datasets_shortcut_audit_is_made_once_and_kept(served: Served) -> None
     assert call(served, "GET", path, served.alice).json() == audit
     again = call(served, "GET", path, served.alice, params={"recompute": "true"})
     assert again.json() == audit  # the clips have not changed
+    # A run queued on it carries the kept audit's warning for its classes (then goes away).
+    queued = submit(served, served.alice, name="shortcut check", spec=QUICK)
+    assert queued.status_code == 202, queued.text
+    expected = services.shortcut_warning(DATASET, None, actor=None)
+    assert queued.json()["shortcuts"] == expected
+    # Each generator against the human clips; all machine clips when none has enough clips.
+    comparisons = list(audit["generators"].values()) or [audit["pooled"]]
+    lowest = {
+        c["spoof"]: min(e for e in (c["cues"][0]["eer"], c["combined_eer"]) if e is not None)
+        for c in comparisons
+    }
+    flagged = [name for name, eer in lowest.items() if eer < 0.25]
+    assert (expected is None) == (not flagged)
+    named = {"all": "all machine clips"}
+    assert all(named.get(name, name) in (expected or "") for name in flagged)
+    run_id = queued.json()["run"]["id"]
+    assert call(served, "POST", f"/v1/runs/{run_id}/stop", served.alice).status_code == 200
+    assert call(served, "DELETE", f"/v1/runs/{run_id}", served.alice).status_code == 204
 
 
 def test_a_dataset_is_built_from_uploaded_recordings_rendered_and_deleted(served: Served) -> None:

@@ -314,3 +314,26 @@ def test_loss_frame_places_batches_and_epochs_on_one_axis() -> None:
     binned = results.loss_curve_points(many, history.iloc[:0])
     assert len(binned) == results.MAX_BATCH_POINTS
     assert binned["x"].iloc[-1] == pytest.approx(5.998, abs=0.01)
+
+
+def test_a_shortcut_in_the_chosen_classes_is_named_before_training(alice: Actor) -> None:
+    """The dataset's kept audit says simple cues give griffinlim away: the form says so while
+    griffinlim is chosen, and not once it is left out."""
+    from test_shortcuts import cue_frame
+
+    from fakevoice.datasets.shortcuts import SHORTCUTS_NAME, audit_cues, write_audit
+
+    frame = cue_frame(0, tts_lead_in=0.0)
+    frame["class"] = frame["class"].replace({"tts": "griffinlim", "copy": "world"})
+    folder = services.dataset_path(DATASET, actor=alice)
+    write_audit(folder, audit_cues(frame))
+    try:
+        at = train_page(alice)
+        assert not at.exception, at.exception
+        warning = messages(at.warning)
+        assert "Shortcut in this choice" in warning and "griffinlim (0% EER)" in warning
+        assert "world" not in warning
+        at.multiselect(key=f"train_classes:{DATASET}").set_value(["bonafide", "world"]).run()
+        assert "Shortcut in this choice" not in messages(at.warning)
+    finally:
+        (folder / SHORTCUTS_NAME).unlink()

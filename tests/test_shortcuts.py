@@ -26,6 +26,7 @@ from fakevoice.datasets.shortcuts import (
     audit_dataset,
     read_audit,
     tied_eer,
+    write_audit,
 )
 from fakevoice.errors import DatasetError, NotFoundError
 from fakevoice.metrics import compute_eer
@@ -145,6 +146,16 @@ def test_a_planted_shortcut_is_found_named_and_placed() -> None:
     assert "silence before the speech" in summary or "together" in summary
 
 
+def test_a_run_on_the_flagged_classes_is_warned_and_one_without_them_is_not() -> None:
+    audit = audit_cues(cue_frame(0, tts_lead_in=0.0))
+    assert [s.spoof for s in audit.flagged()] == ["tts"]
+    warning = audit.warning()
+    assert warning is not None and "tts (0% EER)" in warning and "copy" not in warning
+    assert audit.warning(["bonafide", "tts"]) == warning
+    assert audit.warning(["bonafide", "copy"]) is None
+    assert audit_cues(cue_frame(1)).warning() is None
+
+
 def test_cues_that_say_nothing_find_no_shortcut() -> None:
     audit = audit_cues(cue_frame(1))
     assert audit.severity == "none", audit.summary()
@@ -238,6 +249,16 @@ def test_a_dataset_is_audited_on_its_clean_clips_and_the_audit_is_kept(tiny: Pat
         services.dataset_shortcuts("../tiny", actor=None)
 
 
+def test_the_warning_for_a_run_reads_the_kept_audit_and_never_measures(tiny: Path) -> None:
+    assert services.shortcut_warning("tiny", None, actor=None) is None  # no audit kept
+    assert read_audit(tiny) is None
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "piper", "copy": "world"})
+    write_audit(tiny, audit_cues(planted))
+    assert "piper" in (services.shortcut_warning("tiny", None, actor=None) or "")
+    assert services.shortcut_warning("tiny", ["bonafide", "world"], actor=None) is None
+
+
 def test_a_sample_and_an_unreadable_clip(tiny: Path) -> None:
     clip = pd.read_csv(tiny / "manifest.csv")["clip_path"].iloc[-1]
     (tiny / clip).write_bytes(b"not a wav")
@@ -280,3 +301,16 @@ def test_cli_audit_prints_words_or_json(tiny: Path, capsys: pytest.CaptureFixtur
     assert main(["dataset", "audit", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no dataset named 'nosuch'" in err
+
+
+def test_cli_train_warns_of_a_shortcut_in_its_classes(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "piper", "copy": "world"})
+    write_audit(tiny, audit_cues(planted))
+    train = ["train", "--dataset", "tiny", "--arch", "specnet", "--epochs", "1"]
+    assert main([*train, "--name", "all classes"]) == 0
+    assert "warning: Shortcut in this choice" in capsys.readouterr().err
+    assert main([*train, "--name", "no piper", "--classes", "bonafide,world"]) == 0
+    assert "Shortcut" not in capsys.readouterr().err

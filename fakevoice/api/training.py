@@ -104,6 +104,7 @@ class QueuedRun(BaseModel):
                         "model_id": None,
                     },
                     "warning": None,
+                    "shortcuts": None,
                 }
             ]
         }
@@ -113,6 +114,12 @@ class QueuedRun(BaseModel):
     warning: str | None = Field(
         description="e.g. the estimated memory and a batch size that fits; the run is queued "
         "either way (the worker checks again with its own memory)"
+    )
+    shortcuts: str | None = Field(
+        default=None,
+        description="when the dataset's shortcut audit found simple cues (silence, level, "
+        "bandwidth...) that tell some of the chosen generators from the human clips: which, in "
+        "words (GET /v1/datasets/{name}/shortcuts has the details)",
     )
 
 
@@ -162,7 +169,8 @@ def build_training_router() -> APIRouter:
             warning = services.memory_advice(spec, actor=actor).warning()
         except EstimateUnavailableError:
             warning = None  # the run is queued; an estimate only informs
-        return QueuedRun(run=RunOut.of(run, []), warning=warning)
+        shortcuts = services.shortcut_warning(spec.dataset, spec.classes, actor=actor)
+        return QueuedRun(run=RunOut.of(run, []), warning=warning, shortcuts=shortcuts)
 
     @router.get("/v1/runs", tags=["runs"], summary="Your jobs, newest first")
     def list_runs(

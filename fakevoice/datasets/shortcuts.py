@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -178,6 +179,35 @@ class ShortcutAudit:
         return (
             "No shortcut found: no simple cue separates human from machine clips well (the "
             f"closest: between human clips and {against}, {how}; 50 % is chance)."
+        )
+
+    def flagged(self, classes: Iterable[str] | None = None) -> list[Separation]:
+        """The generators among ``classes`` (None: all) whose clips simple cues tell from the
+        human ones (lowest EER under :data:`SOME_BELOW`), the most separable first; the pooled
+        comparison instead when no generator has enough clips to be judged alone."""
+        chosen = None if classes is None else set(classes)
+        candidates = [s for n, s in self.generators.items() if chosen is None or n in chosen]
+        if not self.generators:
+            candidates = [self.pooled]
+        return sorted(
+            (s for s in candidates if s.lowest_eer < SOME_BELOW), key=lambda s: s.lowest_eer
+        )
+
+    def warning(self, classes: Iterable[str] | None = None) -> str | None:
+        """A sentence for whoever is about to train on ``classes`` of the dataset, or None."""
+        flagged = self.flagged(classes)
+        if not flagged:
+            return None
+        parts = [
+            f"{'all machine clips' if s.spoof == 'all' else s.spoof} ({s.lowest_eer:.0%} EER)"
+            for s in flagged
+        ]
+        named = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+        return (
+            f"Shortcut in this choice: simple cues (silence, level, bandwidth...) alone tell human "
+            f"clips from {named}. A model may learn them instead of the voice, and its EER on "
+            "this dataset will flatter it; leave those classes out to compare (Datasets > "
+            "Shortcuts has the details)."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         list_datasets,
         ordered_classes,
         sample_items,
+        shortcut_warning,
         utterances,
     )
     from fakevoice.services.evaluation import DatasetEvaluation, evaluate_on_dataset
@@ -150,6 +151,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "list_datasets",
         "ordered_classes",
         "sample_items",
+        "shortcut_warning",
         "utterances",
     ),
     "fakevoice.services.evaluation": (
@@ -287,6 +289,7 @@ __all__ = [
     "sample_items",
     "score_clip",
     "selection_counts",
+    "shortcut_warning",
     "stop_dataset_build",
     "stop_evaluation",
     "stop_render",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -256,6 +256,16 @@ def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
         owner_id=_owner_of(summary.path),
         shortcuts=read_audit(summary.path),
     )
+
+
+def shortcut_warning(
+    name: str, classes: Sequence[str] | None = None, *, actor: Actor | None
+) -> str | None:
+    """A warning for a run on ``classes`` of the dataset (None: all) when its kept shortcut audit
+    found simple cues that tell some of them from the human clips; None otherwise, and for a
+    dataset without an audit (this never measures)."""
+    audit = read_audit(dataset_path(name, actor=actor))
+    return None if audit is None else audit.warning(classes)
 
 
 def dataset_shortcuts(name: str, *, actor: Actor | None, recompute: bool = False) -> ShortcutAudit:
