@@ -24,6 +24,7 @@ from fakevoice import errors, services
 from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
 from fakevoice.api.datasets import build_dataset_router
 from fakevoice.api.evaluations import build_evaluation_router
+from fakevoice.api.history import build_history_router
 from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
 from fakevoice.api.routes import ERRORS, build_router, model_body_limit, one_file_body_limit
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(build_router(settings, metrics))
+    app.include_router(build_history_router(), responses=ERRORS)
     app.include_router(build_evaluation_router(), responses=ERRORS)
     app.include_router(build_model_router(settings), responses=ERRORS)
     app.include_router(build_dataset_router(settings), responses=ERRORS)

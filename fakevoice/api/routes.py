@@ -1,5 +1,7 @@
-"""The endpoints. Every one calls :mod:`fakevoice.services` (ownership lives in the store);
-decoding and inference run in the thread pool, never on the event loop.
+"""The verdict endpoints (predict, batch, explain), the model list, health and metrics; the
+history, models' files, datasets, runs, tests and reports have modules of their own. Every one
+calls :mod:`fakevoice.services` (ownership lives in the store); decoding and inference run in the
+thread pool, never on the event loop.
 
 Scoring (decoding, features, the model) is CPU work: at most ``api_scoring_threads`` requests of a
 process do it at once, the rest wait their turn. More at once would only share the same cores
@@ -14,7 +16,6 @@ import hmac
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -28,17 +29,12 @@ from fakevoice.api.auth import (
     Caller,
     CallerDep,
     CredentialsDep,
-    SignedInDep,
     UnauthorizedError,
     caller_and_model,
 )
 from fakevoice.api.monitoring import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fakevoice.api.monitoring import ApiMetrics
 from fakevoice.api.schemas import (
-    AnalysesPage,
-    AnalysisDetail,
-    AnalysisLabel,
-    AnalysisOut,
     BatchItemOut,
     BatchOut,
     CacheState,
@@ -53,9 +49,8 @@ from fakevoice.api.schemas import (
 )
 from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
-from fakevoice.services import reports
 from fakevoice.settings import Settings
-from fakevoice.store.records import AnalysisFilter, ModelRecord
+from fakevoice.store.records import ModelRecord
 
 MAX_ID = 2**63 - 1  # the largest id a database integer holds
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers beside the audio, bytes
@@ -340,116 +335,6 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
     def get_model(model_id: ModelId, caller: CallerDep) -> ModelOut:
         model = caller.check_model(services.get_model(caller.actor, model_id))
         return ModelOut.of(model, caller.actor.user_id)
-
-    @router.get(
-        "/v1/analyses",
-        tags=["verdicts"],
-        summary="Your verdict history, newest first",
-        response_model=AnalysesPage,
-        responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV"}},
-    )
-    def list_analyses(
-        caller: SignedInDep,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-        q: Annotated[
-            str,
-            Query(
-                max_length=200,
-                description="a part of the file name or of your note, or the start of the "
-                "file's SHA-256 (6 hex digits or more)",
-            ),
-        ] = "",
-        verdict: Annotated[
-            list[Literal["human", "machine-generated", "inconclusive"]] | None,
-            Query(description="only these verdicts (repeat the parameter for several)"),
-        ] = None,
-        model: Annotated[int | None, Query(ge=1, le=MAX_ID, description="a model's id")] = None,
-        outcome: Annotated[
-            Literal["known", "unknown", "human", "machine-generated"] | None,
-            Query(description="what the clips really were, where you recorded it"),
-        ] = None,
-        since: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
-        until: Annotated[datetime | None, Query(description="before (ISO 8601)")] = None,
-        format: Annotated[
-            Literal["json", "csv"],
-            Query(description="csv: every match (at most 100,000), not one page"),
-        ] = "json",
-    ) -> Any:
-        where = AnalysisFilter(
-            text=q.strip(),
-            verdicts=tuple(verdict or ()),
-            model_id=model,
-            since=since,
-            until=until,
-            outcome=outcome or "",
-        )
-        if format == "csv":
-            return Response(
-                services.analyses_csv(caller.actor, where),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": 'attachment; filename="verdict-history.csv"'},
-            )
-        found = services.list_analyses(caller.actor, limit=limit + 1, offset=offset, where=where)
-        return AnalysesPage(
-            items=[AnalysisOut.of(a) for a in found[:limit]],
-            limit=limit,
-            offset=offset,
-            next_offset=offset + limit if len(found) > limit else None,
-            total=services.count_analyses(caller.actor, where),
-        )
-
-    @router.get(
-        "/v1/analyses/{analysis_id}",
-        tags=["verdicts"],
-        summary="One verdict of your history, with its timeline",
-    )
-    def get_analysis(
-        analysis_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: SignedInDep
-    ) -> AnalysisDetail:
-        """Everything the history keeps of a verdict: the probabilities, the cautions, what you
-        recorded since, and the per-window timeline (none for verdicts made before it was
-        kept)."""
-        return AnalysisDetail.of(services.get_verdict(caller.actor, analysis_id))
-
-    @router.patch(
-        "/v1/analyses/{analysis_id}",
-        tags=["verdicts"],
-        summary="Record what a judged clip really was, and a note",
-    )
-    def label_analysis(
-        analysis_id: Annotated[int, Path(ge=1, le=MAX_ID)],
-        body: AnalysisLabel,
-        caller: SignedInDep,
-    ) -> AnalysisOut:
-        """`outcome` (`human`, `machine-generated`, or null: unknown) and `note` (a case number,
-        say) are kept with the verdict in your history; a field you leave out stays as it is.
-        The outcomes show how each model has done on your confirmed cases."""
-        given = {name: getattr(body, name) for name in body.model_fields_set}
-        if not given:
-            raise InvalidSpecError("Give an outcome, a note, or both.")
-        return AnalysisOut.of(services.label_verdict(caller.actor, analysis_id, **given))
-
-    @router.get(
-        "/v1/analyses/{analysis_id}/report",
-        tags=["verdicts"],
-        summary="A verdict of your history as a report",
-        responses={
-            200: {"content": {"application/json": {}, "text/markdown": {}}},
-        },
-    )
-    def analysis_report(
-        analysis_id: Annotated[int, Path(ge=1, le=MAX_ID)],
-        caller: SignedInDep,
-        format: Annotated[Literal["json", "markdown"], Query(description="answer format")] = "json",
-    ) -> Response:
-        """The file's SHA-256, the model and its weights' hash, every probability and the
-        cautions, as kept in your history, with what you recorded since (what the clip really
-        was, your note), and the timeline where the history kept it."""
-        report = reports.history_report(caller.actor, analysis_id)
-        if format == "markdown":
-            return Response(reports.report_markdown(report), media_type="text/markdown")
-        return Response(reports.report_json(report), media_type="application/json")
 
     if metrics is not None:
         metrics.watch_scoring(scoring, lambda: len(DETECTORS))

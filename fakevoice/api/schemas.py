@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -360,86 +360,6 @@ class RunOut(BaseModel):
             spec=dict(run.spec) if run.kind == "train" else None,
             model_id=model_id,
         )
-
-
-class AnalysisOut(BaseModel):
-    id: int
-    model_id: int | None
-    file_name: str
-    verdict: str
-    probabilities: dict[str, float]
-    threshold: float
-    duration: float
-    sample_rate: int
-    created_at: datetime
-    source: str
-    file_sha256: str | None = Field(
-        default=None, description="sha256 of the judged bytes, hex (none for older verdicts)"
-    )
-    cautions: list[str] = Field(
-        default_factory=list, description="why the verdict deserves less trust, when it was made"
-    )
-    outcome: Literal["human", "machine-generated"] | None = Field(
-        default=None, description="what the clip really was, when you have recorded it"
-    )
-    note: str | None = Field(default=None, description="your note, e.g. a case number")
-
-    @classmethod
-    def of(cls, analysis: AnalysisRecord) -> Self:
-        values = vars(analysis).copy()
-        values.pop("owner_id")
-        for detail in ("windows", "explanation"):  # lists stay light: these are per verdict
-            if detail not in cls.model_fields:
-                values.pop(detail)
-        return cls(**values)
-
-
-class KeptExplanationOut(BaseModel):
-    """Why a verdict was made, as kept with it when you asked (no heatmap)."""
-
-    start: float = Field(description="the explained window's start, seconds")
-    end: float
-    p_human: float = Field(description="P(human) of that window")
-    bands: list[BandOut] = Field(description="lowest band first")
-    segments: list[float] = Field(description="share per equal slice of the window's time")
-    method: str
-
-
-class AnalysisDetail(AnalysisOut):
-    """One verdict of your history, with the timeline it was made of and, when you asked,
-    why."""
-
-    windows: list[WindowOut] | None = Field(
-        default=None,
-        description="the per-window scores (the timeline), as at the verdict; none for verdicts "
-        "made before the history kept them",
-    )
-    explanation: KeptExplanationOut | None = Field(
-        default=None,
-        description="where the decision was most sensitive, kept when you asked why (the "
-        "Evaluate page, `fakevoice predict --explain`, `POST /v1/explain` with `analysis`)",
-    )
-
-
-class AnalysisLabel(BaseModel):
-    """What a judged clip really was and/or a note; a field left out stays as it is."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"outcome": "machine-generated", "note": "case 2026-114"}]},
-    )
-    outcome: Literal["human", "machine-generated"] | None = Field(
-        default=None, description="null: not known (clears an earlier outcome)"
-    )
-    note: str | None = Field(default=None, max_length=500, description="null or empty: no note")
-
-
-class AnalysesPage(BaseModel):
-    items: list[AnalysisOut]
-    limit: int
-    offset: int
-    next_offset: int | None = Field(description="offset of the next page; null on the last")
-    total: int = Field(description="how many verdicts match, on every page")
 
 
 class DatabaseState(BaseModel):

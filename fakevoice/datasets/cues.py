@@ -23,6 +23,7 @@ FLOOR_PERCENTILE = 10.0  # the noise floor: this percentile of the frames' level
 CLIPPED_ABOVE = 0.999  # |sample| at or above this (full scale = 1) counts as clipped
 ZERO_BELOW = 0.5 / 32768  # under half a PCM16 step: an exact digital zero
 POWER_FLOOR = 1e-12  # keeps the log of a silent frame finite (-120 dB)
+SPECTRUM_CHUNK = 1024  # frames transformed at once
 
 CUE_NAMES: tuple[str, ...] = (
     "duration_s",
@@ -65,7 +66,7 @@ CUE_UNITS: dict[str, str] = {
 
 
 def frames(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Cut a clip into overlapping frames.
+    """Cut a clip into overlapping frames (a read-only view: no copy of a long clip).
 
     Args:
         samples: ``(n,)`` float waveform, full scale 1.
@@ -79,14 +80,17 @@ def frames(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     hop_length = max(1, round(HOP_SECONDS * sample_rate))
     if samples.size < frame_length:
         return np.pad(samples, (0, frame_length - samples.size))[None, :]
-    count = 1 + (samples.size - frame_length) // hop_length
-    starts = hop_length * np.arange(count)[:, None]
-    return samples[starts + np.arange(frame_length)[None, :]]
+    return np.lib.stride_tricks.sliding_window_view(samples, frame_length)[::hop_length]
 
 
 def frame_levels_db(frame_matrix: np.ndarray) -> np.ndarray:
     """``(n_frames,)`` mean power of each frame in dB relative to full scale."""
-    power = np.mean(frame_matrix.astype(np.float64) ** 2, axis=1)
+    power = np.concatenate(
+        [
+            np.mean(frame_matrix[start : start + SPECTRUM_CHUNK].astype(np.float64) ** 2, axis=1)
+            for start in range(0, frame_matrix.shape[0], SPECTRUM_CHUNK)
+        ]
+    )
     return 10.0 * np.log10(power + POWER_FLOOR)
 
 
@@ -112,8 +116,12 @@ def clip_cues(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
     active = levels > levels.max() - SILENCE_BELOW_PEAK_DB
     first = int(np.argmax(active))
     last = int(active.size - 1 - np.argmax(active[::-1]))
-    spectrum = np.abs(np.fft.rfft(frame_matrix * np.hanning(frame_matrix.shape[1]), axis=1)) ** 2
-    energy = np.cumsum(spectrum.mean(axis=0))
+    window = np.hanning(frame_matrix.shape[1])
+    power = np.zeros(frame_matrix.shape[1] // 2 + 1)
+    for start in range(0, frame_matrix.shape[0], SPECTRUM_CHUNK):  # bounded memory for long clips
+        chunk = frame_matrix[start : start + SPECTRUM_CHUNK] * window
+        power += (np.abs(np.fft.rfft(chunk, axis=1)) ** 2).sum(axis=0)
+    energy = np.cumsum(power)
     frequencies = np.fft.rfftfreq(frame_matrix.shape[1], 1.0 / sample_rate)
     if energy[-1] > 0:
         index = int(np.searchsorted(energy / energy[-1], BANDWIDTH_ENERGY))

@@ -1,0 +1,99 @@
+"""Administration (administrators only): everyone's jobs, with Stop for a runaway one, and the
+users, with sign-out everywhere and removal."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import confirmed
+from fakevoice import accounts, services, sign_ins
+from fakevoice.errors import FakeVoiceError
+from fakevoice.services import profile
+from fakevoice.store.records import Actor, RunRecord, UserRecord
+
+JOB_KINDS = {
+    "train": "training run",
+    "dataset": "dataset build",
+    "evaluate": "test of models",
+    "render": "dataset rendered again",
+}
+
+
+def render(user: UserRecord) -> None:
+    """Everyone's jobs and the users, for the administrator ``user``."""
+    actor = user.actor
+    try:
+        runs = profile.all_runs(actor)
+        users = accounts.list_users(actor)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    st.markdown("#### Everyone's jobs")
+    st.dataframe(
+        [
+            {
+                "owner": owner,
+                "job": run.name,
+                "kind": JOB_KINDS[run.kind],
+                "arch": run.spec.get("arch", ""),
+                "dataset": run.dataset or "",
+                "status": run.status,
+                "progress": run.progress,
+                "date": run.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for run, owner in runs
+        ],
+        hide_index=True,
+        column_config={"progress": st.column_config.ProgressColumn("progress", format="percent")},
+    )
+    _stop_any_job(actor, runs)
+    st.markdown("#### Users")
+    st.dataframe(
+        [
+            {"user": u.username, "name": u.display_name, "admin": u.is_admin, "email": u.email}
+            for u in users
+        ],
+        hide_index=True,
+    )
+    others = {u.id: u for u in users if u.id != user.id}
+    if not others:
+        return
+    chosen = st.selectbox(
+        "User",
+        list(others),
+        format_func=lambda i: others[i].username,
+        key="admin_remove_choice",
+    )
+    name = others[chosen].username
+    if st.button(
+        f"Sign {name!r} out everywhere",
+        key="admin_sign_out_user",
+        icon=":material/devices:",
+        help="Ends their sign-in in every browser; their password and API tokens stay.",
+    ):
+        confirmed.attempt(
+            lambda: sign_ins.end_all_sessions(actor, chosen),
+            f"User {name!r} is signed out in every browser.",
+        )
+    confirmed.delete_step(
+        f"user{chosen}",
+        f"Remove user {name!r} with their runs, models and verdicts",
+        lambda: profile.delete_user(actor, chosen),
+        f"User {name!r} was removed.",
+    )
+
+
+def _stop_any_job(actor: Actor, runs: list[tuple[RunRecord, str]]) -> None:
+    """An administrator stops anyone's queued or running job (a runaway one holding a worker)."""
+    active = {run.id: f"{run.name} ({owner}, {run.status})" for run, owner in runs if run.is_active}
+    if not active:
+        return
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.selectbox(
+        "Queued or running job", list(active), format_func=active.__getitem__, key="admin_stop_job"
+    )
+    if right.button("Stop it", key="admin_stop_run", icon=":material/stop:"):
+        confirmed.attempt(
+            lambda: services.stop_run(actor, chosen),
+            f"Asked {active[chosen]} to stop; its owner sees it stopped.",
+        )
