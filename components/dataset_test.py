@@ -145,10 +145,18 @@ def _results(actor: Actor, runs: list[RunRecord]) -> None:
     if not evaluations:
         return
     st.markdown(f"**Results of {chosen.name}**")
+    _shortcut_note(actor, str(evaluations[0].report["dataset"]))
     if len(evaluations) == 1:
         _show_one(actor, chosen.id, evaluations[0], key="eval_test")
         return
     _show_side_by_side(actor, chosen.id, evaluations)
+
+
+def _shortcut_note(actor: Actor, dataset: str) -> None:
+    """What the tested dataset's shortcut audit found, if anything (nothing once it is gone)."""
+    note = services.shortcut_warning(dataset, actor=actor, use="test")
+    if note:
+        st.warning(note, icon=":material/rule:")
 
 
 def _show_side_by_side(

@@ -121,6 +121,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for evaluation in evaluations:
         _print_report(evaluation.report)
     _print_fusion(evaluations)
+    dataset = str(evaluations[0].report["dataset"])
+    note = services.shortcut_warning(dataset, actor=actor, use="test")
+    if note:
+        print(f"\nnote: {note}")
     return 0
 
 

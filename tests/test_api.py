@@ -730,8 +730,10 @@ def test_a_test_of_models_is_queued_and_read_over_http(
     world: World, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     from sqlalchemy import text
+    from test_shortcuts import cue_frame
     from test_training import DATASET, tiny_dataset_root
 
+    from fakevoice.datasets.shortcuts import SHORTCUTS_NAME, audit_cues, write_audit
     from fakevoice.jobs.runner import execute_run
 
     target = get_settings().dataset_dir / DATASET
@@ -759,6 +761,16 @@ def test_a_test_of_models_is_queued_and_read_over_http(
     assert fusion["models"] == ["alice-private", "shared"] and fusion["items"] == 20
     assert 0.0 <= fusion["eer"] <= 1.0 and set(fusion["correlation"]) == set(fusion["models"])
     assert all(r["n"] == 20 and "eer" in r and "roc" in r for r in done["results"])
+    # What the dataset's kept shortcut audit found comes with the results (none kept: none).
+    assert done["shortcuts"] is None
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "world", "copy": "griffinlim"})
+    write_audit(target, audit_cues(planted))
+    try:
+        noted = httpx.get(f"{url}/{job['id']}", headers=headers).json()["shortcuts"]
+    finally:
+        (target / SHORTCUTS_NAME).unlink()
+    assert noted.startswith("Shortcut in this dataset") and "world (0% EER)" in noted
 
     # A copy of a tested model calibrated on the 20 items (the public one: the copy is alice's).
     calibrations = f"{url}/{job['id']}/calibrations"

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import speechlike
+from test_shortcuts import cue_frame
 from test_training import DATASET, tiny_dataset_root
 from workbench import FAKEVOICE, active_workbench
 
 from fakevoice.cli import main
+from fakevoice.datasets.shortcuts import audit_cues, write_audit
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,12 @@ def test_cli_trains_lists_predicts_and_evaluates(
     assert len(rows) == 13
     assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
     assert "clean" in printed.stdout and "griffinlim" in printed.stdout
+    assert "note: Shortcut" not in printed.stdout  # the dataset keeps no shortcut audit
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "world", "copy": "griffinlim"})
+    write_audit(Path(workbench["FAKEVOICE_DATASET_DIR"]) / DATASET, audit_cues(planted))
+    noted = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--limit", "4")
+    assert "note: Shortcut in this dataset" in noted.stdout and "world (0% EER)" in noted.stdout
 
     # Two models at once, in this process; the same queued as a job for a worker.
     both = cli(

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 from conftest import REPO, speechlike
 from streamlit.testing.v1 import AppTest
+from test_shortcuts import cue_frame
 from test_training import DATASET, tiny_dataset_root
 from test_uploads import (
     AASIST_L,
@@ -33,6 +34,7 @@ from test_uploads import (
 
 from fakevoice import services, store
 from fakevoice.audio import load_audio
+from fakevoice.datasets.shortcuts import audit_cues, write_audit
 from fakevoice.errors import ConflictError, InvalidSpecError
 from fakevoice.inference import decide
 from fakevoice.settings import get_settings
@@ -397,6 +399,14 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     labels = {b.proto.label for b in at.get("download_button")}
     assert labels == {"Scores per item (CSV)", "Metrics (JSON)"}
     assert services.list_analyses(alice) == []  # a test of the model is not a verdict
+    # What the dataset's shortcut audit found is said beside the results (nothing kept: nothing).
+    assert not any("Shortcut" in w.value for w in at.warning)
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "griffinlim", "copy": "world"})
+    write_audit(datasets_dir() / DATASET, audit_cues(planted))
+    at.run()
+    (note,) = [w.value for w in at.warning if "Shortcut" in w.value]
+    assert note.startswith("Shortcut in this dataset") and "griffinlim (0% EER)" in note
 
     # A copy of the model calibrated on these 20 items: the original stays as it was.
     assert at.text_input(key="eval_test_calibrate_name").value == f"tiny specnet on {DATASET}"

@@ -75,6 +75,11 @@ class EvaluationOut(BaseModel):
         "items they all scored: EER, AUC, EER per generator and noise level, and how alike "
         "their scores are (correlation)",
     )
+    shortcuts: str | None = Field(
+        default=None,
+        description="when the dataset's shortcut audit found simple cues (silence, level, "
+        "bandwidth...) that tell some generators from the human clips: which, in words",
+    )
 
 
 def build_evaluation_router() -> APIRouter:
@@ -102,6 +107,7 @@ def build_evaluation_router() -> APIRouter:
             job=RunOut.of(run, []),
             results=[e.report for e in results],
             fusion=fusion.to_dict() if fusion is not None else None,
+            shortcuts=services.shortcut_warning(run.dataset or "", actor=caller.actor, use="test"),
         )
 
     @router.post(

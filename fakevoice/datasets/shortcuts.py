@@ -193,8 +193,11 @@ class ShortcutAudit:
             (s for s in candidates if s.lowest_eer < SOME_BELOW), key=lambda s: s.lowest_eer
         )
 
-    def warning(self, classes: Iterable[str] | None = None) -> str | None:
-        """A sentence for whoever is about to train on ``classes`` of the dataset, or None."""
+    def warning(
+        self, classes: Iterable[str] | None = None, *, use: Literal["train", "test"] = "train"
+    ) -> str | None:
+        """A sentence for whoever is about to train on ``classes`` of the dataset (or has tested
+        a model on it, ``use="test"``), or None when the audit flagged none of them."""
         flagged = self.flagged(classes)
         if not flagged:
             return None
@@ -203,11 +206,17 @@ class ShortcutAudit:
             for s in flagged
         ]
         named = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+        found = "simple cues (silence, level, bandwidth...) alone tell human clips from " + named
+        if use == "test":
+            return (
+                f"Shortcut in this dataset: {found}. A model can score well on those without "
+                "hearing the synthesis; weigh its EER on them (per generator, below) against "
+                "the cues' own (Datasets > Shortcuts)."
+            )
         return (
-            f"Shortcut in this choice: simple cues (silence, level, bandwidth...) alone tell human "
-            f"clips from {named}. A model may learn them instead of the voice, and its EER on "
-            "this dataset will flatter it; leave those classes out to compare (Datasets > "
-            "Shortcuts has the details)."
+            f"Shortcut in this choice: {found}. A model may learn them instead of the voice, and "
+            "its EER on this dataset will flatter it; leave those classes out to compare "
+            "(Datasets > Shortcuts has the details)."
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -259,13 +259,22 @@ def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
 
 
 def shortcut_warning(
-    name: str, classes: Sequence[str] | None = None, *, actor: Actor | None
+    name: str,
+    classes: Sequence[str] | None = None,
+    *,
+    actor: Actor | None,
+    use: Literal["train", "test"] = "train",
 ) -> str | None:
-    """A warning for a run on ``classes`` of the dataset (None: all) when its kept shortcut audit
-    found simple cues that tell some of them from the human clips; None otherwise, and for a
-    dataset without an audit (this never measures)."""
-    audit = read_audit(dataset_path(name, actor=actor))
-    return None if audit is None else audit.warning(classes)
+    """A warning for a run on ``classes`` of the dataset (None: all), or a test of a model on it
+    (``use="test"``), when its kept shortcut audit found simple cues that tell some of them from
+    the human clips; None otherwise, for a dataset without an audit (this never measures) and
+    for one gone since (a test outlives its dataset)."""
+    try:
+        folder = dataset_path(name, actor=actor)
+    except NotFoundError:
+        return None
+    audit = read_audit(folder)
+    return None if audit is None else audit.warning(classes, use=use)
 
 
 def dataset_shortcuts(name: str, *, actor: Actor | None, recompute: bool = False) -> ShortcutAudit:
