@@ -17,10 +17,12 @@ from components import detection_charts, job_list, training_view
 from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.metrics.bootstrap import difference_verdict
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table, fuse
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
+from fakevoice.services.paired_tests import PairedEer, paired_eers
 from fakevoice.store.records import Actor, ModelRecord, RunRecord
 
 SPLIT_LABELS = {
@@ -189,6 +191,7 @@ def _show_side_by_side(
             "that err on different items gain the most; how alike their scores are:"
         )
         st.dataframe(fusion.correlation.round(2))
+    _which_is_better(run_id, evaluations)
     curves = {
         e.report["model"]["name"]: roc
         for e in evaluations
@@ -209,6 +212,41 @@ def _show_side_by_side(
         model = evaluation.report["model"]
         with st.expander(f"{model['name']} in detail"):
             _show_one(actor, run_id, evaluation, key=f"eval_test_{model['id']}")
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the test's utterances again...")
+def _pairs(
+    run_id: int, done: int, _evaluations: list[services.DatasetEvaluation]
+) -> list[PairedEer]:
+    # A test's results only grow (a model at a time): its id and how many are done name them.
+    return paired_eers(_evaluations)
+
+
+def _which_is_better(run_id: int, evaluations: list[services.DatasetEvaluation]) -> None:
+    """Each pair of models' EER difference with its bootstrap interval: can the test tell?"""
+    pairs = _pairs(run_id, len(evaluations), evaluations)
+    if not pairs:
+        return
+    st.markdown("**Which is better?**")
+    st.caption(
+        "The items both models scored, drawn again 1,000 times a whole utterance at a time: "
+        "how the EER difference would vary on another draw of speech like this. When its 95 % "
+        "interval holds 0, the test cannot tell the two apart."
+    )
+    st.dataframe(
+        [
+            {
+                "models": f"{p.first} - {p.second}",
+                "items": p.items,
+                "EER difference (points)": round(100 * p.difference.difference, 2),
+                "95 % interval": f"{100 * p.difference.low:+.1f} to {100 * p.difference.high:+.1f}",
+                "first lower in": f"{p.difference.first_lower:.0%} of draws",
+                "verdict": difference_verdict(p.first, p.second, p.difference.to_dict()),
+            }
+            for p in pairs
+        ],
+        hide_index=True,
+    )
 
 
 def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:

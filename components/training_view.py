@@ -19,6 +19,7 @@ from streamlit.errors import StreamlitAPIException
 
 from components import detection_charts
 from fakevoice import services
+from fakevoice.metrics.bootstrap import interval_words
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
@@ -149,6 +150,9 @@ def render_metrics(report: dict[str, Any]) -> None:
         f"{auc:.3f}" if isinstance(auc, int | float) else "n/a",
         help="area under the ROC curve (1 is perfect, 0.5 is chance)",
     )
+    interval = report.get("eer_interval")
+    if isinstance(interval, dict):
+        st.caption(f"{interval_words(interval)}.")
     for note in report.get("notes") or []:
         st.caption(str(note))
     ece = report.get("ece")

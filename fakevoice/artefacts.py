@@ -205,7 +205,9 @@ def write_run_artefacts(
     calibration = fit_calibration(probs, targets, groups)
     if calibration is not None:
         probs = np.exp(calibration.apply(np.log(np.clip(probs, 1e-300, None))))
-    report = metrics.classification_report(targets, probs, data.class_names, bonafide_index=0)
+    report = metrics.classification_report(
+        targets, probs, data.class_names, bonafide_index=0, groups=groups
+    )
     report["calibration"] = calibration.to_dict() if calibration is not None else None
     report["train_items"] = len(data.train)
     report["valid_items"] = len(data.valid)

@@ -121,6 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for evaluation in evaluations:
         _print_report(evaluation.report)
     _print_fusion(evaluations)
+    _print_pairs(evaluations)
     dataset = str(evaluations[0].report["dataset"])
     note = services.shortcut_warning(dataset, actor=actor, use="test")
     if note:
@@ -145,6 +146,17 @@ def _print_fusion(evaluations: list[Any]) -> None:
             print(f"  {title}:")
             for item, value in values.items():
                 print(f"    {item:<24} {100 * value:6.2f} %")
+
+
+def _print_pairs(evaluations: list[Any]) -> None:
+    """Each pair of models' EER difference with its bootstrap interval: can the test tell?"""
+    from fakevoice.services.paired_tests import paired_eers
+
+    pairs = paired_eers(evaluations)
+    if pairs:
+        print("which is better (the same items drawn again, whole utterances at a time):")
+        for pair in pairs:
+            print(f"  {pair.words()}")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -191,12 +203,15 @@ def _write_scores(path: Path, evaluations: list[Any]) -> None:
 
 def _print_report(report: dict[str, Any]) -> None:
     from fakevoice import services
+    from fakevoice.metrics.bootstrap import interval_words
 
     eer = report.get("eer")
     name = report["model"]["name"]
     print(f"model {name} on {report['dataset']} ({report['split']}, {report.get('n')} items)")
     print(f"  accuracy {report['accuracy']:.4f}  macro F1 {report['macro_f1']:.4f}")
     print(f"  EER {100 * eer:.2f} %" if eer is not None else "  EER: n/a (one class only)")
+    if report.get("eer_interval"):
+        print(f"  {interval_words(report['eer_interval'])}")
     for title, key, label in (
         ("EER at each noise level", "noise_eer", services.noise_label),
         ("EER against each generator", "generator_eer", str),

@@ -761,6 +761,12 @@ def test_a_test_of_models_is_queued_and_read_over_http(
     assert fusion["models"] == ["alice-private", "shared"] and fusion["items"] == 20
     assert 0.0 <= fusion["eer"] <= 1.0 and set(fusion["correlation"]) == set(fusion["models"])
     assert all(r["n"] == 20 and "eer" in r and "roc" in r for r in done["results"])
+    for result in done["results"]:  # 20 items of the tiny dataset's 20 utterances, or fewer
+        interval = result["eer_interval"]
+        assert interval is None or interval["low"] <= result["eer"] <= interval["high"]
+    for pair in done["comparisons"]:  # the two models, drawn together
+        assert (pair["first"], pair["second"]) == ("alice-private", "shared")
+        assert pair["low"] <= pair["difference"] <= pair["high"] and pair["summary"]
     # What the dataset's kept shortcut audit found comes with the results (none kept: none).
     assert done["shortcuts"] is None
     planted = cue_frame(0, tts_lead_in=0.0)

@@ -495,6 +495,14 @@ def test_dataset_test_puts_several_models_side_by_side(
     assert alike.to_numpy().min() == pytest.approx(1.0)
     assert any("The last row fuses the models' scores" in c.value for c in at.caption)
     assert list(table.columns)[-3:] == ["eer@snr_inf", "eer@griffinlim", "eer@world"]
+    # Which is better: the same scores cannot be told apart, however often they are drawn.
+    assert "**Which is better?**" in [m.value for m in at.markdown]
+    (pairs,) = [f.value for f in at.dataframe if "EER difference (points)" in f.value.columns]
+    assert list(pairs["models"]) == ["tiny specnet - copy"]
+    assert pairs["EER difference (points)"].iloc[0] == 0.0
+    assert pairs["verdict"].iloc[0] == "the test cannot tell them apart"
+    # Each model's EER with its interval over the tiny dataset's 10 utterances.
+    assert any("interval" in c.value and "10 utterances" in c.value for c in at.caption)
     assert len(at.get("vega_lite_chart")) >= 1  # the ROC curves on one chart (and the details)
     details = [e.label for e in at.expander if e.label.endswith(" in detail")]
     assert details == ["tiny specnet in detail", "copy in detail"]

@@ -20,6 +20,7 @@ from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import ModelOut, RunOut
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, fuse
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
+from fakevoice.services.paired_tests import paired_eers
 
 
 class EvaluationIn(BaseModel):
@@ -75,6 +76,13 @@ class EvaluationOut(BaseModel):
         "items they all scored: EER, AUC, EER per generator and noise level, and how alike "
         "their scores are (correlation)",
     )
+    comparisons: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="two or more models: each pair's EER difference (first - second) on the "
+        "items both scored, with its 95 % bootstrap interval over whole utterances, the share of "
+        "draws in which the first is lower, whether the test tells them apart (`decided`) and a "
+        "`summary` in words",
+    )
     shortcuts: str | None = Field(
         default=None,
         description="when the dataset's shortcut audit found simple cues (silence, level, "
@@ -107,6 +115,7 @@ def build_evaluation_router() -> APIRouter:
             job=RunOut.of(run, []),
             results=[e.report for e in results],
             fusion=fusion.to_dict() if fusion is not None else None,
+            comparisons=[pair.to_dict() for pair in paired_eers(results)],
             shortcuts=services.shortcut_warning(run.dataset or "", actor=caller.actor, use="test"),
         )
 

@@ -55,6 +55,11 @@ def item_id(utterance: str, label: str, noise: str) -> str:
     return f"{utterance}__{label}__{noise}"
 
 
+def utterance_of(item: str) -> str:
+    """The utterance of an item id (:func:`item_id` read backwards)."""
+    return item.rsplit("__", 2)[0]
+
+
 def clip_path(speaker: str, label: str, utterance: str) -> str:
     """Relative POSIX path of a clip: ``clips/<speaker>/<class>/<utterance>.wav``."""
     return f"clips/{speaker}/{label}/{utterance}.wav"

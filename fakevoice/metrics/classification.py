@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fakevoice.errors import InvalidSpecError
+from fakevoice.metrics.bootstrap import eer_interval
 from fakevoice.metrics.calibration import expected_calibration_error, reliability
 from fakevoice.metrics.detection import compute_eer, downsample_curve, roc_curve
 
@@ -118,7 +119,11 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def classification_report(
-    y_true: Any, probs: Any, class_names: Sequence[str], bonafide_index: int = 0
+    y_true: Any,
+    probs: Any,
+    class_names: Sequence[str],
+    bonafide_index: int = 0,
+    groups: Any = None,
 ) -> dict[str, Any]:
     """Everything the evaluate page and ``metrics.json`` show about one set of predictions.
 
@@ -131,6 +136,8 @@ def classification_report(
         probs: ``(n, n_classes)`` class probabilities (rows sum to 1).
         class_names: ``n_classes`` names, in index order.
         bonafide_index: index of the bona fide class.
+        groups: ``(n,)`` the group of each item (its utterance), when known: the EER then comes
+            with its bootstrap interval over them (:mod:`fakevoice.metrics.bootstrap`).
 
     Returns:
         A JSON-able dict: ``n``, ``class_names``, ``accuracy``, ``macro_f1``, ``per_class``
@@ -139,7 +146,9 @@ def classification_report(
         :mod:`fakevoice.metrics.calibration`) and ``reliability`` (its diagram's points),
         ``eer`` (fraction) and ``eer_threshold`` (on ``P(bonafide)``), ``auc``,
         ``roc`` (``fpr``, ``tpr``, ``thresholds`` with at most 200 points; the first threshold,
-        ``+inf``, is written as ``None``; and ``auc``) and ``notes``.
+        ``+inf``, is written as ``None``; and ``auc``), ``eer_interval`` (the EER's 95 %
+        bootstrap interval over ``groups``: ``low``, ``high``, ``groups``...; None without
+        groups or with too few) and ``notes``.
 
     Raises:
         InvalidSpecError: shapes disagree, the set is empty, or the probabilities hold NaN.
@@ -181,6 +190,7 @@ def classification_report(
         "reliability": reliability(p, true),
         "eer": None,
         "eer_threshold": None,
+        "eer_interval": None,
         "auc": None,
         "notes": [],
     }
@@ -194,9 +204,13 @@ def classification_report(
     fpr, tpr, thresholds = roc_curve(is_bonafide, bonafide_score)
     auc = float(np.trapezoid(tpr, fpr))
     keep = downsample_curve(fpr, tpr)
+    interval = (
+        None if groups is None else eer_interval(bonafide_score, is_bonafide, np.asarray(groups))
+    )
     report.update(
         eer=eer,
         eer_threshold=threshold,
+        eer_interval=None if interval is None else interval.to_dict(),
         auc=auc,
         roc={
             "fpr": fpr[keep].tolist(),

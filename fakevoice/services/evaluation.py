@@ -148,6 +148,7 @@ def evaluate_on_dataset(
     bonafide_index = detector.bonafide_index
     targets: list[int] = []
     probs: list[list[float]] = []
+    utterances: list[str] = []  # the EER's interval draws whole utterances
     rows: list[dict[str, Any]] = []
     records = cast(list[dict[str, Any]], frame.to_dict("records"))
     for done, row in enumerate(records, start=1):
@@ -156,6 +157,7 @@ def evaluate_on_dataset(
         if target >= 0:
             verdict = detector.predict_samples(load_item_waveform(folder, row), 16000)
             targets.append(target)
+            utterances.append(str(row["utterance"]))
             probs.append([verdict.probabilities[n] for n in names])
             rows.append(
                 {
@@ -173,7 +175,9 @@ def evaluate_on_dataset(
     if not targets:
         raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
     scores = np.asarray(probs)
-    report = classification_report(np.asarray(targets), scores, names, bonafide_index)
+    report = classification_report(
+        np.asarray(targets), scores, names, bonafide_index, groups=utterances
+    )
     table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *probability_columns(names)])
     human = scores[:, bonafide_index]
     classes = table["class"].tolist()
@@ -240,6 +244,25 @@ class Fusion:
         }
 
 
+def shared_items(
+    evaluations: list[DatasetEvaluation],
+) -> tuple[list[str], list[pd.DataFrame], pd.Index]:
+    """Distinct models' labels (``name (id)`` where two share a name), their score tables
+    indexed by item, and the items every one of them scored (in the first table's order)."""
+    by_model = {e.report["model"]["id"]: e for e in evaluations}  # one model counts once
+    evaluations = list(by_model.values())
+    names = [e.report["model"]["name"] for e in evaluations]
+    labels = [
+        f"{e.report['model']['name']} ({e.report['model']['id']})" if names.count(n) > 1 else n
+        for e, n in zip(evaluations, names, strict=True)
+    ]
+    tables = [e.scores.drop_duplicates("item").set_index("item") for e in evaluations]
+    shared = tables[0].index if tables else pd.Index([])
+    for table in tables[1:]:
+        shared = shared.intersection(table.index, sort=False)
+    return labels, tables, shared
+
+
 def fuse(evaluations: list[DatasetEvaluation]) -> Fusion | None:
     """The fusion of two or more models' tests on the items they all scored; None for fewer
     (distinct) models, fewer than :data:`MIN_FUSED_ITEMS` shared items, or shared items of one
@@ -249,20 +272,8 @@ def fuse(evaluations: list[DatasetEvaluation]) -> Fusion | None:
     from fakevoice.metrics import compute_eer
     from fakevoice.metrics.detection import roc_auc
 
-    by_model = {e.report["model"]["id"]: e for e in evaluations}  # one model counts once
-    evaluations = list(by_model.values())
-    if len(evaluations) < 2:
-        return None
-    names = [e.report["model"]["name"] for e in evaluations]
-    labels = [
-        f"{e.report['model']['name']} ({e.report['model']['id']})" if names.count(n) > 1 else n
-        for e, n in zip(evaluations, names, strict=True)
-    ]
-    tables = [e.scores.drop_duplicates("item").set_index("item") for e in evaluations]
-    shared = tables[0].index
-    for table in tables[1:]:
-        shared = shared.intersection(table.index, sort=False)
-    if len(shared) < MIN_FUSED_ITEMS:
+    labels, tables, shared = shared_items(evaluations)
+    if len(tables) < 2 or len(shared) < MIN_FUSED_ITEMS:
         return None
     first = tables[0].loc[shared]
     classes = first["class"].astype(str).tolist()

@@ -1,0 +1,70 @@
+"""Which of several models tested on the same items is better, and whether the test can tell.
+
+Two models' EERs on one test differ by some points; another draw of the same kind of speech
+could reverse that. For every pair of models in a test, their EERs on the items both scored are
+drawn again together, whole utterances at a time (:mod:`fakevoice.metrics.bootstrap`): the
+interval of the difference, and the share of draws in which the first is lower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from fakevoice.datasets.manifest import utterance_of
+from fakevoice.metrics.bootstrap import EerDifference, difference_words, eer_difference
+from fakevoice.services.evaluation import DatasetEvaluation, shared_items
+
+
+@dataclass(frozen=True)
+class PairedEer:
+    """Two models' EER difference on the items both scored.
+
+    Attributes:
+        first: The first model's label (in the test's order).
+        second: The second's.
+        items: Items both scored.
+        difference: The EER difference (first - second) with its bootstrap interval.
+    """
+
+    first: str
+    second: str
+    items: int
+    difference: EerDifference
+
+    def words(self) -> str:
+        return difference_words(self.first, self.second, self.difference.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first": self.first,
+            "second": self.second,
+            "items": self.items,
+            **self.difference.to_dict(),
+            "summary": self.words(),
+        }
+
+
+def paired_eers(evaluations: list[DatasetEvaluation]) -> list[PairedEer]:
+    """Every pair of distinct models of a test, on the items both scored (pairs whose shared
+    items hold one class only, or too few utterances to draw from, are left out)."""
+    labels, tables, _ = shared_items(evaluations)
+    pairs = []
+    for (i, a), (j, b) in combinations(enumerate(tables), 2):
+        shared = a.index.intersection(b.index, sort=False)
+        if shared.empty:
+            continue
+        human = (a.loc[shared, "class"].astype(str) == "bonafide").to_numpy()
+        groups = np.asarray([utterance_of(str(item)) for item in shared])
+        difference = eer_difference(
+            a.loc[shared, "p_human"].to_numpy(dtype=np.float64),
+            b.loc[shared, "p_human"].to_numpy(dtype=np.float64),
+            human,
+            groups,
+        )
+        if difference is not None:
+            pairs.append(PairedEer(labels[i], labels[j], len(shared), difference))
+    return pairs
