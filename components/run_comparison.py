@@ -49,12 +49,14 @@ def render(actor: Actor) -> None:
         compared.table.drop(columns=["created", "mlflow_run_id"]),
         hide_index=True,
         column_config=training_view.percent_columns(
-            compared.table.columns, {"best_eer", "final_eer", "accuracy", "macro_f1"}
+            compared.table.columns, comparison.NUMERIC_COLUMNS
         ),
     )
     st.caption(
-        "eer@… columns: the final model's EER at that noise level or against that generator, "
-        "on its validation split. Lower is better; 50 % is a coin toss."
+        "eer_low to eer_high: the stored model's EER interval (95 %, its validation utterances "
+        "drawn again): runs whose intervals overlap may not really differ. eer@… columns: the "
+        "final model's EER at that noise level or against that generator, on its validation "
+        "split. Lower is better; 50 % is a coin toss."
     )
     if len(chosen) > 1:
         if compared.differences.empty:

@@ -258,7 +258,11 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     from fakevoice.jobs.runner import run_dir_for
 
     alice, private = two_users["alice"], two_users["private_run"]
-    final = {"noise_eer": {"snr_inf": 0.1, "snr_0db": 0.3}, "generator_eer": {"world": 0.2}}
+    final = {
+        "noise_eer": {"snr_inf": 0.1, "snr_0db": 0.3},
+        "generator_eer": {"world": 0.2},
+        "eer_interval": {"eer": 0.125, "low": 0.05, "high": 0.2, "level": 0.95, "groups": 40},
+    }
     (run_dir_for(private.id) / "metrics.json").write_text(json.dumps(final))
     at = profile_page(alice)
     assert_no_exception(at)
@@ -271,6 +275,8 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     assert set(compare["name"]) == {"alice private", "alice shared"}
     row = compare[compare["name"] == "alice private"].iloc[0]
     assert (row["best_eer"], row["final_eer"], row["epochs"]) == (0.125, 0.125, 2)
+    assert (row["eer_low"], row["eer_high"]) == (0.05, 0.2)  # the model's interval
+    assert compare[compare["name"] == "alice shared"]["eer_low"].isna().all()
     assert list(compare.columns)[-3:] == ["eer@snr_inf", "eer@snr_0db", "eer@world"]
     assert row["eer@snr_0db"] == 0.3
     assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()

@@ -27,9 +27,10 @@ from fakevoice.store.records import Actor, EpochMetric, RunRecord
 from fakevoice.trainspec import TrainSpec
 
 SUMMARY_COLUMNS = (
-    "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "accuracy",
-    "macro_f1", "created", "finished", "mlflow_run_id",
+    "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "eer_low",
+    "eer_high", "accuracy", "macro_f1", "created", "finished", "mlflow_run_id",
 )  # fmt: skip
+NUMERIC_COLUMNS = {"best_eer", "final_eer", "eer_low", "eer_high", "accuracy", "macro_f1"}
 MAX_COMPARED = 8
 SPEC_PREFIX = "spec."  # the export's columns of a run's recipe
 
@@ -109,6 +110,10 @@ def recipe_differences(runs: Sequence[RunRecord]) -> pd.DataFrame:
 def _summary(run: RunRecord, epochs: list[EpochMetric]) -> dict[str, Any]:
     eers = [e.eer for e in epochs if e.eer is not None]
     last = epochs[-1] if epochs else None
+    metrics = run_metrics(run)
+    # The stored model's EER interval (its validation split, whole utterances drawn again).
+    kept = metrics.get("eer_interval")
+    interval: dict[str, Any] = kept if isinstance(kept, dict) else {}
     return {
         "id": run.id,
         "name": run.name,
@@ -118,12 +123,14 @@ def _summary(run: RunRecord, epochs: list[EpochMetric]) -> dict[str, Any]:
         "epochs": len(epochs),
         "best_eer": min(eers) if eers else "",
         "final_eer": eers[-1] if eers else "",
+        "eer_low": interval.get("low", ""),
+        "eer_high": interval.get("high", ""),
         "accuracy": last.accuracy if last and last.accuracy is not None else "",
         "macro_f1": last.macro_f1 if last and last.macro_f1 is not None else "",
         "created": run.created_at.isoformat(timespec="seconds"),
         "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else "",
         "mlflow_run_id": run.mlflow_run_id or "",
-        **report_eers(run_metrics(run)),
+        **report_eers(metrics),
     }
 
 
@@ -214,7 +221,7 @@ def compare_runs(actor: Actor, run_ids: Sequence[int]) -> RunComparison:
     rows = [_summary(run, epochs) for run, epochs in runs]
     table = pd.DataFrame(rows, columns=summary_columns(rows))
     for column in table.columns:
-        if column in {"best_eer", "final_eer", "accuracy", "macro_f1"} or column.startswith("eer@"):
+        if column in NUMERIC_COLUMNS or column.startswith("eer@"):
             table[column] = pd.to_numeric(table[column], errors="coerce")
     points = [
         {"run": run.name, "epoch": e.epoch + 1, "eer": e.eer, "valid_loss": e.valid_loss}
