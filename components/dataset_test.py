@@ -260,7 +260,8 @@ def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation,
         results.report_confusion(report), results.report_roc(report), "tested items"
     )
     training_view.render_reliability(report)
-    training_view.render_generator_eer(report)
+    audit = services.kept_shortcuts(str(report["dataset"]), actor=actor)
+    training_view.render_generator_eer(report, audit.generator_eers() if audit else None)
     training_view.render_per_class(report)
     stem = training_view.file_stem(f"{report['model']['name']}-on-{report['dataset']}")
     left, right = st.columns(2)

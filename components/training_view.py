@@ -206,13 +206,19 @@ def render_per_class(report: dict[str, object]) -> None:
     st.dataframe(table, width="stretch")
 
 
-def render_generator_eer(report: dict[str, object]) -> None:
+def render_generator_eer(
+    report: dict[str, object], cue_eers: dict[str, float] | None = None
+) -> None:
     """Which attacks the model misses (the EER of bona fide against each generator's items), and
-    how it copes with noise (the EER at each noise level), side by side."""
+    how it copes with noise (the EER at each noise level), side by side; with ``cue_eers`` (the
+    dataset's shortcut audit), what simple cues alone reach against each generator."""
     generators, noises = report.get("generator_eer"), report.get("noise_eer")
     tables = []
+    cues = {g: cue_eers[g] for g in (generators or {}) if cue_eers and g in cue_eers}
     if isinstance(generators, dict) and generators:
         table = pd.DataFrame({"generator": list(generators), "EER": list(generators.values())})
+        if cues:
+            table["simple cues alone"] = [cues.get(g) for g in generators]
         tables.append(("EER against each generator", table.sort_values("EER", ascending=False)))
     if isinstance(noises, dict) and noises:
         labels = [services.noise_label(str(n)) for n in noises]
@@ -224,14 +230,24 @@ def render_generator_eer(report: dict[str, object]) -> None:
         )
     if not tables:
         return
-    st.caption("An EER of 50 % is a coin toss.")
+    st.caption(
+        "An EER of 50 % is a coin toss."
+        + (
+            " Simple cues alone: the EER that silence, level, bandwidth and the like reach "
+            "against that generator on the dataset's clean clips (its shortcut audit); a model "
+            "no better than them may have learnt nothing else."
+            if cues
+            else ""
+        )
+    )
+    percent = st.column_config.NumberColumn(format="percent")
     for column, (title, table) in zip(st.columns(len(tables)), tables, strict=True):
         column.markdown(f"**{title}**")
         column.dataframe(
             table.astype({"EER": float}),
             hide_index=True,
             width="stretch",
-            column_config={"EER": st.column_config.NumberColumn("EER", format="percent")},
+            column_config={"EER": percent, "simple cues alone": percent},
         )
 
 
@@ -339,6 +355,7 @@ def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") 
     st.markdown("**Per epoch**")
     render_epoch_table(result.history)
     render_per_class(result.metrics)
-    render_generator_eer(result.metrics)
+    audit = services.kept_shortcuts(result.run.dataset or "", actor=actor)
+    render_generator_eer(result.metrics, audit.generator_eers() if audit else None)
     render_downloads(actor, result, key_prefix)
     render_evaluate_link(result.model_id)

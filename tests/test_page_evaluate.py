@@ -407,6 +407,9 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     at.run()
     (note,) = [w.value for w in at.warning if "Shortcut" in w.value]
     assert note.startswith("Shortcut in this dataset") and "griffinlim (0% EER)" in note
+    (by_generator,) = [f.value for f in at.dataframe if "simple cues alone" in f.value.columns]
+    cues = dict(zip(by_generator["generator"], by_generator["simple cues alone"], strict=True))
+    assert cues["griffinlim"] == 0.0 and cues["world"] > 0.25  # as the planted audit has it
 
     # A copy of the model calibrated on these 20 items: the original stays as it was.
     assert at.text_input(key="eval_test_calibrate_name").value == f"tiny specnet on {DATASET}"

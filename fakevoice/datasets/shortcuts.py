@@ -181,6 +181,10 @@ class ShortcutAudit:
             f"closest: between human clips and {against}, {how}; 50 % is chance)."
         )
 
+    def generator_eers(self) -> dict[str, float]:
+        """The lowest EER simple cues reach against each generator judged alone."""
+        return {name: s.lowest_eer for name, s in self.generators.items()}
+
     def flagged(self, classes: Iterable[str] | None = None) -> list[Separation]:
         """The generators among ``classes`` (None: all) whose clips simple cues tell from the
         human ones (lowest EER under :data:`SOME_BELOW`), the most separable first; the pooled

@@ -258,6 +258,15 @@ def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
     )
 
 
+def kept_shortcuts(name: str, *, actor: Actor | None) -> ShortcutAudit | None:
+    """The shortcut audit a dataset keeps, or None (none kept, or the dataset is gone): never
+    measures, so a results view can show it beside a model's EERs for free."""
+    try:
+        return read_audit(dataset_path(name, actor=actor))
+    except NotFoundError:
+        return None
+
+
 def shortcut_warning(
     name: str,
     classes: Sequence[str] | None = None,
@@ -269,11 +278,7 @@ def shortcut_warning(
     (``use="test"``), when its kept shortcut audit found simple cues that tell some of them from
     the human clips; None otherwise, for a dataset without an audit (this never measures) and
     for one gone since (a test outlives its dataset)."""
-    try:
-        folder = dataset_path(name, actor=actor)
-    except NotFoundError:
-        return None
-    audit = read_audit(folder)
+    audit = kept_shortcuts(name, actor=actor)
     return None if audit is None else audit.warning(classes, use=use)
 
 
