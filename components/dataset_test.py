@@ -20,8 +20,9 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.bootstrap import difference_verdict
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
-from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, evaluations_table, fuse
+from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
+from fakevoice.services.fusion import evaluations_table, fuse
 from fakevoice.services.paired_tests import PairedEer, paired_eers
 from fakevoice.store.records import Actor, ModelRecord, RunRecord
 
@@ -185,10 +186,24 @@ def _show_side_by_side(
         },
     )
     if fusion is not None:
+        learned = fusion.learned
+        weights = (
+            ", ".join(f"{name} {weight:.2f}" for name, weight in learned["weights"].items())
+            if learned
+            else ""
+        )
         st.caption(
-            f"The last row fuses the models' scores on the {fusion.items} items they all scored "
-            "(the mean of their log-odds of human): a combined system, as in ASVspoof. Models "
-            "that err on different items gain the most; how alike their scores are:"
+            f"The fusion rows combine the models' scores on the {fusion.items} items they all "
+            "scored, as systems are combined in ASVspoof: first the plain mean of their log-odds "
+            "of human"
+            + (
+                f"; then a logistic regression on them whose weights ({weights}) are learnt on "
+                f"some utterances and scored on the others ({learned['folds']} folds), so a "
+                "model that only adds noise counts little"
+                if learned
+                else ""
+            )
+            + ". Models that err on different items gain the most; how alike their scores are:"
         )
         st.dataframe(fusion.correlation.round(2))
     _which_is_better(run_id, evaluations)

@@ -131,13 +131,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_fusion(evaluations: list[Any]) -> None:
     """The models' fused score (mean log-odds) on the items they all scored, when it can be."""
-    from fakevoice.services.evaluation import fuse
+    from fakevoice.services.fusion import fuse
 
     fusion = fuse(evaluations)
     if fusion is None:
         return
     print(f"{fusion.label} (mean of their log-odds of human, {fusion.items} shared items)")
     print(f"  EER {100 * fusion.eer:.2f} %  AUC {fusion.auc:.4f}")
+    if fusion.learned is not None:
+        learned = fusion.learned
+        weights = ", ".join(f"{name} {w:.2f}" for name, w in learned["weights"].items())
+        print(
+            f"  learnt weights ({weights}; fitted on some utterances, scored on the others): "
+            f"EER {100 * learned['eer']:.2f} %  AUC {learned['auc']:.4f}"
+        )
     for title, values in (
         ("EER at each noise level", fusion.noise_eer),
         ("EER against each generator", fusion.generator_eer),

@@ -33,7 +33,7 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.explain import Explanation, most_machine_like
 from fakevoice.inference import BONAFIDE, DEFAULT_THRESHOLD, decide
 from fakevoice.services import reports, uploads
-from fakevoice.services.evaluation import fused_p_human
+from fakevoice.services.fusion import fused_p_human
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord

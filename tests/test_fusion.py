@@ -28,7 +28,7 @@ def _evaluation(name: str, model_id: int, items: list[str], classes: list[str], 
 
 
 def test_two_models_that_miss_different_attacks_are_fused_into_a_better_one() -> None:
-    from fakevoice.services.evaluation import evaluations_table, fuse
+    from fakevoice.services.fusion import evaluations_table, fuse
 
     # 10 human items, 10 of generator a, 10 of b. Model A tells a apart and takes b for human;
     # model B the opposite. Either alone, half the spoofs score above every human: EER 50 %.
@@ -50,12 +50,16 @@ def test_two_models_that_miss_different_attacks_are_fused_into_a_better_one() ->
     assert fusion.generator_eer == {"a": pytest.approx(0.0), "b": pytest.approx(0.0)}
     assert fusion.correlation.loc["A", "B"] < 0  # they disagree where it matters
     table = evaluations_table([first, second], fusion)
-    assert list(table["model"])[-1] == "fusion: A + B" and table["eer"].iloc[-1] == 0.0
+    assert list(table["model"])[-2:] == ["fusion: A + B", "fusion, learnt weights: A + B"]
+    assert table["eer"].iloc[-2] == 0.0
+    # Learnt weights, scored only on items their fit did not see, find the same.
+    assert fusion.learned is not None and fusion.learned["folds"] == 5
+    assert table["eer"].iloc[-1] == fusion.learned["eer"] <= 0.1
     assert json.loads(json.dumps(fusion.to_dict()))["models"] == ["A", "B"]
 
 
 def test_a_fusion_takes_the_shared_items_and_needs_enough_of_both_kinds() -> None:
-    from fakevoice.services.evaluation import MIN_FUSED_ITEMS, fuse
+    from fakevoice.services.fusion import MIN_FUSED_ITEMS, fuse
 
     classes = ["bonafide", "a"] * 15
     items = [f"i{n}" for n in range(30)]
@@ -76,3 +80,35 @@ def test_a_fusion_takes_the_shared_items_and_needs_enough_of_both_kinds() -> Non
     flat = _evaluation("flat", 5, items, classes, [0.5] * 30)
     fused = fuse([one, flat])
     assert fused is not None and fused.correlation.loc["same", "flat"] == 0.0
+
+
+def test_learnt_weights_turn_down_a_model_that_only_adds_noise() -> None:
+    """A good model and one whose scores are noise: their plain mean is worse than the good
+    model alone; learnt weights (fitted on some utterances, scored on the others) give the
+    noise little say and keep the good model's EER."""
+    import numpy as np
+
+    from fakevoice.services.fusion import fuse
+
+    rng = np.random.default_rng(0)
+    utterances, per = 60, 3
+    human = np.tile(np.arange(per) == 0, utterances)
+    items = [
+        f"u{n // per}__{'bonafide' if h else 'gen'}{n % per}__snr_inf" for n, h in enumerate(human)
+    ]
+    classes = ["bonafide" if h else "gen" for h in human]
+    good = 1 / (1 + np.exp(-(3.0 * np.where(human, 1, -1) + rng.normal(size=human.size))))
+    noise = 1 / (1 + np.exp(-6.0 * rng.normal(size=human.size)))
+    fusion = fuse(
+        [
+            _evaluation("good", 1, items, classes, list(good)),
+            _evaluation("noise", 2, items, classes, list(noise)),
+        ]
+    )
+    assert fusion is not None and fusion.learned is not None
+    alone, _ = compute_eer(good[human], good[~human])
+    assert fusion.eer > alone + 0.02  # the plain mean lets the noise in
+    assert fusion.learned["eer"] <= alone + 0.02
+    weights = fusion.learned["weights"]
+    assert abs(weights["noise"]) < 0.2 * abs(weights["good"])
+    assert json.loads(json.dumps(fusion.to_dict()))["learned"]["weights"] == weights

@@ -304,7 +304,7 @@ def test_compare_mode_puts_models_side_by_side(
 def test_fused_p_human_is_the_mean_of_the_log_odds() -> None:
     import math
 
-    from fakevoice.services.evaluation import fused_p_human
+    from fakevoice.services.fusion import fused_p_human
 
     assert fused_p_human([0.8]) == pytest.approx(0.8)
     assert fused_p_human([0.9, 0.1]) == pytest.approx(0.5)  # opposite views cancel
@@ -488,15 +488,20 @@ def test_dataset_test_puts_several_models_side_by_side(
         f"2 models on the same 30 of 30 items of **{DATASET}**" in c.value for c in at.caption
     )
     (table,) = [f.value for f in at.dataframe if "model_id" in f.value.columns]
-    assert list(table["model"]) == ["tiny specnet", "copy", "fusion: tiny specnet + copy"]
-    assert list(table["items"]) == [30, 30, 30]
+    assert list(table["model"]) == [
+        "tiny specnet",
+        "copy",
+        "fusion: tiny specnet + copy",
+        "fusion, learnt weights: tiny specnet + copy",
+    ]
+    assert list(table["items"]) == [30, 30, 30, 30]
     # The same weights on the same items: the same figures, fused or not, and scores alike.
     assert table["eer"].iloc[0] == pytest.approx(table["eer"].iloc[1])
     assert table["eer"].iloc[2] == pytest.approx(table["eer"].iloc[0])
-    assert pd.isna(table["accuracy"].iloc[2])  # a fused score has no classes
+    assert pd.isna(table["accuracy"].iloc[2]) and pd.isna(table["accuracy"].iloc[3])
     (alike,) = [f.value for f in at.dataframe if list(f.value.columns) == ["tiny specnet", "copy"]]
     assert alike.to_numpy().min() == pytest.approx(1.0)
-    assert any("The last row fuses the models' scores" in c.value for c in at.caption)
+    assert any("The fusion rows combine the models' scores" in c.value for c in at.caption)
     assert list(table.columns)[-3:] == ["eer@snr_inf", "eer@griffinlim", "eer@world"]
     # Which is better: the same scores cannot be told apart, however often they are drawn.
     assert "**Which is better?**" in [m.value for m in at.markdown]

@@ -18,8 +18,9 @@ from fakevoice import services
 from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MAX_ID
 from fakevoice.api.schemas import ModelOut, RunOut
-from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, fuse
+from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
+from fakevoice.services.fusion import fuse
 from fakevoice.services.paired_tests import paired_eers
 
 

@@ -6,9 +6,9 @@ The audit reads the dataset's clean clips, computes their cues and measures:
 
 * each cue alone: its EER when the cue itself is the score (in whichever direction is better);
 * the cues together: a logistic regression on the standardised cues and their squares, fitted
-  on some speakers and scored on the others (cross-fitted: up to 5 folds of whole speakers, or of
-  utterances when speakers cannot be held out), so its EER is what a model could reach on unseen
-  speakers from these cues alone;
+  on some speakers and scored on the others (cross-fitted, :mod:`fakevoice.metrics.logistic`: up
+  to 5 folds of whole speakers, or of utterances when speakers cannot be held out), so its EER is
+  what a model could reach on unseen speakers from these cues alone;
 * both again for every generator against the human clips (a shortcut may belong to one
   generator, e.g. a TTS voice that starts speaking at the first sample).
 
@@ -37,6 +37,7 @@ from fakevoice.datasets.manifest import (
     write_text_atomic,
 )
 from fakevoice.errors import DatasetError
+from fakevoice.metrics.logistic import group_folds, held_out_scores
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ SHORTCUTS_NAME = "shortcuts.json"
 AUDIT_VERSION = 1
 MAX_AUDIT_CLIPS = 4000  # a larger dataset is audited on a seeded sample of its clips
 MIN_CLASS_CLIPS = 20  # fewer clips of a class than this: its EER would mean little
-FOLDS = 5
-L2_PENALTY = 0.01  # only keeps the weights finite when the cues separate the classes
-NEWTON_STEPS = 30
 STRONG_BELOW = 0.10  # an EER under this: the cues give the answer away
 SOME_BELOW = 0.25  # under this: they help a detector noticeably
 
@@ -293,59 +291,13 @@ def cue_separation(cue: str, bonafide: np.ndarray, spoof: np.ndarray) -> CueSepa
     return CueSeparation(cue, eer, float(np.median(bonafide)), float(np.median(spoof)))
 
 
-def _design(cues: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def standardised_squares(train: np.ndarray, cues: np.ndarray) -> np.ndarray:
+    """The cues standardised with the training part's mean and spread, their squares (so a
+    cue whose extremes mark a class counts too) and the constant."""
+    mean, scale = train.mean(axis=0), train.std(axis=0)
+    scale[scale == 0] = 1.0
     standard = (cues - mean) / scale
     return np.hstack([standard, standard**2 - 1.0, np.ones((cues.shape[0], 1))])
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Class-balanced, L2-penalised logistic regression by Newton steps.
-
-    Args:
-        x: ``(n, d)`` design matrix whose last column is the constant 1 (not penalised).
-        y: ``(n,)`` 1 for human, 0 for machine.
-
-    Returns:
-        ``(d,)`` weights; ``x @ w`` is the log-odds of human.
-    """
-    weights = np.where(y == 1, 0.5 / max(1, int(y.sum())), 0.5 / max(1, int((1 - y).sum())))
-    weights = weights * y.size
-    penalty = np.full(x.shape[1], L2_PENALTY)
-    penalty[-1] = 0.0
-    w = np.zeros(x.shape[1])
-    for _ in range(NEWTON_STEPS):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (x @ w)))
-        gradient = x.T @ (weights * (p - y)) + penalty * w
-        hessian = (x * (weights * p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return w
-
-
-def fold_of_groups(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """``(n,)`` fold number of each clip: whole groups dealt into ``folds`` folds, seeded."""
-    names = np.unique(groups)
-    order = np.random.default_rng(seed).permutation(names.size)
-    fold_of_name = dict(zip(names[order], np.arange(names.size) % folds, strict=True))
-    return np.array([fold_of_name[g] for g in groups])
-
-
-def held_out_scores(cues: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray | None:
-    """Log-odds of human for every clip from a fit on the other folds; ``None`` when some
-    fold's training part lacks a class."""
-    scores = np.empty(y.size)
-    for fold in np.unique(folds):
-        train = folds != fold
-        if len(np.unique(y[train])) < 2:
-            return None
-        mean = cues[train].mean(axis=0)
-        scale = cues[train].std(axis=0)
-        scale[scale == 0] = 1.0
-        w = fit_logistic(_design(cues[train], mean, scale), y[train])
-        scores[~train] = _design(cues[~train], mean, scale) @ w
-    return scores
 
 
 def separation(frame: pd.DataFrame, spoof: str, held_out: HeldOut, seed: int) -> Separation:
@@ -362,10 +314,9 @@ def separation(frame: pd.DataFrame, spoof: str, held_out: HeldOut, seed: int) ->
     )
     combined = None
     if min(y.sum(), (1 - y).sum()) >= MIN_CLASS_CLIPS:
-        groups = frame[held_out].to_numpy(dtype=str)
-        folds = fold_of_groups(groups, min(FOLDS, len(np.unique(groups))), seed)
-        if len(np.unique(folds)) >= 2:
-            scores = held_out_scores(values, y, folds)
+        folds = group_folds(frame[held_out].to_numpy(dtype=str), seed)
+        if folds is not None:
+            scores = held_out_scores(values, y, folds, standardised_squares)
             if scores is not None:
                 combined = tied_eer(scores[y == 1], scores[y == 0])
     return Separation(spoof, int(y.sum()), int((1 - y).sum()), combined, cues)

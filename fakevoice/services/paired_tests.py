@@ -16,7 +16,8 @@ import numpy as np
 
 from fakevoice.datasets.manifest import utterance_of
 from fakevoice.metrics.bootstrap import EerDifference, difference_words, eer_difference
-from fakevoice.services.evaluation import DatasetEvaluation, shared_items
+from fakevoice.services.evaluation import DatasetEvaluation
+from fakevoice.services.fusion import shared_items
 
 
 @dataclass(frozen=True)
