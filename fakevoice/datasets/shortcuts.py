@@ -237,6 +237,8 @@ class ShortcutAudit:
         try:
             if int(data["version"]) != AUDIT_VERSION:
                 raise DatasetError("The shortcut audit was made by another version.")
+            if data["held_out"] not in ("speaker", "utterance"):
+                raise ValueError(f"held_out {data['held_out']!r}")
             return cls(
                 clips=int(data["clips"]),
                 sampled_from=int(data["sampled_from"]),
