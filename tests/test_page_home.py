@@ -95,6 +95,7 @@ def test_signed_out_home_offers_the_forms_and_lists_public_models_only(
     row = table.iloc[0]
     assert (row["arch"], row["owner"]) == ("specnet", "alice")
     assert (row["EER (%)"], row["accuracy (%)"]) == (12.5, 90.0)
+    assert row["EER 95 % interval"] == "6.2-25.0"  # the model's validation utterances redrawn
     assert "secret detector" not in str(table)
 
 

@@ -111,7 +111,11 @@ def add_model(
                 for f in folder.iterdir()
                 if f.name in ("model.pkl", "model.safetensors", "manifest.json")
             },
-            metrics={"eer": eer, "accuracy": accuracy},
+            metrics={
+                "eer": eer,
+                "accuracy": accuracy,
+                "eer_interval": {"eer": eer, "low": eer / 2, "high": 2 * eer, "level": 0.95},
+            },
             run_id=run_id,
             is_public=public,
         )
@@ -203,6 +207,7 @@ def test_public_view_signed_out_shows_only_public_models(two_users: dict[str, An
     table = tables(at)["public_models"]
     assert list(table["model"]) == ["alice shared"]
     assert list(table["EER (%)"]) == [5.0]
+    assert list(table["EER 95 % interval"]) == ["2.5-10.0"]
     assert "alice private" not in page_text(at)
     assert not at.tabs  # none of the owner's sections
 

@@ -336,14 +336,25 @@ def percent(fraction: float | None) -> float | None:
     return None if fraction is None else round(100.0 * fraction, 2)
 
 
+def eer_interval_text(metrics: dict[str, Any]) -> str:
+    """A model's EER interval as ``"8.1-14.0"`` (percent; its validation utterances drawn again),
+    or ``""`` when it has none."""
+    interval = metrics.get("eer_interval")
+    if not isinstance(interval, dict):
+        return ""
+    return f"{100 * interval['low']:.1f}-{100 * interval['high']:.1f}"
+
+
 def public_model_rows(models: list[PublicModel]) -> list[dict[str, Any]]:
-    """Public models as table rows: model, arch, owner, EER (%), accuracy (%), shared since."""
+    """Public models as table rows: model, arch, owner, EER (%) and its 95 % interval,
+    accuracy (%), shared since."""
     return [
         {
             "model": m.model.name,
             "arch": m.model.arch,
             "owner": m.owner,
             "EER (%)": percent(m.eer),
+            "EER 95 % interval": eer_interval_text(m.model.metrics),
             "accuracy (%)": percent(m.accuracy),
             "created": m.model.created_at.strftime("%Y-%m-%d %H:%M"),
         }
@@ -368,13 +379,15 @@ def run_rows(entries: list[RunEntry]) -> list[dict[str, Any]]:
 
 
 def model_rows(models: list[ModelRecord]) -> list[dict[str, Any]]:
-    """Models as table rows: model, arch, public, EER (%), accuracy (%), date."""
+    """Models as table rows: model, arch, public, EER (%) and its 95 % interval, accuracy (%),
+    date."""
     return [
         {
             "model": m.name,
             "arch": m.arch,
             "public": m.is_public,
             "EER (%)": percent(m.metrics.get("eer")),
+            "EER 95 % interval": eer_interval_text(m.metrics),
             "accuracy (%)": percent(m.metrics.get("accuracy")),
             "date": m.created_at.strftime("%Y-%m-%d %H:%M"),
         }
