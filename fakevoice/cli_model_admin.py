@@ -45,6 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fakevoice import services
+    from fakevoice.metrics.bootstrap import interval_words
     from fakevoice.metrics.calibration import calibration_line
     from fakevoice.services.model_files import has_fastai_export
 
@@ -76,6 +77,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     eer = metrics.get("eer")
     if isinstance(eer, float):
         print(f"  validation EER {100 * eer:.2f} %")
+        if isinstance(metrics.get("eer_interval"), dict):
+            print(f"  {interval_words(metrics['eer_interval'])}")
     print(f"  probabilities {calibration_line(metrics.get('calibration'))}")
     files = ["safe bundle"] + (["fastai export"] if has_fastai_export(model) else [])
     print(f"  files: {', '.join(files)} (`fakevoice models export`)")
