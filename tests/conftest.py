@@ -120,6 +120,14 @@ def alice(isolated_settings: Path) -> Actor:
     return make_user("alice")
 
 
+def tone(
+    frequency: float, seconds: float = 1.0, sample_rate: int = 16000, amplitude: float = 0.3
+) -> np.ndarray:
+    """A sine of ``frequency`` Hz, ``seconds`` long, peak ``amplitude`` (float32, mono)."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
 def speechlike(seconds: float = 2.0, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
     """A voiced, formant-ish test signal (float32, mono) with syllable-rate amplitude modulation."""
     rng = np.random.default_rng(seed)

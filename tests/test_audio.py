@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import speechlike
+from conftest import speechlike, tone
 from PIL import Image
 
 from fakevoice.audio import (
@@ -62,11 +62,6 @@ MATRIX = [
     for rate in ((16000,) if fmt == "g722" else RATES)
     for channels in (1, 2)
 ]
-
-
-def tone(hz: float, seconds: float, sample_rate: int, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
-    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
 def make_signal(sample_rate: int, channels: int) -> np.ndarray:

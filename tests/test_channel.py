@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import speechlike
+from conftest import speechlike, tone
 from scipy import signal
 
 from fakevoice.datasets.channel import (
@@ -18,11 +18,6 @@ from fakevoice.datasets.channel import (
 from fakevoice.errors import InvalidSamplesError, SilentAudioError
 
 SAMPLE_RATE = 16000
-
-
-def _tone(frequency: float, seconds: float = 1.0, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
 
 
 def _band_power(samples: np.ndarray, low: float, high: float) -> float:
@@ -74,8 +69,8 @@ def test_energy_above_7_2_khz_is_strongly_attenuated(seed: int) -> None:
 
 def test_band_limit_keeps_speech_band_and_removes_hum_and_top_octave() -> None:
     for frequency, kept in [(1000.0, True), (5000.0, True), (40.0, False), (7600.0, False)]:
-        out = band_limit(_tone(frequency))
-        ratio = np.sqrt(np.mean(out[2000:-2000] ** 2)) / np.sqrt(np.mean(_tone(frequency) ** 2))
+        out = band_limit(tone(frequency))
+        ratio = np.sqrt(np.mean(out[2000:-2000] ** 2)) / np.sqrt(np.mean(tone(frequency) ** 2))
         if kept:
             assert ratio == pytest.approx(1.0, abs=0.05), frequency
         else:

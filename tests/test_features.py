@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import FrozenInstanceError
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import conftest
 import librosa
 import numpy as np
 import pytest
@@ -43,9 +45,7 @@ SPEC_VARIANTS: list[dict[str, Any]] = [
 ]
 
 
-def tone(freq: float, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+tone = partial(conftest.tone, sample_rate=SR, amplitude=0.5)
 
 
 @pytest.fixture

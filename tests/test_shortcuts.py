@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tone
 from test_page_datasets import assert_no_exception, datasets_page, write_fixture_dataset
 
 from fakevoice import services
@@ -34,16 +35,13 @@ from fakevoice.metrics import compute_eer
 RATE = 16000
 
 
-def tone(seconds: float, frequency: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
-    t = np.arange(round(seconds * RATE)) / RATE
-    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
-
-
 # --- one clip's cues ----------------------------------------------------------------------------
 
 
 def test_silence_zeros_length_and_peak_of_a_tone_between_silences() -> None:
-    clip = np.concatenate([np.zeros(RATE // 2), tone(1.0), np.zeros(RATE // 4)]).astype(np.float32)
+    clip = np.concatenate(
+        [np.zeros(RATE // 2), tone(440.0, amplitude=0.5), np.zeros(RATE // 4)]
+    ).astype(np.float32)
     cues = clip_cues(clip, RATE)
     assert set(cues) == set(CUE_NAMES)
     assert cues["duration_s"] == pytest.approx(1.75)
@@ -68,14 +66,14 @@ def test_bandwidth_clipping_and_noise_floor() -> None:
     full = (0.1 * noise).astype(np.float32)
     assert 1800 <= clip_cues(low, RATE)["bandwidth_hz"] <= 2050
     assert clip_cues(full, RATE)["bandwidth_hz"] >= 7500
-    loud = np.clip(tone(1.0, amplitude=3.0), -1.0, 1.0)
+    loud = np.clip(tone(440.0, amplitude=3.0), -1.0, 1.0)
     assert clip_cues(loud, RATE)["clipped"] > 0.5
-    quiet_floor = np.concatenate([tone(0.5), 0.001 * full[: RATE // 2]])
+    quiet_floor = np.concatenate([tone(440.0, 0.5, amplitude=0.5), 0.001 * full[: RATE // 2]])
     assert clip_cues(quiet_floor, RATE)["noise_floor_db"] == pytest.approx(-80, abs=3)
 
 
 def test_a_clip_shorter_than_a_frame_and_a_silent_one() -> None:
-    short = clip_cues(tone(0.01), RATE)
+    short = clip_cues(tone(440.0, 0.01), RATE)
     assert short["duration_s"] == pytest.approx(0.01)
     silent = clip_cues(np.zeros(RATE, dtype=np.float32), RATE)
     assert silent["digital_zeros"] == 1.0 and silent["bandwidth_hz"] == 0.0
