@@ -63,8 +63,15 @@ def model_summary(model: ModelRecord) -> str:
     probabilities mean (calibrated or not)."""
     eer = model.metrics.get("eer")
     items = model.metrics.get("valid_items")
+    interval = model.metrics.get("eer_interval")
     how_good = (
-        f"validation EER {eer:.1%}" + (f" on {items} items" if items else "")
+        f"validation EER {eer:.1%}"
+        + (
+            f" ({interval['low']:.1%} to {interval['high']:.1%})"
+            if isinstance(interval, dict)
+            else ""
+        )
+        + (f" on {items} items" if items else "")
         if isinstance(eer, int | float)
         else "no validation figures"
     )

@@ -301,6 +301,21 @@ def test_compare_mode_puts_models_side_by_side(
     assert f"P(human) **{p_human:.3f}**" in together
 
 
+def test_the_model_line_gives_its_eer_with_the_interval(specnet: ModelRecord) -> None:
+    from dataclasses import replace
+
+    from components.verdict_view import model_summary
+
+    interval = {"eer": 0.12, "low": 0.08, "high": 0.17, "level": 0.95, "groups": 40}
+    shown = model_summary(
+        replace(specnet, metrics={"eer": 0.12, "valid_items": 300, "eer_interval": interval})
+    )
+    assert "validation EER 12.0% (8.0% to 17.0%) on 300 items" in shown
+    assert "validation EER 12.0% on 300 items" in model_summary(
+        replace(specnet, metrics={"eer": 0.12, "valid_items": 300})
+    )
+
+
 def test_fused_p_human_is_the_mean_of_the_log_odds() -> None:
     import math
 
