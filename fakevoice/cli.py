@@ -253,6 +253,7 @@ def _cmd_dataset_audit(args: argparse.Namespace) -> int:
 def _cmd_dataset_list(args: argparse.Namespace) -> int:
     from fakevoice import services, store
     from fakevoice.datasets.catalog import list_datasets
+    from fakevoice.datasets.shortcuts import read_audit
     from fakevoice.settings import get_settings
 
     services.ensure_database()
@@ -262,13 +263,21 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
     rows = []
     for summary in list_datasets(get_settings().dataset_dir):
         owner_id = owners.get(store.folder_key(summary.path))
-        rows.append({**summary.to_dict(), "owner": names.get(owner_id) if owner_id else None})
+        audit = read_audit(summary.path)
+        rows.append(
+            {
+                **summary.to_dict(),
+                "owner": names.get(owner_id) if owner_id else None,
+                "shortcuts": None if audit is None else audit.severity,
+            }
+        )
     if args.json:
         print_json(rows)
     else:  # the operator sees every dataset; "shared" ones are everyone's, the others a user's
         for r in rows:
             owner = r["owner"] or "shared"
-            print(f"{r['name']:<24} {r['items']:>7} items  {owner:<16} {r['path']}")
+            shortcuts = f"shortcuts: {r['shortcuts'] or 'not audited'}"
+            print(f"{r['name']:<24} {r['items']:>7} items  {owner:<16} {shortcuts:<24} {r['path']}")
     return 0
 
 

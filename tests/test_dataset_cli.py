@@ -84,6 +84,7 @@ def test_list_shows_built_datasets(isolated_settings: Path) -> None:
     assert [d["name"] for d in listed] == ["mine"]
     assert listed[0]["items"] == 6 and listed[0]["classes"] == ["bonafide", "world"]
     assert listed[0]["speakers"] == 2 and listed[0]["owner"] is None  # shared
+    assert listed[0]["shortcuts"] is None  # written by hand: no audit kept
 
     # A user's dataset (built from their recordings) is listed with its owner.
     with store.session_scope() as session:
@@ -91,7 +92,7 @@ def test_list_shows_built_datasets(isolated_settings: Path) -> None:
     services.record_owner(ann.id, "mine", root / "mine", items=6)
     out = run_cli("dataset", "list", env={"FAKEVOICE_DATASET_DIR": str(root)})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[:4] == ["mine", "6", "items", "ann"]
+    assert out.stdout.split()[:7] == ["mine", "6", "items", "ann", "shortcuts:", "not", "audited"]
 
 
 # --- dataset render -------------------------------------------------------------------------------

@@ -296,6 +296,9 @@ def test_cli_audit_prints_words_or_json(tiny: Path, capsys: pytest.CaptureFixtur
     assert main(["dataset", "audit", "tiny"]) == 0
     out = capsys.readouterr().out
     assert data["summary"] in out and "every cue, human vs all machine" in out
+    assert main(["dataset", "list", "--json"]) == 0  # the kept audit's finding, per dataset
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["name"], listed["shortcuts"]) == ("tiny", data["severity"])
     assert main(["dataset", "audit", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no dataset named 'nosuch'" in err
