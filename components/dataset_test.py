@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import detection_charts, job_list, training_view
+from components import detection_charts, job_list, training_view, which_is_better
 from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
-from fakevoice.metrics.bootstrap import difference_verdict
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
@@ -239,29 +238,7 @@ def _pairs(
 
 def _which_is_better(run_id: int, evaluations: list[services.DatasetEvaluation]) -> None:
     """Each pair of models' EER difference with its bootstrap interval: can the test tell?"""
-    pairs = _pairs(run_id, len(evaluations), evaluations)
-    if not pairs:
-        return
-    st.markdown("**Which is better?**")
-    st.caption(
-        "The items both models scored, drawn again 1,000 times a whole utterance at a time: "
-        "how the EER difference would vary on another draw of speech like this. When its 95 % "
-        "interval holds 0, the test cannot tell the two apart."
-    )
-    st.dataframe(
-        [
-            {
-                "models": f"{p.first} - {p.second}",
-                "items": p.items,
-                "EER difference (points)": round(100 * p.difference.difference, 2),
-                "95 % interval": f"{100 * p.difference.low:+.1f} to {100 * p.difference.high:+.1f}",
-                "first lower in": f"{p.difference.first_lower:.0%} of draws",
-                "verdict": difference_verdict(p.first, p.second, p.difference.to_dict()),
-            }
-            for p in pairs
-        ],
-        hide_index=True,
-    )
+    which_is_better.render(_pairs(run_id, len(evaluations), evaluations), "models")
 
 
 def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from components import training_view
+from components import training_view, which_is_better
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import comparison
@@ -58,6 +58,7 @@ def render(actor: Actor) -> None:
         "final model's EER at that noise level or against that generator, on its validation "
         "split. Lower is better; 50 % is a coin toss."
     )
+    which_is_better.render(compared.pairs, "runs scored on the same validation items")
     if len(chosen) > 1:
         if compared.differences.empty:
             st.caption("Their recipes are the same: only their names and times differ.")

@@ -2,7 +2,8 @@
 
 A run folder holds: ``model.pkl`` (fastai export, for fastai users), the safe bundle
 (``model.safetensors`` + ``manifest.json``, what the server loads), ``history.csv``,
-``confusion.json`` / ``confusion.png``, ``roc.json``, ``metrics.json`` and ``loss_curve.png``.
+``confusion.json`` / ``confusion.png``, ``roc.json``, ``metrics.json``, ``loss_curve.png`` and
+``valid_scores.csv`` (the final model's P(human) of every validation item).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ BUNDLE_WEIGHTS = "model.safetensors"
 BUNDLE_MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "fakevoice-model/1"
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
+VALID_SCORES = "valid_scores.csv"
+VALID_SCORE_COLUMNS = ("item", "utterance", "speaker", "class", "noise", "p_human")
 
 
 def sha256_file(path: Path) -> str:
@@ -232,6 +235,7 @@ def write_run_artefacts(
     _atomic_write_text(run_dir / "roc.json", json.dumps(report.get("roc", {})))
     _atomic_write_text(run_dir / "metrics.json", json.dumps(report, indent=2, default=float))
     plot_loss_curve(history, run_dir / "loss_curve.png")
+    write_valid_scores(data.valid, probs[:, 0], run_dir / VALID_SCORES)
 
     names = (
         "model.pkl",
@@ -243,5 +247,16 @@ def write_run_artefacts(
         "roc.json",
         "metrics.json",
         "loss_curve.png",
+        VALID_SCORES,
     )
     return report, {name: sha256_file(run_dir / name) for name in names}
+
+
+def write_valid_scores(valid: Any, p_human: np.ndarray, path: Path) -> None:
+    """The final model's P(human) of every validation item (after calibration), with the item's
+    utterance, speaker, class and noise: what a paired comparison of two runs on the same
+    validation items draws from (:mod:`fakevoice.services.paired_tests`)."""
+    columns = [c for c in VALID_SCORE_COLUMNS if c != "p_human"]
+    frame = valid[columns].astype(str).reset_index(drop=True)
+    frame["p_human"] = np.asarray(p_human, dtype=np.float64)
+    _atomic_write_text(path, frame.to_csv(index=False))

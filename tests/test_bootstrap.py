@@ -141,3 +141,5 @@ def test_every_pair_of_models_in_a_test_on_the_items_both_scored() -> None:
     assert not pairs[1].difference.decided
     assert pairs[0].to_dict()["summary"].startswith("A (1) - B:")
     assert paired_eers([a, a]) == []  # one model counts once
+    against = paired_eers([a, b, c], against_first=True)  # a baseline and its variants
+    assert [(p.first, p.second) for p in against] == [("A (1)", "B"), ("A (1)", "A (3)")]

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import REPO
 from PIL import Image
@@ -269,6 +271,27 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
         "eer_interval": {"eer": 0.125, "low": 0.05, "high": 0.2, "level": 0.95, "groups": 40},
     }
     (run_dir_for(private.id) / "metrics.json").write_text(json.dumps(final))
+    # Both runs scored the same 40 validation utterances (a human clip and two copies each):
+    # the private run's model separates them, the shared one's is noise.
+    rng = np.random.default_rng(0)
+    human = np.tile([True, False, False], 40)
+    items = [
+        f"u{n // 3}__{'bonafide' if h else 'world'}{n % 3}__snr_inf" for n, h in enumerate(human)
+    ]
+    for run, p_human in (
+        (private, np.where(human, 0.9, 0.1) + rng.normal(scale=0.05, size=human.size)),
+        (two_users["public_run"], rng.random(human.size)),
+    ):
+        pd.DataFrame(
+            {
+                "item": items,
+                "utterance": [item.split("__")[0] for item in items],
+                "speaker": "s",
+                "class": np.where(human, "bonafide", "world"),
+                "noise": "snr_inf",
+                "p_human": np.clip(p_human, 0.0, 1.0),
+            }
+        ).to_csv(run_dir_for(run.id) / "valid_scores.csv", index=False)
     at = profile_page(alice)
     assert_no_exception(at)
     (picker,) = [m for m in at.multiselect if m.key == "profile_compare_runs"]
@@ -286,6 +309,11 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     assert row["eer@snr_0db"] == 0.3
     assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()
     assert len(at.get("vega_lite_chart")) == 1  # validation EER by epoch, one line per run
+    # Paired on their shared validation items: the first chosen against the other.
+    (pairs,) = [f.value for f in at.dataframe if "EER difference (points)" in f.value.columns]
+    (pair,) = pairs.to_dict("records")
+    assert pair["items"] == 120 and abs(pair["EER difference (points)"]) > 20
+    assert pair["verdict"] == "alice private is better (lower in 100% of the draws)"
     assert "Their recipes are the same" in " ".join(c.value for c in at.caption)
 
     # A run with another recipe: the options that differ, run by run.

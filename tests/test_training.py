@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -31,6 +32,7 @@ from fakevoice.datasets.manifest import (
 )
 from fakevoice.errors import DatasetError, InvalidSpecError
 from fakevoice.features import FeatureSpec, render_image
+from fakevoice.metrics import compute_eer
 from fakevoice.metrics.calibration import MIN_ITEMS
 from fakevoice.png import save_png
 from fakevoice.training import MemorySink, load_checkpoint_state, train
@@ -58,6 +60,7 @@ RUN_FILES = (
     "roc.json",
     "metrics.json",
     "loss_curve.png",
+    "valid_scores.csv",
 )
 
 
@@ -248,6 +251,15 @@ def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None
     assert np.asarray(confusion["counts"]).sum() == len(data.valid)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["valid_items"] == len(data.valid)
+    # Every validation item's P(human), in the split's order, for paired comparisons of runs.
+    scores = pd.read_csv(run_dir / "valid_scores.csv", keep_default_na=False)
+    assert list(scores.columns) == ["item", "utterance", "speaker", "class", "noise", "p_human"]
+    assert list(scores["item"]) == list(data.valid["item"])
+    assert scores["p_human"].between(0.0, 1.0).all()
+    human = (scores["class"] == "bonafide").to_numpy()
+    assert compute_eer(scores["p_human"][human], scores["p_human"][~human])[0] == pytest.approx(
+        metrics["eer"]
+    )
     # Calibrated on the validation split when it is big enough; the bundle keeps it.
     calibration = metrics["calibration"]
     assert (calibration is None) == (len(data.valid) < MIN_ITEMS)

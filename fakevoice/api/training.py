@@ -31,7 +31,13 @@ MAX_LOSSES = 5000  # per-batch losses in one answer; `after_step` pages on
 # A run's files over HTTP: its fastai export goes through /v1/models/{id}/fastai, which checks
 # the file against the hash the store kept.
 RunFileName = Literal[
-    "history.csv", "loss_curve.png", "confusion.png", "confusion.json", "metrics.json", "roc.json"
+    "history.csv",
+    "loss_curve.png",
+    "confusion.png",
+    "confusion.json",
+    "metrics.json",
+    "roc.json",
+    "valid_scores.csv",
 ]
 MEDIA_TYPES = {".csv": "text/csv", ".png": "image/png", ".json": "application/json"}
 
@@ -243,7 +249,8 @@ def build_training_router() -> APIRouter:
     )
     def run_file(run_id: RunId, file_name: RunFileName, caller: SignedInDep) -> Response:
         """`history.csv` (epoch, losses, accuracy, macro F1, EER, seconds), `metrics.json`,
-        `confusion.json` and `.png`, `roc.json`, `loss_curve.png`: written when training ends
+        `confusion.json` and `.png`, `roc.json`, `loss_curve.png`, `valid_scores.csv` (the
+        final model's P(human) of every validation item): written when training ends
         (404 before). The model itself: `GET /v1/models/{model_id}/bundle` or `/fastai`."""
         data = artefact_bytes(caller.actor, run_id, file_name)
         suffix = file_name[file_name.rindex(".") :]

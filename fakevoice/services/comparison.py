@@ -6,7 +6,9 @@ as ``spec.<option>`` columns) and the Profile page's comparison (the runs a user
 options where their recipes differ). Figures are fractions; a run that has not written them
 yet leaves them blank. A finished run's final model adds ``eer@<noise level>`` and
 ``eer@<generator>`` columns (from its ``metrics.json``), so runs can be compared SNR by SNR and
-attack by attack.
+attack by attack. Runs whose validation splits share items (the same dataset, split and seed)
+are also compared item by item: each pair's EER difference on those items with its paired
+bootstrap interval (:mod:`fakevoice.services.paired_tests`), from their ``valid_scores.csv``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import pandas as pd
 from fakevoice import store
 from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
-from fakevoice.services.results import run_metrics
+from fakevoice.services.evaluation import DatasetEvaluation
+from fakevoice.services.paired_tests import PairedEer, paired_eers
+from fakevoice.services.results import run_metrics, run_valid_scores
 from fakevoice.store.records import Actor, EpochMetric, RunRecord
 from fakevoice.trainspec import TrainSpec
 
@@ -54,11 +58,15 @@ class RunComparison:
         curves: long table ``run`` (name), ``epoch`` (from 1), ``eer``, ``valid_loss``.
         differences: the recipe options whose values differ between the runs
             (:func:`recipe_differences`); empty when the recipes are the same.
+        pairs: the first run against each other whose final model scored validation items in
+            common with it: their EER difference on those items with its paired bootstrap
+            interval.
     """
 
     table: pd.DataFrame
     curves: pd.DataFrame
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pairs: list[PairedEer] = field(default_factory=list)
 
     def csv(self) -> str:
         return self.table.to_csv(index=False)
@@ -229,4 +237,22 @@ def compare_runs(actor: Actor, run_ids: Sequence[int]) -> RunComparison:
         for e in epochs
     ]
     curves = pd.DataFrame(points, columns=["run", "epoch", "eer", "valid_loss"])
-    return RunComparison(table, curves, recipe_differences([run for run, _ in runs]))
+    return RunComparison(
+        table,
+        curves,
+        recipe_differences([run for run, _ in runs]),
+        # Each run against the first chosen (a baseline and its variants): at most 7 pairs.
+        paired_eers(
+            [scored for run, _ in runs if (scored := _valid_scores(run)) is not None],
+            against_first=True,
+        ),
+    )
+
+
+def _valid_scores(run: RunRecord) -> DatasetEvaluation | None:
+    """A finished run's validation scores in the shape of a test's (its name standing for the
+    model), or None when it kept none (a run from before they were kept, or one unfinished)."""
+    scores = run_valid_scores(run)
+    if scores is None:
+        return None
+    return DatasetEvaluation({"model": {"id": run.id, "name": run.name}}, scores)

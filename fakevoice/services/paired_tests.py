@@ -49,12 +49,21 @@ class PairedEer:
         }
 
 
-def paired_eers(evaluations: list[DatasetEvaluation]) -> list[PairedEer]:
-    """Every pair of distinct models of a test, on the items both scored (pairs whose shared
-    items hold one class only, or too few utterances to draw from, are left out)."""
+def paired_eers(
+    evaluations: list[DatasetEvaluation], *, against_first: bool = False
+) -> list[PairedEer]:
+    """Every pair of distinct models of a test (or, ``against_first``, the first against each
+    other), on the items both scored (pairs whose shared items hold one class only, or too few
+    utterances to draw from, are left out)."""
     labels, tables, _ = shared_items(evaluations)
+    indexed = list(enumerate(tables))
+    candidates = (
+        [(indexed[0], other) for other in indexed[1:]]
+        if against_first
+        else list(combinations(indexed, 2))
+    )
     pairs = []
-    for (i, a), (j, b) in combinations(enumerate(tables), 2):
+    for (i, a), (j, b) in candidates:
         shared = a.index.intersection(b.index, sort=False)
         if shared.empty:
             continue

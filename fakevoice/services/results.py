@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fakevoice import store
-from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, HISTORY_COLUMNS
+from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, HISTORY_COLUMNS, VALID_SCORES
 from fakevoice.errors import DatasetError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
@@ -43,6 +43,7 @@ ARTEFACT_NAMES: tuple[str, ...] = (
     "confusion.json",
     "metrics.json",
     "roc.json",
+    VALID_SCORES,
 )
 BUNDLE_FILES: tuple[str, ...] = (BUNDLE_WEIGHTS, BUNDLE_MANIFEST)
 BATCH_COLUMNS = ("step", "epoch", "batch", "train_loss")
@@ -201,6 +202,22 @@ def run_metrics(run: RunRecord) -> dict[str, Any]:
     """A run's ``metrics.json`` (empty until it has written one); the caller has read the run."""
     report = _read_json(_run_dir(run) / "metrics.json")
     return report if isinstance(report, dict) else {}
+
+
+def run_valid_scores(run: RunRecord) -> pd.DataFrame | None:
+    """A run's ``valid_scores.csv`` (its final model's P(human) of every validation item), or
+    None when it has none or it cannot be read; the caller has read the run."""
+    path = _run_dir(run) / VALID_SCORES
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={"item": str, "class": str}, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        logger.warning("cannot read %s: %s", path, error)
+        return None
+    if not {"item", "class", "p_human"} <= set(frame.columns):
+        return None
+    return frame
 
 
 def report_confusion(report: dict[str, Any]) -> ConfusionMatrix | None:
