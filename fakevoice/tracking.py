@@ -31,7 +31,8 @@ from fakevoice.training import EpochRecord
 logger = logging.getLogger(__name__)
 
 EPOCH_METRICS = ("train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
-# Final metrics of metrics.json logged on the finished MLflow run (as "final_<name>").
+# Final metrics of metrics.json logged on the finished MLflow run (as "final_<name>"; with the
+# EER's bootstrap interval as final_eer_low and final_eer_high when the run has one).
 FINAL_METRICS = ("accuracy", "macro_f1", "eer", "auc", "min_tdcf")
 # Run files logged as artefacts: (file name, artefact folder). model.pkl is left out on purpose:
 # the safe bundle is the portable form, and the pickle can be downloaded from the workbench.
@@ -42,6 +43,7 @@ ARTEFACTS = (
     ("confusion.png", ""),
     ("roc.json", ""),
     ("loss_curve.png", ""),
+    ("valid_scores.csv", ""),
     ("model.safetensors", "bundle"),
     ("manifest.json", "bundle"),
 )
@@ -215,8 +217,13 @@ class RunTracker:
         if not self.active:
             return
         try:
-            for name in FINAL_METRICS:
-                value = report.get(name)
+            interval = report.get("eer_interval")
+            bounds = (
+                {"eer_low": interval.get("low"), "eer_high": interval.get("high")}
+                if isinstance(interval, dict)
+                else {}
+            )
+            for name, value in [*((n, report.get(n)) for n in FINAL_METRICS), *bounds.items()]:
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     self._client.log_metric(self.mlflow_run_id, f"final_{name}", float(value))
             if run_dir is not None:

@@ -19,6 +19,7 @@ from test_training import DATASET, quick_spec, tiny_dataset_root
 from workbench import FAKEVOICE, active_workbench, get_run, make_user, start_worker, submit
 
 from fakevoice import tracking
+from fakevoice.services.results import run_metrics
 from fakevoice.store.records import Actor
 
 pytest.importorskip("mlflow", reason="MLflow tracking needs the 'mlflow-skinny' package")
@@ -82,8 +83,11 @@ def test_worker_run_is_tracked_in_mlflow(workbench: dict[str, str], actor: Actor
         history = client.get_metric_history(run.mlflow_run_id, name)
         assert sorted(m.step for m in history) == [0, 1], name
     assert 0.0 <= logged.data.metrics["final_accuracy"] <= 1.0
+    interval = run_metrics(run).get("eer_interval")  # none from the tiny set's few utterances
+    assert ("final_eer_low" in logged.data.metrics) == isinstance(interval, dict)
     top = {a.path for a in client.list_artifacts(run.mlflow_run_id)}
     assert {"history.csv", "confusion.json", "confusion.png", "metrics.json", "bundle"} <= top
+    assert "valid_scores.csv" in top
     bundle = {a.path for a in client.list_artifacts(run.mlflow_run_id, "bundle")}
     assert bundle == {"bundle/model.safetensors", "bundle/manifest.json"}
     local = client.download_artifacts(
