@@ -521,7 +521,7 @@ def test_dataset_test_puts_several_models_side_by_side(
     # Which is better: the same scores cannot be told apart, however often they are drawn.
     assert "**Which is better?**" in [m.value for m in at.markdown]
     (pairs,) = [f.value for f in at.dataframe if "EER difference (points)" in f.value.columns]
-    assert list(pairs["models"]) == ["tiny specnet - copy"]
+    assert list(pairs["pair"]) == ["tiny specnet - copy"]
     assert pairs["EER difference (points)"].iloc[0] == 0.0
     assert pairs["verdict"].iloc[0] == "the test cannot tell them apart"
     # Each model's EER with its interval over the tiny dataset's 10 utterances.
