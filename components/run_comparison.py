@@ -59,6 +59,12 @@ def render(actor: Actor) -> None:
         "split. Lower is better; 50 % is a coin toss."
     )
     which_is_better.render(compared.pairs, "runs scored on the same validation items")
+    if len(chosen) > 1 and compared.without_scores:
+        st.caption(
+            "Not in a pair: "
+            + ", ".join(compared.without_scores)
+            + " (trained before runs kept their validation scores; train again to pair them)."
+        )
     if len(chosen) > 1:
         if compared.differences.empty:
             st.caption("Their recipes are the same: only their names and times differ.")

@@ -314,6 +314,12 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     (pair,) = pairs.to_dict("records")
     assert pair["items"] == 120 and abs(pair["EER difference (points)"]) > 20
     assert pair["verdict"] == "alice private is better (lower in 100% of the draws)"
+    assert not any("Not in a pair" in c.value for c in at.caption)
+    # A run without kept validation scores is named, not silently left out.
+    (run_dir_for(two_users["public_run"].id) / "valid_scores.csv").unlink()
+    at.run()
+    assert not [f for f in at.dataframe if "EER difference (points)" in f.value.columns]
+    assert any("Not in a pair: alice shared (trained before" in c.value for c in at.caption)
     assert "Their recipes are the same" in " ".join(c.value for c in at.caption)
 
     # A run with another recipe: the options that differ, run by run.

@@ -61,12 +61,15 @@ class RunComparison:
         pairs: the first run against each other whose final model scored validation items in
             common with it: their EER difference on those items with its paired bootstrap
             interval.
+        without_scores: the finished runs that kept no validation scores (trained before runs
+            kept them), which no pair can hold.
     """
 
     table: pd.DataFrame
     curves: pd.DataFrame
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     pairs: list[PairedEer] = field(default_factory=list)
+    without_scores: list[str] = field(default_factory=list)
 
     def csv(self) -> str:
         return self.table.to_csv(index=False)
@@ -237,15 +240,14 @@ def compare_runs(actor: Actor, run_ids: Sequence[int]) -> RunComparison:
         for e in epochs
     ]
     curves = pd.DataFrame(points, columns=["run", "epoch", "eer", "valid_loss"])
+    scored = {run.id: _valid_scores(run) for run, _ in runs}
     return RunComparison(
         table,
         curves,
         recipe_differences([run for run, _ in runs]),
         # Each run against the first chosen (a baseline and its variants): at most 7 pairs.
-        paired_eers(
-            [scored for run, _ in runs if (scored := _valid_scores(run)) is not None],
-            against_first=True,
-        ),
+        paired_eers([s for s in scored.values() if s is not None], against_first=True),
+        [run.name for run, _ in runs if run.status == "succeeded" and scored[run.id] is None],
     )
 
 
