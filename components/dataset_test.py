@@ -18,11 +18,10 @@ from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.calibration import calibration_line
-from fakevoice.services import results
+from fakevoice.services import paired_tests, results
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
 from fakevoice.services.fusion import evaluations_table, fuse
-from fakevoice.services.paired_tests import PairedEer, paired_eers
 from fakevoice.store.records import Actor, ModelRecord, RunRecord
 
 SPLIT_LABELS = {
@@ -228,17 +227,11 @@ def _show_side_by_side(
             _show_one(actor, run_id, evaluation, key=f"eval_test_{model['id']}")
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing the test's utterances again...")
-def _pairs(
-    run_id: int, done: int, _evaluations: list[services.DatasetEvaluation]
-) -> list[PairedEer]:
-    # A test's results only grow (a model at a time): its id and how many are done name them.
-    return paired_eers(_evaluations)
-
-
 def _which_is_better(run_id: int, evaluations: list[services.DatasetEvaluation]) -> None:
     """Each pair of models' EER difference with its bootstrap interval: can the test tell?"""
-    which_is_better.render(_pairs(run_id, len(evaluations), evaluations), "models")
+    with st.spinner("Drawing the test's utterances again..."):
+        pairs = paired_tests.pairs_of_test(run_id, evaluations)
+    which_is_better.render(pairs, "models")
 
 
 def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:

@@ -143,3 +143,21 @@ def test_every_pair_of_models_in_a_test_on_the_items_both_scored() -> None:
     assert paired_eers([a, a]) == []  # one model counts once
     against = paired_eers([a, b, c], against_first=True)  # a baseline and its variants
     assert [(p.first, p.second) for p in against] == [("A (1)", "B"), ("A (1)", "A (3)")]
+
+
+def test_a_comparison_is_drawn_once_per_key_and_the_oldest_goes() -> None:
+    from fakevoice.services.paired_tests import KEPT_PAIRS, kept_pairs
+
+    scores, truth, group = scored(40, 3, 3.0, seed=9)
+    items = [f"u{g}__c{i % 3}__snr_inf" for i, g in enumerate(group)]
+    classes = ["bonafide" if t else "gen" for t in truth]
+    a = _evaluation("A", 1, items, classes, list(1 / (1 + np.exp(-scores))))
+    b = _evaluation("B", 2, items, classes, list(1 / (1 + np.exp(-scores[::-1]))))
+    first = kept_pairs(("kept test", 1), [a, b])
+    assert len(first) == 1
+    assert kept_pairs(("kept test", 1), [a, b]) is first  # not drawn again
+    again = kept_pairs(("kept test", 2), [a, b])
+    assert again is not first and again == first  # another key draws (the same seed)
+    for n in range(KEPT_PAIRS):  # one model: no pair, nothing to draw
+        kept_pairs(("filler", n), [a])
+    assert kept_pairs(("kept test", 1), [a, b]) is not first  # the oldest was dropped

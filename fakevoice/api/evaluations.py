@@ -21,7 +21,7 @@ from fakevoice.api.schemas import ModelOut, RunOut
 from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
 from fakevoice.services.fusion import fuse
-from fakevoice.services.paired_tests import paired_eers
+from fakevoice.services.paired_tests import pairs_of_test
 
 
 class EvaluationIn(BaseModel):
@@ -116,7 +116,7 @@ def build_evaluation_router() -> APIRouter:
             job=RunOut.of(run, []),
             results=[e.report for e in results],
             fusion=fusion.to_dict() if fusion is not None else None,
-            comparisons=[pair.to_dict() for pair in paired_eers(results)],
+            comparisons=[pair.to_dict() for pair in pairs_of_test(run_id, results)],
             shortcuts=services.shortcut_warning(run.dataset or "", actor=caller.actor, use="test"),
         )
 

@@ -25,7 +25,7 @@ from fakevoice import store
 from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.services.evaluation import DatasetEvaluation
-from fakevoice.services.paired_tests import PairedEer, paired_eers
+from fakevoice.services.paired_tests import PairedEer, kept_pairs
 from fakevoice.services.results import run_metrics, run_valid_scores
 from fakevoice.store.records import Actor, EpochMetric, RunRecord
 from fakevoice.trainspec import TrainSpec
@@ -245,8 +245,13 @@ def compare_runs(actor: Actor, run_ids: Sequence[int]) -> RunComparison:
         table,
         curves,
         recipe_differences([run for run, _ in runs]),
-        # Each run against the first chosen (a baseline and its variants): at most 7 pairs.
-        paired_eers([s for s in scored.values() if s is not None], against_first=True),
+        # Each run against the first chosen (a baseline and its variants): at most 7 pairs,
+        # drawn once per set of runs as they ended with the scores they kept.
+        kept_pairs(
+            ("runs", *((run.id, run.finished_at, scored[run.id] is None) for run, _ in runs)),
+            [s for s in scored.values() if s is not None],
+            against_first=True,
+        ),
         [run.name for run, _ in runs if run.status == "succeeded" and scored[run.id] is None],
     )
 

@@ -8,6 +8,9 @@ interval of the difference, and the share of draws in which the first is lower.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -18,6 +21,10 @@ from fakevoice.datasets.manifest import utterance_of
 from fakevoice.metrics.bootstrap import EerDifference, difference_words, eer_difference
 from fakevoice.services.evaluation import DatasetEvaluation
 from fakevoice.services.fusion import shared_items
+
+KEPT_PAIRS = 32  # comparisons kept in a process, the least recently read dropped first
+_kept: OrderedDict[Hashable, list[PairedEer]] = OrderedDict()
+_kept_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -78,3 +85,31 @@ def paired_eers(
         if difference is not None:
             pairs.append(PairedEer(labels[i], labels[j], len(shared), difference))
     return pairs
+
+
+def kept_pairs(
+    key: Hashable, evaluations: list[DatasetEvaluation], *, against_first: bool = False
+) -> list[PairedEer]:
+    """:func:`paired_eers`, kept per ``key`` in this process (the last :data:`KEPT_PAIRS`).
+
+    The draws are the costly part (about half a second a pair on 5,000 items) and written scores
+    do not change, so a caller that names them by what identifies them (a test's id and how many
+    of its models are done: its results only grow; runs' ids and end times) draws them once,
+    however often a page is redrawn or a client polls. The caller has checked that the actor may
+    read them before it asks.
+    """
+    with _kept_lock:
+        if key in _kept:
+            _kept.move_to_end(key)
+            return _kept[key]
+    pairs = paired_eers(evaluations, against_first=against_first)
+    with _kept_lock:
+        _kept[key] = pairs
+        while len(_kept) > KEPT_PAIRS:
+            _kept.popitem(last=False)
+    return pairs
+
+
+def pairs_of_test(run_id: int, evaluations: list[DatasetEvaluation]) -> list[PairedEer]:
+    """Every pair of the models a test (job ``run_id``) has done so far, kept."""
+    return kept_pairs(("test", run_id, len(evaluations)), evaluations)
