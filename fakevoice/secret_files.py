@@ -12,6 +12,25 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+def _write_owner_only(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) with mode 0600 and write ``data`` into it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def replace(path: Path, data: bytes, what: str) -> None:
+    """Put ``data`` in place of the secret file ``path``, owner-only from its first byte (written
+    beside it, then renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        _write_owner_only(tmp, data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("replaced the %s in %s", what, path)
+
+
 def read_or_create(path: Path, make: bytes, what: str) -> bytes:
     """The bytes of the secret file ``path``, written first with ``make`` when it does not exist.
 
@@ -22,10 +41,8 @@ def read_or_create(path: Path, make: bytes, what: str) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(make)
+            _write_owner_only(tmp, make)
             try:
                 os.link(tmp, path)  # fails when the file exists: the first one wins
                 logger.info("generated a new %s in %s", what, path)

@@ -23,7 +23,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,21 +101,17 @@ def rotate_key() -> tuple[str, str]:
     folder = _retired_dir()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{key_id(old)}.pem").write_text(public_key_pem(old))
-    path = _key_path()
     fresh = Ed25519PrivateKey.generate()
-    staged = path.with_name(f".{path.name}.new")
-    staged.unlink(missing_ok=True)
-    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(
-            fresh.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    os.replace(staged, path)
+    secret_files.replace(_key_path(), _private_pem(fresh), "report-signing key")
     return key_id(old), key_id(fresh.public_key())
+
+
+def _private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def private_key() -> Ed25519PrivateKey:
@@ -126,12 +121,9 @@ def private_key() -> Ed25519PrivateKey:
         FakeVoiceError: the key file exists but holds no Ed25519 private key.
     """
     path = _key_path()
-    fresh = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    pem = secret_files.read_or_create(
+        path, _private_pem(Ed25519PrivateKey.generate()), "report-signing key"
     )
-    pem = secret_files.read_or_create(path, fresh, "report-signing key")
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
