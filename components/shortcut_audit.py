@@ -14,16 +14,12 @@ from fakevoice.datasets.shortcuts import STRONG_BELOW, Separation, ShortcutAudit
 NOTICE = {"strong": st.warning, "some": st.info, "none": st.success}
 
 
-def _against(separation: Separation) -> str:
-    return "all machine clips" if separation.spoof == "all" else separation.spoof
-
-
 def comparison_table(audit: ShortcutAudit) -> pd.DataFrame:
     """One row per comparison (every machine clip, then each generator): clips, the EER of the
     cues together on held-out groups, and the strongest cue alone."""
     rows = [
         {
-            "human vs": _against(s),
+            "human vs": s.against,
             "human clips": s.bonafide_clips,
             "machine clips": s.spoof_clips,
             f"cues together, held-out {audit.held_out}s (EER %)": (
@@ -67,8 +63,8 @@ def render(audit: ShortcutAudit, key: str) -> None:
         + (f" Too few clips to judge alone: {', '.join(audit.too_few)}." if audit.too_few else "")
     )
     st.dataframe(comparison_table(audit), width="stretch")
-    comparisons = {_against(s): s for s in [audit.pooled, *audit.generators.values()]}
-    worst = _against(audit.worst)
+    comparisons = {s.against: s for s in [audit.pooled, *audit.generators.values()]}
+    worst = audit.worst.against
     chosen = st.selectbox(
         "Every cue, human clips against",
         list(comparisons),

@@ -235,13 +235,14 @@ def _cmd_dataset_audit(args: argparse.Namespace) -> int:
     print(f"\n{'human vs':<18} {'clips':>11} {'together':>9}  strongest cue alone")
     for s in [audit.pooled, *audit.generators.values()]:
         together = "-" if s.combined_eer is None else f"{s.combined_eer:.1%}"
-        against = "all machine" if s.spoof == "all" else s.spoof
         clips = f"{s.bonafide_clips}/{s.spoof_clips}"
-        print(f"{against:<18} {clips:>11} {together:>9}  {s.best_cue.label} ({s.best_cue.eer:.1%})")
+        print(
+            f"{s.against:<18} {clips:>11} {together:>9}  {s.best_cue.label} ({s.best_cue.eer:.1%})"
+        )
     if audit.too_few:
         print(f"too few clips to judge alone: {', '.join(audit.too_few)}")
     worst = audit.worst
-    print(f"\nevery cue, human vs {'all machine' if worst.spoof == 'all' else worst.spoof}:")
+    print(f"\nevery cue, human vs {worst.against}:")
     for cue in worst.cues:
         print(
             f"  {cue.label:<28} EER {cue.eer:>6.1%}   median human {cue.bonafide_median:.4g}, "

@@ -99,6 +99,12 @@ class Separation:
     cues: list[CueSeparation]
 
     @property
+    def against(self) -> str:
+        """What the human clips are compared with, in words: ``"all machine clips"`` or the
+        generator's name."""
+        return "all machine clips" if self.spoof == "all" else self.spoof
+
+    @property
     def best_cue(self) -> CueSeparation:
         return self.cues[0]
 
@@ -203,10 +209,7 @@ class ShortcutAudit:
         flagged = self.flagged(classes)
         if not flagged:
             return None
-        parts = [
-            f"{'all machine clips' if s.spoof == 'all' else s.spoof} ({s.lowest_eer:.0%} EER)"
-            for s in flagged
-        ]
+        parts = [f"{s.against} ({s.lowest_eer:.0%} EER)" for s in flagged]
         named = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
         found = "simple cues (silence, level, bandwidth...) alone tell human clips from " + named
         if use == "test":
