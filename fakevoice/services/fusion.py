@@ -159,14 +159,14 @@ def _learned_fusion(
     held = held_out_scores(odds, y, folds, _with_constant)
     if held is None:
         return None
-    weights = fit_logistic(_with_constant(odds, odds), y)
+    weights = fit_logistic(_with_constant(odds, odds), y)[:-1]  # the constant is not a model
     return {
         "method": "logistic regression on the models' log-odds of human, fitted on some "
         "utterances and scored on the others",
         "folds": int(np.unique(folds).size),
         "eer": compute_eer(held[human], held[~human])[0],
         "auc": roc_auc(human, held),
-        "weights": {label: round(float(w), 4) for label, w in zip(labels, weights, strict=False)},
+        "weights": {label: round(float(w), 4) for label, w in zip(labels, weights, strict=True)},
     }
 
 
@@ -189,8 +189,8 @@ def evaluations_table(
 ) -> pd.DataFrame:
     """Several models' tests on one dataset, a row each: the model, how many items, accuracy,
     macro F1, EER and AUC, then ``eer@<noise level>`` (clean first) and ``eer@<generator>``;
-    with ``fusion`` (their :func:`fuse`), a last row for it (no accuracy: it has no classes,
-    only a score)."""
+    with ``fusion`` (their :func:`fuse`), a row for it and, when it could be fitted, one for its
+    learnt weights (no accuracy: a fusion has no classes, only a score)."""
     from fakevoice.services.comparison import eer_columns, report_eers
 
     rows = [
