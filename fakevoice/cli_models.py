@@ -145,14 +145,7 @@ def _print_fusion(evaluations: list[Any]) -> None:
             f"  learnt weights ({weights}; fitted on some utterances, scored on the others): "
             f"EER {100 * learned['eer']:.2f} %  AUC {learned['auc']:.4f}"
         )
-    for title, values in (
-        ("EER at each noise level", fusion.noise_eer),
-        ("EER against each generator", fusion.generator_eer),
-    ):
-        if values:
-            print(f"  {title}:")
-            for item, value in values.items():
-                print(f"    {item:<24} {100 * value:6.2f} %")
+    _print_breakdown(fusion.to_dict())
 
 
 def _print_pairs(evaluations: list[Any]) -> None:
@@ -209,7 +202,6 @@ def _write_scores(path: Path, evaluations: list[Any]) -> None:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from fakevoice import services
     from fakevoice.metrics.bootstrap import interval_words
 
     eer = report.get("eer")
@@ -219,6 +211,13 @@ def _print_report(report: dict[str, Any]) -> None:
     print(f"  EER {100 * eer:.2f} %" if eer is not None else "  EER: n/a (one class only)")
     if report.get("eer_interval"):
         print(f"  {interval_words(report['eer_interval'])}")
+    _print_breakdown(report)
+
+
+def _print_breakdown(report: dict[str, Any]) -> None:
+    """A test's (or a fusion's) EER at each noise level and against each generator."""
+    from fakevoice import services
+
     for title, key, label in (
         ("EER at each noise level", "noise_eer", services.noise_label),
         ("EER against each generator", "generator_eer", str),
