@@ -91,7 +91,7 @@ def _form(actor: Actor) -> None:
         run = services.submit_dataset_build(
             actor,
             name,
-            [(f.name, f.getvalue()) for f in files or []],
+            [(f.name, f) for f in files or []],
             speaker=speaker,
             generators=chosen,
             noise_levels=noise,

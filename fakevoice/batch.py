@@ -1,6 +1,6 @@
 """Batch scoring: several uploaded files or zips of them -> one verdict (or error) per clip.
 
-Zips are opened in memory and expanded under limits from the settings: entries per batch
+Zips are expanded by :mod:`fakevoice.archives` under limits from the settings: entries per batch
 (``batch_max_files``), uncompressed bytes per batch (``batch_max_total_bytes``, counted while
 decompressing, so a header that lies does not help) and expansion ratio (``batch_max_zip_ratio``):
 a zip bomb refuses the whole batch. Entries with absolute or ``..`` paths, symbolic links and
@@ -12,30 +12,38 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import stat
-import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from fakevoice.errors import (
-    FakeVoiceError,
-    FileTooLargeError,
-    InvalidSpecError,
-    LimitExceededError,
+from fakevoice.archives import (
+    DamagedFileError,
+    Source,
+    UploadedFile,
+    display_name,
+    is_zip,
+    open_files,
 )
+from fakevoice.errors import FakeVoiceError, InvalidSpecError, LimitExceededError
 from fakevoice.inference import DEFAULT_THRESHOLD
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, AnalysisSource
 
 logger = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 255
-_CHUNK = 1 << 20
-_ZIP_MAGIC = b"PK\x03\x04"
-_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
-# Folders that archivers add beside the real files; they hold no audio of the user's.
-_ARCHIVE_NOISE = ("__MACOSX/",)
+__all__ = [
+    "BatchEntry",
+    "BatchResult",
+    "display_name",
+    "is_zip",
+    "open_upload",
+    "read_batch",
+    "results_csv",
+    "results_frame",
+    "score_batch",
+    "spreadsheet_safe",
+]
 
 
 @dataclass(frozen=True)
@@ -75,17 +83,6 @@ class BatchResult:
     cautions: list[str] = field(default_factory=list)
 
 
-def display_name(name: str) -> str:
-    """A client's file name made safe to show and store: printable, at most 255 characters."""
-    text = "".join(c if c.isprintable() else "?" for c in name).strip()
-    return (text or "unnamed")[:MAX_NAME_LENGTH]
-
-
-def is_zip(data: bytes) -> bool:
-    """Whether these bytes are a zip archive (judged by content, never by the name)."""
-    return data.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC))
-
-
 def read_batch(
     files: list[tuple[str, bytes]],
     *,
@@ -93,12 +90,12 @@ def read_batch(
     max_total_bytes: int | None = None,
     what: str = "batch",
 ) -> list[BatchEntry]:
-    """The clips of a batch: each file as it is, each zip expanded.
+    """The clips of a batch: each file as it is, each zip expanded (:mod:`fakevoice.archives`).
 
     Args:
         files: (client file name, bytes) per uploaded file.
-        max_files, max_total_bytes: limits other than the batch settings' (dataset uploads).
-        what: what the files are called in messages ("batch", "dataset upload").
+        max_files, max_total_bytes: limits other than the batch settings'.
+        what: what the files are called in messages.
 
     Returns:
         One entry per clip, in upload order (zip entries in archive order).
@@ -108,137 +105,47 @@ def read_batch(
         FileTooLargeError: more uncompressed bytes than ``batch_max_total_bytes``, or a zip
             that expands more than ``batch_max_zip_ratio`` times (a zip bomb).
     """
-    settings = get_settings()
-    budget = _Budget(
-        settings.batch_max_files if max_files is None else max_files,
-        settings.batch_max_total_bytes if max_total_bytes is None else max_total_bytes,
-        what,
-    )
     entries: list[BatchEntry] = []
-    for name, data in files:
-        if is_zip(data):
-            entries.extend(
-                _expand_zip(display_name(name), data, budget, settings.batch_max_zip_ratio)
-            )
-        else:
-            budget.take(len(data))
-            entries.append(BatchEntry(display_name(name), data))
-    if not entries:
-        raise LimitExceededError(f"The {what} holds no clip.")
-    return entries
-
-
-class _Budget:
-    """What is left of the batch's clip count and uncompressed bytes."""
-
-    def __init__(self, files: int, total_bytes: int, what: str = "batch") -> None:
-        self.what = what
-        self.files, self.total_bytes = files, total_bytes
-        self.max_files, self.max_bytes = files, total_bytes
-
-    def take(self, size: int, count: int = 1) -> None:
-        self.files -= count
-        if self.files < 0:
-            raise LimitExceededError(
-                f"A {self.what} may hold at most {self.max_files} clips; send the rest in "
-                "another one."
-            )
-        self.spend(size)
-
-    def spend(self, size: int) -> None:
-        self.total_bytes -= size
-        if self.total_bytes < 0:
-            raise FileTooLargeError(
-                f"The {self.what} expands to more than {_mib(self.max_bytes)} of audio; "
-                "send it in smaller parts."
-            )
-
-
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):.0f} MiB"
-
-
-def _expand_zip(zip_name: str, data: bytes, budget: _Budget, max_ratio: float) -> list[BatchEntry]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
-        return [BatchEntry(zip_name, error="This zip archive is damaged and cannot be opened.")]
-    infos = [i for i in infos if not i.filename.startswith(_ARCHIVE_NOISE)]
-    if len(infos) > budget.files:
-        raise LimitExceededError(
-            f"The zip {zip_name!r} holds {len(infos)} files; a {budget.what} may hold at most "
-            f"{budget.max_files} clips."
-        )
-    declared = sum(i.file_size for i in infos)
-    # The declared sizes are checked first (cheap), the real ones while decompressing.
-    if declared > max_ratio * max(len(data), 1):
-        raise FileTooLargeError(_bomb_message(zip_name, max_ratio))
-    expanded = 0
-    entries: list[BatchEntry] = []
-    for info in infos:
-        name = display_name(f"{zip_name}/{info.filename}")
-        problem = _entry_problem(info)
-        if problem is not None:
-            budget.take(0)
-            entries.append(BatchEntry(name, error=problem))
+    for item in open_upload(files, max_files=max_files, max_total_bytes=max_total_bytes, what=what):
+        if item.error is not None:
+            entries.append(BatchEntry(item.name, error=item.error, path=item.path))
             continue
-        path = info.filename.replace("\\", "/")
-        budget.take(0)
         try:
-            payload = _read_entry(archive, info, budget)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
-            entries.append(BatchEntry(name, error="This file in the zip is damaged.", path=path))
-            continue
-        except NotImplementedError:
-            entries.append(
-                BatchEntry(
-                    name, error="This file in the zip uses a compression we do not read.", path=path
-                )
-            )
-            continue
-        expanded += len(payload)
-        if expanded > max_ratio * max(len(data), 1):
-            raise FileTooLargeError(_bomb_message(zip_name, max_ratio))
-        entries.append(BatchEntry(name, payload, path=path))
+            entries.append(BatchEntry(item.name, item.read(), path=item.path))
+        except DamagedFileError as exc:
+            entries.append(BatchEntry(item.name, error=str(exc), path=item.path))
     return entries
 
 
-def _bomb_message(zip_name: str, ratio: float) -> str:
-    return (
-        f"The zip {zip_name!r} expands more than {ratio:.0f} times its size and looks like a "
-        "zip bomb; it was not opened."
+def open_upload(
+    files: Sequence[tuple[str, Source]],
+    *,
+    max_files: int | None = None,
+    max_total_bytes: int | None = None,
+    what: str = "batch",
+) -> list[UploadedFile]:
+    """The files of an upload, zips listed as their entries, under the batch settings' limits
+    (or ``max_files`` / ``max_total_bytes``); none is read yet (see
+    :func:`fakevoice.archives.open_files`).
+
+    Raises:
+        LimitExceededError: more files than allowed, or none at all.
+        FileTooLargeError: more bytes than allowed, or a zip bomb.
+    """
+    settings = get_settings()
+    opened = open_files(
+        files,
+        max_files=settings.batch_max_files if max_files is None else max_files,
+        max_total_bytes=(
+            settings.batch_max_total_bytes if max_total_bytes is None else max_total_bytes
+        ),
+        max_entry_bytes=settings.max_upload_bytes,
+        max_zip_ratio=settings.batch_max_zip_ratio,
+        what=what,
     )
-
-
-def _entry_problem(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip entry is refused, or None when it may be read."""
-    name = info.filename.replace("\\", "/")
-    parts = name.split("/")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        return "Refused: the file's path in the zip is absolute or leaves its folder (..)."
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "Refused: the entry is a symbolic link, not an audio file."
-    if info.flag_bits & 0x1:
-        return "Refused: the file is encrypted in the zip."
-    return None
-
-
-def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
-    """An entry's bytes, counted against the budget chunk by chunk as they are decompressed."""
-    max_entry = get_settings().max_upload_bytes
-    chunks: list[bytes] = []
-    size = 0
-    with archive.open(info) as handle:
-        while chunk := handle.read(_CHUNK):
-            size += len(chunk)
-            budget.spend(len(chunk))
-            if size > max_entry:
-                raise FileTooLargeError(
-                    f"The file {info.filename!r} in the zip is larger than {_mib(max_entry)}."
-                )
-            chunks.append(chunk)
-    return b"".join(chunks)
+    if not opened:
+        raise LimitExceededError(f"The {what} holds no clip.")
+    return opened
 
 
 def score_batch(

@@ -13,9 +13,11 @@ import pytest
 from test_api import noise_wav, store_specnet, wav_bytes, zip_of
 
 from fakevoice import services, store
+from fakevoice.archives import DamagedFileError
 from fakevoice.batch import (
     BatchEntry,
     BatchResult,
+    open_upload,
     read_batch,
     results_csv,
     results_frame,
@@ -127,6 +129,39 @@ def test_total_size_and_count_are_bounded(limits: Path) -> None:
     big_entry = zip_of({"big.wav": noise_wav(40.0)}, zipfile.ZIP_STORED)  # ~1.3 MB > 1 MiB
     with pytest.raises(FileTooLargeError, match="larger than 1 MiB"):
         read_batch([("one.zip", big_entry)])
+
+
+def test_files_are_listed_unread_and_saved_whole_or_not_at_all(
+    limits: Path, tmp_path: Path
+) -> None:
+    """open_upload reads nothing until a file is read or saved; a save that fails (a damaged
+    entry, an entry found too large while decompressing) leaves no half-written file."""
+    payload = noise_wav(2.0)
+    on_disk = tmp_path / "upload.zip"
+    on_disk.write_bytes(zip_of({"a/one.wav": payload, "a/two.wav": payload}))
+    with on_disk.open("rb") as handle:
+        files = open_upload([("upload.zip", handle), ("loose.wav", b"loose")])
+        assert [(f.name, f.path) for f in files] == [
+            ("upload.zip/a/one.wav", "a/one.wav"),
+            ("upload.zip/a/two.wav", "a/two.wav"),
+            ("loose.wav", None),
+        ]
+        assert files[1].save(tmp_path / "two.wav") == len(payload)
+        assert (tmp_path / "two.wav").read_bytes() == payload
+        assert files[2].read() == b"loose" and files[0].read() == payload
+
+    liar = bytearray(zip_of({"zeros.wav": b"\0" * MiB}))
+    liar = liar.replace(MiB.to_bytes(4, "little"), (1000).to_bytes(4, "little"))
+    (damaged,) = open_upload([("liar.zip", bytes(liar))])
+    with pytest.raises(DamagedFileError, match="damaged"):
+        damaged.save(tmp_path / "liar.wav")
+    assert not (tmp_path / "liar.wav").exists()
+
+    big = zip_of({"big.wav": noise_wav(40.0)}, zipfile.ZIP_STORED)  # ~1.3 MB > 1 MiB an entry
+    (too_big,) = open_upload([("big.zip", big)])
+    with pytest.raises(FileTooLargeError, match="larger than 1 MiB"):
+        too_big.save(tmp_path / "big.wav")
+    assert not (tmp_path / "big.wav").exists()
 
 
 def test_damaged_zip_is_one_error_entry(limits: Path) -> None:

@@ -3,11 +3,14 @@ owner's privacy, stop, failure and delete (services/dataset_builds, jobs/dataset
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
 import subprocess
 import time
+import tracemalloc
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,6 +185,41 @@ def test_upload_limits_come_from_the_settings(
     spec = DatasetBuildSpec.from_dict(run.spec)
     assert any("leaves its folder" in note for note in spec.skipped) and spec.recordings == 1
     assert not (Path(workbench["FAKEVOICE_DATA_DIR"]) / "outside").exists()
+
+
+def test_a_large_upload_is_staged_a_chunk_at_a_time(
+    workbench: dict[str, str], tmp_path: Path
+) -> None:
+    """A zip of 48 MB on disk reaches the staging folder whole, byte for byte, while Python
+    never holds more than a few MiB of it (the API hands over the spooled files as they are)."""
+    alice = make_user("alice")
+    services.submit_dataset_build(alice, "warm-up", [("c.zip", two_speakers())])  # imports
+    path, size = tmp_path / "big.zip", 16 * 2**20
+    digests: dict[str, str] = {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for speaker in ("ann", "ben", "cy"):
+            digest = hashlib.sha256()
+            with archive.open(f"{speaker}/long.wav", "w", force_zip64=True) as entry:
+                for _ in range(size // 2**20):
+                    chunk = os.urandom(2**20)
+                    digest.update(chunk)
+                    entry.write(chunk)
+            digests[speaker] = digest.hexdigest()
+    tracemalloc.start()
+    try:
+        with path.open("rb") as handle:
+            run = services.submit_dataset_build(
+                alice, "big", [("big.zip", handle)], generators=["lpc"]
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MiB held while staging 48 MB"
+    spec = DatasetBuildSpec.from_dict(run.spec)
+    assert spec.recordings == 3
+    for speaker, expected in digests.items():
+        staged = Path(spec.source) / speaker / "long.wav"
+        assert hashlib.sha256(staged.read_bytes()).hexdigest() == expected
 
 
 def test_a_user_owns_at_most_max_datasets_per_user(

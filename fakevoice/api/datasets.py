@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fakevoice import services
 from fakevoice.api.auth import FullAccessDep, SignedInDep
-from fakevoice.api.routes import MULTIPART_OVERHEAD, read_upload
+from fakevoice.api.routes import MULTIPART_OVERHEAD
 from fakevoice.api.schemas import RunOut
 from fakevoice.datasets.shortcuts import Separation
-from fakevoice.errors import FileTooLargeError, InvalidSpecError
+from fakevoice.errors import InvalidSpecError
 from fakevoice.services.dataset_builds import DEFAULT_BUILD_GENERATORS, DEFAULT_BUILD_NOISE
 from fakevoice.settings import Settings
 
@@ -297,18 +297,10 @@ def build_dataset_router(settings: Settings) -> APIRouter:
         `FAKEVOICE_DATASET_UPLOAD_MAX_BYTES` in all (zips expanded under the batch rules:
         no bombs, no `..` paths), and `FAKEVOICE_MAX_DATASETS_PER_USER` datasets of yours."""
         overrides = _features(features)
-        limit = settings.dataset_upload_max_bytes
+        # The request's size limit caps the upload; the files wait on disk (Starlette spools
+        # every part over a MiB) and are staged a chunk at a time, zips expanded as they go.
+        uploads = [(upload.filename or "upload", upload.file) for upload in files]
         async with uploads_at_once:
-            uploads: list[tuple[str, bytes]] = []
-            total = 0
-            for upload in files:  # the body limit caps the sum already; this names the excess
-                data = await read_upload(upload, limit)
-                total += len(data)
-                if total > limit:
-                    raise FileTooLargeError(
-                        f"The upload is larger than {limit // 2**20} MiB in all."
-                    )
-                uploads.append((upload.filename or "upload", data))
             run = await anyio.to_thread.run_sync(
                 lambda: services.submit_dataset_build(
                     caller.actor,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fakevoice.batch import BatchEntry
+from fakevoice.archives import DamagedFileError, UploadedFile
 from fakevoice.datasets.folder import AUDIO_SUFFIXES
 from fakevoice.datasets.sources import safe_id
 from fakevoice.errors import DatasetError, InvalidSpecError
@@ -81,11 +81,15 @@ def remove_upload(spec: DatasetBuildSpec) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def stage_entries(entries: list[BatchEntry], staging: Path, speaker: str) -> tuple[int, list[str]]:
-    """Write the audio entries under ``staging/<folder>/<file>``.
+def stage_entries(
+    entries: list[UploadedFile], staging: Path, speaker: str
+) -> tuple[int, list[str]]:
+    """Write the audio entries under ``staging/<folder>/<file>``, each read and written in chunks
+    (an upload is never whole in memory).
 
     Args:
-        entries: the upload, zips expanded (see :func:`fakevoice.batch.read_batch`).
+        entries: the upload, zips listed as their entries (see
+            :func:`fakevoice.batch.open_upload`).
         staging: a new folder for this upload.
         speaker: the speaker of the loose files (zip entries name theirs by their folder).
 
@@ -95,6 +99,7 @@ def stage_entries(entries: list[BatchEntry], staging: Path, speaker: str) -> tup
     Raises:
         InvalidSpecError: loose files without a speaker name.
         DatasetError: no audio file at all.
+        FileTooLargeError: the upload expands past its limits while it is written.
     """
     loose_folder = safe_id(speaker.strip()) if speaker.strip() else None
     zipped = [e for e in entries if e.path is not None]
@@ -104,7 +109,7 @@ def stage_entries(entries: list[BatchEntry], staging: Path, speaker: str) -> tup
     not_audio = 0
     taken: set[str] = set()
     for entry in entries:
-        if entry.error is not None or entry.data is None:
+        if entry.error is not None:
             notes.append(f"{entry.name}: {entry.error}")
             continue
         suffix = PurePosixPath(entry.path or entry.name).suffix.lower()
@@ -129,10 +134,14 @@ def stage_entries(entries: list[BatchEntry], staging: Path, speaker: str) -> tup
         while target in taken:  # the same name in two places of the upload
             stem = safe_id(f"{stem}+", 64)
             target = f"{folder}/{stem}{suffix}"
-        taken.add(target)
         path = staging / folder / f"{stem}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(entry.data)
+        try:
+            entry.save(path)
+        except DamagedFileError as exc:
+            notes.append(f"{entry.name}: {exc}")
+            continue
+        taken.add(target)
         written += 1
     if not_audio:
         notes.append(
@@ -143,7 +152,7 @@ def stage_entries(entries: list[BatchEntry], staging: Path, speaker: str) -> tup
     return written, notes
 
 
-def _common_root(entries: list[BatchEntry]) -> int:
+def _common_root(entries: list[UploadedFile]) -> int:
     """1 when every audio file of the zips lies inside one shared top folder (a zipped folder
     of speaker folders), else 0."""
     paths = [

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from fakevoice import store
-from fakevoice.batch import read_batch
+from fakevoice.archives import Source
+from fakevoice.batch import open_upload
 from fakevoice.datasets.folder import class_names, folder_recordings
 from fakevoice.datasets.generators import all_generators, get_generator
 from fakevoice.datasets.noise import noise_name, parse_noise_name
@@ -47,7 +48,7 @@ DEFAULT_BUILD_NOISE: tuple[str, ...] = ("snr_inf", "snr_20db", "snr_10db")
 def submit_dataset_build(
     actor: Actor,
     name: str,
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, Source]],
     *,
     speaker: str = "",
     generators: Sequence[str] = DEFAULT_BUILD_GENERATORS,
@@ -58,7 +59,8 @@ def submit_dataset_build(
 
     Args:
         name: the new dataset's name (letters, digits, ``-``, ``_``, ``.``).
-        files: ``(client file name, bytes)`` per uploaded file; zips are expanded.
+        files: ``(client file name, bytes or binary file)`` per uploaded file; zips are
+            expanded. Files are read and written to the staging folder a chunk at a time.
         speaker: the speaker of the loose (not zipped) audio files; needed when there are some.
         generators: spoof generators for speaker recordings (ignored for labelled zips).
         noise_levels: noise folder names (``snr_inf`` is clean).
@@ -87,8 +89,8 @@ def submit_dataset_build(
         raise InvalidSpecError("Choose at least one noise level (clean is 'snr_inf').")
     features = FeatureSpec.from_dict(dict(feature_overrides or {})).to_dict()
     settings = get_settings()
-    entries = read_batch(
-        list(files),
+    entries = open_upload(
+        files,
         max_files=settings.dataset_upload_max_files,
         max_total_bytes=settings.dataset_upload_max_bytes,
         what="dataset upload",
