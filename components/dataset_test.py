@@ -229,7 +229,7 @@ def _show_side_by_side(
 
 def _which_is_better(run_id: int, evaluations: list[services.DatasetEvaluation]) -> None:
     """Each pair of models' EER difference with its bootstrap interval: can the test tell?"""
-    with st.spinner("Drawing the test's utterances again..."):
+    with st.spinner("Drawing the test's items again..."):
         pairs = paired_tests.pairs_of_test(run_id, evaluations)
     which_is_better.render(pairs, "models")
 

@@ -14,9 +14,10 @@ from fakevoice.services.paired_tests import PairedEer
 
 EXPLANATION = (
     "how the EER difference would vary on another draw of speech like this (the items both "
-    "scored, drawn again 1,000 times a whole utterance at a time). When its 95 % interval holds "
-    "0, the two cannot be told apart on these items."
+    "scored, drawn again 1,000 times {unit} at a time). When its 95 % interval holds 0, the two "
+    "cannot be told apart on these items."
 )
+UNIT_WORDS = {"speakers": "a whole speaker", "utterances": "a whole utterance"}
 
 
 def render(pairs: list[PairedEer], what: str) -> None:
@@ -25,7 +26,8 @@ def render(pairs: list[PairedEer], what: str) -> None:
     if not pairs:
         return
     st.markdown("**Which is better?**")
-    st.caption(f"Each pair of {what}: {EXPLANATION}")
+    unit = UNIT_WORDS.get(pairs[0].difference.unit, "a whole utterance")
+    st.caption(f"Each pair of {what}: {EXPLANATION.format(unit=unit)}")
     st.dataframe(
         [
             {

@@ -208,8 +208,9 @@ def write_run_artefacts(
     calibration = fit_calibration(probs, targets, groups)
     if calibration is not None:
         probs = np.exp(calibration.apply(np.log(np.clip(probs, 1e-300, None))))
+    speakers = data.valid["speaker"].astype(str).to_numpy() if "speaker" in data.valid else None
     report = metrics.classification_report(
-        targets, probs, data.class_names, bonafide_index=0, groups=groups
+        targets, probs, data.class_names, bonafide_index=0, groups=groups, speakers=speakers
     )
     report["calibration"] = calibration.to_dict() if calibration is not None else None
     report["train_items"] = len(data.train)

@@ -154,7 +154,8 @@ def _print_pairs(evaluations: list[Any]) -> None:
 
     pairs = paired_eers(evaluations)
     if pairs:
-        print("which is better (the same items drawn again, whole utterances at a time):")
+        unit = pairs[0].difference.unit
+        print(f"which is better (the same items drawn again, whole {unit} at a time):")
         for pair in pairs:
             print(f"  {pair.words()}")
 

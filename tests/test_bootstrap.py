@@ -12,7 +12,9 @@ from fakevoice.errors import InvalidSpecError
 from fakevoice.metrics import classification_report, compute_eer
 from fakevoice.metrics.bootstrap import (
     MIN_GROUPS,
+    MIN_SPEAKERS,
     difference_words,
+    drawing_units,
     eer_difference,
     eer_interval,
     group_counts,
@@ -116,6 +118,65 @@ def test_the_report_has_the_interval_when_it_knows_the_utterances() -> None:
     interval = report["eer_interval"]
     assert interval["eer"] == report["eer"] and interval["groups"] == 30
     assert interval["low"] <= report["eer"] <= interval["high"]
+
+
+def speaker_scores(speakers: int, per_speaker: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Items whose scores share a large offset per speaker (a voice the model finds easy or hard):
+    utterances of one speaker are not independent trials. Every speaker has human and machine
+    items (copies of their recordings)."""
+    rng = np.random.default_rng(seed)
+    speaker = np.repeat(np.arange(speakers), 2 * per_speaker)
+    truth = np.tile(np.repeat([True, False], per_speaker), speakers)
+    offset = rng.normal(scale=2.0, size=speakers)[speaker] * np.where(truth, 1.0, -1.0)
+    scores = np.where(truth, 1.0, -1.0) + offset + rng.normal(scale=0.5, size=speaker.size)
+    utterance = np.arange(speaker.size) // 2  # a recording and its machine copy
+    return scores, truth, utterance, np.array([f"spk{s}" for s in speaker])
+
+
+def test_speakers_are_drawn_when_both_classes_have_enough_of_them() -> None:
+    scores, truth, utterance, speaker = speaker_scores(MIN_SPEAKERS + 5, 20, seed=11)
+    groups, unit = drawing_units(utterance, speaker, truth)
+    assert unit == "speakers" and list(groups) == list(speaker)
+    few = np.where(np.char.startswith(speaker, "spk1"), speaker, "spk0")  # 6 speakers
+    assert drawing_units(utterance, few, truth)[1] == "utterances"
+    assert drawing_units(utterance, None, truth)[1] == "utterances"
+    one_voice = np.where(truth, speaker, "tts-voice")  # many people, one synthetic voice
+    assert drawing_units(utterance, one_voice, truth)[1] == "utterances"
+
+    by_utterance = eer_interval(scores, truth, utterance)
+    by_speaker = eer_interval(scores, truth, speaker, unit="speakers")
+    assert by_utterance is not None and by_speaker is not None
+    assert by_speaker.eer == by_utterance.eer and by_speaker.groups == MIN_SPEAKERS + 5
+    # The speakers' shared offsets are what moves the EER: drawing utterances hides it.
+    width = lambda i: i.high - i.low  # noqa: E731
+    assert width(by_speaker) > 1.5 * width(by_utterance)
+    assert "25 speakers like these (a bootstrap over whole speakers)" in interval_words(
+        by_speaker.to_dict()
+    )
+    older = {k: v for k, v in by_utterance.to_dict().items() if k != "unit"}  # kept reports
+    assert "over whole utterances" in interval_words(older)
+
+    p_human = 1 / (1 + np.exp(-scores))
+    probs, targets = np.column_stack([p_human, 1 - p_human]), np.where(truth, 0, 1)
+    report = classification_report(
+        targets, probs, ["bonafide", "spoof"], groups=utterance, speakers=speaker
+    )
+    assert report["eer_interval"]["unit"] == "speakers"
+    assert report["eer_interval"]["high"] == by_speaker.high
+
+    # A test's pairs of models draw the same units.
+    items = [
+        f"u{u}__{'bonafide' if t else 'gen'}__snr_inf"
+        for u, t in zip(utterance, truth, strict=True)
+    ]
+    classes = ["bonafide" if t else "gen" for t in truth]
+    noisy = p_human + np.random.default_rng(12).normal(scale=0.2, size=p_human.size)
+    first = _evaluation("A", 1, items, classes, list(p_human))
+    second = _evaluation("B", 2, items, classes, list(noisy))
+    for evaluation in (first, second):
+        evaluation.scores["speaker"] = speaker
+    (pair,) = paired_eers([first, second])
+    assert pair.difference.unit == "speakers" and pair.difference.groups == MIN_SPEAKERS + 5
 
 
 def test_every_pair_of_models_in_a_test_on_the_items_both_scored() -> None:

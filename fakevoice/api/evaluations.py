@@ -80,8 +80,8 @@ class EvaluationOut(BaseModel):
     comparisons: list[dict[str, Any]] = Field(
         default_factory=list,
         description="two or more models: each pair's EER difference (first - second) on the "
-        "items both scored, with its 95 % bootstrap interval over whole utterances, the share of "
-        "draws in which the first is lower, whether the test tells them apart (`decided`) and a "
+        "items both scored, with its 95 % bootstrap interval over whole utterances (or speakers: "
+        "`unit`), the share of draws in which the first is lower, whether the test tells them apart (`decided`) and a "
         "`summary` in words",
     )
     shortcuts: str | None = Field(

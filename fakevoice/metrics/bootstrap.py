@@ -1,10 +1,12 @@
 """How far an EER could move on another draw of the same kind of speech: bootstrap intervals.
 
 A test of a few hundred utterances gives an EER that another few hundred would not repeat
-exactly. Drawing the test's groups again with replacement (utterances by default: a recording's
-noisy copies and its machine-made versions move together, since they are not independent trials)
-and computing the EER of each draw gives its spread; the middle 95 % of the draws is the
-percentile interval (Efron). For two models scored on the same items the draws are shared, so
+exactly. Drawing the test's groups again with replacement and computing the EER of each draw gives
+its spread; the middle 95 % of the draws is the percentile interval (Efron). The groups are drawn
+whole, since their items are not independent trials: a recording's noisy copies and its
+machine-made versions move together, and so do a speaker's recordings. :func:`drawing_units`
+chooses speakers when a test has enough of them on both sides (:data:`MIN_SPEAKERS`), so the
+interval also says how far the EER could move with other speakers; else utterances. For two models scored on the same items the draws are shared, so
 the interval of their EER difference, and the share of draws in which one is lower, say whether
 the test can tell them apart (Bisani and Ney, "Bootstrap estimates for confidence intervals in
 ASR performance evaluation", 2004).
@@ -26,6 +28,10 @@ from fakevoice.metrics.detection import compute_eer
 RESAMPLES = 1000
 LEVEL = 0.95
 MIN_GROUPS = 10  # fewer groups than this: an interval from their draws would mean little
+MIN_SPEAKERS = 20
+"""Speakers a test needs among its human items and among its machine items for a bootstrap over
+speakers; with fewer, whole utterances are drawn (a handful of speakers drawn again says little)."""
+UNITS = ("speakers", "utterances")
 BATCH = 100  # draws weighed at once (memory: BATCH x items floats, a few times over)
 
 
@@ -38,8 +44,9 @@ class EerInterval:
         low: Lower end of the interval (fraction).
         high: Upper end.
         level: Its coverage (0.95).
-        groups: Groups drawn from (utterances, say).
+        groups: Groups drawn from.
         resamples: Draws that held both classes (the others are left out).
+        unit: What a group is: ``"utterances"`` or ``"speakers"``.
     """
 
     eer: float
@@ -48,6 +55,7 @@ class EerInterval:
     level: float
     groups: int
     resamples: int
+    unit: str = "utterances"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +74,7 @@ class EerDifference:
         level: The interval's coverage.
         groups: Groups drawn from.
         resamples: Draws that held both classes.
+        unit: What a group is: ``"utterances"`` or ``"speakers"``.
     """
 
     difference: float
@@ -75,6 +84,7 @@ class EerDifference:
     level: float
     groups: int
     resamples: int
+    unit: str = "utterances"
 
     @property
     def decided(self) -> bool:
@@ -87,11 +97,39 @@ class EerDifference:
 
 def interval_words(interval: Mapping[str, Any]) -> str:
     """An :class:`EerInterval` (or its dict, as kept in reports) in words."""
+    unit = interval.get("unit") or "utterances"  # reports written before speakers were drawn
     return (
         f"EER {interval['eer']:.1%}, {interval['level']:.0%} interval {interval['low']:.1%} to "
         f"{interval['high']:.1%}: how far it could move on another {interval['groups']} "
-        "utterances like these (a bootstrap over whole utterances)"
+        f"{unit} like these (a bootstrap over whole {unit})"
     )
+
+
+def drawing_units(utterances: Any, speakers: Any, is_bonafide: Any) -> tuple[np.ndarray, str]:
+    """What a bootstrap of these items draws whole, and its name.
+
+    Speakers when the human items and the machine items each hold at least
+    :data:`MIN_SPEAKERS` of them (machine items name the speaker they imitate or copy), else
+    utterances: a test of a few speakers drawn again by speaker would swing on one voice, and one
+    with a single TTS voice would lose its machine class in many draws.
+
+    Args:
+        utterances: ``(n,)`` the utterance of each item.
+        speakers: ``(n,)`` the speaker of each item, or None when unknown.
+        is_bonafide: ``(n,)`` truth.
+
+    Returns:
+        ``(n,)`` group labels, and ``"speakers"`` or ``"utterances"``.
+    """
+    if speakers is not None:
+        who = np.asarray(speakers).astype(str).ravel()
+        human = np.asarray(is_bonafide, dtype=bool).ravel()
+        if (
+            who.size == human.size
+            and min(np.unique(who[human]).size, np.unique(who[~human]).size) >= MIN_SPEAKERS
+        ):
+            return who, "speakers"
+    return np.asarray(utterances).ravel(), "utterances"
 
 
 def difference_verdict(first: str, second: str, difference: Mapping[str, Any]) -> str:
@@ -208,6 +246,7 @@ def eer_interval(
     resamples: int = RESAMPLES,
     level: float = LEVEL,
     seed: int = 0,
+    unit: str = "utterances",
 ) -> EerInterval | None:
     """The EER of ``scores`` with its bootstrap interval over ``groups``.
 
@@ -215,6 +254,7 @@ def eer_interval(
         scores: ``(n,)`` higher = more bona fide.
         is_bonafide: ``(n,)`` truth.
         groups: ``(n,)`` the group of each item (utterance or speaker); groups are drawn whole.
+        unit: What a group is, for the words (see :func:`drawing_units`).
 
     Returns:
         The interval, or None with fewer than :data:`MIN_GROUPS` groups or one class only.
@@ -234,6 +274,7 @@ def eer_interval(
         level=level,
         groups=int(np.unique(labels).size),
         resamples=int(eers.size),
+        unit=unit,
     )
 
 
@@ -246,6 +287,7 @@ def eer_difference(
     resamples: int = RESAMPLES,
     level: float = LEVEL,
     seed: int = 0,
+    unit: str = "utterances",
 ) -> EerDifference | None:
     """Two models' EER difference on the same items, with its paired bootstrap interval.
 
@@ -254,6 +296,7 @@ def eer_difference(
         second: ``(n,)`` the second model's scores on the same items, in the same order.
         is_bonafide: ``(n,)`` truth.
         groups: ``(n,)`` the group of each item.
+        unit: What a group is (see :func:`drawing_units`).
 
     Returns:
         The difference, or None with fewer than :data:`MIN_GROUPS` groups or one class only.
@@ -275,4 +318,5 @@ def eer_difference(
         level=level,
         groups=int(np.unique(labels).size),
         resamples=int(differences.size),
+        unit=unit,
     )

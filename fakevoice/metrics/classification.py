@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fakevoice.errors import InvalidSpecError
-from fakevoice.metrics.bootstrap import eer_interval
+from fakevoice.metrics.bootstrap import drawing_units, eer_interval
 from fakevoice.metrics.calibration import expected_calibration_error, reliability
 from fakevoice.metrics.detection import compute_eer, downsample_curve, roc_curve
 
@@ -124,6 +124,7 @@ def classification_report(
     class_names: Sequence[str],
     bonafide_index: int = 0,
     groups: Any = None,
+    speakers: Any = None,
 ) -> dict[str, Any]:
     """Everything the evaluate page and ``metrics.json`` show about one set of predictions.
 
@@ -136,8 +137,11 @@ def classification_report(
         probs: ``(n, n_classes)`` class probabilities (rows sum to 1).
         class_names: ``n_classes`` names, in index order.
         bonafide_index: index of the bona fide class.
-        groups: ``(n,)`` the group of each item (its utterance), when known: the EER then comes
-            with its bootstrap interval over them (:mod:`fakevoice.metrics.bootstrap`).
+        groups: ``(n,)`` the utterance of each item, when known: the EER then comes with its
+            bootstrap interval (:mod:`fakevoice.metrics.bootstrap`).
+        speakers: ``(n,)`` the speaker of each item, when known: with enough speakers the
+            interval draws whole speakers instead of utterances (:func:`~fakevoice.metrics.
+            bootstrap.drawing_units`).
 
     Returns:
         A JSON-able dict: ``n``, ``class_names``, ``accuracy``, ``macro_f1``, ``per_class``
@@ -147,8 +151,8 @@ def classification_report(
         ``eer`` (fraction) and ``eer_threshold`` (on ``P(bonafide)``), ``auc``,
         ``roc`` (``fpr``, ``tpr``, ``thresholds`` with at most 200 points; the first threshold,
         ``+inf``, is written as ``None``; and ``auc``), ``eer_interval`` (the EER's 95 %
-        bootstrap interval over ``groups``: ``low``, ``high``, ``groups``...; None without
-        groups or with too few) and ``notes``.
+        bootstrap interval: ``low``, ``high``, ``groups``, ``unit``...; None without groups or
+        with too few) and ``notes``.
 
     Raises:
         InvalidSpecError: shapes disagree, the set is empty, or the probabilities hold NaN.
@@ -204,9 +208,10 @@ def classification_report(
     fpr, tpr, thresholds = roc_curve(is_bonafide, bonafide_score)
     auc = float(np.trapezoid(tpr, fpr))
     keep = downsample_curve(fpr, tpr)
-    interval = (
-        None if groups is None else eer_interval(bonafide_score, is_bonafide, np.asarray(groups))
-    )
+    interval = None
+    if groups is not None:
+        units, unit = drawing_units(groups, speakers, is_bonafide)
+        interval = eer_interval(bonafide_score, is_bonafide, units, unit=unit)
     report.update(
         eer=eer,
         eer_threshold=threshold,

@@ -147,7 +147,8 @@ def evaluate_on_dataset(
     bonafide_index = detector.bonafide_index
     targets: list[int] = []
     probs: list[list[float]] = []
-    utterances: list[str] = []  # the EER's interval draws whole utterances
+    utterances: list[str] = []  # the EER's interval draws whole utterances, or speakers
+    speakers: list[str] = []
     rows: list[dict[str, Any]] = []
     records = cast(list[dict[str, Any]], frame.to_dict("records"))
     for done, row in enumerate(records, start=1):
@@ -157,6 +158,7 @@ def evaluate_on_dataset(
             verdict = detector.predict_samples(load_item_waveform(folder, row), 16000)
             targets.append(target)
             utterances.append(str(row["utterance"]))
+            speakers.append(str(row["speaker"]))
             probs.append([verdict.probabilities[n] for n in names])
             rows.append(
                 {
@@ -175,7 +177,7 @@ def evaluate_on_dataset(
         raise DatasetError(f"Dataset {dataset!r} has no item this model can be judged on.")
     scores = np.asarray(probs)
     report = classification_report(
-        np.asarray(targets), scores, names, bonafide_index, groups=utterances
+        np.asarray(targets), scores, names, bonafide_index, groups=utterances, speakers=speakers
     )
     table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *probability_columns(names)])
     human = scores[:, bonafide_index]

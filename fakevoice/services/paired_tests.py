@@ -2,8 +2,9 @@
 
 Two models' EERs on one test differ by some points; another draw of the same kind of speech
 could reverse that. For every pair of models in a test, their EERs on the items both scored are
-drawn again together, whole utterances at a time (:mod:`fakevoice.metrics.bootstrap`): the
-interval of the difference, and the share of draws in which the first is lower.
+drawn again together, whole utterances at a time, or whole speakers when the test has enough
+(:func:`fakevoice.metrics.bootstrap.drawing_units`): the interval of the difference, and the
+share of draws in which the first is lower.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from fakevoice.datasets.manifest import utterance_of
-from fakevoice.metrics.bootstrap import EerDifference, difference_words, eer_difference
+from fakevoice.metrics.bootstrap import (
+    EerDifference,
+    difference_words,
+    drawing_units,
+    eer_difference,
+)
 from fakevoice.services.evaluation import DatasetEvaluation
 from fakevoice.services.fusion import shared_items
 
@@ -75,12 +81,15 @@ def paired_eers(
         if shared.empty:
             continue
         human = (a.loc[shared, "class"].astype(str) == "bonafide").to_numpy()
-        groups = np.asarray([utterance_of(str(item)) for item in shared])
+        utterances = np.asarray([utterance_of(str(item)) for item in shared])
+        speakers = a.loc[shared, "speaker"] if "speaker" in a.columns else None
+        groups, unit = drawing_units(utterances, speakers, human)
         difference = eer_difference(
             a.loc[shared, "p_human"].to_numpy(dtype=np.float64),
             b.loc[shared, "p_human"].to_numpy(dtype=np.float64),
             human,
             groups,
+            unit=unit,
         )
         if difference is not None:
             pairs.append(PairedEer(labels[i], labels[j], len(shared), difference))
