@@ -20,8 +20,6 @@ same manifest and identical PNG bytes.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
-import json
 import logging
 import multiprocessing
 import sys
@@ -29,32 +27,33 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from fakevoice.datasets.catalog import count_summary
 from fakevoice.datasets.generators import (
     DEFAULT_GENERATORS,
     Generator,
     get_generator,
 )
+from fakevoice.datasets.info import write_info
 from fakevoice.datasets.manifest import (
-    BONAFIDE,
-    DATASET_INFO_NAME,
-    MANIFEST_NAME,
     manifest_frame,
     write_manifest,
-    write_text_atomic,
 )
 from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, NoiseLevel
 from fakevoice.datasets.noise import noise_name as noise_folder
+from fakevoice.datasets.resume import (
+    PROGRESS_DIR,
+    claim_folder,
+    read_marker,
+    unit_name,
+    write_marker,
+)
 from fakevoice.datasets.shortcuts import audit_and_keep
 from fakevoice.datasets.sources import (
     Recording,
     installed_recordings,
     select_recordings,
-    source_info,
 )
 from fakevoice.datasets.units import Plan, UnitResult, build_unit, init_worker, worker_count
 from fakevoice.errors import DatasetError, InvalidSpecError
@@ -63,9 +62,6 @@ from fakevoice.features import FeatureSpec
 logger = logging.getLogger(__name__)
 
 DatasetSize = Literal["small", "default", "large"]
-DATASET_FORMAT_VERSION = 1
-PROGRESS_DIR = ".progress"
-_BUILD_FILE = "build.json"
 
 
 @dataclass(frozen=True)
@@ -314,36 +310,36 @@ def _build(
         equalise=equalise,
         split_long=split_long,
     )
-    created = _claim_folder(out_dir, plan, recordings, kind)
+    created = claim_folder(out_dir, plan, recordings, kind)
     progress_dir = out_dir / PROGRESS_DIR
     results: dict[str, UnitResult] = {}
     todo: list[Recording] = []
     for recording in recordings:
-        done = _read_marker(progress_dir, recording)
+        done = read_marker(progress_dir, recording)
         if done is None:
             todo.append(recording)
         else:
-            results[_unit_name(recording)] = done
+            results[unit_name(recording)] = done
     resumed = len(results)
     if on_progress is not None:
         on_progress(resumed, len(recordings))
     units = _run_units(todo, plan, workers, progress)
     try:
         for name, result in units:
-            _write_marker(progress_dir, name, result)
+            write_marker(progress_dir, name, result)
             results[name] = result
             if on_progress is not None:
                 on_progress(len(results), len(recordings))
     finally:
         units.close()
-    rows = [row for r in recordings for row in results[_unit_name(r)].rows]
-    notes = [note for r in recordings for note in results[_unit_name(r)].notes]
+    rows = [row for r in recordings for row in results[unit_name(r)].rows]
+    notes = [note for r in recordings for note in results[unit_name(r)].notes]
     skipped += _summarise_notes(notes)
     if not rows:
         raise DatasetError("No clip could be built: every recording was unusable (see the log).")
     frame = manifest_frame(rows)
     write_manifest(out_dir, frame)
-    _write_info(out_dir, frame, plan, recordings, kind, created, skipped)
+    write_info(out_dir, frame, plan, recordings, kind, created, skipped)
     audit = audit_and_keep(out_dir)
     report = BuildReport(
         out_dir=out_dir,
@@ -372,53 +368,6 @@ def _usable_generators(names: Sequence[str] | None) -> tuple[list[Generator], li
     return usable, skipped
 
 
-def _unit_name(recording: Recording) -> str:
-    return recording.key if recording.label == BONAFIDE else f"{recording.key}.{recording.label}"
-
-
-def _fingerprint(plan: Plan, recordings: Sequence[Recording], kind: str) -> str:
-    payload = json.dumps(
-        [kind, asdict(plan), [[_unit_name(r), str(r.path)] for r in recordings]], default=str
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def _claim_folder(out_dir: Path, plan: Plan, recordings: Sequence[Recording], kind: str) -> str:
-    """Start or continue a build in ``out_dir``; returns the creation time of the build."""
-    fingerprint = _fingerprint(plan, recordings, kind)
-    marker = out_dir / PROGRESS_DIR / _BUILD_FILE
-    if marker.is_file():
-        earlier = json.loads(marker.read_text(encoding="utf-8"))
-        if earlier.get("fingerprint") == fingerprint:
-            return str(earlier["created"])
-        raise DatasetError(
-            f"'{out_dir}' holds a build with other settings; choose another folder or delete it."
-        )
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise DatasetError(
-            f"'{out_dir}' already exists and is not an unfinished build; choose an empty folder."
-        )
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    write_text_atomic(marker, json.dumps({"fingerprint": fingerprint, "created": created}))
-    return created
-
-
-def _marker_path(progress_dir: Path, name: str) -> Path:
-    return progress_dir / f"{name}.json"
-
-
-def _read_marker(progress_dir: Path, recording: Recording) -> UnitResult | None:
-    path = _marker_path(progress_dir, _unit_name(recording))
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return UnitResult(rows=list(data["rows"]), notes=list(data["notes"]))
-
-
-def _write_marker(progress_dir: Path, name: str, result: UnitResult) -> None:
-    write_text_atomic(_marker_path(progress_dir, name), json.dumps(asdict(result)))
-
-
 def _summarise_notes(notes: list[str]) -> list[str]:
     return [
         f"{note} ({count} utterances)" if count > 1 else note
@@ -438,7 +387,7 @@ def _run_units(todo: list[Recording], plan: Plan, workers: int, progress: bool) 
     try:
         if count == 1:
             for recording in todo:
-                yield _unit_name(recording), build_unit(recording, plan)
+                yield unit_name(recording), build_unit(recording, plan)
                 bar.update()
             return
         context = multiprocessing.get_context("spawn")
@@ -446,7 +395,7 @@ def _run_units(todo: list[Recording], plan: Plan, workers: int, progress: bool) 
             count, mp_context=context, initializer=init_worker
         )
         try:
-            futures = {pool.submit(build_unit, r, plan): _unit_name(r) for r in todo}
+            futures = {pool.submit(build_unit, r, plan): unit_name(r) for r in todo}
             for future in concurrent.futures.as_completed(futures):
                 yield futures[future], future.result()
                 bar.update()
@@ -454,50 +403,3 @@ def _run_units(todo: list[Recording], plan: Plan, workers: int, progress: bool) 
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
-
-
-# --- dataset.json and ATTRIBUTION -----------------------------------------------------------------
-
-
-def _write_info(
-    out_dir: Path,
-    frame: Any,
-    plan: Plan,
-    recordings: Sequence[Recording],
-    kind: str,
-    created: str,
-    skipped: list[str],
-) -> None:
-    sources = [source_info(name) for name in sorted(set(frame["source"]))]
-    info = {
-        "name": out_dir.name,
-        "kind": kind,
-        "created": created,
-        "seed": plan.seed,
-        "size": kind.removeprefix("demo-"),
-        "feature_spec": plan.feature_spec,
-        "generators": list(plan.generators),
-        "noise_levels": [noise_folder(level) for level in plan.noise_levels],
-        "equalised": plan.equalise,
-        "sources": [asdict(s) for s in sources],
-        "counts": count_summary(frame),
-        "skipped": skipped,
-        "recordings": len(recordings),
-        "version": DATASET_FORMAT_VERSION,
-    }
-    write_text_atomic(out_dir / DATASET_INFO_NAME, json.dumps(info, indent=2) + "\n")
-    write_text_atomic(out_dir / "ATTRIBUTION", _attribution(sources, plan))
-
-
-def _attribution(sources: list[Any], plan: Plan) -> str:
-    lines = [
-        "This dataset was built on this machine by the Fake Voice Workbench. Do not redistribute",
-        "it without honouring the licences of the recordings it was made from:",
-        "",
-    ]
-    lines += [f"- {s.name}: {s.description}. Licence: {s.licence}." for s in sources]
-    if plan.generators:
-        lines += ["", "Spoofs were generated from them with:"]
-        lines += [f"- {n}: {get_generator(n).description}" for n in plan.generators]
-    lines += ["", f"Manifest: {MANIFEST_NAME}; details: {DATASET_INFO_NAME}.", ""]
-    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Builds that continue where they stopped: the markers under a dataset folder's ``.progress/``.
+
+``build.json`` names the build a folder holds (a fingerprint of its plan and recordings, and when
+it started); each finished unit (a recording) writes its manifest rows to ``<unit>.json``
+atomically. A build run again with the same arguments reads them back and builds only the rest;
+with other arguments it refuses the folder rather than mixing two builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fakevoice.datasets.manifest import BONAFIDE, write_text_atomic
+from fakevoice.datasets.sources import Recording
+from fakevoice.datasets.units import Plan, UnitResult
+from fakevoice.errors import DatasetError
+
+PROGRESS_DIR = ".progress"
+_BUILD_FILE = "build.json"
+
+
+def unit_name(recording: Recording) -> str:
+    """The unit's name: the recording's key, with its class for a labelled machine clip."""
+    return recording.key if recording.label == BONAFIDE else f"{recording.key}.{recording.label}"
+
+
+def _fingerprint(plan: Plan, recordings: Sequence[Recording], kind: str) -> str:
+    payload = json.dumps(
+        [kind, asdict(plan), [[unit_name(r), str(r.path)] for r in recordings]], default=str
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def claim_folder(out_dir: Path, plan: Plan, recordings: Sequence[Recording], kind: str) -> str:
+    """Start or continue a build in ``out_dir``; returns the creation time of the build."""
+    fingerprint = _fingerprint(plan, recordings, kind)
+    marker = out_dir / PROGRESS_DIR / _BUILD_FILE
+    if marker.is_file():
+        earlier = json.loads(marker.read_text(encoding="utf-8"))
+        if earlier.get("fingerprint") == fingerprint:
+            return str(earlier["created"])
+        raise DatasetError(
+            f"'{out_dir}' holds a build with other settings; choose another folder or delete it."
+        )
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DatasetError(
+            f"'{out_dir}' already exists and is not an unfinished build; choose an empty folder."
+        )
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    write_text_atomic(marker, json.dumps({"fingerprint": fingerprint, "created": created}))
+    return created
+
+
+def marker_path(progress_dir: Path, name: str) -> Path:
+    return progress_dir / f"{name}.json"
+
+
+def read_marker(progress_dir: Path, recording: Recording) -> UnitResult | None:
+    path = marker_path(progress_dir, unit_name(recording))
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return UnitResult(rows=list(data["rows"]), notes=list(data["notes"]))
+
+
+def write_marker(progress_dir: Path, name: str, result: UnitResult) -> None:
+    write_text_atomic(marker_path(progress_dir, name), json.dumps(asdict(result)))
