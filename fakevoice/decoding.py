@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from fakevoice.audio_headers import check_complete, header_seconds
 from fakevoice.errors import (
     AudioTooLongError,
     AudioTooShortError,
@@ -44,7 +45,6 @@ _TRUNCATION_TOLERANCE_S = 0.1
 """Decoded audio may fall short of the header's duration by codec padding, never by more."""
 
 # FFmpeg demuxers that read still images or text: a match means "not audio", not "no audio codec".
-_HEADER_DURATION_FORMATS = {"wav", "flac", "mp3", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2"}
 _NON_AUDIO_FORMATS = {"image2", "tty", "gif", "webp", "apng", "bin", "srt", "ass", "webvtt"}
 
 
@@ -133,7 +133,7 @@ def decode(data: bytes, max_seconds: float, format_hint: str | None) -> Decoded:
     if format_hint is not None:
         return _decode_with_av(data, max_seconds, format_hint)
     magic = _container_magic(data)
-    _check_complete(data, magic)
+    check_complete(data, magic)
     if magic == "wav":
         fast = _decode_pcm_wav(data, max_seconds)
         if fast is not None:
@@ -196,54 +196,6 @@ def _decode_pcm_wav(data: bytes, max_seconds: float) -> Decoded | None:
         container="wav",
     )
     return Decoded(samples=np.ascontiguousarray(mono), info=info)
-
-
-def _check_complete(data: bytes, magic: str | None) -> None:
-    """Reject WAV and Ogg files cut short, which FFmpeg would decode silently up to the cut."""
-    if magic == "wav":
-        missing = _wav_missing_seconds(data)
-        if missing is not None and missing > 0.01:
-            raise TruncatedAudioError(
-                f"The WAV file is cut short: its header promises {missing:.2f} s more audio "
-                "than the file holds."
-            )
-    elif magic == "ogg" and not _ogg_last_page_complete(data):
-        raise TruncatedAudioError(
-            "The Ogg file is cut short: its last page is incomplete or its end-of-stream mark "
-            "is missing."
-        )
-
-
-def _wav_missing_seconds(data: bytes) -> float | None:
-    """Seconds of audio the WAV header promises beyond the end of ``data``; None if unknown."""
-    offset, byte_rate = 12, 0
-    while offset + 8 <= len(data):
-        chunk_id = data[offset : offset + 4]
-        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
-        body = offset + 8
-        if chunk_id == b"fmt " and body + 12 <= len(data):
-            byte_rate = int.from_bytes(data[body + 8 : body + 12], "little")
-        elif chunk_id == b"data":
-            # Streaming writers leave 0 or 0xFFFFFFFF when they cannot seek back to fill it in.
-            if size in (0, 0xFFFFFFFF) or byte_rate == 0:
-                return None
-            return max(0, body + size - len(data)) / byte_rate
-        offset = body + size + (size & 1)
-    return None
-
-
-def _ogg_last_page_complete(data: bytes) -> bool:
-    """Whether the last Ogg page is whole and carries the end-of-stream flag."""
-    start = data.rfind(b"OggS")
-    header_end = start + 27
-    if start < 0 or header_end > len(data):
-        return False
-    n_segments = data[start + 26]
-    if header_end + n_segments > len(data):
-        return False
-    body = sum(data[header_end : header_end + n_segments])
-    end_of_stream = bool(data[start + 5] & 0x04)
-    return end_of_stream and header_end + n_segments + body == len(data)
 
 
 def _decode_raw_g722(data: bytes, max_seconds: float) -> Decoded | None:
@@ -320,7 +272,7 @@ def _decode_stream(
         )
     rate = int(codec.sample_rate or 0)
     _check_rate(rate)
-    header_seconds = _header_seconds(container, stream, data)
+    announced = header_seconds(container, stream, data)
     limit = int(max_seconds * rate) + 1 if np.isfinite(max_seconds) else None
     chunks: list[np.ndarray] = []
     n_decoded = 0
@@ -341,7 +293,7 @@ def _decode_stream(
                 n_decoded += mono.size
                 if limit is not None and n_decoded > limit:
                     raise AudioTooLongError(
-                        _too_long_message(n_decoded / rate, max_seconds, header_seconds)
+                        _too_long_message(n_decoded / rate, max_seconds, announced)
                     )
     except av.error.FFmpegError as error:
         if n_decoded == 0:
@@ -357,9 +309,9 @@ def _decode_stream(
     if n_decoded == 0:
         raise EmptyAudioError(f"The {format_name} file holds no audio samples.")
     seconds = n_decoded / rate
-    if header_seconds is not None and seconds < header_seconds - _TRUNCATION_TOLERANCE_S:
+    if announced is not None and seconds < announced - _TRUNCATION_TOLERANCE_S:
         raise TruncatedAudioError(
-            f"The file is cut short: its header promises {header_seconds:.1f} s of audio but "
+            f"The file is cut short: its header promises {announced:.1f} s of audio but "
             f"only {seconds:.1f} s is there."
         )
     info = AudioInfo(
@@ -378,35 +330,6 @@ def _check_rate(rate: int) -> None:
             f"The sample rate is {rate} Hz; rates from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz "
             "are supported."
         )
-
-
-def _header_seconds(container: Any, stream: Any, data: bytes) -> float | None:
-    """The duration the file's header announces, seconds, or None when it announces none.
-
-    FFmpeg guesses a length from the bit rate for formats without one in the header (raw ADTS,
-    MP3 without a Xing/Info/VBRI frame); a guess is no promise, so those give None.
-    """
-    name = container.format.name
-    if name not in _HEADER_DURATION_FORMATS or (name == "mp3" and not _has_mp3_length_tag(data)):
-        return None
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if "matroska" in container.format.name and container.duration is not None:
-        # WebM keeps the length in the segment header (absent in live browser recordings).
-        return float(container.duration) / av.time_base
-    return None
-
-
-def _has_mp3_length_tag(data: bytes) -> bool:
-    """Whether an MP3 starts with a Xing, Info or VBRI frame (an exact frame count)."""
-    start = 0
-    if data[:3] == b"ID3" and len(data) >= 10:
-        size = 0
-        for byte in data[6:10]:  # ID3v2 sizes are "syncsafe": 7 bits per byte
-            size = (size << 7) | (byte & 0x7F)
-        start = 10 + size
-    first_frame = data[start : start + 2048]
-    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _too_long_message(decoded_seconds: float, max_seconds: float, header: float | None) -> str:
