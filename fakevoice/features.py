@@ -20,6 +20,10 @@ Conventions (chosen to match librosa 0.11 defaults, which the tests compare agai
 - ``lfcc``: as the ASVspoof baselines: power spectrum through ``n_mels`` linearly spaced
   unit-height triangular filters between ``fmin`` and ``fmax``, log (in dB, ``ref=1.0``),
   DCT-II orthonormal, first ``n_coeffs`` rows.
+- ``phase``: the ``linear`` level with two maps of the phase's local coherence (over time: the
+  instantaneous frequency; over frequency: the group delay) as the image's green and blue
+  channels (:mod:`fakevoice.phase_features`): copy-synthesis keeps the magnitude and changes the
+  phase.
 - ``cqt``: ``librosa.cqt`` (imported lazily; roughly 20x slower than the others and its first
   call in a process takes seconds), 24 bins per octave from ``fmin`` (C1 = 32.7 Hz when
   ``fmin`` is 0) up to ``fmax`` (or just under Nyquist), magnitude in dB like ``mel``.
@@ -52,9 +56,10 @@ from fakevoice.errors import EmptyAudioError, InvalidSamplesError, InvalidSpecEr
 
 logger = logging.getLogger(__name__)
 
-FeatureKind = Literal["mel", "linear", "mfcc", "lfcc", "cqt"]
+FeatureKind = Literal["mel", "linear", "mfcc", "lfcc", "cqt", "phase"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
 CEPSTRAL_KINDS = frozenset({"mfcc", "lfcc"})
+LINEAR_KINDS = frozenset({"linear", "phase"})  # STFT bins in [fmin, fmax], one row each
 FILTERBANK_KINDS = frozenset({"mel", "mfcc", "lfcc"})
 
 AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
@@ -73,7 +78,7 @@ class FeatureSpec:
     """How a clip becomes a spectrogram and an image; validated once when built.
 
     Attributes:
-        kind: ``mel``, ``linear``, ``mfcc``, ``lfcc`` or ``cqt``.
+        kind: ``mel``, ``linear``, ``mfcc``, ``lfcc``, ``cqt`` or ``phase``.
         sample_rate: rate of the samples given, Hz.
         n_fft: FFT and window length, samples.
         hop_length: frame step, samples (at most ``n_fft``).
@@ -84,7 +89,7 @@ class FeatureSpec:
         top_db: dynamic range kept below the maximum, dB.
         image_height: image rows, pixels.
         image_width: image columns, pixels.
-        colormap: ``magma``, ``viridis``, ``inferno`` or ``gray``.
+        colormap: ``magma``, ``viridis``, ``inferno`` or ``gray`` (``phase`` images use none).
     """
 
     kind: FeatureKind = "mel"
@@ -201,7 +206,8 @@ def spectrogram_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
     Returns:
         ``(bins, frames)`` float32 with ``frames = 1 + n // hop_length``. ``mel``, ``linear`` and
-        ``cqt``: dB relative to the maximum, in ``[-top_db, 0]``. ``mfcc``, ``lfcc``:
+        ``cqt``: dB relative to the maximum, in ``[-top_db, 0]``; ``phase``: its level, as
+        ``linear`` (its phase maps are in :func:`render_image`'s image only). ``mfcc``, ``lfcc``:
         ``(n_coeffs, frames)`` cepstral coefficients of the dB (``ref=1.0``) filterbank energies.
 
     Raises:
@@ -212,17 +218,17 @@ def spectrogram_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     if spec.kind == "cqt":
         return _cqt_db(y, spec)
     power = power_spectrogram(y, spec.n_fft, spec.hop_length)
-    if spec.kind == "linear":
-        low, high = _linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
-        return np.ascontiguousarray(_power_to_db(power[low:high], None, spec.top_db))
+    if spec.kind in LINEAR_KINDS:
+        low, high = linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
+        return np.ascontiguousarray(power_to_db(power[low:high], None, spec.top_db))
     scale: Literal["mel", "linear"] = "linear" if spec.kind == "lfcc" else "mel"
     basis = _sparse_filterbank(
         scale, spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.resolved_fmax
     )
     energies = basis @ power
     if spec.kind == "mel":
-        return _power_to_db(energies, None, spec.top_db)
-    log_energies = _power_to_db(energies, 1.0, spec.top_db)
+        return power_to_db(energies, None, spec.top_db)
+    log_energies = power_to_db(energies, 1.0, spec.top_db)
     cepstrum = scipy.fft.dct(log_energies, type=2, norm="ortho", axis=0)[: spec.n_coeffs]
     return np.ascontiguousarray(cepstrum, dtype=np.float32)
 
@@ -239,8 +245,8 @@ def bin_axis(spec: FeatureSpec) -> tuple[np.ndarray, Literal["Hz", "coefficient"
     if spec.kind == "cqt":
         fmin, n_bins = _cqt_bins(spec)
         return fmin * 2.0 ** (np.arange(n_bins) / CQT_BINS_PER_OCTAVE), "Hz"
-    if spec.kind == "linear":
-        low, high = _linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
+    if spec.kind in LINEAR_KINDS:
+        low, high = linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
         return np.arange(low, high) * (spec.sample_rate / spec.n_fft), "Hz"
     return mel_edges(spec.fmin, spec.resolved_fmax, spec.n_mels + 1)[1:-1], "Hz"
 
@@ -268,12 +274,12 @@ def power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
     # scipy's pocketfft keeps float32 and is several times faster than numpy.fft here.
-    stft = scipy.fft.rfft(frames * _hann_window(n_fft), axis=-1)
+    stft = scipy.fft.rfft(frames * hann_window(n_fft), axis=-1)
     power = stft.real**2 + stft.imag**2
     return np.ascontiguousarray(power.T)
 
 
-def _power_to_db(power: np.ndarray, ref: float | None, top_db: float) -> np.ndarray:
+def power_to_db(power: np.ndarray, ref: float | None, top_db: float) -> np.ndarray:
     """``librosa.power_to_db``; ``ref=None`` means relative to ``power.max()``."""
     ref_value = float(power.max()) if ref is None else ref
     db = 10.0 * np.log10(np.maximum(power, AMIN))
@@ -298,7 +304,7 @@ def _cqt_db(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
             bins_per_octave=CQT_BINS_PER_OCTAVE,
         )
     magnitude = np.abs(transform)
-    return _power_to_db(magnitude**2, None, spec.top_db)
+    return power_to_db(magnitude**2, None, spec.top_db)
 
 
 def _cqt_bins(spec: FeatureSpec) -> tuple[float, int]:
@@ -317,7 +323,7 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _hann_window(n_fft: int) -> np.ndarray:
+def hann_window(n_fft: int) -> np.ndarray:
     """Periodic Hann window ``(n_fft,)`` float32, as ``scipy.signal.get_window('hann')``."""
     n = np.arange(n_fft)
     return _frozen((0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32))
@@ -386,7 +392,7 @@ def _sparse_filterbank(
     return scipy.sparse.csr_array(make(sample_rate, n_fft, n_filters, fmin, fmax))
 
 
-def _linear_bin_range(sample_rate: int, n_fft: int, fmin: float, fmax: float) -> tuple[int, int]:
+def linear_bin_range(sample_rate: int, n_fft: int, fmin: float, fmax: float) -> tuple[int, int]:
     """Row slice ``[low, high)`` of the STFT bins whose centre lies in ``[fmin, fmax]``."""
     bin_hz = sample_rate / n_fft
     low = math.ceil(fmin / bin_hz - 1e-9)
@@ -445,6 +451,11 @@ def render_image(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         spec: the feature parameters.
 
     Returns:
-        ``(image_height, image_width, 3)`` uint8 RGB.
+        ``(image_height, image_width, 3)`` uint8 RGB; for ``phase`` the level and two phase maps
+        as its channels (:mod:`fakevoice.phase_features`), not a colour map.
     """
+    if spec.kind == "phase":
+        from fakevoice.phase_features import phase_image
+
+        return phase_image(_checked_samples(samples), spec)
     return db_to_image(spectrogram_db(samples, spec), spec)

@@ -215,7 +215,7 @@ def test_image_shape_and_dtype(voice: np.ndarray, kind: Any) -> None:
     assert image.std() > 5  # not a flat picture
 
 
-@pytest.mark.parametrize("kind", ["mel", "linear", "cqt"])
+@pytest.mark.parametrize("kind", ["mel", "linear", "cqt", "phase"])
 def test_low_tone_lights_bottom_rows_high_tone_top_rows(kind: Any) -> None:
     spec = FeatureSpec(kind=kind, colormap="gray")
     low = render_image(tone(100.0), spec)[..., 0].astype(float).mean(axis=1)
@@ -301,7 +301,7 @@ def test_short_clip_gives_one_frame() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"kind": "foo"}, "kind must be one of mel, linear, mfcc, lfcc, cqt; got 'foo'"),
+        ({"kind": "foo"}, "kind must be one of mel, linear, mfcc, lfcc, cqt, phase; got 'foo'"),
         ({"n_fft": 0}, "n_fft must be an integer in [16, 65536]; got 0"),
         ({"n_fft": 512.0}, "n_fft must be an integer in [16, 65536]; got 512.0"),
         ({"hop_length": 1024}, "hop_length must be an integer in [1, n_fft = 512]; got 1024"),
