@@ -69,7 +69,7 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
     what = f"{total} verdict{'s' if total != 1 else ''}" + (" match" if narrowed else "")
     st.caption(f"{what}; newest first (times in UTC), page {min(page, pages)} of {pages}.")
     history_table(rows, models)
-    _label_form(actor, rows)
+    _label_form(actor, rows, {m.id: m.name for m in models})
     too_many = total > MAX_EXPORT_ROWS
     st.download_button(
         "History (CSV)",
@@ -86,7 +86,17 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
     )
 
 
-def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
+def verdict_choice_label(analysis: AnalysisRecord, model_names: dict[int, str]) -> str:
+    """How a verdict is named where one is picked: its number, to the second, the model, the
+    file and what was said (two verdicts on the same file in the same minute stay apart)."""
+    model = model_names.get(analysis.model_id or -1, "a deleted model")
+    return (
+        f"#{analysis.id} · {analysis.created_at:%Y-%m-%d %H:%M:%S} · {model} · "
+        f"{analysis.file_name} · {analysis.verdict}"
+    )
+
+
+def _label_form(actor: Actor, rows: list[AnalysisRecord], model_names: dict[int, str]) -> None:
     """Record what a clip on this page really was, and a note (a case number, say)."""
     by_id = {a.id: a for a in rows}
     with st.expander(
@@ -96,10 +106,10 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord]) -> None:
         chosen = st.selectbox(
             "Which verdict",
             list(by_id),
-            format_func=lambda i: (
-                f"{by_id[i].created_at:%Y-%m-%d %H:%M} · {by_id[i].file_name} · {by_id[i].verdict}"
-            ),
-            key="history_label_choice",
+            format_func=lambda i: verdict_choice_label(by_id[i], model_names),
+            # A new verdict on the page starts a new choice at the newest, never leaving an
+            # older one chosen under the same words.
+            key=f"history_label_choice:{rows[0].id}",
             help="a verdict on this page of the history (the newest first)",
         )
         analysis = by_id[chosen]

@@ -181,11 +181,13 @@ def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:
 def show_model_view(view: ModelView, model: ModelRecord) -> None:
     """The spectrogram (and for waveform models the waveform) of the first model window."""
     if view.input_kind == "image":
-        st.image(
-            view.image,
-            caption=f"The spectrogram {model.name} sees (first {view.seconds:.2f} s window)",
-            width=min(448, max(224, view.image.shape[1] * 2)),
-        )
+        caption = f"The spectrogram {model.name} sees (first {view.seconds:.2f} s window)"
+        if (model.feature_spec or {}).get("kind") == "phase":
+            caption += (
+                ": red the level, green and blue how steady the phase is over time and over "
+                "frequency where there is sound (dim where a vocoder scattered it)"
+            )
+        st.image(view.image, caption=caption, width=min(448, max(224, view.image.shape[1] * 2)))
         return
     assert view.waveform is not None
     times = np.linspace(0, view.seconds, view.waveform.size, endpoint=False)

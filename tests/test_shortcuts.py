@@ -196,6 +196,19 @@ def test_too_few_clips_of_a_generator_are_said_not_judged() -> None:
     assert audit.summary().startswith("Too few clips for a firm answer (12 human, 24 machine")
 
 
+def test_a_cue_that_separates_too_few_human_clips_raises_no_alarm() -> None:
+    """Two human clips and many machine ones (a user's small upload): one cue may split them
+    perfectly by chance. The audit shows it but neither flags nor warns."""
+    frame = cue_frame(7, tts_lead_in=0.0)
+    human = frame.index[frame["class"] == "bonafide"]
+    frame = frame.drop(human[2:])  # 2 human clips left, 96 of each generator
+    audit = audit_cues(frame)
+    assert audit.pooled.bonafide_clips == 2 and not audit.pooled.judged
+    assert audit.pooled.lowest_eer < 0.25  # what the cues do on these few clips...
+    assert audit.severity == "none" and audit.flagged() == [] and audit.warning() is None
+    assert audit.summary().startswith("Too few clips for a firm answer (2 human")
+
+
 def test_a_dataset_without_one_class_is_refused_in_words() -> None:
     frame = cue_frame(6)
     with pytest.raises(DatasetError, match="no human clips"):

@@ -9,6 +9,7 @@ import hashlib
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -22,6 +23,11 @@ from fakevoice.services.history import CSV_COLUMNS
 from fakevoice.store.records import Actor, AnalysisFilter, ModelRecord
 
 VERDICTS = ("human", "machine-generated", "inconclusive")
+
+
+def label_choice(at: AppTest) -> Any:
+    """The history form's "Which verdict" box (its key names the newest verdict on the page)."""
+    return next(s for s in at.selectbox if str(s.key).startswith("history_label_choice"))
 
 
 def digest(name: str) -> str:
@@ -232,7 +238,20 @@ def test_the_page_records_an_outcome_and_shows_how_the_models_did(
     assert isinstance(alice, Actor)
     at = evaluate_page(alice)
     newest = services.list_analyses(alice, limit=1)[0]
-    assert at.selectbox(key="history_label_choice").value == newest.id
+    choice = label_choice(at)
+    assert choice.value == newest.id
+    # Each verdict is named by its number, second and model: two on one file stay apart.
+    assert all(o.startswith("#") and o.count(" · ") == 4 for o in choice.options)
+    assert len(set(choice.options)) == len(choice.options)
+    assert any(" · first · " in o for o in choice.options)
+    # An older verdict chosen, then a new one made: the choice moves to the new one.
+    choice.set_value(services.list_analyses(alice, limit=3)[-1].id).run()
+    first = history["first"]
+    assert isinstance(first, ModelRecord)
+    log(alice, first, "call-new.wav", "human", 0.7)
+    at.run()
+    newest = services.list_analyses(alice, limit=1)[0]
+    assert label_choice(at).value == newest.id and newest.file_name == "call-new.wav"
     assert not [d for d in at.dataframe if "confirmed" in d.value.columns]
     at.toggle(key="history_field_performance").set_value(True).run()
     assert any("No outcome recorded yet" in c.value for c in at.caption)
@@ -316,11 +335,11 @@ def test_a_verdict_keeps_its_timeline_in_the_history(
     log(alice, model, "old.wav", "human", 0.9)  # as logged before timelines were kept
     at = evaluate_page(alice)
     assert_no_exception(at)
-    at.selectbox(key="history_label_choice").set_value(scored.analysis.id).run()
+    label_choice(at).set_value(scored.analysis.id).run()
     assert len(charts(at)) == 1
     assert not any("before the history kept them" in c.value for c in at.caption)
     (old,) = services.list_analyses(alice, where=AnalysisFilter(text="old.wav"))
-    at.selectbox(key="history_label_choice").set_value(old.id).run()
+    label_choice(at).set_value(old.id).run()
     assert_no_exception(at)
     assert charts(at) == []
     assert any("before the history kept them" in c.value for c in at.caption)
@@ -364,13 +383,13 @@ def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
     # shows none.
     log(alice, model, "plain.wav", "human", 0.9)
     at = evaluate_page(alice)
-    at.selectbox(key="history_label_choice").set_value(scored.analysis.id).run()
+    label_choice(at).set_value(scored.analysis.id).run()
     assert_no_exception(at)
     assert len(charts(at)) == 3  # the timeline, the bands and the time slices
     window_text = f"Window {explained.start:.2f}–{explained.end:.2f} s"
     assert any(c.value.startswith(window_text) for c in at.caption)
     (plain,) = services.list_analyses(alice, where=AnalysisFilter(text="plain.wav"))
-    at.selectbox(key="history_label_choice").set_value(plain.id).run()
+    label_choice(at).set_value(plain.id).run()
     assert_no_exception(at)
     assert not any(c.value.startswith("Window ") for c in at.caption)
 

@@ -109,6 +109,12 @@ class Separation:
         return self.cues[0]
 
     @property
+    def judged(self) -> bool:
+        """Whether both sides have :data:`MIN_CLASS_CLIPS` clips: with fewer, one odd clip moves
+        an EER by many points, so the comparison is shown but raises no alarm."""
+        return min(self.bonafide_clips, self.spoof_clips) >= MIN_CLASS_CLIPS
+
+    @property
     def lowest_eer(self) -> float:
         """The lowest EER any cue, or the cues together, reach."""
         eers = [self.best_cue.eer] + ([self.combined_eer] if self.combined_eer is not None else [])
@@ -140,12 +146,21 @@ class ShortcutAudit:
     version: int = AUDIT_VERSION
 
     @property
+    def comparisons(self) -> list[Separation]:
+        return [self.pooled, *self.generators.values()]
+
+    @property
     def worst(self) -> Separation:
-        """The comparison where the cues separate best (pooled or one generator)."""
-        return min([self.pooled, *self.generators.values()], key=lambda s: s.lowest_eer)
+        """The comparison where the cues separate best (pooled or one generator), among those
+        with enough clips to judge when there are any."""
+        judged = [s for s in self.comparisons if s.judged]
+        return min(judged or self.comparisons, key=lambda s: s.lowest_eer)
 
     @property
     def severity(self) -> Severity:
+        """``strong``, ``some`` or ``none``; ``none`` too when no comparison has enough clips."""
+        if not self.worst.judged:
+            return "none"
         eer = self.worst.lowest_eer
         return "strong" if eer < STRONG_BELOW else "some" if eer < SOME_BELOW else "none"
 
@@ -173,7 +188,7 @@ class ShortcutAudit:
                 f"and {against}, {how}. A detector may lean on it; test it on recordings from "
                 "elsewhere too."
             )
-        if all(c.combined_eer is None for c in [self.pooled, *self.generators.values()]):
+        if not self.worst.judged or all(c.combined_eer is None for c in self.comparisons):
             return (
                 f"Too few clips for a firm answer ({self.pooled.bonafide_clips} human, "
                 f"{self.pooled.spoof_clips} machine; {MIN_CLASS_CLIPS} of each are needed to "
@@ -198,7 +213,8 @@ class ShortcutAudit:
         if not self.generators:
             candidates = [self.pooled]
         return sorted(
-            (s for s in candidates if s.lowest_eer < SOME_BELOW), key=lambda s: s.lowest_eer
+            (s for s in candidates if s.judged and s.lowest_eer < SOME_BELOW),
+            key=lambda s: s.lowest_eer,
         )
 
     def warning(
