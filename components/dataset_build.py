@@ -101,7 +101,10 @@ def _form(actor: Actor) -> None:
         st.error(str(exc))
         return
     recordings = run.spec.get("recordings", 0)
-    st.success(f"Queued: '{name.strip()}' from {recordings} recordings. Follow it below.")
+    st.success(
+        f"Queued: '{name.strip()}' from {recordings} audio files (the worker leaves out any it "
+        "cannot read and says so). Follow it below."
+    )
 
 
 def _build_row(actor: Actor, run: RunRecord) -> None:

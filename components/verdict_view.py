@@ -145,7 +145,18 @@ def probability_chart(probabilities: dict[str, float]) -> None:
     frame = pd.DataFrame(
         {"class": list(probabilities), "probability": list(probabilities.values())}
     )
-    st.bar_chart(frame, x="class", y="probability", horizontal=True, sort=False, height=200)
+    chart = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            # Always 0 to 1: two charts side by side compare at a glance.
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("class:N", sort=list(probabilities), title=None),
+            tooltip=["class", alt.Tooltip("probability:Q", format=".3f")],
+        )
+        .properties(height=max(80, 28 * len(frame)))
+    )
+    st.altair_chart(chart, width="stretch")
 
 
 def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:

@@ -333,8 +333,24 @@ def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:
         st.info("Choose files (or a zip) and press Score all.")
         return
     name, results = stored
-    st.caption(f"{len(results)} file(s) scored with {name}.")
-    st.dataframe(batch.results_frame(results), hide_index=True)
+    failed = sum(r.error is not None for r in results)
+    scored = len(results) - failed
+    summary = f"{scored} of {len(results)} file(s) scored with {name}"
+    if failed:
+        summary += f"; {failed} could not be judged (the error column says why)"
+    st.caption(summary + ".")
+    st.dataframe(
+        batch.results_frame(results),
+        hide_index=True,
+        column_config={
+            "name": "file",
+            "label": "verdict",
+            "p_human": st.column_config.NumberColumn("P(human)", format="%.3f"),
+            "duration": st.column_config.NumberColumn("seconds", format="%.2f"),
+            "sample_rate": st.column_config.NumberColumn("sample rate (Hz)", format="%d"),
+            "file_sha256": "SHA-256",
+        },
+    )
     st.download_button(
         "Download CSV",
         batch.results_csv(results),

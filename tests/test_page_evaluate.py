@@ -136,6 +136,8 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     assert len(at.get("audio")) == 1
     # Class probabilities and the per-window timeline; the history's form shows the timeline too.
     assert len(charts(at)) == 3
+    probabilities = json.loads(charts(at)[0].proto.spec)["encoding"]["x"]
+    assert probabilities["scale"]["domain"] == [0, 1]  # every model's chart on the same axis
     assert any("Timeline" in header.value for header in at.subheader)
     assert analysis.windows == [
         {
@@ -355,6 +357,8 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
     ]
     assert table["label"].notna().tolist() == [True, False, True, False]
     assert "not a recording" in table["error"][1] and "leaves its folder" in table["error"][3]
+    assert any(c.value.startswith("2 of 4 file(s) scored with") and "2 could not" in c.value
+               for c in at.caption)  # fmt: skip
     labels = [b.proto.label for b in at.get("download_button")]
     # The batch's, then the history's (a report of one verdict, and every verdict).
     assert labels == ["Download CSV", "Report (Markdown)", "Report (JSON)", "History (CSV)"]

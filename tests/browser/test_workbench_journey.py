@@ -166,7 +166,7 @@ def _build_dataset(page: Page, recordings: Path, screenshot: Callable[..., Path]
     _keyed(page, "build_files").locator("input[type=file]").set_input_files(recordings)
     expect(form.get_by_text(recordings.name)).to_be_visible(timeout=TIMEOUT_MS)
     _button(page, "build_submit").click()
-    expect(page.get_by_text(f"Queued: '{MY_DATASET}' from {count} recordings")).to_be_visible(
+    expect(page.get_by_text(f"Queued: '{MY_DATASET}' from {count} audio files")).to_be_visible(
         timeout=TIMEOUT_MS
     )
     # The panel follows the job until the worker has built it.
