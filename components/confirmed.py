@@ -19,10 +19,12 @@ def flash(message: str) -> None:
 
 
 def show_flash() -> None:
-    """The success :func:`flash` left, once."""
+    """The success :func:`flash` left, once, in a container drawn on every run: the elements
+    after it (a page's tabs) keep their place, so the tab an action was taken on stays open."""
     message = st.session_state.pop(_FLASH, None)
+    slot = st.container()
     if message:
-        st.success(message)
+        slot.success(message)
 
 
 def attempt(action: Callable[[], object], done: str) -> None:

@@ -33,7 +33,7 @@ RUN_PARAM = "run"
 # --- public view ---------------------------------------------------------------------------------
 
 
-def _public_view(username: str) -> None:
+def _public_view(username: str, *, own: bool = False) -> None:
     try:
         user = profile.public_user(username)
         models = profile.public_models(owner=user.username)
@@ -43,6 +43,9 @@ def _public_view(username: str) -> None:
         return
     st.title(user.display_name)
     st.caption(f"`{user.username}` · public models")
+    if own:
+        st.info("This is your page as visitors see it.", icon=":material/visibility:")
+        st.page_link("pages/profile.py", label="Back to my profile", icon=":material/person:")
     if not models:
         st.info(f"{user.display_name} has not made any model public.")
         return
@@ -250,8 +253,8 @@ def _my_profile(user: UserRecord) -> None:
 def main() -> None:
     viewer = auth.current_user()
     wanted = st.query_params.get(USER_PARAM)
-    if wanted and (viewer is None or wanted != viewer.username):
-        _public_view(wanted)
+    if wanted:  # the owner too: "My public page" shows what visitors see
+        _public_view(wanted, own=viewer is not None and wanted == viewer.username)
         return
     if viewer is None:
         auth.require_actor("see your profile")

@@ -274,7 +274,7 @@ def _my_runs(actor: Actor) -> None:
     chosen = left.selectbox(
         "Open a run",
         list(by_id),
-        format_func=lambda i: f"{by_id[i].name} ({by_id[i].status})",
+        format_func=lambda i: f"{by_id[i].name} (#{i})",  # the table beside it says its status
         key="train_open_choice",
         help="show its live panel or results",
     )

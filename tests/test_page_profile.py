@@ -535,6 +535,18 @@ def test_bob_sees_none_of_alices_private_work(two_users: dict[str, Any]) -> None
     # alice's public page, seen by bob: the shared model only.
     at = profile_page(two_users["bob"], {"user": "alice"})
     assert list(tables(at)["public_models"]["model"]) == ["alice shared"]
+    assert not [i for i in at.info if "as visitors see it" in i.value]
+
+
+def test_my_public_page_shows_the_owner_what_visitors_see(two_users: dict[str, Any]) -> None:
+    alice = two_users["alice"]
+    at = profile_page(alice, {"user": "alice"})
+    assert_no_exception(at)
+    assert list(tables(at)["public_models"]["model"]) == ["alice shared"]  # not her private one
+    assert [i.value for i in at.info] == ["This is your page as visitors see it."]
+    assert not at.tabs  # not the private profile
+    back = [p for p in at.get("page_link") if p.proto.label == "Back to my profile"]
+    assert back and back[0].proto.query_string == ""
 
 
 def test_services_refuse_bob_on_alices_runs_and_models(two_users: dict[str, Any]) -> None:

@@ -247,7 +247,7 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     (model,) = [m for m in services.list_models(alice) if m.run_id == trained]
     (link,) = [p for p in at.get("page_link") if p.proto.label == "Evaluate this model"]
     assert link.proto.query_string == f"model={model.id}"
-    assert "trained (succeeded)" in at.selectbox(key="train_open_choice").options
+    assert f"trained (#{trained})" in at.selectbox(key="train_open_choice").options
 
 
 def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:

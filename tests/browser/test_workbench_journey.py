@@ -252,7 +252,7 @@ def _watch_and_stop_run(page: Page, dataset: str, screenshot: Callable[..., Path
 
 def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[..., Path]) -> None:
     """Open the finished run again: metrics, confusion matrix, ROC, table, downloads."""
-    choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
+    choose(page, "Open a run", re.compile(rf"^{re.escape(FINISHED_RUN)} \(#\d+\)$"), FINISHED_RUN)
     _button(page, "train_open").click()
     expect(page.get_by_role("heading", name=f"Run '{FINISHED_RUN}'")).to_be_visible(
         timeout=TIMEOUT_MS
@@ -425,7 +425,7 @@ def _test_on_dataset(page: Page, dataset: str) -> None:
 def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     """Profile: open the finished run and make its model public."""
     open_page(page, "Profile", "My profile")
-    choose(page, "Open a run", f"{FINISHED_RUN} (succeeded)", FINISHED_RUN)
+    choose(page, "Open a run", re.compile(rf"^{re.escape(FINISHED_RUN)} \(#\d+\)$"), FINISHED_RUN)
     details = page.get_by_test_id("stMetric")
     expect(details.filter(has_text="status").get_by_test_id("stMetricValue")).to_have_text(
         "succeeded"
