@@ -10,6 +10,7 @@ import streamlit as st
 from components import training_view, which_is_better
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
+from fakevoice.metrics.bootstrap import MIN_GROUPS
 from fakevoice.services import comparison
 from fakevoice.store.records import Actor
 
@@ -30,9 +31,8 @@ def render(actor: Actor) -> None:
         "Runs to compare",
         list(by_id),
         default=finished or list(by_id)[:2],
-        format_func=lambda i: (
-            f"{by_id[i].name} ({by_id[i].spec.get('arch', '')}, {by_id[i].status})"
-        ),
+        # No status in the label: a widget keeps a label it showed while the run went on.
+        format_func=lambda i: f"{by_id[i].name} ({by_id[i].spec.get('arch', '')}, #{i})",
         max_selections=comparison.MAX_COMPARED,
         key="profile_compare_runs",
         help=f"up to {comparison.MAX_COMPARED} of your runs",
@@ -64,6 +64,17 @@ def render(actor: Actor) -> None:
             "Not in a pair: "
             + ", ".join(compared.without_scores)
             + " (trained before runs kept their validation scores; train again to pair them)."
+        )
+    scored = [
+        i
+        for i in chosen
+        if by_id[i].status == "succeeded" and by_id[i].name not in compared.without_scores
+    ]
+    if len(scored) > 1 and scored[0] == chosen[0] and not compared.pairs:
+        st.caption(
+            "Which is better? cannot be said here: these runs share too few validation "
+            f"utterances with both human and machine items ({MIN_GROUPS} are needed) to draw "
+            "them again (different datasets, splits or seeds, or small validation splits)."
         )
     if len(chosen) > 1:
         if compared.differences.empty:

@@ -19,7 +19,7 @@ from streamlit.errors import StreamlitAPIException
 
 from components import detection_charts
 from fakevoice import services
-from fakevoice.metrics.bootstrap import interval_words
+from fakevoice.metrics.bootstrap import MIN_GROUPS, interval_words
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
@@ -153,6 +153,11 @@ def render_metrics(report: dict[str, Any]) -> None:
     interval = report.get("eer_interval")
     if isinstance(interval, dict):
         st.caption(f"{interval_words(interval)}.")
+    elif isinstance(report.get("eer"), int | float) and "eer_interval" in report:
+        st.caption(
+            f"No interval for this EER: it rests on too few utterances (under {MIN_GROUPS}, or "
+            "too few of one class) to say how far it could move. Treat it as a rough figure."
+        )
     for note in report.get("notes") or []:
         st.caption(str(note))
     ece = report.get("ece")

@@ -12,11 +12,15 @@ sentence for the person reading the verdict; the verdict itself is unchanged.
 * **Little sound**: a recording that is mostly background (a call on hold, long pauses) gives
   the model a second or less of anything to judge.
 * **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
+
+:func:`model_cautions` adds what the model's own figures say: a model whose validation EER is
+near chance gives confident-looking probabilities that mean little on any clip.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +40,8 @@ MIN_SOUND_SECONDS = 1.0
 MAX_BACKGROUND_SHARE = 0.5
 """A clip with less sound than :data:`MIN_SOUND_SECONDS` is named only when it is mostly
 background: a short clip of steady speech is the "short" caution's business."""
+WEAK_MODEL_EER = 0.4
+"""A validation EER at least this high: the model is little better than chance (0.5)."""
 _FRAME_SECONDS = 0.025
 _BAND_N_FFT = 512  # 31 Hz bins at 16 kHz, frames side by side: a power ratio needs no overlap
 
@@ -79,6 +85,21 @@ def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
             "scale): the distortion can look like synthesis."
         )
     return cautions
+
+
+def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
+    """A sentence when the model's own validation figures (``metrics.json``, kept in the store)
+    say its verdicts mean little; empty for a model without figures or a good one."""
+    eer = metrics.get("eer")
+    if not isinstance(eer, int | float) or eer < WEAK_MODEL_EER:
+        return []
+    items = metrics.get("valid_items")
+    on = f" on {items} items" if isinstance(items, int) else ""
+    return [
+        f"This model's own validation EER is {eer:.0%}{on}: even on audio like its training "
+        "data it tells human from machine speech little better than chance (50 %). Do not "
+        "rely on its verdict."
+    ]
 
 
 def _band_db(samples: np.ndarray, sample_rate: int, above_hz: float) -> float:

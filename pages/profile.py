@@ -139,7 +139,7 @@ def _runs_section(actor: Actor) -> None:
         "Open a run",
         ids,
         index=start,
-        format_func=lambda i: f"{by_id[i].run.name} ({by_id[i].run.status})",
+        format_func=lambda i: f"{by_id[i].run.name} (#{i})",  # the table says its status
         key="profile_run",
     )
     _run_details(actor, by_id[chosen])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from conftest import speechlike
 from scipy import signal
 
 from fakevoice.audio import load_audio
-from fakevoice.cautions import verdict_cautions
+from fakevoice.cautions import model_cautions, verdict_cautions
 
 WINDOW = 16000  # a 1-second model window at 16 kHz
 
@@ -87,3 +89,44 @@ def test_a_long_clip_that_is_mostly_background_is_named() -> None:
 def test_a_short_clip_of_speech_with_pauses_is_not_called_background() -> None:
     # Syllables with quiet gaps: about 0.85 s of the 1.2 s is sound, most of the clip.
     assert cautions_of(wav(speechlike(1.2), 16000)) == []
+
+
+# --- the model's own figures ---------------------------------------------------------------------
+
+
+def test_a_model_near_chance_on_its_own_validation_data_is_named() -> None:
+    assert model_cautions({}) == [] and model_cautions({"eer": None}) == []
+    assert model_cautions({"eer": 0.12, "valid_items": 400}) == []
+    (caution,) = model_cautions({"eer": 0.5, "valid_items": 18})
+    assert caution.startswith("This model's own validation EER is 50% on 18 items")
+    assert "Do not rely on its verdict" in caution
+
+
+def test_a_verdict_of_a_weak_model_carries_and_logs_the_caution(
+    isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_uploads import RUN_FILES, make_user, trained_run_dir
+
+    from fakevoice import services, store
+    from fakevoice.artefacts import sha256_file
+
+    alice = make_user("alice")
+    folder = trained_run_dir(tmp_path_factory)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    with store.session_scope() as session:
+        weak = store.add_model(
+            session,
+            alice,
+            name="weak",
+            arch=manifest["arch"],
+            class_names=manifest["class_names"],
+            sample_rate=manifest["sample_rate"],
+            clip_samples=manifest["clip_samples"],
+            path=str(folder),
+            files={n: sha256_file(folder / n) for n in RUN_FILES},
+            feature_spec=manifest["feature_spec"],
+            metrics={"eer": 0.45, "valid_items": 30},
+        )
+    scored = services.score_clip(alice, weak, wav(wide_band(3.0), 16000), file_name="call.wav")
+    assert scored.verdict.cautions == model_cautions(weak.metrics)
+    assert scored.analysis.cautions == scored.verdict.cautions  # kept in the history too

@@ -248,6 +248,11 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     (link,) = [p for p in at.get("page_link") if p.proto.label == "Evaluate this model"]
     assert link.proto.query_string == f"model={model.id}"
     assert f"trained (#{trained})" in at.selectbox(key="train_open_choice").options
+    # The EER says how far it could move, or that its utterances are too few to say.
+    captions = [c.value for c in at.caption]
+    assert any(
+        "bootstrap over whole" in c or c.startswith("No interval for this EER") for c in captions
+    )
 
 
 def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:

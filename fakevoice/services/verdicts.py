@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, MANIFEST_FORMAT, sha256_file
 from fakevoice.audio import AudioInfo, load_audio
+from fakevoice.cautions import model_cautions
 from fakevoice.errors import InvalidSpecError, ModelFileError, NotFoundError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS, Detector, Verdict
 from fakevoice.settings import get_settings
@@ -139,6 +140,8 @@ def score_clip(
     else:
         digest = sha256_file(source)
     verdict = detector.predict(audio, threshold)
+    if weak := model_cautions(model.metrics):
+        verdict = replace(verdict, cautions=[*verdict.cautions, *weak])
     with store.session_scope() as session:
         analysis = store.add_analysis(
             session,
