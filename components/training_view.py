@@ -38,6 +38,7 @@ DOWNLOADS: tuple[tuple[str, str, str, str], ...] = (
     ("loss_curve.png", "Loss curve (PNG)", "image/png", "train and validation loss per epoch"),
     ("confusion.png", "Confusion matrix (PNG)", "image/png", "validation confusion matrix"),
 )
+FEW_ITEMS = 10  # fewer items than this on a side: one item moves the EER by 10 points or more
 
 
 # --- loss curves ---------------------------------------------------------------------------------
@@ -218,25 +219,38 @@ def render_generator_eer(
     how it copes with noise (the EER at each noise level), side by side; with ``cue_eers`` (the
     dataset's shortcut audit), what simple cues alone reach against each generator."""
     generators, noises = report.get("generator_eer"), report.get("noise_eer")
+    counts = report.get("eer_items") if isinstance(report.get("eer_items"), dict) else {}
     tables = []
     cues = {g: cue_eers[g] for g in (generators or {}) if cue_eers and g in cue_eers}
     if isinstance(generators, dict) and generators:
         table = pd.DataFrame({"generator": list(generators), "EER": list(generators.values())})
         if cues:
-            table["simple cues alone"] = [cues.get(g) for g in generators]
+            table["simple cues alone"] = [cues.get(g, float("nan")) for g in generators]
+        _add_counts(table, list(generators), counts.get("generator"))
         tables.append(("EER against each generator", table.sort_values("EER", ascending=False)))
+    left_out: list[str] = []
     if isinstance(noises, dict) and noises:
         labels = [services.noise_label(str(n)) for n in noises]
-        tables.append(
-            (
-                "EER at each noise level",
-                pd.DataFrame({"noise": labels, "EER": list(noises.values())}),
-            )
-        )
+        table = pd.DataFrame({"noise": labels, "EER": list(noises.values())})
+        by_level = counts.get("noise") if isinstance(counts.get("noise"), dict) else {}
+        _add_counts(table, list(noises), by_level)
+        left_out = [
+            f"{services.noise_label(str(level))} (no {'human' if n[0] == 0 else 'machine'} item)"
+            for level, n in by_level.items()
+            if level not in noises and isinstance(n, list) and len(n) == 2
+        ]
+        tables.append(("EER at each noise level", table))
     if not tables:
         return
+    few = any(
+        isinstance(table.get("human items"), pd.Series)
+        and (table[["human items", "machine items"]].min(axis=1) < FEW_ITEMS).any()
+        for _, table in tables
+    )
     st.caption(
         "An EER of 50 % is a coin toss."
+        + (f" A row on fewer than {FEW_ITEMS} items of a side is a rough figure." if few else "")
+        + (f" Left out: {', '.join(left_out)}." if left_out else "")
         + (
             " Simple cues alone: the EER that silence, level, bandwidth and the like reach "
             "against that generator on the dataset's clean clips (its shortcut audit); a model "
@@ -254,6 +268,15 @@ def render_generator_eer(
             width="stretch",
             column_config={"EER": percent, "simple cues alone": percent},
         )
+
+
+def _add_counts(table: pd.DataFrame, keys: list[str], counts: object) -> None:
+    """The human and machine items behind each row (reports from before they were kept have
+    none: no columns then)."""
+    if not isinstance(counts, dict) or not all(isinstance(counts.get(k), list) for k in keys):
+        return
+    table["human items"] = [int(counts[k][0]) for k in keys]
+    table["machine items"] = [int(counts[k][1]) for k in keys]
 
 
 # --- downloads and links -------------------------------------------------------------------------

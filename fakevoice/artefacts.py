@@ -168,6 +168,25 @@ def generator_eers(bonafide_scores: np.ndarray, classes: list[str]) -> dict[str,
     }
 
 
+def eer_item_counts(classes: list[str], noises: list[str]) -> dict[str, dict[str, list[int]]]:
+    """The items behind :func:`generator_eers` and :func:`noise_eers`: ``[human, machine]`` per
+    generator and per noise level (every level, also one left out for lack of a class), so a
+    view can say what each EER rests on."""
+    labels, levels = np.asarray(classes), np.asarray(noises)
+    human = labels == "bonafide"
+    n_human = int(human.sum())
+    return {
+        "generator": {
+            name: [n_human, int((labels == name).sum())]
+            for name in sorted(set(classes) - {"bonafide"})
+        },
+        "noise": {
+            level: [int((human & (levels == level)).sum()), int((~human & (levels == level)).sum())]
+            for level in sorted(set(noises), key=noise_sort_key)
+        },
+    }
+
+
 def noise_eers(
     bonafide_scores: np.ndarray, classes: list[str], noises: list[str]
 ) -> dict[str, float]:
@@ -217,9 +236,9 @@ def write_run_artefacts(
     report["valid_items"] = len(data.valid)
     valid_classes = data.valid["class"].astype(str).tolist()
     report["generator_eer"] = generator_eers(probs[:, 0], valid_classes)
-    report["noise_eer"] = noise_eers(
-        probs[:, 0], valid_classes, data.valid["noise"].astype(str).tolist()
-    )
+    valid_noises = data.valid["noise"].astype(str).tolist()
+    report["noise_eer"] = noise_eers(probs[:, 0], valid_classes, valid_noises)
+    report["eer_items"] = eer_item_counts(valid_classes, valid_noises)
 
     learn.export(run_dir / "model.pkl")
     manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))

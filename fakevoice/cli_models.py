@@ -219,14 +219,20 @@ def _print_breakdown(report: dict[str, Any]) -> None:
     """A test's (or a fusion's) EER at each noise level and against each generator."""
     from fakevoice import services
 
-    for title, key, label in (
-        ("EER at each noise level", "noise_eer", services.noise_label),
-        ("EER against each generator", "generator_eer", str),
+    counts = report.get("eer_items") or {}
+    for title, key, label, kind in (
+        ("EER at each noise level", "noise_eer", services.noise_label, "noise"),
+        ("EER against each generator", "generator_eer", str, "generator"),
     ):
         if report.get(key):
             print(f"  {title}:")
+            behind = counts.get(kind) or {}
             for item, value in report[key].items():
-                print(f"    {label(item):<24} {100 * value:6.2f} %")
+                n = behind.get(item)
+                on = f"   ({n[0]} human, {n[1]} machine items)" if isinstance(n, list) else ""
+                print(f"    {label(item):<24} {100 * value:6.2f} %{on}")
+            if left_out := [label(k) for k in behind if k not in report[key]]:
+                print(f"    left out (one class missing): {', '.join(left_out)}")
 
 
 def cmd_history(args: argparse.Namespace) -> int:

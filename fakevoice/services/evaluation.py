@@ -91,6 +91,43 @@ def target_index(label: str, names: list[str], bonafide_index: int) -> int:
     return names.index(label) if label in names else -1
 
 
+def balanced_sample(frame: pd.DataFrame, cap: int, seed: int = 0) -> pd.DataFrame:
+    """At most ``cap`` items of ``frame`` (the dataset's order kept): half human and half machine
+    where it has enough of each, the machine half shared evenly among the generators (a class
+    with too few gives its share to the others). A random sample of a set with few human items
+    would leave an EER resting on a handful of them.
+    """
+    if len(frame) <= cap:
+        return frame
+    human = frame[frame["class"] == "bonafide"]
+    machine = frame[frame["class"] != "bonafide"]
+    n_human = min(len(human), max(cap // 2, cap - len(machine)))
+    available = {str(name): int(n) for name, n in machine["class"].value_counts().items()}
+    quota = _even_shares(available, cap - n_human)
+    parts = [human.sample(n=n_human, random_state=seed)] + [
+        machine[machine["class"] == name].sample(n=count, random_state=seed)
+        for name, count in quota.items()
+        if count
+    ]
+    return pd.concat(parts).sort_index()
+
+
+def _even_shares(available: dict[str, int], total: int) -> dict[str, int]:
+    """``total`` split as evenly as possible among classes holding ``available`` items each."""
+    shares = dict.fromkeys(available, 0)
+    left = min(total, sum(available.values()))
+    while left > 0:
+        open_classes = sorted(c for c in available if shares[c] < available[c])
+        each = max(1, left // len(open_classes))
+        for name in open_classes:
+            take = min(each, available[name] - shares[name], left)
+            shares[name] += take
+            left -= take
+            if left == 0:
+                break
+    return shares
+
+
 def evaluate_on_dataset(
     actor: Actor,
     model_id: int,
@@ -120,7 +157,7 @@ def evaluate_on_dataset(
         InvalidSpecError: An unknown split or a limit under 1.
         DatasetError: The dataset has no item the model can be judged on.
     """
-    from fakevoice.artefacts import generator_eers, noise_eers
+    from fakevoice.artefacts import eer_item_counts, generator_eers, noise_eers
     from fakevoice.datasets.manifest import load_item_waveform, read_manifest
     from fakevoice.metrics import classification_report
     from fakevoice.training_data import prepare_data
@@ -142,7 +179,7 @@ def evaluate_on_dataset(
     available = len(frame)
     cap = min(limit or MAX_EVALUATE_ITEMS, MAX_EVALUATE_ITEMS)
     if len(frame) > cap:
-        frame = frame.sample(n=cap, random_state=0)
+        frame = balanced_sample(frame, cap)
     names = detector.class_names
     bonafide_index = detector.bonafide_index
     targets: list[int] = []
@@ -184,6 +221,7 @@ def evaluate_on_dataset(
     classes = table["class"].tolist()
     report["generator_eer"] = generator_eers(human, classes)
     report["noise_eer"] = noise_eers(human, classes, table["noise"].tolist())
+    report["eer_items"] = eer_item_counts(classes, table["noise"].tolist())
     report.update(
         {
             "dataset": dataset,
