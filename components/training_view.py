@@ -378,7 +378,15 @@ def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") 
     if result.metrics:
         render_headline(result)
     render_loss_chart(result.batches, result.history)
-    render_confusion_and_roc(result.confusion, result.roc, "validation split")
+    if not result.metrics and result.run.status != "succeeded":
+        # A run that ended before its final evaluation wrote no results: say that, not why a
+        # chart would be empty.
+        st.caption(
+            "This run ended before its final evaluation, so it wrote no confusion matrix, ROC "
+            "or metrics; its epochs so far are below."
+        )
+    else:
+        render_confusion_and_roc(result.confusion, result.roc, "validation split")
     render_reliability(result.metrics)
     st.markdown("**Per epoch**")
     render_epoch_table(result.history)

@@ -298,6 +298,11 @@ def test_live_panel_of_a_running_run_and_its_stop_button(alice: Actor) -> None:
     assert "Stopping" in messages(at.warning)
     with store.session_scope() as session:
         store.set_status(session, run.id, "cancelled", worker_id="test-worker")
+    # Stopped before its final evaluation: the panel says so instead of why charts are empty.
+    at = train_page(alice, run.id)
+    assert not at.exception, at.exception
+    assert "ended before its final evaluation" in messages(at.caption)
+    assert "No ROC curve" not in messages(at.caption)
 
 
 def test_loss_frame_places_batches_and_epochs_on_one_axis() -> None:
