@@ -267,7 +267,10 @@ def _my_runs(actor: Actor) -> None:
         table,
         hide_index=True,
         width="stretch",
-        column_config={"progress": st.column_config.ProgressColumn("progress")},
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress"),
+            "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
     )
     by_id = {r.id: r for r in runs}
     left, right = st.columns([4, 1], vertical_alignment="bottom")

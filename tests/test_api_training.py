@@ -157,6 +157,7 @@ def test_a_datasets_shortcut_audit_is_made_once_and_kept(served: Served) -> None
     lowest = {
         c["spoof"]: min(e for e in (c["cues"][0]["eer"], c["combined_eer"]) if e is not None)
         for c in comparisons
+        if min(c["bonafide_clips"], c["spoof_clips"]) >= 20  # fewer: shown, never an alarm
     }
     flagged = [name for name, eer in lowest.items() if eer < 0.25]
     assert (expected is None) == (not flagged)
