@@ -154,9 +154,8 @@ def probability_chart(probabilities: dict[str, float]) -> None:
             y=alt.Y("class:N", sort=list(probabilities), title=None),
             tooltip=["class", alt.Tooltip("probability:Q", format=".3f")],
         )
-        .properties(height=max(80, 28 * len(frame)))
     )
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(chart, width="stretch", height=max(140, 40 * len(frame)))
 
 
 def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:
