@@ -16,6 +16,35 @@ CAVEAT = (
 )
 
 
+def kept_heatmap_chart(explanation: Explanation) -> alt.Chart:
+    """A kept heatmap's cells over the window's time and the model's frequency rows."""
+    heat = explanation.heatmap
+    assert heat is not None
+    rows, columns = heat.shape
+    seconds = (explanation.end - explanation.start) / columns
+    cells = pd.DataFrame(
+        [
+            {
+                "time (s)": round(explanation.start + (c + 0.5) * seconds, 3),
+                "row": rows - 1 - r,  # row 0 of the image is the highest frequency
+                "sensitivity": float(heat[r, c]),
+            }
+            for r in range(rows)
+            for c in range(columns)
+        ]
+    )
+    return (
+        alt.Chart(cells)
+        .mark_rect()
+        .encode(
+            x=alt.X("time (s):O", axis=alt.Axis(labelOverlap=True)),
+            y=alt.Y("row:O", sort="descending", axis=None, title="frequency (low at the bottom)"),
+            color=alt.Color("sensitivity:Q", scale=alt.Scale(scheme="reds"), legend=None),
+            tooltip=["time (s)", "sensitivity"],
+        )
+    )
+
+
 def render(explanation: Explanation, model_name: str) -> None:
     """The heatmap over the spectrogram (image models), and the shares per band and over time."""
     e = explanation
@@ -31,6 +60,15 @@ def render(explanation: Explanation, model_name: str) -> None:
             "the bottom",
             width="stretch",
         )
+    elif e.heatmap is not None:  # kept with a verdict: the cells, without the spectrogram
+        left, right = st.columns(2)
+        with left:
+            st.altair_chart(kept_heatmap_chart(e), width="stretch")
+            st.caption(
+                f"Where {model_name}'s decision was most sensitive (darker), as kept with the "
+                f"verdict ({e.heatmap.shape[0]} x {e.heatmap.shape[1]} cells over the "
+                "spectrogram; low frequencies at the bottom, on the model's frequency scale)."
+            )
     else:
         right = st.container()
     bands = pd.DataFrame(

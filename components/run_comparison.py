@@ -48,9 +48,13 @@ def render(actor: Actor) -> None:
     st.dataframe(
         compared.table.drop(columns=["created", "mlflow_run_id"]),
         hide_index=True,
-        column_config=training_view.percent_columns(
-            compared.table.columns, comparison.NUMERIC_COLUMNS
-        ),
+        column_config={
+            **training_view.percent_columns(
+                compared.table.columns, comparison.NUMERIC_COLUMNS - {"macro_f1"}
+            ),
+            # F1 as a score from 0 to 1, as the run's own view shows it.
+            "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+        },
     )
     st.caption(
         "eer_low to eer_high: the stored model's EER interval (95 %, its validation utterances "

@@ -40,12 +40,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         result = {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
         explanation = None
         if args.explain:  # the window the verdict found most machine-like, not scored again
-            from fakevoice.explain import most_machine_like
+            from fakevoice.explain import KEPT_HEATMAP_CELLS, most_machine_like
 
             window = most_machine_like(verdict.windows)
             explanation = services.explain_clip(actor, model, Path(path), window=window).explanation
             services.keep_explanation(actor, scored.analysis.id, explanation)  # in the history
-            result["explanation"] = explanation.to_dict()
+            result["explanation"] = explanation.to_dict(heatmap_size=KEPT_HEATMAP_CELLS)
         results.append(result)
         if not args.json:
             label: str = verdict.label

@@ -37,6 +37,9 @@ SMOOTHGRAD_SAMPLES = 8
 NOISE_LEVEL = {"image": 0.10, "waveform": 0.02}  # noise sd as a share of the input's range
 N_BANDS = 8
 N_SEGMENTS = 16
+KEPT_HEATMAP_CELLS = 32
+"""Cells a side of the heatmap kept with a verdict in the history (a few KB of JSON; the
+spectrogram it lay over is not kept, the clip neither)."""
 SEED = 20261206
 METHOD = (
     "SmoothGrad: the gradient of the window's log-odds of human with respect to the model's "
@@ -102,8 +105,9 @@ class Explanation:
 
     @classmethod
     def from_dict(cls, data: object) -> Explanation | None:
-        """The explanation :meth:`to_dict` wrote (kept with a verdict in the history), without
-        its heatmap and image; None when ``data`` is not one."""
+        """The explanation :meth:`to_dict` wrote (kept with a verdict in the history), with its
+        heatmap as kept (coarse cells; none when kept without) and no image; None when ``data``
+        is not one."""
         if not isinstance(data, dict):
             return None
         try:
@@ -111,12 +115,17 @@ class Explanation:
                 Band(float(b["low"]), float(b["high"]), b["unit"], float(b["share"]))
                 for b in data["bands"]
             ]
+            cells = data.get("heatmap")
+            heatmap = np.asarray(cells, dtype=np.float32) if cells else None
+            if heatmap is not None and (heatmap.ndim != 2 or not np.isfinite(heatmap).all()):
+                heatmap = None
             return cls(
                 start=float(data["start"]),
                 end=float(data["end"]),
                 p_human=float(data["p_human"]),
                 bands=bands,
                 segments=[float(share) for share in data["segments"]],
+                heatmap=heatmap,
                 method=str(data.get("method") or METHOD),
             )
         except (KeyError, TypeError, ValueError):

@@ -484,7 +484,8 @@ def test_an_explanation_is_kept_with_the_verdict_it_explains(world: World) -> No
     stored = httpx.get(detail, headers=alice).json()["explanation"]
     assert stored["bands"] == answer["bands"] and stored["segments"] == answer["segments"]
     assert (stored["start"], stored["end"]) == (answer["start"], answer["end"])
-    assert "heatmap" not in stored
+    kept_heat = stored["heatmap"]  # the answer's 64-cell heatmap, kept at 32 cells a side
+    assert max(len(kept_heat), len(kept_heat[0])) == 32 and len(answer["heatmap"]) > 32
     listed = httpx.get(f"{world.url}/v1/analyses", headers=alice).json()["items"]
     assert all("explanation" not in item for item in listed)  # lists stay light
     report = httpx.get(f"{detail}/report", params={"format": "markdown"}, headers=alice)

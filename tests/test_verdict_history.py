@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -350,7 +351,12 @@ def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
 ) -> None:
     from test_page_evaluate import charts, wav_bytes
 
-    from fakevoice.explain import Explanation, most_machine_like
+    from fakevoice.explain import (
+        KEPT_HEATMAP_CELLS,
+        Explanation,
+        heatmap_cells,
+        most_machine_like,
+    )
     from fakevoice.services import reports
 
     alice, bob = make_user("alice"), make_user("bob")
@@ -365,7 +371,13 @@ def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
 
     kept = services.get_verdict(alice, scored.analysis.id)
     again = Explanation.from_dict(kept.explanation)
-    assert again is not None and again.heatmap is None
+    assert again is not None and again.image is None  # the spectrogram is not kept
+    # The heatmap is, averaged down to at most 32 cells a side.
+    assert explained.heatmap is not None and again.heatmap is not None
+    assert max(again.heatmap.shape) == KEPT_HEATMAP_CELLS
+    np.testing.assert_allclose(
+        again.heatmap, np.asarray(heatmap_cells(explained, KEPT_HEATMAP_CELLS)), atol=1e-4
+    )
     assert (again.start, again.end, again.p_human) == (
         explained.start,
         explained.end,
@@ -376,7 +388,7 @@ def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
 
     # Its report (Markdown and JSON) says why, as the page's own report did.
     report = reports.history_report(alice, scored.analysis.id)
-    assert report["explanation"] == explained.to_dict()
+    assert report["explanation"] == explained.to_dict(heatmap_size=KEPT_HEATMAP_CELLS)
     assert "## Why: where the decision is most sensitive" in reports.report_markdown(report)
 
     # The history's form shows the bands and the time slices again; a verdict never explained
@@ -385,7 +397,8 @@ def test_an_explanation_is_kept_with_its_verdict_and_shown_again(
     at = evaluate_page(alice)
     label_choice(at).set_value(scored.analysis.id).run()
     assert_no_exception(at)
-    assert len(charts(at)) == 3  # the timeline, the bands and the time slices
+    assert len(charts(at)) == 4  # the timeline, the kept heatmap, the bands and the time slices
+    assert any("as kept with the verdict (32 x" in c.value for c in at.caption)
     window_text = f"Window {explained.start:.2f}–{explained.end:.2f} s"
     assert any(c.value.startswith(window_text) for c in at.caption)
     (plain,) = services.list_analyses(alice, where=AnalysisFilter(text="plain.wav"))

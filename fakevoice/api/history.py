@@ -58,13 +58,19 @@ class AnalysisOut(BaseModel):
 
 
 class KeptExplanationOut(BaseModel):
-    """Why a verdict was made, as kept with it when you asked (no heatmap)."""
+    """Why a verdict was made, as kept with it when you asked."""
 
     start: float = Field(description="the explained window's start, seconds")
     end: float
     p_human: float = Field(description="P(human) of that window")
     bands: list[BandOut] = Field(description="lowest band first")
     segments: list[float] = Field(description="share per equal slice of the window's time")
+    heatmap: list[list[float]] | None = Field(
+        default=None,
+        description="image models: the attribution over the model's spectrogram, kept at most "
+        "32 cells a side, 0 to 1, row 0 the highest frequency; null for waveform models and for "
+        "explanations kept before heatmaps were",
+    )
     method: str
 
 

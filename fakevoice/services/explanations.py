@@ -10,7 +10,7 @@ from pathlib import Path
 from fakevoice import store
 from fakevoice.audio import AudioInfo, load_audio
 from fakevoice.errors import InvalidSpecError
-from fakevoice.explain import Explanation, explain, window_count
+from fakevoice.explain import KEPT_HEATMAP_CELLS, Explanation, explain, window_count
 from fakevoice.services.verdicts import detector_for, get_model
 from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
@@ -58,11 +58,13 @@ def explain_clip(
 
 
 def keep_explanation(actor: Actor, analysis_id: int, explanation: Explanation) -> AnalysisRecord:
-    """Keep ``explanation`` (bands, time slices, window; not the heatmap) with verdict
-    ``analysis_id`` of the actor's history, replacing any kept before.
+    """Keep ``explanation`` (bands, time slices, window, and the heatmap at
+    :data:`~fakevoice.explain.KEPT_HEATMAP_CELLS` cells a side) with verdict ``analysis_id`` of
+    the actor's history, replacing any kept before.
 
     Raises:
         NotFoundError: no such verdict of the actor's (a history is personal).
     """
     with store.session_scope() as session:
-        return store.keep_explanation(session, actor, analysis_id, explanation.to_dict())
+        kept = explanation.to_dict(heatmap_size=KEPT_HEATMAP_CELLS)
+        return store.keep_explanation(session, actor, analysis_id, kept)
