@@ -13,7 +13,7 @@ from components import job_list
 from fakevoice import services
 from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, noise_name
 from fakevoice.errors import FakeVoiceError
-from fakevoice.features import FEATURE_KINDS
+from fakevoice.features import FEATURE_KIND_HELP, FEATURE_KINDS
 from fakevoice.services.dataset_builds import DEFAULT_BUILD_GENERATORS, DEFAULT_BUILD_NOISE
 from fakevoice.store.records import Actor, RunRecord
 
@@ -80,7 +80,7 @@ def _form(actor: Actor) -> None:
             help="each recording and copy is rendered once per level",
         )
         kind = row[1].selectbox(
-            "Features", FEATURE_KINDS, key="build_features", help="the spectrogram images"
+            "Features", FEATURE_KINDS, key="build_features", help=FEATURE_KIND_HELP
         )
         submitted = st.form_submit_button(
             "Build", icon=":material/play_arrow:", type="primary", key="build_submit"

@@ -58,6 +58,12 @@ logger = logging.getLogger(__name__)
 
 FeatureKind = Literal["mel", "linear", "mfcc", "lfcc", "cqt", "phase"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
+FEATURE_KIND_HELP = (
+    "mel: the ear's frequency scale (the default); linear: every STFT bin; mfcc / lfcc: "
+    "cepstra of mel / linear bands (ASVspoof baselines use LFCC); cqt: constant-Q, finer at low "
+    "frequencies (slow); phase: the linear level with how steady the phase is over time and "
+    "frequency, which copy-synthesis changes while keeping the magnitude (slower to render)"
+)
 CEPSTRAL_KINDS = frozenset({"mfcc", "lfcc"})
 LINEAR_KINDS = frozenset({"linear", "phase"})  # STFT bins in [fmin, fmax], one row each
 FILTERBANK_KINDS = frozenset({"mel", "mfcc", "lfcc"})

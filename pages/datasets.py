@@ -14,7 +14,7 @@ from fakevoice import services
 from fakevoice.colormaps import COLORMAPS
 from fakevoice.datasets.shortcuts import ShortcutAudit
 from fakevoice.errors import FakeVoiceError
-from fakevoice.features import FEATURE_KINDS, FeatureSpec
+from fakevoice.features import FEATURE_KIND_HELP, FEATURE_KINDS, FeatureSpec
 from fakevoice.store.records import Actor, RunRecord
 
 DATASET_KEY = job_list.DATASET_KEY  # also the query parameter, so a link can name the dataset
@@ -108,7 +108,11 @@ def _render_form(name: str, spec: dict[str, object]) -> None:
                 "New dataset name", value=f"{name}-{base.kind}", key="render_name"
             )
             kind = top[1].selectbox(
-                "Features", FEATURE_KINDS, index=FEATURE_KINDS.index(base.kind), key="render_kind"
+                "Features",
+                FEATURE_KINDS,
+                index=FEATURE_KINDS.index(base.kind),
+                key="render_kind",
+                help=FEATURE_KIND_HELP,
             )
             colormap = top[2].selectbox(
                 "Colour map", COLORMAPS, index=COLORMAPS.index(base.colormap), key="render_colormap"
