@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -105,28 +104,14 @@ def test_a_model_near_chance_on_its_own_validation_data_is_named() -> None:
 def test_a_verdict_of_a_weak_model_carries_and_logs_the_caution(
     isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from test_uploads import RUN_FILES, make_user, trained_run_dir
+    from test_uploads import make_user, register_run_model, trained_run_dir
 
-    from fakevoice import services, store
-    from fakevoice.artefacts import sha256_file
+    from fakevoice import services
 
     alice = make_user("alice")
-    folder = trained_run_dir(tmp_path_factory)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    with store.session_scope() as session:
-        weak = store.add_model(
-            session,
-            alice,
-            name="weak",
-            arch=manifest["arch"],
-            class_names=manifest["class_names"],
-            sample_rate=manifest["sample_rate"],
-            clip_samples=manifest["clip_samples"],
-            path=str(folder),
-            files={n: sha256_file(folder / n) for n in RUN_FILES},
-            feature_spec=manifest["feature_spec"],
-            metrics={"eer": 0.45, "valid_items": 30},
-        )
+    weak = register_run_model(
+        alice, trained_run_dir(tmp_path_factory), "weak", metrics={"eer": 0.45, "valid_items": 30}
+    )
     scored = services.score_clip(alice, weak, wav(wide_band(3.0), 16000), file_name="call.wav")
     assert scored.verdict.cautions == model_cautions(weak.metrics)
     assert scored.analysis.cautions == scored.verdict.cautions  # kept in the history too

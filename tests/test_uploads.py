@@ -12,6 +12,7 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,9 +54,14 @@ def make_user(name: str) -> Actor:
 
 
 def register_run_model(
-    actor: Actor, run_dir: Path, name: str = "tiny specnet", public: bool = False
+    actor: Actor,
+    run_dir: Path,
+    name: str = "tiny specnet",
+    public: bool = False,
+    metrics: dict[str, Any] | None = None,
 ) -> ModelRecord:
-    """Register a run folder as a stored model, as the worker does when a run succeeds."""
+    """Register a run folder as a stored model, as the worker does when a run succeeds (with
+    ``metrics`` as its validation figures, none by default)."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
     with store.session_scope() as session:
         return store.add_model(
@@ -69,6 +75,7 @@ def register_run_model(
             path=str(run_dir),
             files={n: sha256_file(run_dir / n) for n in RUN_FILES},
             feature_spec=manifest["feature_spec"],
+            metrics=metrics,
             is_public=public,
         )
 
