@@ -8,10 +8,10 @@ when an image is resized (a raw phase, wrapped to (-pi, pi], does not):
 
 - **red**: the power spectrogram in dB as the ``linear`` kind (bins in ``[fmin, fmax]``,
   ``[max - top_db, max]`` mapped to ``[0, 1]``);
-- **green**: how coherent the *instantaneous frequency* is around each bin: the phase advance
-  from one frame to the next, less what the bin's own centre frequency explains, as a unit
-  vector; its power-weighted mean over the 3 x 3 neighbourhood has length 1 where neighbouring
-  bins and frames agree (one steady partial) and about 1/3 where they do not;
+- **green**: how steady the *instantaneous frequency* is around each bin: the change of the
+  phase advance from one frame to the next (0 for a steady partial, whichever bin sees it), as a
+  unit vector; its power-weighted mean over the 3 x 3 neighbourhood has length 1 where the
+  partials hold steady and about 1/3 where the phase wanders (noise, scattered phase);
 - **blue**: the same for the *group delay*: the phase step from one bin to the next, less the
   frame's power-weighted mean step (where in the frame the energy sits), whose coherence is high
   for pulse-like excitation (a glottal pulse) and low for phase a vocoder scattered.
