@@ -89,7 +89,10 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
 def verdict_choice_label(analysis: AnalysisRecord, model_names: dict[int, str]) -> str:
     """How a verdict is named where one is picked: its number, to the second, the model, the
     file and what was said (two verdicts on the same file in the same minute stay apart)."""
-    model = model_names.get(analysis.model_id or -1, "a deleted model")
+    if analysis.model_id is None:
+        model = "a deleted model"
+    else:  # a model no longer shared with the reader keeps its number
+        model = model_names.get(analysis.model_id, f"model {analysis.model_id}")
     return (
         f"#{analysis.id} · {analysis.created_at:%Y-%m-%d %H:%M:%S} · {model} · "
         f"{analysis.file_name} · {analysis.verdict}"
