@@ -244,8 +244,10 @@ def test_the_verdict_is_explained_on_request_and_kept_with_it(
     window = f"Window {expected.start:.2f}–{expected.end:.2f} s, P(human) {expected.p_human:.3f}"
     assert any(c.value.startswith(window) for c in at.caption)
     # The frequency bands and the time slices, here and (kept with the verdict) in the history's
-    # form below, whose newest verdict it is.
-    assert len(charts(at)) == before + 4
+    # form below, whose newest verdict it is, with the kept heatmap there (the overlay here is an
+    # image, not a chart).
+    assert len(charts(at)) == before + 5
+    assert any("as kept with the verdict (32 x" in c.value for c in at.caption)
     specs = [json.loads(c.proto.spec) for c in charts(at)]
     fields = [s.get("encoding", {}).get("y", {}).get("field") for s in specs]
     assert fields.count("band") == 2  # the bands chart: band by share

@@ -14,6 +14,7 @@ from test_uploads import make_user, register_run_model, trained_run_dir, wav_byt
 
 from fakevoice import services
 from fakevoice.artefacts import BUNDLE_WEIGHTS
+from fakevoice.explain import KEPT_HEATMAP_CELLS
 from fakevoice.inference import decide
 from fakevoice.services import reports
 from fakevoice.store.records import Actor
@@ -91,7 +92,8 @@ def test_an_explanation_asked_for_goes_into_both_reports(scored: tuple) -> None:
     owner = Actor(user_id=result.analysis.owner_id, is_admin=False)
     explanation = services.explain_clip(owner, result.model, clip)
     report = reports.verdict_report(result, explanation=explanation.explanation)
-    assert report["explanation"] == explanation.explanation.to_dict()
+    kept_cells = KEPT_HEATMAP_CELLS  # the report carries the heatmap as the history keeps it
+    assert report["explanation"] == explanation.explanation.to_dict(heatmap_size=kept_cells)
     written = json.loads(reports.report_json(report))
     assert {k: v for k, v in written.items() if k != "signature"} == report
     text = reports.report_markdown(report)
