@@ -19,6 +19,7 @@ from streamlit.errors import StreamlitAPIException
 
 from components import detection_charts
 from fakevoice import services
+from fakevoice.artefacts import left_out_of
 from fakevoice.metrics.bootstrap import MIN_GROUPS, interval_words
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
@@ -235,15 +236,14 @@ def render_generator_eer(
         by_level = counts.get("noise") if isinstance(counts.get("noise"), dict) else {}
         _add_counts(table, list(noises), by_level)
         left_out = [
-            f"{services.noise_label(str(level))} (no {'human' if n[0] == 0 else 'machine'} item)"
-            for level, n in by_level.items()
-            if level not in noises and isinstance(n, list) and len(n) == 2
+            f"{services.noise_label(level)} (no {missing} item)"
+            for level, missing in left_out_of(noises, by_level).items()
         ]
         tables.append(("EER at each noise level", table))
     if not tables:
         return
     few = any(
-        isinstance(table.get("human items"), pd.Series)
+        "human items" in table
         and (table[["human items", "machine items"]].min(axis=1) < FEW_ITEMS).any()
         for _, table in tables
     )

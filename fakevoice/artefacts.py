@@ -187,6 +187,18 @@ def eer_item_counts(classes: list[str], noises: list[str]) -> dict[str, dict[str
     }
 
 
+def left_out_of(eers: dict[str, Any], counts: object) -> dict[str, str]:
+    """The keys of :func:`eer_item_counts` (noise levels, generators) that have items but no EER,
+    each with the class it lacks: ``"human"`` or ``"machine"``."""
+    if not isinstance(counts, dict):
+        return {}
+    return {
+        key: "human" if n[0] == 0 else "machine"
+        for key, n in counts.items()
+        if key not in eers and isinstance(n, list) and len(n) == 2
+    }
+
+
 def noise_eers(
     bonafide_scores: np.ndarray, classes: list[str], noises: list[str]
 ) -> dict[str, float]:

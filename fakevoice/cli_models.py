@@ -40,12 +40,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         result = {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
         explanation = None
         if args.explain:  # the window the verdict found most machine-like, not scored again
-            from fakevoice.explain import KEPT_HEATMAP_CELLS, most_machine_like
+            from fakevoice.explain import most_machine_like
 
             window = most_machine_like(verdict.windows)
             explanation = services.explain_clip(actor, model, Path(path), window=window).explanation
             services.keep_explanation(actor, scored.analysis.id, explanation)  # in the history
-            result["explanation"] = explanation.to_dict(heatmap_size=KEPT_HEATMAP_CELLS)
+            result["explanation"] = explanation.to_dict()
         results.append(result)
         if not args.json:
             label: str = verdict.label
@@ -218,6 +218,7 @@ def _print_report(report: dict[str, Any]) -> None:
 def _print_breakdown(report: dict[str, Any]) -> None:
     """A test's (or a fusion's) EER at each noise level and against each generator."""
     from fakevoice import services
+    from fakevoice.artefacts import left_out_of
 
     counts = report.get("eer_items") or {}
     for title, key, label, kind in (
@@ -231,7 +232,7 @@ def _print_breakdown(report: dict[str, Any]) -> None:
                 n = behind.get(item)
                 on = f"   ({n[0]} human, {n[1]} machine items)" if isinstance(n, list) else ""
                 print(f"    {label(item):<24} {100 * value:6.2f} %{on}")
-            if left_out := [label(k) for k in behind if k not in report[key]]:
+            if left_out := [label(k) for k in left_out_of(report[key], behind)]:
                 print(f"    left out (one class missing): {', '.join(left_out)}")
 
 

@@ -88,9 +88,9 @@ class Explanation:
     image: np.ndarray | None = field(default=None, repr=False)
     method: str = METHOD
 
-    def to_dict(self, heatmap_size: int = 0) -> dict[str, object]:
-        """JSON-ready; with ``heatmap_size`` > 0 the heatmap at most that many cells a side
-        (None for waveform models)."""
+    def to_dict(self, heatmap_size: int = KEPT_HEATMAP_CELLS) -> dict[str, object]:
+        """JSON-ready, as kept with a verdict and written in reports: the heatmap at most
+        ``heatmap_size`` cells a side (None for waveform models; none at all with 0)."""
         out: dict[str, object] = {
             "start": round(self.start, 4),
             "end": round(self.end, 4),

@@ -10,7 +10,7 @@ from pathlib import Path
 from fakevoice import store
 from fakevoice.audio import AudioInfo, load_audio
 from fakevoice.errors import InvalidSpecError
-from fakevoice.explain import KEPT_HEATMAP_CELLS, Explanation, explain, window_count
+from fakevoice.explain import Explanation, explain, window_count
 from fakevoice.services.verdicts import detector_for, get_model
 from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
@@ -66,5 +66,4 @@ def keep_explanation(actor: Actor, analysis_id: int, explanation: Explanation) -
         NotFoundError: no such verdict of the actor's (a history is personal).
     """
     with store.session_scope() as session:
-        kept = explanation.to_dict(heatmap_size=KEPT_HEATMAP_CELLS)
-        return store.keep_explanation(session, actor, analysis_id, kept)
+        return store.keep_explanation(session, actor, analysis_id, explanation.to_dict())

@@ -16,7 +16,7 @@ import fakevoice
 from fakevoice import signing, store
 from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
-from fakevoice.explain import KEPT_HEATMAP_CELLS, Explanation
+from fakevoice.explain import Explanation
 from fakevoice.inference import BONAFIDE, decide
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services.history import GONE, get_verdict
@@ -60,11 +60,7 @@ def verdict_report(
             "windows": [vars(window).copy() for window in verdict.windows],
             "cautions": list(verdict.cautions),
         },
-        **(
-            {"explanation": explanation.to_dict(heatmap_size=KEPT_HEATMAP_CELLS)}
-            if explanation is not None
-            else {}
-        ),
+        **({"explanation": explanation.to_dict()} if explanation is not None else {}),
         "caveat": CAVEAT,
     }
 

@@ -263,7 +263,7 @@ class AnalysisRow(Base):
         JSON(none_as_null=True), default=None
     )
     # Why the verdict was made, when its owner asked (fakevoice.explain's Explanation.to_dict(),
-    # without a heatmap); None: never explained.
+    # its heatmap at most 32 cells a side); None: never explained.
     explanation: Mapped[dict[str, Any] | None] = mapped_column(
         JSON(none_as_null=True), default=None
     )
