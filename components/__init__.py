@@ -1,5 +1,7 @@
 """Streamlit widgets shared by pages; they render what fakevoice.services returns."""
 
+AUDIO_HELP = "wav, flac, mp3, ogg, m4a or webm; the content is checked, not the file name."
+
 
 def upload_megabytes(n_bytes: int) -> int:
     """A size limit as Streamlit's uploaders take it (``max_upload_size``): whole MiB, rounded

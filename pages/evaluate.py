@@ -15,7 +15,14 @@ from typing import Any
 
 import streamlit as st
 
-from components import dataset_test, explanation_view, upload_megabytes, verdict_history
+from components import (
+    AUDIO_HELP,
+    batch_scoring,
+    dataset_test,
+    explanation_view,
+    upload_megabytes,
+    verdict_history,
+)
 from components.auth import require_actor
 from components.verdict_view import (
     ModelView,
@@ -28,7 +35,7 @@ from components.verdict_view import (
     timeline_chart,
     verdict_card,
 )
-from fakevoice import batch, services
+from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.explain import Explanation, most_machine_like
 from fakevoice.inference import BONAFIDE, DEFAULT_THRESHOLD, decide
@@ -41,7 +48,6 @@ from fakevoice.store.records import Actor, ModelRecord
 MODES = ("One clip", "Batch", "Compare models", "Test on a dataset")
 
 SOURCES = ("Upload a file", "Record in the browser")
-AUDIO_HELP = "wav, flac, mp3, ogg, m4a or webm; the content is checked, not the file name."
 MAX_COMPARE = 4
 
 
@@ -311,56 +317,6 @@ def _why(actor: Actor, model: ModelRecord, clip: Clip, scored: ScoredClip) -> Ex
     return explanation
 
 
-def _batch(actor: Actor, model: ModelRecord, threshold: float) -> None:
-    files = st.file_uploader(
-        "Audio files, or one zip of them",
-        accept_multiple_files=True,
-        key="eval_batch",
-        help=AUDIO_HELP + " Zips are checked for size, count and odd paths.",
-    )
-    if st.button("Score all", key="eval_batch_run", disabled=not files):
-        try:
-            entries = batch.read_batch([(f.name, f.getvalue()) for f in files or []])
-            results = batch.score_batch(
-                actor, model.id, entries, threshold=threshold, origin="page"
-            )
-        except FakeVoiceError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["eval_batch_results"] = (model.name, results)
-    stored = st.session_state.get("eval_batch_results")
-    if stored is None:
-        st.info("Choose files (or a zip) and press Score all.")
-        return
-    name, results = stored
-    failed = sum(r.error is not None for r in results)
-    scored = len(results) - failed
-    summary = f"{scored} of {len(results)} file(s) scored with {name}"
-    if failed:
-        summary += f"; {failed} could not be judged (the error column says why)"
-    st.caption(summary + ".")
-    st.dataframe(
-        batch.results_frame(results),
-        hide_index=True,
-        column_config={
-            "name": "file",
-            "label": "verdict",
-            "p_human": st.column_config.NumberColumn("P(human)", format="%.3f"),
-            "duration": st.column_config.NumberColumn("seconds", format="%.2f"),
-            "sample_rate": st.column_config.NumberColumn("sample rate (Hz)", format="%d"),
-            "file_sha256": "SHA-256",
-        },
-    )
-    st.download_button(
-        "Download CSV",
-        batch.results_csv(results),
-        file_name="verdicts.csv",
-        mime="text/csv",
-        key="eval_batch_csv",
-        on_click="ignore",
-    )
-
-
 def _compare(
     actor: Actor, models: list[ModelRecord], current: ModelRecord, threshold: float
 ) -> None:
@@ -440,7 +396,7 @@ def main() -> None:
         if mode == MODES[0]:
             _one_clip(actor, model, threshold)
         elif mode == MODES[1]:
-            _batch(actor, model, threshold)
+            batch_scoring.render(actor, model, threshold)
         elif mode == MODES[2]:
             _compare(actor, models, model, threshold)
         else:
