@@ -45,6 +45,7 @@ def render(user: UserRecord) -> None:
         ],
         hide_index=True,
         column_config={"progress": st.column_config.ProgressColumn("progress", format="percent")},
+        placeholder="—",
     )
     _stop_any_job(actor, runs)
     st.markdown("#### Users")
@@ -54,6 +55,7 @@ def render(user: UserRecord) -> None:
             for u in users
         ],
         hide_index=True,
+        placeholder="—",
     )
     others = {u.id: u for u in users if u.id != user.id}
     if not others:

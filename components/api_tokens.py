@@ -60,6 +60,7 @@ def render(actor: Actor) -> None:
             for t in mine
         ],
         hide_index=True,
+        placeholder="—",
     )
     active = {t.id: t for t in mine if t.revoked_at is None}
     if active:

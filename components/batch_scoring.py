@@ -53,6 +53,7 @@ def render(actor: Actor, model: ModelRecord, threshold: float) -> None:
             "sample_rate": st.column_config.NumberColumn("sample rate (Hz)", format="%d"),
             "file_sha256": "SHA-256",
         },
+        placeholder="—",
     )
     st.download_button(
         "Download CSV",

@@ -182,6 +182,7 @@ def _show_side_by_side(
             "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
             "auc": st.column_config.NumberColumn("AUC", format="%.3f"),
         },
+        placeholder="—",
     )
     if fusion is not None:
         learned = fusion.learned
@@ -203,7 +204,7 @@ def _show_side_by_side(
             )
             + ". Models that err on different items gain the most; how alike their scores are:"
         )
-        st.dataframe(fusion.correlation.round(2))
+        st.dataframe(fusion.correlation.round(2), placeholder="—")
     _which_is_better(run_id, evaluations)
     curves = {
         e.report["model"]["name"]: roc

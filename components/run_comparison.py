@@ -5,6 +5,7 @@ where their recipes differ, validation EER by epoch, and the table as CSV (from
 from __future__ import annotations
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from components import training_view, which_is_better
@@ -45,16 +46,23 @@ def render(actor: Actor) -> None:
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
+    table = compared.table.drop(columns=["created", "mlflow_run_id"])
+    # ISO text in the CSV; a time to the minute on the page, as Train's run table shows it.
+    table["finished"] = pd.to_datetime(table["finished"], errors="coerce")
     st.dataframe(
-        compared.table.drop(columns=["created", "mlflow_run_id"]),
+        table,
         hide_index=True,
         column_config={
+            "finished": st.column_config.DatetimeColumn(
+                "finished (UTC)", format="YYYY-MM-DD HH:mm"
+            ),
             **training_view.percent_columns(
                 compared.table.columns, comparison.NUMERIC_COLUMNS - {"macro_f1"}
             ),
             # F1 as a score from 0 to 1, as the run's own view shows it.
             "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
         },
+        placeholder="—",
     )
     st.caption(
         "eer_low to eer_high: the stored model's EER interval (95 %, its validation utterances "
@@ -85,7 +93,7 @@ def render(actor: Actor) -> None:
             st.caption("Their recipes are the same: only their names and times differ.")
         else:
             st.markdown("**Where their recipes differ**")
-            st.dataframe(compared.differences, width="stretch")
+            st.dataframe(compared.differences, width="stretch", placeholder="—")
     if not compared.curves.dropna(subset=["eer"]).empty:
         chart = (
             alt.Chart(compared.curves.dropna(subset=["eer"]))

@@ -62,7 +62,7 @@ def render(audit: ShortcutAudit, key: str) -> None:
         f"Under {STRONG_BELOW:.0%} the cues give the answer away."
         + (f" Too few clips to judge alone: {', '.join(audit.too_few)}." if audit.too_few else "")
     )
-    st.dataframe(comparison_table(audit), width="stretch")
+    st.dataframe(comparison_table(audit), width="stretch", placeholder="—")
     comparisons = {s.against: s for s in [audit.pooled, *audit.generators.values()]}
     worst = audit.worst.against
     chosen = st.selectbox(
@@ -71,4 +71,4 @@ def render(audit: ShortcutAudit, key: str) -> None:
         index=list(comparisons).index(worst),
         key=f"shortcut_cues:{key}",
     )
-    st.dataframe(cue_table(comparisons[chosen]), width="stretch")
+    st.dataframe(cue_table(comparisons[chosen]), width="stretch", placeholder="—")

@@ -83,7 +83,9 @@ def selection(actor: Actor, name: str) -> tuple[tuple[str, ...] | None, ...]:
                 f"This choice selects **{int(table.to_numpy().sum()):,}** spectrograms; "
                 "per speaker (rows) and noise level (columns):"
             )
-            st.dataframe(table.rename(columns=services.noise_label), width="stretch")
+            st.dataframe(
+                table.rename(columns=services.noise_label), width="stretch", placeholder="—"
+            )
             shortcuts = services.shortcut_warning(name, classes, actor=actor)
             if shortcuts:
                 st.warning(shortcuts, icon=":material/rule:")

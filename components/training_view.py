@@ -90,6 +90,7 @@ def render_epoch_table(history: pd.DataFrame) -> None:
             "eer": st.column_config.NumberColumn("EER", format="percent"),
             "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
         },
+        placeholder="—",
     )
 
 
@@ -210,7 +211,7 @@ def render_per_class(report: dict[str, object]) -> None:
         return
     table = pd.DataFrame.from_dict(per_class, orient="index")
     table.index.name = "class"
-    st.dataframe(table, width="stretch")
+    st.dataframe(table, width="stretch", placeholder="—")
 
 
 def render_generator_eer(

@@ -205,6 +205,7 @@ def _field_performance(actor: Actor) -> None:
                 format="percent", help="of P(human) against the outcomes; both kinds needed"
             ),
         },
+        placeholder="—",
     )
 
 

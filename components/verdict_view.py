@@ -236,4 +236,4 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
     if not rows:
         st.caption("No verdicts yet.")
         return
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—")

@@ -41,4 +41,5 @@ def render(pairs: list[PairedEer], what: str) -> None:
             for p in pairs
         ],
         hide_index=True,
+        placeholder="—",
     )

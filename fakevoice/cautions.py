@@ -70,7 +70,7 @@ def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
     if audio.duration * model_rate < window:
         cautions.append(
             f"The clip ({audio.duration:.1f} s) is shorter than the model's window "
-            f"({window / model_rate:.1f} s): it was repeated to fill it, so the verdict rests on "
+            f"({window / model_rate:.2f} s): it was repeated to fill it, so the verdict rests on "
             "little speech."
         )
     sound = _sound_seconds(audio.samples, audio.sample_rate)

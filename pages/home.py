@@ -59,6 +59,7 @@ def _datasets_present() -> None:
     st.dataframe(
         [{"dataset": s.name, "items": s.items, "created": _when(s.created)} for s in summaries],
         hide_index=True,
+        placeholder="—",
     )
     st.page_link("pages/datasets.py", label="Open Datasets", icon=":material/dataset:")
 
@@ -73,7 +74,7 @@ def _public_models() -> None:
     if not models:
         st.caption("No model has been made public yet.")
         return
-    st.dataframe(profile.public_model_rows(models), hide_index=True)
+    st.dataframe(profile.public_model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(
         profile.ANONYMOUS,
         [p.model for p in models],
@@ -121,12 +122,12 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     st.subheader("My latest runs")
     if runs:
         rows = profile.run_rows(runs[:DASHBOARD_ROWS])
-        st.dataframe(rows, hide_index=True)
+        st.dataframe(rows, hide_index=True, placeholder="—")
     else:
         st.caption("No run yet: open Train to start one.")
     st.subheader("My models")
     if models:
-        st.dataframe(profile.model_rows(models[:DASHBOARD_ROWS]), hide_index=True)
+        st.dataframe(profile.model_rows(models[:DASHBOARD_ROWS]), hide_index=True, placeholder="—")
     else:
         st.caption("No model yet: a run that finishes leaves one.")
     st.subheader("My recent verdicts")
@@ -143,6 +144,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
                 for v in verdicts
             ],
             hide_index=True,
+            placeholder="—",
         )
     else:
         st.caption("No verdict yet: open Evaluate and give it a recording.")

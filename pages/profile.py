@@ -49,7 +49,7 @@ def _public_view(username: str, *, own: bool = False) -> None:
     if not models:
         st.info(f"{user.display_name} has not made any model public.")
         return
-    st.dataframe(profile.public_model_rows(models), hide_index=True)
+    st.dataframe(profile.public_model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(profile.ANONYMOUS, [p.model for p in models], "public_models")
 
 
@@ -132,7 +132,7 @@ def _runs_section(actor: Actor) -> None:
     if not entries:
         st.info("You have no runs yet: open Train to start one.")
         return
-    st.dataframe(profile.run_rows(entries), hide_index=True)
+    st.dataframe(profile.run_rows(entries), hide_index=True, placeholder="—")
     ids = list(by_id)
     start = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in by_id else 0
     chosen = st.selectbox(
@@ -181,7 +181,7 @@ def _models_section(actor: Actor) -> None:
     if not models:
         st.info("You have no models yet: a run that finishes leaves one.")
         return
-    st.dataframe(profile.model_rows(models), hide_index=True)
+    st.dataframe(profile.model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(actor, models, "my_models")
     # A run's model is managed with its run (Runs tab); models without a run (imported) here.
     for model in [m for m in models if m.run_id is None]:

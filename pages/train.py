@@ -271,6 +271,7 @@ def _my_runs(actor: Actor) -> None:
             "progress": st.column_config.ProgressColumn("progress"),
             "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm"),
         },
+        placeholder="—",
     )
     by_id = {r.id: r for r in runs}
     left, right = st.columns([4, 1], vertical_alignment="bottom")

@@ -380,7 +380,7 @@ def test_predict_names_the_reasons_to_trust_a_verdict_less(world: World) -> None
     cautions = phone_call.json()["cautions"]
     assert len(cautions) == 2, cautions
     assert cautions[0].startswith("The file was recorded at 8 kHz, so it holds nothing above 4 kHz")
-    assert "shorter than the model's window (1.0 s)" in cautions[1]
+    assert "shorter than the model's window (1.00 s)" in cautions[1]
     history = httpx.get(f"{world.url}/v1/analyses", headers=auth(world.alice_token), timeout=30)
     logged = next(a for a in history.json()["items"] if a["id"] == phone_call.json()["analysis_id"])
     assert logged["cautions"] == cautions  # kept with the verdict

@@ -54,7 +54,7 @@ def test_telephone_audio_saved_at_16_khz_is_named() -> None:
 
 def test_a_clip_shorter_than_the_window_is_named() -> None:
     (caution,) = cautions_of(wav(wide_band(1.5), 16000), window=64600)
-    assert caution.startswith("The clip (1.5 s) is shorter than the model's window (4.0 s)")
+    assert caution.startswith("The clip (1.5 s) is shorter than the model's window (4.04 s)")
     assert cautions_of(wav(wide_band(4.1), 16000), window=64600) == []
 
 
