@@ -24,6 +24,7 @@ import fakevoice
 from fakevoice import metrics
 from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.metrics.calibration import fit_calibration
+from fakevoice.metrics.familiarity import captured_features, fit_familiarity
 from fakevoice.models.registry import arch_config
 
 if TYPE_CHECKING:
@@ -230,7 +231,8 @@ def write_run_artefacts(
     Returns:
         The metrics report (as in ``metrics.json``) and ``{file name: sha256}`` of the artefacts.
     """
-    probs_t, targets_t = learn.get_preds(dl=learn.dls.valid)
+    with captured_features(learn.model) as features:
+        probs_t, targets_t = learn.get_preds(dl=learn.dls.valid)
     probs = probs_t.double().numpy()
     targets = targets_t.numpy().astype(np.int64)
     # The probabilities are calibrated on this split, and the model keeps the calibration: the
@@ -244,6 +246,14 @@ def write_run_artefacts(
         targets, probs, data.class_names, bonafide_index=0, groups=groups, speakers=speakers
     )
     report["calibration"] = calibration.to_dict() if calibration is not None else None
+    # How far the model's features usually lie from its classes, for the verdict's caution on a
+    # clip unlike its validation audio (fakevoice.metrics.familiarity).
+    familiarity = (
+        fit_familiarity(torch.cat(features).numpy(), targets, groups, seed=spec.seed)
+        if features and sum(len(f) for f in features) == len(targets)
+        else None
+    )
+    report["familiarity_items"] = familiarity.items if familiarity is not None else None
     report["train_items"] = len(data.train)
     report["valid_items"] = len(data.valid)
     valid_classes = data.valid["class"].astype(str).tolist()
@@ -256,6 +266,8 @@ def write_run_artefacts(
     manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))
     if calibration is not None:
         manifest["calibration"] = calibration.to_dict()
+    if familiarity is not None:
+        manifest["familiarity"] = familiarity.to_dict()
     save_bundle(learn.model, manifest, run_dir)
     write_history_csv(history, run_dir / "history.csv")
     cm = np.asarray(report["confusion_matrix"], dtype=np.int64)

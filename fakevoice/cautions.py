@@ -14,7 +14,10 @@ sentence for the person reading the verdict; the verdict itself is unchanged.
 * **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
 
 :func:`model_cautions` adds what the model's own figures say: a model whose validation EER is
-near chance gives confident-looking probabilities that mean little on any clip.
+near chance gives confident-looking probabilities that mean little on any clip. And
+:func:`familiarity_cautions` what the model's features say of the clip: one that lies further
+from every class than nearly all of its validation clips is unlike the audio it learned from (a
+language, line, room or generator it never met), whatever the checks of the file found.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fakevoice.features import power_spectrogram
+from fakevoice.metrics.familiarity import UNFAMILIAR
 
 if TYPE_CHECKING:
     from fakevoice.audio import Audio
@@ -99,6 +103,26 @@ def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
         f"This model's own validation EER is {eer:.0%}{on}: even on audio like its training "
         "data it tells human from machine speech little better than chance (50 %). Do not "
         "rely on its verdict."
+    ]
+
+
+def familiarity_cautions(typicality: float, items: int) -> list[str]:
+    """A sentence when the clip's typicality (:mod:`fakevoice.metrics.familiarity`) is under
+    :data:`~fakevoice.metrics.familiarity.UNFAMILIAR`: its features lie further from the model's
+    classes than that share of the ``items`` validation clips do."""
+    if typicality >= UNFAMILIAR:
+        return []
+    where = (
+        f"further from all of them than any of the {items} clips it was validated on"
+        if typicality <= 0.0
+        else f"further from all of them than {1 - typicality:.1%} of the {items} clips it was "
+        "validated on"
+    )
+    return [
+        "This clip is unlike the audio this model learned from: in the model's own features it "
+        f"is neither like its human nor like its machine-made clips, {where}. A language, "
+        "telephone line, room, codec or generator it never met can do this; its verdict may "
+        "mean little here."
     ]
 
 

@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from fakevoice.cautions import verdict_cautions
+from fakevoice.cautions import familiarity_cautions, verdict_cautions
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.features import FeatureSpec
 from fakevoice.metrics.calibration import Calibration
+from fakevoice.metrics.familiarity import Familiarity, captured_features, logit_layer
 from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import waveform_to_image_tensor, windows
 
@@ -82,6 +84,10 @@ class Verdict:
     sample_rate: int
     cautions: list[str] = field(default_factory=list)
     """Why the verdict deserves less trust (:mod:`fakevoice.cautions`); empty when none."""
+    typicality: float | None = None
+    """The share of the model's validation clips whose features lie at least as far from its
+    classes as this clip's (its median window; :mod:`fakevoice.metrics.familiarity`): near 0 for
+    a clip unlike the audio the model learned from. None for a model without a reference."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +132,14 @@ class Detector:
         # Fitted on the validation split after training (fakevoice.metrics.calibration); models
         # from elsewhere (official AASIST, older runs) have none and are used as they are.
         self.calibration = Calibration.from_dict(manifest.get("calibration"), len(self.class_names))
+        # Fitted on the validation split too; older models and imported ones have none.
+        self.familiarity = Familiarity.from_dict(manifest.get("familiarity"), len(self.class_names))
+        layer = logit_layer(self.model)
+        if self.familiarity is not None and (
+            layer is None or layer.in_features != self.familiarity.dims
+        ):
+            logger.warning("%s: the familiarity reference does not fit the model", manifest["arch"])
+            self.familiarity = None
 
     @classmethod
     def from_bundle(cls, folder: Path, device: torch.device | None = None) -> Detector:
@@ -161,7 +175,15 @@ class Detector:
         self, samples: np.ndarray, batch_size: int = 16
     ) -> tuple[np.ndarray, list[int]]:
         """Log-softmax outputs per window, ``(n_windows, n_classes)``, calibrated when the model
-        keeps a calibration, and window starts.
+        keeps a calibration, and window starts."""
+        log_probs, starts, _ = self.window_outputs(samples, batch_size)
+        return log_probs, starts
+
+    def window_outputs(
+        self, samples: np.ndarray, batch_size: int = 16
+    ) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+        """:meth:`window_log_probs`, with the features each window's class scores were read
+        from, ``(n_windows, d)``, when the model keeps a familiarity reference (else None).
 
         The forward passes run on the process's one model thread (:func:`forward_thread`), one
         at a time, whichever thread asks: with OpenMP, every thread that calls into torch gets
@@ -171,18 +193,24 @@ class Detector:
         with torch.inference_mode():
             batch, starts = self.model_inputs(samples)
 
-        def forward() -> np.ndarray:
+        def forward() -> tuple[np.ndarray, np.ndarray | None]:
             outputs = []
-            with torch.inference_mode():
+            with torch.inference_mode(), self._features() as features:
                 for i in range(0, batch.shape[0], batch_size):
                     logits = self.model(batch[i : i + batch_size].to(self.device))
                     outputs.append(torch.log_softmax(logits.float(), dim=1).cpu())
-            return torch.cat(outputs).numpy()
+            return torch.cat(outputs).numpy(), torch.cat(features).numpy() if features else None
 
-        log_probs = forward_thread().submit(forward).result()
+        log_probs, features = forward_thread().submit(forward).result()
         if self.calibration is not None:
             log_probs = self.calibration.apply(log_probs)
-        return log_probs, starts
+        return log_probs, starts, features
+
+    def _features(self) -> AbstractContextManager[list[torch.Tensor]]:
+        """Where a forward pass leaves its features: nowhere without a familiarity reference."""
+        if self.familiarity is None:
+            return nullcontext([])
+        return captured_features(self.model)
 
     def predict(self, audio: Audio, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
         """Score a decoded clip (any rate: it is resampled to the model's rate) and decide, with
@@ -194,7 +222,10 @@ class Detector:
             duration=audio.info.duration,
             original_rate=audio.info.sample_rate,
         )
-        return replace(verdict, cautions=verdict_cautions(audio, self.sample_rate, self.window))
+        cautions = verdict_cautions(audio, self.sample_rate, self.window)
+        if self.familiarity is not None and verdict.typicality is not None:
+            cautions += familiarity_cautions(verdict.typicality, self.familiarity.items)
+        return replace(verdict, cautions=cautions)
 
     def predict_samples(
         self,
@@ -215,7 +246,7 @@ class Detector:
             from fakevoice.audio import resample
 
             samples = resample(samples, sample_rate, self.sample_rate)
-        log_probs, starts = self.window_log_probs(samples)
+        log_probs, starts, features = self.window_outputs(samples)
         mean = log_probs.mean(axis=0)
         clip = np.exp(mean - np.logaddexp.reduce(mean))
         probabilities = {name: float(p) for name, p in zip(self.class_names, clip, strict=True)}
@@ -242,7 +273,15 @@ class Detector:
             windows=timeline,
             duration=duration if duration is not None else samples.size / self.sample_rate,
             sample_rate=original_rate if original_rate is not None else sample_rate,
+            typicality=self._typicality(features),
         )
+
+    def _typicality(self, features: np.ndarray | None) -> float | None:
+        """The clip's typicality: that of its median window's distance from the classes."""
+        if self.familiarity is None or features is None or not len(features):
+            return None
+        distance = float(np.median(self.familiarity.distances(features)))
+        return float(self.familiarity.typicality(distance))
 
 
 class DetectorCache:

@@ -86,12 +86,18 @@ def _spoof(samples: np.ndarray, generator: str) -> np.ndarray:
     return (0.3 * out / max(1e-6, float(np.max(np.abs(out))))).astype(np.float32)
 
 
-def make_tiny_dataset(folder: Path, features: FeatureSpec = FEATURES) -> Path:
-    """A manifest-conformant dataset (docs/CONTRACTS.md): 10 utterances x 3 classes, clean only."""
+def make_tiny_dataset(
+    folder: Path,
+    features: FeatureSpec = FEATURES,
+    speakers: tuple[str, ...] = SPEAKERS,
+    utterances_per_speaker: int = UTTERANCES_PER_SPEAKER,
+) -> Path:
+    """A manifest-conformant dataset (docs/CONTRACTS.md): 10 utterances x 3 classes, clean only
+    (by default; more with more ``speakers`` or ``utterances_per_speaker``)."""
     rows = []
     noise = "snr_inf"
-    for s, speaker in enumerate(SPEAKERS):
-        for u in range(UTTERANCES_PER_SPEAKER):
+    for s, speaker in enumerate(speakers):
+        for u in range(utterances_per_speaker):
             utterance = f"{speaker}_u{u}"
             clean = speechlike(1.5, seed=100 * s + u)
             for label in ("bonafide", *GENERATORS):

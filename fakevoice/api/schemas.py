@@ -74,6 +74,7 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
     "analysis_id": 41,
     "file_sha256": "9f2c4e0d3b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e",
     "cautions": [],
+    "typicality": 0.42,
     "elapsed_ms": 48.2,
 }
 
@@ -96,7 +97,15 @@ class PredictionOut(BaseModel):
     file_sha256: str | None = Field(description="sha256 of the uploaded bytes, hex")
     cautions: list[str] = Field(
         description="why the verdict deserves less trust (narrow band, too short, mostly "
-        "background, clipped); empty when the clip suits the model"
+        "background, clipped, unlike the audio the model learned from); empty when the clip "
+        "suits the model"
+    )
+    typicality: float | None = Field(
+        default=None,
+        description="share of the model's validation clips whose features lie at least as far "
+        "from its classes as this clip's: spread between 0 and 1 for clips like them, under "
+        "0.01 (with a caution) for a clip unlike the audio the model learned from; null for a "
+        "model trained before it kept a reference, or imported",
     )
     elapsed_ms: float = Field(description="decoding, inference and logging, milliseconds")
 
@@ -122,6 +131,7 @@ class PredictionOut(BaseModel):
             analysis_id=analysis.id,
             file_sha256=analysis.file_sha256,
             cautions=list(verdict.cautions),
+            typicality=verdict.typicality,
             elapsed_ms=round(elapsed_ms, 2),
         )
 
