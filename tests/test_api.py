@@ -36,6 +36,7 @@ from conftest import REPO, SHARED, speechlike, zip_of
 
 from fakevoice import services, store
 from fakevoice.api import create_app
+from fakevoice.api.app import JSON_BODY_LIMIT
 from fakevoice.artefacts import (
     BUNDLE_MANIFEST,
     BUNDLE_WEIGHTS,
@@ -1036,6 +1037,50 @@ def test_chunked_body_is_counted_while_streaming(world: World) -> None:
         assert sent < 4 * limit
         return
     assert_error(response, 413, "too_large")
+
+
+def test_json_routes_count_a_streamed_body_before_the_token_is_checked(world: World) -> None:
+    """A route that takes JSON (here a training recipe, sent without a token) stops reading a
+    body without Content-Length at the JSON limit: a client cannot make the server hold an
+    unbounded body before it answers 401 or 422."""
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        yield b'{"name": "'
+        while sent < 8 * JSON_BODY_LIMIT:
+            sent += 256 * 1024
+            yield b"a" * (256 * 1024)
+
+    try:
+        response = httpx.post(
+            f"{world.url}/v1/runs",
+            content=body(),
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+    except httpx.TransportError:
+        assert sent < 8 * JSON_BODY_LIMIT
+        return
+    # Read whole, the body would have been answered 401 (no token): the 413 shows it was not.
+    message = assert_error(response, 413, "too_large")
+    assert f"{JSON_BODY_LIMIT:,} bytes" in message
+
+
+def test_declared_sizes_are_judged_against_each_routes_own_limit(world: World) -> None:
+    """A JSON route refuses a declared body over the JSON limit at once; an upload route keeps
+    its own, larger limit (a dataset upload over the batch limit is not refused for its size)."""
+    head = (
+        "POST /v1/runs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {JSON_BODY_LIMIT + 1}\r\nConnection: close\r\n\r\n"
+    )
+    status, reply, _ = _raw_request(world, head, b"{")
+    assert status == 413 and b'"too_large"' in reply
+    limits = create_app().state.body_limits
+    settings = get_settings()
+    assert limits["/v1/datasets"] > settings.dataset_upload_max_bytes > limits["/v1/predict/batch"]
+    assert limits["/v1/predict"] == limits["/v1/explain"] > settings.max_upload_bytes
+    assert "/v1/runs" not in limits  # the JSON limit
 
 
 # --- batches -------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakevoice import errors, services
 from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
@@ -27,7 +28,7 @@ from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.history import build_history_router
 from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
-from fakevoice.api.routes import ERRORS, build_router, model_body_limit, one_file_body_limit
+from fakevoice.api.routes import ERRORS, build_router
 from fakevoice.api.signatures import build_signature_router
 from fakevoice.api.training import build_training_router
 from fakevoice.inference import DETECTORS
@@ -56,6 +57,7 @@ HTTP_CODES = {
     413: ("too_large", "The request is larger than this server accepts."),
 }
 
+JSON_BODY_LIMIT = 1024 * 1024  # the largest body of a route that takes JSON (a recipe, a note)
 _GENERIC_DETAILS = {"Bad Request", "There was an error parsing the body"}
 
 DESCRIPTION = """Verdicts on voice recordings: **human**, **machine-generated** (with the most
@@ -108,7 +110,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette's words on a form it could not parse, e.g. more files than allowed.
         message = f"The request could not be read as a form: {exc.detail}"
     if exc.status_code == 413:
-        limit = request.scope.get("starlette.max_body_size")
+        limit = exc.limit if isinstance(exc, BodyTooLarge) else None
+        limit = limit or request.scope.get("starlette.max_body_size")
         if isinstance(limit, int):
             message = f"The request is larger than this server accepts ({limit:,} bytes)."
     return error_response(exc.status_code, code, message, **(exc.headers or {}))
@@ -121,12 +124,22 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-class ContentLengthLimit:
-    """Refuse a request whose declared Content-Length is over its path's limit, before routing.
+class BodyTooLarge(HTTPException):
+    """A request body that went over its path's limit while it streamed in."""
 
-    Starlette's per-route limit also counts the bytes while they stream (for requests without
-    Content-Length) and raises into our handlers; this check answers declared sizes at once, in
-    the API's error shape, without reading a byte of the body.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413)
+        self.limit = limit
+
+
+class ContentLengthLimit:
+    """Hold every request body to its path's limit: the upload routes' own (``limits``, exact
+    paths) or the JSON routes' (``default``).
+
+    A declared Content-Length over it is answered at once, before routing, without reading a byte
+    of the body. A body without one is counted as it streams and stopped at the limit
+    (:class:`BodyTooLarge`, which the API answers as 413 in its error shape), before the route
+    has checked the token: nobody can make the server hold an unbounded body.
     """
 
     def __init__(self, app: ASGIApp, limits: dict[str, int], default: int) -> None:
@@ -145,7 +158,24 @@ class ContentLengthLimit:
                 )
                 await response(scope, receive, send)
                 return
+            receive = _counted(receive, limit)
         await self.app(scope, receive, send)
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """``receive``, raising :class:`BodyTooLarge` once the body's bytes pass ``limit``."""
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return counted
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -171,26 +201,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.add_middleware(
-        ContentLengthLimit,
-        limits={
-            "/v1/predict": one_file_body_limit(settings),
-            "/v1/explain": one_file_body_limit(settings),
-            "/v1/models": model_body_limit(settings),
-        },
-        default=settings.api_max_request_bytes,
-    )
     app.state.settings = settings
     metrics = ApiMetrics() if settings.api_metrics else None
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.include_router(build_router(settings, metrics))
-    app.include_router(build_history_router(), responses=ERRORS)
-    app.include_router(build_evaluation_router(), responses=ERRORS)
-    app.include_router(build_model_router(settings), responses=ERRORS)
-    app.include_router(build_dataset_router(settings), responses=ERRORS)
-    app.include_router(build_training_router(), responses=ERRORS)
-    app.include_router(build_signature_router(), responses=ERRORS)
+    scoring = build_router(settings, metrics)
+    app.include_router(scoring)
+    routers = [
+        build_history_router(),
+        build_evaluation_router(),
+        build_model_router(settings),
+        build_dataset_router(settings),
+        build_training_router(),
+        build_signature_router(),
+    ]
+    for router in routers:
+        app.include_router(router, responses=ERRORS)
+    # Declared sizes are answered before routing, each path against its route's own limit.
+    app.state.body_limits = {
+        route.path: route.max_body_size
+        for router in [scoring, *routers]
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.max_body_size is not None
+    }
+    app.add_middleware(ContentLengthLimit, limits=app.state.body_limits, default=JSON_BODY_LIMIT)
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
