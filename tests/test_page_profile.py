@@ -583,6 +583,24 @@ def test_services_refuse_bob_on_alices_runs_and_models(two_users: dict[str, Any]
     assert sorted(names) == ["manifest.json", "model.safetensors"]
 
 
+def test_an_administrator_deleting_a_users_run_deletes_its_private_model_too(
+    two_users: dict[str, Any],
+) -> None:
+    """The run's folder holds its model's files: an administrator deleting alice's run removes
+    her private model with it, never a model row whose files are gone."""
+    root, alice = two_users["root"], two_users["alice"]
+    run, model = two_users["private_run"], two_users["private_model"]
+    profile.delete_job(root, run.id)
+    assert not profile.run_folder(run.id).exists()
+    with store.session_scope(readonly=True) as session:
+        assert model.id not in {m.id for m in store.list_models(session, alice)}
+    # alice's other run and its shared model are untouched.
+    shared = two_users["public_run"]
+    assert profile.run_folder(shared.id).is_dir()
+    with store.session_scope(readonly=True) as session:
+        assert two_users["public_model"].id in {m.id for m in store.list_models(session, alice)}
+
+
 def test_admin_sees_every_kind_of_job_and_stops_anyones(two_users: dict[str, Any]) -> None:
     bob = two_users["bob"]
     with store.session_scope() as session:

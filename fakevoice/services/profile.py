@@ -207,11 +207,17 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
     """
     with store.session_scope() as session:
         store.get_run(session, actor, run_id)
-        for model in store.list_models(session, actor, run_id=run_id):
+        # Every model of the run, private ones included when an administrator deletes another
+        # user's run: the folder removed below is where they live.
+        kept = False
+        for model in store.list_models(session, actor, run_id=run_id, all_users=actor.is_admin):
             if actor.can_write(model.owner_id):
                 _refuse_if_under_test(session, store.delete_model(session, actor, model.id))
+            else:
+                kept = True
         run = store.delete_run(session, actor, run_id)
-    remove_data_folder(run_folder(run_id))
+    if not kept:  # a model still stored from it keeps its files
+        remove_data_folder(run_folder(run_id))
     return run
 
 

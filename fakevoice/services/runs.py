@@ -267,7 +267,8 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
         run = store.get_run(session, actor, run_id)
         if run.is_active:
             raise ConflictError(f"Run {run.name!r} is {run.status}; stop it before deleting it.")
-        models = store.list_models(session, actor, run_id=run_id)
+        # Any user's: an administrator deleting another's job must not remove their model files.
+        models = store.list_models(session, actor, run_id=run_id, all_users=actor.is_admin)
         deleted = store.delete_run(session, actor, run_id)
     if not models:
         shutil.rmtree(run_dir_for(run_id), ignore_errors=True)
