@@ -26,6 +26,7 @@ from fakevoice.errors import (
 )
 from fakevoice.settings import get_settings
 from fakevoice.store import Actor, BatchMetric, EpochMetric
+from fakevoice.store.job_queue import resume_interrupted_run
 from fakevoice.store.tables import RunRow
 
 SPEC = {"dataset": "demo", "arch": "specnet", "epochs": 3}
@@ -344,6 +345,36 @@ def test_stale_heartbeat_marks_run_interrupted(db: str, people: People) -> None:
     an_hour_later = datetime.now(UTC) + timedelta(hours=1)
     with store.session_scope(db) as session:
         assert store.mark_orphans_interrupted(session, 60, now=an_hour_later) == [alive.id]
+
+
+def test_a_stop_asked_before_the_worker_died_is_kept(db: str, people: People) -> None:
+    """A run its user asked to stop, whose worker then died, ends cancelled: it is not queued
+    again by the automatic resume (which had cleared the stop and trained it on)."""
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "stopped then orphaned", SPEC)
+        store.claim_next_queued_run(session, "w-dead")
+        assert store.request_stop(session, people.owner, run.id).stop_requested
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == run.id)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
+        )
+    with store.session_scope(db) as session:
+        assert store.mark_orphans_interrupted(session, 60) == [run.id]
+        assert not resume_interrupted_run(session, run.id, resume_from_epoch=None)
+    with store.session_scope(db) as session:
+        ended = store.get_run(session, people.owner, run.id)
+        assert ended.status == "cancelled" and ended.finished_at is not None
+        assert "Stopped as asked" in (ended.error or "")
+    # An interrupted run whose stop came late (the worker shut down) ends cancelled on resume.
+    with store.session_scope(db) as session:
+        late = store.create_run(session, people.owner, "stop came late", SPEC)
+        store.claim_next_queued_run(session, "w1")
+        store.set_status(session, late.id, "interrupted", worker_id="w1")
+        session.execute(update(RunRow).where(RunRow.id == late.id).values(stop_requested=True))
+    with store.session_scope(db) as session:
+        assert not resume_interrupted_run(session, late.id, resume_from_epoch=None)
+        assert store.get_run(session, people.owner, late.id).status == "cancelled"
 
 
 def test_requeue_resumes_and_drops_later_metrics(db: str, people: People) -> None:

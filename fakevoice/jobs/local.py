@@ -289,12 +289,16 @@ class LocalWorker:
                     active.process.kill()
                     active.process.join()
             with store.session_scope() as session:
+                stopping = store.is_stop_requested(session, run_id)
                 store.set_status(
                     session,
                     run_id,
-                    "interrupted",
+                    "cancelled" if stopping else "interrupted",
                     worker_id=self.worker_id,
-                    error="The worker was shut down during this run; it resumes when a worker "
+                    error="Stopped as asked; the worker was shut down before the run could write "
+                    "the results of its last epoch. Resume it to go on."
+                    if stopping
+                    else "The worker was shut down during this run; it resumes when a worker "
                     "starts again.",
                 )
         self.active.clear()

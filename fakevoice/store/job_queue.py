@@ -216,10 +216,11 @@ def mark_orphans_interrupted(
     session: Session, stale_seconds: float, *, now: datetime | None = None
 ) -> list[int]:
     """Mark running runs whose worker has not sent a heartbeat for ``stale_seconds`` as
-    interrupted, so no run stays "running" forever after its worker died.
+    interrupted, so no run stays "running" forever after its worker died. A run its user had
+    asked to stop is ended as cancelled instead: it is not resumed.
 
     Returns:
-        The ids of the runs marked, in id order.
+        The ids of the runs marked (interrupted or cancelled), in id order.
     """
     cutoff = (now or utcnow()) - timedelta(seconds=stale_seconds)
     stale = and_(
@@ -229,23 +230,37 @@ def mark_orphans_interrupted(
             and_(RunRow.heartbeat_at.is_(None), RunRow.started_at < cutoff),
         ),
     )
-    candidates = session.scalars(select(RunRow.id).where(stale).order_by(RunRow.id)).all()
-    message = (
-        f"The worker stopped responding (no heartbeat for over {stale_seconds:g} s), "
-        "so the run was interrupted; you can resume it."
-    )
-    marked = []
-    for run_id in candidates:
+    candidates = session.execute(
+        select(RunRow.id, RunRow.stop_requested).where(stale).order_by(RunRow.id)
+    ).all()
+    silent = f"no heartbeat for over {stale_seconds:g} s"
+    marked: list[int] = []
+    ended: dict[str, list[int]] = {"interrupted": [], "cancelled": []}
+    for run_id, stop_requested in candidates:
+        if stop_requested:
+            values = {
+                "status": "cancelled",
+                "error": f"Stopped as asked; its worker stopped responding ({silent}) before it "
+                "could write the results of its last epoch. Resume it to go on.",
+            }
+        else:
+            values = {
+                "status": "interrupted",
+                "error": f"The worker stopped responding ({silent}), so the run was "
+                "interrupted; you can resume it.",
+            }
         statement = (
             update(RunRow)
             .where(RunRow.id == run_id, stale)
-            .values(status="interrupted", finished_at=utcnow(), error=message)
+            .values(finished_at=utcnow(), **values)
             .execution_options(synchronize_session=False)
         )
         if _execute_update(session, statement) == 1:
             marked.append(run_id)
-    if marked:
-        logger.warning("runs %s interrupted: no heartbeat for %g s", marked, stale_seconds)
+            ended[values["status"]].append(run_id)
+    for status, ids in ended.items():
+        if ids:
+            logger.warning("runs %s %s: %s", ids, status, silent)
     return marked
 
 
@@ -283,6 +298,10 @@ def resume_interrupted_run(session: Session, run_id: int, *, resume_from_epoch: 
     """
     row = session.get(RunRow, run_id, with_for_update=True, populate_existing=True)
     if row is None or row.status != "interrupted":
+        return False
+    if row.stop_requested:  # asked to stop before it was interrupted: it ends there
+        row.status = "cancelled"
+        session.flush()
         return False
     requeue_row(session, row, resume_from_epoch)
     logger.info("run %d queued again to resume from epoch %s", run_id, resume_from_epoch)
