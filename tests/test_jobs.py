@@ -9,6 +9,7 @@ the worker processes share with the test.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import soundfile as sf
+from conftest import speechlike
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_training import DATASET, quick_spec, read_history, tiny_dataset_root
@@ -33,7 +36,8 @@ from workbench import (
     wait_for,
 )
 
-from fakevoice import store
+from fakevoice import services, store
+from fakevoice.artefacts import sha256_file
 from fakevoice.jobs.local import run_process_name
 from fakevoice.store.records import Actor
 
@@ -187,6 +191,28 @@ def test_stop_while_running_keeps_the_last_good_epoch(
     assert 1 <= len(done) < 40 and done == list(range(len(done)))
     (model,) = models_of_run(actor, run_id)
     assert [int(r["epoch"]) for r in read_history(Path(model.path))] == done
+
+    # Resumed and stopped again: the model stored at the first stop keeps its own files (moved
+    # aside, byte for byte), so both models load; the run's folder holds the newer one.
+    stored = {name: sha256_file(Path(model.path) / name) for name in model.files}
+    services.resume_run(actor, run_id)
+    worker = start_worker(workbench, "--once")
+    try:
+        wait_for(lambda: len(epochs_of(actor, run_id)) > len(done), 90, "another epoch")
+        with store.session_scope() as session:
+            store.request_stop(session, actor, run_id)
+    finally:
+        finish(worker)
+    assert get_run(actor, run_id).status == "cancelled"
+    first, second = sorted(models_of_run(actor, run_id), key=lambda m: m.id)
+    assert first.id == model.id and Path(first.path) == Path(model.path) / f"model-{model.id}"
+    assert {name: sha256_file(Path(first.path) / name) for name in first.files} == stored
+    assert Path(second.path) == Path(model.path) and second.files != first.files
+    clip = io.BytesIO()
+    sf.write(clip, speechlike(1.5), 16000, format="WAV")
+    for kept in (first, second):
+        scored = services.score_clip(actor, kept.id, clip.getvalue(), file_name="a.wav")
+        assert scored.analysis.model_id == kept.id
 
 
 def training_children(worker: subprocess.Popen[str]) -> list[int]:

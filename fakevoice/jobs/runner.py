@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 STOP_CHECK_SECONDS = 0.2
+KEPT_MODEL_PREFIX = "model-"  # a model stored before the run trained again keeps its files here
 
 
 class RunLost(FakeVoiceError):
@@ -153,6 +154,7 @@ def execute_run(run_id: int, worker_id: str) -> str:
 
         if not resume:
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        _keep_earlier_models(run_id, run_dir)
         result = train(
             spec,
             run_dir,
@@ -215,6 +217,23 @@ def _complete(
         error = None if status == "succeeded" else "Stopped on request."
         store.set_status(session, run_id, status, worker_id=worker_id, error=error)
     return status
+
+
+def _keep_earlier_models(run_id: int, run_dir: Path) -> None:
+    """Copy the files of a model this run stored before (it was stopped, then resumed or
+    restarted) into a folder of their own and point the model there: training writes the run's
+    files again, and a stored model's files must stay the ones it was stored with."""
+    with store.session_scope(readonly=True) as session:
+        earlier = store.models_in_folder(session, run_id, str(run_dir))
+    for model in earlier:
+        folder = run_dir / f"{KEPT_MODEL_PREFIX}{model.id}"
+        folder.mkdir(exist_ok=True)
+        for name in model.files:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, folder / name)
+        with store.session_scope() as session:
+            store.move_model_files(session, model.id, str(folder))
+        logger.info("run %d: model %d kept in %s before training again", run_id, model.id, folder)
 
 
 def _bundle_meta(run_dir: Path) -> dict[str, Any]:

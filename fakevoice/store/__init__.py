@@ -72,6 +72,8 @@ from fakevoice.store.models import (
     find_model_by_sha256,
     get_model,
     list_models,
+    models_in_folder,
+    move_model_files,
     rename_model,
     set_public,
 )
@@ -146,6 +148,8 @@ __all__ = [
     "dispose_engines",
     "find_model_by_key",
     "find_model_by_sha256",
+    "models_in_folder",
+    "move_model_files",
     "folder_key",
     "forget_dataset_folder",
     "get_analysis",

@@ -175,6 +175,22 @@ def delete_model(session: Session, actor: Actor, model_id: int) -> ModelRecord:
     return model
 
 
+def models_in_folder(session: Session, run_id: int, path: str) -> list[ModelRecord]:
+    """The models run ``run_id`` stored whose files live in ``path``, whoever owns them (job
+    backends only: a resumed run moves them aside before it writes there again)."""
+    query = select(ModelRow).where(ModelRow.run_id == run_id, ModelRow.path == path)
+    return [to_record(ModelRecord, row) for row in session.scalars(query)]
+
+
+def move_model_files(session: Session, model_id: int, path: str) -> None:
+    """Point the model at the folder its (unchanged) files were copied to (job backends only)."""
+    row = session.get(ModelRow, model_id)
+    if row is None:
+        raise NotFoundError(f"There is no model with id {model_id}.")
+    row.path = path
+    session.flush()
+
+
 def find_model_by_sha256(session: Session, sha256: str) -> ModelRecord | None:
     """The model one of whose files has this sha256, whoever owns it, or None.
 
