@@ -61,7 +61,9 @@ def register_form() -> None:
             st.error("The two passwords differ; type the same one twice.")
             return
         try:
-            user = accounts.register(username, password, email=email, display_name=display_name)
+            user = accounts.register(
+                username, password, email=email, display_name=display_name, self_service=True
+            )
         except FakeVoiceError as exc:
             st.error(str(exc))
             return

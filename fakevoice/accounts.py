@@ -25,6 +25,7 @@ from fakevoice import mail, store
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, UserRecord
+from fakevoice.store.runs import has_control_characters
 from fakevoice.store.tables import utcnow
 from fakevoice.store.users import (
     clear_sign_in_failures,
@@ -116,6 +117,8 @@ def check_display_name(display_name: str | None, default: str) -> str:
     name = (display_name or "").strip() or default
     if len(name) > MAX_DISPLAY_NAME_CHARS:
         raise InvalidSpecError(f"A name can be at most {MAX_DISPLAY_NAME_CHARS} characters long.")
+    if has_control_characters(name):
+        raise InvalidSpecError("A name cannot hold control characters (tabs, line ends...).")
     return name
 
 
@@ -148,6 +151,19 @@ def _dummy_hash() -> bytes:
 # --- use-cases -------------------------------------------------------------------------------
 
 
+def reserved_usernames() -> set[str]:
+    """The names of the server's own accounts: the CLI's and the one anonymous API verdicts go
+    to (as their settings name them), normalised as user names are."""
+    settings = get_settings()
+    names = set()
+    for name in (settings.cli_user, settings.api_anonymous_user):
+        try:
+            names.add(normalise_username(name))
+        except InvalidSpecError:
+            continue  # a name no one could register anyway
+    return names
+
+
 def register(
     username: str,
     password: str,
@@ -155,14 +171,23 @@ def register(
     email: str | None = None,
     display_name: str | None = None,
     is_admin: bool = False,
+    self_service: bool = False,
 ) -> UserRecord:
     """Create an account with a bcrypt-hashed password.
 
+    Args:
+        self_service: someone signing up on the page, who may not take the names of the
+            server's own accounts (the CLI's, the anonymous API use's): whoever did would act as
+            them. The operator (``fakevoice user create``) may.
+
     Raises:
-        InvalidSpecError: the user name, password, e-mail or display name breaks a rule.
+        InvalidSpecError: the user name, password, e-mail or display name breaks a rule, or is
+            one of the server's own accounts (``self_service``).
         ConflictError: the user name is taken.
     """
     name = normalise_username(username)
+    if self_service and name in reserved_usernames():
+        raise InvalidSpecError(f"The user name {name!r} is kept for the server; choose another.")
     address = check_email(email)
     shown = check_display_name(display_name, name)
     password_hash = hash_password(password)
@@ -192,7 +217,7 @@ def authenticate(username: str, password: str) -> UserRecord:
             f"{size} bytes, so it cannot be right."
         )
     name = username.strip().lower() if isinstance(username, str) else ""
-    if not name:
+    if not name or has_control_characters(name):  # no account has one (nor can the store hold NUL)
         raise AuthenticationError("Wrong user name or password.")
     pause = _check_not_paused(name)
     with store.session_scope(readonly=True) as session:
@@ -298,6 +323,8 @@ def request_password_reset(name_or_email: str) -> None:
     key = name_or_email.strip() if isinstance(name_or_email, str) else ""
     if not key:
         raise InvalidSpecError("Enter your user name or e-mail address.")
+    if has_control_characters(key):
+        return  # no account is called that: the same silence as for any unknown name
     with store.session_scope() as session:
         user = _find_account(session, key)
         if user is None or user.password_hash is None:

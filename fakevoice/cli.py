@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import ArgumentError as SQLAlchemyArgumentError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -377,13 +380,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FakeVoiceError as exc:
         print(f"fakevoice: {exc}", file=sys.stderr)
         return 2
+    except (SQLAlchemyArgumentError, SQLAlchemyOperationalError) as exc:
+        # A database URL that names no database, or a server that does not answer: the
+        # operator's settings, said in one line (-v logs the whole error).
+        logging.getLogger(__name__).info("database error", exc_info=True)
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(
+            f"fakevoice: the database cannot be used (FAKEVOICE_DATABASE_URL): {first}",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):  # the reader went away (`... --csv - | head`)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+            return 1
+        # A folder that cannot be made or read (FAKEVOICE_DATA_DIR on a read-only disk...).
+        logging.getLogger(__name__).info("system error", exc_info=True)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"fakevoice: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fakevoice: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (`fakevoice history --csv - | head`)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
-        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

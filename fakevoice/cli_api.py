@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
+import socket
 import tempfile
+from collections.abc import Callable
+
+from fakevoice.errors import FakeVoiceError
 
 # As fakevoice.api.monitoring, which is not imported here: importing it loads the whole app (torch
 # included, about 3 s) into this parent process, which only starts the workers.
@@ -19,6 +24,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from fakevoice.settings import get_settings
 
     settings = get_settings()
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    _check_free(host, port)
     services.ensure_database()  # once here, so several workers do not all migrate at start
     workers = args.workers or settings.api_workers
     shared = None
@@ -32,8 +39,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         uvicorn.run(
             "fakevoice.api:create_app",
             factory=True,
-            host=args.host or settings.api_host,
-            port=args.port or settings.api_port,
+            host=host,
+            port=port,
             workers=workers,
             log_level="debug" if args.verbose else "info",
         )
@@ -43,9 +50,41 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse at once, in words, an address this process cannot listen on (uvicorn would log an
+    error and exit 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
+            raise FakeVoiceError(
+                f"{host}:{port} {reason}; choose another with --port or FAKEVOICE_API_PORT."
+            ) from None
+
+
+def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}")
+        return value
+
+    return parse
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("api", help="serve the HTTP API (OpenAPI at /docs)")
     p.add_argument("--host", default=None, help="address to listen on (default: settings)")
-    p.add_argument("--port", type=int, default=None, help="TCP port (default: settings)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: settings)")
+    p.add_argument(
+        "--port", type=_bounded(1, 65535, "the port"), help="TCP port (default: settings)"
+    )
+    p.add_argument(
+        "--workers", type=_bounded(1, 64, "workers"), help="processes (default: settings)"
+    )
     p.set_defaults(handler=cmd_api)

@@ -96,7 +96,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         found = model_files.model_bundle(actor, model)
     target: Path = args.output if args.output is not None else Path(found.file_name)
-    if target.is_dir():
+    if target.is_dir() or str(args.output or "").endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)  # "-o exports/": a folder, made if need be
         target = target / found.file_name
     _write_new(target, found.data, overwrite=args.force)
     if args.json:

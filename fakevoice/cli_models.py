@@ -58,7 +58,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"  why: {explanation.summary()}")
     if args.json:
         print_json({"model": {"id": model.id, "name": model.name}, "results": results})
-    return 2 if failures == len(args.files) else 0
+    # Scripts can tell: 0 every file judged, 1 some could not be, 2 none could.
+    return 2 if failures == len(args.files) else 1 if failures else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -85,6 +85,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     store.init_db()
     user_id = _user_id(args.username)
+    if not args.yes:
+        raise InvalidSpecError(
+            f"Deleting user {args.username} removes their runs, models, datasets and verdicts "
+            "and cannot be undone: add --yes to go on."
+        )
     from fakevoice.services import profile  # imports the training engine: only when needed
 
     user = profile.delete_user(accounts.OPERATOR, user_id)
@@ -192,6 +197,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = usub.add_parser("delete", help="delete an account with its runs, models and verdicts")
     p.add_argument("username")
+    p.add_argument("--yes", action="store_true", help="really delete (it cannot be undone)")
     p.set_defaults(handler=cmd_delete)
 
     p = usub.add_parser("admin", help="make an existing account an administrator")

@@ -109,3 +109,11 @@ class EstimateUnavailableError(FakeVoiceError):
     """A figure that only informs (e.g. a run's memory estimate) cannot be computed here."""
 
     code = "estimate_unavailable"
+
+
+class ServerConfigError(FakeVoiceError):
+    """The server's own configuration is wrong (a setting, a secret file): the operator's to
+    mend, not the request's. The CLI prints it; the API answers 503 and logs it, never showing
+    paths or settings to a client."""
+
+    code = "server_misconfigured"

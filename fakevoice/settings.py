@@ -9,8 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fakevoice.errors import ServerConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,5 +157,24 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``).
+
+    Raises:
+        ServerConfigError: a setting's value is wrong; the message names each such setting (as
+            its environment variable) and what it must be, never the value (it may be a secret).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"{_variable(error['loc'])}: {error['msg'].rstrip('.')}" for error in exc.errors()[:5]
+        ]
+        raise ServerConfigError(
+            "The workbench's settings are not valid: " + "; ".join(problems) + "."
+        ) from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a setting (``("api_port",)`` -> ``FAKEVOICE_API_PORT``)."""
+    name = str(loc[0]) if loc else "settings"
+    return f"FAKEVOICE_{name.upper()}" if name in Settings.model_fields else name

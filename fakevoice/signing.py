@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fakevoice import secret_files
-from fakevoice.errors import FakeVoiceError, InvalidSpecError
+from fakevoice.errors import InvalidSpecError, ServerConfigError
 from fakevoice.settings import get_settings
 
 ALGORITHM = "Ed25519"
@@ -118,18 +118,31 @@ def private_key() -> Ed25519PrivateKey:
     """This server's report-signing key (generated on first use).
 
     Raises:
-        FakeVoiceError: the key file exists but holds no Ed25519 private key.
+        ServerConfigError: the key file exists but holds no Ed25519 private key, cannot be
+            read, or was named in the settings and is missing.
     """
     path = _key_path()
-    pem = secret_files.read_or_create(
-        path, _private_pem(Ed25519PrivateKey.generate()), "report-signing key"
-    )
+    if get_settings().report_signing_key_file is not None and not path.exists():
+        # A key the operator named (a mounted secret) is never replaced by a new one: reports
+        # signed with the real key would stop verifying here, without a word.
+        raise ServerConfigError(
+            f"The report-signing key file {path} (FAKEVOICE_REPORT_SIGNING_KEY_FILE) does not "
+            "exist; mount it, or unset the setting to keep a key in the data folder."
+        )
+    try:
+        pem = secret_files.read_or_create(
+            path, _private_pem(Ed25519PrivateKey.generate()), "report-signing key"
+        )
+    except OSError as exc:
+        raise ServerConfigError(
+            f"The report-signing key file {path} cannot be read: {exc.strerror or exc}."
+        ) from None
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         key = None
     if not isinstance(key, Ed25519PrivateKey):
-        raise FakeVoiceError(
+        raise ServerConfigError(
             f"The report-signing key file {path} holds no Ed25519 private key (PEM, no "
             "password); put one there, or delete it to have a new one made."
         )

@@ -20,6 +20,7 @@ from components import (
     batch_scoring,
     dataset_test,
     explanation_view,
+    id_from_url,
     upload_megabytes,
     verdict_history,
 )
@@ -75,11 +76,12 @@ def _model_from_url(actor: Actor) -> None:
     raw = st.query_params.get("model")
     if raw is None:
         return
-    try:
-        model = services.get_model(actor, int(raw))
-    except ValueError:
+    model_id = id_from_url(raw)
+    if model_id is None:
         st.error(f"There is no model with id {raw[:40]!r}.")
         return
+    try:
+        model = services.get_model(actor, model_id)
     except FakeVoiceError as exc:
         st.error(str(exc))
         return

@@ -17,6 +17,7 @@ from components import (
     api_tokens,
     auth,
     confirmed,
+    id_from_url,
     model_downloads,
     run_comparison,
     sign_in,
@@ -127,14 +128,15 @@ def _runs_section(actor: Actor) -> None:
         return
     wanted = st.query_params.get(RUN_PARAM)
     by_id = {e.run.id: e for e in entries}
-    if wanted is not None and (not wanted.isdigit() or int(wanted) not in by_id):
-        st.error(f"There is no run with id {wanted!r} among yours.")
+    if wanted is not None and id_from_url(wanted) not in by_id:
+        st.error(f"There is no run with id {wanted[:40]!r} among yours.")
     if not entries:
         st.info("You have no runs yet: open Train to start one.")
         return
     st.dataframe(profile.run_rows(entries), hide_index=True, placeholder="—")
     ids = list(by_id)
-    start = ids.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in by_id else 0
+    wanted_id = id_from_url(wanted)
+    start = ids.index(wanted_id) if wanted_id in by_id else 0
     chosen = st.selectbox(
         "Open a run",
         ids,

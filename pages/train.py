@@ -14,7 +14,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from components import train_again, train_options, training_view
+from components import id_from_url, train_again, train_options, training_view
 from components.auth import require_actor
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -213,11 +213,12 @@ def _final_panel(actor: Actor, run: RunRecord) -> None:
 
 
 def _run_panel(actor: Actor, raw_id: str) -> None:
-    if not raw_id.isdigit():
-        st.error(f"{raw_id!r} is not a run id.")
+    run_id = id_from_url(raw_id)
+    if run_id is None:
+        st.error(f"{raw_id[:40]!r} is not a run id.")
         return
     try:
-        run = services.get_run(actor, int(raw_id))
+        run = services.get_run(actor, run_id)
     except FakeVoiceError as exc:
         st.error(str(exc))
         return

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from fakevoice import accounts, store
+from fakevoice.accounts import AuthenticationError
 from fakevoice.errors import (
     ConflictError,
     InvalidSpecError,
 )
 from fakevoice.mail import MailError
 from fakevoice.settings import get_settings
+from fakevoice.store.records import AnalysisFilter
 from fakevoice.store.tables import SignInFailureRow, UserRow, utcnow
 
 PASSWORD = "correct horse 42"
@@ -268,3 +270,27 @@ def test_wrong_current_passwords_count_too(db: Path) -> None:
         accounts.change_password(user.id, PASSWORD, "a new secret 1")
     with pytest.raises(accounts.SignInPausedError):
         accounts.authenticate("alice", PASSWORD)
+
+
+def test_sign_up_cannot_take_the_servers_own_accounts(db: Path) -> None:
+    """Whoever signed up as the CLI's account (or the anonymous API use's) would act as it: the
+    page refuses those names; the operator may still create them."""
+    for name in ("local", "Anonymous"):
+        with pytest.raises(InvalidSpecError, match="kept for the server"):
+            accounts.register(name, PASSWORD, self_service=True)
+    assert accounts.register("local", PASSWORD).username == "local"  # fakevoice user create
+
+
+def test_control_characters_never_reach_the_store(db: Path) -> None:
+    """A NUL (which PostgreSQL refuses in text) or a line end in a name is answered in words."""
+    accounts.register("bob", PASSWORD)
+    with pytest.raises(AuthenticationError, match="Wrong user name or password"):
+        accounts.authenticate("bob\x00", PASSWORD)
+    accounts.request_password_reset("bob\x00")  # says nothing, as for any unknown name
+    with pytest.raises(InvalidSpecError, match="control characters"):
+        accounts.register("carol", PASSWORD, display_name="Carol\x00C")
+    actor = accounts.authenticate("bob", PASSWORD).actor
+    with store.session_scope() as session, pytest.raises(InvalidSpecError, match="control"):
+        store.create_run(session, actor, "a\nrun", {})
+    with store.session_scope(readonly=True) as session:
+        assert store.list_analyses(session, actor, where=AnalysisFilter(text="a\x00b")) == []

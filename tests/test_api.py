@@ -1039,6 +1039,22 @@ def test_chunked_body_is_counted_while_streaming(world: World) -> None:
     assert_error(response, 413, "too_large")
 
 
+def test_a_broken_server_secret_is_a_503_that_keeps_its_path_in_the_log(world: World) -> None:
+    """A damaged signing key is the operator's to mend: clients get 503 and a sentence, not a
+    400 as if they had asked wrongly, nor the server's file path."""
+    assert httpx.get(f"{world.url}/v1/reports/key").status_code == 200  # the key exists
+    key = get_settings().data_dir / "report-signing.key"
+    kept = key.read_bytes()
+    key.write_bytes(b"not a key")
+    try:
+        reply = httpx.get(f"{world.url}/v1/reports/key")
+        assert "misconfigured" in assert_error(reply, 503, "server_misconfigured")
+        assert str(key) not in reply.text
+    finally:
+        key.write_bytes(kept)
+    assert httpx.get(f"{world.url}/v1/reports/key").status_code == 200
+
+
 def test_json_routes_count_a_streamed_body_before_the_token_is_checked(world: World) -> None:
     """A route that takes JSON (here a training recipe, sent without a token) stops reading a
     body without Content-Length at the JSON limit: a client cannot make the server hold an

@@ -70,7 +70,10 @@ def test_create_an_admin_list_and_delete(env: dict[str, str]) -> None:
     assert set(rows) == {"bob", "root"}
     assert rows["root"]["admin"] is True and rows["bob"]["admin"] is False
 
-    deleted = fakevoice(env, "delete", "bob")
+    assert_user_error(fakevoice(env, "delete", "bob"), "add --yes")
+    with store.session_scope(readonly=True) as session:
+        assert store.get_user_by_username(session, "bob") is not None  # asked, not done
+    deleted = fakevoice(env, "delete", "bob", "--yes")
     assert deleted.returncode == 0, deleted.stderr
     with store.session_scope(readonly=True) as session:
         assert store.get_user_by_username(session, "bob") is None
@@ -88,8 +91,23 @@ def test_user_errors_exit_2_with_one_line(env: dict[str, str]) -> None:
     )
     # stdin is not a terminal here, so without --password-stdin there is no way to ask.
     assert_user_error(fakevoice(env, "create", "carol"), "--password-stdin")
-    assert_user_error(fakevoice(env, "delete", "nobody"), "no user called 'nobody'")
+    assert_user_error(fakevoice(env, "delete", "nobody", "--yes"), "no user called 'nobody'")
     store.dispose_engines()
+
+
+def test_wrong_settings_are_named_in_one_line(env: dict[str, str]) -> None:
+    """A setting the operator got wrong is named, with what it must be, in one line and exit 2
+    (never a traceback, never the value: it may be a secret)."""
+    wrong = {
+        "FAKEVOICE_API_PORT": ("abc", "FAKEVOICE_API_PORT: Input should be a valid integer"),
+        "FAKEVOICE_COOKIE_KEY": ("short-secret", "FAKEVOICE_COOKIE_KEY"),
+        "FAKEVOICE_JOB_BACKEND": ("celery", "FAKEVOICE_JOB_BACKEND: Input should be 'local'"),
+        "FAKEVOICE_DATABASE_URL": ("nonsense", "the database cannot be used"),
+    }
+    for name, (value, words) in wrong.items():
+        reply = fakevoice({**env, name: value}, "list")
+        assert_user_error(reply, words)
+        assert value not in reply.stderr or name == "FAKEVOICE_JOB_BACKEND"
 
 
 def run_in_process(

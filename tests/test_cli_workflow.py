@@ -145,6 +145,12 @@ def test_cli_trains_lists_predicts_and_evaluates(
     exported = cli("history", "--verdict", result["label"], "--csv", "-")
     assert exported.returncode == 0 and exported.stdout.startswith("id,time_utc,file,")
     assert exported.stdout.count("clip.wav") == 1
+    # One file judged, one not: exit 1, so a script can tell (0: all judged; 2: none).
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    partial = cli("predict", "--model", "cli-run", str(clip), str(empty))
+    assert partial.returncode == 1, partial.stderr
+    assert partial.stdout.startswith(f"{clip}: ") and partial.stderr.startswith(f"{empty}: ")
 
     evaluated = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--json")
     assert evaluated.returncode == 0, evaluated.stderr

@@ -389,6 +389,11 @@ def test_deleting_a_user_deletes_their_datasets_and_uploads(workbench: dict[str,
         )
     run = services.submit_dataset_build(alice, "more", [("c.zip", two_speakers())])
     staged = Path(DatasetBuildSpec.from_dict(run.spec).source)
+    # Not while her build is queued: it would write into folders being removed.
+    with pytest.raises(ConflictError, match="1 job\\(s\\) queued or running \\('dataset more'\\)"):
+        profile.delete_user(root, alice.user_id)
+    assert folder.exists()
+    services.stop_run(alice, run.id)
     profile.delete_user(root, alice.user_id)
     # Without an owner the dataset would be everyone's: it goes with her.
     assert not folder.exists() and not staged.exists()

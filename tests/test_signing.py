@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_cli_workflow import run_in_process
 
 from fakevoice import signing
-from fakevoice.errors import FakeVoiceError, InvalidSpecError
+from fakevoice.errors import FakeVoiceError, InvalidSpecError, ServerConfigError
 from fakevoice.services import reports
 from fakevoice.settings import get_settings
 
@@ -64,12 +65,25 @@ def test_a_report_verifies_as_written_and_not_after_any_change(isolated_settings
         signing.sign({"p": float("nan")})
 
 
+def operator_key(path: Path) -> Path:
+    """An Ed25519 key the operator made and keeps with their other secrets."""
+    path.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
 def test_another_servers_key_is_told_apart_and_its_public_key_checks_its_reports(
     isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ours = json.loads(signed_text())
     our_key = signing.public_key()
-    monkeypatch.setenv("FAKEVOICE_REPORT_SIGNING_KEY_FILE", str(tmp_path / "other" / "key.pem"))
+    monkeypatch.setenv("FAKEVOICE_REPORT_SIGNING_KEY_FILE", str(operator_key(tmp_path / "k.pem")))
     get_settings.cache_clear()
     theirs = json.loads(signed_text())
     assert theirs["signature"]["key_id"] != ours["signature"]["key_id"]
@@ -203,6 +217,12 @@ def test_an_operators_own_key_is_not_rotated_here(
 ) -> None:
     monkeypatch.setenv("FAKEVOICE_REPORT_SIGNING_KEY_FILE", str(tmp_path / "mine.pem"))
     get_settings.cache_clear()
+    # A key the operator names is never made up here: a secret that failed to mount would
+    # otherwise be replaced without a word, and reports signed before would stop verifying.
+    with pytest.raises(ServerConfigError, match="does not exist"):
+        signing.key_id()
+    assert not (tmp_path / "mine.pem").exists()
+    operator_key(tmp_path / "mine.pem")
     signing.key_id()
     with pytest.raises(InvalidSpecError, match="replace it yourself"):
         signing.rotate_key()

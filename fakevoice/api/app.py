@@ -81,6 +81,14 @@ def status_for(exc: errors.FakeVoiceError) -> int:
 
 async def _fakevoice_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.FakeVoiceError)
+    if isinstance(exc, errors.ServerConfigError):
+        # The operator's to mend: the details (paths, settings) go to the log, not the client.
+        logger.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            exc.code,
+            "The server is misconfigured and cannot answer this now; its log says why.",
+        )
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     return error_response(status, exc.code, str(exc), **headers)

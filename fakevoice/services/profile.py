@@ -296,6 +296,7 @@ def delete_user(actor: Actor, user_id: int) -> UserRecord:
     Raises:
         PermissionDeniedError: the actor is not an administrator, or tries to delete themself.
         NotFoundError: there is no such user.
+        ConflictError: the user has jobs queued or running (stop them first).
     """
     if actor.user_id == user_id:
         raise PermissionDeniedError("You cannot delete your own account while signed in with it.")
@@ -305,6 +306,16 @@ def delete_user(actor: Actor, user_id: int) -> UserRecord:
             for r in store.list_runs(session, actor, all_users=True, kind=None)
             if r.owner_id == user_id
         ]
+        active = [r.name for r in jobs if r.is_active]
+        if active:
+            # A job still going would write into folders about to be removed (and a build that
+            # ended after its owner's row went would leave a dataset nobody owns).
+            raise ConflictError(
+                f"This user has {len(active)} job(s) queued or running ("
+                + ", ".join(repr(n) for n in active[:3])
+                + (", ..." if len(active) > 3 else "")
+                + "); stop them first, then delete the account."
+            )
         # Training runs and tests of models keep files in their job folders; builds, uploads.
         runs = [r for r in jobs if r.kind != "dataset"]
         builds = [r for r in jobs if r.kind == "dataset"]

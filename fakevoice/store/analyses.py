@@ -175,7 +175,7 @@ def label_analysis(
             )
         row.outcome = cast(str | None, outcome)
     if note is not UNCHANGED:
-        text = (cast(str | None, note) or "").strip()
+        text = (cast(str | None, note) or "").replace("\x00", "").strip()
         if len(text) > MAX_NOTE_LENGTH:
             raise InvalidSpecError(f"A note holds at most {MAX_NOTE_LENGTH} characters.")
         row.note = text or None
@@ -254,7 +254,7 @@ def count_analyses(session: Session, actor: Actor, where: AnalysisFilter | None 
 def _conditions(actor: Actor, where: AnalysisFilter) -> list[ColumnElement[bool]]:
     """The actor's own analyses (never anyone else's, administrators included), narrowed."""
     conditions: list[ColumnElement[bool]] = [AnalysisRow.owner_id == actor.user_id]
-    text = where.text.strip()
+    text = where.text.replace("\x00", "").strip()  # PostgreSQL text holds no NUL
     if text:
         matches = [
             func.lower(column).contains(text.lower(), autoescape=True)

@@ -8,6 +8,7 @@ that ids do not reveal what exists.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,17 @@ def clean_name(name: str, what: str) -> str:
     cleaned = name.strip() if isinstance(name, str) else ""
     if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
         raise InvalidSpecError(f"A {what} name must be 1 to {MAX_NAME_LENGTH} characters long.")
+    if has_control_characters(cleaned):
+        raise InvalidSpecError(
+            f"A {what} name cannot hold control characters (tabs, line ends...)."
+        )
     return cleaned
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character (NUL, a tab, a line end...): none belongs in a
+    name, and PostgreSQL refuses NUL in any text."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def create_run(
