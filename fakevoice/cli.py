@@ -258,6 +258,7 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
     from fakevoice import services, store
     from fakevoice.datasets.catalog import list_datasets
     from fakevoice.datasets.shortcuts import read_audit
+    from fakevoice.services.datasets import owner_of_folder
     from fakevoice.settings import get_settings
 
     services.ensure_database()
@@ -266,7 +267,7 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
         names = {i: store.get_user(session, i).username for i in set(owners.values()) if i}
     rows = []
     for summary in list_datasets(get_settings().dataset_dir):
-        owner_id = owners.get(store.folder_key(summary.path))
+        owner_id = owner_of_folder(owners, summary.path)
         audit = read_audit(summary.path)
         rows.append(
             {

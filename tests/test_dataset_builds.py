@@ -32,6 +32,7 @@ from fakevoice.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
 from fakevoice.trainspec import TrainSpec
 
@@ -490,3 +491,39 @@ def test_clearing_an_interrupted_build_removes_its_upload_and_half_built_folder(
     assert not staged.exists() and not folder.exists()
     with store.session_scope(readonly=True) as session:
         assert store.dataset_owners(session) == {}
+
+
+def test_a_users_dataset_stays_private_when_the_data_folder_moves(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ownership is recorded by folder; a folder moved (a restore, another mount point) keeps
+    its owner through the marker beside its manifest, and is never everyone's for lack of a
+    record. One recorded before markers gets one when it is next listed."""
+    from test_page_datasets import write_fixture_dataset
+
+    from fakevoice.datasets.manifest import OWNER_MARKER_NAME
+    from fakevoice.services.dataset_changes import record_owner
+
+    store.init_db()
+    alice, bob, root = make_user("alice"), make_user("bob"), admin()
+    old_root = Path(get_settings().dataset_dir)
+    write_fixture_dataset(old_root, "hers")
+    write_fixture_dataset(old_root, "shared")  # built with the command line: everyone's
+    record_owner(alice.user_id, "hers", old_root / "hers", items=1)
+    assert (old_root / "hers" / OWNER_MARKER_NAME).is_file()
+    (old_root / "hers" / OWNER_MARKER_NAME).unlink()  # as one recorded before markers
+    assert services.dataset_names(actor=bob) == ["shared"]
+    assert (old_root / "hers" / OWNER_MARKER_NAME).is_file()  # marked while listed
+
+    new_root = isolated_settings / "moved"
+    old_root.rename(new_root)
+    monkeypatch.setenv("FAKEVOICE_DATASET_DIR", str(new_root))
+    get_settings.cache_clear()
+    assert services.dataset_names(actor=None) == ["shared"]
+    assert services.dataset_names(actor=bob) == ["shared"]
+    assert services.dataset_names(actor=alice) == ["hers", "shared"]
+    assert services.dataset_names(actor=root) == ["hers", "shared"]
+    # A damaged marker: administrators only, never everyone.
+    (new_root / "hers" / OWNER_MARKER_NAME).write_text("{")
+    assert services.dataset_names(actor=alice) == ["shared"]
+    assert services.dataset_names(actor=root) == ["hers", "shared"]

@@ -13,6 +13,7 @@ with the item's noise added, ``add_noise(clip, level, item_seed(item))``: the sa
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -44,6 +45,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 )
 MANIFEST_NAME = "manifest.csv"
 DATASET_INFO_NAME = "dataset.json"
+OWNER_MARKER_NAME = "owner.json"  # a user's dataset says whose it is, should its record be lost
+UNKNOWN_OWNER = 0  # no user has this id: a folder only administrators see
 BONAFIDE = "bonafide"
 CLIP_SAMPLE_RATE = 16000
 
@@ -218,3 +221,29 @@ def load_item_waveform(dataset_dir: Path, row: Mapping[str, Any]) -> np.ndarray:
     except InvalidSpecError as error:
         raise DatasetError(f"Item {row['item']}: {error}") from None
     return add_noise(clip, level, item_seed(str(row["item"])))
+
+
+def write_owner_marker(folder: Path, owner_id: int) -> None:
+    """Mark ``folder`` as the dataset of user ``owner_id`` (beside its manifest), so that it stays
+    private should its record in the store not match it any more (the data folder moved). A
+    folder that does not exist yet (a render recorded before it starts) is left to be marked
+    when it does."""
+    if not folder.is_dir():
+        return
+    tmp = folder / f".{OWNER_MARKER_NAME}.tmp"
+    tmp.write_text(json.dumps({"owner_id": int(owner_id)}), encoding="utf-8")
+    tmp.replace(folder / OWNER_MARKER_NAME)
+
+
+def read_owner_marker(folder: Path) -> int | None:
+    """The owner a dataset folder names (:func:`write_owner_marker`): None for a folder without a
+    marker (a shared dataset), :data:`UNKNOWN_OWNER` for a marker that cannot be read (only
+    administrators then see it: a damaged marker never makes a dataset everyone's)."""
+    path = folder / OWNER_MARKER_NAME
+    if not path.exists():
+        return None
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))["owner_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return UNKNOWN_OWNER
+    return owner if isinstance(owner, int) and not isinstance(owner, bool) else UNKNOWN_OWNER

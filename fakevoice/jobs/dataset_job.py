@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fakevoice import store
+from fakevoice.datasets.manifest import write_owner_marker
 from fakevoice.errors import FakeVoiceError
 from fakevoice.jobs.progress import JobLost, JobProgress, end_on_error
 from fakevoice.settings import get_settings
@@ -88,6 +89,7 @@ def _record(
     session: Session, owner: Actor, name: str, folder: Path, items: int, info: dict[str, Any]
 ) -> None:
     """The folder is the owner's dataset (only they and administrators see it)."""
+    write_owner_marker(folder, owner.user_id)  # first: private even if the record fails
     store.register_dataset(
         session, owner, name=name, path=store.folder_key(folder), items=items, spec=info
     )

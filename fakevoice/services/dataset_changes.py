@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fakevoice import store
 from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
+from fakevoice.datasets.manifest import write_owner_marker
 from fakevoice.errors import (
     ConflictError,
     DatasetError,
@@ -23,7 +24,7 @@ from fakevoice.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from fakevoice.services.datasets import BUILD_HINT, find_dataset
+from fakevoice.services.datasets import BUILD_HINT, find_dataset, owner_of_folder
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, RunKind
 
@@ -38,6 +39,7 @@ def record_owner(
 ) -> None:
     """Record ``folder`` (a dataset being made, or made) as the user's: only they and
     administrators will see it."""
+    write_owner_marker(folder, owner_id)  # first: private even if the record fails
     with store.session_scope() as session:
         store.register_dataset(
             session,
@@ -65,7 +67,7 @@ def delete_dataset(actor: Actor, name: str) -> None:
     summary = find_dataset(name, actor)
     key = store.folder_key(summary.path)
     with store.session_scope() as session:
-        owner_id = store.dataset_owners(session).get(key)
+        owner_id = owner_of_folder(store.dataset_owners(session), summary.path)
         if owner_id is None and not actor.is_admin:
             raise PermissionDeniedError(
                 "Only an administrator may delete a dataset that everyone shares."
@@ -175,7 +177,7 @@ def render_dataset(
             f"A dataset or folder called {name!r} already exists; choose another name."
         )
     with store.session_scope(readonly=True) as session:
-        owner_id = store.dataset_owners(session).get(store.folder_key(summary.path))
+        owner_id = owner_of_folder(store.dataset_owners(session), summary.path)
     if owner_id is not None:
         # A user's dataset rendered again stays theirs; recorded first, so that nobody else
         # sees the new folder for a moment.

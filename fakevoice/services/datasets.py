@@ -36,6 +36,8 @@ from fakevoice.datasets.manifest import (
     CLIP_SAMPLE_RATE,
     load_item_waveform,
     read_manifest,
+    read_owner_marker,
+    write_owner_marker,
 )
 from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.datasets.shortcuts import ShortcutAudit, audit_dataset, read_audit, write_audit
@@ -147,12 +149,30 @@ def list_datasets(*, actor: Actor | None) -> list[DatasetSummary]:
         return []
     with store.session_scope(readonly=True) as session:
         owners = store.dataset_owners(session)
-    return [s for s in summaries if _may_see(actor, owners.get(store.folder_key(s.path)))]
+    return [s for s in summaries if _may_see(actor, owner_of_folder(owners, s.path))]
+
+
+def owner_of_folder(owners: Mapping[str, int | None], folder: Path) -> int | None:
+    """Whose dataset ``folder`` is (None: everyone's), from the store's records (``owners``,
+    :func:`store.dataset_owners`) or, for a folder no record names (the data folder moved, was
+    restored elsewhere), from the owner marker a user's dataset keeps: never everyone's because
+    its record was lost. A recorded private folder without a marker (made before markers) gets
+    one here."""
+    key = store.folder_key(folder)
+    if key in owners:
+        owner = owners[key]
+        if owner is not None and read_owner_marker(folder) is None:
+            try:
+                write_owner_marker(folder, owner)
+            except OSError as error:  # a read-only dataset folder: the record still holds
+                logger.warning("cannot mark the owner of %s: %s", folder.name, error)
+        return owner
+    return read_owner_marker(folder)
 
 
 def _owner_of(folder: Path) -> int | None:
     with store.session_scope(readonly=True) as session:
-        return store.dataset_owners(session).get(store.folder_key(folder))
+        return owner_of_folder(store.dataset_owners(session), folder)
 
 
 def _may_see(actor: Actor | None, owner_id: int | None) -> bool:
