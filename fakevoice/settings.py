@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     stale_seconds: float = Field(
         default=30.0, gt=0, description="a running job without heartbeat this long is interrupted"
     )
+    stop_grace_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="a job that has not ended this long after it was asked to stop (stuck) has "
+        "its process ended by the worker",
+    )
     auto_resume: bool = Field(
         default=True, description="the worker resumes interrupted runs from their last epoch"
     )

@@ -215,6 +215,36 @@ def test_stop_while_running_keeps_the_last_good_epoch(
         assert scored.analysis.model_id == kept.id
 
 
+def test_a_run_stuck_after_its_stop_request_has_its_process_ended(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    """Stop is a flag the run's process polls between batches: one stuck elsewhere (here reading
+    an image that never comes, as on a hung network disk) is ended by the worker once the grace
+    time has passed, and the run says so; it is never left running."""
+    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("the worker's process handling does not touch the store; SQLite runs it")
+    datasets = Path(workbench["FAKEVOICE_DATASET_DIR"])
+    shutil.copytree(datasets / DATASET, datasets / "hanging")
+    images = sorted((datasets / "hanging").rglob("*.png"))
+    for image in images:  # every image a pipe nobody writes to: reading one waits for ever
+        image.unlink()
+        os.mkfifo(image)
+    run_id = submit(actor, "stuck", quick_spec(dataset="hanging", epochs=3))
+    worker = start_worker({**workbench, "FAKEVOICE_STOP_GRACE_SECONDS": "1"}, "--once")
+    try:
+        wait_for(lambda: get_run(actor, run_id).status == "running", 60, "the run to start")
+        time.sleep(1.0)
+        with store.session_scope() as session:
+            store.request_stop(session, actor, run_id)
+        wait_for(lambda: get_run(actor, run_id).status != "running", 60, "the run to end")
+    finally:
+        output = finish(worker)
+        shutil.rmtree(datasets / "hanging", ignore_errors=True)
+    run = get_run(actor, run_id)
+    assert run.status == "cancelled", output
+    assert run.error is not None and "the worker ended its process" in run.error
+
+
 def training_children(worker: subprocess.Popen[str]) -> list[int]:
     """Process ids of the worker's training processes: its descendants named as a run's process
     (with the fork server they are its grandchildren; the server and the resource tracker are not

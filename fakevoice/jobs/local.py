@@ -143,6 +143,17 @@ def _child_main(
 class _Active:
     run_id: int
     process: BaseProcess
+    stop_seen: float | None = None  # when the worker first saw the run's stop request (monotonic)
+
+
+def _end_process(process: BaseProcess, wait: float = 10.0) -> None:
+    """Terminate a run's process, killed if it has not ended ``wait`` seconds later."""
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout=wait)
+        if process.is_alive():
+            process.kill()
+    process.join()
 
 
 def resume_interrupted(run_ids: list[int]) -> list[int]:
@@ -176,6 +187,7 @@ class LocalWorker:
         self.poll_seconds = settings.worker_poll_seconds
         self.heartbeat_seconds = settings.heartbeat_seconds
         self.stale_seconds = settings.stale_seconds
+        self.stop_grace_seconds = settings.stop_grace_seconds
         self.auto_resume = settings.auto_resume
         self.active: dict[int, _Active] = {}
         self.start_method = settings.job_start_method
@@ -254,9 +266,40 @@ class LocalWorker:
             logger.info("run %d started in process %s", run.id, process.pid)
 
     def _heartbeat(self) -> None:
+        """Vouch for each child's run; end a child whose run is no longer this worker's (another
+        worker or the store took it: it must not write on) or that has not stopped within
+        ``stop_grace_seconds`` of its stop request (stuck: stop is a flag the child polls)."""
+        now = time.monotonic()
+        ended: list[tuple[int, str]] = []
         with store.session_scope() as session:
-            for run_id in list(self.active):
-                store.heartbeat(session, run_id, self.worker_id)
+            for run_id, active in list(self.active.items()):
+                if not store.heartbeat(session, run_id, self.worker_id):
+                    ended.append((run_id, ""))
+                    continue
+                if not store.is_stop_requested(session, run_id):
+                    continue
+                active.stop_seen = active.stop_seen or now
+                if now - active.stop_seen > self.stop_grace_seconds:
+                    ended.append(
+                        (
+                            run_id,
+                            f"Stopped: it had not ended {self.stop_grace_seconds:g} s after it was "
+                            "asked to, so the worker ended its process; the results of its last "
+                            "epoch were not written. Resume it to go on.",
+                        )
+                    )
+        for run_id, message in ended:
+            _end_process(self.active.pop(run_id).process)
+            if message:
+                with store.session_scope() as session:
+                    store.set_status(
+                        session, run_id, "cancelled", worker_id=self.worker_id, error=message
+                    )
+                logger.warning(
+                    "run %d: stuck after its stop request; its process was ended", run_id
+                )
+            else:
+                logger.warning("run %d is no longer this worker's; its process was ended", run_id)
 
     def _reap(self) -> None:
         for run_id, active in list(self.active.items()):
@@ -282,12 +325,7 @@ class LocalWorker:
     def _shutdown(self) -> None:
         """Stop children; their runs are marked interrupted so a later worker resumes them."""
         for run_id, active in list(self.active.items()):
-            if active.process.is_alive():
-                active.process.terminate()
-                active.process.join(timeout=10)
-                if active.process.is_alive():
-                    active.process.kill()
-                    active.process.join()
+            _end_process(active.process)
             with store.session_scope() as session:
                 stopping = store.is_stop_requested(session, run_id)
                 store.set_status(
