@@ -1,7 +1,9 @@
 """Outgoing mail (password resets), through the backend named by ``settings.mail_backend``.
 
-* ``log`` (default): the message is written to the server log instead of being sent, as the
-  development mail backends of web frameworks do. The operator reads it there and passes it on.
+* ``log`` (default): the message is not sent but kept as a file in ``<data_dir>/outbox``
+  (owner-only), and the server log says where, without the message: a reset code in a shared
+  log (a log collector, ``docker compose logs``) would let whoever reads it take the account. The
+  operator reads the file and passes the message on.
 * ``smtp``: sent through ``smtp_host``:``smtp_port`` from ``smtp_from``, with STARTTLS unless
   ``smtp_starttls`` is off, logging in when ``smtp_user`` is set.
 """
@@ -9,8 +11,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import smtplib
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 from fakevoice.errors import FakeVoiceError
 from fakevoice.settings import get_settings
@@ -34,8 +40,11 @@ def send_mail(to: str, subject: str, body: str) -> None:
     """
     settings = get_settings()
     if settings.mail_backend == "log":
-        # WARNING, so that the message reaches the server log under default logging too.
-        logger.warning("mail (log backend, not sent)\nTo: %s\nSubject: %s\n\n%s", to, subject, body)
+        path = _keep_in_outbox(to, subject, body)
+        # WARNING, so that the note reaches the server log under default logging too.
+        logger.warning(
+            "mail to %s (%s) not sent: kept in %s (mail backend 'log')", to, subject, path
+        )
         return
     if not settings.smtp_host or not settings.smtp_from:
         raise MailError(
@@ -63,3 +72,20 @@ def send_mail(to: str, subject: str, body: str) -> None:
             "The mail server could not be reached or refused the message; try again later."
         ) from exc
     logger.info("mail %r sent to %s", subject, to)
+
+
+def outbox_dir() -> Path:
+    """Where the ``log`` backend keeps the messages it does not send."""
+    return get_settings().data_dir / "outbox"
+
+
+def _keep_in_outbox(to: str, subject: str, body: str) -> Path:
+    """Write one message to the outbox, readable by the server's user only; its path."""
+    folder = outbox_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    path = folder / f"{stamp}-{secrets.token_hex(4)}.txt"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(f"To: {to}\nSubject: {subject}\n\n{body}\n")
+    return path

@@ -99,7 +99,9 @@ class Settings(BaseSettings):
         description="how long sign-ins with that name pause, from the last wrong password",
     )
     mail_backend: Literal["log", "smtp"] = Field(
-        default="log", description="log = write mails to the server log (development); smtp = send"
+        default="log",
+        description="log = keep mails in <data_dir>/outbox, owner-only, not sent (the log says "
+        "where); smtp = send",
     )
     smtp_host: str | None = Field(default=None, max_length=255)
     smtp_port: int = Field(default=587, ge=1, le=65535)
