@@ -219,7 +219,7 @@ def authenticate(username: str, password: str) -> UserRecord:
     name = username.strip().lower() if isinstance(username, str) else ""
     if not name or has_control_characters(name):  # no account has one (nor can the store hold NUL)
         raise AuthenticationError("Wrong user name or password.")
-    pause = _check_not_paused(name)
+    _reserve_attempt(name)
     with store.session_scope(readonly=True) as session:
         user = store.get_user_by_username(session, name)
     if user is None or user.password_hash is None:
@@ -228,14 +228,17 @@ def authenticate(username: str, password: str) -> UserRecord:
         ok = False
     else:
         ok = verify_password(password, user.password_hash)
-    _count_sign_in(name, ok, pause)
+    _settle_attempt(name, ok)
     if not ok or user is None:
         raise AuthenticationError("Wrong user name or password.")
     return user
 
 
-def _check_not_paused(name: str) -> timedelta:
-    """Refuse a password check for ``name`` while its sign-ins pause; returns the pause length.
+def _reserve_attempt(name: str) -> None:
+    """Refuse a password check for ``name`` while its sign-ins pause; otherwise count this
+    attempt as a wrong password before the password is checked (:func:`_settle_attempt` forgets
+    the count when it was right). Check and count are one transaction: attempts made at once
+    cannot all pass the check before any is counted.
 
     Raises:
         SignInPausedError: ``sign_in_max_failures`` wrong passwords were typed for the name, the
@@ -243,10 +246,22 @@ def _check_not_paused(name: str) -> timedelta:
     """
     settings = get_settings()
     pause = timedelta(minutes=settings.sign_in_pause_minutes)
-    with store.session_scope(readonly=True) as session:
-        until = sign_in_paused_until(
-            session, name, max_failures=settings.sign_in_max_failures, pause=pause
-        )
+    for attempt in range(2):  # two first failures of one name at once: one insert loses
+        try:
+            with store.session_scope() as session:
+                until = sign_in_paused_until(
+                    session,
+                    name,
+                    max_failures=settings.sign_in_max_failures,
+                    pause=pause,
+                    lock=True,
+                )
+                if until is None:
+                    failures = record_sign_in_failure(session, name, pause=pause)
+            break
+        except IntegrityError:
+            if attempt:
+                raise
     if until is not None:
         minutes = max(1, math.ceil((until - utcnow()).total_seconds() / 60))
         raise SignInPausedError(
@@ -254,27 +269,17 @@ def _check_not_paused(name: str) -> timedelta:
             f"minute{'s' if minutes > 1 else ''}. Wait, or set a new password with 'Forgot your "
             "password?'."
         )
-    return pause
+    if failures == settings.sign_in_max_failures:
+        # Not any text typed as a name: it might be someone's password.
+        shown = name if _USERNAME.fullmatch(name) else "(no account's name)"
+        logger.warning("sign-ins with the name %s pause: wrong passwords", shown)
 
 
-def _count_sign_in(name: str, ok: bool, pause: timedelta) -> None:
-    """A wrong password counts against the name (existing or not, so that a pause tells nobody
-    which accounts exist); a sign-in forgets the count."""
-    for attempt in range(2):  # two first failures of one name at once: one insert loses
-        try:
-            with store.session_scope() as session:
-                if ok:
-                    clear_sign_in_failures(session, name)
-                else:
-                    failures = record_sign_in_failure(session, name, pause=pause)
-                    if failures == get_settings().sign_in_max_failures:
-                        # Not any text typed as a name: it might be someone's password.
-                        shown = name if _USERNAME.fullmatch(name) else "(no account's name)"
-                        logger.warning("sign-ins with the name %s pause: wrong passwords", shown)
-            return
-        except IntegrityError:
-            if attempt:
-                raise
+def _settle_attempt(name: str, ok: bool) -> None:
+    """A right password forgets the name's count (the attempt was counted as wrong)."""
+    if ok:
+        with store.session_scope() as session:
+            clear_sign_in_failures(session, name)
 
 
 def change_password(user_id: int, current_password: str, new_password: str) -> UserRecord:
@@ -287,9 +292,9 @@ def change_password(user_id: int, current_password: str, new_password: str) -> U
     with store.session_scope(readonly=True) as session:
         user = store.get_user(session, user_id)
     # A session left open is no licence to guess the password: wrong ones count as at sign-in.
-    pause = _check_not_paused(user.username)
+    _reserve_attempt(user.username)
     ok = verify_password(current_password, user.password_hash)
-    _count_sign_in(user.username, ok, pause)
+    _settle_attempt(user.username, ok)
     if not ok:
         raise AuthenticationError("The current password is wrong.")
     new_hash = hash_password(new_password)

@@ -303,3 +303,27 @@ def test_control_characters_never_reach_the_store(db: Path) -> None:
         store.create_run(session, actor, "a\nrun", {})
     with store.session_scope(readonly=True) as session:
         assert store.list_analyses(session, actor, where=AnalysisFilter(text="a\x00b")) == []
+
+
+def test_guesses_made_at_once_cannot_all_pass_the_pause(db: Path) -> None:
+    """Each attempt is counted before its password is checked, in the transaction that checks
+    the pause: twelve guesses at once get at most the allowed number of password checks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    accounts.register("alice", PASSWORD)
+    allowed = get_settings().sign_in_max_failures
+
+    def guess(i: int) -> str:
+        try:
+            accounts.authenticate("alice", f"wrong guess {i}")
+        except accounts.SignInPausedError:
+            return "paused"
+        except accounts.AuthenticationError:
+            return "checked"
+        return "signed in"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(guess, range(12)))
+    assert outcomes.count("checked") == allowed and outcomes.count("paused") == 12 - allowed
+    with pytest.raises(accounts.SignInPausedError):
+        accounts.authenticate("alice", PASSWORD)  # even the right one waits

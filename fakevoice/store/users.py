@@ -223,11 +223,12 @@ def _require_admin(actor: Actor, what: str) -> None:
 
 
 def sign_in_paused_until(
-    session: Session, username: str, *, max_failures: int, pause: timedelta
+    session: Session, username: str, *, max_failures: int, pause: timedelta, lock: bool = False
 ) -> datetime | None:
     """When sign-ins with ``username`` may go on again: ``max_failures`` wrong passwords were
-    typed for it, the last less than ``pause`` ago; None when they may go on now."""
-    row = session.get(SignInFailureRow, username[:MAX_USERNAME_LENGTH])
+    typed for it, the last less than ``pause`` ago; None when they may go on now. With ``lock``
+    the count's row stays locked to the transaction (to count an attempt in the same one)."""
+    row = session.get(SignInFailureRow, username[:MAX_USERNAME_LENGTH], with_for_update=lock)
     if row is None or row.failures < max_failures:
         return None
     until = row.last_failed_at + pause
