@@ -180,7 +180,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         LocalWorker(concurrency=1).run(exit_when_idle=True)
     if args.wait or args.inline:
-        run = _follow(actor, run.id, quiet=args.json)
+        run = _follow(actor, run.id, quiet=args.json, timeout=args.timeout)
+        if run.is_active and not args.json:
+            print(f"stopped waiting after {args.timeout:g} s; the run goes on", file=sys.stderr)
     if args.json:
         payload = _run_dict(run)
         if not run.is_active:
@@ -195,10 +197,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if run.status in {"queued", "running", "succeeded", "cancelled"} else 1
 
 
-def _follow(actor: Any, run_id: int, quiet: bool) -> Any:
+def _follow(actor: Any, run_id: int, quiet: bool, timeout: float | None = None) -> Any:
+    """Print each epoch as it ends (and, once, why the run seems to wait on a worker) until the
+    run ends or ``timeout`` seconds pass; the run as it then is."""
     from fakevoice import services
 
     seen = 0
+    said: set[str] = set()
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         progress = services.run_progress(actor, run_id, after_step=10**12)
         for epoch in progress.epochs[seen:]:
@@ -211,6 +217,12 @@ def _follow(actor: Any, run_id: int, quiet: bool) -> Any:
                 )
         seen = len(progress.epochs)
         if not progress.run.is_active:
+            return progress.run
+        note = services.worker_note(progress.run)
+        if note is not None and not quiet and progress.run.status not in said:
+            said.add(progress.run.status)
+            print(f"note: {note}", file=sys.stderr)
+        if deadline is not None and time.monotonic() > deadline:
             return progress.run
         time.sleep(1.0)
 
@@ -253,6 +265,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         "started": run.started_at.isoformat(timespec="seconds") if run.started_at else None,
         "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
         "model_id": model_id,
+        "waiting": services.worker_note(run),
         "spec": dict(run.spec) if run.kind == "train" else None,
         "epochs_history": [e.__dict__ for e in epochs],
     }
@@ -260,7 +273,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         print_json(payload)
         return 0
     print(f"run {run.id} '{run.name}' ({run.kind}): {run.status}, {100 * run.progress:.1f} %")
-    for key in ("created", "started", "finished", "error", "notice", "model_id"):
+    for key in ("created", "started", "finished", "error", "notice", "waiting", "model_id"):
         if payload[key] is not None:
             print(f"  {key}: {payload[key]}")
     if payload["spec"] is not None:
@@ -412,6 +425,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--mixed-precision", action=argparse.BooleanOptionalAction, help="[--no-mixed-precision]"
     )
     p.add_argument("--wait", action="store_true", help="wait for the run to finish")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: stop waiting after this long (the run goes on)",
+    )
     p.add_argument("--inline", action="store_true", help="run it in this process (no worker)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train)

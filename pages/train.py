@@ -178,6 +178,8 @@ def _live_panel_body(actor: Actor, run_id: int) -> None:
     )
     if run.notice:
         st.caption(run.notice)
+    if (waiting := services.worker_note(run)) is not None:
+        st.warning(waiting, icon=":material/hourglass_empty:")
     training_view.render_loss_chart(batches, history)
     training_view.render_epoch_table(history)
 

@@ -305,6 +305,7 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
         run = json.loads(shown.stdout)
         spec = run["spec"]
         assert (run["status"], run["model_id"], run["epochs_history"]) == ("queued", None, [])
+        assert run["waiting"] is None  # queued a moment ago: nothing to say yet
         assert spec["epochs"] == 2 and spec["noise_levels"] == ["snr_inf"]
         assert spec["augment"]["mixup"] == 0.2
         assert spec["callbacks"]["early_stopping_patience"] == 3
@@ -315,6 +316,12 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
         def spec_of(name: str) -> dict[str, object]:
             return dict(json.loads(cli("runs", "show", name, "--json").stdout)["spec"])
 
+        # No worker here: --wait gives up after --timeout and says the run goes on.
+        waited = cli("train", "--from", "recipe", "--name", "waited", "--wait", "--timeout", "1")
+        names.append("waited")
+        assert waited.returncode == 0, waited.stderr
+        assert "stopped waiting after 1 s; the run goes on" in waited.stderr
+        assert "run" in waited.stdout and ": queued" in waited.stdout
         # Another run from the first: what the command line gives changes, the rest stays.
         again = cli("train", "--from", "recipe", "--epochs", "1", "--name", "again")
         assert again.returncode == 0, again.stderr

@@ -7,10 +7,12 @@ the tiny dataset of test_training, so the results view shows real artefacts.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
 from conftest import REPO
+from sqlalchemy import update
 from streamlit.testing.v1 import AppTest
 from test_results import run_worker, workbench_env
 from test_training import DATASET, quick_spec, tiny_dataset_root
@@ -20,6 +22,7 @@ from fakevoice import services, store
 from fakevoice.services import results
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric
+from fakevoice.store.tables import RunRow
 
 USER_KEY = "fakevoice_user_id"
 
@@ -294,6 +297,16 @@ def test_live_panel_of_a_running_run_and_its_stop_button(alice: Actor) -> None:
     table = at.dataframe[0].value
     assert list(table["epoch"]) == [1] and list(table["valid_loss"]) == [0.8]
     assert not at.download_button
+    assert "No word from its worker" not in messages(at.warning)
+    # Its worker falls silent (killed, say): the panel says so rather than "running".
+    with store.session_scope() as session:
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == run.id)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
+        )
+    at = train_page(alice, run.id)
+    assert "No word from its worker for 10 min" in messages(at.warning)
 
     at.button(key="train_stop").click().run()
     assert services.get_run(alice, run.id).stop_requested

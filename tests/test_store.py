@@ -748,3 +748,24 @@ def test_dataset_visibility(db: str, people: People) -> None:
         with pytest.raises(PermissionDeniedError):
             store.delete_dataset(session, people.owner, shared.id)
         assert store.delete_dataset(session, people.admin, shared.id).id == shared.id
+
+
+def test_a_job_waiting_on_a_worker_says_so(db: str, people: People) -> None:
+    """Queued a while (no worker, or others ahead), or running with no heartbeat for longer
+    than the stale time (its worker may be gone): each gets a sentence; a fresh job none."""
+    from dataclasses import replace as changed
+
+    from fakevoice.services.runs import QUEUED_NOTE_SECONDS, worker_note
+
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "waiting", SPEC)
+    now = run.created_at
+    assert worker_note(run, now) is None
+    later = now + timedelta(seconds=QUEUED_NOTE_SECONDS + 10)
+    note = worker_note(run, later)
+    assert note is not None and note.startswith("Queued for 40 s") and "fakevoice worker" in note
+    running = changed(run, status="running", started_at=now, heartbeat_at=now)
+    assert worker_note(running, now + timedelta(seconds=5)) is None
+    silent = worker_note(running, now + timedelta(minutes=5))
+    assert silent is not None and silent.startswith("No word from its worker for 5 min")
+    assert worker_note(changed(run, status="succeeded"), later) is None

@@ -97,6 +97,7 @@ if TYPE_CHECKING:
         stop_run,
         submit_run,
         wait_for_run,
+        worker_note,
     )
     from fakevoice.services.users import cli_actor, ensure_database
     from fakevoice.services.verdicts import (
@@ -198,6 +199,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "stop_run",
         "submit_run",
         "wait_for_run",
+        "worker_note",
     ),
     "fakevoice.services.users": (
         "cli_actor",
@@ -303,4 +305,5 @@ __all__ = [
     "submit_run",
     "utterances",
     "wait_for_run",
+    "worker_note",
 ]

@@ -292,6 +292,37 @@ def run_progress(actor: Actor, run_id: int, *, after_step: int = -1) -> RunProgr
     return RunProgress(run=run, batches=batches, epochs=epochs)
 
 
+QUEUED_NOTE_SECONDS = 30.0  # a job queued longer than this gets a word on why it may wait
+
+
+def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
+    """A sentence when a job seems to wait on a worker: queued for a while (no worker, or others
+    ahead of it), or running without a heartbeat for longer than ``stale_seconds`` (its worker
+    may have died; the next worker to look marks it interrupted). None otherwise."""
+    now = now or datetime.now(UTC)
+    if run.status == "queued":
+        waited = (now - run.created_at).total_seconds()
+        if waited >= QUEUED_NOTE_SECONDS:
+            return (
+                f"Queued for {_duration(waited)}: other jobs are ahead of it, or no worker is "
+                "running (`fakevoice worker`; `make run` starts one)."
+            )
+    elif run.status == "running":
+        heard = run.heartbeat_at or run.started_at
+        stale = get_settings().stale_seconds
+        if heard is not None and (silent := (now - heard).total_seconds()) > stale:
+            return (
+                f"No word from its worker for {_duration(silent)}: the worker may have stopped. "
+                "A worker that is running (or the next one to start) marks the job interrupted "
+                "and resumes it."
+            )
+    return None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def wait_for_run(
     actor: Actor, run_id: int, *, timeout: float = 3600.0, poll: float = 0.5
 ) -> RunRecord:
