@@ -52,6 +52,8 @@ def render(actor: Actor, model: ModelRecord, threshold: float) -> None:
             "duration": st.column_config.NumberColumn("seconds", format="%.2f"),
             "sample_rate": st.column_config.NumberColumn("sample rate (Hz)", format="%d"),
             "file_sha256": "SHA-256",
+            "analysis_id": st.column_config.NumberColumn("verdict #", format="%d"),
+            "error_code": None,  # the CSV's and the API's; the error column says it in words
         },
         placeholder="—",
     )

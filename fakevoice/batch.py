@@ -69,6 +69,8 @@ class BatchResult:
         duration: seconds of the clip as uploaded; sample_rate: its original rate in Hz.
         file_sha256: hex sha256 of the clip's bytes (of the zip entry, for a zip).
         cautions: why the verdict deserves less trust (:mod:`fakevoice.cautions`).
+        analysis_id: the verdict's entry in the user's history (its report, its outcome).
+        error_code: the error's code (as the API's ``error.code``), with ``error``.
     """
 
     name: str
@@ -81,6 +83,8 @@ class BatchResult:
     error: str | None = None
     file_sha256: str | None = None
     cautions: list[str] = field(default_factory=list)
+    analysis_id: int | None = None
+    error_code: str | None = None
 
 
 def read_batch(
@@ -174,7 +178,9 @@ def score_batch(
     results: list[BatchResult] = []
     for entry in entries:
         if entry.data is None:
-            results.append(BatchResult(entry.name, error=entry.error or "No data."))
+            results.append(
+                BatchResult(entry.name, error=entry.error or "No data.", error_code="refused_entry")
+            )
             continue
         try:
             scored = services.score_clip(
@@ -186,7 +192,7 @@ def score_batch(
                 origin=origin,
             )
         except FakeVoiceError as exc:
-            results.append(BatchResult(entry.name, error=str(exc)))
+            results.append(BatchResult(entry.name, error=str(exc), error_code=exc.code))
             continue
         verdict = scored.verdict
         results.append(
@@ -200,6 +206,7 @@ def score_batch(
                 sample_rate=scored.info.sample_rate,
                 file_sha256=scored.analysis.file_sha256,
                 cautions=list(verdict.cautions),
+                analysis_id=scored.analysis.id,
             )
         )
     logger.info(
@@ -220,9 +227,12 @@ RESULT_COLUMNS = (
     "duration",
     "sample_rate",
     "error",
+    "error_code",
     "file_sha256",
+    "analysis_id",
     "cautions",  # last: one text in the table (see results_frame)
 )
+WHOLE_NUMBER_COLUMNS = ("sample_rate", "analysis_id")  # blank for a clip without a verdict
 
 
 def results_frame(results: list[BatchResult]) -> pd.DataFrame:
@@ -239,7 +249,10 @@ def results_frame(results: list[BatchResult]) -> pd.DataFrame:
         }
         for result in results
     ]
-    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *(f"p_{c}" for c in classes)])
+    frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *(f"p_{c}" for c in classes)])
+    for column in WHOLE_NUMBER_COLUMNS:  # 16000, not 16000.0, beside an empty cell
+        frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def spreadsheet_safe(value: object) -> object:

@@ -1127,8 +1127,11 @@ def test_batch_of_files_and_a_zip_scores_each_clip(world: World) -> None:
     assert results["calls.zip/calls/one.wav"]["duration"] == pytest.approx(1.2, abs=1e-3)
     assert results["calls.zip/notes.txt"]["verdict"] is None
     assert "not a recording" in results["calls.zip/notes.txt"]["error"]
-    logged = {a.file_name for a in services.list_analyses(world.bob, limit=500)}
-    assert {"a.wav", "calls.zip/calls/one.wav"} <= logged
+    assert results["calls.zip/notes.txt"]["error_code"] == "not_audio"
+    logged = {a.file_name: a.id for a in services.list_analyses(world.bob, limit=500)}
+    assert {"a.wav", "calls.zip/calls/one.wav"} <= set(logged)
+    one = results["calls.zip/calls/one.wav"]["analysis_id"]
+    assert one in logged.values() and results["calls.zip/notes.txt"]["analysis_id"] is None
 
 
 def test_batch_as_csv(world: World) -> None:
@@ -1141,6 +1144,10 @@ def test_batch_as_csv(world: World) -> None:
     assert list(frame["name"]) == ["'=cmd.wav", "b.wav"]  # no spreadsheet formula
     assert {"label", "p_human", "p_bonafide", "p_world", "error"} <= set(frame.columns)
     assert pd.isna(frame["error"][0]) and isinstance(frame["error"][1], str)
+    assert frame["error_code"][1] == "not_audio"
+    rows = response.text.splitlines()[1:]
+    assert ",16000," in rows[0] and ",16000.0," not in rows[0]  # whole numbers stay whole
+    assert frame["analysis_id"][0] > 0 and pd.isna(frame["analysis_id"][1])
 
 
 def test_zip_bomb_is_refused(world: World) -> None:

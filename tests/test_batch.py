@@ -201,8 +201,17 @@ def test_score_batch_keeps_errors_per_clip_and_logs_verdicts(alice: Actor) -> No
     assert other.sample_rate == 8000 and other.error is None
     assert text.label is None and text.error is not None and "not a recording" in text.error
     assert refused.error == "Refused: the entry is a symbolic link."
+    assert (text.error_code, refused.error_code, good.error_code) == (
+        "not_audio",
+        "refused_entry",
+        None,
+    )
     logged = services.list_analyses(alice)
     assert sorted(a.file_name for a in logged) == ["also-good.wav", "good.wav"]
+    # Each verdict names its entry in the history; a clip without one, none.
+    by_name = {a.file_name: a.id for a in logged}
+    assert (good.analysis_id, other.analysis_id) == (by_name["good.wav"], by_name["also-good.wav"])
+    assert text.analysis_id is None and refused.analysis_id is None
     assert {a.source for a in logged} == {"page"} and {a.threshold for a in logged} == {0.7}
 
 
@@ -250,7 +259,9 @@ def test_results_frame_and_csv() -> None:
         "duration",
         "sample_rate",
         "error",
+        "error_code",
         "file_sha256",
+        "analysis_id",
         "cautions",
         "p_bonafide",
         "p_world",
@@ -263,4 +274,4 @@ def test_results_frame_and_csv() -> None:
     assert back["error"][1] == "This file is empty." and pd.isna(back["label"][1])
     assert frame["cautions"].tolist() == ["", "", "Recorded at 8 kHz. -Clipped."]
     assert pd.isna(back["cautions"][0]) and back["cautions"][2] == "Recorded at 8 kHz. -Clipped."
-    assert results_csv([]).strip() == ",".join(frame.columns[:9])
+    assert results_csv([]).strip() == ",".join(frame.columns[:11])

@@ -210,6 +210,12 @@ class BatchItemOut(BaseModel):
     duration: float | None = None
     sample_rate: int | None = None
     error: str | None = Field(default=None, description="why this clip has no verdict")
+    error_code: str | None = Field(
+        default=None, description="the error's code, as a single request's error.code gives it"
+    )
+    analysis_id: int | None = Field(
+        default=None, description="the verdict's entry in your history (GET /v1/analyses/{id})"
+    )
     file_sha256: str | None = Field(default=None, description="sha256 of the clip's bytes, hex")
     cautions: list[str] = Field(
         default_factory=list, description="why the verdict deserves less trust"
@@ -236,6 +242,8 @@ class BatchOut(BaseModel):
                     "duration": 4.0,
                     "sample_rate": 8000,
                     "error": None,
+                    "error_code": None,
+                    "analysis_id": 42,
                     "cautions": [
                         "The file was recorded at 8 kHz, so it holds nothing above 4 kHz; the "
                         "model learned from 16 kHz audio. Treat the verdict with care."
@@ -250,6 +258,8 @@ class BatchOut(BaseModel):
                     "duration": None,
                     "sample_rate": None,
                     "error": "This file is not audio we can read.",
+                    "error_code": "not_audio",
+                    "analysis_id": None,
                 },
             ],
             "elapsed_ms": 131.0,
