@@ -96,17 +96,18 @@ def read_bounded(source: str | Path | bytes, max_bytes: int) -> bytes:
 def _check_size(size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise FileTooLargeError(
-            f"The file is {_size_text(size)}; files up to {_size_text(max_bytes)} are accepted."
+            f"The file is {size_text(size)}; files up to {size_text(max_bytes)} are accepted."
         )
     if size == 0:
         raise EmptyAudioError("The file is empty (0 bytes); it holds no audio.")
 
 
-def _size_text(n_bytes: int) -> str:
-    if n_bytes >= 1_000_000:
-        return f"{n_bytes / 1_000_000:.1f} MB"
-    if n_bytes >= 1_000:
-        return f"{n_bytes / 1_000:.1f} kB"
+def size_text(n_bytes: int) -> str:
+    """A size for people, in the binary units the settings are given in (50 MiB, not 52.4 MB)."""
+    if n_bytes >= 1024 * 1024:
+        return f"{n_bytes / (1024 * 1024):.1f} MiB"
+    if n_bytes >= 1024:
+        return f"{n_bytes / 1024:.1f} KiB"
     return f"{n_bytes} bytes"
 
 

@@ -670,6 +670,12 @@ def test_metrics_count_requests_by_route_and_verdicts(world: World) -> None:
     for run_id in (world.run_id, 10**9):  # one route for every id, found or not
         httpx.get(f"{world.url}/v1/runs/{run_id}", headers=auth(world.alice_token))
     httpx.get(f"{world.url}/no/such/path")
+    # Refused for its declared size before routing: still counted under its route.
+    head = (
+        "POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data\r\n"
+        f"Content-Length: {10**10}\r\nConnection: close\r\n\r\n"
+    )
+    assert _raw_request(world, head, b"-")[0] == 413
     scraped = httpx.get(f"{world.url}/metrics")  # no token needed
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
     after = scraped.text
@@ -682,10 +688,11 @@ def test_metrics_count_requests_by_route_and_verdicts(world: World) -> None:
     assert grew(total, method="GET", route="/v1/runs/{run_id}", status="200") == 1
     assert grew(total, method="GET", route="/v1/runs/{run_id}", status="404") == 1
     assert grew(total, route="unmatched", status="404") == 1
+    assert grew(total, method="POST", route="/v1/predict", status="413") == 1
     assert "/no/such/path" not in after and str(10**9) not in after
     assert grew("fakevoice_verdicts_total", verdict=verdict, arch="specnet") == 1
     timed = "fakevoice_http_request_duration_seconds_count"
-    assert grew(timed, method="POST", route="/v1/predict") == 1
+    assert grew(timed, method="POST", route="/v1/predict") == 2  # the verdict and the 413
     assert metric_value(after, "fakevoice_scoring_threads") >= 1
     assert metric_value(after, "fakevoice_scoring_busy") == 0
     assert metric_value(after, "fakevoice_models_loaded") >= 1
@@ -1080,7 +1087,7 @@ def test_json_routes_count_a_streamed_body_before_the_token_is_checked(world: Wo
         return
     # Read whole, the body would have been answered 401 (no token): the 413 shows it was not.
     message = assert_error(response, 413, "too_large")
-    assert f"{JSON_BODY_LIMIT:,} bytes" in message
+    assert "(1.0 MiB)" in message
 
 
 def test_declared_sizes_are_judged_against_each_routes_own_limit(world: World) -> None:

@@ -27,10 +27,11 @@ from fakevoice.api.datasets import build_dataset_router
 from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.history import build_history_router
 from fakevoice.api.models import build_model_router
-from fakevoice.api.monitoring import ApiMetrics, MetricsMiddleware
+from fakevoice.api.monitoring import ROUTE_PATH_KEY, ApiMetrics, MetricsMiddleware
 from fakevoice.api.routes import ERRORS, build_router
 from fakevoice.api.signatures import build_signature_router
 from fakevoice.api.training import build_training_router
+from fakevoice.decoding import size_text
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings, get_settings
 
@@ -121,7 +122,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         limit = exc.limit if isinstance(exc, BodyTooLarge) else None
         limit = limit or request.scope.get("starlette.max_body_size")
         if isinstance(limit, int):
-            message = f"The request is larger than this server accepts ({limit:,} bytes)."
+            message = f"The request is larger than this server accepts ({size_text(limit)})."
     return error_response(exc.status_code, code, message, **(exc.headers or {}))
 
 
@@ -157,11 +158,15 @@ class ContentLengthLimit:
         if scope["type"] == "http":
             declared = Headers(scope=scope).get("content-length", "")
             limit = self.limits.get(scope["path"], self.default)
+            if scope["path"] in self.limits:
+                # The route's own path (no ids in it): the metrics name it, though the request
+                # may be answered here, before routing.
+                scope[ROUTE_PATH_KEY] = scope["path"]
             if declared.isdigit() and int(declared) > limit:
                 response = error_response(
                     413,
                     "too_large",
-                    f"The request is larger than this server accepts ({limit:,} bytes).",
+                    f"The request is larger than this server accepts ({size_text(limit)}).",
                     Connection="close",
                 )
                 await response(scope, receive, send)
@@ -210,6 +215,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Declared sizes are answered before routing, each path against its route's own limit
+    # (filled in below, from the routes); inside the metrics, which count those answers too.
+    app.state.body_limits = {}
+    app.add_middleware(ContentLengthLimit, limits=app.state.body_limits, default=JSON_BODY_LIMIT)
     metrics = ApiMetrics() if settings.api_metrics else None
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -225,14 +234,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router in routers:
         app.include_router(router, responses=ERRORS)
-    # Declared sizes are answered before routing, each path against its route's own limit.
-    app.state.body_limits = {
-        route.path: route.max_body_size
+    app.state.body_limits.update(
+        (route.path, route.max_body_size)
         for router in [scoring, *routers]
         for route in router.routes
         if isinstance(route, APIRoute) and route.max_body_size is not None
-    }
-    app.add_middleware(ContentLengthLimit, limits=app.state.body_limits, default=JSON_BODY_LIMIT)
+    )
     app.add_exception_handler(errors.FakeVoiceError, _fakevoice_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -28,6 +28,7 @@ from fakevoice.artefacts import (
     BUNDLE_WEIGHTS,
     MANIFEST_FORMAT,
 )
+from fakevoice.decoding import size_text
 from fakevoice.errors import (
     FakeVoiceError,
     FileTooLargeError,
@@ -89,8 +90,7 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
     limit = get_settings().max_model_upload_bytes
     if len(data) > limit:
         raise FileTooLargeError(
-            f"The model file is {_megabytes(len(data))}; uploads are limited to "
-            f"{_megabytes(limit)}."
+            f"The model file is {size_text(len(data))}; uploads are limited to {size_text(limit)}."
         )
     if not data:
         raise ModelFileError("The uploaded model file is empty.")
@@ -196,8 +196,8 @@ def _bundle_member(archive: zipfile.ZipFile, wanted: str, max_bytes: int) -> byt
     entry = safe[0]
     if entry.file_size > max_bytes:
         raise FileTooLargeError(
-            f"{wanted} in the zip unpacks to {_megabytes(entry.file_size)}; the limit is "
-            f"{_megabytes(max_bytes)}."
+            f"{wanted} in the zip unpacks to {size_text(entry.file_size)}; the limit is "
+            f"{size_text(max_bytes)}."
         )
     try:
         with archive.open(entry) as handle:
@@ -207,9 +207,7 @@ def _bundle_member(archive: zipfile.ZipFile, wanted: str, max_bytes: int) -> byt
             f"{wanted} in the zip cannot be read (damaged or encrypted)."
         ) from None
     if len(content) > max_bytes:
-        raise FileTooLargeError(
-            f"{wanted} in the zip unpacks to more than {_megabytes(max_bytes)}."
-        )
+        raise FileTooLargeError(f"{wanted} in the zip unpacks to more than {size_text(max_bytes)}.")
     return content
 
 
@@ -344,7 +342,3 @@ def _looks_like_safetensors(data: bytes) -> bool:
         return False
     header = int.from_bytes(data[:8], "little")
     return 0 < header < len(data) and data[8:9] == b"{"
-
-
-def _megabytes(n_bytes: int) -> str:
-    return f"{n_bytes / (1024 * 1024):.1f} MB"
