@@ -11,6 +11,7 @@ from typing import Any
 
 from fakevoice.cli import print_json
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
+from fakevoice.store.records import STATUS_WORDS
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             run = services.wait_for_run(actor, run.id, timeout=args.timeout)
             if run.status != "succeeded":
                 raise InvalidSpecError(
-                    f"The test {run.name!r} is {run.status}"
+                    f"The test {run.name!r} {STATUS_WORDS[run.status]}"
                     + (f": {run.error}" if run.error else ".")
                 )
             evaluations = services.evaluation_results(actor, run.id)

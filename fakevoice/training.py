@@ -410,8 +410,8 @@ def train(
         learn.load(run_dir / CHECKPOINT_DIR / "best", with_opt=False, device=device)
     else:
         learn.load(run_dir / CHECKPOINT_DIR / "last", with_opt=False, device=device)
-    sink.on_progress(
-        1.0 if status == "succeeded" else history[-1].epoch / spec.epochs, history[-1].epoch
-    )
+    # Stopped: the share of its epochs it completed (epochs count from 0).
+    done = history[-1].epoch + 1
+    sink.on_progress(1.0 if status == "succeeded" else done / spec.epochs, history[-1].epoch)
     report, files = write_run_artefacts(learn, spec, data, history, run_dir)
     return TrainResult(status, len(history), data.class_names, report, files, notice, history)

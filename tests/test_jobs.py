@@ -189,6 +189,7 @@ def test_stop_while_running_keeps_the_last_good_epoch(
     assert run.status == "cancelled"
     done = epochs_of(actor, run_id)
     assert 1 <= len(done) < 40 and done == list(range(len(done)))
+    assert run.progress == pytest.approx(len(done) / 40)  # the share of epochs it completed
     (model,) = models_of_run(actor, run_id)
     assert [int(r["epoch"]) for r in read_history(Path(model.path))] == done
 

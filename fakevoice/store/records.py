@@ -23,6 +23,14 @@ AnalysisSource = Literal["page", "api", "cli"]
 
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 FINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+STATUS_WORDS: dict[str, str] = {  # "Run 'x' <words>": a status in a sentence
+    "queued": "is queued",
+    "running": "is running",
+    "succeeded": "has finished",
+    "failed": "has failed",
+    "cancelled": "was stopped",
+    "interrupted": "was interrupted",
+}
 
 
 @dataclass(frozen=True)

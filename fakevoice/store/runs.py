@@ -26,6 +26,7 @@ from fakevoice.settings import get_settings
 from fakevoice.store.records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    STATUS_WORDS,
     Actor,
     RunBackend,
     RunKind,
@@ -207,7 +208,10 @@ def requeue_run(
     """
     row = visible_run_row(session, actor, run_id)
     if row.status not in FINAL_STATUSES or row.status == "succeeded":
-        raise ConflictError(f"Run {row.name!r} is {row.status}; only a stopped run can restart.")
+        raise ConflictError(
+            f"Run {row.name!r} {STATUS_WORDS[row.status]}; only a stopped, failed or interrupted "
+            "run can be resumed."
+        )
     _lock_user(session, row.owner_id)
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, row.owner_id) >= limit:
