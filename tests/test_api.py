@@ -579,9 +579,10 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
     # Nobody else finds it, and bad filters are refused in words.
     bob = httpx.get(url, params={"q": digest[:12]}, headers=auth(world.bob_token)).json()
     assert bob["total"] == 0 and bob["items"] == []
-    assert_error(
+    wrong = assert_error(
         httpx.get(url, params={"verdict": "fake"}, headers=headers), 422, "invalid_request"
     )
+    assert "The field 'verdict[0]' is not valid" in wrong  # not 'verdict.0'
     message = assert_error(
         httpx.get(url, params={"since": "2026-01-02", "until": "2026-01-01"}, headers=headers),
         422,
@@ -628,6 +629,12 @@ def test_history_is_searched_by_name_or_hash_and_exported_as_csv(world: World) -
     refused_check = httpx.post(check, json=changed, headers=headers).json()
     assert refused_check["valid"] is False and "changed" in refused_check["message"]
     assert_error(httpx.post(check, json=signed), 401, "unauthorized")
+    not_json = httpx.post(
+        check,
+        content=b"%PDF-1.7 not a report",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert "not valid JSON" in assert_error(not_json, 400, "bad_request")
     published = httpx.get(f"{world.url}/v1/reports/key").json()  # no token needed
     assert published["key_id"] == signed["signature"]["key_id"]
     from fakevoice import signing

@@ -96,14 +96,24 @@ async def _fakevoice_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in {"body", "query", "path", "header"}]
-    return ".".join(parts) or "request"
+    """A field as people read it: ``noise_levels[1]``, ``callbacks.grad_clip``."""
+    text = ""
+    for part in loc:
+        if part in {"body", "query", "path", "header"}:
+            continue
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "request"
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    problems = exc.errors()
+    if any(problem.get("type") == "json_invalid" for problem in problems):
+        return error_response(
+            400, "bad_request", "The body is not valid JSON; send a JSON object as /docs shows."
+        )
     sentences = []
-    for problem in exc.errors()[:5]:
+    for problem in problems[:5]:
         field = _field(problem.get("loc", ()))
         if problem.get("type") == "missing":
             sentences.append(f"The field '{field}' is required.")

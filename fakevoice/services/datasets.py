@@ -187,10 +187,18 @@ def dataset_names(*, actor: Actor | None) -> list[str]:
 def find_dataset(name: str, actor: Actor | None) -> DatasetSummary:
     """The summary of the dataset called ``name``; NotFoundError for any other string and for
     a dataset of someone else's."""
-    for summary in list_datasets(actor=actor):
+    summaries = list_datasets(actor=actor)
+    for summary in summaries:
         if summary.name == name:
             return summary
-    raise NotFoundError(f"There is no dataset named {name!r} that you may use. {BUILD_HINT}")
+    if not summaries:
+        raise NotFoundError(f"There is no dataset named {name!r}: none is built yet. {BUILD_HINT}")
+    names = ", ".join(repr(s.name) for s in summaries[:10]) + (
+        ", ..." if len(summaries) > 10 else ""
+    )
+    raise NotFoundError(
+        f"There is no dataset named {str(name)[:80]!r} that you may use; these are: {names}."
+    )
 
 
 def dataset_path(name: str, *, actor: Actor | None) -> Path:

@@ -72,8 +72,8 @@ def find_model(actor: Actor, key: str | int) -> ModelRecord:
 def model_not_found(key: str | int) -> NotFoundError:
     """The error for a model name or id that names no model the actor may use."""
     return NotFoundError(
-        f"There is no model called {str(key).strip()!r} that you may use; "
-        "`fakevoice models` lists them."
+        f"There is no model called {str(key).strip()[:80]!r} that you may use: name one of "
+        "yours or a shared one, by its name or its id."
     )
 
 
