@@ -769,3 +769,17 @@ def test_a_job_waiting_on_a_worker_says_so(db: str, people: People) -> None:
     silent = worker_note(running, now + timedelta(minutes=5))
     assert silent is not None and silent.startswith("No word from its worker for 5 min")
     assert worker_note(changed(run, status="succeeded"), later) is None
+
+
+def test_the_sqlite_file_is_the_servers_users_only(tmp_path: Path) -> None:
+    """It holds password and token hashes: made owner-only, and narrowed if it was not."""
+    fresh = tmp_path / "fresh.sqlite"
+    store.init_db(f"sqlite:///{fresh}")
+    assert fresh.stat().st_mode & 0o777 == 0o600
+    store.dispose_engines()
+    old = tmp_path / "old.sqlite"
+    old.touch(mode=0o644)
+    old.chmod(0o644)
+    store.init_db(f"sqlite:///{old}")
+    assert old.stat().st_mode & 0o777 == 0o600
+    store.dispose_engines()

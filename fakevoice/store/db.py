@@ -115,11 +115,29 @@ def _create_engine(url: str) -> Engine:
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(Path(database))
     engine = create_engine(url, connect_args={"timeout": 10.0})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     logger.debug("SQLite engine for %s", database)
     return engine
+
+
+def _owner_only(database: Path) -> None:
+    """Make the SQLite file (password and token hashes, notes) readable by the server's user only:
+    created so when new (SQLite gives its journal files the same mode); an existing one that
+    others may read is narrowed, as the secret files are."""
+    try:
+        descriptor = os.open(database, os.O_RDONLY | os.O_CREAT, 0o600)
+        os.close(descriptor)
+        mode = database.stat().st_mode & 0o777
+        if mode & 0o077:
+            database.chmod(0o600)
+            logger.warning(
+                "%s was readable by others (mode %o); made it owner-only", database, mode
+            )
+    except OSError as error:  # a file we do not own (a shared volume): leave it to its owner
+        logger.info("cannot narrow the permissions of %s: %s", database, error)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
