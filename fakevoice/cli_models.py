@@ -38,7 +38,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{path}: {exc}", file=sys.stderr)
             continue
         verdict = scored.verdict
-        result = {"file": path, **verdict.to_dict(), "file_sha256": scored.analysis.file_sha256}
+        result = {
+            "file": path,
+            **verdict.to_dict(),
+            "file_sha256": scored.analysis.file_sha256,
+            "analysis_id": scored.analysis.id,  # for `fakevoice label` and `history --report`
+        }
         explanation = None
         if args.explain:  # the window the verdict found most machine-like, not scored again
             from fakevoice.explain import most_machine_like
@@ -58,7 +63,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if explanation is not None:
                 print(f"  why: {explanation.summary()}")
     if args.json:
-        print_json({"model": {"id": model.id, "name": model.name}, "results": results})
+        # The model named as the API names it, so that scripts read both alike.
+        named = {"id": model.id, "name": model.name, "arch": model.arch, "version": model.version}
+        print_json({"model": named, "results": results})
     # Scripts can tell: 0 every file judged, 1 some could not be, 2 none could.
     return 2 if failures == len(args.files) else 1 if failures else 0
 

@@ -107,8 +107,11 @@ def test_cli_trains_lists_predicts_and_evaluates(
     sf.write(clip, speechlike(5.0, seed=5), 16000)
     predicted = console("predict", "--model", "cli-run", str(clip), "--json")
     assert predicted.returncode == 0, predicted.stderr
-    (result,) = json.loads(predicted.stdout)["results"]
+    printed_json = json.loads(predicted.stdout)
+    (result,) = printed_json["results"]
     assert result["label"] in {"human", "machine-generated", "inconclusive"}
+    assert set(printed_json["model"]) == {"id", "name", "arch", "version"}  # as the API names it
+    assert len(printed_json["model"]["version"]) == 12 and result["analysis_id"] > 0
     assert np.isclose(result["p_human"] + result["p_fake"], 1.0)
     assert len(result["windows"]) >= 2
     # Nothing about the clip; the tiny model's own figures may earn it a caution.

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.batch import BatchResult
 from fakevoice.explain import Explanation, heatmap_cells
 from fakevoice.inference import Verdict
@@ -47,7 +46,7 @@ class ModelRef(BaseModel):
 
 
 def model_version(model: ModelRecord) -> str:
-    return str(model.files.get(BUNDLE_WEIGHTS, ""))[:12]
+    return model.version
 
 
 class WindowOut(BaseModel):

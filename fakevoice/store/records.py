@@ -165,6 +165,13 @@ class ModelRecord:
     metrics: dict[str, Any]
     created_at: datetime
 
+    @property
+    def version(self) -> str:
+        """The first 12 hex digits of its weights' sha256 (``model.safetensors``, the safe
+        bundle's weights: :data:`fakevoice.artefacts.BUNDLE_WEIGHTS`): which weights gave a
+        verdict, as every face names them."""
+        return str(self.files.get("model.safetensors", ""))[:12]
+
 
 @dataclass(frozen=True)
 class AnalysisRecord:
