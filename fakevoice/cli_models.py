@@ -127,14 +127,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         reports = [e.report for e in evaluations]
         print_json(reports[0] if len(reports) == 1 else reports)
         return 0
+    dataset = str(evaluations[0].report["dataset"])
+    note = services.shortcut_warning(dataset, actor=actor, use="test")
+    if note:  # first: it points at the per-generator figures that follow
+        print(f"note: {note}\n")
     for evaluation in evaluations:
         _print_report(evaluation.report)
     _print_fusion(evaluations)
     _print_pairs(evaluations)
-    dataset = str(evaluations[0].report["dataset"])
-    note = services.shortcut_warning(dataset, actor=actor, use="test")
-    if note:
-        print(f"\nnote: {note}")
     return 0
 
 

@@ -181,6 +181,7 @@ def test_cli_trains_lists_predicts_and_evaluates(
     write_audit(Path(workbench["FAKEVOICE_DATASET_DIR"]) / DATASET, audit_cues(planted))
     noted = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--limit", "4")
     assert "note: Shortcut in this dataset" in noted.stdout and "world (0% EER)" in noted.stdout
+    assert noted.stdout.startswith("note: ")  # before the figures it points at
 
     # Two models at once, in this process; the same queued as a job for a worker.
     both = cli(
@@ -216,7 +217,9 @@ def test_cli_trains_lists_predicts_and_evaluates(
         worker.terminate()
         worker.wait(timeout=60)
     assert waited.returncode == 0, waited.stderr
-    assert waited.stdout.startswith(f"model cli-run on {DATASET} (all, 6 items)")
+    # The dataset's shortcut note first, then the report.
+    assert waited.stdout.startswith("note: Shortcut in this dataset")
+    assert f"\n\nmodel cli-run on {DATASET} (all, 6 items)" in waited.stdout
     shown = cli("evaluate", "--results", str(test["id"]), "--json")
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
