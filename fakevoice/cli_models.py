@@ -213,6 +213,7 @@ def _write_scores(path: Path, evaluations: list[Any]) -> None:
 
 def _print_report(report: dict[str, Any]) -> None:
     from fakevoice.metrics.bootstrap import interval_words
+    from fakevoice.services.evaluation import unfamiliar_words
 
     eer = report.get("eer")
     name = report["model"]["name"]
@@ -221,6 +222,8 @@ def _print_report(report: dict[str, Any]) -> None:
     print(f"  EER {100 * eer:.2f} %" if eer is not None else "  EER: n/a (one class only)")
     if report.get("eer_interval"):
         print(f"  {interval_words(report['eer_interval'])}")
+    if (unfamiliar := unfamiliar_words(report.get("unfamiliar"))) is not None:
+        print(f"  {unfamiliar}")
     _print_breakdown(report)
 
 

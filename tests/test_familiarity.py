@@ -205,3 +205,43 @@ def test_a_model_without_a_reference_says_nothing(trained: Path, tmp_path: Path)
     (tmp_path / "old" / "manifest.json").write_text(json.dumps(manifest))
     verdict = Detector.from_bundle(tmp_path / "old").predict_samples(tone(440, 1.5), 16000)
     assert verdict.typicality is None
+
+
+def test_a_tests_unfamiliar_shares_and_their_words() -> None:
+    """The share of a test's human and machine items the model finds unlike its own data."""
+    from fakevoice.services.evaluation import unfamiliar_shares, unfamiliar_words
+
+    typicality = [0.5, 0.001, 0.0, 0.3, 0.2, 0.005]
+    human = [True, True, True, True, False, False]
+    shares = unfamiliar_shares(typicality, human)
+    assert shares == {
+        "below": UNFAMILIAR,
+        "human": 0.5,
+        "human_items": 4,
+        "machine": 0.5,
+        "machine_items": 2,
+    }
+    words = unfamiliar_words(shares)
+    assert words is not None and "50 % of the 4 human items and 50 % of the 2 machine" in words
+    assert unfamiliar_shares([0.5, None], [True, False]) is None  # a model without a reference
+    assert unfamiliar_words(None) is None
+    only_human = unfamiliar_shares([0.5, 0.001], [True, True])
+    assert only_human is not None and only_human["machine"] is None
+    assert "machine" not in (unfamiliar_words(only_human) or "")
+
+
+def test_a_test_of_a_familiar_model_on_its_own_kind_of_data(
+    trained: Path, isolated_settings: Path
+) -> None:
+    """On the data it learned from, few items are unfamiliar; the report keeps the shares."""
+    from test_uploads import make_user, register_run_model
+
+    from fakevoice.services.evaluation import evaluate_on_dataset
+
+    shutil.copytree(trained.parent / "tiny", isolated_settings / "datasets" / "tiny")
+    alice = make_user("alice")
+    model = register_run_model(alice, trained, "familiar")
+    report = evaluate_on_dataset(alice, model.id, "tiny", "valid").report
+    shares = report["unfamiliar"]
+    assert shares["human_items"] + shares["machine_items"] == report["n"]
+    assert shares["human"] <= 0.1 and shares["machine"] <= 0.1

@@ -186,6 +186,7 @@ def evaluate_on_dataset(
     probs: list[list[float]] = []
     utterances: list[str] = []  # the EER's interval draws whole utterances, or speakers
     speakers: list[str] = []
+    typical: list[float | None] = []  # each item's typicality (None: a model without reference)
     rows: list[dict[str, Any]] = []
     records = cast(list[dict[str, Any]], frame.to_dict("records"))
     for done, row in enumerate(records, start=1):
@@ -196,6 +197,7 @@ def evaluate_on_dataset(
             targets.append(target)
             utterances.append(str(row["utterance"]))
             speakers.append(str(row["speaker"]))
+            typical.append(verdict.typicality)
             probs.append([verdict.probabilities[n] for n in names])
             rows.append(
                 {
@@ -222,6 +224,7 @@ def evaluate_on_dataset(
     report["generator_eer"] = generator_eers(human, classes)
     report["noise_eer"] = noise_eers(human, classes, table["noise"].tolist())
     report["eer_items"] = eer_item_counts(classes, table["noise"].tolist())
+    report["unfamiliar"] = unfamiliar_shares(typical, [t == bonafide_index for t in targets])
     report.update(
         {
             "dataset": dataset,
@@ -231,3 +234,41 @@ def evaluate_on_dataset(
         }
     )
     return DatasetEvaluation(json.loads(json.dumps(report, default=float)), table)
+
+
+def unfamiliar_shares(typicality: list[float | None], human: list[bool]) -> dict[str, Any] | None:
+    """How much of a test the model finds unlike its own data: the share of its human and of its
+    machine items whose typicality is under :data:`~fakevoice.metrics.familiarity.UNFAMILIAR`
+    (:mod:`fakevoice.metrics.familiarity`), and the items each share rests on. A cross-dataset
+    test on audio the model finds unfamiliar measures it out of its depth. None for a model
+    without a familiarity reference."""
+    from fakevoice.metrics.familiarity import UNFAMILIAR
+
+    if not typicality or any(t is None for t in typicality):
+        return None
+    values = np.asarray(typicality, dtype=np.float64)
+    is_human = np.asarray(human, dtype=bool)
+    shares: dict[str, Any] = {"below": UNFAMILIAR}
+    for name, chosen in (("human", is_human), ("machine", ~is_human)):
+        n = int(chosen.sum())
+        shares[name] = float((values[chosen] < UNFAMILIAR).mean()) if n else None
+        shares[f"{name}_items"] = n
+    return shares
+
+
+def unfamiliar_words(shares: object) -> str | None:
+    """:func:`unfamiliar_shares` in a sentence (None when the report has none)."""
+    if not isinstance(shares, dict):
+        return None
+    parts = [
+        f"{100 * shares[name]:.0f} % of the {shares[f'{name}_items']} {name} items"
+        for name in ("human", "machine")
+        if isinstance(shares.get(name), float)
+    ]
+    if not parts:
+        return None
+    return (
+        f"Unlike the model's own data (typicality under {shares.get('below', 0.01):g}): "
+        + " and ".join(parts)
+        + ". Where that share is large, these figures say how the model does out of its depth."
+    )
