@@ -107,7 +107,11 @@ def check_email(email: str | None) -> str | None:
     address = (email or "").strip()
     if not address:
         return None
-    if len(address) > MAX_EMAIL_CHARS or not _EMAIL.fullmatch(address):
+    if (
+        len(address) > MAX_EMAIL_CHARS
+        or not _EMAIL.fullmatch(address)
+        or has_control_characters(address)
+    ):
         raise InvalidSpecError(f"{address!r} is not an e-mail address (name@example.org).")
     return address
 

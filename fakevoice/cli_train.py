@@ -445,7 +445,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("run", nargs="?", default=None, help="show, delete: the job (id or name)")
     p.add_argument("--yes", action="store_true", help="delete: yes, for good")
-    p.add_argument("--out", default=None, help="export: CSV file to write (default stdout)")
+    p.add_argument(
+        "-o",
+        "--out",
+        "--output",
+        dest="out",
+        default=None,
+        help="export: CSV file to write (default stdout)",
+    )
     p.add_argument(
         "--jobs",
         action="store_true",

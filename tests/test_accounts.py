@@ -298,6 +298,8 @@ def test_control_characters_never_reach_the_store(db: Path) -> None:
     accounts.request_password_reset("bob\x00")  # says nothing, as for any unknown name
     with pytest.raises(InvalidSpecError, match="control characters"):
         accounts.register("carol", PASSWORD, display_name="Carol\x00C")
+    with pytest.raises(InvalidSpecError, match="not an e-mail address"):
+        accounts.register("carol", PASSWORD, email="carol\x00@example.org")
     actor = accounts.authenticate("bob", PASSWORD).actor
     with store.session_scope() as session, pytest.raises(InvalidSpecError, match="control"):
         store.create_run(session, actor, "a\nrun", {})

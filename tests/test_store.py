@@ -783,3 +783,23 @@ def test_the_sqlite_file_is_the_servers_users_only(tmp_path: Path) -> None:
     store.init_db(f"sqlite:///{old}")
     assert old.stat().st_mode & 0o777 == 0o600
     store.dispose_engines()
+
+
+def test_a_clients_file_name_is_kept_printable(db: str, people: People) -> None:
+    """Shown, never a path: control characters (a NUL, which PostgreSQL text cannot hold; a line
+    end) become question marks."""
+    model_id = _add_model(db, people.owner, "names", public=True)
+    with store.session_scope(db) as session:
+        kept = store.add_analysis(
+            session,
+            people.owner,
+            model_id=model_id,
+            file_name="call\x00\n.wav",
+            duration=1.0,
+            sample_rate=16000,
+            verdict="human",
+            probabilities={"bonafide": 1.0},
+            threshold=0.6,
+            source="api",
+        )
+    assert kept.file_name == "call??.wav"

@@ -83,7 +83,8 @@ def add_analysis(
         id=0,  # given by the insert
         owner_id=actor.user_id,
         model_id=model_id,
-        file_name=str(file_name)[:255],
+        # Shown, never a path; printable only (PostgreSQL text holds no NUL, pages no escapes).
+        file_name="".join(c if c.isprintable() else "?" for c in str(file_name))[:255],
         duration=float(duration),
         sample_rate=int(sample_rate),
         verdict=verdict,
