@@ -119,9 +119,11 @@ def verdict_card(
     p_human: float,
     threshold: float,
     cautions: Sequence[str] = (),
+    typicality: float | None = None,
 ) -> None:
-    """The verdict in a bordered card, coloured green / red / orange, with the reasons to trust
-    it less (:mod:`fakevoice.cautions`) under it."""
+    """The verdict in a bordered card, coloured green / red / orange, with how familiar the clip
+    is to the model (when it keeps a reference) and the reasons to trust it less
+    (:mod:`fakevoice.cautions`) under it."""
     colour, icon, title = CARD_STYLE[label]
     with st.container(border=True):
         st.markdown(f"### :{colour}[{icon} {title}]")
@@ -136,6 +138,15 @@ def verdict_card(
         else:
             st.markdown("This sounds like a real person.")
         st.caption(f"P(human) = {p_human:.1%} · P(machine) = {1 - p_human:.1%}")
+        if typicality is not None:
+            st.caption(
+                f"Typicality {typicality:.2f}: the share of the model's validation clips that lie "
+                "at least as far from all its classes in its own features. Clips like its data "
+                "spread between 0 and 1; under 0.01 the clip is unlike them.",
+                help="fakevoice.metrics.familiarity: Mahalanobis distance to the nearest class "
+                "mean of the features the model's last layer reads, against its validation "
+                "clips' (out of fold).",
+            )
         for caution in cautions:
             st.warning(caution, icon=":material/warning:")
 

@@ -186,7 +186,7 @@ def _show_outcome(
         return
     verdict = outcome.scored.verdict
     label, generator = redecide(verdict.probabilities, threshold)
-    verdict_card(label, generator, verdict.p_human, threshold, verdict.cautions)
+    verdict_card(label, generator, verdict.p_human, threshold, verdict.cautions, verdict.typicality)
     probability_chart(verdict.probabilities)
     if not details:
         return

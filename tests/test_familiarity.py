@@ -245,3 +245,23 @@ def test_a_test_of_a_familiar_model_on_its_own_kind_of_data(
     shares = report["unfamiliar"]
     assert shares["human_items"] + shares["machine_items"] == report["n"]
     assert shares["human"] <= 0.1 and shares["machine"] <= 0.1
+
+
+def test_the_evaluate_page_shows_the_typicality_and_the_caution(
+    trained: Path, isolated_settings: Path
+) -> None:
+    """A fraud analyst sees how familiar the clip is to the model, beside the verdict."""
+    import io
+
+    import soundfile as sf
+    from test_page_evaluate import assert_no_exception, evaluate_page, upload_clip
+    from test_uploads import make_user, register_run_model
+
+    alice = make_user("alice")
+    register_run_model(alice, trained, "familiar")
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(440, 1.5), 16000, format="WAV")
+    at = upload_clip(evaluate_page(alice), "tone.wav", buffer.getvalue())
+    assert_no_exception(at)
+    assert any(c.value.startswith("Typicality 0.00:") for c in at.caption)
+    assert any("unlike the audio this model learned from" in w.value for w in at.warning)
