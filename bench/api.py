@@ -90,6 +90,23 @@ def clip_wav(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
+def _familiarity(model: object) -> dict[str, object]:
+    """A reference fitted on the features of 120 noise images, as a run's is on its validation
+    items: what it costs a verdict does not depend on what it was fitted on."""
+    import numpy as np
+    import torch
+
+    from fakevoice.metrics.familiarity import captured_features, fit_familiarity
+
+    assert isinstance(model, torch.nn.Module)
+    model.eval()
+    with torch.inference_mode(), captured_features(model) as features:
+        model(torch.randn(120, 3, 224, 224))
+    reference = fit_familiarity(torch.cat(features).numpy(), np.arange(120) % 2)
+    assert reference is not None
+    return reference.to_dict()
+
+
 def store_models(names: list[str], seconds: float) -> tuple[Actor, str, dict[str, int]]:
     """A user with a token and the benchmarked models: (user, token, name -> model id)."""
     import torch
@@ -133,6 +150,8 @@ def store_models(names: list[str], seconds: float) -> tuple[Actor, str, dict[str
         model, _ = get_arch(name).build(2)  # the network training makes today
         if (config := arch_config(model)) is not None:
             manifest["arch_config"] = config
+        if image:  # the familiarity reference a trained model keeps (its cost is the verdict's)
+            manifest["familiarity"] = _familiarity(model)
         folder = get_settings().data_dir / "models" / name
         save_bundle(model, manifest, folder)
         with store.session_scope() as session:

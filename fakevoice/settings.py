@@ -47,11 +47,12 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a running job without heartbeat this long is interrupted"
     )
     stop_grace_seconds: float = Field(
-        default=600.0,
+        default=3600.0,
         gt=0,
         le=86400,
         description="a job that has not ended this long after it was asked to stop (stuck) has "
-        "its process ended by the worker",
+        "its process ended by the worker; a stopped run still scores its validation split "
+        "(minutes for AASIST on a CPU), so keep it long",
     )
     auto_resume: bool = Field(
         default=True, description="the worker resumes interrupted runs from their last epoch"
