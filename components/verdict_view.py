@@ -142,7 +142,7 @@ def verdict_card(
             st.caption(
                 f"Typicality {typicality:.2f}: the share of the model's validation clips that lie "
                 "at least as far from all its classes in its own features. Clips like its data "
-                "spread between 0 and 1; under 0.01 the clip is unlike them.",
+                "spread between 0 and 1; under 0.001 the clip is unlike them.",
                 help="fakevoice.metrics.familiarity: Mahalanobis distance to the nearest class "
                 "mean of the features the model's last layer reads, against its validation "
                 "clips' (out of fold).",

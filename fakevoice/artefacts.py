@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 import fakevoice
 from fakevoice import metrics
 from fakevoice.datasets.noise import noise_sort_key
+from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.calibration import fit_calibration
 from fakevoice.metrics.familiarity import captured_features, fit_familiarity
 from fakevoice.models.registry import arch_config
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from fakevoice.training import EpochRecord
     from fakevoice.training_data import PreparedData
     from fakevoice.trainspec import TrainSpec
+
+logger = logging.getLogger(__name__)
 
 BUNDLE_WEIGHTS = "model.safetensors"
 BUNDLE_MANIFEST = "manifest.json"
@@ -248,11 +252,17 @@ def write_run_artefacts(
     report["calibration"] = calibration.to_dict() if calibration is not None else None
     # How far the model's features usually lie from its classes, for the verdict's caution on a
     # clip unlike its validation audio (fakevoice.metrics.familiarity).
-    familiarity = (
-        fit_familiarity(torch.cat(features).numpy(), targets, groups, seed=spec.seed)
-        if features and sum(len(f) for f in features) == len(targets)
-        else None
-    )
+    familiarity = None
+    if features and sum(len(f) for f in features) == len(targets):
+        try:
+            seen = (
+                _detector_features(learn.model, spec, data)
+                if spec.input_kind == "image"
+                else torch.cat(features).numpy()
+            )
+            familiarity = fit_familiarity(seen, targets, groups, seed=spec.seed)
+        except (ValueError, np.linalg.LinAlgError, FakeVoiceError) as error:
+            logger.warning("no familiarity reference for %s: %s", run_dir.name, error)  # an extra
     report["familiarity_items"] = familiarity.items if familiarity is not None else None
     report["train_items"] = len(data.train)
     report["valid_items"] = len(data.valid)
@@ -294,6 +304,32 @@ def write_run_artefacts(
         VALID_SCORES,
     )
     return report, {name: sha256_file(run_dir / name) for name in names}
+
+
+def _detector_features(model: torch.nn.Module, spec: TrainSpec, data: PreparedData) -> np.ndarray:
+    """The features the model's last layer reads for each validation item (its first window)
+    as the detector will make them: from the item's waveform, through the detector's own
+    preprocessing. The training batches' images come from the dataset's PNGs, rendered before
+    the clip was stored at 16 bits: close, but the reference is sensitive to small, steady
+    shifts in directions the features hardly vary in, and must see what verdicts will see."""
+    from fakevoice.datasets.manifest import load_item_waveform
+    from fakevoice.features import FeatureSpec
+    from fakevoice.preprocess import waveform_to_image_tensor, windows
+
+    feature_spec = FeatureSpec.from_dict(data.feature_spec)
+    device = next(model.parameters()).device
+    model.eval()
+    images: list[torch.Tensor] = []
+    with torch.inference_mode(), captured_features(model) as captured:
+        for row in cast(list[dict[str, Any]], data.valid.to_dict("records")):
+            stacked, _ = windows(load_item_waveform(data.dataset_dir, row), spec.clip_samples)
+            images.append(waveform_to_image_tensor(stacked[0], feature_spec))
+            if len(images) == 32:
+                model(torch.stack(images).to(device))
+                images = []
+        if images:
+            model(torch.stack(images).to(device))
+    return torch.cat(captured).numpy()
 
 
 def write_valid_scores(valid: Any, p_human: np.ndarray, path: Path) -> None:

@@ -115,7 +115,7 @@ def familiarity_cautions(typicality: float, items: int) -> list[str]:
     where = (
         f"further from all of them than any of the {items} clips it was validated on"
         if typicality <= 0.0
-        else f"further from all of them than {1 - typicality:.1%} of the {items} clips it was "
+        else f"further from all of them than {1 - typicality:.2%} of the {items} clips it was "
         "validated on"
     )
     return [

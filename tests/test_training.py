@@ -91,6 +91,7 @@ def make_tiny_dataset(
     features: FeatureSpec = FEATURES,
     speakers: tuple[str, ...] = SPEAKERS,
     utterances_per_speaker: int = UTTERANCES_PER_SPEAKER,
+    first_seed: int = 0,
 ) -> Path:
     """A manifest-conformant dataset (docs/CONTRACTS.md): 10 utterances x 3 classes, clean only
     (by default; more with more ``speakers`` or ``utterances_per_speaker``)."""
@@ -99,7 +100,7 @@ def make_tiny_dataset(
     for s, speaker in enumerate(speakers):
         for u in range(utterances_per_speaker):
             utterance = f"{speaker}_u{u}"
-            clean = speechlike(1.5, seed=100 * s + u)
+            clean = speechlike(1.5, seed=first_seed + 100 * s + u)
             for label in ("bonafide", *GENERATORS):
                 samples = clean if label == "bonafide" else _spoof(clean, label)
                 item = item_id(utterance, label, noise)

@@ -103,7 +103,7 @@ class PredictionOut(BaseModel):
         default=None,
         description="share of the model's validation clips whose features lie at least as far "
         "from its classes as this clip's: spread between 0 and 1 for clips like them, under "
-        "0.01 (with a caution) for a clip unlike the audio the model learned from; null for a "
+        "0.001 (with a caution) for a clip unlike the audio the model learned from; null for a "
         "model trained before it kept a reference, or imported",
     )
     elapsed_ms: float = Field(description="decoding, inference and logging, milliseconds")

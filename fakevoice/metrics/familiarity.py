@@ -3,19 +3,24 @@ audio the model was validated on.
 
 A detector answers for any input, even one unlike everything it learned from (another language,
 a telephone line, a generator it never met, music), and its probabilities then say little. The
-features its classes are read from (the input of its last linear layer) show such clips: they lie
-far from every class. The distance is that of Lee et al. (2018, "A simple unified framework for
-detecting out-of-distribution samples and adversarial attacks"): the Mahalanobis distance to the
-nearest class mean, under one covariance shared by the classes. The covariance is kept low rank
-(its top directions and one variance for all the others: probabilistic PCA, Tipping and Bishop
-1999), so that a model's reference fits in its manifest and stays well defined with few items.
+features its classes are read from (the input of its last linear layer) show such clips. The
+distance is a Mahalanobis distance in the manner of Lee et al. (2018, "A simple unified framework
+for detecting out-of-distribution samples and adversarial attacks"), with two changes:
 
-The reference is fitted on the validation split when a run ends. The distances a clip is judged
-against are out of fold: the split is cut into folds of whole utterances, and each fold is
-measured by a fit that did not see it (a fit's own items would look closer than new clips do).
-They are kept as percentiles. A clip's *typicality* is the share of validation items at least as
-far from the classes as it is: spread evenly between 0 and 1 for clips like the validation ones,
-near 0 for one unlike them all.
+* The directions the class means differ along are taken out first: a clip the model is very sure
+  of lies far along them, and that is confidence, not strangeness. What is left is how unusual
+  the clip is in every other direction, whatever its class.
+* The covariance (shared by the classes) is kept low rank: its top directions and one variance
+  for all the others (probabilistic PCA, Tipping and Bishop 1999), so that a model's reference
+  fits in its manifest and stays defined with few items.
+
+The reference is fitted when a run ends, on the validation items as the detector itself
+preprocesses them. The distances a clip is judged against are out of fold: the split is cut into
+folds of whole utterances, each measured by a fit that did not see it, and new clips are measured
+by one of those fits (a fit on every item would see new clips closer than the held-out ones when
+items are not many more than features). They are kept as percentiles. A clip's *typicality* is
+the share of validation items at least as far as it is: spread evenly between 0 and 1 for clips
+like the validation ones, near 0 for one unlike them all.
 """
 
 from __future__ import annotations
@@ -36,17 +41,18 @@ RANK = 32  # directions of the covariance kept apart; the rest share one varianc
 FOLDS = 5
 MIN_ITEMS = 40  # fewer validation items give no reference
 PERCENTILES = 101  # the out-of-fold distances at 0, 1, ..., 100 %
-UNFAMILIAR = 0.01  # a clip further than 99 % of the validation items is unfamiliar
-METHOD = "mahalanobis, nearest class, low-rank shared covariance"
+UNFAMILIAR = 0.001  # a clip further than 99.9 % of the validation items is unfamiliar
+METHOD = "mahalanobis off the class-mean directions, low-rank shared covariance"
 _VARIANCE_FLOOR = 1e-6  # of the mean variance: directions the validation items never moved in
 
 
 @dataclass(frozen=True)
 class Familiarity:
-    """A model's reference for how far its features usually lie from its classes.
+    """A model's reference for how unusual its features usually are, off its classes' directions.
 
     Attributes:
-        means: ``(C, d)`` the class means of the validation items' features.
+        means: ``(C, d)`` the class means of the validation items' features (the directions
+            they differ along are taken out of every distance).
         components: ``(k, d)`` orthonormal top directions of the within-class covariance.
         variances: ``(k,)`` the variance along each of them.
         residual: the variance in every other direction (their mean).
@@ -66,20 +72,19 @@ class Familiarity:
         return int(self.means.shape[1])
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of each row of ``features`` ``(n, d)`` to the nearest
-        class mean, ``(n,)``."""
+        """Squared Mahalanobis distance of each row of ``features`` ``(n, d)`` from the class
+        means once the directions they differ along are taken out, ``(n,)``."""
         x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
         if x.shape[1] != self.dims:
             raise ValueError(
                 f"features have {x.shape[1]} dimensions; the reference has {self.dims}"
             )
-        centred = x[:, None, :] - self.means[None, :, :]  # (n, C, d)
-        along = centred @ self.components.T  # (n, C, k)
-        total = np.einsum("ncd,ncd->nc", centred, centred)
-        inside = np.einsum("nck,nck->nc", along, along)
-        per_class = (along**2 / self.variances).sum(axis=2)
-        per_class = per_class + np.maximum(total - inside, 0.0) / self.residual
-        return np.asarray(per_class.min(axis=1))
+        centred = _off(x - self.means[0], _between(self.means))
+        along = centred @ self.components.T  # (n, k)
+        total = np.einsum("nd,nd->n", centred, centred)
+        inside = np.einsum("nk,nk->n", along, along)
+        distance = (along**2 / self.variances).sum(axis=1)
+        return np.asarray(distance + np.maximum(total - inside, 0.0) / self.residual)
 
     def typicality(self, distances: np.ndarray | float) -> np.ndarray:
         """The share of validation items at least as far from the classes as each distance (1
@@ -158,20 +163,35 @@ def fit_familiarity(
     y = np.asarray(targets)
     if len(x) < MIN_ITEMS or len(np.unique(y)) < 2 or x.shape[1] < 2:
         return None
+    if not np.isfinite(x).all():
+        return None
     fold_of = _folds(len(x), groups, folds, seed)
-    outside = np.empty(len(x))
+    if len(np.unique(fold_of)) < 2:  # a single utterance: nothing held out
+        return None
+    classes = set(np.unique(y).tolist())
+    outside = np.full(len(x), np.nan)
+    kept: Familiarity | None = None
     for fold in np.unique(fold_of):
         held = fold_of == fold
         fitted = _fit(x[~held], y[~held], rank)
         if fitted is None:
             return None
-        outside[held] = fitted.distances(x[held])
-    whole = _fit(x, y, rank)
-    if whole is None:
+        # Only items whose class this fit knows: an item measured against the other classes'
+        # means alone would look further than it is.
+        known = held & np.isin(y, np.unique(y[~held]))
+        if known.any():
+            outside[known] = fitted.distances(x[known])
+        if kept is None and set(np.unique(y[~held]).tolist()) == classes:
+            kept = fitted
+    measured = outside[np.isfinite(outside)]
+    if kept is None or len(measured) < MIN_ITEMS:
         return None
-    reference = np.percentile(outside, np.linspace(0.0, 100.0, PERCENTILES))
+    # New clips are measured by a fit on part of the items, as each held-out one was: a fit on
+    # all of them would see new clips closer than the held-out ones (its residual variance is
+    # larger when items are not many more than features).
+    reference = np.percentile(measured, np.linspace(0.0, 100.0, PERCENTILES))
     return Familiarity(
-        whole.means, whole.components, whole.variances, whole.residual, reference, len(x)
+        kept.means, kept.components, kept.variances, kept.residual, reference, len(x)
     )
 
 
@@ -188,20 +208,37 @@ def _folds(n: int, groups: np.ndarray | None, folds: int, seed: int) -> np.ndarr
 def _fit(x: np.ndarray, y: np.ndarray, rank: int) -> Familiarity | None:
     classes = np.unique(y)
     means = np.stack([x[y == c].mean(axis=0) for c in classes])
-    within = x - means[np.searchsorted(classes, y)]
+    between = _between(means)
+    within = _off(x - means[np.searchsorted(classes, y)], between)
     n, d = x.shape
     covariance = within.T @ within / max(n - len(classes), 1)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
     eigenvalues = np.clip(eigenvalues, 0.0, None)
-    mean_variance = float(eigenvalues.mean())
-    if mean_variance <= 0.0:
+    free = d - len(between)  # the directions left once the classes' own are taken out
+    mean_variance = float(eigenvalues.sum()) / max(free, 1)
+    if mean_variance <= 0.0 or free < 2:
         return None
-    k = max(1, min(rank, d - 1, n - len(classes) - 1))
+    k = max(1, min(rank, free - 1, n - len(classes) - 1))
     floor = _VARIANCE_FLOOR * mean_variance
-    residual = max(float(eigenvalues[: d - k].mean()), floor)
+    # The smallest eigenvalues are the classes' directions (zero here): not residual variance.
+    residual = max(float(eigenvalues[len(between) : d - k].mean()), floor)
     variances = np.maximum(eigenvalues[d - k :][::-1], residual)
     components = eigenvectors[:, d - k :][:, ::-1].T
     return Familiarity(means, components, variances, residual, np.zeros(2), n)
+
+
+def _between(means: np.ndarray) -> np.ndarray:
+    """An orthonormal basis ``(m, d)`` of the directions the class means differ along."""
+    if len(means) < 2:
+        return np.zeros((0, means.shape[1]))
+    q, r = np.linalg.qr((means[1:] - means[0]).T)
+    keep = np.abs(np.diag(r)) > 1e-12 * max(1.0, float(np.abs(r).max()))
+    return np.asarray(q[:, keep].T)
+
+
+def _off(vectors: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``vectors`` with their components along ``basis`` (orthonormal rows) removed."""
+    return vectors - (vectors @ basis.T) @ basis if len(basis) else vectors
 
 
 def logit_layer(model: nn.Module) -> nn.Linear | None:

@@ -268,7 +268,7 @@ def unfamiliar_words(shares: object) -> str | None:
     if not parts:
         return None
     return (
-        f"Unlike the model's own data (typicality under {shares.get('below', 0.01):g}): "
+        f"Unlike the model's own data (typicality under {shares.get('below', 0.001):g}): "
         + " and ".join(parts)
         + ". Where that share is large, these figures say how the model does out of its depth."
     )
