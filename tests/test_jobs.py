@@ -325,3 +325,40 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
     assert epochs_of(actor, run_id) == list(range(epochs))
     assert [int(r["epoch"]) for r in read_history(runs_dir / str(run_id))] == list(range(epochs))
     assert {name: folder_hashes(runs_dir / name) for name in earlier} == earlier
+
+
+def test_a_child_that_ended_its_run_is_left_to_finish(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    """A run's process writes its final status, then still uploads, cleans up and exits: the
+    worker's heartbeat leaves it be. A child whose run was taken from its worker is ended."""
+    import multiprocessing
+
+    from fakevoice.jobs.local import LocalWorker, _Active
+
+    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("the worker's process handling does not touch the store; SQLite runs it")
+    worker = LocalWorker(concurrency=2, worker_id="w-heart")
+    context = multiprocessing.get_context("spawn")
+    children = {}
+    for name in ("finishing", "taken"):
+        run_id = submit(actor, name, quick_spec())
+        with store.session_scope() as session:
+            assert store.claim_next_queued_run(session, "w-heart").id == run_id
+        child = context.Process(target=time.sleep, args=(30,))
+        child.start()
+        worker.active[run_id] = _Active(run_id, child)
+        children[name] = (run_id, child)
+    with store.session_scope() as session:
+        store.set_status(session, children["finishing"][0], "succeeded", worker_id="w-heart")
+        store.set_status(session, children["taken"][0], "interrupted", worker_id="w-heart")
+    try:
+        worker._heartbeat()
+        assert children["finishing"][1].is_alive()  # left to _reap
+        assert children["finishing"][0] in worker.active
+        assert not children["taken"][1].is_alive()  # ended: another worker resumes the run
+        assert children["taken"][0] not in worker.active
+    finally:
+        for _, child in children.values():
+            child.kill()
+            child.join()

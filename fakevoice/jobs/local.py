@@ -30,8 +30,12 @@ from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 
+from sqlalchemy.orm import Session
+
 from fakevoice import store
+from fakevoice.errors import NotFoundError
 from fakevoice.settings import get_settings
+from fakevoice.store.records import FINAL_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +148,17 @@ class _Active:
     run_id: int
     process: BaseProcess
     stop_seen: float | None = None  # when the worker first saw the run's stop request (monotonic)
+
+
+def _ended_here(session: Session, run_id: int, worker_id: str) -> bool:
+    """Whether the run ended while this worker held it (its child wrote its final status)."""
+    try:
+        run = store.get_run_for_worker(session, run_id)
+    except NotFoundError:
+        return False
+    return (
+        run.worker_id == worker_id and run.status in FINAL_STATUSES and run.status != "interrupted"
+    )
 
 
 def _end_process(process: BaseProcess, wait: float = 10.0) -> None:
@@ -274,7 +289,10 @@ class LocalWorker:
         with store.session_scope() as session:
             for run_id, active in list(self.active.items()):
                 if not store.heartbeat(session, run_id, self.worker_id):
-                    ended.append((run_id, ""))
+                    # Ended by its own child (which still uploads, cleans up and exits: _reap's
+                    # to collect), or taken from this worker (it must not write on).
+                    if not _ended_here(session, run_id, self.worker_id):
+                        ended.append((run_id, ""))
                     continue
                 if not store.is_stop_requested(session, run_id):
                     continue
