@@ -262,17 +262,19 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
     from fakevoice.settings import get_settings
 
     services.ensure_database()
+    summaries = list_datasets(get_settings().dataset_dir)
     with store.session_scope(readonly=True) as session:
         owners = store.dataset_owners(session)
-        names = {i: store.get_user(session, i).username for i in set(owners.values()) if i}
+        # From the store's records or, for a folder they miss, its owner marker.
+        owner_ids = [owner_of_folder(owners, s.path) for s in summaries]
+        names = {i: _user_or_none(session, i) for i in set(owner_ids) if i is not None}
     rows = []
-    for summary in list_datasets(get_settings().dataset_dir):
-        owner_id = owner_of_folder(owners, summary.path)
+    for summary, owner_id in zip(summaries, owner_ids, strict=True):
         audit = read_audit(summary.path)
         rows.append(
             {
                 **summary.to_dict(),
-                "owner": names.get(owner_id) if owner_id else None,
+                "owner": None if owner_id is None else _owner_words(owner_id, names[owner_id]),
                 "shortcuts": None if audit is None else audit.severity,
             }
         )
@@ -284,6 +286,23 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
             shortcuts = f"shortcuts: {r['shortcuts'] or 'not audited'}"
             print(f"{r['name']:<24} {r['items']:>7} items  {owner:<16} {shortcuts:<24} {r['path']}")
     return 0
+
+
+def _user_or_none(session: Any, user_id: int) -> Any:
+    from fakevoice import store
+    from fakevoice.errors import NotFoundError
+
+    try:
+        return store.get_user(session, user_id)
+    except NotFoundError:
+        return None
+
+
+def _owner_words(owner_id: int, user: Any) -> str:
+    """A private dataset's owner as the operator reads it."""
+    if user is not None:
+        return str(user.username)
+    return "administrators only" if owner_id == 0 else f"user #{owner_id} (gone)"
 
 
 def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -52,6 +52,9 @@ def read_or_create(path: Path, make: bytes, what: str) -> bytes:
             tmp.unlink(missing_ok=True)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        logger.warning("%s was readable by others (mode %o); made it owner-only", path, mode)
-        path.chmod(0o600)
+        try:
+            path.chmod(0o600)
+            logger.warning("%s was readable by others (mode %o); made it owner-only", path, mode)
+        except OSError:  # a mounted secret (read-only, another owner): its mount decides
+            logger.warning("%s is readable by others (mode %o) and cannot be changed", path, mode)
     return path.read_bytes()

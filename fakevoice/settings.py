@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         default="anonymous", max_length=64, description="account that logs anonymous verdicts"
     )
     api_max_request_bytes: int = Field(
-        default=200 * 1024 * 1024, gt=0, description="largest request body (batches, zips)"
+        default=200 * 1024 * 1024, gt=0, description="largest batch request body (files, zips)"
     )
     model_cache_size: int = Field(default=4, ge=1, le=64, description="models kept loaded (LRU)")
     api_scoring_threads: int = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from conftest import speechlike, zip_of
 from workbench import FAKEVOICE, active_workbench, get_run, make_user, start_worker, wait_for
 
 from fakevoice import services, store
+from fakevoice.cli import main
 from fakevoice.datasets.sources import safe_id
 from fakevoice.datasets.uploads import DatasetBuildSpec, uploads_dir
 from fakevoice.errors import (
@@ -494,7 +496,7 @@ def test_clearing_an_interrupted_build_removes_its_upload_and_half_built_folder(
 
 
 def test_a_users_dataset_stays_private_when_the_data_folder_moves(
-    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ownership is recorded by folder; a folder moved (a restore, another mount point) keeps
     its owner through the marker beside its manifest, and is never everyone's for lack of a
@@ -523,7 +525,15 @@ def test_a_users_dataset_stays_private_when_the_data_folder_moves(
     assert services.dataset_names(actor=bob) == ["shared"]
     assert services.dataset_names(actor=alice) == ["hers", "shared"]
     assert services.dataset_names(actor=root) == ["hers", "shared"]
+
+    def listed_owners() -> dict[str, str | None]:
+        capsys.readouterr()
+        assert main(["dataset", "list", "--json"]) == 0
+        return {row["name"]: row["owner"] for row in json.loads(capsys.readouterr().out)}
+
+    assert listed_owners() == {"hers": "alice", "shared": None}  # the operator's list too
     # A damaged marker: administrators only, never everyone.
     (new_root / "hers" / OWNER_MARKER_NAME).write_text("{")
     assert services.dataset_names(actor=alice) == ["shared"]
     assert services.dataset_names(actor=root) == ["hers", "shared"]
+    assert listed_owners() == {"hers": "administrators only", "shared": None}

@@ -769,6 +769,18 @@ def test_a_job_waiting_on_a_worker_says_so(db: str, people: People) -> None:
     silent = worker_note(running, now + timedelta(minutes=5))
     assert silent is not None and silent.startswith("No word from its worker for 5 min")
     assert worker_note(changed(run, status="succeeded"), later) is None
+    # A run made days ago and queued again just now has not waited: measured from its requeue.
+    with store.session_scope(db) as session:
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == run.id)
+            .values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
+        store.claim_next_queued_run(session, "w1")
+        store.set_status(session, run.id, "failed", worker_id="w1", error="out of memory")
+        again = store.requeue_run(session, people.owner, run.id)
+    assert again.created_at < again.queued_at  # type: ignore[operator]
+    assert worker_note(again) is None
 
 
 def test_the_sqlite_file_is_the_servers_users_only(tmp_path: Path) -> None:

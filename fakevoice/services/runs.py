@@ -301,7 +301,7 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
     may have died; the next worker to look marks it interrupted). None otherwise."""
     now = now or datetime.now(UTC)
     if run.status == "queued":
-        waited = (now - run.created_at).total_seconds()
+        waited = (now - (run.queued_at or run.created_at)).total_seconds()
         if waited >= QUEUED_NOTE_SECONDS:
             return (
                 f"Queued for {_duration(waited)}: other jobs are ahead of it, or no worker is "

@@ -301,6 +301,10 @@ def resume_interrupted_run(session: Session, run_id: int, *, resume_from_epoch: 
         return False
     if row.stop_requested:  # asked to stop before it was interrupted: it ends there
         row.status = "cancelled"
+        row.error = (
+            "Stopped as asked; it was interrupted before it could write the results of its last "
+            "epoch. Resume it to go on."
+        )
         session.flush()
         return False
     requeue_row(session, row, resume_from_epoch)

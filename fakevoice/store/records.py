@@ -109,6 +109,7 @@ class RunRecord:
     backend: RunBackend
     resume_from_epoch: int | None
     kind: RunKind = "train"
+    queued_at: datetime | None = None  # when it was made, or last queued again
 
     @property
     def is_active(self) -> bool:

@@ -226,6 +226,7 @@ def requeue_row(session: Session, row: RunRow, resume_from_epoch: int | None) ->
     for table in (BatchMetricRow, EpochMetricRow):
         session.execute(delete(table).where(table.run_id == row.id, table.epoch >= first_dropped))
     row.status = "queued"
+    row.queued_at = _utcnow()
     row.resume_from_epoch = resume_from_epoch
     row.stop_requested = False
     row.error = None
