@@ -1064,6 +1064,10 @@ def test_a_broken_server_secret_is_a_503_that_keeps_its_path_in_the_log(world: W
         reply = httpx.get(f"{world.url}/v1/reports/key")
         assert "misconfigured" in assert_error(reply, 503, "server_misconfigured")
         assert str(key) not in reply.text
+        # The operator's health check says so; verdicts still work, so it stays a 200.
+        health = httpx.get(f"{world.url}/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded" and health.json()["signing"] == {"ok": False}
     finally:
         key.write_bytes(kept)
     assert httpx.get(f"{world.url}/v1/reports/key").status_code == 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Security, Uploa
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fakevoice import batch, services, store
+from fakevoice import batch, services, signing, store
 from fakevoice.api.auth import (
     Caller,
     CallerDep,
@@ -46,11 +47,14 @@ from fakevoice.api.schemas import (
     ModelRef,
     PredictionOut,
     ScoringState,
+    SigningState,
 )
-from fakevoice.errors import FileTooLargeError, InvalidSpecError
+from fakevoice.errors import FileTooLargeError, InvalidSpecError, ServerConfigError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
 from fakevoice.settings import Settings
 from fakevoice.store.records import ModelRecord
+
+logger = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1  # the largest id a database integer holds
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers beside the audio, bytes
@@ -378,8 +382,15 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
             ok = revision == head
         except Exception:  # an unreachable database is what this endpoint reports
             revision, head, ok = None, None, False
+        try:
+            signing.private_key()
+            signs = True
+        except ServerConfigError as exc:
+            logger.error("health: %s", exc)
+            signs = False
         body = HealthOut(
-            status="ok" if ok else "degraded",
+            status="ok" if ok and signs else "degraded",
+            signing=SigningState(ok=signs),
             database=DatabaseState(ok=ok, revision=revision, head=head),
             models=CacheState(loaded=len(DETECTORS), capacity=DETECTORS.capacity),
             scoring=ScoringState(

@@ -398,6 +398,10 @@ class ScoringState(BaseModel):
     waiting: int = Field(description="requests waiting for their turn")
 
 
+class SigningState(BaseModel):
+    ok: bool = Field(description="the key that signs verdict reports can be read")
+
+
 class HealthOut(BaseModel):
     model_config = _examples(
         {
@@ -405,9 +409,14 @@ class HealthOut(BaseModel):
             "database": {"ok": True, "revision": "0011", "head": "0011"},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
+            "signing": {"ok": True},
         }
     )
     status: Literal["ok", "degraded"]
     database: DatabaseState
     models: CacheState
     scoring: ScoringState
+    signing: SigningState = Field(
+        description="the report-signing key: a broken one makes the status degraded (verdicts "
+        "still work; signed reports do not) while the answer stays 200"
+    )
