@@ -219,7 +219,7 @@ def get_analysis(session: Session, actor: Actor, analysis_id: int) -> AnalysisRe
     """One analysis of the actor's (administrators: anyone's). Raises NotFoundError."""
     row = session.get(AnalysisRow, analysis_id)
     if row is None or not actor.can_read(row.owner_id):
-        raise NotFoundError(f"There is no analysis with id {analysis_id}.")
+        raise NotFoundError(f"You have no verdict with id {analysis_id}.")
     return to_record(AnalysisRecord, row)
 
 
