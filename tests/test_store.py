@@ -377,6 +377,40 @@ def test_a_stop_asked_before_the_worker_died_is_kept(db: str, people: People) ->
         assert store.get_run(session, people.owner, late.id).status == "cancelled"
 
 
+def test_a_run_whose_worker_keeps_dying_fails_instead_of_looping(db: str, people: People) -> None:
+    """Its worker died under it three times without an epoch finishing between: it fails with
+    words instead of being resumed for ever; an epoch done starts the count again, and so does
+    its user resuming it."""
+    from fakevoice.store.job_queue import MAX_WORKER_DEATHS
+
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "crash loop", SPEC)
+
+    def die() -> str:
+        with store.session_scope(db) as session:
+            store.claim_next_queued_run(session, "w-dead")
+            session.execute(
+                update(RunRow)
+                .where(RunRow.id == run.id)
+                .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
+            )
+        with store.session_scope(db) as session:
+            assert store.mark_orphans_interrupted(session, 60) == [run.id]
+            resume_interrupted_run(session, run.id, resume_from_epoch=None)
+            return store.get_run(session, people.owner, run.id).status
+
+    assert [die() for _ in range(MAX_WORKER_DEATHS - 1)] == ["queued"] * (MAX_WORKER_DEATHS - 1)
+    with store.session_scope(db) as session:  # an epoch done: progress, the count starts again
+        store.append_epoch_metrics(session, run.id, [EpochMetric(epoch=0)])
+    assert [die() for _ in range(MAX_WORKER_DEATHS - 1)] == ["queued"] * (MAX_WORKER_DEATHS - 1)
+    assert die() == "failed"
+    with store.session_scope(db) as session:
+        failed = store.get_run(session, people.owner, run.id)
+        assert failed.error is not None and f"{MAX_WORKER_DEATHS} times in a row" in failed.error
+        again = store.requeue_run(session, people.owner, run.id)  # its user resumes it
+    assert again.status == "queued" and again.worker_deaths == 0
+
+
 def test_requeue_resumes_and_drops_later_metrics(db: str, people: People) -> None:
     with store.session_scope(db) as session:
         run = store.create_run(session, people.owner, "resumable", SPEC)

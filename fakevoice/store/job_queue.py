@@ -29,6 +29,8 @@ from fakevoice.store.tables import EpochMetricRow, RunRow, utcnow
 
 logger = logging.getLogger(__name__)
 
+MAX_WORKER_DEATHS = 3  # a run whose worker died this often in a row fails, not resumed
+
 _CLAIM_CANDIDATES = 8
 # Which statuses a run may move to a status from (set_status); "queued" again is requeue_run's.
 _ALLOWED_FROM: dict[str, tuple[str, ...]] = {
@@ -231,21 +233,33 @@ def mark_orphans_interrupted(
         ),
     )
     candidates = session.execute(
-        select(RunRow.id, RunRow.stop_requested).where(stale).order_by(RunRow.id)
+        select(RunRow.id, RunRow.stop_requested, RunRow.worker_deaths)
+        .where(stale)
+        .order_by(RunRow.id)
     ).all()
     silent = f"no heartbeat for over {stale_seconds:g} s"
     marked: list[int] = []
-    ended: dict[str, list[int]] = {"interrupted": [], "cancelled": []}
-    for run_id, stop_requested in candidates:
+    ended: dict[str, list[int]] = {"interrupted": [], "cancelled": [], "failed": []}
+    for run_id, stop_requested, deaths in candidates:
+        values: dict[str, Any]
         if stop_requested:
             values = {
                 "status": "cancelled",
                 "error": f"Stopped as asked; its worker stopped responding ({silent}) before it "
                 "could write the results of its last epoch. Resume it to go on.",
             }
+        elif deaths + 1 >= MAX_WORKER_DEATHS:
+            values = {
+                "status": "failed",
+                "worker_deaths": deaths + 1,
+                "error": f"Its worker stopped responding ({silent}) {deaths + 1} times in a row "
+                "without an epoch finishing between (out of memory on the node?), so it is not "
+                "resumed again by itself; resume it by hand, with a smaller batch for example.",
+            }
         else:
             values = {
                 "status": "interrupted",
+                "worker_deaths": deaths + 1,
                 "error": f"The worker stopped responding ({silent}), so the run was "
                 "interrupted; you can resume it.",
             }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import NotFoundError
@@ -68,6 +68,8 @@ def append_epoch_metrics(session: Session, run_id: int, metrics: Sequence[EpochM
     fields = ("epoch", "train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
     rows = [{"run_id": run_id, **{name: getattr(m, name) for name in fields}} for m in metrics]
     session.execute(insert(EpochMetricRow), rows)
+    # An epoch done: whatever killed its workers before, the run is making progress.
+    session.execute(update(RunRow).where(RunRow.id == run_id).values(worker_deaths=0))
     return len(rows)
 
 

@@ -110,6 +110,7 @@ class RunRecord:
     resume_from_epoch: int | None
     kind: RunKind = "train"
     queued_at: datetime | None = None  # when it was made, or last queued again
+    worker_deaths: int = 0  # its worker died under it, since its last completed epoch
 
     @property
     def is_active(self) -> bool:

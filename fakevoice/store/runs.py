@@ -216,6 +216,7 @@ def requeue_run(
     limit = get_settings().max_concurrent_runs_per_user
     if count_active_runs(session, row.owner_id) >= limit:
         raise _too_many_jobs(limit)
+    row.worker_deaths = 0  # resumed by its user: the count of automatic resumes starts again
     requeue_row(session, row, resume_from_epoch)
     return to_record(RunRecord, row)
 

@@ -177,6 +177,8 @@ class RunRow(Base):
     backend: Mapped[str] = mapped_column(String(16), default="local")
     resume_from_epoch: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16), default="train", server_default="train")
+    # Its worker died under it this many times since its last completed epoch (see job_queue).
+    worker_deaths: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class BatchMetricRow(Base):
