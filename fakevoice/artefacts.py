@@ -314,7 +314,7 @@ def _detector_features(model: torch.nn.Module, spec: TrainSpec, data: PreparedDa
     shifts in directions the features hardly vary in, and must see what verdicts will see."""
     from fakevoice.datasets.manifest import load_item_waveform
     from fakevoice.features import FeatureSpec
-    from fakevoice.preprocess import waveform_to_image_tensor, windows
+    from fakevoice.preprocess import window_batch
 
     feature_spec = FeatureSpec.from_dict(data.feature_spec)
     device = next(model.parameters()).device
@@ -322,8 +322,10 @@ def _detector_features(model: torch.nn.Module, spec: TrainSpec, data: PreparedDa
     images: list[torch.Tensor] = []
     with torch.inference_mode(), captured_features(model) as captured:
         for row in cast(list[dict[str, Any]], data.valid.to_dict("records")):
-            stacked, _ = windows(load_item_waveform(data.dataset_dir, row), spec.clip_samples)
-            images.append(waveform_to_image_tensor(stacked[0], feature_spec))
+            batch, _ = window_batch(
+                load_item_waveform(data.dataset_dir, row), spec.clip_samples, feature_spec
+            )
+            images.append(batch[0])
             if len(images) == 32:
                 model(torch.stack(images).to(device))
                 images = []

@@ -31,7 +31,7 @@ from fakevoice.features import FeatureSpec
 from fakevoice.metrics.calibration import Calibration
 from fakevoice.metrics.familiarity import Familiarity, captured_features, logit_layer
 from fakevoice.models.registry import build_inference_model
-from fakevoice.preprocess import waveform_to_image_tensor, windows
+from fakevoice.preprocess import window_batch
 
 if TYPE_CHECKING:
     from fakevoice.audio import Audio
@@ -165,11 +165,8 @@ class Detector:
 
     def model_inputs(self, samples: np.ndarray) -> tuple[torch.Tensor, list[int]]:
         """The batch the model sees for a clip: ``(n_windows, ...)`` and window starts."""
-        stacked, starts = windows(samples, self.window)
-        if self.input_kind == "waveform":
-            return torch.from_numpy(stacked), starts
-        images = [waveform_to_image_tensor(w, self.feature_spec) for w in stacked]
-        return torch.stack(images), starts
+        image = self.input_kind == "image"
+        return window_batch(samples, self.window, self.feature_spec if image else None)
 
     def window_log_probs(
         self, samples: np.ndarray, batch_size: int = 16

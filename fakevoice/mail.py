@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import smtplib
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from fakevoice.errors import FakeVoiceError
+from fakevoice.secret_files import write_owner_only
 from fakevoice.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,5 @@ def _keep_in_outbox(to: str, subject: str, body: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = folder / f"{stamp}-{secrets.token_hex(4)}.txt"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(f"To: {to}\nSubject: {subject}\n\n{body}\n")
+    write_owner_only(path, f"To: {to}\nSubject: {subject}\n\n{body}\n".encode())
     return path

@@ -70,3 +70,16 @@ def windows(samples: np.ndarray, window: int) -> tuple[np.ndarray, list[int]]:
         return fit_length(samples, window)[None, :].astype(np.float32), starts
     stacked = np.stack([samples[s : s + window] for s in starts])
     return stacked.astype(np.float32), starts
+
+
+def window_batch(
+    samples: np.ndarray, window: int, spec: FeatureSpec | None
+) -> tuple[torch.Tensor, list[int]]:
+    """The batch a model sees for a clip: its :func:`windows`, as spectrogram images for an image
+    model (``spec``) or as they are for a waveform model (``spec`` None): ``(n_windows, ...)``
+    and the window starts. The detector scores clips with it; a run's familiarity reference is
+    fitted on what it gives for the validation clips."""
+    stacked, starts = windows(samples, window)
+    if spec is None:
+        return torch.from_numpy(stacked), starts
+    return torch.stack([waveform_to_image_tensor(w, spec) for w in stacked]), starts

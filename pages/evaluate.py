@@ -20,7 +20,6 @@ from components import (
     batch_scoring,
     dataset_test,
     explanation_view,
-    id_from_url,
     upload_megabytes,
     verdict_history,
 )
@@ -44,7 +43,7 @@ from fakevoice.services import reports, uploads
 from fakevoice.services.fusion import fused_p_human
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, ModelRecord
+from fakevoice.store.records import Actor, ModelRecord, record_id
 
 MODES = ("One clip", "Batch", "Compare models", "Test on a dataset")
 
@@ -76,7 +75,7 @@ def _model_from_url(actor: Actor) -> None:
     raw = st.query_params.get("model")
     if raw is None:
         return
-    model_id = id_from_url(raw)
+    model_id = record_id(raw)
     if model_id is None:
         st.error(f"There is no model with id {raw[:40]!r}.")
         return

@@ -17,7 +17,6 @@ from components import (
     api_tokens,
     auth,
     confirmed,
-    id_from_url,
     model_downloads,
     run_comparison,
     sign_in,
@@ -25,7 +24,7 @@ from components import (
 )
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results
-from fakevoice.store.records import Actor, ModelRecord, UserRecord
+from fakevoice.store.records import Actor, ModelRecord, UserRecord, record_id
 
 USER_PARAM = "user"
 RUN_PARAM = "run"
@@ -128,14 +127,14 @@ def _runs_section(actor: Actor) -> None:
         return
     wanted = st.query_params.get(RUN_PARAM)
     by_id = {e.run.id: e for e in entries}
-    if wanted is not None and id_from_url(wanted) not in by_id:
+    if wanted is not None and record_id(wanted) not in by_id:
         st.error(f"There is no run with id {wanted[:40]!r} among yours.")
     if not entries:
         st.info("You have no runs yet: open Train to start one.")
         return
     st.dataframe(profile.run_rows(entries), hide_index=True, placeholder="—")
     ids = list(by_id)
-    wanted_id = id_from_url(wanted)
+    wanted_id = record_id(wanted)
     start = ids.index(wanted_id) if wanted_id in by_id else 0
     chosen = st.selectbox(
         "Open a run",

@@ -14,12 +14,12 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from components import id_from_url, train_again, train_options, training_view
+from components import train_again, train_options, training_view
 from components.auth import require_actor
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import results
-from fakevoice.store.records import Actor, RunRecord
+from fakevoice.store.records import Actor, RunRecord, record_id
 from fakevoice.trainspec import TrainSpec
 
 RUN_PARAM = "run"  # query parameter holding the open run's id
@@ -215,7 +215,7 @@ def _final_panel(actor: Actor, run: RunRecord) -> None:
 
 
 def _run_panel(actor: Actor, raw_id: str) -> None:
-    run_id = id_from_url(raw_id)
+    run_id = record_id(raw_id)
     if run_id is None:
         st.error(f"{raw_id[:40]!r} is not a run id.")
         return

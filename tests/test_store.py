@@ -316,6 +316,15 @@ def test_two_processes_never_claim_the_same_run(db: str) -> None:
             assert store.get_run_for_worker(session, run_id).worker_id == "w0"
 
 
+def _fall_silent(session: Any, run_id: int) -> None:
+    """As if the run's worker had last sent a heartbeat ten minutes ago (it died)."""
+    session.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id)
+        .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
+    )
+
+
 def test_stale_heartbeat_marks_run_interrupted(db: str, people: People) -> None:
     with store.session_scope(db) as session:
         dead = store.create_run(session, people.owner, "dead worker", SPEC)
@@ -323,11 +332,7 @@ def test_stale_heartbeat_marks_run_interrupted(db: str, people: People) -> None:
         alive = store.create_run(session, people.owner, "alive worker", SPEC)
         store.claim_next_queued_run(session, "w-alive")
         # w-dead's last heartbeat was ten minutes ago.
-        session.execute(
-            update(RunRow)
-            .where(RunRow.id == dead.id)
-            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
-        )
+        _fall_silent(session, dead.id)
     with store.session_scope(db) as session:
         assert store.record_progress(session, alive.id, "w-alive", progress=1.7, current_epoch=2)
         assert store.mark_orphans_interrupted(session, 3600) == []
@@ -354,11 +359,7 @@ def test_a_stop_asked_before_the_worker_died_is_kept(db: str, people: People) ->
         run = store.create_run(session, people.owner, "stopped then orphaned", SPEC)
         store.claim_next_queued_run(session, "w-dead")
         assert store.request_stop(session, people.owner, run.id).stop_requested
-        session.execute(
-            update(RunRow)
-            .where(RunRow.id == run.id)
-            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
-        )
+        _fall_silent(session, run.id)
     with store.session_scope(db) as session:
         assert store.mark_orphans_interrupted(session, 60) == [run.id]
         assert not resume_interrupted_run(session, run.id, resume_from_epoch=None)
@@ -389,11 +390,7 @@ def test_a_run_whose_worker_keeps_dying_fails_instead_of_looping(db: str, people
     def die() -> str:
         with store.session_scope(db) as session:
             store.claim_next_queued_run(session, "w-dead")
-            session.execute(
-                update(RunRow)
-                .where(RunRow.id == run.id)
-                .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10))
-            )
+            _fall_silent(session, run.id)
         with store.session_scope(db) as session:
             assert store.mark_orphans_interrupted(session, 60) == [run.id]
             resume_interrupted_run(session, run.id, resume_from_epoch=None)

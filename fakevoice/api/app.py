@@ -132,7 +132,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         limit = exc.limit if isinstance(exc, BodyTooLarge) else None
         limit = limit or request.scope.get("starlette.max_body_size")
         if isinstance(limit, int):
-            message = f"The request is larger than this server accepts ({size_text(limit)})."
+            message = _too_large(limit)
     return error_response(exc.status_code, code, message, **(exc.headers or {}))
 
 
@@ -141,6 +141,11 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(
         500, "internal_error", "Something went wrong on the server; the error was logged."
     )
+
+
+def _too_large(limit: int) -> str:
+    """A 413's words: the limit the request went over."""
+    return f"The request is larger than this server accepts ({size_text(limit)})."
 
 
 class BodyTooLarge(HTTPException):
@@ -176,7 +181,7 @@ class ContentLengthLimit:
                 response = error_response(
                     413,
                     "too_large",
-                    f"The request is larger than this server accepts ({size_text(limit)}).",
+                    _too_large(limit),
                     Connection="close",
                 )
                 await response(scope, receive, send)

@@ -52,11 +52,10 @@ from fakevoice.api.schemas import (
 from fakevoice.errors import FileTooLargeError, InvalidSpecError, ServerConfigError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
 from fakevoice.settings import Settings
-from fakevoice.store.records import ModelRecord
+from fakevoice.store.records import MAX_ID, ModelRecord
 
 logger = logging.getLogger(__name__)
 
-MAX_ID = 2**63 - 1  # the largest id a database integer holds
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers beside the audio, bytes
 _READ_CHUNK = 1 << 20
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from fakevoice import store
 from fakevoice.errors import NotFoundError
 from fakevoice.settings import get_settings
+from fakevoice.store.job_queue import stopped_as_asked
 from fakevoice.store.records import FINAL_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -351,8 +352,7 @@ class LocalWorker:
                     run_id,
                     "cancelled" if stopping else "interrupted",
                     worker_id=self.worker_id,
-                    error="Stopped as asked; the worker was shut down before the run could write "
-                    "the results of its last epoch. Resume it to go on."
+                    error=stopped_as_asked("the worker was shut down")
                     if stopping
                     else "The worker was shut down during this run; it resumes when a worker "
                     "starts again.",

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,12 @@ class Familiarity:
     def dims(self) -> int:
         return int(self.means.shape[1])
 
+    @cached_property
+    def between(self) -> np.ndarray:
+        """The directions the class means differ along (:func:`_between`), worked out once: a
+        detector measures every verdict with them."""
+        return _between(self.means)
+
     def distances(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of each row of ``features`` ``(n, d)`` from the class
         means once the directions they differ along are taken out, ``(n,)``."""
@@ -79,7 +86,7 @@ class Familiarity:
             raise ValueError(
                 f"features have {x.shape[1]} dimensions; the reference has {self.dims}"
             )
-        centred = _off(x - self.means[0], _between(self.means))
+        centred = _off(x - self.means[0], self.between)
         along = centred @ self.components.T  # (n, k)
         total = np.einsum("nd,nd->n", centred, centred)
         inside = np.einsum("nk,nk->n", along, along)
@@ -176,12 +183,13 @@ def fit_familiarity(
         fitted = _fit(x[~held], y[~held], rank)
         if fitted is None:
             return None
+        fitted_classes = np.unique(y[~held])
         # Only items whose class this fit knows: an item measured against the other classes'
         # means alone would look further than it is.
-        known = held & np.isin(y, np.unique(y[~held]))
+        known = held & np.isin(y, fitted_classes)
         if known.any():
             outside[known] = fitted.distances(x[known])
-        if kept is None and set(np.unique(y[~held]).tolist()) == classes:
+        if kept is None and set(fitted_classes.tolist()) == classes:
             kept = fitted
     measured = outside[np.isfinite(outside)]
     if kept is None or len(measured) < MIN_ITEMS:

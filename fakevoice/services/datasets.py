@@ -34,6 +34,7 @@ from fakevoice.datasets.catalog import list_datasets as catalog_list_datasets
 from fakevoice.datasets.manifest import (
     BONAFIDE,
     CLIP_SAMPLE_RATE,
+    OWNER_MARKER_NAME,
     load_item_waveform,
     read_manifest,
     read_owner_marker,
@@ -161,7 +162,7 @@ def owner_of_folder(owners: Mapping[str, int | None], folder: Path) -> int | Non
     key = store.folder_key(folder)
     if key in owners:
         owner = owners[key]
-        if owner is not None and read_owner_marker(folder) is None:
+        if owner is not None and not (folder / OWNER_MARKER_NAME).exists():
             try:
                 write_owner_marker(folder, owner)
             except OSError as error:  # a read-only dataset folder: the record still holds

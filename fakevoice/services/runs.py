@@ -31,6 +31,7 @@ from fakevoice.store.records import (
     RunKind,
     RunRecord,
     RunStatus,
+    record_id,
 )
 from fakevoice.training_data import dataset_feature_spec, select_items
 from fakevoice.trainspec import TrainSpec
@@ -202,8 +203,8 @@ def find_run(actor: Actor, key: str | int) -> RunRecord:
     for run in runs:
         if run.name == text and run.owner_id == actor.user_id:
             return run
-    if text.isascii() and text.isdigit() and len(text) <= 18:
-        return get_run(actor, int(text))
+    if (run_id := record_id(text)) is not None:
+        return get_run(actor, run_id)
     for run in runs:
         if run.name == text:
             return run

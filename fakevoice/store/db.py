@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from fakevoice.secret_files import keep_owner_only
 from fakevoice.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -128,15 +129,9 @@ def _owner_only(database: Path) -> None:
     created so when new (SQLite gives its journal files the same mode); an existing one that
     others may read is narrowed, as the secret files are."""
     try:
-        descriptor = os.open(database, os.O_RDONLY | os.O_CREAT, 0o600)
-        os.close(descriptor)
-        mode = database.stat().st_mode & 0o777
-        if mode & 0o077:
-            database.chmod(0o600)
-            logger.warning(
-                "%s was readable by others (mode %o); made it owner-only", database, mode
-            )
-    except OSError as error:  # a file we do not own (a shared volume): leave it to its owner
+        os.close(os.open(database, os.O_RDONLY | os.O_CREAT, 0o600))
+        keep_owner_only(database)
+    except OSError as error:  # a file we may not even open (a shared volume): its owner's
         logger.info("cannot narrow the permissions of %s: %s", database, error)
 
 

@@ -31,6 +31,16 @@ logger = logging.getLogger(__name__)
 
 MAX_WORKER_DEATHS = 3  # a run whose worker died this often in a row fails, not resumed
 
+
+def stopped_as_asked(what: str) -> str:
+    """The error of a run asked to stop that ended cancelled before its process could write the
+    results of its last epoch; ``what`` says what ended it ("its worker stopped responding")."""
+    return (
+        f"Stopped as asked; {what} before it could write the results of its last epoch. Resume "
+        "it to go on."
+    )
+
+
 _CLAIM_CANDIDATES = 8
 # Which statuses a run may move to a status from (set_status); "queued" again is requeue_run's.
 _ALLOWED_FROM: dict[str, tuple[str, ...]] = {
@@ -245,8 +255,7 @@ def mark_orphans_interrupted(
         if stop_requested:
             values = {
                 "status": "cancelled",
-                "error": f"Stopped as asked; its worker stopped responding ({silent}) before it "
-                "could write the results of its last epoch. Resume it to go on.",
+                "error": stopped_as_asked(f"its worker stopped responding ({silent})"),
             }
         elif deaths + 1 >= MAX_WORKER_DEATHS:
             values = {
@@ -315,10 +324,7 @@ def resume_interrupted_run(session: Session, run_id: int, *, resume_from_epoch: 
         return False
     if row.stop_requested:  # asked to stop before it was interrupted: it ends there
         row.status = "cancelled"
-        row.error = (
-            "Stopped as asked; it was interrupted before it could write the results of its last "
-            "epoch. Resume it to go on."
-        )
+        row.error = stopped_as_asked("it was interrupted")
         session.flush()
         return False
     requeue_row(session, row, resume_from_epoch)

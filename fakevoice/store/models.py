@@ -16,13 +16,18 @@ from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, NotFoundError, PermissionDeniedError
-from fakevoice.store.records import Actor, ModelRecord, field_names, record_from_row, to_record
+from fakevoice.store.records import (
+    Actor,
+    ModelRecord,
+    field_names,
+    record_from_row,
+    record_id,
+    to_record,
+)
 from fakevoice.store.runs import clean_name, visible_run_row
 from fakevoice.store.tables import ModelRow
 
 logger = logging.getLogger(__name__)
-
-MAX_ID_DIGITS = 18  # every number of up to 18 digits fits a database integer
 
 
 def add_model(
@@ -111,11 +116,11 @@ def find_model_by_key(session: Session, actor: Actor, key: str) -> ModelRecord |
     by its name.
     """
     text = key.strip()
-    with_id = text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS
-    query = _model_by_key_query(with_id=with_id, any_id=actor.is_admin)
+    model_id = record_id(text)
+    query = _model_by_key_query(with_id=model_id is not None, any_id=actor.is_admin)
     values: dict[str, Any] = {"name": text, "user_id": actor.user_id}
-    if with_id:
-        values["model_id"] = int(text)
+    if model_id is not None:
+        values["model_id"] = model_id
     row = session.execute(query, values).first()
     return None if row is None else record_from_row(ModelRecord, row)
 

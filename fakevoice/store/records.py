@@ -21,6 +21,7 @@ RunBackend = Literal["local", "ray"]
 RunKind = Literal["train", "dataset", "evaluate", "render"]
 AnalysisSource = Literal["page", "api", "cli"]
 
+MAX_ID = 2**63 - 1  # the largest id a database integer holds
 ACTIVE_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 FINAL_STATUSES: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
 STATUS_WORDS: dict[str, str] = {  # "Run 'x' <words>": a status in a sentence
@@ -31,6 +32,16 @@ STATUS_WORDS: dict[str, str] = {  # "Run 'x' <words>": a status in a sentence
     "cancelled": "was stopped",
     "interrupted": "was interrupted",
 }
+
+
+def record_id(text: str | None) -> int | None:
+    """The record id a person typed or a URL gave (``"12"``), or None for anything else: ASCII
+    digits only (``"²"`` passes ``str.isdigit``), from 1 to :data:`MAX_ID` (a larger number would
+    overflow the database's integer)."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
 
 
 @dataclass(frozen=True)
