@@ -69,6 +69,7 @@ class BatchResult:
         duration: seconds of the clip as uploaded; sample_rate: its original rate in Hz.
         file_sha256: hex sha256 of the clip's bytes (of the zip entry, for a zip).
         cautions: why the verdict deserves less trust (:mod:`fakevoice.cautions`).
+        typicality: how familiar the clip was to the model, 0 to 1 (None: no reference kept).
         analysis_id: the verdict's entry in the user's history (its report, its outcome).
         error_code: the error's code (as the API's ``error.code``), with ``error``.
     """
@@ -85,6 +86,7 @@ class BatchResult:
     cautions: list[str] = field(default_factory=list)
     analysis_id: int | None = None
     error_code: str | None = None
+    typicality: float | None = None
 
 
 def read_batch(
@@ -206,6 +208,7 @@ def score_batch(
                 sample_rate=scored.info.sample_rate,
                 file_sha256=scored.analysis.file_sha256,
                 cautions=list(verdict.cautions),
+                typicality=verdict.typicality,
                 analysis_id=scored.analysis.id,
             )
         )
@@ -230,6 +233,7 @@ RESULT_COLUMNS = (
     "error_code",
     "file_sha256",
     "analysis_id",
+    "typicality",
     "cautions",  # last: one text in the table (see results_frame)
 )
 WHOLE_NUMBER_COLUMNS = ("sample_rate", "analysis_id")  # blank for a clip without a verdict

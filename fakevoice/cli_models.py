@@ -57,7 +57,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             label: str = verdict.label
             if verdict.generator:
                 label += f" (most likely generator: {verdict.generator})"
-            print(f"{path}: {label}  P(human) = {verdict.p_human:.3f}")
+            familiar = (
+                "" if verdict.typicality is None else f"  typicality {verdict.typicality:.3f}"
+            )
+            print(f"{path}: {label}  P(human) = {verdict.p_human:.3f}{familiar}")
             for caution in verdict.cautions:
                 print(f"  caution: {caution}")
             if explanation is not None:

@@ -248,6 +248,7 @@ def test_results_frame_and_csv() -> None:
             1.0,
             8000,
             cautions=["Recorded at 8 kHz.", "-Clipped."],
+            typicality=0.25,
         ),
     ]
     frame = results_frame(results)
@@ -262,6 +263,7 @@ def test_results_frame_and_csv() -> None:
         "error_code",
         "file_sha256",
         "analysis_id",
+        "typicality",
         "cautions",
         "p_bonafide",
         "p_world",
@@ -273,5 +275,6 @@ def test_results_frame_and_csv() -> None:
     assert back["p_world"][0] == 0.9 and pd.isna(back["p_world"][2])
     assert back["error"][1] == "This file is empty." and pd.isna(back["label"][1])
     assert frame["cautions"].tolist() == ["", "", "Recorded at 8 kHz. -Clipped."]
+    assert back["typicality"][2] == 0.25 and pd.isna(back["typicality"][0])
     assert pd.isna(back["cautions"][0]) and back["cautions"][2] == "Recorded at 8 kHz. -Clipped."
-    assert results_csv([]).strip() == ",".join(frame.columns[:11])
+    assert results_csv([]).strip() == ",".join(frame.columns[:12])

@@ -298,3 +298,49 @@ def test_the_evaluate_page_shows_the_typicality_and_the_caution(
     assert_no_exception(at)
     assert any(c.value.startswith("Typicality 0.00:") for c in at.caption)
     assert any("unlike the audio this model learned from" in w.value for w in at.warning)
+
+
+def test_the_history_keeps_how_familiar_each_clip_was(
+    trained: Path, isolated_settings: Path
+) -> None:
+    """An analyst reading the history later sees each verdict's typicality: in the record, the
+    API's entry, the CSV and the report (none for a model without a reference)."""
+    import csv
+    import io
+
+    import soundfile as sf
+    from test_uploads import make_user, register_run_model
+
+    from fakevoice import services
+    from fakevoice.api.history import AnalysisOut
+    from fakevoice.services import reports
+    from fakevoice.services.history import analyses_csv
+
+    alice = make_user("alice")
+    familiar = register_run_model(alice, trained, "familiar")
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(440, 1.5), 16000, format="WAV")
+    scored = services.score_clip(alice, familiar.id, buffer.getvalue(), file_name="tone.wav")
+    assert scored.verdict.typicality is not None and scored.verdict.typicality < UNFAMILIAR
+    kept = services.get_verdict(alice, scored.analysis.id)
+    assert kept.typicality == pytest.approx(scored.verdict.typicality)
+    assert AnalysisOut.of(kept).typicality == kept.typicality
+    report = reports.history_report(alice, kept.id)
+    assert report["verdict"]["typicality"] == kept.typicality
+    assert "**Typicality** 0.000" in reports.report_markdown(report)
+
+    plain_dir = isolated_settings / "plain"
+    shutil.copytree(trained, plain_dir)
+    manifest = json.loads((plain_dir / "manifest.json").read_text())
+    del manifest["familiarity"]
+    (plain_dir / "manifest.json").write_text(json.dumps(manifest))
+    plain = register_run_model(alice, plain_dir, "plain")
+    other = services.score_clip(alice, plain.id, buffer.getvalue(), file_name="tone.wav")
+    assert services.get_verdict(alice, other.analysis.id).typicality is None
+    assert "Typicality" not in reports.report_markdown(
+        reports.history_report(alice, other.analysis.id)
+    )
+
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(analyses_csv(alice)))}
+    assert float(rows[str(kept.id)]["typicality"]) == pytest.approx(kept.typicality, abs=1e-4)
+    assert rows[str(other.analysis.id)]["typicality"] == ""

@@ -186,6 +186,111 @@ def test_bad_manifests_are_refused_with_the_reason(
     assert services.list_models(alice) == []
 
 
+def _references(run_dir: Path) -> dict[str, Any]:
+    """A calibration and a familiarity reference of the right shapes for the run's model (as a
+    run on more data than the tiny set would have kept)."""
+    from fakevoice.metrics.calibration import Calibration
+    from fakevoice.metrics.familiarity import fit_familiarity
+    from fakevoice.models.registry import build_inference_model
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    classes = len(manifest["class_names"])
+    width = logit_layer_width(build_inference_model(manifest))
+    rng = np.random.default_rng(0)
+    targets = np.arange(120) % classes
+    features = rng.normal(size=(120, width)) + targets[:, None]
+    familiarity = fit_familiarity(features, targets, np.arange(120) // 3)
+    assert familiarity is not None
+    bias = tuple(0.0 if c == 0 else 0.5 for c in range(classes))
+    calibration = Calibration(1.7, bias, 120, ece_before=0.2, ece_after=0.05, nll_after=0.4)
+    return {"calibration": calibration.to_dict(), "familiarity": familiarity.to_dict()}
+
+
+def logit_layer_width(model: torch.nn.Module) -> int:
+    from fakevoice.metrics.familiarity import logit_layer
+
+    layer = logit_layer(model)
+    assert layer is not None
+    return layer.in_features
+
+
+def test_a_bundle_keeps_its_calibration_and_familiarity_reference(
+    alice: Actor, run_dir: Path
+) -> None:
+    references = _references(run_dir)
+    manifest = _manifest(run_dir, **references)
+    manifest["calibration"]["dataset"] = "asvspoof-la"
+    uploaded = uploads.import_uploaded_model(
+        alice, "calibrated", "c.zip", bundle_zip(run_dir, manifest=manifest)
+    )
+    stored = json.loads((Path(uploaded.path) / "manifest.json").read_text())
+    assert stored["calibration"]["temperature"] == 1.7
+    assert stored["calibration"]["ece_after"] == 0.05 and stored["calibration"]["dataset"] == (
+        "asvspoof-la"
+    )
+    assert stored["familiarity"] == references["familiarity"]
+    assert uploaded.metrics["calibration"] == stored["calibration"]
+    detector = services.detector_for(uploaded)
+    assert detector.calibration is not None and detector.calibration.temperature == 1.7
+    assert detector.familiarity is not None
+    # It scores as the same weights do with the same manifest in a run folder.
+    original_dir = Path(uploaded.path).parent.parent / "original-run"
+    original_dir.mkdir()
+    for name in RUN_FILES:
+        (original_dir / name).write_bytes((run_dir / name).read_bytes())
+    (original_dir / "manifest.json").write_text(json.dumps(manifest))
+    original = register_run_model(alice, original_dir, name="original")
+    clip = wav_bytes(2.5, seed=4)
+    mine = services.score_clip(alice, uploaded.id, clip, file_name="a.wav").verdict
+    theirs = services.score_clip(alice, original.id, clip, file_name="a.wav").verdict
+    assert mine.typicality is not None and mine.typicality == pytest.approx(theirs.typicality)
+    for name, probability in theirs.probabilities.items():
+        assert mine.probabilities[name] == pytest.approx(probability, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"calibration": {"temperature": 900.0}},
+        {"calibration": {"temperature": 1.0, "bias": [0.0]}},
+        {"calibration": "warm"},
+        {"familiarity": {"means": [[1.0]]}},
+        {"familiarity": "close"},
+        {"familiarity": "wider"},
+        {"calibration": {"ece_after": 7.0}},
+    ],
+)
+def test_unusable_references_are_left_out_and_the_model_still_stored(
+    alice: Actor, run_dir: Path, damage: dict[str, Any]
+) -> None:
+    references = _references(run_dir)
+    manifest = _manifest(run_dir, **references)
+    for key, value in damage.items():
+        if value == "wider":  # a reference of another network's width
+            wide = np.asarray(references["familiarity"]["means"])
+            manifest[key] = {
+                **references["familiarity"],
+                "means": np.hstack([wide, wide]).tolist(),
+                "components": np.hstack([references["familiarity"]["components"]] * 2).tolist(),
+            }
+        elif isinstance(value, dict) and key == "calibration" and "ece_after" in value:
+            manifest[key] = {**references[key], **value}
+        else:
+            manifest[key] = value
+    uploaded = uploads.import_uploaded_model(
+        alice, "kept", "k.zip", bundle_zip(run_dir, manifest=manifest)
+    )
+    stored = json.loads((Path(uploaded.path) / "manifest.json").read_text())
+    (key,) = damage
+    if damage == {"calibration": {"ece_after": 7.0}}:
+        # The numbers that work are kept; an impossible figure is not.
+        assert stored["calibration"]["temperature"] == 1.7
+        assert stored["calibration"]["ece_after"] is None
+    else:
+        assert key not in stored
+    services.score_clip(alice, uploaded.id, wav_bytes(1.5), file_name="a.wav")
+
+
 def test_wrong_zip_content_is_refused(alice: Actor, run_dir: Path) -> None:
     weights = (run_dir / "model.safetensors").read_bytes()
     manifest = (run_dir / "manifest.json").read_bytes()

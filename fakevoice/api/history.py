@@ -42,6 +42,11 @@ class AnalysisOut(BaseModel):
     cautions: list[str] = Field(
         default_factory=list, description="why the verdict deserves less trust, when it was made"
     )
+    typicality: float | None = Field(
+        default=None,
+        description="how familiar the clip was to the model, 0 to 1 (as in POST /v1/predict); "
+        "null when the model keeps no reference or the verdict is older than it",
+    )
     outcome: Literal["human", "machine-generated"] | None = Field(
         default=None, description="what the clip really was, when you have recorded it"
     )

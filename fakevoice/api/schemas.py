@@ -219,6 +219,9 @@ class BatchItemOut(BaseModel):
     cautions: list[str] = Field(
         default_factory=list, description="why the verdict deserves less trust"
     )
+    typicality: float | None = Field(
+        default=None, description="how familiar the clip was to the model, as in /v1/predict"
+    )
 
     @classmethod
     def of(cls, result: BatchResult) -> BatchItemOut:

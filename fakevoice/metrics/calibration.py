@@ -107,7 +107,24 @@ class Calibration:
         )
         if not usable:
             return None
-        return cls(temperature, bias, int(data.get("items", 0) or 0))
+        figures = {name: _figure(data.get(name), name) for name in _FIGURES}
+        return cls(temperature, bias, _count(data.get("items")), **figures)
+
+
+_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after", "ece_held_out", "nll_held_out")
+
+
+def _figure(value: object, name: str) -> float:
+    """A kept figure of a calibration's fit, NaN when absent or impossible (an ECE outside 0 to
+    1, a negative NLL): a bundle from elsewhere is not trusted to hold sensible numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return math.nan
+    high = 1.0 if name.startswith("ece") else math.inf
+    return float(value) if 0.0 <= value <= high else math.nan
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def calibrated_log_probs(log_probs: np.ndarray, temperature: float, bias: np.ndarray) -> np.ndarray:

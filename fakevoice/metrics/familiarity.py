@@ -140,6 +140,7 @@ class Familiarity:
             and variances.shape == (components.shape[0],)
             and reference.ndim == 1
             and reference.size >= 2
+            and items >= MIN_ITEMS
         )
         values = (means, components, variances, reference, np.asarray([residual]))
         if (

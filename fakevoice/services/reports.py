@@ -58,6 +58,7 @@ def verdict_report(
             "logged_threshold": analysis.threshold,
             "probabilities": dict(verdict.probabilities),
             "windows": [vars(window).copy() for window in verdict.windows],
+            "typicality": verdict.typicality,
             "cautions": list(verdict.cautions),
         },
         **({"explanation": explanation.to_dict()} if explanation is not None else {}),
@@ -93,6 +94,7 @@ def history_report(actor: Actor, analysis_id: int) -> dict[str, Any]:
             "logged_threshold": analysis.threshold,
             "probabilities": dict(analysis.probabilities),
             "windows": [dict(window) for window in analysis.windows or []],
+            "typicality": analysis.typicality,
             "cautions": list(analysis.cautions),
         },
         **({"explanation": analysis.explanation} if analysis.explanation else {}),
@@ -151,6 +153,16 @@ def report_json(report: dict[str, Any]) -> str:
     return json.dumps(signing.sign(report), indent=2) + "\n"
 
 
+def _typicality_lines(typicality: object) -> list[str]:
+    """How familiar the clip was to the model, in words (none for a model without a reference)."""
+    if not isinstance(typicality, int | float):
+        return []
+    return [
+        f"- **Typicality** {typicality:.3f}: the share of the model's validation clips at least "
+        "as unlike its classes as this clip (under 0.001: unlike the audio it learned from)"
+    ]
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown document for people."""
     file, model, verdict = report["file"], report["model"], report["verdict"]
@@ -170,6 +182,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"- **P(human)** {verdict['p_human']:.3f} · **P(machine)** {verdict['p_machine']:.3f} · "
         f"threshold {verdict['threshold']:.2f} (below it either way: inconclusive)",
+        *_typicality_lines(verdict.get("typicality")),
         f"- Analysis {report['analysis_id']}, {report['created_at']}, "
         f"Fake Voice Workbench {report['tool_version']}",
         "",

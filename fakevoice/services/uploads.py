@@ -51,6 +51,7 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_ZIP_ENTRIES = 64
 MAX_CLASSES = 256
 MAX_CLASS_NAME = 64
+MAX_LABEL = 200  # characters of a calibration's dataset or split name
 CLIP_SAMPLES_RANGE = (1600, 16000 * 30)  # 0.1 s .. 30 s at 16 kHz
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -158,8 +159,12 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
         )
     manifest = validate_manifest(_parse_manifest(manifest_bytes))
     model = _load_weights(manifest, weights_bytes)
+    _drop_unfitting_familiarity(manifest, model)
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
-    return store_bundle_as_model(actor, name, model, manifest)
+    metrics: dict[str, Any] = {"source": manifest["source"]}
+    if "calibration" in manifest:
+        metrics["calibration"] = manifest["calibration"]
+    return store_bundle_as_model(actor, name, model, manifest, metrics=metrics)
 
 
 def _is_torch_pickle(name: str) -> bool:
@@ -310,7 +315,46 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
             clean["train_spec"] = TrainSpec.from_dict(train_spec).to_dict()
         except (FakeVoiceError, TypeError, ValueError):
             logger.info("dropping an invalid train_spec from an uploaded manifest")
+    clean.update(_kept_references(manifest, len(classes)))
     return clean
+
+
+def _kept_references(manifest: dict[str, Any], classes: int) -> dict[str, Any]:
+    """The calibration and familiarity reference a bundle brings, each rebuilt from its checked
+    values (bounds, shapes, finite numbers) or left out with a note in the log: a model that lacks
+    them still scores, as models trained before them do, while wrong ones would shift every
+    verdict or caution."""
+    from fakevoice.metrics.calibration import Calibration
+    from fakevoice.metrics.familiarity import Familiarity
+
+    kept: dict[str, Any] = {}
+    raw = manifest.get("calibration")
+    calibration = Calibration.from_dict(raw, classes) if raw is not None else None
+    if calibration is not None and isinstance(raw, dict):
+        kept["calibration"] = calibration.to_dict()
+        for key in ("dataset", "split"):
+            value = raw.get(key)
+            if isinstance(value, str) and value.isprintable() and len(value) <= MAX_LABEL:
+                kept["calibration"][key] = value
+    elif raw is not None:
+        logger.info("dropping an unusable calibration from an uploaded manifest")
+    raw = manifest.get("familiarity")
+    familiarity = Familiarity.from_dict(raw, classes) if raw is not None else None
+    if familiarity is not None:
+        kept["familiarity"] = familiarity.to_dict()
+    return kept
+
+
+def _drop_unfitting_familiarity(manifest: dict[str, Any], model: nn.Module) -> None:
+    """A familiarity reference measures the input of the model's last linear layer: one of
+    another width belongs to another network and is left out."""
+    from fakevoice.metrics.familiarity import Familiarity, logit_layer
+
+    reference = Familiarity.from_dict(manifest.get("familiarity"))
+    layer = logit_layer(model)
+    if reference is not None and (layer is None or layer.in_features != reference.dims):
+        logger.info("dropping a familiarity reference that does not fit the uploaded weights")
+        del manifest["familiarity"]
 
 
 def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:

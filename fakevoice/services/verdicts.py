@@ -157,6 +157,7 @@ def score_clip(
             file_sha256=digest,
             cautions=verdict.cautions,
             windows=[vars(window) for window in verdict.windows],
+            typicality=verdict.typicality,
         )
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
 

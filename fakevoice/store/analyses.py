@@ -54,6 +54,7 @@ def add_analysis(
     file_sha256: str | None = None,
     cautions: Sequence[str] = (),
     windows: Sequence[Mapping[str, Any]] | None = None,
+    typicality: float | None = None,
 ) -> AnalysisRecord:
     """Record a verdict the actor asked for with a model they may read.
 
@@ -68,6 +69,7 @@ def add_analysis(
         cautions: why the verdict deserves less trust, in sentences (:mod:`fakevoice.cautions`).
         windows: the per-window timeline (``start``, ``end`` in seconds, ``p_human``,
             ``top_class`` each), at most :data:`MAX_WINDOWS`; kept rounded (ms, 1e-4).
+        typicality: how familiar the clip was to the model, 0 to 1 (None: not measured).
 
     Raises:
         NotFoundError: the model does not exist or the actor may not read it.
@@ -95,12 +97,21 @@ def add_analysis(
         file_sha256=file_sha256,
         cautions=[str(caution) for caution in cautions],
         windows=timeline,
+        typicality=_typicality(typicality),
     )
     values = {name: getattr(entry, name) for name in field_names(AnalysisRecord) if name != "id"}
     analysis_id = session.scalar(_insert_analysis(any_model=actor.is_admin), values)
     if analysis_id is None:
         raise NotFoundError(f"There is no model with id {model_id}.")
     return dataclasses.replace(entry, id=int(analysis_id))
+
+
+def _typicality(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not 0.0 <= float(value) <= 1.0:  # NaN fails too
+        raise InvalidSpecError(f"typicality must be between 0 and 1; got {value!r}")
+    return float(value)
 
 
 def _timeline(windows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

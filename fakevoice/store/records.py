@@ -211,6 +211,9 @@ class AnalysisRecord:
     # Why it was made, when its owner asked: the explained window's "start", "end", "p_human",
     # "bands" ({"low", "high", "unit", "share"} each), "segments" and "method"; None otherwise.
     explanation: dict[str, Any] | None = None
+    # How familiar the clip was to the model (0 to 1, :mod:`fakevoice.metrics.familiarity`);
+    # None when the model keeps no reference or the verdict is older than it.
+    typicality: float | None = None
 
 
 VERDICT_LABELS: tuple[str, ...] = ("human", "machine-generated", "inconclusive")

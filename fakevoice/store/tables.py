@@ -270,6 +270,9 @@ class AnalysisRow(Base):
     explanation: Mapped[dict[str, Any] | None] = mapped_column(
         JSON(none_as_null=True), default=None
     )
+    # How familiar the clip was to the model (fakevoice.metrics.familiarity), 0 to 1; None: the
+    # model keeps no reference, or the verdict is older than the column.
+    typicality: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class ApiTokenRow(Base):
