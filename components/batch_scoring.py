@@ -47,7 +47,6 @@ def render(actor: Actor, model: ModelRecord, threshold: float) -> None:
         hide_index=True,
         column_config={
             "name": "file",
-            "label": "verdict",
             "p_human": st.column_config.NumberColumn("P(human)", format="%.3f"),
             "duration": st.column_config.NumberColumn("seconds", format="%.2f"),
             "sample_rate": st.column_config.NumberColumn("sample rate (Hz)", format="%d"),

@@ -224,7 +224,7 @@ def score_batch(
 
 RESULT_COLUMNS = (
     "name",
-    "label",
+    "verdict",  # BatchResult.label, named as the API's JSON and the history name it
     "p_human",
     "generator",
     "duration",
@@ -247,7 +247,9 @@ def results_frame(results: list[BatchResult]) -> pd.DataFrame:
         classes.extend(c for c in result.probabilities if c not in classes)
     rows = [
         {
-            **{column: getattr(result, column) for column in RESULT_COLUMNS[:-1]},
+            **{column: getattr(result, column) for column in RESULT_COLUMNS[2:-1]},
+            "name": result.name,
+            "verdict": result.label,
             "cautions": " ".join(result.cautions),
             **{f"p_{c}": result.probabilities.get(c) for c in classes},
         }
@@ -269,7 +271,7 @@ def spreadsheet_safe(value: object) -> object:
 def results_csv(results: list[BatchResult]) -> str:
     """The results as CSV text (header row; file names cannot act as spreadsheet formulas)."""
     frame = results_frame(results)
-    for column in ("name", "error", "generator", "label", "cautions"):
+    for column in ("name", "error", "generator", "verdict", "cautions"):
         frame[column] = frame[column].map(spreadsheet_safe)
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)

@@ -40,6 +40,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         verdict = scored.verdict
         result = {
             "file": path,
+            "verdict": verdict.label,  # as the API names it ("label" stays for older scripts)
             **verdict.to_dict(),
             "file_sha256": scored.analysis.file_sha256,
             "analysis_id": scored.analysis.id,  # for `fakevoice label` and `history --report`

@@ -1154,7 +1154,7 @@ def test_batch_as_csv(world: World) -> None:
     assert response.headers["content-type"].startswith("text/csv")
     frame = pd.read_csv(io.StringIO(response.text))
     assert list(frame["name"]) == ["'=cmd.wav", "b.wav"]  # no spreadsheet formula
-    assert {"label", "p_human", "p_bonafide", "p_world", "error"} <= set(frame.columns)
+    assert {"verdict", "p_human", "p_bonafide", "p_world", "error"} <= set(frame.columns)
     assert pd.isna(frame["error"][0]) and isinstance(frame["error"][1], str)
     assert frame["error_code"][1] == "not_audio"
     rows = response.text.splitlines()[1:]

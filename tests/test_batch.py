@@ -254,7 +254,7 @@ def test_results_frame_and_csv() -> None:
     frame = results_frame(results)
     assert list(frame.columns) == [
         "name",
-        "label",
+        "verdict",
         "p_human",
         "generator",
         "duration",
@@ -273,7 +273,7 @@ def test_results_frame_and_csv() -> None:
     back = pd.read_csv(io.StringIO(results_csv(results)))
     assert back["name"].tolist() == ["'=HYPERLINK(1).wav", "b.wav", "c.wav"]
     assert back["p_world"][0] == 0.9 and pd.isna(back["p_world"][2])
-    assert back["error"][1] == "This file is empty." and pd.isna(back["label"][1])
+    assert back["error"][1] == "This file is empty." and pd.isna(back["verdict"][1])
     assert frame["cautions"].tolist() == ["", "", "Recorded at 8 kHz. -Clipped."]
     assert back["typicality"][2] == 0.25 and pd.isna(back["typicality"][0])
     assert pd.isna(back["cautions"][0]) and back["cautions"][2] == "Recorded at 8 kHz. -Clipped."

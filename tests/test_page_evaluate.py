@@ -357,7 +357,7 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
         "clips.zip/inside.wav",
         "clips.zip/../escape.wav",
     ]
-    assert table["label"].notna().tolist() == [True, False, True, False]
+    assert table["verdict"].notna().tolist() == [True, False, True, False]
     assert "not a recording" in table["error"][1] and "leaves its folder" in table["error"][3]
     assert any(c.value.startswith("2 of 4 file(s) scored with") and "2 could not" in c.value
                for c in at.caption)  # fmt: skip
