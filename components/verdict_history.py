@@ -29,6 +29,8 @@ from fakevoice.store.records import (
 from fakevoice.store.tables import MAX_NOTE_LENGTH
 
 PAGE_ROWS = 20
+CHOICE = "history_label_choice"  # the verdict chosen in the form (a widget key)
+PICK_IN_HISTORY = "history_pick"  # set by a page that just made a verdict: the form picks it
 REPORT_FORMATS = (
     ("Report (Markdown)", reports.report_markdown, "md", "text/markdown"),
     ("Report (JSON)", reports.report_json, "json", "application/json"),
@@ -106,13 +108,23 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord], model_names: dict[int,
         "Record what a clip really was, see its timeline and why, download its report",
         icon=":material/fact_check:",
     ):
+        # The choice stays with its verdict while others arrive (the API, another tab): it moves
+        # only to a verdict just made on this page, or when it is no longer on this page.
+        picked = st.session_state.pop(PICK_IN_HISTORY, None)
+        if picked in by_id:
+            st.session_state[CHOICE] = picked
+        elif (gone := st.session_state.get(CHOICE)) is not None and gone not in by_id:
+            del st.session_state[CHOICE]
+            st.info(
+                f"Verdict #{gone}, chosen before, is not on this page of the history now: "
+                "choose it again (page or filters) before saving what it really was.",
+                icon=":material/info:",
+            )
         chosen = st.selectbox(
             "Which verdict",
             list(by_id),
             format_func=lambda i: verdict_choice_label(by_id[i], model_names),
-            # A new verdict on the page starts a new choice at the newest, never leaving an
-            # older one chosen under the same words.
-            key=f"history_label_choice:{rows[0].id}",
+            key=CHOICE,
             help="a verdict on this page of the history (the newest first)",
         )
         analysis = by_id[chosen]

@@ -9,6 +9,7 @@ user's history by the services; a dataset test is not a verdict and is not logge
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -24,6 +25,7 @@ from components import (
     verdict_history,
 )
 from components.auth import require_actor
+from components.verdict_history import PICK_IN_HISTORY
 from components.verdict_view import (
     ModelView,
     model_label,
@@ -159,6 +161,8 @@ def _score(
         )
     except FakeVoiceError as exc:
         return Outcome(None, None, str(exc))
+    # The history's form picks the verdict just made (components/verdict_history.py).
+    st.session_state[PICK_IN_HISTORY] = scored.analysis.id
     view = None
     if with_view:
         try:
@@ -166,6 +170,19 @@ def _score(
         except FakeVoiceError:  # the verdict stands; only the picture is missing
             view = None
     return Outcome(scored, view, None)
+
+
+def _settled(actor: Actor, outcome: Outcome, threshold: float) -> Outcome:
+    """The outcome with its history entry at the page's threshold: moving the slider after a
+    verdict re-decides it, and the history (and every report of it) keeps what the page shows."""
+    scored = outcome.scored
+    if scored is None or scored.analysis.threshold == threshold:
+        return outcome
+    try:
+        analysis = services.rethreshold_verdict(actor, scored.analysis.id, threshold)
+    except FakeVoiceError:  # deleted meanwhile: the page still shows what it can
+        return outcome
+    return dataclasses.replace(outcome, scored=dataclasses.replace(scored, analysis=analysis))
 
 
 def _cached(key: str, ident: tuple[Any, ...], compute: Any) -> Any:
@@ -240,7 +257,8 @@ def _report_downloads(
     by the server)."""
     report = reports.verdict_report(scored, threshold, explanation)
     st.caption(
-        f"SHA-256 of the file: `{report['file']['sha256']}` · analysis {report['analysis_id']}"
+        f"SHA-256 of the file: `{report['file']['sha256']}` · analysis {report['analysis_id']}, "
+        f"kept in your history at threshold {scored.analysis.threshold:.2f}"
     )
     stem = f"verdict-{report['analysis_id']}"
     left, right = st.columns(2)
@@ -275,11 +293,12 @@ def _one_clip(actor: Actor, model: ModelRecord, threshold: float) -> None:
         st.info("Upload a recording or record one to get a verdict.")
         return
     st.audio(clip.data, format=clip.mime)
+    ident = (model.id, clip.file_id)
     outcome: Outcome = _cached(
-        "eval_result",
-        (model.id, clip.file_id),
-        lambda: _score(actor, model, clip, threshold, with_view=True),
+        "eval_result", ident, lambda: _score(actor, model, clip, threshold, with_view=True)
     )
+    outcome = _settled(actor, outcome, threshold)
+    st.session_state["eval_result"] = (ident, outcome)
     _show_outcome(outcome, threshold, details=True, actor=actor)
     if outcome.scored is not None:
         explanation = _why(actor, model, clip, outcome.scored)
@@ -338,11 +357,14 @@ def _compare(
         st.info("Upload a recording or record one; every chosen model will judge it.")
         return
     st.audio(clip.data, format=clip.mime)
+    ident = (tuple(chosen), clip.file_id)
     outcomes: list[Outcome] = _cached(
         "eval_compare_result",
-        (tuple(chosen), clip.file_id),
+        ident,
         lambda: [_score(actor, by_id[i], clip, threshold, with_view=False) for i in chosen],
     )
+    outcomes = [_settled(actor, outcome, threshold) for outcome in outcomes]
+    st.session_state["eval_compare_result"] = (ident, outcomes)
     for column, model_id, outcome in zip(st.columns(len(chosen)), chosen, outcomes, strict=True):
         with column:
             st.subheader(by_id[model_id].name)

@@ -165,11 +165,20 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
         "History (CSV)",
     }
 
-    # Another threshold re-decides from the stored probabilities: nothing is scored or logged.
+    # Another threshold re-decides from the stored probabilities: nothing is scored again, and
+    # the history keeps the verdict as the page now shows it (so do both reports of it).
     at.slider(key="eval_threshold").set_value(0.99).run()
     assert_no_exception(at)
-    assert verdicts_shown(at) == [decide(analysis.probabilities, "bonafide", 0.99)[0]]
-    assert len(services.list_analyses(alice)) == 1
+    redecided = decide(analysis.probabilities, "bonafide", 0.99)[0]
+    assert verdicts_shown(at) == [redecided]
+    (kept,) = services.list_analyses(alice)
+    assert (kept.id, kept.threshold, kept.verdict) == (analysis.id, 0.99, redecided)
+    assert kept.probabilities == analysis.probabilities
+    assert any("kept in your history at threshold 0.99" in c.value for c in at.caption)
+    from fakevoice.services import reports
+
+    page_report = reports.history_report(alice, kept.id)["verdict"]
+    assert (page_report["label"], page_report["threshold"]) == (redecided, 0.99)
 
 
 def test_a_telephone_clip_gets_its_verdict_with_a_caution(

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         get_verdict,
         label_verdict,
         list_analyses,
+        rethreshold_verdict,
     )
     from fakevoice.services.runs import (
         RunProgress,
@@ -182,6 +183,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "get_verdict",
         "label_verdict",
         "list_analyses",
+        "rethreshold_verdict",
     ),
     "fakevoice.services.runs": (
         "RunProgress",
@@ -289,6 +291,7 @@ __all__ = [
     "record_owner",
     "render_dataset",
     "resume_run",
+    "rethreshold_verdict",
     "run_model_id",
     "run_progress",
     "sample_items",

@@ -113,6 +113,27 @@ def label_verdict(
         return store.label_analysis(session, actor, analysis_id, outcome=outcome, note=note)
 
 
+def rethreshold_verdict(actor: Actor, analysis_id: int, threshold: float) -> AnalysisRecord:
+    """Keep a verdict of the actor's at the threshold they settled on after it was made (on the
+    Evaluate page, moving the slider for the clip just judged): its label is decided again from
+    the probabilities kept with it, so the history, its reports and the page say the same.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's.
+        InvalidSpecError: a threshold outside 0.5 to 1.
+    """
+    from fakevoice.inference import BONAFIDE, decide
+
+    with store.session_scope() as session:
+        analysis = store.get_analysis(session, actor, analysis_id)
+        if analysis.threshold == threshold:
+            return analysis
+        verdict, _ = decide(analysis.probabilities, BONAFIDE, threshold)
+        return store.rethreshold_analysis(
+            session, actor, analysis_id, threshold=threshold, verdict=verdict
+        )
+
+
 @dataclass(frozen=True)
 class FieldPerformance:
     """How one model's verdicts did on the clips whose truth the user has recorded.

@@ -28,6 +28,7 @@ from fakevoice.store.analyses import (
     keep_explanation,
     label_analysis,
     list_analyses,
+    rethreshold_analysis,
 )
 from fakevoice.store.datasets import (
     dataset_owners,
@@ -167,6 +168,7 @@ __all__ = [
     "is_stop_requested",
     "keep_explanation",
     "label_analysis",
+    "rethreshold_analysis",
     "list_analyses",
     "list_batch_metrics",
     "list_datasets",

@@ -20,6 +20,7 @@ from fakevoice.store.records import (
     AnalysisFilter,
     AnalysisRecord,
     AnalysisSource,
+    VERDICT_LABELS,
     field_names,
     is_sha256,
     to_record,
@@ -193,6 +194,28 @@ def label_analysis(
         row.note = text or None
     session.flush()
     logger.info("verdict %d labelled by user %d", analysis_id, actor.user_id)
+    return to_record(AnalysisRecord, row)
+
+
+def rethreshold_analysis(
+    session: Session, actor: Actor, analysis_id: int, *, threshold: float, verdict: str
+) -> AnalysisRecord:
+    """Keep the verdict its owner settled on after moving the threshold on the clip just judged
+    (the probabilities stay as the model gave them). Only the verdict's owner may.
+
+    Raises:
+        NotFoundError: no such verdict of the actor's.
+        InvalidSpecError: a threshold outside 0.5 to 1, or an unknown verdict label.
+    """
+    if not 0.5 <= float(threshold) <= 1.0:
+        raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
+    if verdict not in VERDICT_LABELS:
+        raise InvalidSpecError(f"A verdict is one of {', '.join(VERDICT_LABELS)}; got {verdict!r}.")
+    row = session.get(AnalysisRow, analysis_id)
+    if row is None or row.owner_id != actor.user_id:
+        raise NotFoundError(f"You have no verdict with id {analysis_id}.")
+    row.threshold, row.verdict = float(threshold), verdict
+    session.flush()
     return to_record(AnalysisRecord, row)
 
 
