@@ -16,11 +16,11 @@ from sqlalchemy.sql.dml import ReturningInsert
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.store.records import (
     ANALYSIS_OUTCOMES,
+    VERDICT_LABELS,
     Actor,
     AnalysisFilter,
     AnalysisRecord,
     AnalysisSource,
-    VERDICT_LABELS,
     field_names,
     is_sha256,
     to_record,
