@@ -96,6 +96,12 @@ def test_filters_narrow_only_the_users_own_verdicts(history: dict[str, object]) 
     ]:
         with pytest.raises(InvalidSpecError, match=message):
             AnalysisFilter(**bad)  # type: ignore[arg-type]
+    # Any case in any alphabet (SQLite's own lower() folds ASCII only).
+    log(alice, second, "Ünïcødé 通話 Όνομα.wav", "human", 0.9)
+    for part in ("Ünï", "ünï", "ÜNÏCØDÉ", "通話", "όνομα", "ΌΝΟΜΑ"):
+        assert names(text=part) == ["Ünïcødé 通話 Όνομα.wav"], part
+    services.label_verdict(alice, services.list_analyses(alice, limit=1)[0].id, note="Ärger")
+    assert names(text="ärger") == ["Ünïcødé 通話 Όνομα.wav"]
 
 
 def test_the_csv_holds_every_match_safe_for_spreadsheets(history: dict[str, object]) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from fakevoice.errors import InvalidSpecError, NotFoundError
+from fakevoice.store.db import lower_text
 from fakevoice.store.records import (
     ANALYSIS_OUTCOMES,
     VERDICT_LABELS,
@@ -292,7 +293,7 @@ def _conditions(actor: Actor, where: AnalysisFilter) -> list[ColumnElement[bool]
     text = where.text.replace("\x00", "").strip()  # PostgreSQL text holds no NUL
     if text:
         matches = [
-            func.lower(column).contains(text.lower(), autoescape=True)
+            lower_text(column).contains(text.lower(), autoescape=True)
             for column in (AnalysisRow.file_name, AnalysisRow.note)
         ]
         if (prefix := where.hash_prefix) is not None:

@@ -19,9 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, String, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 from fakevoice.secret_files import keep_owner_only
 from fakevoice.settings import get_settings
@@ -35,6 +38,30 @@ SQLITE_PRAGMAS: tuple[str, ...] = (
     "synchronous=NORMAL",
 )
 _READONLY = "fakevoice_readonly"
+_SQLITE_LOWER = "fakevoice_lower"  # Python's str.lower, registered on each SQLite connection
+
+
+class lower_text(GenericFunction[str]):  # noqa: N801 -- an SQL function's name, as func.lower
+    """``lower(text)`` for every alphabet: SQLite's own ``lower`` folds ASCII letters only (a
+    search for "Ünï" missed "Ünïcødé.wav"), so on SQLite it is Python's ``str.lower``, which is
+    what a search compares it with; PostgreSQL's ``lower`` folds by the database's locale."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(lower_text)
+def _lower_text(element: lower_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(lower_text, "sqlite")
+def _lower_text_sqlite(element: lower_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{_SQLITE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
+def _python_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -137,6 +164,7 @@ def _owner_only(database: Path) -> None:
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     dbapi_connection.isolation_level = None  # the store emits BEGIN itself (_sqlite_on_begin)
+    dbapi_connection.create_function(_SQLITE_LOWER, 1, _python_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     try:
         for pragma in SQLITE_PRAGMAS:

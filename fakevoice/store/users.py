@@ -6,10 +6,11 @@ import hmac
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, InvalidSpecError, NotFoundError, PermissionDeniedError
+from fakevoice.store.db import lower_text
 from fakevoice.store.records import Actor, UserRecord, to_record
 from fakevoice.store.tables import EndedCookieRow, SignInFailureRow, UserRow, utcnow
 
@@ -96,7 +97,7 @@ def get_user_by_email(session: Session, email: str) -> UserRecord | None:
     address = email.strip().lower()
     if not address:
         return None
-    query = select(UserRow).where(func.lower(UserRow.email) == address).order_by(UserRow.id)
+    query = select(UserRow).where(lower_text(UserRow.email) == address).order_by(UserRow.id)
     row = session.scalars(query).first()
     return None if row is None else to_record(UserRecord, row)
 
