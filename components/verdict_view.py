@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from fakevoice.audio import load_audio
+from fakevoice.cautions import typicality_text
 from fakevoice.features import FeatureSpec, render_image
 from fakevoice.inference import BONAFIDE, VerdictLabel, WindowScore, decide
 from fakevoice.preprocess import windows
@@ -140,9 +141,10 @@ def verdict_card(
         st.caption(f"P(human) = {p_human:.1%} · P(machine) = {1 - p_human:.1%}")
         if typicality is not None:
             st.caption(
-                f"Typicality {typicality:.2f}: the share of the model's validation clips that lie "
-                "at least as far from all its classes in its own features. Clips like its data "
-                "spread between 0 and 1; under 0.001 the clip is unlike them.",
+                f"Typicality {typicality_text(typicality)}: how usual this clip is for the model, "
+                "against the clips it was checked on. Clips like the audio it learned from score "
+                "anywhere from 0 to 1; under 0.001 the clip is unlike all of them (another kind "
+                "of line, room, language or generator, or not speech).",
                 help="fakevoice.metrics.familiarity: Mahalanobis distance to the nearest class "
                 "mean of the features the model's last layer reads, against its validation "
                 "clips' (out of fold).",
@@ -178,11 +180,13 @@ def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:
             "top class": [w.top_class for w in scores],
         }
     )
+    # The whole clip on the time axis (points sit at their windows' middles), one title for P.
+    end = max((w.end for w in scores), default=0.0)
     line = (
         alt.Chart(frame)
         .mark_line(point=True)
         .encode(
-            x="time (s):Q",
+            x=alt.X("time (s):Q", scale=alt.Scale(domain=[0, end], nice=False)),
             y=alt.Y("P(human):Q", scale=alt.Scale(domain=[0, 1])),
             tooltip=["time (s)", "P(human)", "top class"],
         )
@@ -190,7 +194,7 @@ def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:
     rules = (
         alt.Chart(pd.DataFrame({"level": [threshold, 1 - threshold]}))
         .mark_rule(strokeDash=[4, 4], color="gray")
-        .encode(y="level:Q")
+        .encode(y=alt.Y("level:Q", title="P(human)"))
     )
     st.altair_chart(line + rules, width="stretch")
     st.caption(

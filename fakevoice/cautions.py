@@ -106,6 +106,13 @@ def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def typicality_text(typicality: float) -> str:
+    """A typicality with the digits that tell which side of the caution (0.001) it is on."""
+    if typicality >= 0.01:
+        return f"{typicality:.2f}"
+    return f"{typicality:.4f}" if typicality >= 0.0001 else "under 0.0001"
+
+
 def familiarity_cautions(typicality: float, items: int) -> list[str]:
     """A sentence when the clip's typicality (:mod:`fakevoice.metrics.familiarity`) is under
     :data:`~fakevoice.metrics.familiarity.UNFAMILIAR`: its features lie further from the model's

@@ -16,6 +16,7 @@ from fakevoice.store.records import STATUS_WORDS
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from fakevoice import services
+    from fakevoice.cautions import typicality_text
 
     actor = services.cli_actor()
     model = services.find_model(actor, args.model)
@@ -59,9 +60,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if verdict.generator:
                 label += f" (most likely generator: {verdict.generator})"
             familiar = (
-                "" if verdict.typicality is None else f"  typicality {verdict.typicality:.3f}"
+                ""
+                if verdict.typicality is None
+                else f"  typicality {typicality_text(verdict.typicality)}"
             )
-            print(f"{path}: {label}  P(human) = {verdict.p_human:.3f}{familiar}")
+            print(
+                f"{path}: {label}  P(human) = {verdict.p_human:.3f}{familiar}  "
+                f"(verdict #{scored.analysis.id})"
+            )
             for caution in verdict.cautions:
                 print(f"  caution: {caution}")
             if explanation is not None:

@@ -110,6 +110,7 @@ def test_cli_trains_lists_predicts_and_evaluates(
     printed_json = json.loads(predicted.stdout)
     (result,) = printed_json["results"]
     assert result["label"] in {"human", "machine-generated", "inconclusive"}
+    assert result["verdict"] == result["label"]  # as the API names it
     assert set(printed_json["model"]) == {"id", "name", "arch", "version"}  # as the API names it
     assert len(printed_json["model"]["version"]) == 12 and result["analysis_id"] > 0
     assert np.isclose(result["p_human"] + result["p_fake"], 1.0)
@@ -133,6 +134,7 @@ def test_cli_trains_lists_predicts_and_evaluates(
     listed = cli("history", "--model", "cli-run", "--since", "2000-01-01")
     assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2
     phone_id = found["items"][0]["id"]
+    assert verdict_line.endswith(f"(verdict #{phone_id})")  # what `fakevoice label` takes
     labelled = cli("label", str(phone_id), "--outcome", "machine-generated", "--note", "case 1")
     assert labelled.returncode == 0, labelled.stderr
     assert labelled.stdout.strip() == (

@@ -139,11 +139,20 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     probabilities = json.loads(charts(at)[0].proto.spec)["encoding"]["x"]
     assert probabilities["scale"]["domain"] == [0, 1]  # every model's chart on the same axis
     assert any("Timeline" in header.value for header in at.subheader)
+    # The timeline spans the whole clip (not its windows' middles) under one title for P(human).
+    timeline = json.loads(charts(at)[1].proto.spec)
+    x_axis = timeline["layer"][0]["encoding"]["x"]
+    assert x_axis["scale"]["domain"] == [0, pytest.approx(max(w.end for w in expected.windows))]
+    assert {layer["encoding"]["y"].get("title") for layer in timeline["layer"]} <= {
+        None,
+        "P(human)",
+    }
+    assert timeline["layer"][1]["encoding"]["y"]["title"] == "P(human)"
     assert analysis.windows == [
         {
             "start": round(w.start, 3),
             "end": round(w.end, 3),
-            "p_human": round(w.p_human, 4),
+            "p_human": round(w.p_human, 6),
             "top_class": w.top_class,
         }
         for w in expected.windows

@@ -155,10 +155,12 @@ def report_json(report: dict[str, Any]) -> str:
 
 def _typicality_lines(typicality: object) -> list[str]:
     """How familiar the clip was to the model, in words (none for a model without a reference)."""
+    from fakevoice.cautions import typicality_text
+
     if not isinstance(typicality, int | float):
         return []
     return [
-        f"- **Typicality** {typicality:.3f}: the share of the model's validation clips at least "
+        f"- **Typicality** {typicality_text(typicality)}: the share of the model's validation clips at least "
         "as unlike its classes as this clip (under 0.001: unlike the audio it learned from)"
     ]
 
@@ -167,7 +169,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown document for people."""
     file, model, verdict = report["file"], report["model"], report["verdict"]
     label = str(verdict["label"]).capitalize()
-    if verdict["generator"]:
+    if verdict["generator"] and verdict["label"] == "machine-generated":  # not for inconclusive
         label += f" (most likely generator: {verdict['generator']})"
     validation = model["validation"]
     eer = validation.get("eer")

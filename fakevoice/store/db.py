@@ -63,6 +63,7 @@ def _lower_text_sqlite(element: lower_text, compiler: SQLCompiler, **kw: Any) ->
 def _python_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
