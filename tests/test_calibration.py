@@ -12,6 +12,7 @@ from fakevoice.metrics import calibration, compute_eer
 from fakevoice.metrics.calibration import (
     Calibration,
     calibrated_log_probs,
+    class_balanced_weights,
     expected_calibration_error,
     fit_calibration,
 )
@@ -47,6 +48,29 @@ def test_over_confident_scores_are_softened_and_made_honest() -> None:
         return compute_eer(scores[targets == 0, 0], scores[targets == 1, 0])[0]
 
     assert eer(again) == pytest.approx(eer(raw), abs=1e-3)
+
+
+def test_a_split_of_few_human_items_does_not_become_a_bias() -> None:
+    """Scores of equal priors (as training with balanced class weights gives) on a validation
+    split of 12 % human items: the calibration keeps them, instead of learning the split's mix
+    as a bias that moves every human clip below P(human) 0.5."""
+    rng = np.random.default_rng(11)
+    targets = np.array([0] * 120 + [1] * 880)  # 0: bonafide
+    x = rng.normal(np.where(targets == 0, 1.0, -1.0), 1.0)
+    p_human = 1.0 / (1.0 + np.exp(-2.0 * x))  # the equal-prior posterior of these scores
+    probs = np.stack([p_human, 1.0 - p_human], axis=1)
+    fitted = fit_calibration(probs, targets)
+    assert fitted is not None
+    assert fitted.temperature == pytest.approx(1.0, abs=0.2)
+    assert abs(fitted.bias[1]) < 0.35  # an unweighted fit: about log(880 / 120) = 2.0
+    calibrated = np.exp(fitted.apply(np.log(probs)))[:, 0]
+    assert np.mean(calibrated[targets == 0] >= 0.5) == pytest.approx(
+        np.mean(p_human[targets == 0] >= 0.5), abs=0.05
+    )
+    assert np.mean(calibrated[targets == 0] >= 0.5) > 0.75
+    weights = class_balanced_weights(targets)
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[targets == 0].sum() == pytest.approx(weights[targets == 1].sum())
 
 
 def test_a_model_that_leans_to_a_class_gets_a_bias_back() -> None:
@@ -155,8 +179,7 @@ def test_held_out_figures_show_what_the_in_sample_ones_flatter() -> None:
     fitted = fit_calibration(probs, targets, groups)
     assert fitted is not None
     assert fitted.nll_after < fitted.nll_before
-    assert fitted.nll_held_out > fitted.nll_after
-    assert fitted.ece_held_out > fitted.ece_after
+    assert fitted.nll_held_out > fitted.nll_after  # (the ECE of 60 items is too rough to tell)
     assert json.loads(json.dumps(fitted.to_dict()))["nll_held_out"] == fitted.nll_held_out
 
     # Over-confident scores on many items: the fit generalises, and the held-out ECE is near
@@ -189,8 +212,12 @@ def test_held_out_figures_need_groups_and_enough_items() -> None:
         fit = fit_calibration(probs[other], targets[other])
         assert fit is not None
         by_hand[inside] = fit.apply(np.log(probs[inside]))
-    assert nll == pytest.approx(-np.mean(by_hand[np.arange(100), targets]), rel=1e-6)
-    assert ece == pytest.approx(expected_calibration_error(np.exp(by_hand), targets), rel=1e-6)
+    weights = class_balanced_weights(targets)  # every class weighs the same
+    picked = by_hand[np.arange(100), targets]
+    assert nll == pytest.approx(-np.average(picked, weights=weights), rel=1e-6)
+    assert ece == pytest.approx(
+        expected_calibration_error(np.exp(by_hand), targets, weights=weights), rel=1e-6
+    )
 
 
 def test_a_calibration_fitted_on_calibrated_scores_composes_into_one() -> None:
