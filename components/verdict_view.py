@@ -99,6 +99,8 @@ def model_view(model: ModelRecord, data: bytes) -> ModelView:
     stacked, _ = windows(audio.samples, model.clip_samples)
     first = stacked[0]
     if model.feature_spec:
+        if audio.samples.size <= model.clip_samples:  # rendered whole, as the detector does
+            first = audio.samples
         return ModelView(
             image=render_image(first, FeatureSpec.from_dict(model.feature_spec)),
             waveform=None,

@@ -223,7 +223,7 @@ def _write_scores(path: Path, evaluations: list[Any]) -> None:
 
 def _print_report(report: dict[str, Any]) -> None:
     from fakevoice.metrics.bootstrap import interval_words
-    from fakevoice.services.evaluation import unfamiliar_words
+    from fakevoice.services.evaluation import unfamiliar_words, unseen_words
 
     eer = report.get("eer")
     name = report["model"]["name"]
@@ -234,6 +234,8 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"  {interval_words(report['eer_interval'])}")
     if (unfamiliar := unfamiliar_words(report.get("unfamiliar"))) is not None:
         print(f"  {unfamiliar}")
+    if (unseen := unseen_words(report.get("unseen"))) is not None:
+        print(f"  {unseen}")
     _print_breakdown(report)
 
 

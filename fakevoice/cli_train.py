@@ -9,6 +9,7 @@ from typing import Any
 
 from fakevoice.cli import print_json, read_limited
 from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
+from fakevoice.store.records import EpochMetric
 from fakevoice.trainspec import ARCH_NAMES, TrainSpec
 
 
@@ -209,12 +210,7 @@ def _follow(actor: Any, run_id: int, quiet: bool, timeout: float | None = None) 
         progress = services.run_progress(actor, run_id, after_step=10**12)
         for epoch in progress.epochs[seen:]:
             if not quiet:
-                print(
-                    f"epoch {epoch.epoch + 1}: train loss {epoch.train_loss:.4f}  "
-                    f"valid loss {epoch.valid_loss:.4f}  accuracy {epoch.accuracy:.3f}  "
-                    f"EER {100 * (epoch.eer or 0):.2f} %",
-                    file=sys.stderr,
-                )
+                print(f"epoch {epoch.epoch + 1}: {epoch_figures(epoch)}", file=sys.stderr)
         seen = len(progress.epochs)
         if not progress.run.is_active:
             return progress.run
@@ -281,11 +277,22 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         for line in json.dumps(payload["spec"], indent=2, sort_keys=True).splitlines():
             print(f"    {line}")
     for e in epochs:
-        print(
-            f"  epoch {e.epoch + 1}: train loss {e.train_loss or 0:.4f}  valid loss "
-            f"{e.valid_loss or 0:.4f}  accuracy {e.accuracy or 0:.3f}  EER {100 * (e.eer or 0):.2f} %"
-        )
+        print(f"  epoch {e.epoch + 1}: {epoch_figures(e)}")
     return 0
+
+
+def epoch_figures(epoch: EpochMetric) -> str:
+    """An epoch's figures in a line; one not measured reads "-" (never 0: an EER of 0 % is a
+    perfect score)."""
+
+    def shown(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
+    eer = "-" if epoch.eer is None else f"{100 * epoch.eer:.2f} %"
+    return (
+        f"train loss {shown(epoch.train_loss, '.4f')}  valid loss {shown(epoch.valid_loss, '.4f')}"
+        f"  accuracy {shown(epoch.accuracy, '.3f')}  EER {eer}"
+    )
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:

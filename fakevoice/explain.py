@@ -197,7 +197,8 @@ def explain(
     mean_abs, mean_signed = _smoothgrad(detector, x)
     start = first / detector.sample_rate
     end = min(samples.size, first + detector.window) / detector.sample_rate
-    # A clip shorter than the window was tiled to fill it: its time folds back onto the clip.
+    # A clip shorter than the window was tiled to fill it for a waveform model: its time folds
+    # back onto the clip. An image model's image holds the clip once, across its whole width.
     covered = (end - start) / (detector.window / detector.sample_rate)
     if detector.input_kind == "waveform":
         return Explanation(
@@ -213,7 +214,7 @@ def explain(
         end,
         p_human,
         bands=_row_bands(heat, detector),
-        segments=_time_shares(heat.sum(axis=0), covered),
+        segments=_time_shares(heat.sum(axis=0), 1.0),
         heatmap=(heat / heat.max() if heat.max() > 0 else heat).astype(np.float32),
         image=_denormalised(x[0].numpy()),
     )

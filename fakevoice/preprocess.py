@@ -76,10 +76,17 @@ def window_batch(
     samples: np.ndarray, window: int, spec: FeatureSpec | None
 ) -> tuple[torch.Tensor, list[int]]:
     """The batch a model sees for a clip: its :func:`windows`, as spectrogram images for an image
-    model (``spec``) or as they are for a waveform model (``spec`` None): ``(n_windows, ...)``
+    model (``spec``; a clip no longer than one window is rendered whole, untiled, as a dataset's
+    images are) or as they are for a waveform model (``spec`` None): ``(n_windows, ...)``
     and the window starts. The detector scores clips with it; a run's familiarity reference is
     fitted on what it gives for the validation clips."""
     stacked, starts = windows(samples, window)
     if spec is None:
         return torch.from_numpy(stacked), starts
+    if samples.size <= window:
+        # A clip no longer than the window is one image of the clip as it is, as a dataset
+        # renders every item (the whole clip over the image's width): tiled to the window, its
+        # time axis was squeezed as no training image's was, and a model's verdict on its own
+        # validation clips moved by up to 0.2 in P(human).
+        return waveform_to_image_tensor(samples.astype(np.float32), spec)[None], starts
     return torch.stack([waveform_to_image_tensor(w, spec) for w in stacked]), starts

@@ -161,11 +161,14 @@ def test_verdict_follows_the_rule_on_a_real_model(detector: Detector) -> None:
         assert sure.generator == max(fakes, key=lambda k: fakes[k])
     strict = detector.predict_samples(samples, 16000, threshold=1.0)
     assert strict.label == "inconclusive"
-    # A short clip is one tiled window.
+    # A short clip is one image of the clip as it is (as a dataset renders its items), not of
+    # the clip tiled to the window, which squeezed its time axis.
     batch, starts = detector.model_inputs(samples[:6000])
-    expected = waveform_to_image_tensor(fit_length(samples[:6000], WINDOW), detector.feature_spec)
-    assert starts == [0]
+    expected = waveform_to_image_tensor(samples[:6000], detector.feature_spec)
+    assert starts == [0] and batch.shape[0] == 1
     torch.testing.assert_close(batch[0], expected)
+    tiled = waveform_to_image_tensor(fit_length(samples[:6000], WINDOW), detector.feature_spec)
+    assert not torch.allclose(batch[0], tiled)
 
 
 def test_from_bundle_refuses_missing_or_mismatched_files(run_dir: Path, tmp_path: Path) -> None:
@@ -239,3 +242,31 @@ def test_forward_passes_share_one_thread_and_survive_a_fork(detector: Detector) 
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
+
+
+def test_a_model_judges_its_own_validation_clips_as_its_run_scored_them(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The run's validation scores come from the dataset's images (each clip rendered whole);
+    the detector renders a clip no longer than its window the same way, so a model's verdicts
+    on its own validation clips are the scores its run reported (up to the 16-bit storage of
+    the clips), not those of another picture of them."""
+    import pandas as pd
+
+    from fakevoice.artefacts import VALID_SCORES
+    from fakevoice.datasets.manifest import load_item_waveform, read_manifest
+
+    root = tiny_dataset_root(tmp_path_factory)
+    spec = quick_spec(epochs=2)
+    assert spec.clip_samples > 24000  # the tiny set's clips are 1.5 s: shorter than the window
+    result = train(spec, tmp_path / "run", MemorySink(), root)
+    assert result.status == "succeeded"
+    scores = pd.read_csv(tmp_path / "run" / VALID_SCORES)
+    rows = {row["item"]: row for row in read_manifest(root / "tiny").to_dict("records")}
+    detector = Detector.from_bundle(tmp_path / "run")
+    served = [
+        detector.predict_samples(load_item_waveform(root / "tiny", rows[item]), 16000)
+        for item in scores["item"]
+    ]
+    assert all(len(verdict.windows) == 1 for verdict in served)
+    np.testing.assert_allclose([v.p_human for v in served], scores["p_human"], atol=0.02)

@@ -577,6 +577,28 @@ def test_dataset_evaluation_scores_every_item_and_writes_a_csv(
     assert json.loads(evaluation.report_json())["split"] == "all"
     with pytest.raises(InvalidSpecError, match="limit must be"):
         services.evaluate_on_dataset(alice, specnet.id, DATASET, "all", limit=0)
+    assert evaluation.report["unseen"] == {}
+
+
+def test_a_generator_the_model_has_no_class_for_is_tested_not_dropped(
+    alice: Actor, specnet: ModelRecord, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A multi-class model (human, griffinlim, world) on a set whose griffinlim clips are
+    named as another generator: they are scored as machine speech in the EER per generator, and
+    the report says the pooled figures leave them out (they were dropped without a word)."""
+    from fakevoice.services.evaluation import unseen_words
+
+    folder = datasets_dir() / "renamed"
+    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, folder)
+    manifest = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[manifest["class"] == "griffinlim", "class"] = "piper"
+    manifest.to_csv(folder / "manifest.csv", index=False)
+    report = services.evaluate_on_dataset(alice, specnet.id, "renamed", "all").report
+    assert report["unseen"] == {"piper": 10} and report["n"] == 20
+    assert set(report["generator_eer"]) == {"piper", "world"}
+    assert report["eer_items"]["generator"]["piper"] == [10, 10]
+    words = unseen_words(report["unseen"])
+    assert words is not None and words.startswith("10 items of generators this model has no")
 
 
 # --- which model: URL, upload, access -------------------------------------------------------------

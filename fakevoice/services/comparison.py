@@ -31,10 +31,12 @@ from fakevoice.store.records import Actor, EpochMetric, RunRecord
 from fakevoice.trainspec import TrainSpec
 
 SUMMARY_COLUMNS = (
-    "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "eer_low",
-    "eer_high", "accuracy", "macro_f1", "created", "finished", "mlflow_run_id",
+    "id", "name", "arch", "dataset", "status", "epochs", "best_eer", "final_eer", "model_eer",
+    "eer_low", "eer_high", "accuracy", "macro_f1", "created", "finished", "mlflow_run_id",
 )  # fmt: skip
-NUMERIC_COLUMNS = {"best_eer", "final_eer", "eer_low", "eer_high", "accuracy", "macro_f1"}
+NUMERIC_COLUMNS = {
+    "best_eer", "final_eer", "model_eer", "eer_low", "eer_high", "accuracy", "macro_f1"
+}  # fmt: skip
 MAX_COMPARED = 8
 SPEC_PREFIX = "spec."  # the export's columns of a run's recipe
 
@@ -119,12 +121,22 @@ def recipe_differences(runs: Sequence[RunRecord]) -> pd.DataFrame:
 
 
 def _summary(run: RunRecord, epochs: list[EpochMetric]) -> dict[str, Any]:
+    """``best_eer`` and ``final_eer``: the epochs' (as in ``history.csv``). The rest describe one
+    model: the stored one when the run has finished (``model_eer``, its interval, accuracy and
+    macro F1, from its ``metrics.json``: the best epoch's under save-best, calibrated as it
+    serves verdicts), else the last epoch's accuracy and macro F1 (a row mixed the last epoch's
+    accuracy with the stored best epoch's EER)."""
     eers = [e.eer for e in epochs if e.eer is not None]
     last = epochs[-1] if epochs else None
     metrics = run_metrics(run)
     # The stored model's EER interval (its validation split, whole utterances drawn again).
     kept = metrics.get("eer_interval")
     interval: dict[str, Any] = kept if isinstance(kept, dict) else {}
+
+    def figure(name: str) -> object:
+        value = metrics.get(name) if metrics else getattr(last, name, None)
+        return value if isinstance(value, int | float) else ""
+
     return {
         "id": run.id,
         "name": run.name,
@@ -134,10 +146,11 @@ def _summary(run: RunRecord, epochs: list[EpochMetric]) -> dict[str, Any]:
         "epochs": len(epochs),
         "best_eer": min(eers) if eers else "",
         "final_eer": eers[-1] if eers else "",
+        "model_eer": metrics.get("eer", "") if isinstance(metrics.get("eer"), float) else "",
         "eer_low": interval.get("low", ""),
         "eer_high": interval.get("high", ""),
-        "accuracy": last.accuracy if last and last.accuracy is not None else "",
-        "macro_f1": last.macro_f1 if last and last.macro_f1 is not None else "",
+        "accuracy": figure("accuracy"),
+        "macro_f1": figure("macro_f1"),
         "created": run.created_at.isoformat(timespec="seconds"),
         "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else "",
         "mlflow_run_id": run.mlflow_run_id or "",
