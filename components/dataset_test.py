@@ -19,7 +19,12 @@ from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import paired_tests, results
-from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS, unfamiliar_words, unseen_words
+from fakevoice.services.evaluation import (
+    MAX_EVALUATE_ITEMS,
+    trained_on_words,
+    unfamiliar_words,
+    unseen_words,
+)
 from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, models_done
 from fakevoice.services.fusion import evaluations_table, fuse
 from fakevoice.store.records import Actor, ModelRecord, RunRecord
@@ -189,6 +194,8 @@ def _show_side_by_side(
             st.caption(f"**{evaluation.report['model']['name']}**: {unfamiliar}")
         if (unseen := unseen_words(evaluation.report.get("unseen"))) is not None:
             st.caption(f"**{evaluation.report['model']['name']}**: {unseen}")
+        if (flattered := trained_on_words(evaluation.report)) is not None:
+            st.warning(f"**{evaluation.report['model']['name']}**: {flattered}")
     if fusion is not None:
         learned = fusion.learned
         weights = (

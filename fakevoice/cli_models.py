@@ -223,7 +223,7 @@ def _write_scores(path: Path, evaluations: list[Any]) -> None:
 
 def _print_report(report: dict[str, Any]) -> None:
     from fakevoice.metrics.bootstrap import interval_words
-    from fakevoice.services.evaluation import unfamiliar_words, unseen_words
+    from fakevoice.services.evaluation import trained_on_words, unfamiliar_words, unseen_words
 
     eer = report.get("eer")
     name = report["model"]["name"]
@@ -236,6 +236,8 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"  {unfamiliar}")
     if (unseen := unseen_words(report.get("unseen"))) is not None:
         print(f"  {unseen}")
+    if (flattered := trained_on_words(report)) is not None:
+        print(f"  caution: {flattered}")
     _print_breakdown(report)
 
 
@@ -394,7 +396,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--model", required=True, help="model id or name")
     p.add_argument("--dataset", help="score this dataset here, then calibrate on it")
-    p.add_argument("--split", choices=["valid", "all"], default="all")
+    p.add_argument(
+        "--split",
+        choices=["valid", "all"],
+        default="valid",
+        help="valid (default): the model's own validation split when D is the dataset it was "
+        "trained on, every item otherwise; all: every item (refused on its training dataset)",
+    )
     p.add_argument(
         "--limit", type=int, default=None, help="score at most this many items (a seeded sample)"
     )

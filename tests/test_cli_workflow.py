@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from conftest import speechlike
 from test_shortcuts import cue_frame
-from test_training import DATASET, tiny_dataset_root
+from test_training import DATASET, make_tiny_dataset, tiny_dataset_root
 from workbench import FAKEVOICE, active_workbench
 
 from fakevoice.cli import main
@@ -170,6 +170,8 @@ def test_cli_trains_lists_predicts_and_evaluates(
     )  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     assert "(all, 12 items)" in printed.stdout
+    # Its own training dataset, every item: the figures are flattered, and it says so.
+    assert "in this model's training split: its figures here are flattered" in printed.stdout
     rows = scores.read_text().splitlines()
     classes = "p:bonafide,p:spoof"  # the run is binary: every class's probability follows
     assert rows[0] == f"item,speaker,class,noise,p_human,predicted,{classes}"
@@ -227,16 +229,20 @@ def test_cli_trains_lists_predicts_and_evaluates(
     report = json.loads(shown.stdout)
     assert report["n"] == 8 and report["model"]["name"] == "cli-run"
 
-    # A copy calibrated on a dataset's labels: not on 8 items, on the whole tiny dataset yes.
-    few = cli("calibrate", "--model", "cli-run", "--results", str(test["id"]))
-    assert few.returncode == 2 and "needs at least 20 scored items" in few.stderr
+    # A copy calibrated on a dataset's labels: not on items it was trained on (that test drew
+    # from all of its own dataset), on the whole of another dataset yes.
+    seen = cli("calibrate", "--model", "cli-run", "--results", str(test["id"]))
+    assert seen.returncode == 2 and "were in the model's training split" in seen.stderr
+    own = cli("calibrate", "--model", "cli-run", "--dataset", DATASET, "--split", "all")
+    assert own.returncode == 2 and "were in the model's training split" in own.stderr
+    make_tiny_dataset(Path(workbench["FAKEVOICE_DATASET_DIR"]) / "fresh", first_seed=70_000)
     calibrated = cli(
-        "calibrate", "--model", "cli-run", "--dataset", DATASET, "--name", "cli-run tuned",
+        "calibrate", "--model", "cli-run", "--dataset", "fresh", "--name", "cli-run tuned",
         "--json",
     )  # fmt: skip
     assert calibrated.returncode == 0, calibrated.stderr
     copy = json.loads(calibrated.stdout)
-    assert copy["name"] == "cli-run tuned" and copy["calibration"]["dataset"] == DATASET
+    assert copy["name"] == "cli-run tuned" and copy["calibration"]["dataset"] == "fresh"
     assert copy["calibration"]["items"] >= 20 and copy["calibration"]["temperature"] > 0
     listed_models = json.loads(cli("models", "--json").stdout)
     assert {"cli-run", "cli-run tuned"} <= {m["name"] for m in listed_models}

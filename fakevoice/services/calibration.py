@@ -55,11 +55,18 @@ def calibrated_copy(
 
     Raises:
         NotFoundError: the actor may not use the model.
-        InvalidSpecError: fewer than 20 items, no per-class probabilities, or a fit beyond what a
-            model may keep.
+        InvalidSpecError: fewer than 20 items, items the model was trained on, no per-class
+            probabilities, or a fit beyond what a model may keep.
         ConflictError: the actor has a model called ``name`` already.
     """
     model = get_model(actor, model_id)
+    trained_on = evaluation.report.get("trained_on")
+    if isinstance(trained_on, int) and trained_on > 0:
+        raise InvalidSpecError(
+            f"{trained_on} of this test's items were in the model's training split: a "
+            "calibration fitted on them would make it over-confident. Calibrate it on its "
+            "validation split (valid) or on another dataset."
+        )
     detector = detector_for(model)
     dataset = str(evaluation.report.get("dataset", "?"))
     probs = evaluation.probabilities()

@@ -173,13 +173,20 @@ def evaluate_on_dataset(
     frame = read_manifest(folder)
     used = "all"
     trained = detector.manifest.get("train_spec")
-    if split == "valid" and isinstance(trained, dict) and trained.get("dataset") == dataset:
-        frame = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir).valid
-        used = "valid"
+    own = isinstance(trained, dict) and trained.get("dataset") == dataset
+    training_items: set[str] = set()
+    if own:
+        own_split = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir)
+        if split == "valid":
+            frame, used = own_split.valid, "valid"
+        else:
+            training_items = set(own_split.train["item"].astype(str))
     available = len(frame)
     cap = min(limit or MAX_EVALUATE_ITEMS, MAX_EVALUATE_ITEMS)
     if len(frame) > cap:
         frame = balanced_sample(frame, cap)
+    # Items the model learnt from flatter every figure (and a calibration fitted on them).
+    trained_on = int(frame["item"].astype(str).isin(training_items).sum())
     names = detector.class_names
     bonafide_index = detector.bonafide_index
     targets: list[int] = []
@@ -232,6 +239,7 @@ def evaluate_on_dataset(
     report["noise_eer"] = noise_eers(human, classes, table["noise"].tolist())
     report["eer_items"] = eer_item_counts(classes, table["noise"].tolist())
     report["unseen"] = unseen
+    report["trained_on"] = trained_on
     report["unfamiliar"] = unfamiliar_shares(typical, [t == bonafide_index for t in targets])
     report.update(
         {
@@ -262,6 +270,18 @@ def unfamiliar_shares(typicality: list[float | None], human: list[bool]) -> dict
         shares[name] = float((values[chosen] < UNFAMILIAR).mean()) if n else None
         shares[f"{name}_items"] = n
     return shares
+
+
+def trained_on_words(report: dict[str, Any]) -> str | None:
+    """A warning when a test holds items the model was trained on (None when it holds none)."""
+    count = report.get("trained_on")
+    if not isinstance(count, int) or count <= 0:
+        return None
+    return (
+        f"{count} of the {report.get('n', '?')} items tested were in this model's training split: "
+        "its figures here are flattered. Test it on its validation split (valid) or on another "
+        "dataset."
+    )
 
 
 def unseen_words(unseen: object) -> str | None:
