@@ -153,6 +153,60 @@ def read_cm_scores(path: Path) -> CMScores:
     return scores
 
 
+def read_workbench_scores(path: Path) -> CMScores:
+    """A test's or a run's per-item scores as this workbench writes them (``fakevoice evaluate
+    --scores``, a run's ``valid_scores.csv``: ``item``, ``class``, ``p_human`` columns) as
+    countermeasure scores: the attack is the item's class (``-`` for bona fide) and the score the
+    log-odds of human (the EER is the same as of P(human); a t-DCF threshold sweep needs a score
+    without a ceiling).
+
+    Raises:
+        DatasetError: the file is missing, lacks those columns, or has a P(human) outside 0 to 1.
+    """
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype={"item": str, "class": str}, keep_default_na=False)
+    except FileNotFoundError:
+        raise DatasetError(f"Score file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"Score file {path} could not be read as CSV: {exc}.") from None
+    missing = {"item", "class", "p_human"} - set(frame.columns)
+    if missing:
+        raise DatasetError(f"{Path(path).name} lacks the column(s) {', '.join(sorted(missing))}.")
+    p_human = pd.to_numeric(frame["p_human"], errors="coerce").to_numpy(dtype=np.float64)
+    if (
+        not len(frame)
+        or not np.isfinite(p_human).all()
+        or (p_human < 0).any()
+        or (p_human > 1).any()
+    ):
+        raise DatasetError(f"{Path(path).name}: p_human must be numbers from 0 to 1 on every row.")
+    human = (frame["class"] == "bonafide").to_numpy()
+    clipped = np.clip(p_human, 1e-12, 1 - 1e-12)
+    return CMScores(
+        utterance=frame["item"].to_numpy(dtype=str),
+        attack=np.where(human, "-", frame["class"].to_numpy(dtype=str)),
+        key=np.where(human, "bonafide", "spoof"),
+        score=np.log(clipped) - np.log1p(-clipped),
+    )
+
+
+def read_any_cm_scores(path: Path) -> CMScores:
+    """An ASVspoof countermeasure score file, or a workbench scores CSV (its first line names
+    the ``item`` column)."""
+    try:
+        with Path(path).open(encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        raise DatasetError(f"Score file {path} does not exist.") from None
+    except OSError as exc:
+        raise DatasetError(f"Score file {path} could not be read: {exc}.") from None
+    if first.startswith("item,"):
+        return read_workbench_scores(path)
+    return read_cm_scores(path)
+
+
 def read_asv_scores(path: Path) -> ASVScores:
     """Read an ASVspoof ASV score file: lines ``SOURCE KEY SCORE``, KEY target/nontarget/spoof.
 

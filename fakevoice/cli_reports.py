@@ -1,5 +1,6 @@
 """``fakevoice report verify | key | rotate-key``: check a signed verdict report, show this
-server's public key, replace the signing key (:mod:`fakevoice.signing`)."""
+server's public key, replace the signing key (:mod:`fakevoice.signing`); ``fakevoice scores``:
+EER and min t-DCF of a score file (:mod:`fakevoice.asvspoof_scores`)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,45 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scores(args: argparse.Namespace) -> int:
+    from fakevoice import asvspoof_scores
+
+    cm = asvspoof_scores.read_any_cm_scores(args.cm)
+    asv = asvspoof_scores.read_asv_scores(args.asv) if args.asv else None
+    report = asvspoof_scores.asvspoof_report(cm, asv)
+    if args.json:
+        print_json(report)
+        return 0
+    print(
+        f"{args.cm}: {report['n_bonafide']} bona fide, {report['n_spoof']} spoof trials; "
+        f"EER {100 * report['eer']:.6f} %"
+    )
+    if report["min_tdcf"] is not None:
+        print(f"min t-DCF {report['min_tdcf']:.6f} (ASVspoof 2019 cost model, ASV: {args.asv})")
+    else:
+        print("min t-DCF: give --asv with the organisers' ASV scores of the same partition")
+    for attack, entry in report["per_attack"].items():
+        tdcf = f"  min t-DCF {entry['min_tdcf']:.6f}" if entry["min_tdcf"] is not None else ""
+        print(f"  {attack}: EER {100 * entry['eer']:.3f} %{tdcf}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "scores",
+        help="EER (pooled and per attack) and min t-DCF of a countermeasure's score file",
+    )
+    p.add_argument(
+        "cm",
+        help="ASVspoof CM scores (UTTERANCE ATTACK KEY SCORE lines), or a scores CSV of "
+        "'fakevoice evaluate --scores' / a run's valid_scores.csv",
+    )
+    p.add_argument(
+        "--asv", default=None, help="the organisers' ASV scores (SOURCE KEY SCORE) for the t-DCF"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_scores)
+
     p = sub.add_parser("report", help="check a signed verdict report; this server's public key")
     actions = p.add_subparsers(dest="action", required=True)
     verify = actions.add_parser(

@@ -469,3 +469,46 @@ def test_tdcf_rejects_an_asv_system_that_already_stops_every_spoof(
         metrics.compute_min_tdcf(
             rng.normal(1, 1, 100), rng.normal(size=100), target, nontarget, np.full(50, -50.0)
         )
+
+
+@needs_asvspoof
+def test_the_scores_command_gives_the_known_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    """`fakevoice scores CM --asv ASV`: the challenge's files give EER 1.060135 % and min t-DCF
+    0.033539 (ASVspoof 2019 LA, RawGAT-ST) through the CLI as through the library."""
+    from fakevoice.cli import main
+
+    assert main(["scores", str(CM_FILE), "--asv", str(ASV_FILE), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["eer"] * 100 == pytest.approx(1.060135, abs=1e-6)
+    assert report["min_tdcf"] == pytest.approx(0.033539, abs=1e-6)
+    assert main(["scores", str(CM_FILE)]) == 0
+    printed = capsys.readouterr().out
+    assert "EER 1.060135 %" in printed and "give --asv" in printed
+
+
+def test_the_scores_command_reads_a_workbench_scores_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A test's scores CSV is a countermeasure score file too: the same EER as its P(human)."""
+    from fakevoice.cli import main
+
+    rng = np.random.default_rng(3)
+    classes = ["bonafide"] * 40 + ["world"] * 30 + ["lpc"] * 30
+    p_human = np.clip(
+        rng.normal(np.where(np.array(classes) == "bonafide", 0.7, 0.4), 0.15), 0.0, 1.0
+    )
+    scores = tmp_path / "scores.csv"
+    scores.write_text(
+        "item,speaker,class,noise,p_human\n"
+        + "".join(f"i{n},s,{c},clean,{p}\n" for n, (c, p) in enumerate(zip(classes, p_human)))
+    )
+    assert main(["scores", str(scores), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    human = p_human[:40]
+    expected, _ = metrics.compute_eer(human, p_human[40:])
+    assert report["eer"] == pytest.approx(expected, abs=1e-9)
+    assert set(report["per_attack"]) == {"lpc", "world"} and report["min_tdcf"] is None
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,class,p_human\na,bonafide,1.5\n")
+    assert main(["scores", str(bad)]) == 2
+    assert "p_human must be numbers from 0 to 1" in capsys.readouterr().err

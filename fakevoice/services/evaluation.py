@@ -173,9 +173,8 @@ def evaluate_on_dataset(
     frame = read_manifest(folder)
     used = "all"
     trained = detector.manifest.get("train_spec")
-    own = isinstance(trained, dict) and trained.get("dataset") == dataset
     training_items: set[str] = set()
-    if own:
+    if isinstance(trained, dict) and trained.get("dataset") == dataset:
         own_split = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir)
         if split == "valid":
             frame, used = own_split.valid, "valid"
