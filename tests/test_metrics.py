@@ -500,7 +500,9 @@ def test_the_scores_command_reads_a_workbench_scores_csv(
     scores = tmp_path / "scores.csv"
     scores.write_text(
         "item,speaker,class,noise,p_human\n"
-        + "".join(f"i{n},s,{c},clean,{p}\n" for n, (c, p) in enumerate(zip(classes, p_human)))
+        + "".join(
+            f"i{n},s,{c},clean,{p}\n" for n, (c, p) in enumerate(zip(classes, p_human, strict=True))
+        )
     )
     assert main(["scores", str(scores), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
