@@ -129,7 +129,10 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     if models:
         st.dataframe(profile.model_rows(models[:DASHBOARD_ROWS]), hide_index=True, placeholder="—")
     else:
-        st.caption("No model yet: a run that finishes leaves one.")
+        st.caption(
+            "No model of your own yet: a run that finishes leaves one. Public models (below) "
+            "judge clips on Evaluate too."
+        )
     st.subheader("My recent verdicts")
     if verdicts:
         st.dataframe(
@@ -149,6 +152,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     else:
         st.caption("No verdict yet: open Evaluate and give it a recording.")
     _datasets_present()
+    _public_models()  # everyone's to use, signed in or not
 
 
 JOB_PAGES = {  # where each kind of job is followed (tests: Evaluate, mode "Test on a dataset")

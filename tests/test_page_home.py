@@ -208,6 +208,7 @@ def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_setting
         store.create_run(session, bob, "bob run", {"dataset": "demo", "arch": "resnet18"})
     model = add_model(alice, "alice model", public=False, eer=0.2, accuracy=0.8)
     add_model(bob, "bob model", public=False, eer=0.3, accuracy=0.7)
+    add_model(bob, "bob shared", public=True, eer=0.25, accuracy=0.75)
     with store.session_scope() as session:
         store.add_analysis(
             session,
@@ -229,7 +230,13 @@ def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_setting
     for frame in at.dataframe:
         columns = set(frame.value.columns)
         name = (
-            "home_runs" if "status" in columns else "home_models" if "public" in columns else None
+            "home_runs"
+            if "status" in columns
+            else "home_models"
+            if "public" in columns
+            else "home_public"
+            if "owner" in columns
+            else None
         )
         tables[name or ("home_verdicts" if "verdict" in columns else "other")] = frame.value
     assert list(tables["home_runs"]["run"]) == ["alice run"]
@@ -237,6 +244,8 @@ def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_setting
     assert list(tables["home_models"]["model"]) == ["alice model"]
     assert list(tables["home_verdicts"]["file"]) == ["call.wav"]
     assert list(tables["home_verdicts"]["verdict"]) == ["human"]
+    # Everyone's public models, signed in too (bob's shared one, not his private one).
+    assert list(tables.pop("home_public")["model"]) == ["bob shared"]
     assert "bob" not in " ".join(str(t) for t in tables.values())
 
 
