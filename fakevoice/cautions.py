@@ -46,6 +46,9 @@ MAX_BACKGROUND_SHARE = 0.5
 background: a short clip of steady speech is the "short" caution's business."""
 WEAK_MODEL_EER = 0.4
 """A validation EER at least this high: the model is little better than chance (0.5)."""
+ERRING_MODEL_EER = 0.2
+"""A validation EER at least this high (and under :data:`WEAK_MODEL_EER`): the model misjudges
+one clip in five or more of the kind it learnt from; its verdict is one hint among others."""
 _FRAME_SECONDS = 0.025
 _BAND_N_FFT = 512  # 31 Hz bins at 16 kHz, frames side by side: a power ratio needs no overlap
 
@@ -95,10 +98,16 @@ def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
     """A sentence when the model's own validation figures (``metrics.json``, kept in the store)
     say its verdicts mean little; empty for a model without figures or a good one."""
     eer = metrics.get("eer")
-    if not isinstance(eer, int | float) or eer < WEAK_MODEL_EER:
+    if not isinstance(eer, int | float) or eer < ERRING_MODEL_EER:
         return []
     items = metrics.get("valid_items")
     on = f" on {items} items" if isinstance(items, int) else ""
+    if eer < WEAK_MODEL_EER:
+        return [
+            f"This model's own validation EER is {eer:.0%}{on}: on audio like its training data "
+            f"it misjudges about {eer:.0%} of clips at its equal-error point. Weigh its verdict "
+            "as one hint among others, not as a finding."
+        ]
     return [
         f"This model's own validation EER is {eer:.0%}{on}: even on audio like its training "
         "data it tells human from machine speech little better than chance (50 %). Do not "

@@ -99,6 +99,11 @@ def test_a_model_near_chance_on_its_own_validation_data_is_named() -> None:
     (caution,) = model_cautions({"eer": 0.5, "valid_items": 18})
     assert caution.startswith("This model's own validation EER is 50% on 18 items")
     assert "Do not rely on its verdict" in caution
+    # A model that is wrong one time in five or more is named too, in milder words.
+    (erring,) = model_cautions({"eer": 0.396, "valid_items": 970})
+    assert erring.startswith("This model's own validation EER is 40% on 970 items")
+    assert "misjudges about 40% of clips" in erring and "Do not rely" not in erring
+    assert model_cautions({"eer": 0.19, "valid_items": 970}) == []
 
 
 def test_a_verdict_of_a_weak_model_carries_and_logs_the_caution(
