@@ -980,6 +980,20 @@ def test_bad_fields_are_4xx_in_words(world: World) -> None:
     assert_error(huge_id, 422, "invalid_request")
     assert_error(httpx.get(f"{world.url}/v1/nothing-here"), 404, "not_found")
     assert_error(httpx.delete(f"{world.url}/v1/models"), 405, "method_not_allowed")
+    # A query parameter the route does not take is refused, not ignored (``find`` for ``q``
+    # returned the whole history as if narrowed).
+    misspelt = httpx.get(
+        f"{world.url}/v1/analyses", params={"find": "call"}, headers=auth(world.alice_token)
+    )
+    words = assert_error(misspelt, 422, "invalid_spec")
+    assert "Unknown query parameter 'find' for GET /v1/analyses" in words and "q, " in words
+    assert_error(httpx.get(f"{world.url}/health", params={"verbose": "1"}), 422, "invalid_spec")
+    found = httpx.get(
+        f"{world.url}/v1/analyses",
+        params={"q": "call", "limit": 1},
+        headers=auth(world.alice_token),
+    )
+    assert found.status_code == 200
 
 
 def test_file_over_the_upload_limit_is_413(world: World) -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -206,6 +206,38 @@ def _counted(receive: Receive, limit: int) -> Receive:
     return counted
 
 
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route (or one of its dependencies, at any depth) declares."""
+    names = {field.alias for field in getattr(dependant, "query_params", [])}
+    for inner in getattr(dependant, "dependencies", []):
+        names |= _query_names(inner)
+    return names
+
+
+_DECLARED_QUERY: dict[int, frozenset[str]] = {}
+
+
+async def _known_query_only(request: Request) -> None:
+    """Refuse a query parameter the route does not take (``?find=`` for ``?q=`` was ignored, and
+    a script believed it had narrowed its history)."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    declared = _DECLARED_QUERY.get(id(route))
+    if declared is None:
+        declared = _DECLARED_QUERY.setdefault(id(route), frozenset(_query_names(route.dependant)))
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes none"
+        raise errors.InvalidSpecError(
+            f"Unknown query parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(name[:40]) for name in unknown[:5])} for {request.method} "
+            f"{route.path}: {takes} (see /docs)."
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app (uvicorn: ``fakevoice.api:create_app`` with ``factory=True``).
 
@@ -228,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(_known_query_only)],
     )
     app.state.settings = settings
     # Declared sizes are answered before routing, each path against its route's own limit
