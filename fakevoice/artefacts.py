@@ -243,6 +243,7 @@ def write_run_artefacts(
     # report describes the model as the detector will run it.
     groups = data.valid["utterance"].astype(str).to_numpy() if "utterance" in data.valid else None
     calibration = fit_calibration(probs, targets, groups)
+    raw = probs
     if calibration is not None:
         probs = np.exp(calibration.apply(np.log(np.clip(probs, 1e-300, None))))
     speakers = data.valid["speaker"].astype(str).to_numpy() if "speaker" in data.valid else None
@@ -250,6 +251,11 @@ def write_run_artefacts(
         targets, probs, data.class_names, bonafide_index=0, groups=groups, speakers=speakers
     )
     report["calibration"] = calibration.to_dict() if calibration is not None else None
+    # The same items before the calibration, as the epochs' figures (history.csv) were measured:
+    # the calibration moves accuracy (its threshold), and with more than two classes the EER
+    # too, and it was fitted on these very items (so the calibrated figures flatter a little).
+    before = metrics.classification_report(targets, raw, data.class_names, bonafide_index=0)
+    report["before_calibration"] = {k: before.get(k) for k in ("eer", "accuracy", "macro_f1")}
     # How far the model's features usually lie from its classes, for the verdict's caution on a
     # clip unlike its validation audio (fakevoice.metrics.familiarity).
     familiarity = None

@@ -278,7 +278,27 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
             print(f"    {line}")
     for e in epochs:
         print(f"  epoch {e.epoch + 1}: {epoch_figures(e)}")
+    from fakevoice.services.results import run_metrics
+
+    if model_id is not None and (stored := _stored_model_line(run_metrics(run))):
+        print(f"  {stored}")
     return 0
+
+
+def _stored_model_line(report: dict[str, Any]) -> str | None:
+    """The stored model's validation figures: as it serves verdicts (calibrated) and, when the
+    run kept them, before the calibration, as the epoch lines above measure."""
+    eer, accuracy = report.get("eer"), report.get("accuracy")
+    if not isinstance(eer, float | int) or not isinstance(accuracy, float | int):
+        return None
+    line = f"stored model: EER {100 * eer:.2f} %  accuracy {accuracy:.3f} (calibrated)"
+    before = report.get("before_calibration")
+    if isinstance(before, dict) and isinstance(before.get("eer"), float | int):
+        line += (
+            f"; before calibration, as its epoch above: EER {100 * before['eer']:.2f} %  "
+            f"accuracy {before.get('accuracy', float('nan')):.3f}"
+        )
+    return line
 
 
 def epoch_figures(epoch: EpochMetric) -> str:

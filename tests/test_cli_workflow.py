@@ -102,6 +102,9 @@ def test_cli_trains_lists_predicts_and_evaluates(
     assert jobs.returncode == 0 and "  train    cli-run" in jobs.stdout
     stopped = cli("stop", "cli-run")
     assert stopped.returncode == 0 and "succeeded" in stopped.stdout
+    # The stored model's figures, calibrated as it serves verdicts and as its epoch measured.
+    shown = cli("runs", "show", "cli-run").stdout
+    assert "  stored model: EER " in shown and "before calibration, as its epoch above" in shown
 
     clip = tmp_path / "clip.wav"
     sf.write(clip, speechlike(5.0, seed=5), 16000)
