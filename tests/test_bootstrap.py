@@ -222,3 +222,17 @@ def test_a_comparison_is_drawn_once_per_key_and_the_oldest_goes() -> None:
     for n in range(KEPT_PAIRS):  # one model: no pair, nothing to draw
         kept_pairs(("filler", n), [a])
     assert kept_pairs(("kept test", 1), [a, b]) is not first  # the oldest was dropped
+
+
+def test_a_narrow_difference_is_called_narrow() -> None:
+    """A difference whose interval only just leaves out 0 (the first lower in 97 % of the draws)
+    is a finding to confirm, not a settled one; a clear one says nothing more."""
+    from fakevoice.metrics.bootstrap import difference_verdict
+
+    narrow = {"difference": -0.16, "low": -0.208, "high": -0.005, "first_lower": 0.975}
+    said = difference_verdict("A", "M", narrow)
+    assert said.startswith("A is better (lower in 98% of the draws), narrowly:")
+    clear = {"difference": -0.16, "low": -0.25, "high": -0.08, "first_lower": 1.0}
+    assert difference_verdict("A", "M", clear) == "A is better (lower in 100% of the draws)"
+    undecided = {"difference": -0.1, "low": -0.2, "high": 0.01, "first_lower": 0.96}
+    assert difference_verdict("A", "M", undecided) == "the test cannot tell them apart"

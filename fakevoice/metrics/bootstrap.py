@@ -132,6 +132,9 @@ def drawing_units(utterances: Any, speakers: Any, is_bonafide: Any) -> tuple[np.
     return np.asarray(utterances).ravel(), "utterances"
 
 
+NARROW_SHARE = 0.99  # a decided difference lower in fewer of the draws than this is narrow
+
+
 def difference_verdict(first: str, second: str, difference: Mapping[str, Any]) -> str:
     """Which of ``first`` and ``second`` an :class:`EerDifference` (or its dict) says is better,
     or that the test cannot tell."""
@@ -139,7 +142,14 @@ def difference_verdict(first: str, second: str, difference: Mapping[str, Any]) -
         return "the test cannot tell them apart"
     lower = difference["first_lower"]
     better, share = (first, lower) if difference["difference"] < 0 else (second, 1 - lower)
-    return f"{better} is better (lower in {share:.0%} of the draws)"
+    said = f"{better} is better (lower in {share:.0%} of the draws)"
+    if share < NARROW_SHARE:
+        # An interval that only just leaves out 0 can take it in on another seed of the draws.
+        said += (
+            ", narrowly: the interval's nearer end is close to 0, so a test on more items may "
+            "not bear it out"
+        )
+    return said
 
 
 def difference_words(first: str, second: str, difference: Mapping[str, Any]) -> str:
