@@ -22,7 +22,7 @@ import soundfile as sf
 from conftest import REPO, speechlike
 from streamlit.testing.v1 import AppTest
 from test_shortcuts import cue_frame
-from test_training import DATASET, tiny_dataset_root
+from test_training import DATASET, make_tiny_dataset, tiny_dataset_root
 from test_uploads import (
     AASIST_L,
     FileCreatingPayload,
@@ -41,6 +41,7 @@ from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
 
 USER_KEY = "fakevoice_user_id"
+OTHER = "fresh"  # a dataset the page tests' model was not trained on
 TITLES = {
     "Human": "human",
     "Machine-generated": "machine-generated",
@@ -411,7 +412,9 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert_no_exception(at)
     assert "There is no built dataset to test on" in " ".join(i.value for i in at.info)
 
-    shutil.copytree(tiny_dataset_root(tmp_path_factory) / DATASET, datasets_dir() / DATASET)
+    # The tiny set's layout with other voices, under another name: not the dataset the model was
+    # trained on (a calibration on items it learnt from is refused).
+    make_tiny_dataset(datasets_dir() / OTHER, speakers=("new_a", "new_b"), first_seed=50_000)
     at.run()
     at.radio(key="eval_test_split").set_value("all")
     at.number_input(key="eval_test_limit").set_value(20)
@@ -420,14 +423,14 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert not at.error, [e.value for e in at.error]
     (queued,) = services.list_evaluations(alice)
     assert queued.status == "queued" and queued.kind == "evaluate"
-    assert queued.name == f"test tiny specnet on {DATASET}"
+    assert queued.name == f"test tiny specnet on {OTHER}"
     assert any("Queued 'test tiny specnet" in s.value for s in at.success)
     assert at.get("progress")  # followed in the list while it waits for a worker
     assert run_queued_jobs() == ["succeeded"]
 
     at.run()
     assert_no_exception(at)
-    assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
+    assert any(f"20 of 30 items of **{OTHER}**" in c.value for c in at.caption)
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
     assert any("Expected calibration error here: " in c.value for c in at.caption)
     assert "**Reliability** (how sure against how often right)" in [m.value for m in at.markdown]
@@ -442,7 +445,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert not any("Shortcut" in w.value for w in at.warning)
     planted = cue_frame(0, tts_lead_in=0.0)
     planted["class"] = planted["class"].replace({"tts": "griffinlim", "copy": "world"})
-    write_audit(datasets_dir() / DATASET, audit_cues(planted))
+    write_audit(datasets_dir() / OTHER, audit_cues(planted))
     at.run()
     (note,) = [w.value for w in at.warning if "Shortcut" in w.value]
     assert note.startswith("Shortcut in this dataset") and "griffinlim (0% EER)" in note
@@ -451,7 +454,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert cues["griffinlim"] == 0.0 and cues["world"] > 0.25  # as the planted audit has it
 
     # A copy of the model calibrated on these 20 items: the original stays as it was.
-    assert at.text_input(key="eval_test_calibrate_name").value == f"tiny specnet on {DATASET}"
+    assert at.text_input(key="eval_test_calibrate_name").value == f"tiny specnet on {OTHER}"
     at.text_input(key="eval_test_calibrate_name").set_value("specnet tuned")
     at.button(key="eval_test_calibrate").click().run()
     assert_no_exception(at)
@@ -459,7 +462,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert any("Model 'specnet tuned' is yours" in s.value for s in at.success)
     (copy,) = [m for m in services.list_models(alice) if m.name == "specnet tuned"]
     kept = copy.metrics["calibration"]
-    assert kept["dataset"] == DATASET and kept["items"] == 20 and kept["split"] == "all"
+    assert kept["dataset"] == OTHER and kept["items"] == 20 and kept["split"] == "all"
     assert services.get_model(alice, specnet.id).metrics.get("calibration") is None
     # The copy scores through the kept calibration; the same weights underneath.
     samples = load_audio(wav_bytes(2.0, seed=8), 16000).samples
@@ -473,7 +476,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
 
     # A damaged dataset: one clip gone. The new test fails with the reason in the list, and the
     # earlier result stays on the page.
-    (clip,) = list((datasets_dir() / DATASET / "clips").rglob("spk_a_u0.wav"))[:1]
+    (clip,) = list((datasets_dir() / OTHER / "clips").rglob("new_a_u0.wav"))[:1]
     clip.unlink()
     at.number_input(key="eval_test_limit").set_value(30)
     at.button(key="eval_test_run").click().run()
@@ -483,7 +486,7 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert "cannot be read" in " ".join(e.value for e in at.error)
     first = next(b for b in at.button if b.key == f"eval_test_show:{queued.id}")
     first.click().run()
-    assert any(f"20 of 30 items of **{DATASET}**" in c.value for c in at.caption)
+    assert any(f"20 of 30 items of **{OTHER}**" in c.value for c in at.caption)
 
     # Clear takes a test and its files away.
     folder = services.get_evaluation(alice, queued.id).artefact_dir

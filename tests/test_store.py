@@ -739,7 +739,7 @@ def test_a_verdicts_timeline_is_kept_checked_in_time_order_and_rounded(
     with store.session_scope(db, readonly=True) as session:
         assert store.get_analysis(session, people.owner, kept).windows == [
             {"start": 0.0, "end": 4.0, "p_human": 0.9, "top_class": "bonafide"},
-            {"start": 2.0, "end": 6.0, "p_human": 0.1235, "top_class": "spoof"},
+            {"start": 2.0, "end": 6.0, "p_human": 0.123457, "top_class": "spoof"},
         ]
         assert store.get_analysis(session, people.owner, unknown).windows is None
         assert store.get_analysis(session, people.owner, empty).windows == []
