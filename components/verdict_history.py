@@ -49,6 +49,8 @@ OUTCOME_FILTERS = {
 def render(actor: Actor, models: list[ModelRecord]) -> None:
     """The filters, the page of verdicts they select, paging and the CSV download."""
     st.subheader("Verdict history")
+    # A verdict just made on the page, for the form to pick: taken now, whatever is shown.
+    picked = st.session_state.pop(PICK_IN_HISTORY, None)
     try:
         where = _filters(actor, models)
         total = services.count_analyses(actor, where)
@@ -71,7 +73,7 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
     what = f"{total} verdict{'s' if total != 1 else ''}" + (" match" if narrowed else "")
     st.caption(f"{what}; newest first (times in UTC), page {min(page, pages)} of {pages}.")
     history_table(rows, models)
-    _label_form(actor, rows, {m.id: m.name for m in models})
+    _label_form(actor, rows, {m.id: m.name for m in models}, picked)
     too_many = total > MAX_EXPORT_ROWS
     st.download_button(
         "History (CSV)",
@@ -101,7 +103,9 @@ def verdict_choice_label(analysis: AnalysisRecord, model_names: dict[int, str]) 
     )
 
 
-def _label_form(actor: Actor, rows: list[AnalysisRecord], model_names: dict[int, str]) -> None:
+def _label_form(
+    actor: Actor, rows: list[AnalysisRecord], model_names: dict[int, str], picked: int | None
+) -> None:
     """Record what a clip on this page really was, and a note (a case number, say)."""
     by_id = {a.id: a for a in rows}
     with st.expander(
@@ -110,7 +114,6 @@ def _label_form(actor: Actor, rows: list[AnalysisRecord], model_names: dict[int,
     ):
         # The choice stays with its verdict while others arrive (the API, another tab): it moves
         # only to a verdict just made on this page, or when it is no longer on this page.
-        picked = st.session_state.pop(PICK_IN_HISTORY, None)
         if picked in by_id:
             st.session_state[CHOICE] = picked
         elif (gone := st.session_state.get(CHOICE)) is not None and gone not in by_id:

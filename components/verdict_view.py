@@ -245,7 +245,7 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
             "threshold": a.threshold,
             "via": a.source,
             "SHA-256": (a.file_sha256 or "")[:16],
-            "typicality": None if a.typicality is None else round(a.typicality, 3),
+            "typicality": None if a.typicality is None else typicality_text(a.typicality),
             "cautions": " ".join(a.cautions),
             "note": a.note or "",
         }

@@ -166,7 +166,9 @@ def read_workbench_scores(path: Path) -> CMScores:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype={"item": str, "class": str}, keep_default_na=False)
+        frame = pd.read_csv(
+            path, dtype={"item": str, "class": str}, keep_default_na=False, encoding="utf-8-sig"
+        )
     except FileNotFoundError:
         raise DatasetError(f"Score file {path} does not exist.") from None
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
@@ -174,6 +176,12 @@ def read_workbench_scores(path: Path) -> CMScores:
     missing = {"item", "class", "p_human"} - set(frame.columns)
     if missing:
         raise DatasetError(f"{Path(path).name} lacks the column(s) {', '.join(sorted(missing))}.")
+    if "model" in frame.columns and frame["model"].nunique() > 1:
+        models = ", ".join(sorted(map(str, frame["model"].unique()))[:8])
+        raise DatasetError(
+            f"{Path(path).name} holds the scores of several models ({models}): keep one "
+            "model's rows (or write each model's scores to a file of its own)."
+        )
     p_human = pd.to_numeric(frame["p_human"], errors="coerce").to_numpy(dtype=np.float64)
     if (
         not len(frame)
@@ -193,8 +201,8 @@ def read_workbench_scores(path: Path) -> CMScores:
 
 
 def read_any_cm_scores(path: Path) -> CMScores:
-    """An ASVspoof countermeasure score file, or a workbench scores CSV (its first line names
-    the ``item`` column)."""
+    """An ASVspoof countermeasure score file, or a workbench scores CSV (its header names the
+    ``item``, ``class`` and ``p_human`` columns; a spreadsheet's byte-order mark is fine)."""
     try:
         with Path(path).open(encoding="utf-8", errors="replace") as handle:
             first = handle.readline()
@@ -202,7 +210,8 @@ def read_any_cm_scores(path: Path) -> CMScores:
         raise DatasetError(f"Score file {path} does not exist.") from None
     except OSError as exc:
         raise DatasetError(f"Score file {path} could not be read: {exc}.") from None
-    if first.startswith("item,"):
+    header = {name.strip() for name in first.lstrip("\ufeff").split(",")}
+    if {"item", "class", "p_human"} <= header:
         return read_workbench_scores(path)
     return read_cm_scores(path)
 

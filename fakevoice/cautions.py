@@ -7,8 +7,9 @@ sentence for the person reading the verdict; the verdict itself is unchanged.
 
 * **Narrow band**: a file recorded below the model's rate holds nothing above half its rate; a
   file at the model's rate with (almost) nothing above 4 kHz was once a telephone recording.
-* **Short**: a clip shorter than the model's window is repeated to fill it (as AASIST's
-  evaluation does), so the model hears a few seconds of speech over and over.
+* **Short**: a clip shorter than the model's window gives the model little speech: a waveform
+  model hears it repeated to fill the window (as AASIST's evaluation does), an image model sees
+  it once across its image, as its dataset showed every clip.
 * **Little sound**: a recording that is mostly background (a call on hold, long pauses) gives
   the model a second or less of anything to judge.
 * **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
@@ -22,6 +23,7 @@ language, line, room or generator it never met), whatever the checks of the file
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +55,17 @@ _FRAME_SECONDS = 0.025
 _BAND_N_FFT = 512  # 31 Hz bins at 16 kHz, frames side by side: a power ratio needs no overlap
 
 
-def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
+def verdict_cautions(
+    audio: Audio, model_rate: int, window: int, *, tiled: bool = True
+) -> list[str]:
     """Sentences saying why a verdict on ``audio`` deserves less trust (empty: no reason found).
 
     Args:
         audio: the decoded clip (``audio.info`` describes the file as it was).
         model_rate: the sample rate the model was trained at, Hz.
         window: the model's window, samples at ``model_rate``.
+        tiled: whether a clip shorter than the window is repeated to fill it (waveform models);
+            an image model sees such a clip once, across its whole image.
     """
     cautions = []
     original = audio.info.sample_rate
@@ -75,10 +81,10 @@ def verdict_cautions(audio: Audio, model_rate: int, window: int) -> list[str]:
             "recording; the model learned from wide-band audio. Treat the verdict with care."
         )
     if audio.duration * model_rate < window:
+        how = "it was repeated to fill it, so" if tiled else "so"
         cautions.append(
             f"The clip ({audio.duration:.1f} s) is shorter than the model's window "
-            f"({window / model_rate:.2f} s): it was repeated to fill it, so the verdict rests on "
-            "little speech."
+            f"({window / model_rate:.2f} s): {how} the verdict rests on little speech."
         )
     sound = _sound_seconds(audio.samples, audio.sample_rate)
     if sound < MIN_SOUND_SECONDS and sound < MAX_BACKGROUND_SHARE * audio.duration:
@@ -116,10 +122,15 @@ def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def typicality_text(typicality: float) -> str:
-    """A typicality with the digits that tell which side of the caution (0.001) it is on."""
+    """A typicality with the digits that tell which side of the caution (0.001) it is on: cut,
+    not rounded, below 0.01 (0.00096 reads 0.00096, never 0.0010)."""
     if typicality >= 0.01:
         return f"{typicality:.2f}"
-    return f"{typicality:.4f}" if typicality >= 0.0001 else "under 0.0001"
+    if typicality >= UNFAMILIAR:
+        return f"{math.floor(typicality * 1e4) / 1e4:.4f}"
+    if typicality >= 0.0001:
+        return f"{math.floor(typicality * 1e5) / 1e5:.5f}"
+    return "under 0.0001"
 
 
 def familiarity_cautions(typicality: float, items: int) -> list[str]:

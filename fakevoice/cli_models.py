@@ -192,6 +192,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.results is not None:
         copy = services.calibrate_on_test(actor, args.results, model.id, args.name)
     else:
+        trained = services.detector_for(model).manifest.get("train_spec")
+        if (
+            args.split == "all"
+            and isinstance(trained, dict)
+            and trained.get("dataset") == args.dataset
+        ):
+            raise InvalidSpecError(  # refused before minutes of scoring, not after
+                f"Model {model.name!r} was trained on {args.dataset!r}: a calibration on all of "
+                "its items would include those it learnt from. Use --split valid (its "
+                "validation split) or another dataset."
+            )
         evaluation = services.evaluate_on_dataset(
             actor, model.id, args.dataset, args.split, limit=args.limit
         )

@@ -265,6 +265,14 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         "spec": dict(run.spec) if run.kind == "train" else None,
         "epochs_history": [e.__dict__ for e in epochs],
     }
+    from fakevoice.services.results import run_metrics
+
+    report = run_metrics(run) if model_id is not None else {}
+    payload["stored_model"] = (
+        {k: report.get(k) for k in ("eer", "accuracy", "macro_f1", "before_calibration")}
+        if report
+        else None
+    )
     if args.json:
         print_json(payload)
         return 0
@@ -278,9 +286,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
             print(f"    {line}")
     for e in epochs:
         print(f"  epoch {e.epoch + 1}: {epoch_figures(e)}")
-    from fakevoice.services.results import run_metrics
-
-    if model_id is not None and (stored := _stored_model_line(run_metrics(run))):
+    if model_id is not None and (stored := _stored_model_line(report)):
         print(f"  {stored}")
     return 0
 
@@ -291,6 +297,8 @@ def _stored_model_line(report: dict[str, Any]) -> str | None:
     eer, accuracy = report.get("eer"), report.get("accuracy")
     if not isinstance(eer, float | int) or not isinstance(accuracy, float | int):
         return None
+    if not isinstance(report.get("calibration"), dict):  # too few items, or a fit not kept
+        return f"stored model: EER {100 * eer:.2f} %  accuracy {accuracy:.3f} (no calibration kept)"
     line = f"stored model: EER {100 * eer:.2f} %  accuracy {accuracy:.3f} (calibrated)"
     before = report.get("before_calibration")
     if isinstance(before, dict) and isinstance(before.get("eer"), float | int):

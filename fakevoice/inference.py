@@ -3,7 +3,8 @@
 Verdict rule (DESIGN.md): ``p_human = P(bonafide)``; if ``max(p_human, 1 - p_human) < threshold`` the
 verdict is *inconclusive*, otherwise *human* or *machine-generated* (naming the most probable
 generator class when the model knows generators). Audio is cut into model-length windows every half
-window (the last aligned to the end; a short clip is tiled); the clip's class log-probabilities are
+window (the last aligned to the end; a short clip is tiled for a waveform model, rendered whole
+for an image model, as its dataset rendered every item); the clip's class log-probabilities are
 the mean of the windows' log-softmax outputs, renormalised.
 """
 
@@ -140,6 +141,12 @@ class Detector:
         ):
             logger.warning("%s: the familiarity reference does not fit the model", manifest["arch"])
             self.familiarity = None
+        if (
+            self.familiarity is not None
+            and self.input_kind == "image"
+            and self.familiarity.short_clips != "whole"
+        ):  # made from tiled pictures of short clips, which this detector no longer makes
+            self.familiarity = None
 
     @classmethod
     def from_bundle(cls, folder: Path, device: torch.device | None = None) -> Detector:
@@ -219,7 +226,9 @@ class Detector:
             duration=audio.info.duration,
             original_rate=audio.info.sample_rate,
         )
-        cautions = verdict_cautions(audio, self.sample_rate, self.window)
+        cautions = verdict_cautions(
+            audio, self.sample_rate, self.window, tiled=self.input_kind == "waveform"
+        )
         if self.familiarity is not None and verdict.typicality is not None:
             cautions += familiarity_cautions(verdict.typicality, self.familiarity.items)
         return replace(verdict, cautions=cautions)

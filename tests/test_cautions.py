@@ -55,6 +55,10 @@ def test_telephone_audio_saved_at_16_khz_is_named() -> None:
 def test_a_clip_shorter_than_the_window_is_named() -> None:
     (caution,) = cautions_of(wav(wide_band(1.5), 16000), window=64600)
     assert caution.startswith("The clip (1.5 s) is shorter than the model's window (4.04 s)")
+    assert "repeated to fill it" in caution  # a waveform model's window
+    audio = load_audio(wav(wide_band(1.5), 16000), 16000)
+    (seen_once,) = verdict_cautions(audio, 16000, 64600, tiled=False)  # an image model's
+    assert "repeated" not in seen_once and "so the verdict rests on little speech" in seen_once
     assert cautions_of(wav(wide_band(4.1), 16000), window=64600) == []
 
 

@@ -51,3 +51,28 @@ def test_every_service_name_resolves_to_its_definition() -> None:
     assert set(services.__all__) == set(services._MODULE_OF)
     for name, module in services._MODULE_OF.items():
         assert getattr(services, name) is getattr(importlib.import_module(module), name)
+
+
+def test_runs_show_names_the_stored_models_figures_both_ways() -> None:
+    """Calibrated, as the model serves verdicts, and before, as its epochs were measured."""
+    from fakevoice.cli_train import _stored_model_line, epoch_figures
+    from fakevoice.store.records import EpochMetric
+
+    calibrated = {
+        "eer": 0.31,
+        "accuracy": 0.7,
+        "calibration": {"temperature": 1.2},
+        "before_calibration": {"eer": 0.33, "accuracy": 0.64},
+    }
+    line = _stored_model_line(calibrated)
+    assert line == (
+        "stored model: EER 31.00 %  accuracy 0.700 (calibrated); before calibration, as its "
+        "epoch above: EER 33.00 %  accuracy 0.640"
+    )
+    assert _stored_model_line({"eer": 0.5, "accuracy": 0.5, "calibration": None}) == (
+        "stored model: EER 50.00 %  accuracy 0.500 (no calibration kept)"
+    )
+    assert _stored_model_line({}) is None
+    assert epoch_figures(EpochMetric(epoch=0, train_loss=0.5)) == (
+        "train loss 0.5000  valid loss -  accuracy -  EER -"
+    )

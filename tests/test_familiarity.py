@@ -234,6 +234,19 @@ def test_a_model_without_a_reference_says_nothing(trained: Path, tmp_path: Path)
     assert verdict.typicality is None
 
 
+def test_an_image_models_reference_from_tiled_short_clips_is_not_used(
+    trained: Path, tmp_path: Path
+) -> None:
+    """References made before short clips were rendered whole (no ``short_clips``) measured
+    another picture of such clips: an image model's detector leaves them out."""
+    shutil.copytree(trained, tmp_path / "older")
+    manifest = json.loads((tmp_path / "older" / "manifest.json").read_text())
+    assert manifest["familiarity"].pop("short_clips") == "whole"
+    (tmp_path / "older" / "manifest.json").write_text(json.dumps(manifest))
+    assert Detector.from_bundle(tmp_path / "older").familiarity is None
+    assert Detector.from_bundle(trained).familiarity is not None
+
+
 def test_a_tests_unfamiliar_shares_and_their_words() -> None:
     """The share of a test's human and machine items the model finds unlike its own data."""
     from fakevoice.services.evaluation import unfamiliar_shares, unfamiliar_words

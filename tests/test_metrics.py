@@ -510,6 +510,24 @@ def test_the_scores_command_reads_a_workbench_scores_csv(
     expected, _ = metrics.compute_eer(human, p_human[40:])
     assert report["eer"] == pytest.approx(expected, abs=1e-9)
     assert set(report["per_attack"]) == {"lpc", "world"} and report["min_tdcf"] is None
+    # A spreadsheet's byte-order mark and a model column of one model are fine; two models not.
+    saved = tmp_path / "saved.csv"
+    lines = scores.read_text().splitlines()
+    saved.write_text(
+        "\ufeffmodel," + lines[0] + "\n" + "".join(f"m1,{line}\n" for line in lines[1:]),
+        encoding="utf-8",
+    )
+    assert main(["scores", str(saved), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["eer"] == pytest.approx(expected, abs=1e-9)
+    two = tmp_path / "two.csv"
+    two.write_text(
+        "model,"
+        + lines[0]
+        + "\n"
+        + "".join(f"m{n % 2},{line}\n" for n, line in enumerate(lines[1:]))
+    )
+    assert main(["scores", str(two)]) == 2
+    assert "holds the scores of several models (m0, m1)" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("item,class,p_human\na,bonafide,1.5\n")
     assert main(["scores", str(bad)]) == 2

@@ -596,8 +596,12 @@ def test_a_generator_the_model_has_no_class_for_is_tested_not_dropped(
     manifest = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
     manifest.loc[manifest["class"] == "griffinlim", "class"] = "piper"
     manifest.to_csv(folder / "manifest.csv", index=False)
-    report = services.evaluate_on_dataset(alice, specnet.id, "renamed", "all").report
+    evaluation = services.evaluate_on_dataset(alice, specnet.id, "renamed", "all")
+    report = evaluation.report
     assert report["unseen"] == {"piper": 10} and report["n"] == 20
+    # Every item is in the scores; comparisons and fusions take those the pooled figures do.
+    assert len(evaluation.scores) == 30 and len(evaluation.judged_scores()) == 20
+    assert "piper" not in set(evaluation.judged_scores()["class"])
     assert set(report["generator_eer"]) == {"piper", "world"}
     assert report["eer_items"]["generator"]["piper"] == [10, 10]
     words = unseen_words(report["unseen"])

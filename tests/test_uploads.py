@@ -258,6 +258,7 @@ def test_a_bundle_keeps_its_calibration_and_familiarity_reference(
         {"familiarity": "close"},
         {"familiarity": "wider"},
         {"calibration": {"ece_after": 7.0}},
+        {"calibration": {"dataset": "calls <img src=https://x.example/p.png> [verify](https://x)"}},
     ],
 )
 def test_unusable_references_are_left_out_and_the_model_still_stored(
@@ -273,7 +274,15 @@ def test_unusable_references_are_left_out_and_the_model_still_stored(
                 "means": np.hstack([wide, wide]).tolist(),
                 "components": np.hstack([references["familiarity"]["components"]] * 2).tolist(),
             }
-        elif isinstance(value, dict) and key == "calibration" and "ece_after" in value:
+        elif (
+            isinstance(value, dict)
+            and key == "calibration"
+            and set(value)
+            <= {
+                "ece_after",
+                "dataset",
+            }
+        ):
             manifest[key] = {**references[key], **value}
         else:
             manifest[key] = value
@@ -286,6 +295,10 @@ def test_unusable_references_are_left_out_and_the_model_still_stored(
         # The numbers that work are kept; an impossible figure is not.
         assert stored["calibration"]["temperature"] == 1.7
         assert stored["calibration"]["ece_after"] is None
+    elif "dataset" in damage.get("calibration", {}):
+        # Markup another user's report would print is left out; the calibration stays.
+        assert stored["calibration"]["temperature"] == 1.7
+        assert "dataset" not in stored["calibration"]
     else:
         assert key not in stored
     services.score_clip(alice, uploaded.id, wav_bytes(1.5), file_name="a.wav")

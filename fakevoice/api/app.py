@@ -214,7 +214,7 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-_DECLARED_QUERY: dict[int, frozenset[str]] = {}
+_DECLARED_QUERY = "_fakevoice_query_names"  # kept on each route object, worked out once
 
 
 async def _known_query_only(request: Request) -> None:
@@ -225,9 +225,10 @@ async def _known_query_only(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    declared = _DECLARED_QUERY.get(id(route))
+    declared: frozenset[str] | None = getattr(route, _DECLARED_QUERY, None)
     if declared is None:
-        declared = _DECLARED_QUERY.setdefault(id(route), frozenset(_query_names(route.dependant)))
+        declared = frozenset(_query_names(route.dependant))
+        setattr(route, _DECLARED_QUERY, declared)
     unknown = sorted(set(request.query_params) - declared)
     if unknown:
         takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes none"

@@ -332,9 +332,10 @@ def calibration_line(calibration: object) -> str:
         )
         return (
             f"calibrated on {int(calibration['items'])} {items} (temperature "
-            f"{float(calibration['temperature']):.2f}; expected calibration error "
-            f"{100 * float(calibration['ece_before']):.1f} % before, "
+            f"{float(calibration['temperature']):.2f}; expected calibration error, classes "
+            f"weighing the same, {100 * float(calibration['ece_before']):.1f} % before, "
             f"{100 * float(calibration['ece_after']):.1f} % after on those items{unseen})"
         )
     except (KeyError, TypeError, ValueError):
-        return "calibrated on the validation split"
+        # A bundle from elsewhere may keep its temperature and biases without the figures.
+        return "calibrated where the model was made (no figures kept with it)"

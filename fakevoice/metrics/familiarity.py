@@ -59,6 +59,10 @@ class Familiarity:
         residual: the variance in every other direction (their mean).
         reference: ``(PERCENTILES,)`` the validation items' out-of-fold distances at 0 to 100 %.
         items: how many validation items the reference rests on.
+        short_clips: how an image model's input showed a clip shorter than its window when
+            the reference was made: ``"whole"`` (as now) or ``"tiled"`` (references made before
+            stop 24, which a detector no longer uses for image models: their distances were of
+            another picture of such clips).
     """
 
     means: np.ndarray
@@ -67,6 +71,7 @@ class Familiarity:
     residual: float
     reference: np.ndarray
     items: int
+    short_clips: str = "whole"
 
     @property
     def dims(self) -> int:
@@ -114,6 +119,7 @@ class Familiarity:
             "variances": compact(self.variances),
             "residual": float(f"{self.residual:.6g}"),
             "reference": compact(self.reference),
+            "short_clips": self.short_clips,
         }
 
     @classmethod
@@ -152,7 +158,8 @@ class Familiarity:
         ):
             logger.warning("ignoring a familiarity reference whose shapes or values do not fit")
             return None
-        return cls(means, components, variances, residual, reference, items)
+        short_clips = "whole" if data.get("short_clips") == "whole" else "tiled"
+        return cls(means, components, variances, residual, reference, items, short_clips)
 
 
 def fit_familiarity(

@@ -61,6 +61,11 @@ def calibrated_copy(
     """
     model = get_model(actor, model_id)
     trained_on = evaluation.report.get("trained_on")
+    if "trained_on" in evaluation.report and trained_on is None:
+        raise InvalidSpecError(
+            "This test is on the dataset the model was trained on, which changed since: which of "
+            "its items the model learnt from is unknown. Calibrate it on another dataset."
+        )
     if isinstance(trained_on, int) and trained_on > 0:
         raise InvalidSpecError(
             f"{trained_on} of this test's items were in the model's training split: a "

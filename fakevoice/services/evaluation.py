@@ -10,6 +10,7 @@ verdicts: nothing is written to the actor's history.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -17,11 +18,13 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.errors import DatasetError, FakeVoiceError, InvalidSpecError
 from fakevoice.services.datasets import dataset_path
 from fakevoice.services.verdicts import detector_for, get_model
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
+
+logger = logging.getLogger(__name__)
 
 MAX_EVALUATE_ITEMS = 5000
 SPLITS = ("valid", "all")
@@ -60,6 +63,15 @@ class DatasetEvaluation:
         if not columns or not set(columns) <= set(self.scores.columns):
             return None
         return self.scores[columns].to_numpy(dtype=np.float64)
+
+    def judged_scores(self) -> pd.DataFrame:
+        """The rows the pooled figures rest on: every item of a two-class model's test, only
+        those of classes a multi-class model has (its test also scores the generators it has no
+        class for, in the EER per generator; the report's ``unseen``)."""
+        names = list(self.report.get("class_names") or [])
+        if len(names) <= 2:
+            return self.scores
+        return self.scores[self.scores["class"].astype(str).isin({*names, "bonafide"})]
 
     def targets(self, bonafide_index: int) -> np.ndarray:
         """The true class index of each item, as the model's classes count it."""
@@ -173,19 +185,23 @@ def evaluate_on_dataset(
     frame = read_manifest(folder)
     used = "all"
     trained = detector.manifest.get("train_spec")
-    training_items: set[str] = set()
+    training_items: set[str] | None = set()
     if isinstance(trained, dict) and trained.get("dataset") == dataset:
-        own_split = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir)
         if split == "valid":
+            own_split = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir)
             frame, used = own_split.valid, "valid"
         else:
-            training_items = set(own_split.train["item"].astype(str))
+            training_items = training_items_of(trained)
     available = len(frame)
     cap = min(limit or MAX_EVALUATE_ITEMS, MAX_EVALUATE_ITEMS)
     if len(frame) > cap:
         frame = balanced_sample(frame, cap)
     # Items the model learnt from flatter every figure (and a calibration fitted on them).
-    trained_on = int(frame["item"].astype(str).isin(training_items).sum())
+    trained_on = (
+        None
+        if training_items is None
+        else int(frame["item"].astype(str).isin(training_items).sum())
+    )
     names = detector.class_names
     bonafide_index = detector.bonafide_index
     targets: list[int] = []
@@ -271,9 +287,29 @@ def unfamiliar_shares(typicality: list[float | None], human: list[bool]) -> dict
     return shares
 
 
+def training_items_of(train_spec: dict[str, Any]) -> set[str] | None:
+    """The items of a model's training split, worked out again from its recipe on the dataset
+    of that name as it is now; None when that cannot be done (the dataset changed since: other
+    speakers or classes, too few items), when it is unknown whether a test holds any."""
+    from fakevoice.training_data import prepare_data
+    from fakevoice.trainspec import TrainSpec
+
+    try:
+        data = prepare_data(TrainSpec.from_dict(train_spec), get_settings().dataset_dir)
+    except FakeVoiceError as error:
+        logger.info("the training split of %s cannot be worked out again: %s", train_spec, error)
+        return None
+    return set(data.train["item"].astype(str))
+
+
 def trained_on_words(report: dict[str, Any]) -> str | None:
     """A warning when a test holds items the model was trained on (None when it holds none)."""
     count = report.get("trained_on")
+    if report.get("trained_on", 0) is None:
+        return (
+            "This is the dataset the model was trained on, but it changed since, so which of "
+            "its items the model learnt from is unknown: its figures here may be flattered."
+        )
     if not isinstance(count, int) or count <= 0:
         return None
     return (

@@ -93,7 +93,8 @@ def shared_items(
         f"{e.report['model']['name']} ({e.report['model']['id']})" if names.count(n) > 1 else n
         for e, n in zip(evaluations, names, strict=True)
     ]
-    tables = [e.scores.drop_duplicates("item").set_index("item") for e in evaluations]
+    # The items each model's pooled figures rest on: comparisons and the fusion stand beside them.
+    tables = [e.judged_scores().drop_duplicates("item").set_index("item") for e in evaluations]
     shared = tables[0].index if tables else pd.Index([])
     for table in tables[1:]:
         shared = shared.intersection(table.index, sort=False)

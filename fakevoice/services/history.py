@@ -264,7 +264,7 @@ def _csv_row(analysis: AnalysisRecord, names: dict[int, str]) -> list[object]:
         round(analysis.duration, 3),
         analysis.sample_rate,
         analysis.source,
-        "" if analysis.typicality is None else round(analysis.typicality, 4),
+        "" if analysis.typicality is None else round(analysis.typicality, 6),
         " ".join(analysis.cautions),
         analysis.outcome or "",
         analysis.note or "",

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import zipfile
 import zlib
 from pathlib import PurePosixPath
@@ -51,7 +52,7 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_ZIP_ENTRIES = 64
 MAX_CLASSES = 256
 MAX_CLASS_NAME = 64
-MAX_LABEL = 200  # characters of a calibration's dataset or split name
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")  # a calibration's dataset name
 CLIP_SAMPLES_RANGE = (1600, 16000 * 30)  # 0.1 s .. 30 s at 16 kHz
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -332,10 +333,12 @@ def _kept_references(manifest: dict[str, Any], classes: int) -> dict[str, Any]:
     calibration = Calibration.from_dict(raw, classes) if raw is not None else None
     if calibration is not None and isinstance(raw, dict):
         kept["calibration"] = calibration.to_dict()
-        for key in ("dataset", "split"):
-            value = raw.get(key)
-            if isinstance(value, str) and value.isprintable() and len(value) <= MAX_LABEL:
-                kept["calibration"][key] = value
+        # Words another user's reports print: a plain name, never markup or a link.
+        dataset, split = raw.get("dataset"), raw.get("split")
+        if isinstance(dataset, str) and PLAIN_NAME.fullmatch(dataset):
+            kept["calibration"]["dataset"] = dataset
+        if split in ("valid", "all"):
+            kept["calibration"]["split"] = split
     elif raw is not None:
         logger.info("dropping an unusable calibration from an uploaded manifest")
     raw = manifest.get("familiarity")
