@@ -19,7 +19,7 @@ from fakevoice.audio import load_audio
 from fakevoice.cautions import typicality_text
 from fakevoice.features import FeatureSpec, render_image
 from fakevoice.inference import BONAFIDE, VerdictLabel, WindowScore, decide
-from fakevoice.preprocess import windows
+from fakevoice.preprocess import model_windows
 from fakevoice.store.records import AnalysisRecord, ModelRecord
 
 WAVEFORM_POINTS = 2000
@@ -96,11 +96,10 @@ def model_view(model: ModelRecord, data: bytes) -> ModelView:
         AudioError and its kin: the clip cannot be decoded.
     """
     audio = load_audio(data, model.sample_rate)
-    stacked, _ = windows(audio.samples, model.clip_samples)
+    image = bool(model.feature_spec)
+    stacked, _ = model_windows(audio.samples, model.clip_samples, tiled=not image)
     first = stacked[0]
-    if model.feature_spec:
-        if audio.samples.size <= model.clip_samples:  # rendered whole, as the detector does
-            first = audio.samples
+    if image:
         return ModelView(
             image=render_image(first, FeatureSpec.from_dict(model.feature_spec)),
             waveform=None,

@@ -192,12 +192,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.results is not None:
         copy = services.calibrate_on_test(actor, args.results, model.id, args.name)
     else:
-        trained = services.detector_for(model).manifest.get("train_spec")
-        if (
-            args.split == "all"
-            and isinstance(trained, dict)
-            and trained.get("dataset") == args.dataset
-        ):
+        from fakevoice.services.evaluation import own_train_spec
+
+        manifest = services.detector_for(model).manifest
+        if args.split == "all" and own_train_spec(manifest, args.dataset) is not None:
             raise InvalidSpecError(  # refused before minutes of scoring, not after
                 f"Model {model.name!r} was trained on {args.dataset!r}: a calibration on all of "
                 "its items would include those it learnt from. Use --split valid (its "

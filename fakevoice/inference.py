@@ -30,7 +30,7 @@ from fakevoice.cautions import familiarity_cautions, verdict_cautions
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.features import FeatureSpec
 from fakevoice.metrics.calibration import Calibration
-from fakevoice.metrics.familiarity import Familiarity, captured_features, logit_layer
+from fakevoice.metrics.familiarity import Familiarity, captured_features
 from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import window_batch
 
@@ -135,10 +135,7 @@ class Detector:
         self.calibration = Calibration.from_dict(manifest.get("calibration"), len(self.class_names))
         # Fitted on the validation split too; older models and imported ones have none.
         self.familiarity = Familiarity.from_dict(manifest.get("familiarity"), len(self.class_names))
-        layer = logit_layer(self.model)
-        if self.familiarity is not None and (
-            layer is None or layer.in_features != self.familiarity.dims
-        ):
+        if self.familiarity is not None and not self.familiarity.fits(self.model):
             logger.warning("%s: the familiarity reference does not fit the model", manifest["arch"])
             self.familiarity = None
         if (

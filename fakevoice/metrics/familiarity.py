@@ -77,6 +77,12 @@ class Familiarity:
     def dims(self) -> int:
         return int(self.means.shape[1])
 
+    def fits(self, model: nn.Module) -> bool:
+        """Whether this reference measures ``model``: it is of the width of the input of the
+        model's last linear layer (one of another width belongs to another network)."""
+        layer = logit_layer(model)
+        return layer is not None and layer.in_features == self.dims
+
     @cached_property
     def between(self) -> np.ndarray:
         """The directions the class means differ along (:func:`_between`), worked out once: a

@@ -184,9 +184,9 @@ def evaluate_on_dataset(
     folder = dataset_path(dataset, actor=actor)
     frame = read_manifest(folder)
     used = "all"
-    trained = detector.manifest.get("train_spec")
+    trained = own_train_spec(detector.manifest, dataset)
     training_items: set[str] | None = set()
-    if isinstance(trained, dict) and trained.get("dataset") == dataset:
+    if trained is not None:
         if split == "valid":
             own_split = prepare_data(TrainSpec.from_dict(trained), get_settings().dataset_dir)
             frame, used = own_split.valid, "valid"
@@ -285,6 +285,13 @@ def unfamiliar_shares(typicality: list[float | None], human: list[bool]) -> dict
         shares[name] = float((values[chosen] < UNFAMILIAR).mean()) if n else None
         shares[f"{name}_items"] = n
     return shares
+
+
+def own_train_spec(manifest: dict[str, Any], dataset: str) -> dict[str, Any] | None:
+    """The recipe a model (its manifest) was trained with when ``dataset`` is the dataset it was
+    trained on (by name), else None."""
+    trained = manifest.get("train_spec")
+    return trained if isinstance(trained, dict) and trained.get("dataset") == dataset else None
 
 
 def training_items_of(train_spec: dict[str, Any]) -> set[str] | None:

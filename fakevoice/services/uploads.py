@@ -158,9 +158,10 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
         weights_bytes = _bundle_member(
             archive, BUNDLE_WEIGHTS, get_settings().max_model_upload_bytes
         )
-    manifest = validate_manifest(_parse_manifest(manifest_bytes))
+    raw = _parse_manifest(manifest_bytes)
+    manifest = validate_manifest(raw)
     model = _load_weights(manifest, weights_bytes)
-    _drop_unfitting_familiarity(manifest, model)
+    manifest.update(_kept_references(raw, len(manifest["class_names"]), model))
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
     metrics: dict[str, Any] = {"source": manifest["source"]}
     if "calibration" in manifest:
@@ -233,7 +234,8 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
 
 
 def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Check a bundle manifest and return the clean copy the server will store.
+    """Check a bundle manifest and return the clean copy the server will store (its calibration
+    and familiarity reference are added once the weights are loaded: :func:`_kept_references`).
 
     Checks: the format tag, a known architecture, 2 to 256 distinct class names including
     ``bonafide``, the input kind the architecture takes, a window of 0.1 to 30 seconds, a common
@@ -316,15 +318,14 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
             clean["train_spec"] = TrainSpec.from_dict(train_spec).to_dict()
         except (FakeVoiceError, TypeError, ValueError):
             logger.info("dropping an invalid train_spec from an uploaded manifest")
-    clean.update(_kept_references(manifest, len(classes)))
     return clean
 
 
-def _kept_references(manifest: dict[str, Any], classes: int) -> dict[str, Any]:
+def _kept_references(manifest: dict[str, Any], classes: int, model: nn.Module) -> dict[str, Any]:
     """The calibration and familiarity reference a bundle brings, each rebuilt from its checked
-    values (bounds, shapes, finite numbers) or left out with a note in the log: a model that lacks
-    them still scores, as models trained before them do, while wrong ones would shift every
-    verdict or caution."""
+    values (bounds, shapes, finite numbers; the reference of the width the weights' last layer
+    reads) or left out with a note in the log: a model that lacks them still scores, as models
+    trained before them do, while wrong ones would shift every verdict or caution."""
     from fakevoice.metrics.calibration import Calibration
     from fakevoice.metrics.familiarity import Familiarity
 
@@ -343,21 +344,11 @@ def _kept_references(manifest: dict[str, Any], classes: int) -> dict[str, Any]:
         logger.info("dropping an unusable calibration from an uploaded manifest")
     raw = manifest.get("familiarity")
     familiarity = Familiarity.from_dict(raw, classes) if raw is not None else None
-    if familiarity is not None:
+    if familiarity is not None and familiarity.fits(model):
         kept["familiarity"] = familiarity.to_dict()
-    return kept
-
-
-def _drop_unfitting_familiarity(manifest: dict[str, Any], model: nn.Module) -> None:
-    """A familiarity reference measures the input of the model's last linear layer: one of
-    another width belongs to another network and is left out."""
-    from fakevoice.metrics.familiarity import Familiarity, logit_layer
-
-    reference = Familiarity.from_dict(manifest.get("familiarity"))
-    layer = logit_layer(model)
-    if reference is not None and (layer is None or layer.in_features != reference.dims):
+    elif familiarity is not None:
         logger.info("dropping a familiarity reference that does not fit the uploaded weights")
-        del manifest["familiarity"]
+    return kept
 
 
 def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
