@@ -374,11 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
         cli_model_admin,
         cli_models,
         cli_reports,
+        cli_runs,
         cli_train,
         cli_users,
     )
 
     cli_train.add_commands(sub)
+    cli_runs.add_commands(sub)
     cli_models.add_commands(sub)
     cli_model_admin.add_commands(sub)
     cli_users.add_commands(sub)

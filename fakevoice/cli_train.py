@@ -1,4 +1,4 @@
-"""``fakevoice train | runs | stop | resume | worker``: training from the command line."""
+"""``fakevoice train | stop | resume | worker``: training from the command line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from fakevoice.cli import print_json, read_limited
+from fakevoice.cli_runs import epoch_figures, run_dict
 from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
-from fakevoice.store.records import EpochMetric
 from fakevoice.trainspec import ARCH_NAMES, TrainSpec
 
 
@@ -145,23 +145,6 @@ def _base_spec(args: argparse.Namespace, actor: Any) -> dict[str, Any] | None:
     return None
 
 
-def _run_dict(run: Any) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "progress": round(run.progress, 4),
-        "epoch": run.current_epoch,
-        "epochs": run.total_epochs,
-        "kind": run.kind,
-        "arch": run.spec.get("arch"),
-        "dataset": run.dataset,
-        "error": run.error,
-        "notice": run.notice,
-        "created": run.created_at.isoformat(timespec="seconds"),
-    }
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from fakevoice import services
 
@@ -185,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if run.is_active and not args.json:
             print(f"stopped waiting after {args.timeout:g} s; the run goes on", file=sys.stderr)
     if args.json:
-        payload = _run_dict(run)
+        payload = run_dict(run)
         if not run.is_active:
             payload["epochs_history"] = [
                 e.__dict__ for e in services.run_progress(actor, run.id).epochs
@@ -221,150 +204,6 @@ def _follow(actor: Any, run_id: int, quiet: bool, timeout: float | None = None) 
         if deadline is not None and time.monotonic() > deadline:
             return progress.run
         time.sleep(1.0)
-
-
-def cmd_runs_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from fakevoice import services
-    from fakevoice.services.comparison import run_summaries, summaries_csv
-
-    rows = run_summaries(services.cli_actor())
-    text = summaries_csv(rows)
-    if args.out is None:
-        sys.stdout.write(text)
-        return 0
-    out = Path(args.out)
-    try:
-        out.write_text(text)
-    except OSError as exc:
-        raise InvalidSpecError(f"Cannot write {out}: {exc.strerror or exc}.") from None
-    print(f"{len(rows)} runs written to {out}", file=sys.stderr)
-    return 0
-
-
-def cmd_runs_show(args: argparse.Namespace) -> int:
-    """One job in full: status, a training run's whole spec (for `train --spec`), its epochs and
-    the model it stored."""
-    import json
-
-    from fakevoice import services
-
-    if args.run is None:
-        raise InvalidSpecError("Name the run to show: `fakevoice runs show RUN` (id or name).")
-    actor = services.cli_actor()
-    run = services.find_run(actor, args.run)
-    epochs = services.run_progress(actor, run.id, after_step=10**12).epochs
-    model_id = services.run_model_id(actor, run.id)
-    payload = {
-        **_run_dict(run),
-        "started": run.started_at.isoformat(timespec="seconds") if run.started_at else None,
-        "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
-        "model_id": model_id,
-        "waiting": services.worker_note(run),
-        "spec": dict(run.spec) if run.kind == "train" else None,
-        "epochs_history": [e.__dict__ for e in epochs],
-    }
-    from fakevoice.services.results import run_metrics
-
-    report = run_metrics(run) if model_id is not None else {}
-    payload["stored_model"] = (
-        {k: report.get(k) for k in ("eer", "accuracy", "macro_f1", "before_calibration")}
-        if report
-        else None
-    )
-    if args.json:
-        print_json(payload)
-        return 0
-    print(f"run {run.id} '{run.name}' ({run.kind}): {run.status}, {100 * run.progress:.1f} %")
-    for key in ("created", "started", "finished", "error", "notice", "waiting", "model_id"):
-        if payload[key] is not None:
-            print(f"  {key}: {payload[key]}")
-    if payload["spec"] is not None:
-        print("  spec (fakevoice train --from " + str(run.id) + " repeats it):")
-        for line in json.dumps(payload["spec"], indent=2, sort_keys=True).splitlines():
-            print(f"    {line}")
-    for e in epochs:
-        print(f"  epoch {e.epoch + 1}: {epoch_figures(e)}")
-    if model_id is not None and (stored := _stored_model_line(report)):
-        print(f"  {stored}")
-    return 0
-
-
-def _stored_model_line(report: dict[str, Any]) -> str | None:
-    """The stored model's validation figures: as it serves verdicts (calibrated) and, when the
-    run kept them, before the calibration, as the epoch lines above measure."""
-    eer, accuracy = report.get("eer"), report.get("accuracy")
-    if not isinstance(eer, float | int) or not isinstance(accuracy, float | int):
-        return None
-    if not isinstance(report.get("calibration"), dict):  # too few items, or a fit not kept
-        return f"stored model: EER {100 * eer:.2f} %  accuracy {accuracy:.3f} (no calibration kept)"
-    line = f"stored model: EER {100 * eer:.2f} %  accuracy {accuracy:.3f} (calibrated)"
-    before = report.get("before_calibration")
-    if isinstance(before, dict) and isinstance(before.get("eer"), float | int):
-        line += (
-            f"; before calibration, as its epoch above: EER {100 * before['eer']:.2f} %  "
-            f"accuracy {before.get('accuracy', float('nan')):.3f}"
-        )
-    return line
-
-
-def epoch_figures(epoch: EpochMetric) -> str:
-    """An epoch's figures in a line; one not measured reads "-" (never 0: an EER of 0 % is a
-    perfect score)."""
-
-    def shown(value: float | None, form: str) -> str:
-        return "-" if value is None else format(value, form)
-
-    eer = "-" if epoch.eer is None else f"{100 * epoch.eer:.2f} %"
-    return (
-        f"train loss {shown(epoch.train_loss, '.4f')}  valid loss {shown(epoch.valid_loss, '.4f')}"
-        f"  accuracy {shown(epoch.accuracy, '.3f')}  EER {eer}"
-    )
-
-
-def cmd_runs_delete(args: argparse.Namespace) -> int:
-    """Delete a job that has ended, as its page does (a training run with its model)."""
-    from fakevoice import services
-    from fakevoice.services import profile
-
-    if args.run is None:
-        raise InvalidSpecError("Name the job to delete: `fakevoice runs delete RUN --yes`.")
-    actor = services.cli_actor()
-    run = services.find_run(actor, args.run)
-    if not args.yes:
-        what = "and the model it stored " if run.kind == "train" else ""
-        raise InvalidSpecError(
-            f"This deletes {run.kind} job {run.id} '{run.name}' {what}for good: add --yes."
-        )
-    profile.delete_job(actor, run.id)
-    print(f"deleted {run.kind} job {run.id} '{run.name}'")
-    return 0
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from fakevoice import services
-
-    if args.action == "export":
-        return cmd_runs_export(args)
-    if args.action == "show":
-        return cmd_runs_show(args)
-    if args.action == "delete":
-        return cmd_runs_delete(args)
-    runs = services.list_runs(services.cli_actor(), kind=None if args.jobs else "train")
-    if args.json:
-        print_json([_run_dict(r) for r in runs])
-        return 0
-    if not runs:
-        print("no runs yet: start one with `fakevoice train --dataset demo --arch specnet`")
-    for r in runs:
-        row = _run_dict(r)
-        kind = f"{r.kind:<9}" if args.jobs else ""
-        print(
-            f"{r.id:>5}  {kind}{r.name[:32]:<32} {r.status:<11} {100 * r.progress:5.1f} %  "
-            f"{row['arch'] or '':<10} {row['dataset'] or ''}"
-        )
-    return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -469,32 +308,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--inline", action="store_true", help="run it in this process (no worker)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train)
-
-    p = sub.add_parser(
-        "runs",
-        help="list your runs, show one (runs show RUN), delete one that has ended (runs delete "
-        "RUN --yes), or export them as CSV (runs export)",
-    )
-    p.add_argument(
-        "action", nargs="?", default="list", choices=["list", "show", "delete", "export"]
-    )
-    p.add_argument("run", nargs="?", default=None, help="show, delete: the job (id or name)")
-    p.add_argument("--yes", action="store_true", help="delete: yes, for good")
-    p.add_argument(
-        "-o",
-        "--out",
-        "--output",
-        dest="out",
-        default=None,
-        help="export: CSV file to write (default stdout)",
-    )
-    p.add_argument(
-        "--jobs",
-        action="store_true",
-        help="list: every job of yours (dataset builds and tests of models too), with its kind",
-    )
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_runs)
 
     p = sub.add_parser("stop", help="stop a run (by id or name)")
     p.add_argument("run")

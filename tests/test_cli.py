@@ -55,7 +55,7 @@ def test_every_service_name_resolves_to_its_definition() -> None:
 
 def test_runs_show_names_the_stored_models_figures_both_ways() -> None:
     """Calibrated, as the model serves verdicts, and before, as its epochs were measured."""
-    from fakevoice.cli_train import _stored_model_line, epoch_figures
+    from fakevoice.cli_runs import _stored_model_line, epoch_figures
     from fakevoice.store.records import EpochMetric
 
     calibrated = {
