@@ -364,6 +364,9 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 # --- entry ---------------------------------------------------------------------------------------
 
 
+SERVICE_COMMANDS = frozenset({"worker", "api"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakevoice", description="Fake Voice Workbench")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -392,9 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The long-running services log what they do, with the time, for the operator's journal;
+    # a command says only what went wrong unless asked (-v).
+    service = args.command in SERVICE_COMMANDS
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if args.verbose or service else logging.WARNING,
+        format=("%(asctime)s " if service else "") + "%(levelname)s %(name)s: %(message)s",
     )
     handler: Handler = args.handler
     try:

@@ -5,16 +5,23 @@ Nothing else in the package reads ``os.environ``: code asks :func:`get_settings`
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fakevoice.errors import ServerConfigError
 
+logger = logging.getLogger(__name__)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A job is taken for dead after this many of its worker's heartbeats are missed, at the least.
+MISSED_HEARTBEATS = 3
 
 
 class Settings(BaseSettings):
@@ -158,6 +165,16 @@ class Settings(BaseSettings):
         default=100.0, ge=1, le=10000, description="largest zip expansion ratio (bomb guard)"
     )
 
+    @model_validator(mode="after")
+    def _heartbeats_fit(self) -> Settings:
+        if self.stale_seconds < MISSED_HEARTBEATS * self.heartbeat_seconds:
+            raise ValueError(
+                f"FAKEVOICE_STALE_SECONDS ({self.stale_seconds:g}) must be at least "
+                f"{MISSED_HEARTBEATS} times FAKEVOICE_HEARTBEAT_SECONDS "
+                f"({self.heartbeat_seconds:g}), or workers take live jobs from each other"
+            )
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -174,14 +191,35 @@ def get_settings() -> Settings:
             its environment variable) and what it must be, never the value (it may be a secret).
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = [
-            f"{_variable(error['loc'])}: {error['msg'].rstrip('.')}" for error in exc.errors()[:5]
+            _problem(error["loc"], error["msg"].removeprefix("Value error, ").rstrip("."))
+            for error in exc.errors()[:5]
         ]
         raise ServerConfigError(
             "The workbench's settings are not valid: " + "; ".join(problems) + "."
         ) from None
+    _warn_of_unknown_variables()
+    return settings
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One setting's problem in words; one about several settings names them itself."""
+    return f"{_variable(loc)}: {message}" if loc else message
+
+
+def _warn_of_unknown_variables() -> None:
+    """Log each ``FAKEVOICE_*`` environment variable that is no setting (a misspelt one would
+    otherwise leave its setting at the default without a word), with the nearest name."""
+    known = {f"FAKEVOICE_{name.upper()}" for name in Settings.model_fields}
+    for variable in sorted(os.environ):
+        if variable.startswith("FAKEVOICE_TEST_") or not variable.startswith("FAKEVOICE_"):
+            continue  # the test suite's own variables
+        if variable not in known:
+            near = difflib.get_close_matches(variable, sorted(known), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            logger.warning("%s is not a setting of the workbench: ignored%s", variable, hint)
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:

@@ -34,7 +34,8 @@ from fastai.losses import CrossEntropyLossFlat
 from fakevoice import metrics
 from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.models import memory
-from fakevoice.models.learners import build_learner_model, pick_device
+from fakevoice.models.learners import build_learner_model
+from fakevoice.models.registry import pick_device
 from fakevoice.training_data import (
     PreparedData,
     class_weights,
@@ -344,18 +345,20 @@ def train(
     *,
     resume: bool = True,
     on_notice: Callable[[str], None] | None = None,
+    server_device: str = "auto",
 ) -> TrainResult:
     """Train a detector and write its artefacts under ``run_dir``.
 
     A stop request ends the fit within one batch; the artefacts are then written from the last
     completed epoch (or the best one with ``save_best``). With ``resume``, a run that has a
-    checkpoint continues after its last completed epoch with its history intact.
+    checkpoint continues after its last completed epoch with its history intact. A spec's
+    ``device`` auto takes ``server_device`` (the operator's ``FAKEVOICE_DEVICE``).
     """
     from fakevoice.artefacts import write_run_artefacts
 
     seed_everything(spec.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(spec.device)
+    device = pick_device(spec.device, server_device)
     data = prepare_data(spec, dataset_root)
     dls = make_dataloaders(data, spec, device)
     n_classes = len(data.class_names)

@@ -303,7 +303,7 @@ def test_health_reports_database_and_model_cache(world: World) -> None:
     body = response.json()
     assert body["status"] == "ok"
     head = store.head_revision()
-    assert body["database"] == {"ok": True, "revision": head, "head": head}
+    assert body["database"] == {"ok": True, "revision": head, "head": head, "schema_ok": True}
     assert body["models"]["capacity"] == get_settings().model_cache_size
     assert body["scoring"]["threads"] == len(os.sched_getaffinity(0))
 

@@ -13,7 +13,7 @@ from workbench import active_workbench, get_run, make_user
 
 from fakevoice import store
 from fakevoice.errors import DatasetError
-from fakevoice.jobs.progress import JobLost, JobStopped, end_on_error
+from fakevoice.jobs.progress import JobLost, JobStopped, end_on_error, unexpected_error_text
 
 
 @pytest.fixture
@@ -65,3 +65,41 @@ def test_each_kind_of_error_ends_a_job_as_it_should(
         "The render stopped because of an internal error (ZeroDivisionError: division by zero)."
     )
     assert "Traceback" in caplog.text and "ZeroDivisionError" in caplog.text
+
+
+def test_a_full_disk_is_said_to_be_one(
+    workbench: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """However deep the library that met it hides the ENOSPC, or when it does not say it at all
+    (torch's checkpoint writer says "unexpected pos") while the disk has next to nothing free."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    def save() -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("Exception occured in 'RunSinkCallback'") from exc
+
+    try:
+        save()
+    except RuntimeError as exc:
+        words = unexpected_error_text(exc, "training")
+    assert words.startswith("The training stopped because the server's disk is full.")
+    assert "resume it" in words
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(2**30, 2**30 - 2**20, 2**20))
+    run_id = running_job()
+    try:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1115072")
+    except RuntimeError as exc:
+        end_on_error(run_id, "worker-1", exc, "render", tmp_path / "not-made-yet")
+    run = get_run(make_user("alice"), run_id)
+    assert run.status == "failed"
+    assert run.error == (
+        "The render stopped because the server's disk is full (1 MiB free). Once its operator "
+        "has freed space, resume it (or start it again)."
+    )
+    assert str(tmp_path) not in run.error  # the server's paths stay in its log

@@ -299,7 +299,7 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
     runs_dir = Path(workbench["FAKEVOICE_DATA_DIR"]) / "runs"
     earlier = {p.name: folder_hashes(p) for p in runs_dir.iterdir()}
     assert earlier, "the earlier tests left runs to protect"
-    epochs = 20
+    epochs = 8
     run_id = submit(actor, "to kill", quick_spec(epochs=epochs))
 
     worker = start_worker(workbench)

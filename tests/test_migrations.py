@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0015"
+    assert store.current_revision(db_url) == store.head_revision() == "0016"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -67,6 +67,9 @@ def test_schema_comparison_notices_drift(db_url: str) -> None:  # noqa: F811
     }
     assert ("add_index", "ix_runs_status") in kinds
     assert ("remove_column", "nickname") in kinds
+    # In words, for the log and the health check (measured once per process and database).
+    (words,) = [line for line in store.schema_drift(db_url) if "nickname" in line]
+    assert "remove_column" in words and "users" in words
 
 
 def test_upgrade_again_keeps_data(db_url: str) -> None:  # noqa: F811
@@ -128,6 +131,42 @@ def test_verdicts_logged_before_cautions_have_none(db_url: str) -> None:  # noqa
     assert old.explanation is None  # nor why it was made
 
 
+def test_a_database_migrated_by_early_copies_of_0006_and_0014_is_repaired(
+    db_url: str,  # noqa: F811
+) -> None:
+    """Revisions 0006 and 0014 gained a table and two columns after some databases had passed
+    them; 0016 adds what such a database lacks and keeps its rows."""
+    command.upgrade(alembic_config(db_url), "0015")
+    with store.get_engine(db_url).begin() as connection:
+        connection.execute(text("DROP TABLE ended_cookies"))
+        connection.execute(text("ALTER TABLE analyses DROP COLUMN cautions"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN worker_deaths"))
+        connection.execute(
+            text(
+                "INSERT INTO users (username, display_name, is_admin, created_at) "
+                "VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO runs (owner_id, name, spec, status, progress, current_epoch, "
+                "total_epochs, created_at, stop_requested, backend, kind) VALUES "
+                "((SELECT id FROM users), 'early', '{}', 'succeeded', 1.0, 2, 2, "
+                "CURRENT_TIMESTAMP, false, 'local', 'train')"
+            )
+        )
+    assert store.schema_differences(db_url) != []  # what the operator's database looked like
+    store.upgrade(db_url)
+    assert store.schema_differences(db_url) == []
+    with store.session_scope(db_url, readonly=True) as session:
+        ada = store.get_user_by_username(session, "ada")
+        assert ada is not None
+        (run,) = store.list_runs(session, ada.actor)
+    assert run.name == "early" and run.worker_deaths == 0
+    store.upgrade(db_url)  # and a database that has them is left as it is
+    assert store.schema_differences(db_url) == []
+
+
 def test_tests_of_models_go_when_downgraded_before_their_revision(db_url: str) -> None:  # noqa: F811
     store.upgrade(db_url)
     with store.session_scope(db_url) as session:
@@ -165,5 +204,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0015"
+    assert store.current_revision(db_url) == "0016"
     assert store.schema_differences(db_url) == []

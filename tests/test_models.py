@@ -11,7 +11,7 @@ import torchvision
 from conftest import SHARED, speechlike
 from safetensors.torch import save_file
 
-from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.errors import InvalidSpecError, ModelFileError, ServerConfigError
 from fakevoice.models import (
     ARCH_NAMES,
     count_parameters,
@@ -189,6 +189,14 @@ def test_pick_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidSpecError, match="GPU"):
             pick_device("cuda")
+    # The operator's FAKEVOICE_DEVICE decides what a run's "auto" means; a run's own choice wins.
+    assert pick_device("auto", server="cpu").type == "cpu"
+    assert pick_device("cpu", server="cuda").type == "cpu"
+    with pytest.raises(InvalidSpecError, match="FAKEVOICE_DEVICE must be one of"):
+        pick_device("auto", server="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ServerConfigError, match="FAKEVOICE_DEVICE is cuda"):
+            pick_device("auto", server="cuda")
 
 
 def test_specnet_pools_its_input_and_records_how(rng: np.random.Generator) -> None:

@@ -65,7 +65,7 @@ def test_worker_restarts_mid_run_resume_it_and_keep_earlier_runs(
     earlier_files = folder_hashes(runs_dir / str(earlier_id))
     earlier_rows = epoch_rows(actor, earlier_id)
 
-    epochs = 30
+    epochs = 10
     run_id = submit(actor, "restarted", quick_spec(epochs=epochs))
 
     # 1. SIGTERM: the worker stops its child and marks the run interrupted before it exits.

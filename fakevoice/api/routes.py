@@ -378,9 +378,10 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
     def health() -> Response:
         try:
             revision, head = store.current_revision(), store.head_revision()
-            ok = revision == head
+            schema_ok: bool | None = not store.schema_drift()
+            ok = revision == head and bool(schema_ok)
         except Exception:  # an unreachable database is what this endpoint reports
-            revision, head, ok = None, None, False
+            revision, head, ok, schema_ok = None, None, False, None
         try:
             signing.private_key()
             signs = True
@@ -390,7 +391,7 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         body = HealthOut(
             status="ok" if ok and signs else "degraded",
             signing=SigningState(ok=signs),
-            database=DatabaseState(ok=ok, revision=revision, head=head),
+            database=DatabaseState(ok=ok, revision=revision, head=head, schema_ok=schema_ok),
             models=CacheState(loaded=len(DETECTORS), capacity=DETECTORS.capacity),
             scoring=ScoringState(
                 threads=int(scoring.total_tokens),

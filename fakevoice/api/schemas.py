@@ -385,9 +385,17 @@ class RunOut(BaseModel):
 
 
 class DatabaseState(BaseModel):
-    ok: bool
+    ok: bool = Field(
+        description="reachable, at this version's newest revision, and its schema "
+        "what this version expects"
+    )
     revision: str | None
     head: str | None
+    schema_ok: bool | None = Field(
+        default=None,
+        description="its tables and columns are those this version expects (null when the "
+        "database cannot be read); false: the server log names the differences",
+    )
 
 
 class CacheState(BaseModel):

@@ -72,7 +72,7 @@ def execute_dataset_build(run: RunRecord, worker_id: str) -> str:
     except Exception as exc:  # the job must end, and a stopped or failed one leaves nothing
         if not isinstance(exc, JobLost):  # a lost one is another worker's to continue
             _clean_up(run, out_dir if claimed else None)
-        return end_on_error(run.id, worker_id, exc, "build")
+        return end_on_error(run.id, worker_id, exc, "build", settings.dataset_dir)
     info = json.loads((out_dir / "dataset.json").read_text(encoding="utf-8"))
     with store.session_scope() as session:
         _record(session, owner, spec.name, out_dir, report.items, info)

@@ -52,5 +52,5 @@ def execute_evaluation(run: RunRecord, worker_id: str) -> str:
             )
             save_result(folder, index, evaluation)
     except Exception as exc:  # the job must end, whatever happened
-        return end_on_error(run.id, worker_id, exc, "test")
+        return end_on_error(run.id, worker_id, exc, "test", folder)
     return finish_job(run.id, worker_id, "succeeded")

@@ -138,7 +138,12 @@ def _child_main(
     os.environ.update(env)
     os.chdir(cwd)
     get_settings.cache_clear()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Several runs' processes write to one journal: each line says its time and run.
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s run {run_id} %(name)s: %(message)s",
+        force=True,
+    )
     from fakevoice.jobs.runner import execute_run
 
     execute_run(run_id, worker_id)

@@ -9,9 +9,12 @@ longer held by this worker (marked interrupted, or deleted).
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import time
 import traceback
+from pathlib import Path
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
@@ -20,6 +23,9 @@ from fakevoice.store.records import RunStatus
 logger = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
+# Under this much free space where a job writes, an unexplained error is taken for a full disk
+# (torch, for one, says "unexpected pos" when its checkpoint write runs out of room).
+FULL_DISK_BYTES = 64 * 2**20
 
 
 class JobStopped(FakeVoiceError):
@@ -70,7 +76,47 @@ def finish_job(run_id: int, worker_id: str, status: RunStatus, message: str | No
     return status
 
 
-def end_on_error(run_id: int, worker_id: str, error: Exception, what: str) -> str:
+def unexpected_error_text(error: BaseException, what: str, folder: Path | None = None) -> str:
+    """The words that end a job on an error not of its user's making (a bug, a full disk): a
+    full disk where the job writes (``folder``) is said to be one, as the library that met it
+    seldom says so. The server's paths stay in its log."""
+    if _disk_full(error, folder):
+        free = _free_bytes(folder)
+        left = "" if free is None else f" ({free / 2**20:.0f} MiB free)"
+        logger.error("the disk holding %s is full%s", folder, left)
+        return (
+            f"The {what} stopped because the server's disk is full{left}. Once its operator has "
+            "freed space, resume it (or start it again)."
+        )
+    return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
+
+
+def _disk_full(error: BaseException, folder: Path | None) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    free = _free_bytes(folder)
+    return free is not None and free < FULL_DISK_BYTES
+
+
+def _free_bytes(folder: Path | None) -> int | None:
+    """Free bytes on the disk holding ``folder`` (or its nearest existing parent)."""
+    if folder is None:
+        return None
+    for place in (folder, *folder.parents):
+        if place.exists():
+            try:
+                return shutil.disk_usage(place).free
+            except OSError:
+                return None
+    return None
+
+
+def end_on_error(
+    run_id: int, worker_id: str, error: Exception, what: str, folder: Path | None = None
+) -> str:
     """End a job that raised ``error`` (called in its ``except`` block), and return the status.
 
     A lost job is left as it is (``interrupted``: another worker holds it now, or nobody); a stop
@@ -79,6 +125,7 @@ def end_on_error(run_id: int, worker_id: str, error: Exception, what: str) -> st
 
     Args:
         what: the job in a word, for the log and the message: "build", "test", "render".
+        folder: where the job writes, to tell a full disk (:func:`unexpected_error_text`).
     """
     if isinstance(error, JobLost):
         logger.warning("%s %d: %s", what, run_id, error)
@@ -88,5 +135,4 @@ def end_on_error(run_id: int, worker_id: str, error: Exception, what: str) -> st
     if isinstance(error, FakeVoiceError):
         return finish_job(run_id, worker_id, "failed", str(error))
     logger.error("%s %d failed:\n%s", what, run_id, traceback.format_exc())
-    message = f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
-    return finish_job(run_id, worker_id, "failed", message)
+    return finish_job(run_id, worker_id, "failed", unexpected_error_text(error, what, folder))

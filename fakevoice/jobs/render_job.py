@@ -63,7 +63,7 @@ def execute_render(run: RunRecord, worker_id: str) -> str:
             ),
         )
     except Exception as exc:  # the job must end, whatever happened
-        return end_on_error(run.id, worker_id, exc, "render")
+        return end_on_error(run.id, worker_id, exc, "render", settings.dataset_dir)
     summary = report.summary().replace(str(report.out_dir), f"'{report.out_dir.name}'")
     with store.session_scope() as session:
         store.set_run_info(session, run.id, notice=summary)

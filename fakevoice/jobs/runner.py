@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import FakeVoiceError
-from fakevoice.jobs.progress import finish_job
+from fakevoice.jobs.progress import finish_job, unexpected_error_text
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric
 from fakevoice.tracking import RunTracker
@@ -162,6 +162,7 @@ def execute_run(run_id: int, worker_id: str) -> str:
             get_settings().dataset_dir,
             resume=resume,
             on_notice=on_notice,
+            server_device=get_settings().device,
         )
         sink.flush()
     except RunLost as exc:
@@ -173,7 +174,7 @@ def execute_run(run_id: int, worker_id: str) -> str:
     except Exception as exc:  # a bug, a full disk, an out-of-memory: the run must still end
         logger.error("run %d failed:\n%s", run_id, traceback.format_exc())
         tracker.finish("failed", None, {})
-        message = f"Training stopped because of an internal error ({type(exc).__name__}: {exc})."
+        message = unexpected_error_text(exc, "training", run_dir)
         return finish_job(run_id, worker_id, "failed", message)
     status = _complete(run.owner_id, run.name, run_id, worker_id, run_dir, result)
     tracker.finish(status, run_dir if result.files else None, result.metrics)

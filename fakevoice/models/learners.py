@@ -21,7 +21,7 @@ from fastai.learner import Learner
 from fastai.vision.learner import add_head, create_body, model_meta, num_features_model
 from torch import nn
 
-from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.errors import ModelFileError
 from fakevoice.models.registry import get_arch
 
 logger = logging.getLogger(__name__)
@@ -34,23 +34,6 @@ TORCHVISION: dict[str, tuple[Callable[..., nn.Module], Any]] = {
     "vgg19_bn": (torchvision.models.vgg19_bn, torchvision.models.VGG19_BN_Weights.IMAGENET1K_V1),
     "alexnet": (torchvision.models.alexnet, torchvision.models.AlexNet_Weights.IMAGENET1K_V1),
 }
-
-
-def pick_device(choice: str = "auto") -> torch.device:
-    """The torch device of a run: ``auto`` takes CUDA when present, else the CPU.
-
-    Raises:
-        InvalidSpecError: ``cuda`` was asked for on a machine without a usable GPU.
-    """
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise InvalidSpecError(
-                "This run asks for a GPU (device cuda) but none is available here."
-            )
-        return torch.device("cuda")
-    if choice not in {"auto", "cpu"}:
-        raise InvalidSpecError(f"device must be one of auto, cpu, cuda; got {choice!r}")
-    return torch.device("cpu")
 
 
 def imagenet_weights_path(arch: str, weights_file: Path | None = None) -> Path | None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.errors import InvalidSpecError, ModelFileError, ServerConfigError
 from fakevoice.models.aasist import CLIP_SAMPLES, build_aasist
 from fakevoice.models.checkpoints import read_state_dict
 from fakevoice.models.specnet import SpecNet
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 InputKind = Literal["image", "waveform"]
 DevicePreference = Literal["auto", "cpu", "cuda"]
 IMAGE_SIZE = (224, 224)  # (height, width) pixels
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -319,16 +320,38 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str) -
 # --- device --------------------------------------------------------------------------------------
 
 
-def pick_device(preference: str = "auto") -> torch.device:
-    """The torch device for ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+def pick_device(preference: str = "auto", server: str = "auto") -> torch.device:
+    """The torch device of a run or of a server's verdicts.
+
+    Args:
+        preference: what the run asks for: ``"cpu"``, ``"cuda"``, or ``"auto"``, which leaves
+            the choice to ``server``.
+        server: the operator's ``FAKEVOICE_DEVICE``: ``"auto"`` (CUDA when available, else the
+            CPU), ``"cpu"`` (keep this server's jobs and verdicts off a shared GPU) or
+            ``"cuda"``.
 
     Raises:
-        InvalidSpecError: an unknown preference, or ``"cuda"`` on a machine without a GPU.
+        InvalidSpecError: an unknown choice, or a run asking for ``"cuda"`` on a machine
+            without a usable GPU.
+        ServerConfigError: ``FAKEVOICE_DEVICE`` is ``cuda`` on a machine without one.
     """
-    if preference not in ("auto", "cpu", "cuda"):
-        raise InvalidSpecError(f"device must be one of auto, cpu, cuda; got {preference!r}")
-    if preference == "cpu":
+    for name, value in (("device", preference), ("FAKEVOICE_DEVICE", server)):
+        if value not in DEVICE_CHOICES:
+            raise InvalidSpecError(f"{name} must be one of auto, cpu, cuda; got {value!r}")
+    choice = server if preference == "auto" else preference
+    if choice == "cpu":
         return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if preference == "cuda":
+        raise InvalidSpecError(
+            "This run asks for a GPU (device cuda), but this machine has none; use auto or cpu."
+        )
+    if choice == "cuda":
+        raise ServerConfigError(
+            "FAKEVOICE_DEVICE is cuda, but this machine has no usable GPU: set it to auto or cpu."
+        )
+    return torch.device("cpu")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if preference == "cuda":

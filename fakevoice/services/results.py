@@ -335,7 +335,7 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
     """
     import torch
 
-    from fakevoice.models.learners import pick_device
+    from fakevoice.models.registry import pick_device
     from fakevoice.services.runs import check_spec
     from fakevoice.training import build_learner, seed_everything
     from fakevoice.training import suggest_learning_rate as lr_find
@@ -352,7 +352,7 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
         data.train_labels = [data.train_labels[i] for i in keep]
     if len(data.train) < 2:
         raise DatasetError("The selection has too few training items to try learning rates.")
-    device = pick_device(spec.device)
+    device = pick_device(spec.device, get_settings().device)
     # Seeded like the run (the same spec gives the same suggestion), without moving the caller's
     # own torch generator.
     with torch.random.fork_rng(devices=[]):

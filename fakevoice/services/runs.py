@@ -121,10 +121,13 @@ def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
 
     feature_spec = dataset_feature_spec(dataset_path(spec.dataset, actor=actor))
     shape = memory.input_shape(spec.arch, feature_spec, spec.clip_samples)
-    if spec.device == "cuda" and not torch.cuda.is_available():
+    server = get_settings().device
+    if (
+        server if spec.device == "auto" else spec.device
+    ) == "cuda" and not torch.cuda.is_available():
         estimate = memory.estimate_training_memory(spec.arch, spec.batch_size, shape)
         return memory.MemoryAdvice(estimate, "cuda", None)
-    return memory.advise(spec.arch, spec.batch_size, shape, pick_device(spec.device))
+    return memory.advise(spec.arch, spec.batch_size, shape, pick_device(spec.device, server))
 
 
 def default_run_name(spec: TrainSpec) -> str:

@@ -88,7 +88,10 @@ def detector_for(model: ModelRecord) -> Detector:
     if weights_hash is None:
         raise ModelFileError(f"Model {model.name!r} has no safe bundle to load.")
     key = f"{weights_hash}:{model.files.get(BUNDLE_MANIFEST, '')}"
-    return DETECTORS.get(folder, key, verify=lambda: _verify_files(model))
+    from fakevoice.models.registry import pick_device
+
+    device = pick_device(server=get_settings().device)
+    return DETECTORS.get(folder, key, device, verify=lambda: _verify_files(model))
 
 
 def _verify_files(model: ModelRecord) -> None:

@@ -65,7 +65,13 @@ from fakevoice.store.metrics import (
     list_batch_metrics,
     list_epoch_metrics,
 )
-from fakevoice.store.migrate import current_revision, head_revision, schema_differences, upgrade
+from fakevoice.store.migrate import (
+    current_revision,
+    head_revision,
+    schema_differences,
+    schema_drift,
+    upgrade,
+)
 from fakevoice.store.models import (
     add_model,
     delete_model,
@@ -185,6 +191,7 @@ __all__ = [
     "requeue_run",
     "resume_interrupted_run",
     "schema_differences",
+    "schema_drift",
     "session_scope",
     "set_public",
     "set_run_info",

@@ -16,6 +16,7 @@ A new revision, after changing :mod:`fakevoice.store.tables`, from a source chec
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,19 @@ def schema_differences(url: str | None = None) -> list[Any]:
     with connectable(url, readonly=True).connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
+
+
+@functools.lru_cache(maxsize=8)
+def _drift(url: str) -> tuple[str, ...]:
+    return tuple(str(difference) for difference in schema_differences(url))
+
+
+def schema_drift(url: str | None = None) -> list[str]:
+    """:func:`schema_differences` in words, measured once per process and database (a schema
+    changes only through migrations, which run when a process starts): empty when the database
+    is what this version's models say. A database that says it is at the head and still
+    differs was changed by hand, or migrated by a revision edited after it ran."""
+    drift = list(_drift(database_url(url)))
+    if drift:
+        logger.error("the database's schema differs from this version's: %s", "; ".join(drift))
+    return drift

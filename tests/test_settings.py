@@ -1,0 +1,44 @@
+"""The settings object: values checked together, and variables that are no setting said."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from fakevoice.errors import ServerConfigError
+from fakevoice.settings import get_settings
+
+
+def test_a_stale_time_shorter_than_three_heartbeats_is_refused(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers would take each other's live jobs for dead."""
+    monkeypatch.setenv("FAKEVOICE_STALE_SECONDS", "1")
+    monkeypatch.setenv("FAKEVOICE_HEARTBEAT_SECONDS", "30")
+    get_settings.cache_clear()
+    with pytest.raises(ServerConfigError) as refused:
+        get_settings()
+    assert str(refused.value) == (
+        "The workbench's settings are not valid: FAKEVOICE_STALE_SECONDS (1) must be at least 3 "
+        "times FAKEVOICE_HEARTBEAT_SECONDS (30), or workers take live jobs from each other."
+    )
+    monkeypatch.setenv("FAKEVOICE_STALE_SECONDS", "90")
+    get_settings.cache_clear()
+    assert get_settings().stale_seconds == 90
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_may_mean(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("FAKEVOICE_JOB_BACKEN", "ray")
+    get_settings.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="fakevoice.settings"):
+        assert get_settings().job_backend == "local"  # left at its default...
+    # ...and said.
+    assert (
+        "FAKEVOICE_JOB_BACKEN is not a setting of the workbench: ignored; "
+        "did you mean FAKEVOICE_JOB_BACKEND?"
+    ) in caplog.messages
+    assert not any("FAKEVOICE_DATA_DIR" in line for line in caplog.messages)
