@@ -132,6 +132,34 @@ def open_client() -> Any:
         return client, experiment_id
 
 
+def forget_run(mlflow_run_id: str) -> None:
+    """Delete a workbench run's MLflow run (its user deleted the run), with its artefacts when
+    they lie in the local store; never raises (a tracking server that is down keeps its copy,
+    logged). A tracking server's own artefacts go at its ``mlflow gc``."""
+    import shutil
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if not get_settings().mlflow_tracking:
+        return
+    try:
+        client, _ = open_client()
+        artifact_uri = client.get_run(mlflow_run_id).info.artifact_uri
+        client.delete_run(mlflow_run_id)
+    except Exception as exc:
+        logger.warning("MLflow run %s not deleted: %s", mlflow_run_id, exc)
+        return
+    where = urlparse(artifact_uri or "")
+    if where.scheme == "file":
+        folder = Path(url2pathname(where.path)).resolve()  # <store>/artifacts/<run id>/artifacts
+        run_folder = folder.parent if folder.name == "artifacts" else folder
+        # Only the run's own folder in the local store: never another run's, nor the store's.
+        if run_folder.name == mlflow_run_id and run_folder.is_relative_to(
+            local_store_dir().resolve()
+        ):
+            shutil.rmtree(run_folder, ignore_errors=True)
+
+
 class RunTracker:
     """Logs one workbench run to one MLflow run; never raises.
 

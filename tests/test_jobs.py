@@ -141,6 +141,7 @@ def test_worker_trains_a_run_and_fails_a_vanished_dataset(
     (model,) = models_of_run(actor, run_id)
     assert model.arch == "specnet" and model.class_names == ["bonafide", "spoof"]
     assert (Path(model.path) / "model.safetensors").is_file()
+    assert not (Path(model.path) / "checkpoints").exists()  # a finished run resumes no more
     assert [int(r["epoch"]) for r in read_history(Path(model.path))] == [0, 1]
 
     failed = get_run(actor, doomed)

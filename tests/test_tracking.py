@@ -157,3 +157,30 @@ def test_runs_export_writes_every_run_with_key_metrics(
         timeout=120,
     )
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+
+
+def test_a_deleted_run_leaves_no_mlflow_run_nor_artefacts(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from fakevoice import services
+    from fakevoice.services import profile
+
+    run_id = submit(actor, "to forget", quick_spec(epochs=1))
+    finish(start_worker(workbench, "--once"))
+    run = get_run(actor, run_id)
+    assert run.status == "succeeded" and run.mlflow_run_id, run.error
+    client = MlflowClient(tracking_uri=tracking.tracking_uri())
+    artefacts = Path(client.get_run(run.mlflow_run_id).info.artifact_uri.removeprefix("file://"))
+    assert (artefacts / "bundle" / "model.safetensors").is_file()
+    another = artefacts.parent.parent / "another-run" / "artifacts" / "history.csv"
+    another.parent.mkdir(parents=True)
+    another.write_text("epoch\n")
+
+    profile.delete_job(actor, run_id)  # as the Profile page and `fakevoice runs delete` do
+
+    assert client.get_run(run.mlflow_run_id).info.lifecycle_stage == "deleted"
+    assert not artefacts.parent.exists()
+    assert another.read_text() == "epoch\n"  # another run's artefacts stay
+    assert run_id not in {r.id for r in services.list_runs(actor, kind=None)}

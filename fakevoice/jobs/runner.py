@@ -217,6 +217,11 @@ def _complete(
             )
         error = None if status == "succeeded" else "Stopped on request."
         store.set_status(session, run_id, status, worker_id=worker_id, error=error)
+    if status == "succeeded":
+        # Only a stopped, failed or interrupted run resumes from its checkpoints (the last epoch's
+        # weights with the optimiser's state, the best epoch's): a finished run's would be about
+        # four times its model's size on disk for nothing.
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     return status
 
 

@@ -198,7 +198,8 @@ def change_model(
 
 
 def delete_run(actor: Actor, run_id: int) -> RunRecord:
-    """Delete a finished run with the model it produced, their rows and the run's folder.
+    """Delete a finished run with the model it produced, their rows, the run's folder and its
+    MLflow run.
 
     Raises:
         NotFoundError: the actor may not see the run.
@@ -218,6 +219,10 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
         run = store.delete_run(session, actor, run_id)
     if not kept:  # a model still stored from it keeps its files
         remove_data_folder(run_folder(run_id))
+    if run.mlflow_run_id:  # its copy in the experiment tracker goes too
+        from fakevoice.tracking import forget_run
+
+        forget_run(run.mlflow_run_id)
     return run
 
 
