@@ -305,6 +305,7 @@ def test_health_reports_database_and_model_cache(world: World) -> None:
     head = store.head_revision()
     assert body["database"] == {"ok": True, "revision": head, "head": head, "schema_ok": True}
     assert body["models"]["capacity"] == get_settings().model_cache_size
+    assert body["storage"]["ok"] is True and body["storage"]["free_mib"] > 64
     assert body["scoring"]["threads"] == len(os.sched_getaffinity(0))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -323,6 +324,9 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
     run = get_run(actor, run_id)
     assert run.status == "succeeded", run.error
     assert run.resume_from_epoch is not None and run.resume_from_epoch >= 1
+    assert run.notice is not None and re.search(
+        rf"Its worker stopped; resumed after epoch {run.resume_from_epoch} on 20", run.notice
+    ), run.notice
     assert epochs_of(actor, run_id) == list(range(epochs))
     assert [int(r["epoch"]) for r in read_history(runs_dir / str(run_id))] == list(range(epochs))
     assert {name: folder_hashes(runs_dir / name) for name in earlier} == earlier

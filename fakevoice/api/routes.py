@@ -25,7 +25,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Security, Uploa
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fakevoice import batch, services, signing, store
+from fakevoice import batch, disk, services, signing, store
 from fakevoice.api.auth import (
     Caller,
     CallerDep,
@@ -48,6 +48,7 @@ from fakevoice.api.schemas import (
     PredictionOut,
     ScoringState,
     SigningState,
+    StorageState,
 )
 from fakevoice.errors import FileTooLargeError, InvalidSpecError, ServerConfigError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
@@ -388,8 +389,11 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         except ServerConfigError as exc:
             logger.error("health: %s", exc)
             signs = False
+        free = disk.free_bytes(settings.data_dir)
+        room = disk.writable(settings.data_dir) and (free is None or free >= disk.FULL_DISK_BYTES)
         body = HealthOut(
-            status="ok" if ok and signs else "degraded",
+            status="ok" if ok and signs and room else "degraded",
+            storage=StorageState(ok=room, free_mib=None if free is None else free // 2**20),
             signing=SigningState(ok=signs),
             database=DatabaseState(ok=ok, revision=revision, head=head, schema_ok=schema_ok),
             models=CacheState(loaded=len(DETECTORS), capacity=DETECTORS.capacity),

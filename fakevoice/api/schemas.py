@@ -321,7 +321,10 @@ class ModelOut(BaseModel):
 
 
 class EpochOut(BaseModel):
-    epoch: int
+    epoch: int = Field(
+        description="counted from 0, as in the run's history.csv and its MLflow steps (the "
+        "pages and the CLI say 'epoch 1' for epoch 0)"
+    )
     train_loss: float | None
     valid_loss: float | None
     accuracy: float | None
@@ -339,7 +342,10 @@ class RunOut(BaseModel):
     )
     status: str
     progress: float = Field(description="0 to 1")
-    current_epoch: int
+    current_epoch: int = Field(
+        description="the epoch in progress, counted from 0 as `epochs[].epoch` (for a test of "
+        "models: the model in progress)"
+    )
     total_epochs: int
     arch: str | None
     dataset: str | None
@@ -413,6 +419,11 @@ class SigningState(BaseModel):
     ok: bool = Field(description="the key that signs verdict reports can be read")
 
 
+class StorageState(BaseModel):
+    ok: bool = Field(description="the data folder can be written and has room (64 MiB or more)")
+    free_mib: int | None = Field(description="free space on the data folder's disk, MiB")
+
+
 class HealthOut(BaseModel):
     model_config = _examples(
         {
@@ -421,6 +432,7 @@ class HealthOut(BaseModel):
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
             "signing": {"ok": True},
+            "storage": {"ok": True, "free_mib": 51200},
         }
     )
     status: Literal["ok", "degraded"]
@@ -430,4 +442,9 @@ class HealthOut(BaseModel):
     signing: SigningState = Field(
         description="the report-signing key: a broken one makes the status degraded (verdicts "
         "still work; signed reports do not) while the answer stays 200"
+    )
+    storage: StorageState = Field(
+        description="the data folder: read-only or full makes the status degraded (verdicts "
+        "are still given; trainings, uploads and the analysis log may fail) while the answer "
+        "stays 200"
     )

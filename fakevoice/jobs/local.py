@@ -183,7 +183,9 @@ def resume_interrupted(run_ids: list[int]) -> list[int]:
     This is the worker's automatic resume: the run was counted against its owner's limit when it
     was submitted, so the per-user limit is not checked again.
     """
-    from fakevoice.jobs.runner import run_dir_for
+    from datetime import UTC, datetime
+
+    from fakevoice.jobs.runner import add_notice, run_dir_for
     from fakevoice.training import load_checkpoint_state
 
     resumed = []
@@ -195,6 +197,10 @@ def resume_interrupted(run_ids: list[int]) -> list[int]:
         if queued:
             resumed.append(run_id)
             logger.info("run %d queued again to resume at epoch %s", run_id, next_epoch or 0)
+            # Kept with the run: its timings (and its epoch's batches) span two processes.
+            when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            where = f"after epoch {next_epoch}" if next_epoch else "from its first epoch"
+            add_notice(run_id, f"Its worker stopped; resumed {where} on {when}.")
     return resumed
 
 

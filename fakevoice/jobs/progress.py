@@ -9,23 +9,18 @@ longer held by this worker (marked interrupted, or deleted).
 
 from __future__ import annotations
 
-import errno
 import logging
-import shutil
 import time
 import traceback
 from pathlib import Path
 
-from fakevoice import store
+from fakevoice import disk, store
 from fakevoice.errors import FakeVoiceError
 from fakevoice.store.records import RunStatus
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0  # at most one progress write (and stop check) a second
-# Under this much free space where a job writes, an unexplained error is taken for a full disk
-# (torch, for one, says "unexpected pos" when its checkpoint write runs out of room).
-FULL_DISK_BYTES = 64 * 2**20
 
 
 class JobStopped(FakeVoiceError):
@@ -80,8 +75,8 @@ def unexpected_error_text(error: BaseException, what: str, folder: Path | None =
     """The words that end a job on an error not of its user's making (a bug, a full disk): a
     full disk where the job writes (``folder``) is said to be one, as the library that met it
     seldom says so. The server's paths stay in its log."""
-    if _disk_full(error, folder):
-        free = _free_bytes(folder)
+    if disk.is_full(error, folder):
+        free = disk.free_bytes(folder)
         left = "" if free is None else f" ({free / 2**20:.0f} MiB free)"
         logger.error("the disk holding %s is full%s", folder, left)
         return (
@@ -89,29 +84,6 @@ def unexpected_error_text(error: BaseException, what: str, folder: Path | None =
             "freed space, resume it (or start it again)."
         )
     return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
-
-
-def _disk_full(error: BaseException, folder: Path | None) -> bool:
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    free = _free_bytes(folder)
-    return free is not None and free < FULL_DISK_BYTES
-
-
-def _free_bytes(folder: Path | None) -> int | None:
-    """Free bytes on the disk holding ``folder`` (or its nearest existing parent)."""
-    if folder is None:
-        return None
-    for place in (folder, *folder.parents):
-        if place.exists():
-            try:
-                return shutil.disk_usage(place).free
-            except OSError:
-                return None
-    return None
 
 
 def end_on_error(
