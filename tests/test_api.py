@@ -1222,3 +1222,25 @@ def test_batch_with_an_unknown_model_fails_as_a_whole(world: World) -> None:
         headers=auth(world.bob_token),
     )
     assert_error(response, 404, "not_found")
+
+
+def test_a_token_sent_in_the_url_stays_out_of_the_access_log() -> None:
+    """A client that puts its token in the query string by mistake is refused (401); the
+    access log of every API process keeps the request without the secret."""
+    import logging
+
+    from fakevoice.api.app import SecretQueryFilter, create_app, redacted_path
+
+    assert redacted_path("/v1/models?token=fv_abc123&limit=5") == "/v1/models?token=***&limit=5"
+    assert redacted_path("/v1/analyses?find=fv_abc&q=x") == "/v1/analyses?find=***&q=x"
+    assert redacted_path("/v1/analyses?API_KEY=x%20y") == "/v1/analyses?API_KEY=***"
+    assert redacted_path("/health") == "/health" and redacted_path("/v1/x?flag") == "/v1/x?flag"
+    create_app(get_settings())
+    access = logging.getLogger("uvicorn.access")
+    (kept,) = [f for f in access.filters if isinstance(f, SecretQueryFilter)]
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/v1/models?token=fv_secret", "1.1", 401), None,
+    )  # fmt: skip
+    assert kept.filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /v1/models?token=*** HTTP/1.1" 401'

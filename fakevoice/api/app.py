@@ -239,6 +239,48 @@ async def _known_query_only(request: Request) -> None:
         )
 
 
+# Query parameters whose values an access log never shows (none of them is one of ours: a token
+# goes in the Authorization header, but a client may put it in the URL by mistake).
+SECRET_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "key", "password"})
+
+
+def redacted_path(path: str) -> str:
+    """``path`` with the value of each query parameter that may be a secret (by its name, or a
+    value that looks like one of our tokens) replaced by ``***``."""
+    from urllib.parse import unquote_plus
+
+    from fakevoice.services.tokens import SECRET_PREFIX
+
+    base, mark, query = path.partition("?")
+    if not mark:
+        return path
+    items = []
+    for item in query.split("&"):
+        name, equals, value = item.partition("=")
+        secret = unquote_plus(name).lower() in SECRET_QUERY_NAMES
+        if equals and (secret or unquote_plus(value).startswith(SECRET_PREFIX)):
+            item = f"{name}=***"
+        items.append(item)
+    return f"{base}?{'&'.join(items)}"
+
+
+class SecretQueryFilter(logging.Filter):
+    """Keeps secrets sent in a URL out of uvicorn's access log (its record's third argument is
+    the path with its query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redacted_path(args[2]), *args[3:])
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, SecretQueryFilter) for f in access.filters):
+        access.addFilter(SecretQueryFilter())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app (uvicorn: ``fakevoice.api:create_app`` with ``factory=True``).
 
@@ -246,6 +288,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: default :func:`~fakevoice.settings.get_settings`.
     """
     settings = settings or get_settings()
+    _redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
