@@ -795,6 +795,10 @@ def test_a_job_waiting_on_a_worker_says_so(db: str, people: People) -> None:
     later = now + timedelta(seconds=QUEUED_NOTE_SECONDS + 10)
     note = worker_note(run, later)
     assert note is not None and note.startswith("Queued for 40 s") and "fakevoice worker" in note
+    # Only workers of the backend it was queued for claim it: that one is named.
+    on_ray = worker_note(changed(run, backend="ray"), later)
+    assert on_ray is not None and "no worker for the ray backend" in on_ray
+    assert "FAKEVOICE_JOB_BACKEND=ray" in on_ray
     running = changed(run, status="running", started_at=now, heartbeat_at=now)
     assert worker_note(running, now + timedelta(seconds=5)) is None
     silent = worker_note(running, now + timedelta(minutes=5))

@@ -307,9 +307,12 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
     if run.status == "queued":
         waited = (now - (run.queued_at or run.created_at)).total_seconds()
         if waited >= QUEUED_NOTE_SECONDS:
+            # A job is claimed only by workers of the backend it was queued for.
+            backend = f" for the {run.backend} backend" if run.backend != "local" else ""
             return (
-                f"Queued for {_duration(waited)}: other jobs are ahead of it, or no worker is "
-                "running (`fakevoice worker`; `make run` starts one)."
+                f"Queued for {_duration(waited)}: other jobs are ahead of it, or no worker"
+                f"{backend} is running (`fakevoice worker` with FAKEVOICE_JOB_BACKEND="
+                f"{run.backend}; `make run` starts a local one)."
             )
     elif run.status == "running":
         heard = run.heartbeat_at or run.started_at
