@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.models.learners import TORCHVISION, pick_device
-from fakevoice.models.registry import get_arch
+from fakevoice.models.learners import TORCHVISION
+from fakevoice.models.registry import get_arch, pick_device
 from fakevoice.settings import get_settings
 from fakevoice.training import EpochRecord, MemorySink, train
 from fakevoice.trainspec import ARCH_NAMES, DEFAULT_CLIP_SAMPLES, WAVEFORM_ARCHS, TrainSpec

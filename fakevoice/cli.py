@@ -399,7 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a command says only what went wrong unless asked (-v).
     service = args.command in SERVICE_COMMANDS
     logging.basicConfig(
-        level=logging.INFO if args.verbose or service else logging.WARNING,
+        level=(logging.DEBUG if service else logging.INFO)
+        if args.verbose
+        else (logging.INFO if service else logging.WARNING),
         format=("%(asctime)s " if service else "") + "%(levelname)s %(name)s: %(message)s",
     )
     handler: Handler = args.handler
@@ -411,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SQLAlchemyArgumentError, SQLAlchemyOperationalError) as exc:
         # A database URL that names no database, or a server that does not answer: the
         # operator's settings, said in one line (-v logs the whole error).
-        logging.getLogger(__name__).info("database error", exc_info=True)
+        logging.getLogger(__name__).debug("database error", exc_info=True)
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         print(
             f"fakevoice: the database cannot be used (FAKEVOICE_DATABASE_URL): {first}",
@@ -424,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
             return 1
         # A folder that cannot be made or read (FAKEVOICE_DATA_DIR on a read-only disk...).
-        logging.getLogger(__name__).info("system error", exc_info=True)
+        logging.getLogger(__name__).debug("system error", exc_info=True)
         where = f": {exc.filename}" if exc.filename else ""
         print(f"fakevoice: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2

@@ -45,5 +45,8 @@ def is_full(error: BaseException, folder: Path | None = None) -> bool:
 
 
 def writable(folder: Path) -> bool:
-    """This process may write in ``folder`` (which exists)."""
-    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    """This process may write in ``folder``, or make it: in its nearest existing parent."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            return place.is_dir() and os.access(place, os.W_OK | os.X_OK)
+    return False

@@ -288,11 +288,12 @@ class Detector:
 
 
 class DetectorCache:
-    """A bounded, least-recently-used cache of loaded detectors, keyed by bundle folder + hash."""
+    """A bounded, least-recently-used cache of loaded detectors, keyed by bundle folder, hash and
+    device."""
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[tuple[str, str], Detector] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], Detector] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(
@@ -304,7 +305,7 @@ class DetectorCache:
         verify: Callable[[], None] | None = None,
     ) -> Detector:
         """The detector of ``folder``; loaded (after ``verify()`` passes) on a cache miss."""
-        cache_key = (str(folder.resolve()), key)
+        cache_key = (str(folder.resolve()), key, str(device or "cpu"))
         with self._lock:
             if cache_key in self._items:
                 self._items.move_to_end(cache_key)
@@ -316,7 +317,11 @@ class DetectorCache:
             self._items[cache_key] = detector
             self._items.move_to_end(cache_key)
             while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+                _, evicted = self._items.popitem(last=False)
+                if evicted.device.type == "cuda":
+                    # Its blocks go back to the GPU once no request holds it any more.
+                    del evicted
+                    torch.cuda.empty_cache()
         return detector
 
     def __len__(self) -> int:

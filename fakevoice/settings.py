@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A job is taken for dead after this many of its worker's heartbeats are missed, at the least.
 MISSED_HEARTBEATS = 3
+# FAKEVOICE_ variables that are no settings on purpose: the test suite's own.
+NOT_SETTINGS = ("FAKEVOICE_TEST_", "FAKEVOICE_UPDATE_SCREENSHOTS")
 
 
 class Settings(BaseSettings):
@@ -47,11 +49,23 @@ class Settings(BaseSettings):
     max_epochs: int = Field(default=50, ge=1, le=1000)
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
     max_concurrent_runs_per_user: int = Field(default=2, ge=1, le=64)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="auto (CUDA when present), cpu, or cuda: where this process trains runs "
+        "whose device is auto",
+    )
+    verdict_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="auto (CUDA when present), cpu, or cuda: where this process (app, API, CLI, "
+        "tests of models) scores clips; cpu keeps a GPU for training",
+    )
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
     stale_seconds: float = Field(
-        default=30.0, gt=0, description="a running job without heartbeat this long is interrupted"
+        default=30.0,
+        gt=0,
+        description="a running job without heartbeat this long is interrupted (at least 3 times "
+        "the longer of heartbeat_seconds and worker_poll_seconds)",
     )
     stop_grace_seconds: float = Field(
         default=3600.0,
@@ -167,11 +181,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _heartbeats_fit(self) -> Settings:
-        if self.stale_seconds < MISSED_HEARTBEATS * self.heartbeat_seconds:
+        # A worker beats at most once per pass of its loop, which waits worker_poll_seconds.
+        beat = max(self.heartbeat_seconds, self.worker_poll_seconds)
+        if self.stale_seconds < MISSED_HEARTBEATS * beat:
             raise ValueError(
                 f"FAKEVOICE_STALE_SECONDS ({self.stale_seconds:g}) must be at least "
-                f"{MISSED_HEARTBEATS} times FAKEVOICE_HEARTBEAT_SECONDS "
-                f"({self.heartbeat_seconds:g}), or workers take live jobs from each other"
+                f"{MISSED_HEARTBEATS} times the longer of FAKEVOICE_HEARTBEAT_SECONDS "
+                f"({self.heartbeat_seconds:g}) and FAKEVOICE_WORKER_POLL_SECONDS "
+                f"({self.worker_poll_seconds:g}), or workers take live jobs from each other"
             )
         return self
 
@@ -188,7 +205,8 @@ def get_settings() -> Settings:
 
     Raises:
         ServerConfigError: a setting's value is wrong; the message names each such setting (as
-            its environment variable) and what it must be, never the value (it may be a secret).
+            its environment variable) and what it must be, never the value of one that may be a
+            secret (only numbers checked against each other are shown).
     """
     try:
         settings = Settings()
@@ -214,8 +232,8 @@ def _warn_of_unknown_variables() -> None:
     otherwise leave its setting at the default without a word), with the nearest name."""
     known = {f"FAKEVOICE_{name.upper()}" for name in Settings.model_fields}
     for variable in sorted(os.environ):
-        if variable.startswith("FAKEVOICE_TEST_") or not variable.startswith("FAKEVOICE_"):
-            continue  # the test suite's own variables
+        if not variable.startswith("FAKEVOICE_") or variable.startswith(NOT_SETTINGS):
+            continue
         if variable not in known:
             near = difflib.get_close_matches(variable, sorted(known), n=1)
             hint = f"; did you mean {near[0]}?" if near else ""

@@ -9,17 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${PORT:-8501}
 address=${ADDRESS:-127.0.0.1}
+worker="" app=""
+stop() {
+  trap - EXIT INT TERM
+  for pid in $app $worker; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $app $worker; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop EXIT INT TERM  # before the first start: a SIGTERM at any moment leaves no orphan
 .venv/bin/fakevoice worker &
 worker=$!
 .venv/bin/streamlit run app.py --server.port "$port" --server.address "$address" \
   --server.headless true --browser.gatherUsageStats false &
 app=$!
-stop() {
-  trap - EXIT INT TERM
-  kill -TERM "$app" "$worker" 2>/dev/null || true
-  wait "$app" "$worker" 2>/dev/null || true
-}
-trap stop EXIT INT TERM
 echo "Fake Voice Workbench: http://${address}:${port}  (worker pid ${worker}, app pid ${app})"
 # Bash runs a trap only between commands: waiting here (not running the app in the foreground)
 # lets a SIGTERM stop both at once. The first of the two to end stops the other.

@@ -86,7 +86,7 @@ def test_a_full_disk_is_said_to_be_one(
         save()
     except RuntimeError as exc:
         words = unexpected_error_text(exc, "training")
-    assert words.startswith("The training stopped because the server's disk is full.")
+    assert words.startswith("The training stopped because a disk the server writes to is full.")
     assert "resume it" in words
 
     usage = namedtuple("usage", "total used free")

@@ -86,3 +86,22 @@ def test_ray_run_stops_on_request(ray_workbench: Actor) -> None:
     run = get_run(actor, run_id)
     assert run.status == "cancelled"
     assert 1 <= len(epochs_of(actor, run_id)) < 40, epochs_of(actor, run_id)
+
+
+def test_the_operators_device_decides_a_runs_auto_on_ray(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAKEVOICE_DEVICE=cpu keeps runs whose device is auto off the cluster's GPUs (and the
+    task is told the same); a run asking for CUDA still gets one; builds never do."""
+    from fakevoice.jobs.ray_backend import settings_env, task_resources
+
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cpu")
+    get_settings.cache_clear()
+    assert task_resources({"device": "auto"})["num_gpus"] == 0.0
+    assert task_resources({"kind": "evaluate"})["num_gpus"] == 0.0  # names no device: auto
+    assert task_resources({"device": "cuda"})["num_gpus"] == 1.0
+    assert task_resources({"kind": "dataset", "device": "cuda"})["num_gpus"] == 0.0
+    assert settings_env()["FAKEVOICE_DEVICE"] == "cpu"
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cuda")
+    get_settings.cache_clear()
+    assert task_resources({"device": "auto"})["num_gpus"] == 1.0

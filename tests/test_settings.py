@@ -22,11 +22,17 @@ def test_a_stale_time_shorter_than_three_heartbeats_is_refused(
         get_settings()
     assert str(refused.value) == (
         "The workbench's settings are not valid: FAKEVOICE_STALE_SECONDS (1) must be at least 3 "
-        "times FAKEVOICE_HEARTBEAT_SECONDS (30), or workers take live jobs from each other."
+        "times the longer of FAKEVOICE_HEARTBEAT_SECONDS (30) and FAKEVOICE_WORKER_POLL_SECONDS "
+        "(1), or workers take live jobs from each other."
     )
     monkeypatch.setenv("FAKEVOICE_STALE_SECONDS", "90")
     get_settings.cache_clear()
     assert get_settings().stale_seconds == 90
+    # A worker beats once per pass of its loop: a long poll counts as a long heartbeat.
+    monkeypatch.setenv("FAKEVOICE_WORKER_POLL_SECONDS", "40")
+    get_settings.cache_clear()
+    with pytest.raises(ServerConfigError, match=r"FAKEVOICE_WORKER_POLL_SECONDS \(40\)"):
+        get_settings()
 
 
 def test_a_misspelt_variable_is_named_with_the_setting_it_may_mean(

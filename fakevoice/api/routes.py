@@ -379,9 +379,11 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
     def health() -> Response:
         try:
             revision, head = store.current_revision(), store.head_revision()
-            schema_ok: bool | None = not store.schema_drift()
-            ok = revision == head and bool(schema_ok)
+            missing, extra = store.schema_drift()
+            schema_ok: bool | None = not missing and not extra
+            ok = revision == head and not missing  # extras are the operator's, or newer
         except Exception:  # an unreachable database is what this endpoint reports
+            logger.warning("health: the database cannot be read", exc_info=True)
             revision, head, ok, schema_ok = None, None, False, None
         try:
             signing.private_key()
@@ -392,7 +394,7 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         free = disk.free_bytes(settings.data_dir)
         room = disk.writable(settings.data_dir) and (free is None or free >= disk.FULL_DISK_BYTES)
         body = HealthOut(
-            status="ok" if ok and signs and room else "degraded",
+            status="ok" if ok and schema_ok and signs and room else "degraded",
             storage=StorageState(ok=room, free_mib=None if free is None else free // 2**20),
             signing=SigningState(ok=signs),
             database=DatabaseState(ok=ok, revision=revision, head=head, schema_ok=schema_ok),

@@ -399,8 +399,10 @@ class DatabaseState(BaseModel):
     head: str | None
     schema_ok: bool | None = Field(
         default=None,
-        description="its tables and columns are those this version expects (null when the "
-        "database cannot be read); false: the server log names the differences",
+        description="its tables, columns and indexes are those this version expects (null when "
+        "the database cannot be read); false: the server log names the differences. One that "
+        "lacks something this version uses is not ok (503); one with more (an operator's own "
+        "index, a newer version's column) is degraded (200)",
     )
 
 
@@ -428,7 +430,7 @@ class HealthOut(BaseModel):
     model_config = _examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0011", "head": "0011"},
+            "database": {"ok": True, "revision": "0016", "head": "0016", "schema_ok": True},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
             "signing": {"ok": True},

@@ -194,9 +194,12 @@ def resume_interrupted(run_ids: list[int]) -> list[int]:
         next_epoch = state[0] + 1 if state is not None else None
         with store.session_scope() as session:
             queued = store.resume_interrupted_run(session, run_id, resume_from_epoch=next_epoch)
+            kind = store.get_run_for_worker(session, run_id).kind
         if queued:
             resumed.append(run_id)
             logger.info("run %d queued again to resume at epoch %s", run_id, next_epoch or 0)
+            if kind != "train":  # a build continues from its markers; a test starts over
+                continue
             # Kept with the run: its timings (and its epoch's batches) span two processes.
             when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             where = f"after epoch {next_epoch}" if next_epoch else "from its first epoch"

@@ -72,18 +72,23 @@ def finish_job(run_id: int, worker_id: str, status: RunStatus, message: str | No
 
 
 def unexpected_error_text(error: BaseException, what: str, folder: Path | None = None) -> str:
-    """The words that end a job on an error not of its user's making (a bug, a full disk): a
-    full disk where the job writes (``folder``) is said to be one, as the library that met it
-    seldom says so. The server's paths stay in its log."""
-    if disk.is_full(error, folder):
-        free = disk.free_bytes(folder)
-        left = "" if free is None else f" ({free / 2**20:.0f} MiB free)"
-        logger.error("the disk holding %s is full%s", folder, left)
-        return (
-            f"The {what} stopped because the server's disk is full{left}. Once its operator has "
-            "freed space, resume it (or start it again)."
-        )
-    return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
+    """The words that end a job on an error not of its user's making (a bug, a full disk). A
+    full disk is said to be one, as the library that met it seldom says so: with its free space
+    when it is the disk under ``folder`` (where the job writes), else as "a disk" (a full
+    ``/tmp`` or shared memory raises the same ``ENOSPC``). The folder's path stays in the log."""
+    if not disk.is_full(error, folder):
+        return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
+    free = disk.free_bytes(folder)
+    if free is not None and free < disk.FULL_DISK_BYTES:
+        logger.error("the disk holding %s is full (%d bytes free)", folder, free)
+        where = f"the server's disk is full ({free / 2**20:.0f} MiB free)"
+    else:
+        logger.error("a disk is full under the %s: %s", what, error)
+        where = "a disk the server writes to is full"
+    return (
+        f"The {what} stopped because {where}. Once its operator has freed space, resume it "
+        "(or start it again)."
+    )
 
 
 def end_on_error(

@@ -45,12 +45,15 @@ def _remote_execute(run_id: int, worker_id: str, env: dict[str, str]) -> str:
 
 
 def task_resources(spec: dict[str, Any]) -> dict[str, float]:
-    """Ray resources of a run: one GPU when the spec asks for CUDA (or auto on a GPU cluster:
+    """Ray resources of a run: one GPU when the spec asks for CUDA (or auto, and the operator's
+    ``FAKEVOICE_DEVICE`` is cuda, or auto on a GPU cluster:
     tests of models on a dataset, whose spec names no device, too); a dataset build or render
     (``spec["kind"]`` ``"dataset"`` or ``"render"``) is CPU work and never takes a GPU."""
     if spec.get("kind") in ("dataset", "render"):
         return {"num_gpus": 0.0, "num_cpus": 1.0}
     device = spec.get("device", "auto")
+    if device == "auto":  # the operator's FAKEVOICE_DEVICE, which the task is given too
+        device = get_settings().device
     if device == "cuda":
         return {"num_gpus": 1.0, "num_cpus": 1.0}
     if device == "auto":
@@ -67,6 +70,7 @@ def settings_env() -> dict[str, str]:
         "FAKEVOICE_DATA_DIR": str(settings.data_dir),
         "FAKEVOICE_DATASET_DIR": str(settings.dataset_dir),
         "FAKEVOICE_DATABASE_URL": settings.resolved_database_url,
+        "FAKEVOICE_DEVICE": settings.device,
     }
 
 

@@ -320,22 +320,25 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str) -
 # --- device --------------------------------------------------------------------------------------
 
 
-def pick_device(preference: str = "auto", server: str = "auto") -> torch.device:
+def pick_device(
+    preference: str = "auto", server: str = "auto", setting: str = "FAKEVOICE_DEVICE"
+) -> torch.device:
     """The torch device of a run or of a server's verdicts.
 
     Args:
         preference: what the run asks for: ``"cpu"``, ``"cuda"``, or ``"auto"``, which leaves
             the choice to ``server``.
-        server: the operator's ``FAKEVOICE_DEVICE``: ``"auto"`` (CUDA when available, else the
-            CPU), ``"cpu"`` (keep this server's jobs and verdicts off a shared GPU) or
-            ``"cuda"``.
+        server: the operator's choice (``FAKEVOICE_DEVICE`` for runs,
+            ``FAKEVOICE_VERDICT_DEVICE`` for verdicts): ``"auto"`` (CUDA when available, else
+            the CPU), ``"cpu"`` (keep off a shared GPU) or ``"cuda"``.
+        setting: the variable ``server`` came from, for the words of an error.
 
     Raises:
         InvalidSpecError: an unknown choice, or a run asking for ``"cuda"`` on a machine
             without a usable GPU.
-        ServerConfigError: ``FAKEVOICE_DEVICE`` is ``cuda`` on a machine without one.
+        ServerConfigError: the operator's choice is ``cuda`` on a machine without one.
     """
-    for name, value in (("device", preference), ("FAKEVOICE_DEVICE", server)):
+    for name, value in (("device", preference), (setting, server)):
         if value not in DEVICE_CHOICES:
             raise InvalidSpecError(f"{name} must be one of auto, cpu, cuda; got {value!r}")
     choice = server if preference == "auto" else preference
@@ -349,13 +352,6 @@ def pick_device(preference: str = "auto", server: str = "auto") -> torch.device:
         )
     if choice == "cuda":
         raise ServerConfigError(
-            "FAKEVOICE_DEVICE is cuda, but this machine has no usable GPU: set it to auto or cpu."
-        )
-    return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if preference == "cuda":
-        raise InvalidSpecError(
-            "A GPU (CUDA) was requested, but this machine has none; use auto or cpu."
+            f"{setting} is cuda, but this machine has no usable GPU: set it to auto or cpu."
         )
     return torch.device("cpu")

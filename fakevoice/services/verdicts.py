@@ -90,7 +90,7 @@ def detector_for(model: ModelRecord) -> Detector:
     key = f"{weights_hash}:{model.files.get(BUNDLE_MANIFEST, '')}"
     from fakevoice.models.registry import pick_device
 
-    device = pick_device(server=get_settings().device)
+    device = pick_device(server=get_settings().verdict_device, setting="FAKEVOICE_VERDICT_DEVICE")
     return DETECTORS.get(folder, key, device, verify=lambda: _verify_files(model))
 
 

@@ -81,16 +81,32 @@ def schema_differences(url: str | None = None) -> list[Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _drift(url: str) -> tuple[str, ...]:
-    return tuple(str(difference) for difference in schema_differences(url))
+def _drift(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    differences = schema_differences(url)
+    missing = tuple(str(d) for d in differences if _kind(d).startswith("add_"))
+    extra = tuple(str(d) for d in differences if not _kind(d).startswith("add_"))
+    if differences:
+        logger.error(
+            "the database's schema differs from this version's: %s",
+            "; ".join(missing + extra),
+        )
+    return missing, extra
 
 
-def schema_drift(url: str | None = None) -> list[str]:
-    """:func:`schema_differences` in words, measured once per process and database (a schema
-    changes only through migrations, which run when a process starts): empty when the database
-    is what this version's models say. A database that says it is at the head and still
-    differs was changed by hand, or migrated by a revision edited after it ran."""
-    drift = list(_drift(database_url(url)))
-    if drift:
-        logger.error("the database's schema differs from this version's: %s", "; ".join(drift))
-    return drift
+def _kind(difference: Any) -> str:
+    """Alembic's name of a difference (``add_column``, ``remove_index``...); a list of column
+    changes is one of ``modify_*``."""
+    first = difference[0] if isinstance(difference, list) and difference else difference
+    return str(first[0]) if isinstance(first, tuple) and first else "modify"
+
+
+def schema_drift(url: str | None = None) -> tuple[list[str], list[str]]:
+    """:func:`schema_differences` in words, measured (and logged) once per process and database
+    (a schema changes only through migrations, which run when a process starts): what this
+    version's models have and the database lacks (its queries of those fail), and the rest
+    (tables, columns or indexes it has beyond them, changed types: an operator's own index, or
+    a newer version's revision during a rolling upgrade). Both empty when the database is what
+    the models say. A database at the head that lacks something was changed by hand, or
+    migrated by a revision edited after it ran."""
+    missing, extra = _drift(database_url(url))
+    return list(missing), list(extra)
