@@ -53,14 +53,15 @@ def read_limited(path: str, what: str, limit: int) -> bytes:
     return data
 
 
-def _add_build_options(p: argparse.ArgumentParser) -> None:
+def _add_build_options(p: argparse.ArgumentParser, *, generators: bool = True) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: dataset/<name>)")
     p.add_argument("--seed", type=int, default=0, help="random seed (the build is deterministic)")
-    p.add_argument(
-        "--generators",
-        default=None,
-        help="comma-separated generator names (default: every one available here)",
-    )
+    if generators:  # an ASVspoof import takes the attacks of its protocols
+        p.add_argument(
+            "--generators",
+            default=None,
+            help="comma-separated generator names (default: every one available here)",
+        )
     p.add_argument(
         "--noise",
         default=None,
@@ -331,7 +332,7 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("la_dir", type=Path)
     p.add_argument("--partitions", default="train,dev", help="comma-separated: train,dev,eval")
     p.add_argument("--limit", type=int, default=None, help="at most this many trials per partition")
-    _add_build_options(p)
+    _add_build_options(p, generators=False)
     _add_feature_options(p, "128-band mel, 224x224")
     p.set_defaults(handler=_cmd_import_asvspoof)
 

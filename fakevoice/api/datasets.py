@@ -42,8 +42,18 @@ class DatasetOut(BaseModel):
                     "name": "demo",
                     "kind": "demo",
                     "items": 4845,
-                    "classes": ["bonafide", "griffinlim", "hifigan", "world"],
-                    "speakers": 24,
+                    "classes": [
+                        "bonafide",
+                        "codec2",
+                        "espeak",
+                        "griffinlim",
+                        "hifigan",
+                        "lpc",
+                        "mel_griffinlim",
+                        "piper",
+                        "world",
+                    ],
+                    "speakers": 8,
                     "noise_levels": ["snr_inf", "snr_20db", "snr_10db", "snr_0db", "snr_-10db"],
                     "feature_spec": {"kind": "mel", "n_mels": 128, "image_height": 128},
                     "created": "2026-12-01T09:00:00+00:00",
@@ -134,7 +144,7 @@ class RenderIn(BaseModel):
     name: str = Field(min_length=1, max_length=128, description="the new dataset's name")
     features: dict[str, Any] = Field(
         description="what differs from the source's features: kind (mel, linear, mfcc, lfcc, "
-        "cqt), n_fft, hop_length, n_mels, n_coeffs, fmin, fmax, top_db, image_height, "
+        "cqt, phase), n_fft, hop_length, n_mels, n_coeffs, fmin, fmax, top_db, image_height, "
         "image_width, colormap"
     )
 

@@ -166,7 +166,7 @@ def build_training_router() -> APIRouter:
     def submit(body: TrainIn, caller: FullAccessDep) -> QueuedRun:
         """Checked before it is queued: the dataset is yours or shared, the selection holds
         human items and a generator's, the epochs are within the server's limit, your runs
-        queued or running are within yours (429 otherwise), the name is free (409). A worker
+        queued or running are within yours (413 otherwise), the name is free (409). A worker
         trains it; `GET /v1/runs/{id}` follows it."""
         actor = caller.actor
         spec = body.spec
