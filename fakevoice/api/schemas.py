@@ -392,8 +392,8 @@ class RunOut(BaseModel):
 
 class DatabaseState(BaseModel):
     ok: bool = Field(
-        description="reachable, at this version's newest revision, and its schema "
-        "what this version expects"
+        description="reachable, at this version's newest revision, and lacking no table, "
+        "column or index this version uses"
     )
     revision: str | None
     head: str | None
