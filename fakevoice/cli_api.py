@@ -15,6 +15,7 @@ from fakevoice.errors import FakeVoiceError
 # As fakevoice.api.monitoring, which is not imported here: importing it loads the whole app (torch
 # included, about 3 s) into this parent process, which only starts the workers.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SUPERVISOR_ENV = "_FAKEVOICE_API_SUPERVISOR"  # as fakevoice.api.app, for the same reason
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -35,6 +36,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         shared = tempfile.mkdtemp(prefix="api-", dir=folder)
         os.environ[MULTIPROCESS_ENV] = shared
+    if workers > 1:  # its workers end with it, even when it is killed (SUPERVISOR_ENV)
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
     try:
         uvicorn.run(
             "fakevoice.api:create_app",

@@ -743,6 +743,35 @@ def test_metrics_of_several_workers_are_summed_for_the_scraper_with_its_token(
     assert not folder.exists()  # the workers' files go with the server
 
 
+def running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie nobody reaped yet has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def test_the_workers_of_a_killed_server_end_with_it(tmp_path: Path) -> None:
+    """``kill -9`` of ``fakevoice api --workers 2`` ends its worker processes too (each shuts
+    down as on SIGTERM), so the port is free for the next start."""
+    with process_server(api_env(tmp_path), tmp_path / "server.log", "--workers", "2") as (
+        url,
+        server,
+    ):
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children]
+        assert len(workers) >= 2, children  # uvicorn's workers (and its resource tracker)
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers outlived their server"
+            time.sleep(0.2)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", timeout=5)
+
+
 def test_a_test_of_models_is_queued_and_read_over_http(
     world: World, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -275,6 +275,29 @@ class SecretQueryFilter(logging.Filter):
         return True
 
 
+# Set by `fakevoice api --workers N` to its own pid, for the worker processes uvicorn starts.
+SUPERVISOR_ENV = "_FAKEVOICE_API_SUPERVISOR"
+
+
+def _end_with_supervisor() -> None:
+    """In a worker process of ``fakevoice api --workers N``: SIGTERM (a graceful shutdown) when
+    the server process that started it dies. Killed with SIGKILL, the server would otherwise
+    leave its workers serving, holding the port its next start needs."""
+    import ctypes
+    import os
+    import signal
+
+    supervisor = os.environ.get(SUPERVISOR_ENV, "")
+    if not supervisor.isdigit() or int(supervisor) == os.getpid():
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: as before
+        return
+    if os.getppid() != int(supervisor):  # it died before this process could ask
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _redact_access_log() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, SecretQueryFilter) for f in access.filters):
@@ -289,6 +312,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or get_settings()
     _redact_access_log()
+    _end_with_supervisor()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
