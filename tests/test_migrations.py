@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0016"
+    assert store.current_revision(db_url) == store.head_revision() == "0017"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -85,8 +85,9 @@ def test_upgrade_again_keeps_data(db_url: str) -> None:  # noqa: F811
 
 
 def _row_of_ada_before(url: str, revision: str, row_sql: str) -> UserRecord:
-    """Migrate to ``revision``, add the user ada and one row of hers (``row_sql`` names her as
-    ``(SELECT id FROM users)``), migrate to the head, and return ada as she is then."""
+    """Migrate to ``revision``, add the user ada and rows of hers (``row_sql``: statements
+    separated by "; ", naming her as ``(SELECT id FROM users)``), migrate to the head, and
+    return ada as she is then."""
     command.upgrade(alembic_config(url), revision)
     with store.get_engine(url).begin() as connection:
         connection.execute(
@@ -95,7 +96,8 @@ def _row_of_ada_before(url: str, revision: str, row_sql: str) -> UserRecord:
                 "VALUES ('ada', 'Ada', false, CURRENT_TIMESTAMP)"
             )
         )
-        connection.execute(text(row_sql))
+        for statement in row_sql.split("; "):
+            connection.execute(text(statement))
     store.upgrade(url)
     with store.session_scope(url, readonly=True) as session:
         ada = store.get_user_by_username(session, "ada")
@@ -132,6 +134,44 @@ def test_verdicts_logged_before_cautions_have_none(db_url: str) -> None:  # noqa
     assert old.outcome is None and old.note is None  # nobody has said what it really was
     assert old.windows is None  # its timeline was not kept
     assert old.explanation is None  # nor why it was made
+
+
+def test_an_upgrade_keeps_every_run_s_metrics_and_model_and_never_reuses_ids(
+    db_url: str,  # noqa: F811
+) -> None:
+    """Revisions 0005, 0007 and 0009 rebuild ``runs`` on SQLite (copy, drop, rename): with
+    foreign keys on, the drop deleted every epoch and batch metric and unlinked the models
+    (``ON DELETE CASCADE``, ``SET NULL``). And rebuilt tables had lost ``AUTOINCREMENT``."""
+    ada = _row_of_ada_before(
+        db_url,
+        "0004",
+        "INSERT INTO runs (owner_id, name, spec, status, progress, current_epoch, "
+        "total_epochs, created_at, stop_requested, backend) VALUES ((SELECT id FROM users), "
+        "'old run', '{}', 'succeeded', 1.0, 2, 2, CURRENT_TIMESTAMP, false, 'local'); "
+        "INSERT INTO epoch_metrics (run_id, epoch, train_loss, valid_loss, accuracy, macro_f1, "
+        "eer, seconds) VALUES ((SELECT id FROM runs), 0, 0.7, 0.6, 0.8, 0.75, 0.2, 3.0); "
+        "INSERT INTO batch_metrics (run_id, epoch, batch, step, train_loss, recorded_at) "
+        "VALUES ((SELECT id FROM runs), 0, 0, 0, 0.7, CURRENT_TIMESTAMP); "
+        "INSERT INTO models (owner_id, run_id, name, is_public, arch, class_names, "
+        "sample_rate, clip_samples, path, files, metrics, created_at) VALUES ((SELECT id FROM "
+        "users), (SELECT id FROM runs), 'old model', false, 'specnet', '[\"bonafide\", "
+        "\"spoof\"]', 16000, 64600, '/nowhere', '{}', '{}', CURRENT_TIMESTAMP)",
+    )
+    assert store.schema_differences(db_url) == []
+    with store.session_scope(db_url, readonly=True) as session:
+        (run,) = store.list_runs(session, ada.actor)
+        (epoch,) = store.list_epoch_metrics(session, ada.actor, run.id)
+        (batch,) = store.list_batch_metrics(session, ada.actor, run.id)
+        (model,) = store.list_models(session, ada.actor)
+    assert epoch.eer == 0.2 and batch.train_loss == 0.7 and model.run_id == run.id
+    # The newest run deleted, the next one gets a new id (SQLite's AUTOINCREMENT again).
+    with store.session_scope(db_url) as session:
+        newer = store.create_run(session, ada.actor, "newer", {"epochs": 1})
+    with store.session_scope(db_url) as session:
+        store.request_stop(session, ada.actor, newer.id)  # queued: cancelled at once
+        store.delete_run(session, ada.actor, newer.id)
+    with store.session_scope(db_url) as session:
+        assert store.create_run(session, ada.actor, "newest", {"epochs": 1}).id > newer.id
 
 
 def test_a_database_migrated_by_early_copies_of_0006_and_0014_is_repaired(
@@ -207,5 +247,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0016"
+    assert store.current_revision(db_url) == "0017"
     assert store.schema_differences(db_url) == []

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,45 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return config
 
 
+@contextmanager
+def migration_connection(url: str | None = None) -> Iterator[Connection]:
+    """A connection to ``url`` inside one transaction, for migrations.
+
+    On SQLite, with its foreign keys off until the transaction ends: Alembic changes a table
+    there by copying it into a new one and dropping the old, and a ``DROP TABLE`` with foreign
+    keys on deletes the rows that point at it first (``ON DELETE CASCADE``). Migrating a
+    database across the revisions that rebuilt ``runs`` (0005, 0007, 0009) deleted every run's
+    epoch and batch metrics and unlinked its models before this. SQLite ignores the pragma inside
+    a transaction, so it is set on the bare connection before it begins; the keys are checked
+    before the transaction commits.
+    """
+    with connectable(url).connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left rows without their parent: {broken}")
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
+
+
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign keys on the DBAPI connection itself, outside any transaction
+    (the store's connections run in autocommit mode between the BEGINs it emits)."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Migrate the database at ``url`` (default: the configured one) to ``revision``."""
-    with connectable(url).begin() as connection:
+    with migration_connection(url) as connection:
         command.upgrade(alembic_config(url, connection), revision)
     logger.debug("database at revision %s", revision)
 

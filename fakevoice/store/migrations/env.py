@@ -6,7 +6,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from fakevoice.store.db import connectable
 from fakevoice.store.tables import Base
 
 # Any constant works: it only has to be the same in every process that migrates this database.
@@ -45,7 +44,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    with connectable(config.get_main_option("sqlalchemy.url")).begin() as connection:
+    from fakevoice.store.migrate import migration_connection
+
+    with migration_connection(config.get_main_option("sqlalchemy.url")) as connection:
         _run(connection)
 
 
