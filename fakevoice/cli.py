@@ -399,10 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The long-running services log what they do, with the time, for the operator's journal;
     # a command says only what went wrong unless asked (-v).
     service = args.command in SERVICE_COMMANDS
+    quiet, verbose = (logging.INFO, logging.DEBUG) if service else (logging.WARNING, logging.INFO)
     logging.basicConfig(
-        level=(logging.DEBUG if service else logging.INFO)
-        if args.verbose
-        else (logging.INFO if service else logging.WARNING),
+        level=verbose if args.verbose else quiet,
         format=("%(asctime)s " if service else "") + "%(levelname)s %(name)s: %(message)s",
     )
     handler: Handler = args.handler

@@ -76,15 +76,15 @@ def unexpected_error_text(error: BaseException, what: str, folder: Path | None =
     full disk is said to be one, as the library that met it seldom says so: with its free space
     when it is the disk under ``folder`` (where the job writes), else as "a disk" (a full
     ``/tmp`` or shared memory raises the same ``ENOSPC``). The folder's path stays in the log."""
-    if not disk.is_full(error, folder):
-        return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
     free = disk.free_bytes(folder)
     if free is not None and free < disk.FULL_DISK_BYTES:
         logger.error("the disk holding %s is full (%d bytes free)", folder, free)
         where = f"the server's disk is full ({free / 2**20:.0f} MiB free)"
-    else:
+    elif disk.says_full(error):
         logger.error("a disk is full under the %s: %s", what, error)
         where = "a disk the server writes to is full"
+    else:
+        return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
     return (
         f"The {what} stopped because {where}. Once its operator has freed space, resume it "
         "(or start it again)."

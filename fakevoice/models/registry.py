@@ -320,6 +320,12 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str) -
 # --- device --------------------------------------------------------------------------------------
 
 
+def device_choice(preference: str, server: str) -> str:
+    """What a run's ``device`` comes to on a server whose operator chose ``server``: the run's
+    own ``cpu`` or ``cuda``, else (``auto``) the server's."""
+    return server if preference == "auto" else preference
+
+
 def pick_device(
     preference: str = "auto", server: str = "auto", setting: str = "FAKEVOICE_DEVICE"
 ) -> torch.device:
@@ -341,7 +347,7 @@ def pick_device(
     for name, value in (("device", preference), (setting, server)):
         if value not in DEVICE_CHOICES:
             raise InvalidSpecError(f"{name} must be one of auto, cpu, cuda; got {value!r}")
-    choice = server if preference == "auto" else preference
+    choice = device_choice(preference, server)
     if choice == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():

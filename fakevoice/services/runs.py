@@ -117,13 +117,12 @@ def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
     import torch
 
     from fakevoice.models import memory
-    from fakevoice.models.registry import pick_device
+    from fakevoice.models.registry import device_choice, pick_device
 
     feature_spec = dataset_feature_spec(dataset_path(spec.dataset, actor=actor))
     shape = memory.input_shape(spec.arch, feature_spec, spec.clip_samples)
     server = get_settings().device
-    wanted = server if spec.device == "auto" else spec.device
-    if wanted == "cuda" and not torch.cuda.is_available():
+    if device_choice(spec.device, server) == "cuda" and not torch.cuda.is_available():
         estimate = memory.estimate_training_memory(spec.arch, spec.batch_size, shape)
         return memory.MemoryAdvice(estimate, "cuda", None)
     return memory.advise(spec.arch, spec.batch_size, shape, pick_device(spec.device, server))
