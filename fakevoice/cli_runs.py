@@ -1,4 +1,5 @@
-"""``fakevoice runs [list | show | delete | export]``: the jobs of yours, one in full, their CSV."""
+"""``fakevoice runs [list | show | delete | export]``: the jobs of yours, one in full, their CSV;
+``fakevoice workers``: the job workers alive (the operator's view of who runs those jobs)."""
 
 from __future__ import annotations
 
@@ -172,7 +173,65 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def worker_state(worker: Any, now: Any, stale_seconds: float) -> str:
+    if worker.stopped_at is not None:
+        return "stopped"
+    return "alive" if worker.is_alive(now, stale_seconds) else "silent"
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    """The job workers alive now (with --all, also those stopped or silent in the last day)."""
+    from datetime import UTC, datetime
+
+    from fakevoice import store
+    from fakevoice.settings import get_settings
+
+    stale = get_settings().stale_seconds
+    now = datetime.now(UTC)
+    with store.session_scope(readonly=True) as session:
+        workers = store.list_workers(session) if args.all else store.live_workers(session, stale)
+    rows = [
+        {
+            "id": w.id,
+            "backend": w.backend,
+            "state": worker_state(w, now, stale),
+            "host": w.host,
+            "pid": w.pid,
+            "running": w.running,
+            "concurrency": w.concurrency,
+            "started": w.started_at.isoformat(timespec="seconds"),
+            "seen": w.seen_at.isoformat(timespec="seconds"),
+            "stopped": w.stopped_at.isoformat(timespec="seconds") if w.stopped_at else None,
+        }
+        for w in workers
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    if not any(row["state"] == "alive" for row in rows):
+        print(
+            "no worker is running: queued jobs wait until one starts (`fakevoice worker`; "
+            "`make run` starts a local one)"
+        )
+    for row, w in zip(rows, workers, strict=True):
+        seen = max(0.0, (now - w.seen_at).total_seconds())
+        print(
+            f"{row['state']:<8} {row['backend']:<6} {w.host}:{w.pid}  {w.running} of "
+            f"{w.concurrency} jobs  started {w.started_at:%Y-%m-%d %H:%M} UTC  seen {seen:.0f} s "
+            f"ago  ({w.id})"
+        )
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "workers",
+        help="the job workers alive now, with their load (--all: also those stopped or silent "
+        "in the last day)",
+    )
+    p.add_argument("--all", action="store_true", help="also workers stopped or gone silent")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_workers)
     p = sub.add_parser(
         "runs",
         help="list your runs, show one (runs show RUN), delete one that has ended (runs delete "

@@ -163,10 +163,10 @@ def _live_panel_body(actor: Actor, run_id: int) -> None:
     run, batches, history = _progress_tables(actor, run_id)
     if not run.is_active:
         st.rerun()  # the whole page, to show the results without the timer
+    waiting = services.worker_note(run)  # no worker alive, a long wait, or a silent worker
     if run.status == "queued":
-        status_column.info(
-            "Queued: waiting for a worker (`fakevoice worker`, which `make run` starts)."
-        )
+        if waiting is None:
+            status_column.info("Queued: a worker takes it up as soon as it has room.")
     elif run.stop_requested:
         status_column.warning("Stopping at the end of the current batch...")
     else:
@@ -178,7 +178,7 @@ def _live_panel_body(actor: Actor, run_id: int) -> None:
     )
     if run.notice:
         st.caption(run.notice)
-    if (waiting := services.worker_note(run)) is not None:
+    if waiting is not None:
         st.warning(waiting, icon=":material/hourglass_empty:")
     training_view.render_loss_chart(batches, history)
     training_view.render_epoch_table(history)

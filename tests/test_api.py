@@ -307,6 +307,14 @@ def test_health_reports_database_and_model_cache(world: World) -> None:
     assert body["models"]["capacity"] == get_settings().model_cache_size
     assert body["storage"]["ok"] is True and body["storage"]["free_mib"] > 64
     assert body["scoring"]["threads"] == len(os.sched_getaffinity(0))
+    # The job workers alive, by backend: a worker's report counts until it stops.
+    assert body["workers"] == {"local": 0, "ray": 0}
+    with store.session_scope() as session:
+        store.worker_seen(session, "ray-health-1", backend="ray", concurrency=1, running=0)
+    assert httpx.get(f"{world.url}/health").json()["workers"] == {"local": 0, "ray": 1}
+    with store.session_scope() as session:
+        store.worker_stopped(session, "ray-health-1")
+    assert httpx.get(f"{world.url}/health").json()["workers"] == {"local": 0, "ray": 0}
 
 
 def test_requests_beyond_the_scoring_threads_wait_their_turn(world: World) -> None:
@@ -707,6 +715,8 @@ def test_metrics_count_requests_by_route_and_verdicts(world: World) -> None:
     # The server's job queue, from the database: the world's run waits for a worker.
     assert metric_value(after, "fakevoice_jobs", kind="train", status="queued") >= 1
     assert 'fakevoice_jobs{kind="evaluate",status="running"}' in after
+    assert metric_value(after, "fakevoice_workers", backend="local") == 0  # none runs here
+    assert 'fakevoice_workers{backend="ray"} 0.0' in after
 
 
 def test_metrics_of_several_workers_are_summed_for_the_scraper_with_its_token(

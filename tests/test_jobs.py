@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ from workbench import (
 
 from fakevoice import services, store
 from fakevoice.artefacts import sha256_file
+from fakevoice.cli import main
 from fakevoice.jobs.local import run_process_name
 from fakevoice.store.records import Actor
 
@@ -295,8 +297,15 @@ def test_killed_training_process_fails_the_run_with_a_memory_hint(
     assert "lower the batch size" in run.error and "Traceback" not in run.error
 
 
+def listed_workers(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
+    """What ``fakevoice workers --json`` lists."""
+    capsys.readouterr()
+    assert main(["workers", "--json", *args]) == 0
+    return list(json.loads(capsys.readouterr().out))
+
+
 def test_killed_worker_run_is_resumed_by_the_next_worker(
-    workbench: dict[str, str], actor: Actor
+    workbench: dict[str, str], actor: Actor, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs_dir = Path(workbench["FAKEVOICE_DATA_DIR"]) / "runs"
     earlier = {p.name: folder_hashes(p) for p in runs_dir.iterdir()}
@@ -310,6 +319,9 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
         # a kill between the two rightly restarts the run from scratch.
         state = runs_dir / str(run_id) / "checkpoints" / "state.json"
         wait_for(state.is_file, 90, "the first epoch's checkpoint")
+        # The operator sees the worker alive, with its job in hand.
+        (alive,) = [w for w in listed_workers(capsys) if w["pid"] == worker.pid]
+        assert (alive["state"], alive["backend"], alive["running"]) == ("alive", "local", 1)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.communicate()
@@ -318,8 +330,14 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
     assert get_run(actor, run_id).status == "running"  # nobody has noticed yet
 
     time.sleep(STALE_SECONDS + 0.5)  # the heartbeat goes stale
-    output = finish(start_worker(workbench, "--once"))
+    assert listed_workers(capsys) == []  # a killed worker stops being seen
+    assert main(["workers"]) == 0
+    assert capsys.readouterr().out.startswith("no worker is running")
+    next_worker = start_worker(workbench, "--once")
+    output = finish(next_worker)
     assert "interrupted" in output
+    states = {w["pid"]: w["state"] for w in listed_workers(capsys, "--all")}
+    assert (states[worker.pid], states[next_worker.pid]) == ("silent", "stopped")
 
     run = get_run(actor, run_id)
     assert run.status == "succeeded", run.error

@@ -27,7 +27,7 @@ from fakevoice.errors import (
 from fakevoice.settings import get_settings
 from fakevoice.store import Actor, BatchMetric, EpochMetric
 from fakevoice.store.job_queue import resume_interrupted_run
-from fakevoice.store.tables import RunRow
+from fakevoice.store.tables import RunRow, WorkerRow
 
 SPEC = {"dataset": "demo", "arch": "specnet", "epochs": 3}
 
@@ -781,31 +781,52 @@ def test_dataset_visibility(db: str, people: People) -> None:
         assert store.delete_dataset(session, people.admin, shared.id).id == shared.id
 
 
-def test_a_job_waiting_on_a_worker_says_so(db: str, people: People) -> None:
-    """Queued a while (no worker, or others ahead), or running with no heartbeat for longer
-    than the stale time (its worker may be gone): each gets a sentence; a fresh job none."""
+def test_a_job_waiting_on_a_worker_says_so(
+    db: str, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued while no worker of its backend is alive (said at once, with when one was last
+    seen), queued a while behind others, or running with no heartbeat for longer than the stale
+    time (its worker may be gone): each gets a sentence; a fresh job with a live worker none."""
     from dataclasses import replace as changed
 
     from fakevoice.services.runs import QUEUED_NOTE_SECONDS, worker_note
 
+    monkeypatch.setenv("FAKEVOICE_DATABASE_URL", db)
+    monkeypatch.setenv("FAKEVOICE_STALE_SECONDS", "300")
+    get_settings.cache_clear()
+    stale = get_settings().stale_seconds
     with store.session_scope(db) as session:
         run = store.create_run(session, people.owner, "waiting", SPEC)
     now = run.created_at
-    assert worker_note(run, now) is None
+    nobody = worker_note(run, now)
+    assert nobody is not None and nobody.startswith("No worker is running (none has run yet)")
+    assert "fakevoice worker" in nobody
+    with store.session_scope(db) as session:
+        store.worker_seen(session, "w-local", backend="local", concurrency=2, running=2)
+    assert worker_note(run, now) is None  # a live worker: it is picked up soon
     later = now + timedelta(seconds=QUEUED_NOTE_SECONDS + 10)
     note = worker_note(run, later)
-    assert note is not None and note.startswith("Queued for 40 s") and "fakevoice worker" in note
+    assert note is not None and note.startswith("Queued for 40 s: other jobs are ahead of it")
+    assert "(1 worker running 2 of at most 2 jobs at once)" in note
     # Only workers of the backend it was queued for claim it: that one is named.
     on_ray = worker_note(changed(run, backend="ray"), later)
-    assert on_ray is not None and "no worker for the ray backend" in on_ray
+    assert on_ray is not None and on_ray.startswith("No worker for the ray backend is running")
     assert "FAKEVOICE_JOB_BACKEND=ray" in on_ray
+    # A worker unseen for longer than the stale time, or shut down, is not running.
+    gone = worker_note(run, now + timedelta(seconds=stale + 60))
+    assert gone is not None and "the last one was seen" in gone and "ago" in gone
+    with store.session_scope(db) as session:
+        store.worker_stopped(session, "w-local")
+    stopped = worker_note(run, now)
+    assert stopped is not None and stopped.startswith("No worker is running (the last one")
     running = changed(run, status="running", started_at=now, heartbeat_at=now)
     assert worker_note(running, now + timedelta(seconds=5)) is None
-    silent = worker_note(running, now + timedelta(minutes=5))
-    assert silent is not None and silent.startswith("No word from its worker for 5 min")
+    silent = worker_note(running, now + timedelta(minutes=6))
+    assert silent is not None and silent.startswith("No word from its worker for 6 min")
     assert worker_note(changed(run, status="succeeded"), later) is None
     # A run made days ago and queued again just now has not waited: measured from its requeue.
     with store.session_scope(db) as session:
+        store.worker_seen(session, "w-local", backend="local", concurrency=2, running=0)
         session.execute(
             update(RunRow)
             .where(RunRow.id == run.id)
@@ -816,6 +837,35 @@ def test_a_job_waiting_on_a_worker_says_so(db: str, people: People) -> None:
         again = store.requeue_run(session, people.owner, run.id)
     assert again.created_at < again.queued_at  # type: ignore[operator]
     assert worker_note(again) is None
+
+
+def test_workers_report_themselves_and_old_reports_are_forgotten(db: str) -> None:
+    """A worker's first report records its start, later ones its load; one shut down or unseen
+    for the stale time is not alive; rows unseen for a day are removed."""
+    with store.session_scope(db) as session:
+        store.worker_seen(session, "w-a", backend="local", concurrency=2, running=0)
+        store.worker_seen(session, "w-b", backend="ray", concurrency=4, running=1)
+        store.worker_seen(session, "w-a", backend="local", concurrency=2, running=1)
+    with store.session_scope(db) as session:
+        alive = {w.id: w for w in store.live_workers(session, 60)}
+        assert set(alive) == {"w-a", "w-b"}
+        assert alive["w-a"].running == 1 and alive["w-a"].started_at <= alive["w-a"].seen_at
+        assert alive["w-a"].host and alive["w-a"].pid > 0
+        assert [w.id for w in store.live_workers(session, 60, backend="ray")] == ["w-b"]
+        store.worker_stopped(session, "w-b")
+    with store.session_scope(db) as session:
+        assert [w.id for w in store.live_workers(session, 60)] == ["w-a"]
+        (ray,) = [w for w in store.list_workers(session) if w.id == "w-b"]
+        assert ray.stopped_at is not None and ray.running == 0
+        session.execute(
+            update(WorkerRow)
+            .where(WorkerRow.id == "w-b")
+            .values(seen_at=datetime.now(UTC) - timedelta(days=2))
+        )
+        assert store.last_worker_seen(session, "ray") < datetime.now(UTC) - timedelta(days=1)  # type: ignore[operator]
+        assert store.forget_old_workers(session) == 1
+        assert [w.id for w in store.list_workers(session)] == ["w-a"]
+        assert store.last_worker_seen(session, "ray") is None
 
 
 def test_the_sqlite_file_is_the_servers_users_only(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@
 * ``fakevoice_verdicts_total{verdict, arch}``: verdicts given, single and batch;
 * ``fakevoice_scoring_threads``, ``fakevoice_scoring_busy``, ``fakevoice_scoring_waiting``:
   the scoring queue (as ``/health`` reports it), and ``fakevoice_models_loaded``: detectors held
-  in memory; ``fakevoice_jobs{kind, status}``: every user's queued and running jobs (from the
-  database); read when scraped, so they cost the requests nothing.
+  in memory; ``fakevoice_jobs{kind, status}``: every user's queued and running jobs, and
+  ``fakevoice_workers{backend}``: the job workers alive (both from the database); read when
+  scraped, so they cost the requests nothing.
 
 With several uvicorn workers (``api_workers`` > 1) ``fakevoice api`` points
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder, so the counters and histograms are summed over
@@ -35,7 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fakevoice.store.tables import RUN_KINDS
+from fakevoice.store.tables import RUN_BACKENDS, RUN_KINDS
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -108,27 +109,39 @@ class _Gauges(Collector):
             yield GaugeMetricFamily(
                 "fakevoice_models_loaded", "Detectors held in memory", value=float(self.loaded())
             )
-        yield self._jobs()
+        yield from self._jobs_and_workers()
 
     @staticmethod
-    def _jobs() -> GaugeMetricFamily:
-        """The job queue of the whole server, from the database (the same from every worker)."""
+    def _jobs_and_workers() -> Iterator[GaugeMetricFamily]:
+        """The job queue of the whole server and the workers alive, from the database (the same
+        from every API worker)."""
         from fakevoice import store
+        from fakevoice.settings import get_settings
 
-        family = GaugeMetricFamily(
+        jobs = GaugeMetricFamily(
             "fakevoice_jobs",
             "Jobs queued and running (training runs, dataset builds, tests), every user's",
             labels=("kind", "status"),
         )
+        workers = GaugeMetricFamily(
+            "fakevoice_workers",
+            "Job workers alive (seen within the stale time)",
+            labels=("backend",),
+        )
         try:
             with store.session_scope(readonly=True) as session:
                 counts = store.active_job_counts(session)
+                alive = store.live_workers(session, get_settings().stale_seconds)
         except Exception:  # an unreachable database: /health reports it; the scrape goes on
-            return family
+            yield jobs
+            return
         for kind in RUN_KINDS:
             for status in ("queued", "running"):
-                family.add_metric((kind, status), float(counts.get((kind, status), 0)))
-        return family
+                jobs.add_metric((kind, status), float(counts.get((kind, status), 0)))
+        for backend in RUN_BACKENDS:
+            workers.add_metric((backend,), float(sum(w.backend == backend for w in alive)))
+        yield jobs
+        yield workers
 
 
 class MetricsMiddleware:

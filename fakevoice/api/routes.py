@@ -1,5 +1,6 @@
-"""The verdict endpoints (predict, batch, explain), the model list, health and metrics; the
-history, models' files, datasets, runs, tests and reports have modules of their own. Every one
+"""The verdict endpoints (predict, batch, explain), the model list, health and metrics (health's
+answer is made in :mod:`fakevoice.api.health`); the history, models' files, datasets, runs, tests
+and reports have modules of their own. Every one
 calls :mod:`fakevoice.services` (ownership lives in the store); decoding and inference run in the
 thread pool, never on the event loop.
 
@@ -25,7 +26,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Security, Uploa
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fakevoice import batch, disk, services, signing, store
+from fakevoice import batch, services
 from fakevoice.api.auth import (
     Caller,
     CallerDep,
@@ -33,24 +34,19 @@ from fakevoice.api.auth import (
     UnauthorizedError,
     caller_and_model,
 )
+from fakevoice.api.health import HealthOut, health_report
 from fakevoice.api.monitoring import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fakevoice.api.monitoring import ApiMetrics
 from fakevoice.api.schemas import (
     BatchItemOut,
     BatchOut,
-    CacheState,
-    DatabaseState,
     ErrorBody,
     ExplanationOut,
-    HealthOut,
     ModelOut,
     ModelRef,
     PredictionOut,
-    ScoringState,
-    SigningState,
-    StorageState,
 )
-from fakevoice.errors import FileTooLargeError, InvalidSpecError, ServerConfigError
+from fakevoice.errors import FileTooLargeError, InvalidSpecError
 from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS
 from fakevoice.settings import Settings
 from fakevoice.store.records import MAX_ID, ModelRecord
@@ -377,36 +373,7 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         responses={200: {"model": HealthOut}, 503: {"model": HealthOut}},
     )
     def health() -> Response:
-        try:
-            revision, head = store.current_revision(), store.head_revision()
-            missing, extra = store.schema_drift()
-            schema_ok: bool | None = not missing and not extra
-            ok = revision == head and not missing  # extras are the operator's, or newer
-        except Exception:  # an unreachable database is what this endpoint reports
-            logger.warning("health: the database cannot be read", exc_info=True)
-            revision, head, ok, schema_ok = None, None, False, None
-        try:
-            signing.private_key()
-            signs = True
-        except ServerConfigError as exc:
-            logger.error("health: %s", exc)
-            signs = False
-        free = disk.free_bytes(settings.data_dir)
-        room = disk.writable(settings.data_dir) and (free is None or free >= disk.FULL_DISK_BYTES)
-        body = HealthOut(
-            status="ok" if ok and schema_ok and signs and room else "degraded",
-            storage=StorageState(ok=room, free_mib=None if free is None else free // 2**20),
-            signing=SigningState(ok=signs),
-            database=DatabaseState(ok=ok, revision=revision, head=head, schema_ok=schema_ok),
-            models=CacheState(loaded=len(DETECTORS), capacity=DETECTORS.capacity),
-            scoring=ScoringState(
-                threads=int(scoring.total_tokens),
-                busy=scoring.borrowed_tokens,
-                waiting=scoring.statistics().tasks_waiting,
-            ),
-        )
-        return Response(
-            body.model_dump_json(), status_code=200 if ok else 503, media_type="application/json"
-        )
+        body, status = health_report(settings, scoring)
+        return Response(body.model_dump_json(), status_code=status, media_type="application/json")
 
     return router

@@ -236,6 +236,7 @@ class LocalWorker:
         with store.session_scope() as session:
             orphans = store.mark_orphans_interrupted(session, self.stale_seconds)
             interrupted = list_interrupted_runs(session, backend="local")
+            store.forget_old_workers(session)
         if interrupted and self.auto_resume:
             resume_interrupted(interrupted)
         return orphans
@@ -248,6 +249,7 @@ class LocalWorker:
             self._context = start_context(self.start_method)
         self._install_signal_handlers()
         logger.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        self._report()
         self.recover()
         last_beat = 0.0
         last_recover = time.monotonic()
@@ -295,10 +297,22 @@ class LocalWorker:
             self.active[run.id] = _Active(run.id, process)
             logger.info("run %d started in process %s", run.id, process.pid)
 
+    def _report(self) -> None:
+        """Say that this worker is alive (a queued job's note and ``/health`` read it)."""
+        with store.session_scope() as session:
+            store.worker_seen(
+                session,
+                self.worker_id,
+                backend="local",
+                concurrency=self.concurrency,
+                running=len(self.active),
+            )
+
     def _heartbeat(self) -> None:
-        """Vouch for each child's run; end a child whose run is no longer this worker's (another
+        """Say this worker is alive, and vouch for each child's run; end a child whose run is no longer this worker's (another
         worker or the store took it: it must not write on) or that has not stopped within
         ``stop_grace_seconds`` of its stop request (stuck: stop is a flag the child polls)."""
+        self._report()
         now = time.monotonic()
         ended: list[tuple[int, str]] = []
         with store.session_scope() as session:
@@ -372,4 +386,6 @@ class LocalWorker:
                     "starts again.",
                 )
         self.active.clear()
+        with store.session_scope() as session:
+            store.worker_stopped(session, self.worker_id)
         logger.info("worker %s stopped", self.worker_id)

@@ -112,6 +112,13 @@ class RayWorker:
                 now = time.monotonic()
                 if now - last_beat >= self.heartbeat_seconds:
                     with store.session_scope() as session:
+                        store.worker_seen(
+                            session,
+                            self.worker_id,
+                            backend="ray",
+                            concurrency=self.concurrency,
+                            running=len(self.active),
+                        )
                         for run_id in self.active:
                             store.heartbeat(session, run_id, self.worker_id)
                     last_beat = now
@@ -133,6 +140,8 @@ class RayWorker:
                         error="The Ray worker was shut down during this run.",
                     )
             self.active.clear()
+            with store.session_scope() as session:
+                store.worker_stopped(session, self.worker_id)
 
     def _fill(self, remote: Any) -> None:
         while len(self.active) < self.concurrency:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -298,23 +298,39 @@ QUEUED_NOTE_SECONDS = 30.0  # a job queued longer than this gets a word on why i
 
 
 def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
-    """A sentence when a job seems to wait on a worker: queued for a while (no worker, or others
-    ahead of it), or running without a heartbeat for longer than ``stale_seconds`` (its worker
-    may have died; the next worker to look marks it interrupted). None otherwise."""
+    """A sentence when a job waits on a worker: queued while no worker of its backend is alive
+    (at once), queued a while behind other jobs, or running without a heartbeat for longer than
+    ``stale_seconds`` (its worker may have died; the next worker to look marks it interrupted).
+    None otherwise."""
     now = now or datetime.now(UTC)
+    stale = get_settings().stale_seconds
     if run.status == "queued":
+        # A job is claimed only by workers of the backend it was queued for.
+        backend = f" for the {run.backend} backend" if run.backend != "local" else ""
+        with store.session_scope(readonly=True) as session:
+            seen = store.list_workers(session, since=now - timedelta(seconds=stale))
+            last = store.last_worker_seen(session, run.backend)
+        alive = [w for w in seen if w.backend == run.backend and w.is_alive(now, stale)]
+        if not alive:
+            gone = (
+                "none has run yet" if last is None else f"the last one was seen {_ago(now, last)}"
+            )
+            return (
+                f"No worker{backend} is running ({gone}): it waits until one starts "
+                f"(`fakevoice worker` with FAKEVOICE_JOB_BACKEND={run.backend}; `make run` "
+                "starts a local one)."
+            )
         waited = (now - (run.queued_at or run.created_at)).total_seconds()
         if waited >= QUEUED_NOTE_SECONDS:
-            # A job is claimed only by workers of the backend it was queued for.
-            backend = f" for the {run.backend} backend" if run.backend != "local" else ""
+            busy = sum(w.running for w in alive)
+            room = sum(w.concurrency for w in alive)
+            workers = f"{len(alive)} worker{'s' if len(alive) > 1 else ''}{backend}"
             return (
-                f"Queued for {_duration(waited)}: other jobs are ahead of it, or no worker"
-                f"{backend} is running (`fakevoice worker` with FAKEVOICE_JOB_BACKEND="
-                f"{run.backend}; `make run` starts a local one)."
+                f"Queued for {_duration(waited)}: other jobs are ahead of it ({workers} running "
+                f"{busy} of at most {room} jobs at once)."
             )
     elif run.status == "running":
         heard = run.heartbeat_at or run.started_at
-        stale = get_settings().stale_seconds
         if heard is not None and (silent := (now - heard).total_seconds()) > stale:
             return (
                 f"No word from its worker for {_duration(silent)}: the worker may have stopped. "
@@ -322,6 +338,10 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
                 "and resumes it."
             )
     return None
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    return f"{_duration(max(0.0, (now - then).total_seconds()))} ago"
 
 
 def _duration(seconds: float) -> str:

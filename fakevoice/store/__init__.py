@@ -98,6 +98,7 @@ from fakevoice.store.records import (
     RunRecord,
     RunStatus,
     UserRecord,
+    WorkerRecord,
 )
 from fakevoice.store.runs import (
     active_job_specs,
@@ -118,6 +119,14 @@ from fakevoice.store.users import (
     get_user_by_username,
     list_users,
 )
+from fakevoice.store.workers import (
+    forget_old_workers,
+    last_worker_seen,
+    list_workers,
+    live_workers,
+    worker_seen,
+    worker_stopped,
+)
 
 __all__ = [
     "active_job_counts",
@@ -134,8 +143,15 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "UserRecord",
+    "WorkerRecord",
     "active_job_specs",
     "add_analysis",
+    "forget_old_workers",
+    "last_worker_seen",
+    "list_workers",
+    "live_workers",
+    "worker_seen",
+    "worker_stopped",
     "add_model",
     "append_batch_metrics",
     "append_epoch_metrics",

@@ -95,6 +95,26 @@ class DatasetRecord:
 
 
 @dataclass(frozen=True)
+class WorkerRecord:
+    """A job worker as it last reported itself (see :mod:`fakevoice.store.workers`)."""
+
+    id: str
+    backend: RunBackend
+    host: str
+    pid: int
+    concurrency: int
+    running: int
+    started_at: datetime
+    seen_at: datetime
+    stopped_at: datetime | None
+
+    def is_alive(self, now: datetime, stale_seconds: float) -> bool:
+        """Not shut down, and seen within ``stale_seconds`` (the time after which its jobs are
+        taken for orphans too)."""
+        return self.stopped_at is None and (now - self.seen_at).total_seconds() <= stale_seconds
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A job: a training run (``kind`` train), a dataset build (``dataset``) or a test of models
     on a dataset (``evaluate``). ``progress`` is 0-1; times are UTC."""

@@ -322,3 +322,25 @@ class SignInFailureRow(Base):
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerRow(Base):
+    """A job worker as it last reported itself: written when it starts and at each heartbeat
+    (idle or not), ``stopped_at`` set when it shuts down. A worker killed outright just stops
+    being seen. Rows of workers unseen for a day are removed by the next worker that looks."""
+
+    __tablename__ = "workers"
+    __table_args__ = (
+        CheckConstraint(_in_list("backend", RUN_BACKENDS), name="backend"),
+        Index(None, "seen_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the worker id runs carry
+    backend: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer, default=0)  # jobs in hand at its last report
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]

@@ -1,0 +1,87 @@
+"""Workers report themselves: which are alive, on which backend, with how many jobs in hand.
+
+Like :mod:`fakevoice.store.job_queue` these functions take no acting user: job backends write
+them, and readers (a queued job's note, ``/health``, ``fakevoice workers``) learn from them only
+that workers run, never whose jobs they hold. A worker is alive when it has not shut down and was
+seen within ``stale_seconds``, the same time after which its jobs count as orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.orm import Session
+
+from fakevoice.store.records import RunBackend, WorkerRecord, to_record
+from fakevoice.store.tables import WorkerRow, utcnow
+
+FORGET_AFTER = timedelta(days=1)  # rows of workers unseen this long are removed
+
+
+def worker_seen(
+    session: Session, worker_id: str, *, backend: RunBackend, concurrency: int, running: int
+) -> None:
+    """Record that the worker is alive now (its first call records its start)."""
+    row = session.get(WorkerRow, worker_id)
+    now = utcnow()
+    if row is None:
+        session.add(
+            WorkerRow(
+                id=worker_id,
+                backend=backend,
+                host=socket.gethostname()[:255],
+                pid=os.getpid(),
+                concurrency=concurrency,
+                running=running,
+                started_at=now,
+                seen_at=now,
+            )
+        )
+    else:
+        row.concurrency, row.running, row.seen_at, row.stopped_at = concurrency, running, now, None
+    session.flush()
+
+
+def worker_stopped(session: Session, worker_id: str) -> None:
+    """Record that the worker shut down (its jobs ended or were marked interrupted)."""
+    row = session.get(WorkerRow, worker_id)
+    if row is not None:
+        row.stopped_at, row.running = utcnow(), 0
+        session.flush()
+
+
+def list_workers(session: Session, *, since: datetime | None = None) -> list[WorkerRecord]:
+    """Workers seen since ``since`` (all kept ones without it), most recently seen first."""
+    statement = select(WorkerRow).order_by(WorkerRow.seen_at.desc(), WorkerRow.id)
+    if since is not None:
+        statement = statement.where(WorkerRow.seen_at >= since)
+    return [to_record(WorkerRecord, row) for row in session.scalars(statement)]
+
+
+def live_workers(
+    session: Session, stale_seconds: float, *, backend: RunBackend | None = None
+) -> list[WorkerRecord]:
+    """The workers alive now (of ``backend`` only, when given)."""
+    now = utcnow()
+    workers = list_workers(session, since=now - timedelta(seconds=stale_seconds))
+    return [
+        w
+        for w in workers
+        if w.is_alive(now, stale_seconds) and (backend is None or w.backend == backend)
+    ]
+
+
+def last_worker_seen(session: Session, backend: RunBackend) -> datetime | None:
+    """When a worker of ``backend`` was last seen (None when none is on record)."""
+    statement = select(WorkerRow.seen_at).where(WorkerRow.backend == backend)
+    return session.scalar(statement.order_by(WorkerRow.seen_at.desc()).limit(1))
+
+
+def forget_old_workers(session: Session, older_than: timedelta = FORGET_AFTER) -> int:
+    """Remove the rows of workers unseen for ``older_than``; returns how many."""
+    statement = delete(WorkerRow).where(WorkerRow.seen_at < utcnow() - older_than)
+    return int(cast(CursorResult[Any], session.execute(statement)).rowcount)
