@@ -24,10 +24,11 @@ from safetensors.torch import save_file
 import fakevoice
 from fakevoice import metrics
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.errors import FakeVoiceError
+from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.metrics.calibration import fit_calibration
 from fakevoice.metrics.familiarity import captured_features, fit_familiarity
 from fakevoice.models.registry import arch_config
+from fakevoice.store.records import EpochMetric
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -114,6 +115,46 @@ def write_history_csv(history: list[EpochRecord], path: Path) -> None:
         for record in history:
             writer.writerow(record.to_dict())
     tmp.replace(path)
+
+
+def read_history_csv(path: Path) -> list[EpochMetric]:
+    """The epochs of a ``history.csv`` as :func:`write_history_csv` wrote it, in its row order.
+
+    Raises:
+        InvalidSpecError: the file cannot be read, lacks one of :data:`HISTORY_COLUMNS`, holds a
+            value that is not a number, an epoch that is not a whole number from 0, or an epoch
+            twice.
+    """
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidSpecError(f"{path.name} cannot be read: {exc}") from None
+    missing = [name for name in HISTORY_COLUMNS if name not in columns]
+    if missing:
+        raise InvalidSpecError(f"{path.name} lacks the column(s) {', '.join(missing)}")
+    epochs = [_history_row(row, f"{path.name} line {line}") for line, row in enumerate(rows, 2)]
+    numbers = [e.epoch for e in epochs]
+    if len(set(numbers)) < len(numbers):
+        raise InvalidSpecError(f"{path.name} gives an epoch twice")
+    return epochs
+
+
+def _history_row(row: dict[str | Any, str | Any], where: str) -> EpochMetric:
+    """One row of a ``history.csv`` (``where``: its file and line, for the error's words)."""
+    values: dict[str, float] = {}
+    for name in HISTORY_COLUMNS:
+        text = row.get(name) or ""  # a short line leaves its last cells None
+        try:
+            values[name] = float(text)
+        except (TypeError, ValueError):
+            raise InvalidSpecError(f"{where}: {name} is not a number ({text!r})") from None
+    epoch = values.pop("epoch")
+    if not epoch.is_integer() or epoch < 0:
+        raise InvalidSpecError(f"{where}: epoch must be a whole number from 0; got {epoch:g}")
+    return EpochMetric(epoch=int(epoch), **values)
 
 
 def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path) -> None:

@@ -1,15 +1,19 @@
-"""``fakevoice runs [list | show | delete | export]``: the jobs of yours, one in full, their CSV;
+"""``fakevoice runs [list | show | delete | export | repair-metrics]``: the jobs of yours, one in
+full, their CSV, and the operator's repair of the epochs that earlier upgrades deleted;
 ``fakevoice workers``: the job workers alive (the operator's view of who runs those jobs)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fakevoice.cli import print_json
 from fakevoice.errors import InvalidSpecError
 from fakevoice.store.records import EpochMetric
+
+if TYPE_CHECKING:
+    from fakevoice.services.metric_repair import MetricRepair, ModelRelink
 
 
 def run_dict(run: Any) -> dict[str, Any]:
@@ -148,9 +152,103 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_repair_metrics(args: argparse.Namespace) -> int:
+    """Restore every training run's epochs that earlier upgrades deleted, from its history.csv.
+
+    The operator's repair over every user's runs: it acts as :data:`fakevoice.accounts.OPERATOR`
+    (an administrator), as ``fakevoice user`` does, since whoever runs the CLI on the server can
+    read its database anyway. Exits 1 when a run's history.csv could not be read.
+    """
+    from fakevoice import accounts, services
+    from fakevoice.services.metric_repair import repair_lost_metrics
+
+    services.ensure_database()
+    repair = repair_lost_metrics(accounts.OPERATOR, dry_run=args.dry_run)
+    if args.json:
+        print_json(_repair_dict(repair))
+    else:
+        print("\n".join(_repair_lines(repair)))
+    return 1 if any(r.unreadable for r in repair.runs) else 0
+
+
+BATCHES_LOST = (
+    "Batch metrics (each batch's loss: the live curve) are kept nowhere else and cannot be "
+    "restored."
+)
+
+
+def _repair_lines(repair: MetricRepair) -> list[str]:
+    """What ``runs repair-metrics`` did (a dry run: would do), a line per run and per model, then
+    the totals."""
+    would = "would be " if repair.dry_run else ""
+    lines = [
+        f"run {r.run.id} '{r.run.name}': "
+        + (r.skipped or f"{_counted(r.epochs, 'epoch')} {would}restored from history.csv")
+        for r in repair.runs
+    ]
+    lines += [_model_line(m, would) for m in repair.models]
+    restored = [r for r in repair.runs if r.skipped is None]
+    if repair.runs:
+        lines.append(
+            f"{_counted(len(repair.runs), 'ended training run')} without epochs: {len(restored)} "
+            f"{would}restored ({_counted(sum(r.epochs for r in restored), 'epoch')}), "
+            f"{len(repair.runs) - len(restored)} not"
+        )
+    else:
+        lines.append("Every ended training run has its epochs: nothing to restore.")
+    if repair.models:
+        linked = sum(m.skipped is None for m in repair.models)
+        lines.append(
+            f"{_counted(len(repair.models), 'model')} without a run: {linked} {would}linked"
+        )
+    lines.append(BATCHES_LOST)
+    return lines + (["Dry run: nothing was changed."] if repair.dry_run else [])
+
+
+def _model_line(relink: ModelRelink, would: str) -> str:
+    head = f"model {relink.model.id} '{relink.model.name}'"
+    if relink.skipped:
+        return f"{head}: not linked to run {relink.run_id}: {relink.skipped}"
+    return f"{head}: {would}linked to run {relink.run_id} again"
+
+
+def _repair_dict(repair: MetricRepair) -> dict[str, Any]:
+    return {
+        "dry_run": repair.dry_run,
+        "runs": [
+            {
+                "id": r.run.id,
+                "name": r.run.name,
+                "owner_id": r.run.owner_id,
+                "epochs_restored": r.epochs,
+                "skipped": r.skipped,
+                "unreadable": r.unreadable,
+            }
+            for r in repair.runs
+        ],
+        "models": [
+            {
+                "id": m.model.id,
+                "name": m.model.name,
+                "run_id": m.run_id,
+                "linked": m.skipped is None,
+                "skipped": m.skipped,
+            }
+            for m in repair.models
+        ],
+        "batch_metrics": BATCHES_LOST,
+    }
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from fakevoice import services
 
+    if args.action == "repair-metrics":
+        return cmd_runs_repair_metrics(args)
     if args.action == "export":
         return cmd_runs_export(args)
     if args.action == "show":
@@ -235,10 +333,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser(
         "runs",
         help="list your runs, show one (runs show RUN), delete one that has ended (runs delete "
-        "RUN --yes), or export them as CSV (runs export)",
+        "RUN --yes), or export them as CSV (runs export); repair-metrics (the operator's, over "
+        "every user's runs): restore the epochs earlier upgrades deleted, from each run's "
+        "history.csv",
     )
     p.add_argument(
-        "action", nargs="?", default="list", choices=["list", "show", "delete", "export"]
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "show", "delete", "export", "repair-metrics"],
     )
     p.add_argument("run", nargs="?", default=None, help="show, delete: the job (id or name)")
     p.add_argument("--yes", action="store_true", help="delete: yes, for good")
@@ -254,6 +357,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--jobs",
         action="store_true",
         help="list: every job of yours (dataset builds and tests of models too), with its kind",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="repair-metrics: say what it would do, change nothing",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_runs)

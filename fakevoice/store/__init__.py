@@ -64,6 +64,7 @@ from fakevoice.store.metrics import (
     append_epoch_metrics,
     list_batch_metrics,
     list_epoch_metrics,
+    restore_epoch_metrics,
 )
 from fakevoice.store.migrate import (
     current_revision,
@@ -81,6 +82,7 @@ from fakevoice.store.models import (
     list_models,
     models_in_folder,
     move_model_files,
+    relink_model,
     rename_model,
     set_public,
 )
@@ -202,9 +204,11 @@ __all__ = [
     "mark_orphans_interrupted",
     "record_progress",
     "register_dataset",
+    "relink_model",
     "rename_model",
     "request_stop",
     "requeue_run",
+    "restore_epoch_metrics",
     "resume_interrupted_run",
     "schema_differences",
     "schema_drift",

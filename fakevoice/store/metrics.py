@@ -1,4 +1,5 @@
-"""Per-batch and per-epoch training metrics: the worker appends, the live chart reads.
+"""Per-batch and per-epoch training metrics: the worker appends, the live chart reads (and the
+operator's repair restores epochs that earlier upgrades deleted).
 
 Reads are cheap: one primary-key lookup for the ownership check, then an indexed range scan of
 plain columns (no ORM objects), so a page can poll every second with ``after_step``.
@@ -6,14 +7,18 @@ plain columns (no ORM objects), so a page can poll every second with ``after_ste
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from fakevoice.errors import NotFoundError
+from fakevoice.errors import NotFoundError, PermissionDeniedError
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric
 from fakevoice.store.tables import BatchMetricRow, EpochMetricRow, RunRow, utcnow
+
+logger = logging.getLogger(__name__)
 
 _BATCH_COLUMNS = (
     BatchMetricRow.epoch,
@@ -65,12 +70,42 @@ def append_epoch_metrics(session: Session, run_id: int, metrics: Sequence[EpochM
             EpochMetricRow.run_id == run_id, EpochMetricRow.epoch.in_(epochs)
         )
     )
-    fields = ("epoch", "train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
-    rows = [{"run_id": run_id, **{name: getattr(m, name) for name in fields}} for m in metrics]
-    session.execute(insert(EpochMetricRow), rows)
+    session.execute(insert(EpochMetricRow), _epoch_rows(run_id, metrics))
     # An epoch done: whatever killed its workers before, the run is making progress.
     session.execute(update(RunRow).where(RunRow.id == run_id).values(worker_deaths=0))
-    return len(rows)
+    return len(metrics)
+
+
+def restore_epoch_metrics(
+    session: Session, actor: Actor, run_id: int, metrics: Sequence[EpochMetric]
+) -> int:
+    """Store the epochs of a run that has none (administrators only: the operator's repair of
+    the figures that earlier upgrades deleted, read back from the run's ``history.csv``).
+
+    Returns:
+        How many epochs were stored: 0 when the run has epochs already (none is replaced, so a
+        second repair changes nothing).
+
+    Raises:
+        PermissionDeniedError: the actor is no administrator.
+        NotFoundError: there is no such run.
+    """
+    if not actor.is_admin:
+        raise PermissionDeniedError("Only an administrator may restore a run's epochs.")
+    # The run's row locked (PostgreSQL) so that two repairs at once cannot both find it bare.
+    if session.scalar(select(RunRow.id).where(RunRow.id == run_id).with_for_update()) is None:
+        raise NotFoundError(f"There is no run with id {run_id}.")
+    stored = select(EpochMetricRow.epoch).where(EpochMetricRow.run_id == run_id).limit(1)
+    if not metrics or session.scalar(stored) is not None:
+        return 0
+    session.execute(insert(EpochMetricRow), _epoch_rows(run_id, metrics))
+    logger.info("run %d: %d epochs restored by user %d", run_id, len(metrics), actor.user_id)
+    return len(metrics)
+
+
+def _epoch_rows(run_id: int, metrics: Sequence[EpochMetric]) -> list[dict[str, Any]]:
+    fields = ("epoch", "train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
+    return [{"run_id": run_id, **{name: getattr(m, name) for name in fields}} for m in metrics]
 
 
 def list_batch_metrics(

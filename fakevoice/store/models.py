@@ -196,6 +196,30 @@ def move_model_files(session: Session, model_id: int, path: str) -> None:
     session.flush()
 
 
+def relink_model(session: Session, actor: Actor, model_id: int, run_id: int) -> ModelRecord:
+    """Link a model that lost its run to the run again (administrators only: the operator's
+    repair of the links earlier upgrades cut; the caller checks that the run's folder holds the
+    model's files).
+
+    Raises:
+        PermissionDeniedError: the actor is no administrator.
+        NotFoundError: there is no such model or run.
+        ConflictError: the model has a run already, or the run is another user's.
+    """
+    if not actor.is_admin:
+        raise PermissionDeniedError("Only an administrator may link a model to its run again.")
+    row = _readable_row(session, actor, model_id)
+    run = visible_run_row(session, actor, run_id)
+    if row.run_id is not None:
+        raise ConflictError(f"Model {row.name!r} is linked to run {row.run_id} already.")
+    if run.owner_id != row.owner_id:
+        raise ConflictError(f"Run {run_id} is not the run of model {row.name!r}: another owner's.")
+    row.run_id = run_id
+    session.flush()
+    logger.info("model %d linked to run %d again by user %d", model_id, run_id, actor.user_id)
+    return to_record(ModelRecord, row)
+
+
 def find_model_by_sha256(session: Session, sha256: str) -> ModelRecord | None:
     """The model one of whose files has this sha256, whoever owns it, or None.
 

@@ -1,0 +1,164 @@
+"""Figures that earlier upgrades deleted, restored from the run folders (``fakevoice runs
+repair-metrics``).
+
+Before migrations ran with SQLite's foreign keys off (see
+:func:`fakevoice.store.migrate.migration_connection`), upgrading a database across revisions 0005,
+0007 or 0009 deleted every run's epoch and batch metrics and unlinked its models. A training
+run's folder keeps its epochs in ``history.csv``: the repair stores them again for each ended
+training run that has none, and links a model to its run again when the model's files are in
+that run's folder. Batch metrics (each batch's loss, the live curve) are kept nowhere else.
+
+It is the operator's repair over every user's runs: administrators only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fakevoice import store
+from fakevoice.artefacts import read_history_csv
+from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
+from fakevoice.services.profile import run_folder
+from fakevoice.store.records import (
+    FINAL_STATUSES,
+    Actor,
+    EpochMetric,
+    ModelRecord,
+    RunRecord,
+    record_id,
+)
+
+HISTORY_FILE = "history.csv"
+# A file system's clock may lag the one that timed the run's start by a few milliseconds.
+_CLOCK_SLACK = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class RunRepair:
+    """One ended training run that had no epochs, and what the repair did (or would do).
+
+    Attributes:
+        run: The run.
+        epochs: Epochs restored from its ``history.csv`` (a dry run: that would be); 0: none.
+        skipped: Why none was restored, in words; None when they were.
+        unreadable: Its ``history.csv`` is there but could not be used (the operator's to look at).
+    """
+
+    run: RunRecord
+    epochs: int = 0
+    skipped: str | None = None
+    unreadable: bool = False
+
+
+@dataclass(frozen=True)
+class ModelRelink:
+    """A model without a run whose folder is a training run's, and whether it was (a dry run:
+    would be) linked to that run again; ``skipped`` says why not."""
+
+    model: ModelRecord
+    run_id: int
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricRepair:
+    """What :func:`repair_lost_metrics` found and did, run by run and model by model."""
+
+    runs: list[RunRepair]
+    models: list[ModelRelink]
+    dry_run: bool
+
+
+def repair_lost_metrics(actor: Actor, *, dry_run: bool = False) -> MetricRepair:
+    """Restore the epochs of every ended training run that has none from its ``history.csv``,
+    and link models to their runs again (administrators only; ``dry_run``: change nothing).
+
+    A run whose file is missing, unreadable, or older than its last start (an earlier attempt's)
+    is skipped and said so; the others go on. A second repair restores nothing.
+
+    Raises:
+        PermissionDeniedError: the actor is no administrator.
+    """
+    if not actor.is_admin:
+        raise PermissionDeniedError("Only an administrator may repair runs' metrics.")
+    with store.session_scope(readonly=True) as session:
+        ended = store.list_runs(session, actor, all_users=True, statuses=FINAL_STATUSES)
+        bare = [r for r in ended if not store.list_epoch_metrics(session, actor, r.id)]
+        unlinked = [
+            m for m in store.list_models(session, actor, all_users=True) if m.run_id is None
+        ]
+    runs = [_restore(actor, run, dry_run) for run in reversed(bare)]  # oldest first
+    in_runs = [(m, run_id) for m in unlinked if (run_id := _run_of_folder(m)) is not None]
+    models = [_relink(actor, model, run_id, dry_run) for model, run_id in reversed(in_runs)]
+    return MetricRepair(runs=runs, models=models, dry_run=dry_run)
+
+
+def _restore(actor: Actor, run: RunRecord, dry_run: bool) -> RunRepair:
+    path = run_folder(run.id) / HISTORY_FILE
+    try:
+        if not path.is_file():
+            return RunRepair(run, skipped=f"no {HISTORY_FILE}, nothing to restore")
+        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        if run.started_at is not None and modified < run.started_at - _CLOCK_SLACK:
+            earlier = f"its {HISTORY_FILE} is older than its last start (an earlier attempt's)"
+            return RunRepair(run, skipped=f"{earlier}, not restored")
+        epochs = read_history_csv(path)
+    except OSError as exc:  # a folder this account may not read
+        problem = f"{HISTORY_FILE} cannot be read: {exc.strerror or exc}; skipped"
+        return RunRepair(run, skipped=problem, unreadable=True)
+    except FakeVoiceError as exc:
+        return RunRepair(run, skipped=f"{exc}; skipped", unreadable=True)
+    if not epochs:
+        return RunRepair(run, skipped=f"its {HISTORY_FILE} holds no epoch, nothing to restore")
+    return RunRepair(run, epochs=len(epochs)) if dry_run else _store(actor, run, epochs)
+
+
+def _store(actor: Actor, run: RunRecord, epochs: list[EpochMetric]) -> RunRepair:
+    with store.session_scope() as session:
+        stored = store.restore_epoch_metrics(session, actor, run.id, epochs)
+    if not stored:  # another repair was quicker
+        return RunRepair(run, skipped="its epochs were stored meanwhile")
+    return RunRepair(run, epochs=stored)
+
+
+def _run_of_folder(model: ModelRecord) -> int | None:
+    """The id of the run whose folder holds the model's files (``runs/<id>``, or
+    ``runs/<id>/model-<model id>`` for a model kept aside when its run trained again); None for
+    a model stored elsewhere (an upload, an import)."""
+    from fakevoice.jobs.runner import KEPT_MODEL_PREFIX
+
+    folder = Path(model.path)
+    if folder.name == f"{KEPT_MODEL_PREFIX}{model.id}":
+        folder = folder.parent
+    run_id = record_id(folder.name)
+    return run_id if run_id is not None and folder == run_folder(run_id) else None
+
+
+def _relink(actor: Actor, model: ModelRecord, run_id: int, dry_run: bool) -> ModelRelink:
+    if (why_not := _relink_refusal(actor, model, run_id)) is not None:
+        return ModelRelink(model, run_id, skipped=why_not)
+    if not dry_run:
+        with store.session_scope() as session:
+            store.relink_model(session, actor, model.id, run_id)
+    return ModelRelink(model, run_id)
+
+
+def _relink_refusal(actor: Actor, model: ModelRecord, run_id: int) -> str | None:
+    """Why the model must not be linked to run ``run_id`` again, in words; None when it may:
+    the run is there, a training run of the model's owner made before the model (a run id that
+    came back after its run was deleted is a newer run's), and the model's files are all in it."""
+    try:
+        with store.session_scope(readonly=True) as session:
+            run = store.get_run(session, actor, run_id)
+    except NotFoundError:
+        return f"run {run_id} is gone"
+    if run.kind != "train" or run.owner_id != model.owner_id:
+        return f"run {run_id} is not a training run of the model's owner"
+    if run.created_at > model.created_at:
+        return f"run {run_id} is newer than the model (its id was given to a later run)"
+    missing = [name for name in model.files if not (Path(model.path) / name).is_file()]
+    if missing:
+        return f"its files are no longer all in run {run_id}'s folder ({', '.join(missing)})"
+    return None
