@@ -315,3 +315,27 @@ def test_history_csv_reads_back_as_written(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe not text")
     with pytest.raises(InvalidSpecError, match="history.csv cannot be read"):
         read_history_csv(path)
+
+
+def test_deleting_before_the_repair_keeps_the_other_ones_files(users: tuple[Actor, Actor]) -> None:
+    """Before the repair, a model and its run do not know each other: deleting the model keeps
+    the run's folder (its history, the repair's source), deleting the run keeps the model's
+    files (it still gives verdicts)."""
+    from fakevoice.services import profile
+
+    alice, _ = users
+    first, second = finished_run(alice, "first", 2), finished_run(alice, "second", 2)
+    model_of_first, model_of_second = stored_model(alice, first), stored_model(alice, second)
+    lose_metrics(first, second)
+
+    profile.delete_model(alice, model_of_first.id)
+    assert (run_dir_for(first.id) / "history.csv").is_file()
+    assert len(repair_lost_metrics(ADMIN, dry_run=True).runs) == 2  # it still finds their epochs
+
+    profile.delete_run(alice, second.id)
+    assert (Path(model_of_second.path) / "model.safetensors").is_file()
+    with store.session_scope(readonly=True) as session:
+        assert store.get_model(session, alice, model_of_second.id).path == model_of_second.path
+    # Once nothing else lives there, the folder goes with the last of them.
+    profile.delete_model(alice, model_of_second.id)
+    assert not run_dir_for(second.id).exists()

@@ -216,6 +216,13 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
                 _refuse_if_under_test(session, store.delete_model(session, actor, model.id))
             else:
                 kept = True
+        # A model whose link to the run an old upgrade cut (`fakevoice runs repair-metrics`
+        # links it again) still has its files here: they stay.
+        kept = kept or any(
+            _folder_run_id(Path(m.path)) == run_id
+            for m in store.list_models(session, actor, all_users=actor.is_admin)
+            if m.run_id is None
+        )
         run = store.delete_run(session, actor, run_id)
     if not kept:  # a model still stored from it keeps its files
         remove_data_folder(run_folder(run_id))
@@ -263,15 +270,28 @@ def delete_model(actor: Actor, model_id: int) -> ModelRecord:
         model = store.delete_model(session, actor, model_id)
         _refuse_if_under_test(session, model)
         run_remains = False
-        if model.run_id is not None:
+        # Its run's id, or, for a model whose link an old upgrade cut, the run whose folder
+        # holds it: that run's history and figures must not go with the model.
+        run_id = model.run_id if model.run_id is not None else _folder_run_id(Path(model.path))
+        if run_id is not None:
             try:
-                store.get_run(session, actor, model.run_id)
+                store.get_run(session, actor, run_id)
                 run_remains = True
             except NotFoundError:
                 pass
     if not run_remains:
         remove_data_folder(Path(model.path))
     return model
+
+
+def _folder_run_id(path: Path) -> int | None:
+    """The id of the run whose folder (``<data dir>/runs/<id>``) holds ``path``, if any."""
+    runs = (get_settings().data_dir / "runs").resolve()
+    resolved = path.resolve()
+    if not resolved.is_relative_to(runs) or resolved == runs:
+        return None
+    first = resolved.relative_to(runs).parts[0]
+    return int(first) if first.isdigit() else None
 
 
 def _refuse_if_under_test(session: Session, model: ModelRecord) -> None:
