@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -130,6 +131,47 @@ def open_client() -> Any:
             settings.mlflow_experiment, artifact_location=artifact_location
         )
         return client, experiment_id
+
+
+_FORGETTING: set[threading.Thread] = set()
+_FORGETTING_LOCK = threading.Lock()
+
+
+def forget_runs_later(mlflow_run_ids: list[str]) -> None:
+    """:func:`forget_run` for each id in a thread of its own, so that the page or request that
+    deleted the runs does not wait on a tracking server that is slow or down (MLflow retries
+    for minutes). The threads are not daemons: a command line waits for them before it exits."""
+    if not mlflow_run_ids or not get_settings().mlflow_tracking:
+        return
+
+    def forget_all() -> None:
+        try:
+            for mlflow_run_id in mlflow_run_ids:
+                forget_run(mlflow_run_id)
+        finally:
+            with _FORGETTING_LOCK:
+                _FORGETTING.discard(threading.current_thread())
+
+    thread = threading.Thread(target=forget_all, name="fakevoice-forget-mlflow-runs")
+    with _FORGETTING_LOCK:
+        _FORGETTING.add(thread)
+    thread.start()
+
+
+def forgetting() -> int:
+    """How many :func:`forget_runs_later` threads are still at work."""
+    with _FORGETTING_LOCK:
+        return len(_FORGETTING)
+
+
+def wait_until_forgotten(timeout: float | None = None) -> bool:
+    """Wait for the :func:`forget_runs_later` threads; False when some still work at ``timeout``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _FORGETTING_LOCK:
+        threads = list(_FORGETTING)
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return forgetting() == 0
 
 
 def forget_run(mlflow_run_id: str) -> None:

@@ -18,7 +18,7 @@ from test_jobs import finish
 from test_training import DATASET, quick_spec, tiny_dataset_root
 from workbench import FAKEVOICE, active_workbench, get_run, make_user, start_worker, submit
 
-from fakevoice import tracking
+from fakevoice import services, tracking
 from fakevoice.services.results import run_metrics
 from fakevoice.store.records import Actor
 
@@ -164,7 +164,6 @@ def test_a_deleted_run_leaves_no_mlflow_run_nor_artefacts(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from fakevoice import services
     from fakevoice.services import profile
 
     run_id = submit(actor, "to forget", quick_spec(epochs=1))
@@ -179,8 +178,48 @@ def test_a_deleted_run_leaves_no_mlflow_run_nor_artefacts(
     another.write_text("epoch\n")
 
     profile.delete_job(actor, run_id)  # as the Profile page and `fakevoice runs delete` do
+    assert tracking.wait_until_forgotten(timeout=120)  # MLflow's copy goes in the background
 
     assert client.get_run(run.mlflow_run_id).info.lifecycle_stage == "deleted"
     assert not artefacts.parent.exists()
     assert another.read_text() == "epoch\n"  # another run's artefacts stay
     assert run_id not in {r.id for r in services.list_runs(actor, kind=None)}
+
+
+def test_deleting_a_run_does_not_wait_on_a_tracking_server_that_hangs(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracking server that takes connections and never answers: the delete returns while its
+    MLflow run is still being forgotten; the run is gone from the store and its folder at once,
+    and the forgetting ends (logged) when the server goes."""
+    from fakevoice import store
+    from fakevoice.services import profile
+    from fakevoice.settings import get_settings
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # connections queue; nobody reads them
+    monkeypatch.setenv(
+        "FAKEVOICE_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.getsockname()[1]}"
+    )
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    get_settings.cache_clear()
+    store.init_db()
+    owner = make_user("forgetful")
+    with store.session_scope() as session:
+        run = store.create_run(session, owner, "tracked elsewhere", quick_spec(epochs=1).to_dict())
+        store.claim_next_queued_run(session, "w1")
+        store.set_run_info(session, run.id, mlflow_run_id="0123456789abcdef")
+        store.set_status(session, run.id, "failed", worker_id="w1", error="out of memory")
+    folder = profile.run_folder(run.id)
+    folder.mkdir(parents=True)
+    (folder / "history.csv").write_text("epoch\n")
+    try:
+        profile.delete_run(owner, run.id)
+        assert tracking.forgetting() == 1  # still waiting on the server
+        assert not folder.exists()
+        assert run.id not in {r.id for r in services.list_runs(owner, kind=None)}
+    finally:
+        server.close()  # the waiting request fails: the forgetting ends
+        assert tracking.wait_until_forgotten(timeout=120)
+        store.dispose_engines()

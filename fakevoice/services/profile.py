@@ -199,7 +199,7 @@ def change_model(
 
 def delete_run(actor: Actor, run_id: int) -> RunRecord:
     """Delete a finished run with the model it produced, their rows, the run's folder and its
-    MLflow run.
+    MLflow run (in the background: a tracking server that is down holds nothing up).
 
     Raises:
         NotFoundError: the actor may not see the run.
@@ -226,10 +226,10 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
         run = store.delete_run(session, actor, run_id)
     if not kept:  # a model still stored from it keeps its files
         remove_data_folder(run_folder(run_id))
-    if run.mlflow_run_id:  # its copy in the experiment tracker goes too
-        from fakevoice.tracking import forget_run
+    if run.mlflow_run_id:  # its copy in the experiment tracker goes too, without waiting on it
+        from fakevoice.tracking import forget_runs_later
 
-        forget_run(run.mlflow_run_id)
+        forget_runs_later([run.mlflow_run_id])
     return run
 
 
@@ -315,8 +315,8 @@ def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
 
 
 def delete_user(actor: Actor, user_id: int) -> UserRecord:
-    """Delete a user with their runs, models, verdicts, datasets and uploads, rows and folders
-    (administrators only). Their datasets go too: without an owner they would be everyone's.
+    """Delete a user with their runs, models, verdicts, datasets and uploads, rows and folders,
+    and their runs' MLflow runs (administrators only). Their datasets go too: without an owner they would be everyone's.
 
     Raises:
         PermissionDeniedError: the actor is not an administrator, or tries to delete themself.
@@ -355,6 +355,9 @@ def delete_user(actor: Actor, user_id: int) -> UserRecord:
         user = store.delete_user(session, actor, user_id)
     for folder in [run_folder(run.id) for run in runs] + [Path(model.path) for model in models]:
         remove_data_folder(folder)
+    from fakevoice.tracking import forget_runs_later
+
+    forget_runs_later([run.mlflow_run_id for run in runs if run.mlflow_run_id])
     dataset_dir = get_settings().dataset_dir.resolve()
     for path in datasets:
         if Path(path).resolve().is_relative_to(dataset_dir) and Path(path).resolve() != dataset_dir:
