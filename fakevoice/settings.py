@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -228,16 +229,22 @@ def _problem(loc: tuple[int | str, ...], message: str) -> str:
 
 
 def _warn_of_unknown_variables() -> None:
-    """Log each ``FAKEVOICE_*`` environment variable that is no setting (a misspelt one would
-    otherwise leave its setting at the default without a word), with the nearest name."""
+    """Log each ``FAKEVOICE_*`` environment variable, or line of the ``.env`` file read with
+    them, that is no setting (a misspelt one would otherwise leave its setting at the default
+    without a word), with the nearest name."""
     known = {f"FAKEVOICE_{name.upper()}" for name in Settings.model_fields}
-    for variable in sorted(os.environ):
+    env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
+    in_file = set(dotenv_values(env_file)) if env_file.is_file() else set()
+    for variable in sorted(set(os.environ) | in_file):
         if not variable.startswith("FAKEVOICE_") or variable.startswith(NOT_SETTINGS):
             continue
         if variable not in known:
             near = difflib.get_close_matches(variable, sorted(known), n=1)
             hint = f"; did you mean {near[0]}?" if near else ""
-            logger.warning("%s is not a setting of the workbench: ignored%s", variable, hint)
+            where = f" (in {env_file})" if variable in in_file else ""
+            logger.warning(
+                "%s%s is not a setting of the workbench: ignored%s", variable, where, hint
+            )
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:

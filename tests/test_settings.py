@@ -48,3 +48,23 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_may_mean(
         "did you mean FAKEVOICE_JOB_BACKEND?"
     ) in caplog.messages
     assert not any("FAKEVOICE_DATA_DIR" in line for line in caplog.messages)
+
+
+def test_a_misspelt_line_of_the_env_file_is_named_too(
+    isolated_settings: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ``.env`` file beside the workbench is read with the environment: its lines are
+    checked the same way."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FAKEVOICE_MAX_EPOCH=5\nFAKEVOICE_API_PORT=8123\nOTHER=1\n")
+    get_settings.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="fakevoice.settings"):
+        assert get_settings().api_port == 8123  # the file is read...
+    assert (
+        "FAKEVOICE_MAX_EPOCH (in .env) is not a setting of the workbench: ignored; "
+        "did you mean FAKEVOICE_MAX_EPOCHS?"
+    ) in caplog.messages
+    assert len(caplog.messages) == 1, caplog.messages
