@@ -1,9 +1,9 @@
 """The local job backend end to end: a real ``fakevoice worker`` process, a real database.
 
 Runs are queued straight in the store (as the services do); the worker trains them in child
-processes; the test reads the outcome back from the store and the run folders. Every test runs on a
-SQLite file and on a fresh database of the session's PostgreSQL server (``postgres_url``), which
-the worker processes share with the test.
+processes; the test reads the outcome back from the store and the run folders. Each test runs on a
+SQLite file; those where workers and runs meet in the database also run on a fresh database of the
+session's PostgreSQL server (``postgres_url``), which the worker processes share with the test.
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ from fakevoice.jobs.local import run_process_name
 from fakevoice.store.records import Actor
 
 STALE_SECONDS = 2.0
+
+
+# Process handling, start methods and a run's own failures do not depend on the database: those
+# tests run on SQLite only; the ones where workers and runs meet in it (a stop, a killed worker's
+# run resumed by the next) run on both.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -122,6 +128,7 @@ def folder_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+@SQLITE_ONLY
 def test_worker_trains_a_run_and_fails_a_vanished_dataset(
     workbench: dict[str, str], actor: Actor
 ) -> None:
@@ -153,14 +160,13 @@ def test_worker_trains_a_run_and_fails_a_vanished_dataset(
     assert "Traceback" not in failed.error and models_of_run(actor, doomed) == []
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_each_start_method_trains_and_names_the_run_process(
     workbench: dict[str, str], actor: Actor, method: str
 ) -> None:
     """``JOB_START_METHOD=spawn`` (a fresh interpreter per run, the fallback without pidfds)
     trains as the fork server's runs do; either way the run's process is named after the run."""
-    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
-        pytest.skip("the start method does not touch the store; SQLite runs it")
     run_id = submit(actor, f"{method} run", quick_spec(epochs=40))
     worker = start_worker({**workbench, "FAKEVOICE_JOB_START_METHOD": method}, "--once")
     try:
@@ -220,14 +226,13 @@ def test_stop_while_running_keeps_the_last_good_epoch(
         assert scored.analysis.model_id == kept.id
 
 
+@SQLITE_ONLY
 def test_a_run_stuck_after_its_stop_request_has_its_process_ended(
     workbench: dict[str, str], actor: Actor
 ) -> None:
     """Stop is a flag the run's process polls between batches: one stuck elsewhere (here reading
     an image that never comes, as on a hung network disk) is ended by the worker once the grace
     time has passed, and the run says so; it is never left running."""
-    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
-        pytest.skip("the worker's process handling does not touch the store; SQLite runs it")
     datasets = Path(workbench["FAKEVOICE_DATASET_DIR"])
     shutil.copytree(datasets / DATASET, datasets / "hanging")
     images = sorted((datasets / "hanging").rglob("*.png"))
@@ -280,6 +285,7 @@ def training_children(worker: subprocess.Popen[str]) -> list[int]:
     ]
 
 
+@SQLITE_ONLY
 def test_killed_training_process_fails_the_run_with_a_memory_hint(
     workbench: dict[str, str], actor: Actor
 ) -> None:
@@ -350,6 +356,7 @@ def test_killed_worker_run_is_resumed_by_the_next_worker(
     assert {name: folder_hashes(runs_dir / name) for name in earlier} == earlier
 
 
+@SQLITE_ONLY
 def test_a_child_that_ended_its_run_is_left_to_finish(
     workbench: dict[str, str], actor: Actor
 ) -> None:
@@ -359,8 +366,6 @@ def test_a_child_that_ended_its_run_is_left_to_finish(
 
     from fakevoice.jobs.local import LocalWorker, _Active
 
-    if workbench["FAKEVOICE_DATABASE_URL"].startswith("postgresql"):
-        pytest.skip("the worker's process handling does not touch the store; SQLite runs it")
     worker = LocalWorker(concurrency=2, worker_id="w-heart")
     context = multiprocessing.get_context("spawn")
     children = {}
