@@ -3,7 +3,7 @@
 The local worker starts each run in its own process. With ``FAKEVOICE_JOB_START_METHOD=spawn``
 that process is a new Python interpreter that imports torch, fastai and the engine before it can
 train; with ``forkserver`` (the default) it is forked from a server that imported them once, when
-the worker started. This bench starts a real ``fakevoice worker`` for each method on the same small
+the worker took its first training run. This bench starts a real ``fakevoice worker`` for each method on the same small
 demo dataset, queues one short ``specnet`` run after another (each after the last has finished) and
 prints, per method, the median and worst of:
 
@@ -11,8 +11,8 @@ prints, per method, the median and worst of:
   per-batch loss is in the store, i.e. the start-up cost a user watches on the Train page;
 * queued -> succeeded: the whole one-epoch run as the user sees it.
 
-The first run of each worker is shown apart: with the fork server it may still be waiting for the
-server's imports if it is queued at once (here it is queued once the worker is up).
+The first run of each worker is shown apart: with the fork server it waits for the server's
+imports, which it starts.
 
 Run:  .venv/bin/python bench/jobs.py [--runs 5]
 Everything lives in a temporary folder that is removed at the end.

@@ -6,12 +6,14 @@ worker heartbeats for its children. If the worker itself is killed, its children
 (see :func:`_die_with_worker`), their heartbeats stop, and the next worker marks those runs interrupted and
 — unless ``auto_resume`` is off — queues them again to resume from their last completed epoch.
 
-Children are forked from a fork server (``job_start_method = "forkserver"``, the default) that the
-worker starts when it starts and that imports torch, fastai and the engine once (:data:`PRELOAD`):
-a run reaches its first batch about 1 s after it is claimed instead of the 5-6 s those imports
-take in a fresh interpreter (``spawn``; ``bench/jobs.py``). The server imports only; it never
-touches CUDA, starts threads or builds a model, so forking it is safe. It exits once the worker
-and its runs are gone.
+Training runs are forked from a fork server (``job_start_method = "forkserver"``, the default)
+that the worker starts with its first training run and that imports torch, fastai and the engine
+once (:data:`PRELOAD`): every later run reaches its first batch about 1 s after it is claimed
+instead of the 5-6 s those imports take in a fresh interpreter (``spawn``; ``bench/jobs.py``). The
+server imports only; it never touches CUDA, starts threads or builds a model, so forking it is
+safe. It exits once the worker and its runs are gone. Other jobs (dataset builds, renders, tests
+of models) need little of that engine: each starts in a fresh interpreter, and a worker that
+only ever runs them never holds the server's memory.
 """
 
 from __future__ import annotations
@@ -45,10 +47,15 @@ StartContext = ForkServerContext | SpawnContext
 # What the fork server imports once, so that a run's process starts with them loaded.
 PRELOAD = [
     "fakevoice.jobs.runner",
+    "fakevoice.training",  # fastai
+    "fakevoice.tracking",
     "fakevoice.models.learners",
     "fakevoice.models.registry",
     "mlflow.tracking",  # experiment tracking (on by default)
 ]
+# Jobs that need the engine the fork server holds; the others (dataset builds, renders, tests of
+# models) import a fraction of it and start in a fresh interpreter in about 1 s.
+FORKED_KINDS = frozenset({"train"})
 
 
 def new_worker_id(kind: str = "local") -> str:
@@ -111,9 +118,9 @@ def exit_message(code: int | None) -> str:
 
 
 def start_context(method: str) -> StartContext:
-    """The multiprocessing context a worker starts runs with; the fork server is started now
-    (it imports :data:`PRELOAD` while the worker goes on) so the first run does not wait for it.
-    Without pidfds (not Linux 5.3+) a forked run could outlive a killed worker: runs are spawned.
+    """The multiprocessing context a worker starts training runs with; the fork server is started
+    now (it imports :data:`PRELOAD`, which the first run forked from it waits for). Without
+    pidfds (not Linux 5.3+) a forked run could outlive a killed worker: runs are spawned.
     """
     if method == "forkserver" and _has_pidfd():
         from multiprocessing import forkserver
@@ -221,7 +228,7 @@ class LocalWorker:
         self.auto_resume = settings.auto_resume
         self.active: dict[int, _Active] = {}
         self.start_method = settings.job_start_method
-        self._context: StartContext | None = None
+        self._contexts: dict[str, StartContext] = {}
         self._stop = threading.Event()
         self._queue_empty = False
 
@@ -245,8 +252,6 @@ class LocalWorker:
         """Work until :meth:`stop`, SIGTERM/SIGINT, ``max_seconds``, or (optionally) no work left."""
         store.init_db()
         started = time.monotonic()
-        if self._context is None:
-            self._context = start_context(self.start_method)
         self._install_signal_handlers()
         logger.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         self._report()
@@ -287,8 +292,10 @@ class LocalWorker:
             self._queue_empty = run is None
             if run is None:
                 return
-            context = self._context or start_context(self.start_method)
-            process = context.Process(
+            method = self.start_method if run.kind in FORKED_KINDS else "spawn"
+            if method not in self._contexts:
+                self._contexts[method] = start_context(method)
+            process = self._contexts[method].Process(
                 target=_child_main,
                 args=(run.id, self.worker_id, os.getpid(), dict(os.environ), os.getcwd()),
                 name=f"fakevoice-run-{run.id}",

@@ -13,7 +13,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,10 @@ from fakevoice.errors import FakeVoiceError
 from fakevoice.jobs.progress import finish_job, unexpected_error_text
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric
-from fakevoice.tracking import RunTracker
-from fakevoice.training import CHECKPOINT_DIR, EpochRecord, TrainResult, train
-from fakevoice.trainspec import TrainSpec
+
+if TYPE_CHECKING:  # the training engine (torch, fastai, MLflow): imported by training runs only
+    from fakevoice.tracking import RunTracker
+    from fakevoice.training import EpochRecord, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,10 @@ def execute_run(run_id: int, worker_id: str) -> str:
         from fakevoice.jobs.render_job import execute_render
 
         return execute_render(run, worker_id)
+    from fakevoice.tracking import RunTracker
+    from fakevoice.training import CHECKPOINT_DIR, train
+    from fakevoice.trainspec import TrainSpec
+
     run_dir = run_dir_for(run_id)
     tracker = RunTracker(on_notice=lambda text: add_notice(run_id, text))
     # A run queued with a resume epoch continues from its checkpoint (and its MLflow run); one
@@ -221,6 +226,8 @@ def _complete(
         # Only a stopped, failed or interrupted run resumes from its checkpoints (the last epoch's
         # weights with the optimiser's state, the best epoch's): a finished run's would be about
         # four times its model's size on disk for nothing.
+        from fakevoice.training import CHECKPOINT_DIR
+
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     return status
 
