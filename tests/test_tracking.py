@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_jobs import finish
 from test_training import DATASET, quick_spec, tiny_dataset_root
-from workbench import FAKEVOICE, active_workbench, get_run, make_user, start_worker, submit
+from workbench import active_workbench, get_run, make_user, start_worker, submit
 
 from fakevoice import services, tracking
+from fakevoice.cli import main
 from fakevoice.services.results import run_metrics
 from fakevoice.store.records import Actor
 
@@ -114,17 +113,11 @@ def test_unreachable_tracking_server_never_fails_a_run(
 
 
 def test_runs_export_writes_every_run_with_key_metrics(
-    workbench: dict[str, str], actor: Actor, tmp_path: Path
+    workbench: dict[str, str], actor: Actor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "runs.csv"
-    result = subprocess.run(
-        [str(FAKEVOICE), "runs", "export", "--out", str(out)],
-        env={**os.environ, **workbench},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    assert main(["runs", "export", "--out", str(out)]) == 0  # the CLI, as the workbench's user
+    assert capsys.readouterr().err == f"2 runs written to {out}\n"
     rows = {row["name"]: row for row in csv.DictReader(io.StringIO(out.read_text()))}
     assert set(rows) == {"tracked", "untracked"}
     tracked = rows["tracked"]
@@ -149,14 +142,9 @@ def test_runs_export_writes_every_run_with_key_metrics(
     assert tracked["spec.callbacks.grad_clip"] == "off"
     assert tracked["spec.noise_levels"] == "all"
 
-    failed = subprocess.run(
-        [str(FAKEVOICE), "runs", "export", "--out", str(tmp_path / "missing" / "x.csv")],
-        env={**os.environ, **workbench},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+    assert main(["runs", "export", "--out", str(tmp_path / "missing" / "x.csv")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("fakevoice: Cannot write") and "Traceback" not in said, said
 
 
 def test_a_deleted_run_leaves_no_mlflow_run_nor_artefacts(
