@@ -87,6 +87,8 @@ def status_line(
     if run.is_active:
         text = f"{title}: {run.status} ({run.progress:.0%}{detail}) · {when}"
         left.progress(run.progress, text=text)
+        if (waiting := services.worker_note(run)) is not None:  # no worker, or a long wait
+            left.warning(waiting, icon=":material/hourglass_empty:")
         if right.button("Stop", key=f"{key}_stop:{run.id}", icon=":material/stop:"):
             act(stop)
     elif run.status == "succeeded":

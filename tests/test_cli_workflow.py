@@ -325,7 +325,8 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
         run = json.loads(shown.stdout)
         spec = run["spec"]
         assert (run["status"], run["model_id"], run["epochs_history"]) == ("queued", None, [])
-        assert run["waiting"] is None  # queued a moment ago: nothing to say yet
+        # No worker runs here (the test before stopped its own): it says so at once.
+        assert run["waiting"].startswith("No worker is running (")
         assert spec["epochs"] == 2 and spec["noise_levels"] == ["snr_inf"]
         assert spec["augment"]["mixup"] == 0.2
         assert spec["callbacks"]["early_stopping_patience"] == 3
@@ -341,6 +342,7 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
         names.append("waited")
         assert waited.returncode == 0, waited.stderr
         assert "stopped waiting after 1 s; the run goes on" in waited.stderr
+        assert "note: No worker is running (" in waited.stderr  # said while it waited
         assert "run" in waited.stdout and ": queued" in waited.stdout
         # Another run from the first: what the command line gives changes, the rest stays.
         again = cli("train", "--from", "recipe", "--epochs", "1", "--name", "again")

@@ -68,6 +68,8 @@ def test_the_panel_follows_a_build_and_stops_it(dataset_root: Path) -> None:
     assert_no_exception(at)
     assert any("Your dataset builds" in m.value for m in at.markdown)
     assert any("calls: queued" in p.proto.text for p in at.get("progress"))
+    # No worker runs here: the build's line says so, and how to start one.
+    assert any(w.value.startswith("No worker is running") for w in at.warning)
     what = "2 recordings, copies by world, griffinlim, mel_griffinlim, lpc; clean, 20 dB SNR"
     assert any(c.value.startswith(what) for c in at.caption), [c.value for c in at.caption]
     at.button(key=f"build_stop:{run.id}").click().run()

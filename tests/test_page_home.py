@@ -275,6 +275,9 @@ def test_dashboard_follows_my_jobs_of_every_kind_in_progress(
     ]
     links = [link.proto.label for link in at.get("page_link")]
     assert {"Follow on Train", "Follow on Evaluate", "Follow on Datasets"} <= set(links)
+    # No worker runs here: each job says it waits for one.
+    waiting = [c.value for c in at.caption if c.value.startswith("No worker is running")]
+    assert len(waiting) == 3, [c.value for c in at.caption]
     with store.session_scope() as session:
         for job in store.list_runs(session, alice, kind=None):
             store.request_stop(session, alice, job.id)

@@ -111,18 +111,22 @@ def _download(page: Page, key: str, tmp_path: Path) -> tuple[str, Path]:
     The file is made on the click (Streamlit's deferred download) under an id of the script run
     that drew the button; a rerun that ends between the drawing and the click (a cookie
     component reporting after a page load, say) retires that id, and the click yields nothing.
-    The button of the new run is then clicked again, until ``TIMEOUT_MS`` is spent.
+    The button of the new run is then clicked again, until ``TIMEOUT_MS`` is spent. A click
+    whose file never came can leave the button waiting (disabled, with a spinner) for good: the
+    page is loaded again then (the widgets' choices on it fall back to their defaults).
     """
     deadline = time.monotonic() + TIMEOUT_MS / 1000
     while True:
         wait_for_script(page)
         try:
             with page.expect_download(timeout=NAV_TRY_MS) as info:
-                _button(page, key).click()
+                _button(page, key).click(timeout=NAV_TRY_MS)
             break
         except PlaywrightTimeoutError:
             if time.monotonic() > deadline:
                 raise
+            if _button(page, key).is_disabled():
+                page.reload()
     download = info.value
     assert download.failure() is None, download.failure()
     path = tmp_path / download.suggested_filename
