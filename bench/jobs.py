@@ -3,9 +3,9 @@
 The local worker starts each run in its own process. With ``FAKEVOICE_JOB_START_METHOD=spawn``
 that process is a new Python interpreter that imports torch, fastai and the engine before it can
 train; with ``forkserver`` (the default) it is forked from a server that imported them once, when
-the worker took its first training run. This bench starts a real ``fakevoice worker`` for each method on the same small
-demo dataset, queues one short ``specnet`` run after another (each after the last has finished) and
-prints, per method, the median and worst of:
+the worker took its first training run. This bench starts a real ``fakevoice worker`` for each
+method on the same small demo dataset, queues one short ``specnet`` run after another (each after
+the last has finished) and prints, per method, the median and worst of:
 
 * claim -> first batch: from the worker taking the run (status ``running``) until the run's first
   per-batch loss is in the store, i.e. the start-up cost a user watches on the Train page;
@@ -86,7 +86,7 @@ def time_runs(method: str, folder: Path, runs: int) -> list[Timing]:
     )
     timings = []
     try:
-        time.sleep(15)  # the worker is up (and its fork server has imported what it preloads)
+        time.sleep(5)  # the worker is up (its fork server starts with its first run)
         for index in range(runs):
             with store.session_scope() as session:
                 run_id = store.create_run(session, actor, f"start {index}", spec.to_dict()).id

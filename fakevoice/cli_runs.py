@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fakevoice.cli import print_json
 from fakevoice.errors import InvalidSpecError
-from fakevoice.store.records import EpochMetric
+from fakevoice.store.records import EpochMetric, WorkerRecord
 
 if TYPE_CHECKING:
     from fakevoice.services.metric_repair import MetricRepair, ModelRelink
@@ -149,6 +150,9 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
         )
     profile.delete_job(actor, run.id)
     print(f"deleted {run.kind} job {run.id} '{run.name}'")
+    from fakevoice.tracking import finish_forgetting
+
+    finish_forgetting(lambda text: print(text, file=sys.stderr))
     return 0
 
 
@@ -271,7 +275,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def worker_state(worker: Any, now: Any, stale_seconds: float) -> str:
+def worker_state(worker: WorkerRecord, now: datetime, stale_seconds: float) -> str:
     if worker.stopped_at is not None:
         return "stopped"
     return "alive" if worker.is_alive(now, stale_seconds) else "silent"
@@ -279,11 +283,12 @@ def worker_state(worker: Any, now: Any, stale_seconds: float) -> str:
 
 def cmd_workers(args: argparse.Namespace) -> int:
     """The job workers alive now (with --all, also those stopped or silent in the last day)."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
-    from fakevoice import store
+    from fakevoice import services, store
     from fakevoice.settings import get_settings
 
+    services.ensure_database()  # a database this version has not migrated yet lacks the table
     stale = get_settings().stale_seconds
     now = datetime.now(UTC)
     with store.session_scope(readonly=True) as session:

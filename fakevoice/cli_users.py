@@ -94,6 +94,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     user = profile.delete_user(accounts.OPERATOR, user_id)
     print(f"deleted user {user.username} with their runs, models and verdicts")
+    from fakevoice.tracking import finish_forgetting
+
+    finish_forgetting(lambda text: print(text, file=sys.stderr))
     return 0
 
 

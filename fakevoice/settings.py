@@ -81,9 +81,9 @@ class Settings(BaseSettings):
     )
     job_start_method: Literal["forkserver", "spawn"] = Field(
         default="forkserver",
-        description="how the local worker starts a training run's process: forked from a server "
-        "that has imported torch and fastai once (fast), or a fresh interpreter (spawn); other "
-        "jobs always start in a fresh interpreter",
+        description="how the local worker starts the process of a training run or a test of "
+        "models: forked from a server that has imported torch and fastai once (fast), or a fresh "
+        "interpreter (spawn); dataset builds and renders always start in a fresh interpreter",
     )
     cli_user: str = Field(default="local", description="the account the CLI acts as")
     # Experiment tracking (fakevoice.tracking): every training run is logged to MLflow.

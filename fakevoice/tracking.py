@@ -22,12 +22,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fakevoice.settings import get_settings
-from fakevoice.training import EpochRecord
+
+if TYPE_CHECKING:  # the training engine: not imported where runs are only forgotten (app, API)
+    from fakevoice.training import EpochRecord
 
 logger = logging.getLogger(__name__)
 
@@ -133,44 +137,51 @@ def open_client() -> Any:
         return client, experiment_id
 
 
-_FORGETTING: set[threading.Thread] = set()
+_FORGETTING: set[Future[None]] = set()
 _FORGETTING_LOCK = threading.Lock()
+_forgetter: ThreadPoolExecutor | None = None
 
 
 def forget_runs_later(mlflow_run_ids: list[str]) -> None:
-    """:func:`forget_run` for each id in a thread of its own, so that the page or request that
-    deleted the runs does not wait on a tracking server that is slow or down (MLflow retries
-    for minutes). The threads are not daemons: a command line waits for them before it exits."""
+    """:func:`forget_run` for each id, in one thread that takes deletions in turn, so that the
+    page or request that deleted the runs does not wait on a tracking server that is slow or down
+    (MLflow retries for minutes). A process waits for it before it exits; the command line says
+    so (:func:`forgetting`, :func:`wait_until_forgotten`)."""
+    global _forgetter
     if not mlflow_run_ids or not get_settings().mlflow_tracking:
         return
-
-    def forget_all() -> None:
-        try:
-            for mlflow_run_id in mlflow_run_ids:
-                forget_run(mlflow_run_id)
-        finally:
-            with _FORGETTING_LOCK:
-                _FORGETTING.discard(threading.current_thread())
-
-    thread = threading.Thread(target=forget_all, name="fakevoice-forget-mlflow-runs")
     with _FORGETTING_LOCK:
-        _FORGETTING.add(thread)
-    thread.start()
+        if _forgetter is None:
+            _forgetter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakevoice-forget")
+        future = _forgetter.submit(_forget_all, list(mlflow_run_ids))
+        _FORGETTING.add(future)
+
+
+def _forget_all(mlflow_run_ids: list[str]) -> None:
+    for mlflow_run_id in mlflow_run_ids:
+        forget_run(mlflow_run_id)
 
 
 def forgetting() -> int:
-    """How many :func:`forget_runs_later` threads are still at work."""
+    """How many :func:`forget_runs_later` calls are still at work or waiting their turn."""
     with _FORGETTING_LOCK:
+        _FORGETTING.difference_update({f for f in _FORGETTING if f.done()})
         return len(_FORGETTING)
 
 
+def finish_forgetting(say: Callable[[str], None]) -> None:
+    """For a command that deleted runs: wait for their MLflow runs to be forgotten before it
+    exits, saying so when there is anything to wait for."""
+    if forgetting():
+        say("removing the MLflow copy from the tracking server...")
+        wait_until_forgotten()
+
+
 def wait_until_forgotten(timeout: float | None = None) -> bool:
-    """Wait for the :func:`forget_runs_later` threads; False when some still work at ``timeout``."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    """Wait for the :func:`forget_runs_later` calls; False when some still work at ``timeout``."""
     with _FORGETTING_LOCK:
-        threads = list(_FORGETTING)
-    for thread in threads:
-        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        pending = list(_FORGETTING)
+    wait_for_futures(pending, timeout=timeout)
     return forgetting() == 0
 
 

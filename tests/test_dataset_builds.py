@@ -14,6 +14,7 @@ import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -542,3 +543,36 @@ def test_a_users_dataset_stays_private_when_the_data_folder_moves(
     assert services.dataset_names(actor=alice) == ["shared"]
     assert services.dataset_names(actor=root) == ["hers", "shared"]
     assert listed_owners() == {"hers": "administrators only", "shared": None}
+
+
+def test_a_build_starts_in_a_fresh_interpreter_and_its_worker_vouches_while_waiting(
+    workbench: dict[str, str],
+) -> None:
+    """A build needs nothing of the training engine: its process is spawned, and the worker
+    starts no fork server. While the worker's loop waits on something slow (the server's first
+    imports, a child slow to end), a thread keeps saying that the worker is alive."""
+    from fakevoice.jobs.local import LocalWorker
+
+    alice = make_user("alice")
+    run = services.submit_dataset_build(
+        alice, "fresh", [("r.zip", two_speakers())], generators=["lpc"], noise_levels=["snr_inf"]
+    )
+    worker = LocalWorker(concurrency=1)
+
+    def seen() -> Any:
+        with store.session_scope(readonly=True) as session:
+            (me,) = [w for w in store.list_workers(session) if w.id == worker.worker_id]
+        return me
+
+    try:
+        worker._report()
+        worker._fill()
+        assert list(worker.active) == [run.id]
+        assert list(worker._contexts) == ["spawn"]  # no fork server
+        before = seen().seen_at
+        with worker._vouching():
+            wait_for(lambda: seen().seen_at > before, 30, "a report while the loop waits")
+    finally:
+        worker._shutdown()
+    assert seen().stopped_at is not None
+    assert get_run(alice, run.id).status in {"interrupted", "succeeded"}

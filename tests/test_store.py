@@ -799,7 +799,7 @@ def test_a_job_waiting_on_a_worker_says_so(
         run = store.create_run(session, people.owner, "waiting", SPEC)
     now = run.created_at
     nobody = worker_note(run, now)
-    assert nobody is not None and nobody.startswith("No worker is running (none has run yet)")
+    assert nobody is not None and nobody.startswith("No worker is running (none seen in the last")
     assert "fakevoice worker" in nobody
     with store.session_scope(db) as session:
         store.worker_seen(session, "w-local", backend="local", concurrency=2, running=2)
@@ -808,6 +808,12 @@ def test_a_job_waiting_on_a_worker_says_so(
     note = worker_note(run, later)
     assert note is not None and note.startswith("Queued for 40 s: other jobs are ahead of it")
     assert "(1 worker running 2 of at most 2 jobs at once)" in note
+    with store.session_scope(db) as session:  # room, yet still queued: it is said as it is
+        store.worker_seen(session, "w-local", backend="local", concurrency=2, running=1)
+    roomy = worker_note(run, later)
+    assert roomy == (
+        "Queued for 40 s (1 worker running 1 of at most 2 jobs at once): a worker takes it up soon."
+    )
     # Only workers of the backend it was queued for claim it: that one is named.
     on_ray = worker_note(changed(run, backend="ray"), later)
     assert on_ray is not None and on_ray.startswith("No worker for the ray backend is running")

@@ -10,22 +10,19 @@ since verdicts are still given.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from fakevoice import disk, signing, store
+from fakevoice.api.schemas import examples
 from fakevoice.errors import ServerConfigError
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings
 from fakevoice.store.tables import RUN_BACKENDS
 
 logger = logging.getLogger(__name__)
-
-
-def _examples(*examples: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(examples)})
 
 
 class DatabaseState(BaseModel):
@@ -70,7 +67,7 @@ class WorkersState(BaseModel):
 
 
 class HealthOut(BaseModel):
-    model_config = _examples(
+    model_config = examples(
         {
             "status": "ok",
             "database": {"ok": True, "revision": "0018", "head": "0018", "schema_ok": True},
@@ -110,11 +107,14 @@ def health_report(settings: Settings, scoring: anyio.CapacityLimiter) -> tuple[H
         missing, extra = store.schema_drift()
         schema_ok: bool | None = not missing and not extra
         ok = revision == head and not missing  # extras are the operator's, or newer
-        if ok:
-            workers = _workers(settings)
     except Exception:  # an unreachable database is what this endpoint reports
         logger.warning("health: the database cannot be read", exc_info=True)
         revision, head, ok, schema_ok = None, None, False, None
+    if ok:
+        try:
+            workers = _workers(settings)
+        except Exception:  # said as null; the status does not depend on the workers
+            logger.warning("health: the workers cannot be read", exc_info=True)
     try:
         signing.private_key()
         signs = True

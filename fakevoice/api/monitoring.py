@@ -128,19 +128,24 @@ class _Gauges(Collector):
             "Job workers alive (seen within the stale time)",
             labels=("backend",),
         )
+        # An unreachable database (or table): /health reports it; the scrape goes on without.
         try:
             with store.session_scope(readonly=True) as session:
                 counts = store.active_job_counts(session)
+        except Exception:
+            counts = None
+        if counts is not None:
+            for kind in RUN_KINDS:
+                for status in ("queued", "running"):
+                    jobs.add_metric((kind, status), float(counts.get((kind, status), 0)))
+        yield jobs
+        try:
+            with store.session_scope(readonly=True) as session:
                 alive = store.live_workers(session, get_settings().stale_seconds)
-        except Exception:  # an unreachable database: /health reports it; the scrape goes on
-            yield jobs
+        except Exception:
             return
-        for kind in RUN_KINDS:
-            for status in ("queued", "running"):
-                jobs.add_metric((kind, status), float(counts.get((kind, status), 0)))
         for backend in RUN_BACKENDS:
             workers.add_metric((backend,), float(sum(w.backend == backend for w in alive)))
-        yield jobs
         yield workers
 
 

@@ -16,8 +16,9 @@ VerdictLabel = Literal["human", "machine-generated", "inconclusive"]
 HEATMAP_CELLS = 64  # the most cells a side of an explanation's heatmap in an answer
 
 
-def _examples(*examples: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(json_schema_extra={"examples": list(examples)})
+def examples(*cases: dict[str, Any]) -> ConfigDict:
+    """A model's examples for the OpenAPI page."""
+    return ConfigDict(json_schema_extra={"examples": list(cases)})
 
 
 class ErrorDetail(BaseModel):
@@ -28,7 +29,7 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     """Every error answer has this shape."""
 
-    model_config = _examples(
+    model_config = examples(
         {"error": {"code": "not_audio", "message": "This file is not audio we can read."}}
     )
     error: ErrorDetail
@@ -81,7 +82,7 @@ PREDICTION_EXAMPLE: dict[str, Any] = {
 class PredictionOut(BaseModel):
     """The verdict on one clip (DESIGN.md, "Verdict rule")."""
 
-    model_config = _examples(PREDICTION_EXAMPLE)
+    model_config = examples(PREDICTION_EXAMPLE)
     verdict: VerdictLabel
     p_human: float = Field(description="probability that a human spoke (class bonafide)")
     p_fake: float
@@ -146,7 +147,7 @@ class ExplanationOut(BaseModel):
     """Where in one window, and in which frequency bands, the model's decision is most
     sensitive to the audio (SmoothGrad on the log-odds of human)."""
 
-    model_config = _examples(
+    model_config = examples(
         {
             "model": {"id": 3, "name": "aasist-l", "arch": "aasist-l", "version": "4f1c2a9b0e77"},
             "start": 0.0,
@@ -231,7 +232,7 @@ class BatchItemOut(BaseModel):
 
 
 class BatchOut(BaseModel):
-    model_config = _examples(
+    model_config = examples(
         {
             "model": PREDICTION_EXAMPLE["model"],
             "results": [
@@ -273,7 +274,7 @@ class BatchOut(BaseModel):
 
 
 class ModelOut(BaseModel):
-    model_config = _examples(
+    model_config = examples(
         {
             "id": 3,
             "name": "aasist-l",

@@ -6,14 +6,16 @@ worker heartbeats for its children. If the worker itself is killed, its children
 (see :func:`_die_with_worker`), their heartbeats stop, and the next worker marks those runs interrupted and
 — unless ``auto_resume`` is off — queues them again to resume from their last completed epoch.
 
-Training runs are forked from a fork server (``job_start_method = "forkserver"``, the default)
-that the worker starts with its first training run and that imports torch, fastai and the engine
-once (:data:`PRELOAD`): every later run reaches its first batch about 1 s after it is claimed
-instead of the 5-6 s those imports take in a fresh interpreter (``spawn``; ``bench/jobs.py``). The
-server imports only; it never touches CUDA, starts threads or builds a model, so forking it is
-safe. It exits once the worker and its runs are gone. Other jobs (dataset builds, renders, tests
-of models) need little of that engine: each starts in a fresh interpreter, and a worker that
-only ever runs them never holds the server's memory.
+Training runs and tests of models are forked from a fork server (``job_start_method =
+"forkserver"``, the default) that the worker starts with the first of them and that imports
+torch, fastai and the engine once (:data:`PRELOAD`): every later run reaches its first batch
+about 1 s after it is claimed instead of the 5-6 s those imports take in a fresh interpreter
+(``spawn``; ``bench/jobs.py``). The server imports only; it never touches CUDA, starts threads or
+builds a model, so forking it is safe. It exits once the worker and its runs are gone. Dataset
+builds and renders need little of that engine: each starts in a fresh interpreter, and a worker
+that only ever runs them never holds the server's memory. While the worker waits on something
+slow (the server's imports, a child that takes its time to end), a thread keeps vouching for its
+jobs (:meth:`LocalWorker._vouching`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -38,7 +42,7 @@ from fakevoice import store
 from fakevoice.errors import NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.job_queue import stopped_as_asked
-from fakevoice.store.records import FINAL_STATUSES
+from fakevoice.store.records import FINAL_STATUSES, RunKind
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +57,10 @@ PRELOAD = [
     "fakevoice.models.registry",
     "mlflow.tracking",  # experiment tracking (on by default)
 ]
-# Jobs that need the engine the fork server holds; the others (dataset builds, renders, tests of
-# models) import a fraction of it and start in a fresh interpreter in about 1 s.
-FORKED_KINDS = frozenset({"train"})
+# Jobs that need the engine the fork server holds (torch and the models; fastai to train); the
+# others (dataset builds, renders) import a fraction of it and start in a fresh interpreter in
+# about 1 s.
+FORKED_KINDS: frozenset[RunKind] = frozenset({"train", "evaluate"})
 
 
 def new_worker_id(kind: str = "local") -> str:
@@ -193,15 +198,19 @@ def resume_interrupted(run_ids: list[int]) -> list[int]:
     from datetime import UTC, datetime
 
     from fakevoice.jobs.runner import add_notice, run_dir_for
-    from fakevoice.training import load_checkpoint_state
 
     resumed = []
     for run_id in run_ids:
-        state = load_checkpoint_state(run_dir_for(run_id))
-        next_epoch = state[0] + 1 if state is not None else None
+        with store.session_scope(readonly=True) as session:
+            kind = store.get_run_for_worker(session, run_id).kind
+        next_epoch = None
+        if kind == "train":  # only training runs checkpoint (and need the training engine)
+            from fakevoice.training import load_checkpoint_state
+
+            state = load_checkpoint_state(run_dir_for(run_id))
+            next_epoch = state[0] + 1 if state is not None else None
         with store.session_scope() as session:
             queued = store.resume_interrupted_run(session, run_id, resume_from_epoch=next_epoch)
-            kind = store.get_run_for_worker(session, run_id).kind
         if queued:
             resumed.append(run_id)
             logger.info("run %d queued again to resume at epoch %s", run_id, next_epoch or 0)
@@ -300,7 +309,8 @@ class LocalWorker:
                 args=(run.id, self.worker_id, os.getpid(), dict(os.environ), os.getcwd()),
                 name=f"fakevoice-run-{run.id}",
             )
-            process.start()
+            with self._vouching():  # the first fork waits for the server's imports
+                process.start()
             self.active[run.id] = _Active(run.id, process)
             logger.info("run %d started in process %s", run.id, process.pid)
 
@@ -314,6 +324,33 @@ class LocalWorker:
                 concurrency=self.concurrency,
                 running=len(self.active),
             )
+
+    @contextmanager
+    def _vouching(self) -> Iterator[None]:
+        """Keep saying that this worker and its jobs are alive while the loop waits on something
+        that may take longer than the stale time (the fork server's first imports, a child slow
+        to end): no other worker takes them meanwhile. Only the heartbeats: what the loop decides
+        (stops, jobs taken away) waits for it."""
+        done = threading.Event()
+        run_ids = list(self.active)
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat_seconds):
+                try:
+                    self._report()
+                    with store.session_scope() as session:
+                        for run_id in run_ids:
+                            store.heartbeat(session, run_id, self.worker_id)
+                except Exception:  # the loop's own heartbeat reports a lasting problem
+                    logger.warning("heartbeat while waiting failed", exc_info=True)
+
+        thread = threading.Thread(target=beat, name="fakevoice-vouching", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _heartbeat(self) -> None:
         """Say this worker is alive, and vouch for each child's run; end a child whose run is no longer this worker's (another
@@ -343,7 +380,9 @@ class LocalWorker:
                         )
                     )
         for run_id, message in ended:
-            _end_process(self.active.pop(run_id).process)
+            process = self.active.pop(run_id).process
+            with self._vouching():  # the others' heartbeats go on while this one ends
+                _end_process(process)
             if message:
                 with store.session_scope() as session:
                     store.set_status(

@@ -103,6 +103,7 @@ class RayWorker:
         with store.session_scope() as session:
             store.mark_orphans_interrupted(session, self.stale_seconds)
             interrupted = list_interrupted_runs(session, backend="ray")
+            store.forget_old_workers(session)
         if interrupted and get_settings().auto_resume:
             resume_interrupted(interrupted)
         try:

@@ -101,7 +101,9 @@ def _restore(actor: Actor, run: RunRecord, dry_run: bool) -> RunRepair:
         if not path.is_file():
             return RunRepair(run, skipped=f"no {HISTORY_FILE}, nothing to restore")
         modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        if run.started_at is not None and modified < run.started_at - _CLOCK_SLACK:
+        # A run resumed from its checkpoint keeps its earlier epochs' file: they are its own.
+        started = run.started_at if run.resume_from_epoch is None else None
+        if started is not None and modified < started - _CLOCK_SLACK:
             earlier = f"its {HISTORY_FILE} is older than its last start (an earlier attempt's)"
             return RunRepair(run, skipped=f"{earlier}, not restored")
         epochs = read_history_csv(path)
@@ -133,7 +135,9 @@ def _run_of_folder(model: ModelRecord) -> int | None:
     if folder.name == f"{KEPT_MODEL_PREFIX}{model.id}":
         folder = folder.parent
     run_id = record_id(folder.name)
-    return run_id if run_id is not None and folder == run_folder(run_id) else None
+    if run_id is None or folder.resolve() != run_folder(run_id).resolve():
+        return None
+    return run_id
 
 
 def _relink(actor: Actor, model: ModelRecord, run_id: int, dry_run: bool) -> ModelRelink:

@@ -313,7 +313,9 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
         alive = [w for w in seen if w.backend == run.backend and w.is_alive(now, stale)]
         if not alive:
             gone = (
-                "none has run yet" if last is None else f"the last one was seen {_ago(now, last)}"
+                "none seen in the last day"
+                if last is None
+                else f"the last one was seen {_ago(now, last)}"
             )
             return (
                 f"No worker{backend} is running ({gone}): it waits until one starts "
@@ -325,10 +327,10 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
             busy = sum(w.running for w in alive)
             room = sum(w.concurrency for w in alive)
             workers = f"{len(alive)} worker{'s' if len(alive) > 1 else ''}{backend}"
-            return (
-                f"Queued for {_duration(waited)}: other jobs are ahead of it ({workers} running "
-                f"{busy} of at most {room} jobs at once)."
-            )
+            load = f"{workers} running {busy} of at most {room} jobs at once"
+            if busy >= room:
+                return f"Queued for {_duration(waited)}: other jobs are ahead of it ({load})."
+            return f"Queued for {_duration(waited)} ({load}): a worker takes it up soon."
     elif run.status == "running":
         heard = run.heartbeat_at or run.started_at
         if heard is not None and (silent := (now - heard).total_seconds()) > stale:

@@ -13,7 +13,7 @@ import socket
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from fakevoice.store.records import RunBackend, WorkerRecord, to_record
@@ -25,10 +25,18 @@ FORGET_AFTER = timedelta(days=1)  # rows of workers unseen this long are removed
 def worker_seen(
     session: Session, worker_id: str, *, backend: RunBackend, concurrency: int, running: int
 ) -> None:
-    """Record that the worker is alive now (its first call records its start)."""
-    row = session.get(WorkerRow, worker_id)
+    """Record that the worker is alive now (its first call records its start).
+
+    One statement updates the row, so that a row another worker removes meanwhile (unseen for a
+    day: a suspended machine) is simply written again.
+    """
     now = utcnow()
-    if row is None:
+    statement = (
+        update(WorkerRow)
+        .where(WorkerRow.id == worker_id)
+        .values(concurrency=concurrency, running=running, seen_at=now, stopped_at=None)
+    )
+    if _rowcount(session, statement) == 0:
         session.add(
             WorkerRow(
                 id=worker_id,
@@ -41,17 +49,15 @@ def worker_seen(
                 seen_at=now,
             )
         )
-    else:
-        row.concurrency, row.running, row.seen_at, row.stopped_at = concurrency, running, now, None
     session.flush()
 
 
 def worker_stopped(session: Session, worker_id: str) -> None:
     """Record that the worker shut down (its jobs ended or were marked interrupted)."""
-    row = session.get(WorkerRow, worker_id)
-    if row is not None:
-        row.stopped_at, row.running = utcnow(), 0
-        session.flush()
+    statement = (
+        update(WorkerRow).where(WorkerRow.id == worker_id).values(stopped_at=utcnow(), running=0)
+    )
+    _rowcount(session, statement)
 
 
 def list_workers(session: Session, *, since: datetime | None = None) -> list[WorkerRecord]:
@@ -83,5 +89,9 @@ def last_worker_seen(session: Session, backend: RunBackend) -> datetime | None:
 
 def forget_old_workers(session: Session, older_than: timedelta = FORGET_AFTER) -> int:
     """Remove the rows of workers unseen for ``older_than``; returns how many."""
-    statement = delete(WorkerRow).where(WorkerRow.seen_at < utcnow() - older_than)
-    return int(cast(CursorResult[Any], session.execute(statement)).rowcount)
+    return _rowcount(session, delete(WorkerRow).where(WorkerRow.seen_at < utcnow() - older_than))
+
+
+def _rowcount(session: Session, statement: Any) -> int:
+    options = statement.execution_options(synchronize_session=False)
+    return int(cast(CursorResult[Any], session.execute(options)).rowcount)
