@@ -286,6 +286,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
     from datetime import UTC
 
     from fakevoice import services, store
+    from fakevoice.services.runs import duration_text
     from fakevoice.settings import get_settings
 
     services.ensure_database()  # a database this version has not migrated yet lacks the table
@@ -317,11 +318,11 @@ def cmd_workers(args: argparse.Namespace) -> int:
             "`make run` starts a local one)"
         )
     for row, w in zip(rows, workers, strict=True):
-        seen = max(0.0, (now - w.seen_at).total_seconds())
+        seen = duration_text(max(0.0, (now - w.seen_at).total_seconds()))
         print(
             f"{row['state']:<8} {row['backend']:<6} {w.host}:{w.pid}  {w.running} of "
-            f"{w.concurrency} jobs  started {w.started_at:%Y-%m-%d %H:%M} UTC  seen {seen:.0f} s "
-            f"ago  ({w.id})"
+            f"{w.concurrency} jobs  started {w.started_at:%Y-%m-%d %H:%M} UTC  seen {seen} ago"
+            f"  ({w.id})"
         )
     return 0
 

@@ -329,13 +329,13 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
             workers = f"{len(alive)} worker{'s' if len(alive) > 1 else ''}{backend}"
             load = f"{workers} running {busy} of at most {room} jobs at once"
             if busy >= room:
-                return f"Queued for {_duration(waited)}: other jobs are ahead of it ({load})."
-            return f"Queued for {_duration(waited)} ({load}): a worker takes it up soon."
+                return f"Queued for {duration_text(waited)}: other jobs are ahead of it ({load})."
+            return f"Queued for {duration_text(waited)} ({load}): a worker takes it up soon."
     elif run.status == "running":
         heard = run.heartbeat_at or run.started_at
         if heard is not None and (silent := (now - heard).total_seconds()) > stale:
             return (
-                f"No word from its worker for {_duration(silent)}: the worker may have stopped. "
+                f"No word from its worker for {duration_text(silent)}: the worker may have stopped. "
                 "A worker that is running (or the next one to start) marks the job interrupted "
                 "and resumes it."
             )
@@ -343,11 +343,14 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
 
 
 def _ago(now: datetime, then: datetime) -> str:
-    return f"{_duration(max(0.0, (now - then).total_seconds()))} ago"
+    return f"{duration_text(max(0.0, (now - then).total_seconds()))} ago"
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+def duration_text(seconds: float) -> str:
+    """A wait in words: seconds up to 2 min, minutes up to 2 h, then hours."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.0f} h"
 
 
 def wait_for_run(
