@@ -1,5 +1,5 @@
-"""Administration (administrators only): everyone's jobs, with Stop for a runaway one, and the
-users, with sign-out everywhere and removal."""
+"""Administration (administrators only): everyone's jobs, with Stop for a runaway one, the job
+workers, and the users, with sign-out everywhere and removal."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def render(user: UserRecord) -> None:
         placeholder="—",
     )
     _stop_any_job(actor, runs)
+    _workers(actor)
     st.markdown("#### Users")
     st.dataframe(
         [
@@ -99,3 +100,36 @@ def _stop_any_job(actor: Actor, runs: list[tuple[RunRecord, str]]) -> None:
             lambda: services.stop_run(actor, chosen),
             f"Asked {active[chosen]} to stop; its owner sees it stopped.",
         )
+
+
+def _workers(actor: Actor) -> None:
+    """The job workers of the last day: which are alive, their load, when each was last seen."""
+    st.markdown("#### Job workers")
+    try:
+        workers = services.job_workers(actor)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    if not any(state == "alive" for _, state in workers):
+        st.warning(
+            "No job worker is running: queued trainings, builds and tests wait until one starts "
+            "(`fakevoice worker` on the server; `make run` starts one).",
+            icon=":material/hourglass_empty:",
+        )
+    if not workers:
+        return
+    st.dataframe(
+        [
+            {
+                "worker": f"{w.host}:{w.pid}",
+                "backend": w.backend,
+                "state": state,
+                "jobs": f"{w.running} of {w.concurrency}",
+                "started": w.started_at.strftime("%Y-%m-%d %H:%M"),
+                "last seen": w.seen_at.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for w, state in workers
+        ],
+        hide_index=True,
+        placeholder="—",
+    )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fakevoice.cli import print_json
 from fakevoice.errors import InvalidSpecError
-from fakevoice.store.records import EpochMetric, WorkerRecord
+from fakevoice.store.records import EpochMetric
 
 if TYPE_CHECKING:
     from fakevoice.services.metric_repair import MetricRepair, ModelRelink
@@ -275,30 +275,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def worker_state(worker: WorkerRecord, now: datetime, stale_seconds: float) -> str:
-    if worker.stopped_at is not None:
-        return "stopped"
-    return "alive" if worker.is_alive(now, stale_seconds) else "silent"
-
-
 def cmd_workers(args: argparse.Namespace) -> int:
     """The job workers alive now (with --all, also those stopped or silent in the last day)."""
     from datetime import UTC
 
-    from fakevoice import services, store
+    from fakevoice import accounts, services
     from fakevoice.services.runs import duration_text
-    from fakevoice.settings import get_settings
 
     services.ensure_database()  # a database this version has not migrated yet lacks the table
-    stale = get_settings().stale_seconds
     now = datetime.now(UTC)
-    with store.session_scope(readonly=True) as session:
-        workers = store.list_workers(session) if args.all else store.live_workers(session, stale)
+    # The operator's view (it names hosts and processes): as `fakevoice user` does.
+    listed = services.job_workers(accounts.OPERATOR)
+    listed = [(w, state) for w, state in listed if args.all or state == "alive"]
+    workers = [w for w, _ in listed]
     rows = [
         {
             "id": w.id,
             "backend": w.backend,
-            "state": worker_state(w, now, stale),
+            "state": state,
             "host": w.host,
             "pid": w.pid,
             "running": w.running,
@@ -307,7 +301,7 @@ def cmd_workers(args: argparse.Namespace) -> int:
             "seen": w.seen_at.isoformat(timespec="seconds"),
             "stopped": w.stopped_at.isoformat(timespec="seconds") if w.stopped_at else None,
         }
-        for w in workers
+        for w, state in listed
     ]
     if args.json:
         print_json(rows)

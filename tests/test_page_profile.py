@@ -168,6 +168,7 @@ TABLES = {  # each table on the page, known by columns that only it has
     "history": ("epoch", "valid_loss"),
     "admin_runs": ("owner", "job", "kind"),
     "admin_users": ("user", "admin"),
+    "admin_workers": ("worker", "backend", "last seen"),
     "compare": ("best_eer", "final_eer"),
 }
 
@@ -626,6 +627,31 @@ def test_admin_sees_every_kind_of_job_and_stops_anyones(two_users: dict[str, Any
     assert at.selectbox(key="admin_stop_job").options == ["dataset calls (bob, queued)"]
     # Nobody else has the control.
     assert not [s for s in profile_page(bob).selectbox if s.key == "admin_stop_job"]
+
+
+def test_admin_sees_the_job_workers_and_whether_any_runs(two_users: dict[str, Any]) -> None:
+    at = profile_page(two_users["root"])
+    assert any(w.value.startswith("No job worker is running") for w in at.warning)
+    assert "admin_workers" not in tables(at)
+    with store.session_scope() as session:
+        store.worker_seen(session, "local-admin-a", backend="local", concurrency=2, running=1)
+        store.worker_seen(session, "ray-admin-b", backend="ray", concurrency=1, running=0)
+        store.worker_stopped(session, "ray-admin-b")
+    at.run()
+    assert_no_exception(at)
+    assert not any(w.value.startswith("No job worker is running") for w in at.warning)
+    workers = tables(at)["admin_workers"]
+    assert dict(zip(workers["backend"], workers["state"], strict=True)) == {
+        "local": "alive",
+        "ray": "stopped",
+    }
+    assert list(workers["backend"]) == ["ray", "local"]  # the most recently seen first
+    assert list(workers["jobs"]) == ["0 of 1", "1 of 2"]
+    with pytest.raises(PermissionDeniedError):  # host names and processes: administrators only
+        services.job_workers(two_users["bob"])
+    assert "admin_workers" not in tables(profile_page(two_users["bob"]))
+    with store.session_scope() as session:
+        store.worker_stopped(session, "local-admin-a")
 
 
 def test_admin_sees_all_runs_and_removes_a_user(two_users: dict[str, Any]) -> None:

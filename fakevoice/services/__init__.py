@@ -89,6 +89,7 @@ if TYPE_CHECKING:
         delete_run,
         find_run,
         get_run,
+        job_workers,
         list_runs,
         memory_advice,
         resume_run,
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
         submit_run,
         wait_for_run,
         worker_note,
+        worker_state,
     )
     from fakevoice.services.users import cli_actor, ensure_database
     from fakevoice.services.verdicts import (
@@ -201,7 +203,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "stop_run",
         "submit_run",
         "wait_for_run",
+        "job_workers",
         "worker_note",
+        "worker_state",
     ),
     "fakevoice.services.users": (
         "cli_actor",
@@ -308,5 +312,7 @@ __all__ = [
     "submit_run",
     "utterances",
     "wait_for_run",
+    "job_workers",
     "worker_note",
+    "worker_state",
 ]

@@ -21,6 +21,7 @@ from fakevoice.errors import (
     InvalidSpecError,
     LimitExceededError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from fakevoice.services.datasets import dataset_path
 from fakevoice.settings import get_settings
@@ -31,6 +32,7 @@ from fakevoice.store.records import (
     RunKind,
     RunRecord,
     RunStatus,
+    WorkerRecord,
     record_id,
 )
 from fakevoice.training_data import dataset_feature_spec, select_items
@@ -340,6 +342,29 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
                 "and resumes it."
             )
     return None
+
+
+def worker_state(worker: WorkerRecord, now: datetime, stale_seconds: float) -> str:
+    """``alive``, ``silent`` (not seen within the stale time: killed, or its machine gone) or
+    ``stopped`` (shut down)."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    return "alive" if worker.is_alive(now, stale_seconds) else "silent"
+
+
+def job_workers(actor: Actor) -> list[tuple[WorkerRecord, str]]:
+    """The job workers reported in the last day, most recently seen first, with their state
+    (administrators only: they name the server's hosts and processes).
+
+    Raises:
+        PermissionDeniedError: the actor is no administrator.
+    """
+    if not actor.is_admin:
+        raise PermissionDeniedError("Only an administrator may see the job workers.")
+    now, stale = datetime.now(UTC), get_settings().stale_seconds
+    with store.session_scope(readonly=True) as session:
+        workers = store.list_workers(session)
+    return [(w, worker_state(w, now, stale)) for w in workers]
 
 
 def _ago(now: datetime, then: datetime) -> str:
