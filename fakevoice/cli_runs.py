@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fakevoice.cli import print_json
@@ -277,8 +277,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_workers(args: argparse.Namespace) -> int:
     """The job workers alive now (with --all, also those stopped or silent in the last day)."""
-    from datetime import UTC
-
     from fakevoice import accounts, services
     from fakevoice.services.runs import duration_text
 
@@ -287,7 +285,6 @@ def cmd_workers(args: argparse.Namespace) -> int:
     # The operator's view (it names hosts and processes): as `fakevoice user` does.
     listed = services.job_workers(accounts.OPERATOR)
     listed = [(w, state) for w, state in listed if args.all or state == "alive"]
-    workers = [w for w, _ in listed]
     rows = [
         {
             "id": w.id,
@@ -306,15 +303,15 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    if not any(row["state"] == "alive" for row in rows):
+    if not any(state == "alive" for _, state in listed):
         print(
             "no worker is running: queued jobs wait until one starts (`fakevoice worker`; "
             "`make run` starts a local one)"
         )
-    for row, w in zip(rows, workers, strict=True):
+    for w, state in listed:
         seen = duration_text(max(0.0, (now - w.seen_at).total_seconds()))
         print(
-            f"{row['state']:<8} {row['backend']:<6} {w.host}:{w.pid}  {w.running} of "
+            f"{state:<8} {w.backend:<6} {w.host}:{w.pid}  {w.running} of "
             f"{w.concurrency} jobs  started {w.started_at:%Y-%m-%d %H:%M} UTC  seen {seen} ago"
             f"  ({w.id})"
         )

@@ -565,7 +565,8 @@ def test_a_build_starts_in_a_fresh_interpreter_and_its_worker_vouches_while_wait
         return me
 
     try:
-        worker._report()
+        with store.session_scope() as session:
+            worker._report(session)
         worker._fill()
         assert list(worker.active) == [run.id]
         assert list(worker._contexts) == ["spawn"]  # no fork server

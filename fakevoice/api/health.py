@@ -20,7 +20,6 @@ from fakevoice.api.schemas import examples
 from fakevoice.errors import ServerConfigError
 from fakevoice.inference import DETECTORS
 from fakevoice.settings import Settings
-from fakevoice.store.tables import RUN_BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +140,4 @@ def health_report(settings: Settings, scoring: anyio.CapacityLimiter) -> tuple[H
 
 def _workers(settings: Settings) -> WorkersState:
     with store.session_scope(readonly=True) as session:
-        alive = store.live_workers(session, settings.stale_seconds)
-    counts = dict.fromkeys(RUN_BACKENDS, 0)
-    for worker in alive:
-        counts[worker.backend] += 1
-    return WorkersState(**counts)
+        return WorkersState(**store.live_worker_counts(session, settings.stale_seconds))

@@ -36,7 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fakevoice.store.tables import RUN_BACKENDS, RUN_KINDS
+from fakevoice.store.tables import RUN_KINDS
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -141,11 +141,11 @@ class _Gauges(Collector):
         yield jobs
         try:
             with store.session_scope(readonly=True) as session:
-                alive = store.live_workers(session, get_settings().stale_seconds)
+                alive = store.live_worker_counts(session, get_settings().stale_seconds)
         except Exception:
             return
-        for backend in RUN_BACKENDS:
-            workers.add_metric((backend,), float(sum(w.backend == backend for w in alive)))
+        for backend, count in alive.items():
+            workers.add_metric((backend,), float(count))
         yield workers
 
 

@@ -263,7 +263,8 @@ class LocalWorker:
         started = time.monotonic()
         self._install_signal_handlers()
         logger.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
-        self._report()
+        with store.session_scope() as session:
+            self._report(session)
         self.recover()
         last_beat = 0.0
         last_recover = time.monotonic()
@@ -314,16 +315,15 @@ class LocalWorker:
             self.active[run.id] = _Active(run.id, process)
             logger.info("run %d started in process %s", run.id, process.pid)
 
-    def _report(self) -> None:
+    def _report(self, session: Session) -> None:
         """Say that this worker is alive (a queued job's note and ``/health`` read it)."""
-        with store.session_scope() as session:
-            store.worker_seen(
-                session,
-                self.worker_id,
-                backend="local",
-                concurrency=self.concurrency,
-                running=len(self.active),
-            )
+        store.worker_seen(
+            session,
+            self.worker_id,
+            backend="local",
+            concurrency=self.concurrency,
+            running=len(self.active),
+        )
 
     @contextmanager
     def _vouching(self) -> Iterator[None]:
@@ -337,8 +337,8 @@ class LocalWorker:
         def beat() -> None:
             while not done.wait(self.heartbeat_seconds):
                 try:
-                    self._report()
                     with store.session_scope() as session:
+                        self._report(session)
                         for run_id in run_ids:
                             store.heartbeat(session, run_id, self.worker_id)
                 except Exception:  # the loop's own heartbeat reports a lasting problem
@@ -353,13 +353,14 @@ class LocalWorker:
             thread.join()
 
     def _heartbeat(self) -> None:
-        """Say this worker is alive, and vouch for each child's run; end a child whose run is no longer this worker's (another
-        worker or the store took it: it must not write on) or that has not stopped within
-        ``stop_grace_seconds`` of its stop request (stuck: stop is a flag the child polls)."""
-        self._report()
+        """Say this worker is alive, and vouch for each child's run; end a child whose run is no
+        longer this worker's (another worker or the store took it: it must not write on) or that
+        has not stopped within ``stop_grace_seconds`` of its stop request (stuck: stop is a flag
+        the child polls)."""
         now = time.monotonic()
         ended: list[tuple[int, str]] = []
         with store.session_scope() as session:
+            self._report(session)
             for run_id, active in list(self.active.items()):
                 if not store.heartbeat(session, run_id, self.worker_id):
                     # Ended by its own child (which still uploads, cleans up and exits: _reap's

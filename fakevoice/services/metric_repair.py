@@ -20,14 +20,13 @@ from pathlib import Path
 from fakevoice import store
 from fakevoice.artefacts import read_history_csv
 from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
-from fakevoice.services.profile import run_folder
+from fakevoice.services.profile import folder_run_id, run_folder
 from fakevoice.store.records import (
     FINAL_STATUSES,
     Actor,
     EpochMetric,
     ModelRecord,
     RunRecord,
-    record_id,
 )
 
 HISTORY_FILE = "history.csv"
@@ -131,13 +130,12 @@ def _run_of_folder(model: ModelRecord) -> int | None:
     a model stored elsewhere (an upload, an import)."""
     from fakevoice.jobs.runner import KEPT_MODEL_PREFIX
 
-    folder = Path(model.path)
-    if folder.name == f"{KEPT_MODEL_PREFIX}{model.id}":
-        folder = folder.parent
-    run_id = record_id(folder.name)
-    if run_id is None or folder.resolve() != run_folder(run_id).resolve():
+    run_id = folder_run_id(Path(model.path))
+    if run_id is None:
         return None
-    return run_id
+    own = run_folder(run_id).resolve()
+    kept_aside = own / f"{KEPT_MODEL_PREFIX}{model.id}"
+    return run_id if Path(model.path).resolve() in (own, kept_aside) else None
 
 
 def _relink(actor: Actor, model: ModelRecord, run_id: int, dry_run: bool) -> ModelRelink:

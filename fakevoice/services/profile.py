@@ -219,7 +219,7 @@ def delete_run(actor: Actor, run_id: int) -> RunRecord:
         # A model whose link to the run an old upgrade cut (`fakevoice runs repair-metrics`
         # links it again) still has its files here: they stay.
         kept = kept or any(
-            _folder_run_id(Path(m.path)) == run_id
+            folder_run_id(Path(m.path)) == run_id
             for m in store.list_models(session, actor, all_users=actor.is_admin)
             if m.run_id is None
         )
@@ -272,7 +272,7 @@ def delete_model(actor: Actor, model_id: int) -> ModelRecord:
         run_remains = False
         # Its run's id, or, for a model whose link an old upgrade cut, the run whose folder
         # holds it: that run's history and figures must not go with the model.
-        run_id = model.run_id if model.run_id is not None else _folder_run_id(Path(model.path))
+        run_id = model.run_id if model.run_id is not None else folder_run_id(Path(model.path))
         if run_id is not None:
             try:
                 store.get_run(session, actor, run_id)
@@ -284,7 +284,7 @@ def delete_model(actor: Actor, model_id: int) -> ModelRecord:
     return model
 
 
-def _folder_run_id(path: Path) -> int | None:
+def folder_run_id(path: Path) -> int | None:
     """The id of the run whose folder (``<data dir>/runs/<id>``) holds ``path``, if any."""
     runs = (get_settings().data_dir / "runs").resolve()
     resolved = path.resolve()
@@ -316,7 +316,8 @@ def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
 
 def delete_user(actor: Actor, user_id: int) -> UserRecord:
     """Delete a user with their runs, models, verdicts, datasets and uploads, rows and folders,
-    and their runs' MLflow runs (administrators only). Their datasets go too: without an owner they would be everyone's.
+    and their runs' MLflow runs (administrators only). Their datasets go too: without an owner
+    they would be everyone's.
 
     Raises:
         PermissionDeniedError: the actor is not an administrator, or tries to delete themself.

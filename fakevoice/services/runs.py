@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -310,9 +310,8 @@ def worker_note(run: RunRecord, now: datetime | None = None) -> str | None:
         # A job is claimed only by workers of the backend it was queued for.
         backend = f" for the {run.backend} backend" if run.backend != "local" else ""
         with store.session_scope(readonly=True) as session:
-            seen = store.list_workers(session, since=now - timedelta(seconds=stale))
+            alive = store.live_workers(session, stale, backend=run.backend, now=now)
             last = store.last_worker_seen(session, run.backend)
-        alive = [w for w in seen if w.backend == run.backend and w.is_alive(now, stale)]
         if not alive:
             gone = (
                 "none seen in the last day"

@@ -17,7 +17,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from fakevoice.store.records import RunBackend, WorkerRecord, to_record
-from fakevoice.store.tables import WorkerRow, utcnow
+from fakevoice.store.tables import RUN_BACKENDS, WorkerRow, utcnow
 
 FORGET_AFTER = timedelta(days=1)  # rows of workers unseen this long are removed
 
@@ -69,16 +69,28 @@ def list_workers(session: Session, *, since: datetime | None = None) -> list[Wor
 
 
 def live_workers(
-    session: Session, stale_seconds: float, *, backend: RunBackend | None = None
+    session: Session,
+    stale_seconds: float,
+    *,
+    backend: RunBackend | None = None,
+    now: datetime | None = None,
 ) -> list[WorkerRecord]:
-    """The workers alive now (of ``backend`` only, when given)."""
-    now = utcnow()
+    """The workers alive at ``now`` (default: now), of ``backend`` only when given."""
+    now = now or utcnow()
     workers = list_workers(session, since=now - timedelta(seconds=stale_seconds))
     return [
         w
         for w in workers
         if w.is_alive(now, stale_seconds) and (backend is None or w.backend == backend)
     ]
+
+
+def live_worker_counts(session: Session, stale_seconds: float) -> dict[str, int]:
+    """How many workers of each backend are alive now (every backend named, 0 included)."""
+    counts = dict.fromkeys(RUN_BACKENDS, 0)
+    for worker in live_workers(session, stale_seconds):
+        counts[worker.backend] += 1
+    return counts
 
 
 def last_worker_seen(session: Session, backend: RunBackend) -> datetime | None:
