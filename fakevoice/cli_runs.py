@@ -14,7 +14,7 @@ from fakevoice.errors import InvalidSpecError
 from fakevoice.store.records import EpochMetric
 
 if TYPE_CHECKING:
-    from fakevoice.services.metric_repair import MetricRepair, ModelRelink
+    from fakevoice.services.metric_repair import MetricRepair, ModelRelink, RunRepair
 
 
 def run_dict(run: Any) -> dict[str, Any]:
@@ -185,16 +185,12 @@ def _repair_lines(repair: MetricRepair) -> list[str]:
     """What ``runs repair-metrics`` did (a dry run: would do), a line per run and per model, then
     the totals."""
     would = "would be " if repair.dry_run else ""
-    lines = [
-        f"run {r.run.id} '{r.run.name}': "
-        + (r.skipped or f"{_counted(r.epochs, 'epoch')} {would}restored from history.csv")
-        for r in repair.runs
-    ]
+    lines = [_run_line(r, would) for r in repair.runs]
     lines += [_model_line(m, would) for m in repair.models]
     restored = [r for r in repair.runs if r.skipped is None]
     if repair.runs:
         lines.append(
-            f"{_counted(len(repair.runs), 'ended training run')} without epochs: {len(restored)} "
+            f"{_counted(len(repair.runs), 'ended training run')} missing epochs: {len(restored)} "
             f"{would}restored ({_counted(sum(r.epochs for r in restored), 'epoch')}), "
             f"{len(repair.runs) - len(restored)} not"
         )
@@ -207,6 +203,16 @@ def _repair_lines(repair: MetricRepair) -> list[str]:
         )
     lines.append(BATCHES_LOST)
     return lines + (["Dry run: nothing was changed."] if repair.dry_run else [])
+
+
+def _run_line(repair: RunRepair, would: str) -> str:
+    head = f"run {repair.run.id} '{repair.run.name}'"
+    if repair.skipped:
+        return f"{head}: {repair.skipped}"
+    restored = f"{head}: {_counted(repair.epochs, 'epoch')} {would}restored from history.csv"
+    if repair.kept_from is None:
+        return restored
+    return f"{restored} (it kept those from epoch {repair.kept_from + 1} on)"
 
 
 def _model_line(relink: ModelRelink, would: str) -> str:
@@ -225,6 +231,7 @@ def _repair_dict(repair: MetricRepair) -> dict[str, Any]:
                 "name": r.run.name,
                 "owner_id": r.run.owner_id,
                 "epochs_restored": r.epochs,
+                "kept_from_epoch": r.kept_from,
                 "skipped": r.skipped,
                 "unreadable": r.unreadable,
             }

@@ -143,7 +143,7 @@ def test_lost_epochs_and_links_come_back_once(
     assert f"run {bobs.id} 'bob's': 2 epochs restored from history.csv" in out
     assert f"run {failed.id} 'failed early': no history.csv, nothing to restore" in out
     assert f"model {model.id} 'lost': linked to run {lost.id} again" in out
-    assert "3 ended training runs without epochs: 2 restored (5 epochs), 1 not" in out
+    assert "3 ended training runs missing epochs: 2 restored (5 epochs), 1 not" in out
     assert f"run {kept.id} " not in out
     assert out.count(BATCHES_LOST) == 1
     # Equal to what the worker stored, float for float (history.csv keeps each float's repr).
@@ -159,7 +159,7 @@ def test_lost_epochs_and_links_come_back_once(
     code, out = repair(capsys)  # a second repair: nothing left to do
     assert code == 0, out
     assert "restored from history.csv" not in out and "linked" not in out
-    assert "1 ended training run without epochs: 0 restored (0 epochs), 1 not" in out
+    assert "1 ended training run missing epochs: 0 restored (0 epochs), 1 not" in out
     assert epochs_of(lost) == lost_epochs and epochs_of(bobs) == bobs_epochs
 
 
@@ -188,6 +188,7 @@ def test_a_dry_run_says_what_it_would_do_and_changes_nothing(
             "name": "lost",
             "owner_id": alice.user_id,
             "epochs_restored": 4,
+            "kept_from_epoch": None,
             "skipped": None,
             "unreadable": False,
         }
@@ -252,6 +253,50 @@ def test_an_earlier_attempts_history_is_not_restored(
     assert code == 0, out
     assert f"run {again.id} 'again': its history.csv is older than its last start" in out
     assert epochs_of(again) == []
+
+
+def test_a_run_resumed_after_losing_its_first_epochs_gets_them_back(
+    users: tuple[Actor, Actor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run interrupted, upgraded across a broken revision, then resumed from its checkpoint
+    stores its epochs from the resume on; its history.csv holds every epoch: the earlier ones
+    come back, the later ones stay as the worker stored them."""
+    alice, _ = users
+    with store.session_scope() as session:
+        run = store.create_run(session, alice, "resumed", {"epochs": 5})
+    with store.session_scope() as session:
+        assert store.claim_next_queued_run(session, "w1") is not None
+    sink = StoreSink(run.id, "w1")
+    for record in history(2):
+        sink.on_epoch(record)
+    with store.session_scope() as session:
+        store.set_status(session, run.id, "interrupted", worker_id="w1")
+    lose_metrics(run)
+    with store.session_scope() as session:
+        assert store.resume_interrupted_run(session, run.id, resume_from_epoch=2)
+    with store.session_scope() as session:
+        assert store.claim_next_queued_run(session, "w2") is not None
+    sink = StoreSink(run.id, "w2")
+    for record in history(5)[2:]:
+        sink.on_epoch(record)
+    run_dir_for(run.id).mkdir(parents=True)
+    write_history_csv(history(5), run_dir_for(run.id) / "history.csv")
+    with store.session_scope() as session:
+        store.set_status(session, run.id, "succeeded", worker_id="w2")
+    later = epochs_of(run)
+    assert [e.epoch for e in later] == [2, 3, 4]
+
+    code, out = repair(capsys, "--dry-run", "--json")
+    assert code == 0 and json.loads(out)["runs"][0]["kept_from_epoch"] == 2, out
+    code, out = repair(capsys)
+    assert code == 0, out
+    line = f"run {run.id} 'resumed': 2 epochs restored from history.csv (it kept those from epoch 3 on)"
+    assert line in out and "1 ended training run missing epochs: 1 restored (2 epochs)" in out
+    restored = epochs_of(run)
+    assert [e.epoch for e in restored] == [0, 1, 2, 3, 4] and restored[2:] == later
+    assert [e.eer for e in restored] == [r.eer for r in history(5)]
+    code, out = repair(capsys)  # nothing lost any more: the run is not listed again
+    assert code == 0 and f"run {run.id} " not in out, out
 
 
 def test_a_model_is_linked_only_to_its_own_run(

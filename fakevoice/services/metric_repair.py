@@ -5,17 +5,20 @@ Before migrations ran with SQLite's foreign keys off (see
 :func:`fakevoice.store.migrate.migration_connection`), upgrading a database across revisions 0005,
 0007 or 0009 deleted every run's epoch and batch metrics and unlinked its models. A training
 run's folder keeps its epochs in ``history.csv``: the repair stores them again for each ended
-training run that has none, and links a model to its run again when the model's files are in
-that run's folder. Batch metrics (each batch's loss, the live curve) are kept nowhere else.
+training run that has none, or only later ones (resumed from a checkpoint after losing them: the
+epochs before the first it kept), and links a model to its run again when the model's files are
+in that run's folder. Batch metrics (each batch's loss, the live curve) are kept nowhere else.
 
 It is the operator's repair over every user's runs: administrators only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.artefacts import read_history_csv
@@ -36,17 +39,20 @@ _CLOCK_SLACK = timedelta(seconds=2)
 
 @dataclass(frozen=True)
 class RunRepair:
-    """One ended training run that had no epochs, and what the repair did (or would do).
+    """One ended training run that had lost epochs, and what the repair did (or would do).
 
     Attributes:
         run: The run.
         epochs: Epochs restored from its ``history.csv`` (a dry run: that would be); 0: none.
+        kept_from: The first epoch (from 0) it still had, the ones before it lost; None: it
+            had none.
         skipped: Why none was restored, in words; None when they were.
         unreadable: Its ``history.csv`` is there but could not be used (the operator's to look at).
     """
 
     run: RunRecord
     epochs: int = 0
+    kept_from: int | None = None
     skipped: str | None = None
     unreadable: bool = False
 
@@ -71,8 +77,8 @@ class MetricRepair:
 
 
 def repair_lost_metrics(actor: Actor, *, dry_run: bool = False) -> MetricRepair:
-    """Restore the epochs of every ended training run that has none from its ``history.csv``,
-    and link models to their runs again (administrators only; ``dry_run``: change nothing).
+    """Restore the epochs of every ended training run that lost them (all, or those before the
+    first it kept) from its ``history.csv``, and link models to their runs again (administrators only; ``dry_run``: change nothing).
 
     A run whose file is missing, unreadable, or older than its last start (an earlier attempt's)
     is skipped and said so; the others go on. A second repair restores nothing.
@@ -84,17 +90,38 @@ def repair_lost_metrics(actor: Actor, *, dry_run: bool = False) -> MetricRepair:
         raise PermissionDeniedError("Only an administrator may repair runs' metrics.")
     with store.session_scope(readonly=True) as session:
         ended = store.list_runs(session, actor, all_users=True, statuses=FINAL_STATUSES)
-        bare = [r for r in ended if not store.list_epoch_metrics(session, actor, r.id)]
+        lost = [(r, first) for r in ended if (first := _first_epoch(session, actor, r)) != 0]
         unlinked = [
             m for m in store.list_models(session, actor, all_users=True) if m.run_id is None
         ]
-    runs = [_restore(actor, run, dry_run) for run in reversed(bare)]  # oldest first
+    runs = [_restore(actor, run, first, dry_run) for run, first in reversed(lost)]  # oldest first
     in_runs = [(m, run_id) for m in unlinked if (run_id := _run_of_folder(m)) is not None]
     models = [_relink(actor, model, run_id, dry_run) for model, run_id in reversed(in_runs)]
     return MetricRepair(runs=runs, models=models, dry_run=dry_run)
 
 
-def _restore(actor: Actor, run: RunRecord, dry_run: bool) -> RunRepair:
+def _first_epoch(session: Session, actor: Actor, run: RunRecord) -> int | None:
+    """The first epoch (from 0) of the run's stored ones; None when it has none."""
+    return min((m.epoch for m in store.list_epoch_metrics(session, actor, run.id)), default=None)
+
+
+def _restore(actor: Actor, run: RunRecord, first: int | None, dry_run: bool) -> RunRepair:
+    """Restore the run's epochs before ``first`` (all when None) from its ``history.csv``."""
+    found = _lost_epochs(run, first)
+    if isinstance(found, RunRepair):
+        return replace(found, kept_from=first)
+    if dry_run:
+        return RunRepair(run, epochs=len(found), kept_from=first)
+    with store.session_scope() as session:
+        stored = store.restore_epoch_metrics(session, actor, run.id, found)
+    if not stored:  # another repair was quicker
+        return RunRepair(run, kept_from=first, skipped="its epochs were stored meanwhile")
+    return RunRepair(run, epochs=stored, kept_from=first)
+
+
+def _lost_epochs(run: RunRecord, first: int | None) -> list[EpochMetric] | RunRepair:
+    """The epochs before ``first`` (all when None) in the run's ``history.csv``, or why there
+    are none to restore."""
     path = run_folder(run.id) / HISTORY_FILE
     try:
         if not path.is_file():
@@ -111,17 +138,13 @@ def _restore(actor: Actor, run: RunRecord, dry_run: bool) -> RunRepair:
         return RunRepair(run, skipped=problem, unreadable=True)
     except FakeVoiceError as exc:
         return RunRepair(run, skipped=f"{exc}; skipped", unreadable=True)
-    if not epochs:
-        return RunRepair(run, skipped=f"its {HISTORY_FILE} holds no epoch, nothing to restore")
-    return RunRepair(run, epochs=len(epochs)) if dry_run else _store(actor, run, epochs)
-
-
-def _store(actor: Actor, run: RunRecord, epochs: list[EpochMetric]) -> RunRepair:
-    with store.session_scope() as session:
-        stored = store.restore_epoch_metrics(session, actor, run.id, epochs)
-    if not stored:  # another repair was quicker
-        return RunRepair(run, skipped="its epochs were stored meanwhile")
-    return RunRepair(run, epochs=stored)
+    lost = [e for e in epochs if first is None or e.epoch < first]
+    if not lost:
+        before = "" if first is None else f" before epoch {first + 1}, the first it kept"
+        return RunRepair(
+            run, skipped=f"its {HISTORY_FILE} holds no epoch{before}, nothing to restore"
+        )
+    return lost
 
 
 def _run_of_folder(model: ModelRecord) -> int | None:

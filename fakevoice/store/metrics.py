@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import NotFoundError, PermissionDeniedError
@@ -79,12 +79,13 @@ def append_epoch_metrics(session: Session, run_id: int, metrics: Sequence[EpochM
 def restore_epoch_metrics(
     session: Session, actor: Actor, run_id: int, metrics: Sequence[EpochMetric]
 ) -> int:
-    """Store the epochs of a run that has none (administrators only: the operator's repair of
-    the figures that earlier upgrades deleted, read back from the run's ``history.csv``).
+    """Store the epochs a run lost: all of ``metrics`` when it has none, those before its first
+    stored epoch when it has only later ones (a run resumed after losing them); administrators
+    only: the operator's repair of the figures that earlier upgrades deleted, read back from the
+    run's ``history.csv``.
 
     Returns:
-        How many epochs were stored: 0 when the run has epochs already (none is replaced, so a
-        second repair changes nothing).
+        How many epochs were stored: none is replaced, so a second repair changes nothing.
 
     Raises:
         PermissionDeniedError: the actor is no administrator.
@@ -92,15 +93,18 @@ def restore_epoch_metrics(
     """
     if not actor.is_admin:
         raise PermissionDeniedError("Only an administrator may restore a run's epochs.")
-    # The run's row locked (PostgreSQL) so that two repairs at once cannot both find it bare.
+    # The run's row locked (PostgreSQL) so that two repairs at once cannot both find them lost.
     if session.scalar(select(RunRow.id).where(RunRow.id == run_id).with_for_update()) is None:
         raise NotFoundError(f"There is no run with id {run_id}.")
-    stored = select(EpochMetricRow.epoch).where(EpochMetricRow.run_id == run_id).limit(1)
-    if not metrics or session.scalar(stored) is not None:
+    first = session.scalar(
+        select(func.min(EpochMetricRow.epoch)).where(EpochMetricRow.run_id == run_id)
+    )
+    lost = [m for m in metrics if first is None or m.epoch < first]
+    if not lost:
         return 0
-    session.execute(insert(EpochMetricRow), _epoch_rows(run_id, metrics))
-    logger.info("run %d: %d epochs restored by user %d", run_id, len(metrics), actor.user_id)
-    return len(metrics)
+    session.execute(insert(EpochMetricRow), _epoch_rows(run_id, lost))
+    logger.info("run %d: %d epochs restored by user %d", run_id, len(lost), actor.user_id)
+    return len(lost)
 
 
 def _epoch_rows(run_id: int, metrics: Sequence[EpochMetric]) -> list[dict[str, Any]]:
