@@ -18,7 +18,15 @@ from test_training import DATASET, quick_spec, tiny_dataset_root
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
 from fakevoice.inference import Detector, DetectorCache, decide
-from fakevoice.preprocess import fit_length, waveform_to_image_tensor, window_starts, windows
+from fakevoice.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    fit_length,
+    image_to_tensor,
+    waveform_to_image_tensor,
+    window_starts,
+    windows,
+)
 from fakevoice.training import MemorySink, train
 
 WINDOW = 16000  # samples: the trained model's clip length (1 s)
@@ -79,6 +87,21 @@ def test_short_clip_is_tiled() -> None:
     np.testing.assert_array_equal(stacked[0][:5000], short)
     np.testing.assert_array_equal(stacked[0][5000:10000], short)
     np.testing.assert_array_equal(fit_length(short, 12000)[10000:], short[:2000])
+
+
+def test_an_image_is_normalised_channel_by_channel_as_imagenet_statistics_say() -> None:
+    """The lookup table gives exactly the floats of ``(v / 255 - mean) / std`` for every byte
+    value, in (3, H, W) order, for any image shape (a strided one too)."""
+    rng = np.random.default_rng(3)
+    for image in (
+        rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        np.arange(256 * 3, dtype=np.int64).reshape(16, 16, 3).astype(np.uint8),
+        rng.integers(0, 256, (300, 41, 3), dtype=np.uint8)[::3, ::2],
+    ):
+        x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        got = image_to_tensor(image)
+        assert got.dtype == torch.float32 and got.is_contiguous()
+        assert torch.equal(got, torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))))
 
 
 # --- the detector --------------------------------------------------------------------------------

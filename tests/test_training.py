@@ -20,7 +20,7 @@ import torch
 from conftest import speechlike
 
 from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers, noise_eers
-from fakevoice.datasets.loaders import ImageItems
+from fakevoice.datasets.loaders import ImageItems, WaveformItems
 from fakevoice.datasets.manifest import (
     DATASET_INFO_NAME,
     clip_path,
@@ -412,6 +412,35 @@ def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path)
         assert torch.equal(a, b)  # cached or decoded again, the same tensor
     uncached = ImageItems(data.train, data.dataset_dir, data.train_labels, cache_bytes=0)
     assert torch.equal(uncached[3][0], first[3]) and uncached._block is None
+
+
+def test_waveform_items_cache_noisy_clips_within_their_bound(dataset_root: Path) -> None:
+    """The first epoch decodes each clip and makes its noise; later ones read the cache, which
+    neither crops, noise mixing nor a caller changing the returned tensor alters."""
+    data = prepare_data(quick_spec(arch="aasist-l"), dataset_root)
+    clip = 16000
+    plain = WaveformItems(data.train, data.dataset_dir, data.train_labels, clip)
+    first = [plain[i][0] for i in range(4)]
+    sizes = [plain.waveform(i).size for i in range(4)]
+    room = (sizes[0] + sizes[1]) * 4  # float32: room for the first two items
+    items = WaveformItems(data.train, data.dataset_dir, data.train_labels, clip, cache_bytes=room)
+    for i in range(4):
+        x = items[i][0]
+        assert torch.equal(x, first[i])
+        x.fill_(7.0)  # the caller's own copy
+    assert sorted(items._spans) == [0, 1] and items._filled == sizes[0] + sizes[1]
+    for i in range(4):
+        assert torch.equal(items[i][0], first[i])  # cached or made again, the same samples
+    assert np.shares_memory(items.waveform(1), items._block)
+    uncached = WaveformItems(data.train, data.dataset_dir, data.train_labels, clip, cache_bytes=0)
+    assert torch.equal(uncached[3][0], first[3]) and uncached._block is None
+
+    noisy = AugmentSpec(time_shift=True, noise_mix=1.0)
+    augmented = WaveformItems(data.train, data.dataset_dir, data.train_labels, clip, noisy, 3)
+    kept = [augmented.waveform(i).copy() for i in range(4)]
+    for _ in range(2):  # two epochs of crops with noise mixed in
+        assert all(augmented[i][0].shape == (clip,) for i in range(4))
+    assert all(np.array_equal(augmented.waveform(i), kept[i]) for i in range(4))
 
 
 def test_a_finder_whose_loss_blows_up_at_once_says_so(tmp_path: Path) -> None:

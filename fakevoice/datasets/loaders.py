@@ -19,17 +19,18 @@ from fakevoice.preprocess import fit_length, image_to_tensor
 from fakevoice.trainspec import AugmentSpec
 
 IMAGE_CACHE_BYTES = 1 << 30  # decoded training images kept per dataset object (1 GiB)
+WAVEFORM_CACHE_BYTES = 1 << 30  # items' waveforms with their noise, per dataset object (1 GiB)
 
 
 def spec_augment(
     x: torch.Tensor, freq_masks: int, time_masks: int, fraction: float, rng: np.random.Generator
 ) -> torch.Tensor:
-    """SpecAugment masking on a normalised image ``(3, H, W)``: masked cells are set to 0 (the mean).
+    """SpecAugment masking on a normalised image ``(3, H, W)``: masked cells are set to 0 (the
+    mean), in place (``x`` is returned).
 
     Rows are frequency (low at the bottom), columns are time.
     """
     _, height, width = x.shape
-    x = x.clone()
     for _ in range(freq_masks):
         size = int(rng.integers(0, max(1, int(fraction * height)) + 1))
         start = int(rng.integers(0, max(1, height - size + 1)))
@@ -104,11 +105,13 @@ class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         return image
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = image_to_tensor(self.decoded(index))
+        image = self.decoded(index)
+        if self.augment is not None and self.augment.time_shift:
+            # Rolled while still bytes (a cached image is never changed): a third of the floats'
+            # memory, and no small torch operations, which are slow when cores are shared.
+            image = np.roll(image, int(self.rng.integers(0, image.shape[1])), axis=1)
+        x = image_to_tensor(image)  # a fresh tensor, masked in place
         if self.augment is not None:
-            if self.augment.time_shift:
-                shift = int(self.rng.integers(0, x.shape[2]))
-                x = torch.roll(x, shifts=shift, dims=2)
             x = spec_augment(
                 x,
                 self.augment.freq_masks,
@@ -123,7 +126,9 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     """Raw 16 kHz waveforms (with the item's noise level) as ``((clip_samples,) float32, class)``.
 
     Training takes a random crop of ``clip_samples`` (tiling shorter clips), evaluation the first
-    ``clip_samples``, as AASIST does.
+    ``clip_samples``, as AASIST does. Each item's waveform with its noise is kept in memory, up
+    to ``cache_bytes`` (float32, 256 kB per 4 s), so later epochs neither decode the clip nor
+    make its noise again (most of an item's time); crops and augmentations run on every access.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         clip_samples: int,
         augment: AugmentSpec | None = None,
         seed: int = 0,
+        cache_bytes: int = WAVEFORM_CACHE_BYTES,
     ) -> None:
         self.rows: list[dict[str, Any]] = [
             {str(k): v for k, v in row.items()} for row in frame.to_dict("records")
@@ -144,6 +150,10 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.augment = augment
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.cache_bytes = cache_bytes
+        self._block: np.ndarray | None = None
+        self._spans: dict[int, tuple[int, int]] = {}
+        self._filled = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -154,8 +164,30 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
             pd.DataFrame(), self.dataset_dir, [], self.clip_samples, None, self.seed
         )
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def waveform(self, index: int) -> np.ndarray:
+        """Item ``index`` with its noise, ``(n,)`` float32, made once while the cache has room
+        (never to be changed: it may be the cache's own memory).
+
+        The cache is one block, made at the first item (pages are only touched as they fill),
+        that the items fill one after another, as :meth:`ImageItems.decoded` does for images.
+        """
+        span = self._spans.get(index)
+        if span is not None:
+            start, size = span
+            return self._block[start : start + size]  # type: ignore[index]
         y = load_item_waveform(self.dataset_dir, self.rows[index]).astype(np.float32)
+        if self._block is None and self.cache_bytes >= y.nbytes:
+            self._block = np.empty(self.cache_bytes // y.itemsize, dtype=np.float32)
+        block = self._block
+        if block is None or self._filled + y.size > block.size:
+            return y
+        start, self._filled = self._filled, self._filled + y.size
+        block[start : self._filled] = y
+        self._spans[index] = (start, y.size)
+        return block[start : self._filled]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        y = self.waveform(index)
         n = self.clip_samples
         if self.augment is not None and self.augment.time_shift and y.size > n:
             start = int(self.rng.integers(0, y.size - n + 1))
@@ -167,4 +199,4 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
             power = float(np.mean(y**2)) + 1e-12
             noise = self.rng.standard_normal(y.size).astype(np.float32)
             y = y + noise * np.sqrt(power / 10 ** (snr_db / 10))
-        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)), self.labels[index]
+        return torch.from_numpy(np.array(y, dtype=np.float32)), self.labels[index]  # a copy
