@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from fakevoice.cli import build_parser
+import pytest
+
+from fakevoice.cli import build_parser, main
 
 
 def test_parser_knows_the_dataset_commands() -> None:
@@ -76,3 +79,20 @@ def test_runs_show_names_the_stored_models_figures_both_ways() -> None:
     assert epoch_figures(EpochMetric(epoch=0, train_loss=0.5)) == (
         "train loss 0.5000  valid loss -  accuracy -  EER -"
     )
+
+
+def test_runs_refuses_a_run_its_action_does_not_take(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``runs export runs.csv`` printed the CSV to the terminal and wrote no file: a run named
+    to an action that takes none is refused, and says what to type."""
+    out = tmp_path / "runs.csv"
+    assert main(["runs", "export", str(out)]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and not out.exists()
+    assert said.err == (
+        "fakevoice: `fakevoice runs export` takes no run: it writes every run of yours; give "
+        f"the CSV file with -o, e.g. `fakevoice runs export -o {out}`.\n"
+    )
+    assert main(["runs", "list", "7"]) == 2
+    assert "`fakevoice runs show 7` shows one" in capsys.readouterr().err
