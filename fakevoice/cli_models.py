@@ -85,6 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
     from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
 
+    if args.scores is not None:  # before minutes of scoring, whose results it would lose
+        _check_scores_target(args.scores)
     actor = services.cli_actor()
     if args.results is not None:
         if args.model or args.dataset or args.queue:
@@ -211,6 +213,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"model {copy.id} '{copy.name}': probabilities {calibration_line(kept)}")
     return 0
+
+
+def _check_scores_target(path: Path) -> None:
+    """Refuse a ``--scores`` path that cannot be written: a folder, or one in a folder that does
+    not exist or is not writable (found after the test, the whole test was lost)."""
+    import os
+
+    folder = path.parent
+    if path.is_dir():
+        raise InvalidSpecError(
+            f"Cannot write {path}: it is a folder; give a file name for --scores."
+        )
+    if not folder.is_dir():
+        raise InvalidSpecError(f"Cannot write {path}: there is no folder {folder}.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidSpecError(f"Cannot write {path}: permission denied.")
 
 
 def _write_scores(path: Path, evaluations: list[Any]) -> None:

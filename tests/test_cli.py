@@ -96,3 +96,18 @@ def test_runs_refuses_a_run_its_action_does_not_take(
     )
     assert main(["runs", "list", "7"]) == 2
     assert "`fakevoice runs show 7` shows one" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_scores_file_it_cannot_write_before_scoring(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scores file was written after the test: a path in no folder lost minutes of scoring
+    and printed no figures. Now it is refused first, before the model is even looked up."""
+    missing = tmp_path / "no-such-folder" / "scores.csv"
+    args = ["evaluate", "--model", "no such model", "--dataset", "demo", "--scores"]
+    assert main([*args, str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"fakevoice: Cannot write {missing}: there is no folder {missing.parent}.\n"
+    )
+    assert main([*args, str(tmp_path)]) == 2
+    assert "it is a folder; give a file name for --scores" in capsys.readouterr().err
