@@ -17,7 +17,9 @@ from fakevoice.store.records import STATUS_WORDS
 def cmd_predict(args: argparse.Namespace) -> int:
     from fakevoice import services
     from fakevoice.cautions import typicality_text
+    from fakevoice.services.verdicts import check_threshold
 
+    check_threshold(args.threshold)  # once, not once per file
     actor = services.cli_actor()
     model = services.find_model(actor, args.model)
     results: list[dict[str, Any]] = []

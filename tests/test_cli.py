@@ -111,3 +111,15 @@ def test_evaluate_refuses_a_scores_file_it_cannot_write_before_scoring(
     )
     assert main([*args, str(tmp_path)]) == 2
     assert "it is a folder; give a file name for --scores" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_threshold_out_of_range_once(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A threshold out of range failed each file alone, the same line once per file, as if the
+    files were at fault: it is one error, given before any model or file is read."""
+    files = [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    assert main(["predict", "--model", "any", "--threshold", "0.3", *files]) == 2
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err == "fakevoice: The threshold must be between 0.5 and 1; got 0.3.\n"
