@@ -100,6 +100,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not args.model or not args.dataset:
             raise InvalidSpecError("Give --model (once per model) and --dataset, or --results.")
+        if not args.queue and (args.wait or args.timeout is not None):
+            raise InvalidSpecError(  # a --timeout was ignored: the test ran here to its end
+                "--wait and --timeout follow a test queued with --queue; without it the test is "
+                "scored here, and the command ends when it does."
+            )
         if len(args.model) > MAX_TESTED_MODELS:
             raise InvalidSpecError(f"A test takes at most {MAX_TESTED_MODELS} models.")
         models = [services.find_model(actor, key) for key in args.model]

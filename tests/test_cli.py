@@ -123,3 +123,17 @@ def test_predict_refuses_a_threshold_out_of_range_once(
     said = capsys.readouterr()
     assert said.out == ""
     assert said.err == "fakevoice: The threshold must be between 0.5 and 1; got 0.3.\n"
+
+
+def test_evaluate_refuses_wait_and_timeout_without_queue(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--timeout 60`` without ``--queue`` was ignored: the test was scored here for as long as
+    it took. It is refused before anything is scored."""
+    args = ["evaluate", "--model", "any", "--dataset", "demo"]
+    for given in (["--timeout", "60"], ["--wait"]):
+        assert main([*args, *given]) == 2
+        assert capsys.readouterr().err == (
+            "fakevoice: --wait and --timeout follow a test queued with --queue; without it the "
+            "test is scored here, and the command ends when it does.\n"
+        )
