@@ -161,7 +161,8 @@ def read_workbench_scores(path: Path) -> CMScores:
     without a ceiling).
 
     Raises:
-        DatasetError: the file is missing, lacks those columns, or has a P(human) outside 0 to 1.
+        DatasetError: the file is missing, lacks those columns, holds no rows, or has a P(human)
+            outside 0 to 1.
     """
     import pandas as pd
 
@@ -182,13 +183,10 @@ def read_workbench_scores(path: Path) -> CMScores:
             f"{Path(path).name} holds the scores of several models ({models}): keep one "
             "model's rows (or write each model's scores to a file of its own)."
         )
+    if not len(frame):  # its header alone (a test that scored nothing, a file cut short)
+        raise DatasetError(f"{Path(path).name} holds no scores: it has a header and no rows.")
     p_human = pd.to_numeric(frame["p_human"], errors="coerce").to_numpy(dtype=np.float64)
-    if (
-        not len(frame)
-        or not np.isfinite(p_human).all()
-        or (p_human < 0).any()
-        or (p_human > 1).any()
-    ):
+    if not np.isfinite(p_human).all() or (p_human < 0).any() or (p_human > 1).any():
         raise DatasetError(f"{Path(path).name}: p_human must be numbers from 0 to 1 on every row.")
     human = (frame["class"] == "bonafide").to_numpy()
     clipped = np.clip(p_human, 1e-12, 1 - 1e-12)

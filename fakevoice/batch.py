@@ -25,7 +25,7 @@ from fakevoice.archives import (
     is_zip,
     open_files,
 )
-from fakevoice.errors import FakeVoiceError, InvalidSpecError, LimitExceededError
+from fakevoice.errors import FakeVoiceError, LimitExceededError
 from fakevoice.inference import DEFAULT_THRESHOLD
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, AnalysisSource
@@ -173,9 +173,9 @@ def score_batch(
         ModelFileError: the model's files cannot be loaded (nothing is scored).
     """
     from fakevoice import services
+    from fakevoice.services.verdicts import check_threshold
 
-    if not 0.5 <= threshold <= 1.0:
-        raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
+    check_threshold(threshold)
     services.detector_for(services.get_model(actor, model_id))
     results: list[BatchResult] = []
     for entry in entries:

@@ -81,7 +81,11 @@ def verdict_cautions(
             "recording; the model learned from wide-band audio. Treat the verdict with care."
         )
     if audio.duration * model_rate < window:
-        how = "it was repeated to fill it, so" if tiled else "so"
+        how = (
+            "it was repeated to fill it, so"
+            if tiled
+            else "the model saw it once, stretched across its image, so"
+        )
         cautions.append(
             f"The clip ({audio.duration:.1f} s) is shorter than the model's window "
             f"({window / model_rate:.2f} s): {how} the verdict rests on little speech."

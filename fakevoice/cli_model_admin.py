@@ -95,10 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         found = model_files.model_export(actor, model)
     else:
         found = model_files.model_bundle(actor, model)
-    target: Path = args.output if args.output is not None else Path(found.file_name)
-    if target.is_dir() or str(args.output or "").endswith(("/", os.sep)):
-        target.mkdir(parents=True, exist_ok=True)  # "-o exports/": a folder, made if need be
-        target = target / found.file_name
+    target = _export_target(args.output, found.file_name)
     _write_new(target, found.data, overwrite=args.force)
     if args.json:
         print_json(
@@ -108,6 +105,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         what = "fastai export" if args.fastai else "safe bundle"
         print(f"model {model.id} '{model.name}': {what} written to {target}")
     return 0
+
+
+def _export_target(output: str | None, file_name: str) -> Path:
+    """Where ``models export`` writes: ``output`` as given, or ``file_name`` in it when it is a
+    folder or ends with a slash ("-o exports/": a folder, made if need be).
+
+    Args:
+        output: the ``-o`` text as typed (a ``Path`` would drop its trailing slash).
+        file_name: the export's own name, e.g. ``resnet18-bundle.zip``.
+    """
+    if output is None:
+        return Path(file_name)
+    target = Path(output)
+    if target.is_dir() or output.endswith(("/", os.sep)):
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidSpecError(
+                f"Cannot make the folder {target}: {exc.strerror or exc}."
+            ) from None
+        target = target / file_name
+    return target
 
 
 def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
@@ -217,7 +236,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     q.add_argument("model", help="model id or name (yours, or a public one)")
     q.add_argument(
-        "-o", "--output", type=Path, help="file or folder (default: <name>-bundle.zip here)"
+        "-o",
+        "--output",
+        help="file, or folder (one that exists, or a name ending in /: made) (default: "
+        "<name>-bundle.zip here)",
     )
     q.add_argument("--fastai", action="store_true", help="the fastai export (model.pkl) instead")
     q.add_argument("--force", action="store_true", help="replace an existing file")

@@ -17,7 +17,9 @@ from fakevoice.store.records import STATUS_WORDS
 def cmd_predict(args: argparse.Namespace) -> int:
     from fakevoice import services
     from fakevoice.cautions import typicality_text
+    from fakevoice.services.verdicts import check_threshold
 
+    check_threshold(args.threshold)  # once, not once per file
     actor = services.cli_actor()
     model = services.find_model(actor, args.model)
     results: list[dict[str, Any]] = []
@@ -85,6 +87,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fakevoice.services.evaluation import MAX_EVALUATE_ITEMS
     from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS
 
+    if args.scores is not None:  # before minutes of scoring, whose results it would lose
+        _check_scores_target(args.scores)
     actor = services.cli_actor()
     if args.results is not None:
         if args.model or args.dataset or args.queue:
@@ -96,6 +100,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not args.model or not args.dataset:
             raise InvalidSpecError("Give --model (once per model) and --dataset, or --results.")
+        if not args.queue and (args.wait or args.timeout is not None):
+            raise InvalidSpecError(  # a --timeout was ignored: the test ran here to its end
+                "--wait and --timeout follow a test queued with --queue; without it the test is "
+                "scored here, and the command ends when it does."
+            )
         if len(args.model) > MAX_TESTED_MODELS:
             raise InvalidSpecError(f"A test takes at most {MAX_TESTED_MODELS} models.")
         models = [services.find_model(actor, key) for key in args.model]
@@ -211,6 +220,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"model {copy.id} '{copy.name}': probabilities {calibration_line(kept)}")
     return 0
+
+
+def _check_scores_target(path: Path) -> None:
+    """Refuse a ``--scores`` path that cannot be written: a folder, or one in a folder that does
+    not exist or is not writable (found after the test, the whole test was lost)."""
+    import os
+
+    folder = path.parent
+    if path.is_dir():
+        raise InvalidSpecError(
+            f"Cannot write {path}: it is a folder; give a file name for --scores."
+        )
+    if not folder.is_dir():
+        raise InvalidSpecError(f"Cannot write {path}: there is no folder {folder}.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidSpecError(f"Cannot write {path}: permission denied.")
 
 
 def _write_scores(path: Path, evaluations: list[Any]) -> None:

@@ -255,9 +255,32 @@ def _counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def _refuse_run_not_taken(action: str, run: str | None) -> None:
+    """Refuse a run named to an action that takes none (``runs export runs.csv`` printed the
+    CSV and wrote no file), rather than ignore it.
+
+    Args:
+        action: the ``runs`` action (``list``, ``show``, ``delete``, ``export``,
+            ``repair-metrics``).
+        run: the second word as typed, if any.
+    """
+    if run is None or action in ("show", "delete"):
+        return
+    if action == "export":
+        raise InvalidSpecError(
+            f"`fakevoice runs export` takes no run: it writes every run of yours; "
+            f"give the CSV file with -o, e.g. `fakevoice runs export -o {run}`."
+        )
+    raise InvalidSpecError(
+        f"`fakevoice runs {action}` takes no run (got {run!r}); "
+        f"`fakevoice runs show {run}` shows one."
+    )
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from fakevoice import services
 
+    _refuse_run_not_taken(args.action, args.run)
     if args.action == "repair-metrics":
         return cmd_runs_repair_metrics(args)
     if args.action == "export":

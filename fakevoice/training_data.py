@@ -64,7 +64,14 @@ def dataset_path(root: Path, name: str) -> Path:
 
 
 def select_items(manifest: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
-    """Keep the items matching the spec's noise levels, speakers and classes."""
+    """Keep the items matching the spec's noise levels, speakers and classes.
+
+    Raises:
+        InvalidSpecError: a wanted value the whole dataset lacks (its values named). A value the
+            dataset has but the other choices leave without items is no error here (``piper``
+            with a speaker it never copied): the selection's own checks say what it holds.
+        DatasetError: nothing is selected.
+    """
     frame = manifest
     for column, wanted in (
         ("noise", spec.noise_levels),
@@ -73,10 +80,14 @@ def select_items(manifest: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
     ):
         if wanted is None:
             continue
-        unknown = sorted(set(wanted) - set(frame[column].astype(str)))
+        # Against the whole dataset, not what the earlier choices left: a class that exists was
+        # called "unknown in this dataset" when the chosen speakers had none of it.
+        known = set(manifest[column].astype(str))
+        unknown = sorted(set(wanted) - known)
         if unknown:
             raise InvalidSpecError(
-                f"unknown {column} value(s) in this dataset: {', '.join(unknown)}"
+                f"unknown {column} value(s) in this dataset: {', '.join(unknown)}; "
+                f"it has {', '.join(sorted(known))}"
             )
         frame = frame[frame[column].astype(str).isin(wanted)]
     if frame.empty:

@@ -1036,6 +1036,28 @@ def test_bad_fields_are_4xx_in_words(world: World) -> None:
     assert found.status_code == 200
 
 
+def test_a_form_field_the_route_does_not_take_is_refused(world: World) -> None:
+    """A misspelt form field was ignored: ``treshold=0.9`` gave a verdict at the default 0.6
+    as if 0.9 had been asked for. It is refused, with the fields the route takes."""
+    clip = wav_bytes(1.0)
+    words = assert_error(predict(world, clip, treshold="0.9"), 422, "invalid_spec")
+    assert words == (
+        "Unknown form field 'treshold' for POST /v1/predict: it takes file, model, threshold "
+        "(see /docs)."
+    )
+    one_file = httpx.post(  # "file" where the batch takes "files"
+        f"{world.url}/v1/predict/batch",
+        files=[("file", ("a.wav", clip, "audio/wav")), ("files", ("b.wav", clip, "audio/wav"))],
+        data={"model": str(world.public.id)},
+        headers=auth(world.bob_token),
+        timeout=120,
+    )
+    assert "Unknown form field 'file' for POST /v1/predict/batch" in assert_error(
+        one_file, 422, "invalid_spec"
+    )
+    assert predict(world, clip, threshold="0.9").json()["threshold"] == 0.9
+
+
 def test_file_over_the_upload_limit_is_413(world: World) -> None:
     big = noise_wav(70.0)  # about 2.2 MB of PCM, over the 2 MiB test limit
     assert_error(predict(world, big), 413, "too_large")

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from fakevoice.cli import build_parser
+import pytest
+
+from fakevoice.cli import build_parser, main
 
 
 def test_parser_knows_the_dataset_commands() -> None:
@@ -76,3 +79,61 @@ def test_runs_show_names_the_stored_models_figures_both_ways() -> None:
     assert epoch_figures(EpochMetric(epoch=0, train_loss=0.5)) == (
         "train loss 0.5000  valid loss -  accuracy -  EER -"
     )
+
+
+def test_runs_refuses_a_run_its_action_does_not_take(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``runs export runs.csv`` printed the CSV to the terminal and wrote no file: a run named
+    to an action that takes none is refused, and says what to type."""
+    out = tmp_path / "runs.csv"
+    assert main(["runs", "export", str(out)]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and not out.exists()
+    assert said.err == (
+        "fakevoice: `fakevoice runs export` takes no run: it writes every run of yours; give "
+        f"the CSV file with -o, e.g. `fakevoice runs export -o {out}`.\n"
+    )
+    assert main(["runs", "list", "7"]) == 2
+    assert "`fakevoice runs show 7` shows one" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_scores_file_it_cannot_write_before_scoring(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scores file was written after the test: a path in no folder lost minutes of scoring
+    and printed no figures. Now it is refused first, before the model is even looked up."""
+    missing = tmp_path / "no-such-folder" / "scores.csv"
+    args = ["evaluate", "--model", "no such model", "--dataset", "demo", "--scores"]
+    assert main([*args, str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"fakevoice: Cannot write {missing}: there is no folder {missing.parent}.\n"
+    )
+    assert main([*args, str(tmp_path)]) == 2
+    assert "it is a folder; give a file name for --scores" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_threshold_out_of_range_once(
+    isolated_settings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A threshold out of range failed each file alone, the same line once per file, as if the
+    files were at fault: it is one error, given before any model or file is read."""
+    files = [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    assert main(["predict", "--model", "any", "--threshold", "0.3", *files]) == 2
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err == "fakevoice: The threshold must be between 0.5 and 1; got 0.3.\n"
+
+
+def test_evaluate_refuses_wait_and_timeout_without_queue(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--timeout 60`` without ``--queue`` was ignored: the test was scored here for as long as
+    it took. It is refused before anything is scored."""
+    args = ["evaluate", "--model", "any", "--dataset", "demo"]
+    for given in (["--timeout", "60"], ["--wait"]):
+        assert main([*args, *given]) == 2
+        assert capsys.readouterr().err == (
+            "fakevoice: --wait and --timeout follow a test queued with --queue; without it the "
+            "test is scored here, and the command ends when it does.\n"
+        )

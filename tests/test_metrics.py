@@ -532,3 +532,9 @@ def test_the_scores_command_reads_a_workbench_scores_csv(
     bad.write_text("item,class,p_human\na,bonafide,1.5\n")
     assert main(["scores", str(bad)]) == 2
     assert "p_human must be numbers from 0 to 1" in capsys.readouterr().err
+    header_only = tmp_path / "header.csv"  # said "p_human must be numbers ... on every row"
+    header_only.write_text(lines[0] + "\n")
+    assert main(["scores", str(header_only)]) == 2
+    assert capsys.readouterr().err == (
+        "fakevoice: header.csv holds no scores: it has a header and no rows.\n"
+    )

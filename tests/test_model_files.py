@@ -194,6 +194,22 @@ def test_models_commands_export_import_share_rename_and_delete(
     assert code == 2 and "There is no model called 'copy v2'" in err
 
 
+def test_models_export_to_a_new_folder_named_with_a_slash(
+    isolated_settings: Path,
+    run_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``-o exports/`` names a folder (made): the bundle goes into it, not into a file called
+    ``exports``."""
+    register_run_model(services.cli_actor(), run_dir, name="tiny specnet")
+    folder = tmp_path / "exports"
+    code, out, _ = cli(capsys, "models", "export", "tiny specnet", "-o", f"{folder}/")
+    bundle = folder / "tiny_specnet-bundle.zip"
+    assert code == 0 and out.strip().endswith(f"safe bundle written to {bundle}")
+    assert folder.is_dir() and zipfile.is_zipfile(bundle)
+
+
 def test_models_commands_leave_other_peoples_models_alone(
     isolated_settings: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

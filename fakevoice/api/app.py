@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -239,6 +239,44 @@ async def _known_query_only(request: Request) -> None:
         )
 
 
+def _form_names(dependant: Any) -> set[str]:
+    """The form fields a route (or one of its dependencies, at any depth) declares; none for a
+    route whose body is JSON or that takes no body."""
+    names = {
+        field.alias
+        for field in getattr(dependant, "body_params", [])
+        if isinstance(field.field_info, params.Form)  # File is a Form too
+    }
+    for inner in getattr(dependant, "dependencies", []):
+        names |= _form_names(inner)
+    return names
+
+
+_DECLARED_FORM = "_fakevoice_form_names"  # kept on each route object, worked out once
+
+
+async def _known_form_fields_only(request: Request) -> None:
+    """Refuse a form field the route does not take (``-F treshold=0.9`` was ignored, and the
+    verdict made at the default threshold as if it had been asked for)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    declared: frozenset[str] | None = getattr(route, _DECLARED_FORM, None)
+    if declared is None:
+        declared = frozenset(_form_names(route.dependant))
+        setattr(route, _DECLARED_FORM, declared)
+    if not declared:
+        return
+    form = await request.form()  # parsed already for the route (Starlette keeps it): no reread
+    unknown = sorted(set(form.keys()) - declared)
+    if unknown:
+        raise errors.InvalidSpecError(
+            f"Unknown form field{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(name[:40]) for name in unknown[:5])} for {request.method} "
+            f"{route.path}: it takes {', '.join(sorted(declared))} (see /docs)."
+        )
+
+
 # Query parameters whose values an access log never shows (none of them is one of ours: a token
 # goes in the Authorization header, but a client may put it in the URL by mistake).
 SECRET_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "key", "password"})
@@ -328,7 +366,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(_known_query_only)],
+        dependencies=[Depends(_known_query_only), Depends(_known_form_fields_only)],
     )
     app.state.settings = settings
     # Declared sizes are answered before routing, each path against its route's own limit

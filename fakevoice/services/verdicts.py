@@ -108,6 +108,17 @@ def _verify_files(model: ModelRecord) -> None:
             )
 
 
+def check_threshold(threshold: float) -> None:
+    """Refuse a verdict threshold outside 0.5 to 1 (checked once before a batch of files, so
+    that each file does not fail alone with the same message).
+
+    Raises:
+        InvalidSpecError: The threshold is out of range (or NaN).
+    """
+    if not 0.5 <= threshold <= 1.0:
+        raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
+
+
 def score_clip(
     actor: Actor,
     model: int | ModelRecord,
@@ -132,8 +143,7 @@ def score_clip(
         NotFoundError: The model is not visible to the actor.
         InvalidSpecError: The threshold is out of range.
     """
-    if not 0.5 <= threshold <= 1.0:
-        raise InvalidSpecError(f"The threshold must be between 0.5 and 1; got {threshold}.")
+    check_threshold(threshold)
     if not isinstance(model, ModelRecord):
         model = get_model(actor, model)
     detector = detector_for(model)
