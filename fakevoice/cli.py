@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_commands(sub)
     from fakevoice import (
         cli_api,
+        cli_evaluate,
         cli_model_admin,
         cli_models,
         cli_reports,
@@ -386,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_train.add_commands(sub)
     cli_runs.add_commands(sub)
     cli_models.add_commands(sub)
+    cli_evaluate.add_commands(sub)
     cli_model_admin.add_commands(sub)
     cli_users.add_commands(sub)
     cli_api.add_commands(sub)

@@ -176,6 +176,8 @@ def test_cli_trains_lists_predicts_and_evaluates(
     )  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     assert "(all, 12 items)" in printed.stdout
+    assert re.search(r"EER \d+\.\d\d %  AUC [01]\.\d{4}\n", printed.stdout)
+    assert re.search(r"expected calibration error \d+\.\d %", printed.stdout)
     # Its own training dataset, every item: the figures are flattered, and it says so.
     assert "in this model's training split: its figures here are flattered" in printed.stdout
     rows = scores.read_text().splitlines()
