@@ -86,8 +86,9 @@ def select_items(manifest: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
         unknown = sorted(set(wanted) - known)
         if unknown:
             raise InvalidSpecError(
-                f"unknown {column} value(s) in this dataset: {', '.join(unknown)}; "
-                f"it has {', '.join(sorted(known))}"
+                f"unknown {column} value(s) in this dataset: {', '.join(unknown[:NAMED])}"
+                f"{_more(len(unknown))}; it has {', '.join(sorted(known)[:NAMED])}"
+                f"{_more(len(known))}"
             )
         frame = frame[frame[column].astype(str).isin(wanted)]
     if frame.empty:
@@ -95,6 +96,13 @@ def select_items(manifest: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
             "The selection is empty: choose at least one noise level, speaker and class."
         )
     return frame.reset_index(drop=True)
+
+
+NAMED = 12  # values an unknown-value message names (an imported set has hundreds of speakers)
+
+
+def _more(count: int) -> str:
+    return f" and {count - NAMED} more" if count > NAMED else ""
 
 
 def class_names_for(frame: pd.DataFrame, task: str) -> list[str]:
