@@ -268,6 +268,7 @@ def render_generator_eer(
             hide_index=True,
             width="stretch",
             column_config={"EER": percent, "simple cues alone": percent},
+            placeholder="—",  # a generator the audit could not judge: a dash, not "None"
         )
 
 
