@@ -242,10 +242,22 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
     assert (row["EER (%)"], row["accuracy (%)"]) == (12.5, 90.0)
     assert set(tables(at)["my_models"]["model"]) == {"alice private", "alice shared"}
     # Open the private run: figures, history, images and the five downloads.
+    from fakevoice.jobs.runner import run_dir_for
+
+    calibrated = {
+        "accuracy": 0.9,
+        "eer": 0.125,
+        "calibration": {"temperature": 1.2, "bias": [0.0, 0.1], "items": 40},
+        "before_calibration": {"accuracy": 0.8, "macro_f1": 0.75, "eer": 0.125},
+    }
+    (run_dir_for(two_users["private_run"].id) / "metrics.json").write_text(json.dumps(calibrated))
     at.selectbox(key="profile_run").select(two_users["private_run"].id).run()
     assert_no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["EER"] == "12.5%" and metrics["status"] == "succeeded"
+    # The headline accuracy is the calibrated model's, the epochs' the network's own: it says so.
+    (before,) = [c.value for c in at.caption if "before calibration" in c.value]
+    assert "accuracy 80.0%, macro F1 0.750, EER 12.5%" in before
     assert list(tables(at)["history"]["epoch"]) == [1, 2]  # counted from 1, as on Train
     assert sorted(c for image in at.image for c in image.captions) == [
         "confusion.png",

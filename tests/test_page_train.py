@@ -267,6 +267,38 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     )
 
 
+def _metrics_view() -> None:
+    import streamlit as st
+
+    from components import training_view
+
+    training_view.render_metrics(st.session_state["report"])
+
+
+def test_calibrated_figures_say_what_they_were_before_calibration() -> None:
+    # A run's headline is its calibrated model's, its epochs the network's own: the page shows
+    # both accuracies, so it says which is which (figures of a real 1-epoch demo run).
+    report = {
+        "accuracy": 0.5247,
+        "macro_f1": 0.443,
+        "eer": 0.4574,
+        "calibration": {"temperature": 0.99, "bias": [0.0, -0.23], "items": 970},
+        "before_calibration": {"eer": 0.4574, "accuracy": 0.7082, "macro_f1": 0.5284},
+    }
+    at = AppTest.from_function(_metrics_view)
+    at.session_state["report"] = report
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == "52.5%"
+    (before,) = [c.value for c in at.caption if "before calibration" in c.value]
+    assert "accuracy 70.8%, macro F1 0.528, EER 45.7%" in before
+    # No calibration (too few items, an imported model): one set of figures, nothing to explain.
+    at = AppTest.from_function(_metrics_view)
+    at.session_state["report"] = {**report, "calibration": None}
+    at.run()
+    assert not [c.value for c in at.caption if "before calibration" in c.value]
+
+
 def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:
     at = train_page(bob, trained)
     assert not at.exception
