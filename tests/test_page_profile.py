@@ -436,6 +436,8 @@ def test_imported_model_without_a_run_can_be_deleted(two_users: dict[str, Any]) 
 
 def test_tokens_are_created_shown_once_listed_and_revoked(two_users: dict[str, Any]) -> None:
     at = profile_page(two_users["alice"])
+    # The field takes no more than a token name may hold (the form is cleared when sent).
+    assert at.text_input(key="token_name").max_chars == tokens.MAX_TOKEN_NAME_LENGTH == 64
     at.text_input(key="token_name").input("my script")
     button(at, "Create token").click().run()
     assert_no_exception(at)
