@@ -321,7 +321,9 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     assert list(compare.columns)[-3:] == ["eer@snr_inf", "eer@snr_0db", "eer@world"]
     assert row["eer@snr_0db"] == 0.3
     assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()
-    assert len(at.get("vega_lite_chart")) == 1  # validation EER by epoch, one line per run
+    (by_epoch,) = at.get("vega_lite_chart")  # validation EER by epoch, one line per run
+    epoch_axis = json.loads(by_epoch.proto.spec)["encoding"]["x"]["axis"]
+    assert epoch_axis["format"] == "d"  # whole epochs: not "1.000000" under a 1-epoch run
     # Paired on their shared validation items: the first chosen against the other.
     (pairs,) = [f.value for f in at.dataframe if "EER difference (points)" in f.value.columns]
     (pair,) = pairs.to_dict("records")
