@@ -342,13 +342,15 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
     """Download buttons for the run's files that exist (model, safe bundle, history, plots)."""
     run = result.run
     stem = file_stem(run.name, limit=60)
-    columns = st.columns(len(DOWNLOADS) + 1)
+    # One row that wraps, each button as wide as its label: five equal columns cut the labels
+    # ("Model (fastai ...", "Confusion mat...") in the page's width.
+    row = st.container(horizontal=True, key=f"{key_prefix}_downloads")
     # The data are callables: Streamlit reads a file only when its button is clicked, so a large
     # model is not loaded on every rerun. A download changes nothing, so it does not rerun the page
     # either (on_click="ignore"): a rerun would give every button a new file id while the browser
     # may still click an old one ("Deferred file ... not found").
-    for column, (name, label, mime, tip) in zip(columns, DOWNLOADS, strict=False):
-        column.download_button(
+    for name, label, mime, tip in DOWNLOADS:
+        row.download_button(
             label,
             data=lambda name=name: results.artefact_bytes(actor, run.id, name),
             file_name=f"{stem}-{name}",
@@ -359,7 +361,7 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
             icon=":material/download:",
             on_click="ignore",
         )
-    columns[-1].download_button(
+    row.download_button(
         "Safe bundle (zip)",
         data=lambda: results.bundle_zip(actor, run.id),
         file_name=f"{stem}-bundle.zip",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -65,6 +66,16 @@ def train_page(actor: Actor | None, run_id: int | str | None = None) -> AppTest:
 
 def messages(elements: object) -> str:
     return " | ".join(str(e.value) for e in elements)  # type: ignore[attr-defined]
+
+
+def blocks(node: Any) -> list[Any]:
+    """Every layout block under ``node`` (containers, columns, expanders...), depth first."""
+    found = []
+    for child in getattr(node, "children", {}).values():
+        if type(child).__name__ == "Block":
+            found.append(child)
+        found.extend(blocks(child))
+    return found
 
 
 def run_names(actor: Actor) -> list[str]:
@@ -244,6 +255,10 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
         "Safe bundle (zip)",
     }
     assert not any(button.disabled for button in labels.values())
+    # One wrapping row of buttons as wide as their labels (five columns cut the labels short).
+    (row,) = [b for b in blocks(at.main) if b.proto.id.endswith("-train_downloads")]
+    assert {button.label for button in row.children.values()} == set(labels)
+    assert row.proto.flex_container.wrap
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
     # Too few validation items in the tiny dataset to fit a calibration; the page says so.
     assert any("no calibration kept with this model" in c.value for c in at.caption)
