@@ -20,7 +20,11 @@ def render(actor: Actor) -> None:
     """The token form, the list of ``actor``'s tokens and the revoke control."""
     st.caption("Tokens let scripts call the HTTP API as you: `Authorization: Bearer <token>`.")
     with st.form("new_token", clear_on_submit=True):
-        name = st.text_input("Name of the new token", key="token_name")
+        # The form is cleared when sent: a name longer than the store takes could not be typed
+        # again after its error, so the field stops at the limit.
+        name = st.text_input(
+            "Name of the new token", key="token_name", max_chars=tokens.MAX_TOKEN_NAME_LENGTH
+        )
         scope = st.radio(
             "It may",
             list(TOKEN_ACCESS),

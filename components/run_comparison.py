@@ -99,7 +99,8 @@ def render(actor: Actor) -> None:
             alt.Chart(compared.curves.dropna(subset=["eer"]))
             .mark_line(point=True)
             .encode(
-                x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+                # Whole epochs: runs of one epoch gave a single tick labelled "1.000000".
+                x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
                 y=alt.Y("eer:Q", title="validation EER", axis=alt.Axis(format="%")),
                 color=alt.Color("run:N", title="run"),
                 tooltip=["run", "epoch", alt.Tooltip("eer:Q", format=".2%")],

@@ -166,11 +166,42 @@ def render_metrics(report: dict[str, Any]) -> None:
     ece = report.get("ece")
     if "calibration" in report:  # a run's own report: say what was fitted
         st.caption(f"Probabilities {calibration_line(report['calibration'])}.")
+        before = before_calibration_words(report)
+        if before:
+            st.caption(before)
     elif isinstance(ece, int | float):  # a test on a dataset: how honest they were there
         st.caption(
             f"Expected calibration error here: {ece:.1%} (the gap between how sure the model "
             "was and how often it was right; 0 is honest)."
         )
+
+
+def before_calibration_words(report: dict[str, Any]) -> str | None:
+    """What a calibrated run's figures were before its calibration, as its epochs were measured.
+
+    The headline figures are the calibrated model's (as it gives verdicts); each epoch's are the
+    network's own. Calibration moves the accuracy (its decision threshold), so without this
+    line a page shows two accuracies that seem to disagree.
+
+    Returns:
+        A sentence, or None when the report has no calibration or no figures from before it.
+    """
+    before = report.get("before_calibration")
+    if not isinstance(report.get("calibration"), dict) or not isinstance(before, dict):
+        return None
+    accuracy, macro_f1 = before.get("accuracy"), before.get("macro_f1")
+    figures = [
+        f"accuracy {_percent(accuracy)}" if isinstance(accuracy, int | float) else "",
+        f"macro F1 {macro_f1:.3f}" if isinstance(macro_f1, int | float) else "",
+        f"EER {_percent(before.get('eer'))}" if isinstance(before.get("eer"), int | float) else "",
+    ]
+    shown = ", ".join(f for f in figures if f)
+    if not shown:
+        return None
+    return (
+        "The figures above are the calibrated model's, as it gives verdicts; before calibration, "
+        f"as each epoch's figures are measured: {shown}."
+    )
 
 
 def render_reliability(report: dict[str, Any]) -> None:
@@ -268,6 +299,7 @@ def render_generator_eer(
             hide_index=True,
             width="stretch",
             column_config={"EER": percent, "simple cues alone": percent},
+            placeholder="—",  # a generator the audit could not judge: a dash, not "None"
         )
 
 
@@ -310,13 +342,15 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
     """Download buttons for the run's files that exist (model, safe bundle, history, plots)."""
     run = result.run
     stem = file_stem(run.name, limit=60)
-    columns = st.columns(len(DOWNLOADS) + 1)
+    # One row that wraps, each button as wide as its label: five equal columns cut the labels
+    # ("Model (fastai ...", "Confusion mat...") in the page's width.
+    row = st.container(horizontal=True, key=f"{key_prefix}_downloads")
     # The data are callables: Streamlit reads a file only when its button is clicked, so a large
     # model is not loaded on every rerun. A download changes nothing, so it does not rerun the page
     # either (on_click="ignore"): a rerun would give every button a new file id while the browser
     # may still click an old one ("Deferred file ... not found").
-    for column, (name, label, mime, tip) in zip(columns, DOWNLOADS, strict=False):
-        column.download_button(
+    for name, label, mime, tip in DOWNLOADS:
+        row.download_button(
             label,
             data=lambda name=name: results.artefact_bytes(actor, run.id, name),
             file_name=f"{stem}-{name}",
@@ -327,7 +361,7 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
             icon=":material/download:",
             on_click="ignore",
         )
-    columns[-1].download_button(
+    row.download_button(
         "Safe bundle (zip)",
         data=lambda: results.bundle_zip(actor, run.id),
         file_name=f"{stem}-bundle.zip",

@@ -99,6 +99,9 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
     cols[3].metric("epochs", f"{len(res.history)}/{run.total_epochs}")  # finished epochs
     if run.error:
         st.warning(run.error)
+    before = training_view.before_calibration_words(res.metrics)
+    if before:
+        st.caption(before)
     if not res.history.empty:
         training_view.render_epoch_table(res.history)  # as on Train: epochs from 1, percentages
     images = [name for name in ("loss_curve.png", "confusion.png") if name in res.files]

@@ -250,11 +250,8 @@ def _run_panel(actor: Actor, raw_id: str) -> None:
         _final_panel(actor, run)
 
 
-def _my_runs(actor: Actor) -> None:
-    runs = services.list_runs(actor)
-    if not runs:
-        st.caption("No runs yet.")
-        return
+def _runs_table(runs: list[RunRecord]) -> None:
+    """The table of ``runs``: name, architecture, dataset, status, progress, creation time."""
     table = pd.DataFrame(
         {
             "id": [r.id for r in runs],
@@ -276,6 +273,30 @@ def _my_runs(actor: Actor) -> None:
         },
         placeholder="—",
     )
+
+
+def _follow_runs(actor: Actor, runs: list[RunRecord]) -> None:
+    """The table, read again every few seconds while a run is queued or running (as the live
+    panel beside it is), and the whole page again when one ends or starts."""
+    first = [runs]  # read once for this run; refreshes read again
+    active = [r.id for r in runs if r.is_active]
+
+    @st.fragment(run_every=REFRESH_SECONDS if active else None)
+    def follow() -> None:
+        now = first.pop() if first else services.list_runs(actor)
+        if [r.id for r in now if r.is_active] != active:
+            st.rerun()
+        _runs_table(now)
+
+    follow()
+
+
+def _my_runs(actor: Actor) -> None:
+    runs = services.list_runs(actor)
+    if not runs:
+        st.caption("No runs yet.")
+        return
+    _follow_runs(actor, runs)
     by_id = {r.id: r for r in runs}
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     chosen = left.selectbox(

@@ -75,7 +75,8 @@ def test_the_view_shows_counts_flags_few_items_and_names_the_levels_left_out() -
     ]
     lpc = generators[generators["generator"] == "lpc"].iloc[0]
     assert (lpc["human items"], lpc["machine items"]) == (4, 2)
-    assert np.isnan(lpc["simple cues alone"])  # no audit figure: empty, not "None"
+    assert np.isnan(lpc["simple cues alone"])  # no audit figure: a dash, not "None"
+    assert all(d.proto.placeholder == "—" for d in at.dataframe)
     assert list(levels["human items"]) == [2]
     (caption,) = [c.value for c in at.caption]
     assert "fewer than 10 items of a side is a rough figure" in caption

@@ -223,6 +223,17 @@ def test_page_shows_counts_of_the_fixture_dataset(tiny: pd.DataFrame) -> None:
     assert by_speaker["items"].to_dict() == dict(Counter(tiny["speaker"]))
     assert by_class["items"].to_dict() == dict(Counter(tiny["class"]))
     assert "speechlike" in at.expander[0].text[0].value
+    # The bars keep the table's order (clean first), not the alphabetical one of the chart.
+    noise_chart = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert noise_chart["encoding"]["x"]["field"] == "noise"
+    assert noise_chart["encoding"]["x"]["sort"] is None
+
+
+def test_selection_counts_list_noise_levels_as_the_dataset_does(tiny: pd.DataFrame) -> None:
+    # The Train page's table of a selection: clean first, then by falling SNR (as its picker).
+    table = services.selection_counts("tiny", actor=None)
+    assert list(table.columns) == services.dataset_overview("tiny", actor=None).noise_levels
+    assert list(table.columns) == ["snr_inf", "snr_10db"]
 
 
 def test_page_compare_shows_bonafide_and_each_generator(tiny: pd.DataFrame) -> None:

@@ -242,10 +242,22 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
     assert (row["EER (%)"], row["accuracy (%)"]) == (12.5, 90.0)
     assert set(tables(at)["my_models"]["model"]) == {"alice private", "alice shared"}
     # Open the private run: figures, history, images and the five downloads.
+    from fakevoice.jobs.runner import run_dir_for
+
+    calibrated = {
+        "accuracy": 0.9,
+        "eer": 0.125,
+        "calibration": {"temperature": 1.2, "bias": [0.0, 0.1], "items": 40},
+        "before_calibration": {"accuracy": 0.8, "macro_f1": 0.75, "eer": 0.125},
+    }
+    (run_dir_for(two_users["private_run"].id) / "metrics.json").write_text(json.dumps(calibrated))
     at.selectbox(key="profile_run").select(two_users["private_run"].id).run()
     assert_no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["EER"] == "12.5%" and metrics["status"] == "succeeded"
+    # The headline accuracy is the calibrated model's, the epochs' the network's own: it says so.
+    (before,) = [c.value for c in at.caption if "before calibration" in c.value]
+    assert "accuracy 80.0%, macro F1 0.750, EER 12.5%" in before
     assert list(tables(at)["history"]["epoch"]) == [1, 2]  # counted from 1, as on Train
     assert sorted(c for image in at.image for c in image.captions) == [
         "confusion.png",
@@ -309,7 +321,9 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     assert list(compare.columns)[-3:] == ["eer@snr_inf", "eer@snr_0db", "eer@world"]
     assert row["eer@snr_0db"] == 0.3
     assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()
-    assert len(at.get("vega_lite_chart")) == 1  # validation EER by epoch, one line per run
+    (by_epoch,) = at.get("vega_lite_chart")  # validation EER by epoch, one line per run
+    epoch_axis = json.loads(by_epoch.proto.spec)["encoding"]["x"]["axis"]
+    assert epoch_axis["format"] == "d"  # whole epochs: not "1.000000" under a 1-epoch run
     # Paired on their shared validation items: the first chosen against the other.
     (pairs,) = [f.value for f in at.dataframe if "EER difference (points)" in f.value.columns]
     (pair,) = pairs.to_dict("records")
@@ -424,6 +438,8 @@ def test_imported_model_without_a_run_can_be_deleted(two_users: dict[str, Any]) 
 
 def test_tokens_are_created_shown_once_listed_and_revoked(two_users: dict[str, Any]) -> None:
     at = profile_page(two_users["alice"])
+    # The field takes no more than a token name may hold (the form is cleared when sent).
+    assert at.text_input(key="token_name").max_chars == tokens.MAX_TOKEN_NAME_LENGTH == 64
     at.text_input(key="token_name").input("my script")
     button(at, "Create token").click().run()
     assert_no_exception(at)

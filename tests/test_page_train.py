@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -65,6 +66,16 @@ def train_page(actor: Actor | None, run_id: int | str | None = None) -> AppTest:
 
 def messages(elements: object) -> str:
     return " | ".join(str(e.value) for e in elements)  # type: ignore[attr-defined]
+
+
+def blocks(node: Any) -> list[Any]:
+    """Every layout block under ``node`` (containers, columns, expanders...), depth first."""
+    found = []
+    for child in getattr(node, "children", {}).values():
+        if type(child).__name__ == "Block":
+            found.append(child)
+        found.extend(blocks(child))
+    return found
 
 
 def run_names(actor: Actor) -> list[str]:
@@ -244,6 +255,10 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
         "Safe bundle (zip)",
     }
     assert not any(button.disabled for button in labels.values())
+    # One wrapping row of buttons as wide as their labels (five columns cut the labels short).
+    (row,) = [b for b in blocks(at.main) if b.proto.id.endswith("-train_downloads")]
+    assert {button.label for button in row.children.values()} == set(labels)
+    assert row.proto.flex_container.wrap
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}
     # Too few validation items in the tiny dataset to fit a calibration; the page says so.
     assert any("no calibration kept with this model" in c.value for c in at.caption)
@@ -265,6 +280,38 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     assert any(
         "bootstrap over whole" in c or c.startswith("No interval for this EER") for c in captions
     )
+
+
+def _metrics_view() -> None:
+    import streamlit as st
+
+    from components import training_view
+
+    training_view.render_metrics(st.session_state["report"])
+
+
+def test_calibrated_figures_say_what_they_were_before_calibration() -> None:
+    # A run's headline is its calibrated model's, its epochs the network's own: the page shows
+    # both accuracies, so it says which is which (figures of a real 1-epoch demo run).
+    report = {
+        "accuracy": 0.5247,
+        "macro_f1": 0.443,
+        "eer": 0.4574,
+        "calibration": {"temperature": 0.99, "bias": [0.0, -0.23], "items": 970},
+        "before_calibration": {"eer": 0.4574, "accuracy": 0.7082, "macro_f1": 0.5284},
+    }
+    at = AppTest.from_function(_metrics_view)
+    at.session_state["report"] = report
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == "52.5%"
+    (before,) = [c.value for c in at.caption if "before calibration" in c.value]
+    assert "accuracy 70.8%, macro F1 0.528, EER 45.7%" in before
+    # No calibration (too few items, an imported model): one set of figures, nothing to explain.
+    at = AppTest.from_function(_metrics_view)
+    at.session_state["report"] = {**report, "calibration": None}
+    at.run()
+    assert not [c.value for c in at.caption if "before calibration" in c.value]
 
 
 def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from fakevoice import store
 from fakevoice.datasets.manifest import read_manifest
+from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.errors import (
     ConflictError,
     DatasetError,
@@ -80,6 +81,8 @@ def selection_counts(
     )
     frame = select_items(read_manifest(dataset_path(dataset, actor=actor)), spec)
     table = pd.crosstab(frame["speaker"], frame["noise"])
+    levels = sorted((str(level) for level in table.columns), key=noise_sort_key)
+    table = table[levels]  # in the order the dataset lists them: clean first, then falling SNR
     table.index.name = "speaker"
     table.columns.name = "noise"
     return table

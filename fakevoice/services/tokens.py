@@ -15,9 +15,10 @@ from fakevoice import store
 from fakevoice.store import tokens as token_store
 from fakevoice.store.records import Actor, ModelRecord
 from fakevoice.store.tables import TOKEN_SCOPES
-from fakevoice.store.tokens import TokenRecord
+from fakevoice.store.tokens import MAX_TOKEN_NAME_LENGTH, TokenRecord
 
 __all__ = [
+    "MAX_TOKEN_NAME_LENGTH",
     "SECRET_PREFIX",
     "TOKEN_SCOPES",
     "Authenticated",
