@@ -184,6 +184,7 @@ def _show_side_by_side(
         hide_index=True,
         column_config={
             **training_view.percent_columns(table.columns, {"accuracy", "eer"}),
+            "model_id": st.column_config.NumberColumn("model id", format="%d"),
             "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
             "auc": st.column_config.NumberColumn("AUC", format="%.3f"),
         },

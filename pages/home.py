@@ -9,6 +9,7 @@ import streamlit as st
 
 from components import auth, model_downloads, sign_in
 from fakevoice import services
+from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile
 from fakevoice.store.records import Actor, UserRecord
@@ -34,6 +35,14 @@ START = """
 2. Open **Datasets** to see what it holds and listen to a human clip next to its machine copies.
 """
 
+START_BUILT = """
+**Start here**
+
+1. Register or sign in (on the right).
+2. Open **Datasets** to see what the datasets below hold and listen to a human clip next to its
+   machine copies; then **Train** a detector on one, or get a verdict on **Evaluate**.
+"""
+
 
 def _when(iso: str) -> str:
     """An ISO time as the other tables show times (``2026-11-23 18:42``); as it is if unreadable."""
@@ -43,12 +52,18 @@ def _when(iso: str) -> str:
         return iso
 
 
-def _datasets_present() -> None:
-    st.subheader("Datasets")
+def _datasets() -> list[DatasetSummary] | FakeVoiceError:
+    """The datasets the visitor may see, or why they cannot be listed."""
     try:
-        summaries = services.list_datasets(actor=auth.current_actor())
+        return services.list_datasets(actor=auth.current_actor())
     except FakeVoiceError as exc:
-        st.error(str(exc))
+        return exc
+
+
+def _datasets_present(summaries: list[DatasetSummary] | FakeVoiceError) -> None:
+    st.subheader("Datasets")
+    if isinstance(summaries, FakeVoiceError):
+        st.error(str(summaries))
         return
     if not summaries:
         st.info(
@@ -95,13 +110,15 @@ def _account_forms() -> None:
 
 def _signed_out() -> None:
     st.title("Fake Voice Workbench")
+    summaries = _datasets()
     intro, forms = st.columns([3, 2], gap="large")
     with intro:
         st.markdown(INTRO)
-        st.markdown(START)
+        # Told to build the demo only while there is nothing to look at yet.
+        st.markdown(START_BUILT if isinstance(summaries, list) and summaries else START)
     with forms:
         _account_forms()
-    _datasets_present()
+    _datasets_present(summaries)
     _public_models()
 
 
@@ -151,7 +168,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
         )
     else:
         st.caption("No verdict yet: open Evaluate and give it a recording.")
-    _datasets_present()
+    _datasets_present(_datasets())
     _public_models()  # everyone's to use, signed in or not
 
 

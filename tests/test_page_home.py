@@ -39,6 +39,8 @@ def test_home_lists_the_datasets_present(isolated_settings: Path) -> None:
     at = home_page().run()
     assert not at.exception
     assert not at.info
+    text = " ".join(markdown.value for markdown in at.markdown)
+    assert "build-demo" not in text and "what the datasets below hold" in text  # built already
     table = at.dataframe[0].value
     assert list(table["dataset"]) == ["alpha", "beta"]
     assert list(table["items"]) == [len(manifests["alpha"]), len(manifests["beta"])]
