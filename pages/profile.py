@@ -56,32 +56,12 @@ def _public_view(username: str, *, own: bool = False) -> None:
 # --- my runs -------------------------------------------------------------------------------------
 
 
-def _downloads(actor: Actor, run_id: int, res: results.RunResults) -> None:
-    offered = [name for name in profile.RUN_FILES if name in res.files]
-    if not offered and not res.has_bundle:
+def _downloads(res: results.RunResults, actor: Actor) -> None:
+    """The run's files, as the Train page offers them (the same labels and file names)."""
+    if not res.files and not res.has_bundle:
         st.caption("No files to download (yet).")
         return
-    columns = st.columns(len(offered) + int(res.has_bundle))
-    for column, name in zip(columns, offered, strict=False):
-        column.download_button(
-            name,
-            data=lambda name=name: results.artefact_bytes(actor, run_id, name),
-            file_name=f"run{run_id}_{name}",
-            mime=profile.RUN_FILES[name],
-            key=f"download_{run_id}_{name}",
-            icon=":material/download:",
-            on_click="ignore",
-        )
-    if res.has_bundle:
-        columns[-1].download_button(
-            "safe bundle (.zip)",
-            data=lambda: results.bundle_zip(actor, run_id),
-            file_name=f"run{run_id}_bundle.zip",
-            mime="application/zip",
-            key=f"download_{run_id}_bundle",
-            icon=":material/download:",
-            on_click="ignore",
-        )
+    training_view.render_downloads(actor, res, key_prefix=f"profile_run{res.run.id}")
 
 
 def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
@@ -110,7 +90,7 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
             column.image(results.artefact_bytes(actor, run.id, name), caption=name)
         except FakeVoiceError as exc:
             column.error(str(exc))
-    _downloads(actor, run.id, res)
+    _downloads(res, actor)
     if entry.model is not None:
         _model_controls(actor, entry.model)
     confirmed.delete_step(

@@ -264,14 +264,16 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
         "loss_curve.png",
     ]
     offered = {b.proto.label for b in at.get("download_button") if "-my_models_" not in b.proto.id}
-    assert offered == {
-        "model.pkl",
-        "history.csv",
-        "loss_curve.png",
-        "confusion.png",
-        "safe bundle (.zip)",
+    assert offered == {  # as the Train page offers them
+        "Model (fastai .pkl)",
+        "History (CSV)",
+        "Loss curve (PNG)",
+        "Confusion matrix (PNG)",
+        "Safe bundle (zip)",
         "Download the comparison (CSV)",  # on the Compare runs tab
     }
+    names = {b.proto.label: b.proto.id for b in at.get("download_button")}
+    assert names["History (CSV)"].endswith("-profile_run1_download_history.csv")
 
 
 def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
