@@ -8,7 +8,7 @@ is a bug: it is logged and answered 500 in the same shape, and the server keeps 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -214,7 +214,29 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-_DECLARED_QUERY = "_fakevoice_query_names"  # kept on each route object, worked out once
+def _declared(route: APIRoute, kind: str, names: Callable[[Any], set[str]]) -> frozenset[str]:
+    """The names of ``kind`` (query, form) the route takes, worked out once and kept on it."""
+    attribute = f"_fakevoice_{kind}_names"
+    declared: frozenset[str] | None = getattr(route, attribute, None)
+    if declared is None:
+        declared = frozenset(names(route.dependant))
+        setattr(route, attribute, declared)
+    return declared
+
+
+def _refuse_unknown(
+    what: str, given: Iterable[str], declared: frozenset[str], request: Request, path: str
+) -> None:
+    """Refuse the ``given`` names (query parameters, form fields) that are not ``declared``,
+    naming at most five of them and those the route takes."""
+    unknown = sorted(set(given) - declared)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes none"
+        raise errors.InvalidSpecError(
+            f"Unknown {what}{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(name[:40]) for name in unknown[:5])} for {request.method} "
+            f"{path}: {takes} (see /docs)."
+        )
 
 
 async def _known_query_only(request: Request) -> None:
@@ -223,20 +245,9 @@ async def _known_query_only(request: Request) -> None:
     if not request.query_params:
         return
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
-    declared: frozenset[str] | None = getattr(route, _DECLARED_QUERY, None)
-    if declared is None:
-        declared = frozenset(_query_names(route.dependant))
-        setattr(route, _DECLARED_QUERY, declared)
-    unknown = sorted(set(request.query_params) - declared)
-    if unknown:
-        takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes none"
-        raise errors.InvalidSpecError(
-            f"Unknown query parameter{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(repr(name[:40]) for name in unknown[:5])} for {request.method} "
-            f"{route.path}: {takes} (see /docs)."
-        )
+    if isinstance(route, APIRoute):
+        declared = _declared(route, "query", _query_names)
+        _refuse_unknown("query parameter", request.query_params, declared, request, route.path)
 
 
 def _form_names(dependant: Any) -> set[str]:
@@ -252,29 +263,16 @@ def _form_names(dependant: Any) -> set[str]:
     return names
 
 
-_DECLARED_FORM = "_fakevoice_form_names"  # kept on each route object, worked out once
-
-
 async def _known_form_fields_only(request: Request) -> None:
     """Refuse a form field the route does not take (``-F treshold=0.9`` was ignored, and the
     verdict made at the default threshold as if it had been asked for)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    declared: frozenset[str] | None = getattr(route, _DECLARED_FORM, None)
-    if declared is None:
-        declared = frozenset(_form_names(route.dependant))
-        setattr(route, _DECLARED_FORM, declared)
-    if not declared:
-        return
-    form = await request.form()  # parsed already for the route (Starlette keeps it): no reread
-    unknown = sorted(set(form.keys()) - declared)
-    if unknown:
-        raise errors.InvalidSpecError(
-            f"Unknown form field{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(repr(name[:40]) for name in unknown[:5])} for {request.method} "
-            f"{route.path}: it takes {', '.join(sorted(declared))} (see /docs)."
-        )
+    declared = _declared(route, "form", _form_names)
+    if declared:  # a route that takes a form: parsed already for it (Starlette keeps it)
+        form = await request.form()
+        _refuse_unknown("form field", form.keys(), declared, request, route.path)
 
 
 # Query parameters whose values an access log never shows (none of them is one of ours: a token
