@@ -39,7 +39,8 @@ def render_metrics(overview: DatasetOverview) -> None:
 
 def _counts_tab(counts: pd.DataFrame, chart_title: str) -> None:
     left, right = st.columns([2, 3])
-    left.dataframe(counts, width="stretch")
+    count = st.column_config.NumberColumn(format="localized")
+    left.dataframe(counts, width="stretch", column_config={"items": count, "clips": count})
     # The bars keep the table's order (noise levels clean first, then by falling SNR), not
     # the chart's alphabetical one.
     right.bar_chart(counts["items"], y_label=chart_title, horizontal=len(counts) > 8, sort=False)

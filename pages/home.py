@@ -75,6 +75,7 @@ def _datasets_present(summaries: list[DatasetSummary] | FakeVoiceError) -> None:
         [{"dataset": s.name, "items": s.items, "created": _when(s.created)} for s in summaries],
         hide_index=True,
         placeholder="—",
+        column_config={"items": st.column_config.NumberColumn(format="localized")},
     )
     st.page_link("pages/datasets.py", label="Open Datasets", icon=":material/dataset:")
 
