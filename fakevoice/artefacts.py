@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 import fakevoice
 from fakevoice import metrics
+from fakevoice.datasets.fingerprints import TRAINING_AUDIO, training_fingerprints
 from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.metrics.calibration import fit_calibration
@@ -325,6 +326,9 @@ def write_run_artefacts(
         manifest["calibration"] = calibration.to_dict()
     if familiarity is not None:
         manifest["familiarity"] = familiarity.to_dict()
+    heard = training_fingerprints(data.dataset_dir, data.train)
+    if heard is not None:  # a test on another dataset finds the same audio by them
+        manifest[TRAINING_AUDIO] = heard
     save_bundle(learn.model, manifest, run_dir)
     write_history_csv(history, run_dir / "history.csv")
     cm = np.asarray(report["confusion_matrix"], dtype=np.int64)

@@ -243,6 +243,17 @@ def test_cli_trains_lists_predicts_and_evaluates(
     assert seen.returncode == 2 and "were in the model's training split" in seen.stderr
     own = cli("calibrate", "--model", "cli-run", "--dataset", DATASET, "--split", "all")
     assert own.returncode == 2 and "would include those it learnt from" in own.stderr
+    # Its dataset copied under another name: the audio it learnt from is found by fingerprint.
+    datasets = Path(workbench["FAKEVOICE_DATASET_DIR"])
+    shutil.copytree(datasets / DATASET, datasets / "renamed")
+    renamed = cli("evaluate", "--model", "cli-run", "--dataset", "renamed", "--json")
+    assert renamed.returncode == 0, renamed.stderr
+    copied = json.loads(renamed.stdout)
+    assert copied["trained_on_basis"] == "audio" and 0 < copied["trained_on"] < copied["n"]
+    printed = cli("evaluate", "--model", "cli-run", "--dataset", "renamed", "--limit", "24")
+    assert "have the same audio as clips this model was trained on" in printed.stdout
+    again = cli("calibrate", "--model", "cli-run", "--dataset", "renamed")
+    assert again.returncode == 2 and "same audio as clips the model was trained on" in again.stderr
     make_tiny_dataset(Path(workbench["FAKEVOICE_DATASET_DIR"]) / "fresh", first_seed=70_000)
     calibrated = cli(
         "calibrate", "--model", "cli-run", "--dataset", "fresh", "--name", "cli-run tuned",

@@ -220,10 +220,12 @@ def test_a_bundle_keeps_its_calibration_and_familiarity_reference(
     references = _references(run_dir)
     manifest = _manifest(run_dir, **references)
     manifest["calibration"]["dataset"] = "asvspoof-la"
+    manifest["training_audio"] = ["fedcba9876543210", "0123456789abcdef"]
     uploaded = uploads.import_uploaded_model(
         alice, "calibrated", "c.zip", bundle_zip(run_dir, manifest=manifest)
     )
     stored = json.loads((Path(uploaded.path) / "manifest.json").read_text())
+    assert stored["training_audio"] == ["0123456789abcdef", "fedcba9876543210"]
     assert stored["calibration"]["temperature"] == 1.7
     assert stored["calibration"]["ece_after"] == 0.05 and stored["calibration"]["dataset"] == (
         "asvspoof-la"
@@ -259,6 +261,8 @@ def test_a_bundle_keeps_its_calibration_and_familiarity_reference(
         {"familiarity": "wider"},
         {"calibration": {"ece_after": 7.0}},
         {"calibration": {"dataset": "calls <img src=https://x.example/p.png> [verify](https://x)"}},
+        {"training_audio": ["0123456789abcdef", "../../etc/passwd"]},
+        {"training_audio": "0123456789abcdef"},
     ],
 )
 def test_unusable_references_are_left_out_and_the_model_still_stored(

@@ -67,10 +67,15 @@ def calibrated_copy(
             "its items the model learnt from is unknown. Calibrate it on another dataset."
         )
     if isinstance(trained_on, int) and trained_on > 0:
+        which = (
+            "have the same audio as clips the model was trained on"
+            if evaluation.report.get("trained_on_basis") == "audio"
+            else "were in the model's training split"
+        )
         raise InvalidSpecError(
-            f"{trained_on} of this test's items were in the model's training split: a "
-            "calibration fitted on them would make it over-confident. Calibrate it on its "
-            "validation split (valid) or on another dataset."
+            f"{trained_on} of this test's items {which}: a calibration fitted on them would "
+            "make it over-confident. Calibrate it on its validation split (valid) or on "
+            "recordings it has not heard."
         )
     detector = detector_for(model)
     dataset = str(evaluation.report.get("dataset", "?"))

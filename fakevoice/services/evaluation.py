@@ -170,6 +170,7 @@ def evaluate_on_dataset(
         DatasetError: The dataset has no item the model can be judged on.
     """
     from fakevoice.artefacts import eer_item_counts, generator_eers, noise_eers
+    from fakevoice.datasets.fingerprints import TRAINING_AUDIO, items_heard, valid_fingerprints
     from fakevoice.datasets.manifest import load_item_waveform, read_manifest
     from fakevoice.metrics import classification_report
     from fakevoice.training_data import prepare_data
@@ -196,12 +197,19 @@ def evaluate_on_dataset(
     cap = min(limit or MAX_EVALUATE_ITEMS, MAX_EVALUATE_ITEMS)
     if len(frame) > cap:
         frame = balanced_sample(frame, cap)
-    # Items the model learnt from flatter every figure (and a calibration fitted on them).
+    # Items the model learnt from flatter every figure (and a calibration fitted on them): those
+    # of its training split when this is its dataset as it was, else those whose audio it heard
+    # (another dataset built from the same recordings, or its own changed since).
     trained_on = (
         None
         if training_items is None
         else int(frame["item"].astype(str).isin(training_items).sum())
     )
+    trained_on_basis = "items"
+    heard = valid_fingerprints(detector.manifest.get(TRAINING_AUDIO))
+    if heard is not None and (trained is None or training_items is None):
+        trained_on = items_heard(folder, frame, heard)
+        trained_on_basis = "audio"
     names = detector.class_names
     bonafide_index = detector.bonafide_index
     targets: list[int] = []
@@ -255,6 +263,7 @@ def evaluate_on_dataset(
     report["eer_items"] = eer_item_counts(classes, table["noise"].tolist())
     report["unseen"] = unseen
     report["trained_on"] = trained_on
+    report["trained_on_basis"] = trained_on_basis
     report["unfamiliar"] = unfamiliar_shares(typical, [t == bonafide_index for t in targets])
     report.update(
         {
@@ -319,6 +328,12 @@ def trained_on_words(report: dict[str, Any]) -> str | None:
         )
     if not isinstance(count, int) or count <= 0:
         return None
+    if report.get("trained_on_basis") == "audio":
+        return (
+            f"{count} of the {report.get('n', '?')} items tested have the same audio as clips "
+            "this model was trained on (a dataset built from the same recordings, perhaps with "
+            "other noise): its figures here are flattered. Test it on recordings it has not heard."
+        )
     return (
         f"{count} of the {report.get('n', '?')} items tested were in this model's training split: "
         "its figures here are flattered. Test it on its validation split (valid) or on another "

@@ -29,6 +29,7 @@ from fakevoice.artefacts import (
     BUNDLE_WEIGHTS,
     MANIFEST_FORMAT,
 )
+from fakevoice.datasets.fingerprints import TRAINING_AUDIO, valid_fingerprints
 from fakevoice.decoding import size_text
 from fakevoice.errors import (
     FakeVoiceError,
@@ -318,6 +319,12 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
             clean["train_spec"] = TrainSpec.from_dict(train_spec).to_dict()
         except (FakeVoiceError, TypeError, ValueError):
             logger.info("dropping an invalid train_spec from an uploaded manifest")
+    if TRAINING_AUDIO in manifest:
+        heard = valid_fingerprints(manifest[TRAINING_AUDIO])
+        if heard is None:
+            logger.info("dropping invalid training-audio fingerprints from an uploaded manifest")
+        else:
+            clean[TRAINING_AUDIO] = heard
     return clean
 
 
