@@ -193,6 +193,7 @@ def test_api_tokens_are_made_listed_and_revoked_from_the_shell(
         (("token", "create", "x", "--user", "nobody"), "no user called 'nobody'"),
         (("token", "revoke", "99999"), "no API token with id 99999"),
         (("token", "create", " "), "token name must be"),
+        (("token", "create", "ci"), "already have a token named 'ci'"),
     ):
         code, _, err = run_in_process(capsys, monkeypatch, *args)
         assert (code, err.count("\n")) == (2, 1) and words in err, err

@@ -467,6 +467,17 @@ def test_tokens_are_created_shown_once_listed_and_revoked(two_users: dict[str, A
     (made,) = [t for t in tokens.list_tokens(two_users["alice"]) if t.name == "call centre"]
     assert made.scope == "verdicts"
 
+    # A second active token of the same name is refused: the two could not be told apart.
+    at.text_input(key="token_name").input("call centre")
+    button(at, "Create token").click().run()
+    assert_no_exception(at)
+    assert [e.value for e in at.error] == [
+        "You already have a token named 'call centre'; choose another name, or revoke that one "
+        "first."
+    ]
+    assert not at.code
+    assert list(tables(at)["my_tokens"]["name"]) == ["call centre", "my script"]
+
 
 def change_password(at: AppTest, current: str, new: str) -> AppTest:
     """Fill the Account tab's password form (the new password twice) and submit it."""

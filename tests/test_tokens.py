@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from fakevoice import services, store
-from fakevoice.errors import InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
 from fakevoice.services import tokens
 from fakevoice.store import tokens as token_store
 from fakevoice.store.records import Actor
@@ -126,3 +126,20 @@ def test_names_and_counts_are_bounded(users: tuple[Actor, ...]) -> None:
         tokens.create_token(alice, "one too many")
     tokens.revoke_token(alice, created[0].id)
     assert tokens.create_token(alice, "room again")[0].name == "room again"
+
+
+def test_an_active_token_name_is_not_given_twice(users: tuple[Actor, ...]) -> None:
+    """Two tokens of one name could not be told apart on the profile page, where one of them is
+    to be revoked; a revoked token's name may go to the token that replaces it."""
+    alice, bob, _ = users
+    first, _ = tokens.create_token(alice, "ci")
+    with pytest.raises(ConflictError, match="You already have a token named 'ci'"):
+        tokens.create_token(alice, "  ci ", "verdicts")
+    assert [t.name for t in tokens.list_tokens(alice)] == ["ci"]
+    assert tokens.create_token(bob, "ci")[0].owner_id == bob.user_id  # names are per user
+    tokens.revoke_token(alice, first.id)
+    again, _ = tokens.create_token(alice, "ci")
+    assert [(t.id, t.is_active) for t in tokens.list_tokens(alice)] == [
+        (again.id, True),
+        (first.id, False),
+    ]

@@ -63,6 +63,7 @@ def create_token(actor: Actor, name: str, scope: str = "full") -> tuple[TokenRec
 
     Raises:
         InvalidSpecError: the name is empty or too long, or an unknown scope.
+        ConflictError: the actor has an active token of this name.
         LimitExceededError: the actor has too many active tokens.
     """
     secret = SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)

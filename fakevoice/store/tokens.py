@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from fakevoice.errors import InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
 from fakevoice.store.records import Actor, field_names, record_from_row, to_record
 from fakevoice.store.tables import TOKEN_SCOPES, ApiTokenRow, UserRow, utcnow
 
@@ -75,6 +75,8 @@ def add_token(
 
     Raises:
         InvalidSpecError: the name is empty or too long, or an unknown scope.
+        ConflictError: an active token of the actor's has this name already (a revoked one's
+            name may be given again, to the token that replaces it).
         LimitExceededError: the actor already has too many active tokens.
     """
     clean = _clean_token_name(name)
@@ -82,12 +84,27 @@ def add_token(
         raise InvalidSpecError(
             f"A token's scope is one of {', '.join(TOKEN_SCOPES)}; got {scope!r}."
         )
-    active = session.scalar(
-        select(func.count(ApiTokenRow.id)).where(
-            ApiTokenRow.owner_id == actor.user_id, ApiTokenRow.revoked_at.is_(None)
+    # Serialises "check, then insert" per user on PostgreSQL (SQLite sessions already hold the
+    # write lock from BEGIN IMMEDIATE); also checks that the user exists.
+    if (
+        session.scalar(select(UserRow.id).where(UserRow.id == actor.user_id).with_for_update())
+        is None
+    ):
+        raise NotFoundError(f"There is no user with id {actor.user_id}.")
+    active_names = list(
+        session.scalars(
+            select(ApiTokenRow.name).where(
+                ApiTokenRow.owner_id == actor.user_id, ApiTokenRow.revoked_at.is_(None)
+            )
         )
     )
-    if int(active or 0) >= MAX_ACTIVE_TOKENS:
+    if clean in active_names:
+        # Two tokens of one name cannot be told apart when one of them is to be revoked.
+        raise ConflictError(
+            f"You already have a token named {clean!r}; choose another name, or revoke that "
+            "one first."
+        )
+    if len(active_names) >= MAX_ACTIVE_TOKENS:
         raise LimitExceededError(
             f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one first."
         )
