@@ -37,6 +37,7 @@ from conftest import REPO, SHARED, speechlike, zip_of
 from fakevoice import services, store
 from fakevoice.api import create_app
 from fakevoice.api.app import JSON_BODY_LIMIT
+from fakevoice.api.auth import REVOKED, TOKEN_HINT
 from fakevoice.artefacts import (
     BUNDLE_MANIFEST,
     BUNDLE_WEIGHTS,
@@ -968,6 +969,12 @@ def test_anonymous_use_of_public_models_when_allowed(world: World) -> None:
         )
         assert_error(private, 404, "not_found")
         assert_error(httpx.get(f"{url}/v1/analyses"), 401, "unauthorized")
+        # A route that needs a token refuses an anonymous caller before its fields are read.
+        assert_error(httpx.get(f"{url}/v1/analyses", params={"find": "x"}), 401, "unauthorized")
+        unknown = httpx.post(
+            f"{url}/v1/predict", files=clip, data={"model": "shared", "x": "1"}, timeout=60
+        )
+        assert "Unknown form field 'x'" in assert_error(unknown, 422, "invalid_spec")
         assert_error(httpx.get(f"{url}/v1/runs/{world.run_id}"), 401, "unauthorized")
         # A token still counts as its owner on the same server.
         mine = httpx.get(f"{url}/v1/models", headers=auth(world.alice_token)).json()
@@ -1056,6 +1063,60 @@ def test_a_form_field_the_route_does_not_take_is_refused(world: World) -> None:
         one_file, 422, "invalid_spec"
     )
     assert predict(world, clip, threshold="0.9").json()["threshold"] == 0.9
+
+
+def test_a_request_without_a_valid_token_learns_nothing_of_the_route(world: World) -> None:
+    """An unknown form field or query parameter, a missing field or a bad value was answered
+    with a 422 naming the fields the route takes, and a form over the file count with a 400
+    naming its limit, before the token was looked at. Without a token the route would accept,
+    every such request is a 401 that says nothing about the route."""
+    clip = wav_bytes(1.0)
+    record, revoked = tokens.create_token(world.bob, "revoked at once")
+    tokens.revoke_token(world.bob, record.id)
+    one_file = {"file": ("a.wav", clip, "audio/wav")}
+    for headers in ({}, auth(revoked), auth("fv_" + "x" * 43), {"Authorization": "Basic YTpi"}):
+        for response in (
+            httpx.post(  # an unknown form field
+                f"{world.url}/v1/predict",
+                files=one_file,
+                data={"model": "shared", "treshold": "0.9"},
+                headers=headers,
+            ),
+            httpx.post(  # a missing one
+                f"{world.url}/v1/predict", data={"model": "shared"}, headers=headers
+            ),
+            httpx.post(  # a bad value
+                f"{world.url}/v1/predict",
+                files=one_file,
+                data={"model": "shared", "threshold": "abc"},
+                headers=headers,
+            ),
+            httpx.post(  # more files than a batch takes
+                f"{world.url}/v1/predict/batch",
+                files=[("files", (f"{i}.wav", clip, "audio/wav")) for i in range(7)],
+                data={"model": "shared"},
+                headers=headers,
+            ),
+            httpx.get(  # an unknown query parameter
+                f"{world.url}/v1/analyses", params={"find": "call"}, headers=headers
+            ),
+            httpx.post(  # a body that is not JSON
+                f"{world.url}/v1/runs",
+                content=b"{not json",
+                headers={**headers, "Content-Type": "application/json"},
+            ),
+        ):
+            message = assert_error(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert message in {
+                REVOKED,
+                f"This API needs a token: {TOKEN_HINT}.",
+                f"The Authorization header is not a bearer token; {TOKEN_HINT}.",
+            }
+    # With a token the route accepts, the same requests are told what is wrong (above).
+    assert_error(predict(world, clip, treshold="0.9", token=world.bob_token), 422, "invalid_spec")
+    # A route that needs no token answers as before.
+    assert_error(httpx.get(f"{world.url}/health", params={"verbose": "1"}), 422, "invalid_spec")
 
 
 def test_file_over_the_upload_limit_is_413(world: World) -> None:

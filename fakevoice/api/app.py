@@ -22,7 +22,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fakevoice import errors, services
-from fakevoice.api.auth import TOKEN_HINT, UnauthorizedError, anonymous_actor
+from fakevoice.api.auth import (
+    TOKEN_HINT,
+    UnauthorizedError,
+    anonymous_actor,
+    authenticated_first,
+)
 from fakevoice.api.datasets import build_dataset_router
 from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.history import build_history_router
@@ -107,6 +112,10 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    try:
+        await authenticated_first(request)
+    except UnauthorizedError as refused:
+        return await _fakevoice_error(request, refused)
     problems = exc.errors()
     if any(problem.get("type") == "json_invalid" for problem in problems):
         return error_response(
@@ -124,6 +133,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # a form it could not read: its limits are the route's
+        try:
+            await authenticated_first(request)
+        except UnauthorizedError as refused:
+            return await _fakevoice_error(request, refused)
     code, message = HTTP_CODES.get(exc.status_code, (f"http_{exc.status_code}", str(exc.detail)))
     if exc.status_code == 400 and str(exc.detail) not in _GENERIC_DETAILS:
         # Starlette's words on a form it could not parse, e.g. more files than allowed.
@@ -224,13 +238,14 @@ def _declared(route: APIRoute, kind: str, names: Callable[[Any], set[str]]) -> f
     return declared
 
 
-def _refuse_unknown(
+async def _refuse_unknown(
     what: str, given: Iterable[str], declared: frozenset[str], request: Request, path: str
 ) -> None:
     """Refuse the ``given`` names (query parameters, form fields) that are not ``declared``,
-    naming at most five of them and those the route takes."""
+    naming at most five of them and those the route takes (to a caller the route would serve)."""
     unknown = sorted(set(given) - declared)
     if unknown:
+        await authenticated_first(request)
         takes = f"it takes {', '.join(sorted(declared))}" if declared else "it takes none"
         raise errors.InvalidSpecError(
             f"Unknown {what}{'s' if len(unknown) > 1 else ''} "
@@ -247,7 +262,9 @@ async def _known_query_only(request: Request) -> None:
     route = request.scope.get("route")
     if isinstance(route, APIRoute):
         declared = _declared(route, "query", _query_names)
-        _refuse_unknown("query parameter", request.query_params, declared, request, route.path)
+        await _refuse_unknown(
+            "query parameter", request.query_params, declared, request, route.path
+        )
 
 
 def _form_names(dependant: Any) -> set[str]:
@@ -272,7 +289,7 @@ async def _known_form_fields_only(request: Request) -> None:
     declared = _declared(route, "form", _form_names)
     if declared:  # a route that takes a form: parsed already for it (Starlette keeps it)
         form = await request.form()
-        _refuse_unknown("form field", form.keys(), declared, request, route.path)
+        await _refuse_unknown("form field", form.keys(), declared, request, route.path)
 
 
 # Query parameters whose values an access log never shows (none of them is one of ours: a token

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from fakevoice import services, store
 from fakevoice.errors import FakeVoiceError, NotFoundError, PermissionDeniedError
@@ -21,6 +23,8 @@ from fakevoice.store.records import Actor, ModelRecord
 
 REVOKED = "This token is unknown or was revoked."
 TOKEN_HINT = "send 'Authorization: Bearer <token>' with a token from your profile page"
+
+_AUTHENTICATION_KEPT = "_fakevoice_authentication"  # an attribute of a route, once worked out
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -131,6 +135,43 @@ def get_full_access(caller: Annotated[Caller, Depends(get_signed_in)]) -> Caller
             "tokens)."
         )
     return caller
+
+
+def _authentication(route: APIRoute) -> tuple[bool, bool]:
+    """Whether the route reads the bearer token, and whether it needs a signed-in caller (not
+    anonymous), worked out once from its dependencies and kept on it."""
+    kept: tuple[bool, bool] | None = getattr(route, _AUTHENTICATION_KEPT, None)
+    if kept is None:
+        calls: set[Any] = set()
+        waiting = [route.dependant]
+        while waiting:
+            dependant = waiting.pop()
+            calls.add(dependant.call)
+            waiting.extend(dependant.dependencies)
+        kept = (bearer_scheme in calls, get_signed_in in calls)
+        setattr(route, _AUTHENTICATION_KEPT, kept)
+    return kept
+
+
+async def authenticated_first(request: Request) -> None:
+    """Refuse a request the route would refuse for its token (none, unknown or revoked), before
+    a refusal that describes the request (an unknown field, a missing one, a bad value): someone
+    without a token learns nothing of what a route takes. Only on the way to such a refusal,
+    so the routes' own token check stays the only one on the way to an answer.
+
+    Raises:
+        UnauthorizedError: as :func:`get_caller` and ``get_signed_in``.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    reads_token, signed_in = _authentication(route)
+    if not reads_token:
+        return
+    credentials = await bearer_scheme(request)
+    caller = await run_in_threadpool(get_caller, request, credentials)
+    if signed_in:
+        get_signed_in(caller)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
