@@ -31,6 +31,7 @@ import streamlit_authenticator as stauth
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_authenticator.utilities import LoginError
 
+from components.user_text import plain
 from fakevoice import accounts, sign_ins, store
 from fakevoice.errors import NotFoundError
 from fakevoice.settings import get_settings
@@ -202,7 +203,7 @@ def sidebar_status() -> None:
     if user is None:
         return
     role = " (administrator)" if user.is_admin else ""
-    st.sidebar.caption(f"Signed in as **{user.display_name}** · `{user.username}`{role}")
+    st.sidebar.caption(f"Signed in as **{plain(user.display_name)}** · `{user.username}`{role}")
     sign_out_button("auth_sign_out", st.sidebar)
 
 

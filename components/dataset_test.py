@@ -14,6 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import detection_charts, job_list, training_view, which_is_better
+from components.user_text import plain
 from components.verdict_view import model_label
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -150,7 +151,7 @@ def _results(actor: Actor, runs: list[RunRecord]) -> None:
         return
     if not evaluations:
         return
-    st.markdown(f"**Results of {chosen.name}**")
+    st.markdown(f"**Results of {plain(chosen.name)}**")
     _shortcut_note(actor, str(evaluations[0].report["dataset"]))
     if len(evaluations) == 1:
         _show_one(actor, chosen.id, evaluations[0], key="eval_test")
@@ -191,12 +192,13 @@ def _show_side_by_side(
         placeholder="—",
     )
     for evaluation in evaluations:  # a cross-dataset test on audio the model does not know
+        name = plain(evaluation.report["model"]["name"])
         if (unfamiliar := unfamiliar_words(evaluation.report.get("unfamiliar"))) is not None:
-            st.caption(f"**{evaluation.report['model']['name']}**: {unfamiliar}")
+            st.caption(f"**{name}**: {unfamiliar}")
         if (unseen := unseen_words(evaluation.report.get("unseen"))) is not None:
-            st.caption(f"**{evaluation.report['model']['name']}**: {unseen}")
+            st.caption(f"**{name}**: {unseen}")
         if (flattered := trained_on_words(evaluation.report)) is not None:
-            st.warning(f"**{evaluation.report['model']['name']}**: {flattered}")
+            st.warning(f"**{name}**: {flattered}")
     if fusion is not None:
         learned = fusion.learned
         weights = (
@@ -237,7 +239,7 @@ def _show_side_by_side(
     )
     for evaluation in evaluations:
         model = evaluation.report["model"]
-        with st.expander(f"{model['name']} in detail"):
+        with st.expander(f"{plain(model['name'])} in detail"):
             _show_one(actor, run_id, evaluation, key=f"eval_test_{model['id']}")
 
 
@@ -252,7 +254,7 @@ def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation,
     report = evaluation.report
     st.caption(
         f"{report['n']} of {report['items_available']} items of **{report['dataset']}** "
-        f"({SPLIT_LABELS[report['split']]}) scored with **{report['model']['name']}**."
+        f"({SPLIT_LABELS[report['split']]}) scored with **{plain(report['model']['name'])}**."
     )
     training_view.render_metrics(report)
     training_view.render_confusion_and_roc(

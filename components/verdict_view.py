@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.user_text import plain
 from fakevoice.audio import load_audio
 from fakevoice.cautions import typicality_text
 from fakevoice.features import FeatureSpec, render_image
@@ -130,7 +131,11 @@ def verdict_card(
     with st.container(border=True):
         st.markdown(f"### :{colour}[{icon} {title}]")
         if label == "machine-generated":
-            named = f"most likely generator: **{generator}**" if generator else "no generator named"
+            named = (
+                f"most likely generator: **{plain(generator)}**"
+                if generator
+                else "no generator named"
+            )
             st.markdown(f"Synthetic or converted speech ({named}).")
         elif label == "inconclusive":
             st.markdown(
@@ -207,7 +212,7 @@ def timeline_chart(scores: Sequence[WindowScore], threshold: float) -> None:
 def show_model_view(view: ModelView, model: ModelRecord) -> None:
     """The spectrogram (and for waveform models the waveform) of the first model window."""
     if view.input_kind == "image":
-        caption = f"The spectrogram {model.name} sees (first {view.seconds:.2f} s window)"
+        caption = f"The spectrogram {plain(model.name)} sees (first {view.seconds:.2f} s window)"
         if (model.feature_spec or {}).get("kind") == "phase":
             caption += (
                 ": red the level, green and blue how steady the phase is over time and over "

@@ -25,6 +25,7 @@ from components import (
     verdict_history,
 )
 from components.auth import require_actor
+from components.user_text import plain
 from components.verdict_history import PICK_IN_HISTORY
 from components.verdict_view import (
     ModelView,
@@ -367,7 +368,7 @@ def _compare(
     st.session_state["eval_compare_result"] = (ident, outcomes)
     for column, model_id, outcome in zip(st.columns(len(chosen)), chosen, outcomes, strict=True):
         with column:
-            st.subheader(by_id[model_id].name)
+            st.subheader(plain(by_id[model_id].name))
             st.caption(by_id[model_id].arch)
             _show_outcome(outcome, threshold, details=False)
     _together([o.scored for o in outcomes if o.scored is not None], threshold)

@@ -8,6 +8,7 @@ from datetime import datetime
 import streamlit as st
 
 from components import auth, model_downloads, sign_in
+from components.user_text import plain
 from fakevoice import services
 from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.errors import FakeVoiceError
@@ -124,7 +125,7 @@ def _signed_out() -> None:
 
 
 def _dashboard(user: UserRecord, actor: Actor) -> None:
-    st.title(f"Welcome, {user.display_name}")
+    st.title(f"Welcome, {plain(user.display_name)}")
     links = st.columns(3)
     links[0].page_link("pages/train.py", label="Train a detector", icon=":material/model_training:")
     links[1].page_link("pages/evaluate.py", label="Get a verdict", icon=":material/graphic_eq:")

@@ -22,6 +22,7 @@ from components import (
     sign_in,
     training_view,
 )
+from components.user_text import plain
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results
 from fakevoice.store.records import Actor, ModelRecord, UserRecord, record_id
@@ -41,13 +42,13 @@ def _public_view(username: str, *, own: bool = False) -> None:
         st.title("Profile")
         st.error(str(exc))
         return
-    st.title(user.display_name)
+    st.title(plain(user.display_name))
     st.caption(f"`{user.username}` · public models")
     if own:
         st.info("This is your page as visitors see it.", icon=":material/visibility:")
         st.page_link("pages/profile.py", label="Back to my profile", icon=":material/person:")
     if not models:
-        st.info(f"{user.display_name} has not made any model public.")
+        st.info(f"{plain(user.display_name)} has not made any model public.")
         return
     st.dataframe(profile.public_model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(profile.ANONYMOUS, [p.model for p in models], "public_models")
@@ -71,7 +72,7 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    st.markdown(f"#### {run.name}")
+    st.markdown(f"#### {plain(run.name)}")
     cols = st.columns(4)
     cols[0].metric("status", run.status)
     cols[1].metric("EER", "–" if entry.eer is None else f"{entry.eer:.1%}")
@@ -134,7 +135,7 @@ def _runs_section(actor: Actor) -> None:
 
 def _model_controls(actor: Actor, model: ModelRecord) -> None:
     state = "public: everyone can see and use it" if model.is_public else "private: only you"
-    st.caption(f"Model **{model.name}** ({model.arch}) is {state}.")
+    st.caption(f"Model **{plain(model.name)}** ({model.arch}) is {state}.")
     share, rename = st.columns([1, 2])
     if model.is_public:
         if share.button("Make private", key=f"private_{model.id}", icon=":material/lock:"):

@@ -688,3 +688,23 @@ def test_a_test_that_failed_halfway_shows_the_models_done(
     (test,) = services.list_evaluations(alice)
     assert at.button(key=f"eval_test_show:{test.id}") is not None
     assert any(f"10 of 30 items of **{DATASET}**" in c.value for c in at.caption)
+
+
+def _card_of_a_shared_model() -> None:
+    from components.verdict_view import verdict_card
+
+    # A shared model's class names are its uploader's words (its bundle's manifest).
+    verdict_card("machine-generated", "[support](https://evil.example) :red[x]", 0.1, 0.6)
+
+
+def test_a_shared_models_class_name_is_shown_as_typed_never_as_markdown() -> None:
+    """Anyone may share an uploaded bundle whose class names are links or images: the verdict
+    card of everyone who used it rendered them."""
+    at = AppTest.from_function(_card_of_a_shared_model)
+    at.run()
+    assert not at.exception
+    (named,) = [m.value for m in at.markdown if m.value.startswith("Synthetic")]
+    assert named == (
+        "Synthetic or converted speech (most likely generator: "
+        "**\\[support\\]\\(https\\:\\/\\/evil\\.example\\) \\:red\\[x\\]**)."
+    )

@@ -215,6 +215,28 @@ def test_public_view_signed_out_shows_only_public_models(two_users: dict[str, An
     assert not at.tabs  # none of the owner's sections
 
 
+LURE = (
+    "[Your session ended: sign in again](https://evil.example/login) "
+    "![](https://evil.example/p.png)"
+)
+
+
+def test_a_display_name_is_shown_as_typed_never_as_markdown(two_users: dict[str, Any]) -> None:
+    """A display name is anyone's to choose and shows on a public page: as Markdown it became a
+    link on this server's page, and an image that told another server who looked."""
+    accounts.register("mallory", PASSWORD, display_name=LURE)
+    at = profile_page(None, {"user": "mallory"})
+    assert_no_exception(at)
+    shown = [at.title[0].value, at.info[0].value]
+    for text in shown:
+        assert "](" not in text and "\\[Your session ended\\: sign in again\\]" in text
+    assert shown[0] == (
+        "\\[Your session ended\\: sign in again\\]\\(https\\:\\/\\/evil\\.example\\/login\\) "
+        "\\!\\[\\]\\(https\\:\\/\\/evil\\.example\\/p\\.png\\)"
+    )
+    assert shown[1].endswith(" has not made any model public.")
+
+
 def test_public_view_of_an_unknown_user_is_a_message(two_users: dict[str, Any]) -> None:
     at = profile_page(None, {"user": "nobody"})
     assert_no_exception(at)
