@@ -17,6 +17,7 @@ from components import detection_charts, job_list, training_view, which_is_bette
 from components.user_text import plain
 from components.verdict_view import model_label
 from fakevoice import services
+from fakevoice.batch import spreadsheet_safe
 from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import paired_tests, results
@@ -231,7 +232,7 @@ def _show_side_by_side(
         detection_charts.render_roc_and_det(curves, overlay=True)
     st.download_button(
         "Side by side (CSV)",
-        table.to_csv(index=False),
+        table.map(spreadsheet_safe).to_csv(index=False),  # model names are their owners' words
         file_name=f"models-on-{training_view.file_stem(first['dataset'])}.csv",
         mime="text/csv",
         key="eval_test_table_csv",

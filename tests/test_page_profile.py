@@ -7,6 +7,7 @@ points at the folder. The files hold small stand-in bytes (no training in these 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -392,6 +393,19 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
         comparison.compare_runs(alice, [])
     curves = comparison.compare_runs(alice, [private.id]).curves
     assert list(curves["epoch"]) == [1, 2] and list(curves["eer"]) == [0.25, 0.125]
+
+
+def test_run_names_in_a_comparison_csv_cannot_act_as_formulas(two_users: dict[str, Any]) -> None:
+    """A run name is its owner's words, and an administrator compares anyone's runs: a name
+    starting with = became a formula in the spreadsheet that opened the CSV."""
+    lure = '=HYPERLINK("https://evil.example","open")'
+    bob_run, _ = finished_run(two_users["bob"], lure)
+    compared = comparison.compare_runs(two_users["root"], [bob_run.id, two_users["bob_run"].id])
+    rows = list(csv.DictReader(io.StringIO(compared.csv())))
+    assert [row["name"] for row in rows] == ["'" + lure, "bob run"]
+    summaries = comparison.summaries_csv(comparison.run_summaries(two_users["bob"]))
+    names = [row["name"] for row in csv.DictReader(io.StringIO(summaries))]
+    assert names == ["'" + lure, "bob run"]
 
 
 def test_the_run_param_opens_my_run_and_refuses_anyone_elses(two_users: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from fakevoice import store
+from fakevoice.batch import spreadsheet_safe
 from fakevoice.datasets.noise import noise_sort_key, parse_noise_name
 from fakevoice.errors import FakeVoiceError, InvalidSpecError
 from fakevoice.services.evaluation import DatasetEvaluation
@@ -74,7 +75,8 @@ class RunComparison:
     without_scores: list[str] = field(default_factory=list)
 
     def csv(self) -> str:
-        return self.table.to_csv(index=False)
+        """The table as CSV text (names cannot act as spreadsheet formulas)."""
+        return self.table.map(spreadsheet_safe).to_csv(index=False)
 
 
 def flat_spec(spec: Mapping[str, Any]) -> dict[str, str]:
@@ -221,13 +223,14 @@ def run_summaries(actor: Actor, run_ids: Sequence[int] | None = None) -> list[di
 
 
 def summaries_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as CSV text with :func:`summary_columns` (blank where a run has no figure)."""
+    """The rows as CSV text with :func:`summary_columns` (blank where a run has no figure; names
+    cannot act as spreadsheet formulas)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=summary_columns(rows), lineterminator="\n", restval=""
     )
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: spreadsheet_safe(value) for name, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 
