@@ -1119,6 +1119,31 @@ def test_a_request_without_a_valid_token_learns_nothing_of_the_route(world: Worl
     assert_error(httpx.get(f"{world.url}/health", params={"verbose": "1"}), 422, "invalid_spec")
 
 
+def test_every_answer_carries_the_security_headers(world: World) -> None:
+    """Answers hold a user's history, models and CSVs: none may be sniffed into a page, framed
+    or kept by a shared cache, whatever answered (a route, a refusal, a limit before routing)."""
+    answers = [
+        httpx.get(f"{world.url}/v1/models", headers=auth(world.alice_token)),
+        httpx.get(
+            f"{world.url}/v1/analyses", params={"format": "csv"}, headers=auth(world.alice_token)
+        ),
+        httpx.get(f"{world.url}/v1/models"),  # 401
+        httpx.get(f"{world.url}/v1/nothing-here"),  # 404
+        httpx.post(  # 413 before routing
+            f"{world.url}/v1/runs",
+            content=b"x" * (JSON_BODY_LIMIT + 1),
+            headers=auth(world.alice_token),
+        ),
+        httpx.get(f"{world.url}/health"),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 401, 404, 413, 200]
+    for answer in answers:
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.request.url
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["cache-control"] == "no-store"
+
+
 def test_file_over_the_upload_limit_is_413(world: World) -> None:
     big = noise_wav(70.0)  # about 2.2 MB of PCM, over the 2 MiB test limit
     assert_error(predict(world, big), 413, "too_large")

@@ -30,6 +30,7 @@ from fakevoice.api.auth import (
 )
 from fakevoice.api.datasets import build_dataset_router
 from fakevoice.api.evaluations import build_evaluation_router
+from fakevoice.api.headers import SecurityHeaders
 from fakevoice.api.history import build_history_router
 from fakevoice.api.models import build_model_router
 from fakevoice.api.monitoring import ROUTE_PATH_KEY, ApiMetrics, MetricsMiddleware
@@ -391,6 +392,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ApiMetrics() if settings.api_metrics else None
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders)  # outermost: the answers before routing get them too
     scoring = build_router(settings, metrics)
     app.include_router(scoring)
     routers = [
