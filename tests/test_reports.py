@@ -68,6 +68,23 @@ def test_markdown_report_is_readable_and_names_cannot_break_it(scored: tuple) ->
     assert "## Cautions" not in text  # a wide-band clip longer than the window
 
 
+def test_names_of_a_shared_model_cannot_become_links_in_a_report(scored: tuple) -> None:
+    """A shared model's name and class names are its owner's words, printed in the reports of
+    everyone who used it: outside a code span, a Markdown viewer showed them as links and images."""
+    result, _ = scored
+    report = reports.verdict_report(result)
+    lure = "[Open the case](https://evil.example) ![](https://evil.example/p.png)"
+    report["model"]["name"] = lure
+    report["model"]["classes"] = ["bonafide", lure]
+    report["verdict"].update(label="machine-generated", generator=lure)
+    report["verdict"]["probabilities"] = {"bonafide": 0.2, lure: 0.8}
+    for window in report["verdict"]["windows"]:
+        window["top_class"] = lure
+    text = reports.report_markdown(report)
+    assert text.count(lure) == 4 + len(report["verdict"]["windows"])
+    assert text.count(f"`{lure}`") == text.count(lure)
+
+
 def test_cautions_are_in_both_reports(
     isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -170,7 +170,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     file, model, verdict = report["file"], report["model"], report["verdict"]
     label = str(verdict["label"]).capitalize()
     if verdict["generator"] and verdict["label"] == "machine-generated":  # not for inconclusive
-        label += f" (most likely generator: {verdict['generator']})"
+        label += f" (most likely generator: `{_inline(verdict['generator'])}`)"
     validation = model["validation"]
     eer = validation.get("eer")
     how_good = (
@@ -202,8 +202,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         *_outcome_lines(report.get("outcome")),
         "## Model",
         "",
-        f"- {_inline(model['name'])} (id {model['id']}, {model['arch'] or 'unknown'}), classes: "
-        f"{', '.join(model['classes']) or 'unknown'}",
+        f"- `{_inline(model['name'])}` (id {model['id']}, {model['arch'] or 'unknown'}), classes: "
+        f"{', '.join(f'`{_inline(name)}`' for name in model['classes']) or 'unknown'}",
         f"- Weights SHA-256: `{model['weights_sha256'] or 'not recorded'}`",
         f"- How good: {how_good}",
         f"- Probabilities: {calibration_line(validation.get('calibration'))}",
@@ -212,7 +212,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "| class | probability |",
         "| --- | --- |",
-        *(f"| {name} | {p:.4f} |" for name, p in verdict["probabilities"].items()),
+        *(f"| `{_inline(name)}` | {p:.4f} |" for name, p in verdict["probabilities"].items()),
         "",
         *(
             ["## Cautions", "", *(f"- {caution}" for caution in verdict["cautions"]), ""]
@@ -252,7 +252,7 @@ def _timeline_lines(windows: list[dict[str, Any]]) -> list[str]:
         "| from (s) | to (s) | P(human) | most likely class |",
         "| --- | --- | --- | --- |",
         *(
-            f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | {w['top_class']} |"
+            f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | `{_inline(w['top_class'])}` |"
             for w in windows
         ),
         "",
@@ -277,5 +277,6 @@ def _explanation_lines(explanation: dict[str, Any] | None) -> list[str]:
 
 
 def _inline(text: object) -> str:
-    """Text safe inside a Markdown code span or table cell."""
+    """Text safe inside a Markdown code span (in a table cell too). Names people chose (a shared
+    model's, its class names) go in code spans: outside one, ``[...](https://...)`` is a link."""
     return str(text).replace("`", "'").replace("|", "/").replace("\n", " ")
