@@ -570,9 +570,14 @@ def test_model_names_sharing_and_checksum_lookup(db: str, people: People) -> Non
         assert shared.is_public
         names = sorted((m.owner_id, m.name) for m in store.list_models(session, people.other))
         assert names == sorted([(people.owner.user_id, "a"), (people.other.user_id, "a")])
-        found = store.find_model_by_sha256(session, ("0F" * 32).upper())
+        weights = "model.safetensors"
+        found = store.find_model_by_sha256(session, people.other, ("0F" * 32).upper(), weights)
         assert found is not None and found.id == first and found.files["manifest.json"] == "cd" * 32
-        assert store.find_model_by_sha256(session, "ff" * 32) is None
+        assert store.find_model_by_sha256(session, people.other, "ff" * 32, weights) is None
+        # Another file of the model, or a model the actor may not read: no match.
+        assert store.find_model_by_sha256(session, people.other, "0f" * 32, "x.pkl") is None
+        assert store.find_model_by_sha256(session, people.other, "1e" * 32, weights) is None
+        assert store.find_model_by_sha256(session, people.owner, "1e" * 32, weights) is not None
         with pytest.raises(PermissionDeniedError):
             store.list_models(session, people.owner, all_users=True)
 

@@ -395,6 +395,18 @@ def test_the_pkl_of_a_stored_model_is_found_by_checksum(
     assert uploads.import_uploaded_model(bob, "x", "model.pkl", exported).id == model.id
 
 
+def test_a_private_model_with_the_same_export_does_not_hide_a_readable_one(
+    alice: Actor, bob: Actor, run_dir: Path
+) -> None:
+    exported = (run_dir / "model.pkl").read_bytes()
+    register_run_model(alice, run_dir, name="hers")  # private, and registered first
+    shared = register_run_model(bob, run_dir, name="his", public=True)
+    carol = make_user("carol")
+    assert uploads.import_uploaded_model(carol, "x", "model.pkl", exported).id == shared.id
+    # Its owner gets her own model back, not the public one.
+    assert uploads.import_uploaded_model(alice, "x", "model.pkl", exported).name == "hers"
+
+
 def test_an_unknown_fastai_export_is_refused(alice: Actor, run_dir: Path) -> None:
     """A real fastai model.pkl this server did not register is a pickle like any other."""
     with pytest.raises(ModelFileError, match="never unpickles"):

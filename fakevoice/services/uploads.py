@@ -35,7 +35,6 @@ from fakevoice.errors import (
     FakeVoiceError,
     FileTooLargeError,
     ModelFileError,
-    NotFoundError,
 )
 from fakevoice.features import FeatureSpec
 from fakevoice.services.verdicts import import_aasist, store_bundle_as_model
@@ -129,13 +128,7 @@ def exported_model(actor: Actor, data: bytes) -> ModelRecord | None:
     """
     digest = hashlib.sha256(data).hexdigest()
     with store.session_scope(readonly=True) as session:
-        found = store.find_model_by_sha256(session, digest)
-        if found is None or found.files.get(FASTAI_EXPORT) != digest:
-            return None
-        try:
-            return store.get_model(session, actor, found.id)
-        except NotFoundError:
-            return None
+        return store.find_model_by_sha256(session, actor, digest, FASTAI_EXPORT)
 
 
 def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRecord:

@@ -220,19 +220,30 @@ def relink_model(session: Session, actor: Actor, model_id: int, run_id: int) -> 
     return to_record(ModelRecord, row)
 
 
-def find_model_by_sha256(session: Session, sha256: str) -> ModelRecord | None:
-    """The model one of whose files has this sha256, whoever owns it, or None.
+def find_model_by_sha256(
+    session: Session, actor: Actor, sha256: str, file_name: str
+) -> ModelRecord | None:
+    """A model the actor may read whose file ``file_name`` has this sha256 (the actor's own
+    first, then the lowest id), or None.
 
     Server-side only (the upload check: an uploaded fastai ``.pkl`` is loaded only when this
-    server wrote it). Never show the result to a user who may not read the model.
+    server wrote it). Models the actor may not read are passed over: another user's private copy
+    of the same file neither hides a readable one nor is revealed.
     """
     digest = sha256.strip().lower()
+    readable: list[ModelRow] = []
     # File lists are small JSON objects; scanning them keeps the schema free of JSON-path SQL.
-    for model_id, files in session.execute(select(ModelRow.id, ModelRow.files)):
-        if digest in (files or {}).values():
+    for model_id, files in session.execute(
+        select(ModelRow.id, ModelRow.files).order_by(ModelRow.id)
+    ):
+        if (files or {}).get(file_name) == digest:
             row = session.get(ModelRow, model_id)
-            return None if row is None else to_record(ModelRecord, row)
-    return None
+            if row is not None and actor.can_read(row.owner_id, is_public=row.is_public):
+                readable.append(row)
+    if not readable:
+        return None
+    own = [row for row in readable if row.owner_id == actor.user_id]
+    return to_record(ModelRecord, (own or readable)[0])
 
 
 def _readable_row(session: Session, actor: Actor, model_id: int) -> ModelRow:
