@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import stat
@@ -898,7 +899,16 @@ def test_openapi_documents_the_endpoints_with_examples(world: World) -> None:
         assert components[name]["examples"], name
     assert {"augment", "callbacks", "epochs"} <= set(components["TrainSpec"]["properties"])
     assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
-    assert httpx.get(f"{world.url}/docs").status_code == 200
+    # The documentation pages work without the internet: every file they load is served here.
+    for page in ("/docs", "/redoc"):
+        answer = httpx.get(f"{world.url}{page}")
+        assert answer.status_code == 200 and "openapi.json" in answer.text
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+        sources = re.findall(r'(?:src|href)=["\']([^"\']+)', answer.text)
+        assert sources and not [s for s in sources if "//" in s], sources
+        for source in sources:
+            asset = httpx.get(f"{world.url}{source}")
+            assert asset.status_code == 200 and len(asset.content) > 1000, source
 
 
 # --- access --------------------------------------------------------------------------------------

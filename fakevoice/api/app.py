@@ -29,6 +29,7 @@ from fakevoice.api.auth import (
     authenticated_first,
 )
 from fakevoice.api.datasets import build_dataset_router
+from fakevoice.api.docs_pages import add_docs_pages
 from fakevoice.api.evaluations import build_evaluation_router
 from fakevoice.api.headers import SecurityHeaders
 from fakevoice.api.history import build_history_router
@@ -383,7 +384,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(_known_query_only), Depends(_known_form_fields_only)],
+        docs_url=None,  # served from packaged files below, not from a CDN
+        redoc_url=None,
     )
+    add_docs_pages(app)
     app.state.settings = settings
     # Declared sizes are answered before routing, each path against its route's own limit
     # (filled in below, from the routes); inside the metrics, which count those answers too.
