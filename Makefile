@@ -9,7 +9,7 @@ PORT ?= 8501
 TEST_WORKERS ?= 2
 DEMO := dataset/demo/manifest.csv
 
-.PHONY: run test install install-test system-sound system-test demo lint typecheck pytest clean
+.PHONY: run test install install-test system-sound system-test demo lint typecheck pytest screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ pytest: install-test system-sound system-test
 	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test: lint typecheck pytest
+
+# The README's screenshots, from the browser journeys on a larger dataset (about 15 minutes).
+screenshots: install-test system-sound system-test
+	FAKEVOICE_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q -n 0 tests/browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

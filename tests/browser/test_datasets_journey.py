@@ -142,8 +142,9 @@ def test_home_to_datasets_compare_human_and_machine(
 
     images = page.get_by_test_id("stImage").locator("img")
     expect(images).to_have_count(1 + len(generators), timeout=TIMEOUT_MS)
-    for label in ("human (bonafide)", *generators):
-        expect(page.get_by_text(label, exact=True)).to_be_visible()
+    for label in ("human (bonafide)", *generators):  # each panel's title (a table may name them)
+        title = page.locator("strong").filter(has_text=re.compile(rf"^{re.escape(label)}$"))
+        expect(title).to_be_visible()
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
         ".every(img => img.complete && img.naturalWidth > 0)",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .conftest import README_SHOTS
 from .widgets import NAV_TRY_MS, TIMEOUT_MS, choose, open_page, wait_for_script
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ expect = _playwright.expect
 PlaywrightTimeoutError = _playwright.TimeoutError
 
 TRAIN_TIMEOUT_MS = 240_000  # a worker child process starting torch, then two epochs
+# The README's screenshots show a model trained long enough to mean something, on more data.
+FINISHED_EPOCHS, FINISHED_BATCH, STOPPED_BATCH = (8, 32, 32) if README_SHOTS else (2, 8, 4)
+if README_SHOTS:
+    TRAIN_TIMEOUT_MS *= 4
 USERNAME = "journey"
 DISPLAY_NAME = "Journey Tester"
 PASSWORD = "correct horse battery"
@@ -42,13 +47,14 @@ COOKIE_VALUE = (
     "name => (document.cookie.split('; ').find(c => c.startsWith(name + '=')) || '')"
     ".slice(name.length + 1)"
 )
-FINISHED_RUN = "journey-2ep"
+FINISHED_RUN = f"journey-{FINISHED_EPOCHS}ep"
 STOPPED_RUN = "journey-stop"
 LONG_EPOCHS = 50  # long enough to watch it learn; it is stopped long before the end
 MY_DATASET = "journey-calls"
 VERDICT = re.compile(r"(Human|Machine-generated|Inconclusive)$")
 PROBABILITIES = re.compile(r"P\(human\) = \d+\.\d% · P\(machine\) = \d+\.\d%")
 PROGRESS = re.compile(rf"Epoch \d+ of {LONG_EPOCHS} \(\d+% of the run\)")
+FINISHED = f"Finished after {FINISHED_EPOCHS} epoch(s)."
 PAST_TWO_EPOCHS = re.compile(rf"Epoch ([3-9]|[1-9]\d) of {LONG_EPOCHS} ")
 
 
@@ -215,19 +221,21 @@ def _start(page: Page, name: str) -> None:
 def _train_finished_run(page: Page, dataset: str) -> None:
     """Two epochs of specnet with a small batch, from queued through the live panel to the end."""
     open_page(page, "Train", "Train")
-    _fill_run_form(page, dataset, FINISHED_RUN, epochs=2, batch_size=8)
+    _fill_run_form(page, dataset, FINISHED_RUN, epochs=FINISHED_EPOCHS, batch_size=FINISHED_BATCH)
     _start(page, FINISHED_RUN)
     # The live panel opens at once (the worker needs seconds just to start its child process).
     progress = page.get_by_test_id("stProgress")
-    expect(progress).to_contain_text(re.compile(r"Epoch \d of 2 \(\d+% of the run\)"))
+    expect(progress).to_contain_text(
+        re.compile(rf"Epoch \d of {FINISHED_EPOCHS} \(\d+% of the run\)")
+    )
     expect(_button(page, "train_stop")).to_be_visible()
-    expect(page.get_by_text("Finished after 2 epoch(s).")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(page.get_by_text(FINISHED)).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
     expect(_keyed(page, "train_stop")).to_have_count(0)
 
 
 def _watch_and_stop_run(page: Page, dataset: str, screenshot: Callable[..., Path]) -> None:
     """A long run: the progress text and the loss chart update while it runs; Stop ends it."""
-    _fill_run_form(page, dataset, STOPPED_RUN, epochs=LONG_EPOCHS, batch_size=4)
+    _fill_run_form(page, dataset, STOPPED_RUN, epochs=LONG_EPOCHS, batch_size=STOPPED_BATCH)
     _start(page, STOPPED_RUN)
     progress = page.get_by_test_id("stProgress")
     expect(page.get_by_text(re.compile(r"^Running on "))).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
@@ -261,7 +269,7 @@ def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[...,
     expect(page.get_by_role("heading", name=f"Run '{FINISHED_RUN}'")).to_be_visible(
         timeout=TIMEOUT_MS
     )
-    expect(page.get_by_text("Finished after 2 epoch(s).")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(FINISHED)).to_be_visible(timeout=TIMEOUT_MS)
     wait_for_script(page)
     metrics = page.get_by_test_id("stMetric")
     for label in ("Accuracy", "Macro F1", "EER", "AUC"):
@@ -280,7 +288,7 @@ def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[...,
     expect(page.get_by_text("on normal-deviate axes")).to_be_visible(timeout=TIMEOUT_MS)
     expect(charts.nth(3)).to_be_visible()
     page.get_by_role("tab", name="ROC", exact=True).click()
-    _scroll_to_top(page.get_by_text("Finished after 2 epoch(s)."))
+    _scroll_to_top(page.get_by_text(FINISHED))
     screenshot(page, "train-results", full_page=False)
 
     name, model = _download(page, "train_download_model.pkl", tmp_path)
@@ -328,7 +336,7 @@ def _verdict_report(
     assert re.fullmatch(r"verdict-\d+\.md", name), name
     text = report.read_text()
     assert text.startswith("# Verdict: ") and f"SHA-256: `{digest}`" in text
-    assert f"{FINISHED_RUN} (id " in text and "| from (s) | to (s) |" in text
+    assert f"`{FINISHED_RUN}` (id " in text and "| from (s) | to (s) |" in text
     # Why: the heatmap over the spectrogram and the bands, on request. It is kept with the
     # verdict, so the history's form (closed, below) holds its bands too: the first is this one.
     _button(page, "eval_explain").click()
@@ -434,7 +442,9 @@ def _share_model(page: Page, screenshot: Callable[..., Path]) -> None:
     expect(details.filter(has_text="status").get_by_test_id("stMetricValue")).to_have_text(
         "succeeded"
     )
-    expect(details.filter(has_text="epochs").get_by_test_id("stMetricValue")).to_have_text("2/2")
+    expect(details.filter(has_text="epochs").get_by_test_id("stMetricValue")).to_have_text(
+        f"{FINISHED_EPOCHS}/{FINISHED_EPOCHS}"
+    )
     page.get_by_role("button", name="Make public").click()
     expect(page.get_by_text(f"Model '{FINISHED_RUN}' is public now.")).to_be_visible(
         timeout=TIMEOUT_MS
