@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle and lr_find to Learner)
 import numpy as np
@@ -42,6 +42,7 @@ from fakevoice.training_data import (
     make_dataloaders,
     prepare_data,
 )
+from fakevoice.training_data import loader_workers as resolve_loader_workers
 from fakevoice.trainspec import TrainSpec
 
 logger = logging.getLogger(__name__)
@@ -346,13 +347,16 @@ def train(
     resume: bool = True,
     on_notice: Callable[[str], None] | None = None,
     server_device: str = "auto",
+    loader_workers: int | Literal["auto"] = "auto",
 ) -> TrainResult:
     """Train a detector and write its artefacts under ``run_dir``.
 
     A stop request ends the fit within one batch; the artefacts are then written from the last
     completed epoch (or the best one with ``save_best``). With ``resume``, a run that has a
     checkpoint continues after its last completed epoch with its history intact. A spec's
-    ``device`` auto takes ``server_device`` (the operator's ``FAKEVOICE_DEVICE``).
+    ``device`` auto takes ``server_device`` (the operator's ``FAKEVOICE_DEVICE``);
+    ``loader_workers`` is the operator's ``FAKEVOICE_TRAIN_LOADER_WORKERS``
+    (:func:`~fakevoice.training_data.loader_workers`).
     """
     from fakevoice.artefacts import write_run_artefacts
 
@@ -360,7 +364,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(spec.device, server_device)
     data = prepare_data(spec, dataset_root)
-    dls = make_dataloaders(data, spec, device)
+    workers = resolve_loader_workers(loader_workers, device)
+    logger.info("training on %s with %d data-loader worker(s)", device, workers)
+    dls = make_dataloaders(data, spec, device, workers)
     n_classes = len(data.class_names)
     weights = class_weights(data.train_labels, n_classes) if spec.class_weighting else None
     learn, notice = build_learner(spec, dls, n_classes, weights)

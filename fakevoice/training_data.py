@@ -13,9 +13,11 @@ imports.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,7 @@ import pandas as pd
 from fakevoice.datasets.manifest import read_manifest
 from fakevoice.datasets.splits import split_masks
 from fakevoice.errors import DatasetError, InvalidSpecError
+from fakevoice.processes import die_with_parent
 from fakevoice.trainspec import TrainSpec
 
 if TYPE_CHECKING:
@@ -171,14 +174,36 @@ def dataset_feature_spec(dataset_dir: Path) -> dict[str, Any]:
     return dict(spec)
 
 
+MAX_AUTO_LOADER_WORKERS = 8  # beyond this, a GPU run's input rarely gets faster
+
+
+def loader_workers(setting: int | Literal["auto"], device: torch.device) -> int:
+    """Data-loader worker processes for a run on ``device``: the operator's number, or (auto) none
+    on a CPU, where the training's own threads want every core and extra processes only compete
+    with them, and on CUDA one per usable core but the training process's, at most
+    :data:`MAX_AUTO_LOADER_WORKERS`."""
+    if setting != "auto":
+        return setting
+    if device.type != "cuda":
+        return 0
+    return max(0, min(MAX_AUTO_LOADER_WORKERS, len(os.sched_getaffinity(0)) - 1))
+
+
 def make_dataloaders(
     data: PreparedData, spec: TrainSpec, device: torch.device, num_workers: int = 0
 ) -> DataLoaders:
-    """fastai DataLoaders over the prepared split (augmentations on the training side only)."""
+    """fastai DataLoaders over the prepared split (augmentations on the training side only).
+
+    With ``num_workers`` above 0 each loader decodes and augments its items in that many worker
+    processes, forked (:mod:`fakevoice.forked_loading`) anew every epoch: fastai hands them the
+    epoch's order of items, so its workers cannot persist; the items' caches are shared with
+    them instead (:mod:`fakevoice.datasets.item_cache`). Each worker augments with a stream of its own
+    (:func:`start_loader_worker`). Batches are pinned for a CUDA ``device``.
+    """
     from fastai.data.core import DataLoaders
-    from fastai.data.load import DataLoader
 
     from fakevoice.datasets.loaders import ImageItems, WaveformItems
+    from fakevoice.forked_loading import ForkingDataLoader
 
     if spec.input_kind == "waveform":
         train_ds: ImageItems | WaveformItems = WaveformItems(
@@ -197,16 +222,34 @@ def make_dataloaders(
             data.train, data.dataset_dir, data.train_labels, spec.augment, spec.seed
         )
         valid_ds = ImageItems(data.valid, data.dataset_dir, data.valid_labels, None, spec.seed)
+    loading: dict[str, Any] = {
+        "num_workers": num_workers,
+        "pin_memory": device.type == "cuda",
+        "wif": start_loader_worker,
+    }
     batch_size = min(spec.batch_size, len(train_ds))
-    train_dl = DataLoader(
-        train_ds,
-        bs=batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) > batch_size,
-        num_workers=num_workers,
+    train_dl = ForkingDataLoader(
+        train_ds, bs=batch_size, shuffle=True, drop_last=len(train_ds) > batch_size, **loading
     )
-    valid_dl = DataLoader(valid_ds, bs=spec.batch_size, shuffle=False, num_workers=num_workers)
+    valid_dl = ForkingDataLoader(valid_ds, bs=spec.batch_size, shuffle=False, **loading)
     return DataLoaders(train_dl, valid_dl, device=device)
+
+
+def start_loader_worker() -> None:
+    """fastai's hook in each new data-loader worker (after it gave the worker one torch thread
+    and seeded the global generators with the worker's seed): the worker's copy of the items
+    augments with a stream of its own, and the worker dies with the training process that forked
+    it (torch's own check of its parent comes only every 5 s)."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    if info is None:  # not in a worker
+        return
+    die_with_parent(signal.SIGKILL)
+    # fastai's loader runs each worker over a stand-in (info.dataset) whose `d` is the fastai
+    # DataLoader; its `dataset` is the worker's copy of our items.
+    items = info.dataset.d.dataset  # type: ignore[attr-defined]
+    items.seed_worker(info.seed)
 
 
 def class_weights(labels: list[int], n_classes: int) -> torch.Tensor:

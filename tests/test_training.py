@@ -8,9 +8,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing
+import os
+import pickle
 import shutil
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +26,8 @@ import torch
 from conftest import speechlike
 
 from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers, noise_eers
+from fakevoice.datasets import loaders
+from fakevoice.datasets.item_cache import SharedItemCache
 from fakevoice.datasets.loaders import ImageItems, WaveformItems
 from fakevoice.datasets.manifest import (
     DATASET_INFO_NAME,
@@ -35,15 +43,23 @@ from fakevoice.features import FeatureSpec, render_image
 from fakevoice.metrics import compute_eer
 from fakevoice.metrics.calibration import MIN_ITEMS
 from fakevoice.png import save_png
-from fakevoice.training import MemorySink, load_checkpoint_state, train
+from fakevoice.training import MemorySink, load_checkpoint_state, seed_everything, train
 from fakevoice.training_data import (
+    MAX_AUTO_LOADER_WORKERS,
+    PreparedData,
     class_names_for,
     class_weights,
     dataset_path,
+    loader_workers,
+    make_dataloaders,
     prepare_data,
     select_items,
+    start_loader_worker,
 )
 from fakevoice.trainspec import AugmentSpec, CallbackSpec, TrainSpec
+
+if TYPE_CHECKING:
+    from fastai.data.core import DataLoaders
 
 DATASET = "tiny"
 FEATURES = FeatureSpec(image_height=64, image_width=64)
@@ -417,13 +433,13 @@ def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path)
     image_bytes = FEATURES.image_height * FEATURES.image_width * 3
     items = ImageItems(data.train, data.dataset_dir, data.train_labels, cache_bytes=2 * image_bytes)
     first = [items[i][0] for i in range(4)]
-    assert items._block is not None and items._block.shape[0] == 2  # room for two images
-    assert sorted(items._slots) == [0, 1]
+    assert len(items.cache) == 2 and items.cache.nbytes == 2 * image_bytes  # room for two images
+    assert items.cache.get(1) is not None and items.cache.get(2) is None
     again = [items[i][0] for i in range(4)]
     for a, b in zip(first, again, strict=True):
         assert torch.equal(a, b)  # cached or decoded again, the same tensor
     uncached = ImageItems(data.train, data.dataset_dir, data.train_labels, cache_bytes=0)
-    assert torch.equal(uncached[3][0], first[3]) and uncached._block is None
+    assert torch.equal(uncached[3][0], first[3]) and len(uncached.cache) == 0
 
 
 def test_waveform_items_cache_noisy_clips_within_their_bound(dataset_root: Path) -> None:
@@ -440,12 +456,13 @@ def test_waveform_items_cache_noisy_clips_within_their_bound(dataset_root: Path)
         x = items[i][0]
         assert torch.equal(x, first[i])
         x.fill_(7.0)  # the caller's own copy
-    assert sorted(items._spans) == [0, 1] and items._filled == sizes[0] + sizes[1]
+    assert len(items.cache) == 2 and items.cache.nbytes == room
     for i in range(4):
         assert torch.equal(items[i][0], first[i])  # cached or made again, the same samples
-    assert np.shares_memory(items.waveform(1), items._block)
+    assert items.cache.get(1) is not None and items.cache.get(2) is None
+    assert not items.waveform(1).flags.writeable  # the cache's own memory
     uncached = WaveformItems(data.train, data.dataset_dir, data.train_labels, clip, cache_bytes=0)
-    assert torch.equal(uncached[3][0], first[3]) and uncached._block is None
+    assert torch.equal(uncached[3][0], first[3]) and len(uncached.cache) == 0
 
     noisy = AugmentSpec(time_shift=True, noise_mix=1.0)
     augmented = WaveformItems(data.train, data.dataset_dir, data.train_labels, clip, noisy, 3)
@@ -453,6 +470,158 @@ def test_waveform_items_cache_noisy_clips_within_their_bound(dataset_root: Path)
     for _ in range(2):  # two epochs of crops with noise mixed in
         assert all(augmented[i][0].shape == (clip,) for i in range(4))
     assert all(np.array_equal(augmented.waveform(i), kept[i]) for i in range(4))
+
+
+def test_a_shared_item_cache_is_one_for_the_processes_forked_after_it() -> None:
+    cache = SharedItemCache(n_items=3, capacity_bytes=40, dtype=np.float32)  # room for 10 floats
+    child = multiprocessing.get_context("fork").Process(
+        target=cache.put, args=(1, np.arange(6, dtype=np.float32).reshape(2, 3))
+    )
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    got = cache.get(1)  # put by the child, read here
+    assert got is not None and np.array_equal(got, np.arange(6).reshape(2, 3))
+    assert not got.flags.writeable
+    big = np.ones(5, dtype=np.float32)
+    assert cache.put(2, big) is big and cache.get(2) is None  # 6 + 5 floats: no room
+    assert cache.put(0, np.ones(2, dtype=np.float64)) is not None and cache.get(0) is None
+    assert len(cache) == 1 and cache.nbytes == 24
+    # A spawned worker's copy, or fastai's export's: empty, and its own.
+    copy = pickle.loads(pickle.dumps(cache))  # noqa: S301 (bytes made just above)
+    assert len(copy) == 0 and copy.capacity_bytes == 40
+    copy.put(0, np.ones(2, dtype=np.float32))
+    assert cache.get(0) is None
+
+
+# --- data-loader workers -------------------------------------------------------------------------
+
+
+def _workers_dataloaders(spec: TrainSpec, data: PreparedData) -> DataLoaders:
+    """The run's loaders with two worker processes, seeded as a run is."""
+    seed_everything(spec.seed)
+    return make_dataloaders(data, spec, torch.device("cpu"), num_workers=2)
+
+
+def test_loader_workers_augment_apart_and_alike_for_a_seed(dataset_root: Path) -> None:
+    """Every training item is one image here: only the augmentations tell batches apart."""
+    spec = quick_spec(augment=AugmentSpec(time_shift=True, freq_masks=1, time_masks=1))
+    data = prepare_data(spec, dataset_root)
+    data = replace(data, train=data.train.assign(image_path=data.train["image_path"].iloc[0]))
+
+    def two_epochs() -> list[torch.Tensor]:
+        dls = _workers_dataloaders(spec, data)
+        return [x for _ in range(2) for x, _ in dls.train]
+
+    first = two_epochs()
+    per_epoch = len(first) // 2
+    assert per_epoch >= 4
+    # fastai gives batch i to worker i % 2: the two workers do not augment alike...
+    assert not torch.equal(first[0], first[1])
+    # ...nor does an epoch's worker repeat the one before it.
+    assert not torch.equal(first[0], first[per_epoch])
+    again = two_epochs()
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("arch", "reader"), [("specnet", "Image"), ("aasist-l", "load_item_waveform")]
+)
+def test_loader_workers_fill_one_cache_that_later_epochs_read(
+    dataset_root: Path, monkeypatch: pytest.MonkeyPatch, arch: str, reader: str
+) -> None:
+    spec = quick_spec(arch=arch, clip_samples=16000)
+    data = prepare_data(spec, dataset_root)
+    dls = _workers_dataloaders(spec, data)
+    first = [x for x, _ in dls.valid]
+    items = dls.valid.dataset
+    assert len(items.cache) == len(items) > 0  # decoded in the workers, seen here
+
+    def read_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an item was read from its file again")
+
+    if reader == "Image":
+        monkeypatch.setattr(loaders.Image, "open", read_again)
+    else:
+        monkeypatch.setattr(loaders, "load_item_waveform", read_again)
+    again = [x for x, _ in dls.valid]  # new workers, forked for this pass
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_a_run_with_loader_workers_stops_resumes_and_leaves_no_process(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=2, augment=AugmentSpec(time_shift=True))
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    before = set(multiprocessing.active_children())
+    stop = MemorySink(stop_after_batches=n_batches + 1)
+    first = train(spec, run_dir, stop, dataset_root, loader_workers=2)
+    assert first.status == "cancelled" and [r.epoch for r in first.history] == [0]
+    assert set(multiprocessing.active_children()) <= before  # the stopped epoch's workers too
+    sink = MemorySink()
+    second = train(spec, run_dir, sink, dataset_root, resume=True, loader_workers=2)
+    assert second.status == "succeeded" and [r.epoch for r in second.history] == [0, 1]
+    assert len(sink.batches) == n_batches and {b[0] for b in sink.batches} == {1}
+    for record in second.history:
+        assert math.isfinite(record.train_loss) and math.isfinite(record.valid_loss)
+        assert 0.0 <= record.accuracy <= 1.0 and 0.0 <= record.eer <= 1.0
+    assert (run_dir / "model.safetensors").is_file()
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_a_killed_training_process_takes_its_loader_workers_along(dataset_root: Path) -> None:
+    spec = quick_spec()
+    data = prepare_data(spec, dataset_root)
+    context = multiprocessing.get_context("fork")
+    pids = context.Queue()
+    trainer = context.Process(target=_read_batches_forever, args=(spec, data, pids))
+    trainer.start()
+    try:
+        workers = [pids.get(timeout=120) for _ in range(2)]
+    finally:
+        os.kill(trainer.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        trainer.join()
+    deadline = time.monotonic() + 30  # they die at once; torch's own check comes every 5 s
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _read_batches_forever(spec: TrainSpec, data: PreparedData, pids: Any) -> None:
+    """A stand-in for a training process: reads batches through two workers that say their pid."""
+
+    def start_and_tell() -> None:
+        start_loader_worker()
+        pids.put(os.getpid())
+
+    dls = make_dataloaders(data, spec, torch.device("cpu"), num_workers=2)
+    dls.train.wif = start_and_tell
+    while True:
+        for _ in dls.train:
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_loader_workers_auto_are_none_on_a_cpu_and_spare_a_core_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert loader_workers(3, torch.device("cpu")) == 3  # the operator's number, as given
+    assert loader_workers("auto", torch.device("cpu")) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)))
+    assert loader_workers("auto", torch.device("cuda")) == MAX_AUTO_LOADER_WORKERS == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert loader_workers("auto", torch.device("cuda")) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert loader_workers("auto", torch.device("cuda")) == 0
 
 
 def test_a_finder_whose_loss_blows_up_at_once_says_so(tmp_path: Path) -> None:

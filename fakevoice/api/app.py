@@ -338,16 +338,15 @@ def _end_with_supervisor() -> None:
     """In a worker process of ``fakevoice api --workers N``: SIGTERM (a graceful shutdown) when
     the server process that started it dies. Killed with SIGKILL, the server would otherwise
     leave its workers serving, holding the port its next start needs."""
-    import ctypes
     import os
     import signal
+
+    from fakevoice.processes import die_with_parent
 
     supervisor = os.environ.get(SUPERVISOR_ENV, "")
     if not supervisor.isdigit() or int(supervisor) == os.getpid():
         return
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: as before
+    if not die_with_parent(signal.SIGTERM):  # not Linux: as before
         return
     if os.getppid() != int(supervisor):  # it died before this process could ask
         os.kill(os.getpid(), signal.SIGTERM)

@@ -14,12 +14,24 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from fakevoice.datasets.item_cache import SharedItemCache
 from fakevoice.datasets.manifest import load_item_waveform
 from fakevoice.preprocess import fit_length, image_to_tensor
 from fakevoice.trainspec import AugmentSpec
 
-IMAGE_CACHE_BYTES = 1 << 30  # decoded training images kept per dataset object (1 GiB)
-WAVEFORM_CACHE_BYTES = 1 << 30  # items' waveforms with their noise, per dataset object (1 GiB)
+# Per dataset object, shared by the data-loader workers it is read from (fakevoice.datasets.item_cache).
+IMAGE_CACHE_BYTES = 1 << 30  # decoded training images (1 GiB)
+WAVEFORM_CACHE_BYTES = 1 << 30  # items' waveforms with their noise (1 GiB)
+
+
+def worker_rng(seed: int, worker_seed: int | None) -> np.random.Generator:
+    """The augmentation stream of a dataset object: from its ``seed`` alone in the training
+    process; in a data-loader worker, from the seed and the worker's own (torch gives each worker
+    of each epoch another one, drawn from the training process's seeded generator), so workers
+    neither repeat each other's augmentations nor their own from the epoch before."""
+    if worker_seed is None:
+        return np.random.default_rng(seed)
+    return np.random.default_rng([seed, worker_seed])
 
 
 def spec_augment(
@@ -46,8 +58,9 @@ class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     """Spectrogram images of a manifest selection, as ``((3, H, W) float32, class index)``.
 
     Decoded images are kept in memory, up to ``cache_bytes`` (uint8, e.g. 150 kB per 224 x 224
-    image), so later epochs skip the PNG decoding; the tensor conversion and the augmentations
-    still run on every access, through the same :func:`~fakevoice.preprocess.image_to_tensor`.
+    image) shared by the loader's workers, so later epochs skip the PNG decoding; the tensor
+    conversion and the augmentations still run on every access, through the same
+    :func:`~fakevoice.preprocess.image_to_tensor`.
     """
 
     def __init__(
@@ -64,45 +77,34 @@ class ImageItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.dataset_dir = dataset_dir
         self.augment = augment
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.cache_bytes = cache_bytes
-        self._block: np.ndarray | None = None
-        self._slots: dict[int, int] = {}
+        self.rng = worker_rng(seed, None)
+        self.cache = SharedItemCache(len(self.paths), cache_bytes, np.uint8)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def seed_worker(self, worker_seed: int) -> None:
+        """Give this copy (in a data-loader worker) its own augmentation stream."""
+        self.rng = worker_rng(self.seed, worker_seed)
 
     def new_empty(self) -> ImageItems:
         """An empty copy (fastai's export keeps the data pipeline, not the data)."""
         return ImageItems(pd.DataFrame({"image_path": []}), self.dataset_dir, [], None, self.seed)
 
     def decoded(self, index: int) -> np.ndarray:
-        """Item ``index`` as ``(H, W, 3)`` uint8, decoded once while the cache has room.
+        """Item ``index`` as ``(H, W, 3)`` uint8, decoded once while the cache has room (never to
+        be changed: it may be the cache's own memory).
 
-        The cache is one block, ``(slots, H, W, 3)`` uint8, made at the first image (pages are
-        only touched as they fill): thousands of separate small arrays among the per-item float
-        temporaries fragmented the heap, and resident memory grew four times faster than the
-        images themselves. Images of another size than the first are not cached.
+        The cache is one block (pages are only touched as they fill): thousands of separate small
+        arrays among the per-item float temporaries fragmented the heap, and resident memory grew
+        four times faster than the images themselves.
         """
-        slot = self._slots.get(index)
-        if slot is not None:
-            return self._block[slot]  # type: ignore[index]
+        cached = self.cache.get(index)
+        if cached is not None:
+            return cached
         with Image.open(self.paths[index]) as im:
             image = np.asarray(im.convert("RGB"))
-        if self._block is None and self.cache_bytes >= image.nbytes:
-            slots = min(len(self.paths), self.cache_bytes // image.nbytes)
-            self._block = np.empty((slots, *image.shape), dtype=np.uint8)
-        block = self._block
-        if (
-            block is not None
-            and len(self._slots) < block.shape[0]
-            and image.shape == block.shape[1:]
-        ):
-            slot = len(self._slots)
-            block[slot] = image
-            self._slots[index] = slot
-            return block[slot]
-        return image
+        return self.cache.put(index, image)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.decoded(index)
@@ -127,8 +129,9 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
 
     Training takes a random crop of ``clip_samples`` (tiling shorter clips), evaluation the first
     ``clip_samples``, as AASIST does. Each item's waveform with its noise is kept in memory, up
-    to ``cache_bytes`` (float32, 256 kB per 4 s), so later epochs neither decode the clip nor
-    make its noise again (most of an item's time); crops and augmentations run on every access.
+    to ``cache_bytes`` (float32, 256 kB per 4 s) shared by the loader's workers, so later epochs
+    neither decode the clip nor make its noise again (most of an item's time); crops and
+    augmentations run on every access.
     """
 
     def __init__(
@@ -149,14 +152,15 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         self.clip_samples = clip_samples
         self.augment = augment
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.cache_bytes = cache_bytes
-        self._block: np.ndarray | None = None
-        self._spans: dict[int, tuple[int, int]] = {}
-        self._filled = 0
+        self.rng = worker_rng(seed, None)
+        self.cache = SharedItemCache(len(self.rows), cache_bytes, np.float32)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def seed_worker(self, worker_seed: int) -> None:
+        """Give this copy (in a data-loader worker) its own augmentation stream."""
+        self.rng = worker_rng(self.seed, worker_seed)
 
     def new_empty(self) -> WaveformItems:
         """An empty copy (fastai's export keeps the data pipeline, not the data)."""
@@ -166,25 +170,12 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
 
     def waveform(self, index: int) -> np.ndarray:
         """Item ``index`` with its noise, ``(n,)`` float32, made once while the cache has room
-        (never to be changed: it may be the cache's own memory).
-
-        The cache is one block, made at the first item (pages are only touched as they fill),
-        that the items fill one after another, as :meth:`ImageItems.decoded` does for images.
-        """
-        span = self._spans.get(index)
-        if span is not None:
-            start, size = span
-            return self._block[start : start + size]  # type: ignore[index]
+        (never to be changed: it may be the cache's own memory)."""
+        cached = self.cache.get(index)
+        if cached is not None:
+            return cached
         y = load_item_waveform(self.dataset_dir, self.rows[index]).astype(np.float32)
-        if self._block is None and self.cache_bytes >= y.nbytes:
-            self._block = np.empty(self.cache_bytes // y.itemsize, dtype=np.float32)
-        block = self._block
-        if block is None or self._filled + y.size > block.size:
-            return y
-        start, self._filled = self._filled, self._filled + y.size
-        block[start : self._filled] = y
-        self._spans[index] = (start, y.size)
-        return block[start : self._filled]
+        return self.cache.put(index, y)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         y = self.waveform(index)

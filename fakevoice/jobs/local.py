@@ -20,7 +20,6 @@ jobs (:meth:`LocalWorker._vouching`).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -40,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from fakevoice import store
 from fakevoice.errors import NotFoundError
+from fakevoice.processes import die_with_parent
 from fakevoice.settings import get_settings
 from fakevoice.store.job_queue import stopped_as_asked
 from fakevoice.store.records import FINAL_STATUSES, RunKind
@@ -79,12 +79,7 @@ def _die_with_worker(worker_pid: int, name: str) -> None:
     is the fork server, which lives as long as any of its children, so a thread also waits on a
     pidfd of the worker and kills this process the moment the worker is gone.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        libc.prctl(15, name.encode()[:15])  # PR_SET_NAME
-    except OSError:
-        pass
+    die_with_parent(signal.SIGKILL, name)
     if os.getppid() == worker_pid:
         return
     try:
