@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fakevoice.errors import ServerConfigError
@@ -23,6 +30,7 @@ logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A job is taken for dead after this many of its worker's heartbeats are missed, at the least.
 MISSED_HEARTBEATS = 3
+MAX_LOADER_WORKERS = 64  # data-loader processes per training run
 # FAKEVOICE_ variables that are no settings on purpose: the test suite's own.
 NOT_SETTINGS = ("FAKEVOICE_TEST_", "FAKEVOICE_UPDATE_SCREENSHOTS")
 
@@ -59,6 +67,12 @@ class Settings(BaseSettings):
         default="auto",
         description="auto (CUDA when present), cpu, or cuda: where this process (app, API, CLI, "
         "tests of models) scores clips; cpu keeps a GPU for training",
+    )
+    train_loader_workers: int | Literal["auto"] = Field(
+        default="auto",
+        description="processes that read, decode and augment a training run's items beside it "
+        "(for each run); 0 = in the run's own process; auto = 0 on a CPU, one per core but one "
+        "(at most 8) on CUDA",
     )
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
@@ -180,6 +194,17 @@ class Settings(BaseSettings):
     batch_max_zip_ratio: float = Field(
         default=100.0, ge=1, le=10000, description="largest zip expansion ratio (bomb guard)"
     )
+
+    @field_validator("train_loader_workers", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: object) -> object:
+        # One message for both halves of the union (pydantic gives one per half).
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit() or int(text) > MAX_LOADER_WORKERS:
+            raise ValueError(f"must be auto or a whole number from 0 to {MAX_LOADER_WORKERS}")
+        return int(text)
 
     @model_validator(mode="after")
     def _heartbeats_fit(self) -> Settings:

@@ -303,6 +303,51 @@ def test_killed_training_process_fails_the_run_with_a_memory_hint(
     assert "lower the batch size" in run.error and "Traceback" not in run.error
 
 
+@SQLITE_ONLY
+def test_a_killed_run_with_loader_workers_leaves_none_of_them(
+    workbench: dict[str, str], actor: Actor
+) -> None:
+    """A run's data-loader workers are forked by its process (itself forked from the fork
+    server, with threads of its own), not started by the fork server, and die with it."""
+    run_id = submit(actor, "loader workers", quick_spec(epochs=40))
+    worker = start_worker({**workbench, "FAKEVOICE_TRAIN_LOADER_WORKERS": "2"}, "--once")
+    try:
+        wait_for(lambda: len(epochs_of(actor, run_id)) >= 1, 90, "the first epoch")
+        (run_process,) = wait_for(lambda: training_children(worker), 10, "the run's process")
+        loaders = wait_for(
+            lambda: found if len(found := live_children(run_process)) == 2 else None,
+            60,
+            "the run's two loader workers",
+        )
+        os.kill(run_process, signal.SIGKILL)
+    finally:
+        output = finish(worker)
+    run = get_run(actor, run_id)
+    assert run.status == "failed" and run.error is not None and "signal 9" in run.error, output
+    assert wait_for(lambda: not any(map(is_running, loaders)), 30, "no loader worker left")
+
+
+def live_children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``, but zombies (ended, not yet reaped)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def listed_workers(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
     """What ``fakevoice workers --json`` lists."""
     capsys.readouterr()

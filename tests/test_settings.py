@@ -35,6 +35,32 @@ def test_a_stale_time_shorter_than_three_heartbeats_is_refused(
         get_settings()
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "auto"), ("Auto", "auto"), ("0", 0), ("12", 12), ("64", 64)]
+)
+def test_train_loader_workers_are_auto_or_a_bounded_count(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, expected: object
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("FAKEVOICE_TRAIN_LOADER_WORKERS", value)
+    get_settings.cache_clear()
+    assert get_settings().train_loader_workers == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "65", "2.5", "all"])
+def test_train_loader_workers_out_of_bounds_are_refused_in_one_sentence(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FAKEVOICE_TRAIN_LOADER_WORKERS", value)
+    get_settings.cache_clear()
+    with pytest.raises(ServerConfigError) as refused:
+        get_settings()
+    assert str(refused.value) == (
+        "The workbench's settings are not valid: FAKEVOICE_TRAIN_LOADER_WORKERS: must be auto "
+        "or a whole number from 0 to 64."
+    )
+
+
 def test_a_misspelt_variable_is_named_with_the_setting_it_may_mean(
     isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

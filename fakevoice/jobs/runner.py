@@ -168,6 +168,7 @@ def execute_run(run_id: int, worker_id: str) -> str:
             resume=resume,
             on_notice=on_notice,
             server_device=get_settings().device,
+            loader_workers=get_settings().train_loader_workers,
         )
         sink.flush()
     except RunLost as exc:
