@@ -105,3 +105,10 @@ def test_the_operators_device_decides_a_runs_auto_on_ray(
     monkeypatch.setenv("FAKEVOICE_DEVICE", "cuda")
     get_settings.cache_clear()
     assert task_resources({"device": "auto"})["num_gpus"] == 1.0
+    assert task_resources({"device": "auto"})["num_cpus"] == 1.0  # loader workers auto: unknown
+    # A number of loader workers goes to the task, and counts in a training run's CPUs.
+    monkeypatch.setenv("FAKEVOICE_TRAIN_LOADER_WORKERS", "3")
+    get_settings.cache_clear()
+    assert settings_env()["FAKEVOICE_TRAIN_LOADER_WORKERS"] == "3"
+    assert task_resources({"device": "auto"}) == {"num_gpus": 1.0, "num_cpus": 4.0}
+    assert task_resources({"kind": "evaluate"})["num_cpus"] == 1.0

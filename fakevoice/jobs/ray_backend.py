@@ -48,19 +48,25 @@ def task_resources(spec: dict[str, Any]) -> dict[str, float]:
     """Ray resources of a run: one GPU when the spec asks for CUDA (or auto, and the operator's
     ``FAKEVOICE_DEVICE`` is cuda, or auto on a GPU cluster:
     tests of models on a dataset, whose spec names no device, too); a dataset build or render
-    (``spec["kind"]`` ``"dataset"`` or ``"render"``) is CPU work and never takes a GPU."""
+    (``spec["kind"]`` ``"dataset"`` or ``"render"``) is CPU work and never takes a GPU. A
+    training run (no ``kind``) asks for a CPU more per data-loader worker when
+    ``FAKEVOICE_TRAIN_LOADER_WORKERS`` is a number."""
     if spec.get("kind") in ("dataset", "render"):
         return {"num_gpus": 0.0, "num_cpus": 1.0}
+    # A training run's data-loader workers take a core each; 'auto' is decided on the node, by its
+    # cores, so only a number the operator set is known here.
+    loaders = get_settings().train_loader_workers
+    cpus = 1.0 + (loaders if spec.get("kind") is None and isinstance(loaders, int) else 0)
     device = spec.get("device", "auto")
     if device == "auto":  # the operator's FAKEVOICE_DEVICE, which the task is given too
         device = get_settings().device
     if device == "cuda":
-        return {"num_gpus": 1.0, "num_cpus": 1.0}
+        return {"num_gpus": 1.0, "num_cpus": cpus}
     if device == "auto":
         ray = _ray()
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
-        return {"num_gpus": 1.0 if gpus >= 1 else 0.0, "num_cpus": 1.0}
-    return {"num_gpus": 0.0, "num_cpus": 1.0}
+        return {"num_gpus": 1.0 if gpus >= 1 else 0.0, "num_cpus": cpus}
+    return {"num_gpus": 0.0, "num_cpus": cpus}
 
 
 def settings_env() -> dict[str, str]:
@@ -71,6 +77,7 @@ def settings_env() -> dict[str, str]:
         "FAKEVOICE_DATASET_DIR": str(settings.dataset_dir),
         "FAKEVOICE_DATABASE_URL": settings.resolved_database_url,
         "FAKEVOICE_DEVICE": settings.device,
+        "FAKEVOICE_TRAIN_LOADER_WORKERS": str(settings.train_loader_workers),
     }
 
 
