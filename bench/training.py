@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python bench/training.py                      # every arch, then specnet on 'demo'
     .venv/bin/python bench/training.py --skip-throughput --race-archs specnet,resnet18,aasist-l
     .venv/bin/python bench/training.py --race-archs all --budget 180   # about half an hour
+    .venv/bin/python bench/training.py --skip-throughput --skip-race --loader-workers 8
 
 Part 1 times a few optimiser steps per architecture on random inputs of the model's real input size
 (224 x 224 spectrogram images, or 64600-sample waveforms for AASIST), from scratch
@@ -12,6 +13,10 @@ Part 1 times a few optimiser steps per architecture on random inputs of the mode
 (default specnet) on a built dataset with the real engine (:func:`fakevoice.training.train`, the
 job's own code), printing every epoch as it ends, stops it after ``--budget`` seconds, and reports
 how far each got: best validation EER, when, and when it first went under ``--target-eer``.
+With ``--loader-workers N``, part 3 reads the dataset's training items through the run's loader
+(:func:`fakevoice.training_data.make_dataloaders`) in the training process and then with N worker
+processes, and prints items per second of a first epoch (decoding) and a second (from the shared
+cache), with the workers' private memory.
 
 Target (issue 3): specnet under 5 % EER on the default demo set in less than 3 minutes on 2 cores.
 """
@@ -19,6 +24,7 @@ Target (issue 3): specnet under 5 % EER on the default demo set in less than 3 m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -31,7 +37,8 @@ from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.models.learners import TORCHVISION
 from fakevoice.models.registry import get_arch, pick_device
 from fakevoice.settings import get_settings
-from fakevoice.training import EpochRecord, MemorySink, train
+from fakevoice.training import EpochRecord, MemorySink, seed_everything, train
+from fakevoice.training_data import make_dataloaders, prepare_data
 from fakevoice.trainspec import ARCH_NAMES, DEFAULT_CLIP_SAMPLES, WAVEFORM_ARCHS, TrainSpec
 
 
@@ -192,6 +199,44 @@ def _print_eer_table(
             )
 
 
+def loader_rates(dataset: str, workers: int, batch_size: int) -> tuple[float, float, float]:
+    """Training items per second the run's loader gives (no model) in a first epoch, which
+    decodes every item, and a second, which reads the shared cache; and the workers' private
+    memory during the second epoch, MB each (0 without workers)."""
+    spec = TrainSpec(dataset=dataset, arch="specnet", batch_size=batch_size, device="cpu")
+    data = prepare_data(spec, get_settings().dataset_dir)
+    seed_everything(spec.seed)
+    loader = make_dataloaders(data, spec, torch.device("cpu"), workers).train
+    rates, private_mb = [], 0.0
+    for epoch in range(2):
+        start, items = time.perf_counter(), 0
+        for i, (x, _) in enumerate(loader):
+            items += len(x)
+            if epoch == 1 and i == len(loader) // 2:
+                private_mb = _children_private_mb()
+        rates.append(items / (time.perf_counter() - start))
+    return rates[0], rates[1], private_mb
+
+
+def _children_private_mb() -> float:
+    """Mean private memory (resident, not shared) of this process's children, MB."""
+    children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        kib = sum(int(line.split()[1]) for line in rollup if line.startswith("Private_"))
+        sizes.append(kib / 1024)
+    return sum(sizes) / len(sizes) if sizes else 0.0
+
+
+def print_loader_rates(dataset: str, workers: int, batch_size: int) -> None:
+    print(f"\nloading '{dataset}' training items, batch {batch_size} (no model)")
+    print(f"{'workers':>7} {'1st epoch items/s':>18} {'2nd epoch items/s':>18} {'MB/worker':>10}")
+    for count in (0, workers):
+        first, second, private_mb = loader_rates(dataset, count, batch_size)
+        print(f"{count:>7} {first:>18.0f} {second:>18.0f} {private_mb:>10.0f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default=",".join(ARCH_NAMES))
@@ -206,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         "--race-archs", default="specnet", help="archs trained on the dataset ('all' for every one)"
     )
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--loader-workers",
+        type=int,
+        default=0,
+        help="also time the dataset's loading with this many worker processes against none",
+    )
+    parser.add_argument("--skip-race", action="store_true")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
 
@@ -225,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
             "`fakevoice dataset build-demo` to time specnet's best EER",
             file=sys.stderr,
         )
+        return 0
+    if args.loader_workers > 0:
+        print_loader_rates(args.dataset, args.loader_workers, 32)
+    if args.skip_race:
         return 0
     archs = list(ARCH_NAMES) if args.race_archs == "all" else args.race_archs.split(",")
     print(
