@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="auto (CUDA when present), cpu, or cuda: where this process trains runs "
-        "whose device is auto",
+        "whose device is auto, and runs HiFi-GAN in dataset builds",
     )
     verdict_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",

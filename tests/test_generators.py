@@ -20,7 +20,12 @@ from fakevoice.datasets.generators import (
     available_generators,
     get_generator,
 )
-from fakevoice.errors import GeneratorUnavailableError, InvalidSamplesError, InvalidSpecError
+from fakevoice.errors import (
+    GeneratorUnavailableError,
+    InvalidSamplesError,
+    InvalidSpecError,
+    ServerConfigError,
+)
 
 SAMPLE_RATE = 16000
 COPY_SYNTHESIS = ["world", "griffinlim", "mel_griffinlim", "lpc", "codec2", "hifigan"]
@@ -176,3 +181,25 @@ def test_tts_sentences_are_short_distinct_and_cover_the_languages() -> None:
         assert all(10 <= len(s) <= 100 and s == s.strip() for s in sentences)
     cyrillic = sum(1 for s in TTS_SENTENCES["ru"] for c in s if "\u0400" <= c <= "\u04ff")
     assert cyrillic > 200
+
+
+def test_hifigan_runs_where_the_operator_says(
+    monkeypatch: pytest.MonkeyPatch, isolated_settings: object
+) -> None:
+    """FAKEVOICE_DEVICE decides where builds run HiFi-GAN, as it does for training: cpu keeps
+    every build process off a GPU; cuda on a machine without one is refused, not ignored."""
+    import torch
+
+    from fakevoice.datasets.vocoders import hifigan_device
+    from fakevoice.settings import get_settings
+
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cpu")
+    get_settings.cache_clear()
+    assert hifigan_device().type == "cpu"
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cuda")
+    get_settings.cache_clear()
+    if torch.cuda.is_available():
+        assert hifigan_device().type == "cuda"
+    else:
+        with pytest.raises(ServerConfigError, match="FAKEVOICE_DEVICE is cuda"):
+            hifigan_device()

@@ -315,6 +315,20 @@ def _hifigan_package_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def hifigan_device() -> Any:
+    """The torch device HiFi-GAN runs on in a build: the operator's ``FAKEVOICE_DEVICE`` (auto:
+    CUDA when present). Every build process loads a model of its own, so ``cpu`` keeps builds
+    off a GPU that trains.
+
+    Raises:
+        ServerConfigError: ``FAKEVOICE_DEVICE`` is cuda on a machine without a usable GPU.
+    """
+    from fakevoice.models.registry import pick_device
+    from fakevoice.settings import get_settings
+
+    return pick_device("auto", get_settings().device)
+
+
 def _load_hifigan() -> tuple[Any, dict[str, Any], Any]:
     """Load (once) the universal HiFi-GAN V1 generator: ``(model, config, device)``."""
     with _hifigan_lock:
@@ -330,7 +344,7 @@ def _load_hifigan() -> tuple[Any, dict[str, Any], Any]:
             models = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(models)
             config = _Config(json.loads((package / "data" / "config.json").read_text()))
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            device = hifigan_device()
             checkpoint = torch.load(
                 package / "data" / "generator_universal.pth.tar",
                 map_location="cpu",
