@@ -67,6 +67,29 @@ def test_each_kind_of_error_ends_a_job_as_it_should(
     assert "Traceback" in caplog.text and "ZeroDivisionError" in caplog.text
 
 
+def test_a_killed_data_loader_worker_is_said_to_be_one() -> None:
+    """torch's words when a loader worker dies (the out-of-memory killer, mostly), however
+    fastai wraps them, become advice; other errors keep their own words."""
+    for words in (
+        "DataLoader worker (pid 4242) is killed by signal: Killed. ",
+        "DataLoader worker (pid(s) 4242, 4243) exited unexpectedly",
+    ):
+        try:
+            try:
+                raise RuntimeError(words)
+            except RuntimeError as exc:
+                raise RuntimeError("Exception occured in 'RunSinkCallback'") from exc
+        except RuntimeError as exc:
+            said = unexpected_error_text(exc, "training")
+        assert said.startswith("The training stopped because one of its data-loader processes")
+        assert "FAKEVOICE_TRAIN_LOADER_WORKERS" in said and "resume it" in said
+    said = unexpected_error_text(RuntimeError("a worker (pid 7) said no"), "training")
+    assert (
+        said
+        == "The training stopped because of an internal error (RuntimeError: a worker (pid 7) said no)."
+    )
+
+
 def test_a_full_disk_is_said_to_be_one(
     workbench: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -83,12 +83,32 @@ def unexpected_error_text(error: BaseException, what: str, folder: Path | None =
     elif disk.says_full(error):
         logger.error("a disk is full under the %s: %s", what, error)
         where = "a disk the server writes to is full"
+    elif _loader_worker_died(error):
+        return (
+            f"The {what} stopped because one of its data-loader processes was killed, most often "
+            "by the system running out of memory: train with a smaller batch, or ask the "
+            "operator for fewer loader workers (FAKEVOICE_TRAIN_LOADER_WORKERS). Its earlier "
+            "epochs are kept; resume it."
+        )
     else:
         return f"The {what} stopped because of an internal error ({type(error).__name__}: {error})."
     return (
         f"The {what} stopped because {where}. Once its operator has freed space, resume it "
         "(or start it again)."
     )
+
+
+def _loader_worker_died(error: BaseException) -> bool:
+    """Whether ``error``, or one it came from, is torch's word that a data-loader worker process
+    died ("DataLoader worker (pid 123) is killed by signal: Killed", "... exited unexpectedly")."""
+    seen: BaseException | None = error
+    for _ in range(8):  # fastai wraps errors in its own; a chain is short
+        if seen is None:
+            return False
+        if "DataLoader worker (pid" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def end_on_error(
