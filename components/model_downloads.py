@@ -19,6 +19,10 @@ BUNDLE_HELP = (
     "(architecture, classes, spectrogram settings, sample rate, window, calibration). "
     "Upload it on the Evaluate page of any workbench, or load it with safetensors."
 )
+CARD_HELP = (
+    "What the model is, what it was trained and checked on, its EER per generator and noise "
+    "level, where it is weak, and its recipe: the page to share with it (Markdown)."
+)
 EXPORT_HELP = (
     "fastai's Learner.export, for load_learner in fastai. It is a pickle: load it only from a "
     "server you trust."
@@ -31,11 +35,13 @@ def render(
     key: str,
     owners: Mapping[int, str] | None = None,
 ) -> None:
-    """Pick one of ``models`` and offer its safe bundle (and fastai export, where there is one).
+    """Pick one of ``models`` and offer its safe bundle, its card (and fastai export, where there
+    is one).
 
     Args:
         actor: Who downloads (``profile.ANONYMOUS`` for a visitor: public models only).
-        key: Prefix of the widgets' keys: ``<key>_pick``, ``<key>_bundle``, ``<key>_fastai``.
+        key: Prefix of the widgets' keys: ``<key>_pick``, ``<key>_bundle``, ``<key>_card``,
+            ``<key>_fastai``.
         owners: The owner's user name by model id, to tell apart models of several people.
     """
     if not models:
@@ -59,6 +65,16 @@ def render(
             BUNDLE_HELP,
         )
     ]
+    offers.append(
+        (
+            "model card (.md)",
+            "card",
+            model_files.model_card,
+            model_files.card_file_name(chosen),
+            model_files.CARD_MEDIA_TYPE,
+            CARD_HELP,
+        )
+    )
     if model_files.has_fastai_export(chosen):
         offers.append(
             (
@@ -71,7 +87,7 @@ def render(
             )
         )
     for column, (title, kind, fetch, file_name, mime, help_text) in zip(
-        st.columns(2), offers, strict=False
+        st.columns(3), offers, strict=False
     ):
         column.download_button(
             title,

@@ -93,6 +93,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = services.find_model(actor, args.model)
     if args.fastai:
         found = model_files.model_export(actor, model)
+    elif args.card:
+        found = model_files.model_card(actor, model)
     else:
         found = model_files.model_bundle(actor, model)
     target = _export_target(args.output, found.file_name)
@@ -102,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             {"id": model.id, "name": model.name, "file": str(target), "bytes": len(found.data)}
         )
     else:
-        what = "fastai export" if args.fastai else "safe bundle"
+        what = "fastai export" if args.fastai else "model card" if args.card else "safe bundle"
         print(f"model {model.id} '{model.name}': {what} written to {target}")
     return 0
 
@@ -232,7 +234,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     q.set_defaults(handler=cmd_show)
 
     q = models.add_parser(
-        "export", help="write a model's safe bundle (zip), or its fastai export, to a file"
+        "export",
+        help="write a model's safe bundle (zip), its card (Markdown) or its fastai export to a "
+        "file",
     )
     q.add_argument("model", help="model id or name (yours, or a public one)")
     q.add_argument(
@@ -241,7 +245,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="file, or folder (one that exists, or a name ending in /: made) (default: "
         "<name>-bundle.zip here)",
     )
-    q.add_argument("--fastai", action="store_true", help="the fastai export (model.pkl) instead")
+    which = q.add_mutually_exclusive_group()
+    which.add_argument(
+        "--fastai", action="store_true", help="the fastai export (model.pkl) instead"
+    )
+    which.add_argument(
+        "--card",
+        action="store_true",
+        help="the model card instead (Markdown: data, EER per generator and noise, weak spots, "
+        "recipe; default <name>-card.md)",
+    )
     q.add_argument("--force", action="store_true", help="replace an existing file")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=cmd_export)

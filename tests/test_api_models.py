@@ -132,6 +132,17 @@ def test_the_fastai_export_is_downloaded_and_known_again(served: Served) -> None
     assert "has no fastai export" in assert_error(none, 404, "not_found")
 
 
+def test_a_model_card_is_read_by_those_who_may_use_the_model(served: Served) -> None:
+    card = get(served, f"/v1/models/{served.trained.id}/card", served.alice_token)
+    assert card.status_code == 200, card.text
+    assert card.headers["content-type"].startswith("text/markdown")
+    assert card.headers["content-disposition"] == 'attachment; filename="trained-card.md"'
+    assert card.text.startswith("# Model card: `trained`\n") and "## Recipe" in card.text
+    refused = get(served, f"/v1/models/{served.private.id}/card", served.bob_token)
+    assert_error(refused, 404, "not_found")
+    assert get(served, f"/v1/models/{served.public.id}/card", served.bob_token).status_code == 200
+
+
 def test_bad_uploads_are_refused_in_words(served: Served) -> None:
     token = served.alice_token
     assert_error(upload(served, b"just some bytes" * 10, "junk", token), 409, "bad_model_file")

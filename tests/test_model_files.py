@@ -101,6 +101,62 @@ def test_a_file_changed_or_lost_on_disk_is_not_handed_out(
         model_files.model_export(alice, model.id)
 
 
+def test_the_model_card_says_what_the_model_is_and_where_it_is_weak(
+    alice: Actor, run_dir: Path
+) -> None:
+    bob = make_user("bob")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # One generator it misses, one it catches (the tiny run's own figures are whatever they are).
+    metrics["generator_eer"] = {"griffinlim": 0.45, "world": 0.05}
+    name = "tiny [specnet](https://x.example/a)"
+    model = register_run_model(alice, run_dir, name=name, metrics=metrics)
+    card = model_files.model_card(alice, model.id)
+    assert card.file_name == "tiny_specnet_https_x.example_a-card.md"
+    assert card.media_type.startswith("text/markdown")
+    text = card.data.decode()
+    # The name as typed, in a code span: never a link.
+    assert text.startswith(f"# Model card: `{name}`\n")
+    assert text.count("](https://x.example/a)") == 1 and f"`{name}`" in text
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert f"- Dataset `{manifest['train_spec']['dataset']}`" in text
+    assert (
+        f"{metrics['train_items']} items to train on, {metrics['valid_items']} to validate on"
+        in (text)
+    )
+    assert f"Fingerprints of its {len(manifest['training_audio']):,} training clips" in text
+    assert f"- EER {100 * metrics['eer']:.1f} %, AUC {metrics['auc']:.3f}" in text
+    assert "| `griffinlim` | 45.0 % |" in text and "| `world` | 5.0 % |" in text
+    assert "it often misses `griffinlim` (45.0 % EER)." in text and "misses `world`" not in text
+    assert "It sees spectrogram magnitudes only" in text  # a mel model
+    # The recipe is the run's own, ready for `fakevoice train --spec`.
+    recipe = json.loads(text.split("```json\n")[1].split("\n```")[0])
+    assert recipe == manifest["train_spec"]
+    # Private: bob may not read it; once public, he may, and learns whose it is.
+    with pytest.raises(NotFoundError):
+        model_files.model_card(bob, model.id)
+    profile.set_model_public(alice, model.id, True)
+    shared = model_files.model_card(bob, model.id).data.decode()
+    assert "by `alice`, public" in shared
+
+
+def test_a_card_of_a_model_not_trained_here_says_so(alice: Actor, run_dir: Path) -> None:
+    bundle = model_files.model_bundle(alice, register_run_model(alice, run_dir).id)
+    with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    for key in ("train_spec", "training_audio", "calibration", "familiarity"):
+        manifest.pop(key, None)
+    from test_uploads import bundle_zip
+
+    uploaded = import_uploaded_model(
+        alice, "theirs", "t.zip", bundle_zip(run_dir, manifest=manifest)
+    )
+    text = model_files.model_card(alice, uploaded.id).data.decode()
+    assert "Not trained here: the workbench knows nothing of its training data" in text
+    assert "- Source: `uploaded bundle (t.zip)`" in text
+    assert "No validation figures were kept with this model." in text
+    assert "## Recipe" not in text
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -160,6 +216,12 @@ def test_models_commands_export_import_share_rename_and_delete(
     pkl = tmp_path / "mine.pkl"
     code, out, _ = cli(capsys, "models", "export", "tiny specnet", "--fastai", "-o", str(pkl))
     assert code == 0 and pkl.read_bytes() == (run_dir / "model.pkl").read_bytes()
+    code, out, _ = cli(capsys, "models", "export", "tiny specnet", "--card", "-o", str(out_dir))
+    card = out_dir / "tiny_specnet-card.md"
+    assert code == 0 and out.strip().endswith(f"model card written to {card}")
+    assert card.read_text().startswith("# Model card: `tiny specnet`")
+    with pytest.raises(SystemExit):  # one file at a time
+        cli(capsys, "models", "export", "tiny specnet", "--card", "--fastai")
 
     # Import: the bundle becomes a new model that scores alike; the fastai export is known.
     code, out, _ = cli(capsys, "models", "import", str(bundle), "--name", "copy", "--json")

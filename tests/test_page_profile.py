@@ -754,7 +754,7 @@ def downloads(at: AppTest, key: str) -> dict[str, str]:
     found = {}
     for element in at.get("download_button"):
         proto = element.proto
-        if proto.id.endswith((f"-{key}_bundle", f"-{key}_fastai")):
+        if proto.id.endswith((f"-{key}_bundle", f"-{key}_card", f"-{key}_fastai")):
             assert proto.deferred_file_id  # read on the click, not on every run
             found[proto.label] = proto.help
     return found
@@ -775,10 +775,14 @@ def test_models_are_offered_for_download_to_those_who_may_use_them(
     }
     pick.set_value(trained.id).run()
     offered = downloads(at, "my_models")
-    assert set(offered) == {"safe bundle (.zip)", "fastai export (.pkl)"}
+    assert set(offered) == {"safe bundle (.zip)", "model card (.md)", "fastai export (.pkl)"}
     assert "pickle" in offered["fastai export (.pkl)"]
+    assert "EER per generator" in offered["model card (.md)"]
     at.selectbox(key="my_models_pick").set_value(imported.id).run()
-    assert set(downloads(at, "my_models")) == {"safe bundle (.zip)"}  # trained elsewhere
+    assert set(downloads(at, "my_models")) == {  # trained elsewhere: no fastai export
+        "safe bundle (.zip)",
+        "model card (.md)",
+    }
 
     # A visitor gets the public models only, on the owner's page and on Home.
     visitor = profile_page(None, {"user": "alice"})
@@ -786,6 +790,7 @@ def test_models_are_offered_for_download_to_those_who_may_use_them(
     assert visitor.selectbox(key="public_models_pick").options == ["alice shared (specnet)"]
     assert set(downloads(visitor, "public_models")) == {
         "safe bundle (.zip)",
+        "model card (.md)",
         "fastai export (.pkl)",
     }
     home = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()

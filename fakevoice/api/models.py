@@ -69,6 +69,21 @@ def build_model_router(settings: Settings) -> APIRouter:
         return _file_response(model_files.model_bundle(caller.actor, model))
 
     @router.get(
+        "/v1/models/{model_id}/card",
+        tags=["models"],
+        summary="A model's card (Markdown)",
+        response_class=Response,
+        responses={200: {"content": {"text/markdown": {}}}},
+    )
+    def card(model_id: ModelId, caller: CallerDep) -> Response:
+        """What the model is, what it was trained and checked on (dataset, split, fingerprints
+        of its training clips), its validation EER with its interval, per generator and per
+        noise level, its calibration, its weak spots, and its recipe as `POST /v1/runs` takes
+        it: written from what the workbench keeps, for sharing with the model."""
+        model = caller.check_model(services.get_model(caller.actor, model_id))
+        return _file_response(model_files.model_card(caller.actor, model))
+
+    @router.get(
         "/v1/models/{model_id}/fastai",
         tags=["models"],
         summary="A model's fastai export (model.pkl)",

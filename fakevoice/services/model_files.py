@@ -8,6 +8,7 @@ it is public.
   sample rate, clip length, calibration.
 * The **fastai export** (``model.pkl``), where training left one: for people who go on in fastai.
   It is a pickle this server wrote; uploading it again finds the model by its checksum.
+* The **model card** (Markdown), written from the manifest and the validation figures.
 
 Before a file leaves, its bytes are checked against the sha256 the store kept when the model was
 stored: a file changed on disk since is refused, never handed out.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass
@@ -25,11 +27,13 @@ from pathlib import Path
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS
 from fakevoice.errors import ModelFileError, NotFoundError
+from fakevoice.services.model_cards import model_card_markdown
 from fakevoice.services.uploads import FASTAI_EXPORT
 from fakevoice.store.records import Actor, ModelRecord
 
 BUNDLE_MEDIA_TYPE = "application/zip"
 EXPORT_MEDIA_TYPE = "application/octet-stream"
+CARD_MEDIA_TYPE = "text/markdown; charset=utf-8"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_STEM = 80
 
@@ -58,6 +62,11 @@ def bundle_file_name(model: ModelRecord) -> str:
 def export_file_name(model: ModelRecord) -> str:
     """The name a downloaded fastai export is saved under, e.g. ``resnet18_clean.pkl``."""
     return f"{_stem(model)}.pkl"
+
+
+def card_file_name(model: ModelRecord) -> str:
+    """The name a downloaded model card is saved under, e.g. ``resnet18_clean-card.md``."""
+    return f"{_stem(model)}-card.md"
 
 
 def has_fastai_export(model: ModelRecord) -> bool:
@@ -105,6 +114,32 @@ def model_export(actor: Actor, model: int | ModelRecord) -> ModelFile:
         )
     data = _checked_bytes(model, FASTAI_EXPORT)
     return ModelFile(export_file_name(model), data, EXPORT_MEDIA_TYPE)
+
+
+def model_card(actor: Actor, model: int | ModelRecord) -> ModelFile:
+    """The model's card (Markdown, :mod:`fakevoice.services.model_cards`): what it is, what it
+    was trained and checked on, how well it did and where it is weak; for its owner or anyone
+    when it is public.
+
+    Args:
+        model: The model's id, or its record as just read for this actor (not read again).
+
+    Raises:
+        NotFoundError: The actor may not use the model.
+        ModelFileError: Its manifest is missing, changed since it was stored, or unreadable.
+    """
+    model = _readable(actor, model)
+    try:
+        manifest = json.loads(_checked_bytes(model, BUNDLE_MANIFEST))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"The manifest of model {model.name!r} cannot be read.") from None
+    with store.session_scope(readonly=True) as session:
+        try:
+            owner: str | None = store.get_user(session, model.owner_id).username
+        except NotFoundError:
+            owner = None
+    text = model_card_markdown(model, manifest if isinstance(manifest, dict) else {}, owner)
+    return ModelFile(card_file_name(model), text.encode("utf-8"), CARD_MEDIA_TYPE)
 
 
 def _readable(actor: Actor, model: int | ModelRecord) -> ModelRecord:
