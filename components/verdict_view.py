@@ -18,10 +18,12 @@ import streamlit as st
 from components.user_text import plain
 from fakevoice.audio import load_audio
 from fakevoice.cautions import typicality_text
+from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FeatureSpec, render_image
 from fakevoice.inference import BONAFIDE, VerdictLabel, WindowScore, decide
 from fakevoice.preprocess import model_windows
-from fakevoice.store.records import AnalysisRecord, ModelRecord
+from fakevoice.services import model_files
+from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
 WAVEFORM_POINTS = 2000
 CARD_STYLE: dict[str, tuple[str, str, str]] = {
@@ -83,6 +85,20 @@ def model_summary(model: ModelRecord) -> str:
     )
     classes = ", ".join(model.class_names)
     return f"Classes: {classes} · {how_good} · {probabilities}."
+
+
+def model_card(actor: Actor, model: ModelRecord) -> None:
+    """The model's card (:mod:`fakevoice.services.model_cards`) in a folded expander: what it
+    was trained and checked on, its EER per generator and noise level, and its weak spots, for
+    whoever weighs its verdicts."""
+    with st.expander("About this model: its data, figures and weak spots"):
+        try:
+            text = model_files.model_card(actor, model).data.decode("utf-8")
+        except FakeVoiceError as exc:
+            st.caption(str(exc))
+            return
+        body = text.split("\n", 1)[1] if text.startswith("# ") else text
+        st.markdown(body.replace("\n## ", "\n#### "))
 
 
 def redecide(probabilities: dict[str, float], threshold: float) -> tuple[VerdictLabel, str | None]:

@@ -29,6 +29,7 @@ from components.user_text import plain
 from components.verdict_history import PICK_IN_HISTORY
 from components.verdict_view import (
     ModelView,
+    model_card,
     model_label,
     model_summary,
     model_view,
@@ -134,6 +135,7 @@ def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
         help="Your models and the public ones.",
     )
     st.caption(model_summary(by_id[chosen]))
+    model_card(actor, by_id[chosen])
     return by_id[chosen]
 
 

@@ -339,6 +339,18 @@ def test_the_model_line_gives_its_eer_with_the_interval(specnet: ModelRecord) ->
     )
 
 
+def test_the_chosen_model_s_card_is_folded_under_it(alice: Actor, run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["generator_eer"] = {"griffinlim": 0.45, "world": 0.05}
+    register_run_model(alice, run_dir, name="carded", metrics=metrics)
+    at = evaluate_page(alice)
+    assert_no_exception(at)
+    (about,) = [e for e in at.expander if e.label.startswith("About this model")]
+    shown = "\n".join(m.value for m in about.markdown)
+    assert shown.startswith("- Architecture: specnet")  # the card, less its title
+    assert "#### Weak spots and limits" in shown and "often misses `griffinlim`" in shown
+
+
 def test_fused_p_human_is_the_mean_of_the_log_odds() -> None:
     import math
 
