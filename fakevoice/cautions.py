@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fakevoice.features import power_spectrogram
 from fakevoice.metrics.familiarity import UNFAMILIAR
+from fakevoice.spectral import power_spectrogram
 
 if TYPE_CHECKING:
     from fakevoice.audio import Audio

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakevoice.features import bin_axis, mel_edges
+from fakevoice.features import bin_axis
 from fakevoice.inference import Detector, WindowScore, forward_thread
 from fakevoice.preprocess import IMAGENET_MEAN, IMAGENET_STD, window_starts
+from fakevoice.spectral import mel_edges
 
 SMOOTHGRAD_SAMPLES = 8
 NOISE_LEVEL = {"image": 0.10, "waveform": 0.02}  # noise sd as a share of the input's range

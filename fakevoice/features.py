@@ -3,7 +3,8 @@
 One :class:`FeatureSpec` says how a clip becomes a picture; :func:`spectrogram_db` turns samples
 into a ``(bins, frames)`` matrix and :func:`db_to_image` turns that matrix into an ``(H, W, 3)``
 uint8 image with low frequencies on the bottom row (as the original workbench's matplotlib
-figures). Everything is numpy and scipy.fft; filterbanks and windows are cached per parameter set.
+figures). Everything is numpy and scipy.fft; the STFT, the dB step and the filterbanks (cached per
+parameter set) are :mod:`fakevoice.spectral`'s.
 
 Conventions (chosen to match librosa 0.11 defaults, which the tests compare against):
 
@@ -38,23 +39,25 @@ imports matplotlib (:mod:`fakevoice.colormaps`). :mod:`fakevoice.png` writes the
 
 from __future__ import annotations
 
-import logging
 import math
 import numbers
 import warnings
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from typing import Any, Literal, get_args
 
 import numpy as np
 import scipy.fft
-import scipy.sparse
 from PIL import Image
 
 from fakevoice.colormaps import COLORMAPS, colormap_lut
 from fakevoice.errors import EmptyAudioError, InvalidSamplesError, InvalidSpecError
-
-logger = logging.getLogger(__name__)
+from fakevoice.spectral import (
+    linear_bin_range,
+    mel_edges,
+    power_spectrogram,
+    power_to_db,
+    sparse_filterbank,
+)
 
 FeatureKind = Literal["mel", "linear", "mfcc", "lfcc", "cqt", "phase"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
@@ -68,7 +71,6 @@ CEPSTRAL_KINDS = frozenset({"mfcc", "lfcc"})
 LINEAR_KINDS = frozenset({"linear", "phase"})  # STFT bins in [fmin, fmax], one row each
 FILTERBANK_KINDS = frozenset({"mel", "mfcc", "lfcc"})
 
-AMIN = 1e-10  # power floor before the log, as librosa.power_to_db
 CQT_BINS_PER_OCTAVE = 24
 CQT_DEFAULT_FMIN = 32.703195662574764  # C1 in Hz, librosa's default CQT fmin
 CQT_NYQUIST_MARGIN = 1.05  # the top CQT filter's band must stay below Nyquist
@@ -228,7 +230,7 @@ def spectrogram_db(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         low, high = linear_bin_range(spec.sample_rate, spec.n_fft, spec.fmin, spec.resolved_fmax)
         return np.ascontiguousarray(power_to_db(power[low:high], None, spec.top_db))
     scale: Literal["mel", "linear"] = "linear" if spec.kind == "lfcc" else "mel"
-    basis = _sparse_filterbank(
+    basis = sparse_filterbank(
         scale, spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.resolved_fmax
     )
     energies = basis @ power
@@ -257,12 +259,6 @@ def bin_axis(spec: FeatureSpec) -> tuple[np.ndarray, Literal["Hz", "coefficient"
     return mel_edges(spec.fmin, spec.resolved_fmax, spec.n_mels + 1)[1:-1], "Hz"
 
 
-def mel_edges(fmin: float, fmax: float, n_bands: int) -> np.ndarray:
-    """``n_bands + 1`` frequencies (Hz) from ``fmin`` to ``fmax``, equally spaced on the Slaney
-    mel scale: the edges of ``n_bands`` bands that are equally wide to the ear."""
-    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_bands + 1))
-
-
 def _checked_samples(samples: np.ndarray) -> np.ndarray:
     y = np.asarray(samples)
     if y.ndim != 1:
@@ -273,25 +269,6 @@ def _checked_samples(samples: np.ndarray) -> np.ndarray:
     if not np.isfinite(y).all():
         raise InvalidSamplesError("the audio contains NaN or infinite sample values")
     return y
-
-
-def power_spectrogram(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """``|STFT|^2``: ``(n_fft // 2 + 1, 1 + n // hop_length)`` float32, centred, zero padded."""
-    padded = np.pad(y, n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    # scipy's pocketfft keeps float32 and is several times faster than numpy.fft here.
-    stft = scipy.fft.rfft(frames * hann_window(n_fft), axis=-1)
-    power = stft.real**2 + stft.imag**2
-    return np.ascontiguousarray(power.T)
-
-
-def power_to_db(power: np.ndarray, ref: float | None, top_db: float) -> np.ndarray:
-    """``librosa.power_to_db``; ``ref=None`` means relative to ``power.max()``."""
-    ref_value = float(power.max()) if ref is None else ref
-    db = 10.0 * np.log10(np.maximum(power, AMIN))
-    db -= 10.0 * math.log10(max(ref_value, AMIN))
-    np.maximum(db, db.max() - top_db, out=db)
-    return db.astype(np.float32, copy=False)
 
 
 def _cqt_db(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
@@ -318,92 +295,6 @@ def _cqt_bins(spec: FeatureSpec) -> tuple[float, int]:
     fmin = spec.fmin if spec.fmin > 0 else CQT_DEFAULT_FMIN
     fmax = min(spec.resolved_fmax, spec.sample_rate / 2 / CQT_NYQUIST_MARGIN)
     return fmin, int(CQT_BINS_PER_OCTAVE * math.log2(fmax / fmin)) if fmax > fmin else 0
-
-
-# --- cached filterbanks --------------------------------------------------------------------------
-
-
-def _frozen(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
-
-
-@lru_cache(maxsize=16)
-def hann_window(n_fft: int) -> np.ndarray:
-    """Periodic Hann window ``(n_fft,)`` float32, as ``scipy.signal.get_window('hann')``."""
-    n = np.arange(n_fft)
-    return _frozen((0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)).astype(np.float32))
-
-
-def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    """Slaney mel scale: linear below 1 kHz, logarithmic above (librosa ``htk=False``)."""
-    hz = np.asarray(hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    log_part = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
-    return np.where(hz >= min_log_hz, log_part, hz / f_sp)
-
-
-def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
-    mel = np.asarray(mel, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    log_part = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
-    return np.where(mel >= min_log_mel, log_part, mel * f_sp)
-
-
-def _triangles(edges_hz: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
-    """Triangular filters with peak 1: ``(len(edges_hz) - 2, n_fft // 2 + 1)`` float64."""
-    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
-    widths = np.diff(edges_hz)
-    ramps = edges_hz[:, None] - fft_hz[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    return np.maximum(0.0, np.minimum(lower, upper))
-
-
-@lru_cache(maxsize=16)
-def _mel_filterbank(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
-) -> np.ndarray:
-    """Slaney mel filterbank ``(n_mels, n_fft // 2 + 1)`` float32 (``librosa.filters.mel``)."""
-    logger.debug("mel filterbank sr=%d n_fft=%d n_mels=%d", sample_rate, n_fft, n_mels)
-    edges = mel_edges(fmin, fmax, n_mels + 1)
-    weights = _triangles(edges, sample_rate, n_fft)
-    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # Slaney area normalisation
-    return _frozen(weights.astype(np.float32))
-
-
-@lru_cache(maxsize=16)
-def _linear_filterbank(
-    sample_rate: int, n_fft: int, n_filters: int, fmin: float, fmax: float
-) -> np.ndarray:
-    """Linearly spaced unit-height triangles ``(n_filters, n_fft // 2 + 1)`` float32 (LFCC)."""
-    edges = np.linspace(fmin, fmax, n_filters + 2)
-    return _frozen(_triangles(edges, sample_rate, n_fft).astype(np.float32))
-
-
-@lru_cache(maxsize=16)
-def _sparse_filterbank(
-    scale: Literal["mel", "linear"],
-    sample_rate: int,
-    n_fft: int,
-    n_filters: int,
-    fmin: float,
-    fmax: float,
-) -> scipy.sparse.csr_array:
-    """The filterbank as a sparse matrix: each bin feeds at most two filters, and a dense BLAS
-    product of this size is slower, and oversubscribes cores when OpenBLAS spins up threads."""
-    make = _mel_filterbank if scale == "mel" else _linear_filterbank
-    return scipy.sparse.csr_array(make(sample_rate, n_fft, n_filters, fmin, fmax))
-
-
-def linear_bin_range(sample_rate: int, n_fft: int, fmin: float, fmax: float) -> tuple[int, int]:
-    """Row slice ``[low, high)`` of the STFT bins whose centre lies in ``[fmin, fmax]``."""
-    bin_hz = sample_rate / n_fft
-    low = math.ceil(fmin / bin_hz - 1e-9)
-    high = math.floor(fmax / bin_hz + 1e-9) + 1
-    return low, max(high, low + 1)
 
 
 # --- images --------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ import scipy.fft
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
+from fakevoice.spectral import hann_window, linear_bin_range, power_to_db
+
 if TYPE_CHECKING:
     from fakevoice.features import FeatureSpec
 
@@ -39,10 +41,8 @@ NEIGHBOURHOOD = 3
 
 
 def complex_stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """The STFT of :func:`fakevoice.features.power_spectrogram`, complex:
+    """The STFT of :func:`fakevoice.spectral.power_spectrogram`, complex:
     ``(n_fft // 2 + 1, 1 + n // hop_length)`` complex64."""
-    from fakevoice.features import hann_window
-
     padded = np.pad(y, n_fft // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
     return np.ascontiguousarray(scipy.fft.rfft(frames * hann_window(n_fft), axis=-1).T)
@@ -78,8 +78,6 @@ def phase_maps(y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray
         ``(level, frequency, delay)``: each ``(bins, frames)`` float32 in ``[0, 1]``; the bins
         are those of the ``linear`` kind.
     """
-    from fakevoice.features import linear_bin_range, power_to_db
-
     stft = complex_stft(y, spec.n_fft, spec.hop_length)
     power = stft.real.astype(np.float64) ** 2 + stft.imag.astype(np.float64) ** 2
     phase = np.angle(stft).astype(np.float64)
