@@ -16,11 +16,13 @@ from fakevoice.errors import ModelFileError
 from fakevoice.models.aasist import (
     MIN_SAMPLES,
     SPECTRAL_NODES,
-    _abs_max_pool_3x3,
-    _max_pool_time,
-    _selu_,
     build_aasist,
     count_parameters,
+)
+from fakevoice.models.aasist_encoder import (
+    _max_pool_time,
+    _selu_,
+    abs_max_pool_3x3,
     sinc_filter_bank,
 )
 from fakevoice.models.checkpoints import detect_aasist_variant, load_official_aasist
@@ -70,7 +72,7 @@ def test_sinc_filters_pass_their_mel_band() -> None:
 def test_fast_pooling_and_selu_match_torch(rng: np.random.Generator) -> None:
     bands = torch.from_numpy(rng.standard_normal((2, 70, 1000)).astype(np.float32))
     expected = F.max_pool2d(bands[:, None].abs(), (3, 3))
-    assert torch.equal(_abs_max_pool_3x3(bands), expected)
+    assert torch.equal(abs_max_pool_3x3(bands), expected)
     maps = torch.from_numpy(rng.standard_normal((2, 8, 5, 301)).astype(np.float32))
     for layout in (torch.contiguous_format, torch.channels_last):
         x = maps.contiguous(memory_format=layout)
