@@ -1,6 +1,6 @@
 """Streamlit view of a dataset's shortcut audit: what simple cues alone give away.
 
-It takes the :class:`~fakevoice.datasets.shortcuts.ShortcutAudit` a service returned and only
+It takes the :class:`~fakevoice.datasets.shortcut_findings.ShortcutAudit` a service returned and only
 renders it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from fakevoice.datasets.shortcuts import STRONG_BELOW, Separation, ShortcutAudit
+from fakevoice.datasets.shortcut_findings import STRONG_BELOW, Separation, ShortcutAudit
 
 NOTICE = {"strong": st.warning, "some": st.info, "none": st.success}
 

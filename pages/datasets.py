@@ -12,7 +12,7 @@ import streamlit as st
 from components import auth, dataset_build, dataset_view, job_list, shortcut_audit
 from fakevoice import services
 from fakevoice.colormaps import COLORMAPS
-from fakevoice.datasets.shortcuts import ShortcutAudit
+from fakevoice.datasets.shortcut_findings import ShortcutAudit
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FEATURE_KIND_HELP, FEATURE_KINDS, FeatureSpec
 from fakevoice.store.records import Actor, RunRecord

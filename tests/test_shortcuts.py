@@ -1,6 +1,7 @@
 """The shortcut audit: each clip's cues (fakevoice/datasets/cues.py) with known answers, the audit
-of planted and absent shortcuts (fakevoice/datasets/shortcuts.py), and its faces: the service that
-keeps it, the Datasets page (AppTest), ``fakevoice dataset audit``.
+of planted and absent shortcuts (fakevoice/datasets/shortcuts.py) and its findings in words
+(fakevoice/datasets/shortcut_findings.py), and its faces: the service that keeps it, the Datasets
+page (AppTest), ``fakevoice dataset audit``.
 
 The API's ``GET /v1/datasets/{name}/shortcuts`` is tested over HTTP in test_api_training.py and
 the audit a build keeps in test_builder.py.
@@ -20,9 +21,9 @@ from test_page_datasets import assert_no_exception, datasets_page, write_fixture
 from fakevoice import services
 from fakevoice.cli import main
 from fakevoice.datasets.cues import CUE_NAMES, clip_cues
+from fakevoice.datasets.shortcut_findings import ShortcutAudit
 from fakevoice.datasets.shortcuts import (
     SHORTCUTS_NAME,
-    ShortcutAudit,
     audit_cues,
     audit_dataset,
     read_audit,

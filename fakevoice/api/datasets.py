@@ -22,7 +22,7 @@ from fakevoice import services
 from fakevoice.api.auth import FullAccessDep, SignedInDep
 from fakevoice.api.routes import MULTIPART_OVERHEAD
 from fakevoice.api.schemas import RunOut
-from fakevoice.datasets.shortcuts import Separation
+from fakevoice.datasets.shortcut_findings import Separation
 from fakevoice.errors import InvalidSpecError
 from fakevoice.services.dataset_builds import DEFAULT_BUILD_GENERATORS, DEFAULT_BUILD_NOISE
 from fakevoice.settings import Settings

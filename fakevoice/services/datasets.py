@@ -41,7 +41,8 @@ from fakevoice.datasets.manifest import (
     write_owner_marker,
 )
 from fakevoice.datasets.noise import noise_sort_key
-from fakevoice.datasets.shortcuts import ShortcutAudit, audit_dataset, read_audit, write_audit
+from fakevoice.datasets.shortcut_findings import ShortcutAudit
+from fakevoice.datasets.shortcuts import audit_dataset, read_audit, write_audit
 from fakevoice.errors import DatasetError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
