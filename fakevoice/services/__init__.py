@@ -1,6 +1,7 @@
 """Use-cases shared by the pages, the API and the CLI (this package never imports streamlit).
 
-* :mod:`~fakevoice.services.datasets`: built datasets, their counts, side-by-side comparisons;
+* :mod:`~fakevoice.services.datasets`: built datasets, their counts, their shortcut audits;
+* :mod:`~fakevoice.services.dataset_comparisons`: an utterance side by side, human and generators;
 * :mod:`~fakevoice.services.dataset_changes`: record, delete and re-render datasets;
 * :mod:`~fakevoice.services.dataset_renders`: re-renders as background jobs (the Datasets page);
 * :mod:`~fakevoice.services.dataset_builds`: datasets built from a user's uploaded recordings;
@@ -38,6 +39,13 @@ if TYPE_CHECKING:
         record_owner,
         render_dataset,
     )
+    from fakevoice.services.dataset_comparisons import (
+        Comparison,
+        Panel,
+        compare_utterance,
+        sample_items,
+        utterances,
+    )
     from fakevoice.services.dataset_renders import (
         clear_render,
         list_renders,
@@ -47,10 +55,7 @@ if TYPE_CHECKING:
     from fakevoice.services.datasets import (
         ATTRIBUTION_NAME,
         BUILD_HINT,
-        Comparison,
         DatasetOverview,
-        Panel,
-        compare_utterance,
         dataset_names,
         dataset_overview,
         dataset_path,
@@ -58,9 +63,7 @@ if TYPE_CHECKING:
         kept_shortcuts,
         list_datasets,
         ordered_classes,
-        sample_items,
         shortcut_warning,
-        utterances,
     )
     from fakevoice.services.evaluation import DatasetEvaluation, evaluate_on_dataset
     from fakevoice.services.evaluation_jobs import (
@@ -136,6 +139,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "record_owner",
         "render_dataset",
     ),
+    "fakevoice.services.dataset_comparisons": (
+        "Comparison",
+        "Panel",
+        "compare_utterance",
+        "sample_items",
+        "utterances",
+    ),
     "fakevoice.services.dataset_renders": (
         "clear_render",
         "list_renders",
@@ -145,10 +155,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "fakevoice.services.datasets": (
         "ATTRIBUTION_NAME",
         "BUILD_HINT",
-        "Comparison",
         "DatasetOverview",
-        "Panel",
-        "compare_utterance",
         "dataset_names",
         "dataset_overview",
         "dataset_path",
@@ -156,9 +163,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "kept_shortcuts",
         "list_datasets",
         "ordered_classes",
-        "sample_items",
         "shortcut_warning",
-        "utterances",
     ),
     "fakevoice.services.evaluation": (
         "DatasetEvaluation",
