@@ -188,7 +188,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("history", help="your verdicts, searched, or exported as CSV")
-    p.add_argument("--find", help="a part of the file name, or the start of its SHA-256")
+    p.add_argument(
+        "--find", help="a part of the file name or of your note, or the start of its SHA-256"
+    )
     p.add_argument(
         "--verdict",
         action="append",

@@ -2,8 +2,9 @@
 count it, and export it as CSV for a case file or a spreadsheet.
 
 Only the user's own verdicts are ever listed (administrators included: a history is personal).
-The search text matches a part of the file name, or the start of the SHA-256 of the bytes judged,
-so an analyst can ask "was this exact file judged before?" with the hash from a report.
+The search text matches a part of the file name or of the owner's note, or the start of the
+SHA-256 of the bytes judged, so an analyst can ask "was this exact file judged before?" with the
+hash from a report.
 """
 
 from __future__ import annotations
