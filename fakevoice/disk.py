@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from fakevoice.errors import error_chain
+
 # Under this much free space where a job writes, an unexplained error is taken for a full disk,
 # and /health calls the data folder's disk full.
 FULL_DISK_BYTES = 64 * 2**20
@@ -38,12 +40,10 @@ def free_bytes(folder: Path | None) -> int | None:
 def says_full(error: BaseException) -> bool:
     """``error``, or an error it was raised from or while handling, says the disk (or the
     user's quota) is full."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(
+        isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        for cause in error_chain(error)
+    )
 
 
 def writable(folder: Path) -> bool:

@@ -7,6 +7,19 @@ and exits with code 2. Anything that is not a ``FakeVoiceError`` is a bug.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the error it was raised from or while handling, and so on (each once):
+    libraries wrap the error that tells what happened (fastai in "Exception occured in ...")."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
 
 class FakeVoiceError(Exception):
     """Base class: the message is shown to the user as it is."""

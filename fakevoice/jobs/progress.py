@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from fakevoice import disk, store
-from fakevoice.errors import FakeVoiceError
+from fakevoice.errors import FakeVoiceError, error_chain
 from fakevoice.store.records import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -101,14 +101,7 @@ def unexpected_error_text(error: BaseException, what: str, folder: Path | None =
 def _loader_worker_died(error: BaseException) -> bool:
     """Whether ``error``, or one it came from, is torch's word that a data-loader worker process
     died ("DataLoader worker (pid 123) is killed by signal: Killed", "... exited unexpectedly")."""
-    seen: BaseException | None = error
-    for _ in range(8):  # fastai wraps errors in its own; a chain is short
-        if seen is None:
-            return False
-        if "DataLoader worker (pid" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any("DataLoader worker (pid" in str(cause) for cause in error_chain(error))
 
 
 def end_on_error(
