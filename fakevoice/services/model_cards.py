@@ -16,6 +16,7 @@ from typing import Any
 
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label
+from fakevoice.markdown_text import code_span
 from fakevoice.metrics.bootstrap import interval_words
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.store.records import ModelRecord
@@ -24,11 +25,6 @@ WEAK_GENERATOR_EER = 0.2
 """A generator whose validation EER is at least this is named among the model's weak spots."""
 MAGNITUDE_KINDS = {"mel", "linear", "mfcc", "lfcc", "cqt"}
 """Spectrogram kinds that keep magnitudes only (the ``phase`` kind keeps phase too)."""
-
-
-def _code(text: object) -> str:
-    """``text`` as a Markdown code span: shown as typed, never a link or an image."""
-    return "`" + str(text).replace("`", "'").replace("\n", " ").replace("|", "/") + "`"
 
 
 def _percent(value: object) -> str:
@@ -46,7 +42,7 @@ def model_card_markdown(
     metrics = model.metrics or {}
     spec = manifest.get("train_spec") if isinstance(manifest.get("train_spec"), dict) else None
     lines = [
-        f"# Model card: {_code(model.name)}",
+        f"# Model card: {code_span(model.name)}",
         "",
         *_summary_lines(model, manifest, owner),
         "",
@@ -77,7 +73,7 @@ def model_card_markdown(
 
 
 def _summary_lines(model: ModelRecord, manifest: Mapping[str, Any], owner: str | None) -> list[str]:
-    classes = ", ".join(_code(name) for name in model.class_names)
+    classes = ", ".join(code_span(name) for name in model.class_names)
     kind = "binary" if len(model.class_names) == 2 else f"{len(model.class_names)} classes"
     if manifest.get("input_kind") == "waveform":
         heard = f"raw {model.sample_rate} Hz waveform, windows of {model.clip_samples:,} samples"
@@ -91,10 +87,10 @@ def _summary_lines(model: ModelRecord, manifest: Mapping[str, Any], owner: str |
         f"- Architecture: {model.arch} ({kind}: {classes})",
         f"- Input: {heard}",
         f"- Model id {model.id}, stored {model.created_at:%Y-%m-%d}"
-        + (f" by {_code(owner)}" if owner else "")
+        + (f" by {code_span(owner)}" if owner else "")
         + (", public" if model.is_public else ", private"),
         f"- Weights SHA-256: `{model.files.get('model.safetensors', 'not recorded')}`",
-        *([f"- Source: {_code(source)}"] if source else []),
+        *([f"- Source: {code_span(source)}"] if source else []),
         *([f"- Made with {made}"] if made else []),
     ]
 
@@ -125,7 +121,7 @@ def _data_lines(
             "source (above)."
         ]
     chosen = [
-        f"{what} {', '.join(_code(v) for v in values)}"
+        f"{what} {', '.join(code_span(v) for v in values)}"
         for what, values in (
             ("noise levels", spec.get("noise_levels")),
             ("speakers", spec.get("speakers")),
@@ -135,11 +131,11 @@ def _data_lines(
     ]
     heard = manifest.get(TRAINING_AUDIO)
     return [
-        f"- Dataset {_code(spec.get('dataset'))}"
+        f"- Dataset {code_span(spec.get('dataset'))}"
         + (f", {'; '.join(chosen)}" if chosen else ", every item"),
         f"- Split by {spec.get('split_by', 'utterance')}"
         + (
-            f", held out: {', '.join(_code(h) for h in spec['holdout'])}"
+            f", held out: {', '.join(code_span(h) for h in spec['holdout'])}"
             if spec.get("holdout")
             else ""
         )
@@ -183,7 +179,7 @@ def _validation_lines(metrics: Mapping[str, Any]) -> list[str]:
         for name, eer in eers.items():
             pair = items.get(name) if isinstance(items, dict) else None
             shown = f"{pair[0]}, {pair[1]}" if isinstance(pair, list) and len(pair) == 2 else "–"
-            lines.append(f"| {_code(label(name))} | {_percent(eer)} | {shown} |")
+            lines.append(f"| {code_span(label(name))} | {_percent(eer)} | {shown} |")
     return lines
 
 
@@ -194,7 +190,7 @@ def _limit_lines(
     eers = metrics.get("generator_eer")
     if isinstance(eers, dict):
         weak = [
-            f"{_code(name)} ({_percent(eer)} EER)"
+            f"{code_span(name)} ({_percent(eer)} EER)"
             for name, eer in eers.items()
             if isinstance(eer, int | float) and eer >= WEAK_GENERATOR_EER
         ]

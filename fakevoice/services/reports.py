@@ -18,6 +18,7 @@ from fakevoice.artefacts import BUNDLE_WEIGHTS
 from fakevoice.audio import AudioInfo
 from fakevoice.explain import Explanation
 from fakevoice.inference import BONAFIDE, decide
+from fakevoice.markdown_text import code_span, inline
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services.history import GONE, get_verdict
 from fakevoice.services.verdicts import ScoredClip
@@ -170,7 +171,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     file, model, verdict = report["file"], report["model"], report["verdict"]
     label = str(verdict["label"]).capitalize()
     if verdict["generator"] and verdict["label"] == "machine-generated":  # not for inconclusive
-        label += f" (most likely generator: `{_inline(verdict['generator'])}`)"
+        label += f" (most likely generator: {code_span(verdict['generator'])})"
     validation = model["validation"]
     eer = validation.get("eer")
     how_good = (
@@ -190,7 +191,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "## File",
         "",
-        f"- Name (as given, a label only): `{_inline(file['name'])}`",
+        f"- Name (as given, a label only): {code_span(file['name'])}",
         f"- SHA-256: `{file['sha256'] or 'not recorded'}`",
         f"- {file['duration_seconds']:.2f} s, {file['sample_rate']} Hz"
         + (
@@ -202,8 +203,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         *_outcome_lines(report.get("outcome")),
         "## Model",
         "",
-        f"- `{_inline(model['name'])}` (id {model['id']}, {model['arch'] or 'unknown'}), classes: "
-        f"{', '.join(f'`{_inline(name)}`' for name in model['classes']) or 'unknown'}",
+        f"- {code_span(model['name'])} (id {model['id']}, {model['arch'] or 'unknown'}), classes: "
+        f"{', '.join(code_span(name) for name in model['classes']) or 'unknown'}",
         f"- Weights SHA-256: `{model['weights_sha256'] or 'not recorded'}`",
         f"- How good: {how_good}",
         f"- Probabilities: {calibration_line(validation.get('calibration'))}",
@@ -212,7 +213,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "| class | probability |",
         "| --- | --- |",
-        *(f"| `{_inline(name)}` | {p:.4f} |" for name, p in verdict["probabilities"].items()),
+        *(f"| {code_span(name)} | {p:.4f} |" for name, p in verdict["probabilities"].items()),
         "",
         *(
             ["## Cautions", "", *(f"- {caution}" for caution in verdict["cautions"]), ""]
@@ -234,7 +235,7 @@ def _outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
     if outcome.get("really"):
         lines.append(f"- Recorded by the analyst: **{outcome['really']}**")
     if outcome.get("note"):
-        lines.append(f"- Note: {_inline(outcome['note'])}")
+        lines.append(f"- Note: {inline(outcome['note'])}")
     return [*lines, ""]
 
 
@@ -252,7 +253,7 @@ def _timeline_lines(windows: list[dict[str, Any]]) -> list[str]:
         "| from (s) | to (s) | P(human) | most likely class |",
         "| --- | --- | --- | --- |",
         *(
-            f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | `{_inline(w['top_class'])}` |"
+            f"| {w['start']:.2f} | {w['end']:.2f} | {w['p_human']:.3f} | {code_span(w['top_class'])} |"
             for w in windows
         ),
         "",
@@ -274,9 +275,3 @@ def _explanation_lines(explanation: dict[str, Any] | None) -> list[str]:
         *(f"| {band.label()} | {100 * band.share:.1f} % |" for band in e.bands),
         "",
     ]
-
-
-def _inline(text: object) -> str:
-    """Text safe inside a Markdown code span (in a table cell too). Names people chose (a shared
-    model's, its class names) go in code spans: outside one, ``[...](https://...)`` is a link."""
-    return str(text).replace("`", "'").replace("|", "/").replace("\n", " ")
