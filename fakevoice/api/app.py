@@ -112,12 +112,20 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return text or "request"
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+async def _caller_refused(request: Request) -> JSONResponse | None:
+    """The 401 of a caller the route would refuse for its token, or None: answered before a
+    refusal that describes the route (its fields, its limits)."""
     try:
         await authenticated_first(request)
     except UnauthorizedError as refused:
         return await _fakevoice_error(request, refused)
+    return None
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    if (refused := await _caller_refused(request)) is not None:
+        return refused
     problems = exc.errors()
     if any(problem.get("type") == "json_invalid" for problem in problems):
         return error_response(
@@ -135,11 +143,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 400:  # a form it could not read: its limits are the route's
-        try:
-            await authenticated_first(request)
-        except UnauthorizedError as refused:
-            return await _fakevoice_error(request, refused)
+    # A form it could not read: its limits are the route's.
+    if exc.status_code == 400 and (refused := await _caller_refused(request)) is not None:
+        return refused
     code, message = HTTP_CODES.get(exc.status_code, (f"http_{exc.status_code}", str(exc.detail)))
     if exc.status_code == 400 and str(exc.detail) not in _GENERIC_DETAILS:
         # Starlette's words on a form it could not parse, e.g. more files than allowed.
