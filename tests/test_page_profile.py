@@ -620,7 +620,7 @@ def test_services_refuse_bob_on_alices_runs_and_models(two_users: dict[str, Any]
     bob = two_users["bob"]
     private_run, shared_run = two_users["private_run"], two_users["public_run"]
     for run in (private_run, shared_run):
-        for name in (*profile.RUN_FILES, "../../fakevoice.sqlite"):
+        for name in (*results.ARTEFACT_NAMES, "../../fakevoice.sqlite"):
             with pytest.raises(NotFoundError):
                 results.artefact_bytes(bob, run.id, name)
         with pytest.raises(NotFoundError):

@@ -19,18 +19,8 @@ from sqlalchemy.orm import Session
 from fakevoice import store
 from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
 from fakevoice.errors import ConflictError, FakeVoiceError, NotFoundError, PermissionDeniedError
-from fakevoice.services.results import BUNDLE_FILES
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord, RunRecord, UserRecord
-
-RUN_FILES: dict[str, str] = {
-    "model.pkl": "application/octet-stream",
-    "history.csv": "text/csv",
-    "loss_curve.png": "image/png",
-    "confusion.png": "image/png",
-}
-"""Files of a run folder the profile offers (name -> MIME type); read them with
-:func:`fakevoice.services.results.artefact_bytes`, the safe bundle with ``results.bundle_zip``."""
 
 ANONYMOUS = Actor(user_id=0, is_admin=False)
 """The visitor who is not signed in: sees public models only (no user has id 0)."""
@@ -45,8 +35,6 @@ class RunEntry:
         model: The model it produced, if it finished with one.
         arch: Architecture name from the spec; dataset: dataset name from the spec.
         eer, accuracy: Final validation figures as fractions (0-1), None when unknown.
-        files: Downloadable files present in the run folder (see :data:`RUN_FILES`), plus
-            ``"bundle"`` when the safe bundle is complete.
     """
 
     run: RunRecord
@@ -55,7 +43,6 @@ class RunEntry:
     dataset: str
     eer: float | None
     accuracy: float | None
-    files: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -80,13 +67,6 @@ def run_folder(run_id: int) -> Path:
     return run_dir_for(run_id)
 
 
-def _present_files(folder: Path) -> tuple[str, ...]:
-    names = [name for name in RUN_FILES if (folder / name).is_file()]
-    if all((folder / name).is_file() for name in BUNDLE_FILES):
-        names.append("bundle")
-    return tuple(names)
-
-
 def my_active_jobs(actor: Actor) -> list[RunRecord]:
     """The actor's queued and running jobs of every kind (training, dataset builds, tests),
     oldest first: the order the workers take them in."""
@@ -96,7 +76,7 @@ def my_active_jobs(actor: Actor) -> list[RunRecord]:
 
 
 def my_runs(actor: Actor) -> list[RunEntry]:
-    """The actor's own runs, newest first, each with its model, figures and files."""
+    """The actor's own runs, newest first, each with its model and figures."""
     with store.session_scope(readonly=True) as session:
         runs = store.list_runs(session, actor)
         models = {
@@ -122,7 +102,6 @@ def my_runs(actor: Actor) -> list[RunEntry]:
                     dataset=str(run.spec.get("dataset", "")),
                     eer=eer,
                     accuracy=accuracy,
-                    files=_present_files(run_folder(run.id)),
                 )
             )
     return entries
