@@ -17,6 +17,7 @@ import streamlit as st
 
 from components.user_text import plain
 from fakevoice.audio import load_audio
+from fakevoice.bundle_figures import REPORTED
 from fakevoice.cautions import typicality_text
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FeatureSpec, render_image
@@ -77,7 +78,7 @@ def model_summary(model: ModelRecord) -> str:
         )
         + (f" on {items} items" if items else "")
         if isinstance(eer, int | float)
-        else "no validation figures"
+        else _reported_figures(model.metrics.get(REPORTED))
     )
     calibrated = model.metrics.get("calibration")
     probabilities = (
@@ -85,6 +86,16 @@ def model_summary(model: ModelRecord) -> str:
     )
     classes = ", ".join(model.class_names)
     return f"Classes: {classes} · {how_good} · {probabilities}."
+
+
+def _reported_figures(reported: object) -> str:
+    """What a model uploaded without figures of this server's says of itself, if anything."""
+    if not isinstance(reported, dict) or not isinstance(reported.get("eer"), int | float):
+        return "no validation figures"
+    return (
+        f"validation EER {reported['eer']:.1%} as its bundle reports (signed by another "
+        "server's key, not measured here)"
+    )
 
 
 def model_card(actor: Actor, model: ModelRecord) -> None:

@@ -45,6 +45,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fakevoice import services
+    from fakevoice.bundle_figures import REPORTED
     from fakevoice.metrics.bootstrap import interval_words
     from fakevoice.metrics.calibration import calibration_line
     from fakevoice.services.model_files import has_fastai_export
@@ -79,6 +80,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  validation EER {100 * eer:.2f} %")
         if isinstance(metrics.get("eer_interval"), dict):
             print(f"  {interval_words(metrics['eer_interval'])}")
+    elif isinstance(reported := metrics.get(REPORTED), dict) and isinstance(
+        reported.get("eer"), float
+    ):
+        print(
+            f"  validation EER {100 * reported['eer']:.2f} % as its bundle reports, signed by key "
+            f"{reported.get('key_id')} (another server's): not measured here"
+        )
     print(f"  probabilities {calibration_line(metrics.get('calibration'))}")
     files = ["safe bundle"] + (["fastai export"] if has_fastai_export(model) else [])
     print(f"  files: {', '.join(files)} (`fakevoice models export`)")

@@ -639,14 +639,15 @@ def test_services_refuse_bob_on_alices_runs_and_models(two_users: dict[str, Any]
     with pytest.raises(PermissionDeniedError):
         profile.delete_user(bob, two_users["alice"].user_id)
     assert profile.run_folder(private_run.id).is_dir()
-    # The owner gets the real bytes; the bundle zip holds the two bundle files.
+    # The owner gets the real bytes; the bundle zip holds the two bundle files and the
+    # validation figures, signed.
     alice = two_users["alice"]
     assert (
         results.artefact_bytes(alice, private_run.id, "model.pkl")
         == run_files("alice private")["model.pkl"]
     )
     names = zipfile.ZipFile(io.BytesIO(results.bundle_zip(alice, private_run.id))).namelist()
-    assert sorted(names) == ["manifest.json", "model.safetensors"]
+    assert sorted(names) == ["manifest.json", "model.safetensors", "validation.json"]
 
 
 def test_an_administrator_deleting_a_users_run_deletes_its_private_model_too(

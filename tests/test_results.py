@@ -22,6 +22,7 @@ from test_training import DATASET, quick_spec, tiny_dataset_root
 from workbench import active_workbench, make_user
 
 from fakevoice import services
+from fakevoice.bundle_figures import FIGURES_FILE
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.services import results
 from fakevoice.settings import get_settings
@@ -135,9 +136,12 @@ def test_unknown_or_path_like_names_are_refused(owner: Actor, trained: int) -> N
 def test_bundle_zip_holds_weights_and_manifest(owner: Actor, trained: int) -> None:
     folder = Path(get_settings().data_dir) / "runs" / str(trained)
     with zipfile.ZipFile(io.BytesIO(results.bundle_zip(owner, trained))) as archive:
-        assert sorted(archive.namelist()) == ["manifest.json", "model.safetensors"]
+        # The run stored its model: its bundle, with the validation figures signed here.
+        assert sorted(archive.namelist()) == ["manifest.json", "model.safetensors", FIGURES_FILE]
         assert archive.read("model.safetensors") == (folder / "model.safetensors").read_bytes()
         manifest = json.loads(archive.read("manifest.json"))
+        figures = json.loads(archive.read(FIGURES_FILE))["figures"]
+    assert figures["eer"] == json.loads((folder / "metrics.json").read_text())["eer"]
     assert manifest["arch"] == "specnet"
     assert manifest["class_names"] == ["bonafide", "griffinlim", "world"]
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fakevoice.bundle_figures import REPORTED
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label
 from fakevoice.markdown_text import code_span
@@ -150,8 +151,23 @@ def _data_lines(
 
 
 def _validation_lines(metrics: Mapping[str, Any]) -> list[str]:
-    if not isinstance(metrics.get("eer"), int | float):
+    if isinstance(metrics.get("eer"), int | float):
+        return _figure_lines(metrics, metrics.get("calibration"))
+    reported = metrics.get(REPORTED)
+    if not isinstance(reported, dict):
         return ["No validation figures were kept with this model."]
+    return [
+        "No validation figures of its own here. The bundle it was uploaded from reports these, "
+        f"signed by key {code_span(reported.get('key_id'))}, another server's: they were not "
+        "measured here. Compare the key's id with the one the sharing server publishes "
+        "(`GET /v1/reports/key`, `fakevoice report key`) before you trust them, and test the "
+        "model on your own data.",
+        "",
+        *_figure_lines(reported, metrics.get("calibration")),
+    ]
+
+
+def _figure_lines(metrics: Mapping[str, Any], calibration: object) -> list[str]:
     lines = [
         f"- EER {_percent(metrics['eer'])}, AUC "
         + (f"{metrics['auc']:.3f}" if isinstance(metrics.get("auc"), int | float) else "–")
@@ -165,7 +181,7 @@ def _validation_lines(metrics: Mapping[str, Any]) -> list[str]:
     ]
     if isinstance(metrics.get("eer_interval"), dict):
         lines.append(f"- {interval_words(metrics['eer_interval'])}")
-    lines.append(f"- Probabilities {calibration_line(metrics.get('calibration'))}")
+    lines.append(f"- Probabilities {calibration_line(calibration)}")
     counts = metrics.get("eer_items") if isinstance(metrics.get("eer_items"), dict) else {}
     for title, key, label in (
         ("generator", "generator_eer", str),

@@ -5,7 +5,8 @@ it is public.
   has one, whether it was trained here, uploaded, imported from an official AASIST checkpoint or
   calibrated. It is what another workbench (or this one, under another name) takes back as an
   upload, and the manifest carries all a loader needs: architecture, classes, feature spec,
-  sample rate, clip length, calibration.
+  sample rate, clip length, calibration. A model with validation figures of its own adds them,
+  signed by this server, as ``validation.json`` (:mod:`fakevoice.bundle_figures`).
 * The **fastai export** (``model.pkl``), where training left one: for people who go on in fastai.
   It is a pickle this server wrote; uploading it again finds the model by its checksum.
 * The **model card** (Markdown), written from the manifest and the validation figures.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import zipfile
 from dataclasses import dataclass
@@ -26,10 +28,13 @@ from pathlib import Path
 
 from fakevoice import store
 from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS
-from fakevoice.errors import ModelFileError, NotFoundError
+from fakevoice.bundle_figures import FIGURES_FILE, signed_figures
+from fakevoice.errors import FakeVoiceError, ModelFileError, NotFoundError
 from fakevoice.services.model_cards import model_card_markdown
 from fakevoice.services.uploads import FASTAI_EXPORT
 from fakevoice.store.records import Actor, ModelRecord
+
+logger = logging.getLogger(__name__)
 
 BUNDLE_MEDIA_TYPE = "application/zip"
 EXPORT_MEDIA_TYPE = "application/octet-stream"
@@ -86,13 +91,22 @@ def model_bundle(actor: Actor, model: int | ModelRecord) -> ModelFile:
         ModelFileError: A bundle file is missing or changed since the model was stored.
     """
     model = _readable(actor, model)
+    manifest, weights = (
+        _checked_bytes(model, BUNDLE_MANIFEST),
+        _checked_bytes(model, BUNDLE_WEIGHTS),
+    )
+    try:
+        figures = signed_figures(model.metrics or {}, manifest, weights)
+    except FakeVoiceError as exc:  # the signing key is unusable: the operator's to mend
+        logger.warning("model %d's bundle goes without its figures: %s", model.id, exc)
+        figures = None
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(
-            BUNDLE_MANIFEST, _checked_bytes(model, BUNDLE_MANIFEST), zipfile.ZIP_DEFLATED
-        )
+        archive.writestr(BUNDLE_MANIFEST, manifest, zipfile.ZIP_DEFLATED)
+        if figures is not None:
+            archive.writestr(FIGURES_FILE, figures, zipfile.ZIP_DEFLATED)
         # Weights are floats, which deflate barely shrinks (a few %) at seconds per 100 MB.
-        archive.writestr(BUNDLE_WEIGHTS, _checked_bytes(model, BUNDLE_WEIGHTS), zipfile.ZIP_STORED)
+        archive.writestr(BUNDLE_WEIGHTS, weights, zipfile.ZIP_STORED)
     return ModelFile(bundle_file_name(model), buffer.getvalue(), BUNDLE_MEDIA_TYPE)
 
 

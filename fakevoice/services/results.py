@@ -298,14 +298,26 @@ def artefact_bytes(actor: Actor, run_id: int, file_name: str) -> bytes:
 
 
 def bundle_zip(actor: Actor, run_id: int) -> bytes:
-    """The run's safe model bundle (``model.safetensors`` + ``manifest.json``) as zip bytes.
+    """The run's safe model bundle (``model.safetensors`` + ``manifest.json``) as zip bytes:
+    once the run stored its model, the model's bundle with its signed validation figures
+    (:func:`~fakevoice.services.model_files.model_bundle`).
 
     Raises:
         NotFoundError: The actor may not see the run, or it has saved no model (yet).
+        ModelFileError: The stored model's files changed on disk since it was stored.
     """
+    from fakevoice.services.model_files import model_bundle
+
     with store.session_scope(readonly=True) as session:
         run = store.get_run(session, actor, run_id)
-    folder = _run_dir(run)
+        folder = _run_dir(run)
+        stored = [
+            model
+            for model in store.list_models(session, actor, all_users=actor.is_admin, run_id=run_id)
+            if Path(model.path) == folder
+        ]
+    if stored:
+        return model_bundle(actor, stored[0]).data
     buffer = io.BytesIO()
     try:
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -4,7 +4,9 @@ The kind of an upload is read from its content, never from its name:
 
 * a zip holding ``model.safetensors`` + ``manifest.json`` (at its root or in one folder) is a safe
   bundle: the manifest is validated, the weights are loaded strictly into the architecture it
-  names, and the bundle is stored under ``<data dir>/models/<uuid>``;
+  names, and the bundle is stored under ``<data dir>/models/<uuid>``; its signed validation
+  figures (``validation.json``, when present) are sorted by who signed them
+  (:mod:`fakevoice.bundle_figures`);
 * a PyTorch checkpoint (torch's zip format or its legacy pickle format) is offered to
   :func:`~fakevoice.services.verdicts.import_aasist`, which reads tensors only;
 * any other file (a fastai ``.pkl`` included) is never unpickled: when its sha256 is the
@@ -29,6 +31,7 @@ from fakevoice.artefacts import (
     BUNDLE_WEIGHTS,
     MANIFEST_FORMAT,
 )
+from fakevoice.bundle_figures import FIGURES_FILE, REPORTED, read_figures
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO, valid_fingerprints
 from fakevoice.decoding import size_text
 from fakevoice.errors import (
@@ -146,18 +149,33 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
         if len(entries) > MAX_ZIP_ENTRIES:
             raise ModelFileError(
                 f"The zip holds {len(entries)} files; a model bundle holds two "
-                f"({BUNDLE_WEIGHTS} and {BUNDLE_MANIFEST})."
+                f"({BUNDLE_WEIGHTS} and {BUNDLE_MANIFEST}), and perhaps {FIGURES_FILE}."
             )
         manifest_bytes = _bundle_member(archive, BUNDLE_MANIFEST, MAX_MANIFEST_BYTES)
         weights_bytes = _bundle_member(
             archive, BUNDLE_WEIGHTS, get_settings().max_model_upload_bytes
+        )
+        figures_bytes = (
+            _bundle_member(archive, FIGURES_FILE, MAX_MANIFEST_BYTES)
+            if any(PurePosixPath(n).name == FIGURES_FILE for n in names)
+            else None
         )
     raw = _parse_manifest(manifest_bytes)
     manifest = validate_manifest(raw)
     model = _load_weights(manifest, weights_bytes)
     manifest.update(_kept_references(raw, len(manifest["class_names"]), model))
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
-    metrics: dict[str, Any] = {"source": manifest["source"]}
+    metrics: dict[str, Any] = {}
+    figures = (
+        read_figures(figures_bytes, manifest_bytes, weights_bytes, manifest["class_names"])
+        if figures_bytes is not None
+        else None
+    )
+    if figures is not None and figures.own:
+        metrics.update(figures.metrics)  # this server measured them, for this very model
+    elif figures is not None:
+        metrics[REPORTED] = figures.metrics
+    metrics["source"] = manifest["source"]
     if "calibration" in manifest:
         metrics["calibration"] = manifest["calibration"]
     return store_bundle_as_model(actor, name, model, manifest, metrics=metrics)

@@ -300,7 +300,7 @@ def _results_and_downloads(page: Page, tmp_path: Path, screenshot: Callable[...,
     name, bundle = _download(page, "train_download_bundle", tmp_path)
     assert name.endswith("bundle.zip"), name
     with zipfile.ZipFile(bundle) as archive:
-        assert {"model.safetensors", "manifest.json"} <= set(archive.namelist())
+        assert {"model.safetensors", "manifest.json", "validation.json"} <= set(archive.namelist())
 
 
 def _evaluate_upload(page: Page, clip: Path, screenshot: Callable[..., Path]) -> None:
@@ -533,8 +533,14 @@ def _signed_out_sees_public_model(
     name, bundle = _download(page, "home_public_bundle", tmp_path / "stranger")
     assert name == f"{FINISHED_RUN}-bundle.zip", name
     with zipfile.ZipFile(bundle) as archive, zipfile.ZipFile(owners_bundle) as owners:
-        assert sorted(archive.namelist()) == ["manifest.json", "model.safetensors"]
-        assert archive.read("model.safetensors") == owners.read("model.safetensors")
+        # With the validation figures the server signed: the stranger can see how it did.
+        assert sorted(archive.namelist()) == [
+            "manifest.json",
+            "model.safetensors",
+            "validation.json",
+        ]
+        for entry in archive.namelist():
+            assert archive.read(entry) == owners.read(entry), entry
 
 
 def _recordings_zip(dataset: Path, out: Path) -> Path:

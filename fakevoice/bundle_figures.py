@@ -1,0 +1,192 @@
+"""Validation figures that travel with a model's safe bundle, signed.
+
+A model trained here knows how it did on its validation split (EER with its interval, AUC,
+accuracy, EER per generator and noise level). Its bundle used to leave that behind, so a model
+shared as a file arrived with no figures at all. Now the bundle carries ``validation.json``: the
+figures, the SHA-256 of the bundle's manifest and weights they belong to (a changed manifest,
+say another feature spec, is another model), the server's public key and an Ed25519 signature
+with it (:mod:`fakevoice.signing`, the key that signs verdict reports).
+
+When a bundle is uploaded (:mod:`fakevoice.services.uploads`), :func:`read_figures` sorts them:
+
+* **signed by this server** (its key, or one it signed with before a rotation) and for these
+  weights: the figures are this server's own, and the stored model shows them as a model trained
+  here does;
+* **signed by another key**, unchanged and for this manifest and these weights: kept apart as the figures the
+  bundle *reports*, with the key's id, in a checked subset (numbers in range, names of the
+  model's classes). Whoever reads them compares the id with the key the sharing server publishes
+  (``GET /v1/reports/key``, ``fakevoice report key``); the figures are never used as the model's;
+* changed since they were signed, unsigned, for another manifest or other weights, or malformed:
+  dropped (logged).
+
+A signature says who measured the figures and that they are unchanged, not that they hold on
+other audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fakevoice import signing
+from fakevoice.errors import FakeVoiceError
+
+logger = logging.getLogger(__name__)
+
+FIGURES_FILE = "validation.json"
+FIGURES_FORMAT = "fakevoice-validation/1"
+REPORTED = "reported_validation"
+"""The key of a model's metrics that holds the figures another server's bundle reports."""
+_NOT_CARRIED = {"source", "calibration", REPORTED}
+"""Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
+the calibration travels in the manifest (checked there)."""
+_RATES = ("eer", "auc", "accuracy", "macro_f1")
+_COUNTS = ("train_items", "valid_items")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ +-]{0,63}")  # a noise level's name
+_INTERVAL_UNITS = ("speakers", "utterances")
+
+
+@dataclass(frozen=True)
+class BundleFigures:
+    """The figures an uploaded bundle brought.
+
+    Attributes:
+        own: signed by this server (current or retired key): the figures are its own.
+        key_id: the id of the key that signed them.
+        metrics: for ``own``, the model's validation figures as this server kept them; else the
+            checked subset that :data:`REPORTED` holds (with ``key_id``).
+    """
+
+    own: bool
+    key_id: str
+    metrics: dict[str, Any]
+
+
+def signed_figures(metrics: Mapping[str, Any], manifest: bytes, weights: bytes) -> bytes | None:
+    """``validation.json`` for a bundle: the model's validation figures, bound to the bundle's
+    ``manifest.json`` and ``model.safetensors`` bytes and signed; None when the model kept no
+    validation figures of its own (uploaded without them, imported from a checkpoint)."""
+    if not isinstance(metrics.get("eer"), int | float) or metrics.get(REPORTED) is not None:
+        return None
+    figures = _finite({k: v for k, v in metrics.items() if k not in _NOT_CARRIED})
+    document = signing.sign(
+        {
+            "format": FIGURES_FORMAT,
+            "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "figures": figures,
+            "public_key": signing.public_key_pem(),
+        }
+    )
+    return json.dumps(document, indent=1, sort_keys=True).encode()
+
+
+def read_figures(
+    raw: bytes, manifest: bytes, weights: bytes, class_names: Sequence[str]
+) -> BundleFigures | None:
+    """The figures of an uploaded bundle's ``validation.json``, sorted as the module says; None
+    when they are to be dropped (the reason is logged: the upload itself goes on).
+
+    Args:
+        raw: ``validation.json``'s bytes; manifest, weights: the bundle's other two files.
+        class_names: the model's classes, as its checked manifest names them.
+    """
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _dropped("it is not JSON")
+    if not isinstance(document, dict) or document.get("format") != FIGURES_FORMAT:
+        return _dropped(f"it is not {FIGURES_FORMAT}")
+    if document.get("manifest_sha256") != hashlib.sha256(manifest).hexdigest():
+        return _dropped("they belong to another manifest")
+    if document.get("weights_sha256") != hashlib.sha256(weights).hexdigest():
+        return _dropped("they belong to other weights")
+    figures = document.get("figures")
+    if not isinstance(figures, dict):
+        return _dropped("they hold no figures")
+    mine = signing.verify(document)
+    if mine.valid and mine.key_id:
+        return BundleFigures(True, mine.key_id, figures)
+    try:
+        key = signing.load_public_key(str(document.get("public_key", "")).encode())
+    except FakeVoiceError:
+        return _dropped("they carry no usable public key")
+    theirs = signing.verify(document, key)
+    if not theirs.valid or theirs.key_id is None:
+        return _dropped(theirs.message)
+    reported = _checked_subset(figures, class_names)
+    if not isinstance(reported.get("eer"), float):
+        return _dropped("they hold no EER")
+    return BundleFigures(False, theirs.key_id, {**reported, "key_id": theirs.key_id})
+
+
+def _checked_subset(figures: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
+    """What another server's figures may show here: rates in 0..1, counts, EERs keyed by the
+    model's machine classes or by plain noise-level names, and a well-formed EER interval."""
+    kept: dict[str, Any] = {}
+    for key in _RATES:
+        if _rate(figures.get(key)):
+            kept[key] = float(figures[key])
+    for key in _COUNTS:
+        value = figures.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**9:
+            kept[key] = value
+    machine = set(class_names) - {"bonafide"}
+    for key, allowed in (
+        ("generator_eer", machine.__contains__),
+        ("noise_eer", lambda name: bool(_PLAIN_KEY.fullmatch(name))),
+    ):
+        eers = figures.get(key)
+        if isinstance(eers, dict):
+            rows = {
+                name: float(eer)
+                for name, eer in list(eers.items())[:256]
+                if isinstance(name, str) and allowed(name) and _rate(eer)
+            }
+            if rows:
+                kept[key] = rows
+    interval = figures.get("eer_interval")
+    if (
+        isinstance(interval, dict)
+        and all(_rate(interval.get(k)) for k in ("eer", "low", "high", "level"))
+        and isinstance(interval.get("groups"), int)
+        and not isinstance(interval.get("groups"), bool)
+        and interval.get("unit", "utterances") in _INTERVAL_UNITS
+    ):
+        kept["eer_interval"] = {
+            **{k: float(interval[k]) for k in ("eer", "low", "high", "level")},
+            "groups": int(interval["groups"]),
+            "unit": interval.get("unit", "utterances"),
+        }
+    return kept
+
+
+def _rate(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0.0 <= value <= 1.0
+    )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite number as None: a signature covers JSON, which has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dropped(reason: str) -> BundleFigures | None:
+    logger.info("dropping the validation figures of an uploaded bundle: %s", reason)
+    return None
