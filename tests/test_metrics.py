@@ -250,6 +250,32 @@ def test_roc_curve_and_auc_match_sklearn(rng: np.random.Generator, decimals: int
     assert metrics.roc_auc(labels, scores) == pytest.approx(skm.roc_auc_score(labels, scores))
 
 
+def _pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUC as the share of (positive, negative) pairs ranked right, ties counting one half."""
+    positive, negative = scores[labels == 1][:, None], scores[labels == 0][None, :]
+    return float(np.mean((positive > negative) + 0.5 * (positive == negative)))
+
+
+def test_roc_keeps_ties_of_infinite_scores_together(rng: np.random.Generator) -> None:
+    # Log-likelihood ratios can be -inf / +inf; equal infinite scores are a tie like any other.
+    assert metrics.roc_auc([1, 0], [np.inf, np.inf]) == 0.5
+    assert metrics.roc_auc([1, 0, 1, 0], [-np.inf, -np.inf, 0.0, 1.0]) == 0.375
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.normal(size=300) + labels, 1)
+    scores[rng.random(300) < 0.1] = np.inf
+    scores[rng.random(300) < 0.1] = -np.inf
+    fpr, tpr, thresholds = metrics.roc_curve(labels, scores)
+    assert np.all(np.diff(thresholds[1:]) < 0)  # one point per distinct score
+    # The same ranking with finite stand-ins for the infinities, which scikit-learn accepts.
+    finite = np.clip(
+        scores, scores[np.isfinite(scores)].min() - 1, scores[np.isfinite(scores)].max() + 1
+    )
+    sk_fpr, sk_tpr, _ = skm.roc_curve(labels, finite, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    assert metrics.roc_auc(labels, scores) == pytest.approx(_pairwise_auc(labels, scores))
+
+
 def test_roc_accepts_boolean_labels(rng: np.random.Generator) -> None:
     labels = rng.random(100) < 0.3
     scores = rng.random(100)

@@ -127,7 +127,8 @@ def roc_curve(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
     order = np.argsort(-values, kind="mergesort")
     values, positive = values[order], positive[order]
     # The last index of each run of equal scores: ties move the curve diagonally in one step.
-    last_of_run = np.r_[np.flatnonzero(np.diff(values)), values.size - 1]
+    # Compared, not subtracted: inf - inf is NaN, which would split a run of infinite scores.
+    last_of_run = np.r_[np.flatnonzero(values[1:] != values[:-1]), values.size - 1]
     true_pos = np.cumsum(positive)[last_of_run]
     false_pos = (last_of_run + 1) - true_pos
     tpr = np.r_[0.0, true_pos / true_pos[-1]]
