@@ -3,11 +3,15 @@ and biased scores honest, leaves honest ones alone, and never worsens the likeli
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from fakevoice.errors import InvalidSpecError
 from fakevoice.metrics import calibration, compute_eer
 from fakevoice.metrics.calibration import (
     Calibration,
@@ -15,7 +19,10 @@ from fakevoice.metrics.calibration import (
     class_balanced_weights,
     expected_calibration_error,
     fit_calibration,
+    held_out_figures,
 )
+from fakevoice.services.evaluation import DatasetEvaluation, probability_columns
+from fakevoice.store.records import Actor, ModelRecord
 
 
 def honest_scores(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,3 +238,57 @@ def test_a_calibration_fitted_on_calibrated_scores_composes_into_one() -> None:
     assert second.after(None) is second
     assert once.usable()
     assert not Calibration(0.1, (0.0, 0.0)).after(Calibration(0.1, (0.0, 0.0))).usable()
+
+
+def test_no_calibration_is_fitted_on_items_of_one_class() -> None:
+    # Human items alone: the likelihood only asks "say human more", so a fit learnt a bias that
+    # called every clip, machine ones too, human (T = 20, bias -4.7 on spoof).
+    probs, targets = honest_scores(400, 2, seed=9)
+    assert fit_calibration(probs[targets == 0], targets[targets == 0]) is None
+    human_only = fit_calibration(
+        probs[targets == 0], targets[targets == 0], np.arange(int((targets == 0).sum())) % 7
+    )
+    assert human_only is None
+    # A multi-class split that lacks a generator still holds two classes: it is fitted.
+    three, labels = honest_scores(400, 3, seed=10)
+    assert fit_calibration(three[labels < 2], labels[labels < 2]) is not None
+    # Held out: a fold whose fit would see one class only gives no figures.
+    halves = np.where(targets == 0, "human", "machine")
+    assert held_out_figures(probs, targets, halves) is None
+
+
+def _test_of(model: ModelRecord, names: list[str], classes: list[str]) -> DatasetEvaluation:
+    """A test of ``model`` on items of ``classes``, its scores honest for a two-sided split."""
+    probs = np.full((len(classes), len(names)), 0.5 / (len(names) - 1))
+    for row, label in enumerate(classes):
+        probs[row, names.index(label)] = 0.5 + 0.3 * (row % 3 == 0)
+    probs /= probs.sum(axis=1, keepdims=True)
+    scores = pd.DataFrame(
+        {
+            "item": [f"i{n}" for n in range(len(classes))],
+            "speaker": [f"s{n % 5}" for n in range(len(classes))],
+            "class": classes,
+            "noise": "snr_inf",
+            "p_human": probs[:, names.index("bonafide")],
+            "predicted": [names[i] for i in probs.argmax(axis=1)],
+            **dict(zip(probability_columns(names), probs.T, strict=True)),
+        }
+    )
+    report = {"model": {"id": model.id, "name": model.name}, "class_names": names}
+    return DatasetEvaluation(
+        {**report, "dataset": "other", "split": "all", "trained_on": 0}, scores
+    )
+
+
+def test_a_calibrated_copy_needs_items_of_two_classes(run_dir: Path, alice: Actor) -> None:
+    from test_uploads import register_run_model
+
+    from fakevoice.services.calibration import calibrated_copy
+
+    model = register_run_model(alice, run_dir)
+    names = json.loads((run_dir / "manifest.json").read_text())["class_names"]
+    with pytest.raises(InvalidSpecError, match=r"of one class \(bonafide\)"):
+        calibrated_copy(alice, model.id, _test_of(model, names, ["bonafide"] * 40))
+    two_sided = _test_of(model, names, ["bonafide"] * 20 + [names[1]] * 20)
+    copy = calibrated_copy(alice, model.id, two_sided, "two-sided")
+    assert copy.metrics["calibration"]["items"] == 40

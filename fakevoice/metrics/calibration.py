@@ -210,8 +210,9 @@ def fit_calibration(
     probs: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None
 ) -> Calibration | None:
     """Fit temperature and class biases on ``(n, classes)`` probabilities with their true class
-    indices; None when there are fewer than :data:`MIN_ITEMS` items (too few to trust a fit).
-    The identity is kept when the fit would not lower the NLL.
+    indices; None when there are fewer than :data:`MIN_ITEMS` items (too few to trust a fit) or
+    the items are all of one class (the likelihood then only asks for that class everywhere: the
+    fit would call every clip so). The identity is kept when the fit would not lower the NLL.
 
     Args:
         groups: one label per item (an utterance, a speaker): items of a group are never split
@@ -234,7 +235,7 @@ def held_out_figures(
 
     The distinct ``groups`` are dealt, in a seeded order, into ``min(folds, groups)`` folds; the
     items of each fold are calibrated by a fit on the items of the others. None with fewer than
-    two groups, or when a fit would have fewer than :data:`MIN_ITEMS` items.
+    two groups, or when a fit would have fewer than :data:`MIN_ITEMS` items or one class only.
     """
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -267,6 +268,8 @@ def _fit(probs: np.ndarray, targets: np.ndarray) -> Calibration | None:
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.int64)
     if probs.ndim != 2 or len(targets) != len(probs) or len(targets) < MIN_ITEMS:
+        return None
+    if np.unique(targets).size < 2:
         return None
     classes = probs.shape[1]
     log_p = np.maximum(np.log(np.clip(probs, 1e-300, None)), LOG_FLOOR)

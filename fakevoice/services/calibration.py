@@ -55,8 +55,8 @@ def calibrated_copy(
 
     Raises:
         NotFoundError: the actor may not use the model.
-        InvalidSpecError: fewer than 20 items, items the model was trained on, no per-class
-            probabilities, or a fit beyond what a model may keep.
+        InvalidSpecError: fewer than 20 items, items of one class only, items the model was
+            trained on, no per-class probabilities, or a fit beyond what a model may keep.
         ConflictError: the actor has a model called ``name`` already.
     """
     model = get_model(actor, model_id)
@@ -87,6 +87,12 @@ def calibrated_copy(
         )
     targets = evaluation.targets(detector.bonafide_index)
     scored = targets >= 0
+    classes = {detector.class_names[t] for t in targets[scored]}
+    if len(classes) == 1:
+        raise InvalidSpecError(
+            f"Every item this test scored is of one class ({classes.pop()}): a calibration "
+            "fitted on them would call every clip so. Test on human and machine items together."
+        )
     # Held-out figures by speaker: a fit is measured on voices it did not see.
     speakers = evaluation.scores["speaker"] if "speaker" in evaluation.scores else None
     groups = None if speakers is None else speakers.astype(str).to_numpy()[scored]
