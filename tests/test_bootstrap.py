@@ -13,6 +13,7 @@ from fakevoice.metrics import classification_report, compute_eer
 from fakevoice.metrics.bootstrap import (
     MIN_GROUPS,
     MIN_SPEAKERS,
+    difference_verdict,
     difference_words,
     drawing_units,
     eer_difference,
@@ -236,3 +237,24 @@ def test_a_narrow_difference_is_called_narrow() -> None:
     assert difference_verdict("A", "M", clear) == "A is better (lower in 100% of the draws)"
     undecided = {"difference": -0.1, "low": -0.2, "high": 0.01, "first_lower": 0.96}
     assert difference_verdict("A", "M", undecided) == "the test cannot tell them apart"
+
+
+def test_the_verdict_does_not_hang_on_which_model_is_named_first() -> None:
+    """On 20 utterances the two EERs tie in some draws; a tie is a draw in which neither model
+    is lower, whichever is named first (the second's share was 1 - first_lower, ties and all)."""
+    rng = np.random.default_rng(14)
+    truth = np.arange(40) % 2 == 0
+    utterances = np.arange(40) // 2
+    better = np.where(truth, rng.normal(1.5, 1.0, 40), rng.normal(0.0, 1.0, 40))
+    worse = np.where(truth, rng.normal(0.5, 1.0, 40), rng.normal(0.0, 1.0, 40))
+    ahead = eer_difference(better, worse, truth, utterances)
+    behind = eer_difference(worse, better, truth, utterances)
+    assert ahead is not None and behind is not None and ahead.decided and behind.decided
+    assert ahead.first_lower + ahead.second_lower < 1  # some draws tie
+    assert behind.second_lower == ahead.first_lower
+    assert behind.first_lower == ahead.second_lower
+    said_ahead = difference_verdict("G", "W", ahead.to_dict())
+    said_behind = difference_verdict("W", "G", behind.to_dict())
+    assert said_ahead == said_behind
+    assert said_ahead.startswith(f"G is better (lower in {ahead.first_lower:.0%} of the draws)")
+    assert "narrowly" in said_ahead  # lower in fewer than 99 % of the draws

@@ -71,6 +71,8 @@ class EerDifference:
         low: Lower end of the difference's interval.
         high: Upper end.
         first_lower: Share of the draws in which the first model's EER is lower.
+        second_lower: Share of the draws in which the second model's EER is lower (not
+            ``1 - first_lower``: in the others the two may tie).
         level: The interval's coverage.
         groups: Groups drawn from.
         resamples: Draws that held both classes.
@@ -81,6 +83,7 @@ class EerDifference:
     low: float
     high: float
     first_lower: float
+    second_lower: float
     level: float
     groups: int
     resamples: int
@@ -141,7 +144,9 @@ def difference_verdict(first: str, second: str, difference: Mapping[str, Any]) -
     if not (difference["low"] > 0 or difference["high"] < 0):
         return "the test cannot tell them apart"
     lower = difference["first_lower"]
-    better, share = (first, lower) if difference["difference"] < 0 else (second, 1 - lower)
+    # A dict without second_lower (made by hand): the draws that are not the first's.
+    second_lower = difference.get("second_lower", 1 - lower)
+    better, share = (first, lower) if difference["difference"] < 0 else (second, second_lower)
     said = f"{better} is better (lower in {share:.0%} of the draws)"
     if share < NARROW_SHARE:
         # An interval that only just leaves out 0 can take it in on another seed of the draws.
@@ -325,6 +330,7 @@ def eer_difference(
         low=float(low),
         high=float(high),
         first_lower=float(np.mean(differences < 0)),
+        second_lower=float(np.mean(differences > 0)),
         level=level,
         groups=int(np.unique(labels).size),
         resamples=int(differences.size),
