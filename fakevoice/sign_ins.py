@@ -105,7 +105,8 @@ def sign_in_still_valid(user: UserRecord, signed_in_at: float | None) -> bool:
 def end_all_sessions(actor: Actor, user_id: int) -> UserRecord:
     """Sign the user out in every browser: sign-ins made before now stop working.
 
-    The password and API tokens stay as they are (tokens are revoked one by one).
+    The password and API tokens stay as they are (to end the tokens too:
+    :func:`fakevoice.services.tokens.revoke_all_tokens`).
 
     Raises:
         PermissionDeniedError: the actor is neither that user nor an administrator.

@@ -46,6 +46,7 @@ from fakevoice.artefacts import (
     save_bundle,
     sha256_file,
 )
+from fakevoice.errors import PermissionDeniedError
 from fakevoice.features import FeatureSpec
 from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import window_starts
@@ -962,6 +963,32 @@ def test_bad_unknown_and_revoked_tokens_are_refused(world: World) -> None:
     assert_error(
         predict_batch(world, [("a.wav", wav_bytes(1.0))], token=secret), 401, "unauthorized"
     )
+
+
+def test_revoking_every_token_of_a_user_ends_their_api_access(world: World) -> None:
+    """What "Sign out everywhere" with the tokens does to the API: each of the user's tokens is
+    refused from then on, whoever revoked them; others' tokens go on working."""
+    models = f"{world.url}/v1/models"
+    carol, root = make_user("carol"), make_user("root-of-carol", is_admin=True)
+    held = [
+        tokens.create_token(carol, name, scope)[1]
+        for name, scope in (("script", "full"), ("call centre", "verdicts"))
+    ]
+    assert all(httpx.get(models, headers=auth(s)).status_code == 200 for s in held)
+    with pytest.raises(PermissionDeniedError):
+        tokens.revoke_all_tokens(world.bob, carol.user_id)
+    assert httpx.get(models, headers=auth(held[0])).status_code == 200
+    assert tokens.revoke_all_tokens(carol, carol.user_id) == 2
+    for secret in held:
+        refused = assert_error(httpx.get(models, headers=auth(secret)), 401, "unauthorized")
+        assert "revoked" in refused
+    assert httpx.get(models, headers=auth(world.bob_token)).status_code == 200
+
+    # An administrator does it for someone else.
+    _, again = tokens.create_token(carol, "script")
+    assert httpx.get(models, headers=auth(again)).status_code == 200
+    assert tokens.revoke_all_tokens(root, carol.user_id) == 1
+    assert_error(httpx.get(models, headers=auth(again)), 401, "unauthorized")
 
 
 def test_anonymous_use_of_public_models_when_allowed(world: World) -> None:

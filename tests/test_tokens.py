@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy import text
 
 from fakevoice import services, store
-from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.errors import (
+    ConflictError,
+    InvalidSpecError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from fakevoice.services import tokens
 from fakevoice.store import tokens as token_store
 from fakevoice.store.records import Actor
@@ -106,6 +112,43 @@ def test_tokens_belong_to_their_owner(users: tuple[Actor, ...]) -> None:
     # An administrator may revoke anyone's token.
     assert tokens.revoke_token(admin, record.id).revoked_at is not None
     assert tokens.authenticate(secret) is None
+
+
+def test_every_active_token_of_a_user_is_revoked_at_once(users: tuple[Actor, ...]) -> None:
+    """For an account thought compromised: the user themselves or an administrator."""
+    alice, bob, admin = users
+    made = [tokens.create_token(alice, name) for name in ("ci", "call centre", "old")]
+    tokens.revoke_token(alice, made[2][0].id)
+    old_revoked_at = tokens.list_tokens(alice)[0].revoked_at
+    _, bobs = tokens.create_token(bob, "bob's")
+    assert [t.name for t in tokens.active_tokens(alice, alice.user_id)] == ["call centre", "ci"]
+
+    assert tokens.revoke_all_tokens(alice, alice.user_id) == 2
+    assert all(tokens.authenticate(secret) is None for _, secret in made)
+    assert tokens.active_tokens(alice, alice.user_id) == []
+    listed = tokens.list_tokens(alice)  # still listed, as revoked; the old one keeps its time
+    assert [(t.name, t.is_active) for t in listed] == [
+        ("old", False),
+        ("call centre", False),
+        ("ci", False),
+    ]
+    assert listed[0].revoked_at == old_revoked_at
+    assert tokens.revoke_all_tokens(alice, alice.user_id) == 0  # again: nothing left, no error
+    assert tokens.authenticate(bobs) == tokens.Authenticated(bob, "full")  # others' untouched
+
+    # Someone else's: an administrator may; another user is refused and nothing changes.
+    with pytest.raises(PermissionDeniedError, match="Only an administrator"):
+        tokens.revoke_all_tokens(alice, bob.user_id)
+    with pytest.raises(PermissionDeniedError, match="Only an administrator"):
+        tokens.active_tokens(alice, bob.user_id)
+    assert tokens.authenticate(bobs) == tokens.Authenticated(bob, "full")
+    assert len(tokens.active_tokens(admin, bob.user_id)) == 1
+    assert tokens.revoke_all_tokens(admin, bob.user_id) == 1
+    assert tokens.authenticate(bobs) is None
+    for ask in (tokens.revoke_all_tokens, tokens.active_tokens):
+        with pytest.raises(NotFoundError, match="no user with id"):
+            ask(admin, bob.user_id + 100)
+    assert (tokens.tokens_in_words(1), tokens.tokens_in_words(0)) == ("1 API token", "0 API tokens")
 
 
 def test_deleting_a_user_deletes_their_tokens(users: tuple[Actor, ...]) -> None:

@@ -23,11 +23,14 @@ __all__ = [
     "TOKEN_SCOPES",
     "Authenticated",
     "TokenRecord",
+    "active_tokens",
     "authenticate",
     "authenticate_for_model",
     "create_token",
     "list_tokens",
+    "revoke_all_tokens",
     "revoke_token",
+    "tokens_in_words",
 ]
 
 SECRET_PREFIX = "fv_"
@@ -85,6 +88,34 @@ def revoke_token(actor: Actor, token_id: int) -> TokenRecord:
     """Revoke one of the actor's tokens (NotFoundError for anyone else's)."""
     with store.session_scope() as session:
         return token_store.revoke_token(session, actor, token_id)
+
+
+def active_tokens(actor: Actor, user_id: int) -> list[TokenRecord]:
+    """The user's active tokens, newest first: the user themselves or an administrator.
+
+    Raises:
+        PermissionDeniedError: the actor is neither that user nor an administrator.
+        NotFoundError: no such user.
+    """
+    with store.session_scope(readonly=True) as session:
+        return token_store.active_tokens(session, actor, user_id)
+
+
+def revoke_all_tokens(actor: Actor, user_id: int) -> int:
+    """Revoke every active token of the user at once (an account thought compromised): the user
+    themselves or an administrator. Returns how many were revoked (0 when none was active).
+
+    Raises:
+        PermissionDeniedError: the actor is neither that user nor an administrator.
+        NotFoundError: no such user.
+    """
+    with store.session_scope() as session:
+        return len(token_store.revoke_all_tokens(session, actor, user_id))
+
+
+def tokens_in_words(count: int) -> str:
+    """``1 API token``, ``3 API tokens``: what :func:`revoke_all_tokens` did, for people."""
+    return f"{count} API token{'' if count == 1 else 's'}"
 
 
 def authenticate(secret: str) -> Authenticated | None:

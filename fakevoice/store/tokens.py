@@ -1,8 +1,9 @@
 """API tokens: add, list, revoke, and look up by hash (the secret itself is never stored).
 
 Reading and revoking: the owner and administrators; someone else's token is NotFoundError (its
-existence is not revealed). Looking a token up by hash is what authentication does and takes no
-actor: whoever holds the secret acts as its owner.
+existence is not revealed), asking for all of another user's tokens PermissionDeniedError.
+Looking a token up by hash is what authentication does and takes no actor: whoever holds the
+secret acts as its owner.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
+from fakevoice.errors import (
+    ConflictError,
+    InvalidSpecError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from fakevoice.store.records import Actor, field_names, record_from_row, to_record
 from fakevoice.store.tables import TOKEN_SCOPES, ApiTokenRow, UserRow, utcnow
 
@@ -84,20 +91,8 @@ def add_token(
         raise InvalidSpecError(
             f"A token's scope is one of {', '.join(TOKEN_SCOPES)}; got {scope!r}."
         )
-    # Serialises "check, then insert" per user on PostgreSQL (SQLite sessions already hold the
-    # write lock from BEGIN IMMEDIATE); also checks that the user exists.
-    if (
-        session.scalar(select(UserRow.id).where(UserRow.id == actor.user_id).with_for_update())
-        is None
-    ):
-        raise NotFoundError(f"There is no user with id {actor.user_id}.")
-    active_names = list(
-        session.scalars(
-            select(ApiTokenRow.name).where(
-                ApiTokenRow.owner_id == actor.user_id, ApiTokenRow.revoked_at.is_(None)
-            )
-        )
-    )
+    _require_user(session, actor.user_id, lock=True)
+    active_names = [row.name for row in _active_rows(session, actor.user_id)]
     if clean in active_names:
         # Two tokens of one name cannot be told apart when one of them is to be revoked.
         raise ConflictError(
@@ -141,6 +136,60 @@ def revoke_token(session: Session, actor: Actor, token_id: int) -> TokenRecord:
         session.flush()
         logger.info("API token %d revoked by user %d", token_id, actor.user_id)
     return to_record(TokenRecord, row)
+
+
+def active_tokens(session: Session, actor: Actor, user_id: int) -> list[TokenRecord]:
+    """The user's active tokens, newest first: the user themselves or an administrator.
+
+    Raises:
+        PermissionDeniedError: the actor is neither that user nor an administrator.
+        NotFoundError: no such user.
+    """
+    return [to_record(TokenRecord, row) for row in _active_rows_of(session, actor, user_id)]
+
+
+def revoke_all_tokens(session: Session, actor: Actor, user_id: int) -> list[TokenRecord]:
+    """Revoke every active token of the user (each as :func:`revoke_token` does) and return them;
+    the user themselves or an administrator. A user with no active token is no error.
+
+    Raises:
+        PermissionDeniedError: the actor is neither that user nor an administrator.
+        NotFoundError: no such user.
+    """
+    # Locked: a token of theirs made meanwhile is either revoked here or made after.
+    rows = _active_rows_of(session, actor, user_id, lock=True)
+    return [revoke_token(session, actor, row.id) for row in rows]
+
+
+def _active_rows_of(
+    session: Session, actor: Actor, user_id: int, *, lock: bool = False
+) -> list[ApiTokenRow]:
+    """The user's active token rows, once the actor may handle them (see :func:`active_tokens`).
+    A user's name and id are public (their profile page), so a refusal tells nothing; one token of
+    someone else's is NotFoundError instead, as its id is not public."""
+    if not actor.can_write(user_id):
+        raise PermissionDeniedError("Only an administrator may handle another user's API tokens.")
+    _require_user(session, user_id, lock=lock)
+    return _active_rows(session, user_id)
+
+
+def _require_user(session: Session, user_id: int, *, lock: bool = False) -> None:
+    """NotFoundError for no such user. ``lock`` serialises "read the user's active tokens, then
+    change them" per user on PostgreSQL (SQLite sessions already hold the write lock from BEGIN
+    IMMEDIATE)."""
+    query = select(UserRow.id).where(UserRow.id == user_id)
+    if session.scalar(query.with_for_update() if lock else query) is None:
+        raise NotFoundError(f"There is no user with id {user_id}.")
+
+
+def _active_rows(session: Session, owner_id: int) -> list[ApiTokenRow]:
+    """The active token rows of ``owner_id``, newest first (as :func:`list_tokens` orders)."""
+    query = (
+        select(ApiTokenRow)
+        .where(ApiTokenRow.owner_id == owner_id, ApiTokenRow.revoked_at.is_(None))
+        .order_by(ApiTokenRow.created_at.desc(), ApiTokenRow.id.desc())
+    )
+    return list(session.scalars(query))
 
 
 def find_active_token(session: Session, token_hash: str) -> tuple[TokenRecord, Actor] | None:
