@@ -1,5 +1,5 @@
 """Administration (administrators only): everyone's jobs, with Stop for a runaway one, the job
-workers, and the users, with sign-out everywhere and removal."""
+workers, and the users, with sign-out everywhere (their API tokens too, if asked) and removal."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import streamlit as st
 from components import confirmed
 from fakevoice import accounts, services, sign_ins
 from fakevoice.errors import FakeVoiceError
-from fakevoice.services import profile
+from fakevoice.services import profile, tokens
 from fakevoice.store.records import Actor, RunRecord, UserRecord
 
 JOB_KINDS = {
@@ -68,22 +68,45 @@ def render(user: UserRecord) -> None:
         key="admin_remove_choice",
     )
     name = others[chosen].username
-    if st.button(
-        f"Sign {name!r} out everywhere",
-        key="admin_sign_out_user",
-        icon=":material/devices:",
-        help="Ends their sign-in in every browser; their password and API tokens stay.",
-    ):
-        confirmed.attempt(
-            lambda: sign_ins.end_all_sessions(actor, chosen),
-            f"User {name!r} is signed out in every browser.",
-        )
+    _sign_out_user(actor, chosen, name)
     confirmed.delete_step(
         f"user{chosen}",
         f"Remove user {name!r} with their runs, models and verdicts",
         lambda: profile.delete_user(actor, chosen),
         f"User {name!r} was removed.",
     )
+
+
+def _sign_out_user(actor: Actor, user_id: int, name: str) -> None:
+    """Sign ``user_id`` out everywhere; when they have active API tokens, revoke those too if the
+    administrator ticks the box (one per user, so that a tick never carries over to the next)."""
+    try:
+        active = len(tokens.active_tokens(actor, user_id))
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        active = 0  # signing out still works
+    revoke = active > 0 and st.checkbox(
+        f"Also revoke their API tokens ({active} active)", key=f"admin_revoke_tokens{user_id}"
+    )
+    if not st.button(
+        f"Sign {name!r} out everywhere",
+        key="admin_sign_out_user",
+        icon=":material/devices:",
+        help="Ends their sign-in in every browser; their password stays, and their API tokens "
+        "unless revoked too.",
+    ):
+        return
+    try:
+        revoked = tokens.revoke_all_tokens(actor, user_id) if revoke else 0
+        sign_ins.end_all_sessions(actor, user_id)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    done = f"User {name!r} is signed out in every browser"
+    if revoke:
+        done += f"; {tokens.tokens_in_words(revoked)} revoked"
+    confirmed.flash(done + ".")
+    st.rerun()
 
 
 def _stop_any_job(actor: Actor, runs: list[tuple[RunRecord, str]]) -> None:

@@ -24,7 +24,7 @@ from components import (
 )
 from components.user_text import plain
 from fakevoice.errors import FakeVoiceError
-from fakevoice.services import profile, results
+from fakevoice.services import profile, results, tokens
 from fakevoice.store.records import Actor, ModelRecord, UserRecord, record_id
 
 USER_PARAM = "user"
@@ -188,7 +188,19 @@ def _sessions_section(user: UserRecord) -> None:
     st.caption(
         "**Sign out everywhere** ends your sign-in in every browser, this one included (after "
         "using a shared computer, say); tabs still open elsewhere are signed out on their next "
-        "click. API tokens keep working: revoke them under *API tokens*."
+        "click. API tokens keep working unless you revoke them too (or one by one under "
+        "*API tokens*)."
+    )
+    try:
+        active = len(tokens.active_tokens(user.actor, user.id))
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        active = 0  # the sign-out buttons still work
+    revoke = active > 0 and st.checkbox(
+        f"Also revoke my API tokens ({active} active)",
+        key="profile_revoke_tokens",
+        help="if you think your account was used by someone else: scripts and systems that "
+        "call the API with your tokens are refused from then on",
     )
     here, everywhere = st.columns(2)
     with here:
@@ -197,10 +209,15 @@ def _sessions_section(user: UserRecord) -> None:
         "Sign out everywhere", key="profile_sign_out_everywhere", icon=":material/devices:"
     ):
         try:
+            revoked = tokens.revoke_all_tokens(user.actor, user.id) if revoke else 0
             auth.sign_out_everywhere(user)
         except FakeVoiceError as exc:
             st.error(str(exc))
             return
+        done = "You are signed out in every browser"
+        if revoke:
+            done += f"; {tokens.tokens_in_words(revoked)} revoked"
+        confirmed.flash(done + ".")
         st.rerun()
 
 
@@ -242,6 +259,7 @@ def main() -> None:
         _public_view(wanted, own=viewer is not None and wanted == viewer.username)
         return
     if viewer is None:
+        confirmed.show_flash()  # what "Sign out everywhere" did, told once it is done
         auth.require_actor("see your profile")
         return
     _my_profile(viewer)

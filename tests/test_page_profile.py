@@ -193,6 +193,10 @@ def button(at: AppTest, label: str) -> Any:
     return matches[0]
 
 
+def checkbox_keys(at: AppTest) -> list[str | None]:
+    return [box.key for box in at.checkbox]
+
+
 def page_text(at: AppTest) -> str:
     parts = [str(t) for t in tables(at).values()]
     for kind in (at.markdown, at.caption, at.title, at.selectbox, at.button, at.text_input):
@@ -583,6 +587,40 @@ def test_sign_out_everywhere_ends_every_session_of_the_user(two_users: dict[str,
     assert signed_in(again) and signed_in(again.run())
 
 
+def test_sign_out_everywhere_revokes_the_api_tokens_too_when_asked(
+    two_users: dict[str, Any],
+) -> None:
+    alice, bob = two_users["alice"], two_users["bob"]
+    # No active token: no box to tick.
+    assert "profile_revoke_tokens" not in checkbox_keys(profile_page(bob))
+    made = [tokens.create_token(alice, name) for name in ("ci", "call centre", "old")]
+    tokens.revoke_token(alice, made[2][0].id)
+    _, bobs = tokens.create_token(bob, "bob's")
+    laptop, phone = profile_page(alice), profile_page(alice)
+    box = laptop.checkbox(key="profile_revoke_tokens")
+    assert box.label == "Also revoke my API tokens (2 active)" and box.value is False
+
+    # Left unticked (the default), the tokens keep working.
+    button(phone, "Sign out everywhere").click().run()
+    assert_no_exception(phone)
+    assert not signed_in(phone)
+    assert [e.value for e in phone.success] == ["You are signed out in every browser."]
+    assert all(tokens.authenticate(secret) is not None for _, secret in made[:2])
+
+    again = profile_page(alice)
+    again.checkbox(key="profile_revoke_tokens").check().run()
+    button(again, "Sign out everywhere").click().run()
+    assert_no_exception(again)
+    assert not signed_in(again)
+    assert [e.value for e in again.success] == [
+        "You are signed out in every browser; 2 API tokens revoked."
+    ]
+    assert all(tokens.authenticate(secret) is None for _, secret in made)
+    assert tokens.authenticate(bobs) is not None  # someone else's stay
+    assert not signed_in(laptop.run())
+    assert "profile_revoke_tokens" not in checkbox_keys(profile_page(alice))  # none left
+
+
 def auth_session_ended() -> str:
     from components import auth
 
@@ -740,6 +778,20 @@ def test_admin_sees_all_runs_and_removes_a_user(two_users: dict[str, Any]) -> No
     assert "User 'alice' is signed out in every browser." in at.success[0].value
     assert not signed_in(alices_browser.run())
     assert signed_in(at.run())  # the administrator's own session goes on
+    # Their API tokens too, when the administrator ticks the box (shown only when they have any).
+    alices_box = f"admin_revoke_tokens{two_users['alice'].user_id}"
+    assert alices_box not in checkbox_keys(at)
+    _, alices = tokens.create_token(two_users["alice"], "script")
+    at.run()
+    box = at.checkbox(key=alices_box)
+    assert box.label == "Also revoke their API tokens (1 active)" and box.value is False
+    box.check().run()
+    button(at, "Sign 'alice' out everywhere").click().run()
+    assert_no_exception(at)
+    assert [e.value for e in at.success] == [
+        "User 'alice' is signed out in every browser; 1 API token revoked."
+    ]
+    assert tokens.authenticate(alices) is None
     button(at, "Remove user 'alice' with their runs, models and verdicts…").click().run()
     button(at, "Yes, delete").click().run()
     assert_no_exception(at)
