@@ -114,10 +114,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 def cmd_sign_out(args: argparse.Namespace) -> int:
     from fakevoice import accounts, sign_ins, store
+    from fakevoice.services import tokens
 
     store.init_db()
-    user = sign_ins.end_all_sessions(accounts.OPERATOR, _user_id(args.username))
-    print(f"{user.username} is signed out in every browser (API tokens still work)")
+    user_id = _user_id(args.username)
+    # The tokens first: should that fail, nothing is done yet.
+    revoked = tokens.revoke_all_tokens(accounts.OPERATOR, user_id) if args.revoke_tokens else None
+    user = sign_ins.end_all_sessions(accounts.OPERATOR, user_id)
+    ended = f"{user.username} is signed out in every browser"
+    if revoked is None:
+        print(f"{ended} (API tokens still work)")
+    else:
+        print(f"{ended}; {tokens.tokens_in_words(revoked)} revoked")
     return 0
 
 
@@ -144,6 +152,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.token_command == "revoke":  # any account's, by id: a leaked token goes at once
         from fakevoice import accounts, store
 
+        if args.all == (args.id is not None):
+            raise InvalidSpecError("Name one token's id, or --all for every active token.")
+        if args.all:
+            owner = _token_owner(args.user)
+            count = tokens.revoke_all_tokens(accounts.OPERATOR, owner.user_id)
+            print(f"{tokens.tokens_in_words(count)} revoked")
+            return 0
+        if args.user is not None:
+            raise InvalidSpecError("--user goes with --all; a token's id names its account.")
         store.init_db()
         record = tokens.revoke_token(accounts.OPERATOR, args.id)
         print(f"token {record.id} '{record.name}' revoked")
@@ -210,6 +227,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = usub.add_parser("sign-out", help="end every browser sign-in of an account")
     p.add_argument("username")
+    p.add_argument("--revoke-tokens", action="store_true", help="revoke all its API tokens too")
     p.set_defaults(handler=cmd_sign_out)
 
     p = usub.add_parser("token", help="API tokens of an account: create, list, revoke")
@@ -217,7 +235,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     for name, text in (
         ("create", "a new token; its secret is printed once, on stdout"),
         ("list", "the account's tokens, revoked ones included"),
-        ("revoke", "revoke one by id"),
+        ("revoke", "revoke one by id, or every active one of an account"),
     ):
         t = tsub.add_parser(name, help=text)
         if name == "create":
@@ -228,10 +246,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                 help="it may only ask for verdicts and read or label the history",
             )
         if name == "revoke":
-            t.add_argument("id", type=int, help="the token's id (any account's)")
-        else:
+            t.add_argument("id", type=int, nargs="?", help="the token's id (any account's)")
             t.add_argument(
-                "--user", default=None, help="whose (default: the command line's own account)"
+                "--all", action="store_true", help="every active token of the account (--user)"
             )
+        t.add_argument(
+            "--user", default=None, help="whose (default: the command line's own account)"
+        )
+        if name != "revoke":
             t.add_argument("--json", action="store_true")
         t.set_defaults(handler=cmd_token)

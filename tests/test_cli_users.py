@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakevoice import accounts, sign_ins, store
+from fakevoice import accounts, services, sign_ins, store
 from fakevoice.cli import main
 from fakevoice.settings import get_settings
 
@@ -153,6 +153,50 @@ def test_more_rules_and_the_admin_role_in_process(
     assert not sign_ins.sign_in_still_valid(after, after.sessions_ended_at.timestamp() - 1)
     code, _, err = run_in_process(capsys, monkeypatch, "sign-out", "nobody")
     assert (code, err.count("\n")) == (2, 1) and "no user called 'nobody'" in err
+    store.dispose_engines()
+
+
+def test_sign_out_and_token_revoke_end_every_api_token_when_asked(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakevoice.services import tokens
+
+    alice = accounts.register("alice", PASSWORD).actor
+    bob = accounts.register("bob", PASSWORD).actor
+    made = [tokens.create_token(alice, name)[1] for name in ("ci", "call centre")]
+    _, bobs = tokens.create_token(bob, "bob's")
+    code, out, _ = run_in_process(capsys, monkeypatch, "sign-out", "alice")
+    assert (
+        code == 0 and out.strip() == "alice is signed out in every browser (API tokens still work)"
+    )
+    assert all(tokens.authenticate(secret) is not None for secret in made)
+    code, out, _ = run_in_process(capsys, monkeypatch, "sign-out", "alice", "--revoke-tokens")
+    assert code == 0 and out.strip() == "alice is signed out in every browser; 2 API tokens revoked"
+    assert all(tokens.authenticate(secret) is None for secret in made)
+    assert tokens.authenticate(bobs) is not None
+    code, out, _ = run_in_process(capsys, monkeypatch, "sign-out", "alice", "--revoke-tokens")
+    assert code == 0 and out.strip().endswith("; 0 API tokens revoked")
+
+    # Without signing anyone out: every active token of an account, or of the command line's own.
+    code, out, _ = run_in_process(capsys, monkeypatch, "token", "revoke", "--all", "--user", "bob")
+    assert (code, out.strip()) == (0, "1 API token revoked")
+    assert tokens.authenticate(bobs) is None
+    own = [tokens.create_token(services.cli_actor(), name)[1] for name in ("a", "b", "c")]
+    code, out, _ = run_in_process(capsys, monkeypatch, "token", "revoke", "--all")
+    assert (code, out.strip()) == (0, "3 API tokens revoked")
+    assert all(tokens.authenticate(secret) is None for secret in own)
+    bobs_user = accounts.user_by_username("bob")
+    assert bobs_user is not None and bobs_user.sessions_ended_at is None  # not signed out
+
+    for args, words in (
+        (("token", "revoke"), "Name one token's id, or --all"),
+        (("token", "revoke", "1", "--all"), "Name one token's id, or --all"),
+        (("token", "revoke", "1", "--user", "bob"), "--user goes with --all"),
+        (("token", "revoke", "--all", "--user", "nobody"), "no user called 'nobody'"),
+        (("sign-out", "nobody", "--revoke-tokens"), "no user called 'nobody'"),
+    ):
+        code, _, err = run_in_process(capsys, monkeypatch, *args)
+        assert (code, err.count("\n")) == (2, 1) and words in err, err
     store.dispose_engines()
 
 
