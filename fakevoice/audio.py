@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 TARGET_SAMPLE_RATE = 16000
-FULL_SCALE = 0.999  # a sample at least this loud (of 1.0) is counted as clipped
+FULL_SCALE = 0.999  # a sample this loud (of 1.0, or of a louder float file's peak) is clipped
 AudioFormat = Literal["wav", "flac", "mp3", "ogg", "opus", "webm", "m4a", "g722"]
 AUDIO_FORMATS: tuple[AudioFormat, ...] = (
     "wav",
@@ -129,7 +129,10 @@ def load_audio(
     data = read_bounded(source, max_bytes)
     decoded = decode(data, max_seconds, format_hint)
     check_content(decoded, min_seconds)
-    clipped = float(np.mean(np.abs(decoded.samples) >= FULL_SCALE))
+    # A float file holds samples beyond 1.0 whole and is scaled down below, not flattened: its
+    # full scale is its own peak.
+    magnitude = np.abs(decoded.samples)
+    clipped = float(np.mean(magnitude >= FULL_SCALE * max(float(magnitude.max()), 1.0)))
     samples = resample(decoded.samples, decoded.info.sample_rate, sample_rate)
     peak = float(np.max(np.abs(samples)))
     if peak > 1.0:

@@ -63,7 +63,8 @@ class AudioInfo:
     container: str
     """FFmpeg container name, e.g. ``"wav"``, ``"ogg"``, ``"matroska,webm"``, ``"g722"``."""
     clipped_fraction: float = 0.0
-    """Share of the (downmixed) samples at full scale, ``|x| >= 0.999``, before resampling."""
+    """Share of the (downmixed) samples at full scale, ``|x| >= 0.999``, before resampling (of
+    the peak instead of 1.0 for a float file louder than full scale, which is scaled down)."""
 
 
 @dataclass(frozen=True)

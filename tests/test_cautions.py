@@ -82,6 +82,30 @@ def test_a_loud_clip_that_only_touches_full_scale_is_not_clipped() -> None:
     assert verdict_cautions(audio, 16000, WINDOW) == []
 
 
+def float_wav(samples: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def test_a_float_file_louder_than_full_scale_is_not_clipped() -> None:
+    """A float file keeps samples beyond 1.0 whole: it is scaled down, never flattened, so only
+    samples at its own peak count as full scale."""
+    loud = wide_band() * (3.0 / np.max(np.abs(wide_band())))  # peaks at 3.0, a third beyond 1.0
+    audio = load_audio(float_wav(loud, 16000), 16000)
+    assert 0 < audio.info.clipped_fraction < 0.001
+    assert verdict_cautions(audio, 16000, WINDOW) == []
+
+
+def test_a_float_file_flattened_beyond_full_scale_is_clipped() -> None:
+    flat = np.clip(wide_band() * 40.0, -2.0, 2.0)  # clipped, at 2.0 rather than 1.0
+    share = float(np.mean(np.abs(flat) >= 2.0 * 0.999))
+    audio = load_audio(float_wav(flat, 16000), 16000)
+    assert audio.info.clipped_fraction == pytest.approx(share, abs=1e-3)
+    (caution,) = verdict_cautions(audio, 16000, WINDOW)
+    assert caution.startswith(f"The recording is clipped ({share:.1%} of its samples")
+
+
 def test_a_long_clip_that_is_mostly_background_is_named() -> None:
     rng = np.random.default_rng(3)
     quiet = (0.0005 * rng.standard_normal(10 * 16000)).astype(np.float32)
