@@ -36,7 +36,8 @@ from fakevoice.errors import (
 logger = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-4
-"""Peak amplitude (full scale = 1) below which a recording counts as digital silence."""
+"""Peak amplitude about the mean (full scale = 1) below which a recording counts as digital
+silence."""
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
 G722_SAMPLE_RATE = 16000
@@ -381,7 +382,10 @@ def check_content(decoded: Decoded, min_seconds: float) -> None:
         raise AudioTooShortError(
             f"The recording is {seconds:.1f} s long; at least {min_seconds:g} s of audio is needed."
         )
-    peak = float(np.max(np.abs(samples)))
+    # Measured about the mean: a constant offset (DC) is no sound, and an 8-bit file of zero
+    # bytes, at -1.0 throughout, is as silent as one at 0.0.
+    offset = float(samples.mean(dtype=np.float64))
+    peak = max(float(samples.max()) - offset, offset - float(samples.min()), 0.0)
     if peak < SILENCE_PEAK:
         raise SilentAudioError(
             f"The recording is silent (peak level {_dbfs(peak)}); there is no sound to analyse."

@@ -195,6 +195,11 @@ def test_misleading_extension_is_ignored(tmp_path: Path) -> None:
     assert band_level(audio.samples, audio.sample_rate, LEFT_HZ) > 0.9
 
 
+def test_sound_on_a_dc_offset_is_kept() -> None:
+    audio = load_audio(wav_bytes(0.5 + tone(LEFT_HZ, 1.0, 16000, amplitude=0.01), 16000))
+    assert band_level(audio.samples - audio.samples.mean(), audio.sample_rate, LEFT_HZ) > 0.9
+
+
 def test_loud_float_wav_is_scaled_into_range() -> None:
     audio = load_audio(wav_bytes(tone(LEFT_HZ, 1.0, 16000, amplitude=4.0), 16000, "FLOAT"))
     assert np.max(np.abs(audio.samples)) == pytest.approx(1.0, abs=1e-3)
@@ -236,6 +241,13 @@ def _with_value(value: float) -> bytes:
     return wav_bytes(samples, 16000, "FLOAT")
 
 
+def _u8_wav(body: bytes) -> bytes:
+    data = bytearray(wav_bytes(np.zeros(len(body), np.float32), 16000, "PCM_U8"))
+    start = data.find(b"data") + 8
+    data[start : start + len(body)] = body
+    return bytes(data)
+
+
 def _cut(fmt: AudioFormat) -> Callable[[], bytes]:
     def make() -> bytes:
         data = encode_audio(tone(LEFT_HZ, 3.0, 16000), 16000, fmt)
@@ -272,6 +284,21 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], type[FakeVoiceError], str]] = {
         lambda: wav_bytes(np.zeros(16000, np.float32), 16000),
         SilentAudioError,
         "silent",
+    ),
+    "constant level": (
+        lambda: wav_bytes(np.full(16000, 0.5, np.float32), 16000),
+        SilentAudioError,
+        "silent",
+    ),
+    "8-bit zero bytes": (  # unsigned 8-bit: every sample at -1.0, no sound
+        lambda: _u8_wav(bytes(16000)),
+        SilentAudioError,
+        "silent",
+    ),
+    "near silence on an offset": (
+        lambda: wav_bytes(0.3 + tone(LEFT_HZ, 1.0, 16000, amplitude=5e-5), 16000, "FLOAT"),
+        SilentAudioError,
+        "dBFS",
     ),
     "near silence": (
         lambda: wav_bytes(tone(LEFT_HZ, 1.0, 16000, amplitude=5e-5), 16000, "FLOAT"),
