@@ -32,7 +32,7 @@ from fakevoice.features import FeatureSpec
 from fakevoice.metrics.calibration import Calibration
 from fakevoice.metrics.familiarity import Familiarity, captured_features
 from fakevoice.models.registry import build_inference_model
-from fakevoice.preprocess import window_batch
+from fakevoice.preprocess import window_batch, window_batches
 
 if TYPE_CHECKING:
     from fakevoice.audio import Audio
@@ -169,8 +169,12 @@ class Detector:
 
     def model_inputs(self, samples: np.ndarray) -> tuple[torch.Tensor, list[int]]:
         """The batch the model sees for a clip: ``(n_windows, ...)`` and window starts."""
-        image = self.input_kind == "image"
-        return window_batch(samples, self.window, self.feature_spec if image else None)
+        return window_batch(samples, self.window, self._image_spec)
+
+    @property
+    def _image_spec(self) -> FeatureSpec | None:
+        """How an image model renders a window; None for a waveform model."""
+        return self.feature_spec if self.input_kind == "image" else None
 
     def window_log_probs(
         self, samples: np.ndarray, batch_size: int = 16
@@ -191,21 +195,24 @@ class Detector:
         its own team of compute threads, and many teams on a few cores fight each other (with 16
         concurrent API requests, throughput fell by a third before this).
         """
-        with torch.inference_mode():
-            batch, starts = self.model_inputs(samples)
+        batches, starts = window_batches(samples, self.window, self._image_spec, batch_size)
 
-        def forward() -> tuple[np.ndarray, np.ndarray | None]:
-            outputs = []
+        def forward(batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
             with torch.inference_mode(), self._features() as features:
-                for i in range(0, batch.shape[0], batch_size):
-                    logits = self.model(batch[i : i + batch_size].to(self.device))
-                    outputs.append(torch.log_softmax(logits.float(), dim=1).cpu())
-            return torch.cat(outputs).numpy(), torch.cat(features).numpy() if features else None
+                logits = self.model(batch.to(self.device))
+                return torch.log_softmax(logits.float(), dim=1).cpu(), features
 
-        log_probs, features = forward_thread().submit(forward).result()
+        outputs: list[torch.Tensor] = []
+        features: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for batch in batches:  # cut out and rendered in this thread, one batch at a time
+                log_probs, batch_features = forward_thread().submit(forward, batch).result()
+                outputs.append(log_probs)
+                features.extend(batch_features)
+        scores = torch.cat(outputs).numpy()
         if self.calibration is not None:
-            log_probs = self.calibration.apply(log_probs)
-        return log_probs, starts, features
+            scores = self.calibration.apply(scores)
+        return scores, starts, torch.cat(features).numpy() if features else None
 
     def _features(self) -> AbstractContextManager[list[torch.Tensor]]:
         """Where a forward pass leaves its features: nowhere without a familiarity reference."""

@@ -7,6 +7,8 @@ models see raw 16 kHz samples, no normalisation (as the official AASIST).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -89,14 +91,44 @@ def model_windows(samples: np.ndarray, window: int, *, tiled: bool) -> tuple[np.
     return windows(samples, window)
 
 
+def window_batches(
+    samples: np.ndarray, window: int, spec: FeatureSpec | None, batch_size: int
+) -> tuple[Iterator[torch.Tensor], list[int]]:
+    """:func:`window_batch`'s batch, ``batch_size`` windows at a time: each is cut out (and
+    rendered) only when its turn comes, so a long clip's windows, which overlap by half, are
+    never all in memory at once.
+
+    Returns:
+        The batches, ``(at most batch_size, ...)`` each, and every window start (samples).
+    """
+    starts = window_starts(samples.size, window)
+
+    def batches() -> Iterator[torch.Tensor]:
+        if samples.size <= window:  # one window, tiled or whole
+            yield _model_batch(model_windows(samples, window, tiled=spec is None)[0], spec)
+            return
+        for i in range(0, len(starts), batch_size):
+            part = [samples[s : s + window] for s in starts[i : i + batch_size]]
+            yield _model_batch(np.stack(part).astype(np.float32, copy=False), spec)
+
+    return batches(), starts
+
+
 def window_batch(
     samples: np.ndarray, window: int, spec: FeatureSpec | None
 ) -> tuple[torch.Tensor, list[int]]:
     """The batch a model sees for a clip: its :func:`model_windows`, as spectrogram images for
     an image model (``spec``) or as they are for a waveform model (``spec`` None):
-    ``(n_windows, ...)`` and the window starts. The detector scores clips with it; a run's
-    familiarity reference is fitted on what it gives for the validation clips."""
-    stacked, starts = model_windows(samples, window, tiled=spec is None)
+    ``(n_windows, ...)`` and the window starts. The detector scores clips with it (through
+    :func:`window_batches`); a run's familiarity reference is fitted on what it gives for the
+    validation clips."""
+    every = len(window_starts(samples.size, window))
+    (batch,), starts = window_batches(samples, window, spec, every)
+    return batch, starts
+
+
+def _model_batch(stacked: np.ndarray, spec: FeatureSpec | None) -> torch.Tensor:
+    """``(n, window)`` float32 windows as a model's input: images for ``spec``, else as they are."""
     if spec is None:
-        return torch.from_numpy(stacked), starts
-    return torch.stack([waveform_to_image_tensor(w, spec) for w in stacked]), starts
+        return torch.from_numpy(stacked)
+    return torch.stack([waveform_to_image_tensor(w, spec) for w in stacked])
