@@ -241,7 +241,8 @@ def _plausible_g722(x: np.ndarray) -> bool:
 def _decode_with_av(data: bytes, max_seconds: float, container_format: str | None) -> Decoded:
     """Decode the first audio stream to mono float32 at its own rate."""
     try:
-        container = av.open(io.BytesIO(data), format=container_format)
+        # Tags are never used; one not in UTF-8 (Latin-1 from a Windows tagger) must not fail.
+        container = av.open(io.BytesIO(data), format=container_format, metadata_errors="replace")
     except av.error.FFmpegError:
         raise NotAudioError(
             "The file is not a recording in a format we can read "

@@ -6,11 +6,13 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 import pytest
 import soundfile as sf
+from av.audio.stream import AudioStream
 from conftest import speechlike, tone
 from PIL import Image
 
@@ -192,6 +194,36 @@ def test_misleading_extension_is_ignored(tmp_path: Path) -> None:
     path.write_bytes(encode_audio(tone(LEFT_HZ, 1.0, 44100), 44100, "mp3"))
     audio = load_audio(path)
     assert audio.info.container == "mp3"
+    assert band_level(audio.samples, audio.sample_rate, LEFT_HZ) > 0.9
+
+
+def _tagged(fmt: str, artist: str) -> bytes:
+    """A second of tone as FLAC (a Vorbis comment) or MP3 (an ID3v2 frame) naming an artist."""
+    samples = tone(LEFT_HZ, 1.0, 16000)
+    buffer = io.BytesIO()
+    if fmt == "flac":
+        with sf.SoundFile(buffer, "w", 16000, 1, format="FLAC") as handle:
+            handle.artist = artist
+            handle.write(samples)
+        return buffer.getvalue()
+    with av.open(buffer, mode="w", format="mp3") as container:
+        container.metadata["artist"] = artist
+        stream = cast(AudioStream, container.add_stream("libmp3lame", rate=16000, layout="mono"))
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3"])
+def test_tags_that_are_not_utf8_do_not_stop_the_audio(fmt: str) -> None:
+    """Taggers on Windows write Latin-1 where UTF-8 belongs: the tags are nothing we use, and
+    reading them raised a UnicodeDecodeError (a 500 from the API) before any audio was read."""
+    data = _tagged(fmt, "Beyonce")
+    assert data.count(b"Beyonce") == 1
+    audio = load_audio(data.replace(b"Beyonce", "Beyoncé".encode("latin-1")))
+    assert audio.info.codec == fmt
     assert band_level(audio.samples, audio.sample_rate, LEFT_HZ) > 0.9
 
 
