@@ -68,6 +68,9 @@ def verdict_cautions(
             an image model sees such a clip once, across its whole image.
     """
     cautions = []
+    # A constant offset (DC) is power that is no sound: left in, it made the band above 4 kHz
+    # look empty and every frame of background look as loud as the loudest.
+    samples = audio.samples - np.float32(audio.samples.mean(dtype=np.float64))
     original = audio.info.sample_rate
     if original < model_rate:
         cautions.append(
@@ -75,7 +78,7 @@ def verdict_cautions(
             f"{original / 2000:g} kHz; the model learned from {model_rate / 1000:g} kHz audio. "
             "Treat the verdict with care."
         )
-    elif _band_db(audio.samples, audio.sample_rate, TELEPHONE_BAND_HZ) < EMPTY_BAND_DB:
+    elif _band_db(samples, audio.sample_rate, TELEPHONE_BAND_HZ) < EMPTY_BAND_DB:
         cautions.append(
             f"The clip has almost nothing above {TELEPHONE_BAND_HZ / 1000:g} kHz, as a telephone "
             "recording; the model learned from wide-band audio. Treat the verdict with care."
@@ -90,7 +93,7 @@ def verdict_cautions(
             f"The clip ({audio.duration:.1f} s) is shorter than the model's window "
             f"({window / model_rate:.2f} s): {how} the verdict rests on little speech."
         )
-    sound = _sound_seconds(audio.samples, audio.sample_rate)
+    sound = _sound_seconds(samples, audio.sample_rate)
     if sound < MIN_SOUND_SECONDS and sound < MAX_BACKGROUND_SHARE * audio.duration:
         cautions.append(
             f"Only about {sound:.1f} s of the {audio.duration:.1f} s clip is louder than its "

@@ -52,6 +52,16 @@ def test_telephone_audio_saved_at_16_khz_is_named() -> None:
     assert caution.startswith("The clip has almost nothing above 4 kHz, as a telephone recording")
 
 
+def test_a_dc_offset_is_not_taken_for_a_missing_band() -> None:
+    """An offset is power at 0 Hz, none of it sound: beside a quiet wide-band recording it made
+    the band above 4 kHz look empty, as a telephone line's."""
+    assert cautions_of(wav(0.5 + 0.05 * wide_band(), 16000)) == []
+    sos = signal.butter(10, 3400, btype="lowpass", fs=16000, output="sos")
+    phone = signal.sosfiltfilt(sos, wide_band()).astype(np.float32)
+    (caution,) = cautions_of(wav(0.5 + 0.05 * phone, 16000))
+    assert caution.startswith("The clip has almost nothing above 4 kHz, as a telephone recording")
+
+
 def test_a_clip_shorter_than_the_window_is_named() -> None:
     (caution,) = cautions_of(wav(wide_band(1.5), 16000), window=64600)
     assert caution.startswith("The clip (1.5 s) is shorter than the model's window (4.04 s)")
@@ -114,6 +124,10 @@ def test_a_long_clip_that_is_mostly_background_is_named() -> None:
     assert caution.startswith("Only about 0.5 s of the 10.0 s clip is louder than its background")
     quiet[32000:80000] += wide_band(3.0)  # three seconds of voice: enough
     assert cautions_of(wav(quiet, 16000)) == []
+    quiet[32000:80000] = 0.0005 * rng.standard_normal(48000)
+    quiet[32000:40000] += wide_band(0.5)
+    (on_offset,) = cautions_of(wav(0.5 + quiet, 16000))  # a DC offset is no sound either
+    assert on_offset == caution
 
 
 def test_a_short_clip_of_speech_with_pauses_is_not_called_background() -> None:
