@@ -19,10 +19,10 @@ import pytest
 from test_cli_workflow import run_in_process
 from test_uploads import make_user, register_run_model
 
+from components.verdict_view import model_summary
 from fakevoice import signing
 from fakevoice.bundle_figures import FIGURES_FILE, REPORTED, read_figures, signed_figures
 from fakevoice.services import model_files
-from fakevoice.services.model_cards import model_card_markdown
 from fakevoice.services.uploads import import_uploaded_model
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
@@ -49,6 +49,12 @@ def rezip(files: dict[str, bytes]) -> bytes:
         for name, content in files.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+def another_server(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """From here on, the test runs on another server: its own data folder, database and key."""
+    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(data_dir))
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -103,8 +109,7 @@ def test_another_servers_figures_are_kept_apart_as_reported(
 ) -> None:
     original, data = exported
     their_key = signing.key_id()
-    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(tmp_path / "another-server"))
-    get_settings.cache_clear()
+    another_server(monkeypatch, tmp_path / "another-server")
     assert signing.key_id() != their_key
     carol = make_user("carol")
     copy = import_uploaded_model(carol, "shared with me", "s.zip", data)
@@ -120,6 +125,12 @@ def test_another_servers_figures_are_kept_apart_as_reported(
     assert f"- EER {100 * original.metrics['eer']:.1f} %" in card
     # Not this server's figures, so not the weak spots it names.
     assert "it often misses" not in card
+    # Evaluate's line under the chosen model says whose they are.
+    line = model_summary(copy)
+    assert f"validation EER {original.metrics['eer']:.1%} as its bundle reports" in line
+    assert "not measured here" in line and "it often misses" not in line
+    own = model_summary(original)
+    assert f"validation EER {original.metrics['eer']:.1%}" in own and "reports" not in own
     # Exported from here, the reported figures are not signed again as this server's.
     files = bundle_files(model_files.model_bundle(carol, copy.id).data)
     assert FIGURES_FILE not in files
@@ -172,13 +183,11 @@ def test_another_servers_figures_are_checked_before_they_are_shown(
         "eer_interval": {"eer": 0.1, "low": 0.05, "high": 0.2, "level": 0.95, "groups": "40"},
         "roc": {"fpr": [0, 1], "tpr": [0, 1]},
     }
-    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(tmp_path / "their-server"))
-    get_settings.cache_clear()
+    another_server(monkeypatch, tmp_path / "their-server")
     raw = signed_figures(hostile, manifest, weights)
     assert raw is not None  # NaN signs as null: JSON has no NaN
     assert json.loads(raw)["figures"]["accuracy"] is None
-    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(tmp_path / "our-server"))
-    get_settings.cache_clear()
+    another_server(monkeypatch, tmp_path / "our-server")
 
     found = read_figures(raw, manifest, weights, classes)
     assert found is not None and not found.own
@@ -204,25 +213,6 @@ def test_a_model_without_figures_of_its_own_signs_none(run_dir: Path) -> None:
     assert signed_figures(reported, manifest, weights) is None
 
 
-def test_the_evaluate_line_says_whose_figures_they_are(
-    alice: Actor,
-    exported: tuple[ModelRecord, bytes],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from components.verdict_view import model_summary
-
-    original, data = exported
-    assert f"validation EER {original.metrics['eer']:.1%}" in model_summary(original)
-    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(tmp_path / "another-server"))
-    get_settings.cache_clear()
-    copy = import_uploaded_model(make_user("dave"), "shared", "s.zip", data)
-    line = model_summary(copy)
-    assert f"validation EER {original.metrics['eer']:.1%} as its bundle reports" in line
-    assert "not measured here" in line
-    assert model_card_markdown(copy, {}, None).count("another server's") == 1
-
-
 def test_the_cli_says_whose_figures_they_are(
     alice: Actor,
     exported: tuple[ModelRecord, bytes],
@@ -233,8 +223,7 @@ def test_the_cli_says_whose_figures_they_are(
     original, data = exported
     their_key = signing.key_id()
     (tmp_path / "shared.zip").write_bytes(data)
-    monkeypatch.setenv("FAKEVOICE_DATA_DIR", str(tmp_path / "another-server"))
-    get_settings.cache_clear()
+    another_server(monkeypatch, tmp_path / "another-server")
     done = run_in_process(capsys, "models", "import", str(tmp_path / "shared.zip"), "--name", "x")
     assert done.returncode == 0, done.stderr
     shown = run_in_process(capsys, "models", "show", "x")
