@@ -16,8 +16,9 @@ from fakevoice.store.records import Actor, ModelRecord
 
 BUNDLE_HELP = (
     "model.safetensors + manifest.json: the weights, and everything needed to use them "
-    "(architecture, classes, spectrogram settings, sample rate, window, calibration). "
-    "Upload it on the Evaluate page of any workbench, or load it with safetensors."
+    "(architecture, classes, spectrogram settings, sample rate, window, calibration), and "
+    "validation.json: its validation figures, signed by this server. Upload it on the Evaluate "
+    "page of any workbench, or load it with safetensors."
 )
 CARD_HELP = (
     "What the model is, what it was trained and checked on, its EER per generator and noise "

@@ -367,7 +367,10 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
         file_name=f"{stem}-bundle.zip",
         mime="application/zip",
         key=f"{key_prefix}_download_bundle",
-        help="model.safetensors + manifest.json: weights without pickle, loadable by the workbench",
+        help=(
+            "model.safetensors + manifest.json (+ validation.json, its figures signed by this "
+            "server): weights without pickle, loadable by the workbench"
+        ),
         disabled=not result.has_bundle,
         icon=":material/download:",
         on_click="ignore",
