@@ -52,7 +52,8 @@ CHECKPOINT_DIR = "checkpoints"
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One row of a run's history (losses are mean cross-entropy; EER is a fraction)."""
+    """One row of a run's history (losses are mean cross-entropy; EER is a fraction, NaN when the
+    epoch could not measure it)."""
 
     epoch: int
     train_loss: float
@@ -218,14 +219,41 @@ class RunSinkCallback(Callback):
         self.history.append(record)
         self.sink.on_epoch(record)
         save_checkpoint(learn, self.run_dir, record.epoch, self.history)
-        if self.save_best and record.eer <= min(r.eer for r in self.history):
+        if self.save_best and is_best_epoch(self.history):
             learn.save(self.run_dir / CHECKPOINT_DIR / "best", with_opt=False)
-        if self.patience is not None and len(self.history) > self.patience:
-            best = min(r.eer for r in self.history[: -self.patience])
-            if min(r.eer for r in self.history[-self.patience :]) >= best:
-                logger.info("early stopping after epoch %d", record.epoch)
-                self.early_stopped = True
-                raise CancelFitException()
+        if self.patience is not None and has_stalled(self.history, self.patience):
+            logger.info("early stopping after epoch %d", record.epoch)
+            self.early_stopped = True
+            raise CancelFitException()
+
+
+def lowest_eer(history: list[EpochRecord]) -> float | None:
+    """The lowest EER of ``history``; None when no epoch measured one (all NaN, or none).
+
+    An epoch's EER is NaN when it could not be measured (a validation split without one of the
+    two kinds): such an epoch is never the best, and ``min`` over NaN answers by the order.
+    """
+    return min((r.eer for r in history if not math.isnan(r.eer)), default=None)
+
+
+def is_best_epoch(history: list[EpochRecord]) -> bool:
+    """Whether the last epoch of ``history`` has the lowest EER so far (ties with an earlier one
+    count); never for an epoch without an EER."""
+    lowest = lowest_eer(history)
+    return lowest is not None and history[-1].eer <= lowest
+
+
+def has_stalled(history: list[EpochRecord], patience: int) -> bool:
+    """Whether the last ``patience`` epochs brought no EER below the lowest before them (an epoch
+    without an EER brings none). False while no earlier epoch has an EER: there is nothing to
+    improve on, so a run that measures no EER trains all its epochs."""
+    if len(history) <= patience:
+        return False
+    before = lowest_eer(history[:-patience])
+    if before is None:
+        return False
+    recent = lowest_eer(history[-patience:])
+    return recent is None or recent >= before
 
 
 def epoch_scores(probs: np.ndarray, targets: np.ndarray, n_classes: int) -> dict[str, float]:
@@ -352,8 +380,9 @@ def train(
     """Train a detector and write its artefacts under ``run_dir``.
 
     A stop request ends the fit within one batch; the artefacts are then written from the last
-    completed epoch (or the best one with ``save_best``). With ``resume``, a run that has a
-    checkpoint continues after its last completed epoch with its history intact. A spec's
+    completed epoch (or, with ``save_best``, the one with the lowest EER; an epoch whose EER is
+    NaN is never the best, so a run that measures none keeps its last). With ``resume``, a run
+    that has a checkpoint continues after its last completed epoch with its history intact. A spec's
     ``device`` auto takes ``server_device`` (the operator's ``FAKEVOICE_DEVICE``);
     ``loader_workers`` is the operator's ``FAKEVOICE_TRAIN_LOADER_WORKERS``
     (:func:`~fakevoice.training_data.loader_workers`).

@@ -43,7 +43,15 @@ from fakevoice.features import FeatureSpec, render_image
 from fakevoice.metrics import compute_eer
 from fakevoice.metrics.calibration import MIN_ITEMS
 from fakevoice.png import save_png
-from fakevoice.training import MemorySink, load_checkpoint_state, seed_everything, train
+from fakevoice.training import (
+    EpochRecord,
+    MemorySink,
+    has_stalled,
+    is_best_epoch,
+    load_checkpoint_state,
+    seed_everything,
+    train,
+)
 from fakevoice.training_data import (
     MAX_AUTO_LOADER_WORKERS,
     PreparedData,
@@ -401,6 +409,87 @@ def test_resume_continues_with_history_intact(dataset_root: Path, tmp_path: Path
     assert {b[0] for b in sink.batches} == {1}
     assert sink.batches[0][2] == n_batches  # the step axis continues
     assert [int(r["epoch"]) for r in read_history(run_dir)] == [0, 1]
+
+
+def _set_eers(run_dir: Path, eers: list[float]) -> None:
+    """Give the checkpointed epochs of ``run_dir`` these EERs (NaN: an epoch that measured none),
+    as a resumed run reads them."""
+    path = run_dir / "checkpoints" / "state.json"
+    state = json.loads(path.read_text())
+    for row, eer in zip(state["history"], eers, strict=True):
+        row["eer"] = eer
+    path.write_text(json.dumps(state))
+
+
+def _history(*eers: float) -> list[EpochRecord]:
+    return [EpochRecord(n, 0.5, 0.5, 0.5, 0.5, eer, 1.0) for n, eer in enumerate(eers)]
+
+
+def test_the_best_epoch_and_a_stall_go_by_the_eers_measured() -> None:
+    nan = math.nan
+    assert is_best_epoch(_history(nan, 0.3)) and is_best_epoch(_history(0.3, nan, 0.3))
+    assert not is_best_epoch(_history(0.2, nan)) and not is_best_epoch(_history(nan))
+    assert not is_best_epoch(_history(0.3, nan, 0.2, 0.25))
+    assert has_stalled(_history(nan, 0.2, 0.3), 1)  # 0.2 was the best, and 0.3 is no better
+    assert has_stalled(_history(0.2, nan, nan), 2)  # epochs without an EER better nothing
+    assert not has_stalled(_history(nan, 0.5, 0.4), 1) and not has_stalled(_history(0.2, 0.1), 1)
+    assert not has_stalled(_history(nan, nan, nan), 1)  # nothing to better: no stall
+    assert not has_stalled(_history(nan, 0.4), 1)  # the first EER betters none
+    assert not has_stalled(_history(0.1, 0.2), 2)  # too few epochs yet
+
+
+def test_an_epoch_without_an_eer_never_counts_as_the_best(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """A first epoch with a NaN EER stood as the best (``min`` keeps a leading NaN): no later
+    epoch was ever saved as the best model."""
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=2)
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    train(spec, run_dir, MemorySink(stop_after_batches=n_batches + 1), dataset_root)
+    _set_eers(run_dir, [math.nan])
+    (run_dir / "checkpoints" / "best.pth").unlink()  # that epoch, without an EER, is no best
+    result = train(spec, run_dir, MemorySink(), dataset_root, resume=True)
+    assert result.status == "succeeded" and [r.epoch for r in result.history] == [0, 1]
+    assert math.isnan(result.history[0].eer) and 0.0 <= result.history[1].eer <= 1.0
+    assert (run_dir / "checkpoints" / "best.pth").is_file()  # epoch 1, the only one measured
+
+
+def test_early_stopping_waits_on_the_best_eer_not_on_a_nan(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """Early stopping compared with ``min`` of epochs led by a NaN EER, which is NaN: it never
+    stopped. Epoch 1's EER of 0 cannot be beaten, so with patience 1 the run ends after
+    epoch 2."""
+    run_dir = tmp_path / "run"
+    callbacks = CallbackSpec(early_stopping_patience=1)
+    assert train(quick_spec(epochs=2), run_dir, MemorySink(), dataset_root).status == "succeeded"
+    _set_eers(run_dir, [math.nan, 0.0])
+    result = train(quick_spec(epochs=5, callbacks=callbacks), run_dir, MemorySink(), dataset_root)
+    assert [r.epoch for r in result.history] == [0, 1, 2]
+
+
+def test_a_run_that_measures_no_eer_keeps_its_last_model(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """A validation split without bona fide items gives every epoch a NaN EER: the run trains
+    every epoch (early stopping has nothing to go by), saves no best and ends with its last
+    model, its history saying NaN (no EER), never a number."""
+    root = tmp_path / "datasets"
+    shutil.copytree(dataset_root / DATASET, root / DATASET)
+    valid = set(prepare_data(quick_spec(), dataset_root).valid["utterance"])
+    manifest = read_manifest(root / DATASET)
+    kept = ~(manifest["utterance"].isin(valid) & (manifest["class"] == "bonafide"))
+    write_manifest(root / DATASET, manifest[kept])
+    spec = quick_spec(epochs=3, callbacks=CallbackSpec(early_stopping_patience=1))
+    assert set(prepare_data(spec, root).valid["class"]) == set(GENERATORS)
+    run_dir = tmp_path / "run"
+    result = train(spec, run_dir, MemorySink(), root)
+    assert result.status == "succeeded" and [r.epoch for r in result.history] == [0, 1, 2]
+    assert all(math.isnan(r.eer) for r in result.history)
+    assert [row["eer"] for row in read_history(run_dir)] == ["nan"] * 3
+    assert not (run_dir / "checkpoints" / "best.pth").exists()
+    assert (run_dir / "model.safetensors").is_file()
 
 
 def test_train_refuses_a_missing_dataset(dataset_root: Path, tmp_path: Path) -> None:
