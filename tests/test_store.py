@@ -507,6 +507,50 @@ def test_metrics_round_trip_and_incremental_reads(db: str, people: People) -> No
                 read_metrics(session, people.other, run.id)
 
 
+def test_a_nan_epoch_figure_reads_as_none_on_every_backend(
+    db: str, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An epoch without an EER (a validation split lacking bona fide items) has a NaN one.
+    SQLite stores NaN as NULL, PostgreSQL kept it: there a run's ``best_eer`` was ``min`` over
+    a leading NaN, NaN. Not measured is None on both, also for a NaN stored before."""
+    from fakevoice.services import comparison
+    from fakevoice.store.tables import EpochMetricRow
+
+    nan = float("nan")
+    with store.session_scope(db) as session:
+        run = store.create_run(session, people.owner, "no human items", SPEC)
+        store.claim_next_queued_run(session, "w1")
+    with store.session_scope(db) as session:
+        store.append_epoch_metrics(
+            session,
+            run.id,
+            [
+                EpochMetric(epoch=0, train_loss=0.9, valid_loss=nan, eer=nan),
+                EpochMetric(epoch=1, eer=0.3),
+                EpochMetric(epoch=2, eer=0.2),
+                EpochMetric(epoch=3, eer=0.4),
+            ],
+        )
+    with store.session_scope(db, readonly=True) as session:
+        read = store.list_epoch_metrics(session, people.owner, run.id)
+    assert read[0] == EpochMetric(epoch=0, train_loss=0.9)
+    monkeypatch.setenv("FAKEVOICE_DATABASE_URL", db)
+    get_settings.cache_clear()
+    (summary,) = comparison.run_summaries(people.owner)
+    assert (summary["best_eer"], summary["final_eer"], summary["epochs"]) == (0.2, 0.4, 4)
+    # A NaN the store kept before (PostgreSQL) reads as None too.
+    with store.session_scope(db) as session:
+        session.execute(
+            update(EpochMetricRow)
+            .where(EpochMetricRow.run_id == run.id, EpochMetricRow.epoch == 3)
+            .values(eer=nan)
+        )
+    with store.session_scope(db, readonly=True) as session:
+        assert store.list_epoch_metrics(session, people.owner, run.id)[3] == EpochMetric(epoch=3)
+    (summary,) = comparison.run_summaries(people.owner)
+    assert (summary["best_eer"], summary["final_eer"]) == (0.2, 0.2)
+
+
 # --- models ------------------------------------------------------------------------------------
 
 # (who, public, may read, error on write: None = allowed)

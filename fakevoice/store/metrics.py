@@ -8,6 +8,7 @@ plain columns (no ORM objects), so a page can poll every second with ``after_ste
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,7 +110,17 @@ def restore_epoch_metrics(
 
 def _epoch_rows(run_id: int, metrics: Sequence[EpochMetric]) -> list[dict[str, Any]]:
     fields = ("epoch", "train_loss", "valid_loss", "accuracy", "macro_f1", "eer", "seconds")
-    return [{"run_id": run_id, **{name: getattr(m, name) for name in fields}} for m in metrics]
+    return [
+        {"run_id": run_id, **{name: _measured(getattr(m, name)) for name in fields}}
+        for m in metrics
+    ]
+
+
+def _measured(value: Any) -> Any:
+    """``value``, or None for NaN: a figure an epoch could not measure (an EER without bona fide
+    items) is NULL on every backend. SQLite turns NaN into NULL itself; PostgreSQL keeps it, and
+    a NaN then wins or loses ``min`` by its place and is no JSON."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def list_batch_metrics(
@@ -132,14 +143,16 @@ def list_batch_metrics(
 
 
 def list_epoch_metrics(session: Session, actor: Actor, run_id: int) -> list[EpochMetric]:
-    """Epoch metrics of a run the actor may see, in epoch order. Raises NotFoundError."""
+    """Epoch metrics of a run the actor may see, in epoch order (None: a figure the epoch could
+    not measure). Raises NotFoundError."""
     _check_visible(session, actor, run_id)
     query = (
         select(*_EPOCH_COLUMNS)
         .where(EpochMetricRow.run_id == run_id)
         .order_by(EpochMetricRow.epoch)
     )
-    return [EpochMetric(*row) for row in session.execute(query)]
+    # Rows PostgreSQL stored with NaN before NaN was stored as NULL.
+    return [EpochMetric(*(_measured(v) for v in row)) for row in session.execute(query)]
 
 
 def _check_visible(session: Session, actor: Actor, run_id: int) -> None:
