@@ -125,6 +125,29 @@ def test_det_curve_matches_brute_force_counts(rng: np.random.Generator) -> None:
         assert far[i] == pytest.approx(np.mean(spoof > thresholds[i]))
 
 
+@pytest.mark.parametrize(
+    ("bonafide", "spoof", "first_rates"),
+    [
+        ([1e16, 3e16], [2e16], (0.0, 1.0)),  # 1e16 - 0.001 is 1e16: it held 1e16 accepted
+        ([-1e300, 0.5], [0.1, -1e299], (0.0, 1.0)),
+        ([-np.inf, 0.5, 0.9], [0.1, 0.7], (1 / 3, 1.0)),  # no threshold accepts -inf
+        ([0.9, 0.5], [-np.inf, 0.1], (0.0, 0.5)),
+    ],
+)
+def test_det_curve_starts_at_what_its_first_threshold_gives(
+    bonafide: list[float], spoof: list[float], first_rates: tuple[float, float]
+) -> None:
+    """Every point's rates are its threshold's, the first included: it lies below the lowest
+    score (the next float down), or is -inf under a score of -inf, which no threshold accepts."""
+    frr, far, thresholds = metrics.compute_det_curve(bonafide, spoof)
+    assert thresholds[0] < min(bonafide + spoof) or thresholds[0] == -np.inf
+    last_of_run = np.flatnonzero(thresholds[1:] > thresholds[:-1])
+    for i in (0, *last_of_run, thresholds.size - 1):
+        assert frr[i] == np.mean(np.asarray(bonafide) <= thresholds[i])
+        assert far[i] == np.mean(np.asarray(spoof) > thresholds[i])
+    assert (frr[0], far[0]) == first_rates
+
+
 def test_eer_close_to_sklearn_roc_crossing(rng: np.random.Generator) -> None:
     bonafide = rng.normal(1.0, 1.0, 3000)
     spoof = rng.normal(-1.0, 1.0, 3000)

@@ -65,7 +65,8 @@ def compute_det_curve(
         ``frr``, ``far``, ``thresholds``, each ``(n_bonafide + n_spoof + 1,)``: at ``thresholds[i]``
         a trial with score ``> thresholds[i]`` is accepted as bona fide, ``frr[i]`` is the fraction
         of bona fide trials rejected and ``far[i]`` the fraction of spoof trials accepted. The first
-        threshold lies just below every score (``frr = 0``, ``far = 1``).
+        threshold is the next float below the lowest score (``frr = 0``, ``far = 1``); under a
+        score of ``-inf``, which no threshold accepts, it is ``-inf`` with the rates there.
 
     Raises:
         InvalidSpecError: an array is empty or holds NaN.
@@ -78,9 +79,15 @@ def compute_det_curve(
     order = np.argsort(all_scores, kind="mergesort")
     bonafide_at_or_below = np.cumsum(is_bonafide[order])
     spoof_above = spoof.size - (np.arange(1, all_scores.size + 1) - bonafide_at_or_below)
-    frr = np.concatenate(([0.0], bonafide_at_or_below / bonafide.size))
-    far = np.concatenate(([1.0], spoof_above / spoof.size))
-    thresholds = np.concatenate(([all_scores[order[0]] - 0.001], all_scores[order]))
+    # The official code's lowest score - 0.001 is that score itself from about 1e13 on, and -inf
+    # under -inf: the first point claimed every trial accepted. The next float down lies below
+    # any finite score; nothing lies below -inf, so there the rates are -inf's.
+    first = np.nextafter(all_scores[order[0]], -np.inf)
+    frr_first = np.count_nonzero(bonafide <= first) / bonafide.size
+    far_first = np.count_nonzero(spoof > first) / spoof.size
+    frr = np.concatenate(([frr_first], bonafide_at_or_below / bonafide.size))
+    far = np.concatenate(([far_first], spoof_above / spoof.size))
+    thresholds = np.concatenate(([first], all_scores[order]))
     return frr, far, thresholds
 
 
