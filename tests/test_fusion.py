@@ -76,10 +76,15 @@ def test_a_fusion_takes_the_shared_items_and_needs_enough_of_both_kinds() -> Non
     assert fuse([one, few]) is None
     humans_only = _evaluation("h", 4, items, ["bonafide"] * 30, scores)
     assert fuse([humans_only, humans_only]) is None
-    # A model that gives every item the same score has no correlation with the other (0).
+    # A model that gives every item the same score has no correlation with the other: not 0,
+    # which reads as unlike it (the page shows a dash, the JSON null); each is itself, 1.
     flat = _evaluation("flat", 5, items, classes, [0.5] * 30)
     fused = fuse([one, flat])
-    assert fused is not None and fused.correlation.loc["same", "flat"] == 0.0
+    assert fused is not None
+    assert fused.correlation.isna().to_numpy().tolist() == [[False, True], [True, False]]
+    assert fused.correlation.loc["same", "same"] == fused.correlation.loc["flat", "flat"] == 1.0
+    correlation = json.loads(json.dumps(fused.to_dict(), allow_nan=False))["correlation"]
+    assert correlation == {"same": {"same": 1.0, "flat": None}, "flat": {"same": None, "flat": 1.0}}
 
 
 def test_learnt_weights_turn_down_a_model_that_only_adds_noise() -> None:

@@ -75,7 +75,7 @@ class EvaluationOut(BaseModel):
         default=None,
         description="two or more models: their scores fused (mean log-odds of human) on the "
         "items they all scored: EER, AUC, EER per generator and noise level, and how alike "
-        "their scores are (correlation)",
+        "their scores are (correlation; null for a model whose scores are all the same)",
     )
     comparisons: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -37,7 +37,9 @@ class Fusion:
         auc: the area under its ROC (bona fide vs spoof).
         generator_eer / noise_eer: its EER against each generator and at each noise level.
         correlation: how alike the models' log-odds are on those items (Pearson, models x
-            models): the lower, the more a fusion can gain.
+            models): the lower, the more a fusion can gain. NaN off the diagonal for a model
+            whose scores are all the same (it has no correlation: never 0, which would read as
+            a model unlike the others); 1 on the diagonal.
         learned: the fusion with learnt weights, when it can be fitted: a logistic regression on
             the models' log-odds fitted on some utterances and scored on the others (up to 5
             folds), its ``eer`` and ``auc`` on those held-out scores, and the ``weights`` of a
@@ -63,7 +65,7 @@ class Fusion:
         return "fusion, learnt weights: " + " + ".join(self.models)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the correlation as ``{model: {model: r}}``)."""
+        """JSON-ready (the correlation as ``{model: {model: r}}``, None where it has none)."""
         return {
             "method": "mean of the models' log-odds of human",
             "models": list(self.models),
@@ -74,7 +76,7 @@ class Fusion:
             "generator_eer": dict(self.generator_eer),
             "noise_eer": dict(self.noise_eer),
             "correlation": {
-                str(k): {str(c): round(float(v), 4) for c, v in row.items()}
+                str(k): {str(c): None if pd.isna(v) else round(float(v), 4) for c, v in row.items()}
                 for k, row in self.correlation.iterrows()
             },
             "learned": self.learned,
@@ -125,6 +127,7 @@ def fuse(evaluations: list[DatasetEvaluation]) -> Fusion | None:
     eer, threshold = compute_eer(fused[human], fused[~human])
     with np.errstate(invalid="ignore", divide="ignore"):  # a constant score has no correlation
         r = np.corrcoef(odds, rowvar=False)
+    np.fill_diagonal(r, 1.0)  # a model is its own likeness, even with constant scores
     correlation = pd.DataFrame(r, index=labels, columns=labels)
     groups = np.asarray([utterance_of(str(item)) for item in shared])
     return Fusion(
@@ -135,7 +138,7 @@ def fuse(evaluations: list[DatasetEvaluation]) -> Fusion | None:
         auc=roc_auc(human, fused),
         generator_eer=generator_eers(fused, classes),
         noise_eer=noise_eers(fused, classes, first["noise"].astype(str).tolist()),
-        correlation=correlation.fillna(0.0),
+        correlation=correlation,
         learned=_learned_fusion(odds, human, groups, labels),
     )
 
