@@ -158,6 +158,34 @@ def test_eer_close_to_sklearn_roc_crossing(rng: np.random.Generator) -> None:
     assert eer == pytest.approx((1 - tpr[crossing] + fpr[crossing]) / 2, abs=1e-3)
 
 
+def test_scores_tied_across_the_classes_are_crossed_as_a_random_order_would() -> None:
+    """The official curve walks a tie bona fide trials first, through points no threshold
+    gives; here a tie that holds both classes is crossed in a straight line (the rates a random
+    order within it gives on average), and any other run of scores as the official code does."""
+    # Every clip of both classes scores the same: chance, where the official ranking says 100 %.
+    assert metrics.compute_eer(np.zeros(50), np.zeros(80))[0] == 0.5
+    # Saturated probabilities: every human clip and 2 of 3 machine clips at exactly 1.0. The
+    # official curve reaches FRR = FAR = 2/3 inside the tie (two humans rejected, both machine
+    # clips still accepted); a random order within it crosses FRR = FAR at 0.4.
+    eer, threshold = metrics.compute_eer(np.ones(3), np.r_[1.0, 1.0, 0.0])
+    assert eer == pytest.approx(0.4) and threshold == 1.0
+    frr, far, thresholds = metrics.compute_det_curve(np.ones(3), np.r_[1.0, 1.0, 0.0])
+    np.testing.assert_allclose(frr, [0, 0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(far, [1, 2 / 3, 8 / 15, 0.4, 4 / 15, 2 / 15, 0])
+    # A run of one class (here every human clip at 0.9) is walked as the official code does.
+    human, machine = np.full(10, 0.9), np.r_[np.full(10, 0.05), np.full(10, 0.99)]
+    assert metrics.compute_eer(human, machine)[0] == 0.5
+    # No ties across the classes: the official EER, exactly.
+    rng = np.random.default_rng(1)
+    b, s = np.round(rng.normal(1, 1, 400), 1) + 0.01, np.round(rng.normal(0, 1, 600), 1)
+    order = np.argsort(np.r_[b, s], kind="mergesort")
+    truth = np.r_[np.ones(b.size), np.zeros(s.size)][order]
+    official_frr = np.r_[0.0, np.cumsum(truth) / b.size]
+    official_far = np.r_[1.0, (s.size - np.cumsum(1 - truth)) / s.size]
+    index = np.argmin(np.abs(official_frr - official_far))
+    assert metrics.compute_eer(b, s)[0] == (official_frr[index] + official_far[index]) / 2
+
+
 @pytest.mark.parametrize(
     ("bonafide", "spoof", "message"),
     [

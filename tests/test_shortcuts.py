@@ -86,9 +86,8 @@ def test_a_clip_shorter_than_a_frame_and_a_silent_one() -> None:
 
 def test_tied_scores_are_never_split_by_class() -> None:
     # Every clip of both classes has 0 s of silence: the cue says nothing, whichever way (the
-    # ASVspoof ranking splits the tie by class and calls it worse than chance).
+    # official ASVspoof ranking would split the tie by class and call it worse than chance).
     assert tied_eer(np.zeros(50), np.zeros(80)) == 0.5
-    assert compute_eer(np.zeros(50), np.zeros(80))[0] == 1.0
     assert tied_eer(np.ones(10), np.zeros(10)) == 0.0
     # 30 % of the human clips tie with every machine clip, the rest are higher: the best
     # threshold rejects the tied human clips and accepts no machine clip (FRR 0.3, FAR 0).

@@ -56,10 +56,11 @@ MAX_AUDIT_CLIPS = 4000  # a larger dataset is audited on a seeded sample of its 
 def tied_eer(bonafide: np.ndarray, spoof: np.ndarray) -> float:
     """EER of scores that may tie (higher = more human), thresholds only between distinct values.
 
-    The ASVspoof ranking (:func:`fakevoice.metrics.compute_eer`) puts tied bona fide trials
-    before tied spoofs and may place a threshold inside a tie: harmless for a model's scores,
-    but a cue such as "0.00 s of silence", shared by many clips of both classes, would then look
-    worse than chance (all scores equal give 100 %). Here a threshold never splits a tie.
+    A cue such as "0.00 s of silence" is shared by many clips of both classes. The official
+    ASVspoof ranking would put a threshold inside such a tie and call the cue worse than chance
+    (all scores equal give 100 %); :func:`fakevoice.metrics.compute_eer` crosses the tie as a
+    random order would. A cue is a rule a person could apply, so here a threshold never splits
+    a tie: the EER is at the best threshold there is.
     """
     values = np.unique(np.concatenate([bonafide, spoof]))
     thresholds = np.concatenate([[values[0] - 1.0], values])

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from fakevoice.errors import InvalidSpecError
-from fakevoice.metrics.detection import compute_eer
+from fakevoice.metrics.detection import compute_eer, through_ties
 
 RESAMPLES = 1000
 LEVEL = 0.95
@@ -192,9 +192,9 @@ def group_counts(groups: np.ndarray, resamples: int, seed: int) -> Iterator[np.n
 def weighted_eers(scores: np.ndarray, is_bonafide: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The EER of each row of item weights, without a sort per draw.
 
-    The items keep :func:`~fakevoice.metrics.compute_eer`'s ranking (bona fide before spoof
-    among ties), so all-ones weights give exactly its EER; an item drawn twice counts twice,
-    its copies always on the same side of a threshold.
+    The items keep :func:`~fakevoice.metrics.compute_eer`'s ranking and its way through runs of
+    scores tied across the classes, so all-ones weights give exactly its EER; an item drawn
+    twice counts twice, its copies always on the same side of a threshold.
 
     Args:
         scores: ``(n,)`` higher = more bona fide.
@@ -210,13 +210,16 @@ def weighted_eers(scores: np.ndarray, is_bonafide: np.ndarray, weights: np.ndarr
     )
     items = np.concatenate([np.flatnonzero(is_bonafide), np.flatnonzero(~is_bonafide)])[order]
     truth = is_bonafide[items]
+    ranked = scores[items]
     bonafide = weights[:, items] * truth
     spoof = weights[:, items] * ~truth
     with np.errstate(invalid="ignore", divide="ignore"):
-        # Whole counts until the division, as compute_eer: the same floats, the same argmin.
+        # Counts until the division, as compute_eer: the same floats, the same argmin.
         spoof_total = spoof.sum(axis=1, keepdims=True)
-        frr = np.cumsum(bonafide, axis=1) / bonafide.sum(axis=1, keepdims=True)
-        far = (spoof_total - np.cumsum(spoof, axis=1)) / spoof_total
+        frr = through_ties(ranked, truth, np.cumsum(bonafide, axis=1)) / bonafide.sum(
+            axis=1, keepdims=True
+        )
+        far = (spoof_total - through_ties(ranked, truth, np.cumsum(spoof, axis=1))) / spoof_total
     frr = np.hstack([np.zeros((weights.shape[0], 1)), frr])
     far = np.hstack([np.ones((weights.shape[0], 1)), far])
     index = np.nanargmin(np.abs(frr - far), axis=1) if np.isfinite(frr).any() else None

@@ -55,7 +55,15 @@ def _as_binary_labels(labels: Any, n_scores: int) -> np.ndarray:
 def compute_det_curve(
     bonafide_scores: Any, spoof_scores: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Miss and false-alarm rates at every threshold, as the ASVspoof 2019 evaluation code does.
+    """Miss and false-alarm rates at every threshold, as the ASVspoof 2019 evaluation code does,
+    but for scores tied across the classes.
+
+    The official code walks a run of tied scores bona fide trials first (a stable sort), so its
+    curve passes through points no threshold gives: all scores equal make an EER of 100 %, and
+    a model whose float32 probabilities saturate at 1.0 for human and machine clips alike looks
+    worse than it is. Here a run that holds both classes is crossed in a straight line, the
+    rates expected when the tie is broken at random; a run of one class, and so any scores
+    without such ties (the ASVspoof 2019 known answer included), gives the official curve.
 
     Args:
         bonafide_scores: ``(n_bonafide,)`` scores of bona fide (target) trials.
@@ -75,10 +83,10 @@ def compute_det_curve(
     spoof = _as_scores(spoof_scores, "spoof")
     all_scores = np.concatenate((bonafide, spoof))
     is_bonafide = np.concatenate((np.ones(bonafide.size), np.zeros(spoof.size)))
-    # A stable sort keeps tied bona fide trials before tied spoofs, exactly like the official code.
     order = np.argsort(all_scores, kind="mergesort")
-    bonafide_at_or_below = np.cumsum(is_bonafide[order])
-    spoof_above = spoof.size - (np.arange(1, all_scores.size + 1) - bonafide_at_or_below)
+    ranked, truth = all_scores[order], is_bonafide[order] > 0
+    bonafide_at_or_below = through_ties(ranked, truth, np.cumsum(truth))
+    spoof_above = spoof.size - through_ties(ranked, truth, np.cumsum(~truth))
     # The official code's lowest score - 0.001 is that score itself from about 1e13 on, and -inf
     # under -inf: the first point claimed every trial accepted. The next float down lies below
     # any finite score; nothing lies below -inf, so there the rates are -inf's.
@@ -89,6 +97,34 @@ def compute_det_curve(
     far = np.concatenate(([far_first], spoof_above / spoof.size))
     thresholds = np.concatenate(([first], all_scores[order]))
     return frr, far, thresholds
+
+
+def through_ties(ranked: np.ndarray, truth: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Cumulative ``counts`` along ``ranked`` scores, each run of equal scores that holds both
+    classes crossed in a straight line (the counts a random order within the tie gives on
+    average); other runs keep their counts.
+
+    Args:
+        ranked: ``(n,)`` scores in ascending order.
+        truth: ``(n,)`` whether each is bona fide.
+        counts: ``(..., n)`` cumulative counts (or weights) along ``ranked``, any leading shape.
+
+    Returns:
+        ``(..., n)`` float64.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    ends = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1]
+    starts = np.r_[0, ends[:-1] + 1]
+    bonafide_in_run = np.add.reduceat(truth.astype(np.int64), starts)
+    mixed = (bonafide_in_run > 0) & (bonafide_in_run < ends - starts + 1)
+    if not mixed.any():
+        return counts
+    spread = counts.copy()
+    for start, end in zip(starts[mixed], ends[mixed], strict=True):
+        before = counts[..., start - 1 : start] if start else np.zeros(counts.shape[:-1] + (1,))
+        steps = np.arange(1, end - start + 2) / (end - start + 1)
+        spread[..., start : end + 1] = before + steps * (counts[..., end : end + 1] - before)
+    return spread
 
 
 def compute_eer(bonafide_scores: Any, spoof_scores: Any) -> tuple[float, float]:
