@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal, cast
@@ -30,8 +30,8 @@ from fakevoice.decoding import (
     check_content,
     decode,
     read_bounded,
-    resample,
 )
+from fakevoice.sample_stream import resample
 from fakevoice.settings import get_settings
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 TARGET_SAMPLE_RATE = 16000
-FULL_SCALE = 0.999  # a sample this loud (of 1.0, or of a louder float file's peak) is clipped
 AudioFormat = Literal["wav", "flac", "mp3", "ogg", "opus", "webm", "m4a", "g722"]
 AUDIO_FORMATS: tuple[AudioFormat, ...] = (
     "wav",
@@ -127,21 +126,14 @@ def load_audio(
     min_seconds = settings.min_audio_seconds if min_seconds is None else min_seconds
     max_bytes = settings.max_upload_bytes if max_bytes is None else max_bytes
     data = read_bounded(source, max_bytes)
-    decoded = decode(data, max_seconds, format_hint)
+    decoded = decode(data, max_seconds, format_hint, sample_rate)
     check_content(decoded, min_seconds)
-    # A float file holds samples beyond 1.0 whole and is scaled down below, not flattened: its
-    # full scale is its own peak.
-    magnitude = np.abs(decoded.samples)
-    clipped = float(np.mean(magnitude >= FULL_SCALE * max(float(magnitude.max()), 1.0)))
-    samples = resample(decoded.samples, decoded.info.sample_rate, sample_rate)
-    peak = float(np.max(np.abs(samples)))
+    samples = decoded.samples  # float32, the decoder's own array
+    # A float file holds samples beyond 1.0 whole: it is scaled down, not flattened.
+    peak = max(float(samples.max()), -float(samples.min()))
     if peak > 1.0:
-        samples = samples / peak
-    return Audio(
-        samples=samples.astype(np.float32, copy=False),
-        sample_rate=sample_rate,
-        info=replace(decoded.info, clipped_fraction=clipped),
-    )
+        samples /= peak
+    return Audio(samples=samples, sample_rate=sample_rate, info=decoded.info)
 
 
 def encode_audio(samples: np.ndarray, sample_rate: int, fmt: AudioFormat) -> bytes:

@@ -1,23 +1,25 @@
-"""Reading audio files: bounded reads, container probing, decoding to mono, and the checks that
-turn every unusable file into an error a person understands.
+"""Reading audio files: bounded reads, container probing, decoding to mono at the output rate,
+and the checks that turn every unusable file into an error a person understands.
 
 The reading half of :mod:`fakevoice.audio` (whose :func:`~fakevoice.audio.load_audio` is the only
 entry point the rest of the code uses). Decoding goes through PyAV (FFmpeg); PCM WAV is read
-directly, and headerless G.722 is recognised by its content.
+directly, and headerless G.722 is recognised by its content. Either way the samples are
+downmixed, measured and resampled a block at a time as they are decoded
+(:class:`~fakevoice.sample_stream.SampleStream`), so memory follows the output, not the file's own
+rate and channel count.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import soundfile as sf
-import soxr
 
 from fakevoice.audio_headers import check_complete, header_seconds
 from fakevoice.errors import (
@@ -32,6 +34,7 @@ from fakevoice.errors import (
     TruncatedAudioError,
     UnsupportedCodecError,
 )
+from fakevoice.sample_stream import BLOCK_SAMPLES, SampleStream, SampleSummary, resample
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +73,13 @@ class AudioInfo:
 
 @dataclass(frozen=True)
 class Decoded:
-    """Samples as the file held them: ``(n,)`` float32 mono at ``info.sample_rate``."""
+    """The recording as ``(n,)`` float32 mono at ``sample_rate``, and what the file held."""
 
-    samples: np.ndarray  # (n,) float32 mono at info.sample_rate
+    samples: np.ndarray  # (n,) float32 mono at sample_rate
+    sample_rate: int
     info: AudioInfo
+    summary: SampleSummary
+    """The samples at the file's own rate (``info.sample_rate``), measured while decoding."""
 
 
 def read_bounded(source: str | Path | bytes, max_bytes: int) -> bytes:
@@ -131,24 +137,25 @@ def _container_magic(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, max_seconds: float, format_hint: str | None) -> Decoded:
-    """Probe and decode ``data``; raw G.722 is the fallback for headerless, unrecognised bytes."""
+def decode(data: bytes, max_seconds: float, format_hint: str | None, sample_rate: int) -> Decoded:
+    """Probe and decode ``data`` to mono at ``sample_rate`` Hz; raw G.722 is the fallback for
+    headerless, unrecognised bytes."""
     if format_hint is not None:
-        return _decode_with_av(data, max_seconds, format_hint)
+        return _decode_with_av(data, max_seconds, format_hint, sample_rate)
     magic = _container_magic(data)
     check_complete(data, magic)
     if magic == "wav":
-        fast = _decode_pcm_wav(data, max_seconds)
+        fast = _decode_pcm_wav(data, max_seconds, sample_rate)
         if fast is not None:
             return fast
     try:
-        return _decode_with_av(data, max_seconds, None)
+        return _decode_with_av(data, max_seconds, None, sample_rate)
     except NotAudioError:
         if magic is not None:
             raise TruncatedAudioError(
                 f"The file starts like {magic} audio but cannot be read: it is damaged or cut short."
             ) from None
-        g722 = _decode_raw_g722(data, max_seconds)
+        g722 = _decode_raw_g722(data, max_seconds, sample_rate)
         if g722 is None:
             raise
         return g722
@@ -164,7 +171,7 @@ _WAV_CODECS = {
 }
 
 
-def _decode_pcm_wav(data: bytes, max_seconds: float) -> Decoded | None:
+def _decode_pcm_wav(data: bytes, max_seconds: float, sample_rate: int) -> Decoded | None:
     """Plain PCM / float WAV straight through libsndfile (a fast path: no FFmpeg probing).
 
     Returns None for anything else (other codecs, odd headers), which then goes through FFmpeg,
@@ -185,28 +192,38 @@ def _decode_pcm_wav(data: bytes, max_seconds: float) -> Decoded | None:
                 raise AudioTooLongError(
                     _too_long_message(frames / rate, max_seconds, frames / rate)
                 )
-            x = handle.read(dtype="float32", always_2d=True)
+            sample_stream = SampleStream(rate, sample_rate)
+            for block in handle.blocks(BLOCK_SAMPLES, dtype="float32", always_2d=True):
+                sample_stream.add(_downmix(block))
     except (sf.LibsndfileError, RuntimeError, ValueError):
         return None
-    if x.shape[0] == 0:
+    if sample_stream.n_samples == 0:
         return None
-    mono = x[:, 0] if channels == 1 else x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    samples, summary = sample_stream.finish()
     info = AudioInfo(
         sample_rate=rate,
         channels=channels,
-        duration=x.shape[0] / rate,
+        duration=summary.n_samples / rate,
         codec=codec,
         container="wav",
+        clipped_fraction=summary.clipped_fraction,
     )
-    return Decoded(samples=np.ascontiguousarray(mono), info=info)
+    return Decoded(samples=samples, sample_rate=sample_rate, info=info, summary=summary)
 
 
-def _decode_raw_g722(data: bytes, max_seconds: float) -> Decoded | None:
+def _downmix(block: np.ndarray) -> np.ndarray:
+    """``(n, channels)`` float32 as ``(n,)`` float32, the channels' mean."""
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0])
+    return block.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def _decode_raw_g722(data: bytes, max_seconds: float, sample_rate: int) -> Decoded | None:
     """Decode headerless bytes as G.722 if the result is plausible audio, else None."""
     # G.722 is 64 kbit/s: the byte count gives the length, so a long file is judged on its start.
     limit = int(min(max_seconds, 1e6) * G722_BYTES_PER_SECOND) + G722_BYTES_PER_SECOND
     try:
-        decoded = _decode_with_av(data[:limit], float("inf"), "g722")
+        decoded = _decode_with_av(data[:limit], float("inf"), "g722", G722_SAMPLE_RATE)
     except (NotAudioError, TruncatedAudioError, UnsupportedCodecError):
         return None
     if not _plausible_g722(decoded.samples):
@@ -215,7 +232,13 @@ def _decode_raw_g722(data: bytes, max_seconds: float) -> Decoded | None:
     seconds = len(data) / G722_BYTES_PER_SECOND
     if seconds > max_seconds:
         raise AudioTooLongError(_too_long_message(seconds, max_seconds, seconds))
-    return decoded
+    if sample_rate == G722_SAMPLE_RATE:
+        return decoded
+    return replace(
+        decoded,
+        samples=resample(decoded.samples, G722_SAMPLE_RATE, sample_rate),
+        sample_rate=sample_rate,
+    )
 
 
 def _plausible_g722(x: np.ndarray) -> bool:
@@ -238,8 +261,10 @@ def _plausible_g722(x: np.ndarray) -> bool:
     return clipped < 1e-3 and not (high_band > 0.35 and rms > 0.1)
 
 
-def _decode_with_av(data: bytes, max_seconds: float, container_format: str | None) -> Decoded:
-    """Decode the first audio stream to mono float32 at its own rate."""
+def _decode_with_av(
+    data: bytes, max_seconds: float, container_format: str | None, sample_rate: int
+) -> Decoded:
+    """Decode the first audio stream to mono float32 at ``sample_rate`` Hz."""
     try:
         # Tags are never used; one not in UTF-8 (Latin-1 from a Windows tagger) must not fail.
         container = av.open(io.BytesIO(data), format=container_format, metadata_errors="replace")
@@ -260,11 +285,16 @@ def _decode_with_av(data: bytes, max_seconds: float, container_format: str | Non
                 f"{', '.join(sorted({s.type for s in container.streams})) or 'nothing'})."
             )
         stream = container.streams.audio[0]
-        return _decode_stream(container, stream, data, format_name, max_seconds)
+        return _decode_stream(container, stream, data, format_name, max_seconds, sample_rate)
 
 
 def _decode_stream(
-    container: Any, stream: Any, data: bytes, format_name: str, max_seconds: float
+    container: Any,
+    stream: Any,
+    data: bytes,
+    format_name: str,
+    max_seconds: float,
+    sample_rate: int,
 ) -> Decoded:
     codec = stream.codec_context
     decoder = getattr(codec, "codec", None)
@@ -278,7 +308,7 @@ def _decode_stream(
     _check_rate(rate)
     announced = header_seconds(container, stream, data)
     limit = int(max_seconds * rate) + 1 if np.isfinite(max_seconds) else None
-    chunks: list[np.ndarray] = []
+    sample_stream = SampleStream(rate, sample_rate)
     n_decoded = 0
     channels = 0
     try:
@@ -290,10 +320,11 @@ def _decode_stream(
                         rate = int(frame.sample_rate)
                         _check_rate(rate)
                         limit = int(max_seconds * rate) + 1 if np.isfinite(max_seconds) else None
+                        sample_stream = SampleStream(rate, sample_rate)
                     else:
                         mono = resample(mono, int(frame.sample_rate), rate)
                 channels = max(channels, frame_channels)
-                chunks.append(mono)
+                sample_stream.add(mono)
                 n_decoded += mono.size
                 if limit is not None and n_decoded > limit:
                     raise AudioTooLongError(
@@ -318,14 +349,16 @@ def _decode_stream(
             f"The file is cut short: its header promises {announced:.1f} s of audio but "
             f"only {seconds:.1f} s is there."
         )
+    samples, summary = sample_stream.finish()
     info = AudioInfo(
         sample_rate=rate,
         channels=channels or int(codec.channels or 1),
         duration=seconds,
         codec=codec_name,
         container=format_name,
+        clipped_fraction=summary.clipped_fraction,
     )
-    return Decoded(samples=np.concatenate(chunks), info=info)
+    return Decoded(samples=samples, sample_rate=sample_rate, info=info, summary=summary)
 
 
 def _check_rate(rate: int) -> None:
@@ -371,12 +404,11 @@ def _frame_to_mono(frame: Any) -> tuple[np.ndarray, int]:
 
 
 def check_content(decoded: Decoded, min_seconds: float) -> None:
-    samples = decoded.samples
-    if not np.all(np.isfinite(samples)):
-        bad = int(np.count_nonzero(~np.isfinite(samples)))
+    summary = decoded.summary
+    if summary.n_invalid:
         raise InvalidSamplesError(
-            f"The recording holds invalid sample values (NaN or infinity): {bad} of "
-            f"{samples.size} samples."
+            f"The recording holds invalid sample values (NaN or infinity): {summary.n_invalid} "
+            f"of {summary.n_samples} samples."
         )
     seconds = decoded.info.duration
     if seconds < min_seconds:
@@ -385,8 +417,8 @@ def check_content(decoded: Decoded, min_seconds: float) -> None:
         )
     # Measured about the mean: a constant offset (DC) is no sound, and an 8-bit file of zero
     # bytes, at -1.0 throughout, is as silent as one at 0.0.
-    offset = float(samples.mean(dtype=np.float64))
-    peak = max(float(samples.max()) - offset, offset - float(samples.min()), 0.0)
+    offset = summary.mean
+    peak = max(summary.maximum - offset, offset - summary.minimum, 0.0)
     if peak < SILENCE_PEAK:
         raise SilentAudioError(
             f"The recording is silent (peak level {_dbfs(peak)}); there is no sound to analyse."
@@ -395,20 +427,3 @@ def check_content(decoded: Decoded, min_seconds: float) -> None:
 
 def _dbfs(peak: float) -> str:
     return "zero" if peak == 0 else f"{20 * np.log10(peak):.0f} dBFS"
-
-
-def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Change the sample rate with soxr (high quality).
-
-    Args:
-        samples: ``(n,)`` or ``(n, channels)`` audio.
-        orig_sr: rate of ``samples``, Hz.
-        target_sr: wanted rate, Hz.
-
-    Returns:
-        float32 array of the same layout, about ``n * target_sr / orig_sr`` samples long.
-    """
-    x = np.asarray(samples, dtype=np.float32)
-    if orig_sr == target_sr or x.shape[0] == 0:
-        return x.copy()
-    return np.asarray(soxr.resample(x, orig_sr, target_sr, quality="HQ"), dtype=np.float32)

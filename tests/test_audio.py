@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -235,6 +236,66 @@ def test_sound_on_a_dc_offset_is_kept() -> None:
 def test_loud_float_wav_is_scaled_into_range() -> None:
     audio = load_audio(wav_bytes(tone(LEFT_HZ, 1.0, 16000, amplitude=4.0), 16000, "FLOAT"))
     assert np.max(np.abs(audio.samples)) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("format_hint", [None, "wav"])  # libsndfile reads it, or FFmpeg
+def test_a_long_file_decodes_as_the_whole_array_would(format_hint: str | None) -> None:
+    """Decoding downmixes, measures and resamples a block at a time: the samples and the clipped
+    share are exactly those of the whole recording, here a float file flattened at 1.5 early on
+    and at 3.0 (its peak, so the only full scale that counts) near the end."""
+    n = 48000 * 12
+    stereo = np.stack([speechlike(12.0, 48000), speechlike(12.0, 48000, seed=1)], axis=1)
+    stereo *= np.linspace(1.0, 40.0, n, dtype=np.float32)[:, None]
+    stereo[: n // 2] = np.clip(stereo[: n // 2], -1.5, 1.5)
+    stereo = np.clip(stereo, -3.0, 3.0)
+    audio = load_audio(wav_bytes(stereo, 48000, "FLOAT"), format_hint=format_hint)
+
+    mono = stereo.mean(axis=1, dtype=np.float64).astype(np.float32)
+    expected = resample(mono, 48000, TARGET_SAMPLE_RATE)
+    expected /= np.max(np.abs(expected))
+    np.testing.assert_array_equal(audio.samples, expected)
+    magnitude = np.abs(mono)
+    clipped = np.mean(magnitude >= 0.999 * float(magnitude.max()))
+    assert audio.info.clipped_fraction == clipped
+    assert 0.05 < clipped < 0.5  # the samples flattened at 3.0, none of those at 1.5
+    assert audio.info.duration == 12.0 and audio.info.channels == 2
+
+
+def square_wave_file(container: str, seconds: float, sample_rate: int, channels: int) -> bytes:
+    """A 23 Hz square wave (+-0.25, 4,096 samples a half period at 192 kHz), written a block at a
+    time: hours of samples at a high rate in little memory, and as FLAC a small file (each
+    constant block takes a few bytes)."""
+    buffer = io.BytesIO()
+    n = round(seconds * sample_rate)
+    half_period = 4096
+    with sf.SoundFile(buffer, "w", sample_rate, channels, format=container) as handle:
+        for start in range(0, n, 64 * half_period):
+            index = np.arange(start, min(start + 64 * half_period, n))
+            level = np.where(index // half_period % 2 == 0, 0.25, -0.25).astype(np.float32)
+            handle.write(np.repeat(level[:, None], channels, axis=1))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("container", "seconds"), [("FLAC", 120.0), ("WAV", 10.0)])
+def test_decoding_memory_follows_the_output_not_the_file(container: str, seconds: float) -> None:
+    """Memory grew with the file's rate and channels: decoding kept every frame, then a joined
+    copy, then whole-length temporaries, all at the file's rate, before resampling (a 1 MB FLAC
+    of 590 s at 384 kHz took 2.2 GiB). Now it keeps only the 16 kHz output and a block in hand.
+
+    tracemalloc sees NumPy's arrays: the old code peaked at 198 MiB here for the FLAC and 51 MiB
+    for the WAV, ten times the bound."""
+    data = square_wave_file(container, seconds, 192000, 4)
+    tracemalloc.start()
+    try:
+        audio = load_audio(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert audio.info.sample_rate == 192000 and audio.info.channels == 4
+    assert audio.duration == pytest.approx(seconds)
+    assert np.mean(np.abs(audio.samples)) == pytest.approx(0.25, rel=0.05)
+    # The output, its joining, and a few MiB for the block being decoded.
+    assert peak < 2 * audio.samples.nbytes + 4 * 2**20
 
 
 # --- bad input -----------------------------------------------------------------------------------
