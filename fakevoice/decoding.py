@@ -194,7 +194,7 @@ def _decode_pcm_wav(data: bytes, max_seconds: float, sample_rate: int) -> Decode
                 )
             sample_stream = SampleStream(rate, sample_rate)
             for block in handle.blocks(BLOCK_SAMPLES, dtype="float32", always_2d=True):
-                sample_stream.add(_downmix(block))
+                sample_stream.add(_downmix(block), _channel_peak(block.T))
     except (sf.LibsndfileError, RuntimeError, ValueError):
         return None
     if sample_stream.n_samples == 0:
@@ -209,6 +209,14 @@ def _decode_pcm_wav(data: bytes, max_seconds: float, sample_rate: int) -> Decode
         clipped_fraction=summary.clipped_fraction,
     )
     return Decoded(samples=samples, sample_rate=sample_rate, info=info, summary=summary)
+
+
+def _channel_peak(channels: np.ndarray) -> float:
+    """The loudest sample of any one of ``(channels, n)`` float samples about each channel's
+    mean (0 for one channel: the downmix is that channel)."""
+    if channels.shape[0] < 2 or channels.shape[1] == 0:
+        return 0.0
+    return float(np.abs(channels - channels.mean(axis=1, keepdims=True)).max())
 
 
 def _downmix(block: np.ndarray) -> np.ndarray:
@@ -314,7 +322,7 @@ def _decode_stream(
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
-                mono, frame_channels = _frame_to_mono(frame)
+                mono, frame_channels, frame_peak = _frame_to_mono(frame)
                 if frame.sample_rate != rate:
                     if n_decoded == 0:  # HE-AAC reports its core rate until the first frame
                         rate = int(frame.sample_rate)
@@ -324,7 +332,7 @@ def _decode_stream(
                     else:
                         mono = resample(mono, int(frame.sample_rate), rate)
                 channels = max(channels, frame_channels)
-                sample_stream.add(mono)
+                sample_stream.add(mono, frame_peak)
                 n_decoded += mono.size
                 if limit is not None and n_decoded > limit:
                     raise AudioTooLongError(
@@ -389,8 +397,9 @@ _SAMPLE_SCALE = {
 }
 
 
-def _frame_to_mono(frame: Any) -> tuple[np.ndarray, int]:
-    """A decoded frame as ``(n,)`` float32 mono (channel mean) and its channel count."""
+def _frame_to_mono(frame: Any) -> tuple[np.ndarray, int, float]:
+    """A decoded frame as ``(n,)`` float32 mono (channel mean), its channel count and its
+    loudest channel's peak (:func:`_channel_peak`)."""
     array = frame.to_ndarray()
     fmt = frame.format
     channels = len(frame.layout.channels)
@@ -398,9 +407,12 @@ def _frame_to_mono(frame: Any) -> tuple[np.ndarray, int]:
     name = fmt.name.removesuffix("p")
     if name == "u8":
         mono = (x.astype(np.float32).mean(axis=0) - 128.0) / 128.0
+        scale = 128.0
     else:
         mono = x.astype(np.float64).mean(axis=0) / _SAMPLE_SCALE[name]
-    return mono.astype(np.float32), channels
+        scale = _SAMPLE_SCALE[name]
+    peak = _channel_peak(x.astype(np.float64)) / scale if channels > 1 else 0.0
+    return mono.astype(np.float32), channels, peak
 
 
 def check_content(decoded: Decoded, min_seconds: float) -> None:
@@ -419,6 +431,13 @@ def check_content(decoded: Decoded, min_seconds: float) -> None:
     # bytes, at -1.0 throughout, is as silent as one at 0.0.
     offset = summary.mean
     peak = max(summary.maximum - offset, offset - summary.minimum, 0.0)
+    if peak < SILENCE_PEAK <= summary.channel_peak:
+        raise SilentAudioError(
+            f"The recording's {decoded.info.channels} channels cancel each other out when mixed "
+            f"to mono (each has sound, up to {_dbfs(summary.channel_peak)}, but one is the "
+            "other upside down: a wiring or editing fault). Save one channel as a mono file and "
+            "try again."
+        )
     if peak < SILENCE_PEAK:
         raise SilentAudioError(
             f"The recording is silent (peak level {_dbfs(peak)}); there is no sound to analyse."

@@ -51,6 +51,9 @@ class SampleSummary:
     clipped_fraction: float
     """Share of the samples at full scale, ``|x| >= 0.999`` (of the peak instead of 1.0 when
     the peak is above 1.0: a float file louder than full scale is scaled down, not flattened)."""
+    channel_peak: float = 0.0
+    """The loudest sample of any one channel before the downmix, about that channel's mean in
+    each decoded block (0 for a mono file): sound the mono samples lost when channels cancel."""
 
 
 class SampleStream:
@@ -77,14 +80,17 @@ class SampleStream:
         self._minimum = np.inf
         self._maximum = -np.inf
         self._peak = 0.0
+        self._channel_peak = 0.0
         # Magnitudes at or above the clipping threshold and how often each came, with the
         # threshold as it stands: it rises with the peak, so the set only shrinks to those at the
         # final one. Float32 holds about 17,000 values within 0.1 % of any peak, so it stays small.
         self._loud_values = np.empty(0, np.float32)
         self._loud_counts = np.empty(0, np.int64)
 
-    def add(self, samples: np.ndarray) -> None:
-        """Take the next ``(n,)`` float32 mono samples (kept until measured: not to be reused)."""
+    def add(self, samples: np.ndarray, channel_peak: float = 0.0) -> None:
+        """Take the next ``(n,)`` float32 mono samples (kept until measured: not to be reused),
+        and the peak of their loudest channel before the downmix (0 for mono)."""
+        self._channel_peak = max(self._channel_peak, channel_peak)
         self._pending.append(samples)
         self._n_pending += samples.size
         self.n_samples += samples.size
@@ -104,6 +110,7 @@ class SampleStream:
             minimum=float(self._minimum) if n else 0.0,
             maximum=float(self._maximum) if n else 0.0,
             clipped_fraction=int(self._loud_counts.sum()) / n if n else 0.0,
+            channel_peak=self._channel_peak,
         )
         return samples, summary
 

@@ -393,6 +393,21 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], type[FakeVoiceError], str]] = {
         SilentAudioError,
         "dBFS",
     ),
+    "stereo in opposite phase": (
+        lambda: wav_bytes(_opposite_phase(), 16000),
+        SilentAudioError,
+        "2 channels cancel each other out when mixed to mono",
+    ),
+    "flac in opposite phase": (
+        lambda: _flac(_opposite_phase()),
+        SilentAudioError,
+        "one is the other upside down",
+    ),
+    "stereo digital silence": (
+        lambda: wav_bytes(np.zeros((16000, 2), np.float32), 16000),
+        SilentAudioError,
+        "The recording is silent",
+    ),
     "near silence": (
         lambda: wav_bytes(tone(LEFT_HZ, 1.0, 16000, amplitude=5e-5), 16000, "FLOAT"),
         SilentAudioError,
@@ -408,6 +423,18 @@ BAD_INPUTS: dict[str, tuple[Callable[[], bytes], type[FakeVoiceError], str]] = {
         for fmt in ("wav", "flac", "mp3", "ogg", "opus", "webm", "m4a")
     },
 }
+
+
+def _opposite_phase() -> np.ndarray:
+    """A second of a voice-like tone, left channel and its inverse on the right."""
+    left = speechlike(1.0, seed=5)
+    return np.stack([left, -left], axis=1)
+
+
+def _flac(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, 16000, format="FLAC")
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
