@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     verdict_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="auto (CUDA when present), cpu, or cuda: where this process (app, API, CLI, "
-        "tests of models) scores clips; cpu keeps a GPU for training",
+        "tests of models) scores clips and tries learning rates; cpu keeps a GPU for training",
     )
     train_loader_workers: int | Literal["auto"] = Field(
         default="auto",

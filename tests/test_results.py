@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from test_training import DATASET, quick_spec, tiny_dataset_root
 from workbench import active_workbench, make_user
 
 from fakevoice import services
 from fakevoice.bundle_figures import FIGURES_FILE
-from fakevoice.errors import InvalidSpecError, NotFoundError
+from fakevoice.errors import InvalidSpecError, NotFoundError, ServerConfigError
 from fakevoice.services import results
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
@@ -179,3 +180,25 @@ def test_suggest_learning_rate(owner: Actor) -> None:
         results.suggest_learning_rate(owner, quick_spec(speakers=("nobody",)))
     with pytest.raises(NotFoundError, match="no dataset named"):
         results.suggest_learning_rate(owner, quick_spec(dataset="../" + DATASET))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_suggest_learning_rate_runs_where_this_process_scores_clips(
+    owner: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finder runs in the app's (or API's) own process, not on the worker that will train
+    the run: a run asking for CUDA, or an operator's FAKEVOICE_DEVICE=cuda meant for the GPU
+    worker, still gets a suggestion from an app server without a GPU (it was refused as if the
+    run could not train); FAKEVOICE_VERDICT_DEVICE, this process's own device, decides."""
+    assert 1e-5 <= results.suggest_learning_rate(owner, quick_spec(device="cuda")) <= 1e-1
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cuda")
+    get_settings.cache_clear()
+    try:
+        assert 1e-5 <= results.suggest_learning_rate(owner, quick_spec(device="auto")) <= 1e-1
+        monkeypatch.setenv("FAKEVOICE_VERDICT_DEVICE", "cuda")
+        get_settings.cache_clear()
+        with pytest.raises(ServerConfigError, match="FAKEVOICE_VERDICT_DEVICE is cuda"):
+            results.suggest_learning_rate(owner, quick_spec())
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -13,6 +13,7 @@ Every function asks the store for the run first, so a run the actor may not see 
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -333,9 +334,11 @@ def bundle_zip(actor: Actor, run_id: int) -> bytes:
 def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
     """fastai's learning-rate finder (valley suggestion) on a small share of the spec's selection.
 
-    Runs in the calling process on at most :data:`LR_FIND_ITERATIONS` batches of at most
-    :data:`LR_FIND_MAX_BATCH` training items, so it takes seconds on a CPU for the compact CNN;
-    the large CNNs take longer there. The result lies between 1e-5 and 1e-1.
+    Runs in the calling process, on its ``FAKEVOICE_VERDICT_DEVICE`` (not the run's device: the
+    worker that trains the run may have a GPU this process lacks), on at most
+    :data:`LR_FIND_ITERATIONS` batches of at most :data:`LR_FIND_MAX_BATCH` training items, so it
+    takes seconds on a CPU for the compact CNN; the large CNNs take longer there. The result lies
+    between 1e-5 and 1e-1.
 
     Args:
         actor: Who asks (the same checks as submitting a run apply to the spec).
@@ -364,7 +367,9 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
         data.train_labels = [data.train_labels[i] for i in keep]
     if len(data.train) < 2:
         raise DatasetError("The selection has too few training items to try learning rates.")
-    device = pick_device(spec.device, get_settings().device)
+    # On this process's own device, as its verdicts are: the run's device (and the operator's
+    # FAKEVOICE_DEVICE) is where the worker trains, which an app server without a GPU is not.
+    device = pick_device(server=get_settings().verdict_device, setting="FAKEVOICE_VERDICT_DEVICE")
     # Seeded like the run (the same spec gives the same suggestion), without moving the caller's
     # own torch generator.
     with torch.random.fork_rng(devices=[]):
@@ -377,6 +382,10 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
             learn.path = Path(folder)  # lr_find saves and restores the weights here
             learn.model_dir = "."
             suggestion = lr_find(learn, num_it=LR_FIND_ITERATIONS)
+    if device.type == "cuda":  # the app lives on: give its GPU memory back now (fastai's cycles)
+        del learn, dls
+        gc.collect()
+        torch.cuda.empty_cache()
     logger.info(
         "lr_find for user %d on %s/%s: %.2e", actor.user_id, spec.dataset, spec.arch, suggestion
     )
