@@ -112,3 +112,30 @@ def test_the_operators_device_decides_a_runs_auto_on_ray(
     assert settings_env()["FAKEVOICE_TRAIN_LOADER_WORKERS"] == "3"
     assert task_resources({"device": "auto"}) == {"num_gpus": 1.0, "num_cpus": 4.0}
     assert task_resources({"kind": "evaluate"})["num_cpus"] == 1.0
+
+
+def test_a_ray_task_given_no_gpu_is_told_to_use_none(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray hides no GPU from a task that asked for none: a dataset build (HiFi-GAN), a test of a
+    model or a run on a GPU node took the node's GPU under the operator's auto, beside the task
+    Ray gave it to. Such a task is told cpu for training, builds and verdicts alike; a task
+    given a GPU scores clips where it trains (its resources followed FAKEVOICE_DEVICE)."""
+    from fakevoice.jobs.ray_backend import settings_env, task_resources
+
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "auto")
+    monkeypatch.setenv("FAKEVOICE_VERDICT_DEVICE", "auto")
+    get_settings.cache_clear()
+    build = settings_env(task_resources({"kind": "dataset"})["num_gpus"])
+    assert build["FAKEVOICE_DEVICE"] == build["FAKEVOICE_VERDICT_DEVICE"] == "cpu"
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cpu")
+    get_settings.cache_clear()
+    test_of_model = settings_env(task_resources({"kind": "evaluate"})["num_gpus"])
+    assert test_of_model["FAKEVOICE_VERDICT_DEVICE"] == "cpu"
+    asks_cuda = settings_env(task_resources({"device": "cuda"})["num_gpus"])
+    assert asks_cuda["FAKEVOICE_DEVICE"] == "cpu"  # the run's own cuda still decides
+    monkeypatch.setenv("FAKEVOICE_DEVICE", "cuda")
+    monkeypatch.setenv("FAKEVOICE_VERDICT_DEVICE", "cpu")  # the API's, not a GPU task's
+    get_settings.cache_clear()
+    with_gpu = settings_env(task_resources({"kind": "evaluate"})["num_gpus"])
+    assert with_gpu["FAKEVOICE_DEVICE"] == with_gpu["FAKEVOICE_VERDICT_DEVICE"] == "cuda"

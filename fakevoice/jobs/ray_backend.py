@@ -69,16 +69,27 @@ def task_resources(spec: dict[str, Any]) -> dict[str, float]:
     return {"num_gpus": 0.0, "num_cpus": cpus}
 
 
-def settings_env() -> dict[str, str]:
-    """The settings a Ray task needs to reach the same database and folders."""
+def settings_env(num_gpus: float | None = None) -> dict[str, str]:
+    """The settings a Ray task needs to reach the same database and folders.
+
+    A task given ``num_gpus`` 0 (:func:`task_resources`) is told to use the CPU for everything:
+    Ray hides no GPU from a task that asked for none, so with the operator's ``auto`` a dataset
+    build's HiFi-GAN, a test of a model or a run on a GPU node would take that node's GPU beside
+    the task Ray gave it to. A task given one scores clips (a test of a model) where it trains,
+    as its resources were decided by ``FAKEVOICE_DEVICE``.
+    """
     settings = get_settings()
-    return {
+    env = {
         "FAKEVOICE_DATA_DIR": str(settings.data_dir),
         "FAKEVOICE_DATASET_DIR": str(settings.dataset_dir),
         "FAKEVOICE_DATABASE_URL": settings.resolved_database_url,
         "FAKEVOICE_DEVICE": settings.device,
         "FAKEVOICE_TRAIN_LOADER_WORKERS": str(settings.train_loader_workers),
     }
+    if num_gpus is not None:
+        device = settings.device if num_gpus >= 1 else "cpu"
+        env.update(FAKEVOICE_DEVICE=device, FAKEVOICE_VERDICT_DEVICE=device)
+    return env
 
 
 class RayWorker:
@@ -159,7 +170,8 @@ class RayWorker:
             if run is None:
                 return
             options = task_resources(run.spec)
-            ref = remote.options(**options).remote(run.id, self.worker_id, settings_env())
+            env = settings_env(options["num_gpus"])
+            ref = remote.options(**options).remote(run.id, self.worker_id, env)
             self.active[run.id] = ref
             logger.info("run %d submitted to Ray with %s", run.id, options)
 
