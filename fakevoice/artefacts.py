@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import platform
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -277,7 +278,7 @@ def write_run_artefacts(
     Returns:
         The metrics report (as in ``metrics.json``) and ``{file name: sha256}`` of the artefacts.
     """
-    with captured_features(learn.model) as features:
+    with full_precision(learn), captured_features(learn.model) as features:
         probs_t, targets_t = learn.get_preds(dl=learn.dls.valid)
     probs = probs_t.double().numpy()
     targets = targets_t.numpy().astype(np.int64)
@@ -355,6 +356,15 @@ def write_run_artefacts(
         VALID_SCORES,
     )
     return report, {name: sha256_file(run_dir / name) for name in names}
+
+
+def full_precision(learn: Learner) -> AbstractContextManager[Learner]:
+    """Within, ``learn`` runs without its mixed-precision callback (a run with ``mixed_precision``
+    on CUDA): the final figures, the calibration and the familiarity reference measure the model
+    as the detector runs it, in float32, not the float16 of its training batches."""
+    from fastai.callback.fp16 import MixedPrecision
+
+    return learn.removed_cbs([cb for cb in learn.cbs if isinstance(cb, MixedPrecision)])
 
 
 def _detector_features(model: torch.nn.Module, spec: TrainSpec, data: PreparedData) -> np.ndarray:

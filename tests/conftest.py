@@ -50,9 +50,19 @@ LONG_FILES = (
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The files of LONG_FILES first, in its order; the others after, as collected (a stable
-    sort: the order of tests within a file never changes)."""
+    sort: the order of tests within a file never changes). Tests marked ``cuda`` are skipped on
+    a machine without a GPU."""
     rank = {path: i for i, path in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+    on_gpu = [item for item in items if item.get_closest_marker("cuda") is not None]
+    # Asked only when such a test is collected: the question initialises CUDA's driver in this
+    # process, and a process forked from it afterwards can no longer use CUDA.
+    if on_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in on_gpu:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
 @pytest.hookimpl(optionalhook=True)

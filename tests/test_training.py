@@ -24,6 +24,8 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import speechlike
+from fastai.callback.core import Callback
+from fastai.callback.fp16 import MixedPrecision
 
 from fakevoice.artefacts import HISTORY_COLUMNS, generator_eers, noise_eers
 from fakevoice.datasets import loaders
@@ -42,6 +44,7 @@ from fakevoice.errors import DatasetError, InvalidSpecError
 from fakevoice.features import FeatureSpec, render_image
 from fakevoice.metrics import compute_eer
 from fakevoice.metrics.calibration import MIN_ITEMS
+from fakevoice.models.registry import pick_device
 from fakevoice.png import save_png
 from fakevoice.training import (
     EpochRecord,
@@ -68,6 +71,7 @@ from fakevoice.trainspec import AugmentSpec, CallbackSpec, TrainSpec
 
 if TYPE_CHECKING:
     from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
 
 DATASET = "tiny"
 FEATURES = FeatureSpec(image_height=64, image_width=64)
@@ -515,6 +519,63 @@ def test_aasist_l_trains_one_short_epoch(dataset_root: Path, tmp_path: Path) -> 
     assert manifest["input_kind"] == "waveform" and manifest["clip_samples"] == 16000
     assert manifest["feature_spec"] is None
     assert math.isfinite(result.history[0].train_loss)
+
+
+class _PredictionProbe(Callback):
+    """Records, for each batch predicted outside training, the dtype of the model's output (as
+    it came out: before MixedPrecision makes it float32) and the callbacks that ran it."""
+
+    order = MixedPrecision.order - 1  # its after_pred runs before MixedPrecision's
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+        self.callbacks: list[set[str]] = []
+
+    def after_pred(self) -> None:
+        if not self.learn.training:
+            self.dtypes.append(self.learn.pred.dtype)
+            self.callbacks.append({type(cb).__name__ for cb in self.learn.cbs})
+
+
+def _final_predictions_with_mixed_precision(
+    spec: TrainSpec, dataset_root: Path, run_dir: Path
+) -> tuple[_PredictionProbe, Learner]:
+    """Write a run's artefacts from a mixed-precision learner (untrained), probing its passes."""
+    from fakevoice.artefacts import write_run_artefacts
+    from fakevoice.training import build_learner
+
+    data = prepare_data(spec, dataset_root)
+    dls = make_dataloaders(data, spec, pick_device(spec.device))
+    learn, _ = build_learner(spec, dls, len(data.class_names), None)
+    if not any(isinstance(cb, MixedPrecision) for cb in learn.cbs):  # added on CUDA only
+        learn.add_cb(MixedPrecision())
+    probe = _PredictionProbe()
+    learn.add_cb(probe)
+    write_run_artefacts(learn, spec, data, [], run_dir)
+    return probe, learn
+
+
+def test_a_runs_final_figures_measure_the_model_without_mixed_precision(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """A mixed-precision run's validation predictions, which the report, the calibration and
+    the familiarity reference are made of, ran under float16 autocast on CUDA, unlike the
+    detector's float32; they are made without the MixedPrecision callback (kept on the learner
+    for the export)."""
+    spec = quick_spec(callbacks=CallbackSpec(mixed_precision=True))
+    probe, learn = _final_predictions_with_mixed_precision(spec, dataset_root, tmp_path)
+    assert probe.callbacks and all("MixedPrecision" not in names for names in probe.callbacks)
+    assert any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
+
+
+@pytest.mark.cuda
+def test_a_mixed_precision_runs_final_predictions_are_float32_on_cuda(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    spec = quick_spec(device="cuda", callbacks=CallbackSpec(mixed_precision=True))
+    probe, _ = _final_predictions_with_mixed_precision(spec, dataset_root, tmp_path)
+    assert probe.dtypes and set(probe.dtypes) == {torch.float32}
 
 
 def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path) -> None:
