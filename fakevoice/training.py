@@ -414,6 +414,9 @@ def train(
         start_epoch = last_epoch + 1
         logger.info("resuming %s after epoch %d", run_dir.name, last_epoch)
 
+    # Before the run's callback joins: the finder's own fit (its batches, its sweep of learning
+    # rates over many short epochs) is no part of the run's history or progress.
+    lr = spec.learning_rate if spec.learning_rate is not None else suggest_learning_rate(learn)
     callback = RunSinkCallback(
         sink,
         run_dir,
@@ -424,7 +427,6 @@ def train(
         history,
     )
     learn.add_cb(callback)
-    lr = spec.learning_rate if spec.learning_rate is not None else suggest_learning_rate(learn)
     if start_epoch < spec.epochs:
         with learn.no_logging():
             if spec.callbacks.reduce_lr_patience is not None:

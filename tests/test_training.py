@@ -324,6 +324,19 @@ def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None
     assert (run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_learning_rate_finder_of_a_run_is_no_part_of_its_history(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """A run without a learning rate finds one first; the finder's batches (about 100, over
+    many short epochs) reached the sink as the run's own, and its progress as 100 %."""
+    spec = quick_spec(learning_rate=None)
+    sink = MemorySink()
+    assert train(spec, tmp_path / "run", sink, dataset_root).status == "succeeded"
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    assert [b[2] for b in sink.batches] == list(range(n_batches))
+    assert sink.progress == sorted(sink.progress) and sink.progress[-1] == 1.0
+
+
 def test_generator_eers_tell_which_attack_is_missed() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.85, 0.75])  # probability of bona fide
     classes = ["bonafide"] * 3 + ["espeak"] * 2 + ["griffinlim"] * 2
