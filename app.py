@@ -1,7 +1,8 @@
 """Streamlit entry point: page config, navigation, and the selected page.
 
 Run with ``streamlit run app.py``. Pages are thin views over :mod:`fakevoice.services`; adding a
-page is one line in :data:`PAGES`. Before the page, :func:`components.auth.start` signs a
+page is one line in :data:`PAGES` (and each page's last lines go through
+:func:`components.navigation.through_app`). Before the page, :func:`components.auth.start` signs a
 returning visitor in from their cookie; pages that need a user call ``require_actor()``.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import auth
+from components import auth, navigation
 
 st.set_page_config(page_title="Fake Voice Workbench", page_icon="🎙️", layout="wide")
 
@@ -26,4 +27,4 @@ PAGES = [
 with st.container():
     auth.start()
 auth.sidebar_status()
-st.navigation(PAGES).run()
+navigation.run(PAGES)

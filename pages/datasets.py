@@ -6,10 +6,11 @@ other spectrogram features (a background job too)."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import streamlit as st
 
-from components import auth, dataset_build, dataset_view, job_list, shortcut_audit
+from components import auth, dataset_build, dataset_view, job_list, navigation, shortcut_audit
 from fakevoice import services
 from fakevoice.colormaps import COLORMAPS
 from fakevoice.datasets.shortcut_findings import ShortcutAudit
@@ -273,4 +274,5 @@ def main() -> None:
         st.error(str(exc))
 
 
+navigation.through_app(Path(__file__).name)
 main()

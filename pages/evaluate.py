@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import streamlit as st
@@ -21,6 +21,7 @@ from components import (
     batch_scoring,
     dataset_test,
     explanation_view,
+    navigation,
     upload_megabytes,
     verdict_history,
 )
@@ -431,4 +432,5 @@ def main() -> None:
     verdict_history.check_report()
 
 
+navigation.through_app(Path(__file__).name)
 main()

@@ -4,10 +4,11 @@ and the sign-in / register forms. Signed in: a dashboard of my runs, models and 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import streamlit as st
 
-from components import auth, model_downloads, sign_in
+from components import auth, model_downloads, navigation, sign_in
 from components.user_text import plain
 from fakevoice import services
 from fakevoice.datasets.catalog import DatasetSummary
@@ -212,4 +213,5 @@ def main() -> None:
         _dashboard(user, user.actor)
 
 
+navigation.through_app(Path(__file__).name)
 main()

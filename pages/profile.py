@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from components import (
@@ -18,6 +20,7 @@ from components import (
     auth,
     confirmed,
     model_downloads,
+    navigation,
     run_comparison,
     sign_in,
     training_view,
@@ -265,4 +268,5 @@ def main() -> None:
     _my_profile(viewer)
 
 
+navigation.through_app(Path(__file__).name)
 main()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from components import train_again, train_options, training_view
+from components import navigation, train_again, train_options, training_view
 from components.auth import require_actor
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -330,4 +331,5 @@ def main() -> None:
         st.error(str(exc))
 
 
+navigation.through_app(Path(__file__).name)
 main()

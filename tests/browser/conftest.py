@@ -238,15 +238,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-@pytest.fixture(scope="session")
-def streamlit_server(
-    browser_root: Path, browser_dataset: Path, clean_only_dataset: Path
-) -> Iterator[StreamlitServer]:
-    """``streamlit run app.py`` on a free port, serving both datasets, and a ``fakevoice worker``
-    with the same environment; both are stopped at the end."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = browser_root / "streamlit.log"
+def start_streamlit(
+    env: dict[str, str], log: Path, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``streamlit run app.py`` on ``port`` (a free one by default) with ``env``, its output in
+    ``log`` (appended); returns the process and its URL (not yet healthy: :func:`_wait_healthy`)."""
+    port = port or _free_port()
     command = [
         sys.executable,
         "-m",
@@ -264,10 +261,21 @@ def streamlit_server(
         "--server.fileWatcherType",
         "none",
     ]
+    with log.open("ab") as sink:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=sink)
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(
+    browser_root: Path, browser_dataset: Path, clean_only_dataset: Path
+) -> Iterator[StreamlitServer]:
+    """``streamlit run app.py`` on a free port, serving both datasets, and a ``fakevoice worker``
+    with the same environment; both are stopped at the end."""
+    log = browser_root / "streamlit.log"
     worker_log = browser_root / "worker.log"
     env = _environment(browser_root)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=sink)
+    process, url = start_streamlit(env, log)
     try:
         with worker_log.open("wb") as sink:
             worker = subprocess.Popen(

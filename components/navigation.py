@@ -1,0 +1,49 @@
+"""Every page runs through ``app.py``: sign-in from the cookie, the sidebar, the pages a user sees.
+
+Streamlit routes by the ``pages/`` folder until the entry script has called ``st.navigation``
+once since the server started. A link to a page opened first after a restart
+(``/train?run=12``, a bookmark, a link in a mail) therefore ran ``pages/train.py`` by itself:
+the sidebar listed the folder's file names and nobody was signed in from their cookie, so a
+signed-in user was asked to sign in. A page that finds itself run so (:func:`through_app`) goes
+through ``app.py`` instead, which sends the visitor on to it with the link's query (:func:`run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+from streamlit.navigation.page import StreamlitPage
+
+ENTRY = "app.py"
+PAGES_FOLDER = "pages"
+_THROUGH_APP = "_navigation_through_app"
+_WANTED = "_navigation_wanted_page"
+
+
+def run(pages: Sequence[StreamlitPage]) -> None:
+    """``app.py``'s last step: the page the URL names (or the one a page run by itself asked
+    for, with its query), run with the mark that it came through here."""
+    chosen = st.navigation(list(pages))
+    wanted = st.session_state.pop(_WANTED, None)
+    if wanted is not None:
+        page, query = wanted
+        st.switch_page(page, query_params=query)
+    st.session_state[_THROUGH_APP] = True
+    try:
+        chosen.run()
+    finally:
+        st.session_state[_THROUGH_APP] = False
+
+
+def through_app(page_file: str) -> None:
+    """A page's first step: return when ``app.py`` runs it; else go through ``app.py``, which
+    comes back to ``pages/<page_file>`` with this URL's query.
+
+    Args:
+        page_file: the page's file name, e.g. ``"train.py"``.
+    """
+    if st.session_state.get(_THROUGH_APP):
+        return
+    st.session_state[_WANTED] = (f"{PAGES_FOLDER}/{page_file}", st.query_params.to_dict())
+    st.switch_page(ENTRY)
