@@ -43,6 +43,7 @@ USER_KEY = "fakevoice_user_id"
 _COOKIE_ACTION = "_fakevoice_cookie_action"
 _SIGNED_IN_AT = "_fakevoice_signed_in_at"  # epoch seconds
 _COOKIE_EXPIRES = "_fakevoice_cookie_expires"  # this browser's cookie's signed expiry, epoch s
+_COOKIE_WRITTEN = "_fakevoice_cookie_written"  # this run set or deleted the cookie
 SESSION_ENDED = "You were signed out: your password was changed or every session was ended."
 CookieAction = Literal["set", "delete"]
 
@@ -97,6 +98,7 @@ def start() -> None:
         login_sleep_time=0,
     )
     action: CookieAction | None = st.session_state.pop(_COOKIE_ACTION, None)
+    st.session_state[_COOKIE_WRITTEN] = action is not None
     if action == "set":
         authenticator.cookie_controller.set_cookie()
         # Its signed expiry names this browser's sign-in, so that "Sign out" can end it.
@@ -156,6 +158,12 @@ def sign_in(user: UserRecord) -> None:
     st.session_state["authentication_status"] = True
     st.session_state["logout"] = False
     st.session_state[_COOKIE_ACTION] = "set"
+
+
+def cookie_rerun_follows() -> bool:
+    """Whether this run set or deleted the sign-in cookie: the cookie's component asks for one
+    more run once the browser has done it, and a message shown only in this run is gone at once."""
+    return bool(st.session_state.get(_COOKIE_WRITTEN))
 
 
 def sign_out() -> None:

@@ -18,10 +18,15 @@ def flash(message: str) -> None:
     st.session_state[_FLASH] = message
 
 
-def show_flash() -> None:
+def show_flash(*, again: bool = False) -> None:
     """The success :func:`flash` left, once, in a container drawn on every run: the elements
-    after it (a page's tabs) keep their place, so the tab an action was taken on stays open."""
-    message = st.session_state.pop(_FLASH, None)
+    after it (a page's tabs) keep their place, so the tab an action was taken on stays open.
+
+    Args:
+        again: show it on the next run too (the run the sign-in cookie's component asks for
+            after a sign-out, which would otherwise take the message away as it appears).
+    """
+    message = st.session_state.get(_FLASH) if again else st.session_state.pop(_FLASH, None)
     slot = st.container()
     if message:
         slot.success(message)

@@ -262,7 +262,9 @@ def main() -> None:
         _public_view(wanted, own=viewer is not None and wanted == viewer.username)
         return
     if viewer is None:
-        confirmed.show_flash()  # what "Sign out everywhere" did, told once it is done
+        # What "Sign out everywhere" did, told once it is done (and kept through the run the
+        # cookie's deletion brings).
+        confirmed.show_flash(again=auth.cookie_rerun_follows())
         auth.require_actor("see your profile")
         return
     _my_profile(viewer)

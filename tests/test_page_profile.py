@@ -621,6 +621,26 @@ def test_sign_out_everywhere_revokes_the_api_tokens_too_when_asked(
     assert "profile_revoke_tokens" not in checkbox_keys(profile_page(alice))  # none left
 
 
+def _flash_script() -> None:
+    import streamlit as st
+
+    from components import confirmed
+
+    confirmed.show_flash(again=st.session_state.get("cookie_written", False))
+
+
+def test_a_flash_outlives_the_run_the_cookie_component_brings() -> None:
+    """A sign-out deletes the cookie in the run after the click; the cookie's component then
+    asks for one more run, which took "Sign out everywhere"'s message away as it appeared."""
+    at = AppTest.from_function(_flash_script)
+    at.session_state["confirmed_flash"] = "You are signed out in every browser."
+    at.session_state["cookie_written"] = True  # the run that deletes the cookie
+    assert [e.value for e in at.run().success] == ["You are signed out in every browser."]
+    at.session_state["cookie_written"] = False  # the run its component asks for
+    assert [e.value for e in at.run().success] == ["You are signed out in every browser."]
+    assert not at.run().success  # told, and gone on the next click
+
+
 def auth_session_ended() -> str:
     from components import auth
 
