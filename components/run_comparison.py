@@ -65,10 +65,10 @@ def render(actor: Actor) -> None:
         placeholder="—",
     )
     st.caption(
-        "eer_low to eer_high: the stored model's EER interval (95 %, its validation utterances "
-        "drawn again): runs whose intervals overlap may not really differ. eer@… columns: the "
-        "final model's EER at that noise level or against that generator, on its validation "
-        "split. Lower is better; 50 % is a coin toss."
+        "eer low to eer high: the stored model's EER interval (95 %, its validation utterances "
+        "drawn again): runs whose intervals overlap may not really differ. EER columns named "
+        "after a noise level or a generator: the final model's EER at that level or against "
+        "that generator, on its validation split. Lower is better; 50 % is a coin toss."
     )
     which_is_better.render(compared.pairs, "runs scored on the same validation items")
     if len(chosen) > 1 and compared.without_scores:

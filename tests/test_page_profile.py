@@ -350,6 +350,9 @@ def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:
     assert list(compare.columns)[-3:] == ["eer@snr_inf", "eer@snr_0db", "eer@world"]
     assert row["eer@snr_0db"] == 0.3
     assert compare[compare["name"] == "alice shared"]["eer@world"].isna().all()
+    # The note on the columns names them as the table's headers do, not as the CSV does.
+    (note,) = [c.value for c in at.caption if "interval (95 %" in c.value]
+    assert note.startswith("eer low to eer high:") and "eer_" not in note and "eer@" not in note
     (by_epoch,) = at.get("vega_lite_chart")  # validation EER by epoch, one line per run
     epoch_axis = json.loads(by_epoch.proto.spec)["encoding"]["x"]["axis"]
     assert epoch_axis["format"] == "d"  # whole epochs: not "1.000000" under a 1-epoch run
