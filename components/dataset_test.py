@@ -173,12 +173,12 @@ def _show_side_by_side(
     first = evaluations[0].report
     same = all(e.report["split"] == "all" and e.report["n"] == first["n"] for e in evaluations)
     items = (
-        f"the same {first['n']} of {first['items_available']} items"
+        f"the same {first['n']} of {first['items_available']} items of **{first['dataset']}**"
         if same
-        else "items that differ (a model trained on this dataset is tested on its own "
-        "validation split; see the items column)"
+        else f"**{first['dataset']}**, each on items of its own (a model trained on this "
+        "dataset is tested on its own validation split; see the items column)"
     )
-    st.caption(f"{len(evaluations)} models on {items} of **{first['dataset']}**.")
+    st.caption(f"{len(evaluations)} models on {items}.")
     fusion = fuse(evaluations)
     table = evaluations_table(evaluations, fusion)
     st.dataframe(
@@ -253,9 +253,11 @@ def _which_is_better(run_id: int, evaluations: list[services.DatasetEvaluation])
 
 def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:
     report = evaluation.report
+    # "all" needs no words: "30 of 30 items of demo" says it; a part is a seeded random sample.
+    split = " (its validation split)" if report["split"] == "valid" else ""
     st.caption(
-        f"{report['n']} of {report['items_available']} items of **{report['dataset']}** "
-        f"({SPLIT_LABELS[report['split']]}) scored with **{plain(report['model']['name'])}**."
+        f"{report['n']} of {report['items_available']} items of **{report['dataset']}**{split} "
+        f"scored with **{plain(report['model']['name'])}**."
     )
     training_view.render_metrics(report)
     training_view.render_confusion_and_roc(

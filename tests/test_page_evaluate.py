@@ -541,6 +541,8 @@ def test_dataset_test_puts_several_models_side_by_side(
     assert any(
         f"2 models on the same 30 of 30 items of **{DATASET}**" in c.value for c in at.caption
     )
+    # Each model's own view says what it was scored on in plain words.
+    assert f"30 of 30 items of **{DATASET}** scored with **copy**." in [c.value for c in at.caption]
     (table,) = [f.value for f in at.dataframe if "model_id" in f.value.columns]
     assert list(table["model"]) == [
         "tiny specnet",
