@@ -131,6 +131,17 @@ def test_the_model_card_says_what_the_model_is_and_where_it_is_weak(
     # The recipe is the run's own, ready for `fakevoice train --spec`.
     recipe = json.loads(text.split("```json\n")[1].split("\n```")[0])
     assert recipe == manifest["train_spec"]
+    # However its generators went, a model near chance is named so before anything else.
+    for eer, words in (
+        (0.45, "- Its validation EER (45.0 %) is close to chance (50 %)"),
+        (0.25, "- Its validation EER (25.0 %): on audio like its training data it misjudges"),
+        (0.05, None),
+    ):
+        metrics["eer"] = eer
+        rated = register_run_model(alice, run_dir, name=f"eer {eer}", metrics=metrics)
+        limits = model_files.model_card(alice, rated.id).data.decode().split("## Weak spots")[1]
+        first = limits.split("\n")[2]
+        assert first.startswith(words) if words else first.startswith("- On its own validation")
     # Private: bob may not read it; once public, he may, and learns whose it is.
     with pytest.raises(NotFoundError):
         model_files.model_card(bob, model.id)

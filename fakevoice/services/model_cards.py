@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fakevoice.bundle_figures import REPORTED
+from fakevoice.cautions import ERRING_MODEL_EER, WEAK_MODEL_EER
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label
 from fakevoice.markdown_text import code_span
@@ -203,6 +204,18 @@ def _limit_lines(
     model: ModelRecord, manifest: Mapping[str, Any], metrics: Mapping[str, Any]
 ) -> list[str]:
     lines = []
+    # As a verdict of the model cautions (fakevoice.cautions.model_cautions), said before use.
+    eer = metrics.get("eer")
+    if isinstance(eer, int | float) and eer >= WEAK_MODEL_EER:
+        lines.append(
+            f"- Its validation EER ({_percent(eer)}) is close to chance (50 %): even on audio "
+            "like its training data its verdicts mean little."
+        )
+    elif isinstance(eer, int | float) and eer >= ERRING_MODEL_EER:
+        lines.append(
+            f"- Its validation EER ({_percent(eer)}): on audio like its training data it "
+            "misjudges about that share of clips; its verdict is one hint among others."
+        )
     eers = metrics.get("generator_eer")
     if isinstance(eers, dict):
         weak = [
