@@ -285,4 +285,13 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
     if not rows:
         st.caption("No verdicts yet.")
         return
-    st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—")
+    # Free text is cut to a column of its own width (the whole text shows on hover): one long
+    # file name pushed every other column out of sight.
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        placeholder="—",
+        column_config={
+            name: st.column_config.TextColumn(width="medium") for name in ("file", "note")
+        },
+    )

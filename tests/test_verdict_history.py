@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,10 @@ def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, obje
         "26 verdicts; newest first" in c.value and "page 1 of 2" in c.value for c in at.caption
     )
     assert len(history_table_files(at)) == 20
+    # A long file name or note keeps to a column's width: the verdict and the rest stay in view.
+    (table,) = [d for d in at.dataframe if "file" in d.value.columns]
+    widths = {n: c["width"] for n, c in json.loads(table.proto.columns).items() if "width" in c}
+    assert widths == {"file": "medium", "note": "medium"}
     at.number_input(key="history_page").set_value(2).run()
     assert len(history_table_files(at)) == 6
     assert [b.proto.label for b in at.get("download_button")] == [
