@@ -220,6 +220,12 @@ def test_public_view_signed_out_shows_only_public_models(two_users: dict[str, An
     assert not at.tabs  # none of the owner's sections
 
 
+def test_a_model_without_an_eer_interval_gets_the_tables_dash() -> None:
+    # None, not "": the model tables' placeholder "—" then marks it as every missing figure.
+    assert profile.eer_interval_text({"eer": 0.4}) is None
+    assert profile.eer_interval_text({"eer_interval": {"low": 0.025, "high": 0.1}}) == "2.5-10.0"
+
+
 LURE = (
     "[Your session ended: sign in again](https://evil.example/login) "
     "![](https://evil.example/p.png)"

@@ -361,12 +361,12 @@ def percent(fraction: float | None) -> float | None:
     return None if fraction is None else round(100.0 * fraction, 2)
 
 
-def eer_interval_text(metrics: dict[str, Any]) -> str:
+def eer_interval_text(metrics: dict[str, Any]) -> str | None:
     """A model's EER interval as ``"8.1-14.0"`` (percent; its validation utterances drawn again),
-    or ``""`` when it has none."""
+    or None when it has none (a table's placeholder dash, as for any missing figure)."""
     interval = metrics.get("eer_interval")
     if not isinstance(interval, dict):
-        return ""
+        return None
     return f"{100 * interval['low']:.1f}-{100 * interval['high']:.1f}"
 
 
