@@ -142,13 +142,16 @@ def test_a_model_near_chance_on_its_own_validation_data_is_named() -> None:
     assert model_cautions({}) == [] and model_cautions({"eer": None}) == []
     assert model_cautions({"eer": 0.12, "valid_items": 400}) == []
     (caution,) = model_cautions({"eer": 0.5, "valid_items": 18})
-    assert caution.startswith("This model's own validation EER is 50% on 18 items")
+    assert caution.startswith("This model's own validation EER is 50.0% on 18 items")
     assert "Do not rely on its verdict" in caution
     # A model that is wrong one time in five or more is named too, in milder words.
     (erring,) = model_cautions({"eer": 0.396, "valid_items": 970})
-    assert erring.startswith("This model's own validation EER is 40% on 970 items")
+    assert erring.startswith("This model's own validation EER is 39.6% on 970 items")
     assert "misjudges about 40% of clips" in erring and "Do not rely" not in erring
     assert model_cautions({"eer": 0.19, "valid_items": 970}) == []
+    # The EER as the model's line above the verdict gives it, to a tenth of a point.
+    (weak,) = model_cautions({"eer": 0.4583, "valid_items": 16})
+    assert weak.startswith("This model's own validation EER is 45.8% on 16 items")
 
 
 def test_a_verdict_of_a_weak_model_carries_and_logs_the_caution(
