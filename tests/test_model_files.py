@@ -108,6 +108,8 @@ def test_the_model_card_says_what_the_model_is_and_where_it_is_weak(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # One generator it misses, one it catches (the tiny run's own figures are whatever they are).
     metrics["generator_eer"] = {"griffinlim": 0.45, "world": 0.05}
+    # In the alphabetical order a bundle's signed figures come back in (snr_10db < snr_inf).
+    metrics["noise_eer"] = {"snr_0db": 0.4, "snr_10db": 0.3, "snr_inf": 0.1}
     name = "tiny [specnet](https://x.example/a)"
     model = register_run_model(alice, run_dir, name=name, metrics=metrics)
     card = model_files.model_card(alice, model.id)
@@ -127,6 +129,9 @@ def test_the_model_card_says_what_the_model_is_and_where_it_is_weak(
     assert f"- EER {100 * metrics['eer']:.1f} %, AUC {metrics['auc']:.3f}" in text
     assert "| `griffinlim` | 45.0 % |" in text and "| `world` | 5.0 % |" in text
     assert "it often misses `griffinlim` (45.0 % EER)." in text and "misses `world`" not in text
+    noise_rows = [line.split(" | ")[0] for line in text.splitlines() if " dB SNR`" in line]
+    assert text.index("| `clean` | 10.0 % |") < text.index("| `10 dB SNR` | 30.0 % |")
+    assert noise_rows == ["| `10 dB SNR`", "| `0 dB SNR`"]  # clean first, then falling SNR
     assert "It sees spectrogram magnitudes only" in text  # a mel model
     # The recipe is the run's own, ready for `fakevoice train --spec`.
     recipe = json.loads(text.split("```json\n")[1].split("\n```")[0])

@@ -17,7 +17,7 @@ from typing import Any
 from fakevoice.bundle_figures import REPORTED
 from fakevoice.cautions import ERRING_MODEL_EER, WEAK_MODEL_EER
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
-from fakevoice.datasets.noise import noise_label
+from fakevoice.datasets.noise import noise_label, noise_sort_key
 from fakevoice.markdown_text import code_span
 from fakevoice.metrics.bootstrap import interval_words
 from fakevoice.metrics.calibration import calibration_line
@@ -184,16 +184,17 @@ def _figure_lines(metrics: Mapping[str, Any], calibration: object) -> list[str]:
         lines.append(f"- {interval_words(metrics['eer_interval'])}")
     lines.append(f"- Probabilities {calibration_line(calibration)}")
     counts = metrics.get("eer_items") if isinstance(metrics.get("eer_items"), dict) else {}
-    for title, key, label in (
-        ("generator", "generator_eer", str),
-        ("noise level", "noise_eer", noise_label),
+    for title, key, label, order in (
+        ("generator", "generator_eer", str, str),
+        ("noise level", "noise_eer", noise_label, noise_sort_key),
     ):
         eers = metrics.get(key)
         if not isinstance(eers, dict) or not eers:
             continue
         items = counts.get(key.split("_")[0], {}) if isinstance(counts, dict) else {}
         lines += ["", f"| {title} | EER | human, machine items |", "| --- | --- | --- |"]
-        for name, eer in eers.items():
+        # Sorted: a bundle's signed figures come back with their keys in alphabetical order.
+        for name, eer in sorted(eers.items(), key=lambda pair: order(pair[0])):
             pair = items.get(name) if isinstance(items, dict) else None
             shown = f"{pair[0]}, {pair[1]}" if isinstance(pair, list) and len(pair) == 2 else "–"
             lines.append(f"| {code_span(label(name))} | {_percent(eer)} | {shown} |")
