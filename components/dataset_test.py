@@ -288,6 +288,15 @@ def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation,
     _calibrate(actor, run_id, evaluation, key)
 
 
+def _keeps_calibration(actor: Actor, model_id: int) -> bool:
+    """Whether the model keeps a calibration (training leaves none on under 20 validation
+    items); False for a model deleted since the test."""
+    try:
+        return isinstance(services.get_model(actor, model_id).metrics.get("calibration"), dict)
+    except FakeVoiceError:
+        return False
+
+
 def _calibrate(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation, key: str) -> None:
     """A copy of the model whose probabilities are calibrated on these items (a form)."""
     report = evaluation.report
@@ -300,8 +309,14 @@ def _calibrate(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation
         )
         if report.get("split") == "valid":
             st.caption(
-                "These are the model's own validation items: training calibrated on them "
-                "already. Calibrate on a dataset it was not trained on."
+                "These are the model's own validation items: "
+                + (
+                    "training calibrated it on them already."
+                    if _keeps_calibration(actor, int(model["id"]))
+                    else "training calibrates a model on them (this one kept no calibration "
+                    "from them)."
+                )
+                + " Calibrate on a dataset it was not trained on."
             )
         if evaluation.probabilities() is None:
             st.info("This test was made before tests kept every class's probability; run it again.")

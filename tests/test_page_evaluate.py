@@ -528,6 +528,24 @@ def queue_test_of_two_models(
     return at, copy
 
 
+def test_a_test_on_the_model_s_own_validation_items_says_whether_it_was_calibrated_there(
+    alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tiny_dataset_root(tmp_path_factory)
+    shutil.copytree(root / DATASET, datasets_dir() / DATASET)
+    assert specnet.metrics.get("calibration") is None  # too few validation items to fit one
+    at = evaluate_page(alice)
+    at.selectbox(key="eval_model").set_value(specnet.id).run()
+    at.radio(key="eval_mode").set_value("Test on a dataset").run()
+    at.radio(key="eval_test_split").set_value("valid")
+    at.button(key="eval_test_run").click().run()
+    assert run_queued_jobs() == ["succeeded"]
+    at.run()
+    assert_no_exception(at)
+    (note,) = [c.value for c in at.caption if "own validation items" in c.value]
+    assert "this one kept no calibration" in note and "calibrated it on them already" not in note
+
+
 def test_dataset_test_puts_several_models_side_by_side(
     alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
