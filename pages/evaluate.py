@@ -127,7 +127,16 @@ def _upload_model(actor: Actor) -> None:
 def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
     by_id = {m.id: m for m in models}
     if st.session_state.get("eval_model") not in by_id:
-        st.session_state.pop("eval_model", None)
+        # Deleted (here, in another tab, the API) or no longer shared: say so, rather than
+        # judge the next clip with another model without a word.
+        if st.session_state.pop("eval_model", None) is not None:
+            name = st.session_state.get("eval_chosen_model_name")
+            gone = f"Model '{plain(name)}'" if name else "The model chosen before"
+            st.warning(
+                f"{gone} is no longer among the models you may use (deleted, or no longer "
+                "shared); the first of the list is chosen instead.",
+                icon=":material/warning:",
+            )
     chosen = st.selectbox(
         "Model",
         list(by_id),
@@ -135,6 +144,7 @@ def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
         key="eval_model",
         help="Your models and the public ones.",
     )
+    st.session_state["eval_chosen_model_name"] = by_id[chosen].name
     st.caption(model_summary(by_id[chosen]))
     model_card(actor, by_id[chosen])
     return by_id[chosen]

@@ -37,6 +37,7 @@ from fakevoice.audio import load_audio
 from fakevoice.datasets.shortcuts import audit_cues, write_audit
 from fakevoice.errors import ConflictError, InvalidSpecError
 from fakevoice.inference import decide
+from fakevoice.services import profile
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
 
@@ -99,6 +100,24 @@ def test_signed_out_visitors_are_asked_to_sign_in(isolated_settings: Path) -> No
     assert_no_exception(at)
     assert any("Sign in" in info.value for info in at.info)
     assert not at.file_uploader and not at.selectbox
+
+
+def test_a_chosen_model_deleted_meanwhile_is_named_not_swapped_silently(
+    alice: Actor, specnet: ModelRecord, run_dir: Path
+) -> None:
+    other = register_run_model(alice, run_dir, name="other *model*")
+    at = evaluate_page(alice)
+    at.selectbox(key="eval_model").set_value(other.id).run()
+    assert not at.warning
+    profile.delete_model(alice, other.id)  # in another tab, say
+    at.run()
+    assert_no_exception(at)
+    assert [w.value for w in at.warning] == [
+        "Model 'other \\*model\\*' is no longer among the models you may use (deleted, or no "
+        "longer shared); the first of the list is chosen instead."
+    ]
+    assert at.selectbox(key="eval_model").value == specnet.id
+    assert not at.run().warning  # said once
 
 
 def test_without_models_the_page_says_how_to_get_one(alice: Actor) -> None:
