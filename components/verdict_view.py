@@ -7,7 +7,7 @@ pictures through the same audio and feature code the model uses (no torch here).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import altair as alt
@@ -260,6 +260,14 @@ def show_model_view(view: ModelView, model: ModelRecord) -> None:
     )
 
 
+def verdict_model_name(analysis: AnalysisRecord, names: Mapping[int, str]) -> str:
+    """The name of the model that gave a verdict, for a table: ``names`` holds the models the
+    reader may see; "—" for one no longer shared, "(deleted)" for one deleted."""
+    if analysis.model_id is None:
+        return "(deleted)"
+    return names.get(analysis.model_id, "—")
+
+
 def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelRecord]) -> None:
     """The actor's recent verdicts, newest first."""
     names = {m.id: m.name for m in models}
@@ -267,7 +275,7 @@ def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelReco
         {
             "time": a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "file": a.file_name,
-            "model": names.get(a.model_id, "—") if a.model_id is not None else "(deleted)",
+            "model": verdict_model_name(a, names),
             "verdict": a.verdict,
             "really": a.outcome or "",
             "P(human)": round(a.probabilities.get(BONAFIDE, float("nan")), 4),

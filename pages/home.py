@@ -10,6 +10,7 @@ import streamlit as st
 
 from components import auth, model_downloads, navigation, sign_in
 from components.user_text import plain
+from components.verdict_view import verdict_model_name
 from fakevoice import services
 from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.errors import FakeVoiceError
@@ -135,6 +136,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
         runs = profile.my_runs(actor)
         models = profile.my_models(actor)
         verdicts = services.list_analyses(actor, limit=DASHBOARD_ROWS)
+        names = {m.id: m.name for m in services.list_models(actor)} if verdicts else {}
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
@@ -159,6 +161,7 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
             [
                 {
                     "file": v.file_name,
+                    "model": verdict_model_name(v, names),  # the same clip, several models
                     "verdict": v.verdict,
                     "P(human)": v.probabilities.get("bonafide"),
                     "seconds": round(v.duration, 1),

@@ -246,6 +246,7 @@ def test_dashboard_shows_my_runs_models_and_verdicts_not_others(isolated_setting
     assert list(tables["home_models"]["model"]) == ["alice model"]
     assert list(tables["home_verdicts"]["file"]) == ["call.wav"]
     assert list(tables["home_verdicts"]["verdict"]) == ["human"]
+    assert list(tables["home_verdicts"]["model"]) == ["alice model"]  # which said it
     # Everyone's public models, signed in too (bob's shared one, not his private one).
     assert list(tables.pop("home_public")["model"]) == ["bob shared"]
     assert "bob" not in " ".join(str(t) for t in tables.values())
