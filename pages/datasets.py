@@ -47,13 +47,23 @@ def _choose_dataset(actor: Actor | None, names: list[str]) -> str:
         del st.session_state[DATASET_KEY]
         _report_bad_name(actor, str(stale))
     requested = st.query_params.get(DATASET_KEY)
-    if requested is not None and requested not in names:
-        _report_bad_name(actor, requested)
+    bad_request = requested is not None and requested not in names
+    if bad_request:
+        _report_bad_name(actor, str(requested))
     elif requested is not None and DATASET_KEY not in st.session_state:
         st.session_state[DATASET_KEY] = requested
-    name: str = st.selectbox("Dataset", names, key=DATASET_KEY)
-    st.query_params[DATASET_KEY] = name
+    name: str = st.selectbox("Dataset", names, key=DATASET_KEY, on_change=_follow_choice)
+    # A bad name stays in the URL, and its error on the page, until another dataset is chosen
+    # (as a bad ?run= on Train): replaced at once, the error went with the rerun the sign-in
+    # cookie's component asks for just after a page loads.
+    if not bad_request:
+        st.query_params[DATASET_KEY] = name
     return name
+
+
+def _follow_choice() -> None:
+    """The URL names the dataset chosen in the box (a callback)."""
+    st.query_params[DATASET_KEY] = st.session_state[DATASET_KEY]
 
 
 def _report_bad_name(actor: Actor | None, name: str) -> None:

@@ -269,6 +269,15 @@ def test_bad_name_in_query_params_is_reported_not_used(tiny: pd.DataFrame) -> No
     assert any("no dataset named '../x'" in error.value for error in at.error)
     assert at.selectbox(key="dataset").value == "tiny"
     assert len(at.dataframe) >= 3
+    # The next run (a page load brings one at once) still says so: the URL keeps the name...
+    at.run()
+    assert at.query_params["dataset"] == "../x"
+    assert any("no dataset named '../x'" in error.value for error in at.error)
+    # ...until a dataset is chosen in the box.
+    write_fixture_dataset(services.dataset_path("tiny", actor=None).parent, "another")
+    at.run()
+    at.selectbox(key="dataset").set_value("another").run()
+    assert not at.error and at.query_params["dataset"] == "another"
 
 
 def test_good_name_in_query_params_selects_that_dataset(tiny: pd.DataFrame) -> None:
