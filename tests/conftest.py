@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import sys
@@ -9,6 +10,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -46,6 +48,24 @@ LONG_FILES = (
     "tests/test_api.py",
     "tests/test_dataset_renders.py",
 )
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench_module(script: str) -> ModuleType:
+    """A script of bench/ loaded as a module (its imports and definitions; ``main`` not run), for
+    a test that checks it still loads or uses its test signals."""
+    name = f"bench_{Path(script).stem}"
+    spec = importlib.util.spec_from_file_location(name, BENCH / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from av.audio.stream import AudioStream
-from conftest import speechlike, tone
+from conftest import bench_module, speechlike, tone
 from PIL import Image
 
 from fakevoice.audio import (
@@ -262,18 +262,12 @@ def test_a_long_file_decodes_as_the_whole_array_would(format_hint: str | None) -
 
 
 def square_wave_file(container: str, seconds: float, sample_rate: int, channels: int) -> bytes:
-    """A 23 Hz square wave (+-0.25, 4,096 samples a half period at 192 kHz), written a block at a
-    time: hours of samples at a high rate in little memory, and as FLAC a small file (each
-    constant block takes a few bytes)."""
-    buffer = io.BytesIO()
-    n = round(seconds * sample_rate)
-    half_period = 4096
-    with sf.SoundFile(buffer, "w", sample_rate, channels, format=container) as handle:
-        for start in range(0, n, 64 * half_period):
-            index = np.arange(start, min(start + 64 * half_period, n))
-            level = np.where(index // half_period % 2 == 0, 0.25, -0.25).astype(np.float32)
-            handle.write(np.repeat(level[:, None], channels, axis=1))
-    return buffer.getvalue()
+    """A 23 Hz square wave at 192 kHz, written a block at a time (bench/decoding.py's signal):
+    minutes of samples at a high rate in little memory, and as FLAC a small file."""
+    return cast(
+        bytes,
+        bench_module("decoding.py").square_wave_file(container, seconds, sample_rate, channels),
+    )
 
 
 @pytest.mark.parametrize(("container", "seconds"), [("FLAC", 120.0), ("WAV", 10.0)])
