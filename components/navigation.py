@@ -17,33 +17,34 @@ from streamlit.navigation.page import StreamlitPage
 
 ENTRY = "app.py"
 PAGES_FOLDER = "pages"
-_THROUGH_APP = "_navigation_through_app"
 _WANTED = "_navigation_wanted_page"
+_navigation_started = False
+"""Whether ``app.py`` has called ``st.navigation`` in this server process: from then on
+Streamlit routes every session's pages through it (its own switch is process-wide, too)."""
 
 
 def run(pages: Sequence[StreamlitPage]) -> None:
-    """``app.py``'s last step: the page the URL names (or the one a page run by itself asked
-    for, with its query), run with the mark that it came through here."""
+    """``app.py``'s last step: the page the URL names, or the one a page run by itself asked
+    for (:func:`through_app`), with its query."""
+    global _navigation_started
     chosen = st.navigation(list(pages))
+    _navigation_started = True
     wanted = st.session_state.pop(_WANTED, None)
     if wanted is not None:
         page, query = wanted
         st.switch_page(page, query_params=query)
-    st.session_state[_THROUGH_APP] = True
-    try:
-        chosen.run()
-    finally:
-        st.session_state[_THROUGH_APP] = False
+    chosen.run()
 
 
 def through_app(page_file: str) -> None:
-    """A page's first step: return when ``app.py`` runs it; else go through ``app.py``, which
-    comes back to ``pages/<page_file>`` with this URL's query.
+    """A page's last step before its content: nothing once ``app.py`` routes the pages; before
+    (the page was run by itself), go through ``app.py``, which comes back to
+    ``pages/<page_file>`` with this URL's query.
 
     Args:
         page_file: the page's file name, e.g. ``"train.py"``.
     """
-    if st.session_state.get(_THROUGH_APP):
+    if _navigation_started:
         return
     st.session_state[_WANTED] = (f"{PAGES_FOLDER}/{page_file}", st.query_params.to_dict())
     st.switch_page(ENTRY)
