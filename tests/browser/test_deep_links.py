@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .conftest import _environment, _stop, _wait_healthy, start_streamlit
-from .widgets import TIMEOUT_MS, wait_for_script
+from .widgets import COOKIE_NAME, HAS_COOKIE, TIMEOUT_MS, wait_for_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
@@ -48,7 +48,10 @@ def _register(context: BrowserContext, url: str) -> None:
     expect(page.get_by_test_id("stSidebar")).to_contain_text(
         f"Signed in as {USERNAME}", timeout=TIMEOUT_MS
     )
-    wait_for_script(page)  # the cookie is written by the run after the form
+    # The cookie is written in the browser by the run after the form: the server must not stop
+    # before it is there.
+    page.wait_for_function(HAS_COOKIE, arg=COOKIE_NAME, timeout=TIMEOUT_MS)
+    wait_for_script(page)
     page.close()
 
 

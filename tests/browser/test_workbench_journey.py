@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .conftest import README_SHOTS
-from .widgets import NAV_TRY_MS, TIMEOUT_MS, choose, open_page, wait_for_script
+from .widgets import (
+    COOKIE_NAME,
+    HAS_COOKIE,
+    NAV_TRY_MS,
+    TIMEOUT_MS,
+    choose,
+    open_page,
+    wait_for_script,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -41,8 +49,6 @@ USERNAME = "journey"
 DISPLAY_NAME = "Journey Tester"
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple battery horse"
-COOKIE_NAME = "fakevoice_auth"  # settings.cookie_name's default
-HAS_COOKIE = "name => document.cookie.split('; ').some(c => c.startsWith(name + '='))"
 COOKIE_VALUE = (
     "name => (document.cookie.split('; ').find(c => c.startsWith(name + '=')) || '')"
     ".slice(name.length + 1)"

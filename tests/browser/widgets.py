@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 TIMEOUT_MS = 90_000  # a slow, shared 2-core machine: a cold page imports torch and fastai
 OPTION_TRY_MS = 10_000  # one attempt at the open option list, before it is opened again
 NAV_TRY_MS = 15_000  # one click on a sidebar link, before it is clicked again
+COOKIE_NAME = "fakevoice_auth"  # settings.cookie_name's default
+HAS_COOKIE = "name => document.cookie.split('; ').some(c => c.startsWith(name + '='))"
 
 
 def wait_for_script(page: Page) -> None:
