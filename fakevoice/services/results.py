@@ -312,11 +312,8 @@ def bundle_zip(actor: Actor, run_id: int) -> bytes:
     with store.session_scope(readonly=True) as session:
         run = store.get_run(session, actor, run_id)
         folder = _run_dir(run)
-        stored = [
-            model
-            for model in store.list_models(session, actor, all_users=actor.is_admin, run_id=run_id)
-            if Path(model.path) == folder
-        ]
+        # The run's owner owns its models, and the actor may see the run: its owner or an admin.
+        stored = store.models_in_folder(session, run_id, str(folder))
     if stored:
         return model_bundle(actor, stored[0]).data
     buffer = io.BytesIO()

@@ -181,8 +181,9 @@ def delete_model(session: Session, actor: Actor, model_id: int) -> ModelRecord:
 
 
 def models_in_folder(session: Session, run_id: int, path: str) -> list[ModelRecord]:
-    """The models run ``run_id`` stored whose files live in ``path``, whoever owns them (job
-    backends only: a resumed run moves them aside before it writes there again)."""
+    """The models run ``run_id`` stored whose files live in ``path``, whoever owns them: for job
+    backends (a resumed run moves them aside before it writes there again), and for a run's own
+    bundle once the run was read for its actor (its models are its owner's)."""
     query = select(ModelRow).where(ModelRow.run_id == run_id, ModelRow.path == path)
     return [to_record(ModelRecord, row) for row in session.scalars(query)]
 
