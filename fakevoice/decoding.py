@@ -408,10 +408,12 @@ def _frame_to_mono(frame: Any) -> tuple[np.ndarray, int, float]:
     if name == "u8":
         mono = (x.astype(np.float32).mean(axis=0) - 128.0) / 128.0
         scale = 128.0
+        wide = x.astype(np.float64) if channels > 1 else None
     else:
-        mono = x.astype(np.float64).mean(axis=0) / _SAMPLE_SCALE[name]
         scale = _SAMPLE_SCALE[name]
-    peak = _channel_peak(x.astype(np.float64)) / scale if channels > 1 else 0.0
+        wide = x.astype(np.float64)
+        mono = wide.mean(axis=0) / scale
+    peak = _channel_peak(wide) / scale if wide is not None and channels > 1 else 0.0
     return mono.astype(np.float32), channels, peak
 
 
