@@ -63,8 +63,10 @@ def build_model_router(settings: Settings) -> APIRouter:
     )
     def bundle(model_id: ModelId, caller: CallerDep) -> Response:
         """`model.safetensors` + `manifest.json` in a zip: weights, architecture, classes,
-        feature spec, sample rate, window length and calibration. Every model has one; it is
-        what `POST /v1/models` (here or on another workbench) takes back."""
+        feature spec, sample rate, window length and calibration, and `validation.json` (its
+        validation figures, signed by this server) for a model that has figures of its own.
+        Every model has one; it is what `POST /v1/models` (here or on another workbench) takes
+        back."""
         model = caller.check_model(services.get_model(caller.actor, model_id))
         return _file_response(model_files.model_bundle(caller.actor, model))
 
