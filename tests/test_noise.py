@@ -55,6 +55,15 @@ def test_snr_is_relative_to_active_speech_not_pauses() -> None:
     assert measured == pytest.approx(10.0, abs=0.5)
 
 
+def test_a_dc_offset_is_no_signal_power() -> None:
+    """A recording with a constant offset gets the noise of the same recording without: the
+    offset neither raises the noise (it is no sound) nor makes its pauses count as speech."""
+    voice = np.concatenate([_sine(1.0), np.zeros(SAMPLE_RATE, dtype=np.float32)])
+    for offset in (0.3, -0.2):
+        shifted = add_noise(voice + np.float32(offset), 10.0, seed=5)
+        np.testing.assert_allclose(shifted - offset, add_noise(voice, 10.0, seed=5), atol=1e-6)
+
+
 def test_clean_level_returns_the_signal_unchanged() -> None:
     clean = speechlike(1.0)
     out = add_noise(clean, None, seed=3)

@@ -145,8 +145,10 @@ def add_noise(samples: np.ndarray, snr_db: NoiseLevel, seed: int) -> np.ndarray:
     """Add Gaussian noise at an exact SNR relative to the signal's active power.
 
     The noise is white or pink (chosen by the seed) and scaled so that active signal power over
-    noise power equals ``snr_db``. If the mixture would clip, the whole mixture is scaled down,
-    which keeps the SNR.
+    noise power equals ``snr_db``. The signal's power is measured about its mean: a DC offset is
+    no sound, and counted as power it buried a recording with an offset in more noise than its
+    level named, and counted its pauses as speech. If the mixture would clip, the whole mixture
+    is scaled down, which keeps the SNR.
 
     Args:
         samples: ``(n,)`` float waveform in [-1, 1].
@@ -160,7 +162,7 @@ def add_noise(samples: np.ndarray, snr_db: NoiseLevel, seed: int) -> np.ndarray:
     if snr_db is None:
         return x.copy()
     snr_db = _check_level(snr_db)
-    signal_power = active_power(x)
+    signal_power = active_power(x - x.mean(dtype=np.float64))
     if signal_power <= 0.0 or x.size < 2:
         logger.debug("Signal is silent: no noise level can be relative to it; left unchanged.")
         return x.copy()
