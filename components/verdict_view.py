@@ -20,7 +20,7 @@ from fakevoice.audio import load_audio
 from fakevoice.bundle_figures import REPORTED
 from fakevoice.cautions import typicality_text
 from fakevoice.errors import FakeVoiceError
-from fakevoice.features import FeatureSpec, render_image
+from fakevoice.features import FeatureSpec, remove_dc, render_image
 from fakevoice.inference import BONAFIDE, VerdictLabel, WindowScore, decide
 from fakevoice.preprocess import model_windows
 from fakevoice.services import model_files
@@ -137,7 +137,7 @@ def model_view(model: ModelRecord, data: bytes) -> ModelView:
     step = max(1, first.size // WAVEFORM_POINTS)
     return ModelView(
         image=render_image(first, FeatureSpec(sample_rate=model.sample_rate)),
-        waveform=first[::step].copy(),
+        waveform=remove_dc(first)[::step],  # as the model gets it, less its mean
         seconds=first.size / model.sample_rate,
         input_kind="waveform",
     )

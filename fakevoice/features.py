@@ -3,8 +3,9 @@
 One :class:`FeatureSpec` says how a clip becomes a picture; :func:`spectrogram_db` turns samples
 into a ``(bins, frames)`` matrix and :func:`db_to_image` turns that matrix into an ``(H, W, 3)``
 uint8 image with low frequencies on the bottom row (as the original workbench's matplotlib
-figures). Everything is numpy and scipy.fft; the STFT, the dB step and the filterbanks (cached per
-parameter set) are :mod:`fakevoice.spectral`'s.
+figures); :func:`render_image` does both, after :func:`remove_dc` has taken the samples' mean
+(their DC offset) off, as it comes off every model input. Everything is numpy and scipy.fft; the
+STFT, the dB step and the filterbanks (cached per parameter set) are :mod:`fakevoice.spectral`'s.
 
 Conventions (chosen to match librosa 0.11 defaults, which the tests compare against):
 
@@ -259,6 +260,55 @@ def bin_axis(spec: FeatureSpec) -> tuple[np.ndarray, Literal["Hz", "coefficient"
     return mel_edges(spec.fmin, spec.resolved_fmax, spec.n_mels + 1)[1:-1], "Hz"
 
 
+def remove_dc(samples: np.ndarray) -> np.ndarray:
+    """The samples less their mean (their DC offset): the first step of every model input.
+
+    Args:
+        samples: ``(n,)`` one stretch of audio, or ``(k, n)`` one stretch per row, any float
+            dtype; left unchanged.
+
+    Returns:
+        float32 of the same shape, each row less its own mean (taken in float64).
+
+    A constant offset (a cheap sound card, a phone recorder, an unsigned 8-bit WAV) says nothing
+    of the voice, yet it reached the models: an offset of 0.3 moved an untrained specnet's
+    P(human) on a clip from 0.68 to 0.74, and the official AASIST-L's log-odds of human on
+    another from -24.3 to -16.7; where one class of a dataset has an offset and the other none,
+    a model learns the offset. Only datasets built through the shared channel (demo sets, folder
+    imports) lost it, at build time (its 80 Hz high-pass): not ASVspoof imports, which keep
+    their own channel, nor any clip judged. So every stretch a model sees loses its own mean
+    here: in :func:`render_image` (a dataset's item images, the detector's window images, the
+    Evaluate page's view) and in a waveform model's windows (:mod:`fakevoice.preprocess` for
+    verdicts, :class:`~fakevoice.datasets.loaders.WaveformItems` for training, after the crop).
+
+    The mean of the stretch, not a DC-blocking high-pass, because:
+
+    * a stretch's input depends on its own samples only. A filter's output in a window depends
+      on the audio before it (a causal filter's state, a zero-phase filter's edges), so the same
+      stretch would differ between a dataset item, a verdict window and a window of a clip
+      batched or streamed otherwise; the mean does not care how a clip is cut.
+    * it removes any constant offset exactly, that of a short clip tiled to a waveform model's
+      window too (the tiled window loses its own mean), and leaves a mean-free stretch as it
+      was, while a high-pass would bend every clip's lowest band. Models stored before see the
+      inputs they were trained on, less each window's own small mean: in 1 s windows of the
+      Asterisk prompts about 1e-4 of full scale, at most 1e-3, against speech at 0.15 RMS.
+    * decoding stays bit-exact, and the stored clips, their fingerprints and the file checks
+      (which measure the level about the mean already) are untouched.
+
+    What it leaves: an offset that drifts within a stretch keeps its slow part (under a cycle or
+    so per window), which lands in the lowest STFT bins. Images a dataset rendered before this
+    step keep its clips' offsets (an ASVspoof import's; the channel cleared the others'): render
+    it again to drop them. A dataset whose classes differ in offset still says so in its
+    shortcut audit (the ``dc_offset`` cue): a sign of different recording chains, whose other
+    traces a model does hear.
+    """
+    y = np.asarray(samples, dtype=np.float32)
+    if y.shape[-1] == 0:
+        return y.copy()
+    mean = y.mean(axis=-1, keepdims=True, dtype=np.float64)
+    return y - mean.astype(np.float32)
+
+
 def _checked_samples(samples: np.ndarray) -> np.ndarray:
     y = np.asarray(samples)
     if y.ndim != 1:
@@ -341,18 +391,20 @@ def db_to_image(spec_db: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 
 def render_image(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """Samples to model image: :func:`spectrogram_db` then :func:`db_to_image`.
+    """Samples to model image: :func:`remove_dc`, :func:`spectrogram_db`, :func:`db_to_image`.
 
     Args:
-        samples: ``(n,)`` mono waveform at ``spec.sample_rate``.
+        samples: ``(n,)`` mono waveform at ``spec.sample_rate``; its mean (DC offset) is
+            removed first (:func:`remove_dc`), so an offset never reaches the image.
         spec: the feature parameters.
 
     Returns:
         ``(image_height, image_width, 3)`` uint8 RGB; for ``phase`` the level and two phase maps
         as its channels (:mod:`fakevoice.phase_features`), not a colour map.
     """
+    y = remove_dc(_checked_samples(samples))
     if spec.kind == "phase":
         from fakevoice.phase_features import phase_image
 
-        return phase_image(_checked_samples(samples), spec)
-    return db_to_image(spectrogram_db(samples, spec), spec)
+        return phase_image(y, spec)
+    return db_to_image(spectrogram_db(y, spec), spec)

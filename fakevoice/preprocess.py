@@ -1,8 +1,11 @@
 """The one preprocessing path from audio to model input, shared by training, pages, API and CLI.
 
-Image models see an RGB spectrogram image normalised with ImageNet statistics (the same whether or not
-ImageNet weights were used, so a model's input never depends on how it was initialised). Waveform
-models see raw 16 kHz samples, no normalisation (as the official AASIST).
+Every stretch of audio a model sees, a window of a clip or a dataset's item, first loses its own
+mean (its DC offset, :func:`~fakevoice.features.remove_dc`): per window, so a window's input never
+depends on the rest of the clip or on how the clip is batched. Image models then see an RGB
+spectrogram image normalised with ImageNet statistics (the same whether or not ImageNet weights
+were used, so a model's input never depends on how it was initialised). Waveform models see the
+16 kHz samples, no other normalisation (as the official AASIST).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from fakevoice.features import FeatureSpec, render_image
+from fakevoice.features import FeatureSpec, remove_dc, render_image
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -39,7 +42,8 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def waveform_to_image_tensor(samples: np.ndarray, spec: FeatureSpec) -> torch.Tensor:
-    """Render a waveform as the model's spectrogram image and normalise it: ``(3, H, W)``."""
+    """Render a waveform (less its mean) as the model's spectrogram image and normalise it:
+    ``(3, H, W)``."""
     return image_to_tensor(render_image(samples, spec))
 
 
@@ -128,7 +132,8 @@ def window_batch(
 
 
 def _model_batch(stacked: np.ndarray, spec: FeatureSpec | None) -> torch.Tensor:
-    """``(n, window)`` float32 windows as a model's input: images for ``spec``, else as they are."""
+    """``(n, window)`` float32 windows as a model's input, each less its own mean: images for
+    ``spec``, else the samples."""
     if spec is None:
-        return torch.from_numpy(stacked)
+        return torch.from_numpy(remove_dc(stacked))
     return torch.stack([waveform_to_image_tensor(w, spec) for w in stacked])

@@ -28,9 +28,11 @@ from fakevoice.features import (
     FEATURE_KINDS,
     FeatureSpec,
     db_to_image,
+    remove_dc,
     render_image,
     spectrogram_db,
 )
+from fakevoice.phase_features import phase_image
 
 SR = 16000
 HELLO_WORLD = next(
@@ -263,6 +265,53 @@ def test_bad_spectrogram_for_image_is_rejected() -> None:
         db_to_image(np.full((4, 4), np.nan, dtype=np.float32), FeatureSpec())
     with pytest.raises(InvalidSamplesError, match="got shape"):
         db_to_image(np.zeros(10, dtype=np.float32), FeatureSpec())
+
+
+# --- the DC offset -------------------------------------------------------------------------------
+
+
+def test_remove_dc_takes_each_rows_own_mean_and_leaves_the_input_alone() -> None:
+    rows = np.stack([np.full(100, 0.3), np.linspace(-1.0, 3.0, 100)]).astype(np.float32)
+    original = rows.copy()
+    got = remove_dc(rows)
+    assert got.dtype == np.float32 and got.shape == (2, 100)
+    np.testing.assert_allclose(got.mean(axis=1), 0.0, atol=1e-7)
+    np.testing.assert_array_equal(got[0], 0.0)
+    np.testing.assert_allclose(got[1], np.linspace(-2.0, 2.0, 100), atol=1e-6)
+    np.testing.assert_array_equal(rows, original)
+    one = remove_dc(np.arange(4, dtype=np.float64))  # any float dtype in, float32 out
+    assert one.dtype == np.float32 and one.tolist() == [-1.5, -0.5, 0.5, 1.5]
+    assert remove_dc(np.zeros(0, dtype=np.float32)).shape == (0,)
+
+
+@pytest.mark.parametrize("kind", [k for k in FEATURE_KINDS if k != "cqt"])
+def test_a_dc_offset_never_reaches_the_image(voice: np.ndarray, kind: Any) -> None:
+    """A cheap sound card's constant offset says nothing of the voice: the image of a clip with
+    one is the image of the clip without (to a level of 255 where float32 rounding tips a
+    pixel), whether the offset is up or down. Before, the offset's power at 0 Hz changed
+    them: the ``linear`` image's loudest bin became the offset, darkening everything else."""
+    spec = FeatureSpec(kind=kind, image_height=96, image_width=120, colormap="gray")
+    clean = render_image(voice, spec).astype(int)
+    for offset in (0.3, -0.2):
+        shifted = render_image(voice + np.float32(offset), spec).astype(int)
+        assert np.abs(shifted - clean).max() <= 1
+        assert (shifted != clean).mean() < 0.01
+
+
+@pytest.mark.parametrize("kind", [k for k in FEATURE_KINDS if k != "cqt"])
+def test_a_clip_without_offset_gives_the_image_it_gave_before(voice: np.ndarray, kind: Any) -> None:
+    """Removing the mean changes nothing for a clip that has none: stored models see the images
+    they were trained on (here against the renderer without the step)."""
+    spec = FeatureSpec(kind=kind, image_height=96, image_width=120, colormap="gray")
+    mean_free = (voice - voice.mean(dtype=np.float64)).astype(np.float32)
+    before = (
+        phase_image(mean_free, spec)
+        if kind == "phase"
+        else db_to_image(spectrogram_db(mean_free, spec), spec)
+    )
+    after = render_image(mean_free, spec)
+    assert np.abs(after.astype(int) - before.astype(int)).max() <= 1
+    assert (after != before).mean() < 0.01
 
 
 # --- determinism and bad input -------------------------------------------------------------------

@@ -18,7 +18,9 @@ from conftest import speechlike
 from test_training import DATASET, quick_spec, tiny_dataset_root
 
 from fakevoice.errors import InvalidSpecError, ModelFileError
+from fakevoice.features import FeatureSpec, db_to_image, spectrogram_db
 from fakevoice.inference import Detector, DetectorCache, decide
+from fakevoice.models.registry import build_inference_model
 from fakevoice.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -103,6 +105,83 @@ def test_an_image_is_normalised_channel_by_channel_as_imagenet_statistics_say() 
         got = image_to_tensor(image)
         assert got.dtype == torch.float32 and got.is_contiguous()
         assert torch.equal(got, torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))))
+
+
+# --- the DC offset -------------------------------------------------------------------------------
+
+PIXEL_STEP = 1 / 255 / float(IMAGENET_STD.min())  # one level of 255 in a normalised image
+
+
+def untrained(arch: str) -> Detector:
+    """A freshly initialised ``specnet`` (64 x 64 grey mel images) or ``aasist-l`` with 1 s
+    windows: no training, no ImageNet weights."""
+    image = arch == "specnet"
+    spec = FeatureSpec(image_height=64, image_width=64, colormap="gray")
+    manifest = {
+        "arch": arch,
+        "task": "binary",
+        "class_names": ["bonafide", "spoof"],
+        "input_kind": "image" if image else "waveform",
+        "feature_spec": spec.to_dict() if image else None,
+        "normalize": "imagenet" if image else None,
+        "sample_rate": 16000,
+        "clip_samples": WINDOW,
+    }
+    torch.manual_seed(0)
+    return Detector(build_inference_model(manifest), manifest)
+
+
+@pytest.mark.parametrize("arch", ["specnet", "aasist-l"])
+@pytest.mark.parametrize("seconds", [0.8, 3.3])  # one window (whole, or tiled), or six
+def test_a_dc_offset_changes_neither_the_model_input_nor_the_verdict(
+    arch: str, seconds: float
+) -> None:
+    """A constant offset (a cheap sound card, an unsigned 8-bit WAV) says nothing of the voice:
+    every window the model sees loses its own mean, so the clip with an offset gives the same
+    input, window scores and probabilities as the clip without, however it is batched. Before,
+    an offset of 0.3 moved this specnet's P(human) by 0.03 (the longer clip), and the official
+    AASIST-L's log-odds of human on a clip like this by 7.6."""
+    detector = untrained(arch)
+    clip = speechlike(seconds, seed=5)
+    clean_batch, starts = detector.model_inputs(clip)
+    clean = detector.predict_samples(clip, 16000)
+    tolerance = 1e-3 if detector.input_kind == "image" else 1e-5
+    for offset in (0.3, -0.2):
+        shifted = clip + np.float32(offset)
+        batch, shifted_starts = detector.model_inputs(shifted)
+        assert shifted_starts == starts and batch.shape == clean_batch.shape
+        if detector.input_kind == "image":  # float32 rounding may tip a pixel by one level
+            assert (batch - clean_batch).abs().max() <= PIXEL_STEP * 1.01
+            assert (batch != clean_batch).float().mean() < 0.01
+        else:
+            torch.testing.assert_close(batch, clean_batch, rtol=0.0, atol=1e-6)
+        verdict = detector.predict_samples(shifted, 16000)
+        assert verdict.probabilities == pytest.approx(clean.probabilities, abs=tolerance)
+        window_p = [w.p_human for w in verdict.windows]
+        assert window_p == pytest.approx([w.p_human for w in clean.windows], abs=tolerance)
+        one_at_a_time, _ = detector.window_log_probs(shifted, batch_size=1)
+        assert np.exp(one_at_a_time[:, 0]) == pytest.approx(window_p, abs=tolerance)
+
+
+@pytest.mark.parametrize("arch", ["specnet", "aasist-l"])
+def test_windows_without_an_offset_reach_the_model_as_before(arch: str) -> None:
+    """A 400 Hz tone holds whole periods in every window (starts and length are multiples of 40
+    samples): each window's mean is nought, and the model gets what it got before the mean was
+    taken off (the window itself, or its image rendered without the step)."""
+    detector = untrained(arch)
+    tone = (0.3 * np.sin(2 * np.pi * 400 * np.arange(52800) / 16000)).astype(np.float32)
+    stacked, starts = windows(tone, WINDOW)
+    assert len(starts) == 6 and all(s % 40 == 0 for s in starts)
+    batch, _ = detector.model_inputs(tone)
+    if detector.input_kind == "waveform":
+        torch.testing.assert_close(batch, torch.from_numpy(stacked), rtol=0.0, atol=1e-6)
+        return
+    spec = detector.feature_spec
+    before = torch.stack(
+        [image_to_tensor(db_to_image(spectrogram_db(w, spec), spec)) for w in stacked]
+    )
+    assert (batch - before).abs().max() <= PIXEL_STEP * 1.01
+    assert (batch != before).float().mean() < 0.01
 
 
 # --- the detector --------------------------------------------------------------------------------

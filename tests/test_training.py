@@ -635,6 +635,35 @@ def test_waveform_items_cache_noisy_clips_within_their_bound(dataset_root: Path)
     assert all(np.array_equal(augmented.waveform(i), kept[i]) for i in range(4))
 
 
+def test_a_dc_offset_in_a_datasets_clip_reaches_no_training_item(tmp_path: Path) -> None:
+    """A clip with a constant offset trains a model as the clip without does: a build gives its
+    item the same image (its noise measured about the mean, its image rendered without it), and
+    a waveform model the same crop, cut or tiled, augmented or not (to the clip's 16 bits)."""
+    from fakevoice.audio import write_wav
+    from fakevoice.datasets.units import item_image
+
+    voice = speechlike(1.5, seed=9)
+    spec = FeatureSpec(image_height=64, image_width=64, colormap="gray")
+    clean_image = item_image(voice, 10.0, "item", spec).astype(int)
+    for offset in (0.25, -0.2):
+        image = item_image(voice + np.float32(offset), 10.0, "item", spec).astype(int)
+        assert np.abs(image - clean_image).max() <= 1 and (image != clean_image).mean() < 0.01
+
+    write_wav(tmp_path / "clean.wav", voice, 16000)
+    write_wav(tmp_path / "offset.wav", voice + np.float32(0.25), 16000)
+
+    def first_item(clip: str, clip_samples: int, augment: AugmentSpec | None) -> torch.Tensor:
+        frame = pd.DataFrame({"item": ["item"], "noise": ["snr_10db"], "clip_path": [clip]})
+        return WaveformItems(frame, tmp_path, [0], clip_samples, augment, seed=3)[0][0]
+
+    for clip_samples in (16000, 32000):  # a crop of the 1.5 s clip, or the clip tiled
+        for augment in (None, AugmentSpec(time_shift=True, noise_mix=1.0)):
+            clean = first_item("clean.wav", clip_samples, augment)
+            shifted = first_item("offset.wav", clip_samples, augment)
+            assert abs(float(shifted.mean())) < 1e-3
+            torch.testing.assert_close(shifted, clean, rtol=0.0, atol=1e-4)
+
+
 def test_a_shared_item_cache_is_one_for_the_processes_forked_after_it() -> None:
     cache = SharedItemCache(n_items=3, capacity_bytes=40, dtype=np.float32)  # room for 10 floats
     child = multiprocessing.get_context("fork").Process(

@@ -8,7 +8,10 @@ known case: the length of the leading silence alone separates its classes well (
 "Speech is Silver, Silence is Golden", 2021). :mod:`fakevoice.datasets.shortcuts` measures how
 well these cues separate a dataset's classes; this module only computes them for one clip.
 
-Every cue is a plain function of the samples; frames are 25 ms every 10 ms at 16 kHz.
+Every cue is a plain function of the samples; frames are 25 ms every 10 ms at 16 kHz. The DC
+offset itself never reaches a model (:func:`fakevoice.features.remove_dc`), but classes that
+differ in it were recorded differently, and the rest of a recording chain (its hum, noise and
+band) does reach it: the cue stays.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from PIL import Image
 
 from fakevoice.datasets.item_cache import SharedItemCache
 from fakevoice.datasets.manifest import load_item_waveform
+from fakevoice.features import remove_dc
 from fakevoice.preprocess import fit_length, image_to_tensor
 from fakevoice.trainspec import AugmentSpec
 
@@ -128,10 +129,11 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
     """Raw 16 kHz waveforms (with the item's noise level) as ``((clip_samples,) float32, class)``.
 
     Training takes a random crop of ``clip_samples`` (tiling shorter clips), evaluation the first
-    ``clip_samples``, as AASIST does. Each item's waveform with its noise is kept in memory, up
-    to ``cache_bytes`` (float32, 256 kB per 4 s) shared by the loader's workers, so later epochs
-    neither decode the clip nor make its noise again (most of an item's time); crops and
-    augmentations run on every access.
+    ``clip_samples``, as AASIST does; the crop then loses its mean (its DC offset), as each window
+    does at verdict time (:func:`~fakevoice.features.remove_dc`). Each item's waveform with its
+    noise is kept in memory, up to ``cache_bytes`` (float32, 256 kB per 4 s) shared by the
+    loader's workers, so later epochs neither decode the clip nor make its noise again (most of
+    an item's time); crops and augmentations run on every access.
     """
 
     def __init__(
@@ -185,9 +187,11 @@ class WaveformItems(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
             y = y[start : start + n]
         else:
             y = fit_length(y, n)
+        y = remove_dc(y)  # as the detector's windows; before the noise mix, set by its power
         if self.augment is not None and self.rng.random() < self.augment.noise_mix:
             snr_db = float(self.rng.uniform(5.0, 30.0))
             power = float(np.mean(y**2)) + 1e-12
             noise = self.rng.standard_normal(y.size).astype(np.float32)
             y = y + noise * np.sqrt(power / 10 ** (snr_db / 10))
-        return torch.from_numpy(np.array(y, dtype=np.float32)), self.labels[index]  # a copy
+        # Never the cache's memory: remove_dc made a new array.
+        return torch.from_numpy(np.asarray(y, dtype=np.float32)), self.labels[index]

@@ -146,9 +146,9 @@ def add_noise(samples: np.ndarray, snr_db: NoiseLevel, seed: int) -> np.ndarray:
 
     The noise is white or pink (chosen by the seed) and scaled so that active signal power over
     noise power equals ``snr_db``. The signal's power is measured about its mean: a DC offset is
-    no sound, and counted as power it buried a recording with an offset in more noise than its
-    level named, and counted its pauses as speech. If the mixture would clip, the whole mixture
-    is scaled down, which keeps the SNR.
+    no sound (models never see it, :func:`~fakevoice.features.remove_dc`), and counted as power it
+    buried a recording with an offset in more noise than its level named, and counted its pauses
+    as speech. If the mixture would clip, the whole mixture is scaled down, which keeps the SNR.
 
     Args:
         samples: ``(n,)`` float waveform in [-1, 1].

@@ -68,7 +68,8 @@ def init_worker() -> None:
 
 
 def item_image(stored: np.ndarray, level: NoiseLevel, item: str, spec: FeatureSpec) -> np.ndarray:
-    """The image of one item: the stored 16 kHz clip, the item's seeded noise, then the features.
+    """The image of one item: the stored 16 kHz clip, the item's seeded noise, then the features
+    (:func:`~fakevoice.features.render_image`, which takes the clip's DC offset off first).
 
     Args:
         stored: the clip as written (PCM16 read back), ``(n,)`` float32.
