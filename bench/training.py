@@ -37,8 +37,10 @@ from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.models.learners import TORCHVISION
 from fakevoice.models.registry import get_arch, pick_device
 from fakevoice.settings import get_settings
-from fakevoice.training import EpochRecord, MemorySink, seed_everything, train
+from fakevoice.training import seed_everything, train
+from fakevoice.training_callbacks import MemorySink
 from fakevoice.training_data import make_dataloaders, prepare_data
+from fakevoice.training_history import EpochRecord
 from fakevoice.trainspec import ARCH_NAMES, DEFAULT_CLIP_SAMPLES, WAVEFORM_ARCHS, TrainSpec
 
 

@@ -35,8 +35,8 @@ from fakevoice.store.records import EpochMetric
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
-    from fakevoice.training import EpochRecord
     from fakevoice.training_data import PreparedData
+    from fakevoice.training_history import EpochRecord
     from fakevoice.trainspec import TrainSpec
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from fakevoice.settings import get_settings
 
 if TYPE_CHECKING:  # the training engine: not imported where runs are only forgotten (app, API)
-    from fakevoice.training import EpochRecord
+    from fakevoice.training_history import EpochRecord
 
 logger = logging.getLogger(__name__)
 

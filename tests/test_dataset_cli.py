@@ -17,7 +17,8 @@ from fakevoice import services, store
 from fakevoice.cli import main
 from fakevoice.datasets.manifest import manifest_frame, read_manifest, write_manifest
 from fakevoice.inference import Detector
-from fakevoice.training import MemorySink, train
+from fakevoice.training import train
+from fakevoice.training_callbacks import MemorySink
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,7 +28,8 @@ from fakevoice.metrics.familiarity import (
     logit_layer,
 )
 from fakevoice.models.registry import get_arch
-from fakevoice.training import MemorySink, train
+from fakevoice.training import train
+from fakevoice.training_callbacks import MemorySink
 
 DIMS = 48
 

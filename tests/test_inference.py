@@ -30,7 +30,8 @@ from fakevoice.preprocess import (
     window_starts,
     windows,
 )
-from fakevoice.training import MemorySink, train
+from fakevoice.training import train
+from fakevoice.training_callbacks import MemorySink
 
 WINDOW = 16000  # samples: the trained model's clip length (1 s)
 

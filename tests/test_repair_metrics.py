@@ -21,7 +21,7 @@ from fakevoice.errors import InvalidSpecError, PermissionDeniedError
 from fakevoice.jobs.runner import StoreSink, run_dir_for
 from fakevoice.services.metric_repair import repair_lost_metrics
 from fakevoice.store.records import Actor, EpochMetric, ModelRecord, RunRecord, RunStatus
-from fakevoice.training import EpochRecord
+from fakevoice.training_history import EpochRecord
 
 ADMIN = OPERATOR  # whom the command line repairs as
 

@@ -46,15 +46,9 @@ from fakevoice.metrics import compute_eer
 from fakevoice.metrics.calibration import MIN_ITEMS
 from fakevoice.models.registry import pick_device
 from fakevoice.png import save_png
-from fakevoice.training import (
-    EpochRecord,
-    MemorySink,
-    has_stalled,
-    is_best_epoch,
-    load_checkpoint_state,
-    seed_everything,
-    train,
-)
+from fakevoice.training import seed_everything, train
+from fakevoice.training_callbacks import MemorySink
+from fakevoice.training_checkpoints import load_checkpoint_state
 from fakevoice.training_data import (
     MAX_AUTO_LOADER_WORKERS,
     PreparedData,
@@ -436,23 +430,6 @@ def _set_eers(run_dir: Path, eers: list[float]) -> None:
     for row, eer in zip(state["history"], eers, strict=True):
         row["eer"] = eer
     path.write_text(json.dumps(state))
-
-
-def _history(*eers: float) -> list[EpochRecord]:
-    return [EpochRecord(n, 0.5, 0.5, 0.5, 0.5, eer, 1.0) for n, eer in enumerate(eers)]
-
-
-def test_the_best_epoch_and_a_stall_go_by_the_eers_measured() -> None:
-    nan = math.nan
-    assert is_best_epoch(_history(nan, 0.3)) and is_best_epoch(_history(0.3, nan, 0.3))
-    assert not is_best_epoch(_history(0.2, nan)) and not is_best_epoch(_history(nan))
-    assert not is_best_epoch(_history(0.3, nan, 0.2, 0.25))
-    assert has_stalled(_history(nan, 0.2, 0.3), 1)  # 0.2 was the best, and 0.3 is no better
-    assert has_stalled(_history(0.2, nan, nan), 2)  # epochs without an EER better nothing
-    assert not has_stalled(_history(nan, 0.5, 0.4), 1) and not has_stalled(_history(0.2, 0.1), 1)
-    assert not has_stalled(_history(nan, nan, nan), 1)  # nothing to better: no stall
-    assert not has_stalled(_history(nan, 0.4), 1)  # the first EER betters none
-    assert not has_stalled(_history(0.1, 0.2), 2)  # too few epochs yet
 
 
 def test_an_epoch_without_an_eer_never_counts_as_the_best(

@@ -27,7 +27,8 @@ from fakevoice.errors import ConflictError, FileTooLargeError, ModelFileError
 from fakevoice.services import uploads
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
-from fakevoice.training import MemorySink, train
+from fakevoice.training import train
+from fakevoice.training_callbacks import MemorySink
 
 WINDOW = 16000  # samples: the trained model's window (1 s)
 AASIST_L = SHARED / "aasist" / "AASIST-L.pth"

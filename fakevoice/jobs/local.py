@@ -199,8 +199,8 @@ def resume_interrupted(run_ids: list[int]) -> list[int]:
         with store.session_scope(readonly=True) as session:
             kind = store.get_run_for_worker(session, run_id).kind
         next_epoch = None
-        if kind == "train":  # only training runs checkpoint (and need the training engine)
-            from fakevoice.training import load_checkpoint_state
+        if kind == "train":  # only training runs checkpoint
+            from fakevoice.training_checkpoints import load_checkpoint_state
 
             state = load_checkpoint_state(run_dir_for(run_id))
             next_epoch = state[0] + 1 if state is not None else None

@@ -25,7 +25,8 @@ from fakevoice.store.records import Actor, BatchMetric, EpochMetric
 
 if TYPE_CHECKING:  # the training engine (torch, fastai, MLflow): imported by training runs only
     from fakevoice.tracking import RunTracker
-    from fakevoice.training import EpochRecord, TrainResult
+    from fakevoice.training import TrainResult
+    from fakevoice.training_history import EpochRecord
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ def execute_run(run_id: int, worker_id: str) -> str:
 
         return execute_render(run, worker_id)
     from fakevoice.tracking import RunTracker
-    from fakevoice.training import CHECKPOINT_DIR, train
+    from fakevoice.training import train
+    from fakevoice.training_checkpoints import CHECKPOINT_DIR
     from fakevoice.trainspec import TrainSpec
 
     run_dir = run_dir_for(run_id)
@@ -227,7 +229,7 @@ def _complete(
         # Only a stopped, failed or interrupted run resumes from its checkpoints (the last epoch's
         # weights with the optimiser's state, the best epoch's): a finished run's would be about
         # four times its model's size on disk for nothing.
-        from fakevoice.training import CHECKPOINT_DIR
+        from fakevoice.training_checkpoints import CHECKPOINT_DIR
 
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     return status

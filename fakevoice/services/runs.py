@@ -255,7 +255,7 @@ def resume_run(actor: Actor, run_id: int) -> RunRecord:
         LimitExceededError: The actor has too many runs queued or running.
     """
     from fakevoice.jobs.runner import run_dir_for
-    from fakevoice.training import load_checkpoint_state
+    from fakevoice.training_checkpoints import load_checkpoint_state
 
     get_run(actor, run_id)  # visibility first: never look at another user's folder
     state = load_checkpoint_state(run_dir_for(run_id))

@@ -1,0 +1,64 @@
+"""A training run's checkpoints: the files that let a stopped or interrupted run resume.
+
+Under ``<run dir>/checkpoints``: ``last.pth`` (the last completed epoch's weights and optimiser
+state), ``state.json`` (that epoch and the history so far), and with save-best ``best.pth`` (the
+weights of the epoch with the lowest EER). Nothing here imports fastai or torch: the worker and
+the services read a run's checkpoint state without the training engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from fakevoice.training_history import EpochRecord
+
+if TYPE_CHECKING:
+    import torch
+    from fastai.learner import Learner
+
+CHECKPOINT_DIR = "checkpoints"
+
+Checkpoint = Literal["last", "best"]
+
+
+def save_checkpoint(learn: Learner, run_dir: Path, epoch: int, history: list[EpochRecord]) -> None:
+    """Save weights + optimiser after ``epoch`` and the history so far (for resume)."""
+    folder = run_dir / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written aside, then renamed: a worker killed mid-save must not leave a torn checkpoint.
+    learn.save(folder / "last.partial", with_opt=True)
+    (folder / "last.partial.pth").replace(folder / "last.pth")
+    state = {"epoch": epoch, "history": [r.to_dict() for r in history]}
+    tmp = folder / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    tmp.replace(folder / "state.json")
+
+
+def save_best_checkpoint(learn: Learner, run_dir: Path) -> None:
+    """Save the weights (no optimiser) as the run's best epoch so far."""
+    learn.save(run_dir / CHECKPOINT_DIR / "best", with_opt=False)
+
+
+def has_checkpoint(run_dir: Path, which: Checkpoint) -> bool:
+    """Whether the run has saved the ``which`` checkpoint's weights."""
+    return (run_dir / CHECKPOINT_DIR / f"{which}.pth").is_file()
+
+
+def load_checkpoint(
+    learn: Learner, run_dir: Path, which: Checkpoint, device: torch.device, *, with_opt: bool
+) -> None:
+    """Load the ``which`` checkpoint's weights into ``learn`` (and the optimiser's state, to
+    resume), onto ``device``."""
+    learn.load(run_dir / CHECKPOINT_DIR / which, with_opt=with_opt, device=device)
+
+
+def load_checkpoint_state(run_dir: Path) -> tuple[int, list[EpochRecord]] | None:
+    """The last completed epoch and history of an interrupted run, if it has a checkpoint."""
+    path = run_dir / CHECKPOINT_DIR / "state.json"
+    if not path.is_file() or not has_checkpoint(run_dir, "last"):
+        return None
+    state = json.loads(path.read_text())
+    history = [EpochRecord(**row) for row in state["history"]]
+    return int(state["epoch"]), history
