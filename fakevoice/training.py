@@ -211,6 +211,8 @@ def train(
                 )
             else:
                 learn.fit_one_cycle(spec.epochs, lr, start_epoch=start_epoch)
+    # Out before the export: fastai pickles a learner's callbacks, and a model.pkl naming this
+    # one would load only where the training modules are, under the same names.
     learn.remove_cb(callback)
 
     status = "cancelled" if callback.cancelled else "succeeded"

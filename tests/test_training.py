@@ -11,9 +11,11 @@ import math
 import multiprocessing
 import os
 import pickle
+import pickletools
 import shutil
 import signal
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,6 +192,17 @@ def read_history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def pickled_modules(export: Path) -> set[str]:
+    """The modules whose classes and functions a fastai export's pickle names (read, never
+    loaded: ``load_learner`` imports each of them)."""
+    with zipfile.ZipFile(export) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+    # fastai exports with pickle protocol 2, where every reference is a GLOBAL "module name".
+    return {
+        str(arg).split(" ")[0] for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"
+    }
+
+
 # --- selection -----------------------------------------------------------------------------------
 
 
@@ -316,6 +329,16 @@ def test_train_writes_every_artefact(dataset_root: Path, tmp_path: Path) -> None
     assert manifest["arch_config"] == {"input_pool": 2}  # rebuilds the trained network exactly
     assert json.loads((run_dir / "roc.json").read_text())
     assert (run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # A user's load_learner imports what the export names: the run's own machinery (its
+    # callback, history, checkpoints) stays out, so those modules may move without breaking it.
+    named = pickled_modules(run_dir / "model.pkl")
+    assert {"fastai.learner", "fakevoice.models.specnet"} <= named
+    assert not named & {
+        "fakevoice.training",
+        "fakevoice.training_callbacks",
+        "fakevoice.training_checkpoints",
+        "fakevoice.training_history",
+    }
 
 
 def test_the_learning_rate_finder_of_a_run_is_no_part_of_its_history(
