@@ -132,6 +132,19 @@ def render_headline(result: RunResults) -> None:
         st.caption(f"MLflow run `{result.run.mlflow_run_id}`")
 
 
+def model_epoch_words(result: RunResults) -> str | None:
+    """Which epoch the run's saved model is from, e.g. "The stored model is from epoch 3 of 5
+    (lowest validation EER)." (epochs counted from 1, as the epoch table counts them): under
+    save-best the headline figures are that epoch's, not the last row's. None while the run has
+    saved no model."""
+    if result.model_epoch is None:
+        return None
+    why = "lowest validation EER" if result.saved_best else "the last"
+    return (
+        f"The stored model is from epoch {result.model_epoch + 1} of {len(result.history)} ({why})."
+    )
+
+
 def render_metrics(report: dict[str, Any]) -> None:
     """Accuracy, macro F1, EER and AUC of a classification report, and its notes."""
     columns = st.columns(4)
@@ -415,6 +428,8 @@ def render_results(actor: Actor, result: RunResults, key_prefix: str = "train") 
     """The finished run: headline metrics, curves, confusion matrix, ROC, table and downloads."""
     if result.metrics:
         render_headline(result)
+    if (saved := model_epoch_words(result)) is not None:
+        st.caption(saved)
     render_loss_chart(result.batches, result.history)
     if not result.metrics and result.run.status != "succeeded":
         # A run that ended before its final evaluation wrote no results: say that, not why a

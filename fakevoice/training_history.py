@@ -1,13 +1,14 @@
 """A training run's history: one :class:`EpochRecord` per epoch, and the rules read from it.
 
 An epoch's figures come from its validation pass (:func:`epoch_scores`); the best epoch and a
-stall go by the EERs measured (:func:`is_best_epoch`, :func:`has_stalled`). Plain numpy, no
+stall go by the EERs measured (:func:`best_epoch`, :func:`is_best_epoch`, :func:`has_stalled`). Plain numpy, no
 fastai: a run's checkpoint state is read back into records without the training engine.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,11 +76,22 @@ def lowest_eer(history: list[EpochRecord]) -> float | None:
     return min((r.eer for r in history if not math.isnan(r.eer)), default=None)
 
 
+def best_epoch(eers: Sequence[float | None]) -> int | None:
+    """Where in ``eers`` (a run's epoch EERs, in order) the epoch save-best keeps is: the one with
+    the lowest EER, the last of equals (each new best overwrites the checkpoint); None when no
+    epoch measured one (None or NaN), as then no best was saved."""
+    measured = [(eer, i) for i, eer in enumerate(eers) if eer is not None and not math.isnan(eer)]
+    if not measured:
+        return None
+    lowest = min(eer for eer, _ in measured)
+    return max(i for eer, i in measured if eer == lowest)
+
+
 def is_best_epoch(history: list[EpochRecord]) -> bool:
     """Whether the last epoch of ``history`` has the lowest EER so far (ties with an earlier one
-    count); never for an epoch without an EER."""
-    lowest = lowest_eer(history)
-    return lowest is not None and history[-1].eer <= lowest
+    count); never for an epoch without an EER. The run's readers find the kept epoch by the same
+    rule (:func:`best_epoch`)."""
+    return best_epoch([r.eer for r in history]) == len(history) - 1
 
 
 def has_stalled(history: list[EpochRecord], patience: int) -> bool:

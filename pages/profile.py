@@ -81,6 +81,9 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
     cols[1].metric("EER", "–" if entry.eer is None else f"{entry.eer:.1%}")
     cols[2].metric("accuracy", "–" if entry.accuracy is None else f"{entry.accuracy:.1%}")
     cols[3].metric("epochs", f"{len(res.history)}/{run.total_epochs}")  # finished epochs
+    saved = training_view.model_epoch_words(res)
+    if saved:
+        st.caption(saved)
     if run.error:
         st.warning(run.error)
     before = training_view.before_calibration_words(res.metrics)

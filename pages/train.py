@@ -192,7 +192,7 @@ def _final_panel(actor: Actor, run: RunRecord) -> None:
         st.success(f"Finished after {epochs} epoch(s).")
     elif run.status == "cancelled":
         kept = (
-            "the model of the last good epoch is kept."
+            "its model is kept."
             if result.has_bundle
             else "it stopped before an epoch finished, so no model was saved."
         )

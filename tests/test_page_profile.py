@@ -53,13 +53,20 @@ def run_files(tag: str) -> dict[str, bytes]:
 
 
 def finished_run(
-    actor: Actor, name: str, *, public: bool = False, eer: float = 0.125, accuracy: float = 0.9
+    actor: Actor,
+    name: str,
+    *,
+    public: bool = False,
+    eer: float = 0.125,
+    accuracy: float = 0.9,
+    spec: dict[str, Any] | None = None,
 ) -> tuple[RunRecord, ModelRecord]:
-    """A succeeded run with its folder of files and its model."""
+    """A succeeded run of two epochs (EER 25 %, then ``eer``) with its folder of files and its
+    model."""
     from fakevoice.jobs.runner import run_dir_for
 
     with store.session_scope() as session:
-        run = store.create_run(session, actor, name, SPEC)
+        run = store.create_run(session, actor, name, spec or SPEC)
     with store.session_scope() as session:
         store.set_status(session, run.id, "running")
         store.append_epoch_metrics(
@@ -307,6 +314,28 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
     }
     names = {b.proto.label: b.proto.id for b in at.get("download_button")}
     assert names["History (CSV)"].endswith("-profile_run1_download_history.csv")
+
+
+def test_a_run_says_which_epoch_its_stored_model_is_from(two_users: dict[str, Any]) -> None:
+    # Save-best (the default) keeps the epoch of the lowest validation EER: the headline figures
+    # are that epoch's, and the history's last row may say otherwise.
+    alice = two_users["alice"]
+    earlier, _ = finished_run(alice, "best first", eer=0.4)  # epochs: EER 25 %, then 40 %
+    last, _ = finished_run(
+        alice, "no save-best", eer=0.4, spec={**SPEC, "callbacks": {"save_best": False}}
+    )
+
+    def said(run: RunRecord) -> list[str]:
+        at = profile_page(alice, {"run": str(run.id)})
+        assert_no_exception(at)
+        assert at.selectbox(key="profile_run").value == run.id
+        return [c.value for c in at.caption if c.value.startswith("The stored model is from")]
+
+    assert said(earlier) == ["The stored model is from epoch 1 of 2 (lowest validation EER)."]
+    assert said(two_users["private_run"]) == [  # EER 25 %, then 12.5 %: the last is the best
+        "The stored model is from epoch 2 of 2 (lowest validation EER)."
+    ]
+    assert said(last) == ["The stored model is from epoch 2 of 2 (the last)."]
 
 
 def test_compare_runs_side_by_side(two_users: dict[str, Any]) -> None:

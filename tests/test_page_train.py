@@ -282,6 +282,24 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     )
 
 
+def test_a_run_says_which_epoch_its_stored_model_is_from(alice: Actor, trained: int) -> None:
+    from test_page_profile import finished_run
+
+    # Save-best (the default) keeps the epoch of the lowest validation EER, here the first of
+    # two (EER 25 %, then 40 %): the headline is that epoch's, not the table's last row's.
+    run, _ = finished_run(alice, "best first", eer=0.4)
+    at = train_page(alice, run.id)
+    assert not at.exception, at.exception
+    saved = [c.value for c in at.caption if c.value.startswith("The stored model is from")]
+    assert saved == ["The stored model is from epoch 1 of 2 (lowest validation EER)."]
+    (epochs,) = [f.value for f in at.dataframe if "valid_loss" in f.value.columns]
+    assert list(epochs["epoch"]) == [1, 2]
+    # A real run of one epoch says it too.
+    at = train_page(alice, trained)
+    saved = [c.value for c in at.caption if c.value.startswith("The stored model is from")]
+    assert saved == ["The stored model is from epoch 1 of 1 (lowest validation EER)."]
+
+
 def _metrics_view() -> None:
     import streamlit as st
 

@@ -32,7 +32,8 @@ from fakevoice.artefacts import BUNDLE_MANIFEST, BUNDLE_WEIGHTS, HISTORY_COLUMNS
 from fakevoice.errors import DatasetError, NotFoundError
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, BatchMetric, EpochMetric, RunRecord
-from fakevoice.trainspec import TrainSpec
+from fakevoice.training_history import best_epoch
+from fakevoice.trainspec import CallbackSpec, TrainSpec
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,10 @@ class RunResults:
         files: Names of the downloadable artefacts present, in :data:`ARTEFACT_NAMES` order.
         has_bundle: Whether the safe bundle (safetensors + manifest) exists.
         model_id: The stored model this run produced, or None.
+        model_epoch: The epoch (counted from 0, as in ``history``) whose weights the run's saved
+            model holds (:func:`saved_epoch`), or None while it is active or has saved none.
+        saved_best: Whether that epoch was kept for its lowest validation EER (save-best) rather
+            than for being the last.
     """
 
     run: RunRecord
@@ -110,6 +115,8 @@ class RunResults:
     files: tuple[str, ...]
     has_bundle: bool
     model_id: int | None
+    model_epoch: int | None
+    saved_best: bool
 
 
 def history_frame(epochs: list[EpochMetric]) -> pd.DataFrame:
@@ -199,6 +206,27 @@ def _roc(folder: Path, report: dict[str, Any]) -> RocCurve | None:
     return report_roc({"roc": _read_json(folder / "roc.json"), "eer": report.get("eer")})
 
 
+def saved_epoch(run: RunRecord, epochs: list[EpochMetric]) -> tuple[int, bool] | None:
+    """The epoch whose weights a finished run saved as its model, as training chose it: with
+    save-best the epoch of the lowest validation EER (the last of equals), else (or when no epoch
+    measured an EER) the last one.
+
+    Returns:
+        ``(epoch, by_lowest_eer)``, the epoch counted from 0; None for an active run or one
+        without epochs.
+    """
+    if run.is_active or not epochs:
+        return None
+    callbacks = run.spec.get("callbacks")
+    save_best = CallbackSpec.save_best  # the default of a recipe that does not say
+    if isinstance(callbacks, dict) and isinstance(callbacks.get("save_best"), bool):
+        save_best = callbacks["save_best"]
+    best = best_epoch([e.eer for e in epochs]) if save_best else None
+    if best is None:
+        return epochs[-1].epoch, False
+    return epochs[best].epoch, True
+
+
 def run_metrics(run: RunRecord) -> dict[str, Any]:
     """A run's ``metrics.json`` (empty until it has written one); the caller has read the run."""
     report = _read_json(_run_dir(run) / "metrics.json")
@@ -260,6 +288,8 @@ def run_results(actor: Actor, run_id: int) -> RunResults:
         models = store.list_models(session, actor, run_id=run_id)
     folder = _run_dir(run)
     report = run_metrics(run)
+    has_bundle = all((folder / name).is_file() for name in BUNDLE_FILES)
+    saved = saved_epoch(run, epochs) if has_bundle else None
     return RunResults(
         run=run,
         history=history_frame(epochs),
@@ -268,8 +298,10 @@ def run_results(actor: Actor, run_id: int) -> RunResults:
         confusion=_confusion(folder),
         roc=_roc(folder, report),
         files=tuple(name for name in ARTEFACT_NAMES if (folder / name).is_file()),
-        has_bundle=all((folder / name).is_file() for name in BUNDLE_FILES),
+        has_bundle=has_bundle,
         model_id=models[0].id if models else None,
+        model_epoch=saved[0] if saved else None,
+        saved_best=saved[1] if saved else False,
     )
 
 
