@@ -14,6 +14,11 @@ import streamlit as st
 from fakevoice.services import model_files
 from fakevoice.store.records import Actor, ModelRecord
 
+# The labels and tips of a model's files, wherever they are offered (here, and a run's row of
+# downloads on Train and Profile: components/training_view.py).
+BUNDLE_LABEL = "Safe bundle (zip)"
+CARD_LABEL = "Model card (Markdown)"
+EXPORT_LABEL = "fastai export (.pkl)"
 BUNDLE_HELP = (
     "model.safetensors + manifest.json: the weights, and everything needed to use them "
     "(architecture, classes, spectrogram settings, sample rate, window, calibration), and "
@@ -58,7 +63,7 @@ def render(
     chosen = by_id[chosen_id]
     offers = [
         (
-            "safe bundle (.zip)",
+            BUNDLE_LABEL,
             "bundle",
             model_files.model_bundle,
             model_files.bundle_file_name(chosen),
@@ -68,7 +73,7 @@ def render(
     ]
     offers.append(
         (
-            "model card (.md)",
+            CARD_LABEL,
             "card",
             model_files.model_card,
             model_files.card_file_name(chosen),
@@ -79,7 +84,7 @@ def render(
     if model_files.has_fastai_export(chosen):
         offers.append(
             (
-                "fastai export (.pkl)",
+                EXPORT_LABEL,
                 "fastai",
                 model_files.model_export,
                 model_files.export_file_name(chosen),

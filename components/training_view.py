@@ -17,24 +17,19 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from components import detection_charts
+from components import detection_charts, model_downloads
 from fakevoice import services
 from fakevoice.artefacts import left_out_of
 from fakevoice.metrics.bootstrap import MIN_GROUPS, interval_words
 from fakevoice.metrics.calibration import calibration_line
 from fakevoice.services import results
+from fakevoice.services.model_files import BUNDLE_MEDIA_TYPE, EXPORT_MEDIA_TYPE
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
 from fakevoice.store.records import Actor
 
 DOWNLOADS: tuple[tuple[str, str, str, str], ...] = (
     # (file name, button label, mime type, tip)
-    (
-        "model.pkl",
-        "Model (fastai .pkl)",
-        "application/octet-stream",
-        "fastai export: load_learner('model.pkl') in fastai; unpickling runs code, so load only "
-        "files you trust",
-    ),
+    ("model.pkl", model_downloads.EXPORT_LABEL, EXPORT_MEDIA_TYPE, model_downloads.EXPORT_HELP),
     ("history.csv", "History (CSV)", "text/csv", "one row per epoch: losses, accuracy, F1, EER"),
     ("loss_curve.png", "Loss curve (PNG)", "image/png", "train and validation loss per epoch"),
     ("confusion.png", "Confusion matrix (PNG)", "image/png", "validation confusion matrix"),
@@ -375,15 +370,12 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
             on_click="ignore",
         )
     row.download_button(
-        "Safe bundle (zip)",
+        model_downloads.BUNDLE_LABEL,
         data=lambda: results.bundle_zip(actor, run.id),
         file_name=f"{stem}-bundle.zip",
-        mime="application/zip",
+        mime=BUNDLE_MEDIA_TYPE,
         key=f"{key_prefix}_download_bundle",
-        help=(
-            "model.safetensors + manifest.json (+ validation.json, its figures signed by this "
-            "server): weights without pickle, loadable by the workbench"
-        ),
+        help=model_downloads.BUNDLE_HELP,
         disabled=not result.has_bundle,
         icon=":material/download:",
         on_click="ignore",

@@ -31,9 +31,13 @@ from fakevoice.store.tables import MAX_NOTE_LENGTH
 PAGE_ROWS = 20
 CHOICE = "history_label_choice"  # the verdict chosen in the form (a widget key)
 PICK_IN_HISTORY = "history_pick"  # set by a page that just made a verdict: the form picks it
+# A verdict's report, as the Evaluate page offers it for a verdict just made and here for one of
+# the history.
+REPORT_MARKDOWN = "Verdict report (Markdown)"
+REPORT_JSON = "Verdict report (JSON)"
 REPORT_FORMATS = (
-    ("Report (Markdown)", reports.report_markdown, "md", "text/markdown"),
-    ("Report (JSON)", reports.report_json, "json", "application/json"),
+    (REPORT_MARKDOWN, reports.report_markdown, "md", "text/markdown"),
+    (REPORT_JSON, reports.report_json, "json", "application/json"),
 )
 UNKNOWN = "unknown"
 OUTCOMES = (UNKNOWN, *ANALYSIS_OUTCOMES)

@@ -27,7 +27,7 @@ from components import (
 )
 from components.auth import require_actor
 from components.user_text import plain
-from components.verdict_history import PICK_IN_HISTORY
+from components.verdict_history import PICK_IN_HISTORY, REPORT_JSON, REPORT_MARKDOWN
 from components.verdict_view import (
     ModelView,
     model_card,
@@ -277,7 +277,7 @@ def _report_downloads(
     stem = f"verdict-{report['analysis_id']}"
     left, right = st.columns(2)
     left.download_button(
-        "Verdict report (Markdown)",
+        REPORT_MARKDOWN,
         reports.report_markdown(report),
         file_name=f"{stem}.md",
         mime="text/markdown",
@@ -291,7 +291,7 @@ def _report_downloads(
         right.error(str(exc))
         return
     right.download_button(
-        "Verdict report (JSON)",
+        REPORT_JSON,
         signed,
         file_name=f"{stem}.json",
         mime="application/json",

@@ -185,13 +185,14 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     digest = hashlib.sha256(clip).hexdigest()
     assert analysis.file_sha256 == digest and list(history["SHA-256"]) == [digest[:16]]
     assert any(digest in caption.value for caption in at.caption)
-    labels = {button.proto.label for button in at.get("download_button")}
+    labels = {b.proto.id.rsplit("-", 1)[-1]: b.proto.label for b in at.get("download_button")}
     assert labels == {
-        "Verdict report (Markdown)",
-        "Verdict report (JSON)",
-        "Report (Markdown)",  # a verdict of the history's, as kept there
-        "Report (JSON)",
-        "History (CSV)",
+        "eval_report_md": "Verdict report (Markdown)",
+        "eval_report_json": "Verdict report (JSON)",
+        # A verdict of the history's, as kept there: the same report, by the same name.
+        "history_report_md": "Verdict report (Markdown)",
+        "history_report_json": "Verdict report (JSON)",
+        "history_csv": "History (CSV)",
     }
 
     # Another threshold re-decides from the stored probabilities: nothing is scored again, and
@@ -413,7 +414,12 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
                for c in at.caption)  # fmt: skip
     labels = [b.proto.label for b in at.get("download_button")]
     # The batch's, then the history's (a report of one verdict, and every verdict).
-    assert labels == ["Download CSV", "Report (Markdown)", "Report (JSON)", "History (CSV)"]
+    assert labels == [
+        "Download CSV",
+        "Verdict report (Markdown)",
+        "Verdict report (JSON)",
+        "History (CSV)",
+    ]
     logged = {a.file_name for a in services.list_analyses(alice)}
     assert logged == {"one.wav", "clips.zip/inside.wav"}
     at.slider(key="eval_threshold").set_value(0.7).run()  # a rerun keeps the table

@@ -305,7 +305,7 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
     ]
     offered = {b.proto.label for b in at.get("download_button") if "-my_models_" not in b.proto.id}
     assert offered == {  # as the Train page offers them
-        "Model (fastai .pkl)",
+        "fastai export (.pkl)",
         "History (CSV)",
         "Loss curve (PNG)",
         "Confusion matrix (PNG)",
@@ -886,13 +886,13 @@ def test_models_are_offered_for_download_to_those_who_may_use_them(
     }
     pick.set_value(trained.id).run()
     offered = downloads(at, "my_models")
-    assert set(offered) == {"safe bundle (.zip)", "model card (.md)", "fastai export (.pkl)"}
+    assert set(offered) == {"Safe bundle (zip)", "Model card (Markdown)", "fastai export (.pkl)"}
     assert "pickle" in offered["fastai export (.pkl)"]
-    assert "EER per generator" in offered["model card (.md)"]
+    assert "EER per generator" in offered["Model card (Markdown)"]
     at.selectbox(key="my_models_pick").set_value(imported.id).run()
     assert set(downloads(at, "my_models")) == {  # trained elsewhere: no fastai export
-        "safe bundle (.zip)",
-        "model card (.md)",
+        "Safe bundle (zip)",
+        "Model card (Markdown)",
     }
 
     # A visitor gets the public models only, on the owner's page and on Home.
@@ -900,10 +900,28 @@ def test_models_are_offered_for_download_to_those_who_may_use_them(
     assert_no_exception(visitor)
     assert visitor.selectbox(key="public_models_pick").options == ["alice shared (specnet)"]
     assert set(downloads(visitor, "public_models")) == {
-        "safe bundle (.zip)",
-        "model card (.md)",
+        "Safe bundle (zip)",
+        "Model card (Markdown)",
         "fastai export (.pkl)",
     }
     home = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     assert_no_exception(home)
     assert home.selectbox(key="home_public_pick").options == ["alice shared (specnet, by alice)"]
+
+
+def test_a_file_has_one_download_label_wherever_it_is_offered(two_users: dict[str, Any]) -> None:
+    # The run's row (Runs tab, as on Train) and the model picker (Models tab, public pages) offer
+    # the same model's files: by the same names and tips.
+    alice, run, model = two_users["alice"], two_users["private_run"], two_users["private_model"]
+    at = profile_page(alice, {"run": str(run.id)})
+    at.selectbox(key="my_models_pick").set_value(model.id).run()
+    assert_no_exception(at)
+    buttons = {b.proto.id.rsplit("-", 1)[-1]: b.proto for b in at.get("download_button")}
+    for in_run, in_picker in (
+        (f"profile_run{run.id}_download_bundle", "my_models_bundle"),
+        (f"profile_run{run.id}_download_model.pkl", "my_models_fastai"),
+    ):
+        shown = buttons[in_run], buttons[in_picker]
+        assert shown[0].label == shown[1].label and shown[0].help == shown[1].help, in_picker
+    assert buttons["my_models_bundle"].label == "Safe bundle (zip)"
+    assert buttons["my_models_fastai"].label == "fastai export (.pkl)"

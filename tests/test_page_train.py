@@ -248,7 +248,7 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     assert at.subheader[0].value == "Run 'trained'"
     labels = {button.label: button for button in at.download_button}
     assert set(labels) == {
-        "Model (fastai .pkl)",
+        "fastai export (.pkl)",
         "History (CSV)",
         "Loss curve (PNG)",
         "Confusion matrix (PNG)",

@@ -146,8 +146,8 @@ def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, obje
     at.number_input(key="history_page").set_value(2).run()
     assert len(history_table_files(at)) == 6
     assert [b.proto.label for b in at.get("download_button")] == [
-        "Report (Markdown)",  # of the verdict chosen in the form
-        "Report (JSON)",
+        "Verdict report (Markdown)",  # of the verdict chosen in the form
+        "Verdict report (JSON)",
         "History (CSV)",
     ]
 
@@ -348,7 +348,7 @@ def test_a_verdict_of_the_history_comes_as_a_report_with_its_outcome(
     # The page offers it for the verdict chosen in the form.
     at = evaluate_page(alice)
     labels = {b.proto.label for b in at.get("download_button")}
-    assert {"Report (Markdown)", "Report (JSON)"} <= labels
+    assert {"Verdict report (Markdown)", "Verdict report (JSON)"} <= labels
 
 
 def test_a_verdict_keeps_its_timeline_in_the_history(
