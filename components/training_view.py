@@ -22,14 +22,18 @@ from fakevoice import services
 from fakevoice.artefacts import left_out_of
 from fakevoice.metrics.bootstrap import MIN_GROUPS, interval_words
 from fakevoice.metrics.calibration import calibration_line
-from fakevoice.services import results
-from fakevoice.services.model_files import BUNDLE_MEDIA_TYPE, EXPORT_MEDIA_TYPE
+from fakevoice.services import model_files, results
 from fakevoice.services.results import ConfusionMatrix, RocCurve, RunResults
 from fakevoice.store.records import Actor
 
 DOWNLOADS: tuple[tuple[str, str, str, str], ...] = (
     # (file name, button label, mime type, tip)
-    ("model.pkl", model_downloads.EXPORT_LABEL, EXPORT_MEDIA_TYPE, model_downloads.EXPORT_HELP),
+    (
+        "model.pkl",
+        model_downloads.EXPORT_LABEL,
+        model_files.EXPORT_MEDIA_TYPE,
+        model_downloads.EXPORT_HELP,
+    ),
     ("history.csv", "History (CSV)", "text/csv", "one row per epoch: losses, accuracy, F1, EER"),
     ("loss_curve.png", "Loss curve (PNG)", "image/png", "train and validation loss per epoch"),
     ("confusion.png", "Confusion matrix (PNG)", "image/png", "validation confusion matrix"),
@@ -347,11 +351,12 @@ def _column_title(column: str) -> str:
 
 
 def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train") -> None:
-    """Download buttons for the run's files that exist (model, safe bundle, history, plots)."""
+    """Download buttons for the run's files that exist (model, safe bundle, history, plots) and
+    its stored model's card."""
     run = result.run
     stem = file_stem(run.name, limit=60)
-    # One row that wraps, each button as wide as its label: five equal columns cut the labels
-    # ("Model (fastai ...", "Confusion mat...") in the page's width.
+    # One row that wraps, each button as wide as its label: equal columns cut the labels
+    # ("fastai expo...", "Confusion mat...") in the page's width.
     row = st.container(horizontal=True, key=f"{key_prefix}_downloads")
     # The data are callables: Streamlit reads a file only when its button is clicked, so a large
     # model is not loaded on every rerun. A download changes nothing, so it does not rerun the page
@@ -373,10 +378,23 @@ def render_downloads(actor: Actor, result: RunResults, key_prefix: str = "train"
         model_downloads.BUNDLE_LABEL,
         data=lambda: results.bundle_zip(actor, run.id),
         file_name=f"{stem}-bundle.zip",
-        mime=BUNDLE_MEDIA_TYPE,
+        mime=model_files.BUNDLE_MEDIA_TYPE,
         key=f"{key_prefix}_download_bundle",
         help=model_downloads.BUNDLE_HELP,
         disabled=not result.has_bundle,
+        icon=":material/download:",
+        on_click="ignore",
+    )
+    model_id = result.model_id  # the card is the stored model's
+    card = (lambda: model_files.model_card(actor, model_id).data) if model_id is not None else b""
+    row.download_button(
+        model_downloads.CARD_LABEL,
+        data=card,
+        file_name=f"{stem}-card.md",
+        mime=model_files.CARD_MEDIA_TYPE,
+        key=f"{key_prefix}_download_card",
+        help=model_downloads.CARD_HELP,
+        disabled=model_id is None,
         icon=":material/download:",
         on_click="ignore",
     )

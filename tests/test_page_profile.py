@@ -310,6 +310,7 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
         "Loss curve (PNG)",
         "Confusion matrix (PNG)",
         "Safe bundle (zip)",
+        "Model card (Markdown)",  # the run's stored model's, as the Models tab offers it
         "Download the comparison (CSV)",  # on the Compare runs tab
     }
     names = {b.proto.label: b.proto.id for b in at.get("download_button")}
@@ -920,8 +921,12 @@ def test_a_file_has_one_download_label_wherever_it_is_offered(two_users: dict[st
     for in_run, in_picker in (
         (f"profile_run{run.id}_download_bundle", "my_models_bundle"),
         (f"profile_run{run.id}_download_model.pkl", "my_models_fastai"),
+        (f"profile_run{run.id}_download_card", "my_models_card"),
     ):
         shown = buttons[in_run], buttons[in_picker]
         assert shown[0].label == shown[1].label and shown[0].help == shown[1].help, in_picker
     assert buttons["my_models_bundle"].label == "Safe bundle (zip)"
     assert buttons["my_models_fastai"].label == "fastai export (.pkl)"
+    card = buttons[f"profile_run{run.id}_download_card"]
+    assert card.label == "Model card (Markdown)" and not card.disabled
+    assert card.deferred_file_id  # written on the click, from the stored model

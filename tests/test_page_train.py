@@ -253,6 +253,7 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
         "Loss curve (PNG)",
         "Confusion matrix (PNG)",
         "Safe bundle (zip)",
+        "Model card (Markdown)",
     }
     assert not any(button.disabled for button in labels.values())
     # One wrapping row of buttons as wide as their labels (five columns cut the labels short).
