@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from components import explanation_view, upload_megabytes
+from components import confirmed, explanation_view, upload_megabytes
+from components.user_text import plain
 from components.verdict_view import history_table, model_label, timeline_chart
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -63,6 +64,7 @@ def render(actor: Actor, models: list[ModelRecord]) -> None:
         return
     narrowed = where != AnalysisFilter()
     if total == 0:
+        confirmed.show_flash()  # an outcome just saved took the last match off the page
         st.caption("No verdict matches." if narrowed else "No verdicts yet.")
         return
     pages = math.ceil(total / PAGE_ROWS)
@@ -157,14 +159,15 @@ def _label_form(
             )
             saved = st.form_submit_button("Save", icon=":material/save:", key="history_label_save")
         if saved:
+            recorded = None if outcome == UNKNOWN else outcome
             try:
-                services.label_verdict(
-                    actor, chosen, outcome=None if outcome == UNKNOWN else outcome, note=note
-                )
+                services.label_verdict(actor, chosen, outcome=recorded, note=note)
             except FakeVoiceError as exc:
                 st.error(str(exc))
             else:
+                confirmed.flash(saved_words(analysis, recorded))
                 st.rerun()
+        confirmed.show_flash()  # what Save did, told after the rerun it causes
         left, right = st.columns(2)
         for column, (label, render, suffix, mime) in zip(
             (left, right), REPORT_FORMATS, strict=True
@@ -180,6 +183,14 @@ def _label_form(
                 "recorded since",
             )
     _field_performance(actor)
+
+
+def saved_words(analysis: AnalysisRecord, outcome: str | None) -> str:
+    """What saving an outcome did, e.g. "Saved: verdict #12 (call.wav) really was human."."""
+    verdict = f"verdict #{analysis.id} ({plain(analysis.file_name)})"
+    if outcome is None:
+        return f"Saved: {verdict} has no recorded outcome."
+    return f"Saved: {verdict} really was {outcome}."
 
 
 def _timeline(analysis: AnalysisRecord) -> None:

@@ -236,6 +236,27 @@ def test_a_browser_recording_gets_a_verdict(alice: Actor, specnet: ModelRecord) 
     assert len(charts(at)) == 1  # a clip of about one window has no timeline
 
 
+def test_recording_what_a_clip_really_was_is_confirmed(alice: Actor, specnet: ModelRecord) -> None:
+    at = upload_clip(evaluate_page(alice), "call_1.wav", wav_bytes(1.5, seed=5))
+    (analysis,) = services.list_analyses(alice)
+    assert at.selectbox(key="history_label_choice").value == analysis.id  # the verdict just made
+    at.radio(key=f"history_label_outcome:{analysis.id}").set_value("machine-generated")
+    at.button(key="history_label_save").click().run()
+    assert_no_exception(at)
+    assert services.get_verdict(alice, analysis.id).outcome == "machine-generated"
+    # Told after the rerun the save causes, beside the form; once.
+    assert [m.value for m in at.success] == [
+        f"Saved: verdict #{analysis.id} (call\\_1\\.wav) really was machine-generated."
+    ]
+    assert not at.run().success
+    at.radio(key=f"history_label_outcome:{analysis.id}").set_value("unknown")
+    at.button(key="history_label_save").click().run()
+    assert [m.value for m in at.success] == [
+        f"Saved: verdict #{analysis.id} (call\\_1\\.wav) has no recorded outcome."
+    ]
+    assert services.get_verdict(alice, analysis.id).outcome is None
+
+
 @pytest.mark.parametrize(
     ("data", "limit", "message"),
     [
