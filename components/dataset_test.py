@@ -11,6 +11,8 @@ their ROC curves on one chart, with each model's full view below.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import streamlit as st
 
 from components import detection_charts, job_list, training_view, which_is_better
@@ -41,11 +43,14 @@ SHOWN_KEY = "eval_test_shown"  # the id of the test whose results are shown
 ENDED_WITH_RESULTS = ("succeeded", "cancelled", "failed")  # a failed test keeps the models done
 
 
-def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
-    """The form that queues a test, the list of the user's tests, and the results of one."""
+def render(
+    actor: Actor, model: ModelRecord, models: list[ModelRecord], owners: Mapping[int, str]
+) -> None:
+    """The form that queues a test, the list of the user's tests, and the results of one
+    (``owners``: the owner's user name by model id, for the models to test beside it)."""
     names = services.dataset_names(actor=actor)
     if names:
-        _form(actor, model, models, names)
+        _form(actor, model, models, owners, names)
     else:
         st.info(f"There is no built dataset to test on. {services.BUILD_HINT}")
     runs = services.list_evaluations(actor)[:SHOWN_TESTS]
@@ -62,7 +67,13 @@ def render(actor: Actor, model: ModelRecord, models: list[ModelRecord]) -> None:
     _results(actor, runs)
 
 
-def _form(actor: Actor, model: ModelRecord, models: list[ModelRecord], names: list[str]) -> None:
+def _form(
+    actor: Actor,
+    model: ModelRecord,
+    models: list[ModelRecord],
+    owners: Mapping[int, str],
+    names: list[str],
+) -> None:
     columns = st.columns([2, 3, 2])
     dataset = columns[0].selectbox(
         "Dataset", names, key="eval_test_dataset", help="any built dataset (see Datasets)"
@@ -88,7 +99,7 @@ def _form(actor: Actor, model: ModelRecord, models: list[ModelRecord], names: li
     extra = st.multiselect(
         "Also test",
         list(others),
-        format_func=lambda i: model_label(others[i], actor.user_id),
+        format_func=lambda i: model_label(others[i], actor.user_id, owners),
         max_selections=MAX_TESTED_MODELS - 1,
         key="eval_test_others",
         help="more models on the same items, side by side",

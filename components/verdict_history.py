@@ -6,6 +6,7 @@ with a note, and the outcomes show how each model has done on the user's own con
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
@@ -51,13 +52,17 @@ OUTCOME_FILTERS = {
 }
 
 
-def render(actor: Actor, models: list[ModelRecord]) -> None:
-    """The filters, the page of verdicts they select, paging and the CSV download."""
+def render(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]) -> None:
+    """The filters, the page of verdicts they select, paging and the CSV download.
+
+    Args:
+        owners: The owner's user name by model id, for the model filter.
+    """
     st.subheader("Verdict history")
     # A verdict just made on the page, for the form to pick: taken now, whatever is shown.
     picked = st.session_state.pop(PICK_IN_HISTORY, None)
     try:
-        where = _filters(actor, models)
+        where = _filters(actor, models, owners)
         total = services.count_analyses(actor, where)
     except FakeVoiceError as exc:
         st.error(str(exc))
@@ -239,7 +244,7 @@ def _field_performance(actor: Actor) -> None:
     )
 
 
-def _filters(actor: Actor, models: list[ModelRecord]) -> AnalysisFilter:
+def _filters(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]) -> AnalysisFilter:
     """The history's filter from its widgets (InvalidSpecError for a bad one)."""
     by_id = {m.id: m for m in models}
     left, middle, model_column, outcome_column, dates_column = st.columns([3, 3, 3, 2, 3])
@@ -255,7 +260,9 @@ def _filters(actor: Actor, models: list[ModelRecord]) -> AnalysisFilter:
     model_id = model_column.selectbox(
         "By model",
         [None, *by_id],
-        format_func=lambda i: "any model" if i is None else model_label(by_id[i], actor.user_id),
+        format_func=lambda i: (
+            "any model" if i is None else model_label(by_id[i], actor.user_id, owners)
+        ),
         key="history_model",
     )
     outcome = outcome_column.selectbox(

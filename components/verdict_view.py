@@ -53,11 +53,17 @@ class ModelView:
     input_kind: str
 
 
-def model_label(model: ModelRecord, user_id: int) -> str:
-    """``"resnet on demo · resnet18 · public"`` for pickers."""
+def model_label(model: ModelRecord, user_id: int, owners: Mapping[int, str]) -> str:
+    """``"resnet on demo · resnet18 · public"`` for pickers; another user's model names its owner
+    (``"... · shared by bob"``), as two people's public models may share a name.
+
+    Args:
+        owners: The owner's user name by model id (``profile.model_owners``).
+    """
     parts = [model.name, model.arch]
     if model.owner_id != user_id:
-        parts.append("shared")
+        owner = owners.get(model.id)
+        parts.append(f"shared by {owner}" if owner else "shared")
     elif model.is_public:
         parts.append("public")
     return " · ".join(parts)

@@ -10,6 +10,7 @@ user's history by the services; a dataset test is not a verdict and is not logge
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -44,7 +45,7 @@ from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.explain import Explanation, most_machine_like
 from fakevoice.inference import BONAFIDE, DEFAULT_THRESHOLD, decide
-from fakevoice.services import reports, uploads
+from fakevoice.services import profile, reports, uploads
 from fakevoice.services.fusion import fused_p_human
 from fakevoice.services.verdicts import ScoredClip
 from fakevoice.settings import get_settings
@@ -124,7 +125,9 @@ def _upload_model(actor: Actor) -> None:
         st.success(f"Model {model.name!r} ({model.arch}) is ready; it is selected below.")
 
 
-def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
+def _choose_model(
+    actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]
+) -> ModelRecord:
     by_id = {m.id: m for m in models}
     if st.session_state.get("eval_model") not in by_id:
         # Deleted (here, in another tab, the API) or no longer shared: say so, rather than
@@ -140,7 +143,7 @@ def _choose_model(actor: Actor, models: list[ModelRecord]) -> ModelRecord:
     chosen = st.selectbox(
         "Model",
         list(by_id),
-        format_func=lambda i: model_label(by_id[i], actor.user_id),
+        format_func=lambda i: model_label(by_id[i], actor.user_id, owners),
         key="eval_model",
         help="Your models and the public ones.",
     )
@@ -352,14 +355,18 @@ def _why(actor: Actor, model: ModelRecord, clip: Clip, scored: ScoredClip) -> Ex
 
 
 def _compare(
-    actor: Actor, models: list[ModelRecord], current: ModelRecord, threshold: float
+    actor: Actor,
+    models: list[ModelRecord],
+    owners: Mapping[int, str],
+    current: ModelRecord,
+    threshold: float,
 ) -> None:
     by_id = {m.id: m for m in models}
     chosen = st.multiselect(
         "Models to compare",
         list(by_id),
         default=[current.id],
-        format_func=lambda i: model_label(by_id[i], actor.user_id),
+        format_func=lambda i: model_label(by_id[i], actor.user_id, owners),
         max_selections=MAX_COMPARE,
         key="eval_compare_models",
     )
@@ -413,13 +420,14 @@ def main() -> None:
     _upload_model(actor)
     try:
         models = services.list_models(actor)
+        owners = profile.model_owners(models)  # yours and the public ones: whose is whose
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
     if not models:
         st.info("There is no model yet: train one on the Train page, or upload one above.")
     else:
-        model = _choose_model(actor, models)
+        model = _choose_model(actor, models, owners)
         threshold = st.slider(
             "Threshold",
             min_value=0.5,
@@ -435,10 +443,10 @@ def main() -> None:
         elif mode == MODES[1]:
             batch_scoring.render(actor, model, threshold)
         elif mode == MODES[2]:
-            _compare(actor, models, model, threshold)
+            _compare(actor, models, owners, model, threshold)
         else:
-            dataset_test.render(actor, model, models)
-    verdict_history.render(actor, models)
+            dataset_test.render(actor, model, models, owners)
+    verdict_history.render(actor, models, owners)
     verdict_history.check_report()
 
 

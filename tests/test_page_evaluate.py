@@ -713,7 +713,14 @@ def test_model_in_the_url_is_selected_and_private_models_of_others_are_not_found
         store.set_public(session, alice, second.id, True)
     at = evaluate_page(bob, {"model": str(second.id)})
     assert not at.error
-    assert at.selectbox(key="eval_model").options == ["second · specnet · shared"]
+    assert at.selectbox(key="eval_model").options == ["second · specnet · shared by alice"]
+    # Two people's public models of one name: the picker says whose is whose.
+    register_run_model(make_user("carol"), run_dir, "second", public=True)
+    at = evaluate_page(bob)
+    assert at.selectbox(key="eval_model").options == [
+        "second · specnet · shared by carol",  # newest first
+        "second · specnet · shared by alice",
+    ]
 
 
 def test_a_model_uploaded_on_the_page_is_selected(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,16 +132,33 @@ def public_models(owner: str | None = None) -> list[PublicModel]:
             for m in store.list_models(session, ANONYMOUS)
             if m.is_public and (owner_id is None or m.owner_id == owner_id)
         ]
-        names = {i: store.get_user(session, i).username for i in {m.owner_id for m in models}}
+        owners = _owner_names(session, models)
     return [
         PublicModel(
             model=m,
-            owner=names[m.owner_id],
+            owner=owners[m.id],
             eer=_figure(m.metrics, "eer"),
             accuracy=_figure(m.metrics, "accuracy"),
         )
         for m in models
+        if m.id in owners
     ]
+
+
+def model_owners(models: Sequence[ModelRecord]) -> dict[int, str]:
+    """The user name of each model's owner, by model id, to tell apart models of several people
+    where they are listed together (one's own and the public ones: a public model's owner is
+    named wherever it is listed). A model whose owner is gone meanwhile is left out."""
+    with store.session_scope(readonly=True) as session:
+        return _owner_names(session, models)
+
+
+def _owner_names(session: Session, models: Sequence[ModelRecord]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for owner_id in {m.owner_id for m in models}:
+        with contextlib.suppress(NotFoundError):
+            names[owner_id] = store.get_user(session, owner_id).username
+    return {m.id: names[m.owner_id] for m in models if m.owner_id in names}
 
 
 def public_user(username: str) -> UserRecord:
