@@ -17,7 +17,7 @@ import streamlit as st
 
 from components.user_text import plain
 from fakevoice.audio import load_audio
-from fakevoice.bundle_figures import REPORTED
+from fakevoice.bundle_figures import DROPPED, REPORTED
 from fakevoice.cautions import typicality_text
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FeatureSpec, remove_dc, render_image
@@ -84,7 +84,7 @@ def model_summary(model: ModelRecord) -> str:
         )
         + (f" on {items} items" if items else "")
         if isinstance(eer, int | float)
-        else _reported_figures(model.metrics.get(REPORTED))
+        else _reported_figures(model.metrics)
     )
     calibrated = model.metrics.get("calibration")
     probabilities = (
@@ -94,9 +94,12 @@ def model_summary(model: ModelRecord) -> str:
     return f"Classes: {classes} · {how_good} · {probabilities}."
 
 
-def _reported_figures(reported: object) -> str:
+def _reported_figures(metrics: Mapping[str, object]) -> str:
     """What a model uploaded without figures of this server's says of itself, if anything."""
+    reported = metrics.get(REPORTED)
     if not isinstance(reported, dict) or not isinstance(reported.get("eer"), int | float):
+        if DROPPED in metrics:
+            return "no validation figures (its bundle's failed their check and were not kept)"
         return "no validation figures"
     return (
         f"validation EER {reported['eer']:.1%} as its bundle reports (signed by another "

@@ -17,7 +17,10 @@ When a bundle is uploaded (:mod:`fakevoice.services.uploads`), :func:`read_figur
   model's classes). Whoever reads them compares the id with the key the sharing server publishes
   (``GET /v1/reports/key``, ``fakevoice report key``); the figures are never used as the model's;
 * changed since they were signed, unsigned, for another manifest or other weights, or malformed:
-  dropped (logged).
+  dropped, and why is kept as :data:`DROPPED` in the model's metrics, so that the upload answer,
+  the model card and ``fakevoice models show`` say it (:func:`dropped_figures_text`): a bundle
+  that claimed figures it cannot back is worth knowing of, for whoever shared it and whoever
+  relies on it.
 
 A signature says who measured the figures and that they are unchanged, not that they hold on
 other audio.
@@ -43,7 +46,10 @@ FIGURES_FILE = "validation.json"
 FIGURES_FORMAT = "fakevoice-validation/1"
 REPORTED = "reported_validation"
 """The key of a model's metrics that holds the figures another server's bundle reports."""
-_NOT_CARRIED = {"source", "calibration", REPORTED}
+DROPPED = "dropped_validation"
+"""The key of a model's metrics that says, in words, why the figures its bundle carried failed
+their check (:func:`dropped_figures_text` makes the sentence)."""
+_NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
 the calibration travels in the manifest (checked there)."""
 _RATES = ("eer", "auc", "accuracy", "macro_f1")
@@ -68,6 +74,18 @@ class BundleFigures:
     metrics: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class DroppedFigures:
+    """An uploaded bundle's figures that failed their check and are not kept.
+
+    Attributes:
+        reason: why, in words for the person who uploaded it (e.g. "they were changed after
+            they were signed").
+    """
+
+    reason: str
+
+
 def signed_figures(metrics: Mapping[str, Any], manifest: bytes, weights: bytes) -> bytes | None:
     """``validation.json`` for a bundle: the model's validation figures, bound to the bundle's
     ``manifest.json`` and ``model.safetensors`` bytes and signed; None when the model kept no
@@ -89,9 +107,9 @@ def signed_figures(metrics: Mapping[str, Any], manifest: bytes, weights: bytes) 
 
 def read_figures(
     raw: bytes, manifest: bytes, weights: bytes, class_names: Sequence[str]
-) -> BundleFigures | None:
-    """The figures of an uploaded bundle's ``validation.json``, sorted as the module says; None
-    when they are to be dropped (the reason is logged: the upload itself goes on).
+) -> BundleFigures | DroppedFigures:
+    """The figures of an uploaded bundle's ``validation.json``, sorted as the module says, or
+    why they are dropped (logged too: the upload itself goes on).
 
     Args:
         raw: ``validation.json``'s bytes; manifest, weights: the bundle's other two files.
@@ -100,16 +118,16 @@ def read_figures(
     try:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return _dropped("it is not JSON")
+        return _dropped("the file is not JSON")
     if not isinstance(document, dict) or document.get("format") != FIGURES_FORMAT:
-        return _dropped(f"it is not {FIGURES_FORMAT}")
+        return _dropped(f"the file is not in the {FIGURES_FORMAT} format")
     if document.get("manifest_sha256") != hashlib.sha256(manifest).hexdigest():
-        return _dropped("they belong to another manifest")
+        return _dropped("they were signed for another manifest than this bundle's")
     if document.get("weights_sha256") != hashlib.sha256(weights).hexdigest():
-        return _dropped("they belong to other weights")
+        return _dropped("they were signed for other weights than this bundle's")
     figures = document.get("figures")
     if not isinstance(figures, dict):
-        return _dropped("they hold no figures")
+        return _dropped("the file holds no figures")
     try:
         mine = signing.verify(document)
     except FakeVoiceError as exc:  # this server's key is unusable: the figures cannot be its own
@@ -117,17 +135,35 @@ def read_figures(
     else:
         if mine.valid and mine.key_id:
             return BundleFigures(True, mine.key_id, figures)
+    if not isinstance(document.get(signing.SIGNATURE_FIELD), dict):
+        return _dropped("they are not signed")
     try:
         key = signing.load_public_key(str(document.get("public_key", "")).encode())
     except FakeVoiceError:
-        return _dropped("they carry no usable public key")
+        return _dropped("they carry no usable public key to check their signature with")
     theirs = signing.verify(document, key)
     if not theirs.valid or theirs.key_id is None:
-        return _dropped(theirs.message)
+        logger.info("an uploaded bundle's figures: %s", theirs.message)
+        return _dropped(
+            "their signature does not fit them: they were changed after they were signed, or "
+            "the signature was"
+        )
     reported = _checked_subset(figures, class_names)
     if not isinstance(reported.get("eer"), float):
-        return _dropped("they hold no EER")
+        return _dropped("they hold no usable EER")
     return BundleFigures(False, theirs.key_id, {**reported, "key_id": theirs.key_id})
+
+
+def dropped_figures_text(metrics: Mapping[str, Any]) -> str | None:
+    """One sentence for a model whose bundle's figures failed their check (None for any other):
+    what the upload answer, the model card and ``fakevoice models show`` say of it."""
+    reason = metrics.get(DROPPED)
+    if not isinstance(reason, str):
+        return None
+    return (
+        f"Its bundle carried validation figures ({FIGURES_FILE}) that failed their check "
+        f"({reason}); they were not kept."
+    )
 
 
 def _checked_subset(figures: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
@@ -191,6 +227,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _dropped(reason: str) -> BundleFigures | None:
+def _dropped(reason: str) -> DroppedFigures:
     logger.info("dropping the validation figures of an uploaded bundle: %s", reason)
-    return None
+    return DroppedFigures(reason)

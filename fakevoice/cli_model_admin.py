@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fakevoice import services
-    from fakevoice.bundle_figures import REPORTED
+    from fakevoice.bundle_figures import REPORTED, dropped_figures_text
     from fakevoice.metrics.bootstrap import interval_words
     from fakevoice.metrics.calibration import calibration_line
     from fakevoice.services.model_files import has_fastai_export
@@ -87,6 +88,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"  validation EER {100 * reported['eer']:.2f} % as its bundle reports, signed by key "
             f"{reported.get('key_id')} (another server's): not measured here"
         )
+    elif (dropped := dropped_figures_text(metrics)) is not None:
+        print(f"  {dropped}")
     print(f"  probabilities {calibration_line(metrics.get('calibration'))}")
     files = ["safe bundle"] + (["fastai export"] if has_fastai_export(model) else [])
     print(f"  files: {', '.join(files)} (`fakevoice models export`)")
@@ -154,7 +157,7 @@ def _write_new(path: Path, data: bytes, *, overwrite: bool) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from fakevoice import services
-    from fakevoice.services.uploads import import_uploaded_model, is_export_of
+    from fakevoice.services.uploads import import_uploaded_model, is_export_of, upload_warning
     from fakevoice.settings import get_settings
 
     path: Path = args.file
@@ -174,8 +177,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     actor = services.cli_actor()
     model = import_uploaded_model(actor, args.name, path.name, data)
     known = is_export_of(model, data)
+    warning = upload_warning(model)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        print_json({**_row(model, actor.user_id), "stored": not known})
+        print_json({**_row(model, actor.user_id), "stored": not known, "warning": warning})
     elif known:
         print(f"{path} is the fastai export of model {model.id} '{model.name}': nothing stored")
     else:

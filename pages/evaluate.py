@@ -123,6 +123,8 @@ def _upload_model(actor: Actor) -> None:
             return
         st.session_state["eval_model"] = model.id
         st.success(f"Model {model.name!r} ({model.arch}) is ready; it is selected below.")
+        if (warning := uploads.upload_warning(model)) is not None:
+            st.warning(warning, icon=":material/warning:")
 
 
 def _choose_model(

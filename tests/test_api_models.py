@@ -8,6 +8,7 @@ export; bob has nothing of his own.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,8 +115,36 @@ def test_a_bundle_is_downloaded_by_those_who_may_use_it_and_uploaded_again(
     assert p_human(served, copy["id"], served.bob_token) == pytest.approx(
         p_human(served, served.public.id, served.bob_token), abs=1e-6
     )
+    assert copy["warning"] is None  # nothing left behind
     taken = upload(served, theirs.content, "bob's copy", served.bob_token)
     assert "already a model named" in assert_error(taken, 409, "conflict")
+
+
+def test_an_upload_whose_figures_fail_their_check_is_stored_with_a_warning(
+    served: Served,
+) -> None:
+    bundle = get(served, f"/v1/models/{served.public.id}/bundle", served.bob_token).content
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(bundle)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+        # Figures that claim another model's manifest: what a bundle edited by hand carries.
+        figures = {"format": "fakevoice-validation/1", "manifest_sha256": "0" * 64}
+        target.writestr("validation.json", json.dumps(figures))
+    created = upload(served, buffer.getvalue(), "hand-edited", served.bob_token)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    why = "they were signed for another manifest than this bundle's"
+    assert body["warning"] == (
+        f"Its bundle carried validation figures (validation.json) that failed their check "
+        f"({why}); they were not kept."
+    )
+    assert body["metrics"]["dropped_validation"] == why and "eer" not in body["metrics"]
+    # The model keeps it: read again, and on its card.
+    again = get(served, f"/v1/models/{body['id']}", served.bob_token).json()
+    assert again["metrics"]["dropped_validation"] == why
+    card = get(served, f"/v1/models/{body['id']}/card", served.bob_token).text
+    assert body["warning"] in card
 
 
 def test_the_fastai_export_is_downloaded_and_known_again(served: Served) -> None:

@@ -21,9 +21,16 @@ from test_uploads import make_user, register_run_model
 
 from components.verdict_view import model_summary
 from fakevoice import signing
-from fakevoice.bundle_figures import FIGURES_FILE, REPORTED, read_figures, signed_figures
+from fakevoice.bundle_figures import (
+    DROPPED,
+    FIGURES_FILE,
+    REPORTED,
+    DroppedFigures,
+    read_figures,
+    signed_figures,
+)
 from fakevoice.services import model_files
-from fakevoice.services.uploads import import_uploaded_model
+from fakevoice.services.uploads import import_uploaded_model, upload_warning
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, ModelRecord
 
@@ -148,6 +155,19 @@ def test_changed_figures_or_a_changed_manifest_lose_the_figures(
         alice, "flattered", "f.zip", rezip({**files, FIGURES_FILE: json.dumps(flattered).encode()})
     )
     assert "eer" not in tampered.metrics and REPORTED not in tampered.metrics
+    # The upload succeeds, and says what became of the figures, as the model does from then on.
+    changed = (
+        "Its bundle carried validation figures (validation.json) that failed their check (their "
+        "signature does not fit them: they were changed after they were signed, or the signature "
+        "was); they were not kept."
+    )
+    assert upload_warning(tampered) == changed
+    card = model_files.model_card(alice, tampered.id).data.decode()
+    assert f"No validation figures were kept with this model. {changed}" in card
+    assert model_summary(tampered).endswith(
+        "no validation figures (its bundle's failed their check and were not kept) · "
+        "probabilities uncalibrated."
+    )
 
     manifest = json.loads(files["manifest.json"])
     manifest["feature_spec"]["colormap"] = "gray"  # another model's input, the same weights
@@ -158,11 +178,17 @@ def test_changed_figures_or_a_changed_manifest_lose_the_figures(
         rezip({**files, "manifest.json": json.dumps(manifest).encode()}),
     )
     assert "eer" not in other_input.metrics and REPORTED not in other_input.metrics
+    assert (
+        other_input.metrics[DROPPED] == "they were signed for another manifest than this bundle's"
+    )
 
     # A bundle without figures (as every bundle was before) is stored as it always was.
     plain = {k: v for k, v in files.items() if k != FIGURES_FILE}
     old_style = import_uploaded_model(alice, "old style", "p.zip", rezip(plain))
     assert "eer" not in old_style.metrics and REPORTED not in old_style.metrics
+    assert DROPPED not in old_style.metrics and upload_warning(old_style) is None
+    assert "failed their check" not in model_files.model_card(alice, old_style.id).data.decode()
+    assert upload_warning(original) is None
     assert original.metrics["eer"] is not None
 
 
@@ -190,7 +216,7 @@ def test_another_servers_figures_are_checked_before_they_are_shown(
     another_server(monkeypatch, tmp_path / "our-server")
 
     found = read_figures(raw, manifest, weights, classes)
-    assert found is not None and not found.own
+    assert not isinstance(found, DroppedFigures) and not found.own
     assert found.metrics == {
         "eer": 0.1,
         "generator_eer": {machine: 0.2},
@@ -200,9 +226,20 @@ def test_another_servers_figures_are_checked_before_they_are_shown(
     # Their public key swapped for ours (to pass as this server's figures): no signature fits.
     forged = json.loads(raw)
     forged["public_key"] = signing.public_key_pem()
-    assert read_figures(json.dumps(forged).encode(), manifest, weights, classes) is None
-    assert read_figures(raw, manifest, weights[:-1] + b"\0", classes) is None
-    assert read_figures(b"\xff not json", manifest, weights, classes) is None
+    assert read_figures(json.dumps(forged).encode(), manifest, weights, classes) == DroppedFigures(
+        "their signature does not fit them: they were changed after they were signed, or the "
+        "signature was"
+    )
+    assert read_figures(raw, manifest, weights[:-1] + b"\0", classes) == DroppedFigures(
+        "they were signed for other weights than this bundle's"
+    )
+    assert read_figures(b"\xff not json", manifest, weights, classes) == DroppedFigures(
+        "the file is not JSON"
+    )
+    unsigned = {k: v for k, v in json.loads(raw).items() if k != "signature"}
+    assert read_figures(json.dumps(unsigned).encode(), manifest, weights, classes) == (
+        DroppedFigures("they are not signed")
+    )
 
 
 def test_a_model_without_figures_of_its_own_signs_none(run_dir: Path) -> None:
@@ -232,3 +269,33 @@ def test_the_cli_says_whose_figures_they_are(
         f"validation EER {100 * original.metrics['eer']:.2f} % as its bundle reports, signed by "
         f"key {their_key} (another server's): not measured here"
     ) in shown.stdout
+
+
+def test_the_cli_says_when_a_bundles_figures_failed_their_check(
+    alice: Actor,
+    exported: tuple[ModelRecord, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, data = exported
+    files = bundle_files(data)
+    (tmp_path / "unsigned.zip").write_bytes(
+        rezip({**files, FIGURES_FILE: json.dumps({"figures": {"eer": 0.01}}).encode()})
+    )
+    why = (
+        "Its bundle carried validation figures (validation.json) that failed their check (the "
+        "file is not in the fakevoice-validation/1 format); they were not kept."
+    )
+    done = run_in_process(
+        capsys, "models", "import", str(tmp_path / "unsigned.zip"), "--name", "u", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["warning"] == why
+    assert f"warning: {why}" in done.stderr
+    shown = run_in_process(capsys, "models", "show", "u")
+    assert shown.returncode == 0, shown.stderr
+    assert f"  {why}" in shown.stdout.splitlines()
+    # A bundle whose figures are kept stores without a word of warning.
+    (tmp_path / "good.zip").write_bytes(data)
+    good = run_in_process(capsys, "models", "import", str(tmp_path / "good.zip"), "--name", "g")
+    assert good.returncode == 0 and "warning" not in good.stderr, good.stderr

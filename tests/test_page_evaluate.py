@@ -733,9 +733,36 @@ def test_a_model_uploaded_on_the_page_is_selected(
     at.button(key="eval_model_import").click().run()
     assert_no_exception(at)
     assert any("'my-bundle'" in success.value for success in at.success)
+    assert not at.warning  # a bundle without figures: nothing failed a check
     new = at.selectbox(key="eval_model").value
     assert new != specnet.id
     assert services.get_model(alice, new).name == "my-bundle"
+
+
+def test_a_bundle_whose_figures_fail_their_check_is_stored_with_a_warning(
+    alice: Actor, specnet: ModelRecord, run_dir: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in ("model.safetensors", "manifest.json"):
+            archive.write(run_dir / name, name)
+        archive.writestr("validation.json", b"\xff not json")
+    at = evaluate_page(alice)
+    at.file_uploader(key="eval_model_upload").set_value(
+        ("edited.zip", buffer.getvalue(), "application/zip")
+    ).run()
+    at.button(key="eval_model_import").click().run()
+    assert_no_exception(at)
+    assert any("Model 'edited' (specnet) is ready" in success.value for success in at.success)
+    assert [w.value for w in at.warning] == [
+        "Its bundle carried validation figures (validation.json) that failed their check (the "
+        "file is not JSON); they were not kept."
+    ]
+    new = services.get_model(alice, at.selectbox(key="eval_model").value)
+    assert new.name == "edited" and "eer" not in new.metrics
+    (summary,) = [c.value for c in at.caption if c.value.startswith("Classes: ")]
+    assert "no validation figures (its bundle's failed their check and were not kept)" in summary
+    assert not at.run().warning  # said at the upload; the model's line and card keep it
 
 
 def test_a_foreign_pickle_uploaded_on_the_page_is_refused_unopened(

@@ -23,7 +23,7 @@ from fakevoice.api.schemas import ModelOut
 from fakevoice.errors import InvalidSpecError
 from fakevoice.services import model_files, profile
 from fakevoice.services.model_files import ModelFile
-from fakevoice.services.uploads import import_uploaded_model, is_export_of
+from fakevoice.services.uploads import import_uploaded_model, is_export_of, upload_warning
 from fakevoice.settings import Settings
 
 ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -39,6 +39,18 @@ class ModelChange(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     public: bool | None = Field(
         default=None, description="true: everyone may use and download it; false: only you"
+    )
+
+
+class UploadedModel(ModelOut):
+    """The stored model, and a warning when part of the upload was not kept."""
+
+    warning: str | None = Field(
+        default=None,
+        description="e.g. that the bundle's validation figures (validation.json) failed their "
+        "check (changed after they were signed, unsigned, for another manifest or other "
+        "weights) and were not kept; the model is stored either way (its metrics say why, "
+        "under `dropped_validation`)",
     )
 
 
@@ -105,7 +117,9 @@ def build_model_router(settings: Settings) -> APIRouter:
         summary="Store an uploaded model",
         status_code=201,
         max_body_size=model_body_limit(settings),
-        responses={200: {"model": ModelOut, "description": "a fastai export of a known model"}},
+        responses={
+            200: {"model": UploadedModel, "description": "a fastai export of a known model"}
+        },
     )
     async def upload(
         file: Annotated[
@@ -120,11 +134,12 @@ def build_model_router(settings: Settings) -> APIRouter:
         ],
         caller: FullAccessDep,
         response: Response,
-    ) -> ModelOut:
+    ) -> UploadedModel:
         """The kind is read from the content, never from the name. A bundle's manifest is
         checked and its weights load strictly into the architecture it names; a checkpoint is
         read as tensors only; a `.pkl` is never unpickled: when it is the export of a model you
-        may use, that model is answered (200) and nothing new is stored."""
+        may use, that model is answered (200) and nothing new is stored. A bundle's
+        `validation.json` that fails its check is not kept, and `warning` says so."""
         data = await read_upload(file, upload_limit)
         actor = caller.actor
         model = await anyio.to_thread.run_sync(
@@ -132,7 +147,8 @@ def build_model_router(settings: Settings) -> APIRouter:
         )
         if is_export_of(model, data):
             response.status_code = 200
-        return ModelOut.of(model, actor.user_id)
+        stored = ModelOut.of(model, actor.user_id)
+        return UploadedModel(**stored.model_dump(), warning=upload_warning(model))
 
     @router.patch("/v1/models/{model_id}", tags=["models"], summary="Share or rename your model")
     def change(model_id: ModelId, body: ModelChange, caller: FullAccessDep) -> ModelOut:

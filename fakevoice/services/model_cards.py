@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fakevoice.bundle_figures import REPORTED
+from fakevoice.bundle_figures import REPORTED, dropped_figures_text
 from fakevoice.cautions import ERRING_MODEL_EER, WEAK_MODEL_EER
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label, noise_sort_key
@@ -156,7 +156,10 @@ def _validation_lines(metrics: Mapping[str, Any]) -> list[str]:
         return _figure_lines(metrics, metrics.get("calibration"))
     reported = metrics.get(REPORTED)
     if not isinstance(reported, dict):
-        return ["No validation figures were kept with this model."]
+        dropped = dropped_figures_text(metrics)
+        return [
+            "No validation figures were kept with this model." + (f" {dropped}" if dropped else "")
+        ]
     return [
         "No validation figures of its own here. The bundle it was uploaded from reports these, "
         f"signed by key {code_span(reported.get('key_id'))}, another server's: they were not "

@@ -6,7 +6,8 @@ The kind of an upload is read from its content, never from its name:
   bundle: the manifest is validated, the weights are loaded strictly into the architecture it
   names, and the bundle is stored under ``<data dir>/models/<uuid>``; its signed validation
   figures (``validation.json``, when present) are sorted by who signed them
-  (:mod:`fakevoice.bundle_figures`);
+  (:mod:`fakevoice.bundle_figures`); figures that fail their check are not kept, and
+  :func:`upload_warning` tells the uploader so;
 * a PyTorch checkpoint (torch's zip format or its legacy pickle format) is offered to
   :func:`~fakevoice.services.verdicts.import_aasist`, which reads tensors only;
 * any other file (a fastai ``.pkl`` included) is never unpickled: when its sha256 is the
@@ -31,7 +32,14 @@ from fakevoice.artefacts import (
     BUNDLE_WEIGHTS,
     MANIFEST_FORMAT,
 )
-from fakevoice.bundle_figures import FIGURES_FILE, REPORTED, read_figures
+from fakevoice.bundle_figures import (
+    DROPPED,
+    FIGURES_FILE,
+    REPORTED,
+    BundleFigures,
+    dropped_figures_text,
+    read_figures,
+)
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO, valid_fingerprints
 from fakevoice.decoding import size_text
 from fakevoice.errors import (
@@ -117,6 +125,13 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
     raise ModelFileError(f"This file is not a model file. {ACCEPTED}")
 
 
+def upload_warning(model: ModelRecord) -> str | None:
+    """What the person who uploaded ``model`` should know although the upload succeeded: that
+    the validation figures its bundle carried failed their check and were not kept (None when
+    there is nothing to say). The page shows it, the API answers it, the CLI prints it."""
+    return dropped_figures_text(model.metrics)
+
+
 def is_export_of(model: ModelRecord, data: bytes) -> bool:
     """Whether ``data`` is ``model``'s fastai export: an upload of it stores nothing new and
     :func:`import_uploaded_model` answers the model itself."""
@@ -171,10 +186,12 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
         if figures_bytes is not None
         else None
     )
-    if figures is not None and figures.own:
+    if isinstance(figures, BundleFigures) and figures.own:
         metrics.update(figures.metrics)  # this server measured them, for this very model
-    elif figures is not None:
+    elif isinstance(figures, BundleFigures):
         metrics[REPORTED] = figures.metrics
+    elif figures is not None:
+        metrics[DROPPED] = figures.reason
     metrics["source"] = manifest["source"]
     if "calibration" in manifest:
         metrics["calibration"] = manifest["calibration"]
