@@ -15,7 +15,10 @@ sentence for the person reading the verdict; the verdict itself is unchanged.
 * **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
 
 :func:`model_cautions` adds what the model's own figures say: a model whose validation EER is
-near chance gives confident-looking probabilities that mean little on any clip. And
+near chance gives confident-looking probabilities that mean little on any clip; a model with no
+validation EER of its own that was neither trained nor tested here (uploaded without figures,
+its figures dropped or only reported by another server's bundle, an imported checkpoint) errs
+at a rate nobody here knows. And
 :func:`familiarity_cautions` what the model's features say of the clip: one that lies further
 from every class than nearly all of its validation clips is unlike the audio it learned from (a
 language, line, room or generator it never met), whatever the checks of the file found.
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fakevoice.bundle_figures import REPORTED
 from fakevoice.metrics.familiarity import UNFAMILIAR
 from fakevoice.spectral import power_spectrogram
 
@@ -46,6 +50,10 @@ MIN_SOUND_SECONDS = 1.0
 MAX_BACKGROUND_SHARE = 0.5
 """A clip with less sound than :data:`MIN_SOUND_SECONDS` is named only when it is mostly
 background: a short clip of steady speech is the "short" caution's business."""
+MEASURE_HINT = "Test on a dataset (on the Evaluate page, or fakevoice evaluate --queue)"
+"""Where a model is measured so that the measure is kept: a test of models on a dataset, as a
+background job whose results stay listed (``fakevoice evaluate`` without ``--queue`` keeps
+none)."""
 WEAK_MODEL_EER = 0.4
 """A validation EER at least this high: the model is little better than chance (0.5)."""
 ERRING_MODEL_EER = 0.2
@@ -107,11 +115,20 @@ def verdict_cautions(
     return cautions
 
 
-def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
+def model_cautions(metrics: Mapping[str, Any], *, measured_here: bool = False) -> list[str]:
     """A sentence when the model's own validation figures (``metrics.json``, kept in the store)
-    say its verdicts mean little; empty for a model without figures or a good one."""
+    say its verdicts mean little, or when it has none and was not measured here; empty for a
+    good model.
+
+    Args:
+        metrics: the model's metrics as the store keeps them (``eer``: its own validation EER).
+        measured_here: the model was trained here or tested on a dataset here, so its error
+            rate is known although it keeps no validation EER.
+    """
     eer = metrics.get("eer")
-    if not isinstance(eer, int | float) or eer < ERRING_MODEL_EER:
+    if not isinstance(eer, int | float):
+        return [] if measured_here else [_unmeasured(metrics.get(REPORTED))]
+    if eer < ERRING_MODEL_EER:
         return []
     items = metrics.get("valid_items")
     on = f" on {items} items" if isinstance(items, int) else ""
@@ -128,6 +145,24 @@ def model_cautions(metrics: Mapping[str, Any]) -> list[str]:
         "data it tells human from machine speech little better than chance (50 %). Do not "
         "rely on its verdict."
     ]
+
+
+def _unmeasured(reported: object) -> str:
+    """The caution for a model whose error rate nobody measured here."""
+    if isinstance(reported, Mapping) and isinstance(reported.get("eer"), int | float):
+        what = (
+            "This model's error rate was not measured on this server: the validation EER of "
+            f"{reported['eer']:.1%} that its bundle reports was measured and signed by another "
+            "server"
+        )
+    else:
+        what = (
+            "This model's error rate is unknown: it has no validation EER measured on this server"
+        )
+    return (
+        f"{what}, and you have not tested it on a dataset here. Weigh its verdict as an "
+        f"unmeasured hint; {MEASURE_HINT} measures it."
+    )
 
 
 def typicality_text(typicality: float) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from test_cli_workflow import run_in_process
-from test_uploads import make_user, register_run_model
+from test_uploads import make_user, register_run_model, wav_bytes
 
 from components.verdict_view import model_summary
 from fakevoice import signing
@@ -295,6 +295,14 @@ def test_the_cli_says_when_a_bundles_figures_failed_their_check(
     shown = run_in_process(capsys, "models", "show", "u")
     assert shown.returncode == 0, shown.stderr
     assert f"  {why}" in shown.stdout.splitlines()
+    # Its verdicts say that nobody measured it here.
+    (tmp_path / "clip.wav").write_bytes(wav_bytes(2.0, seed=1))
+    judged = run_in_process(capsys, "predict", "--model", "u", str(tmp_path / "clip.wav"))
+    assert judged.returncode == 0, judged.stderr
+    assert (
+        "  caution: This model's error rate is unknown: it has no validation EER measured on "
+        "this server, and you have not tested it on a dataset here."
+    ) in judged.stdout
     # A bundle whose figures are kept stores without a word of warning.
     (tmp_path / "good.zip").write_bytes(data)
     good = run_in_process(capsys, "models", "import", str(tmp_path / "good.zip"), "--name", "g")

@@ -139,7 +139,8 @@ def test_a_short_clip_of_speech_with_pauses_is_not_called_background() -> None:
 
 
 def test_a_model_near_chance_on_its_own_validation_data_is_named() -> None:
-    assert model_cautions({}) == [] and model_cautions({"eer": None}) == []
+    assert model_cautions({}, measured_here=True) == []
+    assert model_cautions({"eer": None}, measured_here=True) == []
     assert model_cautions({"eer": 0.12, "valid_items": 400}) == []
     (caution,) = model_cautions({"eer": 0.5, "valid_items": 18})
     assert caution.startswith("This model's own validation EER is 50.0% on 18 items")
@@ -152,6 +153,29 @@ def test_a_model_near_chance_on_its_own_validation_data_is_named() -> None:
     # The EER as the model's line above the verdict gives it, to a tenth of a point.
     (weak,) = model_cautions({"eer": 0.4583, "valid_items": 16})
     assert weak.startswith("This model's own validation EER is 45.8% on 16 items")
+
+
+def test_a_model_nobody_measured_here_is_named() -> None:
+    unknown = (
+        "This model's error rate is unknown: it has no validation EER measured on this server, "
+        "and you have not tested it on a dataset here. Weigh its verdict as an unmeasured hint; "
+        "Test on a dataset (on the Evaluate page, or fakevoice evaluate --queue) measures it."
+    )
+    assert model_cautions({}) == [unknown]
+    assert model_cautions({"eer": None, "source": "uploaded bundle (x.zip)"}) == [unknown]
+    assert model_cautions({"dropped_validation": "the file is not JSON"}) == [unknown]
+    # Figures another server's bundle reports are not this server's measure either.
+    assert model_cautions({"reported_validation": {"eer": 0.0412, "key_id": "0" * 16}}) == [
+        "This model's error rate was not measured on this server: the validation EER of 4.1% "
+        "that its bundle reports was measured and signed by another server, and you have not "
+        "tested it on a dataset here. Weigh its verdict as an unmeasured hint; Test on a dataset "
+        "(on the Evaluate page, or fakevoice evaluate --queue) measures it."
+    ]
+    # Trained or tested here: measured, though no EER is kept with it.
+    assert model_cautions({"reported_validation": {"eer": 0.04}}, measured_here=True) == []
+    # A model with its own EER is judged by it, whoever measured it.
+    assert model_cautions({"eer": 0.05}) == []
+    assert model_cautions({"eer": 0.05}, measured_here=True) == []
 
 
 def test_a_verdict_of_a_weak_model_carries_and_logs_the_caution(

@@ -217,3 +217,63 @@ def test_a_model_a_queued_test_uses_is_not_deleted_until_the_test_is_stopped(
     services.stop_evaluation(owner, run.id)
     profile.delete_model(owner, model.id)
     assert not Path(model.path).exists()
+
+
+def test_a_verdict_says_the_error_rate_is_unknown_until_the_model_is_tested_here(
+    workbench: dict[str, str], owner: Actor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_training import make_tiny_dataset
+    from test_uploads import wav_bytes
+
+    from fakevoice.settings import get_settings
+
+    def unknown_quality(actor: Actor, model: ModelRecord) -> list[str]:
+        scored = services.score_clip(actor, model.id, wav_bytes(2.0, seed=3), file_name="c.wav")
+        assert scored.analysis.cautions == scored.verdict.cautions  # kept in the history too
+        return [c for c in scored.verdict.cautions if c.startswith("This model's error rate")]
+
+    # An uploaded bundle without figures: nobody here knows how often it errs.
+    bundle = bundle_zip(trained_run_dir(tmp_path_factory))
+    model = uploads.import_uploaded_model(owner, "shared with me", "bundle.zip", bundle)
+    (caution,) = unknown_quality(owner, model)
+    assert "it has no validation EER measured on this server" in caution
+    assert "Test on a dataset (on the Evaluate page, or fakevoice evaluate --queue)" in caution
+
+    # Tested on a dataset it was not trained on: measured, no caution.
+    other = "fresh"
+    make_tiny_dataset(
+        get_settings().dataset_dir / other, speakers=("new_a", "new_b"), first_seed=50_000
+    )
+    run = services.submit_evaluation(owner, [model.id], other, "all", limit=20)
+    assert unknown_quality(owner, model) == [caution]  # queued is not measured
+    assert run_queued_jobs() == ["succeeded"]
+    assert unknown_quality(owner, model) == []
+    # A copy calibrated on that test scores as the model it copies: measured as well.
+    copy = services.calibrate_on_test(owner, run.id, model.id, "calibrated")
+    assert unknown_quality(owner, copy) == []
+    # Someone else using it has not measured it (the owner's test is the owner's to see).
+    profile.set_model_public(owner, model.id, True)
+    assert unknown_quality(make_user("reader"), model) == [caution]
+    # A cleared test measures nothing any more.
+    services.clear_evaluation(owner, run.id)
+    assert unknown_quality(owner, model) == [caution]
+    assert unknown_quality(owner, copy) == [caution]
+
+    # Trained here: measured on its run's validation split, with or without an EER kept.
+    with store.session_scope() as session:
+        training = store.create_run(session, owner, "a training run", {"epochs": 1})
+        trained = store.add_model(
+            session,
+            owner,
+            name="trained here",
+            arch=model.arch,
+            class_names=model.class_names,
+            sample_rate=model.sample_rate,
+            clip_samples=model.clip_samples,
+            path=model.path,
+            files=model.files,
+            feature_spec=model.feature_spec,
+            metrics={"eer": None},
+            run_id=training.id,
+        )
+    assert unknown_quality(owner, trained) == []

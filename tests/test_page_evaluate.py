@@ -152,7 +152,13 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
     for name, probability in expected.probabilities.items():
         assert analysis.probabilities[name] == pytest.approx(probability, abs=1e-5)
     assert verdicts_shown(at) == [expected.label] == [analysis.verdict]
-    assert expected.cautions == [] and not at.warning  # nothing about this clip to warn of
+    assert expected.cautions == []  # nothing about this clip to warn of, but of the model:
+    (unmeasured,) = [w.value for w in at.warning]
+    assert unmeasured.startswith(
+        "This model's error rate is unknown: it has no validation EER measured on this "
+        "server, and you have not tested it on a dataset here."
+    )
+    assert analysis.cautions == [unmeasured]
     assert len(at.get("audio")) == 1
     # Class probabilities and the per-window timeline; the history's form shows the timeline too.
     assert len(charts(at)) == 3
@@ -219,9 +225,11 @@ def test_a_telephone_clip_gets_its_verdict_with_a_caution(
     at = upload_clip(evaluate_page(alice), "phone call.wav", buffer.getvalue())
     assert_no_exception(at)
     assert len(verdicts_shown(at)) == 1
-    (warning,) = [w.value for w in at.warning]
+    warning, unmeasured = [w.value for w in at.warning]
     assert warning.startswith("The file was recorded at 8 kHz, so it holds nothing above 4 kHz")
-    assert list(at.dataframe[-1].value["cautions"]) == [warning]  # and in the history
+    assert unmeasured.startswith("This model's error rate is unknown")
+    # and in the history
+    assert list(at.dataframe[-1].value["cautions"]) == [f"{warning} {unmeasured}"]
 
 
 def test_a_browser_recording_gets_a_verdict(alice: Actor, specnet: ModelRecord) -> None:

@@ -23,7 +23,13 @@ from fakevoice.store.records import Actor
 @pytest.fixture
 def scored(isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
     alice = make_user("alice")
-    model = register_run_model(alice, trained_run_dir(tmp_path_factory), name="bank | `model`")
+    # Measured (its own validation EER, a good one): no caution about the model itself.
+    model = register_run_model(
+        alice,
+        trained_run_dir(tmp_path_factory),
+        name="bank | `model`",
+        metrics={"eer": 0.05, "valid_items": 60},
+    )
     clip = wav_bytes(3.0, seed=11)
     result = services.score_clip(alice, model.id, clip, file_name="call\n| 1.wav", threshold=0.6)
     return result, hashlib.sha256(clip).hexdigest()
@@ -94,11 +100,12 @@ def test_cautions_are_in_both_reports(
     sf.write(buffer, speechlike(3.0, 8000), 8000, format="WAV", subtype="PCM_16")
     result = services.score_clip(alice, model.id, buffer.getvalue(), file_name="call.wav")
     report = reports.verdict_report(result)
-    (caution,) = report["verdict"]["cautions"]
+    caution, unmeasured = report["verdict"]["cautions"]
     assert caution.startswith("The file was recorded at 8 kHz")
+    assert unmeasured.startswith("This model's error rate is unknown")  # no figures of its own
     assert report["verdict"]["cautions"] == result.verdict.cautions
     text = reports.report_markdown(report)
-    assert f"## Cautions\n\n- {caution}\n" in text
+    assert f"## Cautions\n\n- {caution}\n- {unmeasured}\n" in text
 
 
 def test_an_explanation_asked_for_goes_into_both_reports(scored: tuple) -> None:

@@ -25,7 +25,12 @@ from fakevoice.metrics.calibration import (
 )
 from fakevoice.services.evaluation import DatasetEvaluation
 from fakevoice.services.evaluation_jobs import evaluation_results
-from fakevoice.services.verdicts import detector_for, get_model, store_bundle_as_model
+from fakevoice.services.verdicts import (
+    CALIBRATED_FROM,
+    detector_for,
+    get_model,
+    store_bundle_as_model,
+)
 from fakevoice.store.records import Actor, ModelRecord
 
 logger = logging.getLogger(__name__)
@@ -116,7 +121,8 @@ def calibrated_copy(
     }
     source = f"{model.name} (model {model.id}) calibrated on {dataset}"
     manifest = {**detector.manifest, "calibration": kept, "source": source}
-    metrics = {**model.metrics, "calibration": kept, "source": source}
+    # The copy's error rate is the tested model's, measured by the test it was fitted on.
+    metrics = {**model.metrics, "calibration": kept, "source": source, CALIBRATED_FROM: model.id}
     new_name = name.strip() if name and name.strip() else f"{model.name} on {dataset}"
     copy = store_bundle_as_model(actor, new_name, detector.model, manifest, metrics=metrics)
     logger.info(

@@ -184,6 +184,18 @@ def models_done(run: RunRecord) -> int:
     return sum(result_files(folder, index)[0].is_file() for index in range(count))
 
 
+def tested_model_ids(actor: Actor) -> set[int]:
+    """The models with a result in one of the actor's tests (a stopped test's finished models
+    count; a cleared test's do not)."""
+    tested = set()
+    for run in list_evaluations(actor):
+        folder = results_dir(run.id)
+        for index, model_id in enumerate(run.spec.get("models", [])):
+            if isinstance(model_id, int) and result_files(folder, index)[0].is_file():
+                tested.add(model_id)
+    return tested
+
+
 def stop_evaluation(actor: Actor, run_id: int) -> RunRecord:
     """Stop a queued or running test (within a second); the models already done keep their
     results."""

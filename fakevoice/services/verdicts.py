@@ -25,6 +25,9 @@ from fakevoice.inference import DEFAULT_THRESHOLD, DETECTORS, Detector, Verdict
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, AnalysisRecord, AnalysisSource, ModelRecord
 
+CALIBRATED_FROM = "calibrated_from"
+"""The key of a calibrated copy's metrics that names the model whose test it was fitted on."""
+
 
 @dataclass(frozen=True)
 class ScoredClip:
@@ -153,7 +156,7 @@ def score_clip(
     else:
         digest = sha256_file(source)
     verdict = detector.predict(audio, threshold)
-    if weak := model_cautions(model.metrics):
+    if weak := model_cautions(model.metrics, measured_here=measured_here(actor, model)):
         verdict = replace(verdict, cautions=[*verdict.cautions, *weak])
     with store.session_scope() as session:
         analysis = store.add_analysis(
@@ -173,6 +176,18 @@ def score_clip(
             typicality=verdict.typicality,
         )
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
+
+
+def measured_here(actor: Actor, model: ModelRecord) -> bool:
+    """Whether the model's error rate was measured on this server, as far as the actor can see:
+    it keeps a validation EER of its own, was trained here, or has a result in one of the
+    actor's tests on a dataset (or the model it is a calibrated copy of has)."""
+    if isinstance(model.metrics.get("eer"), int | float) or model.run_id is not None:
+        return True
+    from fakevoice.services.evaluation_jobs import tested_model_ids
+
+    tested = tested_model_ids(actor)
+    return model.id in tested or model.metrics.get(CALIBRATED_FROM) in tested
 
 
 def models_dir() -> Path:
