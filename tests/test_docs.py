@@ -190,6 +190,9 @@ def resolve(command: str) -> tuple[argparse.ArgumentParser, list[str]]:
     while words:
         choices = subparsers(parser)
         word = words[0].strip("[]")
+        if word in parser._option_string_actions and choices:
+            words = words[1:]  # an option before the subcommand: `fakevoice -v worker`
+            continue
         alternatives = word.split("|")
         if not choices or not all(a in choices for a in alternatives):
             break
@@ -224,32 +227,61 @@ def test_every_documented_command_parses_with_its_flags() -> None:
 # --- the HTTP API -----------------------------------------------------------------------------
 
 
-def api_routes() -> set[tuple[str, str]]:
+def api_routes() -> dict[tuple[str, str], set[str]]:
+    """(method, path with ``{}`` for each parameter) -> the query parameters of that route."""
     from fakevoice.api.app import create_app
 
     app = create_app()
     routes = {
-        (method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops
+        (method.upper(), re.sub(r"\{[^}]*\}", "{}", path)): {
+            p["name"] for p in op.get("parameters", []) if p["in"] == "query"
+        }
+        for path, ops in app.openapi()["paths"].items()
+        for method, op in ops.items()
     }
-    routes |= {("GET", path) for path in ("/docs", "/redoc", "/openapi.json")}
-    return {(method, re.sub(r"\{[^}]*\}", "{}", path)) for method, path in routes}
+    routes |= {("GET", path): set() for path in ("/docs", "/redoc", "/openapi.json")}
+    return routes
 
 
-def documented_routes() -> Iterator[tuple[str, str, str]]:
-    """(doc, method, path) for each ``METHOD /path`` the docs write (``|`` alternatives of the
-    last part, e.g. ``/v1/models/{id}/bundle|card``, each)."""
-    pattern = rf"\b({'|'.join(METHODS)})\s+(/[\w{{}}/.|\\-]*)"
+def documented_routes() -> Iterator[tuple[str, str, str, list[str]]]:
+    """(doc, method, path, query parameters) for each ``METHOD /path?a=..`` the docs write
+    (``|`` alternatives of the last part, e.g. ``/v1/models/{id}/bundle|card``, each)."""
+    pattern = rf"\b({'|'.join(METHODS)})\s+(/[\w{{}}/.|\\-]*)(\[?\?[^\s`]*)?"
     for path in DOCS:
-        for method, route in re.findall(pattern, doc_text(path)):
+        for method, route, query in re.findall(pattern, doc_text(path)):
             route = route.replace("\\|", "|").rstrip(".")
             head, _, last = route.rpartition("/")
+            names = re.findall(r"[?&](\w+)=", query)
             for part in last.split("|"):
-                yield path.name, method, re.sub(r"\{[^}]*\}", "{}", f"{head}/{part}")
+                yield path.name, method, re.sub(r"\{[^}]*\}", "{}", f"{head}/{part}"), names
 
 
-def test_every_documented_route_exists() -> None:
+def test_every_documented_route_exists_with_its_query_parameters() -> None:
     routes = api_routes()
     found = list(documented_routes())
     assert len(found) >= 40
-    for doc, method, route in found:
+    assert any(names for *_, names in found)  # `GET /v1/runs?kind=train&...` read whole
+    for doc, method, route, names in found:
         assert (method, route) in routes, f"{doc} names {method} {route}, which the API lacks"
+        for name in names:
+            assert name in routes[method, route], f"{doc}: {method} {route} takes no ?{name}="
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def test_every_repository_file_and_link_the_docs_name_exists() -> None:
+    """Links (the screenshots, the other docs) and files in code spans (``bench/api.py``), each
+    named from the repository's root."""
+    checked = 0
+    for path in DOCS:
+        text = doc_text(path)
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                checked += 1
+                assert (path.parent / target).exists(), f"{path.name} links to missing {target}"
+        for span in code_spans(text):
+            if re.fullmatch(r"(?:[\w.-]+/)*[\w.-]+\.(?:py|md|yml|toml|sh|txt|example)", span):
+                checked += 1
+                assert (REPO / span).exists(), f"{path.name} names {span}, which is not in the repo"
+    assert checked >= 20
