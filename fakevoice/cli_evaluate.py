@@ -136,6 +136,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         from fakevoice.services.evaluation import own_train_spec
 
+        services.calibrated_copy_name(actor, model, args.dataset, args.name)
         manifest = services.detector_for(model).manifest
         if args.split == "all" and own_train_spec(manifest, args.dataset) is not None:
             raise InvalidSpecError(  # refused before minutes of scoring, not after

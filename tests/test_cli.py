@@ -137,3 +137,27 @@ def test_evaluate_refuses_wait_and_timeout_without_queue(
             "fakevoice: --wait and --timeout follow a test queued with --queue; without it the "
             "test is scored here, and the command ends when it does.\n"
         )
+
+
+def test_calibrate_refuses_a_taken_name_before_scoring(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy's name already taken was found after the whole dataset was scored (minutes on a
+    real one): the name is checked first, before the model's files or the dataset are read."""
+    from fakevoice import services, store
+
+    actor = services.cli_actor()
+    with store.session_scope() as session:
+        for name in ("detector", "detector on demo", "field copy"):
+            store.add_model(
+                session, actor, name=name, arch="specnet", class_names=["bonafide", "spoof"],
+                sample_rate=16000, clip_samples=64600, path=str(isolated_settings / name),
+                files={},
+            )  # fmt: skip
+    args = ["calibrate", "--model", "detector", "--dataset", "demo"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "fakevoice: There is already a model named 'detector on demo'; choose another name.\n"
+    )
+    assert main([*args, "--name", " field copy "]) == 2
+    assert "a model named 'field copy'; choose" in capsys.readouterr().err

@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fakevoice.datasets.noise import noise_label, noise_sort_key
-    from fakevoice.services.calibration import calibrate_on_test, calibrated_copy
+    from fakevoice.services.calibration import (
+        calibrate_on_test,
+        calibrated_copy,
+        calibrated_copy_name,
+    )
     from fakevoice.services.dataset_builds import (
         clear_dataset_build,
         copy_synthesis_generators,
@@ -126,6 +130,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "fakevoice.services.calibration": (
         "calibrate_on_test",
         "calibrated_copy",
+        "calibrated_copy_name",
     ),
     "fakevoice.services.dataset_builds": (
         "clear_dataset_build",
@@ -253,6 +258,7 @@ __all__ = [
     "analyses_csv",
     "calibrate_on_test",
     "calibrated_copy",
+    "calibrated_copy_name",
     "check_spec",
     "clear_dataset_build",
     "clear_evaluation",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fakevoice import store
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.metrics.calibration import (
     MAX_BIAS,
@@ -123,7 +124,7 @@ def calibrated_copy(
     manifest = {**detector.manifest, "calibration": kept, "source": source}
     # The copy's error rate is the tested model's, measured by the test it was fitted on.
     metrics = {**model.metrics, "calibration": kept, "source": source, CALIBRATED_FROM: model.id}
-    new_name = name.strip() if name and name.strip() else f"{model.name} on {dataset}"
+    new_name = calibrated_copy_name(actor, model, dataset, name)
     copy = store_bundle_as_model(actor, new_name, detector.model, manifest, metrics=metrics)
     logger.info(
         "model %d: a copy of model %d calibrated on %s, for user %d",
@@ -133,3 +134,19 @@ def calibrated_copy(
         actor.user_id,
     )
     return copy
+
+
+def calibrated_copy_name(
+    actor: Actor, model: ModelRecord, dataset: str, name: str | None = None
+) -> str:
+    """The name of ``model``'s copy calibrated on ``dataset``: ``name``, else "<model> on
+    <dataset>". Asked before a dataset is scored for the copy, so that a name already taken is
+    refused first, not after minutes of scoring.
+
+    Raises:
+        InvalidSpecError: the name is too long or holds control characters.
+        ConflictError: the actor has a model of that name already.
+    """
+    wanted = name.strip() if name and name.strip() else f"{model.name} on {dataset}"
+    with store.session_scope(readonly=True) as session:
+        return store.check_model_name_free(session, actor.user_id, wanted)

@@ -75,6 +75,7 @@ from fakevoice.store.migrate import (
 )
 from fakevoice.store.models import (
     add_model,
+    check_model_name_free,
     delete_model,
     find_model_by_key,
     find_model_by_sha256,
@@ -157,6 +158,7 @@ __all__ = [
     "worker_seen",
     "worker_stopped",
     "add_model",
+    "check_model_name_free",
     "append_batch_metrics",
     "append_epoch_metrics",
     "claim_next_queued_run",

@@ -63,7 +63,7 @@ def add_model(
     name = clean_name(name, "model")
     if run_id is not None:
         visible_run_row(session, actor, run_id)
-    _check_name_free(session, actor.user_id, name)
+    check_model_name_free(session, actor.user_id, name)
     row = ModelRow(
         owner_id=actor.user_id,
         run_id=run_id,
@@ -163,7 +163,7 @@ def rename_model(session: Session, actor: Actor, model_id: int, name: str) -> Mo
     row = _writable_row(session, actor, model_id)
     name = clean_name(name, "model")
     if name != row.name:
-        _check_name_free(session, row.owner_id, name)
+        check_model_name_free(session, row.owner_id, name)
         row.name = name
         session.flush()
     return to_record(ModelRecord, row)
@@ -263,7 +263,15 @@ def _writable_row(session: Session, actor: Actor, model_id: int) -> ModelRow:
     return row
 
 
-def _check_name_free(session: Session, owner_id: int, name: str) -> None:
+def check_model_name_free(session: Session, owner_id: int, name: str) -> str:
+    """``name`` as a model of user ``owner_id`` would be called (stripped), when none is so far.
+
+    Raises:
+        InvalidSpecError: the name is empty, too long or holds control characters.
+        ConflictError: the user has a model of that name already.
+    """
+    name = clean_name(name, "model")
     taken = select(ModelRow.id).where(ModelRow.owner_id == owner_id, ModelRow.name == name)
     if session.scalar(taken) is not None:
         raise ConflictError(f"There is already a model named {name!r}; choose another name.")
+    return name
