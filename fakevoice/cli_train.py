@@ -148,6 +148,15 @@ def _base_spec(args: argparse.Namespace, actor: Any) -> dict[str, Any] | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from fakevoice import services
 
+    if args.timeout is not None and not (args.wait or args.inline):
+        raise InvalidSpecError(  # refused before the run is queued, not ignored after
+            "--timeout says how long --wait waits; without --wait the command ends once the run "
+            "is queued."
+        )
+    if args.timeout is not None and not args.timeout > 0:
+        raise InvalidSpecError(
+            f"--timeout must be a number of seconds above 0; got {args.timeout:g}."
+        )
     actor = services.cli_actor()
     spec = spec_from_args(args, _base_spec(args, actor))
     name = args.name or services.default_run_name(spec)

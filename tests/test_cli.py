@@ -161,3 +161,22 @@ def test_calibrate_refuses_a_taken_name_before_scoring(
     )
     assert main([*args, "--name", " field copy "]) == 2
     assert "a model named 'field copy'; choose" in capsys.readouterr().err
+
+
+def test_train_refuses_a_timeout_without_wait_before_queueing(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``train --timeout 60`` without ``--wait`` queued the run and ignored the timeout: it is
+    refused before anything is queued, as ``evaluate`` refuses it without ``--queue``."""
+    from fakevoice import services
+
+    assert main(["train", "--epochs", "1", "--timeout", "60"]) == 2
+    assert capsys.readouterr().err == (
+        "fakevoice: --timeout says how long --wait waits; without --wait the command ends once "
+        "the run is queued.\n"
+    )
+    assert main(["train", "--wait", "--timeout", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "fakevoice: --timeout must be a number of seconds above 0; got 0.\n"
+    )
+    assert services.list_runs(services.cli_actor()) == []
