@@ -113,7 +113,7 @@ def spec_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None)
     the options given on the command line over it (validated by TrainSpec itself)."""
     data: dict[str, Any] = {
         key: dict(value) if isinstance(value, dict) else value
-        for key, value in (base or {"dataset": DEFAULT_DATASET}).items()
+        for key, value in {"dataset": DEFAULT_DATASET, **(base or {})}.items()
     }
     for dest, where, convert in SPEC_OPTIONS:
         value = getattr(args, dest)

@@ -220,6 +220,8 @@ class TrainSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidSpecError(f"unknown training option(s): {', '.join(unknown)}")
+        if "dataset" not in data:
+            raise InvalidSpecError("the training options name no dataset to train on")
         values = dict(data)
         for name in ("noise_levels", "speakers", "classes", "holdout"):
             if name in values:

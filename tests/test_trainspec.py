@@ -63,8 +63,10 @@ def test_from_dict_refuses_unknown_and_malformed_options() -> None:
         TrainSpec.from_dict({"dataset": "demo", "augment": {"flip": True}})
     with pytest.raises(InvalidSpecError, match="speakers must be a list of names"):
         TrainSpec.from_dict({"dataset": "demo", "speakers": "alice"})
-    with pytest.raises(InvalidSpecError, match="incomplete"):
-        TrainSpec.from_dict({})
+    with pytest.raises(
+        InvalidSpecError, match="^the training options name no dataset to train on$"
+    ):
+        TrainSpec.from_dict({"arch": "specnet"})
     with pytest.raises(InvalidSpecError, match="mask_fraction must be between 0.0 and 0.3"):
         TrainSpec.from_dict({"dataset": "demo", "augment": {"mask_fraction": 0.9}})
     with pytest.raises(InvalidSpecError, match="grad_clip must be between"):
