@@ -176,15 +176,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = _follow(actor, run.id, quiet=args.json, timeout=args.timeout)
         if run.is_active and not args.json:
             print(f"stopped waiting after {args.timeout:g} s; the run goes on", file=sys.stderr)
+    # The model a run waited on stored, for the script or person that goes on to use it.
+    model_id = None if run.is_active else services.run_model_id(actor, run.id)
     if args.json:
         payload = run_dict(run)
         if not run.is_active:
+            payload["model_id"] = model_id
             payload["epochs_history"] = [
                 e.__dict__ for e in services.run_progress(actor, run.id).epochs
             ]
         print_json(payload)
     else:
-        print(f"run {run.id} '{run.name}': {run.status}")
+        stored = "" if model_id is None else f"; it stored model {model_id}"
+        print(f"run {run.id} '{run.name}': {run.status}{stored}")
         if run.error:
             print(f"  {run.error}")
     return 0 if run.status in {"queued", "running", "succeeded", "cancelled"} else 1

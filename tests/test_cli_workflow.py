@@ -94,6 +94,8 @@ def test_cli_trains_lists_predicts_and_evaluates(
     run = json.loads(trained.stdout)
     assert run["status"] == "succeeded" and run["name"] == "cli-run"
     assert [e["epoch"] for e in run["epochs_history"]] == [0]
+    # The model it stored, for the command that goes on to use it (as `runs show` gives it).
+    assert isinstance(run["model_id"], int)
 
     listed = cli("runs", "--json")
     assert listed.returncode == 0
@@ -106,7 +108,9 @@ def test_cli_trains_lists_predicts_and_evaluates(
     # calibration: it says so).
     shown = cli("runs", "show", "cli-run").stdout
     assert "  stored model: EER " in shown and "(no calibration kept)" in shown
-    stored = json.loads(cli("runs", "show", "cli-run", "--json").stdout)["stored_model"]
+    shown_json = json.loads(cli("runs", "show", "cli-run", "--json").stdout)
+    assert shown_json["model_id"] == run["model_id"]
+    stored = shown_json["stored_model"]
     assert set(stored) == {"eer", "accuracy", "macro_f1", "before_calibration"}
 
     clip = tmp_path / "clip.wav"
