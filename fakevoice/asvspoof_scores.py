@@ -243,8 +243,9 @@ def asvspoof_report(
 
     Returns:
         A JSON-able dict: ``n_bonafide``, ``n_spoof``, ``eer`` (fraction), ``eer_threshold``,
-        ``min_tdcf`` and ``min_tdcf_threshold`` (``None`` without ASV scores) and ``per_attack``
-        (attack -> ``{"eer", "min_tdcf"}``).
+        ``min_tdcf`` and ``min_tdcf_threshold`` (``None`` without ASV scores), ``per_attack``
+        (attack -> ``{"eer", "min_tdcf"}``) and ``cautions`` (sentences for the reader: the ASV
+        scores name none of the countermeasure's attacks).
 
     Raises:
         InvalidSpecError: bona fide or spoof trials are missing, or the ASV scores are unusable.
@@ -258,9 +259,20 @@ def asvspoof_report(
         "min_tdcf": None,
         "min_tdcf_threshold": None,
         "per_attack": {},
+        "cautions": [],
     }
     asv_rates = None
     if asv is not None:
+        asv_attacks = sorted(set(asv.source[asv.key == "spoof"].tolist()))
+        if cm.attacks and asv_attacks and not set(cm.attacks) & set(asv_attacks):
+            # The eval scores with the dev ASV file (say) give a pooled figure that looks right
+            # and is not: say so rather than drop each attack's min t-DCF in silence.
+            report["cautions"].append(
+                f"The ASV scores name none of these scores' attacks ({_attack_span(cm.attacks)}; "
+                f"theirs: {_attack_span(asv_attacks)}): are both files of the same partition "
+                "(dev or eval)? The min t-DCF above takes the ASV file's spoof trials as they "
+                "are, and no attack has one of its own."
+            )
         asv_rates = asv_error_rates(asv.target, asv.nontarget, asv.spoof)
         min_tdcf, threshold = curve_minimum(
             *compute_tdcf_curve(cm.bonafide, cm.spoof, asv_rates, cost_model)
@@ -280,3 +292,8 @@ def asvspoof_report(
             entry["min_tdcf"] = curve_minimum(curve, thresholds)[0]
         report["per_attack"][attack] = entry
     return report
+
+
+def _attack_span(attacks: list[str]) -> str:
+    """``A07 to A19`` for a sorted list of attack names (a single name alone)."""
+    return attacks[0] if len(attacks) == 1 else f"{attacks[0]} to {attacks[-1]}"

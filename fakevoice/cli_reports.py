@@ -79,6 +79,8 @@ def cmd_scores(args: argparse.Namespace) -> int:
     for attack, entry in report["per_attack"].items():
         tdcf = f"  min t-DCF {entry['min_tdcf']:.6f}" if entry["min_tdcf"] is not None else ""
         print(f"  {attack}: EER {100 * entry['eer']:.3f} %{tdcf}")
+    for caution in report["cautions"]:
+        print(f"caution: {caution}")
     return 0
 
 

@@ -57,6 +57,38 @@ def test_rawgat_per_attack_eer_and_report(
     json.dumps(report, allow_nan=False)
 
 
+def test_report_cautions_when_the_asv_scores_name_none_of_the_attacks(
+    rng: np.random.Generator,
+) -> None:
+    """Eval countermeasure scores with the dev ASV file gave a min t-DCF that looked right and
+    dropped every attack's own in silence: the report says the two files do not match."""
+    n = 200
+    cm = asvspoof_scores.CMScores(
+        utterance=np.array([f"u{i}" for i in range(3 * n)]),
+        attack=np.array(["-"] * n + ["A07"] * n + ["A19"] * n),
+        key=np.array(["bonafide"] * n + ["spoof"] * 2 * n),
+        score=np.concatenate([rng.normal(2, 1, n), rng.normal(-2, 1, 2 * n)]),
+    )
+
+    def asv_with(attack: str) -> asvspoof_scores.ASVScores:
+        return asvspoof_scores.ASVScores(
+            source=np.array(["bonafide"] * 2 * n + [attack] * n),
+            key=np.array(["target"] * n + ["nontarget"] * n + ["spoof"] * n),
+            score=np.concatenate([rng.normal(3, 1, n), rng.normal(-3, 1, n), rng.normal(1, 1, n)]),
+        )
+
+    mismatched = asvspoof_scores.asvspoof_report(cm, asv_with("A01"))
+    assert mismatched["min_tdcf"] is not None
+    assert all(entry["min_tdcf"] is None for entry in mismatched["per_attack"].values())
+    assert mismatched["cautions"] == [
+        "The ASV scores name none of these scores' attacks (A07 to A19; theirs: A01): are both "
+        "files of the same partition (dev or eval)? The min t-DCF above takes the ASV file's "
+        "spoof trials as they are, and no attack has one of its own."
+    ]
+    assert asvspoof_scores.asvspoof_report(cm, asv_with("A07"))["cautions"] == []
+    assert asvspoof_scores.asvspoof_report(cm)["cautions"] == []
+
+
 @needs_asvspoof
 def test_asvspoof_files_parse_into_the_documented_trial_counts(
     rawgat: tuple[asvspoof_scores.CMScores, asvspoof_scores.ASVScores],
