@@ -177,7 +177,12 @@ def cmd_import_aasist(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("predict", help="verdict for audio files")
     p.add_argument("--model", required=True, help="model id or name")
-    p.add_argument("--threshold", type=float, default=0.6)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.6,
+        help="inconclusive when neither P(human) nor P(machine) reaches it (0.5 to 1) [0.6]",
+    )
     p.add_argument(
         "--explain",
         action="store_true",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,14 @@ def test_train_spec_without_a_dataset_takes_the_default_one() -> None:
     assert (spec.dataset, spec.arch, spec.epochs) == ("demo", "specnet", 2)
     chosen = spec_from_args(parser.parse_args(["train", "--dataset", "mine"]), {"epochs": 2})
     assert (chosen.dataset, chosen.epochs) == ("mine", 2)
+
+
+def test_predict_help_says_what_the_threshold_is() -> None:
+    """``--threshold`` had no help: its range and default were found only by an error."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = " ".join(commands.choices["predict"].format_help().split())
+    assert (
+        "--threshold THRESHOLD inconclusive when neither P(human) nor P(machine) reaches it "
+        "(0.5 to 1) [0.6]"
+    ) in text
