@@ -93,7 +93,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from fakevoice.services import profile  # imports the training engine: only when needed
 
     user = profile.delete_user(accounts.OPERATOR, user_id)
-    print(f"deleted user {user.username} with their runs, models and verdicts")
+    print(f"deleted user {user.username} with their runs, models, datasets and verdicts")
     from fakevoice.tracking import finish_forgetting
 
     finish_forgetting(lambda text: print(text, file=sys.stderr))

@@ -75,6 +75,8 @@ def test_create_an_admin_list_and_delete(env: dict[str, str]) -> None:
         assert store.get_user_by_username(session, "bob") is not None  # asked, not done
     deleted = fakevoice(env, "delete", "bob", "--yes")
     assert deleted.returncode == 0, deleted.stderr
+    # What was done, in the words of what was asked (their datasets go too).
+    assert deleted.stdout == "deleted user bob with their runs, models, datasets and verdicts\n"
     with store.session_scope(readonly=True) as session:
         assert store.get_user_by_username(session, "bob") is None
         assert store.get_user_by_username(session, "root") is not None
