@@ -4,6 +4,7 @@ as a job), their fusion and paired comparisons, and a copy of a model calibrated
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     )
                 return 0
             timeout = args.timeout if args.timeout is not None else WAIT_SECONDS
-            run = services.wait_for_run(actor, run.id, timeout=timeout)
+            try:
+                run = services.wait_for_run(actor, run.id, timeout=timeout)
+            except KeyboardInterrupt:  # Ctrl-C ends the waiting, not the test
+                print(
+                    f"stopped waiting: test {run.id} '{run.name}' goes on "
+                    f"(`fakevoice evaluate --results {run.id}` shows it once done)",
+                    file=sys.stderr,
+                )
+                raise
             if run.status != "succeeded":
                 raise InvalidSpecError(
                     f"The test {run.name!r} {STATUS_WORDS[run.status]}"

@@ -162,20 +162,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = args.name or services.default_run_name(spec)
     run = services.submit_run(actor, name, spec)
     try:
-        warning = services.memory_advice(spec, actor=actor).warning()
-    except EstimateUnavailableError:
-        warning = None  # the run was queued; an estimate only informs
-    for text in (warning, services.shortcut_warning(spec.dataset, spec.classes, actor=actor)):
-        if text is not None:
-            print(f"warning: {text}", file=sys.stderr)
-    if args.inline:
-        from fakevoice.jobs.local import LocalWorker
-
-        LocalWorker(concurrency=1).run(exit_when_idle=True)
-    if args.wait or args.inline:
-        run = _follow(actor, run.id, quiet=args.json, timeout=args.timeout)
-        if run.is_active and not args.json:
-            print(f"stopped waiting after {args.timeout:g} s; the run goes on", file=sys.stderr)
+        run = _advise_and_wait(args, actor, spec, run)
+    except KeyboardInterrupt:
+        if not args.inline:  # Ctrl-C ends the waiting, not the queued run: say so
+            print(
+                f"stopped waiting: run {run.id} '{run.name}' goes on "
+                f"(`fakevoice stop {run.id}` stops it)",
+                file=sys.stderr,
+            )
+        raise
     # The model a run waited on stored, for the script or person that goes on to use it.
     model_id = None if run.is_active else services.run_model_id(actor, run.id)
     if args.json:
@@ -192,6 +187,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         if run.error:
             print(f"  {run.error}")
     return 0 if run.status in {"queued", "running", "succeeded", "cancelled"} else 1
+
+
+def _advise_and_wait(args: argparse.Namespace, actor: Any, spec: TrainSpec, run: Any) -> Any:
+    """Warn about the queued ``run``'s memory and dataset, then (--wait, --inline) see it to its
+    end or the timeout; the run as it then is."""
+    from fakevoice import services
+
+    try:
+        warning = services.memory_advice(spec, actor=actor).warning()
+    except EstimateUnavailableError:
+        warning = None  # the run was queued; an estimate only informs
+    for text in (warning, services.shortcut_warning(spec.dataset, spec.classes, actor=actor)):
+        if text is not None:
+            print(f"warning: {text}", file=sys.stderr)
+    if args.inline:
+        from fakevoice.jobs.local import LocalWorker
+
+        LocalWorker(concurrency=1).run(exit_when_idle=True)
+    if args.wait or args.inline:
+        run = _follow(actor, run.id, quiet=args.json, timeout=args.timeout)
+        if run.is_active and not args.json:
+            print(f"stopped waiting after {args.timeout:g} s; the run goes on", file=sys.stderr)
+    return run
 
 
 def _follow(actor: Any, run_id: int, quiet: bool, timeout: float | None = None) -> Any:

@@ -415,3 +415,41 @@ def test_a_run_is_shown_and_started_again_from_its_spec(
     assert deleted.returncode == 0 and "deleted train job" in deleted.stdout
     gone = cli("runs", "show", "again")
     assert gone.returncode == 2 and "no job called 'again'" in gone.stderr
+
+
+def test_ctrl_c_while_waiting_says_the_run_goes_on(
+    workbench: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in ``train --wait`` printed only "interrupted", as if the run had stopped: it ends
+    the waiting, and says the run goes on and how to stop it."""
+    import signal
+    import time
+
+    waiting = subprocess.Popen(
+        [str(FAKEVOICE), "train", "--dataset", DATASET, "--epochs", "1", "--name", "ctrl-c",
+         "--wait"],
+        env={**os.environ, **workbench},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As a terminal's Ctrl-C finds it, whatever this process does with SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while run_in_process(capsys, "runs", "show", "ctrl-c").returncode != 0:
+            assert waiting.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(1.5)  # queued, so it waits (no worker runs here)
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 130, err
+        run = json.loads(run_in_process(capsys, "runs", "show", "ctrl-c", "--json").stdout)
+        assert run["status"] == "queued"
+        assert (
+            f"stopped waiting: run {run['id']} 'ctrl-c' goes on (`fakevoice stop {run['id']}` "
+            "stops it)\nfakevoice: interrupted\n"
+        ) in err
+    finally:
+        waiting.kill()
+        run_in_process(capsys, "stop", "ctrl-c")
