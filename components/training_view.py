@@ -34,7 +34,12 @@ DOWNLOADS: tuple[tuple[str, str, str, str], ...] = (
         model_files.EXPORT_MEDIA_TYPE,
         model_downloads.EXPORT_HELP,
     ),
-    ("history.csv", "History (CSV)", "text/csv", "one row per epoch: losses, accuracy, F1, EER"),
+    (
+        "history.csv",
+        "Epoch history (CSV)",
+        "text/csv",
+        "one row per epoch: losses, accuracy, F1, EER",
+    ),
     ("loss_curve.png", "Loss curve (PNG)", "image/png", "train and validation loss per epoch"),
     ("confusion.png", "Confusion matrix (PNG)", "image/png", "validation confusion matrix"),
 )

@@ -87,7 +87,7 @@ def render(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]) -
     _label_form(actor, rows, {m.id: m.name for m in models}, picked)
     too_many = total > MAX_EXPORT_ROWS
     st.download_button(
-        "History (CSV)",
+        "Verdict history (CSV)",
         data=lambda: services.analyses_csv(actor, where),
         file_name="verdict-history.csv",
         mime="text/csv",

@@ -198,7 +198,7 @@ def test_an_uploaded_clip_gets_a_verdict_timeline_and_spectrogram(
         # A verdict of the history's, as kept there: the same report, by the same name.
         "history_report_md": "Verdict report (Markdown)",
         "history_report_json": "Verdict report (JSON)",
-        "history_csv": "History (CSV)",
+        "history_csv": "Verdict history (CSV)",
     }
 
     # Another threshold re-decides from the stored probabilities: nothing is scored again, and
@@ -447,7 +447,7 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
         "Download CSV",
         "Verdict report (Markdown)",
         "Verdict report (JSON)",
-        "History (CSV)",
+        "Verdict history (CSV)",
     ]
     logged = {a.file_name for a in services.list_analyses(alice)}
     assert logged == {"one.wav", "clips.zip/inside.wav"}

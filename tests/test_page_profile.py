@@ -306,7 +306,7 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
     offered = {b.proto.label for b in at.get("download_button") if "-my_models_" not in b.proto.id}
     assert offered == {  # as the Train page offers them
         "fastai export (.pkl)",
-        "History (CSV)",
+        "Epoch history (CSV)",
         "Loss curve (PNG)",
         "Confusion matrix (PNG)",
         "Safe bundle (zip)",
@@ -314,7 +314,7 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
         "Download the comparison (CSV)",  # on the Compare runs tab
     }
     names = {b.proto.label: b.proto.id for b in at.get("download_button")}
-    assert names["History (CSV)"].endswith("-profile_run1_download_history.csv")
+    assert names["Epoch history (CSV)"].endswith("-profile_run1_download_history.csv")
 
 
 def test_a_run_says_which_epoch_its_stored_model_is_from(two_users: dict[str, Any]) -> None:

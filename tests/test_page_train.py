@@ -249,7 +249,7 @@ def test_a_trained_run_shows_results_and_downloads(alice: Actor, trained: int) -
     labels = {button.label: button for button in at.download_button}
     assert set(labels) == {
         "fastai export (.pkl)",
-        "History (CSV)",
+        "Epoch history (CSV)",
         "Loss curve (PNG)",
         "Confusion matrix (PNG)",
         "Safe bundle (zip)",

@@ -148,7 +148,7 @@ def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, obje
     assert [b.proto.label for b in at.get("download_button")] == [
         "Verdict report (Markdown)",  # of the verdict chosen in the form
         "Verdict report (JSON)",
-        "History (CSV)",
+        "Verdict history (CSV)",
     ]
 
     at.text_input(key="history_find").input(digest("call-03.wav")[:8]).run()
