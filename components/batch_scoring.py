@@ -57,10 +57,12 @@ def render(actor: Actor, model: ModelRecord, threshold: float) -> None:
         placeholder="—",
     )
     st.download_button(
-        "Download CSV",
+        "Batch verdicts (CSV)",
         batch.results_csv(results),
         file_name="verdicts.csv",
         mime="text/csv",
         key="eval_batch_csv",
         on_click="ignore",
+        icon=":material/download:",
+        help="one row per file: its verdict and probabilities, or why it could not be scored",
     )

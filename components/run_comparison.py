@@ -109,10 +109,12 @@ def render(actor: Actor) -> None:
         )
         st.altair_chart(chart, width="stretch")
     st.download_button(
-        "Download the comparison (CSV)",
+        "Run comparison (CSV)",
         compared.csv(),
         file_name="runs-comparison.csv",
         mime="text/csv",
         key="profile_compare_csv",
         on_click="ignore",
+        icon=":material/download:",
+        help="one row per run, as the first table, with its creation time and MLflow run id",
     )

@@ -444,7 +444,7 @@ def test_batch_mode_scores_files_and_a_zip_and_offers_a_csv(
     labels = [b.proto.label for b in at.get("download_button")]
     # The batch's, then the history's (a report of one verdict, and every verdict).
     assert labels == [
-        "Download CSV",
+        "Batch verdicts (CSV)",
         "Verdict report (Markdown)",
         "Verdict report (JSON)",
         "Verdict history (CSV)",

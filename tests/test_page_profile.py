@@ -311,7 +311,7 @@ def test_my_profile_lists_every_run_with_results_and_downloads(two_users: dict[s
         "Confusion matrix (PNG)",
         "Safe bundle (zip)",
         "Model card (Markdown)",  # the run's stored model's, as the Models tab offers it
-        "Download the comparison (CSV)",  # on the Compare runs tab
+        "Run comparison (CSV)",  # on the Compare runs tab
     }
     names = {b.proto.label: b.proto.id for b in at.get("download_button")}
     assert names["Epoch history (CSV)"].endswith("-profile_run1_download_history.csv")
