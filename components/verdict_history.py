@@ -33,6 +33,7 @@ from fakevoice.store.tables import MAX_NOTE_LENGTH
 PAGE_ROWS = 20
 CHOICE = "history_label_choice"  # the verdict chosen in the form (a widget key)
 PICK_IN_HISTORY = "history_pick"  # set by a page that just made a verdict: the form picks it
+SAVED = "history_saved"  # the verdict whose outcome was just saved, for the run after the save
 # A verdict's report, as the Evaluate page offers it for a verdict just made and here for one of
 # the history.
 REPORT_MARKDOWN = "Verdict report (Markdown)"
@@ -61,6 +62,7 @@ def render(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]) -
     st.subheader("Verdict history")
     # A verdict just made on the page, for the form to pick: taken now, whatever is shown.
     picked = st.session_state.pop(PICK_IN_HISTORY, None)
+    just_saved = st.session_state.pop(SAVED, None)
     try:
         where = _filters(actor, models, owners)
         total = services.count_analyses(actor, where)
@@ -84,7 +86,7 @@ def render(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]) -
     what = f"{total} verdict{'s' if total != 1 else ''}" + (" match" if narrowed else "")
     st.caption(f"{what}; newest first (times in UTC), page {min(page, pages)} of {pages}.")
     history_table(rows, models)
-    _label_form(actor, rows, {m.id: m.name for m in models}, picked)
+    _label_form(actor, rows, {m.id: m.name for m in models}, picked, just_saved)
     too_many = total > MAX_EXPORT_ROWS
     st.download_button(
         "Verdict history (CSV)",
@@ -115,9 +117,18 @@ def verdict_choice_label(analysis: AnalysisRecord, model_names: dict[int, str]) 
 
 
 def _label_form(
-    actor: Actor, rows: list[AnalysisRecord], model_names: dict[int, str], picked: int | None
+    actor: Actor,
+    rows: list[AnalysisRecord],
+    model_names: dict[int, str],
+    picked: int | None,
+    just_saved: int | None,
 ) -> None:
-    """Record what a clip on this page really was, and a note (a case number, say)."""
+    """Record what a clip on this page really was, and a note (a case number, say).
+
+    Args:
+        picked: A verdict just made on the page, for the form to choose.
+        just_saved: The verdict whose outcome the last run saved.
+    """
     by_id = {a.id: a for a in rows}
     with st.expander(
         "Record what a clip really was, see its timeline and why, download its report",
@@ -129,11 +140,14 @@ def _label_form(
             st.session_state[CHOICE] = picked
         elif (gone := st.session_state.get(CHOICE)) is not None and gone not in by_id:
             del st.session_state[CHOICE]
-            st.info(
-                f"Verdict #{gone}, chosen before, is not on this page of the history now: "
-                "choose it again (page or filters) before saving what it really was.",
-                icon=":material/info:",
-            )
+            # A verdict whose outcome was just saved may leave the filter's matches ("not
+            # recorded"): the success beside the form says what happened to it.
+            if gone != just_saved:
+                st.info(
+                    f"Verdict #{gone}, chosen before, is not on this page of the history now: "
+                    "choose it again (page or filters) before saving what it really was.",
+                    icon=":material/info:",
+                )
         chosen = st.selectbox(
             "Which verdict",
             list(by_id),
@@ -171,6 +185,7 @@ def _label_form(
                 st.error(str(exc))
             else:
                 confirmed.flash(saved_words(analysis, recorded))
+                st.session_state[SAVED] = chosen
                 st.rerun()
         confirmed.show_flash()  # what Save did, told after the rerun it causes
         left, right = st.columns(2)

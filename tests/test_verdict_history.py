@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from test_page_evaluate import assert_no_exception, evaluate_page
 from test_uploads import make_user, register_run_model, trained_run_dir
 
+from components.user_text import plain
 from fakevoice import services, store
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.services.history import CSV_COLUMNS
@@ -302,6 +303,34 @@ def test_the_page_records_an_outcome_and_shows_how_the_models_did(
     assert list(performance["model"]) == ["first"] and list(performance["confirmed"]) == [1]
     at.selectbox(key="history_outcome").set_value("known").run()
     assert history_table_files(at) == [older.file_name]
+
+
+def test_a_verdict_saved_out_of_the_filter_is_told_by_the_success_alone(
+    history: dict[str, object],
+) -> None:
+    alice = history["alice"]
+    assert isinstance(alice, Actor)
+    at = evaluate_page(alice)
+    at.selectbox(key="history_outcome").set_value("unknown").run()  # "not recorded"
+    older = services.list_analyses(alice, limit=5)[-1]
+    label_choice(at).set_value(older.id).run()
+    at.radio(key=f"history_label_outcome:{older.id}").set_value("human")
+    at.button(key="history_label_save").click().run()
+    assert_no_exception(at)
+    # Now recorded, it left the list: the success says why, with no notice that it went missing.
+    assert older.file_name not in history_table_files(at)
+    assert [m.value for m in at.success] == [
+        f"Saved: verdict #{older.id} ({plain(older.file_name)}) really was human."
+    ]
+    assert not [m for m in at.info if "chosen before" in m.value]
+    # A chosen verdict a filter hides is still named.
+    newest = services.list_analyses(alice, limit=1)[0]
+    label_choice(at).set_value(newest.id).run()
+    at.text_input(key="history_find").input("call-03").run()
+    assert [m.value for m in at.info if "chosen before" in m.value] == [
+        f"Verdict #{newest.id}, chosen before, is not on this page of the history now: choose it "
+        "again (page or filters) before saving what it really was."
+    ]
 
 
 def test_a_verdict_made_on_the_page_is_the_one_the_form_picks(
