@@ -17,7 +17,7 @@ import streamlit as st
 
 from components import detection_charts, job_list, training_view, which_is_better
 from components.user_text import plain
-from components.verdict_view import model_label
+from components.verdict_view import model_label, shared_by
 from fakevoice import services
 from fakevoice.batch import spreadsheet_safe
 from fakevoice.errors import FakeVoiceError
@@ -47,7 +47,8 @@ def render(
     actor: Actor, model: ModelRecord, models: list[ModelRecord], owners: Mapping[int, str]
 ) -> None:
     """The form that queues a test, the list of the user's tests, and the results of one
-    (``owners``: the owner's user name by model id, for the models to test beside it)."""
+    (``owners``: the owner's user name by model id, for the models to test beside it and to name
+    another user's model among the results)."""
     names = services.dataset_names(actor=actor)
     if names:
         _form(actor, model, models, owners, names)
@@ -64,7 +65,7 @@ def render(
         lambda run: _test_row(actor, run),
         first=runs,
     )
-    _results(actor, runs)
+    _results(actor, runs, models, owners)
 
 
 def _form(
@@ -149,7 +150,9 @@ def _test_row(actor: Actor, run: RunRecord) -> None:
         job_list.act(lambda: services.clear_evaluation(actor, run.id))
 
 
-def _results(actor: Actor, runs: list[RunRecord]) -> None:
+def _results(
+    actor: Actor, runs: list[RunRecord], models: list[ModelRecord], owners: Mapping[int, str]
+) -> None:
     """The results of the test chosen with Show (or just queued), else of the latest one done."""
     finished = [r for r in runs if r.status in ENDED_WITH_RESULTS and models_done(r)]
     wanted = st.session_state.get(SHOWN_KEY)
@@ -168,7 +171,9 @@ def _results(actor: Actor, runs: list[RunRecord]) -> None:
     if len(evaluations) == 1:
         _show_one(actor, chosen.id, evaluations[0], key="eval_test")
         return
-    _show_side_by_side(actor, chosen.id, evaluations)
+    _show_side_by_side(
+        actor, chosen.id, evaluations, _tested_names(actor, evaluations, models, owners)
+    )
 
 
 def _shortcut_note(actor: Actor, dataset: str) -> None:
@@ -178,9 +183,33 @@ def _shortcut_note(actor: Actor, dataset: str) -> None:
         st.warning(note, icon=":material/rule:")
 
 
+def _tested_names(
+    actor: Actor,
+    evaluations: list[services.DatasetEvaluation],
+    models: list[ModelRecord],
+    owners: Mapping[int, str],
+) -> dict[int, str]:
+    """Each tested model's name by its id, another user's with its owner ("second · shared by
+    alice"), as the page's model lists name it: two people's models may share a name. A model no
+    longer listed (deleted, or no longer shared) keeps its name alone."""
+    listed = {m.id: m for m in models}
+    names: dict[int, str] = {}
+    for evaluation in evaluations:
+        tested = evaluation.report["model"]
+        model = listed.get(tested["id"])
+        shared = shared_by(model, actor.user_id, owners) if model is not None else None
+        names[tested["id"]] = tested["name"] if shared is None else f"{tested['name']} · {shared}"
+    return names
+
+
 def _show_side_by_side(
-    actor: Actor, run_id: int, evaluations: list[services.DatasetEvaluation]
+    actor: Actor,
+    run_id: int,
+    evaluations: list[services.DatasetEvaluation],
+    names: Mapping[int, str],
 ) -> None:
+    """Several models' results: a table, their fusion, which is better, their ROC and DET
+    curves, and each one in detail (``names``: the models' by id, from :func:`_tested_names`)."""
     first = evaluations[0].report
     same = all(e.report["split"] == "all" and e.report["n"] == first["n"] for e in evaluations)
     items = (
@@ -192,6 +221,7 @@ def _show_side_by_side(
     st.caption(f"{len(evaluations)} models on {items}.")
     fusion = fuse(evaluations)
     table = evaluations_table(evaluations, fusion)
+    table["model"] = table["model_id"].map(names).fillna(table["model"])  # fusion rows keep theirs
     st.dataframe(
         table,
         hide_index=True,
@@ -204,7 +234,7 @@ def _show_side_by_side(
         placeholder="—",
     )
     for evaluation in evaluations:  # a cross-dataset test on audio the model does not know
-        name = plain(evaluation.report["model"]["name"])
+        name = plain(names[evaluation.report["model"]["id"]])
         if (unfamiliar := unfamiliar_words(evaluation.report.get("unfamiliar"))) is not None:
             st.caption(f"**{name}**: {unfamiliar}")
         if (unseen := unseen_words(evaluation.report.get("unseen"))) is not None:
@@ -234,7 +264,7 @@ def _show_side_by_side(
         st.dataframe(fusion.correlation.round(2), placeholder="—")
     _which_is_better(run_id, evaluations)
     curves = {
-        e.report["model"]["name"]: roc
+        names[e.report["model"]["id"]]: roc
         for e in evaluations
         if (roc := results.report_roc(e.report)) is not None
     }
@@ -251,7 +281,7 @@ def _show_side_by_side(
     )
     for evaluation in evaluations:
         model = evaluation.report["model"]
-        with st.expander(f"{plain(model['name'])} in detail"):
+        with st.expander(f"{plain(names[model['id']])} in detail"):
             _show_one(actor, run_id, evaluation, key=f"eval_test_{model['id']}")
 
 

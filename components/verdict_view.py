@@ -61,12 +61,20 @@ def model_label(model: ModelRecord, user_id: int, owners: Mapping[int, str]) -> 
         owners: The owner's user name by model id (``profile.model_owners``).
     """
     parts = [model.name, model.arch]
-    if model.owner_id != user_id:
-        owner = owners.get(model.id)
-        parts.append(f"shared by {owner}" if owner else "shared")
+    if (shared := shared_by(model, user_id, owners)) is not None:
+        parts.append(shared)
     elif model.is_public:
         parts.append("public")
     return " · ".join(parts)
+
+
+def shared_by(model: ModelRecord, user_id: int, owners: Mapping[int, str]) -> str | None:
+    """``"shared by bob"`` for another user's model (``"shared"`` when its owner is gone), None
+    for the user's own."""
+    if model.owner_id == user_id:
+        return None
+    owner = owners.get(model.id)
+    return f"shared by {owner}" if owner else "shared"
 
 
 def model_summary(model: ModelRecord) -> str:

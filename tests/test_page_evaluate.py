@@ -564,13 +564,21 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
 
 
 def queue_test_of_two_models(
-    alice: Actor, specnet: ModelRecord, run_dir: Path, root: Path, limit: int = 500
+    alice: Actor,
+    specnet: ModelRecord,
+    run_dir: Path,
+    root: Path,
+    limit: int = 500,
+    owner: Actor | None = None,
 ) -> tuple[AppTest, ModelRecord]:
     """The page after "Run the test" of specnet and an uploaded copy of it on every item of the
-    tiny dataset (copied from ``root``); the copy's record."""
+    tiny dataset (copied from ``root``); the copy's record (``owner``'s public model, when given;
+    else alice's)."""
     from fakevoice.services import uploads
 
-    copy = uploads.import_uploaded_model(alice, "copy", "bundle.zip", bundle_zip(run_dir))
+    copy = uploads.import_uploaded_model(owner or alice, "copy", "bundle.zip", bundle_zip(run_dir))
+    if owner is not None:
+        copy = profile.set_model_public(owner, copy.id, True)
     shutil.copytree(root / DATASET, datasets_dir() / DATASET)
     at = evaluate_page(alice)
     at.selectbox(key="eval_model").set_value(specnet.id).run()
@@ -644,6 +652,23 @@ def test_dataset_test_puts_several_models_side_by_side(
     assert details == ["tiny specnet in detail", "copy in detail"]
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels.count("Side by side (CSV)") == 1 and labels.count("Scores per item (CSV)") == 2
+
+
+def test_dataset_test_names_the_owner_of_another_user_s_model(
+    alice: Actor, specnet: ModelRecord, run_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Bob's public model is called "copy" too: the results tell it from one of alice's by owner.
+    bob = make_user("bob")
+    at, _ = queue_test_of_two_models(
+        alice, specnet, run_dir, tiny_dataset_root(tmp_path_factory), limit=10, owner=bob
+    )
+    assert run_queued_jobs() == ["succeeded"]
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    (table,) = [f.value for f in at.dataframe if "model_id" in f.value.columns]
+    assert list(table["model"]) == ["tiny specnet", "copy · shared by bob"]
+    details = [e.label for e in at.expander if e.label.endswith(" in detail")]
+    assert details == ["tiny specnet in detail", "copy · shared by bob in detail"]
 
 
 def test_dataset_evaluation_scores_every_item_and_writes_a_csv(
