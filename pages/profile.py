@@ -53,7 +53,8 @@ def _public_view(username: str, *, own: bool = False) -> None:
     if not models:
         st.info(f"{plain(user.display_name)} has not made any model public.")
         return
-    st.dataframe(profile.public_model_rows(models), hide_index=True, placeholder="—")
+    # No owner column: the page is the owner's, named in its title.
+    st.dataframe(profile.public_model_rows(models, owner=False), hide_index=True, placeholder="—")
     model_downloads.render(profile.ANONYMOUS, [p.model for p in models], "public_models")
 
 

@@ -388,14 +388,19 @@ def eer_interval_text(metrics: dict[str, Any]) -> str | None:
     return f"{100 * interval['low']:.1f}-{100 * interval['high']:.1f}"
 
 
-def public_model_rows(models: list[PublicModel]) -> list[dict[str, Any]]:
+def public_model_rows(models: list[PublicModel], *, owner: bool = True) -> list[dict[str, Any]]:
     """Public models as table rows: model, arch, owner, EER (%) and its 95 % interval,
-    accuracy (%), shared since."""
+    accuracy (%), shared since.
+
+    Args:
+        owner: Whether to give the owner column; not on one user's public page, where every
+            row would name the user the page is about.
+    """
     return [
         {
             "model": m.model.name,
             "arch": m.model.arch,
-            "owner": m.owner,
+            **({"owner": m.owner} if owner else {}),
             "EER (%)": percent(m.eer),
             "EER 95 % interval": eer_interval_text(m.model.metrics),
             "accuracy (%)": percent(m.accuracy),
