@@ -15,10 +15,12 @@ sentence for the person reading the verdict; the verdict itself is unchanged.
 * **Clipped**: samples flattened at full scale add harmonics that neither class had in training.
 
 :func:`model_cautions` adds what the model's own figures say: a model whose validation EER is
-near chance gives confident-looking probabilities that mean little on any clip; a model with no
-validation EER of its own that was neither trained nor tested here (uploaded without figures,
-its figures dropped or only reported by another server's bundle, an imported checkpoint) errs
-at a rate nobody here knows. And
+near chance gives confident-looking probabilities that mean little on any clip. A model with no
+validation EER of its own (uploaded without figures, its figures dropped or only reported by
+another server's bundle, an imported checkpoint) is judged by the newest of the acting user's
+tests on a dataset that measured it (:class:`TestedEer`) with the same bars; one neither trained
+here nor so tested errs at a rate nobody here knows. A test whose items hold audio the model was
+trained on measures nothing: its EER there is flattered. And
 :func:`familiarity_cautions` what the model's features say of the clip: one that lies further
 from every class than nearly all of its validation clips is unlike the audio it learned from (a
 language, line, room or generator it never met), whatever the checks of the file found.
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,40 +119,95 @@ def verdict_cautions(
     return cautions
 
 
-def model_cautions(metrics: Mapping[str, Any], *, measured_here: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class TestedEer:
+    """What one of the user's tests on a dataset found of a model: the summary of its report.
+
+    Attributes:
+        test_id: the test's job id (``fakevoice evaluate --results <id>`` shows it).
+        dataset: the dataset it was tested on.
+        saved: when the model's result was saved, UTC.
+        eer: its EER there (None: the items were all human or all machine, so none was measured).
+        items: the items the EER rests on.
+        trained_on: how many of those items hold audio the model was trained on (None: the test
+            was on its own dataset, which changed since, so that is unknown).
+    """
+
+    test_id: int
+    dataset: str
+    saved: datetime
+    eer: float | None
+    items: int
+    trained_on: int | None = 0
+
+    @property
+    def measures(self) -> bool:
+        """Whether the test measured the model's error rate: an EER on audio it never heard."""
+        return self.eer is not None and self.trained_on == 0
+
+
+def model_cautions(
+    metrics: Mapping[str, Any], *, measured_here: bool = False, tested: TestedEer | None = None
+) -> list[str]:
     """A sentence when the model's own validation figures (``metrics.json``, kept in the store)
-    say its verdicts mean little, or when it has none and was not measured here; empty for a
-    good model.
+    say its verdicts mean little, or, when it has none, when the user's test of it says so or it
+    was not measured here; empty for a good model.
 
     Args:
         metrics: the model's metrics as the store keeps them (``eer``: its own validation EER).
-        measured_here: the model was trained here or tested on a dataset here, so its error
-            rate is known although it keeps no validation EER.
+        measured_here: the model was trained here, so its error rate is known although it keeps
+            no validation EER.
+        tested: the user's test of the model that counts (one that :attr:`TestedEer.measures`
+            when there is one); read only for a model without a validation EER of its own.
     """
     eer = metrics.get("eer")
-    if not isinstance(eer, int | float):
-        return [] if measured_here else [_unmeasured(metrics.get(REPORTED))]
+    if isinstance(eer, int | float):
+        items = metrics.get("valid_items")
+        on = f" on {items} items" if isinstance(items, int) else ""
+        # To a tenth of a point, as the model's line above a verdict gives it (45.8 %, not
+        # 46 %), and so that 39.6 % (under the near-chance bar) never reads as 40 %.
+        return _weak_model(eer, f"This model's own validation EER is {eer:.1%}{on}", own=True)
+    if measured_here:
+        return []
+    if tested is not None and tested.measures and tested.eer is not None:
+        found = (
+            f"In your test on dataset {tested.dataset!r} ({_test_name(tested)}) this model's "
+            f"EER was {tested.eer:.1%} on {tested.items:,} items"
+        )
+        return _weak_model(tested.eer, found, own=False)
+    return [_unmeasured(metrics.get(REPORTED), tested)]
+
+
+def _weak_model(eer: float, found: str, *, own: bool) -> list[str]:
+    """The caution for a model that errs at ``eer`` (none under :data:`ERRING_MODEL_EER`), after
+    the words saying where that was ``found``: on its own validation data (``own``) or in a
+    test."""
     if eer < ERRING_MODEL_EER:
         return []
-    items = metrics.get("valid_items")
-    on = f" on {items} items" if isinstance(items, int) else ""
-    # To a tenth of a point, as the model's line above a verdict gives it (45.8 %, not 46 %),
-    # and so that 39.6 % (under the near-chance bar) never reads as 40 %.
     if eer < WEAK_MODEL_EER:
+        how = (
+            f"on audio like its training data it misjudges about {eer:.0%} of clips"
+            if own
+            else f"on that audio it misjudged about {eer:.0%} of clips"
+        )
         return [
-            f"This model's own validation EER is {eer:.1%}{on}: on audio like its training data "
-            f"it misjudges about {eer:.0%} of clips at its equal-error point. Weigh its verdict "
-            "as one hint among others, not as a finding."
+            f"{found}: {how} at its equal-error point. Weigh its verdict as one hint among "
+            "others, not as a finding."
         ]
+    how = "even on audio like its training data it tells" if own else "on that audio it told"
     return [
-        f"This model's own validation EER is {eer:.1%}{on}: even on audio like its training "
-        "data it tells human from machine speech little better than chance (50 %). Do not "
+        f"{found}: {how} human from machine speech little better than chance (50 %). Do not "
         "rely on its verdict."
     ]
 
 
-def _unmeasured(reported: object) -> str:
-    """The caution for a model whose error rate nobody measured here."""
+def _test_name(tested: TestedEer) -> str:
+    return f"test #{tested.test_id}, {tested.saved:%Y-%m-%d}"
+
+
+def _unmeasured(reported: object, tested: TestedEer | None) -> str:
+    """The caution for a model whose error rate nobody measured here (``tested``: the user's
+    test of it that measured nothing, if any)."""
     if isinstance(reported, Mapping) and isinstance(reported.get("eer"), int | float):
         what = (
             "This model's error rate was not measured on this server: the validation EER of "
@@ -159,9 +218,27 @@ def _unmeasured(reported: object) -> str:
         what = (
             "This model's error rate is unknown: it has no validation EER measured on this server"
         )
+    if tested is None:
+        return (
+            f"{what}, and you have not tested it on a dataset here. Weigh its verdict as an "
+            f"unmeasured hint; {MEASURE_HINT} measures it."
+        )
+    test = f"your test on dataset {tested.dataset!r} ({_test_name(tested)})"
+    if tested.trained_on is None:
+        why = (
+            f"{test} was on the dataset it was trained on, changed since, so it may hold audio "
+            "the model learnt from"
+        )
+    elif tested.trained_on > 0:
+        why = (
+            f"{test} held audio it was trained on ({tested.trained_on:,} of its "
+            f"{tested.items:,} items), which flatters its EER there"
+        )
+    else:
+        why = f"{test} held only human or only machine items, so it measured no EER"
     return (
-        f"{what}, and you have not tested it on a dataset here. Weigh its verdict as an "
-        f"unmeasured hint; {MEASURE_HINT} measures it."
+        f"{what}, and {why}. Weigh its verdict as an unmeasured hint; {MEASURE_HINT} on "
+        "recordings it was not trained on measures it."
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from conftest import speechlike
 from scipy import signal
 
 from fakevoice.audio import load_audio
-from fakevoice.cautions import model_cautions, verdict_cautions
+from fakevoice.cautions import TestedEer, model_cautions, verdict_cautions
 
 WINDOW = 16000  # a 1-second model window at 16 kHz
 
@@ -176,6 +177,44 @@ def test_a_model_nobody_measured_here_is_named() -> None:
     # A model with its own EER is judged by it, whoever measured it.
     assert model_cautions({"eer": 0.05}) == []
     assert model_cautions({"eer": 0.05}, measured_here=True) == []
+
+
+def test_a_model_without_its_own_eer_is_judged_by_the_users_test_of_it() -> None:
+    def test(eer: float | None, trained_on: int | None = 0) -> TestedEer:
+        saved = datetime(2026, 12, 7, 21, 3, tzinfo=UTC)
+        return TestedEer(12, "calls 2024", saved, eer, 1234, trained_on)
+
+    assert model_cautions({}, tested=test(0.45)) == [
+        "In your test on dataset 'calls 2024' (test #12, 2026-12-07) this model's EER was 45.0% "
+        "on 1,234 items: on that audio it told human from machine speech little better than "
+        "chance (50 %). Do not rely on its verdict."
+    ]
+    assert model_cautions({"reported_validation": {"eer": 0.04}}, tested=test(0.25)) == [
+        "In your test on dataset 'calls 2024' (test #12, 2026-12-07) this model's EER was 25.0% "
+        "on 1,234 items: on that audio it misjudged about 25% of clips at its equal-error point. "
+        "Weigh its verdict as one hint among others, not as a finding."
+    ]
+    # The same bars as a validation EER: under one in five, no caution.
+    assert model_cautions({}, tested=test(0.19)) == []
+    (bar,) = model_cautions({}, tested=test(0.396))
+    assert "39.6%" in bar and "misjudged about 40% of clips" in bar
+    # The model's own validation EER, when it keeps one, is what counts.
+    assert model_cautions({"eer": 0.05}, tested=test(0.45)) == []
+    # A test on audio the model was trained on flatters it: it measures nothing.
+    hint = (
+        "Weigh its verdict as an unmeasured hint; Test on a dataset (on the Evaluate page, or "
+        "fakevoice evaluate --queue) on recordings it was not trained on measures it."
+    )
+    assert model_cautions({}, tested=test(0.01, trained_on=30)) == [
+        "This model's error rate is unknown: it has no validation EER measured on this server, "
+        "and your test on dataset 'calls 2024' (test #12, 2026-12-07) held audio it was trained "
+        f"on (30 of its 1,234 items), which flatters its EER there. {hint}"
+    ]
+    (changed,) = model_cautions({}, tested=test(0.01, trained_on=None))
+    assert "was on the dataset it was trained on, changed since, so it may hold audio" in changed
+    assert changed.endswith(hint)
+    (one_sided,) = model_cautions({}, tested=test(None))
+    assert "held only human or only machine items, so it measured no EER" in one_sided
 
 
 def test_a_verdict_of_a_weak_model_carries_and_logs_the_caution(

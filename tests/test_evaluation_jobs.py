@@ -8,10 +8,12 @@ dataset is the tiny one of test_training, copied into a fresh workbench.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_page_evaluate import run_queued_jobs
 from test_results import run_worker, workbench_env
@@ -20,9 +22,15 @@ from test_uploads import bundle_zip, register_run_model, trained_run_dir
 from workbench import active_workbench, make_user
 
 from fakevoice import services, store
+from fakevoice.cautions import ERRING_MODEL_EER, model_cautions
 from fakevoice.errors import ConflictError, InvalidSpecError, LimitExceededError, NotFoundError
 from fakevoice.services import profile, uploads
-from fakevoice.services.evaluation_jobs import MAX_TESTED_MODELS, EvaluationSpec, results_dir
+from fakevoice.services.evaluation_jobs import (
+    MAX_TESTED_MODELS,
+    EvaluationSpec,
+    latest_tests,
+    results_dir,
+)
 from fakevoice.store.records import Actor, ModelRecord
 
 
@@ -230,7 +238,11 @@ def test_a_verdict_says_the_error_rate_is_unknown_until_the_model_is_tested_here
     def unknown_quality(actor: Actor, model: ModelRecord) -> list[str]:
         scored = services.score_clip(actor, model.id, wav_bytes(2.0, seed=3), file_name="c.wav")
         assert scored.analysis.cautions == scored.verdict.cautions  # kept in the history too
-        return [c for c in scored.verdict.cautions if c.startswith("This model's error rate")]
+        return [
+            c
+            for c in scored.verdict.cautions
+            if c.startswith(("This model's error rate", "In your test on dataset"))
+        ]
 
     # An uploaded bundle without figures: nobody here knows how often it errs.
     bundle = bundle_zip(trained_run_dir(tmp_path_factory))
@@ -239,23 +251,64 @@ def test_a_verdict_says_the_error_rate_is_unknown_until_the_model_is_tested_here
     assert "it has no validation EER measured on this server" in caution
     assert "Test on a dataset (on the Evaluate page, or fakevoice evaluate --queue)" in caution
 
-    # Tested on a dataset it was not trained on: measured, no caution.
-    other = "fresh"
+    # Three tests: on the dataset it was trained on (its recipe travels in the bundle), on one
+    # it never heard, and on that one with human and machine labels swapped (where it fails).
+    other, swapped = "fresh", "swapped"
     make_tiny_dataset(
         get_settings().dataset_dir / other, speakers=("new_a", "new_b"), first_seed=50_000
     )
-    run = services.submit_evaluation(owner, [model.id], other, "all", limit=20)
+    shutil.copytree(get_settings().dataset_dir / other, get_settings().dataset_dir / swapped)
+    manifest = get_settings().dataset_dir / swapped / "manifest.csv"
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    rows["class"] = (
+        rows["class"]
+        .map({"bonafide": "griffinlim", "griffinlim": "bonafide"})
+        .fillna(rows["class"])
+    )
+    rows.to_csv(manifest, index=False)
+    own_data, run, failing = (
+        services.submit_evaluation(owner, [model.id], dataset, "all", limit=20)
+        for dataset in (DATASET, other, swapped)
+    )
     assert unknown_quality(owner, model) == [caution]  # queued is not measured
-    assert run_queued_jobs() == ["succeeded"]
-    assert unknown_quality(owner, model) == []
-    # A copy calibrated on that test scores as the model it copies: measured as well.
+    assert run_queued_jobs() == ["succeeded"] * 3
+    found = {r.id: services.evaluation_results(owner, r.id)[0].report for r in (run, failing)}
+    assert found[failing.id]["eer"] >= 0.4
+
+    # The newest test that measured it speaks, in the words of a weak model's caution.
+    tested = latest_tests(owner, [model.id])[model.id]
+    assert (tested.test_id, tested.dataset, tested.items) == (failing.id, swapped, 20)
+    assert tested.eer == found[failing.id]["eer"] and tested.measures
+    date = f"{tested.saved:%Y-%m-%d}"
+    weak = (
+        f"In your test on dataset 'swapped' (test #{failing.id}, {date}) this model's EER was "
+        f"{found[failing.id]['eer']:.1%} on 20 items: on that audio it told human from machine "
+        "speech little better than chance (50 %). Do not rely on its verdict."
+    )
+    assert unknown_quality(owner, model) == [weak]
+    # A copy calibrated on a test scores as the model it copies: by that model's newest test.
     copy = services.calibrate_on_test(owner, run.id, model.id, "calibrated")
-    assert unknown_quality(owner, copy) == []
+    assert unknown_quality(owner, copy) == [weak]
     # Someone else using it has not measured it (the owner's test is the owner's to see).
     profile.set_model_public(owner, model.id, True)
     assert unknown_quality(make_user("reader"), model) == [caution]
-    # A cleared test measures nothing any more.
+    # A cleared test measures nothing any more: the test before it speaks.
+    services.clear_evaluation(owner, failing.id)
+    assert unknown_quality(owner, model) == model_cautions(
+        model.metrics, tested=latest_tests(owner, [model.id])[model.id]
+    )
+    eer = found[run.id]["eer"]
+    assert (unknown_quality(owner, model) == []) == (eer < ERRING_MODEL_EER)
+    # A test on the audio it was trained on does not vouch for it: it flatters its EER.
     services.clear_evaluation(owner, run.id)
+    (flattered,) = unknown_quality(owner, model)
+    assert flattered.startswith(
+        "This model's error rate is unknown: it has no validation EER measured on this server, "
+        f"and your test on dataset '{DATASET}' (test #{own_data.id}, "
+    )
+    assert "held audio it was trained on (" in flattered and "which flatters its EER" in flattered
+    assert unknown_quality(owner, copy) == [flattered]
+    services.clear_evaluation(owner, own_data.id)
     assert unknown_quality(owner, model) == [caution]
     assert unknown_quality(owner, copy) == [caution]
 

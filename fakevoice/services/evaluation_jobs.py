@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fakevoice import store
+from fakevoice.cautions import TestedEer
 from fakevoice.errors import ConflictError, InvalidSpecError
 from fakevoice.services.datasets import dataset_path
 from fakevoice.services.evaluation import (
@@ -184,16 +186,44 @@ def models_done(run: RunRecord) -> int:
     return sum(result_files(folder, index)[0].is_file() for index in range(count))
 
 
-def tested_model_ids(actor: Actor) -> set[int]:
-    """The models with a result in one of the actor's tests (a stopped test's finished models
-    count; a cleared test's do not)."""
-    tested = set()
+def latest_tests(actor: Actor, model_ids: Collection[int]) -> dict[int, TestedEer]:
+    """What the actor's tests on a dataset found of each of ``model_ids``: the newest result
+    that measures the model (:attr:`~fakevoice.cautions.TestedEer.measures`: an EER on items
+    whose audio it was not trained on), else its newest result of any kind; a model without a
+    result is left out. A stopped or failed test's finished models count; a cleared test's do
+    not. Only the small report of a result is read (never its per-item scores), newest test
+    first, and the reading stops once every model has a result that measures it: this runs for
+    every verdict of a model without a validation EER of its own."""
+    wanted = set(model_ids)
+    found: dict[int, TestedEer] = {}
     for run in list_evaluations(actor):
-        folder = results_dir(run.id)
         for index, model_id in enumerate(run.spec.get("models", [])):
-            if isinstance(model_id, int) and result_files(folder, index)[0].is_file():
-                tested.add(model_id)
-    return tested
+            if model_id not in wanted or (model_id in found and found[model_id].measures):
+                continue
+            tested = _tested_eer(run, result_files(results_dir(run.id), index)[0])
+            if tested is not None and (model_id not in found or tested.measures):
+                found[model_id] = tested
+        if all(model_id in found and found[model_id].measures for model_id in wanted):
+            break
+    return found
+
+
+def _tested_eer(run: RunRecord, report_path: Path) -> TestedEer | None:
+    """The summary of one model's saved report in a test (None: not saved, or unreadable)."""
+    try:
+        saved = datetime.fromtimestamp(report_path.stat().st_mtime, tz=UTC)
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    eer, items, trained_on = report.get("eer"), report.get("n"), report.get("trained_on", 0)
+    return TestedEer(
+        test_id=run.id,
+        dataset=str(report.get("dataset") or run.dataset or "?"),
+        saved=saved,
+        eer=float(eer) if isinstance(eer, int | float) else None,
+        items=items if isinstance(items, int) else 0,
+        trained_on=trained_on if isinstance(trained_on, int) else None,
+    )
 
 
 def stop_evaluation(actor: Actor, run_id: int) -> RunRecord:

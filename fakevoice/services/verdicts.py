@@ -156,7 +156,7 @@ def score_clip(
     else:
         digest = sha256_file(source)
     verdict = detector.predict(audio, threshold)
-    if weak := model_cautions(model.metrics, measured_here=measured_here(actor, model)):
+    if weak := quality_cautions(actor, model):
         verdict = replace(verdict, cautions=[*verdict.cautions, *weak])
     with store.session_scope() as session:
         analysis = store.add_analysis(
@@ -178,16 +178,23 @@ def score_clip(
     return ScoredClip(verdict=verdict, info=audio.info, analysis=analysis, model=model)
 
 
-def measured_here(actor: Actor, model: ModelRecord) -> bool:
-    """Whether the model's error rate was measured on this server, as far as the actor can see:
-    it keeps a validation EER of its own, was trained here, or has a result in one of the
-    actor's tests on a dataset (or the model it is a calibrated copy of has)."""
-    if isinstance(model.metrics.get("eer"), int | float) or model.run_id is not None:
-        return True
-    from fakevoice.services.evaluation_jobs import tested_model_ids
+def quality_cautions(actor: Actor, model: ModelRecord) -> list[str]:
+    """What the model's measured error rate says of its verdicts, as far as the actor can see
+    (:func:`~fakevoice.cautions.model_cautions`): its own validation EER when it keeps one;
+    nothing more when it was trained here; else what the newest of the actor's tests on a
+    dataset that measured it found (for a calibrated copy its own test first, then the test of
+    the model it copies, which it was fitted on), or that its error rate is unknown."""
+    metrics = model.metrics
+    if isinstance(metrics.get("eer"), int | float) or model.run_id is not None:
+        return model_cautions(metrics, measured_here=True)
+    from fakevoice.services.evaluation_jobs import latest_tests
 
-    tested = tested_model_ids(actor)
-    return model.id in tested or model.metrics.get(CALIBRATED_FROM) in tested
+    source = metrics.get(CALIBRATED_FROM)
+    ids = [model.id, *([source] if isinstance(source, int) and source != model.id else [])]
+    found = latest_tests(actor, ids)
+    results = [found[model_id] for model_id in ids if model_id in found]
+    tested = next((t for t in results if t.measures), results[0] if results else None)
+    return model_cautions(metrics, tested=tested)
 
 
 def models_dir() -> Path:
