@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fakevoice import signing
+from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.errors import FakeVoiceError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,29 @@ REPORTED = "reported_validation"
 DROPPED = "dropped_validation"
 """The key of a model's metrics that says, in words, why the figures its bundle carried failed
 their check (:func:`dropped_figures_text` makes the sentence)."""
-_NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED}
+DROPPED_PARTS = "dropped_parts"
+"""The key of a model's metrics that says, part by part, what of its bundle's manifest failed
+its check and was not kept: ``{part: reason}``, the parts being :data:`MANIFEST_PARTS`' keys
+(the figures of ``validation.json`` keep theirs under :data:`DROPPED`, as before)."""
+MANIFEST_PARTS = {
+    "calibration": ("its calibration", "its probabilities are the network's own, uncalibrated"),
+    "familiarity": (
+        "its familiarity reference",
+        "its verdicts carry no typicality, and no caution for a clip unlike its training audio",
+    ),
+    TRAINING_AUDIO: (
+        "the fingerprints of its training clips",
+        "a test on a dataset cannot count the items whose audio it was trained on",
+    ),
+    "train_spec": (
+        "its training recipe",
+        "its card cannot say what it was trained on, and a test on that dataset cannot set its "
+        "training split apart",
+    ),
+}
+"""The optional parts of a bundle's manifest that an upload checks: what each is, in words, and
+what the model lacks without it."""
+_NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
 the calibration travels in the manifest (checked there)."""
 _RATES = ("eer", "auc", "accuracy", "macro_f1")
@@ -164,6 +187,25 @@ def dropped_figures_text(metrics: Mapping[str, Any]) -> str | None:
         f"Its bundle carried validation figures ({FIGURES_FILE}) that failed their check "
         f"({reason}); they were not kept."
     )
+
+
+def dropped_parts_text(
+    metrics: Mapping[str, Any], manifest: Mapping[str, Any] | None = None
+) -> list[str]:
+    """One sentence for each part of a model's bundle manifest that failed its check and was not
+    kept (:data:`DROPPED_PARTS`, in :data:`MANIFEST_PARTS`' order); empty when every part was
+    kept or the model came from no bundle. With the model's ``manifest``, a part it holds again
+    (a calibrated copy's calibration) is not named. The figures of ``validation.json`` have
+    their own sentence, :func:`dropped_figures_text`."""
+    dropped = metrics.get(DROPPED_PARTS)
+    if not isinstance(dropped, Mapping):
+        return []
+    return [
+        f"Not kept from its bundle: {what} ({part} in manifest.json), because {dropped[part]}; "
+        f"so {lacking}."
+        for part, (what, lacking) in MANIFEST_PARTS.items()
+        if isinstance(dropped.get(part), str) and (manifest is None or part not in manifest)
+    ]
 
 
 def _checked_subset(figures: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, Any]:

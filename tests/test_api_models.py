@@ -127,7 +127,10 @@ def test_an_upload_whose_figures_fail_their_check_is_stored_with_a_warning(
     buffer = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(bundle)) as source, zipfile.ZipFile(buffer, "w") as target:
         for name in source.namelist():
-            target.writestr(name, source.read(name))
+            content = json.loads(source.read(name)) if name == "manifest.json" else None
+            if content is not None:  # and a recipe this server cannot read
+                content["train_spec"] = {"dataset": "demo", "epochs": -3}
+            target.writestr(name, source.read(name) if content is None else json.dumps(content))
         # Figures that claim another model's manifest: what a bundle edited by hand carries.
         figures = {"format": "fakevoice-validation/1", "manifest_sha256": "0" * 64}
         target.writestr("validation.json", json.dumps(figures))
@@ -137,14 +140,21 @@ def test_an_upload_whose_figures_fail_their_check_is_stored_with_a_warning(
     why = "they were signed for another manifest than this bundle's"
     assert body["warning"] == (
         f"Its bundle carried validation figures (validation.json) that failed their check "
-        f"({why}); they were not kept."
+        f"({why}); they were not kept. Not kept from its bundle: its training recipe (train_spec "
+        "in manifest.json), because it is not a training recipe this server can read; so its "
+        "card cannot say what it was trained on, and a test on that dataset cannot set its "
+        "training split apart."
     )
     assert body["metrics"]["dropped_validation"] == why and "eer" not in body["metrics"]
+    assert body["metrics"]["dropped_parts"] == {
+        "train_spec": "it is not a training recipe this server can read"
+    }
     # The model keeps it: read again, and on its card.
     again = get(served, f"/v1/models/{body['id']}", served.bob_token).json()
     assert again["metrics"]["dropped_validation"] == why
     card = get(served, f"/v1/models/{body['id']}/card", served.bob_token).text
-    assert body["warning"] in card
+    figures, recipe = body["warning"].split(" Not kept from its bundle: ")
+    assert figures in card and f"- Not kept from its bundle: {recipe}" in card
 
 
 def test_the_fastai_export_is_downloaded_and_known_again(served: Served) -> None:

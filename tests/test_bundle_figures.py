@@ -307,3 +307,22 @@ def test_the_cli_says_when_a_bundles_figures_failed_their_check(
     (tmp_path / "good.zip").write_bytes(data)
     good = run_in_process(capsys, "models", "import", str(tmp_path / "good.zip"), "--name", "g")
     assert good.returncode == 0 and "warning" not in good.stderr, good.stderr
+    # Parts of its manifest that fail their check are named too, after the figures.
+    manifest = json.loads(files["manifest.json"])
+    manifest["familiarity"] = {"means": [[1.0]]}
+    (tmp_path / "edited.zip").write_bytes(
+        rezip({**files, "manifest.json": json.dumps(manifest).encode()})
+    )
+    edited = run_in_process(
+        capsys, "models", "import", str(tmp_path / "edited.zip"), "--name", "e", "--json"
+    )
+    assert edited.returncode == 0, edited.stderr
+    warning = json.loads(edited.stdout)["warning"]
+    assert warning == (
+        "Its bundle carried validation figures (validation.json) that failed their check (they "
+        "were signed for another manifest than this bundle's); they were not kept. Not kept "
+        "from its bundle: its familiarity reference (familiarity in manifest.json), because its "
+        "numbers are missing, malformed or out of bounds; so its verdicts carry no typicality, "
+        "and no caution for a clip unlike its training audio."
+    )
+    assert f"warning: {warning}" in edited.stderr

@@ -23,6 +23,7 @@ from test_training import quick_spec, tiny_dataset_root
 
 from fakevoice import services, store
 from fakevoice.artefacts import sha256_file
+from fakevoice.bundle_figures import DROPPED_PARTS, MANIFEST_PARTS, dropped_parts_text
 from fakevoice.errors import ConflictError, FileTooLargeError, ModelFileError
 from fakevoice.services import uploads
 from fakevoice.settings import get_settings
@@ -264,6 +265,8 @@ def test_a_bundle_keeps_its_calibration_and_familiarity_reference(
         {"calibration": {"dataset": "calls <img src=https://x.example/p.png> [verify](https://x)"}},
         {"training_audio": ["0123456789abcdef", "../../etc/passwd"]},
         {"training_audio": "0123456789abcdef"},
+        {"train_spec": {"dataset": "tiny", "arch": "resnet19"}},
+        {"train_spec": "the usual"},
     ],
 )
 def test_unusable_references_are_left_out_and_the_model_still_stored(
@@ -306,7 +309,52 @@ def test_unusable_references_are_left_out_and_the_model_still_stored(
         assert "dataset" not in stored["calibration"]
     else:
         assert key not in stored
+    # Whoever uploads it is told which part was left out, and why, in a sentence of its own.
+    warning = uploads.upload_warning(uploaded)
+    if key in stored:
+        assert warning is None and DROPPED_PARTS not in uploaded.metrics
+    else:
+        assert warning is not None and warning.startswith(
+            f"Not kept from its bundle: {MANIFEST_PARTS[key][0]} ({key} in manifest.json), "
+            f"because {uploaded.metrics[DROPPED_PARTS][key]}; so {MANIFEST_PARTS[key][1]}."
+        )
+        assert list(uploaded.metrics[DROPPED_PARTS]) == [key]
+        assert warning == dropped_parts_text(uploaded.metrics)[0]
     services.score_clip(alice, uploaded.id, wav_bytes(1.5), file_name="a.wav")
+
+
+def test_every_part_left_out_of_a_bundle_is_named_in_the_warning(
+    alice: Actor, run_dir: Path
+) -> None:
+    manifest = _manifest(
+        run_dir,
+        calibration={"temperature": 900.0, "bias": [0.0, 0.0, 0.0]},
+        familiarity="close",
+        training_audio=["0123456789abcdef", "../../etc/passwd"],
+        train_spec={"dataset": "tiny", "arch": "resnet19"},
+    )
+    uploaded = uploads.import_uploaded_model(
+        alice, "bare", "b.zip", bundle_zip(run_dir, manifest=manifest)
+    )
+    assert uploads.upload_warning(uploaded) == (
+        "Not kept from its bundle: its calibration (calibration in manifest.json), because its "
+        "temperature or biases are missing or out of bounds, or it has not one bias per class; "
+        "so its probabilities are the network's own, uncalibrated. "
+        "Not kept from its bundle: its familiarity reference (familiarity in manifest.json), "
+        "because its numbers are missing, malformed or out of bounds; so its verdicts carry no "
+        "typicality, and no caution for a clip unlike its training audio. "
+        "Not kept from its bundle: the fingerprints of its training clips (training_audio in "
+        "manifest.json), because they are not a list of at most 50,000 fingerprints of 16 hex "
+        "digits; so a test on a dataset cannot count the items whose audio it was trained on. "
+        "Not kept from its bundle: its training recipe (train_spec in manifest.json), because "
+        "it is not a training recipe this server can read; so its card cannot say what it was "
+        "trained on, and a test on that dataset cannot set its training split apart."
+    )
+    stored = json.loads((Path(uploaded.path) / "manifest.json").read_text())
+    assert not {"calibration", "familiarity", "training_audio", "train_spec"} & set(stored)
+    # The run's own bundle, every part sound, warns of nothing.
+    whole = uploads.import_uploaded_model(alice, "whole", "w.zip", bundle_zip(run_dir))
+    assert uploads.upload_warning(whole) is None and DROPPED_PARTS not in whole.metrics
 
 
 def test_wrong_zip_content_is_refused(alice: Actor, run_dir: Path) -> None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fakevoice.bundle_figures import REPORTED, dropped_figures_text
+from fakevoice.bundle_figures import REPORTED, dropped_figures_text, dropped_parts_text
 from fakevoice.cautions import ERRING_MODEL_EER, WEAK_MODEL_EER
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label, noise_sort_key
@@ -240,6 +240,7 @@ def _limit_lines(
             "(Griffin-Lim from the full STFT, HiFi-GAN from the mel spectrogram) looks like the "
             "original to it. A waveform model (AASIST) or `phase` features see the phase."
         )
+    lines += [f"- {sentence}" for sentence in dropped_parts_text(metrics, manifest)]
     lines.append(
         "- A verdict is evidence to weigh, not proof; validation figures are on audio like its "
         "training data, and a test on recordings from elsewhere (Evaluate > Test on a dataset, "

@@ -6,8 +6,9 @@ The kind of an upload is read from its content, never from its name:
   bundle: the manifest is validated, the weights are loaded strictly into the architecture it
   names, and the bundle is stored under ``<data dir>/models/<uuid>``; its signed validation
   figures (``validation.json``, when present) are sorted by who signed them
-  (:mod:`fakevoice.bundle_figures`); figures that fail their check are not kept, and
-  :func:`upload_warning` tells the uploader so;
+  (:mod:`fakevoice.bundle_figures`); figures that fail their check are not kept, nor are a
+  calibration, familiarity reference, training-clip fingerprints or training recipe that fail
+  theirs, and :func:`upload_warning` tells the uploader which and why;
 * a PyTorch checkpoint (torch's zip format or its legacy pickle format) is offered to
   :func:`~fakevoice.services.verdicts.import_aasist`, which reads tensors only;
 * any other file (a fastai ``.pkl`` included) is never unpickled: when its sha256 is the
@@ -34,13 +35,20 @@ from fakevoice.artefacts import (
 )
 from fakevoice.bundle_figures import (
     DROPPED,
+    DROPPED_PARTS,
     FIGURES_FILE,
     REPORTED,
     BundleFigures,
     dropped_figures_text,
+    dropped_parts_text,
     read_figures,
 )
-from fakevoice.datasets.fingerprints import TRAINING_AUDIO, valid_fingerprints
+from fakevoice.datasets.fingerprints import (
+    FINGERPRINT_HEX,
+    MAX_FINGERPRINTS,
+    TRAINING_AUDIO,
+    valid_fingerprints,
+)
 from fakevoice.decoding import size_text
 from fakevoice.errors import (
     FakeVoiceError,
@@ -126,10 +134,13 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
 
 
 def upload_warning(model: ModelRecord) -> str | None:
-    """What the person who uploaded ``model`` should know although the upload succeeded: that
-    the validation figures its bundle carried failed their check and were not kept (None when
-    there is nothing to say). The page shows it, the API answers it, the CLI prints it."""
-    return dropped_figures_text(model.metrics)
+    """What the person who uploaded ``model`` should know although the upload succeeded: which
+    parts of its bundle (validation figures, calibration, familiarity reference, training-clip
+    fingerprints, training recipe) failed their check and were not kept, and why, one sentence
+    each (None when there is nothing to say). The page shows it, the API answers it, the CLI
+    prints it."""
+    figures = dropped_figures_text(model.metrics)
+    return " ".join([*([figures] if figures else []), *dropped_parts_text(model.metrics)]) or None
 
 
 def is_export_of(model: ModelRecord, data: bytes) -> bool:
@@ -178,9 +189,10 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
     raw = _parse_manifest(manifest_bytes)
     manifest = validate_manifest(raw)
     model = _load_weights(manifest, weights_bytes)
-    manifest.update(_kept_references(raw, len(manifest["class_names"]), model))
+    kept, dropped = _optional_parts(raw, len(manifest["class_names"]), model)
+    manifest.update(kept)
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {DROPPED_PARTS: dropped} if dropped else {}
     figures = (
         read_figures(figures_bytes, manifest_bytes, weights_bytes, manifest["class_names"])
         if figures_bytes is not None
@@ -263,8 +275,9 @@ def _parse_manifest(raw: bytes) -> dict[str, Any]:
 
 
 def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Check a bundle manifest and return the clean copy the server will store (its calibration
-    and familiarity reference are added once the weights are loaded: :func:`_kept_references`).
+    """Check a bundle manifest and return the clean copy the server will store (its optional
+    parts, kept when they pass their own checks, are added once the weights are loaded:
+    :func:`_optional_parts`).
 
     Checks: the format tag, a known architecture, 2 to 256 distinct class names including
     ``bonafide``, the input kind the architecture takes, a window of 0.1 to 30 seconds, a common
@@ -341,30 +354,24 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         # What rebuilds the exact network (e.g. SpecNet's input pooling); dropping it would
         # silently rebuild another network. _load_weights checks it when it builds the model.
         clean["arch_config"] = manifest["arch_config"]
-    train_spec = manifest.get("train_spec")
-    if isinstance(train_spec, dict):
-        try:
-            clean["train_spec"] = TrainSpec.from_dict(train_spec).to_dict()
-        except (FakeVoiceError, TypeError, ValueError):
-            logger.info("dropping an invalid train_spec from an uploaded manifest")
-    if TRAINING_AUDIO in manifest:
-        heard = valid_fingerprints(manifest[TRAINING_AUDIO])
-        if heard is None:
-            logger.info("dropping invalid training-audio fingerprints from an uploaded manifest")
-        else:
-            clean[TRAINING_AUDIO] = heard
     return clean
 
 
-def _kept_references(manifest: dict[str, Any], classes: int, model: nn.Module) -> dict[str, Any]:
-    """The calibration and familiarity reference a bundle brings, each rebuilt from its checked
-    values (bounds, shapes, finite numbers; the reference of the width the weights' last layer
-    reads) or left out with a note in the log: a model that lacks them still scores, as models
-    trained before them do, while wrong ones would shift every verdict or caution."""
+def _optional_parts(
+    manifest: dict[str, Any], classes: int, model: nn.Module
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The optional parts a bundle's manifest brings (:data:`~fakevoice.bundle_figures.
+    MANIFEST_PARTS`: calibration, familiarity reference, training-clip fingerprints, training
+    recipe), each rebuilt from its checked values (bounds, shapes, finite numbers; the reference
+    of the width the weights' last layer reads), and, for each left out, why, in a fixed phrase
+    (never the bundle's own words: the page shows it as markdown). A model that lacks them still
+    scores, as models trained before them do, while wrong ones would shift every verdict,
+    caution or test; the uploader is told which were left out (:func:`upload_warning`)."""
     from fakevoice.metrics.calibration import Calibration
     from fakevoice.metrics.familiarity import Familiarity
 
     kept: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
     raw = manifest.get("calibration")
     calibration = Calibration.from_dict(raw, classes) if raw is not None else None
     if calibration is not None and isinstance(raw, dict):
@@ -376,14 +383,38 @@ def _kept_references(manifest: dict[str, Any], classes: int, model: nn.Module) -
         if split in ("valid", "all"):
             kept["calibration"]["split"] = split
     elif raw is not None:
-        logger.info("dropping an unusable calibration from an uploaded manifest")
+        dropped["calibration"] = (
+            "its temperature or biases are missing or out of bounds, or it has not one bias "
+            "per class"
+        )
     raw = manifest.get("familiarity")
     familiarity = Familiarity.from_dict(raw, classes) if raw is not None else None
     if familiarity is not None and familiarity.fits(model):
         kept["familiarity"] = familiarity.to_dict()
     elif familiarity is not None:
-        logger.info("dropping a familiarity reference that does not fit the uploaded weights")
-    return kept
+        dropped["familiarity"] = "it was made for a network of another width than these weights"
+    elif raw is not None:
+        dropped["familiarity"] = "its numbers are missing, malformed or out of bounds"
+    raw = manifest.get(TRAINING_AUDIO)
+    heard = valid_fingerprints(raw) if raw is not None else None
+    if heard is not None:
+        kept[TRAINING_AUDIO] = heard
+    elif raw is not None:
+        dropped[TRAINING_AUDIO] = (
+            f"they are not a list of at most {MAX_FINGERPRINTS:,} fingerprints of "
+            f"{FINGERPRINT_HEX} hex digits"
+        )
+    raw = manifest.get("train_spec")
+    try:
+        if isinstance(raw, dict):
+            kept["train_spec"] = TrainSpec.from_dict(raw).to_dict()
+    except (FakeVoiceError, TypeError, ValueError):
+        pass  # said below, as for a recipe that is no object at all
+    if raw is not None and "train_spec" not in kept:
+        dropped["train_spec"] = "it is not a training recipe this server can read"
+    for part, reason in dropped.items():
+        logger.info("dropping %s from an uploaded manifest: %s", part, reason)
+    return kept, dropped
 
 
 def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
