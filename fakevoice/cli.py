@@ -368,6 +368,23 @@ def _add_dataset_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 SERVICE_COMMANDS = frozenset({"worker", "api"})
 
 
+def _accept_verbose_after(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after any subcommand (``fakevoice worker -v``, ``fakevoice dataset build-demo
+    -v``) as before it. A subcommand's default would overwrite the main parser's ``-v``, so
+    theirs has none: it sets ``verbose`` only when given."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.add_argument(
+                    "-v",
+                    "--verbose",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help="log more",
+                )
+                _accept_verbose_after(subparser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakevoice", description="Fake Voice Workbench")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -392,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_users.add_commands(sub)
     cli_api.add_commands(sub)
     cli_reports.add_commands(sub)
+    _accept_verbose_after(parser)
     return parser
 
 

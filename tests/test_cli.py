@@ -205,3 +205,20 @@ def test_predict_help_says_what_the_threshold_is() -> None:
         "--threshold THRESHOLD inconclusive when neither P(human) nor P(machine) reaches it "
         "(0.5 to 1) [0.6]"
     ) in text
+
+
+def test_verbose_is_taken_before_or_after_the_subcommand() -> None:
+    """``fakevoice worker -v`` was refused ("unrecognized arguments: -v"): only ``fakevoice -v
+    worker`` logged more. Both do, after a nested subcommand too, and neither undoes the other."""
+    parser = build_parser()
+    for argv, verbose in (
+        (["worker"], False),
+        (["-v", "worker"], True),
+        (["worker", "-v"], True),
+        (["worker", "--verbose"], True),
+        (["-v", "dataset", "list"], True),
+        (["dataset", "list", "-v"], True),
+        (["report", "key", "--verbose"], True),
+        (["dataset", "list"], False),
+    ):
+        assert parser.parse_args(argv).verbose is verbose, argv
