@@ -37,6 +37,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
+    if not rows:
+        print(
+            "no models yet: train one with `fakevoice train --dataset demo --arch specnet`, or "
+            "store one with `fakevoice models import FILE --name NAME`"
+        )
     for r in rows:
         eer = f"{100 * r['eer']:.2f} %" if isinstance(r["eer"], float) else "-"
         shared = "public" if r["public"] else "private"

@@ -117,6 +117,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"total": total, "items": [vars(a) for a in found]})
         return 0
+    if not total:
+        print(
+            "no verdicts yet: judge a file with `fakevoice predict --model MODEL FILE`"
+            if where == AnalysisFilter()
+            else "no verdicts match these options (`fakevoice history` alone lists them all)"
+        )
     for a in found:
         p_human = a.probabilities.get("bonafide")
         shown = f"{p_human:.3f}" if p_human is not None else "-"

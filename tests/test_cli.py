@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,23 @@ def test_verbose_is_taken_before_or_after_the_subcommand() -> None:
         (["dataset", "list"], False),
     ):
         assert parser.parse_args(argv).verbose is verbose, argv
+
+
+def test_models_and_history_say_when_there_is_nothing_to_list(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``models`` and ``history`` printed nothing at all with nothing to list, as if they had
+    failed; ``runs`` said how to start one. They say so too; ``--json`` stays an empty list."""
+    for argv, hint in (
+        (["models"], "no models yet: train one with `fakevoice train --dataset demo"),
+        (["models", "list"], "no models yet: "),
+        (["history"], "no verdicts yet: judge a file with `fakevoice predict --model MODEL FILE`"),
+        (["history", "--find", "case"], "no verdicts match these options"),
+    ):
+        assert main(argv) == 0
+        said = capsys.readouterr()
+        assert said.out.startswith(hint) and len(said.out.splitlines()) == 1, argv
+    assert main(["models", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["history", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"total": 0, "items": []}
