@@ -243,3 +243,37 @@ def test_models_and_history_say_when_there_is_nothing_to_list(
     assert json.loads(capsys.readouterr().out) == []
     assert main(["history", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"total": 0, "items": []}
+
+
+def test_history_names_each_verdicts_model(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The history listed verdicts with no model: two models' verdicts on the same file read
+    alike. Each names its model, or says it was deleted."""
+    from fakevoice import services, store
+
+    actor = services.cli_actor()
+    with store.session_scope() as session:
+        models = [
+            store.add_model(
+                session, actor, name=name, arch="specnet", class_names=["bonafide", "spoof"],
+                sample_rate=16000, clip_samples=64600, path=str(isolated_settings / name),
+                files={},
+            )
+            for name in ("field detector", "a model with a very long name indeed")
+        ]  # fmt: skip
+        for model in [*models, models[0]]:
+            store.add_analysis(
+                session, actor, model_id=model.id, file_name="call.wav", duration=4.0,
+                sample_rate=16000, verdict="human", probabilities={"bonafide": 0.9, "spoof": 0.1},
+                threshold=0.6, source="cli",
+            )  # fmt: skip
+        store.delete_model(session, actor, models[0].id)
+    assert main(["history"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [row.split("P(human) 0.900  ")[1][:20] for row in rows] == [
+        "(deleted)           ",
+        "a model with a very ",
+        "(deleted)           ",
+    ]
+    assert all(row.endswith("  call.wav") for row in rows)

@@ -87,6 +87,7 @@ if TYPE_CHECKING:
         get_verdict,
         label_verdict,
         list_analyses,
+        model_names,
         rethreshold_verdict,
     )
     from fakevoice.services.runs import (
@@ -195,6 +196,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "get_verdict",
         "label_verdict",
         "list_analyses",
+        "model_names",
         "rethreshold_verdict",
     ),
     "fakevoice.services.runs": (
@@ -297,6 +299,7 @@ __all__ = [
     "list_evaluations",
     "list_models",
     "list_renders",
+    "model_names",
     "model_not_found",
     "list_runs",
     "memory_advice",

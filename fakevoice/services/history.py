@@ -210,6 +210,12 @@ def _p_human(analysis: AnalysisRecord) -> float | None:
     return None if value is None else float(value)
 
 
+def model_names(actor: Actor) -> dict[int, str]:
+    """The names of the models the actor may see now, by id: to name the model of a verdict."""
+    with store.session_scope(readonly=True) as session:
+        return _model_names(session, actor)
+
+
 def _model_names(session: Session, actor: Actor) -> dict[int, str]:
     """The names of the models the actor may see now, by id."""
     return {m.id: m.name for m in store.list_models(session, actor)}
