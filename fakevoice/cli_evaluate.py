@@ -223,7 +223,34 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"  {unseen}")
     if (flattered := trained_on_words(report)) is not None:
         print(f"  caution: {flattered}")
+    for line in class_table(report):
+        print(f"  {line}")
     _print_breakdown(report)
+
+
+def class_table(report: dict[str, Any]) -> list[str]:
+    """Each true class's precision, recall, F1 and items, then its row of the confusion matrix
+    (items predicted as each class), as aligned lines; none when the report lacks them."""
+    names = report.get("class_names") or []
+    per_class = report.get("per_class") or {}
+    matrix = report.get("confusion_matrix") or []
+    if not names or len(matrix) != len(names) or set(per_class) != set(names):
+        return []
+    name_width = max(len("class"), *map(len, names))
+    widths = [max(len(name), *(len(str(row[j])) for row in matrix)) for j, name in enumerate(names)]
+    predicted = " ".join(f"{name:>{w}}" for name, w in zip(names, widths, strict=True))
+    lines = [
+        "per class (rows: true class; right of |: items predicted as each class):",
+        f"{'class':<{name_width}}  precision  recall     F1  items | {predicted}",
+    ]
+    for name, row in zip(names, matrix, strict=True):
+        c = per_class[name]
+        counts = " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True))
+        lines.append(
+            f"{name:<{name_width}}  {c['precision']:9.3f}  {c['recall']:6.3f}  {c['f1']:5.3f}  "
+            f"{c['support']:5d} | {counts}"
+        )
+    return lines
 
 
 def _print_breakdown(report: dict[str, Any]) -> None:

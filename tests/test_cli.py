@@ -277,3 +277,30 @@ def test_history_names_each_verdicts_model(
         "(deleted)           ",
     ]
     assert all(row.endswith("  call.wav") for row in rows)
+
+
+def test_evaluate_prints_the_confusion_matrix_and_per_class_figures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only ``--json`` had the confusion matrix and each class's precision, recall and F1: the
+    printed report shows them too, in one aligned table after the headline figures."""
+    from fakevoice.cli_evaluate import _print_report
+    from fakevoice.metrics.classification import classification_report
+
+    truth = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
+    predicted = [0, 0, 1, 1, 1, 2, 2, 2, 2, 0]
+    probs = [[0.8 if i == p else 0.1 for i in range(3)] for p in predicted]
+    report = classification_report(truth, probs, ["bonafide", "griffinlim", "world"])
+    report.update(model={"name": "detector"}, dataset="demo", split="valid")
+    _print_report(report)
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(
+        "  per class (rows: true class; right of |: items predicted as each class):"
+    )
+    assert lines[start - 3].startswith("  accuracy 0.8000  macro F1 ")
+    assert lines[start + 1 : start + 5] == [
+        "  class       precision  recall     F1  items | bonafide griffinlim world",
+        "  bonafide        0.667   0.667  0.667      3 |        2          1     0",
+        "  griffinlim      0.667   1.000  0.800      2 |        0          2     0",
+        "  world           1.000   0.800  0.889      5 |        1          0     4",
+    ]

@@ -189,6 +189,11 @@ def test_cli_trains_lists_predicts_and_evaluates(
     assert rows[0] == f"item,speaker,class,noise,p_human,predicted,{classes}"
     assert len(rows) == 13
     assert "(all, " in printed.stdout and "EER at each noise level:" in printed.stdout
+    # The confusion matrix and each class's figures, as --json has them.
+    assert re.search(
+        r"\n  bonafide +\d\.\d{3} +\d\.\d{3} +\d\.\d{3} +\d+ \| +\d+ +\d+\n", printed.stdout
+    )
+    assert "| bonafide spoof\n" in printed.stdout
     assert "clean" in printed.stdout and "griffinlim" in printed.stdout
     assert "(6 human, 3 machine items)" in printed.stdout  # a capped test: half human
     assert "note: Shortcut" not in printed.stdout  # the dataset keeps no shortcut audit
