@@ -59,6 +59,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                         f"`fakevoice evaluate --results {run.id}` shows it."
                     )
                 return 0
+            print(  # on stderr, before the report: the id to stop it by or see it again
+                f"test {run.id} '{run.name}' queued; waiting for a worker to score it "
+                f"(`fakevoice stop {run.id}` stops it)",
+                file=sys.stderr,
+            )
             timeout = args.timeout if args.timeout is not None else WAIT_SECONDS
             try:
                 run = services.wait_for_run(actor, run.id, timeout=timeout)

@@ -238,6 +238,12 @@ def test_cli_trains_lists_predicts_and_evaluates(
         worker.terminate()
         worker.wait(timeout=60)
     assert waited.returncode == 0, waited.stderr
+    # The test's id as it was queued, to stop it by or see it again.
+    newest = json.loads(cli("runs", "--jobs", "--json").stdout)[0]
+    assert waited.stderr.startswith(
+        f"test {newest['id']} '{newest['name']}' queued; waiting for a worker to score it "
+        f"(`fakevoice stop {newest['id']}` stops it)\n"
+    )
     # The dataset's shortcut note first, then the report.
     assert waited.stdout.startswith("note: Shortcut in this dataset")
     assert f"\n\nmodel cli-run on {DATASET} (all, 6 items)" in waited.stdout
