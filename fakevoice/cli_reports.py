@@ -65,8 +65,8 @@ def cmd_scores(args: argparse.Namespace) -> int:
     cm = asvspoof_scores.read_any_cm_scores(args.cm)
     asv = asvspoof_scores.read_asv_scores(args.asv) if args.asv else None
     report = asvspoof_scores.asvspoof_report(cm, asv)
-    if args.json:
-        print_json(report)
+    if args.json:  # the files named, as the printed report names them
+        print_json({"cm_file": args.cm, "asv_file": args.asv, **report})
         return 0
     print(
         f"{args.cm}: {report['n_bonafide']} bona fide, {report['n_spoof']} spoof trials; "

@@ -304,3 +304,26 @@ def test_evaluate_prints_the_confusion_matrix_and_per_class_figures(
         "  griffinlim      0.667   1.000  0.800      2 |        0          2     0",
         "  world           1.000   0.800  0.889      5 |        1          0     4",
     ]
+
+
+def _write_workbench_scores(path: Path) -> Path:
+    """A small scores CSV as ``evaluate --scores`` writes it: 4 human items, 4 of two attacks."""
+    rows = [("bonafide", 0.9), ("bonafide", 0.8), ("bonafide", 0.7), ("bonafide", 0.4)]
+    rows += [("world", 0.1), ("world", 0.5), ("lpc", 0.2), ("lpc", 0.3)]
+    path.write_text(
+        "item,speaker,class,noise,p_human\n"
+        + "".join(f"i{n},s,{c},clean,{p}\n" for n, (c, p) in enumerate(rows))
+    )
+    return path
+
+
+def test_scores_json_names_the_files_it_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printed report of ``scores`` names its file, ``--json`` did not: a script reading
+    several reports could not tell which was which."""
+    scores = _write_workbench_scores(tmp_path / "scores.csv")
+    assert main(["scores", str(scores), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["cm_file"], report["asv_file"]) == (str(scores), None)
+    assert report["eer"] == pytest.approx(0.25)
