@@ -96,6 +96,15 @@ class ASVScores:
         return self.score[(self.key == "spoof") & (self.source == attack)]
 
 
+def _unreadable(path: Path, exc: OSError) -> DatasetError:
+    """Why the score file ``path`` could not be opened, in words (not "[Errno 21] ...")."""
+    if isinstance(exc, FileNotFoundError):
+        return DatasetError(f"Score file {path} does not exist.")
+    if isinstance(exc, IsADirectoryError):
+        return DatasetError(f"{path} is a folder, not a score file; give the file in it.")
+    return DatasetError(f"Score file {path} could not be read: {exc.strerror or exc}.")
+
+
 def _read_columns(
     path: Path, n_columns: int, keys: tuple[str, ...], key_column: int
 ) -> list[list[str]]:
@@ -103,9 +112,9 @@ def _read_columns(
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError(f"Score file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except UnicodeDecodeError as exc:
         raise DatasetError(f"Score file {path} could not be read as text: {exc}.") from None
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -170,9 +179,9 @@ def read_workbench_scores(path: Path) -> CMScores:
         frame = pd.read_csv(
             path, dtype={"item": str, "class": str}, keep_default_na=False, encoding="utf-8-sig"
         )
-    except FileNotFoundError:
-        raise DatasetError(f"Score file {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
         raise DatasetError(f"Score file {path} could not be read as CSV: {exc}.") from None
     missing = {"item", "class", "p_human"} - set(frame.columns)
     if missing:
@@ -204,10 +213,8 @@ def read_any_cm_scores(path: Path) -> CMScores:
     try:
         with Path(path).open(encoding="utf-8", errors="replace") as handle:
             first = handle.readline()
-    except FileNotFoundError:
-        raise DatasetError(f"Score file {path} does not exist.") from None
     except OSError as exc:
-        raise DatasetError(f"Score file {path} could not be read: {exc}.") from None
+        raise _unreadable(path, exc) from None
     header = {name.strip() for name in first.lstrip("\ufeff").split(",")}
     if {"item", "class", "p_human"} <= header:
         return read_workbench_scores(path)

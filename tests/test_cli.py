@@ -327,3 +327,23 @@ def test_scores_json_names_the_files_it_read(
     report = json.loads(capsys.readouterr().out)
     assert (report["cm_file"], report["asv_file"]) == (str(scores), None)
     assert report["eer"] == pytest.approx(0.25)
+
+
+def test_scores_says_in_words_why_a_file_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``scores DIR`` printed Python's "[Errno 21] Is a directory": it says so in words, for
+    the countermeasure's file as for the ASV one."""
+    scores = _write_workbench_scores(tmp_path / "scores.csv")
+    assert main(["scores", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"fakevoice: {tmp_path} is a folder, not a score file; give the file in it.\n"
+    )
+    assert main(["scores", str(scores), "--asv", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"fakevoice: {tmp_path} is a folder, not a score file; give the file in it.\n"
+    )
+    assert main(["scores", str(tmp_path / "absent.txt")]) == 2
+    assert capsys.readouterr().err == (
+        f"fakevoice: Score file {tmp_path / 'absent.txt'} does not exist.\n"
+    )
