@@ -37,8 +37,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except FakeVoiceError as exc:
             failures += 1
             results.append({"file": path, "error": str(exc)})
-            if not args.json:
-                print(f"{path}: {exc}", file=sys.stderr)
+            if not args.json:  # the file named once ("There is no audio file at x.wav.")
+                said = str(exc)
+                print(said if str(Path(path)) in said else f"{path}: {said}", file=sys.stderr)
             continue
         verdict = scored.verdict
         result = {

@@ -163,9 +163,15 @@ def test_cli_trains_lists_predicts_and_evaluates(
     # One file judged, one not: exit 1, so a script can tell (0: all judged; 2: none).
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
-    partial = cli("predict", "--model", "cli-run", str(clip), str(empty))
+    missing = tmp_path / "missing.wav"
+    partial = cli("predict", "--model", "cli-run", str(clip), str(empty), str(missing))
     assert partial.returncode == 1, partial.stderr
-    assert partial.stdout.startswith(f"{clip}: ") and partial.stderr.startswith(f"{empty}: ")
+    assert partial.stdout.startswith(f"{clip}: ")
+    # Each file named once ("missing.wav: There is no audio file at missing.wav" named it twice).
+    assert partial.stderr.splitlines() == [
+        f"{empty}: The file is empty (0 bytes); it holds no audio.",
+        f"There is no audio file at {missing}.",
+    ]
 
     evaluated = cli("evaluate", "--model", "cli-run", "--dataset", DATASET, "--json")
     assert evaluated.returncode == 0, evaluated.stderr
