@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fakevoice.cli import print_json
-from fakevoice.errors import FileTooLargeError, InvalidSpecError
+from fakevoice.errors import FileTooLargeError, InvalidSpecError, ModelFileError
 from fakevoice.store.records import Actor, ModelRecord
 
 
@@ -175,6 +175,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 f"{limit / 2**20:.1f} MiB (FAKEVOICE_MAX_MODEL_UPLOAD_BYTES)."
             )
         data = path.read_bytes()
+        if not data:  # said here: the service's words are about an upload
+            raise ModelFileError(f"The file {path} is empty (0 bytes); it holds no model.")
     except IsADirectoryError:
         raise InvalidSpecError(f"{path} is a folder; give the model file.") from None
     except OSError as exc:

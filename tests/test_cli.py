@@ -347,3 +347,19 @@ def test_scores_says_in_words_why_a_file_cannot_be_read(
     assert capsys.readouterr().err == (
         f"fakevoice: Score file {tmp_path / 'absent.txt'} does not exist.\n"
     )
+
+
+def test_models_import_of_an_empty_file_names_the_file(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file given to ``models import`` was "The uploaded model file is empty", though
+    nothing was uploaded: it names the file given."""
+    from fakevoice import services
+
+    empty = isolated_settings / "model.zip"
+    empty.write_bytes(b"")
+    assert main(["models", "import", str(empty), "--name", "mine"]) == 2
+    assert capsys.readouterr().err == (
+        f"fakevoice: The file {empty} is empty (0 bytes); it holds no model.\n"
+    )
+    assert services.list_models(services.cli_actor()) == []
