@@ -205,7 +205,9 @@ def _cmd_import_asvspoof(args: argparse.Namespace) -> int:
 
 def _cmd_dataset_render(args: argparse.Namespace) -> int:
     from fakevoice import services
+    from fakevoice.services.dataset_changes import find_dataset_on_disk
 
+    find_dataset_on_disk(args.source)  # an unknown dataset is the first thing to say
     overrides = _feature_overrides(args)
     if not overrides:
         from fakevoice.errors import InvalidSpecError

@@ -363,3 +363,14 @@ def test_models_import_of_an_empty_file_names_the_file(
         f"fakevoice: The file {empty} is empty (0 bytes); it holds no model.\n"
     )
     assert services.list_models(services.cli_actor()) == []
+
+
+def test_dataset_render_names_an_unknown_dataset_first(
+    isolated_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dataset render nosuch x`` asked which features to render, and only once given them
+    said there was no such dataset: the unknown dataset is said first."""
+    assert main(["dataset", "render", "nosuch", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fakevoice: There is no dataset named 'nosuch' in "), err
+    assert not (isolated_settings / "datasets" / "x").exists()

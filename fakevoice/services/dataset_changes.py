@@ -168,7 +168,7 @@ def render_dataset(
             "Only an administrator can add datasets: they are shared by everyone on this server."
         )
     # The command line (actor None) is the server's operator and sees every dataset.
-    summary = find_dataset(source, actor) if actor is not None else _find_on_disk(source)
+    summary = find_dataset(source, actor) if actor is not None else find_dataset_on_disk(source)
     name = check_new_dataset_name(name)
     spec = FeatureSpec.from_dict({**dict(summary.feature_spec or {}), **dict(overrides)})
     target = get_settings().dataset_dir / name
@@ -201,7 +201,7 @@ def render_dataset(
     return report
 
 
-def _find_on_disk(name: str) -> DatasetSummary:
+def find_dataset_on_disk(name: str) -> DatasetSummary:
     """Any dataset on disk by name, whoever owns it (for the command line)."""
     for summary in catalog_list_datasets(get_settings().dataset_dir):
         if summary.name == name:
