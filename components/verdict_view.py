@@ -17,7 +17,7 @@ import streamlit as st
 
 from components.user_text import plain
 from fakevoice.audio import load_audio
-from fakevoice.bundle_figures import DROPPED, REPORTED
+from fakevoice.bundle_figures import DROPPED, REPORTED, dropped_parts_summary
 from fakevoice.cautions import typicality_text
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FeatureSpec, remove_dc, render_image
@@ -78,8 +78,8 @@ def shared_by(model: ModelRecord, user_id: int, owners: Mapping[int, str]) -> st
 
 
 def model_summary(model: ModelRecord) -> str:
-    """What a model's own figures say, in a line: its classes, its validation EER, and what its
-    probabilities mean (calibrated or not)."""
+    """What a model's own figures say, in a line: its classes, its validation EER, what its
+    probabilities mean (calibrated or not), and which parts of its bundle were not kept."""
     eer = model.metrics.get("eer")
     items = model.metrics.get("valid_items")
     interval = model.metrics.get("eer_interval")
@@ -99,7 +99,8 @@ def model_summary(model: ModelRecord) -> str:
         "probabilities calibrated" if isinstance(calibrated, dict) else "probabilities uncalibrated"
     )
     classes = ", ".join(model.class_names)
-    return f"Classes: {classes} · {how_good} · {probabilities}."
+    said = [f"Classes: {classes}", how_good, probabilities, dropped_parts_summary(model.metrics)]
+    return " · ".join(words for words in said if words) + "."
 
 
 def _reported_figures(metrics: Mapping[str, object]) -> str:

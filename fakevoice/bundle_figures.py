@@ -55,23 +55,30 @@ DROPPED_PARTS = "dropped_parts"
 its check and was not kept: ``{part: reason}``, the parts being :data:`MANIFEST_PARTS`' keys
 (the figures of ``validation.json`` keep theirs under :data:`DROPPED`, as before)."""
 MANIFEST_PARTS = {
-    "calibration": ("its calibration", "its probabilities are the network's own, uncalibrated"),
+    "calibration": (
+        "its calibration",
+        "its probabilities are the network's own, uncalibrated",
+        "calibration",
+    ),
     "familiarity": (
         "its familiarity reference",
         "its verdicts carry no typicality, and no caution for a clip unlike its training audio",
+        "familiarity reference",
     ),
     TRAINING_AUDIO: (
         "the fingerprints of its training clips",
         "a test on a dataset cannot count the items whose audio it was trained on",
+        "training-clip fingerprints",
     ),
     "train_spec": (
         "its training recipe",
         "its card cannot say what it was trained on, and a test on that dataset cannot set its "
         "training split apart",
+        "training recipe",
     ),
 }
-"""The optional parts of a bundle's manifest that an upload checks: what each is, in words, and
-what the model lacks without it."""
+"""The optional parts of a bundle's manifest that an upload checks: what each is, in words,
+what the model lacks without it, and its short name (for a line that lists them)."""
 _NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
 the calibration travels in the manifest (checked there)."""
@@ -197,13 +204,35 @@ def dropped_parts_text(
     kept or the model came from no bundle. With the model's ``manifest``, a part it holds again
     (a calibrated copy's calibration) is not named. The figures of ``validation.json`` have
     their own sentence, :func:`dropped_figures_text`."""
+    return [
+        f"Not kept from its bundle: {MANIFEST_PARTS[part][0]} ({part} in manifest.json), "
+        f"because {metrics[DROPPED_PARTS][part]}; so {MANIFEST_PARTS[part][1]}."
+        for part in _dropped_parts(metrics, manifest)
+    ]
+
+
+def dropped_parts_summary(
+    metrics: Mapping[str, Any], manifest: Mapping[str, Any] | None = None
+) -> str | None:
+    """The parts :func:`dropped_parts_text` names, in a few words for a one-line summary
+    ("calibration and familiarity reference not kept from its bundle"); None when there are
+    none."""
+    names = [MANIFEST_PARTS[part][2] for part in _dropped_parts(metrics, manifest)]
+    if not names:
+        return None
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{listed} not kept from its bundle"
+
+
+def _dropped_parts(metrics: Mapping[str, Any], manifest: Mapping[str, Any] | None) -> list[str]:
+    """The parts of :data:`MANIFEST_PARTS` that :data:`DROPPED_PARTS` names, less those the
+    model's ``manifest`` holds again."""
     dropped = metrics.get(DROPPED_PARTS)
     if not isinstance(dropped, Mapping):
         return []
     return [
-        f"Not kept from its bundle: {what} ({part} in manifest.json), because {dropped[part]}; "
-        f"so {lacking}."
-        for part, (what, lacking) in MANIFEST_PARTS.items()
+        part
+        for part in MANIFEST_PARTS
         if isinstance(dropped.get(part), str) and (manifest is None or part not in manifest)
     ]
 

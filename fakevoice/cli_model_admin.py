@@ -51,7 +51,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fakevoice import services
-    from fakevoice.bundle_figures import REPORTED, dropped_figures_text
+    from fakevoice.bundle_figures import REPORTED, dropped_figures_text, dropped_parts_summary
     from fakevoice.metrics.bootstrap import interval_words
     from fakevoice.metrics.calibration import calibration_line
     from fakevoice.services.model_files import has_fastai_export
@@ -96,6 +96,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     elif (dropped := dropped_figures_text(metrics)) is not None:
         print(f"  {dropped}")
     print(f"  probabilities {calibration_line(metrics.get('calibration'))}")
+    if (parts := dropped_parts_summary(metrics)) is not None:
+        print(
+            f"  {parts[0].upper()}{parts[1:]} (its card says why: `fakevoice models export --card`)"
+        )
     files = ["safe bundle"] + (["fastai export"] if has_fastai_export(model) else [])
     print(f"  files: {', '.join(files)} (`fakevoice models export`)")
     return 0

@@ -20,7 +20,7 @@ from test_cli_workflow import run_in_process
 from test_uploads import make_user, register_run_model, wav_bytes
 
 from components.verdict_view import model_summary
-from fakevoice import signing
+from fakevoice import services, signing
 from fakevoice.bundle_figures import (
     DROPPED,
     FIGURES_FILE,
@@ -326,3 +326,18 @@ def test_the_cli_says_when_a_bundles_figures_failed_their_check(
         "and no caution for a clip unlike its training audio."
     )
     assert f"warning: {warning}" in edited.stderr
+    # Once stored, its summaries name the part left out too, briefly, as well as the figures.
+    shown = run_in_process(capsys, "models", "show", "e")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert warning.split(" Not kept")[0] in " ".join(lines)
+    assert (
+        "  Familiarity reference not kept from its bundle (its card says why: "
+        "`fakevoice models export --card`)"
+    ) in lines
+    assert "not kept from its bundle" not in run_in_process(capsys, "models", "show", "g").stdout
+    stored = services.find_model(services.cli_actor(), "e")
+    assert model_summary(stored).endswith(
+        "no validation figures (its bundle's failed their check and were not kept) · "
+        "probabilities uncalibrated · familiarity reference not kept from its bundle."
+    )
