@@ -17,7 +17,7 @@ import streamlit as st
 
 from components.user_text import plain
 from fakevoice.audio import load_audio
-from fakevoice.bundle_figures import DROPPED, REPORTED, dropped_parts_summary
+from fakevoice.bundle_figures import DROPPED, REPORTED, dropped_parts_summary, whose_bundle
 from fakevoice.cautions import typicality_text
 from fakevoice.errors import FakeVoiceError
 from fakevoice.features import FeatureSpec, remove_dc, render_image
@@ -108,7 +108,10 @@ def _reported_figures(metrics: Mapping[str, object]) -> str:
     reported = metrics.get(REPORTED)
     if not isinstance(reported, dict) or not isinstance(reported.get("eer"), int | float):
         if DROPPED in metrics:
-            return "no validation figures (its bundle's failed their check and were not kept)"
+            return (
+                f"no validation figures (those of {whose_bundle(metrics)} failed their check and "
+                "were not kept)"
+            )
         return "no validation figures"
     return (
         f"validation EER {reported['eer']:.1%} as its bundle reports (signed by another "

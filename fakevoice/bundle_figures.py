@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,11 @@ MANIFEST_PARTS = {
 }
 """The optional parts of a bundle's manifest that an upload checks: what each is, in words,
 what the model lacks without it, and its short name (for a line that lists them)."""
-_NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS}
+DROPPED_FROM = "dropped_from"
+"""The key of a calibrated copy's metrics that names, by id, the uploaded model whose bundle
+:data:`DROPPED` and :data:`DROPPED_PARTS` speak of (set by :func:`copied_metrics`; absent on the
+uploaded model itself, where they speak of its own bundle)."""
+_NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS, DROPPED_FROM}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
 the calibration travels in the manifest (checked there)."""
 _RATES = ("eer", "auc", "accuracy", "macro_f1")
@@ -190,9 +194,10 @@ def dropped_figures_text(metrics: Mapping[str, Any]) -> str | None:
     reason = metrics.get(DROPPED)
     if not isinstance(reason, str):
         return None
+    bundle = whose_bundle(metrics)
     return (
-        f"Its bundle carried validation figures ({FIGURES_FILE}) that failed their check "
-        f"({reason}); they were not kept."
+        f"{bundle[0].upper()}{bundle[1:]} carried validation figures ({FIGURES_FILE}) that "
+        f"failed their check ({reason}); they were not kept."
     )
 
 
@@ -205,8 +210,8 @@ def dropped_parts_text(
     (a calibrated copy's calibration) is not named. The figures of ``validation.json`` have
     their own sentence, :func:`dropped_figures_text`."""
     return [
-        f"Not kept from its bundle: {MANIFEST_PARTS[part][0]} ({part} in manifest.json), "
-        f"because {metrics[DROPPED_PARTS][part]}; so {MANIFEST_PARTS[part][1]}."
+        f"Not kept from {whose_bundle(metrics)}: {MANIFEST_PARTS[part][0]} ({part} in "
+        f"manifest.json), because {metrics[DROPPED_PARTS][part]}; so {MANIFEST_PARTS[part][1]}."
         for part in _dropped_parts(metrics, manifest)
     ]
 
@@ -221,7 +226,35 @@ def dropped_parts_summary(
     if not names:
         return None
     listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    return f"{listed} not kept from its bundle"
+    return f"{listed} not kept from {whose_bundle(metrics)}"
+
+
+def whose_bundle(metrics: Mapping[str, Any]) -> str:
+    """The bundle a model's :data:`DROPPED` and :data:`DROPPED_PARTS` speak of, in words: "its
+    bundle", or for a calibrated copy "the uploaded bundle of model 12" (:data:`DROPPED_FROM`)."""
+    source = metrics.get(DROPPED_FROM)
+    if not isinstance(source, int) or isinstance(source, bool):
+        return "its bundle"
+    return f"the uploaded bundle of model {source}"
+
+
+def copied_metrics(
+    metrics: Mapping[str, Any], model_id: int, renewed: Collection[str] = ()
+) -> dict[str, Any]:
+    """The metrics of model ``model_id`` as a copy made here of it keeps them (a calibrated
+    copy): the parts of its bundle that were not kept are missing from the copy too, less those
+    the copy holds anew (``renewed``, e.g. ``{"calibration"}``), and they, like figures that were
+    not kept, are said to be of the uploaded model's bundle (:data:`DROPPED_FROM`), not the
+    copy's, which was never uploaded."""
+    copied = {k: v for k, v in metrics.items() if k not in (DROPPED_PARTS, DROPPED_FROM)}
+    dropped = metrics.get(DROPPED_PARTS)
+    if isinstance(dropped, Mapping) and (
+        still := {part: why for part, why in dropped.items() if part not in renewed}
+    ):
+        copied[DROPPED_PARTS] = still
+    if DROPPED_PARTS in copied or DROPPED in copied:
+        copied[DROPPED_FROM] = metrics.get(DROPPED_FROM, model_id)
+    return copied
 
 
 def _dropped_parts(metrics: Mapping[str, Any], manifest: Mapping[str, Any] | None) -> list[str]:

@@ -165,7 +165,7 @@ def test_changed_figures_or_a_changed_manifest_lose_the_figures(
     card = model_files.model_card(alice, tampered.id).data.decode()
     assert f"No validation figures were kept with this model. {changed}" in card
     assert model_summary(tampered).endswith(
-        "no validation figures (its bundle's failed their check and were not kept) · "
+        "no validation figures (those of its bundle failed their check and were not kept) · "
         "probabilities uncalibrated."
     )
 
@@ -338,6 +338,6 @@ def test_the_cli_says_when_a_bundles_figures_failed_their_check(
     assert "not kept from its bundle" not in run_in_process(capsys, "models", "show", "g").stdout
     stored = services.find_model(services.cli_actor(), "e")
     assert model_summary(stored).endswith(
-        "no validation figures (its bundle's failed their check and were not kept) · "
+        "no validation figures (those of its bundle failed their check and were not kept) · "
         "probabilities uncalibrated · familiarity reference not kept from its bundle."
     )

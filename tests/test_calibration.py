@@ -292,3 +292,61 @@ def test_a_calibrated_copy_needs_items_of_two_classes(run_dir: Path, alice: Acto
     two_sided = _test_of(model, names, ["bonafide"] * 20 + [names[1]] * 20)
     copy = calibrated_copy(alice, model.id, two_sided, "two-sided")
     assert copy.metrics["calibration"]["items"] == 40
+
+
+def test_a_calibrated_copy_of_an_upload_says_what_it_still_lacks_and_from_whose_bundle(
+    run_dir: Path, alice: Actor
+) -> None:
+    from conftest import zip_of
+
+    from components.verdict_view import model_summary
+    from fakevoice.bundle_figures import (
+        DROPPED,
+        DROPPED_FROM,
+        DROPPED_PARTS,
+        copied_metrics,
+        dropped_parts_text,
+    )
+    from fakevoice.services import model_files
+    from fakevoice.services.calibration import calibrated_copy
+    from fakevoice.services.uploads import import_uploaded_model, upload_warning
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(calibration={"temperature": 900.0, "bias": [0.0]}, familiarity="close")
+    bundle = {
+        "manifest.json": json.dumps(manifest).encode(),
+        "model.safetensors": (run_dir / "model.safetensors").read_bytes(),
+        "validation.json": b"not json",
+    }
+    uploaded = import_uploaded_model(alice, "uploaded", "u.zip", zip_of(bundle))
+    assert set(uploaded.metrics[DROPPED_PARTS]) == {"calibration", "familiarity"}
+    names = manifest["class_names"]
+    copy = calibrated_copy(
+        alice, uploaded.id, _test_of(uploaded, names, ["bonafide"] * 20 + [names[1]] * 20)
+    )
+    # The copy has a calibration of its own; the familiarity reference and the figures it lacks
+    # as its source does, and says so of the bundle that source was uploaded in.
+    assert copy.metrics[DROPPED_PARTS] == {
+        "familiarity": uploaded.metrics[DROPPED_PARTS]["familiarity"]
+    }
+    assert copy.metrics[DROPPED] == uploaded.metrics[DROPPED]
+    assert copy.metrics[DROPPED_FROM] == uploaded.id and DROPPED_FROM not in uploaded.metrics
+    bundle_of = f"the uploaded bundle of model {uploaded.id}"
+    (familiarity,) = dropped_parts_text(copy.metrics)
+    assert familiarity.startswith(
+        f"Not kept from {bundle_of}: its familiarity reference (familiarity in manifest.json)"
+    )
+    assert model_summary(copy).endswith(
+        f"no validation figures (those of {bundle_of} failed their check and were not kept) · "
+        f"probabilities calibrated · familiarity reference not kept from {bundle_of}."
+    )
+    card = model_files.model_card(alice, copy.id).data.decode()
+    assert f"The uploaded bundle of model {uploaded.id} carried validation figures" in card
+    assert f"- {familiarity}" in card
+    assert "its bundle" not in card and "calibration in manifest.json" not in card
+    # A copy of the copy still names the bundle that was uploaded.
+    again = copied_metrics(copy.metrics, copy.id, renewed={"calibration"})
+    assert (
+        again[DROPPED_FROM] == uploaded.id and again[DROPPED_PARTS] == copy.metrics[DROPPED_PARTS]
+    )
+    assert upload_warning(uploaded) is not None and "its bundle" in str(upload_warning(uploaded))

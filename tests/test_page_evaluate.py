@@ -794,7 +794,9 @@ def test_a_bundle_whose_figures_fail_their_check_is_stored_with_a_warning(
     new = services.get_model(alice, at.selectbox(key="eval_model").value)
     assert new.name == "edited" and "eer" not in new.metrics
     (summary,) = [c.value for c in at.caption if c.value.startswith("Classes: ")]
-    assert "no validation figures (its bundle's failed their check and were not kept)" in summary
+    assert (
+        "no validation figures (those of its bundle failed their check and were not kept)"
+    ) in summary
     assert not at.run().warning  # said at the upload; the model's line and card keep it
 
 

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from fakevoice import store
+from fakevoice.bundle_figures import copied_metrics
 from fakevoice.errors import InvalidSpecError, NotFoundError
 from fakevoice.metrics.calibration import (
     MAX_BIAS,
@@ -123,7 +124,10 @@ def calibrated_copy(
     source = f"{model.name} (model {model.id}) calibrated on {dataset}"
     manifest = {**detector.manifest, "calibration": kept, "source": source}
     # The copy's error rate is the tested model's, measured by the test it was fitted on.
-    metrics = {**model.metrics, "calibration": kept, "source": source, CALIBRATED_FROM: model.id}
+    # Parts of an uploaded bundle that were not kept are missing from the copy too, but its
+    # calibration is its own now.
+    inherited = copied_metrics(model.metrics, model.id, renewed={"calibration"})
+    metrics = {**inherited, "calibration": kept, "source": source, CALIBRATED_FROM: model.id}
     new_name = calibrated_copy_name(actor, model, dataset, name)
     copy = store_bundle_as_model(actor, new_name, detector.model, manifest, metrics=metrics)
     logger.info(
