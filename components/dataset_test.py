@@ -120,7 +120,13 @@ def _form(
         st.error(str(exc))
         return
     st.session_state[SHOWN_KEY] = run.id
-    st.success(f"Queued '{run.name}'. Follow it below; it goes on when you leave this page.")
+    st.success(f"Queued '{_titled(run)}'. Follow it below; it goes on when you leave this page.")
+
+
+def _titled(run: RunRecord) -> str:
+    """``"test resnet on demo (#12)"``: a test's name and the number a verdict's caution and
+    ``fakevoice evaluate --results`` know it by."""
+    return f"{run.name} (#{run.id})"
 
 
 def _test_row(actor: Actor, run: RunRecord) -> None:
@@ -129,7 +135,7 @@ def _test_row(actor: Actor, run: RunRecord) -> None:
     job_list.status_line(
         actor,
         run,
-        run.name,
+        _titled(run),
         done="done",
         key="eval_test",
         stop=lambda: services.stop_evaluation(actor, run.id),
@@ -166,7 +172,7 @@ def _results(
         return
     if not evaluations:
         return
-    st.markdown(f"**Results of {plain(chosen.name)}**")
+    st.markdown(f"**Results of {plain(chosen.name)} (#{chosen.id})**")
     _shortcut_note(actor, str(evaluations[0].report["dataset"]))
     if len(evaluations) == 1:
         _show_one(actor, chosen.id, evaluations[0], key="eval_test")
