@@ -120,7 +120,9 @@ def _form(
         st.error(str(exc))
         return
     st.session_state[SHOWN_KEY] = run.id
-    st.success(f"Queued '{_titled(run)}'. Follow it below; it goes on when you leave this page.")
+    st.success(
+        f"Queued '{plain(_titled(run))}'. Follow it below; it goes on when you leave this page."
+    )
 
 
 def _titled(run: RunRecord) -> str:
@@ -135,7 +137,7 @@ def _test_row(actor: Actor, run: RunRecord) -> None:
     job_list.status_line(
         actor,
         run,
-        _titled(run),
+        plain(_titled(run)),  # named after models, another user's among them
         done="done",
         key="eval_test",
         stop=lambda: services.stop_evaluation(actor, run.id),

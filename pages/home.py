@@ -200,7 +200,9 @@ def _jobs_in_progress(actor: Actor) -> None:
         for job in jobs:
             page, where = JOB_PAGES[job.kind]
             left, right = st.columns([4, 1], vertical_alignment="center")
-            left.progress(job.progress, text=f"{job.name}: {job.status} ({job.progress:.0%})")
+            # A job's name may hold other users' model names (a test): shown as written.
+            name = plain(job.name)
+            left.progress(job.progress, text=f"{name}: {job.status} ({job.progress:.0%})")
             if (waiting := services.worker_note(job)) is not None:  # no worker, or a long wait
                 left.caption(waiting)
             right.page_link(page, label=f"Follow on {where}")

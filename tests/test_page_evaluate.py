@@ -32,6 +32,7 @@ from test_uploads import (
     wav_bytes,
 )
 
+from components.user_text import plain
 from fakevoice import services, store
 from fakevoice.audio import load_audio
 from fakevoice.datasets.shortcuts import audit_cues, write_audit
@@ -491,13 +492,14 @@ def test_dataset_test_mode_queues_a_job_and_shows_its_results(
     assert queued.status == "queued" and queued.kind == "evaluate"
     assert queued.name == f"test tiny specnet on {OTHER}"
     named = f"test tiny specnet on {OTHER} (#{queued.id})"  # the number a caution names it by
-    assert any(f"Queued '{named}'" in s.value for s in at.success)
+    # Shown as written: a test is named after models, another user's among them.
+    assert any(f"Queued '{plain(named)}'" in s.value for s in at.success)
     assert at.get("progress")  # followed in the list while it waits for a worker
     assert run_queued_jobs() == ["succeeded"]
 
     at.run()
     assert_no_exception(at)
-    assert any(s.value.startswith(f"{named}: done · ") for s in at.success)
+    assert any(s.value.startswith(f"{plain(named)}: done · ") for s in at.success)
     assert f"**Results of {named}**" in [m.value for m in at.markdown]
     assert any(f"20 of 30 items of **{OTHER}**" in c.value for c in at.caption)
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "EER", "AUC"}

@@ -274,7 +274,7 @@ def test_dashboard_follows_my_jobs_of_every_kind_in_progress(
     assert bars == [
         "alice run: queued (0%)",
         "test m on demo: queued (0%)",
-        "render demo-lfcc: queued (0%)",
+        r"render demo\-lfcc: queued (0%)",  # names shown as written, never as Markdown
     ]
     links = [link.proto.label for link in at.get("page_link")]
     assert {"Follow on Train", "Follow on Evaluate", "Follow on Datasets"} <= set(links)
