@@ -81,7 +81,7 @@ MANIFEST_PARTS = {
 what the model lacks without it, and its short name (for a line that lists them)."""
 DROPPED_FROM = "dropped_from"
 """The key of a calibrated copy's metrics that names, by id, the uploaded model whose bundle
-:data:`DROPPED` and :data:`DROPPED_PARTS` speak of (set by :func:`copied_metrics`; absent on the
+:data:`DROPPED`, :data:`DROPPED_PARTS` and :data:`REPORTED` speak of (set by :func:`copied_metrics`; absent on the
 uploaded model itself, where they speak of its own bundle)."""
 _NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS, DROPPED_FROM}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
@@ -230,8 +230,8 @@ def dropped_parts_summary(
 
 
 def whose_bundle(metrics: Mapping[str, Any]) -> str:
-    """The bundle a model's :data:`DROPPED` and :data:`DROPPED_PARTS` speak of, in words: "its
-    bundle", or for a calibrated copy "the uploaded bundle of model 12" (:data:`DROPPED_FROM`)."""
+    """The bundle a model's :data:`DROPPED`, :data:`DROPPED_PARTS` and :data:`REPORTED` speak of,
+    in words: "its bundle", or for a calibrated copy "the uploaded bundle of model 12" (:data:`DROPPED_FROM`)."""
     source = metrics.get(DROPPED_FROM)
     if not isinstance(source, int) or isinstance(source, bool):
         return "its bundle"
@@ -244,15 +244,15 @@ def copied_metrics(
     """The metrics of model ``model_id`` as a copy made here of it keeps them (a calibrated
     copy): the parts of its bundle that were not kept are missing from the copy too, less those
     the copy holds anew (``renewed``, e.g. ``{"calibration"}``), and they, like figures that were
-    not kept, are said to be of the uploaded model's bundle (:data:`DROPPED_FROM`), not the
-    copy's, which was never uploaded."""
+    not kept and figures another server's key signed, are said to be of the uploaded model's
+    bundle (:data:`DROPPED_FROM`), not the copy's, which was never uploaded."""
     copied = {k: v for k, v in metrics.items() if k not in (DROPPED_PARTS, DROPPED_FROM)}
     dropped = metrics.get(DROPPED_PARTS)
     if isinstance(dropped, Mapping) and (
         still := {part: why for part, why in dropped.items() if part not in renewed}
     ):
         copied[DROPPED_PARTS] = still
-    if DROPPED_PARTS in copied or DROPPED in copied:
+    if DROPPED_PARTS in copied or DROPPED in copied or REPORTED in copied:
         copied[DROPPED_FROM] = metrics.get(DROPPED_FROM, model_id)
     return copied
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fakevoice.bundle_figures import REPORTED
+from fakevoice.bundle_figures import REPORTED, whose_bundle
 from fakevoice.metrics.familiarity import UNFAMILIAR
 from fakevoice.spectral import power_spectrogram
 
@@ -175,7 +175,7 @@ def model_cautions(
             f"EER was {tested.eer:.1%} on {tested.items:,} items"
         )
         return _weak_model(tested.eer, found, own=False)
-    return [_unmeasured(metrics.get(REPORTED), tested)]
+    return [_unmeasured(metrics.get(REPORTED), tested, whose_bundle(metrics))]
 
 
 def _weak_model(eer: float, found: str, *, own: bool) -> list[str]:
@@ -205,13 +205,14 @@ def _test_name(tested: TestedEer) -> str:
     return f"test #{tested.test_id}, {tested.saved:%Y-%m-%d}"
 
 
-def _unmeasured(reported: object, tested: TestedEer | None) -> str:
+def _unmeasured(reported: object, tested: TestedEer | None, bundle: str) -> str:
     """The caution for a model whose error rate nobody measured here (``tested``: the user's
-    test of it that measured nothing, if any)."""
+    test of it that measured nothing, if any; ``bundle``: whose bundle reported figures came
+    in, :func:`~fakevoice.bundle_figures.whose_bundle`)."""
     if isinstance(reported, Mapping) and isinstance(reported.get("eer"), int | float):
         what = (
             "This model's error rate was not measured on this server: the validation EER of "
-            f"{reported['eer']:.1%} that its bundle reports was measured and signed by another "
+            f"{reported['eer']:.1%} that {bundle} reports was measured and signed by another "
             "server"
         )
     else:

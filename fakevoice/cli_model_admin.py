@@ -51,7 +51,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fakevoice import services
-    from fakevoice.bundle_figures import REPORTED, dropped_figures_text, dropped_parts_summary
+    from fakevoice.bundle_figures import (
+        REPORTED,
+        dropped_figures_text,
+        dropped_parts_summary,
+        whose_bundle,
+    )
     from fakevoice.metrics.bootstrap import interval_words
     from fakevoice.metrics.calibration import calibration_line
     from fakevoice.services.model_files import has_fastai_export
@@ -90,7 +95,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         reported.get("eer"), float
     ):
         print(
-            f"  validation EER {100 * reported['eer']:.2f} % as its bundle reports, signed by key "
+            f"  validation EER {100 * reported['eer']:.2f} % as {whose_bundle(metrics)} reports, "
+            f"signed by key "
             f"{reported.get('key_id')} (another server's): not measured here"
         )
     elif (dropped := dropped_figures_text(metrics)) is not None:

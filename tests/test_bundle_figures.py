@@ -141,6 +141,19 @@ def test_another_servers_figures_are_kept_apart_as_reported(
     # Exported from here, the reported figures are not signed again as this server's.
     files = bundle_files(model_files.model_bundle(carol, copy.id).data)
     assert FIGURES_FILE not in files
+    # A copy made here (a calibrated copy) holds the same reported figures, of the bundle its
+    # source was uploaded in, not of one of its own: it was never uploaded.
+    from dataclasses import replace
+
+    from fakevoice.bundle_figures import copied_metrics
+    from fakevoice.cautions import model_cautions
+
+    made_here = replace(copy, id=copy.id + 1, metrics=copied_metrics(copy.metrics, copy.id))
+    bundle_of = f"the uploaded bundle of model {copy.id}"
+    assert f"as {bundle_of} reports" in model_summary(made_here)
+    (caution,) = model_cautions(made_here.metrics)
+    assert f"that {bundle_of} reports was measured and signed by another server" in caution
+    assert "its bundle" not in model_summary(made_here) + caution
 
 
 def test_changed_figures_or_a_changed_manifest_lose_the_figures(

@@ -14,7 +14,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fakevoice.bundle_figures import REPORTED, dropped_figures_text, dropped_parts_text
+from fakevoice.bundle_figures import (
+    REPORTED,
+    dropped_figures_text,
+    dropped_parts_text,
+    whose_bundle,
+)
 from fakevoice.cautions import ERRING_MODEL_EER, WEAK_MODEL_EER
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label, noise_sort_key
@@ -161,7 +166,8 @@ def _validation_lines(metrics: Mapping[str, Any]) -> list[str]:
             "No validation figures were kept with this model." + (f" {dropped}" if dropped else "")
         ]
     return [
-        "No validation figures of its own here. The bundle it was uploaded from reports these, "
+        f"No validation figures of its own here. {whose_bundle(metrics).capitalize()} reports "
+        "these, "
         f"signed by key {code_span(reported.get('key_id'))}, another server's: they were not "
         "measured here. Compare the key's id with the one the sharing server publishes "
         "(`GET /v1/reports/key`, `fakevoice report key`) before you trust them, and test the "
