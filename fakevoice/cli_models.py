@@ -115,8 +115,10 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     found = services.list_analyses(actor, limit=args.limit, where=where)
     total = services.count_analyses(actor, where)
-    if args.json:
-        print_json({"total": total, "items": [vars(a) for a in found]})
+    names = services.model_names(actor) if found else {}
+    if args.json:  # model_name: null once the model is deleted or no longer shared with you
+        items = [{**vars(a), "model_name": names.get(a.model_id)} for a in found]
+        print_json({"total": total, "items": items})
         return 0
     if not total:
         print(
@@ -124,7 +126,6 @@ def cmd_history(args: argparse.Namespace) -> int:
             if where == AnalysisFilter()
             else "no verdicts match these options (`fakevoice history` alone lists them all)"
         )
-    names = services.model_names(actor) if found else {}
     for a in found:
         p_human = a.probabilities.get("bonafide")
         shown = f"{p_human:.3f}" if p_human is not None else "-"

@@ -277,6 +277,9 @@ def test_history_names_each_verdicts_model(
         "(deleted)           ",
     ]
     assert all(row.endswith("  call.wav") for row in rows)
+    assert main(["history", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert [item["model_name"] for item in items] == [None, models[1].name, None]
 
 
 def test_evaluate_prints_the_confusion_matrix_and_per_class_figures(
