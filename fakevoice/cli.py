@@ -279,6 +279,8 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
                 **summary.to_dict(),
                 "owner": None if owner_id is None else _owner_words(owner_id, names[owner_id]),
                 "shortcuts": None if audit is None else audit.severity,
+                # "none" of an audit whose comparisons all had too few clips is no finding
+                "shortcuts_judged": None if audit is None else audit.worst.judged,
             }
         )
     if args.json:
@@ -287,6 +289,8 @@ def _cmd_dataset_list(args: argparse.Namespace) -> int:
         for r in rows:
             owner = r["owner"] or "shared"
             shortcuts = f"shortcuts: {r['shortcuts'] or 'not audited'}"
+            if r["shortcuts_judged"] is False:
+                shortcuts = "shortcuts: too few clips"
             print(f"{r['name']:<24} {r['items']:>7} items  {owner:<16} {shortcuts:<24} {r['path']}")
     return 0
 

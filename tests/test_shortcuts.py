@@ -312,6 +312,10 @@ def test_cli_audit_prints_words_or_json(tiny: Path, capsys: pytest.CaptureFixtur
     assert main(["dataset", "list", "--json"]) == 0  # the kept audit's finding, per dataset
     (listed,) = json.loads(capsys.readouterr().out)
     assert (listed["name"], listed["shortcuts"]) == ("tiny", data["severity"])
+    # Three clips of each: no comparison could be judged, which is not "none found".
+    assert listed["shortcuts_judged"] is False
+    assert main(["dataset", "list"]) == 0
+    assert "shortcuts: too few clips" in capsys.readouterr().out
     assert main(["dataset", "audit", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no dataset named 'nosuch'" in err
