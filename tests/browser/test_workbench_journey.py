@@ -431,8 +431,13 @@ def _test_on_dataset(page: Page, dataset: str) -> None:
     _type_into(page, "eval_test_limit", "10")
     _button(page, "eval_test_run").click()
     # The list follows the job until the worker has scored it; then its results are shown.
-    expect(page.get_by_text(f"{name}: done")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
-    expect(page.get_by_text(f"Results of {name}")).to_be_visible(timeout=TIMEOUT_MS)
+    # Named with its number, as a verdict's caution names it (and shown as typed, not Markdown).
+    titled = rf"{re.escape(name)} \(#\d+\)"
+    done = page.get_by_text(re.compile(rf"^{titled}: done"))
+    expect(done).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+    expect(page.get_by_text(re.compile(rf"^Results of {titled}$"))).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
     caption = page.get_by_test_id("stCaptionContainer")
     expect(caption.filter(has_text=re.compile(rf"^10 of \d+ items of {dataset} "))).to_have_count(1)
     expect(page.get_by_test_id("stMetric").filter(has_text="EER")).to_have_count(1)
