@@ -117,7 +117,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     total = services.count_analyses(actor, where)
     names = services.model_names(actor) if found else {}
     if args.json:  # model_name: null once the model is deleted or no longer shared with you
-        items = [{**vars(a), "model_name": names.get(a.model_id)} for a in found]
+        items = [{**vars(a), "model_name": _model_name(a.model_id, names)} for a in found]
         print_json({"total": total, "items": items})
         return 0
     if not total:
@@ -137,6 +137,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     if total > len(found):
         print(f"({len(found)} of {total} shown, newest first; --limit N shows more, --csv all)")
     return 0
+
+
+def _model_name(model_id: int | None, names: dict[int, str]) -> str | None:
+    """A verdict's model's name, None once deleted or no longer shared with the reader."""
+    return None if model_id is None else names.get(model_id)
 
 
 def _model_words(model_id: int | None, names: dict[int, str]) -> str:
