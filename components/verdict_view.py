@@ -114,8 +114,8 @@ def _reported_figures(metrics: Mapping[str, object]) -> str:
             )
         return "no validation figures"
     return (
-        f"validation EER {reported['eer']:.1%} as {whose_bundle(metrics)} reports (signed by another "
-        "server's key, not measured here)"
+        f"validation EER {reported['eer']:.1%} as {whose_bundle(metrics)} reports (signed by "
+        "another server's key, not measured here)"
     )
 
 

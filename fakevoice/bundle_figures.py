@@ -81,8 +81,9 @@ MANIFEST_PARTS = {
 what the model lacks without it, and its short name (for a line that lists them)."""
 DROPPED_FROM = "dropped_from"
 """The key of a calibrated copy's metrics that names, by id, the uploaded model whose bundle
-:data:`DROPPED`, :data:`DROPPED_PARTS` and :data:`REPORTED` speak of (set by :func:`copied_metrics`; absent on the
-uploaded model itself, where they speak of its own bundle)."""
+:data:`DROPPED`, :data:`DROPPED_PARTS` and :data:`REPORTED` speak of (set by
+:func:`copied_metrics`; absent on the uploaded model itself, where they speak of its own
+bundle)."""
 _NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS, DROPPED_FROM}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
 the calibration travels in the manifest (checked there)."""
@@ -231,7 +232,8 @@ def dropped_parts_summary(
 
 def whose_bundle(metrics: Mapping[str, Any]) -> str:
     """The bundle a model's :data:`DROPPED`, :data:`DROPPED_PARTS` and :data:`REPORTED` speak of,
-    in words: "its bundle", or for a calibrated copy "the uploaded bundle of model 12" (:data:`DROPPED_FROM`)."""
+    in words: "its bundle", or for a calibrated copy "the uploaded bundle of model 12"
+    (:data:`DROPPED_FROM`)."""
     source = metrics.get(DROPPED_FROM)
     if not isinstance(source, int) or isinstance(source, bool):
         return "its bundle"

@@ -96,8 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     ):
         print(
             f"  validation EER {100 * reported['eer']:.2f} % as {whose_bundle(metrics)} reports, "
-            f"signed by key "
-            f"{reported.get('key_id')} (another server's): not measured here"
+            f"signed by key {reported.get('key_id')} (another server's): not measured here"
         )
     elif (dropped := dropped_figures_text(metrics)) is not None:
         print(f"  {dropped}")

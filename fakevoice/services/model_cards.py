@@ -167,9 +167,8 @@ def _validation_lines(metrics: Mapping[str, Any]) -> list[str]:
         ]
     return [
         f"No validation figures of its own here. {whose_bundle(metrics).capitalize()} reports "
-        "these, "
-        f"signed by key {code_span(reported.get('key_id'))}, another server's: they were not "
-        "measured here. Compare the key's id with the one the sharing server publishes "
+        f"these, signed by key {code_span(reported.get('key_id'))}, another server's: they were "
+        "not measured here. Compare the key's id with the one the sharing server publishes "
         "(`GET /v1/reports/key`, `fakevoice report key`) before you trust them, and test the "
         "model on your own data.",
         "",
