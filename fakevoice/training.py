@@ -125,7 +125,15 @@ def _warn_about_memory(
     """Log the run's memory estimate; tell the user when it will not fit this machine."""
     shape = memory.input_shape(spec.arch, data.feature_spec, spec.clip_samples)
     try:
-        advice = memory.advise(spec.arch, spec.batch_size, shape, device, n_classes)
+        advice = memory.advise(
+            spec.arch,
+            spec.batch_size,
+            shape,
+            device,
+            n_classes,
+            mixed_precision=spec.callbacks.mixed_precision,
+            free=True,
+        )
     except EstimateUnavailableError as exc:  # an estimate informs; it never stops a run
         logger.info("%s", exc)
         return

@@ -97,3 +97,55 @@ def test_an_input_the_model_refuses_is_a_clear_error_not_a_crash() -> None:
         memory.estimate_training_memory("specnet", 8, (3, 4, 4))
     with pytest.raises(EstimateUnavailableError, match="aasist-l"):
         memory.advise("aasist-l", 8, (100,), "cpu")
+
+
+def test_mixed_precision_keeps_activations_in_half_and_weights_in_float32() -> None:
+    full = memory.estimate_training_memory("specnet", 16, IMAGE)
+    amp = memory.estimate_training_memory("specnet", 16, IMAGE, mixed_precision=True)
+    # float16 activations: about half the bytes per item (a few buffers, e.g. pooling indices,
+    # keep their own type); the float32 weights, gradients and Adam's moments are unchanged,
+    # and autocast adds a float16 copy of the weights.
+    assert 0.4 * full.bytes_per_item < amp.bytes_per_item < 0.6 * full.bytes_per_item
+    assert amp.parameter_bytes == full.parameter_bytes
+    assert amp.fixed_bytes == pytest.approx(4.5 * full.parameter_bytes, abs=1)
+    assert amp.largest_batch(8 * memory.GIB) > full.largest_batch(8 * memory.GIB)
+    waves = memory.estimate_training_memory("aasist-l", 32, WAVE, mixed_precision=True)
+    assert (
+        waves.bytes_per_item
+        < 0.6 * memory.estimate_training_memory("aasist-l", 32, WAVE).bytes_per_item
+    )
+
+    on_gpu = memory.advise(
+        "specnet", 16, IMAGE, "cuda", available_bytes=8 * memory.GIB, mixed_precision=True
+    )
+    assert on_gpu.estimate == amp and "with mixed precision" in on_gpu.summary()
+    # A CPU run trains in float32 whatever the spec asks: its estimate says so.
+    on_cpu = memory.advise(
+        "specnet", 16, IMAGE, "cpu", available_bytes=8 * memory.GIB, mixed_precision=True
+    )
+    assert on_cpu.estimate == full and "mixed precision" not in on_cpu.summary()
+
+
+def test_a_gpu_run_starting_is_set_against_the_free_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # torch's CUDA queries stand in for a GPU here (none on this machine): 24 GiB in all, 3 GiB
+    # free because another process holds the rest, 1 GiB held by this process's own allocator.
+    class Properties:
+        total_memory = 24 * memory.GIB
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Properties())
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: (3 * memory.GIB, 24 * memory.GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda index: memory.GIB)
+    assert memory.device_memory("cuda") == 24 * memory.GIB
+    assert memory.device_memory("cuda:0", free=True) == 4 * memory.GIB
+
+    queued = memory.advise("aasist-l", 16, WAVE, "cuda")
+    assert queued.fits and "this machine has 24.0 GiB" in queued.summary()
+    starting = memory.advise("aasist-l", 16, WAVE, "cuda", free=True)
+    assert not starting.fits
+    warning = str(starting.warning())
+    assert "4.0 GiB of this GPU's memory is free" in warning and "Lower the batch size" in warning
+    # On a CPU ``free`` changes nothing: the machine's memory is what counts.
+    assert memory.advise("specnet", 8, IMAGE, "cpu", free=True).free is False

@@ -11,6 +11,12 @@ weights, their gradients and Adam's two moments (four copies of the parameters).
 models wrap the same backbones with a slightly different head, so the figure is "about". Measured
 on this project's CPU machine: AASIST-L at batch 32 is estimated at 14.3 GiB and its training
 process peaked at about 15 GB resident.
+
+Mixed precision (CUDA only) keeps most activations in float16: the trace then runs a float16 copy
+of the model, so the saved tensors are counted at two bytes a value, while the weights, gradients
+and Adam's moments stay float32 and autocast adds a float16 copy of the weights for the forward
+pass. Autocast itself does not act on the meta device, and it keeps a few operations (softmax,
+losses) in float32, so this figure too is "about", on the low side.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 GIB = 2**30
 OPTIMIZER_COPIES = 4  # weights, gradients, and Adam's first and second moments
+AUTOCAST_WEIGHT_SHARE = 0.5  # autocast's float16 copy of the float32 weights, per forward pass
 FIT_SHARE = 0.8  # a batch size is advised when the estimate stays under this share of memory
 _CGROUP_LIMITS = (
     Path("/sys/fs/cgroup/memory.max"),
@@ -46,23 +53,32 @@ class MemoryEstimate:
         arch: registry name.
         batch_size: items per batch.
         bytes_per_item: activations kept for the backward pass, per item.
-        parameter_bytes: the model's weights.
+        parameter_bytes: the model's weights (float32).
+        mixed_precision: traced for a mixed-precision (float16 autocast) run.
     """
 
     arch: str
     batch_size: int
     bytes_per_item: int
     parameter_bytes: int
+    mixed_precision: bool = False
+
+    @property
+    def fixed_bytes(self) -> int:
+        """What does not grow with the batch: weights, gradients, optimiser state, and with
+        mixed precision autocast's float16 copy of the weights."""
+        copies = OPTIMIZER_COPIES + (AUTOCAST_WEIGHT_SHARE if self.mixed_precision else 0)
+        return math.ceil(copies * self.parameter_bytes)
 
     @property
     def total_bytes(self) -> int:
         """Activations of a whole batch plus weights, gradients and optimiser state."""
-        return self.batch_size * self.bytes_per_item + OPTIMIZER_COPIES * self.parameter_bytes
+        return self.batch_size * self.bytes_per_item + self.fixed_bytes
 
     def largest_batch(self, available_bytes: int) -> int:
         """The largest batch size whose estimate stays under ``FIT_SHARE`` of ``available_bytes``
         (0 when not even one item fits)."""
-        room = FIT_SHARE * available_bytes - OPTIMIZER_COPIES * self.parameter_bytes
+        room = FIT_SHARE * available_bytes - self.fixed_bytes
         return max(0, math.floor(room / max(self.bytes_per_item, 1)))
 
 
@@ -73,6 +89,7 @@ class MemoryAdvice:
     estimate: MemoryEstimate
     device: str  # "cpu" or "cuda"
     available_bytes: int | None  # None: unknown
+    free: bool = False  # available_bytes is the GPU's free memory, not its total
 
     @property
     def fits(self) -> bool:
@@ -88,8 +105,12 @@ class MemoryAdvice:
             f"Training {self.estimate.arch} at batch {self.estimate.batch_size} needs about "
             f"{_gib(self.estimate.total_bytes)} of {where}"
         )
+        if self.estimate.mixed_precision:
+            line += " with mixed precision"
         if self.available_bytes is None:
             return line + "."
+        if self.free:
+            return line + f"; {_gib(self.available_bytes)} of this GPU's memory is free."
         return line + f"; this machine has {_gib(self.available_bytes)}."
 
     def warning(self) -> str | None:
@@ -109,8 +130,11 @@ def _gib(n_bytes: int) -> str:
 
 
 @lru_cache(maxsize=32)
-def _traced(arch: str, input_shape: tuple[int, ...], n_classes: int) -> tuple[int, int]:
-    """``(saved bytes per item, parameter bytes)`` from a forward pass on the meta device."""
+def _traced(
+    arch: str, input_shape: tuple[int, ...], n_classes: int, half: bool = False
+) -> tuple[int, int]:
+    """``(saved bytes per item, float32 parameter bytes)`` from a forward pass on the meta
+    device (of a float16 copy of the model with ``half``)."""
     spec = get_arch(arch)
     batch = 2  # batch norm needs more than one value per channel in training mode
     saved: dict[int, int] = {}
@@ -123,7 +147,10 @@ def _traced(arch: str, input_shape: tuple[int, ...], n_classes: int) -> tuple[in
     try:
         with torch.device("meta"):
             model, _ = spec.build(n_classes)
+            parameters = sum(p.numel() * p.element_size() for p in model.parameters())
             inputs = torch.empty((batch, *input_shape))
+        if half:
+            model, inputs = model.half(), inputs.half()
         model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             model(inputs)
@@ -133,12 +160,16 @@ def _traced(arch: str, input_shape: tuple[int, ...], n_classes: int) -> tuple[in
             f"The training memory of {arch} cannot be estimated for inputs of shape "
             f"{tuple(input_shape)}."
         ) from None
-    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     return math.ceil(sum(saved.values()) / batch), parameters
 
 
 def estimate_training_memory(
-    arch: str, batch_size: int, input_shape: tuple[int, ...], n_classes: int = 2
+    arch: str,
+    batch_size: int,
+    input_shape: tuple[int, ...],
+    n_classes: int = 2,
+    *,
+    mixed_precision: bool = False,
 ) -> MemoryEstimate:
     """Estimate what training ``arch`` takes.
 
@@ -148,14 +179,16 @@ def estimate_training_memory(
         input_shape: one item: ``(3, height, width)`` for image models, ``(samples,)`` for
             waveform models.
         n_classes: outputs (changes only the head).
+        mixed_precision: the run trains with float16 autocast (CUDA only; a CPU run ignores it).
 
     Raises:
         InvalidSpecError: unknown architecture.
         EstimateUnavailableError: the model cannot be traced for this input (an operation
             without a meta kernel, or an input shape the model refuses).
     """
-    per_item, parameters = _traced(arch, tuple(int(n) for n in input_shape), n_classes)
-    return MemoryEstimate(arch, int(batch_size), per_item, parameters)
+    shape = tuple(int(n) for n in input_shape)
+    per_item, parameters = _traced(arch, shape, n_classes, mixed_precision)
+    return MemoryEstimate(arch, int(batch_size), per_item, parameters, mixed_precision)
 
 
 def input_shape(
@@ -176,15 +209,22 @@ def input_shape(
     return (3, height, width)
 
 
-def device_memory(device: torch.device | str) -> int | None:
-    """Total memory of the device a run trains on, bytes; None when it cannot be read.
+def device_memory(device: torch.device | str, *, free: bool = False) -> int | None:
+    """Memory of the device a run trains on, bytes; None when it cannot be read.
 
-    CPU: the physical memory, or the container's (cgroup) limit when that is lower. CUDA: the
-    GPU's total memory.
+    CPU: the physical memory, or the container's (cgroup) limit when that is lower (``free`` is
+    ignored: the kernel pages other processes out first). CUDA: the GPU's total memory, or with
+    ``free`` what is free on it now plus what this process's allocator holds and would reuse
+    (another process's run, a served model, another team's job take the rest). A run checked
+    when it is queued is set against the total, since it may wait for the GPU; the worker checks
+    again with the free memory when the run starts.
     """
     device = torch.device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
+        if free:
+            unused, _ = torch.cuda.mem_get_info(index)
+            return int(unused) + int(torch.cuda.memory_reserved(index))
         return int(torch.cuda.get_device_properties(index).total_memory)
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -207,9 +247,22 @@ def advise(
     device: torch.device | str,
     n_classes: int = 2,
     available_bytes: int | None = None,
+    *,
+    mixed_precision: bool = False,
+    free: bool = False,
 ) -> MemoryAdvice:
-    """The estimate for a run, set against the memory of ``device`` (or ``available_bytes``)."""
-    estimate = estimate_training_memory(arch, batch_size, input_shape, n_classes)
+    """The estimate for a run, set against the memory of ``device`` (or ``available_bytes``).
+
+    ``mixed_precision`` counts only on CUDA (where training uses it); ``free`` sets a GPU run
+    against the GPU's free memory rather than its total (:func:`device_memory`).
+    """
     device = torch.device(device)
-    available = available_bytes if available_bytes is not None else device_memory(device)
-    return MemoryAdvice(estimate, device.type, available)
+    amp = mixed_precision and device.type == "cuda"
+    estimate = estimate_training_memory(
+        arch, batch_size, input_shape, n_classes, mixed_precision=amp
+    )
+    if available_bytes is not None:
+        available: int | None = available_bytes
+    else:
+        available = device_memory(device, free=free)
+    return MemoryAdvice(estimate, device.type, available, free=free and device.type == "cuda")

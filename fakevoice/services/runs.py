@@ -112,8 +112,9 @@ def check_spec(spec: TrainSpec, *, actor: Actor) -> None:
 def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
     """How much memory the run will need, set against this machine's.
 
-    The worker that trains it may run elsewhere (Ray, another host): it checks again with its own
-    memory and adds a notice to the run when it will not fit there. A run asking for CUDA on an
+    A GPU's total memory counts here, since the run may wait in the queue for it. The worker that
+    trains it may run elsewhere (Ray, another host): it checks again with its own memory (a GPU's
+    free memory, when the run starts) and adds a notice to the run when it will not fit there. A run asking for CUDA on an
     app server without a GPU gets the estimate alone.
 
     Raises:
@@ -127,10 +128,14 @@ def memory_advice(spec: TrainSpec, *, actor: Actor | None) -> MemoryAdvice:
     feature_spec = dataset_feature_spec(dataset_path(spec.dataset, actor=actor))
     shape = memory.input_shape(spec.arch, feature_spec, spec.clip_samples)
     server = get_settings().device
+    amp = spec.callbacks.mixed_precision
     if device_choice(spec.device, server) == "cuda" and not torch.cuda.is_available():
-        estimate = memory.estimate_training_memory(spec.arch, spec.batch_size, shape)
+        estimate = memory.estimate_training_memory(
+            spec.arch, spec.batch_size, shape, mixed_precision=amp
+        )
         return memory.MemoryAdvice(estimate, "cuda", None)
-    return memory.advise(spec.arch, spec.batch_size, shape, pick_device(spec.device, server))
+    device = pick_device(spec.device, server)
+    return memory.advise(spec.arch, spec.batch_size, shape, device, mixed_precision=amp)
 
 
 def default_run_name(spec: TrainSpec) -> str:
