@@ -686,6 +686,18 @@ def test_a_shared_item_cache_is_one_for_the_processes_forked_after_it() -> None:
     assert cache.get(0) is None
 
 
+def test_seeding_asks_cudnn_for_deterministic_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cuDNN's per-shape benchmark picks kernels by timing: two runs of one seed would differ on
+    # a GPU. The flags are process-wide; the test puts them back.
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    seed_everything(3)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    first = torch.rand(4)
+    seed_everything(3)
+    assert torch.equal(first, torch.rand(4))
+
+
 # --- data-loader workers -------------------------------------------------------------------------
 
 
