@@ -272,8 +272,12 @@ def write_run_artefacts(
     data: PreparedData,
     history: list[EpochRecord],
     run_dir: Path,
+    learning_rate: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Evaluate the final model on the validation split and write every artefact of the run.
+
+    ``learning_rate`` is the peak the run's schedule used (the finder's answer when the spec left
+    it to the finder); the report keeps it as ``learning_rate``.
 
     Returns:
         The metrics report (as in ``metrics.json``) and ``{file name: sha256}`` of the artefacts.
@@ -320,6 +324,7 @@ def write_run_artefacts(
     valid_noises = data.valid["noise"].astype(str).tolist()
     report["noise_eer"] = noise_eers(probs[:, 0], valid_classes, valid_noises)
     report["eer_items"] = eer_item_counts(valid_classes, valid_noises)
+    report["learning_rate"] = learning_rate
 
     learn.export(run_dir / "model.pkl")
     manifest = model_manifest(spec, data.class_names, data.feature_spec, arch_config(learn.model))

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle and lr_find to Learner)
 import numpy as np
 import torch
+from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import MixUp
 from fastai.callback.progress import ProgressCallback
@@ -35,7 +36,7 @@ from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.models import memory
 from fakevoice.models.learners import build_learner_model
 from fakevoice.models.registry import pick_device
-from fakevoice.training_callbacks import RunSinkCallback, TrainingSink
+from fakevoice.training_callbacks import LossScaleResume, RunSinkCallback, TrainingSink
 from fakevoice.training_checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -196,15 +197,25 @@ def train(
     history: list[EpochRecord] = []
     start_epoch = 0
     state = load_checkpoint_state(run_dir) if resume else None
+    fit_cbs: list[Callback] = []
     if state is not None:
-        last_epoch, history = state
+        history = state.history
         load_checkpoint(learn, run_dir, "last", device, with_opt=True)
-        start_epoch = last_epoch + 1
-        logger.info("resuming %s after epoch %d", run_dir.name, last_epoch)
+        start_epoch = state.epoch + 1
+        if state.scaler is not None:
+            fit_cbs.append(LossScaleResume(state.scaler))
+        logger.info("resuming %s after epoch %d", run_dir.name, state.epoch)
 
     # Before the run's callback joins: the finder's own fit (its batches, its sweep of learning
-    # rates over many short epochs) is no part of the run's history or progress.
-    lr = spec.learning_rate if spec.learning_rate is not None else suggest_learning_rate(learn)
+    # rates over many short epochs) is no part of the run's history or progress. A resumed run
+    # keeps the rate it started with, the finder's answer included.
+    if spec.learning_rate is not None:
+        lr = spec.learning_rate
+    elif state is not None and state.learning_rate is not None:
+        lr = state.learning_rate
+        logger.info("resuming with the learning rate the finder chose: %.3g", lr)
+    else:
+        lr = suggest_learning_rate(learn)
     callback = RunSinkCallback(
         sink,
         run_dir,
@@ -213,6 +224,7 @@ def train(
         spec.callbacks.save_best,
         spec.callbacks.early_stopping_patience,
         history,
+        learning_rate=lr,
     )
     learn.add_cb(callback)
     if start_epoch < spec.epochs:
@@ -223,11 +235,11 @@ def train(
                 learn.fit(
                     spec.epochs,
                     lr,
-                    cbs=[ReduceLROnPlateau(patience=spec.callbacks.reduce_lr_patience)],
+                    cbs=[ReduceLROnPlateau(patience=spec.callbacks.reduce_lr_patience), *fit_cbs],
                     start_epoch=start_epoch,
                 )
             else:
-                learn.fit_one_cycle(spec.epochs, lr, start_epoch=start_epoch)
+                learn.fit_one_cycle(spec.epochs, lr, start_epoch=start_epoch, cbs=fit_cbs)
     # Out before the export: fastai pickles a learner's callbacks, and a model.pkl naming this
     # one would load only where the training modules are, under the same names.
     learn.remove_cb(callback)
@@ -242,5 +254,5 @@ def train(
     # Stopped: the share of its epochs it completed (epochs count from 0).
     done = history[-1].epoch + 1
     sink.on_progress(1.0 if status == "succeeded" else done / spec.epochs, history[-1].epoch)
-    report, files = write_run_artefacts(learn, spec, data, history, run_dir)
+    report, files = write_run_artefacts(learn, spec, data, history, run_dir, learning_rate=lr)
     return TrainResult(status, len(history), data.class_names, report, files, notice, history)

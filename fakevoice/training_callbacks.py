@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -79,8 +79,10 @@ class RunSinkCallback(Callback):
         save_best: bool,
         early_stopping_patience: int | None,
         history: list[EpochRecord],
+        learning_rate: float | None = None,
     ) -> None:
         super().__init__()
+        self.learning_rate = learning_rate
         self.sink = sink
         self.run_dir = run_dir
         self.total_epochs = total_epochs
@@ -152,10 +154,34 @@ class RunSinkCallback(Callback):
         )
         self.history.append(record)
         self.sink.on_epoch(record)
-        save_checkpoint(learn, self.run_dir, record.epoch, self.history)
+        save_checkpoint(
+            learn, self.run_dir, record.epoch, self.history, learning_rate=self.learning_rate
+        )
         if self.save_best and is_best_epoch(self.history):
             save_best_checkpoint(learn, self.run_dir)
         if self.patience is not None and has_stalled(self.history, self.patience):
             logger.info("early stopping after epoch %d", record.epoch)
             self.early_stopped = True
             raise CancelFitException()
+
+
+class LossScaleResume(Callback):
+    """Gives a resumed mixed-precision run back its loss scale.
+
+    fastai's ``MixedPrecision`` (order 10) makes a fresh ``GradScaler`` at every fit, whose scale
+    starts at 65536 and halves on each batch whose gradients overflow: a resumed run would skip
+    several batches finding the scale again. This callback runs after it in ``before_fit`` and
+    loads the state the checkpoint kept. Given to the run's fit only (not the learner), so the
+    learning-rate finder keeps its own and the export names no callback of ours.
+    """
+
+    order = 11
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        super().__init__()
+        self.state = state
+
+    def before_fit(self) -> None:
+        scaler = getattr(self.learn, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            scaler.load_state_dict(self.state)

@@ -1,8 +1,9 @@
 """A training run's checkpoints: the files that let a stopped or interrupted run resume.
 
 Under ``<run dir>/checkpoints``: ``last.pth`` (the last completed epoch's weights and optimiser
-state), ``state.json`` (that epoch and the history so far), and with save-best ``best.pth`` (the
-weights of the epoch with the lowest EER). Nothing here imports fastai or torch: the worker and
+state), ``state.json`` (that epoch, the history so far, the learning rate the run's schedule
+peaks at, and a mixed-precision run's loss scale), and with save-best ``best.pth`` (the weights of
+the epoch with the lowest EER). Nothing here imports fastai or torch: the worker and
 the services read a run's checkpoint state without the training engine.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from fakevoice.training_history import EpochRecord
 
@@ -23,14 +24,47 @@ CHECKPOINT_DIR = "checkpoints"
 Checkpoint = Literal["last", "best"]
 
 
-def save_checkpoint(learn: Learner, run_dir: Path, epoch: int, history: list[EpochRecord]) -> None:
-    """Save weights + optimiser after ``epoch`` and the history so far (for resume)."""
+class CheckpointState(NamedTuple):
+    """What a run needs, besides its weights, to go on after its last completed epoch.
+
+    Attributes:
+        epoch: the last completed epoch (from 0).
+        history: its epochs so far.
+        learning_rate: the peak of the run's schedule; None in checkpoints made before it was
+            kept. A run that asked fastai's finder keeps the finder's answer: a finder run again
+            on the half-trained model would answer differently, and the rest of the schedule
+            would not be the one the run started.
+        scaler: a mixed-precision run's ``GradScaler`` state (its loss scale), or None.
+    """
+
+    epoch: int
+    history: list[EpochRecord]
+    learning_rate: float | None = None
+    scaler: dict[str, Any] | None = None
+
+
+def save_checkpoint(
+    learn: Learner,
+    run_dir: Path,
+    epoch: int,
+    history: list[EpochRecord],
+    *,
+    learning_rate: float | None = None,
+) -> None:
+    """Save weights + optimiser after ``epoch``, the history so far, the schedule's peak learning
+    rate and a mixed-precision run's loss scale (for resume)."""
     folder = run_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     # Written aside, then renamed: a worker killed mid-save must not leave a torn checkpoint.
     learn.save(folder / "last.partial", with_opt=True)
     (folder / "last.partial.pth").replace(folder / "last.pth")
-    state = {"epoch": epoch, "history": [r.to_dict() for r in history]}
+    state: dict[str, Any] = {"epoch": epoch, "history": [r.to_dict() for r in history]}
+    if learning_rate is not None:
+        state["learning_rate"] = float(learning_rate)
+    # fastai's MixedPrecision keeps its GradScaler on the learner during a fit: a few numbers.
+    scaler = getattr(learn, "scaler", None)
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     tmp = folder / "state.json.tmp"
     tmp.write_text(json.dumps(state))
     tmp.replace(folder / "state.json")
@@ -54,11 +88,19 @@ def load_checkpoint(
     learn.load(run_dir / CHECKPOINT_DIR / which, with_opt=with_opt, device=device)
 
 
-def load_checkpoint_state(run_dir: Path) -> tuple[int, list[EpochRecord]] | None:
-    """The last completed epoch and history of an interrupted run, if it has a checkpoint."""
+def load_checkpoint_state(run_dir: Path) -> CheckpointState | None:
+    """The last completed epoch, history, learning rate and loss scale of an interrupted run, if
+    it has a checkpoint."""
     path = run_dir / CHECKPOINT_DIR / "state.json"
     if not path.is_file() or not has_checkpoint(run_dir, "last"):
         return None
     state = json.loads(path.read_text())
     history = [EpochRecord(**row) for row in state["history"]]
-    return int(state["epoch"]), history
+    rate = state.get("learning_rate")
+    scaler = state.get("scaler")
+    return CheckpointState(
+        int(state["epoch"]),
+        history,
+        float(rate) if isinstance(rate, (int, float)) else None,
+        scaler if isinstance(scaler, dict) else None,
+    )

@@ -155,6 +155,24 @@ def test_the_model_card_says_what_the_model_is_and_where_it_is_weak(
     assert "by `alice`, public" in shared
 
 
+def test_a_card_names_the_learning_rate_the_finder_chose(
+    alice: Actor, run_dir: Path, tmp_path: Path
+) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["learning_rate"] == 1e-3  # the run's own rate, kept with its figures
+    fixed = model_files.model_card(alice, register_run_model(alice, run_dir).id).data.decode()
+    assert "finder" not in fixed  # the recipe names the rate itself
+    # A run that left the rate to fastai's finder: its recipe says null, the card the answer.
+    folder = own_copy(run_dir, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["train_spec"]["learning_rate"] = None
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    metrics["learning_rate"] = 0.0031622
+    found = register_run_model(alice, folder, name="found", metrics=metrics)
+    text = model_files.model_card(alice, found.id).data.decode()
+    assert "left to fastai's finder, which chose 0.00316 at the start of the run" in text
+
+
 def test_a_card_of_a_model_not_trained_here_says_so(alice: Actor, run_dir: Path) -> None:
     bundle = model_files.model_bundle(alice, register_run_model(alice, run_dir).id)
     with zipfile.ZipFile(io.BytesIO(bundle.data)) as archive:

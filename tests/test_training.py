@@ -417,7 +417,7 @@ def test_stop_keeps_the_last_good_epoch(dataset_root: Path, tmp_path: Path) -> N
     assert [int(r["epoch"]) for r in read_history(run_dir)] == [0]
     assert (run_dir / "model.safetensors").is_file()
     state = load_checkpoint_state(run_dir)
-    assert state is not None and state[0] == 0
+    assert state is not None and state.epoch == 0
 
 
 def test_stop_before_any_epoch_leaves_no_model(dataset_root: Path, tmp_path: Path) -> None:
@@ -443,6 +443,39 @@ def test_resume_continues_with_history_intact(dataset_root: Path, tmp_path: Path
     assert {b[0] for b in sink.batches} == {1}
     assert sink.batches[0][2] == n_batches  # the step axis continues
     assert [int(r["epoch"]) for r in read_history(run_dir)] == [0, 1]
+
+
+def test_resume_keeps_the_learning_rate_the_finder_chose(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run asked the finder again, on its half-trained model: the rest of its one-cycle
+    schedule peaked at another rate than the one it started with."""
+    from fastai.callback.schedule import combined_cos
+    from fastai.learner import Learner
+
+    finder_calls = []
+    real_finder = Learner.lr_find
+
+    def counted(self: Learner, *args: object, **kwargs: object) -> object:
+        finder_calls.append(1)
+        return real_finder(self, *args, **kwargs)
+
+    monkeypatch.setattr(Learner, "lr_find", counted)
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=2, learning_rate=None)
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    train(spec, run_dir, MemorySink(stop_after_batches=n_batches + 1), dataset_root)
+    state = load_checkpoint_state(run_dir)
+    assert state is not None and state.learning_rate is not None and len(finder_calls) == 1
+    sink = MemorySink()
+    resumed = train(spec, run_dir, sink, dataset_root, resume=True)
+    assert resumed.status == "succeeded" and len(finder_calls) == 1
+    # The second epoch follows the schedule of the rate the finder chose at the start.
+    peak = state.learning_rate
+    schedule = combined_cos(0.25, peak / 25.0, peak, peak / 1e5)
+    total = spec.epochs * n_batches
+    expected = [float(schedule(step / total)) for _, _, step, _, _ in sink.batches]
+    assert [lr for *_, lr in sink.batches] == pytest.approx(expected, rel=1e-6)
 
 
 def _set_eers(run_dir: Path, eers: list[float]) -> None:

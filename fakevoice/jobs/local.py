@@ -203,7 +203,7 @@ def resume_interrupted(run_ids: list[int]) -> list[int]:
             from fakevoice.training_checkpoints import load_checkpoint_state
 
             state = load_checkpoint_state(run_dir_for(run_id))
-            next_epoch = state[0] + 1 if state is not None else None
+            next_epoch = state.epoch + 1 if state is not None else None
         with store.session_scope() as session:
             queued = store.resume_interrupted_run(session, run_id, resume_from_epoch=next_epoch)
         if queued:

@@ -76,6 +76,13 @@ def model_card_markdown(
             json.dumps(spec, indent=2, sort_keys=True),
             "```",
         ]
+        chosen = metrics.get("learning_rate")
+        if spec.get("learning_rate") is None and isinstance(chosen, int | float):
+            lines += [
+                "",
+                f"The learning rate was left to fastai's finder, which chose {chosen:.3g} at the "
+                "start of the run (set it to train this model again without the finder).",
+            ]
     return "\n".join(lines) + "\n"
 
 

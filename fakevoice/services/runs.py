@@ -264,7 +264,7 @@ def resume_run(actor: Actor, run_id: int) -> RunRecord:
 
     get_run(actor, run_id)  # visibility first: never look at another user's folder
     state = load_checkpoint_state(run_dir_for(run_id))
-    next_epoch = state[0] + 1 if state is not None else None
+    next_epoch = state.epoch + 1 if state is not None else None
     with store.session_scope() as session:
         return store.requeue_run(session, actor, run_id, resume_from_epoch=next_epoch)
 
