@@ -624,6 +624,30 @@ def test_a_mixed_precision_runs_final_predictions_are_float32_on_cuda(
     assert probe.dtypes and set(probe.dtypes) == {torch.float32}
 
 
+@pytest.mark.cuda
+def test_a_resumed_mixed_precision_run_keeps_its_loss_scale_on_cuda(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakevoice.training_callbacks import LossScaleResume
+
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=2, device="cuda", callbacks=CallbackSpec(mixed_precision=True))
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    train(spec, run_dir, MemorySink(stop_after_batches=n_batches + 1), dataset_root)
+    state = load_checkpoint_state(run_dir)
+    assert state is not None and state.scaler is not None
+    seen: list[float] = []
+    real_before_fit = LossScaleResume.before_fit
+
+    def noted(self: LossScaleResume) -> None:
+        real_before_fit(self)
+        seen.append(float(self.learn.scaler.get_scale()))
+
+    monkeypatch.setattr(LossScaleResume, "before_fit", noted)  # notes, then does its work
+    resumed = train(spec, run_dir, MemorySink(), dataset_root, resume=True)
+    assert resumed.status == "succeeded" and seen == [state.scaler["scale"]]
+
+
 def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path) -> None:
     data = prepare_data(quick_spec(), dataset_root)
     image_bytes = FEATURES.image_height * FEATURES.image_width * 3
