@@ -96,6 +96,23 @@ def _class_order(classes: list[str]) -> tuple[str, ...]:
     return tuple(sorted(classes, key=lambda c: (c != "bonafide", c)))
 
 
+def read_dataset_info(path: Path) -> dict[str, Any]:
+    """``dataset.json`` of a dataset folder as its build wrote it
+    (:func:`fakevoice.datasets.info.write_info`: kind, created, seed, feature_spec, generators,
+    noise_levels, sources, counts, version...); ``{}`` when it has none or it cannot be read."""
+    info_path = Path(path) / DATASET_INFO_NAME
+    if not info_path.is_file():
+        return {}
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        logger.warning("Ignoring an unreadable %s in %s.", DATASET_INFO_NAME, path)
+        return {}
+    return info
+
+
 def summarise_dataset(path: Path) -> DatasetSummary:
     """Summary of one dataset folder, from ``dataset.json`` when it has counts, else the manifest.
 
@@ -103,13 +120,7 @@ def summarise_dataset(path: Path) -> DatasetSummary:
         DatasetError: the folder has no readable manifest.
     """
     path = Path(path)
-    info: dict[str, Any] = {}
-    info_path = path / DATASET_INFO_NAME
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            logger.warning("Ignoring an unreadable %s in %s.", DATASET_INFO_NAME, path)
+    info = read_dataset_info(path)
     counts = info.get("counts")
     if not isinstance(counts, dict) or not all(c in counts for c in COUNT_COLUMNS):
         counts = count_summary(read_manifest(path))
