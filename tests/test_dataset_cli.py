@@ -19,6 +19,8 @@ from fakevoice.datasets.manifest import manifest_frame, read_manifest, write_man
 from fakevoice.inference import Detector
 from fakevoice.training import train
 from fakevoice.training_callbacks import MemorySink
+from fakevoice.training_data import prepare_data
+from fakevoice.trainspec import TrainSpec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,3 +154,83 @@ def test_rendered_dataset_trains_a_model_that_uses_its_features(
     verdict = detector.predict_samples(speechlike(2.0), 16000)
     assert verdict.label in {"human", "machine-generated", "inconclusive"}
     assert abs(sum(verdict.probabilities.values()) - 1.0) < 1e-5
+
+
+# --- dataset show ---------------------------------------------------------------------------------
+
+
+def show(name: str, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str, str]:
+    code = main(["dataset", "show", name, *flags])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_show_gives_the_counts_and_the_split_that_training_will_see(
+    tiny_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = show(DATASET, capsys, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    manifest = read_manifest(tiny_settings / DATASET)
+    assert shown["name"] == DATASET and shown["path"] == str(tiny_settings / DATASET)
+    assert shown["owner"] is None and shown["items"] == len(manifest)
+    classes = {c["name"]: c["items"] for c in shown["classes"]}
+    assert classes == manifest["class"].value_counts().to_dict()
+    assert [c["name"] for c in shown["classes"]][0] == "bonafide"
+    assert shown["generators"] == ["griffinlim", "world"]
+    speakers = {s["name"]: s["items"] for s in shown["speakers"]}
+    assert speakers == manifest["speaker"].value_counts().to_dict()
+    assert [(n["name"], n["label"]) for n in shown["noise_levels"]] == [("snr_inf", "clean")]
+    assert shown["feature_spec"] == FEATURES.to_dict() and shown["sample_rate"] == 16000
+    assert shown["clip_seconds"]["shortest"] == pytest.approx(manifest["duration"].min(), abs=1e-3)
+    assert shown["build"]["seed"] == 0 and shown["build"]["version"] == 1
+    assert (shown["shortcuts"], shown["shortcuts_judged"]) == (None, None)  # not audited yet
+
+    # The split shown is the one `fakevoice train` makes with its defaults.
+    splits = shown["splits"]
+    data = prepare_data(TrainSpec(dataset=DATASET), tiny_settings)
+    by_utterance = splits["by"]["utterance"]
+    assert (splits["valid_fraction"], splits["seed"]) == (0.2, 0)
+    assert (by_utterance["train"], by_utterance["valid"]) == (len(data.train), len(data.valid))
+    for mode, split in splits["by"].items():  # every item lands somewhere, once
+        assert split["train"] + split["valid"] + split["unused"] == len(manifest), mode
+
+
+def test_show_names_the_owner_and_the_audit_as_list_does(
+    tiny_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dataset", "audit", DATASET]) == 0  # as the CLI's account, which sees shared ones
+    capsys.readouterr()
+    with store.session_scope() as session:
+        ann = store.create_user(session, "ann")
+    services.record_owner(ann.id, DATASET, tiny_settings / DATASET, items=30)
+    assert main(["dataset", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)[0]
+
+    code, out, _ = show(DATASET, capsys, "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["owner"] == listed["owner"] == "ann"
+    assert shown["owner_id"] == ann.id
+    for key in ("shortcuts", "shortcuts_judged"):
+        assert shown[key] == listed[key]
+    assert shown["shortcut_summary"]
+
+    code, out, _ = show(DATASET, capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"dataset '{DATASET}', ann"
+    assert f"  folder: {tiny_settings / DATASET}" in lines
+    assert "  generators: griffinlim, world" in lines
+    assert any(line.startswith("    --split-by utterance") for line in lines)
+    words = "too few clips" if listed["shortcuts_judged"] is False else listed["shortcuts"]
+    assert f"  shortcuts: {words}" in lines
+
+
+def test_show_of_an_unknown_dataset_says_so_in_one_line(
+    tiny_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = show("nosuch", capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "There is no dataset named 'nosuch'" in err and DATASET in err
+    assert "Traceback" not in err

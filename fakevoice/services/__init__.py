@@ -1,6 +1,7 @@
 """Use-cases shared by the pages, the API and the CLI (this package never imports streamlit).
 
 * :mod:`~fakevoice.services.datasets`: built datasets, their counts, their shortcut audits;
+* :mod:`~fakevoice.services.dataset_details`: one dataset in detail, before training on it;
 * :mod:`~fakevoice.services.dataset_comparisons`: an utterance side by side, human and generators;
 * :mod:`~fakevoice.services.dataset_changes`: record, delete and re-render datasets;
 * :mod:`~fakevoice.services.dataset_renders`: re-renders as background jobs (the Datasets page);
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         sample_items,
         utterances,
     )
+    from fakevoice.services.dataset_details import DatasetDetails, SplitCounts, dataset_details
     from fakevoice.services.dataset_renders import (
         clear_render,
         list_renders,
@@ -152,6 +154,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "sample_items",
         "utterances",
     ),
+    "fakevoice.services.dataset_details": (
+        "DatasetDetails",
+        "SplitCounts",
+        "dataset_details",
+    ),
     "fakevoice.services.dataset_renders": (
         "clear_render",
         "list_renders",
@@ -251,12 +258,14 @@ __all__ = [
     "ATTRIBUTION_NAME",
     "BUILD_HINT",
     "Comparison",
+    "DatasetDetails",
     "DatasetEvaluation",
     "DatasetOverview",
     "ExplainedClip",
     "Panel",
     "RunProgress",
     "ScoredClip",
+    "SplitCounts",
     "analyses_csv",
     "calibrate_on_test",
     "calibrated_copy",
@@ -269,6 +278,7 @@ __all__ = [
     "compare_utterance",
     "copy_synthesis_generators",
     "count_analyses",
+    "dataset_details",
     "dataset_names",
     "dataset_overview",
     "dataset_path",
