@@ -80,11 +80,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_cli_account(user_id: int) -> bool:
+    """Whether ``user_id`` is the account the command line acts as (``FAKEVOICE_CLI_USER``)."""
+    from fakevoice import accounts
+    from fakevoice.settings import get_settings
+
+    own = accounts.user_by_username(get_settings().cli_user)
+    return own is not None and own.id == user_id
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     from fakevoice import accounts, store
 
     store.init_db()
     user_id = _user_id(args.username)
+    cli_account = _is_cli_account(user_id)
+    if cli_account and not (args.yes and args.cli_account):
+        # Every `fakevoice train`, import and test so far belongs to it, whoever typed them.
+        raise InvalidSpecError(
+            f"{args.username} is the account this command line acts as (FAKEVOICE_CLI_USER): "
+            "deleting it removes every run, model, dataset and verdict made with `fakevoice` "
+            "commands and cannot be undone; the next command starts a new, empty account. "
+            "Add --yes --cli-account to go on."
+        )
     if not args.yes:
         raise InvalidSpecError(
             f"Deleting user {args.username} removes their runs, models, datasets and verdicts "
@@ -94,6 +112,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     user = profile.delete_user(accounts.OPERATOR, user_id)
     print(f"deleted user {user.username} with their runs, models, datasets and verdicts")
+    if cli_account:
+        print(f"the next `fakevoice` command acts as a new, empty account {user.username}")
     from fakevoice.tracking import finish_forgetting
 
     finish_forgetting(lambda text: print(text, file=sys.stderr))
@@ -218,6 +238,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = usub.add_parser("delete", help="delete an account with its runs, models and verdicts")
     p.add_argument("username")
     p.add_argument("--yes", action="store_true", help="really delete (it cannot be undone)")
+    p.add_argument(
+        "--cli-account",
+        action="store_true",
+        help="with --yes: really delete the account this command line acts as "
+        "(FAKEVOICE_CLI_USER), and all that `fakevoice` commands made",
+    )
     p.set_defaults(handler=cmd_delete)
 
     p = usub.add_parser("admin", help="make an existing account an administrator")

@@ -83,6 +83,31 @@ def test_create_an_admin_list_and_delete(env: dict[str, str]) -> None:
     store.dispose_engines()
 
 
+def test_deleting_the_cli_account_asks_for_more_than_yes(env: dict[str, str]) -> None:
+    local = services.cli_actor()  # the account `fakevoice` commands act as, and own things as
+    for asked in (["local"], ["local", "--yes"], ["LOCAL", "--yes"]):
+        refused = fakevoice(env, "delete", *asked)
+        assert_user_error(refused, "the account this command line acts as (FAKEVOICE_CLI_USER)")
+        assert "--yes --cli-account" in refused.stderr
+    assert accounts.user_by_username("local") is not None  # asked, not done
+
+    deleted = fakevoice(env, "delete", "local", "--yes", "--cli-account")
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.splitlines() == [
+        "deleted user local with their runs, models, datasets and verdicts",
+        "the next `fakevoice` command acts as a new, empty account local",
+    ]
+    assert accounts.user_by_username("local") is None
+    assert services.cli_actor().user_id != local.user_id  # made again, empty
+
+    # Which account is the command line's follows the setting; the others need --yes alone.
+    accounts.register("robot", PASSWORD)
+    robot_env = {**env, "FAKEVOICE_CLI_USER": "robot"}
+    assert_user_error(fakevoice(robot_env, "delete", "robot", "--yes"), "--cli-account")
+    assert fakevoice(robot_env, "delete", "local", "--yes").returncode == 0
+    store.dispose_engines()
+
+
 def test_user_errors_exit_2_with_one_line(env: dict[str, str]) -> None:
     accounts.register("alice", PASSWORD)
     assert_user_error(
