@@ -178,27 +178,32 @@ def model_cautions(
     return [_unmeasured(metrics.get(REPORTED), tested, whose_bundle(metrics))]
 
 
-def _weak_model(eer: float, found: str, *, own: bool) -> list[str]:
-    """The caution for a model that errs at ``eer`` (none under :data:`ERRING_MODEL_EER`), after
+def weak_model_sentence(eer: float, found: str, *, own: bool) -> str | None:
+    """The sentence for a model that errs at ``eer`` (None under :data:`ERRING_MODEL_EER`), after
     the words saying where that was ``found``: on its own validation data (``own``) or in a
-    test."""
+    test. The verdict's caution and the model card's weak spots both say it so."""
     if eer < ERRING_MODEL_EER:
-        return []
+        return None
     if eer < WEAK_MODEL_EER:
         how = (
             f"on audio like its training data it misjudges about {eer:.0%} of clips"
             if own
             else f"on that audio it misjudged about {eer:.0%} of clips"
         )
-        return [
+        return (
             f"{found}: {how} at its equal-error point. Weigh its verdict as one hint among "
             "others, not as a finding."
-        ]
+        )
     how = "even on audio like its training data it tells" if own else "on that audio it told"
-    return [
+    return (
         f"{found}: {how} human from machine speech little better than chance (50 %). Do not "
         "rely on its verdict."
-    ]
+    )
+
+
+def _weak_model(eer: float, found: str, *, own: bool) -> list[str]:
+    sentence = weak_model_sentence(eer, found, own=own)
+    return [] if sentence is None else [sentence]
 
 
 def _test_name(tested: TestedEer) -> str:

@@ -22,6 +22,7 @@ from test_cli_workflow import run_in_process
 from test_uploads import make_user, register_run_model
 
 from fakevoice import services, store
+from fakevoice.cautions import model_cautions
 from fakevoice.errors import ModelFileError, NotFoundError, PermissionDeniedError
 from fakevoice.services import model_files, profile
 from fakevoice.services.uploads import import_uploaded_model
@@ -137,16 +138,19 @@ def test_the_model_card_says_what_the_model_is_and_where_it_is_weak(
     recipe = json.loads(text.split("```json\n")[1].split("\n```")[0])
     assert recipe == manifest["train_spec"]
     # However its generators went, a model near chance is named so before anything else.
+    # In the words and by the bars of the verdict's caution (model_cautions), to the letter.
     for eer, words in (
-        (0.45, "- Its validation EER (45.0 %) is close to chance (50 %)"),
-        (0.25, "- Its validation EER (25.0 %): on audio like its training data it misjudges"),
-        (0.05, None),
+        (0.45, "- Its validation EER is 45.0 %: even on audio like its training data it tells"),
+        (0.396, "- Its validation EER is 39.6 %: on audio like its training data it misjudges"),
+        (0.19, None),
     ):
         metrics["eer"] = eer
         rated = register_run_model(alice, run_dir, name=f"eer {eer}", metrics=metrics)
         limits = model_files.model_card(alice, rated.id).data.decode().split("## Weak spots")[1]
         first = limits.split("\n")[2]
         assert first.startswith(words) if words else first.startswith("- On its own validation")
+        judged = [first.split(": ", 1)[1]] if words else []
+        assert judged == [caution.split(": ", 1)[1] for caution in model_cautions({"eer": eer})]
     # Private: bob may not read it; once public, he may, and learns whose it is.
     with pytest.raises(NotFoundError):
         model_files.model_card(bob, model.id)

@@ -20,7 +20,7 @@ from fakevoice.bundle_figures import (
     dropped_parts_text,
     whose_bundle,
 )
-from fakevoice.cautions import ERRING_MODEL_EER, WEAK_MODEL_EER
+from fakevoice.cautions import weak_model_sentence
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.datasets.noise import noise_label, noise_sort_key
 from fakevoice.markdown_text import code_span
@@ -220,18 +220,15 @@ def _limit_lines(
     model: ModelRecord, manifest: Mapping[str, Any], metrics: Mapping[str, Any]
 ) -> list[str]:
     lines = []
-    # As a verdict of the model cautions (fakevoice.cautions.model_cautions), said before use.
+    # In the words of the verdict's caution (fakevoice.cautions.model_cautions), said before use.
     eer = metrics.get("eer")
-    if isinstance(eer, int | float) and eer >= WEAK_MODEL_EER:
-        lines.append(
-            f"- Its validation EER ({_percent(eer)}) is close to chance (50 %): even on audio "
-            "like its training data its verdicts mean little."
-        )
-    elif isinstance(eer, int | float) and eer >= ERRING_MODEL_EER:
-        lines.append(
-            f"- Its validation EER ({_percent(eer)}): on audio like its training data it "
-            "misjudges about that share of clips; its verdict is one hint among others."
-        )
+    judged = (
+        weak_model_sentence(eer, f"Its validation EER is {_percent(eer)}", own=True)
+        if isinstance(eer, int | float)
+        else None
+    )
+    if judged is not None:
+        lines.append(f"- {judged}")
     eers = metrics.get("generator_eer")
     if isinstance(eers, dict):
         weak = [
