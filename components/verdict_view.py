@@ -24,6 +24,7 @@ from fakevoice.features import FeatureSpec, remove_dc, render_image
 from fakevoice.inference import BONAFIDE, VerdictLabel, WindowScore, decide
 from fakevoice.preprocess import model_windows
 from fakevoice.services import model_files
+from fakevoice.services.history import verdict_model_name
 from fakevoice.store.records import Actor, AnalysisRecord, ModelRecord
 
 WAVEFORM_POINTS = 2000
@@ -279,14 +280,6 @@ def show_model_view(view: ModelView, model: ModelRecord) -> None:
         ),
         width=448,
     )
-
-
-def verdict_model_name(analysis: AnalysisRecord, names: Mapping[int, str]) -> str:
-    """The name of the model that gave a verdict, for a table: ``names`` holds the models the
-    reader may see; "—" for one no longer shared, "(deleted)" for one deleted."""
-    if analysis.model_id is None:
-        return "(deleted)"
-    return names.get(analysis.model_id, "—")
 
 
 def history_table(analyses: Iterable[AnalysisRecord], models: Iterable[ModelRecord]) -> None:

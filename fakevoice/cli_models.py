@@ -129,10 +129,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     for a in found:
         p_human = a.probabilities.get("bonafide")
         shown = f"{p_human:.3f}" if p_human is not None else "-"
+        model = services.verdict_model_name(a, names)
         print(
             f"{a.id:>6}  {a.created_at:%Y-%m-%d %H:%M}  {a.verdict:<17} P(human) {shown}  "
-            f"{_model_words(a.model_id, names)[:20]:<20}  {(a.file_sha256 or '')[:12]:<12}  "
-            f"{a.file_name}"
+            f"{model[:20]:<20}  {(a.file_sha256 or '')[:12]:<12}  {a.file_name}"
         )
     if total > len(found):
         print(f"({len(found)} of {total} shown, newest first; --limit N shows more, --csv all)")
@@ -142,14 +142,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _model_name(model_id: int | None, names: dict[int, str]) -> str | None:
     """A verdict's model's name, None once deleted or no longer shared with the reader."""
     return None if model_id is None else names.get(model_id)
-
-
-def _model_words(model_id: int | None, names: dict[int, str]) -> str:
-    """The model of a verdict in the history: its name, its id once no longer shared with the
-    reader, "(deleted)" once deleted."""
-    if model_id is None:
-        return "(deleted)"
-    return names.get(model_id, f"model #{model_id}")
 
 
 def cmd_label(args: argparse.Namespace) -> int:

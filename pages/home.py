@@ -10,7 +10,6 @@ import streamlit as st
 
 from components import auth, model_downloads, navigation, sign_in
 from components.user_text import plain
-from components.verdict_view import verdict_model_name
 from fakevoice import services
 from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.errors import FakeVoiceError
@@ -161,7 +160,8 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
             [
                 {
                     "file": v.file_name,
-                    "model": verdict_model_name(v, names),  # the same clip, several models
+                    # The same clip, several models: each verdict names its own.
+                    "model": services.verdict_model_name(v, names),
                     "verdict": v.verdict,
                     "P(human)": v.probabilities.get("bonafide"),
                     "seconds": round(v.duration, 1),

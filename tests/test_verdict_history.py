@@ -22,6 +22,7 @@ from test_uploads import make_user, register_run_model, trained_run_dir
 from components.user_text import plain
 from fakevoice import services, store
 from fakevoice.errors import InvalidSpecError, NotFoundError
+from fakevoice.services import profile
 from fakevoice.services.history import CSV_COLUMNS
 from fakevoice.store.records import Actor, AnalysisFilter, ModelRecord
 
@@ -164,6 +165,30 @@ def test_the_evaluate_page_pages_and_narrows_the_history(history: dict[str, obje
     at.date_input(key="history_dates").set_value((yesterday, yesterday)).run()
     assert_no_exception(at)
     assert any("No verdict matches." in c.value for c in at.caption)
+
+
+def test_a_verdicts_model_gone_from_view_is_named_alike_on_the_page_and_in_the_cli(
+    history: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The page showed "—" for a model no longer shared with the reader where ``fakevoice
+    history`` showed its number: both give its number now, and "(deleted)" once deleted."""
+    alice, bob, first = history["alice"], history["bob"], history["first"]
+    assert isinstance(alice, Actor) and isinstance(bob, Actor)
+    assert isinstance(first, ModelRecord)
+    theirs = register_run_model(bob, trained_run_dir(tmp_path_factory), "theirs", public=True)
+    log(alice, theirs, "shared.wav", "human", 0.9)
+    profile.set_model_public(bob, theirs.id, False)
+    profile.delete_model(alice, first.id)
+    frame = history_frame(evaluate_page(alice))
+    named = dict(zip(frame["file"], frame["model"], strict=True))
+    assert named["shared.wav"] == f"model #{theirs.id}"
+    assert named["call-19.wav"] == "(deleted)" and named["call-24.wav"] == "second"
+    names = services.model_names(alice)  # as fakevoice history names them
+    newest = services.list_analyses(alice, limit=2)
+    assert [services.verdict_model_name(a, names) for a in newest] == [
+        f"model #{theirs.id}",
+        "(deleted)",
+    ]
 
 
 def test_a_file_judged_before_is_recognised_by_its_bytes(

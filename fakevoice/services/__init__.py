@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         list_analyses,
         model_names,
         rethreshold_verdict,
+        verdict_model_name,
     )
     from fakevoice.services.runs import (
         RunProgress,
@@ -205,6 +206,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "list_analyses",
         "model_names",
         "rethreshold_verdict",
+        "verdict_model_name",
     ),
     "fakevoice.services.runs": (
         "RunProgress",
@@ -335,6 +337,7 @@ __all__ = [
     "submit_render",
     "submit_run",
     "utterances",
+    "verdict_model_name",
     "wait_for_run",
     "job_workers",
     "worker_note",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -208,6 +208,15 @@ def _p_human(analysis: AnalysisRecord) -> float | None:
 
     value = analysis.probabilities.get(BONAFIDE)
     return None if value is None else float(value)
+
+
+def verdict_model_name(analysis: AnalysisRecord, names: Mapping[int, str]) -> str:
+    """The model of a verdict in a list of verdicts (the page's tables, ``fakevoice history``):
+    its name when the reader may see it (``names``, :func:`model_names`), its number once no
+    longer shared with them, "(deleted)" once deleted."""
+    if analysis.model_id is None:
+        return "(deleted)"
+    return names.get(analysis.model_id, f"model #{analysis.model_id}")
 
 
 def model_names(actor: Actor) -> dict[int, str]:
