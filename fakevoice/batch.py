@@ -173,10 +173,12 @@ def score_batch(
         ModelFileError: the model's files cannot be loaded (nothing is scored).
     """
     from fakevoice import services
-    from fakevoice.services.verdicts import check_threshold
+    from fakevoice.services.verdicts import check_threshold, quality_cautions
 
     check_threshold(threshold)
-    services.detector_for(services.get_model(actor, model_id))
+    model = services.get_model(actor, model_id)
+    services.detector_for(model)
+    quality = quality_cautions(actor, model)  # once: it may read the actor's tests
     results: list[BatchResult] = []
     for entry in entries:
         if entry.data is None:
@@ -187,11 +189,12 @@ def score_batch(
         try:
             scored = services.score_clip(
                 actor,
-                model_id,
+                model,
                 entry.data,
                 file_name=entry.name,
                 threshold=threshold,
                 origin=origin,
+                quality=quality,
             )
         except FakeVoiceError as exc:
             results.append(BatchResult(entry.name, error=str(exc), error_code=exc.code))

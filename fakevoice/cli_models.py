@@ -17,22 +17,24 @@ from fakevoice.errors import FakeVoiceError, InvalidSpecError
 def cmd_predict(args: argparse.Namespace) -> int:
     from fakevoice import services
     from fakevoice.cautions import typicality_text
-    from fakevoice.services.verdicts import check_threshold
+    from fakevoice.services.verdicts import check_threshold, quality_cautions
 
     check_threshold(args.threshold)  # once, not once per file
     actor = services.cli_actor()
     model = services.find_model(actor, args.model)
+    quality = quality_cautions(actor, model)  # once: it may read the actor's tests
     results: list[dict[str, Any]] = []
     failures = 0
     for path in args.files:
         try:
             scored = services.score_clip(
                 actor,
-                model.id,
+                model,
                 Path(path),
                 file_name=Path(path).name,
                 threshold=args.threshold,
                 origin="cli",
+                quality=quality,
             )
         except FakeVoiceError as exc:
             failures += 1

@@ -215,6 +215,32 @@ def test_score_batch_keeps_errors_per_clip_and_logs_verdicts(alice: Actor) -> No
     assert {a.source for a in logged} == {"page"} and {a.threshold for a in logged} == {0.7}
 
 
+def test_a_batch_reads_the_users_tests_of_its_model_once(
+    alice: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model without a validation EER of its own is judged by the user's newest test of it:
+    every clip of a batch read the user's tests again. A batch reads them once, and each clip
+    carries the caution a verdict on its own carries."""
+    model = store_specnet(alice, "net")  # not trained here, no EER: its tests are read
+    single = services.score_clip(alice, model.id, wav_bytes(1.0), file_name="a.wav")
+    (alone,) = [c for c in single.verdict.cautions if c.startswith("This model's error rate is")]
+    reads: list[object] = []
+    list_runs = store.list_runs
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(kwargs.get("kind"))
+        return list_runs(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "list_runs", counted)
+    entries = [BatchEntry(f"{i}.wav", wav_bytes(1.0, seed=i)) for i in range(4)]
+    results = score_batch(alice, model.id, entries, threshold=0.6, origin="api")
+    assert reads == ["evaluate"]  # the user's tests on a dataset, once for the four clips
+    assert [r.error for r in results] == [None] * 4
+    assert all(alone in r.cautions for r in results)
+    logged = services.list_analyses(alice, limit=4)
+    assert [a.cautions for a in reversed(logged)] == [r.cautions for r in results]
+
+
 def test_score_batch_refuses_a_bad_model_or_threshold_as_a_whole(alice: Actor) -> None:
     model = store_specnet(alice, "net")
     entries = [BatchEntry("a.wav", wav_bytes(1.0))]

@@ -127,6 +127,36 @@ def test_predict_refuses_a_threshold_out_of_range_once(
     assert said.err == "fakevoice: The threshold must be between 0.5 and 1; got 0.3.\n"
 
 
+def test_predict_reads_the_users_tests_of_the_model_once_for_many_files(
+    isolated_settings: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model without a validation EER of its own is judged by the user's newest test of it:
+    each file read the user's tests again. They are read once, and every file gets the caution."""
+    from test_api import store_specnet, wav_bytes
+
+    from fakevoice import services, store
+
+    store_specnet(services.cli_actor(), "net")
+    files = [tmp_path / f"{i}.wav" for i in range(3)]
+    for i, path in enumerate(files):
+        path.write_bytes(wav_bytes(1.0, seed=i))
+    reads: list[object] = []
+    list_runs = store.list_runs
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(kwargs.get("kind"))
+        return list_runs(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "list_runs", counted)
+    assert main(["predict", "--model", "net", *map(str, files)]) == 0
+    assert reads == ["evaluate"]
+    unknown = "  caution: This model's error rate is unknown: it has no validation EER measured"
+    assert sum(line.startswith(unknown) for line in capsys.readouterr().out.splitlines()) == 3
+
+
 def test_evaluate_refuses_wait_and_timeout_without_queue(
     isolated_settings: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

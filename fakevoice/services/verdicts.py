@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def score_clip(
     file_name: str,
     threshold: float = DEFAULT_THRESHOLD,
     origin: AnalysisSource = "page",
+    quality: Sequence[str] | None = None,
 ) -> ScoredClip:
     """Decode a clip, score it with a model the actor may use, and log the verdict.
 
@@ -140,6 +142,9 @@ def score_clip(
         file_name: The client's name for it, kept for display only.
         threshold: Confidence below which the verdict is "inconclusive" (0.5 to 1).
         origin: Which face asked ("page", "api" or "cli").
+        quality: The model's :func:`quality_cautions` for this actor, when the caller read them
+            once for many clips (a batch: for a model without a validation EER of its own they
+            read the actor's tests); read here when None.
 
     Raises:
         AudioError and its kin: The audio cannot be used (the message says why).
@@ -156,7 +161,7 @@ def score_clip(
     else:
         digest = sha256_file(source)
     verdict = detector.predict(audio, threshold)
-    if weak := quality_cautions(actor, model):
+    if weak := quality_cautions(actor, model) if quality is None else quality:
         verdict = replace(verdict, cautions=[*verdict.cautions, *weak])
     with store.session_scope() as session:
         analysis = store.add_analysis(
