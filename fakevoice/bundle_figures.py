@@ -40,6 +40,7 @@ from typing import Any
 from fakevoice import signing
 from fakevoice.datasets.fingerprints import TRAINING_AUDIO
 from fakevoice.errors import FakeVoiceError
+from fakevoice.metrics.calibration import FIT_FIGURES
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +80,35 @@ MANIFEST_PARTS = {
 }
 """The optional parts of a bundle's manifest that an upload checks: what each is, in words,
 what the model lacks without it, and its short name (for a line that lists them)."""
+CLEARED_VALUES = "cleared_values"
+"""The key of a model's metrics that says which values of its bundle manifest's calibration,
+kept, failed their check and were cleared: ``{"calibration": [field, ...]}``, the fields being
+:data:`CLEARED_CALIBRATION` (keyed by part, as :data:`DROPPED_PARTS`, for
+:func:`copied_metrics`)."""
+CLEARED_CALIBRATION = {
+    "dataset": "its dataset name (not a plain name of letters, digits, spaces, dots, dashes and "
+    "underscores)",
+    "split": "its split (neither valid nor all)",
+    "items": "its item count (not a positive whole number)",
+    **dict.fromkeys(FIT_FIGURES, "(out of range: an ECE outside 0 to 1, a negative NLL)"),
+}
+"""The values of a bundle's calibration that an upload checks one by one, and for each, what it
+is and why it was cleared, in a fixed phrase (never the bundle's own words); the fit figures
+are named together, by their field names."""
 DROPPED_FROM = "dropped_from"
 """The key of a calibrated copy's metrics that names, by id, the uploaded model whose bundle
-:data:`DROPPED`, :data:`DROPPED_PARTS` and :data:`REPORTED` speak of (set by
-:func:`copied_metrics`; absent on the uploaded model itself, where they speak of its own
+:data:`DROPPED`, :data:`DROPPED_PARTS`, :data:`CLEARED_VALUES` and :data:`REPORTED` speak of
+(set by :func:`copied_metrics`; absent on the uploaded model itself, where they speak of its own
 bundle)."""
-_NOT_CARRIED = {"source", "calibration", REPORTED, DROPPED, DROPPED_PARTS, DROPPED_FROM}
+_NOT_CARRIED = {
+    "source",
+    "calibration",
+    REPORTED,
+    DROPPED,
+    DROPPED_PARTS,
+    CLEARED_VALUES,
+    DROPPED_FROM,
+}
 """Metrics a bundle's figures leave out: where the model came from is the upload's to say, and
 the calibration travels in the manifest (checked there)."""
 _RATES = ("eer", "auc", "accuracy", "macro_f1")
@@ -206,15 +230,44 @@ def dropped_parts_text(
     metrics: Mapping[str, Any], manifest: Mapping[str, Any] | None = None
 ) -> list[str]:
     """One sentence for each part of a model's bundle manifest that failed its check and was not
-    kept (:data:`DROPPED_PARTS`, in :data:`MANIFEST_PARTS`' order); empty when every part was
-    kept or the model came from no bundle. With the model's ``manifest``, a part it holds again
-    (a calibrated copy's calibration) is not named. The figures of ``validation.json`` have
-    their own sentence, :func:`dropped_figures_text`."""
-    return [
+    kept (:data:`DROPPED_PARTS`, in :data:`MANIFEST_PARTS`' order), then one for each kept part
+    whose values failed theirs and were cleared (:data:`CLEARED_VALUES`); empty when every part
+    was kept as it came or the model came from no bundle. With the model's ``manifest``, a part
+    it holds again (a calibrated copy's calibration) is not named as left out. The figures of
+    ``validation.json`` have their own sentence, :func:`dropped_figures_text`."""
+    dropped = [
         f"Not kept from {whose_bundle(metrics)}: {MANIFEST_PARTS[part][0]} ({part} in "
         f"manifest.json), because {metrics[DROPPED_PARTS][part]}; so {MANIFEST_PARTS[part][1]}."
         for part in _dropped_parts(metrics, manifest)
     ]
+    return dropped + _cleared_values_text(metrics)
+
+
+def _cleared_values_text(metrics: Mapping[str, Any]) -> list[str]:
+    """The sentence for a kept calibration with values that failed their check and were
+    cleared (:data:`CLEARED_VALUES`), in :data:`CLEARED_CALIBRATION`'s order; empty for none."""
+    cleared = metrics.get(CLEARED_VALUES)
+    fields = cleared.get("calibration") if isinstance(cleared, Mapping) else None
+    if not isinstance(fields, list):
+        return []
+    known = [field for field in CLEARED_CALIBRATION if field in fields]
+    if not known:
+        return []
+    named = [CLEARED_CALIBRATION[field] for field in known if field not in FIT_FIGURES]
+    figures = [field for field in known if field in FIT_FIGURES]
+    if figures:
+        which = f"figure {figures[0]}" if len(figures) == 1 else f"figures {_listed(figures)}"
+        named.append(f"its fit {which} {CLEARED_CALIBRATION[figures[0]]}")
+    return [
+        f"Changed from {whose_bundle(metrics)}: {MANIFEST_PARTS['calibration'][0]} (calibration "
+        f"in manifest.json) is kept, but not {_listed(named, 'or')}; "
+        f"{'it was' if len(known) == 1 else 'they were'} cleared."
+    ]
+
+
+def _listed(words: Sequence[str], last: str = "and") -> str:
+    """``["a", "b", "c"]`` as "a, b and c"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
 
 
 def dropped_parts_summary(
@@ -226,8 +279,7 @@ def dropped_parts_summary(
     names = [MANIFEST_PARTS[part][2] for part in _dropped_parts(metrics, manifest)]
     if not names:
         return None
-    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    return f"{listed} not kept from {whose_bundle(metrics)}"
+    return f"{_listed(names)} not kept from {whose_bundle(metrics)}"
 
 
 def whose_bundle(metrics: Mapping[str, Any]) -> str:
@@ -244,17 +296,20 @@ def copied_metrics(
     metrics: Mapping[str, Any], model_id: int, renewed: Collection[str] = ()
 ) -> dict[str, Any]:
     """The metrics of model ``model_id`` as a copy made here of it keeps them (a calibrated
-    copy): the parts of its bundle that were not kept are missing from the copy too, less those
-    the copy holds anew (``renewed``, e.g. ``{"calibration"}``), and they, like figures that were
-    not kept and figures another server's key signed, are said to be of the uploaded model's
-    bundle (:data:`DROPPED_FROM`), not the copy's, which was never uploaded."""
-    copied = {k: v for k, v in metrics.items() if k not in (DROPPED_PARTS, DROPPED_FROM)}
-    dropped = metrics.get(DROPPED_PARTS)
-    if isinstance(dropped, Mapping) and (
-        still := {part: why for part, why in dropped.items() if part not in renewed}
-    ):
-        copied[DROPPED_PARTS] = still
-    if DROPPED_PARTS in copied or DROPPED in copied or REPORTED in copied:
+    copy): the parts of its bundle that were not kept are missing from the copy too, and the
+    values cleared are cleared there too, less the parts the copy holds anew (``renewed``, e.g.
+    ``{"calibration"}``), and they, like figures that were not kept and figures another server's
+    key signed, are said to be of the uploaded model's bundle (:data:`DROPPED_FROM`), not the
+    copy's, which was never uploaded."""
+    by_part = (DROPPED_PARTS, CLEARED_VALUES)
+    copied = {k: v for k, v in metrics.items() if k not in (*by_part, DROPPED_FROM)}
+    for key in by_part:
+        said = metrics.get(key)
+        if isinstance(said, Mapping) and (
+            still := {part: why for part, why in said.items() if part not in renewed}
+        ):
+            copied[key] = still
+    if any(key in copied for key in (*by_part, DROPPED, REPORTED)):
         copied[DROPPED_FROM] = metrics.get(DROPPED_FROM, model_id)
     return copied
 

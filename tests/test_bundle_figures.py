@@ -22,10 +22,14 @@ from test_uploads import make_user, register_run_model, wav_bytes
 from components.verdict_view import model_summary
 from fakevoice import services, signing
 from fakevoice.bundle_figures import (
+    CLEARED_VALUES,
     DROPPED,
+    DROPPED_FROM,
     FIGURES_FILE,
     REPORTED,
     DroppedFigures,
+    copied_metrics,
+    dropped_parts_text,
     read_figures,
     signed_figures,
 )
@@ -145,7 +149,6 @@ def test_another_servers_figures_are_kept_apart_as_reported(
     # source was uploaded in, not of one of its own: it was never uploaded.
     from dataclasses import replace
 
-    from fakevoice.bundle_figures import copied_metrics
     from fakevoice.cautions import model_cautions
 
     made_here = replace(copy, id=copy.id + 1, metrics=copied_metrics(copy.metrics, copy.id))
@@ -354,3 +357,22 @@ def test_the_cli_says_when_a_bundles_figures_failed_their_check(
         "no validation figures (those of its bundle failed their check and were not kept) · "
         "probabilities uncalibrated · familiarity reference not kept from its bundle."
     )
+
+
+def test_values_cleared_from_a_calibration_stay_said_of_the_uploaded_bundle() -> None:
+    """A copy made here keeps the words for a calibration's cleared values, said of the bundle
+    that was uploaded, until it holds a calibration of its own."""
+    uploaded = {"eer": 0.1, CLEARED_VALUES: {"calibration": ["split", "ece_before"]}}
+    (said,) = dropped_parts_text(uploaded)
+    assert said == (
+        "Changed from its bundle: its calibration (calibration in manifest.json) is kept, but "
+        "not its split (neither valid nor all) or its fit figure ece_before (out of range: an "
+        "ECE outside 0 to 1, a negative NLL); they were cleared."
+    )
+    copy = copied_metrics(uploaded, 7)
+    assert copy[CLEARED_VALUES] == uploaded[CLEARED_VALUES] and copy[DROPPED_FROM] == 7
+    assert dropped_parts_text(copy) == [
+        said.replace("from its bundle", "from the uploaded bundle of model 7")
+    ]
+    calibrated = copied_metrics(uploaded, 7, renewed={"calibration"})
+    assert calibrated == {"eer": 0.1} and dropped_parts_text(calibrated) == []

@@ -23,7 +23,12 @@ from test_training import quick_spec, tiny_dataset_root
 
 from fakevoice import services, store
 from fakevoice.artefacts import sha256_file
-from fakevoice.bundle_figures import DROPPED_PARTS, MANIFEST_PARTS, dropped_parts_text
+from fakevoice.bundle_figures import (
+    CLEARED_VALUES,
+    DROPPED_PARTS,
+    MANIFEST_PARTS,
+    dropped_parts_text,
+)
 from fakevoice.errors import ConflictError, FileTooLargeError, ModelFileError
 from fakevoice.services import uploads
 from fakevoice.settings import get_settings
@@ -309,10 +314,25 @@ def test_unusable_references_are_left_out_and_the_model_still_stored(
         assert "dataset" not in stored["calibration"]
     else:
         assert key not in stored
-    # Whoever uploads it is told which part was left out, and why, in a sentence of its own.
+    # Whoever uploads it is told which part was left out, or which of its values were cleared,
+    # and why, in a sentence of its own.
     warning = uploads.upload_warning(uploaded)
     if key in stored:
-        assert warning is None and DROPPED_PARTS not in uploaded.metrics
+        assert DROPPED_PARTS not in uploaded.metrics
+        (field,) = damage["calibration"]
+        why = {
+            "dataset": "its dataset name (not a plain name of letters, digits, spaces, dots, "
+            "dashes and underscores)",
+            "ece_after": "its fit figure ece_after (out of range: an ECE outside 0 to 1, a "
+            "negative NLL)",
+        }[field]
+        assert warning == (
+            "Changed from its bundle: its calibration (calibration in manifest.json) is kept, "
+            f"but not {why}; it was cleared."
+        )
+        assert uploaded.metrics[CLEARED_VALUES] == {"calibration": [field]}
+        assert warning == dropped_parts_text(uploaded.metrics)[0]
+        assert "x.example" not in warning and "7.0" not in warning  # never the bundle's words
     else:
         assert warning is not None and warning.startswith(
             f"Not kept from its bundle: {MANIFEST_PARTS[key][0]} ({key} in manifest.json), "
@@ -320,6 +340,7 @@ def test_unusable_references_are_left_out_and_the_model_still_stored(
         )
         assert list(uploaded.metrics[DROPPED_PARTS]) == [key]
         assert warning == dropped_parts_text(uploaded.metrics)[0]
+        assert CLEARED_VALUES not in uploaded.metrics
     services.score_clip(alice, uploaded.id, wav_bytes(1.5), file_name="a.wav")
 
 
@@ -355,6 +376,44 @@ def test_every_part_left_out_of_a_bundle_is_named_in_the_warning(
     # The run's own bundle, every part sound, warns of nothing.
     whole = uploads.import_uploaded_model(alice, "whole", "w.zip", bundle_zip(run_dir))
     assert uploads.upload_warning(whole) is None and DROPPED_PARTS not in whole.metrics
+
+
+def test_every_value_cleared_from_a_kept_calibration_is_named_in_the_warning(
+    alice: Actor, run_dir: Path
+) -> None:
+    """A calibration's dataset label with markup and an impossible fit figure were cleared
+    while the calibration was kept, and nobody was told: the warning says which, in fixed words,
+    and the model's card keeps it."""
+    from fakevoice.services import model_files
+
+    calibration = {
+        **_references(run_dir)["calibration"],
+        "dataset": "calls [verify](https://x.example)",
+        "split": "train",
+        "items": -4,
+        "nll_before": -1.0,
+        "ece_after": 7.0,
+        "ece_held_out": None,  # not measured: nothing was cleared
+    }
+    manifest = _manifest(run_dir, calibration=calibration)
+    uploaded = uploads.import_uploaded_model(
+        alice, "changed", "c.zip", bundle_zip(run_dir, manifest=manifest)
+    )
+    warning = (
+        "Changed from its bundle: its calibration (calibration in manifest.json) is kept, but "
+        "not its dataset name (not a plain name of letters, digits, spaces, dots, dashes and "
+        "underscores), its split (neither valid nor all), its item count (not a positive whole "
+        "number) or its fit figures nll_before and ece_after (out of range: an ECE outside 0 to "
+        "1, a negative NLL); they were cleared."
+    )
+    assert uploads.upload_warning(uploaded) == warning
+    stored = json.loads((Path(uploaded.path) / "manifest.json").read_text())["calibration"]
+    assert stored["temperature"] == 1.7 and stored["ece_after"] is None
+    card = model_files.model_card(alice, uploaded.id).data.decode()
+    assert f"- {warning}" in card
+    # The run's own calibration, every value sound, is kept as it came, without a word.
+    whole = uploads.import_uploaded_model(alice, "whole", "w.zip", bundle_zip(run_dir))
+    assert uploads.upload_warning(whole) is None and CLEARED_VALUES not in whole.metrics
 
 
 def test_wrong_zip_content_is_refused(alice: Actor, run_dir: Path) -> None:

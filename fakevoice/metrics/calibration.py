@@ -114,11 +114,19 @@ class Calibration:
         )
         if not usable:
             return None
-        figures = {name: _figure(data.get(name), name) for name in _FIGURES}
+        figures = {name: _figure(data.get(name), name) for name in FIT_FIGURES}
         return cls(temperature, bias, _count(data.get("items")), **figures)
 
 
-_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after", "ece_held_out", "nll_held_out")
+FIT_FIGURES = (
+    "nll_before",
+    "nll_after",
+    "ece_before",
+    "ece_after",
+    "ece_held_out",
+    "nll_held_out",
+)
+"""The figures of a calibration's fit that a manifest keeps (:class:`Calibration`'s)."""
 
 
 def _figure(value: object, name: str) -> float:

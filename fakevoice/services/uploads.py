@@ -8,7 +8,8 @@ The kind of an upload is read from its content, never from its name:
   figures (``validation.json``, when present) are sorted by who signed them
   (:mod:`fakevoice.bundle_figures`); figures that fail their check are not kept, nor are a
   calibration, familiarity reference, training-clip fingerprints or training recipe that fail
-  theirs, and :func:`upload_warning` tells the uploader which and why;
+  theirs, nor a kept calibration's values that fail theirs, and :func:`upload_warning` tells the
+  uploader which and why;
 * a PyTorch checkpoint (torch's zip format or its legacy pickle format) is offered to
   :func:`~fakevoice.services.verdicts.import_aasist`, which reads tensors only;
 * any other file (a fastai ``.pkl`` included) is never unpickled: when its sha256 is the
@@ -34,6 +35,8 @@ from fakevoice.artefacts import (
     MANIFEST_FORMAT,
 )
 from fakevoice.bundle_figures import (
+    CLEARED_CALIBRATION,
+    CLEARED_VALUES,
     DROPPED,
     DROPPED_PARTS,
     FIGURES_FILE,
@@ -136,9 +139,9 @@ def import_uploaded_model(actor: Actor, name: str, file_name: str, data: bytes) 
 def upload_warning(model: ModelRecord) -> str | None:
     """What the person who uploaded ``model`` should know although the upload succeeded: which
     parts of its bundle (validation figures, calibration, familiarity reference, training-clip
-    fingerprints, training recipe) failed their check and were not kept, and why, one sentence
-    each (None when there is nothing to say). The page shows it, the API answers it, the CLI
-    prints it."""
+    fingerprints, training recipe) failed their check and were not kept, and which values of a
+    kept calibration were cleared, and why, one sentence each (None when there is nothing to
+    say). The page shows it, the API answers it, the CLI prints it."""
     figures = dropped_figures_text(model.metrics)
     return " ".join([*([figures] if figures else []), *dropped_parts_text(model.metrics)]) or None
 
@@ -189,10 +192,12 @@ def _import_zip(actor: Actor, name: str, file_name: str, data: bytes) -> ModelRe
     raw = _parse_manifest(manifest_bytes)
     manifest = validate_manifest(raw)
     model = _load_weights(manifest, weights_bytes)
-    kept, dropped = _optional_parts(raw, len(manifest["class_names"]), model)
+    kept, dropped, cleared = _optional_parts(raw, len(manifest["class_names"]), model)
     manifest.update(kept)
     manifest["source"] = f"uploaded bundle ({file_name[:200]})"
     metrics: dict[str, Any] = {DROPPED_PARTS: dropped} if dropped else {}
+    if cleared:
+        metrics[CLEARED_VALUES] = cleared
     figures = (
         read_figures(figures_bytes, manifest_bytes, weights_bytes, manifest["class_names"])
         if figures_bytes is not None
@@ -359,19 +364,23 @@ def validate_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _optional_parts(
     manifest: dict[str, Any], classes: int, model: nn.Module
-) -> tuple[dict[str, Any], dict[str, str]]:
+) -> tuple[dict[str, Any], dict[str, str], dict[str, list[str]]]:
     """The optional parts a bundle's manifest brings (:data:`~fakevoice.bundle_figures.
     MANIFEST_PARTS`: calibration, familiarity reference, training-clip fingerprints, training
     recipe), each rebuilt from its checked values (bounds, shapes, finite numbers; the reference
-    of the width the weights' last layer reads), and, for each left out, why, in a fixed phrase
-    (never the bundle's own words: the page shows it as markdown). A model that lacks them still
+    of the width the weights' last layer reads); for each left out, why, in a fixed phrase
+    (never the bundle's own words: the page shows it as markdown); and for each kept with values
+    cleared (a calibration's dataset name with markup, an impossible fit figure), which
+    (:data:`~fakevoice.bundle_figures.CLEARED_CALIBRATION`' names). A model that lacks them still
     scores, as models trained before them do, while wrong ones would shift every verdict,
-    caution or test; the uploader is told which were left out (:func:`upload_warning`)."""
+    caution or test; the uploader is told which were left out or changed
+    (:func:`upload_warning`)."""
     from fakevoice.metrics.calibration import Calibration
     from fakevoice.metrics.familiarity import Familiarity
 
     kept: dict[str, Any] = {}
     dropped: dict[str, str] = {}
+    cleared: dict[str, list[str]] = {}
     raw = manifest.get("calibration")
     calibration = Calibration.from_dict(raw, classes) if raw is not None else None
     if calibration is not None and isinstance(raw, dict):
@@ -382,6 +391,13 @@ def _optional_parts(
             kept["calibration"]["dataset"] = dataset
         if split in ("valid", "all"):
             kept["calibration"]["split"] = split
+        # A value given but not kept as given (None: a figure that was not measured).
+        if fields := [
+            field
+            for field in CLEARED_CALIBRATION
+            if raw.get(field) is not None and kept["calibration"].get(field) != raw[field]
+        ]:
+            cleared["calibration"] = fields
     elif raw is not None:
         dropped["calibration"] = (
             "its temperature or biases are missing or out of bounds, or it has not one bias "
@@ -414,7 +430,9 @@ def _optional_parts(
         dropped["train_spec"] = "it is not a training recipe this server can read"
     for part, reason in dropped.items():
         logger.info("dropping %s from an uploaded manifest: %s", part, reason)
-    return kept, dropped
+    for part, fields in cleared.items():
+        logger.info("clearing %s of %s in an uploaded manifest", ", ".join(fields), part)
+    return kept, dropped, cleared
 
 
 def _load_weights(manifest: dict[str, Any], weights: bytes) -> nn.Module:
