@@ -15,7 +15,13 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from components import detection_charts, job_list, training_view, which_is_better
+from components import (
+    detection_charts,
+    job_list,
+    report_view,
+    training_view,
+    which_is_better,
+)
 from components.user_text import plain
 from components.verdict_view import model_label, shared_by
 from fakevoice import services
@@ -308,14 +314,14 @@ def _show_one(actor: Actor, run_id: int, evaluation: services.DatasetEvaluation,
         f"{report['n']} of {report['items_available']} items of **{report['dataset']}**{split} "
         f"scored with **{plain(report['model']['name'])}**."
     )
-    training_view.render_metrics(report)
-    training_view.render_confusion_and_roc(
+    report_view.render_metrics(report)
+    report_view.render_confusion_and_roc(
         results.report_confusion(report), results.report_roc(report), "tested items"
     )
-    training_view.render_reliability(report)
+    report_view.render_reliability(report)
     audit = services.kept_shortcuts(str(report["dataset"]), actor=actor)
-    training_view.render_generator_eer(report, audit.generator_eers() if audit else None)
-    training_view.render_per_class(report)
+    report_view.render_generator_eer(report, audit.generator_eers() if audit else None)
+    report_view.render_per_class(report)
     stem = training_view.file_stem(f"{report['model']['name']}-on-{report['dataset']}")
     left, right = st.columns(2)
     left.download_button(

@@ -21,6 +21,7 @@ from components import (
     confirmed,
     model_downloads,
     navigation,
+    report_view,
     run_comparison,
     sign_in,
     training_view,
@@ -87,7 +88,7 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
         st.caption(saved)
     if run.error:
         st.warning(run.error)
-    before = training_view.before_calibration_words(res.metrics)
+    before = report_view.before_calibration_words(res.metrics)
     if before:
         st.caption(before)
     if not res.history.empty:

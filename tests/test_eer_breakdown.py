@@ -1,6 +1,6 @@
 """What a test's EER per generator and per noise level rests on: the sample a capped test draws
 (services/evaluation.balanced_sample), the items behind each row (artefacts.eer_item_counts) and
-how the view shows them (components/training_view.render_generator_eer)."""
+how the view shows them (components/report_view.render_generator_eer)."""
 
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ def test_every_row_says_how_many_items_it_rests_on() -> None:
 def _view() -> None:
     import streamlit as st
 
-    from components import training_view
+    from components import report_view
 
-    training_view.render_generator_eer(st.session_state["report"], {"world": 0.4})
+    report_view.render_generator_eer(st.session_state["report"], {"world": 0.4})
 
 
 def test_the_view_shows_counts_flags_few_items_and_names_the_levels_left_out() -> None:

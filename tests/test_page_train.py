@@ -304,9 +304,9 @@ def test_a_run_says_which_epoch_its_stored_model_is_from(alice: Actor, trained: 
 def _metrics_view() -> None:
     import streamlit as st
 
-    from components import training_view
+    from components import report_view
 
-    training_view.render_metrics(st.session_state["report"])
+    report_view.render_metrics(st.session_state["report"])
 
 
 def test_calibrated_figures_say_what_they_were_before_calibration() -> None:
