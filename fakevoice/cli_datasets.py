@@ -182,11 +182,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from fakevoice import services
+    from fakevoice import accounts, services
 
-    audit = services.dataset_shortcuts(
-        args.name, actor=services.cli_actor(), recompute=args.recompute
-    )
+    services.ensure_database()
+    # The operator's view, as `dataset list` and `show`: any dataset they list, whoever owns it.
+    audit = services.dataset_shortcuts(args.name, actor=accounts.OPERATOR, recompute=args.recompute)
     if args.json:
         print_json(audit.to_dict())
         return 0

@@ -17,14 +17,19 @@ def test_parser_knows_the_dataset_commands() -> None:
     assert args.size == "small" and args.seed == 3
 
 
-def test_console_script_shows_help() -> None:
+@pytest.mark.parametrize("module", ["fakevoice.cli", "fakevoice"])
+def test_console_script_shows_help(module: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "fakevoice.cli", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True
     )
     assert "dataset" in out.stdout
+    # A user error exits 2 with words, through `python -m fakevoice` as through the script.
+    bad = subprocess.run(
+        [sys.executable, "-m", module, "predict", "--threshold", "2", "--model", "x", "a.wav"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "threshold" in bad.stderr and "Traceback" not in bad.stderr
 
 
 HEAVY_MODULES = ("torch", "torchvision", "fastai")

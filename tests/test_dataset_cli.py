@@ -224,6 +224,10 @@ def test_show_names_the_owner_and_the_audit_as_list_does(
     assert any(line.startswith("    --split-by utterance") for line in lines)
     words = "too few clips" if listed["shortcuts_judged"] is False else listed["shortcuts"]
     assert f"  shortcuts: {words}" in lines
+    # The operator audits a user's dataset as they list and show it (the CLI's own account
+    # does not see ann's: it answered "no dataset named").
+    assert main(["dataset", "audit", DATASET, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"] == shown["shortcut_summary"]
 
 
 def test_show_of_an_unknown_dataset_says_so_in_one_line(
@@ -232,5 +236,6 @@ def test_show_of_an_unknown_dataset_says_so_in_one_line(
     code, out, err = show("nosuch", capsys)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
-    assert "There is no dataset named 'nosuch'" in err and DATASET in err
+    assert "There is no dataset named 'nosuch';" in err and DATASET in err
+    assert "that you may use" not in err  # the operator may use every one
     assert "Traceback" not in err

@@ -158,9 +158,8 @@ def find_dataset(name: str, actor: Actor | None) -> DatasetSummary:
     names = ", ".join(repr(s.name) for s in summaries[:10]) + (
         ", ..." if len(summaries) > 10 else ""
     )
-    raise NotFoundError(
-        f"There is no dataset named {str(name)[:80]!r} that you may use; these are: {names}."
-    )
+    whose = "" if actor is not None and actor.is_admin else " that you may use"
+    raise NotFoundError(f"There is no dataset named {str(name)[:80]!r}{whose}; these are: {names}.")
 
 
 def dataset_path(name: str, *, actor: Actor | None) -> Path:
