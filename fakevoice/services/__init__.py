@@ -1,7 +1,7 @@
 """Use-cases shared by the pages, the API and the CLI (this package never imports streamlit).
 
 * :mod:`~fakevoice.services.datasets`: built datasets, their counts, their shortcut audits;
-* :mod:`~fakevoice.services.dataset_details`: one dataset in detail, before training on it;
+* :mod:`~fakevoice.services.dataset_profile`: one dataset in detail, before training on it;
 * :mod:`~fakevoice.services.dataset_comparisons`: an utterance side by side, human and generators;
 * :mod:`~fakevoice.services.dataset_changes`: record, delete and re-render datasets;
 * :mod:`~fakevoice.services.dataset_renders`: re-renders as background jobs (the Datasets page);
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
         sample_items,
         utterances,
     )
-    from fakevoice.services.dataset_details import DatasetDetails, SplitCounts, dataset_details
+    from fakevoice.services.dataset_profile import DatasetDetails, SplitCounts, dataset_details
     from fakevoice.services.dataset_renders import (
         clear_render,
         list_renders,
@@ -155,7 +155,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "sample_items",
         "utterances",
     ),
-    "fakevoice.services.dataset_details": (
+    "fakevoice.services.dataset_profile": (
         "DatasetDetails",
         "SplitCounts",
         "dataset_details",
