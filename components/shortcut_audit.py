@@ -56,7 +56,7 @@ def render(audit: ShortcutAudit, key: str) -> None:
     unreadable = f"; {audit.unreadable} could not be read" if audit.unreadable else ""
     st.caption(
         f"Measured on {audit.clips:,} clean clips{sampled}{unreadable}: length, silence before "
-        "and after the speech, loudness, peak level, noise floor, bandwidth, digital zeros, "
+        "and after the speech, loudness, peak level, noise floor, bandwidth, digital silence, "
         "clipping and DC offset. Each cue alone is a score (50 % EER is chance); together they "
         f"feed a logistic regression fitted on some {audit.held_out}s and scored on the others. "
         f"Under {STRONG_BELOW:.0%} the cues give the answer away."

@@ -235,7 +235,8 @@ def _delete(actor: Actor | None, name: str, owner_id: int | None) -> None:
 
 
 def _shortcuts(actor: Actor | None, name: str, audit: ShortcutAudit | None) -> None:
-    """The dataset's shortcut audit, made here on request for one built before builds kept one."""
+    """The dataset's shortcut audit, made here on request for one built before builds kept one
+    (or that keeps an older version's)."""
     with st.expander(
         "Shortcuts: what simple cues alone give away",
         icon=":material/rule:",
@@ -244,7 +245,8 @@ def _shortcuts(actor: Actor | None, name: str, audit: ShortcutAudit | None) -> N
         if audit is None:
             st.caption(
                 "This dataset was built before builds checked whether silence, level or "
-                "bandwidth alone tell its human clips from its machine ones."
+                "bandwidth alone tell its human clips from its machine ones, or its check was "
+                "made by an older version of the audit, which measures these cues otherwise."
             )
             if not st.button("Check for shortcuts", key=f"shortcuts:{name}"):
                 return

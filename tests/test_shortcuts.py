@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tone
+from conftest import speechlike, tone
 from test_page_datasets import assert_no_exception, datasets_page, write_fixture_dataset
 
 from fakevoice import services
 from fakevoice.cli import main
 from fakevoice.datasets.cues import CUE_NAMES, clip_cues
-from fakevoice.datasets.shortcut_findings import ShortcutAudit
+from fakevoice.datasets.shortcut_findings import AUDIT_VERSION, ShortcutAudit
 from fakevoice.datasets.shortcuts import (
     SHORTCUTS_NAME,
     audit_cues,
@@ -79,6 +79,45 @@ def test_a_clip_shorter_than_a_frame_and_a_silent_one() -> None:
     silent = clip_cues(np.zeros(RATE, dtype=np.float32), RATE)
     assert silent["digital_zeros"] == 1.0 and silent["bandwidth_hz"] == 0.0
     assert all(np.isfinite(v) for v in silent.values())
+
+
+def test_an_offset_moves_the_dc_offset_cue_and_no_other() -> None:
+    clip = np.concatenate(
+        [np.zeros(RATE // 2), tone(440.0, amplitude=0.5), np.zeros(RATE // 4)]
+    ).astype(np.float32)
+    plain, shifted = clip_cues(clip, RATE), clip_cues(clip + np.float32(0.05), RATE)
+    assert shifted["dc_offset"] == pytest.approx(plain["dc_offset"] + 0.05, abs=1e-6)
+    for cue in set(CUE_NAMES) - {"dc_offset"}:
+        assert shifted[cue] == pytest.approx(plain[cue], rel=1e-4, abs=1e-4), cue
+
+
+def test_a_dc_offset_is_found_once_not_again_as_level_silence_or_band() -> None:
+    """Machine clips that are the human ones plus a DC offset: only the ``dc_offset`` cue tells
+    them apart. Measured with the offset in, the silences (quiet noise under the offset), the
+    noise floor, the level and the peak would each give the answer away again."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for index in range(24):
+        speech = rng.uniform(0.2, 1.0) * speechlike(1.0, RATE, seed=index)
+        lead, tail = (rng.uniform(0.1, 0.5, size=2) * RATE).astype(int)
+        quiet = 1e-4 * rng.standard_normal(lead + speech.size + tail)
+        human = (quiet + np.concatenate([np.zeros(lead), speech, np.zeros(tail)])).astype(
+            np.float32
+        )
+        for label, clip in (("bonafide", human), ("world", human + np.float32(0.05))):
+            rows.append(
+                {
+                    **clip_cues(clip, RATE),
+                    "class": label,
+                    "speaker": f"s{index % 6}",
+                    "utterance": f"u{index}",
+                }
+            )
+    pooled = audit_cues(pd.DataFrame(rows)).pooled
+    eers = {c.cue: c.eer for c in pooled.cues}
+    assert pooled.best_cue.cue == "dc_offset" and eers["dc_offset"] == 0.0
+    assert pooled.best_cue.spoof_median == pytest.approx(0.05, abs=0.01)
+    assert all(eer > 0.4 for cue, eer in eers.items() if cue != "dc_offset"), eers
 
 
 # --- EER with ties --------------------------------------------------------------------------------
@@ -258,6 +297,33 @@ def test_a_dataset_is_audited_on_its_clean_clips_and_the_audit_is_kept(tiny: Pat
     assert services.dataset_shortcuts("tiny", actor=None) == direct
     with pytest.raises(NotFoundError):
         services.dataset_shortcuts("../tiny", actor=None)
+
+
+def test_an_audit_an_older_version_kept_is_made_again_on_every_path(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An audit of version 1 measured the level and silence with the DC offset in: no face
+    shows it or warns from it as current; asking for the audit measures it again."""
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "piper", "copy": "world"})
+    stale = {**audit_cues(planted).to_dict(), "version": AUDIT_VERSION - 1}
+    (tiny / SHORTCUTS_NAME).write_text(json.dumps(stale), encoding="utf-8")
+    assert read_audit(tiny) is None
+    assert services.dataset_overview("tiny", actor=None).shortcuts is None
+    assert services.kept_shortcuts("tiny", actor=None) is None
+    assert services.shortcut_warning("tiny", None, actor=None) is None
+    assert main(["dataset", "list", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["shortcuts"] is None
+    at = datasets_page().run()
+    assert_no_exception(at)
+    assert any(b.key == "shortcuts:tiny" for b in at.button)
+    assert "older version of the audit" in " ".join(c.value for c in at.caption)
+    assert main(["dataset", "audit", "tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == AUDIT_VERSION
+    kept = read_audit(tiny)
+    assert kept is not None and kept.version == AUDIT_VERSION
+    assert kept.generators == {}  # the tiny dataset's own clips, not the stale planted audit
 
 
 def test_the_warning_for_a_run_reads_the_kept_audit_and_never_measures(tiny: Path) -> None:

@@ -11,12 +11,19 @@ well these cues separate a dataset's classes; this module only computes them for
 Every cue is a plain function of the samples; frames are 25 ms every 10 ms at 16 kHz. The DC
 offset itself never reaches a model (:func:`fakevoice.features.remove_dc`), but classes that
 differ in it were recorded differently, and the rest of a recording chain (its hum, noise and
-band) does reach it: the cue stays.
+band) does reach it: the cue stays, and it is the only one an offset moves. The level, peak,
+noise floor, silences and bandwidth are those of the clip less its mean, as a model hears it.
+Digital silence is a sample equal to the one before, not an exact zero: a zero less the clip's
+mean is no longer zero (a speech clip's mean is often several PCM16 steps), and a run of zeros
+under an offset is still silence to a model. Clipped samples are counted as stored: full scale
+is where the converter stopped, offset or not.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from fakevoice.features import remove_dc
 
 FRAME_SECONDS = 0.025
 HOP_SECONDS = 0.010
@@ -24,7 +31,7 @@ SILENCE_BELOW_PEAK_DB = 35.0  # a frame this far under the loudest frame counts 
 BANDWIDTH_ENERGY = 0.99  # the bandwidth holds this share of the clip's energy
 FLOOR_PERCENTILE = 10.0  # the noise floor: this percentile of the frames' levels
 CLIPPED_ABOVE = 0.999  # |sample| at or above this (full scale = 1) counts as clipped
-ZERO_BELOW = 0.5 / 32768  # under half a PCM16 step: an exact digital zero
+SAME_BELOW = 0.5 / 32768  # under half a PCM16 step apart: the same sample value
 POWER_FLOOR = 1e-12  # keeps the log of a silent frame finite (-120 dB)
 SPECTRUM_CHUNK = 1024  # frames transformed at once
 
@@ -49,7 +56,7 @@ CUE_LABELS: dict[str, str] = {
     "peak_dbfs": "peak level",
     "noise_floor_db": "noise floor",
     "bandwidth_hz": "bandwidth",
-    "digital_zeros": "share of digital zeros",
+    "digital_zeros": "share of digital silence",
     "clipped": "share of clipped samples",
     "dc_offset": "DC offset",
 }
@@ -62,7 +69,7 @@ CUE_UNITS: dict[str, str] = {
     "peak_dbfs": "dBFS",
     "noise_floor_db": "dBFS (quietest 10 % of frames)",
     "bandwidth_hz": f"Hz ({BANDWIDTH_ENERGY:.0%} of the energy below)",
-    "digital_zeros": "fraction of samples",
+    "digital_zeros": "fraction of samples (each equal to the one before)",
     "clipped": "fraction of samples",
     "dc_offset": "full scale",
 }
@@ -110,11 +117,14 @@ def clip_cues(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
         One float per name of :data:`CUE_NAMES`. Silence is the run of frames at the clip's
         start (end) more than 35 dB under its loudest frame; the bandwidth is the frequency under
         which 99 % of the clip's energy lies; the noise floor is the 10th percentile of the
-        frames' levels.
+        frames' levels. All three, the level and the peak are of the clip less its mean;
+        ``digital_zeros`` is the share of samples equal to the one before (the first counts
+        with the second).
     """
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    centred = remove_dc(samples)
     hop_seconds = max(1, round(HOP_SECONDS * sample_rate)) / sample_rate
-    frame_matrix = frames(samples, sample_rate)
+    frame_matrix = frames(centred, sample_rate)
     levels = frame_levels_db(frame_matrix)
     active = levels > levels.max() - SILENCE_BELOW_PEAK_DB
     first = int(np.argmax(active))
@@ -132,18 +142,19 @@ def clip_cues(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
     else:
         bandwidth = 0.0
     magnitude = np.abs(samples)
+    steps = np.diff(samples, prepend=samples[1:2])
     size = max(1, samples.size)
     return {
         "duration_s": samples.size / sample_rate,
         "leading_silence_s": first * hop_seconds,
         "trailing_silence_s": (active.size - 1 - last) * hop_seconds,
         "level_dbfs": float(
-            10.0 * np.log10(np.mean(samples.astype(np.float64) ** 2) + POWER_FLOOR)
+            10.0 * np.log10(np.mean(centred.astype(np.float64) ** 2) + POWER_FLOOR)
         ),
-        "peak_dbfs": float(20.0 * np.log10(float(magnitude.max(initial=0.0)) + POWER_FLOOR)),
+        "peak_dbfs": float(20.0 * np.log10(float(np.abs(centred).max(initial=0.0)) + POWER_FLOOR)),
         "noise_floor_db": float(np.percentile(levels, FLOOR_PERCENTILE)),
         "bandwidth_hz": bandwidth,
-        "digital_zeros": float(np.count_nonzero(magnitude < ZERO_BELOW) / size),
+        "digital_zeros": float(np.count_nonzero(np.abs(steps) < SAME_BELOW) / size),
         "clipped": float(np.count_nonzero(magnitude >= CLIPPED_ABOVE) / size),
         "dc_offset": float(samples.mean()) if samples.size else 0.0,
     }
