@@ -128,12 +128,15 @@ def model_options(actor: Actor, name: str) -> dict[str, Any]:
         )
         options["clip_samples"] = int(round(seconds * SAMPLE_RATE))
     else:
-        spec = services.dataset_overview(name, actor=actor).feature_spec
+        overview = services.dataset_overview(name, actor=actor)
+        spec = overview.feature_spec
         st.caption(
             "Spectrograms as the dataset was built: "
             f"{spec.get('kind', 'mel')}, {spec.get('image_height', '?')} x "
             f"{spec.get('image_width', '?')} px (rebuild the dataset to change them)."
         )
+        if overview.render_notice:
+            st.warning(overview.render_notice, icon=":material/history:")
         if arch != "specnet":
             options["pretrained"] = st.checkbox(
                 "Start from ImageNet weights",

@@ -165,9 +165,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     from fakevoice import services
     from fakevoice.services.dataset_changes import find_dataset_on_disk
 
-    find_dataset_on_disk(args.source)  # an unknown dataset is the first thing to say
+    source = find_dataset_on_disk(args.source)  # an unknown dataset is the first thing to say
     overrides = _feature_overrides(args)
-    if not overrides:
+    if not overrides and not source.older_renderer:  # else: the same features, as now rendered
         from fakevoice.errors import InvalidSpecError
 
         raise InvalidSpecError(
@@ -219,7 +219,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from fakevoice import services, store
     from fakevoice.datasets.catalog import list_datasets
     from fakevoice.datasets.shortcuts import read_audit
-    from fakevoice.services.datasets import owner_of_folder
+    from fakevoice.services.datasets import owner_of_folder, render_again_command
     from fakevoice.settings import get_settings
 
     services.ensure_database()
@@ -244,6 +244,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             owner = r["owner"] or "shared"
             shortcuts = f"shortcuts: {shortcut_words(r)}"
             print(f"{r['name']:<24} {r['items']:>7} items  {owner:<16} {shortcuts:<24} {r['path']}")
+            if r["older_renderer"]:
+                print(
+                    "  its images were made by an older renderer (each clip's DC offset left "
+                    f"in); render them again: {render_again_command(r['name'])}"
+                )
     return 0
 
 
@@ -314,7 +319,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = dsub.add_parser(
         "render",
-        help="render a dataset's clips again with other spectrogram features, as a new dataset",
+        help="render a dataset's clips again with other spectrogram features (or the same, when "
+        "an older renderer made its images), as a new dataset",
     )
     p.add_argument("source", help="an existing dataset")
     p.add_argument("name", help="the new dataset's name")

@@ -198,7 +198,11 @@ def _advise_and_wait(args: argparse.Namespace, actor: Any, spec: TrainSpec, run:
         warning = services.memory_advice(spec, actor=actor).warning()
     except EstimateUnavailableError:
         warning = None  # the run was queued; an estimate only informs
-    for text in (warning, services.shortcut_warning(spec.dataset, spec.classes, actor=actor)):
+    for text in (
+        warning,
+        services.shortcut_warning(spec.dataset, spec.classes, actor=actor),
+        services.render_warning(spec.dataset, spec.arch, actor=actor),
+    ):
         if text is not None:
             print(f"warning: {text}", file=sys.stderr)
     if args.inline:

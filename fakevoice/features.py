@@ -298,9 +298,9 @@ def remove_dc(samples: np.ndarray) -> np.ndarray:
     What it leaves: an offset that drifts within a stretch keeps its slow part (under a cycle or
     so per window), which lands in the lowest STFT bins. Images a dataset rendered before this
     step keep its clips' offsets (an ASVspoof import's; the channel cleared the others'): render
-    it again to drop them. A dataset whose classes differ in offset still says so in its
-    shortcut audit (the ``dc_offset`` cue): a sign of different recording chains, whose other
-    traces a model does hear.
+    it again to drop them (its ``dataset.json`` has no :data:`RENDER_VERSION` 2). A dataset whose
+    classes differ in offset still says so in its shortcut audit (the ``dc_offset`` cue): a sign
+    of different recording chains, whose other traces a model does hear.
     """
     y = np.asarray(samples, dtype=np.float32)
     if y.shape[-1] == 0:
@@ -388,6 +388,13 @@ def db_to_image(spec_db: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     # matplotlib's rule for a 256-entry table: index = floor(x * 256), 1.0 -> 255.
     index = np.minimum(unit * 256.0, 255.0).astype(np.uint8)
     return np.take(colormap_lut(spec.colormap), index, axis=0)
+
+
+# How render_image makes a dataset's images, as dataset.json records it (``render_version``; a
+# dataset without one is 1): 1, from the samples as given; 2, from the samples less their mean
+# (remove_dc). Raise it whenever the image of the same clip and spec changes, so that datasets
+# rendered before say so and a resumed build renders its finished items again.
+RENDER_VERSION = 2
 
 
 def render_image(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:

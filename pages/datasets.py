@@ -274,6 +274,8 @@ def main() -> None:
         if overview.owner_id is not None:
             whose = "your" if actor and overview.owner_id == actor.user_id else "a user's"
             st.caption(f"Built from {whose} recordings: only its owner and administrators see it.")
+        if overview.render_notice:
+            st.warning(overview.render_notice, icon=":material/history:")
         dataset_view.render_metrics(overview)
         dataset_view.render_counts(overview)
         dataset_view.render_details(overview)

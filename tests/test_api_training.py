@@ -53,6 +53,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     source = tiny_dataset_root(tmp_path_factory) / DATASET
     for name in (DATASET, "alice-tiny"):
         shutil.copytree(source, root / "datasets" / name)
+    older = root / "datasets" / "alice-tiny" / "dataset.json"  # images of an older renderer
+    older.write_text(json.dumps({**json.loads(older.read_text()), "render_version": 1}))
     with isolated_workbench(root, **extra):
         alice, bob = make_user("alice"), make_user("bob")
         with store.session_scope() as session:
@@ -91,6 +93,7 @@ def test_datasets_are_listed_counted_and_selected_for_those_who_may_see_them(
     assert "path" not in tiny  # the server's folders are not the caller's business
     assert tiny["classes"][0] == "bonafide" and tiny["items"] > 0
     assert tiny["feature_spec"]["kind"] == "mel" or tiny["feature_spec"]
+    assert tiny["older_renderer"] is False and by_name["alice-tiny"]["older_renderer"] is True
     bobs = call(served, "GET", "/v1/datasets", served.bob).json()
     assert [d["name"] for d in bobs] == [DATASET]
 

@@ -16,7 +16,9 @@ from test_training import DATASET, FEATURES, quick_spec, tiny_dataset_root
 from fakevoice import services, store
 from fakevoice.cli import main
 from fakevoice.datasets.manifest import manifest_frame, read_manifest, write_manifest
+from fakevoice.features import RENDER_VERSION
 from fakevoice.inference import Detector
+from fakevoice.services.datasets import find_dataset
 from fakevoice.training import train
 from fakevoice.training_callbacks import MemorySink
 from fakevoice.training_data import prepare_data
@@ -239,3 +241,45 @@ def test_show_of_an_unknown_dataset_says_so_in_one_line(
     assert "There is no dataset named 'nosuch';" in err and DATASET in err
     assert "that you may use" not in err  # the operator may use every one
     assert "Traceback" not in err
+
+
+def test_a_dataset_an_older_renderer_made_says_so_and_renders_again_as_it_is(
+    tiny_settings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Images made before each clip lost its DC offset (no ``render_version`` in dataset.json):
+    the list, the service and ``train`` say so and how to render them again; ``dataset render``
+    then needs no feature option."""
+    services.ensure_database()  # who owns a dataset is in the store
+    info_path = tiny_settings / DATASET / "dataset.json"
+    info = json.loads(info_path.read_text())
+    assert not find_dataset(DATASET, actor=None).older_renderer  # as the fixture made it
+    info_path.write_text(json.dumps({k: v for k, v in info.items() if k != "render_version"}))
+    again = f"fakevoice dataset render {DATASET} {DATASET}-r{RENDER_VERSION}"
+    assert main(["dataset", "list", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["older_renderer"] is True and listed["render_version"] == 1
+    assert main(["dataset", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "images were made by an older renderer" in out and again in out
+    note = services.render_warning(DATASET, "specnet", actor=None)
+    assert note is not None and "older renderer" in note and again in note
+    assert services.render_warning(DATASET, "aasist-l", actor=None) is None  # reads the clips
+    assert services.render_warning("gone", "specnet", actor=None) is None
+    train = ["train", "--dataset", DATASET, "--arch", "specnet", "--epochs", "1"]
+    assert main([*train, "--name", "old images"]) == 0
+    assert "warning: The images of 'tiny' were made by an older renderer" in (
+        capsys.readouterr().err
+    )
+    info_path.write_text(json.dumps({**info, "render_version": "soon"}))  # unreadable: older
+    assert find_dataset(DATASET, actor=None).render_version == 1
+
+    assert (
+        main(["dataset", "render", DATASET, f"{DATASET}-r{RENDER_VERSION}", "--workers", "1"]) == 0
+    )
+    capsys.readouterr()
+    rendered = find_dataset(f"{DATASET}-r{RENDER_VERSION}", actor=None)
+    assert rendered.render_version == RENDER_VERSION and not rendered.older_renderer
+    assert rendered.feature_spec == info["feature_spec"]  # the same features
+    assert services.render_warning(rendered.name, "specnet", actor=None) is None
+    assert main(["dataset", "render", rendered.name, "again"]) == 2  # current: say what changes
+    assert "Say which features to render" in capsys.readouterr().err

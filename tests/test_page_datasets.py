@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from fakevoice import accounts, services
 from fakevoice.errors import NotFoundError, PermissionDeniedError
+from fakevoice.features import RENDER_VERSION
 from fakevoice.settings import get_settings
 
 MANIFEST_COLUMNS = (
@@ -97,6 +98,7 @@ def write_fixture_dataset(root: Path, name: str = "tiny") -> pd.DataFrame:
         "sources": ["test"],
         "counts": {"items": len(manifest)},
         "version": 1,
+        "render_version": RENDER_VERSION,
     }
     (folder / "dataset.json").write_text(json.dumps(info))
     (folder / "ATTRIBUTION").write_text("Test clips made by speechlike(); public domain.\n")
@@ -227,6 +229,23 @@ def test_page_shows_counts_of_the_fixture_dataset(tiny: pd.DataFrame) -> None:
     noise_chart = json.loads(at.get("vega_lite_chart")[0].proto.spec)
     assert noise_chart["encoding"]["x"]["field"] == "noise"
     assert noise_chart["encoding"]["x"]["sort"] is None
+
+
+def test_page_says_when_an_older_renderer_made_the_images(
+    tiny: pd.DataFrame, dataset_root: Path
+) -> None:
+    assert services.dataset_overview("tiny", actor=None).render_notice is None
+    at = datasets_page().run()
+    assert not any("older renderer" in w.value for w in at.warning)
+    info_path = dataset_root / "tiny" / "dataset.json"
+    info = json.loads(info_path.read_text())
+    del info["render_version"]  # as every dataset.json before the DC step
+    info_path.write_text(json.dumps(info))
+    at = datasets_page().run()
+    assert_no_exception(at)
+    (notice,) = [w.value for w in at.warning if "older renderer" in w.value]
+    assert "fakevoice dataset render tiny tiny-r" in notice and "Render these clips" in notice
+    assert notice == services.dataset_overview("tiny", actor=None).render_notice
 
 
 def test_selection_counts_list_noise_levels_as_the_dataset_does(tiny: pd.DataFrame) -> None:

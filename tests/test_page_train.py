@@ -6,6 +6,7 @@ the tiny dataset of test_training, so the results view shows real artefacts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -414,6 +415,25 @@ def test_loss_frame_places_batches_and_epochs_on_one_axis() -> None:
     binned = results.loss_curve_points(many, history.iloc[:0])
     assert len(binned) == results.MAX_BATCH_POINTS
     assert binned["x"].iloc[-1] == pytest.approx(5.998, abs=0.01)
+
+
+def test_images_an_older_renderer_made_are_named_before_training_an_image_model(
+    alice: Actor,
+) -> None:
+    folder = services.dataset_path(DATASET, actor=alice)
+    info_path = folder / "dataset.json"
+    kept = info_path.read_text()
+    info_path.write_text(json.dumps({**json.loads(kept), "render_version": 1}))
+    try:
+        at = train_page(alice)
+        assert not at.exception, at.exception
+        assert f"The images of '{DATASET}' were made by an older renderer" in messages(at.warning)
+        at.selectbox(key="train_arch").set_value("aasist-l").run()  # reads the clips
+        assert not at.exception, at.exception
+        assert "older renderer" not in messages(at.warning)
+    finally:
+        info_path.write_text(kept)
+    assert "older renderer" not in messages(train_page(alice).warning)
 
 
 def test_a_shortcut_in_the_chosen_classes_is_named_before_training(alice: Actor) -> None:

@@ -43,7 +43,7 @@ from fakevoice.datasets.manifest import (
     write_manifest,
 )
 from fakevoice.errors import DatasetError, InvalidSpecError
-from fakevoice.features import FeatureSpec, render_image
+from fakevoice.features import RENDER_VERSION, FeatureSpec, render_image
 from fakevoice.metrics import compute_eer
 from fakevoice.metrics.calibration import MIN_ITEMS
 from fakevoice.models.registry import pick_device
@@ -162,6 +162,7 @@ def make_tiny_dataset(
         "sources": ["synthetic"],
         "counts": {"items": len(rows)},
         "version": 1,
+        "render_version": RENDER_VERSION,
     }
     (folder / DATASET_INFO_NAME).write_text(json.dumps(info))
     return folder

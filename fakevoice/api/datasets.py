@@ -57,6 +57,7 @@ class DatasetOut(BaseModel):
                     "noise_levels": ["snr_inf", "snr_20db", "snr_10db", "snr_0db", "snr_-10db"],
                     "feature_spec": {"kind": "mel", "n_mels": 128, "image_height": 128},
                     "created": "2026-12-01T09:00:00+00:00",
+                    "older_renderer": False,
                 }
             ]
         }
@@ -70,6 +71,12 @@ class DatasetOut(BaseModel):
     noise_levels: list[str]
     feature_spec: dict[str, Any] = Field(description="how its spectrograms were made")
     created: str
+    older_renderer: bool = Field(
+        default=False,
+        description="its images were made by an older renderer, which left each clip's DC "
+        "offset in them: render it again (`fakevoice dataset render`) before training an image "
+        "model on it",
+    )
 
 
 class DatasetDetail(DatasetOut):

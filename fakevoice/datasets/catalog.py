@@ -12,6 +12,7 @@ import pandas as pd
 
 from fakevoice.datasets.manifest import DATASET_INFO_NAME, MANIFEST_NAME, read_manifest
 from fakevoice.errors import DatasetError
+from fakevoice.features import RENDER_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class DatasetSummary:
         classes: Class names present (``bonafide`` first).
         speakers: Number of speakers.
         noise_levels: Noise level names present.
+        render_version: How its images were rendered (:data:`~fakevoice.features.RENDER_VERSION`;
+            1 for a dataset that does not say).
     """
 
     name: str
@@ -43,6 +46,13 @@ class DatasetSummary:
     classes: tuple[str, ...] = ()
     speakers: int = 0
     noise_levels: tuple[str, ...] = field(default=())
+    render_version: int = RENDER_VERSION
+
+    @property
+    def older_renderer(self) -> bool:
+        """Whether its images were made by an older renderer than this code's (they differ
+        from those a model is given at verdict time)."""
+        return self.render_version < RENDER_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the path as a string, tuples as lists)."""
@@ -56,6 +66,8 @@ class DatasetSummary:
             "classes": list(self.classes),
             "speakers": self.speakers,
             "noise_levels": list(self.noise_levels),
+            "render_version": self.render_version,
+            "older_renderer": self.older_renderer,
         }
 
 
@@ -134,7 +146,17 @@ def summarise_dataset(path: Path) -> DatasetSummary:
         classes=_class_order(list(counts["class"])),
         speakers=len(counts["speaker"]),
         noise_levels=tuple(sorted(counts["noise"])),
+        render_version=_render_version(info),
     )
+
+
+def _render_version(info: dict[str, Any]) -> int:
+    """``dataset.json``'s ``render_version``; 1 (the renderer before there was one) when it is
+    missing or not a number."""
+    try:
+        return int(info.get("render_version", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def list_datasets(root: Path) -> list[DatasetSummary]:

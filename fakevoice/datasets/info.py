@@ -14,6 +14,7 @@ from fakevoice.datasets.manifest import DATASET_INFO_NAME, MANIFEST_NAME, write_
 from fakevoice.datasets.noise import noise_name as noise_folder
 from fakevoice.datasets.sources import Recording, source_info
 from fakevoice.datasets.units import Plan
+from fakevoice.features import RENDER_VERSION
 
 DATASET_FORMAT_VERSION = 1
 
@@ -45,6 +46,7 @@ def write_info(
         "skipped": skipped,
         "recordings": len(recordings),
         "version": DATASET_FORMAT_VERSION,
+        "render_version": RENDER_VERSION,
     }
     write_text_atomic(out_dir / DATASET_INFO_NAME, json.dumps(info, indent=2) + "\n")
     write_text_atomic(out_dir / "ATTRIBUTION", attribution(sources, plan))

@@ -4,7 +4,9 @@ Researchers compare features on the same audio: the new dataset keeps the source
 links where the file system allows, copies otherwise), manifest, noise and attribution, and only its
 images and its ``dataset.json`` feature spec change. Each image is made exactly as the builder made
 it (:func:`~fakevoice.datasets.units.item_image`: the stored 16 kHz clip, the item's seeded noise,
-then the features), so rendering with the source's own spec reproduces its images byte for byte.
+then the features), so rendering with the source's own spec reproduces its images byte for byte,
+or, for a source an older renderer made (``render_version`` in ``dataset.json``), makes them as
+models are now given them.
 
 The new dataset is written into a hidden sibling folder and renamed into place at the end: it
 appears whole or not at all, and the source is only read.
@@ -37,7 +39,7 @@ from fakevoice.datasets.noise import parse_noise_name
 from fakevoice.datasets.shortcuts import SHORTCUTS_NAME
 from fakevoice.datasets.units import item_image
 from fakevoice.errors import DatasetError
-from fakevoice.features import FeatureSpec
+from fakevoice.features import RENDER_VERSION, FeatureSpec
 from fakevoice.png import save_png
 
 logger = logging.getLogger(__name__)
@@ -230,6 +232,7 @@ def _write_info(source_dir: Path, staging: Path, name: str, spec: FeatureSpec) -
         name=name,
         feature_spec=spec.to_dict(),
         rendered_from=source_dir.name,
+        render_version=RENDER_VERSION,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_text_atomic(staging / DATASET_INFO_NAME, json.dumps(info, indent=2) + "\n")

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         kept_shortcuts,
         list_datasets,
         ordered_classes,
+        render_warning,
         shortcut_warning,
     )
     from fakevoice.services.evaluation import DatasetEvaluation, evaluate_on_dataset
@@ -177,6 +178,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "kept_shortcuts",
         "list_datasets",
         "ordered_classes",
+        "render_warning",
         "shortcut_warning",
     ),
     "fakevoice.services.evaluation": (
@@ -320,6 +322,7 @@ __all__ = [
     "ordered_classes",
     "record_owner",
     "render_dataset",
+    "render_warning",
     "resume_run",
     "rethreshold_verdict",
     "run_model_id",

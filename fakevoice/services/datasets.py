@@ -40,8 +40,10 @@ from fakevoice.datasets.noise import noise_sort_key
 from fakevoice.datasets.shortcut_findings import ShortcutAudit
 from fakevoice.datasets.shortcuts import audit_dataset, read_audit, write_audit
 from fakevoice.errors import DatasetError, NotFoundError
+from fakevoice.features import RENDER_VERSION
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor
+from fakevoice.trainspec import WAVEFORM_ARCHS
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class DatasetOverview:
         owner_id: The user it belongs to (built from their recordings); None when shared.
         shortcuts: The shortcut audit its build kept (:func:`dataset_shortcuts`), or None when it
             has none yet.
+        render_notice: :func:`older_renderer_note`: what to do when an older renderer made its
+            images, else None.
     """
 
     name: str
@@ -89,6 +93,7 @@ class DatasetOverview:
     attribution: str | None
     owner_id: int | None = None
     shortcuts: ShortcutAudit | None = None
+    render_notice: str | None = None
 
 
 # --- listing and name checks ---------------------------------------------------------------------
@@ -244,7 +249,39 @@ def dataset_overview(name: str, *, actor: Actor | None) -> DatasetOverview:
         attribution=_read_attribution(summary.path),
         owner_id=_owner_of(summary.path),
         shortcuts=read_audit(summary.path),
+        render_notice=older_renderer_note(summary),
     )
+
+
+def render_again_command(name: str) -> str:
+    """The command that renders dataset ``name``'s clips again with the same features."""
+    return f"fakevoice dataset render {name} {name}-r{RENDER_VERSION}"
+
+
+def older_renderer_note(summary: DatasetSummary) -> str | None:
+    """What to know and do when an older renderer made the dataset's images (before each clip's
+    DC offset was taken off, :data:`~fakevoice.features.RENDER_VERSION`); None otherwise."""
+    if not summary.older_renderer:
+        return None
+    return (
+        f"The images of '{summary.name}' were made by an older renderer, which left each clip's "
+        "DC offset in them; verdicts now take it off, so a model trained on these images sees "
+        "slightly different inputs from those its verdicts give it (AASIST reads the clips and "
+        "is not affected). Render the dataset again with the same features and train on the "
+        f"new one: `{render_again_command(summary.name)}`, or, as an administrator, 'Render "
+        "these clips' on the Datasets page."
+    )
+
+
+def render_warning(name: str, arch: str, *, actor: Actor | None) -> str | None:
+    """:func:`older_renderer_note` for a run of ``arch`` on dataset ``name``; None for a model
+    that reads the clips (AASIST), a current dataset and one that is gone."""
+    if arch in WAVEFORM_ARCHS:
+        return None
+    try:
+        return older_renderer_note(find_dataset(name, actor))
+    except NotFoundError:
+        return None
 
 
 def kept_shortcuts(name: str, *, actor: Actor | None) -> ShortcutAudit | None:
