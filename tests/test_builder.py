@@ -30,7 +30,7 @@ from fakevoice.datasets.render import render_dataset
 from fakevoice.datasets.shortcuts import audit_dataset, read_audit
 from fakevoice.datasets.sources import installed_recordings
 from fakevoice.errors import DatasetError
-from fakevoice.features import FeatureSpec
+from fakevoice.features import RENDER_VERSION, FeatureSpec
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -167,6 +167,39 @@ def test_killed_build_resumes_to_the_same_dataset(tmp_path: Path) -> None:
     a, b = folder_bytes(tmp_path / "clean"), folder_bytes(out)
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
+
+
+def test_a_build_resumed_by_newer_code_renders_its_finished_images_again(tmp_path: Path) -> None:
+    """A build an older renderer began (its build.json says no render_version) and newer code
+    continues: the finished recordings' images are made again from their clips, so the dataset
+    ends as an uninterrupted build by this code, never a mix of two renderers."""
+    src = tmp_path / "src"
+    for label, seed in (("bonafide", 4), ("world", 5)):
+        for n in range(3):
+            write(src / label / f"sentence{n}.wav", 1.5, seed + 10 * n)
+    options = {"noise_levels": [None, 10.0], "workers": 1, "progress": False}
+    import_folder(src, tmp_path / "clean", **options)
+    out = tmp_path / "old"
+    import_folder(src, out, **options)
+    marker = out / ".progress" / "build.json"
+    begun = json.loads(marker.read_text())
+    assert begun["render_version"] == RENDER_VERSION
+    marker.write_text(json.dumps({k: v for k, v in begun.items() if k != "render_version"}))
+    blank = Image.new("RGB", (8, 8))
+    for image in out.rglob("*.png"):
+        blank.save(image)  # what the older renderer made, as far as this test cares
+    (out / "manifest.csv").unlink()  # killed before the end...
+    units = sorted(p for p in (out / ".progress").glob("*.json") if p != marker)
+    units[0].unlink()  # ...with one recording left to do
+
+    report = import_folder(src, out, **options)
+    assert report.resumed == len(units) - 1 and report.rerendered == 2 * (len(units) - 1)
+    assert "rendered again" in report.summary()
+    a, b = folder_bytes(tmp_path / "clean"), folder_bytes(out)
+    assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == []
+    assert json.loads((out / "dataset.json").read_text())["render_version"] == RENDER_VERSION
+    assert json.loads(marker.read_text())["render_version"] == RENDER_VERSION
+    assert import_folder(src, out, **options).rerendered == 0  # once is enough
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:

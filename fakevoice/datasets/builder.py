@@ -13,8 +13,9 @@ The work is done per recording (a *unit*, :mod:`fakevoice.datasets.units`), in p
 
 Each finished unit writes its manifest rows to ``.progress/<unit>.json`` atomically, so a build that
 was stopped continues where it stopped when run again with the same arguments, and ends with the
-same manifest and files as an uninterrupted build. Everything is seeded: the same arguments give the
-same manifest and identical PNG bytes.
+same manifest and files as an uninterrupted build (the finished units' images are rendered again
+first when an older renderer made them: :mod:`.resume`). Everything is seeded: the same arguments
+give the same manifest and identical PNG bytes.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ from fakevoice.datasets.manifest import (
 )
 from fakevoice.datasets.noise import DEFAULT_NOISE_LEVELS, NoiseLevel
 from fakevoice.datasets.noise import noise_name as noise_folder
+from fakevoice.datasets.render import render_items
 from fakevoice.datasets.resume import (
     PROGRESS_DIR,
     claim_folder,
+    finished_render_version,
+    mark_rendered,
     read_marker,
     unit_name,
     write_marker,
@@ -57,7 +61,7 @@ from fakevoice.datasets.sources import (
 )
 from fakevoice.datasets.units import Plan, UnitResult, build_unit, init_worker, worker_count
 from fakevoice.errors import DatasetError, InvalidSpecError
-from fakevoice.features import FeatureSpec
+from fakevoice.features import RENDER_VERSION, FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ class BuildReport:
         skipped: One sentence per thing left out (unavailable generators, unreadable files...).
         seconds: Wall-clock time of this run.
         resumed: Units (recordings) taken from an earlier, interrupted run.
+        rerendered: Images of those units rendered again, an older renderer having made them.
         shortcuts: The summary of the shortcut audit kept beside the manifest
             (:mod:`fakevoice.datasets.shortcuts`), or ``None`` when it could not be made.
     """
@@ -110,6 +115,7 @@ class BuildReport:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     resumed: int = 0
+    rerendered: int = 0
     shortcuts: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +131,11 @@ class BuildReport:
             f"({self.seconds:.1f} s"
             + (f", {self.resumed} recordings resumed)" if self.resumed else ")")
         ]
+        if self.rerendered:
+            lines.append(
+                f"  {self.rerendered} images of the resumed recordings were rendered again: an "
+                "older renderer had made them."
+            )
         lines += [f"  skipped: {note}" for note in self.skipped]
         if self.shortcuts:
             lines.append(f"  {self.shortcuts}")
@@ -321,6 +332,12 @@ def _build(
         else:
             results[unit_name(recording)] = done
     resumed = len(results)
+    rerendered = 0
+    if finished_render_version(out_dir) < RENDER_VERSION:
+        rerendered = _render_finished_again(
+            out_dir, list(results.values()), plan, workers, progress, on_progress, len(recordings)
+        )
+        mark_rendered(out_dir)
     if on_progress is not None:
         on_progress(resumed, len(recordings))
     units = _run_units(todo, plan, workers, progress)
@@ -348,10 +365,39 @@ def _build(
         skipped=skipped,
         seconds=round(time.perf_counter() - started, 2),
         resumed=resumed,
+        rerendered=rerendered,
         shortcuts=None if audit is None else audit.summary(),
     )
     logger.info("%s", report.summary())
     return report
+
+
+def _render_finished_again(
+    out_dir: Path,
+    finished: list[UnitResult],
+    plan: Plan,
+    workers: int,
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None,
+    units: int,
+) -> int:
+    """Render the images of the units an older renderer finished again, from their stored clips,
+    so that a resumed build never mixes two kinds of images; returns how many. Progress counts
+    those units as done as their clips are rendered (a stop is heard between clips)."""
+    rows = [row for result in finished for row in result.rows]
+    if not rows:
+        return 0
+    logger.info("rendering the %d images of %d finished recordings again", len(rows), len(finished))
+
+    def told(done: int, clips: int) -> None:
+        if on_progress is not None:
+            on_progress(len(finished) * done // max(clips, 1), units)
+
+    spec = FeatureSpec.from_dict(plan.feature_spec)
+    frame = manifest_frame(rows)
+    return render_items(
+        out_dir, out_dir, frame, spec, workers=workers, progress=progress, on_progress=told
+    )
 
 
 def _usable_generators(names: Sequence[str] | None) -> tuple[list[Generator], list[str]]:

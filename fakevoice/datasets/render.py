@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from fakevoice.datasets.manifest import (
     DATASET_INFO_NAME,
     MANIFEST_NAME,
@@ -114,15 +116,14 @@ def render_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         clips = _link_clips(source_dir, staging, sorted(set(frame["clip_path"].astype(str))))
-        groups = [
-            (str(clip), [{str(k): str(v) for k, v in row.items()} for row in rows])
-            for clip, rows in (
-                (clip, group[["item", "noise", "image_path"]].to_dict("records"))
-                for clip, group in frame.groupby("clip_path", sort=True)
-            )
-        ]
-        images = _render_all(
-            str(source_dir), str(staging), groups, spec, workers, progress, on_progress
+        images = render_items(
+            source_dir,
+            staging,
+            frame,
+            spec,
+            workers=workers,
+            progress=progress,
+            on_progress=on_progress,
         )
         shutil.copy2(source_dir / MANIFEST_NAME, staging / MANIFEST_NAME)
         for name in COPIED_FILES:
@@ -136,6 +137,29 @@ def render_dataset(
     return RenderReport(
         source_dir.name, out_dir, images, clips, spec.to_dict(), time.monotonic() - started
     )
+
+
+def render_items(
+    source_dir: Path,
+    out_dir: Path,
+    rows: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    workers: int = 0,
+    progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Make the image of every manifest row of ``rows`` from its clip under ``source_dir``, into
+    ``out_dir`` (which may be ``source_dir``: a build rendering its finished items again);
+    returns how many. ``on_progress`` is told ``(clips done, clips)``."""
+    groups = [
+        (str(clip), [{str(k): str(v) for k, v in row.items()} for row in records])
+        for clip, records in (
+            (clip, group[["item", "noise", "image_path"]].to_dict("records"))
+            for clip, group in rows.groupby("clip_path", sort=True)
+        )
+    ]
+    return _render_all(str(source_dir), str(out_dir), groups, spec, workers, progress, on_progress)
 
 
 def remove_unfinished(out_dir: Path) -> int:

@@ -3,7 +3,9 @@
 ``build.json`` names the build a folder holds (a fingerprint of its plan and recordings, and when
 it started); each finished unit (a recording) writes its manifest rows to ``<unit>.json``
 atomically. A build run again with the same arguments reads them back and builds only the rest;
-with other arguments it refuses the folder rather than mixing two builds.
+with other arguments it refuses the folder rather than mixing two builds. ``build.json`` also says
+which renderer made the finished units' images (:data:`~fakevoice.features.RENDER_VERSION`), so a
+build continued by newer code renders them again rather than mixing two kinds of images.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fakevoice.datasets.manifest import BONAFIDE, write_text_atomic
 from fakevoice.datasets.sources import Recording
 from fakevoice.datasets.units import Plan, UnitResult
 from fakevoice.errors import DatasetError
+from fakevoice.features import RENDER_VERSION
 
 PROGRESS_DIR = ".progress"
 _BUILD_FILE = "build.json"
@@ -52,8 +55,27 @@ def claim_folder(out_dir: Path, plan: Plan, recordings: Sequence[Recording], kin
             f"'{out_dir}' already exists and is not an unfinished build; choose an empty folder."
         )
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    write_text_atomic(marker, json.dumps({"fingerprint": fingerprint, "created": created}))
+    write_text_atomic(
+        marker,
+        json.dumps(
+            {"fingerprint": fingerprint, "created": created, "render_version": RENDER_VERSION}
+        ),
+    )
     return created
+
+
+def finished_render_version(out_dir: Path) -> int:
+    """The renderer that made the images of the build's finished units: 1 when ``build.json``
+    does not say (a build begun before it did)."""
+    marker = json.loads((out_dir / PROGRESS_DIR / _BUILD_FILE).read_text(encoding="utf-8"))
+    return int(marker.get("render_version", 1))
+
+
+def mark_rendered(out_dir: Path) -> None:
+    """Record that every finished unit's images are this code's (:data:`RENDER_VERSION`)."""
+    marker = out_dir / PROGRESS_DIR / _BUILD_FILE
+    data = json.loads(marker.read_text(encoding="utf-8"))
+    write_text_atomic(marker, json.dumps({**data, "render_version": RENDER_VERSION}))
 
 
 def marker_path(progress_dir: Path, name: str) -> Path:
