@@ -61,6 +61,7 @@ def _show_dict(details: Any, owner: str | None) -> dict[str, Any]:
         **shortcut_fields(overview.shortcuts),
         "shortcut_summary": None if overview.shortcuts is None else overview.shortcuts.summary(),
         "build": {key: details.build.get(key) for key in (*BUILD_FACTS, RENDERED_FROM)},
+        "render_notice": overview.render_notice,
     }
 
 
@@ -153,6 +154,8 @@ def _show_lines(d: dict[str, Any]) -> list[str]:
     if build["sources"]:
         sources = [s["name"] if isinstance(s, dict) else str(s) for s in build["sources"]]
         lines += _wrapped(f"sources: {', '.join(sources)} (licences: its ATTRIBUTION file)", "  ")
+    if d["render_notice"]:
+        lines += _wrapped(f"renderer: {d['render_notice']}", "  ")
     if build["skipped"]:
         lines.append(f"  skipped in the build: {len(build['skipped'])} (dataset.json lists them)")
     return lines

@@ -261,6 +261,8 @@ def test_a_dataset_an_older_renderer_made_says_so_and_renders_again_as_it_is(
     assert main(["dataset", "list"]) == 0
     out = capsys.readouterr().out
     assert "images were made by an older renderer" in out and again in out
+    code, out, _ = show(DATASET, capsys)
+    assert code == 0 and "  renderer: The images of 'tiny' were made by an older" in out
     note = services.render_warning(DATASET, "specnet", actor=None)
     assert note is not None and "older renderer" in note and again in note
     assert services.render_warning(DATASET, "aasist-l", actor=None) is None  # reads the clips
@@ -272,6 +274,13 @@ def test_a_dataset_an_older_renderer_made_says_so_and_renders_again_as_it_is(
     )
     info_path.write_text(json.dumps({**info, "render_version": "soon"}))  # unreadable: older
     assert find_dataset(DATASET, actor=None).render_version == 1
+    # Clips through the shared channel (its 80 Hz high-pass) had no offset to leave in: their
+    # old images are what this renderer makes, and nothing asks to render them again.
+    info_path.write_text(json.dumps({**info, "render_version": "soon", "equalised": True}))
+    equalised = find_dataset(DATASET, actor=None)
+    assert equalised.render_version == 1 and not equalised.older_renderer
+    assert services.render_warning(DATASET, "specnet", actor=None) is None
+    info_path.write_text(json.dumps({**info, "render_version": "soon"}))
 
     assert (
         main(["dataset", "render", DATASET, f"{DATASET}-r{RENDER_VERSION}", "--workers", "1"]) == 0

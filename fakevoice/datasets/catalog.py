@@ -35,6 +35,8 @@ class DatasetSummary:
         noise_levels: Noise level names present.
         render_version: How its images were rendered (:data:`~fakevoice.features.RENDER_VERSION`;
             1 for a dataset that does not say).
+        equalised: Its clips went through the shared channel (:func:`~fakevoice.datasets.channel.
+            equalise`), whose 80 Hz high-pass leaves no offset to take off.
     """
 
     name: str
@@ -47,12 +49,16 @@ class DatasetSummary:
     speakers: int = 0
     noise_levels: tuple[str, ...] = field(default=())
     render_version: int = RENDER_VERSION
+    equalised: bool = False
 
     @property
     def older_renderer(self) -> bool:
-        """Whether its images were made by an older renderer than this code's (they differ
-        from those a model is given at verdict time)."""
-        return self.render_version < RENDER_VERSION
+        """Whether its images were made by an older renderer than this code's and differ from
+        those a model is given at verdict time. Version 1 left each clip's DC offset in; clips
+        through the shared channel had none (their windows' own means, about 1e-4 of full scale,
+        change nothing a model sees), so only datasets of clips kept as recorded (an ASVspoof
+        import) are older in what counts."""
+        return self.render_version < RENDER_VERSION and not self.equalised
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the path as a string, tuples as lists)."""
@@ -147,6 +153,7 @@ def summarise_dataset(path: Path) -> DatasetSummary:
         speakers=len(counts["speaker"]),
         noise_levels=tuple(sorted(counts["noise"])),
         render_version=_render_version(info),
+        equalised=info.get("equalised") is True,
     )
 
 
