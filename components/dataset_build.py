@@ -29,7 +29,7 @@ def render(actor: Actor, *, expanded: bool) -> None:
         _form(actor)
     job_list.panel(
         "Your dataset builds",
-        lambda: services.list_dataset_builds(actor)[:SHOWN_BUILDS],
+        lambda: services.list_dataset_builds(actor, limit=SHOWN_BUILDS),
         lambda run: _build_row(actor, run),
     )
 

@@ -60,14 +60,14 @@ def render(
         _form(actor, model, models, owners, names)
     else:
         st.info(f"There is no built dataset to test on. {services.BUILD_HINT}")
-    runs = services.list_evaluations(actor)[:SHOWN_TESTS]
+    runs = services.list_evaluations(actor, limit=SHOWN_TESTS)
     if not runs:
         if names:
             st.info("Choose a dataset and press Run the test.")
         return
     job_list.panel(
         "Your tests",
-        lambda: services.list_evaluations(actor)[:SHOWN_TESTS],
+        lambda: services.list_evaluations(actor, limit=SHOWN_TESTS),
         lambda run: _test_row(actor, run),
         first=runs,
     )

@@ -190,7 +190,7 @@ def _renders(actor: Actor | None) -> None:
         return
     job_list.panel(
         "Your renders",
-        lambda: services.list_renders(actor)[:SHOWN_RENDERS],
+        lambda: services.list_renders(actor, limit=SHOWN_RENDERS),
         lambda run: _render_row(actor, run),
     )
 

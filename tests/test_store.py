@@ -507,6 +507,45 @@ def test_metrics_round_trip_and_incremental_reads(db: str, people: People) -> No
                 read_metrics(session, people.other, run.id)
 
 
+def _finished(db: str, actor: Actor, name: str, eers: list[float], kind: Any = "train") -> int:
+    """A run of ``actor``'s that ran an epoch per figure of ``eers`` and succeeded."""
+    with store.session_scope(db) as session:
+        run = store.create_run(session, actor, name, SPEC, kind=kind)
+        store.set_status(session, run.id, "running")
+        store.append_epoch_metrics(
+            session, run.id, [EpochMetric(epoch=i, eer=eer) for i, eer in enumerate(eers)]
+        )
+        store.set_status(session, run.id, "succeeded")
+    return run.id
+
+
+def test_runs_are_listed_a_page_at_a_time_and_counted(db: str, people: People) -> None:
+    trained = [_finished(db, people.owner, f"run {i}", []) for i in range(5)]
+    built = _finished(db, people.owner, "build", [], kind="dataset")
+    theirs = _finished(db, people.other, "their run", [])
+    with store.session_scope(db, readonly=True) as session:
+        everything = store.list_runs(session, people.owner)
+        assert [r.id for r in everything] == trained[::-1]
+        pages = [store.list_runs(session, people.owner, limit=2, offset=o) for o in (0, 2, 4, 6)]
+        assert [[r.id for r in page] for page in pages] == [
+            trained[:2:-1],
+            trained[2:0:-1],
+            trained[:1],
+            [],
+        ]
+        assert store.count_runs(session, people.owner) == 5
+        assert store.count_runs(session, people.owner, kind=None) == 6
+        assert store.count_runs(session, people.owner, kind="dataset") == 1
+        assert store.count_runs(session, people.owner, statuses=("queued",)) == 0
+        assert store.count_runs(session, people.admin, all_users=True, kind=None) == 7
+        mine = store.list_runs(session, people.owner, kind=None, limit=1)
+        assert [r.id for r in mine] == [built]
+        everyone = store.list_runs(session, people.admin, all_users=True, kind=None, limit=1)
+        assert [r.id for r in everyone] == [theirs]
+        with pytest.raises(PermissionDeniedError):
+            store.count_runs(session, people.owner, all_users=True)
+
+
 def test_a_nan_epoch_figure_reads_as_none_on_every_backend(
     db: str, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:

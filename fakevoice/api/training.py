@@ -192,20 +192,23 @@ def build_training_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> RunsPage:
-        runs = services.list_runs(
+        statuses = tuple(status) if status else None
+        page = services.list_runs(
             caller.actor,
             all_users=all_users,
             kind=kind,
-            statuses=tuple(status) if status else None,
+            statuses=statuses,
+            limit=limit,
+            offset=offset,
         )
-        page = runs[offset : offset + limit]
-        more = offset + len(page) < len(runs)
+        total = services.count_runs(caller.actor, all_users=all_users, kind=kind, statuses=statuses)
+        more = offset + len(page) < total
         return RunsPage(
             items=[RunOut.of(run, []) for run in page],
             limit=limit,
             offset=offset,
             next_offset=offset + len(page) if more else None,
-            total=len(runs),
+            total=total,
         )
 
     @router.get("/v1/runs/{run_id}", tags=["runs"], summary="A job; a training run's epochs")

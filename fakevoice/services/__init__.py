@@ -97,6 +97,7 @@ if TYPE_CHECKING:
     from fakevoice.services.runs import (
         RunProgress,
         check_spec,
+        count_runs,
         default_run_name,
         delete_run,
         find_run,
@@ -217,6 +218,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "delete_run",
         "find_run",
         "get_run",
+        "count_runs",
         "list_runs",
         "memory_advice",
         "resume_run",
@@ -282,6 +284,7 @@ __all__ = [
     "compare_utterance",
     "copy_synthesis_generators",
     "count_analyses",
+    "count_runs",
     "dataset_details",
     "dataset_names",
     "dataset_overview",

@@ -133,10 +133,10 @@ def copy_synthesis_generators() -> dict[str, str]:
     return {g.name: g.description for g in all_generators() if g.kind == "copy-synthesis"}
 
 
-def list_dataset_builds(actor: Actor) -> list[RunRecord]:
-    """The actor's dataset builds, newest first."""
+def list_dataset_builds(actor: Actor, *, limit: int | None = None) -> list[RunRecord]:
+    """The actor's dataset builds, newest first (the newest ``limit`` when given)."""
     with store.session_scope(readonly=True) as session:
-        return store.list_runs(session, actor, kind="dataset")
+        return store.list_runs(session, actor, kind="dataset", limit=limit)
 
 
 def stop_dataset_build(actor: Actor, run_id: int) -> RunRecord:

@@ -101,10 +101,10 @@ def submit_render(actor: Actor, source: str, name: str, overrides: Mapping[str, 
     return run
 
 
-def list_renders(actor: Actor) -> list[RunRecord]:
-    """The actor's renders, newest first."""
+def list_renders(actor: Actor, *, limit: int | None = None) -> list[RunRecord]:
+    """The actor's renders, newest first (the newest ``limit`` when given)."""
     with store.session_scope(readonly=True) as session:
-        return store.list_runs(session, actor, kind=KIND)
+        return store.list_runs(session, actor, kind=KIND, limit=limit)
 
 
 def stop_render(actor: Actor, run_id: int) -> RunRecord:

@@ -162,10 +162,10 @@ def submit_evaluation(
     return run
 
 
-def list_evaluations(actor: Actor) -> list[RunRecord]:
-    """The actor's tests, newest first."""
+def list_evaluations(actor: Actor, *, limit: int | None = None) -> list[RunRecord]:
+    """The actor's tests, newest first (the newest ``limit`` when given)."""
     with store.session_scope(readonly=True) as session:
-        return store.list_runs(session, actor, kind=KIND)
+        return store.list_runs(session, actor, kind=KIND, limit=limit)
 
 
 def get_evaluation(actor: Actor, run_id: int) -> RunRecord:

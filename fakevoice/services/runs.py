@@ -228,11 +228,34 @@ def list_runs(
     all_users: bool = False,
     kind: RunKind | None = "train",
     statuses: tuple[RunStatus, ...] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[RunRecord]:
     """The actor's training runs (or jobs of ``kind``; None: every kind), newest first
-    (administrators may ask for everyone's); only those in ``statuses`` when given."""
+    (administrators may ask for everyone's); only those in ``statuses`` when given; one page of
+    them with ``limit`` (None: all) and ``offset``."""
     with store.session_scope(readonly=True) as session:
-        return store.list_runs(session, actor, all_users=all_users, kind=kind, statuses=statuses)
+        return store.list_runs(
+            session,
+            actor,
+            all_users=all_users,
+            kind=kind,
+            statuses=statuses,
+            limit=limit,
+            offset=offset,
+        )
+
+
+def count_runs(
+    actor: Actor,
+    *,
+    all_users: bool = False,
+    kind: RunKind | None = "train",
+    statuses: tuple[RunStatus, ...] | None = None,
+) -> int:
+    """How many runs :func:`list_runs` lists with the same arguments."""
+    with store.session_scope(readonly=True) as session:
+        return store.count_runs(session, actor, all_users=all_users, kind=kind, statuses=statuses)
 
 
 def stop_run(actor: Actor, run_id: int) -> RunRecord:

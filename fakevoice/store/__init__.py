@@ -106,6 +106,7 @@ from fakevoice.store.records import (
 from fakevoice.store.runs import (
     active_job_specs,
     count_active_runs,
+    count_runs,
     create_run,
     delete_run,
     get_run,
@@ -164,6 +165,7 @@ __all__ = [
     "claim_next_queued_run",
     "completed_epochs",
     "count_active_runs",
+    "count_runs",
     "count_analyses",
     "create_run",
     "create_user",

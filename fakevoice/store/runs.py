@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import (
@@ -123,6 +123,8 @@ def list_runs(
     all_users: bool = False,
     statuses: tuple[str, ...] | None = None,
     kind: RunKind | None = "train",
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[RunRecord]:
     """The actor's runs of one kind (training runs unless asked; None: every kind), newest first.
 
@@ -131,18 +133,47 @@ def list_runs(
         statuses: only runs in these statuses.
         kind: ``train`` for training runs, ``dataset`` for dataset builds, ``evaluate`` for
             tests of models on a dataset.
+        limit, offset: one page of them: at most ``limit`` (None: all), after the first
+            ``offset``.
     """
-    query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+    query = (
+        select(RunRow)
+        .where(*_run_conditions(actor, all_users, statuses, kind))
+        .order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        .offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [to_record(RunRecord, row) for row in session.scalars(query)]
+
+
+def count_runs(
+    session: Session,
+    actor: Actor,
+    *,
+    all_users: bool = False,
+    statuses: tuple[str, ...] | None = None,
+    kind: RunKind | None = "train",
+) -> int:
+    """How many runs :func:`list_runs` lists with the same arguments (for paging)."""
+    conditions = _run_conditions(actor, all_users, statuses, kind)
+    return int(session.scalar(select(func.count(RunRow.id)).where(*conditions)) or 0)
+
+
+def _run_conditions(
+    actor: Actor, all_users: bool, statuses: tuple[str, ...] | None, kind: RunKind | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if all_users:
         if not actor.is_admin:
             raise PermissionDeniedError("Only an administrator may list everyone's runs.")
     else:
-        query = query.where(RunRow.owner_id == actor.user_id)
+        conditions.append(RunRow.owner_id == actor.user_id)
     if statuses is not None:
-        query = query.where(RunRow.status.in_(statuses))
+        conditions.append(RunRow.status.in_(statuses))
     if kind is not None:
-        query = query.where(RunRow.kind == kind)
-    return [to_record(RunRecord, row) for row in session.scalars(query)]
+        conditions.append(RunRow.kind == kind)
+    return conditions
 
 
 def unused_run_name(session: Session, actor: Actor, name: str) -> str:
