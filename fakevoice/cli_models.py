@@ -117,7 +117,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     found = services.list_analyses(actor, limit=args.limit, where=where)
     total = services.count_analyses(actor, where)
-    names = services.model_names(actor) if found else {}
+    used = {a.model_id for a in found if a.model_id is not None}
+    names = services.model_names(actor, used) if used else {}
     if args.json:  # model_name: null once the model is deleted or no longer shared with you
         items = [{**vars(a), "model_name": _model_name(a.model_id, names)} for a in found]
         print_json({"total": total, "items": items})

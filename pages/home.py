@@ -132,23 +132,23 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     links[1].page_link("pages/evaluate.py", label="Get a verdict", icon=":material/graphic_eq:")
     links[2].page_link("pages/profile.py", label="My profile", icon=":material/person:")
     try:
-        runs = profile.my_runs(actor)
-        models = profile.my_models(actor)
+        runs = profile.my_runs(actor, limit=DASHBOARD_ROWS)
+        models = profile.my_models(actor, limit=DASHBOARD_ROWS)
         verdicts = services.list_analyses(actor, limit=DASHBOARD_ROWS)
-        names = {m.id: m.name for m in services.list_models(actor)} if verdicts else {}
+        shown = {v.model_id for v in verdicts if v.model_id is not None}
+        names = services.model_names(actor, shown) if shown else {}
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
     _jobs_in_progress(actor)
     st.subheader("My latest runs")
     if runs:
-        rows = profile.run_rows(runs[:DASHBOARD_ROWS])
-        st.dataframe(rows, hide_index=True, placeholder="—")
+        st.dataframe(profile.run_rows(runs), hide_index=True, placeholder="—")
     else:
         st.caption("No run yet: open Train to start one.")
     st.subheader("My models")
     if models:
-        st.dataframe(profile.model_rows(models[:DASHBOARD_ROWS]), hide_index=True, placeholder="—")
+        st.dataframe(profile.model_rows(models), hide_index=True, placeholder="—")
     else:
         st.caption(
             "No model of your own yet: a run that finishes leaves one. Public models (below) "

@@ -8,19 +8,27 @@ Counts of statements and of loaded rows are what is checked, never times.
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import REPO
 from sqlalchemy import event
+from streamlit.testing.v1 import AppTest
+from test_page_profile import add_model, finished_run
+from test_store import sent_statements
 
 from fakevoice import services, store
-from fakevoice.services import tokens
+from fakevoice.cli import main as cli
+from fakevoice.services import profile, tokens
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric
-from fakevoice.store.tables import RunRow
+from fakevoice.store.tables import ModelRow, RunRow
+
+USER_KEY = "fakevoice_user_id"  # components.auth.USER_KEY
 
 
 @contextlib.contextmanager
@@ -51,6 +59,105 @@ def failed_run(actor: Actor, name: str, eers: list[float], kind: Any = "train") 
         )
         store.set_status(session, run.id, "failed", error="stopped by the test")
     return run.id
+
+
+def statement_count(action: Any) -> int:
+    """The SQL statements ``action()`` sends (a warm-up call first: engines, caches)."""
+    action()
+    with sent_statements() as sent:
+        action()
+    return len(sent)
+
+
+def page(name: str, actor: Actor) -> Any:
+    def render() -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+        at.session_state[USER_KEY] = actor.user_id
+        if name != "home":
+            at.switch_page(f"pages/{name}.py")
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    return render
+
+
+# --- my runs (Home, Profile) ---------------------------------------------------------------------
+
+
+def test_my_runs_reads_as_much_for_many_runs_as_for_a_few(alice: Actor) -> None:
+    with_model, _ = finished_run(alice, "with a model", eer=0.125, accuracy=0.9)
+    failed_run(alice, "failed 0", [0.4, 0.3])
+    few = statement_count(lambda: profile.my_runs(alice))
+    for i in range(1, 8):
+        failed_run(alice, f"failed {i}", [0.4, 0.01 * i])
+    assert statement_count(lambda: profile.my_runs(alice)) == few
+    entries = profile.my_runs(alice)
+    assert [e.run.name for e in entries] == [f"failed {i}" for i in range(7, -1, -1)] + [
+        "with a model"
+    ]
+    by_name = {e.run.name: e for e in entries}
+    assert (by_name["with a model"].eer, by_name["with a model"].accuracy) == (0.125, 0.9)
+    assert by_name["with a model"].model is not None
+    assert by_name["with a model"].model.run_id == with_model.id
+    assert (by_name["failed 3"].eer, by_name["failed 3"].accuracy) == (0.03, 0.5)  # last epoch
+    assert by_name["failed 0"].model is None
+    newest = profile.my_runs(alice, limit=3)
+    assert newest == entries[:3]
+    assert [m.name for m in profile.my_models(alice, limit=1)] == ["with a model"]
+
+
+def test_home_and_profile_read_as_much_for_many_runs_as_for_a_few(alice: Actor) -> None:
+    finished_run(alice, "with a model")
+    failed_run(alice, "failed 0", [0.4, 0.3])
+    home, my_profile = page("home", alice), page("profile", alice)
+    few = (statement_count(home), statement_count(my_profile))
+    for i in range(1, 9):
+        failed_run(alice, f"failed {i}", [0.4, 0.3])
+    assert (statement_count(home), statement_count(my_profile)) == few
+    at = home()
+    latest = at.dataframe[0].value  # "My latest runs": five, newest first
+    assert list(latest["run"]) == [f"failed {i}" for i in range(8, 3, -1)]
+    assert list(latest["EER (%)"]) == [30.0] * 5
+    table = my_profile().dataframe[0].value  # every run on the profile
+    assert len(table) == 10 and table["run"].iloc[-1] == "with a model"
+
+
+# --- owners of public models (Home, Profile, Evaluate) -------------------------------------------
+
+
+def test_owners_of_public_models_are_named_in_one_statement(alice: Actor) -> None:
+    def sharer(name: str) -> None:
+        with store.session_scope() as session:
+            owner = store.create_user(session, name).actor
+            store.add_model(
+                session,
+                owner,
+                name=f"{name}'s model",
+                arch="specnet",
+                class_names=["bonafide", "world"],
+                sample_rate=16000,
+                clip_samples=16000,
+                path=str(get_settings().data_dir / "models" / name),
+                files={},
+                metrics={"eer": 0.2, "accuracy": 0.8},
+                is_public=True,
+            )
+
+    sharer("bob")
+    evaluate = page("evaluate", alice)
+    few = (statement_count(profile.public_models), statement_count(evaluate))
+    for name in ("carol", "dave", "erin", "frank"):
+        sharer(name)
+    assert (statement_count(profile.public_models), statement_count(evaluate)) == few
+    shared = profile.public_models()
+    assert [(p.model.name, p.owner) for p in shared] == [
+        (f"{name}'s model", name) for name in ("frank", "erin", "dave", "carol", "bob")
+    ]
+    assert profile.model_owners([p.model for p in shared[:2]]) == {
+        shared[0].model.id: "frank",
+        shared[1].model.id: "erin",
+    }
 
 
 # --- job lists (Datasets, Evaluate, the API, the CLI) --------------------------------------------
@@ -92,3 +199,36 @@ def test_the_api_loads_one_page_of_runs(isolated_settings: Path) -> None:
         assert (page["total"], page["next_offset"]) == (7, 6)
         last = httpx.get(f"{url}/v1/runs?limit=2&offset=6", headers=headers).json()
         assert ([item["id"] for item in last["items"]], last["next_offset"]) == ([ids[0]], None)
+
+
+def test_the_history_names_its_models_without_loading_them(
+    alice: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = add_model(alice, "judge", public=False, eer=0.1, accuracy=0.9)
+    for i in range(3):
+        verdict(alice, model.id, f"call {i}.wav")
+    monkeypatch.setenv("FAKEVOICE_CLI_USER", "alice")
+    get_settings.cache_clear()
+    with contextlib.redirect_stdout(io.StringIO()) as out, rows_loaded(ModelRow) as loaded:
+        assert cli(["history"]) == 0
+    assert loaded == [0]
+    lines = [line for line in out.getvalue().splitlines() if ".wav" in line]
+    assert len(lines) == 3 and all("judge" in line for line in lines)
+
+
+def verdict(actor: Actor, model_id: int, file_name: str, sha256: str | None = None) -> int:
+    """A verdict of ``actor``'s on a clip called ``file_name``, by the model ``model_id``."""
+    with store.session_scope() as session:
+        return store.add_analysis(
+            session,
+            actor,
+            model_id=model_id,
+            file_name=file_name,
+            duration=2.0,
+            sample_rate=16000,
+            verdict="human",
+            probabilities={"bonafide": 0.9, "world": 0.1},
+            threshold=0.5,
+            source="cli",
+            file_sha256=sha256,
+        ).id

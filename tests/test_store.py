@@ -7,13 +7,14 @@ import dataclasses
 import multiprocessing
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, event, text, update
 from sqlalchemy.engine import make_url
 
 from fakevoice import store
@@ -546,6 +547,43 @@ def test_runs_are_listed_a_page_at_a_time_and_counted(db: str, people: People) -
             store.count_runs(session, people.owner, all_users=True)
 
 
+def test_the_last_epoch_of_each_run_is_read_in_one_statement(db: str, people: People) -> None:
+    runs = [_finished(db, people.owner, f"run {i}", [0.4, 0.3, 0.1 * i]) for i in range(4)]
+    unfinished = _finished(db, people.owner, "no epoch", [])
+    theirs = _finished(db, people.other, "theirs", [0.2])
+    with store.session_scope(db, readonly=True) as session:
+        with sent_statements(db) as sent:
+            last = store.last_epoch_metrics(session, people.owner)
+        assert len([s for s in sent if not s.startswith("BEGIN")]) == 1
+        expected = {
+            run_id: store.list_epoch_metrics(session, people.owner, run_id)[-1] for run_id in runs
+        }
+        assert last == expected
+        assert last[runs[2]].epoch == 2 and last[runs[2]].eer == pytest.approx(0.2)
+        assert unfinished not in last and theirs not in last
+        assert store.last_epoch_metrics(session, people.owner, runs[1:2]) == {
+            runs[1]: expected[runs[1]]
+        }
+        assert store.last_epoch_metrics(session, people.admin) == {}  # one's own runs only
+
+
+@contextmanager
+def sent_statements(url: str | None = None) -> Iterator[list[str]]:
+    """The SQL statements sent to the database of ``url`` (default: the configured one) while
+    the block runs."""
+    engine = store.get_engine(url)
+    sent: list[str] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+
+
 def test_a_nan_epoch_figure_reads_as_none_on_every_backend(
     db: str, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -638,6 +676,23 @@ def test_model_ownership(
     with store.session_scope(db, readonly=True) as session:
         remaining = store.list_models(session, people.admin, all_users=True)
         assert [m.id for m in remaining] == ([] if write_error is None else [model_id])
+
+
+def test_names_of_models_and_users_are_read_without_their_records(db: str, people: People) -> None:
+    private = _add_model(db, people.owner, "private")
+    public = _add_model(db, people.owner, "shared", public=True)
+    theirs = _add_model(db, people.other, "theirs")
+    with store.session_scope(db, readonly=True) as session:
+        assert store.model_names(session, people.owner) == {private: "private", public: "shared"}
+        assert store.model_names(session, people.other) == {public: "shared", theirs: "theirs"}
+        assert store.model_names(session, people.other, [private, public]) == {public: "shared"}
+        assert store.model_names(session, people.owner, []) == {}
+        users = store.usernames(session, [people.owner.user_id, people.admin.user_id, 10**6])
+        assert users == {people.owner.user_id: "ada", people.admin.user_id: "root"}
+        assert store.usernames(session, []) == {}
+        newest = store.list_models(session, people.owner, own=True, limit=1)
+        assert [m.id for m in newest] == [public]
+        assert [m.id for m in store.list_models(session, people.other, own=True)] == [theirs]
 
 
 def test_model_names_sharing_and_checksum_lookup(db: str, people: People) -> None:

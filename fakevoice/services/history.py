@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -82,7 +82,7 @@ def earlier_verdicts(actor: Actor, analysis: AnalysisRecord) -> EarlierVerdicts:
         latest = found[0] if found else None
         model = None
         if latest is not None and latest.model_id is not None:
-            model = _model_names(session, actor).get(latest.model_id)
+            model = store.model_names(session, actor, [latest.model_id]).get(latest.model_id)
     return EarlierVerdicts(count, latest, model)
 
 
@@ -173,7 +173,7 @@ def field_performance(actor: Actor) -> list[FieldPerformance]:
     by_model: dict[int | None, list[AnalysisRecord]] = {}
     with store.session_scope(readonly=True) as session:
         total = min(store.count_analyses(session, actor, where), MAX_EXPORT_ROWS)
-        names = _model_names(session, actor)
+        names = store.model_names(session, actor)
         for analysis in _matches(session, actor, where, total):
             by_model.setdefault(analysis.model_id, []).append(analysis)
     rows = []
@@ -219,15 +219,11 @@ def verdict_model_name(analysis: AnalysisRecord, names: Mapping[int, str]) -> st
     return names.get(analysis.model_id, f"model #{analysis.model_id}")
 
 
-def model_names(actor: Actor) -> dict[int, str]:
-    """The names of the models the actor may see now, by id: to name the model of a verdict."""
+def model_names(actor: Actor, model_ids: Collection[int] | None = None) -> dict[int, str]:
+    """The names of the models the actor may see now, by id (only of ``model_ids`` when given):
+    to name the model of a verdict."""
     with store.session_scope(readonly=True) as session:
-        return _model_names(session, actor)
-
-
-def _model_names(session: Session, actor: Actor) -> dict[int, str]:
-    """The names of the models the actor may see now, by id."""
-    return {m.id: m.name for m in store.list_models(session, actor)}
+        return store.model_names(session, actor, model_ids)
 
 
 def _matches(
@@ -254,7 +250,7 @@ def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:
                 f"{total} verdicts match; an export holds at most {MAX_EXPORT_ROWS}. "
                 "Narrow the time range or the search."
             )
-        names = _model_names(session, actor)
+        names = store.model_names(session, actor)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)

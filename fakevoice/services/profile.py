@@ -76,42 +76,47 @@ def my_active_jobs(actor: Actor) -> list[RunRecord]:
     return jobs[::-1]
 
 
-def my_runs(actor: Actor) -> list[RunEntry]:
-    """The actor's own runs, newest first, each with its model and figures."""
+def my_runs(actor: Actor, *, limit: int | None = None) -> list[RunEntry]:
+    """The actor's own runs, newest first (the newest ``limit`` when given), each with its model
+    and figures: the model's, else the run's last epoch's. A few queries however many runs."""
     with store.session_scope(readonly=True) as session:
-        runs = store.list_runs(session, actor)
+        runs = store.list_runs(session, actor, limit=limit)
+        # All of them: no list of thousands of ids in one statement.
+        shown = None if limit is None else [run.id for run in runs]
+        # Newest first, so that of a run's several models the oldest is kept, as always.
         models = {
             m.run_id: m
-            for m in store.list_models(session, actor)
-            if m.run_id is not None and m.owner_id == actor.user_id
+            for m in store.list_models(session, actor, own=True, run_ids=shown)
+            if m.run_id is not None
         }
-        entries = []
-        for run in runs:
-            model = models.get(run.id)
-            if model is not None and model.metrics:
-                eer, accuracy = _figure(model.metrics, "eer"), _figure(model.metrics, "accuracy")
-            else:
-                epochs = store.list_epoch_metrics(session, actor, run.id)
-                last = epochs[-1] if epochs else None
-                eer = last.eer if last else None
-                accuracy = last.accuracy if last else None
-            entries.append(
-                RunEntry(
-                    run=run,
-                    model=model,
-                    arch=str(run.spec.get("arch", "")),
-                    dataset=str(run.spec.get("dataset", "")),
-                    eer=eer,
-                    accuracy=accuracy,
-                )
+        last_epochs = store.last_epoch_metrics(session, actor, shown)
+    entries = []
+    for run in runs:
+        model = models.get(run.id)
+        if model is not None and model.metrics:
+            eer, accuracy = _figure(model.metrics, "eer"), _figure(model.metrics, "accuracy")
+        else:
+            last = last_epochs.get(run.id)
+            eer = last.eer if last else None
+            accuracy = last.accuracy if last else None
+        entries.append(
+            RunEntry(
+                run=run,
+                model=model,
+                arch=str(run.spec.get("arch", "")),
+                dataset=str(run.spec.get("dataset", "")),
+                eer=eer,
+                accuracy=accuracy,
             )
+        )
     return entries
 
 
-def my_models(actor: Actor) -> list[ModelRecord]:
-    """The models the actor owns (not the public ones of others), newest first."""
+def my_models(actor: Actor, *, limit: int | None = None) -> list[ModelRecord]:
+    """The models the actor owns (not the public ones of others), newest first (the newest
+    ``limit`` when given)."""
     with store.session_scope(readonly=True) as session:
-        return [m for m in store.list_models(session, actor) if m.owner_id == actor.user_id]
+        return store.list_models(session, actor, own=True, limit=limit)
 
 
 def public_models(owner: str | None = None) -> list[PublicModel]:
@@ -154,10 +159,7 @@ def model_owners(models: Sequence[ModelRecord]) -> dict[int, str]:
 
 
 def _owner_names(session: Session, models: Sequence[ModelRecord]) -> dict[int, str]:
-    names: dict[int, str] = {}
-    for owner_id in {m.owner_id for m in models}:
-        with contextlib.suppress(NotFoundError):
-            names[owner_id] = store.get_user(session, owner_id).username
+    names = store.usernames(session, {m.owner_id for m in models})
     return {m.id: names[m.owner_id] for m in models if m.owner_id in names}
 
 

@@ -62,6 +62,7 @@ from fakevoice.store.job_queue import (
 from fakevoice.store.metrics import (
     append_batch_metrics,
     append_epoch_metrics,
+    last_epoch_metrics,
     list_batch_metrics,
     list_epoch_metrics,
     restore_epoch_metrics,
@@ -81,6 +82,7 @@ from fakevoice.store.models import (
     find_model_by_sha256,
     get_model,
     list_models,
+    model_names,
     models_in_folder,
     move_model_files,
     relink_model,
@@ -122,6 +124,7 @@ from fakevoice.store.users import (
     get_user,
     get_user_by_username,
     list_users,
+    usernames,
 )
 from fakevoice.store.workers import (
     forget_old_workers,
@@ -197,6 +200,7 @@ __all__ = [
     "init_db",
     "is_stop_requested",
     "keep_explanation",
+    "last_epoch_metrics",
     "label_analysis",
     "rethreshold_analysis",
     "list_analyses",
@@ -204,6 +208,7 @@ __all__ = [
     "list_datasets",
     "list_epoch_metrics",
     "list_models",
+    "model_names",
     "list_runs",
     "unused_run_name",
     "list_users",
@@ -223,4 +228,5 @@ __all__ = [
     "set_run_info",
     "set_status",
     "upgrade",
+    "usernames",
 ]

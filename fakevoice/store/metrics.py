@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import NotFoundError, PermissionDeniedError
@@ -153,6 +153,31 @@ def list_epoch_metrics(session: Session, actor: Actor, run_id: int) -> list[Epoc
     )
     # Rows PostgreSQL stored with NaN before NaN was stored as NULL.
     return [EpochMetric(*(_measured(v) for v in row)) for row in session.execute(query)]
+
+
+def last_epoch_metrics(
+    session: Session, actor: Actor, run_ids: Collection[int] | None = None
+) -> dict[int, EpochMetric]:
+    """The last stored epoch of each of the actor's own runs that has one (only of ``run_ids``
+    when given), by run id: one query however many runs, for the lists that show each run's
+    latest figures."""
+    last = (
+        select(EpochMetricRow.run_id, func.max(EpochMetricRow.epoch).label("epoch"))
+        .join(RunRow, RunRow.id == EpochMetricRow.run_id)
+        .where(RunRow.owner_id == actor.user_id)
+        .group_by(EpochMetricRow.run_id)
+    )
+    if run_ids is not None:
+        last = last.where(EpochMetricRow.run_id.in_(run_ids))
+    newest = last.subquery()
+    query = select(EpochMetricRow.run_id, *_EPOCH_COLUMNS).join(
+        newest,
+        and_(EpochMetricRow.run_id == newest.c.run_id, EpochMetricRow.epoch == newest.c.epoch),
+    )
+    return {
+        run_id: EpochMetric(*(_measured(v) for v in figures))
+        for run_id, *figures in session.execute(query)
+    }
 
 
 def _check_visible(session: Session, actor: Actor, run_id: int) -> None:

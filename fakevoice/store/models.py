@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, bindparam, or_, select
@@ -90,23 +90,52 @@ def get_model(session: Session, actor: Actor, model_id: int) -> ModelRecord:
 
 
 def list_models(
-    session: Session, actor: Actor, *, all_users: bool = False, run_id: int | None = None
+    session: Session,
+    actor: Actor,
+    *,
+    all_users: bool = False,
+    run_id: int | None = None,
+    run_ids: Collection[int] | None = None,
+    own: bool = False,
+    limit: int | None = None,
 ) -> list[ModelRecord]:
     """The actor's models and everyone's public ones, newest first.
 
     Args:
         all_users: every model, private ones included (administrators only).
-        run_id: only the models this training run stored.
+        run_id: only the models this training run stored; run_ids: those these runs stored.
+        own: only the actor's own models (not the public ones of others).
+        limit: at most this many (the newest).
     """
     query = select(ModelRow).order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
     if run_id is not None:
         query = query.where(ModelRow.run_id == run_id)
-    if all_users:
+    if run_ids is not None:
+        query = query.where(ModelRow.run_id.in_(run_ids))
+    if own:
+        query = query.where(ModelRow.owner_id == actor.user_id)
+    elif all_users:
         if not actor.is_admin:
             raise PermissionDeniedError("Only an administrator may list everyone's models.")
     else:
         query = query.where(or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
+    if limit is not None:
+        query = query.limit(limit)
     return [to_record(ModelRecord, row) for row in session.scalars(query)]
+
+
+def model_names(
+    session: Session, actor: Actor, model_ids: Collection[int] | None = None
+) -> dict[int, str]:
+    """The names of the models the actor may read (their own and the public ones), by id; only
+    of ``model_ids`` when given (ids of models the actor may not read are left out). Names only:
+    no model's files, metrics or spec are read."""
+    query = select(ModelRow.id, ModelRow.name).where(
+        or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public)
+    )
+    if model_ids is not None:
+        query = query.where(ModelRow.id.in_(model_ids))
+    return {model_id: name for model_id, name in session.execute(query)}
 
 
 def find_model_by_key(session: Session, actor: Actor, key: str) -> ModelRecord | None:
