@@ -232,3 +232,51 @@ def verdict(actor: Actor, model_id: int, file_name: str, sha256: str | None = No
             source="cli",
             file_sha256=sha256,
         ).id
+
+
+# --- the indexes the lists need ------------------------------------------------------------------
+
+
+def query_plan(statement: str, parameters: Any) -> str:
+    """SQLite's plan for one statement the store sent, in words."""
+    with store.get_engine().connect() as connection:
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        return " | ".join(str(row[-1]) for row in rows)
+
+
+@contextlib.contextmanager
+def plans_of(table: str) -> Iterator[list[str]]:
+    """The query plans of the statements on ``table`` sent while the block runs."""
+    sent: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if f"FROM {table}" in statement or f"UPDATE {table}" in statement:
+            sent.append((statement, parameters))
+
+    engine = store.get_engine()
+    event.listen(engine, "before_cursor_execute", keep)
+    plans: list[str] = []
+    try:
+        yield plans
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+        plans.extend(query_plan(statement, parameters) for statement, parameters in sent)
+
+
+def test_lists_and_lookups_read_their_rows_through_an_index(alice: Actor) -> None:
+    model = add_model(alice, "judge", public=False, eer=0.1, accuracy=0.9)
+    for i in range(3):
+        failed_run(alice, f"build {i}", [], kind="dataset")
+    for _ in range(3):
+        verdict(alice, model.id, "call.wav", sha256="ab" * 32)
+    with plans_of("runs") as plans:
+        services.list_dataset_builds(alice, limit=2)
+    # The newest of a kind straight from the index: no sort of all the user's jobs.
+    (plan,) = plans
+    assert "ix_runs_owner_id_kind_created_at" in plan and "B-TREE" not in plan
+    latest = services.list_analyses(alice, limit=1)[0]
+    with plans_of("analyses") as plans:
+        earlier = services.earlier_verdicts(alice, latest)
+    assert earlier.count == 2 and earlier.latest_model == "judge"
+    assert len(plans) == 2  # how many, and the latest of them
+    assert all("ix_analyses_owner_id_file_sha256" in plan for plan in plans)

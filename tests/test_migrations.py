@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0018"
+    assert store.current_revision(db_url) == store.head_revision() == "0019"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -248,5 +248,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0018"
+    assert store.current_revision(db_url) == "0019"
     assert store.schema_differences(db_url) == []

@@ -152,6 +152,7 @@ class RunRow(Base):
         CheckConstraint(_in_list("kind", RUN_KINDS), name="kind"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
         Index(None, "status"),
+        Index(None, "owner_id", "kind", "created_at"),  # a user's jobs of a kind, newest first
         _NO_ID_REUSE,
     )
 
@@ -216,7 +217,12 @@ class ModelRow(Base):
     """A stored detector: a folder with the fastai export and the safe bundle."""
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("owner_id", "name"), Index(None, "is_public"), _NO_ID_REUSE)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        Index(None, "is_public"),
+        Index(None, "run_id"),  # a run's models; deleting a run sets theirs to NULL
+        _NO_ID_REUSE,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -242,6 +248,8 @@ class AnalysisRow(Base):
         CheckConstraint(_in_list("source", ANALYSIS_SOURCES), name="source"),
         CheckConstraint(_in_list("outcome", ANALYSIS_OUTCOMES), name="outcome"),
         Index(None, "owner_id", "created_at"),
+        Index(None, "owner_id", "file_sha256"),  # "was this exact file judged before?"
+        Index(None, "model_id"),  # deleting a model sets its verdicts' model to NULL
         _NO_ID_REUSE,
     )
 
