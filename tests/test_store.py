@@ -28,7 +28,7 @@ from fakevoice.errors import (
 from fakevoice.settings import get_settings
 from fakevoice.store import Actor, BatchMetric, EpochMetric
 from fakevoice.store.job_queue import resume_interrupted_run
-from fakevoice.store.tables import RunRow, WorkerRow
+from fakevoice.store.tables import AnalysisRow, RunRow, WorkerRow
 
 SPEC = {"dataset": "demo", "arch": "specnet", "epochs": 3}
 
@@ -779,6 +779,35 @@ def test_verdict_path_records_equal_what_the_orm_reads(db: str, people: People) 
         stored = store.get_analysis(session, people.other, analysis.id)
         assert stored == analysis and len(stored.file_name) == 255
         assert stored.created_at.tzinfo is not None
+
+
+def test_history_pages_are_read_as_columns_equal_to_the_records(db: str, people: People) -> None:
+    """list_analyses builds its records from Core rows (the CSV export reads a whole history
+    through it): every field must come out as the ORM reads it, JSON columns included."""
+    model_id = _add_model(db, people.owner, "judge")
+    ids = [_analyse(db, people.owner, model_id, f"{i}.wav") for i in range(3)]
+    window = {"start": 0.0, "end": 4.0, "p_human": 0.25, "top_class": "world"}
+    with store.session_scope(db) as session:
+        row = session.get(AnalysisRow, ids[1])
+        assert row is not None
+        row.windows, row.cautions, row.outcome = [window], ["short clip"], "human"
+        row.explanation, row.typicality, row.note = {"bands": [{"low": 0}]}, 0.5, "case 7"
+    loaded = [0]
+
+    def count(*_: Any) -> None:
+        loaded[0] += 1
+
+    event.listen(AnalysisRow, "load", count)
+    try:
+        with store.session_scope(db, readonly=True) as session:
+            listed = store.list_analyses(session, people.owner)
+    finally:
+        event.remove(AnalysisRow, "load", count)
+    assert loaded == [0]  # no ORM object per verdict
+    with store.session_scope(db, readonly=True) as session:
+        assert listed == [store.get_analysis(session, people.owner, i) for i in ids[::-1]]
+    assert listed[1].windows == [window] and listed[1].explanation == {"bands": [{"low": 0}]}
+    assert listed[1].created_at.tzinfo is not None
 
 
 def test_model_can_name_only_a_visible_run(db: str, people: People) -> None:
