@@ -23,6 +23,7 @@ from test_store import sent_statements
 
 from fakevoice import services, store
 from fakevoice.cli import main as cli
+from fakevoice.errors import NotFoundError
 from fakevoice.services import profile, tokens
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric
@@ -199,6 +200,28 @@ def test_the_api_loads_one_page_of_runs(isolated_settings: Path) -> None:
         assert (page["total"], page["next_offset"]) == (7, 6)
         last = httpx.get(f"{url}/v1/runs?limit=2&offset=6", headers=headers).json()
         assert ([item["id"] for item in last["items"]], last["next_offset"]) == ([ids[0]], None)
+
+
+def test_a_job_named_on_the_command_line_is_found_without_reading_the_others(
+    alice: Actor,
+) -> None:
+    with store.session_scope() as session:
+        bob = store.create_user(session, "bob").actor
+    ids = [failed_run(alice, f"run {i}", []) for i in range(5)]
+    build = failed_run(alice, "build", [], kind="dataset")
+    named_like_an_id = failed_run(alice, str(ids[0]), [])
+    theirs = failed_run(bob, "run 1", [])
+    with rows_loaded(RunRow) as loaded:
+        found = services.find_run(alice, "run 3")
+    assert (found.id, loaded) == (ids[3], [1])
+    assert services.find_run(alice, " build ").id == build  # any kind of job
+    assert services.find_run(alice, str(ids[0])).id == named_like_an_id  # a name wins
+    assert services.find_run(alice, str(ids[2])).id == ids[2]
+    assert services.find_run(bob, "run 1").id == theirs
+    with pytest.raises(NotFoundError):
+        services.find_run(bob, str(ids[2]))  # another user's, by id
+    with pytest.raises(NotFoundError):
+        services.find_run(bob, "run 3")
 
 
 def test_the_history_names_its_models_without_loading_them(

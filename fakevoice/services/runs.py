@@ -204,21 +204,20 @@ def get_job(actor: Actor, run_id: int, kind: RunKind) -> RunRecord:
 
 
 def find_run(actor: Actor, key: str | int) -> RunRecord:
-    """A run by id or by name (the actor's own runs first).
+    """A job by name (one of the actor's own, of any kind), else by id (any the actor may see):
+    a job called "42" is found by its name.
 
     Raises:
         NotFoundError: No visible run has that id or name.
     """
     text = str(key).strip()
-    runs = list_runs(actor, kind=None)  # any job: `fakevoice stop` also stops builds and tests
-    for run in runs:
-        if run.name == text and run.owner_id == actor.user_id:
-            return run
+    with store.session_scope(readonly=True) as session:
+        # Any job: `fakevoice stop` also stops builds and tests.
+        run = store.find_own_run(session, actor, text)
+    if run is not None:
+        return run
     if (run_id := record_id(text)) is not None:
         return get_run(actor, run_id)
-    for run in runs:
-        if run.name == text:
-            return run
     raise NotFoundError(f"You have no job called {text!r}; `fakevoice runs --jobs` lists yours.")
 
 

@@ -176,6 +176,13 @@ def _run_conditions(
     return conditions
 
 
+def find_own_run(session: Session, actor: Actor, name: str) -> RunRecord | None:
+    """The actor's own job (of any kind) called ``name``, or None: names are unique per owner."""
+    query = select(RunRow).where(RunRow.owner_id == actor.user_id, RunRow.name == name)
+    row = session.scalar(query)
+    return None if row is None else to_record(RunRecord, row)
+
+
 def unused_run_name(session: Session, actor: Actor, name: str) -> str:
     """``name``, or ``name (2)``, ``name (3)``... : the first that none of the actor's jobs (of any
     kind) has. Names are cut to fit :data:`MAX_NAME_LENGTH` with the suffix."""
