@@ -41,6 +41,8 @@ from workbench import (
 from fakevoice import services, store
 from fakevoice.artefacts import sha256_file
 from fakevoice.cli import main
+from fakevoice.datasets.shortcut_findings import AUDIT_VERSION
+from fakevoice.datasets.shortcuts import read_audit
 from fakevoice.jobs.local import run_process_name
 from fakevoice.store.records import Actor
 
@@ -153,6 +155,9 @@ def test_worker_trains_a_run_and_fails_a_vanished_dataset(
     assert (Path(model.path) / "model.safetensors").is_file()
     assert not (Path(model.path) / "checkpoints").exists()  # a finished run resumes no more
     assert [int(r["epoch"]) for r in read_history(Path(model.path))] == [0, 1]
+    # The dataset kept no shortcut audit: the worker made one before training (and kept it).
+    kept = read_audit(datasets / DATASET)
+    assert kept is not None and kept.version == AUDIT_VERSION
 
     failed = get_run(actor, doomed)
     assert failed.status == "failed"

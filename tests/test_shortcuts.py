@@ -336,6 +336,25 @@ def test_the_warning_for_a_run_reads_the_kept_audit_and_never_measures(tiny: Pat
     assert services.shortcut_warning("tiny", ["bonafide", "world"], actor=None) is None
 
 
+def test_a_training_job_audits_a_dataset_that_keeps_no_current_audit(tiny: Path) -> None:
+    """The submission never measures; the job does, once, and keeps the audit."""
+    planted = cue_frame(0, tts_lead_in=0.0)
+    planted["class"] = planted["class"].replace({"tts": "piper", "copy": "world"})
+    stale = {**audit_cues(planted).to_dict(), "version": AUDIT_VERSION - 1}
+    (tiny / SHORTCUTS_NAME).write_text(json.dumps(stale), encoding="utf-8")
+    # The stale audit's planted shortcut is no finding: the dataset's own clips are audited.
+    assert services.audited_shortcut_warning("tiny", None, actor=None) is None
+    kept = read_audit(tiny)
+    assert kept is not None and kept.version == AUDIT_VERSION and kept.generators == {}
+    # A current kept audit is read, not measured again, and warns as at submission.
+    write_audit(tiny, audit_cues(planted))
+    warning = services.audited_shortcut_warning("tiny", None, actor=None)
+    assert warning is not None and warning == services.shortcut_warning("tiny", actor=None)
+    assert "piper" in warning
+    assert services.audited_shortcut_warning("tiny", ["bonafide", "world"], actor=None) is None
+    assert services.audited_shortcut_warning("gone", None, actor=None) is None
+
+
 def test_a_sample_and_an_unreadable_clip(tiny: Path) -> None:
     clip = pd.read_csv(tiny / "manifest.csv")["clip_path"].iloc[-1]
     (tiny / clip).write_bytes(b"not a wav")

@@ -130,6 +130,7 @@ def execute_run(run_id: int, worker_id: str) -> str:
         from fakevoice.jobs.render_job import execute_render
 
         return execute_render(run, worker_id)
+    from fakevoice.services.datasets import audited_shortcut_warning
     from fakevoice.tracking import RunTracker
     from fakevoice.training import train
     from fakevoice.training_checkpoints import CHECKPOINT_DIR
@@ -161,6 +162,12 @@ def execute_run(run_id: int, worker_id: str) -> str:
 
         if not resume:
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+            # The submission read the kept audit only; one the dataset lacks is made here.
+            warning = audited_shortcut_warning(
+                spec.dataset, spec.classes, actor=Actor(user_id=run.owner_id)
+            )
+            if warning is not None:
+                on_notice(warning)
         _keep_earlier_models(run_id, run_dir)
         result = train(
             spec,
