@@ -155,6 +155,11 @@ def test_a_datasets_shortcut_audit_is_made_once_and_kept(served: Served) -> None
     assert queued.status_code == 202, queued.text
     expected = services.shortcut_warning(DATASET, None, actor=None)
     assert queued.json()["shortcuts"] == expected
+    assert queued.json()["renderer"] is None  # its images are the current renderer's
+    older = submit(served, served.alice, name="old images", spec={**QUICK, "dataset": "alice-tiny"})
+    assert older.status_code == 202, older.text
+    assert "older renderer" in older.json()["renderer"]
+    assert "fakevoice dataset render alice-tiny" in older.json()["renderer"]
     # Each generator against the human clips; all machine clips when none has enough clips.
     comparisons = list(audit["generators"].values()) or [audit["pooled"]]
     lowest = {

@@ -84,7 +84,8 @@ class TrainIn(BaseModel):
 
 
 class QueuedRun(BaseModel):
-    """The queued run, and a warning when its memory estimate does not fit this machine."""
+    """The queued run, and what to know before it trains: its memory estimate when it does not fit
+    this machine, the dataset's shortcuts, an older renderer's images."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -111,6 +112,7 @@ class QueuedRun(BaseModel):
                     },
                     "warning": None,
                     "shortcuts": None,
+                    "renderer": None,
                 }
             ]
         }
@@ -126,6 +128,11 @@ class QueuedRun(BaseModel):
         description="when the dataset's shortcut audit found simple cues (silence, level, "
         "bandwidth...) that tell some of the chosen generators from the human clips: which, in "
         "words (GET /v1/datasets/{name}/shortcuts has the details)",
+    )
+    renderer: str | None = Field(
+        default=None,
+        description="for an image model, when an older renderer made the dataset's images (they "
+        "differ from the inputs its verdicts will give the model): what to render again, and how",
     )
 
 
@@ -176,7 +183,10 @@ def build_training_router() -> APIRouter:
         except EstimateUnavailableError:
             warning = None  # the run is queued; an estimate only informs
         shortcuts = services.shortcut_warning(spec.dataset, spec.classes, actor=actor)
-        return QueuedRun(run=RunOut.of(run, []), warning=warning, shortcuts=shortcuts)
+        renderer = services.render_warning(spec.dataset, spec.arch, actor=actor)
+        return QueuedRun(
+            run=RunOut.of(run, []), warning=warning, shortcuts=shortcuts, renderer=renderer
+        )
 
     @router.get("/v1/runs", tags=["runs"], summary="Your jobs, newest first")
     def list_runs(
