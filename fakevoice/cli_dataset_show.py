@@ -58,7 +58,7 @@ def _show_dict(details: Any, owner: str | None) -> dict[str, Any]:
                 for mode, split in details.splits.items()
             },
         },
-        **shortcut_fields(overview.shortcuts),
+        **shortcut_fields(overview.shortcuts, details.path),
         "shortcut_summary": None if overview.shortcuts is None else overview.shortcuts.summary(),
         "build": {key: details.build.get(key) for key in (*BUILD_FACTS, RENDERED_FROM)},
         "render_notice": overview.render_notice,

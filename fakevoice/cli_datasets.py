@@ -233,7 +233,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         {
             **summary.to_dict(),
             "owner": None if owner_id is None else owner_words(owner_id, names[owner_id]),
-            **shortcut_fields(read_audit(summary.path)),
+            **shortcut_fields(read_audit(summary.path), summary.path),
         }
         for summary, owner_id in zip(summaries, owner_ids, strict=True)
     ]
@@ -252,12 +252,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def shortcut_fields(audit: Any) -> dict[str, Any]:
-    """What a dataset's kept shortcut audit found, as ``list`` and ``show`` give it."""
+def shortcut_fields(audit: Any, folder: Path) -> dict[str, Any]:
+    """What a dataset's kept shortcut audit found, as ``list`` and ``show`` give it:
+    ``shortcuts_outdated`` when the audit kept is an older version's (counted as none)."""
+    from fakevoice.datasets.shortcuts import SHORTCUTS_NAME
+
     return {
         "shortcuts": None if audit is None else audit.severity,
         # "none" of an audit whose comparisons all had too few clips is no finding
         "shortcuts_judged": None if audit is None else audit.worst.judged,
+        "shortcuts_outdated": audit is None and (folder / SHORTCUTS_NAME).is_file(),
     }
 
 
@@ -265,6 +269,8 @@ def shortcut_words(fields: dict[str, Any]) -> str:
     """:func:`shortcut_fields` in a few words ("warn", "too few clips", "not audited"...)."""
     if fields["shortcuts_judged"] is False:
         return "too few clips"
+    if fields["shortcuts_outdated"]:
+        return "audit outdated"
     return str(fields["shortcuts"] or "not audited")
 
 

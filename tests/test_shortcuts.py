@@ -314,7 +314,9 @@ def test_an_audit_an_older_version_kept_is_made_again_on_every_path(
     assert services.shortcut_warning("tiny", None, actor=None) is None
     assert main(["dataset", "list", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
-    assert listed["shortcuts"] is None
+    assert listed["shortcuts"] is None and listed["shortcuts_outdated"] is True
+    assert main(["dataset", "list"]) == 0
+    assert "shortcuts: audit outdated" in capsys.readouterr().out
     at = datasets_page().run()
     assert_no_exception(at)
     assert any(b.key == "shortcuts:tiny" for b in at.button)
