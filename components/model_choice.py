@@ -26,7 +26,7 @@ def model_from_url(actor: Actor) -> None:
         return
     model_id = record_id(raw)
     if model_id is None:
-        st.error(f"There is no model with id {raw[:40]!r}.")
+        st.error(f"There is no model with id {plain(repr(raw[:40]))}.")
         return
     try:
         model = services.get_model(actor, model_id)

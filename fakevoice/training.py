@@ -36,7 +36,12 @@ from fakevoice.errors import EstimateUnavailableError, InvalidSpecError
 from fakevoice.models import memory
 from fakevoice.models.learners import build_learner_model
 from fakevoice.models.registry import pick_device
-from fakevoice.training_callbacks import LossScaleResume, RunSinkCallback, TrainingSink
+from fakevoice.training_callbacks import (
+    LossScaleResume,
+    RunSinkCallback,
+    TrainingSink,
+    plateau_callback,
+)
 from fakevoice.training_checkpoints import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -230,12 +235,13 @@ def train(
     if start_epoch < spec.epochs:
         with learn.no_logging():
             if spec.callbacks.reduce_lr_patience is not None:
-                from fastai.callback.tracker import ReduceLROnPlateau
-
+                # Resumed: from the rate the plateaus had brought it to (their count restarts).
+                now = state.current_learning_rate if state is not None else None
+                plateau = plateau_callback(spec.callbacks.reduce_lr_patience, start_epoch)
                 learn.fit(
                     spec.epochs,
-                    lr,
-                    cbs=[ReduceLROnPlateau(patience=spec.callbacks.reduce_lr_patience), *fit_cbs],
+                    now if now is not None else lr,
+                    cbs=[plateau, *fit_cbs],
                     start_epoch=start_epoch,
                 )
             else:

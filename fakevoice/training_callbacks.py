@@ -185,3 +185,21 @@ class LossScaleResume(Callback):
         scaler = getattr(self.learn, "scaler", None)
         if scaler is not None and scaler.is_enabled():
             scaler.load_state_dict(self.state)
+
+
+def plateau_callback(patience: int, start_epoch: int) -> Callback:
+    """fastai's ReduceLROnPlateau for a fit that starts at ``start_epoch`` (a resumed run).
+
+    fastai skips a resumed fit's earlier epochs by cancelling them, and still calls each
+    callback's ``after_epoch`` for them: with nothing validated, ReduceLROnPlateau read a value
+    the epoch never recorded (IndexError), and every resumed run with a plateau schedule failed.
+    The epochs before ``start_epoch`` are left out of its count.
+    """
+    from fastai.callback.tracker import ReduceLROnPlateau
+
+    class ResumedPlateau(ReduceLROnPlateau):
+        def after_epoch(self) -> None:
+            if self.epoch >= start_epoch:
+                super().after_epoch()
+
+    return ResumedPlateau(patience=patience)

@@ -35,12 +35,15 @@ class CheckpointState(NamedTuple):
             on the half-trained model would answer differently, and the rest of the schedule
             would not be the one the run started.
         scaler: a mixed-precision run's ``GradScaler`` state (its loss scale), or None.
+        current_learning_rate: the rate the optimiser stood at after the epoch: where a run
+            whose rate falls on a plateau (ReduceLROnPlateau) goes on from; None when not kept.
     """
 
     epoch: int
     history: list[EpochRecord]
     learning_rate: float | None = None
     scaler: dict[str, Any] | None = None
+    current_learning_rate: float | None = None
 
 
 def save_checkpoint(
@@ -61,6 +64,8 @@ def save_checkpoint(
     state: dict[str, Any] = {"epoch": epoch, "history": [r.to_dict() for r in history]}
     if learning_rate is not None:
         state["learning_rate"] = float(learning_rate)
+    if learn.opt is not None and learn.opt.hypers:
+        state["current_learning_rate"] = float(learn.opt.hypers[-1]["lr"])
     # fastai's MixedPrecision keeps its GradScaler on the learner during a fit: a few numbers.
     scaler = getattr(learn, "scaler", None)
     if scaler is not None and scaler.is_enabled():
@@ -96,11 +101,12 @@ def load_checkpoint_state(run_dir: Path) -> CheckpointState | None:
         return None
     state = json.loads(path.read_text())
     history = [EpochRecord(**row) for row in state["history"]]
-    rate = state.get("learning_rate")
+    rate, current = state.get("learning_rate"), state.get("current_learning_rate")
     scaler = state.get("scaler")
     return CheckpointState(
         int(state["epoch"]),
         history,
         float(rate) if isinstance(rate, (int, float)) else None,
         scaler if isinstance(scaler, dict) else None,
+        float(current) if isinstance(current, (int, float)) else None,
     )

@@ -137,10 +137,34 @@ def test_piper_speaks_english_deterministically() -> None:
     np.testing.assert_array_equal(out, generator.synthesize(None, SAMPLE_RATE, text, "en", 3))
     other = generator.synthesize(None, SAMPLE_RATE, text, "en", seed=4)
     assert other.size != out.size, "the seed should change the speaking rate"
-    # On the CPU even where onnxruntime offers CUDA: a GPU's rounding would build another dataset.
-    from fakevoice.datasets.tts import _piper_voice
 
-    assert _piper_voice().session.get_providers() == ["CPUExecutionProvider"]
+
+def test_piper_is_loaded_on_the_cpu_even_where_onnxruntime_offers_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GPU's rounding would build another dataset from the same seed."""
+    _require("piper")
+    import onnxruntime
+    from piper import PiperVoice
+
+    from fakevoice.datasets import tts
+
+    asked: list[object] = []
+    real_load = PiperVoice.load
+
+    def load(*args: object, **kwargs: object) -> object:
+        asked.append(kwargs.get("use_cuda"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(tts, "_piper_cache", {})  # loaded again, as a new process would
+    monkeypatch.setattr(PiperVoice, "load", staticmethod(load))
+    monkeypatch.setattr(
+        onnxruntime,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert tts._piper_voice().session.get_providers() == ["CPUExecutionProvider"]
+    assert asked == [False]
 
 
 def test_piper_rejects_languages_it_does_not_speak() -> None:

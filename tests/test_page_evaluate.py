@@ -746,6 +746,9 @@ def test_model_in_the_url_is_selected_and_private_models_of_others_are_not_found
         at = evaluate_page(bob, {"model": odd})
         assert_no_exception(at)
         assert any(f"no model with id {odd!r}" in error.value for error in at.error)
+    # A link in the URL is shown as typed, never as a link in the page's own error box.
+    at = evaluate_page(bob, {"model": "[Sign in again](https://evil.example)"})
+    assert any("\\[Sign in again\\]\\(https\\:" in error.value for error in at.error)
 
     with store.session_scope() as session:
         store.set_public(session, alice, second.id, True)

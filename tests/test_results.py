@@ -173,9 +173,13 @@ def test_a_queued_run_has_no_files_yet(owner: Actor) -> None:
     services.stop_run(owner, run.id)
 
 
-def test_suggest_learning_rate(owner: Actor) -> None:
+def test_suggest_learning_rate(owner: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The app's own cuDNN settings (it goes on scoring clips) are left as they were.
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     lr = results.suggest_learning_rate(owner, quick_spec(batch_size=4, epochs=500))
     assert math.isfinite(lr) and 1e-5 <= lr <= 1e-1
+    assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
     with pytest.raises(InvalidSpecError, match="unknown speaker"):
         results.suggest_learning_rate(owner, quick_spec(speakers=("nobody",)))
     with pytest.raises(NotFoundError, match="no dataset named"):

@@ -69,6 +69,7 @@ def test_bandwidth_clipping_and_noise_floor() -> None:
     assert clip_cues(full, RATE)["bandwidth_hz"] >= 7500
     loud = np.clip(tone(440.0, amplitude=3.0), -1.0, 1.0)
     assert clip_cues(loud, RATE)["clipped"] > 0.5
+    assert clip_cues(loud, RATE)["digital_zeros"] == 0.0  # flat tops are clipping, no silence
     quiet_floor = np.concatenate([tone(440.0, 0.5, amplitude=0.5), 0.001 * full[: RATE // 2]])
     assert clip_cues(quiet_floor, RATE)["noise_floor_db"] == pytest.approx(-80, abs=3)
 

@@ -479,6 +479,30 @@ def test_resume_keeps_the_learning_rate_the_finder_chose(
     assert [lr for *_, lr in sink.batches] == pytest.approx(expected, rel=1e-6)
 
 
+def test_resume_on_a_plateau_schedule_goes_on_from_the_reduced_rate(
+    dataset_root: Path, tmp_path: Path
+) -> None:
+    """A resumed run with a plateau schedule failed (fastai called ReduceLROnPlateau after the
+    epochs it skipped, which measured nothing), and fastai's fit sets every group back to the
+    rate it is given: it would have lost the reductions its plateaus had made."""
+    run_dir = tmp_path / "run"
+    spec = quick_spec(epochs=2, callbacks=CallbackSpec(reduce_lr_patience=3))
+    n_batches = len(prepare_data(spec, dataset_root).train) // spec.batch_size
+    train(spec, run_dir, MemorySink(stop_after_batches=n_batches + 1), dataset_root)
+    state = load_checkpoint_state(run_dir)
+    assert state is not None and state.current_learning_rate == pytest.approx(1e-3)
+    path = run_dir / "checkpoints" / "state.json"
+    kept = json.loads(path.read_text())
+    kept["current_learning_rate"] = 1e-4  # as a plateau in its first run would have left it
+    path.write_text(json.dumps(kept))
+    sink = MemorySink()
+    resumed = train(spec, run_dir, sink, dataset_root, resume=True)
+    assert resumed.status == "succeeded" and [r.epoch for r in resumed.history] == [0, 1]
+    assert sink.batches and [lr for *_, lr in sink.batches] == pytest.approx(
+        [1e-4] * len(sink.batches)
+    )
+
+
 def _set_eers(run_dir: Path, eers: list[float]) -> None:
     """Give the checkpointed epochs of ``run_dir`` these EERs (NaN: an epoch that measured none),
     as a resumed run reads them."""
@@ -637,6 +661,11 @@ def test_a_resumed_mixed_precision_run_keeps_its_loss_scale_on_cuda(
     train(spec, run_dir, MemorySink(stop_after_batches=n_batches + 1), dataset_root)
     state = load_checkpoint_state(run_dir)
     assert state is not None and state.scaler is not None
+    # A scale a fresh GradScaler would not start at: the resumed fit must start from it.
+    path = run_dir / "checkpoints" / "state.json"
+    kept = json.loads(path.read_text())
+    kept["scaler"]["scale"] = 1024.0
+    path.write_text(json.dumps(kept))
     seen: list[float] = []
     real_before_fit = LossScaleResume.before_fit
 
@@ -646,7 +675,7 @@ def test_a_resumed_mixed_precision_run_keeps_its_loss_scale_on_cuda(
 
     monkeypatch.setattr(LossScaleResume, "before_fit", noted)  # notes, then does its work
     resumed = train(spec, run_dir, MemorySink(), dataset_root, resume=True)
-    assert resumed.status == "succeeded" and seen == [state.scaler["scale"]]
+    assert resumed.status == "succeeded" and seen == [1024.0]
 
 
 def test_image_items_cache_decoded_images_within_their_bound(dataset_root: Path) -> None:
@@ -742,6 +771,31 @@ def test_a_shared_item_cache_is_one_for_the_processes_forked_after_it() -> None:
     assert len(copy) == 0 and copy.capacity_bytes == 40
     copy.put(0, np.ones(2, dtype=np.float32))
     assert cache.get(0) is None
+
+
+def test_a_run_checks_its_memory_as_it_will_train(
+    dataset_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's check when a run starts: against the free memory of a GPU (another process
+    may hold the rest), with the run's mixed precision."""
+    from fakevoice.models import memory
+    from fakevoice.training import _warn_about_memory
+
+    asked: list[dict[str, object]] = []
+    real_advise = memory.advise
+
+    def advise(*args: Any, **kwargs: Any) -> memory.MemoryAdvice:
+        asked.append(kwargs)
+        return real_advise(*args, **kwargs)
+
+    monkeypatch.setattr(memory, "advise", advise)
+    spec = quick_spec(callbacks=CallbackSpec(mixed_precision=True))
+    notices: list[str] = []
+    _warn_about_memory(
+        spec, prepare_data(spec, dataset_root), torch.device("cpu"), 2, notices.append
+    )
+    assert asked == [{"mixed_precision": True, "free": True}]
+    assert notices == []  # a tiny model fits
 
 
 def test_seeding_asks_cudnn_for_deterministic_kernels(monkeypatch: pytest.MonkeyPatch) -> None:

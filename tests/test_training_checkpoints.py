@@ -44,14 +44,10 @@ def test_a_checkpoint_keeps_its_epoch_and_history_and_leaves_nothing_aside(tmp_p
     save_checkpoint(learn, tmp_path, 1, history)
     state = load_checkpoint_state(tmp_path)
     assert state is not None
-    epoch, read, rate, scaler = state
-    assert (
-        epoch == 1
-        and rate is None
-        and scaler is None
-        and read[1] == history[1]
-        and math.isnan(read[0].eer)
-    )
+    epoch, read, rate, scaler, current = state
+    assert epoch == 1 and rate is None and scaler is None
+    assert read[1] == history[1] and math.isnan(read[0].eer)
+    assert current == learn.opt.hypers[-1]["lr"]  # where the optimiser stood
     assert read[0].to_dict() | {"eer": 0} == history[0].to_dict() | {"eer": 0}
     assert has_checkpoint(tmp_path, "last") and not has_checkpoint(tmp_path, "best")
     assert sorted(p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()) == [

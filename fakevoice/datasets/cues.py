@@ -13,9 +13,10 @@ offset itself never reaches a model (:func:`fakevoice.features.remove_dc`), but 
 differ in it were recorded differently, and the rest of a recording chain (its hum, noise and
 band) does reach it: the cue stays, and it is the only one an offset moves. The level, peak,
 noise floor, silences and bandwidth are those of the clip less its mean, as a model hears it.
-Digital silence is a sample equal to the one before, not an exact zero: a zero less the clip's
-mean is no longer zero (a speech clip's mean is often several PCM16 steps), and a run of zeros
-under an offset is still silence to a model. Clipped samples are counted as stored: full scale
+Digital silence is a sample equal to the one before and within -60 dBFS of the clip's mean, not
+an exact zero: a zero less the clip's mean is no longer zero (a speech clip's mean is often
+several PCM16 steps), and a run of zeros under an offset is still silence to a model; a clipped
+stretch repeats its samples too, far from the mean, and is counted as clipping only. Clipped samples are counted as stored: full scale
 is where the converter stopped, offset or not.
 """
 
@@ -32,6 +33,7 @@ BANDWIDTH_ENERGY = 0.99  # the bandwidth holds this share of the clip's energy
 FLOOR_PERCENTILE = 10.0  # the noise floor: this percentile of the frames' levels
 CLIPPED_ABOVE = 0.999  # |sample| at or above this (full scale = 1) counts as clipped
 SAME_BELOW = 0.5 / 32768  # under half a PCM16 step apart: the same sample value
+QUIET_BELOW = 1e-3  # |sample - the clip's mean| under -60 dBFS: silent, not a flat top
 POWER_FLOOR = 1e-12  # keeps the log of a silent frame finite (-120 dB)
 SPECTRUM_CHUNK = 1024  # frames transformed at once
 
@@ -69,7 +71,7 @@ CUE_UNITS: dict[str, str] = {
     "peak_dbfs": "dBFS",
     "noise_floor_db": "dBFS (quietest 10 % of frames)",
     "bandwidth_hz": f"Hz ({BANDWIDTH_ENERGY:.0%} of the energy below)",
-    "digital_zeros": "fraction of samples (each equal to the one before)",
+    "digital_zeros": "fraction of samples (each equal to the one before, at the clip's mean)",
     "clipped": "fraction of samples",
     "dc_offset": "full scale",
 }
@@ -119,7 +121,7 @@ def clip_cues(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
         which 99 % of the clip's energy lies; the noise floor is the 10th percentile of the
         frames' levels. All three, the level and the peak are of the clip less its mean;
         ``digital_zeros`` is the share of samples equal to the one before (the first counts
-        with the second).
+        with the second) and within :data:`QUIET_BELOW` of the clip's mean.
     """
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     centred = remove_dc(samples)
@@ -154,7 +156,9 @@ def clip_cues(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
         "peak_dbfs": float(20.0 * np.log10(float(np.abs(centred).max(initial=0.0)) + POWER_FLOOR)),
         "noise_floor_db": float(np.percentile(levels, FLOOR_PERCENTILE)),
         "bandwidth_hz": bandwidth,
-        "digital_zeros": float(np.count_nonzero(np.abs(steps) < SAME_BELOW) / size),
+        "digital_zeros": float(
+            np.count_nonzero((np.abs(steps) < SAME_BELOW) & (np.abs(centred) < QUIET_BELOW)) / size
+        ),
         "clipped": float(np.count_nonzero(magnitude >= CLIPPED_ABOVE) / size),
         "dc_offset": float(samples.mean()) if samples.size else 0.0,
     }

@@ -162,10 +162,11 @@ def execute_run(run_id: int, worker_id: str) -> str:
 
         if not resume:
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-            # The submission read the kept audit only; one the dataset lacks is made here.
-            warning = audited_shortcut_warning(
-                spec.dataset, spec.classes, actor=Actor(user_id=run.owner_id)
-            )
+            # The submission read the kept audit only; one the dataset lacks is made here, with
+            # the owner's rights (an administrator's run may be on another user's dataset).
+            with store.session_scope(readonly=True) as session:
+                owner = store.get_user(session, run.owner_id).actor
+            warning = audited_shortcut_warning(spec.dataset, spec.classes, actor=owner)
             if warning is not None:
                 on_notice(warning)
         _keep_earlier_models(run_id, run_dir)

@@ -139,9 +139,12 @@ def _traced(
     batch = 2  # batch norm needs more than one value per channel in training mode
     saved: dict[int, int] = {}
 
+    weights: set[int] = set()  # the parameters' storages: counted once, in the fixed term
+
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        saved[storage._cdata] = storage.nbytes()  # one entry per storage, however many views
+        if storage._cdata not in weights:  # a layer keeps its weight for backward: no activation
+            saved[storage._cdata] = storage.nbytes()  # one entry per storage, however many views
         return tensor
 
     try:
@@ -151,6 +154,7 @@ def _traced(
             inputs = torch.empty((batch, *input_shape))
         if half:
             model, inputs = model.half(), inputs.half()
+        weights.update(p.untyped_storage()._cdata for p in model.parameters())
         model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             model(inputs)

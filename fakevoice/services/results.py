@@ -400,7 +400,9 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
     # FAKEVOICE_DEVICE) is where the worker trains, which an app server without a GPU is not.
     device = pick_device(server=get_settings().verdict_device, setting="FAKEVOICE_VERDICT_DEVICE")
     # Seeded like the run (the same spec gives the same suggestion), without moving the caller's
-    # own torch generator.
+    # own torch generator or its cuDNN settings (this process goes on scoring clips).
+    cudnn = torch.backends.cudnn
+    flags = (cudnn.deterministic, cudnn.benchmark)
     with torch.random.fork_rng(devices=[]):
         seed_everything(spec.seed)
         dls = make_dataloaders(data, small, device)
@@ -411,6 +413,7 @@ def suggest_learning_rate(actor: Actor, spec: TrainSpec) -> float:
             learn.path = Path(folder)  # lr_find saves and restores the weights here
             learn.model_dir = "."
             suggestion = lr_find(learn, num_it=LR_FIND_ITERATIONS)
+    cudnn.deterministic, cudnn.benchmark = flags
     if device.type == "cuda":  # the app lives on: give its GPU memory back now (fastai's cycles)
         del learn, dls
         gc.collect()
