@@ -1,5 +1,5 @@
 """``fakevoice dataset show NAME [--json]``: one dataset in detail, what a researcher checks
-before training on it (:func:`fakevoice.services.dataset_profile`)."""
+before training on it (:func:`fakevoice.services.dataset_details`)."""
 
 from __future__ import annotations
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
@@ -395,6 +396,13 @@ def db_to_image(spec_db: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 # (remove_dc). Raise it whenever the image of the same clip and spec changes, so that datasets
 # rendered before say so and a resumed build renders its finished items again.
 RENDER_VERSION = 2
+
+
+def render_version_of(record: Mapping[str, Any]) -> int:
+    """The ``render_version`` a dataset's ``dataset.json`` or a build's progress marker keeps; 1
+    (the renderer before there was one) when it is missing or not a whole number."""
+    value = record.get("render_version", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 def render_image(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from fakevoice.datasets.manifest import DATASET_INFO_NAME, MANIFEST_NAME, read_manifest
 from fakevoice.errors import DatasetError
-from fakevoice.features import RENDER_VERSION
+from fakevoice.features import RENDER_VERSION, render_version_of
 
 logger = logging.getLogger(__name__)
 
@@ -152,18 +152,9 @@ def summarise_dataset(path: Path) -> DatasetSummary:
         classes=_class_order(list(counts["class"])),
         speakers=len(counts["speaker"]),
         noise_levels=tuple(sorted(counts["noise"])),
-        render_version=_render_version(info),
+        render_version=render_version_of(info),
         equalised=info.get("equalised") is True,
     )
-
-
-def _render_version(info: dict[str, Any]) -> int:
-    """``dataset.json``'s ``render_version``; 1 (the renderer before there was one) when it is
-    missing or not a number."""
-    try:
-        return int(info.get("render_version", 1))
-    except (TypeError, ValueError):
-        return 1
 
 
 def list_datasets(root: Path) -> list[DatasetSummary]:

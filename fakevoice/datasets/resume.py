@@ -21,7 +21,7 @@ from fakevoice.datasets.manifest import BONAFIDE, write_text_atomic
 from fakevoice.datasets.sources import Recording
 from fakevoice.datasets.units import Plan, UnitResult
 from fakevoice.errors import DatasetError
-from fakevoice.features import RENDER_VERSION
+from fakevoice.features import RENDER_VERSION, render_version_of
 
 PROGRESS_DIR = ".progress"
 _BUILD_FILE = "build.json"
@@ -68,7 +68,7 @@ def finished_render_version(out_dir: Path) -> int:
     """The renderer that made the images of the build's finished units: 1 when ``build.json``
     does not say (a build begun before it did)."""
     marker = json.loads((out_dir / PROGRESS_DIR / _BUILD_FILE).read_text(encoding="utf-8"))
-    return int(marker.get("render_version", 1))
+    return render_version_of(marker)
 
 
 def mark_rendered(out_dir: Path) -> None:

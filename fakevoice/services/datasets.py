@@ -267,9 +267,9 @@ def older_renderer_note(summary: DatasetSummary) -> str | None:
         f"The images of '{summary.name}' were made by an older renderer, which left each clip's "
         "DC offset in them; verdicts now take it off, so a model trained on these images sees "
         "slightly different inputs from those its verdicts give it (AASIST reads the clips and "
-        "is not affected). Render the dataset again with the same features and train on the "
-        f"new one: `{render_again_command(summary.name)}`, or, as an administrator, 'Render "
-        "these clips' on the Datasets page."
+        "is not affected). An administrator renders it again with the same features ('Render "
+        "these clips' on the Datasets page, or on the server "
+        f"`{render_again_command(summary.name)}`); train on the new dataset."
     )
 
 
