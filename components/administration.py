@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import confirmed
+from components import confirmed, paging
 from fakevoice import accounts, services, sign_ins
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, tokens
-from fakevoice.store.records import Actor, RunRecord, UserRecord
+from fakevoice.store.records import ACTIVE_STATUSES, Actor, RunRecord, UserRecord
 
 JOB_KINDS = {
     "train": "training run",
@@ -23,31 +23,12 @@ def render(user: UserRecord) -> None:
     """Everyone's jobs and the users, for the administrator ``user``."""
     actor = user.actor
     try:
-        runs = profile.all_runs(actor)
         users = accounts.list_users(actor)
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
     st.markdown("#### Everyone's jobs")
-    st.dataframe(
-        [
-            {
-                "owner": owner,
-                "job": run.name,
-                "kind": JOB_KINDS[run.kind],
-                "arch": run.spec.get("arch", ""),
-                "dataset": run.dataset or "",
-                "status": run.status,
-                "progress": run.progress,
-                "date": run.created_at.strftime("%Y-%m-%d %H:%M"),
-            }
-            for run, owner in runs
-        ],
-        hide_index=True,
-        column_config={"progress": st.column_config.ProgressColumn("progress", format="percent")},
-        placeholder="—",
-    )
-    _stop_any_job(actor, runs)
+    _everyones_jobs(actor)
     _workers(actor)
     st.markdown("#### Users")
     st.dataframe(
@@ -109,9 +90,49 @@ def _sign_out_user(actor: Actor, user_id: int, name: str) -> None:
     st.rerun()
 
 
+def _everyones_jobs(actor: Actor) -> None:
+    """A page of every user's jobs, newest first, found by name, and Stop for any that is
+    queued or running."""
+    name = paging.find_box("admin_jobs_find", "job name", "a part of the job's name (any case)")
+    try:
+        total = services.count_runs(actor, all_users=True, kind=None, name=name)
+        page = paging.page_of(total, "admin_jobs_page")
+        runs = profile.all_runs(actor, name=name, limit=page.rows, offset=page.offset)
+        # Every one of them, wherever it is listed: a few per user at most.
+        active = profile.all_runs(actor, statuses=ACTIVE_STATUSES)
+    except FakeVoiceError as exc:
+        st.error(str(exc))
+        return
+    if total == 0:
+        st.caption("No job matches." if name else "No jobs yet.")
+    else:
+        st.caption(page.caption("job", narrowed=bool(name)))
+        st.dataframe(
+            [
+                {
+                    "owner": owner,
+                    "job": run.name,
+                    "kind": JOB_KINDS[run.kind],
+                    "arch": run.spec.get("arch", ""),
+                    "dataset": run.dataset or "",
+                    "status": run.status,
+                    "progress": run.progress,
+                    "date": run.created_at.strftime("%Y-%m-%d %H:%M"),
+                }
+                for run, owner in runs
+            ],
+            hide_index=True,
+            column_config={
+                "progress": st.column_config.ProgressColumn("progress", format="percent")
+            },
+            placeholder="—",
+        )
+    _stop_any_job(actor, active)
+
+
 def _stop_any_job(actor: Actor, runs: list[tuple[RunRecord, str]]) -> None:
     """An administrator stops anyone's queued or running job (a runaway one holding a worker)."""
-    active = {run.id: f"{run.name} ({owner}, {run.status})" for run, owner in runs if run.is_active}
+    active = {run.id: f"{run.name} ({owner}, {run.status})" for run, owner in runs}
     if not active:
         return
     left, right = st.columns([4, 1], vertical_alignment="bottom")

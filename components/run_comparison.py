@@ -8,41 +8,30 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from components import training_view, which_is_better
+from components import paging, training_view, which_is_better
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.metrics.bootstrap import MIN_GROUPS
 from fakevoice.services import comparison
-from fakevoice.store.records import Actor
+from fakevoice.store.records import Actor, RunRecord
+
+CHOSEN = "profile_compare_runs"  # the runs chosen (a widget key)
+CHOICES = 50  # runs offered besides those chosen
 
 
 def render(actor: Actor) -> None:
     """Runs side by side: key figures, EER per noise level and generator, EER by epoch."""
     try:
-        runs = services.list_runs(actor)
+        chosen = _choose_runs(actor)
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    if len(runs) < 2:
-        st.info("Compare runs here once you have two or more (open Train to start one).")
+    if chosen is None:
         return
-    by_id = {run.id: run for run in runs}
-    finished = [run.id for run in runs if run.status == "succeeded"][:2]
-    chosen = st.multiselect(
-        "Runs to compare",
-        list(by_id),
-        default=finished or list(by_id)[:2],
-        # No status in the label: a widget keeps a label it showed while the run went on.
-        format_func=lambda i: f"{by_id[i].name} ({by_id[i].spec.get('arch', '')}, #{i})",
-        max_selections=comparison.MAX_COMPARED,
-        key="profile_compare_runs",
-        help=f"up to {comparison.MAX_COMPARED} of your runs",
-    )
-    if not chosen:
-        st.info("Choose the runs to compare.")
-        return
+    by_id = {run.id: run for run in chosen}
+    chosen_ids = list(by_id)
     try:
-        compared = comparison.compare_runs(actor, chosen)
+        compared = comparison.compare_runs(actor, chosen_ids)
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
@@ -79,10 +68,10 @@ def render(actor: Actor) -> None:
         )
     scored = [
         i
-        for i in chosen
+        for i in chosen_ids
         if by_id[i].status == "succeeded" and by_id[i].name not in compared.without_scores
     ]
-    if len(scored) > 1 and scored[0] == chosen[0] and not compared.pairs:
+    if len(scored) > 1 and scored[0] == chosen_ids[0] and not compared.pairs:
         st.caption(
             "Which is better? cannot be said here: these runs share too few validation "
             f"utterances with both human and machine items ({MIN_GROUPS} are needed) to draw "
@@ -118,3 +107,46 @@ def render(actor: Actor) -> None:
         icon=":material/download:",
         help="one row per run, as the first table, with its creation time and MLflow run id",
     )
+
+
+def _choose_runs(actor: Actor) -> list[RunRecord] | None:
+    """The runs chosen to compare, in the order chosen (None: nothing to compare yet).
+
+    The box offers the runs chosen already and the newest :data:`CHOICES` whose name holds what
+    the Find box says: any run can be found, and no more than that is read.
+    """
+    if services.count_runs(actor) < 2:
+        st.info("Compare runs here once you have two or more (open Train to start one).")
+        return None
+    name = paging.find_box(
+        "profile_compare_find",
+        "run name",
+        f"a part of a run's name (any case): the newest {CHOICES} runs that match are offered "
+        "beside those chosen",
+    )
+    kept = st.session_state.get(CHOSEN, [])
+    found = services.list_runs(actor, name=name, limit=CHOICES + 1)
+    kept_runs = {run.id: run for run in services.list_runs(actor, run_ids=kept)} if kept else {}
+    by_id = {i: kept_runs[i] for i in kept if i in kept_runs} | {r.id: r for r in found[:CHOICES]}
+    if len(found) > CHOICES:
+        st.caption(
+            f"The newest {CHOICES} runs that match are offered: find others by a part of "
+            "their name."
+        )
+    elif not found:
+        st.caption("No run matches.")
+    finished = [run.id for run in found if run.status == "succeeded"][:2]
+    chosen = st.multiselect(
+        "Runs to compare",
+        list(by_id),
+        default=None if kept else finished or [r.id for r in found[:2]],
+        # No status in the label: a widget keeps a label it showed while the run went on.
+        format_func=lambda i: f"{by_id[i].name} ({by_id[i].spec.get('arch', '')}, #{i})",
+        max_selections=comparison.MAX_COMPARED,
+        key=CHOSEN,
+        help=f"up to {comparison.MAX_COMPARED} of your runs",
+    )
+    if not chosen:
+        st.info("Choose the runs to compare.")
+        return None
+    return [by_id[i] for i in chosen]

@@ -5,13 +5,12 @@ with a note, and the outcomes show how each model has done on the user's own con
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from components import confirmed, explanation_view, upload_megabytes
+from components import confirmed, explanation_view, paging, upload_megabytes
 from components.user_text import plain
 from components.verdict_view import history_table, model_label, timeline_chart
 from fakevoice import services
@@ -30,7 +29,6 @@ from fakevoice.store.records import (
 )
 from fakevoice.store.tables import MAX_NOTE_LENGTH
 
-PAGE_ROWS = 20
 CHOICE = "history_label_choice"  # the verdict chosen in the form (a widget key)
 PICK_IN_HISTORY = "history_pick"  # set by a page that just made a verdict: the form picks it
 SAVED = "history_saved"  # the verdict whose outcome was just saved, for the run after the save
@@ -74,17 +72,9 @@ def render(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str]) -
         confirmed.show_flash()  # an outcome just saved took the last match off the page
         st.caption("No verdict matches." if narrowed else "No verdicts yet.")
         return
-    pages = math.ceil(total / PAGE_ROWS)
-    page = 1
-    if pages > 1:
-        page = int(
-            st.number_input("Page", min_value=1, max_value=pages, value=1, key="history_page")
-        )
-    rows = services.list_analyses(
-        actor, limit=PAGE_ROWS, offset=(page - 1) * PAGE_ROWS, where=where
-    )
-    what = f"{total} verdict{'s' if total != 1 else ''}" + (" match" if narrowed else "")
-    st.caption(f"{what}; newest first (times in UTC), page {min(page, pages)} of {pages}.")
+    page = paging.page_of(total, "history_page")
+    rows = services.list_analyses(actor, limit=page.rows, offset=page.offset, where=where)
+    st.caption(page.caption("verdict", narrowed=narrowed))
     history_table(rows, models)
     _label_form(actor, rows, {m.id: m.name for m in models}, picked, just_saved)
     too_many = total > MAX_EXPORT_ROWS
@@ -263,13 +253,12 @@ def _filters(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str])
     """The history's filter from its widgets (InvalidSpecError for a bad one)."""
     by_id = {m.id: m for m in models}
     left, middle, model_column, outcome_column, dates_column = st.columns([3, 3, 3, 2, 3])
-    text = left.text_input(
-        "Find",
-        key="history_find",
-        max_chars=200,
-        placeholder="file name, note or SHA-256",
-        help="a part of the file name or of your note, or the first characters (6 or more) of "
+    text = paging.find_box(
+        "history_find",
+        "file name, note or SHA-256",
+        "a part of the file name or of your note, or the first characters (6 or more) of "
         "the SHA-256 of the file's bytes, as in a verdict report",
+        column=left,
     )
     verdicts = middle.multiselect("Verdict", VERDICT_LABELS, key="history_verdicts")
     model_id = model_column.selectbox(
@@ -292,7 +281,7 @@ def _filters(actor: Actor, models: list[ModelRecord], owners: Mapping[int, str])
     since = datetime.combine(days[0], time(), UTC) if days else None
     until = datetime.combine(days[-1], time(), UTC) + timedelta(days=1) if days else None
     return AnalysisFilter(
-        text=text.strip(),
+        text=text,
         verdicts=tuple(verdicts),
         model_id=model_id,
         since=since,

@@ -21,12 +21,14 @@ from components import (
     confirmed,
     model_downloads,
     navigation,
+    paging,
     report_view,
     run_comparison,
     sign_in,
     training_view,
 )
 from components.user_text import plain
+from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import profile, results, tokens
 from fakevoice.store.records import Actor, ModelRecord, UserRecord, record_id
@@ -112,28 +114,43 @@ def _run_details(actor: Actor, entry: profile.RunEntry) -> None:
 
 
 def _runs_section(actor: Actor) -> None:
+    """A page of the actor's runs, newest first, found by name, and one opened (``?run=ID`` opens
+    any of theirs, on this page or not)."""
+    name = paging.find_box("profile_runs_find", "run name", "a part of the run's name (any case)")
     try:
-        entries = profile.my_runs(actor)
+        total = services.count_runs(actor, name=name)
+        page = paging.page_of(total, "profile_runs_page")
+        entries = profile.my_runs(actor, name=name, limit=page.rows, offset=page.offset)
+        wanted = st.query_params.get(RUN_PARAM)
+        wanted_id = record_id(wanted)
+        by_id = {e.run.id: e for e in entries}
+        if wanted_id is not None and wanted_id not in by_id:
+            # Asked for by the URL, and not on this page: first in the box.
+            found = profile.my_runs(actor, run_ids=[wanted_id])
+            by_id = {e.run.id: e for e in found} | by_id
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    wanted = st.query_params.get(RUN_PARAM)
-    by_id = {e.run.id: e for e in entries}
-    if wanted is not None and record_id(wanted) not in by_id:
+    if wanted is not None and wanted_id not in by_id:
         st.error(f"There is no run with id {wanted[:40]!r} among yours.")
-    if not entries:
-        st.info("You have no runs yet: open Train to start one.")
-        return
-    st.dataframe(profile.run_rows(entries), hide_index=True, placeholder="—")
+    if total == 0:
+        if name:
+            st.caption("No run matches.")
+        else:
+            st.info("You have no runs yet: open Train to start one.")
+        if not by_id:
+            return
+    else:
+        st.caption(page.caption("run", narrowed=bool(name)))
+        st.dataframe(profile.run_rows(entries), hide_index=True, placeholder="—")
     ids = list(by_id)
-    wanted_id = record_id(wanted)
-    start = ids.index(wanted_id) if wanted_id in by_id else 0
     chosen = st.selectbox(
         "Open a run",
         ids,
-        index=start,
+        index=ids.index(wanted_id) if wanted_id in by_id else 0,
         format_func=lambda i: f"{by_id[i].run.name} (#{i})",  # the table says its status
         key="profile_run",
+        help="a run on this page of the list (Find and Page above reach the others)",
     )
     _run_details(actor, by_id[chosen])
 
@@ -166,14 +183,23 @@ def _model_controls(actor: Actor, model: ModelRecord) -> None:
 
 
 def _models_section(actor: Actor) -> None:
+    """A page of the actor's models, newest first, found by name, with their downloads, and the
+    controls of those on the page that no run made (imported)."""
+    name = paging.find_box("my_models_find", "model name", "a part of the model's name (any case)")
     try:
-        models = profile.my_models(actor)
+        total = services.count_models(actor, own=True, name=name)
+        page = paging.page_of(total, "my_models_page")
+        models = profile.my_models(actor, name=name, limit=page.rows, offset=page.offset)
     except FakeVoiceError as exc:
         st.error(str(exc))
         return
-    if not models:
-        st.info("You have no models yet: a run that finishes leaves one.")
+    if total == 0:
+        if name:
+            st.caption("No model matches.")
+        else:
+            st.info("You have no models yet: a run that finishes leaves one.")
         return
+    st.caption(page.caption("model", narrowed=bool(name)))
     st.dataframe(profile.model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(actor, models, "my_models")
     # A run's model is managed with its run (Runs tab); models without a run (imported) here.

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from components import navigation, train_again, train_options, training_view
+from components import navigation, paging, train_again, train_options, training_view
 from components.auth import require_actor
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
@@ -276,15 +276,16 @@ def _runs_table(runs: list[RunRecord]) -> None:
     )
 
 
-def _follow_runs(actor: Actor, runs: list[RunRecord]) -> None:
-    """The table, read again every few seconds while a run is queued or running (as the live
-    panel beside it is), and the whole page again when one ends or starts."""
+def _follow_runs(runs: list[RunRecord], read: Callable[[], list[RunRecord]]) -> None:
+    """The table, read again (``read()``) every few seconds while a run on it is queued or
+    running (as the live panel beside it is), and the whole page again when one ends or
+    starts."""
     first = [runs]  # read once for this run; refreshes read again
     active = [r.id for r in runs if r.is_active]
 
     @st.fragment(run_every=REFRESH_SECONDS if active else None)
     def follow() -> None:
-        now = first.pop() if first else services.list_runs(actor)
+        now = first.pop() if first else read()
         if [r.id for r in now if r.is_active] != active:
             st.rerun()
         _runs_table(now)
@@ -293,11 +294,20 @@ def _follow_runs(actor: Actor, runs: list[RunRecord]) -> None:
 
 
 def _my_runs(actor: Actor) -> None:
-    runs = services.list_runs(actor)
-    if not runs:
-        st.caption("No runs yet.")
+    """A page of the actor's runs, newest first, found by name, and one to open."""
+    name = paging.find_box("train_runs_find", "run name", "a part of the run's name (any case)")
+    total = services.count_runs(actor, name=name)
+    if total == 0:
+        st.caption("No run matches." if name else "No runs yet.")
         return
-    _follow_runs(actor, runs)
+    page = paging.page_of(total, "train_runs_page")
+
+    def read() -> list[RunRecord]:
+        return services.list_runs(actor, name=name, limit=page.rows, offset=page.offset)
+
+    runs = read()
+    st.caption(page.caption("run", narrowed=bool(name)))
+    _follow_runs(runs, read)
     by_id = {r.id: r for r in runs}
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     chosen = left.selectbox(
@@ -305,7 +315,8 @@ def _my_runs(actor: Actor) -> None:
         list(by_id),
         format_func=lambda i: f"{by_id[i].name} (#{i})",  # the table beside it says its status
         key="train_open_choice",
-        help="show its live panel or results",
+        help="a run on this page of the list (Find and Page above reach the others): "
+        "show its live panel or results",
     )
     if right.button("Open", key="train_open", icon=":material/open_in_new:"):
         st.query_params[RUN_PARAM] = str(chosen)

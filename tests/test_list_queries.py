@@ -124,6 +124,34 @@ def test_home_and_profile_read_as_much_for_many_runs_as_for_a_few(alice: Actor) 
     assert len(table) == 10 and table["run"].iloc[-1] == "with a model"
 
 
+def test_train_and_profile_load_a_page_of_runs_and_models_however_many(alice: Actor) -> None:
+    """The run and model lists show a page at a time (and the comparison offers the newest
+    few): they load that many rows, never every one of the user's, administrators' included."""
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    for i in range(3):
+        failed_run(alice, f"failed {i}", [0.4])
+        add_model(alice, f"imported {i}", public=False, eer=0.1, accuracy=0.9)
+    train, my_profile, admin = page("train", alice), page("profile", alice), page("profile", root)
+    few = [statement_count(p) for p in (train, my_profile, admin)]
+    for i in range(3, 80):
+        failed_run(alice, f"failed {i}", [0.4])
+    for i in range(3, 25):
+        add_model(alice, f"imported {i}", public=False, eer=0.1, accuracy=0.9)
+    assert [statement_count(p) for p in (train, my_profile, admin)] == few
+
+    def loaded(render: Any) -> tuple[int, int]:
+        with rows_loaded(RunRow) as runs, rows_loaded(ModelRow) as models:
+            render()
+        return runs[0], models[0]
+
+    assert loaded(train) == (20, 0)
+    # A page of runs, the 50 newest offered to compare (and one more: "more match"), the run
+    # opened and the two compared read again by their ids, and a page of models.
+    assert loaded(my_profile) == (20 + 51 + 3, 20)
+    assert loaded(admin) == (20, 0)  # a page of everyone's jobs; root has none of their own
+
+
 # --- owners of public models (Home, Profile, Evaluate) -------------------------------------------
 
 

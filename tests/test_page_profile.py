@@ -467,6 +467,117 @@ def test_the_run_param_opens_my_run_and_refuses_anyone_elses(two_users: dict[str
         assert bob_run.startswith("bob run (#")
 
 
+def ended_runs(actor: Actor, names: list[str], kind: Any = "train") -> list[int]:
+    """Runs (or jobs of ``kind``) of ``actor``'s that started and failed, oldest first."""
+    ids = []
+    for name in names:
+        with store.session_scope() as session:
+            run = store.create_run(session, actor, name, SPEC, kind=kind)
+            store.set_status(session, run.id, "running")
+            store.set_status(session, run.id, "failed", error="stopped by the test")
+        ids.append(run.id)
+    return ids
+
+
+def captions(at: AppTest) -> str:
+    return " | ".join(c.value for c in at.caption)
+
+
+def test_my_runs_show_a_page_at_a_time_and_any_run_is_found(two_users: dict[str, Any]) -> None:
+    alice, private = two_users["alice"], two_users["private_run"]
+    ids = ended_runs(alice, [f"Trial {i:02d}" for i in range(22)])
+    at = profile_page(alice)
+    assert_no_exception(at)
+    newest = [f"Trial {i:02d}" for i in range(21, 1, -1)]
+    assert list(tables(at)["my_runs"]["run"]) == newest
+    assert "24 runs; newest first (times in UTC), page 1 of 2." in captions(at)
+    assert at.selectbox(key="profile_run").options == [
+        f"Trial {i:02d} (#{ids[i]})" for i in range(21, 1, -1)
+    ]
+    at.number_input(key="profile_runs_page").set_value(2).run()
+    assert_no_exception(at)
+    assert list(tables(at)["my_runs"]["run"]) == [
+        "Trial 01",
+        "Trial 00",
+        "alice shared",
+        "alice private",
+    ]
+    at.text_input(key="profile_runs_find").input("PRIVATE").run()
+    assert list(tables(at)["my_runs"]["run"]) == ["alice private"]
+    assert "1 run match; newest first (times in UTC), page 1 of 1." in captions(at)
+    at.text_input(key="profile_runs_find").input("no such run").run()
+    assert "No run matches." in captions(at)
+    # A run asked for by the URL opens, on the first page or not.
+    at = profile_page(alice, {"run": str(private.id)})
+    assert_no_exception(at)
+    assert at.selectbox(key="profile_run").value == private.id
+    assert at.selectbox(key="profile_run").options[0] == f"alice private (#{private.id})"
+    assert "alice private" not in set(tables(at)["my_runs"]["run"])  # not on this page
+
+    # Runs to compare: any run, found by name, beside those chosen; the newest 50 offered.
+    ended_runs(alice, [f"Later {i:02d}" for i in range(40)])
+    at = profile_page(alice)
+    picker = at.multiselect(key="profile_compare_runs")
+    assert len(picker.options) == 50 and f"alice private (specnet, #{private.id})" not in (
+        picker.options
+    )
+    assert "The newest 50 runs that match are offered" in captions(at)
+    at.text_input(key="profile_compare_find").input("trial 0").run()
+    chosen = [ids[0], ids[1]]
+    at.multiselect(key="profile_compare_runs").set_value(chosen).run()
+    at.text_input(key="profile_compare_find").input("alice").run()
+    assert_no_exception(at)
+    picker = at.multiselect(key="profile_compare_runs")
+    assert picker.options == [
+        f"Trial 00 (specnet, #{ids[0]})",  # those chosen stay, with what matches
+        f"Trial 01 (specnet, #{ids[1]})",
+        f"alice shared (specnet, #{two_users['public_run'].id})",
+        f"alice private (specnet, #{private.id})",
+    ]
+    picker.set_value([*chosen, private.id]).run()
+    assert_no_exception(at)
+    assert list(tables(at)["compare"]["name"]) == ["Trial 00", "Trial 01", "alice private"]
+
+
+def test_my_models_and_everyones_jobs_show_a_page_at_a_time(two_users: dict[str, Any]) -> None:
+    alice, bob = two_users["alice"], two_users["bob"]
+    for i in range(20):
+        add_model(alice, f"Imported {i:02d}", public=False, eer=0.1, accuracy=0.9)
+    at = profile_page(alice)
+    assert_no_exception(at)
+    assert list(tables(at)["my_models"]["model"]) == [
+        f"Imported {i:02d}" for i in range(19, -1, -1)
+    ]
+    assert "22 models; newest first (times in UTC), page 1 of 2." in captions(at)
+    assert len(at.selectbox(key="my_models_pick").options) == 20
+    at.number_input(key="my_models_page").set_value(2).run()
+    assert set(tables(at)["my_models"]["model"]) == {"alice private", "alice shared"}
+    at.text_input(key="my_models_find").input("imported 1").run()
+    assert_no_exception(at)
+    assert list(tables(at)["my_models"]["model"]) == [f"Imported {i:02d}" for i in range(19, 9, -1)]
+    assert "10 models match" in captions(at)
+    at.text_input(key="my_models_find").input("nothing").run()
+    assert "No model matches." in captions(at)
+
+    ended_runs(bob, [f"bob build {i:02d}" for i in range(20)], kind="dataset")
+    with store.session_scope() as session:
+        queued = store.create_run(session, bob, "queued long ago", SPEC)
+    ended_runs(bob, [f"bob later {i:02d}" for i in range(20)])
+    at = profile_page(two_users["root"])
+    assert_no_exception(at)
+    jobs = tables(at)["admin_runs"]
+    assert list(jobs["job"]) == [f"bob later {i:02d}" for i in range(19, -1, -1)]
+    assert "44 jobs; newest first (times in UTC), page 1 of 3." in captions(at)
+    # A queued job can be stopped from any page.
+    assert at.selectbox(key="admin_stop_job").options == ["queued long ago (bob, queued)"]
+    at.text_input(key="admin_jobs_find").input("build 1").run()
+    assert_no_exception(at)
+    jobs = tables(at)["admin_runs"]
+    assert list(jobs["job"]) == [f"bob build {i:02d}" for i in range(19, 9, -1)]
+    assert set(jobs["owner"]) == {"bob"} and set(jobs["kind"]) == {"dataset build"}
+    assert services.get_run(bob, queued.id).status == "queued"
+
+
 def test_share_rename_and_delete_with_confirmation(two_users: dict[str, Any]) -> None:
     alice = two_users["alice"]
     run, model = two_users["private_run"], two_users["private_model"]

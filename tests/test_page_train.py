@@ -348,6 +348,47 @@ def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:
         assert "is not a run id" in messages(at.error)
 
 
+def ended_run(actor: Actor, name: str) -> int:
+    """A training run of ``actor``'s that started and failed (no worker, no files)."""
+    with store.session_scope() as session:
+        run = store.create_run(session, actor, name, {"arch": "specnet", "dataset": DATASET})
+        store.set_status(session, run.id, "running")
+        store.set_status(session, run.id, "failed", error="stopped by the test")
+    return run.id
+
+
+def runs_table(at: AppTest) -> list[str]:
+    """The names in the "My runs" table, top to bottom."""
+    (table,) = [f.value for f in at.dataframe if "progress" in f.value.columns]
+    return list(table["name"])
+
+
+def test_my_runs_show_a_page_at_a_time_and_find_any_run(workbench: dict[str, str]) -> None:
+    carol = make_user("carol")
+    ids = [ended_run(carol, f"Run {i:02d}") for i in range(25)]
+    at = train_page(carol)
+    assert not at.exception, at.exception
+    newest = [f"Run {i:02d}" for i in range(24, 4, -1)]
+    assert runs_table(at) == newest
+    assert "25 runs; newest first (times in UTC), page 1 of 2." in messages(at.caption)
+    assert at.selectbox(key="train_open_choice").options == [
+        f"Run {i:02d} (#{ids[i]})" for i in range(24, 4, -1)
+    ]
+    at.number_input(key="train_runs_page").set_value(2).run()
+    assert runs_table(at) == [f"Run {i:02d}" for i in range(4, -1, -1)]
+    assert "page 2 of 2." in messages(at.caption)
+    # Any run is found by a part of its name, in any case, and opened from the box.
+    at.text_input(key="train_runs_find").input("run 1").run()
+    assert not at.exception, at.exception
+    assert runs_table(at) == [f"Run {i:02d}" for i in range(19, 9, -1)]
+    assert "10 runs match; newest first (times in UTC), page 1 of 1." in messages(at.caption)
+    at.selectbox(key="train_open_choice").select(ids[12]).run()
+    at.button(key="train_open").click().run()
+    assert at.query_params["run"] == str(ids[12])
+    at.text_input(key="train_runs_find").input("no such run").run()
+    assert "No run matches." in messages(at.caption)
+
+
 def test_live_panel_of_a_running_run_and_its_stop_button(alice: Actor) -> None:
     # The store is written as a worker writes it: claim, batches, one finished epoch, progress.
     run = services.submit_run(alice, "live", quick_spec(epochs=4))

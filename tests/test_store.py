@@ -584,6 +584,50 @@ def sent_statements(url: str | None = None) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", keep)
 
 
+def test_runs_and_models_are_found_by_a_part_of_their_name(db: str, people: People) -> None:
+    ids = {
+        name: _finished(db, people.owner, name, [])
+        for name in ("Ünïcødé Run", "50% off", "a_b", "axb")
+    }
+    _finished(db, people.other, "their Ünïcødé run", [])
+    with store.session_scope(db, readonly=True) as session:
+
+        def found(name: str, **options: Any) -> list[int]:
+            return [r.id for r in store.list_runs(session, people.owner, name=name, **options)]
+
+        assert found(" ünïCØDÉ ") == [ids["Ünïcødé Run"]]  # any case, any alphabet
+        assert found("%") == [ids["50% off"]] and found("_") == [ids["a_b"]]  # not wildcards
+        assert found("") == found("  ") == list(ids.values())[::-1]
+        assert store.count_runs(session, people.owner, name="a") == 2
+        assert store.count_runs(session, people.admin, all_users=True, name="ünï") == 2
+        chosen = [ids["a_b"], ids["axb"]]
+        assert found("", run_ids=chosen) == chosen[::-1]
+        assert found("x", run_ids=chosen) == [ids["axb"]]
+    with store.session_scope(db) as session:
+        for name in ("Baseline LFCC", "baseline mel", "other"):
+            store.add_model(
+                session,
+                people.owner,
+                name=name,
+                arch="specnet",
+                class_names=["bonafide", "spoof"],
+                sample_rate=16000,
+                clip_samples=16000,
+                path=f"/models/{name}",
+                files={},
+            )
+    with store.session_scope(db, readonly=True) as session:
+        models = store.list_models(session, people.owner, own=True, name="BASELINE", limit=1)
+        assert [m.name for m in models] == ["baseline mel"]
+        paged = store.list_models(session, people.owner, own=True, name="baseline", offset=1)
+        assert [m.name for m in paged] == ["Baseline LFCC"]
+        assert store.count_models(session, people.owner, own=True, name="base") == 2
+        assert store.count_models(session, people.other) == 0  # private ones are not counted
+        assert store.count_models(session, people.admin, all_users=True) == 3
+        with pytest.raises(PermissionDeniedError):
+            store.count_models(session, people.owner, all_users=True)
+
+
 def test_a_nan_epoch_figure_reads_as_none_on_every_backend(
     db: str, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:

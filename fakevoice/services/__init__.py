@@ -119,6 +119,7 @@ if TYPE_CHECKING:
     from fakevoice.services.users import cli_actor, ensure_database
     from fakevoice.services.verdicts import (
         ScoredClip,
+        count_models,
         detector_for,
         find_model,
         get_model,
@@ -240,6 +241,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "fakevoice.services.verdicts": (
         "ScoredClip",
+        "count_models",
         "detector_for",
         "find_model",
         "get_model",
@@ -286,6 +288,7 @@ __all__ = [
     "compare_utterance",
     "copy_synthesis_generators",
     "count_analyses",
+    "count_models",
     "count_runs",
     "dataset_details",
     "dataset_names",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from fakevoice import store
 from fakevoice.datasets.uploads import DatasetBuildSpec, remove_upload
 from fakevoice.errors import ConflictError, FakeVoiceError, NotFoundError, PermissionDeniedError
 from fakevoice.settings import get_settings
-from fakevoice.store.records import Actor, ModelRecord, RunRecord, UserRecord
+from fakevoice.store.records import Actor, ModelRecord, RunRecord, RunStatus, UserRecord
 
 ANONYMOUS = Actor(user_id=0, is_admin=False)
 """The visitor who is not signed in: sees public models only (no user has id 0)."""
@@ -76,13 +76,29 @@ def my_active_jobs(actor: Actor) -> list[RunRecord]:
     return jobs[::-1]
 
 
-def my_runs(actor: Actor, *, limit: int | None = None) -> list[RunEntry]:
-    """The actor's own runs, newest first (the newest ``limit`` when given), each with its model
-    and figures: the model's, else the run's last epoch's. A few queries however many runs."""
+def my_runs(
+    actor: Actor,
+    *,
+    name: str = "",
+    run_ids: Collection[int] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[RunEntry]:
+    """The actor's own runs, newest first, each with its model and figures: the model's, else
+    the run's last epoch's. A few queries however many runs.
+
+    Args:
+        name: only runs whose name holds this text (any case).
+        run_ids: only these runs (those of them that are the actor's own).
+        limit, offset: one page of them: at most ``limit`` (None: all), after the first
+            ``offset``.
+    """
     with store.session_scope(readonly=True) as session:
-        runs = store.list_runs(session, actor, limit=limit)
+        runs = store.list_runs(
+            session, actor, name=name, run_ids=run_ids, limit=limit, offset=offset
+        )
         # All of them: no list of thousands of ids in one statement.
-        shown = None if limit is None else [run.id for run in runs]
+        shown = None if limit is None and run_ids is None else [run.id for run in runs]
         # Newest first, so that of a run's several models the oldest is kept, as always.
         models = {
             m.run_id: m
@@ -112,11 +128,14 @@ def my_runs(actor: Actor, *, limit: int | None = None) -> list[RunEntry]:
     return entries
 
 
-def my_models(actor: Actor, *, limit: int | None = None) -> list[ModelRecord]:
-    """The models the actor owns (not the public ones of others), newest first (the newest
-    ``limit`` when given)."""
+def my_models(
+    actor: Actor, *, name: str = "", limit: int | None = None, offset: int = 0
+) -> list[ModelRecord]:
+    """The models the actor owns (not the public ones of others), newest first: only those whose
+    name holds ``name`` (any case); one page of them with ``limit`` (None: all) and
+    ``offset``."""
     with store.session_scope(readonly=True) as session:
-        return store.list_models(session, actor, own=True, limit=limit)
+        return store.list_models(session, actor, own=True, name=name, limit=limit, offset=offset)
 
 
 def public_models(owner: str | None = None) -> list[PublicModel]:
@@ -304,12 +323,29 @@ def _refuse_if_under_test(session: Session, model: ModelRecord) -> None:
             )
 
 
-def all_runs(actor: Actor) -> list[tuple[RunRecord, str]]:
+def all_runs(
+    actor: Actor,
+    *,
+    name: str = "",
+    statuses: tuple[RunStatus, ...] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[tuple[RunRecord, str]]:
     """Every user's jobs (training runs, dataset builds, tests) with the owner's user name, newest
-    first (administrators only)."""
+    first (administrators only): only those whose name holds ``name`` (any case) and those in
+    ``statuses`` when given; one page of them with ``limit`` (None: all) and ``offset``."""
     with store.session_scope(readonly=True) as session:
-        runs = store.list_runs(session, actor, all_users=True, kind=None)
-        names = {u.id: u.username for u in store.list_users(session, actor)}
+        runs = store.list_runs(
+            session,
+            actor,
+            all_users=True,
+            kind=None,
+            name=name,
+            statuses=statuses,
+            limit=limit,
+            offset=offset,
+        )
+        names = store.usernames(session, {run.owner_id for run in runs})
     return [(run, names.get(run.owner_id, "?")) for run in runs]
 
 

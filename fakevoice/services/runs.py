@@ -7,6 +7,7 @@ epochs are within the server's limit), so a worker only ever receives a spec tha
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -227,12 +228,15 @@ def list_runs(
     all_users: bool = False,
     kind: RunKind | None = "train",
     statuses: tuple[RunStatus, ...] | None = None,
+    name: str = "",
+    run_ids: Collection[int] | None = None,
     limit: int | None = None,
     offset: int = 0,
 ) -> list[RunRecord]:
     """The actor's training runs (or jobs of ``kind``; None: every kind), newest first
-    (administrators may ask for everyone's); only those in ``statuses`` when given; one page of
-    them with ``limit`` (None: all) and ``offset``."""
+    (administrators may ask for everyone's); only those in ``statuses``, those whose name holds
+    ``name`` (any case) and those of ``run_ids`` when given; one page of them with ``limit``
+    (None: all) and ``offset``."""
     with store.session_scope(readonly=True) as session:
         return store.list_runs(
             session,
@@ -240,6 +244,8 @@ def list_runs(
             all_users=all_users,
             kind=kind,
             statuses=statuses,
+            name=name,
+            run_ids=run_ids,
             limit=limit,
             offset=offset,
         )
@@ -251,10 +257,13 @@ def count_runs(
     all_users: bool = False,
     kind: RunKind | None = "train",
     statuses: tuple[RunStatus, ...] | None = None,
+    name: str = "",
 ) -> int:
     """How many runs :func:`list_runs` lists with the same arguments."""
     with store.session_scope(readonly=True) as session:
-        return store.count_runs(session, actor, all_users=all_users, kind=kind, statuses=statuses)
+        return store.count_runs(
+            session, actor, all_users=all_users, kind=kind, statuses=statuses, name=name
+        )
 
 
 def stop_run(actor: Actor, run_id: int) -> RunRecord:

@@ -53,10 +53,32 @@ def get_model(actor: Actor, model_id: int) -> ModelRecord:
         return store.get_model(session, actor, model_id)
 
 
-def list_models(actor: Actor) -> list[ModelRecord]:
-    """The actor's models and the public ones."""
+def list_models(
+    actor: Actor,
+    *,
+    own: bool = False,
+    name: str = "",
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ModelRecord]:
+    """The actor's models and the public ones (only their own with ``own``), newest first; only
+    those whose name holds ``name`` (any case); one page of them with ``limit`` (None: all) and
+    ``offset``."""
     with store.session_scope(readonly=True) as session:
-        return store.list_models(session, actor)
+        return store.list_models(
+            session,
+            actor,
+            own=own,
+            name=name,
+            limit=limit,
+            offset=offset,
+        )
+
+
+def count_models(actor: Actor, *, own: bool = False, name: str = "") -> int:
+    """How many models :func:`list_models` lists with the same arguments."""
+    with store.session_scope(readonly=True) as session:
+        return store.count_models(session, actor, own=own, name=name)
 
 
 def find_model(actor: Actor, key: str | int) -> ModelRecord:

@@ -77,6 +77,7 @@ from fakevoice.store.migrate import (
 from fakevoice.store.models import (
     add_model,
     check_model_name_free,
+    count_models,
     delete_model,
     find_model_by_key,
     find_model_by_sha256,
@@ -169,6 +170,7 @@ __all__ = [
     "claim_next_queued_run",
     "completed_epochs",
     "count_active_runs",
+    "count_models",
     "count_runs",
     "count_analyses",
     "create_run",

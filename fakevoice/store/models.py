@@ -12,10 +12,11 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, NotFoundError, PermissionDeniedError
+from fakevoice.store.db import lower_text
 from fakevoice.store.records import (
     Actor,
     ModelRecord,
@@ -97,7 +98,9 @@ def list_models(
     run_id: int | None = None,
     run_ids: Collection[int] | None = None,
     own: bool = False,
+    name: str = "",
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[ModelRecord]:
     """The actor's models and everyone's public ones, newest first.
 
@@ -105,23 +108,52 @@ def list_models(
         all_users: every model, private ones included (administrators only).
         run_id: only the models this training run stored; run_ids: those these runs stored.
         own: only the actor's own models (not the public ones of others).
-        limit: at most this many (the newest).
+        name: only models whose name holds this text (any case; "" or blanks: every model).
+        limit, offset: one page of them: at most ``limit`` (None: all), after the first
+            ``offset``.
     """
-    query = select(ModelRow).order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+    query = (
+        select(ModelRow)
+        .where(*_model_conditions(actor, all_users, own, name))
+        .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+        .offset(offset)
+    )
     if run_id is not None:
         query = query.where(ModelRow.run_id == run_id)
     if run_ids is not None:
         query = query.where(ModelRow.run_id.in_(run_ids))
+    if limit is not None:
+        query = query.limit(limit)
+    return [to_record(ModelRecord, row) for row in session.scalars(query)]
+
+
+def count_models(
+    session: Session,
+    actor: Actor,
+    *,
+    all_users: bool = False,
+    own: bool = False,
+    name: str = "",
+) -> int:
+    """How many models :func:`list_models` lists with the same arguments (for paging)."""
+    conditions = _model_conditions(actor, all_users, own, name)
+    return int(session.scalar(select(func.count(ModelRow.id)).where(*conditions)) or 0)
+
+
+def _model_conditions(
+    actor: Actor, all_users: bool, own: bool, name: str
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if own:
-        query = query.where(ModelRow.owner_id == actor.user_id)
+        conditions.append(ModelRow.owner_id == actor.user_id)
     elif all_users:
         if not actor.is_admin:
             raise PermissionDeniedError("Only an administrator may list everyone's models.")
     else:
-        query = query.where(or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
-    if limit is not None:
-        query = query.limit(limit)
-    return [to_record(ModelRecord, row) for row in session.scalars(query)]
+        conditions.append(or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
+    if text := name.replace("\x00", "").strip().lower():  # PostgreSQL text holds no NUL
+        conditions.append(lower_text(ModelRow.name).contains(text, autoescape=True))
+    return conditions
 
 
 def model_names(

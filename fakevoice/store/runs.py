@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select
@@ -23,6 +23,7 @@ from fakevoice.errors import (
     PermissionDeniedError,
 )
 from fakevoice.settings import get_settings
+from fakevoice.store.db import lower_text
 from fakevoice.store.records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -123,6 +124,8 @@ def list_runs(
     all_users: bool = False,
     statuses: tuple[str, ...] | None = None,
     kind: RunKind | None = "train",
+    name: str = "",
+    run_ids: Collection[int] | None = None,
     limit: int | None = None,
     offset: int = 0,
 ) -> list[RunRecord]:
@@ -133,12 +136,17 @@ def list_runs(
         statuses: only runs in these statuses.
         kind: ``train`` for training runs, ``dataset`` for dataset builds, ``evaluate`` for
             tests of models on a dataset.
+        name: only runs whose name holds this text (any case; "" or blanks: every run).
+        run_ids: only these runs (those of them the other arguments select).
         limit, offset: one page of them: at most ``limit`` (None: all), after the first
             ``offset``.
     """
+    conditions = _run_conditions(actor, all_users, statuses, kind, name)
+    if run_ids is not None:
+        conditions.append(RunRow.id.in_(run_ids))
     query = (
         select(RunRow)
-        .where(*_run_conditions(actor, all_users, statuses, kind))
+        .where(*conditions)
         .order_by(RunRow.created_at.desc(), RunRow.id.desc())
         .offset(offset)
     )
@@ -154,14 +162,19 @@ def count_runs(
     all_users: bool = False,
     statuses: tuple[str, ...] | None = None,
     kind: RunKind | None = "train",
+    name: str = "",
 ) -> int:
     """How many runs :func:`list_runs` lists with the same arguments (for paging)."""
-    conditions = _run_conditions(actor, all_users, statuses, kind)
+    conditions = _run_conditions(actor, all_users, statuses, kind, name)
     return int(session.scalar(select(func.count(RunRow.id)).where(*conditions)) or 0)
 
 
 def _run_conditions(
-    actor: Actor, all_users: bool, statuses: tuple[str, ...] | None, kind: RunKind | None
+    actor: Actor,
+    all_users: bool,
+    statuses: tuple[str, ...] | None,
+    kind: RunKind | None,
+    name: str = "",
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if all_users:
@@ -173,6 +186,8 @@ def _run_conditions(
         conditions.append(RunRow.status.in_(statuses))
     if kind is not None:
         conditions.append(RunRow.kind == kind)
+    if text := name.replace("\x00", "").strip().lower():  # PostgreSQL text holds no NUL
+        conditions.append(lower_text(RunRow.name).contains(text, autoescape=True))
     return conditions
 
 
