@@ -230,6 +230,44 @@ def test_the_api_loads_one_page_of_runs(isolated_settings: Path) -> None:
         assert ([item["id"] for item in last["items"]], last["next_offset"]) == ([ids[0]], None)
 
 
+def test_the_api_lists_models_a_page_at_a_time(isolated_settings: Path) -> None:
+    from test_api import thread_server
+
+    store.init_db()
+    with store.session_scope() as session:
+        alice = store.create_user(session, "alice").actor
+        bob = store.create_user(session, "bob").actor
+    mine = [add_model(alice, f"Mine {i}", public=False, eer=0.1, accuracy=0.9).id for i in range(5)]
+    shared = add_model(bob, "Shared", public=True, eer=0.1, accuracy=0.9).id
+    add_model(bob, "Private", public=False, eer=0.1, accuracy=0.9)
+    headers = {"Authorization": f"Bearer {tokens.create_token(alice, 'tests')[1]}"}
+    with thread_server(get_settings()) as url:
+        with rows_loaded(ModelRow) as loaded:
+            page = httpx.get(f"{url}/v1/models?limit=2&offset=2", headers=headers)
+        assert page.status_code == 200, page.text
+        assert loaded == [3]  # the page, and one more to know that more follow
+        assert [m["id"] for m in page.json()] == [mine[3], mine[2]]
+        assert (page.headers["X-Total-Count"], page.headers["X-Next-Offset"]) == ("6", "4")
+        last = httpx.get(f"{url}/v1/models?limit=2&offset=4", headers=headers)
+        assert [m["id"] for m in last.json()] == [mine[1], mine[0]]
+        assert "X-Next-Offset" not in last.headers
+        everything = httpx.get(f"{url}/v1/models", headers=headers)  # as clients always asked
+        assert [m["id"] for m in everything.json()] == [shared, *mine[::-1]]
+        assert everything.headers["X-Total-Count"] == "6"
+        found = httpx.get(f"{url}/v1/models", params={"q": "MINE 3"}, headers=headers)
+        assert ([m["id"] for m in found.json()], found.headers["X-Total-Count"]) == ([mine[3]], "1")
+        for bad in ("limit=0", "limit=501", "offset=-1"):
+            assert httpx.get(f"{url}/v1/models?{bad}", headers=headers).status_code == 422
+    anonymous = get_settings().model_copy(update={"api_allow_anonymous": True})
+    with store.session_scope() as session:  # the account anonymous callers act as
+        guest = store.get_or_create_user(session, anonymous.api_anonymous_user).actor
+    add_model(guest, "its own", public=False, eer=0.1, accuracy=0.9)
+    with thread_server(anonymous) as url:
+        public = httpx.get(f"{url}/v1/models?limit=1")
+        assert [m["id"] for m in public.json()] == [shared]
+        assert public.headers["X-Total-Count"] == "1" and "X-Next-Offset" not in public.headers
+
+
 def test_a_job_named_on_the_command_line_is_found_without_reading_the_others(
     alice: Actor,
 ) -> None:

@@ -80,6 +80,12 @@ Threshold = Annotated[
     Form(description="confidence below which the verdict is inconclusive (0.5 to 1)"),
 ]
 ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# GET /v1/models answers a list (as it always has), a page at a time: the default page holds
+# every model of a usual server, and the headers say how many there are and where to go on.
+MODELS_PAGE = 100
+MAX_MODELS_PAGE = 500
+TOTAL_HEADER = "X-Total-Count"
+NEXT_OFFSET_HEADER = "X-Next-Offset"
 Answer = TypeVar("Answer")
 
 
@@ -325,11 +331,24 @@ def build_router(settings: Settings, metrics: ApiMetrics | None = None) -> APIRo
         )
 
     @router.get("/v1/models", tags=["models"], summary="Your models and the public ones")
-    def list_models(caller: CallerDep) -> list[ModelOut]:
-        models = services.list_models(caller.actor)
-        if caller.anonymous:
-            models = [m for m in models if m.is_public]
-        return [ModelOut.of(m, caller.actor.user_id) for m in models]
+    def list_models(
+        caller: CallerDep,
+        response: Response,
+        limit: Annotated[int, Query(ge=1, le=MAX_MODELS_PAGE)] = MODELS_PAGE,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+        q: Annotated[str, Query(max_length=200, description="a part of the model's name")] = "",
+    ) -> list[ModelOut]:
+        """Newest first, one page: the `X-Total-Count` header counts every match, and
+        `X-Next-Offset` (only while more follow) is the `offset` of the next page."""
+        actor, public_only = caller.actor, caller.anonymous
+        found = services.list_models(
+            actor, public_only=public_only, name=q, limit=limit + 1, offset=offset
+        )
+        total = services.count_models(actor, public_only=public_only, name=q)
+        response.headers[TOTAL_HEADER] = str(total)
+        if len(found) > limit:
+            response.headers[NEXT_OFFSET_HEADER] = str(offset + limit)
+        return [ModelOut.of(m, actor.user_id) for m in found[:limit]]
 
     @router.get("/v1/models/{model_id}", tags=["models"], summary="One model")
     def get_model(model_id: ModelId, caller: CallerDep) -> ModelOut:

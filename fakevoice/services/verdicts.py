@@ -57,28 +57,32 @@ def list_models(
     actor: Actor,
     *,
     own: bool = False,
+    public_only: bool = False,
     name: str = "",
     limit: int | None = None,
     offset: int = 0,
 ) -> list[ModelRecord]:
-    """The actor's models and the public ones (only their own with ``own``), newest first; only
-    those whose name holds ``name`` (any case); one page of them with ``limit`` (None: all) and
-    ``offset``."""
+    """The actor's models and the public ones (only their own with ``own``, only public ones with
+    ``public_only``), newest first; only those whose name holds ``name`` (any case); one page of
+    them with ``limit`` (None: all) and ``offset``."""
     with store.session_scope(readonly=True) as session:
         return store.list_models(
             session,
             actor,
             own=own,
+            public_only=public_only,
             name=name,
             limit=limit,
             offset=offset,
         )
 
 
-def count_models(actor: Actor, *, own: bool = False, name: str = "") -> int:
+def count_models(
+    actor: Actor, *, own: bool = False, public_only: bool = False, name: str = ""
+) -> int:
     """How many models :func:`list_models` lists with the same arguments."""
     with store.session_scope(readonly=True) as session:
-        return store.count_models(session, actor, own=own, name=name)
+        return store.count_models(session, actor, own=own, public_only=public_only, name=name)
 
 
 def find_model(actor: Actor, key: str | int) -> ModelRecord:

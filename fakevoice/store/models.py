@@ -12,7 +12,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -98,6 +98,7 @@ def list_models(
     run_id: int | None = None,
     run_ids: Collection[int] | None = None,
     own: bool = False,
+    public_only: bool = False,
     name: str = "",
     limit: int | None = None,
     offset: int = 0,
@@ -108,13 +109,14 @@ def list_models(
         all_users: every model, private ones included (administrators only).
         run_id: only the models this training run stored; run_ids: those these runs stored.
         own: only the actor's own models (not the public ones of others).
+        public_only: only public models (the actor's private ones left out).
         name: only models whose name holds this text (any case; "" or blanks: every model).
         limit, offset: one page of them: at most ``limit`` (None: all), after the first
             ``offset``.
     """
     query = (
         select(ModelRow)
-        .where(*_model_conditions(actor, all_users, own, name))
+        .where(*_model_conditions(actor, all_users, own, name, public_only))
         .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
         .offset(offset)
     )
@@ -133,17 +135,18 @@ def count_models(
     *,
     all_users: bool = False,
     own: bool = False,
+    public_only: bool = False,
     name: str = "",
 ) -> int:
     """How many models :func:`list_models` lists with the same arguments (for paging)."""
-    conditions = _model_conditions(actor, all_users, own, name)
+    conditions = _model_conditions(actor, all_users, own, name, public_only)
     return int(session.scalar(select(func.count(ModelRow.id)).where(*conditions)) or 0)
 
 
 def _model_conditions(
-    actor: Actor, all_users: bool, own: bool, name: str
+    actor: Actor, all_users: bool, own: bool, name: str, public_only: bool = False
 ) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+    conditions: list[ColumnElement[bool]] = [ModelRow.is_public == true()] if public_only else []
     if own:
         conditions.append(ModelRow.owner_id == actor.user_id)
     elif all_users:
