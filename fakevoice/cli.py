@@ -50,6 +50,35 @@ def read_limited(path: str, what: str, limit: int) -> bytes:
     return data
 
 
+LIST_LIMIT = 50  # rows a listing prints unless --limit says otherwise
+MAX_LIST_LIMIT = 1000
+
+
+def add_limit_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--limit N``: how many of ``what`` a listing prints, newest first (1 to 1000)."""
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=LIST_LIMIT,
+        help=f"how many {what} to list, newest first (1-{MAX_LIST_LIMIT}) [{LIST_LIMIT}]",
+    )
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` when within 1 to :data:`MAX_LIST_LIMIT`; InvalidSpecError otherwise."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidSpecError(f"--limit must be 1 to {MAX_LIST_LIMIT}; got {limit}.")
+    return limit
+
+
+def print_more(shown: int, total: int, *, json_output: bool) -> None:
+    """The line under a listing that shows only the newest ``shown`` of ``total``: how many
+    there are and how to see more (on stderr under ``--json``, which stays one document)."""
+    if total > shown:
+        line = f"({shown} of {total} shown, newest first; --limit N shows more)"
+        print(line, file=sys.stderr if json_output else sys.stdout)
+
+
 # --- entry ---------------------------------------------------------------------------------------
 
 

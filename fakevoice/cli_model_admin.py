@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fakevoice.cli import print_json
+from fakevoice.cli import add_limit_option, check_limit, print_json, print_more
 from fakevoice.errors import FileTooLargeError, InvalidSpecError, ModelFileError
 from fakevoice.store.records import Actor, ModelRecord
 
@@ -33,9 +33,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from fakevoice import services
 
     actor = services.cli_actor()
-    rows = [_row(m, actor.user_id) for m in services.list_models(actor)]
+    models = services.list_models(actor, limit=check_limit(args.limit))
+    total = services.count_models(actor) if len(models) == args.limit else len(models)
+    rows = [_row(m, actor.user_id) for m in models]
     if args.json:
         print_json(rows)
+        print_more(len(rows), total, json_output=True)
         return 0
     if not rows:
         print(
@@ -46,6 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         eer = f"{100 * r['eer']:.2f} %" if isinstance(r["eer"], float) else "-"
         shared = "public" if r["public"] else "private"
         print(f"{r['id']:>5}  {r['name'][:32]:<32} {r['arch']:<10} {shared:<8} EER {eer}")
+    print_more(len(rows), total, json_output=False)
     return 0
 
 
@@ -251,11 +255,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         description="Without a subcommand: list your models and the public ones.",
     )
     p.add_argument("--json", action="store_true")
+    add_limit_option(p, "models")
     p.set_defaults(handler=cmd_list)
     models = p.add_subparsers(dest="models_command", metavar="{list,show,export,import,...}")
 
     q = models.add_parser("list", help="your models and the public ones")
     q.add_argument("--json", action="store_true")
+    add_limit_option(q, "models")
     q.set_defaults(handler=cmd_list)
 
     q = models.add_parser("show", help="one model: classes, rate, source, EER, calibration")

@@ -9,9 +9,9 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fakevoice.cli import print_json
+from fakevoice.cli import add_limit_option, check_limit, print_json, print_more
 from fakevoice.errors import InvalidSpecError
-from fakevoice.store.records import EpochMetric
+from fakevoice.store.records import EpochMetric, RunKind
 
 if TYPE_CHECKING:
     from fakevoice.services.metric_repair import MetricRepair, ModelRelink, RunRepair
@@ -289,19 +289,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return cmd_runs_show(args)
     if args.action == "delete":
         return cmd_runs_delete(args)
-    runs = services.list_runs(services.cli_actor(), kind=None if args.jobs else "train")
+    actor = services.cli_actor()
+    kind: RunKind | None = None if args.jobs else "train"
+    runs = services.list_runs(actor, kind=kind, limit=check_limit(args.limit))
+    total = services.count_runs(actor, kind=kind) if len(runs) == args.limit else len(runs)
     if args.json:
         print_json([run_dict(r) for r in runs])
+        print_more(len(runs), total, json_output=True)
         return 0
     if not runs:
         print("no runs yet: start one with `fakevoice train --dataset demo --arch specnet`")
     for r in runs:
         row = run_dict(r)
-        kind = f"{r.kind:<9}" if args.jobs else ""
+        kind_column = f"{r.kind:<9}" if args.jobs else ""
         print(
-            f"{r.id:>5}  {kind}{r.name[:32]:<32} {r.status:<11} {100 * r.progress:5.1f} %  "
+            f"{r.id:>5}  {kind_column}{r.name[:32]:<32} {r.status:<11} {100 * r.progress:5.1f} %  "
             f"{row['arch'] or '':<10} {row['dataset'] or ''}"
         )
+    print_more(len(runs), total, json_output=False)
     return 0
 
 
@@ -385,6 +390,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="list: every job of yours (dataset builds and tests of models too), with its kind",
     )
+    add_limit_option(p, "runs (or jobs)")
     p.add_argument(
         "--dry-run",
         action="store_true",

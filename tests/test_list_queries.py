@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,50 @@ def test_a_job_named_on_the_command_line_is_found_without_reading_the_others(
         services.find_run(bob, str(ids[2]))  # another user's, by id
     with pytest.raises(NotFoundError):
         services.find_run(bob, "run 3")
+
+
+def listed(*argv: str) -> tuple[int, str, str]:
+    """``fakevoice ARGV``: its exit code, stdout and stderr."""
+    with (
+        contextlib.redirect_stdout(io.StringIO()) as out,
+        contextlib.redirect_stderr(io.StringIO()) as err,
+    ):
+        code = cli(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_cli_lists_the_newest_runs_and_models_and_says_how_many_more(
+    alice: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [failed_run(alice, f"run {i}", []) for i in range(5)]
+    build = failed_run(alice, "build", [], kind="dataset")
+    models = [add_model(alice, f"model {i}", public=False, eer=0.1, accuracy=0.9) for i in range(4)]
+    monkeypatch.setenv("FAKEVOICE_CLI_USER", "alice")
+    get_settings.cache_clear()
+    with rows_loaded(RunRow) as loaded:
+        code, out, _ = listed("runs", "--limit", "2")
+    assert (code, loaded) == (0, [2])
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == [str(ids[4]), str(ids[3])]
+    assert lines[2:] == ["(2 of 5 shown, newest first; --limit N shows more)"]
+    code, out, _ = listed("runs", "--jobs", "--limit", "1")
+    assert out.split()[0] == str(build) and "(1 of 6 shown" in out
+    code, out, err = listed("runs", "--json", "--limit", "3")
+    assert [run["id"] for run in json.loads(out)] == ids[:1:-1]
+    assert err.strip() == "(3 of 5 shown, newest first; --limit N shows more)"
+    code, out, _ = listed("runs")  # fewer than the default 50: all of them, no line
+    assert len(out.splitlines()) == 5 and "shown" not in out
+    with rows_loaded(ModelRow) as loaded:
+        code, out, _ = listed("models", "--limit", "3")
+    assert (code, loaded) == (0, [3])
+    assert [line.split()[0] for line in out.splitlines()[:3]] == [str(m.id) for m in models[:0:-1]]
+    assert out.splitlines()[3] == "(3 of 4 shown, newest first; --limit N shows more)"
+    code, out, _ = listed("models", "list", "--limit", "4")
+    assert len(out.splitlines()) == 4 and "shown" not in out
+    for bad in ("0", "1001"):
+        code, _, err = listed("runs", "--limit", bad)
+        assert code == 2 and "--limit must be 1 to 1000" in err
+        assert listed("models", "--limit", bad)[0] == 2
 
 
 def test_the_history_names_its_models_without_loading_them(
