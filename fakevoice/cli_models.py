@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         outcome=args.outcome or "",
     )
     if args.csv is not None:
-        text = services.analyses_csv(actor, where)
-        if str(args.csv) == "-":
-            sys.stdout.write(text)
-        else:
-            args.csv.write_text(text, encoding="utf-8")
-            print(f"{text.count(chr(10)) - 1} verdicts written to {args.csv}")
+        _write_csv(services.analyses_csv_chunks(actor, where), args.csv)
         return 0
     found = services.list_analyses(actor, limit=args.limit, where=where)
     total = services.count_analyses(actor, where)
@@ -140,6 +136,26 @@ def cmd_history(args: argparse.Namespace) -> int:
     if total > len(found):
         print(f"({len(found)} of {total} shown, newest first; --limit N shows more, --csv all)")
     return 0
+
+
+def _write_csv(chunks: Iterator[str], path: Path) -> None:
+    """Write the history's CSV to ``path`` (``-``: stdout) piece by piece as it is read; a file
+    left half-written by an error is removed."""
+    if str(path) == "-":
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return
+    lines = 0
+    try:
+        with path.open("w", encoding="utf-8", newline="") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                out.flush()  # on disk before the next page is read: memory holds one page
+                lines += chunk.count("\n")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    print(f"{lines - 1} verdicts written to {path}")
 
 
 def _model_name(model_id: int | None, names: dict[int, str]) -> str | None:

@@ -24,7 +24,7 @@ from test_store import sent_statements
 
 from fakevoice import services, store
 from fakevoice.cli import main as cli
-from fakevoice.errors import NotFoundError
+from fakevoice.errors import LimitExceededError, NotFoundError
 from fakevoice.services import profile, tokens
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric
@@ -366,6 +366,62 @@ def verdict(actor: Actor, model_id: int, file_name: str, sha256: str | None = No
             source="cli",
             file_sha256=sha256,
         ).id
+
+
+# --- the history's CSV, sent and written as it is read -------------------------------------------
+
+
+def test_the_history_csv_is_sent_and_written_a_page_at_a_time(
+    alice: Actor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from test_api import thread_server
+
+    from fakevoice.services import history
+
+    model = add_model(alice, "judge", public=False, eer=0.1, accuracy=0.9)
+    for i in range(8):
+        verdict(alice, model.id, f"call {i}.wav")
+    monkeypatch.setattr(history, "EXPORT_PAGE", 3)
+    read: list[int] = []  # the size of the CSV file written so far, at each page read
+    out = tmp_path / "history.csv"
+    listing = store.list_analyses
+
+    def list_analyses(*args: Any, **kwargs: Any) -> Any:
+        read.append(out.stat().st_size if out.exists() else -1)
+        return listing(*args, **kwargs)
+
+    monkeypatch.setattr(store, "list_analyses", list_analyses)
+    whole = services.analyses_csv(alice)
+    assert len(whole.splitlines()) == 9 and len(read) == 3
+    read.clear()
+    chunks = services.analyses_csv_chunks(alice)
+    assert next(chunks).startswith("id,time_utc,file,") and read == []  # the header first
+    assert next(chunks).count("\n") == 3 and len(read) == 1  # then one page
+    assert "".join(chunks) and len(read) == 3
+    assert "".join(services.analyses_csv_chunks(alice)) == whole
+    # The command line writes each page before it reads the next.
+    monkeypatch.setenv("FAKEVOICE_CLI_USER", "alice")
+    get_settings.cache_clear()
+    read.clear()
+    with contextlib.redirect_stdout(io.StringIO()) as said:
+        assert cli(["history", "--csv", str(out)]) == 0
+    assert said.getvalue().strip() == f"8 verdicts written to {out}"
+    assert out.read_bytes().decode("utf-8") == whole
+    assert read[0] < read[1] < read[2]  # the header, then the first page, were on disk already
+    # The API streams it (no length known ahead), and refuses too many before the first byte.
+    headers = {"Authorization": f"Bearer {tokens.create_token(alice, 'tests')[1]}"}
+    with thread_server(get_settings()) as url:
+        sent = httpx.get(f"{url}/v1/analyses", params={"format": "csv"}, headers=headers)
+        assert (sent.status_code, sent.text) == (200, whole)
+        assert sent.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in sent.headers
+        monkeypatch.setattr(history, "MAX_EXPORT_ROWS", 7)
+        refused = httpx.get(f"{url}/v1/analyses", params={"format": "csv"}, headers=headers)
+        assert refused.status_code == 413 and "at most 7" in refused.text
+    with pytest.raises(LimitExceededError, match="8 verdicts match"):
+        services.analyses_csv_chunks(alice)  # at once, before any piece is asked for
+    assert cli(["history", "--csv", str(tmp_path / "refused.csv")]) == 2
+    assert not (tmp_path / "refused.csv").exists()
 
 
 # --- the indexes the lists need ------------------------------------------------------------------

@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from fakevoice.services.explanations import ExplainedClip, explain_clip, keep_explanation
     from fakevoice.services.history import (
         analyses_csv,
+        analyses_csv_chunks,
         count_analyses,
         earlier_verdicts,
         field_performance,
@@ -204,6 +205,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "fakevoice.services.history": (
         "analyses_csv",
+        "analyses_csv_chunks",
         "count_analyses",
         "earlier_verdicts",
         "field_performance",
@@ -277,6 +279,7 @@ __all__ = [
     "ScoredClip",
     "SplitCounts",
     "analyses_csv",
+    "analyses_csv_chunks",
     "calibrate_on_test",
     "calibrated_copy",
     "calibrated_copy_name",

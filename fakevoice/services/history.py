@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Iterator, Mapping
+import itertools
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -174,7 +175,7 @@ def field_performance(actor: Actor) -> list[FieldPerformance]:
     with store.session_scope(readonly=True) as session:
         total = min(store.count_analyses(session, actor, where), MAX_EXPORT_ROWS)
         names = store.model_names(session, actor)
-        for analysis in _matches(session, actor, where, total):
+        for analysis in itertools.chain.from_iterable(_pages(session, actor, where, total)):
             by_model.setdefault(analysis.model_id, []).append(analysis)
     rows = []
     for model_id, found in by_model.items():
@@ -226,35 +227,58 @@ def model_names(actor: Actor, model_ids: Collection[int] | None = None) -> dict[
         return store.model_names(session, actor, model_ids)
 
 
-def _matches(
+def _pages(
     session: Session, actor: Actor, where: AnalysisFilter | None, total: int
-) -> Iterator[AnalysisRecord]:
-    """The first ``total`` verdicts ``where`` selects, newest first, read a page at a time."""
+) -> Iterator[list[AnalysisRecord]]:
+    """The first ``total`` verdicts ``where`` selects, newest first, :data:`EXPORT_PAGE` at a
+    time."""
     for offset in range(0, total, EXPORT_PAGE):
-        yield from store.list_analyses(
-            session, actor, limit=EXPORT_PAGE, offset=offset, where=where
-        )
+        yield store.list_analyses(session, actor, limit=EXPORT_PAGE, offset=offset, where=where)
 
 
 def analyses_csv(actor: Actor, where: AnalysisFilter | None = None) -> str:
-    """The selected verdicts as CSV, newest first: one row each with the model's name (as it is
-    now; empty once deleted), P(human), the most probable class and the cautions.
+    """The selected verdicts as one CSV text (:func:`analyses_csv_chunks` joined), for a page's
+    download button, which needs the whole file.
 
     Raises:
         LimitExceededError: more than :data:`MAX_EXPORT_ROWS` verdicts are selected.
     """
+    return "".join(analyses_csv_chunks(actor, where))
+
+
+def analyses_csv_chunks(actor: Actor, where: AnalysisFilter | None = None) -> Iterator[str]:
+    """The selected verdicts as CSV, newest first, in pieces to send or write as they are read:
+    the header, then one piece per :data:`EXPORT_PAGE` verdicts. A row holds the model's name
+    (as it is now; empty once deleted), P(human), the most probable class and the cautions.
+
+    The count is checked now, before any piece: a caller can still refuse the export.
+
+    Raises:
+        LimitExceededError: more than :data:`MAX_EXPORT_ROWS` verdicts are selected.
+    """
+    total = count_analyses(actor, where)
+    if total > MAX_EXPORT_ROWS:
+        raise LimitExceededError(
+            f"{total} verdicts match; an export holds at most {MAX_EXPORT_ROWS}. "
+            "Narrow the time range or the search."
+        )
+    return _csv_chunks(actor, where)
+
+
+def _csv_chunks(actor: Actor, where: AnalysisFilter | None) -> Iterator[str]:
+    # One read transaction for the whole file, counted again in it: verdicts made meanwhile do
+    # not shift the pages (at most the newest MAX_EXPORT_ROWS, should many arrive).
     with store.session_scope(readonly=True) as session:
-        total = store.count_analyses(session, actor, where)
-        if total > MAX_EXPORT_ROWS:
-            raise LimitExceededError(
-                f"{total} verdicts match; an export holds at most {MAX_EXPORT_ROWS}. "
-                "Narrow the time range or the search."
-            )
+        total = min(store.count_analyses(session, actor, where), MAX_EXPORT_ROWS)
         names = store.model_names(session, actor)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(_csv_row(a, names) for a in _matches(session, actor, where, total))
+        yield _csv_text([CSV_COLUMNS])
+        for page in _pages(session, actor, where, total):
+            yield _csv_text(_csv_row(a, names) for a in page)
+
+
+def _csv_text(rows: Iterable[Sequence[object]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
     return buffer.getvalue()
 
 
