@@ -25,7 +25,7 @@ from test_store import sent_statements
 from fakevoice import services, store
 from fakevoice.cli import main as cli
 from fakevoice.errors import LimitExceededError, NotFoundError
-from fakevoice.services import profile, tokens
+from fakevoice.services import profile, tokens, uploads
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric
 from fakevoice.store.tables import ModelRow, RunRow
@@ -470,3 +470,28 @@ def test_lists_and_lookups_read_their_rows_through_an_index(alice: Actor) -> Non
     assert earlier.count == 2 and earlier.latest_model == "judge"
     assert len(plans) == 2  # how many, and the latest of them
     assert all("ix_analyses_owner_id_file_sha256" in plan for plan in plans)
+
+
+def test_an_uploaded_export_is_recognised_in_one_indexed_lookup(alice: Actor) -> None:
+    """The upload check found a model by its ``model.pkl``'s checksum by reading every model's
+    list of files on the server."""
+    with store.session_scope() as session:
+        bob = store.create_user(session, "bob").actor
+    theirs, _ = finished_run(bob, "theirs")
+    mine, _ = finished_run(alice, "mine")
+    for i in range(3):
+        add_model(bob, f"other {i}", public=False, eer=0.1, accuracy=0.9)
+    pkl = (profile.run_folder(mine.id) / "model.pkl").read_bytes()
+    with plans_of("models") as plans, sent_statements() as sent:
+        found = uploads.exported_model(alice, pkl)
+    assert found is not None and found.name == "mine"
+    (plan,) = plans
+    assert [s.split()[0] for s in sent] == ["BEGIN", "SELECT"]
+    assert "ix_model_files_sha256_file_name" in plan
+    assert "SCAN models" not in plan
+    # Another user's private export is not found (nor revealed); an administrator finds it.
+    theirs_pkl = (profile.run_folder(theirs.id) / "model.pkl").read_bytes()
+    assert uploads.exported_model(alice, theirs_pkl) is None
+    with store.session_scope() as session:
+        root = store.create_user(session, "root", is_admin=True).actor
+    assert getattr(uploads.exported_model(root, theirs_pkl), "name", None) == "theirs"

@@ -36,7 +36,7 @@ def test_upgrade_creates_every_table_from_empty(
     assert store.current_revision(db_url) is None
     assert _table_names(db_url) == set()
     store.upgrade(db_url)
-    assert store.current_revision(db_url) == store.head_revision() == "0019"
+    assert store.current_revision(db_url) == store.head_revision() == "0020"
     assert _table_names(db_url) == MODEL_TABLES | {"alembic_version"}
     assert MODEL_TABLES == {
         "users",
@@ -45,6 +45,7 @@ def test_upgrade_creates_every_table_from_empty(
         "batch_metrics",
         "epoch_metrics",
         "models",
+        "model_files",
         "analyses",
         "api_tokens",
         "ended_cookies",
@@ -175,6 +176,36 @@ def test_an_upgrade_keeps_every_run_s_metrics_and_model_and_never_reuses_ids(
         assert store.create_run(session, ada.actor, "newest", {"epochs": 1}).id > newer.id
 
 
+def test_models_stored_before_0020_are_found_by_a_files_checksum(
+    db_url: str,  # noqa: F811
+) -> None:
+    export, weights = "AB" * 32, "cd" * 32
+    ada = _row_of_ada_before(
+        db_url,
+        "0019",
+        "INSERT INTO models (owner_id, name, is_public, arch, class_names, sample_rate, "
+        "clip_samples, path, files, metrics, created_at) VALUES ((SELECT id FROM users), "
+        "'old model', false, 'specnet', '[\"bonafide\", \"spoof\"]', 16000, 64600, "
+        f'\'/nowhere\', \'{{"model.pkl": "{export}", "model.safetensors": '
+        f"\"{weights}\"}}', '{{}}', CURRENT_TIMESTAMP); "
+        "INSERT INTO models (owner_id, name, is_public, arch, class_names, sample_rate, "
+        "clip_samples, path, files, metrics, created_at) VALUES ((SELECT id FROM users), "
+        "'no files', false, 'specnet', '[]', 16000, 64600, '/nowhere', '{}', '{}', "
+        "CURRENT_TIMESTAMP)",
+    )
+    with store.session_scope(db_url, readonly=True) as session:
+        found = store.find_model_by_sha256(session, ada.actor, export, "model.pkl")
+        assert found is not None and found.name == "old model"
+        assert store.find_model_by_sha256(session, ada.actor, weights, "model.safetensors")
+        assert store.find_model_by_sha256(session, ada.actor, weights, "model.pkl") is None
+    with store.session_scope(db_url) as session:
+        store.delete_model(session, ada.actor, found.id)
+    with store.get_engine(db_url).connect() as connection:  # its files' rows went with it
+        assert connection.execute(text("SELECT count(*) FROM model_files")).scalar() == 0
+    command.downgrade(alembic_config(db_url), "0019")
+    assert "model_files" not in _table_names(db_url)
+
+
 def test_a_database_migrated_by_early_copies_of_0006_and_0014_is_repaired(
     db_url: str,  # noqa: F811
 ) -> None:
@@ -248,5 +279,5 @@ def test_two_processes_migrating_at_once_both_succeed(db_url: str) -> None:  # n
     for process in processes:
         process.join(timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
-    assert store.current_revision(db_url) == "0019"
+    assert store.current_revision(db_url) == "0020"
     assert store.schema_differences(db_url) == []

@@ -69,7 +69,7 @@ class HealthOut(BaseModel):
     model_config = examples(
         {
             "status": "ok",
-            "database": {"ok": True, "revision": "0019", "head": "0019", "schema_ok": True},
+            "database": {"ok": True, "revision": "0020", "head": "0020", "schema_ok": True},
             "models": {"loaded": 1, "capacity": 4},
             "scoring": {"threads": 2, "busy": 1, "waiting": 0},
             "signing": {"ok": True},

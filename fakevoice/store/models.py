@@ -12,7 +12,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from fakevoice.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -26,7 +26,7 @@ from fakevoice.store.records import (
     to_record,
 )
 from fakevoice.store.runs import clean_name, visible_run_row
-from fakevoice.store.tables import ModelRow
+from fakevoice.store.tables import ModelFileRow, ModelRow
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ def add_model(
         metrics=dict(metrics or {}),
     )
     session.add(row)
+    session.flush()
+    session.add_all(
+        ModelFileRow(model_id=row.id, file_name=name, sha256=digest)
+        for name, digest in row.files.items()
+    )
     session.flush()
     logger.info("model %d %r registered for user %d", row.id, name, actor.user_id)
     return to_record(ModelRecord, row)
@@ -295,20 +300,17 @@ def find_model_by_sha256(
     server wrote it). Models the actor may not read are passed over: another user's private copy
     of the same file neither hides a readable one nor is revealed.
     """
-    digest = sha256.strip().lower()
-    readable: list[ModelRow] = []
-    # File lists are small JSON objects; scanning them keeps the schema free of JSON-path SQL.
-    for model_id, files in session.execute(
-        select(ModelRow.id, ModelRow.files).order_by(ModelRow.id)
-    ):
-        if (files or {}).get(file_name) == digest:
-            row = session.get(ModelRow, model_id)
-            if row is not None and actor.can_read(row.owner_id, is_public=row.is_public):
-                readable.append(row)
-    if not readable:
-        return None
-    own = [row for row in readable if row.owner_id == actor.user_id]
-    return to_record(ModelRecord, (own or readable)[0])
+    query = (
+        select(ModelRow)
+        .join(ModelFileRow, ModelFileRow.model_id == ModelRow.id)
+        .where(ModelFileRow.sha256 == sha256.strip().lower(), ModelFileRow.file_name == file_name)
+        .order_by(case((ModelRow.owner_id == actor.user_id, 0), else_=1), ModelRow.id)
+        .limit(1)
+    )
+    if not actor.is_admin:
+        query = query.where(or_(ModelRow.owner_id == actor.user_id, ModelRow.is_public))
+    row = session.scalar(query)
+    return None if row is None else to_record(ModelRecord, row)
 
 
 def _readable_row(session: Session, actor: Actor, model_id: int) -> ModelRow:

@@ -240,6 +240,21 @@ class ModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ModelFileRow(Base):
+    """One file of a stored model with its SHA-256, as ``ModelRow.files`` lists them (written
+    with the model, gone with it): a model is found by a file's checksum in one indexed lookup
+    (an uploaded ``model.pkl`` is one of ours?) instead of a read of every model's list."""
+
+    __tablename__ = "model_files"
+    __table_args__ = (Index(None, "sha256", "file_name"),)
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
 class AnalysisRow(Base):
     """One verdict asked for by a user (the history on the evaluate page)."""
 
