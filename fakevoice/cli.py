@@ -54,12 +54,16 @@ LIST_LIMIT = 50  # rows a listing prints unless --limit says otherwise
 MAX_LIST_LIMIT = 1000
 
 
-def add_limit_option(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--limit N``: how many of ``what`` a listing prints, newest first (1 to 1000)."""
+def add_limit_option(parser: argparse.ArgumentParser, what: str, *, nested: bool = False) -> None:
+    """``--limit N``: how many of ``what`` a listing prints, newest first (1 to 1000).
+
+    ``nested``: ``parser`` is a subcommand of a parser that has the option too (``fakevoice
+    models --limit 5 list``): it sets ``limit`` only when given, or its default would overwrite
+    the parent's value."""
     parser.add_argument(
         "--limit",
         type=int,
-        default=LIST_LIMIT,
+        default=argparse.SUPPRESS if nested else LIST_LIMIT,
         help=f"how many {what} to list, newest first (1-{MAX_LIST_LIMIT}) [{LIST_LIMIT}]",
     )
 

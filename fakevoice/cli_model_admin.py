@@ -260,8 +260,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     models = p.add_subparsers(dest="models_command", metavar="{list,show,export,import,...}")
 
     q = models.add_parser("list", help="your models and the public ones")
-    q.add_argument("--json", action="store_true")
-    add_limit_option(q, "models")
+    # Given before `list` or after it: either way (the parent's value stands unless given here).
+    q.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    add_limit_option(q, "models", nested=True)
     q.set_defaults(handler=cmd_list)
 
     q = models.add_parser("show", help="one model: classes, rate, source, EER, calibration")

@@ -329,6 +329,11 @@ def test_the_cli_lists_the_newest_runs_and_models_and_says_how_many_more(
     assert out.splitlines()[3] == "(3 of 4 shown, newest first; --limit N shows more)"
     code, out, _ = listed("models", "list", "--limit", "4")
     assert len(out.splitlines()) == 4 and "shown" not in out
+    # Before the `list` subcommand or after it, the same (its own default had overwritten them).
+    code, out, _ = listed("models", "--limit", "2", "list")
+    assert len(out.splitlines()) == 3 and "(2 of 4 shown" in out
+    code, out, _ = listed("models", "--json", "list")
+    assert len(json.loads(out)) == 4
     for bad in ("0", "1001"):
         code, _, err = listed("runs", "--limit", bad)
         assert code == 2 and "--limit must be 1 to 1000" in err
