@@ -171,9 +171,9 @@ def test_a_datasets_shortcut_audit_is_made_once_and_kept(served: Served) -> None
     assert (expected is None) == (not flagged)
     named = {"all": "all machine clips"}
     assert all(named.get(name, name) in (expected or "") for name in flagged)
-    run_id = queued.json()["run"]["id"]
-    assert call(served, "POST", f"/v1/runs/{run_id}/stop", served.alice).status_code == 200
-    assert call(served, "DELETE", f"/v1/runs/{run_id}", served.alice).status_code == 204
+    for run_id in (queued.json()["run"]["id"], older.json()["run"]["id"]):
+        assert call(served, "POST", f"/v1/runs/{run_id}/stop", served.alice).status_code == 200
+        assert call(served, "DELETE", f"/v1/runs/{run_id}", served.alice).status_code == 204
 
 
 def test_a_dataset_is_built_from_uploaded_recordings_rendered_and_deleted(served: Served) -> None:
