@@ -283,11 +283,9 @@ def training_children(worker: subprocess.Popen[str]) -> list[int]:
                 return True
         return False
 
-    return [
-        pid
-        for pid, name in names.items()
-        if name.startswith("fv-run-") and descends_from_worker(pid)
-    ]
+    runs = {pid for pid, name in names.items() if name.startswith("fv-run-")}
+    # A run's own data-loader workers inherit its name: only the one whose parent is no run.
+    return [pid for pid in runs if parents.get(pid) not in runs and descends_from_worker(pid)]
 
 
 @SQLITE_ONLY
