@@ -46,7 +46,7 @@ def _public_view(username: str, *, own: bool = False) -> None:
         models = profile.public_models(owner=user.username)
     except FakeVoiceError as exc:
         st.title("Profile")
-        st.error(str(exc))
+        st.error(plain(str(exc)))  # it names the ?user= value as typed: never as markup
         return
     st.title(plain(user.display_name))
     st.caption(f"`{user.username}` · public models")

@@ -17,6 +17,7 @@ import streamlit as st
 
 from components import navigation, paging, train_again, train_options, training_view
 from components.auth import require_actor
+from components.user_text import plain
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
 from fakevoice.services import results
@@ -218,7 +219,7 @@ def _final_panel(actor: Actor, run: RunRecord) -> None:
 def _run_panel(actor: Actor, raw_id: str) -> None:
     run_id = record_id(raw_id)
     if run_id is None:
-        st.error(f"{raw_id[:40]!r} is not a run id.")
+        st.error(f"{plain(repr(raw_id[:40]))} is not a run id.")  # shown as typed in the URL
         return
     try:
         run = services.get_run(actor, run_id)

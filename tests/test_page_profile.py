@@ -260,6 +260,9 @@ def test_public_view_of_an_unknown_user_is_a_message(two_users: dict[str, Any]) 
     at = profile_page(None, {"user": "nobody"})
     assert_no_exception(at)
     assert "There is no user called 'nobody'" in at.error[0].value
+    # A link in the URL is shown as typed, never as a link in the page's own error box.
+    at = profile_page(None, {"user": "[Sign in again](https://evil.example)"})
+    assert "\\[Sign in again\\]\\(https\\:" in at.error[0].value
 
 
 def test_signed_out_without_user_param_is_asked_to_sign_in(two_users: dict[str, Any]) -> None:

@@ -346,6 +346,8 @@ def test_another_users_run_is_not_found(bob: Actor, trained: int) -> None:
         at = train_page(bob, odd)
         assert not at.exception
         assert "is not a run id" in messages(at.error)
+    at = train_page(bob, "[Sign in again](https://evil.example)")  # shown as typed
+    assert "\\[Sign in again\\]\\(https\\:" in messages(at.error)
 
 
 def ended_run(actor: Actor, name: str) -> int:
