@@ -13,7 +13,7 @@ from components.user_text import plain
 from fakevoice import services
 from fakevoice.datasets.catalog import DatasetSummary
 from fakevoice.errors import FakeVoiceError
-from fakevoice.services import profile
+from fakevoice.services import profile, profile_rows
 from fakevoice.store.records import Actor, UserRecord
 
 DASHBOARD_ROWS = 5
@@ -92,7 +92,7 @@ def _public_models() -> None:
     if not models:
         st.caption("No model has been made public yet.")
         return
-    st.dataframe(profile.public_model_rows(models), hide_index=True, placeholder="—")
+    st.dataframe(profile_rows.public_model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(
         profile.ANONYMOUS,
         [p.model for p in models],
@@ -143,12 +143,12 @@ def _dashboard(user: UserRecord, actor: Actor) -> None:
     _jobs_in_progress(actor)
     st.subheader("My latest runs")
     if runs:
-        st.dataframe(profile.run_rows(runs), hide_index=True, placeholder="—")
+        st.dataframe(profile_rows.run_rows(runs), hide_index=True, placeholder="—")
     else:
         st.caption("No run yet: open Train to start one.")
     st.subheader("My models")
     if models:
-        st.dataframe(profile.model_rows(models), hide_index=True, placeholder="—")
+        st.dataframe(profile_rows.model_rows(models), hide_index=True, placeholder="—")
     else:
         st.caption(
             "No model of your own yet: a run that finishes leaves one. Public models (below) "

@@ -30,7 +30,7 @@ from components import (
 from components.user_text import plain
 from fakevoice import services
 from fakevoice.errors import FakeVoiceError
-from fakevoice.services import profile, results, tokens
+from fakevoice.services import profile, profile_rows, results, tokens
 from fakevoice.store.records import Actor, ModelRecord, UserRecord, record_id
 
 USER_PARAM = "user"
@@ -57,7 +57,9 @@ def _public_view(username: str, *, own: bool = False) -> None:
         st.info(f"{plain(user.display_name)} has not made any model public.")
         return
     # No owner column: the page is the owner's, named in its title.
-    st.dataframe(profile.public_model_rows(models, owner=False), hide_index=True, placeholder="—")
+    st.dataframe(
+        profile_rows.public_model_rows(models, owner=False), hide_index=True, placeholder="—"
+    )
     model_downloads.render(profile.ANONYMOUS, [p.model for p in models], "public_models")
 
 
@@ -142,7 +144,7 @@ def _runs_section(actor: Actor) -> None:
             return
     else:
         st.caption(page.caption("run", narrowed=bool(name)))
-        st.dataframe(profile.run_rows(entries), hide_index=True, placeholder="—")
+        st.dataframe(profile_rows.run_rows(entries), hide_index=True, placeholder="—")
     ids = list(by_id)
     chosen = st.selectbox(
         "Open a run",
@@ -200,7 +202,7 @@ def _models_section(actor: Actor) -> None:
             st.info("You have no models yet: a run that finishes leaves one.")
         return
     st.caption(page.caption("model", narrowed=bool(name)))
-    st.dataframe(profile.model_rows(models), hide_index=True, placeholder="—")
+    st.dataframe(profile_rows.model_rows(models), hide_index=True, placeholder="—")
     model_downloads.render(actor, models, "my_models")
     # A run's model is managed with its run (Runs tab); models without a run (imported) here.
     for model in [m for m in models if m.run_id is None]:

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from fakevoice import accounts, services, store
 from fakevoice.errors import InvalidSpecError, NotFoundError, PermissionDeniedError
-from fakevoice.services import comparison, profile, results, tokens
+from fakevoice.services import comparison, profile, profile_rows, results, tokens
 from fakevoice.settings import get_settings
 from fakevoice.store.records import Actor, EpochMetric, ModelRecord, RunRecord
 
@@ -230,8 +230,10 @@ def test_public_view_signed_out_shows_only_public_models(two_users: dict[str, An
 
 def test_a_model_without_an_eer_interval_gets_the_tables_dash() -> None:
     # None, not "": the model tables' placeholder "—" then marks it as every missing figure.
-    assert profile.eer_interval_text({"eer": 0.4}) is None
-    assert profile.eer_interval_text({"eer_interval": {"low": 0.025, "high": 0.1}}) == "2.5-10.0"
+    assert profile_rows.eer_interval_text({"eer": 0.4}) is None
+    assert (
+        profile_rows.eer_interval_text({"eer_interval": {"low": 0.025, "high": 0.1}}) == "2.5-10.0"
+    )
 
 
 LURE = (
